@@ -1,0 +1,42 @@
+/*  homeserver: metadata server of one simfabric instance.
+
+    Parses flags and configuration, opens the log, builds the server and
+    runs its actor until SIGINT or SIGTERM. */
+
+#include "broker/hs_server.h"
+#include "common/sf_log.h"
+#include "common/sf_program.h"
+
+static const sf_program_t s_program = {
+    "homeserver",
+    "metadata server of a simfabric instance (JSON API over CurveZMQ)",
+    "homeserver --config FILE [FLAGS]",
+    NULL,
+    hs_server_schema,
+};
+
+int
+main (int argc, char *argv [])
+{
+    sf_config_t *config = sf_program_start (&s_program, argc, argv);
+    const char *name = sf_config_str (config, "homeserver/name");
+    sf_program_open_log (&s_program, config, name);
+
+    sf_fault_t fault;
+    hs_server_t *server = hs_server_new (config, &fault);
+    if (!server) {
+        sf_config_destroy (&config);
+        sf_program_fail (s_program.name, SF_EXIT_FAILURE, "%s",
+                         fault.message);
+    }
+    zactor_t *actor = zactor_new (hs_server_actor, server);
+    //  Wait for a signal, or for the actor to stop by itself.
+    zpoller_t *poller = zpoller_new (actor, NULL);
+    zpoller_wait (poller, -1);
+    zpoller_destroy (&poller);
+    sf_log_notice ("homeserver: stopping");
+    zactor_destroy (&actor);
+    sf_config_destroy (&config);
+    sf_log_close ();
+    return SF_EXIT_OK;
+}

@@ -1,0 +1,45 @@
+/*  sf_curve: CurveZMQ plumbing shared by the daemons and fabricctl.
+
+    Servers apply their certificate and name a ZAP domain (sf_zap decides
+    who is admitted); clients pin the server's public key. A request read from a
+    CURVE ROUTER carries its principal: the client's public key, as
+    ZAP's User-Id. */
+
+#ifndef SF_CURVE_H_INCLUDED
+#define SF_CURVE_H_INCLUDED
+
+#include "common/sf_error.h"
+
+#include <czmq.h>
+
+//  Make SOCKET a CURVE server with CERT (lent), its clients checked by the
+//  ZAP handler's policy for DOMAIN (see sf_zap).
+void
+sf_curve_server (zsock_t *socket, zcert_t *cert, const char *domain);
+
+//  Make SOCKET a CURVE client with CERT (lent), trusting only SERVER_KEY
+//  (Z85 text).
+void
+sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
+
+//  Receive one request from ROUTER: its routing id, its body frame, and
+//  the principal that sent it (Z85 public key). Returns 0; or -1 if the
+//  message was not one routing id plus one body (an optional empty
+//  delimiter, as REQ sends, is accepted), in which case whatever could be
+//  read is still returned so the caller can reply. Caller destroys frames
+//  and frees the principal.
+int
+sf_curve_recv (zsock_t *router, zframe_t **routing_id, zframe_t **body,
+               char **principal, bool *delimited);
+
+//  Send BODY (SIZE bytes) to ROUTING_ID on ROUTER, with an empty delimiter
+//  first when DELIMITED. Returns 0 or -1.
+int
+sf_curve_send (zsock_t *router, zframe_t *routing_id, bool delimited,
+               const void *body, size_t size);
+
+//  Self test; returns 0 on success.
+int
+sf_curve_test (bool verbose);
+
+#endif

@@ -1,0 +1,74 @@
+/*  sf_time: clocks. */
+
+#include "common/sf_time.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t
+s_clock_ns (clockid_t clock)
+{
+    struct timespec now;
+    clock_gettime (clock, &now);
+    return (uint64_t) now.tv_sec * 1000000000u + (uint64_t) now.tv_nsec;
+}
+
+uint64_t
+sf_time_mono_ns (void)
+{
+    return s_clock_ns (CLOCK_MONOTONIC);
+}
+
+uint64_t
+sf_time_mono_us (void)
+{
+    return s_clock_ns (CLOCK_MONOTONIC) / 1000u;
+}
+
+uint64_t
+sf_time_mono_ms (void)
+{
+    return s_clock_ns (CLOCK_MONOTONIC) / 1000000u;
+}
+
+uint64_t
+sf_time_wall_ms (void)
+{
+    return s_clock_ns (CLOCK_REALTIME) / 1000000u;
+}
+
+void
+sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size)
+{
+    time_t seconds = (time_t) (wall_ms / 1000);
+    struct tm utc;
+    gmtime_r (&seconds, &utc);
+    char date [24];
+    strftime (date, sizeof date, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf (buffer, size, "%s.%03uZ", date, (unsigned) (wall_ms % 1000));
+}
+
+int
+sf_time_test (bool verbose)
+{
+    if (verbose)
+        printf (" * sf_time: ");
+    uint64_t before = sf_time_mono_ns ();
+    struct timespec pause = {0, 2000000};
+    nanosleep (&pause, NULL);
+    uint64_t after = sf_time_mono_ns ();
+    assert (after - before >= 2000000);
+    assert (sf_time_mono_ms () >= before / 1000000u);
+    assert (sf_time_wall_ms () > 1700000000000u);
+
+    char text [32];
+    sf_time_format_iso (0, text, sizeof text);
+    assert (strcmp (text, "1970-01-01T00:00:00.000Z") == 0);
+    sf_time_format_iso (1795477500123u, text, sizeof text);
+    assert (strcmp (text, "2026-11-23T23:45:00.123Z") == 0);
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}

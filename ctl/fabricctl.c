@@ -1,0 +1,248 @@
+/*  fabricctl: the operator's and developer's command line for simfabric.
+
+    Commands:
+        keygen NAME          write NAME.cert and NAME.cert_secret (0600)
+        status               ask a daemon who it is and how it is doing
+        request OP [ARGS]    send one raw API request (ARGS: a JSON object)
+
+    Human output by default, --json for scripts; exit codes are those of
+    sf_program.h. */
+
+#include "common/sf_cert.h"
+#include "common/sf_json.h"
+#include "common/sf_log.h"
+#include "common/sf_program.h"
+#include "ctl/ctl_client.h"
+#include "protocol/api_msg.h"
+
+#include <string.h>
+
+static const sf_config_key_t s_schema [] = {
+    {"fabricctl/server", "server", SF_CONFIG_ENDPOINT, false,
+     "tcp://127.0.0.1:7100", "tcp|ipc", "API endpoint of the daemon to ask"},
+    {"fabricctl/server_key", "server-key", SF_CONFIG_STRING, false, NULL, NULL,
+     "the daemon's public key: its .cert file or Z85 text"},
+    {"fabricctl/key", "key", SF_CONFIG_PATH, false, NULL, NULL,
+     "our secret certificate (default: a new throwaway key)"},
+    {"fabricctl/timeout", "timeout", SF_CONFIG_INT, false, "5000",
+     "1..3600000", "milliseconds to wait for a reply"},
+    {"fabricctl/json", "json", SF_CONFIG_BOOL, false, "false", NULL,
+     "print replies as JSON"},
+    {"fabricctl/dir", "dir", SF_CONFIG_PATH, false, ".", NULL,
+     "keygen: folder to write the key pair in"},
+    {"fabricctl/force", "force", SF_CONFIG_BOOL, false, "false", NULL,
+     "keygen: replace an existing key pair"},
+    SF_PROGRAM_LOG_KEYS,
+    {NULL},
+};
+
+static const sf_program_t s_program = {
+    "fabricctl",
+    "command line for simfabric homeservers and simulation servers",
+    "fabricctl [FLAGS] COMMAND [ARGS]",
+    "Commands:\n"
+    "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600)\n"
+    "  status               ask a daemon who it is and how it is doing\n"
+    "  request OP [ARGS]    send one API request; ARGS is a JSON object\n"
+    "  raw TEXT             send TEXT unchanged as a request (debugging)\n",
+    s_schema,
+};
+
+static int
+s_keygen (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl keygen NAME [--dir DIR] [--force]");
+    const char *name = (const char *) zlist_first (args);
+    const char *dir = sf_config_str (config, "fabricctl/dir");
+    sf_fault_t fault;
+    if (sf_cert_keygen (dir, name, sf_config_bool (config, "fabricctl/force"),
+                        &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    if (sf_config_bool (config, "fabricctl/json"))
+        printf ("{\"public\":\"%s/%s.cert\",\"secret\":\"%s/%s.cert_secret\"}\n",
+                dir, name, dir, name);
+    else
+        printf ("wrote %s/%s.cert (public) and %s/%s.cert_secret (secret, "
+                "mode 0600)\n",
+                dir, name, dir, name);
+    return SF_EXIT_OK;
+}
+
+//  Connect to the configured daemon; exits on configuration errors.
+static ctl_client_t *
+s_connect (sf_config_t *config)
+{
+    sf_fault_t fault;
+    const char *server_key = sf_config_str (config, "fabricctl/server_key");
+    if (!server_key)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "missing required key 'fabricctl/server_key' (give "
+                         "the daemon's public key with --server-key)");
+    char key [SF_CERT_KEY_TEXT + 1];
+    if (sf_cert_load_public (server_key, key, &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    const char *secret = sf_config_str (config, "fabricctl/key");
+    zcert_t *cert = secret ? sf_cert_load_secret (secret, &fault) : zcert_new ();
+    if (!cert)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    ctl_client_t *client = ctl_client_new (
+        sf_config_str (config, "fabricctl/server"), key, &cert, &fault);
+    if (!client)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    return client;
+}
+
+//  Print REPLY and return the exit code it deserves.
+static int
+s_finish (sf_config_t *config, json_t *reply, void (*print) (json_t *))
+{
+    sf_fault_t fault;
+    int code = SF_EXIT_OK;
+    if (sf_config_bool (config, "fabricctl/json") || !print) {
+        char *text = sf_json_text (reply);
+        printf ("%s\n", text);
+        free (text);
+    }
+    else
+    if (api_msg_reply_fault (reply, &fault) == 0)
+        print (reply);
+    if (api_msg_reply_fault (reply, &fault)) {
+        fprintf (stderr, "fabricctl: error: %s: %s\n",
+                 json_string_value (
+                     json_object_get (json_object_get (reply, "error"), "code")),
+                 fault.message);
+        code = SF_EXIT_FAILURE;
+    }
+    json_decref (reply);
+    return code;
+}
+
+static void
+s_print_status (json_t *reply)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach (reply, key, value) {
+        if (streq (key, "id") || streq (key, "ok"))
+            continue;
+        char *text = json_is_string (value)
+                         ? strdup (json_string_value (value))
+                         : sf_json_text (value);
+        printf ("%-14s %s\n", key, text);
+        free (text);
+    }
+}
+
+static int
+s_call (sf_config_t *config, const char *op, const json_t *args,
+        void (*print) (json_t *))
+{
+    ctl_client_t *client = s_connect (config);
+    sf_fault_t fault;
+    json_t *reply = ctl_client_call (
+        client, op, args, (int) sf_config_int (config, "fabricctl/timeout"),
+        &fault);
+    ctl_client_destroy (&client);
+    if (!reply)
+        sf_program_fail ("fabricctl",
+                         fault.error == SF_ETIMEOUT ? SF_EXIT_UNREACHABLE
+                                                    : SF_EXIT_FAILURE,
+                         "%s from %s (%s)",
+                         fault.error == SF_ETIMEOUT ? "no reply"
+                                                    : "unreadable reply",
+                         sf_config_str (config, "fabricctl/server"),
+                         fault.message);
+    return s_finish (config, reply, print);
+}
+
+static int
+s_request (sf_config_t *config, zlist_t *args)
+{
+    size_t count = zlist_size (args);
+    if (count < 1 || count > 2)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl request OP ['{\"arg\": ...}']");
+    const char *op = (const char *) zlist_first (args);
+    if (!api_msg_op_valid (op))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "'%s' is not a valid operation name", op);
+    json_t *object = NULL;
+    if (count == 2) {
+        const char *text = (const char *) zlist_next (args);
+        sf_fault_t fault;
+        object = sf_json_parse (text, strlen (text), &fault);
+        if (!object)
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "request arguments: %s", fault.message);
+        if (!json_is_object (object))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "request arguments must be a JSON object");
+    }
+    int code = s_call (config, op, object, NULL);
+    json_decref (object);
+    return code;
+}
+
+static int
+s_raw (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl raw 'TEXT'");
+    ctl_client_t *client = s_connect (config);
+    sf_fault_t fault;
+    char *reply = ctl_client_call_raw (
+        client, (const char *) zlist_first (args),
+        (int) sf_config_int (config, "fabricctl/timeout"), &fault);
+    ctl_client_destroy (&client);
+    if (!reply)
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE,
+                         "no reply from %s",
+                         sf_config_str (config, "fabricctl/server"));
+    json_t *parsed = api_msg_decode_reply (reply, strlen (reply), &fault);
+    printf ("%s\n", reply);
+    free (reply);
+    if (!parsed)
+        return SF_EXIT_FAILURE;
+    int code = json_is_true (json_object_get (parsed, "ok")) ? SF_EXIT_OK
+                                                              : SF_EXIT_FAILURE;
+    json_decref (parsed);
+    return code;
+}
+
+int
+main (int argc, char *argv [])
+{
+    sf_config_t *config = sf_program_start (&s_program, argc, argv);
+    sf_program_open_log (&s_program, config, "fabricctl");
+    zlist_t *args = sf_config_positional (config);
+    const char *command = (const char *) zlist_pop (args);
+    int code;
+    if (!command)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "no command given (see fabricctl --help)");
+    if (streq (command, "keygen"))
+        code = s_keygen (config, args);
+    else
+    if (streq (command, "status")) {
+        if (zlist_size (args))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "usage: fabricctl status");
+        code = s_call (config, "status", NULL, s_print_status);
+    }
+    else
+    if (streq (command, "request"))
+        code = s_request (config, args);
+    else
+    if (streq (command, "raw"))
+        code = s_raw (config, args);
+    else
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "unknown command '%s' (see fabricctl --help)",
+                         command);
+    free ((char *) command);
+    sf_config_destroy (&config);
+    return code;
+}

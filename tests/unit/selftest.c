@@ -1,0 +1,57 @@
+/*  selftest: runs module selftests by name, so ctest lists one test per
+    module. Usage: selftest [-v] [MODULE...]; no module runs them all. */
+
+#include "common/sf_cert.h"
+#include "common/sf_config.h"
+#include "common/sf_curve.h"
+#include "common/sf_error.h"
+#include "common/sf_json.h"
+#include "common/sf_log.h"
+#include "common/sf_time.h"
+#include "common/sf_zap.h"
+#include "protocol/api_msg.h"
+#include "protocol/api_router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*test) (bool verbose);
+} s_selftest_t;
+
+static const s_selftest_t s_selftests [] = {
+    {"sf_error", sf_error_test}, {"sf_time", sf_time_test},
+    {"sf_log", sf_log_test},     {"sf_config", sf_config_test},
+    {"sf_cert", sf_cert_test},   {"sf_json", sf_json_test},
+    {"sf_curve", sf_curve_test}, {"sf_zap", sf_zap_test},
+    {"api_msg", api_msg_test},
+    {"api_router", api_router_test}, {NULL, NULL},
+};
+
+int
+main (int argc, char *argv [])
+{
+    bool verbose = true;
+    int first = 1;
+    if (argc > 1 && strcmp (argv [1], "-q") == 0) {
+        verbose = false;
+        first = 2;
+    }
+    int ran = 0;
+    for (const s_selftest_t *entry = s_selftests; entry->name; entry++) {
+        bool wanted = first >= argc;
+        for (int index = first; index < argc; index++)
+            wanted |= strcmp (argv [index], entry->name) == 0;
+        if (!wanted)
+            continue;
+        if (entry->test (verbose))
+            return 1;
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf (stderr, "selftest: no such module\n");
+        return 2;
+    }
+    return 0;
+}
