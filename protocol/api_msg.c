@@ -92,16 +92,33 @@ api_msg_reply_ok (json_t *id)
     return json_pack ("{s:O,s:b}", "id", id ? id : json_null (), "ok", 1);
 }
 
+//  MESSAGE as a JSON string. Parser messages quote the request, which may
+//  not be UTF-8: such bytes become '?' so the reply is always valid JSON.
+static json_t *
+s_message_string (const char *message)
+{
+    json_t *string = json_string (message);
+    if (string)
+        return string;
+    char *clean = strdup (message);
+    for (char *cursor = clean; *cursor; cursor++)
+        if ((unsigned char) *cursor >= 0x80)
+            *cursor = '?';
+    string = json_string (clean);
+    free (clean);
+    return string;
+}
+
 json_t *
 api_msg_reply_error (json_t *id, sf_error_t error, const char *message)
 {
     if (error == SF_OK)
         error = SF_EINTERNAL;
-    return json_pack ("{s:O,s:b,s:{s:s,s:s}}", "id", id ? id : json_null (),
+    if (!message || !*message)
+        message = sf_error_message (error);
+    return json_pack ("{s:O,s:b,s:{s:s,s:o}}", "id", id ? id : json_null (),
                       "ok", 0, "error", "code", sf_error_code (error),
-                      "message",
-                      message && *message ? message
-                                          : sf_error_message (error));
+                      "message", s_message_string (message));
 }
 
 char *
@@ -334,6 +351,19 @@ api_msg_test (bool verbose)
     json_decref (back);
     free (text);
     json_decref (reply);
+
+    //  Invalid UTF-8 quoted from a request cannot break the reply.
+    reply = api_msg_reply_error (NULL, SF_EMALFORMED, "near '\xcf\x87\xdd'");
+    assert (reply);
+    text = api_msg_encode (reply);
+    assert (strstr (text, "\"near '?\?\?'\""));
+    free (text);
+    json_decref (reply);
+    const char *broken = "{\"op\":\"\\u000\xcf\x87";
+    text = api_msg_serve (s_test_ops, NULL, broken, strlen (broken), "KEY",
+                          NULL);
+    assert (strstr (text, "\"code\":\"malformed_json\""));
+    free (text);
 
     reply = api_msg_reply_error (NULL, SF_EUNKNOWNOP, "no such operation 'x'");
     text = api_msg_encode (reply);
