@@ -26,8 +26,11 @@ main (int argc, char *argv [])
     sim_server_t *server = sim_server_new (config, &fault);
     if (!server) {
         sf_config_destroy (&config);
-        sf_program_fail (s_program.name, SF_EXIT_FAILURE, "%s",
-                         fault.message);
+        //  A bad key file or key folder is configuration; the rest is not.
+        sf_program_fail (s_program.name,
+                         fault.error == SF_EINVAL ? SF_EXIT_USAGE
+                                                  : SF_EXIT_FAILURE,
+                         "%s", fault.message);
     }
     zactor_t *actor = zactor_new (sim_server_actor, server);
     //  Wait for a signal, or for the actor to stop by itself.

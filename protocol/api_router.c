@@ -19,7 +19,8 @@ api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
     self->socket = zsock_new (ZMQ_ROUTER);
     sf_curve_server (self->socket, cert, API_ROUTER_DOMAIN);
     if (zsock_bind (self->socket, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EINVAL, "cannot bind api endpoint %s: %s",
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind api endpoint %s: %s",
                       endpoint, zmq_strerror (zmq_errno ()));
         api_router_destroy (&self);
         return NULL;

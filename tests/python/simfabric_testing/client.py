@@ -1,0 +1,91 @@
+"""A CURVE-authenticated client for the simfabric JSON API (pyzmq)."""
+
+import itertools
+import json
+import time
+
+import zmq
+
+from simfabric_testing.keys import KeyPair
+
+
+class NoReply(Exception):
+    """The daemon did not answer in time."""
+
+
+class ApiError(Exception):
+    """The daemon answered with an error reply."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.code = reply["error"]["code"]
+        self.message = reply["error"]["message"]
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class ApiClient:
+    """One DEALER connection to a daemon's API, as one principal.
+
+    The server's public key is pinned; without KEYS a fresh key pair is
+    made, so every client is a distinct principal.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, endpoint: str, server_key: bytes, keys: KeyPair | None = None,
+                 timeout: float = 5.0, context: zmq.Context | None = None):
+        self.context = context or zmq.Context.instance()
+        self.endpoint = endpoint
+        self.timeout = timeout
+        if keys is None:
+            public, secret = zmq.curve_keypair()
+        else:
+            public, secret = keys.public, keys.secret
+        self.public_key = public
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.curve_serverkey = server_key
+        self.socket.curve_publickey = public
+        self.socket.curve_secretkey = secret
+        self.socket.connect(endpoint)
+
+    def close(self):
+        self.socket.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, *frames: bytes):
+        """Send FRAMES unchanged as one message."""
+        self.socket.send_multipart(list(frames))
+
+    def recv_raw(self, timeout: float | None = None) -> list[bytes]:
+        """The next reply message's frames; NoReply on timeout."""
+        timeout = self.timeout if timeout is None else timeout
+        if not self.socket.poll(int(timeout * 1000)):
+            raise NoReply(f"no reply from {self.endpoint} in {timeout} s")
+        return self.socket.recv_multipart()
+
+    def request(self, op: str, timeout: float | None = None, **args) -> dict:
+        """Send OP with ARGS and return the reply object, ok or not."""
+        request_id = next(self._ids)
+        body = {"op": op, "id": request_id, **args}
+        self.socket.send(json.dumps(body).encode())
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NoReply(f"no reply to {op} from {self.endpoint}")
+            reply = json.loads(self.recv_raw(remaining)[-1])
+            if reply.get("id") in (request_id, None):
+                return reply
+
+    def call(self, op: str, timeout: float | None = None, **args) -> dict:
+        """Like request, but raise ApiError on an error reply."""
+        reply = self.request(op, timeout=timeout, **args)
+        if not reply.get("ok"):
+            raise ApiError(reply)
+        return reply

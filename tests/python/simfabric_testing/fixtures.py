@@ -1,0 +1,25 @@
+"""pytest fixtures that start real simfabric daemons in a temporary folder.
+
+Use them from your own suite with
+    pytest_plugins = ["simfabric_testing.fixtures"]
+"""
+
+import pytest
+
+from simfabric_testing.daemon import Daemon
+
+
+@pytest.fixture
+def homeserver(tmp_path):
+    """One running homeserver; stopped (and checked to exit 0) afterwards."""
+    daemon = Daemon("homeserver", "hs1", tmp_path / "hs1").start()
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()
+
+
+@pytest.fixture
+def simserver(tmp_path):
+    """One running simulation server; stopped afterwards."""
+    daemon = Daemon("simserver", "sim1", tmp_path / "sim1").start()
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()
