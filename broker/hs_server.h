@@ -22,20 +22,16 @@ extern const sf_config_key_t hs_server_schema [];
 
 //  Build a server from CONFIG (lent): loads the key, starts the ZAP
 //  handler and binds the sockets. Returns NULL with FAULT set on failure.
-hs_server_t *
-hs_server_new (sf_config_t *config, sf_fault_t *fault);
+hs_server_t *hs_server_new (sf_config_t *config, sf_fault_t *fault);
 
 //  Destroy the server and null the caller's pointer.
-void
-hs_server_destroy (hs_server_t **self_p);
+void hs_server_destroy (hs_server_t **self_p);
 
 //  The API endpoint as bound (an ephemeral port resolved). Lent.
-const char *
-hs_server_endpoint (hs_server_t *self);
+const char *hs_server_endpoint (hs_server_t *self);
 
 //  Actor body: ARGS is an hs_server_t that the actor takes over and
 //  destroys when it stops.
-void
-hs_server_actor (zsock_t *pipe, void *args);
+void hs_server_actor (zsock_t *pipe, void *args);
 
 #endif

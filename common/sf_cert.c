@@ -25,10 +25,9 @@ s_create_private (const char *path, bool force, sf_fault_t *fault)
     int flags = O_WRONLY | O_CREAT | (force ? O_TRUNC : O_EXCL);
     int fd = open (path, flags, 0600);
     if (fd < 0)
-        return sf_fault_set (fault, SF_EINVAL, "cannot create %s: %s%s", path,
-                             strerror (errno),
-                             errno == EEXIST ? " (use --force to replace it)"
-                                             : "");
+        return sf_fault_set (
+            fault, SF_EINVAL, "cannot create %s: %s%s", path, strerror (errno),
+            errno == EEXIST ? " (use --force to replace it)" : "");
     //  An existing file keeps its old mode under O_TRUNC: tighten it.
     int rc = fchmod (fd, 0600);
     close (fd);
@@ -123,8 +122,7 @@ sf_cert_load_secret (const char *path, sf_fault_t *fault)
                       "key file %s holds no valid secret key "
                       "(is it the public .cert file?)",
                       path);
-    else
-    if (!sf_cert_key_valid (public_text))
+    else if (!sf_cert_key_valid (public_text))
         sf_fault_set (fault, SF_EINVAL, "key file %s holds no valid public key",
                       path);
     else

@@ -12,16 +12,16 @@
 
 //  One value that was set, with where it came from.
 typedef struct {
-    char *path;   //  "homeserver/api" or "ring/member/hs2/raft"
-    char *value;  //  validated text
-    char *origin; //  "config hs.cfg" or "flag --api"
+    char *path;    //  "homeserver/api" or "ring/member/hs2/raft"
+    char *value;   //  validated text
+    char *origin;  //  "config hs.cfg" or "flag --api"
 } s_entry_t;
 
 struct _sf_config_t {
-    const sf_config_key_t *schema; //  lent by the caller
-    zlistx_t *entries;             //  s_entry_t, in the order they were set
-    zlist_t *positional;           //  non-flag arguments, autofree
-    char *filename;                //  loaded file, or NULL
+    const sf_config_key_t *schema;  //  lent by the caller
+    zlistx_t *entries;              //  s_entry_t, in the order they were set
+    zlist_t *positional;            //  non-flag arguments, autofree
+    char *filename;                 //  loaded file, or NULL
 };
 
 static void
@@ -74,8 +74,7 @@ s_path_matches (const char *pattern, const char *path)
             path = end ? end : path + strlen (path);
             pattern++;
         }
-        else
-        if (*pattern++ != *path++)
+        else if (*pattern++ != *path++)
             return false;
     }
     return *pattern == 0 && *path == 0;
@@ -180,8 +179,7 @@ s_check_value (const sf_config_key_t *key, const char *value, char *reason,
             errno = 0;
             long long number = strtoll (value, &end, 10);
             if (!*value || *end || errno) {
-                snprintf (reason, reason_size, "'%s' is not an integer",
-                          value);
+                snprintf (reason, reason_size, "'%s' is not an integer", value);
                 return -1;
             }
             long long low = LLONG_MIN, high = LLONG_MAX;
@@ -260,8 +258,8 @@ sf_config_set (sf_config_t *self, const char *path, const char *value,
                              path);
     char reason [256];
     if (s_check_value (key, value, reason, sizeof reason))
-        return sf_fault_set (fault, SF_EINVAL, "%s: key '%s': %s", origin,
-                             path, reason);
+        return sf_fault_set (fault, SF_EINVAL, "%s: key '%s': %s", origin, path,
+                             reason);
     s_store (self, path, value, origin);
     return 0;
 }
@@ -289,8 +287,9 @@ s_parse_zpl (const char *text, char *reason, size_t reason_size)
             int lineno;
             char what [200];
             char *marker = strstr (line, "(zconfig): (");
-            if (marker && sscanf (marker, "(zconfig): (%d) %199[^\n]", &lineno,
-                                  what) == 2)
+            if (marker
+                && sscanf (marker, "(zconfig): (%d) %199[^\n]", &lineno, what)
+                       == 2)
                 snprintf (reason, reason_size, "line %d: %s", lineno, what);
         }
     }
@@ -308,8 +307,7 @@ s_resolve_path (const char *filename, const char *value)
     const char *slash = strrchr (filename, '/');
     if (!slash)
         return strdup (value);
-    return zsys_sprintf ("%.*s/%s", (int) (slash - filename), filename,
-                         value);
+    return zsys_sprintf ("%.*s/%s", (int) (slash - filename), filename, value);
 }
 
 //  Walk NODE's children, storing every leaf as a key.
@@ -320,8 +318,8 @@ s_load_tree (sf_config_t *self, zconfig_t *node, const char *prefix,
     for (zconfig_t *child = zconfig_child (node); child;
          child = zconfig_next (child)) {
         const char *name = zconfig_name (child);
-        char *path = *prefix ? zsys_sprintf ("%s/%s", prefix, name)
-                             : strdup (name);
+        char *path =
+            *prefix ? zsys_sprintf ("%s/%s", prefix, name) : strdup (name);
         const char *value = zconfig_value (child);
         int rc = 0;
         if (zconfig_child (child)) {
@@ -335,15 +333,14 @@ s_load_tree (sf_config_t *self, zconfig_t *node, const char *prefix,
         else {
             const sf_config_key_t *key = s_schema_find (self->schema, path);
             if (!key)
-                rc = sf_fault_set (fault, SF_EINVAL,
-                                   "%s: unknown key '%s'", origin, path);
-            else
-            if (!value)
+                rc = sf_fault_set (fault, SF_EINVAL, "%s: unknown key '%s'",
+                                   origin, path);
+            else if (!value)
                 rc = sf_fault_set (fault, SF_EINVAL,
                                    "%s: key '%s' has no value", origin, path);
-            else
-            if (!s_entry_find (self, path)
-                || strncmp (s_entry_find (self, path)->origin, "flag", 4)) {
+            else if (!s_entry_find (self, path)
+                     || strncmp (s_entry_find (self, path)->origin, "flag",
+                                 4)) {
                 //  Flags win over the file, whatever the order.
                 char *resolved = key->type == SF_CONFIG_PATH
                                      ? s_resolve_path (self->filename, value)
@@ -414,12 +411,10 @@ sf_config_parse_args (sf_config_t *self, int argc, char **argv,
             || strcmp (argv [index], "-c") == 0) {
             if (index + 1 >= argc)
                 return sf_fault_set (fault, SF_EINVAL,
-                                     "flag %s needs a file name",
-                                     argv [index]);
+                                     "flag %s needs a file name", argv [index]);
             file = argv [++index];
         }
-        else
-        if (strncmp (argv [index], "--config=", 9) == 0)
+        else if (strncmp (argv [index], "--config=", 9) == 0)
             file = argv [index] + 9;
         if (file && sf_config_load (self, file, fault))
             return -1;
@@ -446,8 +441,8 @@ sf_config_parse_args (sf_config_t *self, int argc, char **argv,
         const char *name = word + 2;
         const char *equals = strchr (name, '=');
         size_t name_size = equals ? (size_t) (equals - name) : strlen (name);
-        const sf_config_key_t *key = s_flag_find (self->schema, name,
-                                                  name_size);
+        const sf_config_key_t *key =
+            s_flag_find (self->schema, name, name_size);
         if (!key)
             return sf_fault_set (fault, SF_EINVAL,
                                  "unknown flag --%.*s (see --help)",
@@ -456,8 +451,7 @@ sf_config_parse_args (sf_config_t *self, int argc, char **argv,
         if (!value) {
             if (key->type == SF_CONFIG_BOOL)
                 value = "true";
-            else
-            if (index + 1 < argc)
+            else if (index + 1 < argc)
                 value = argv [++index];
             else
                 return sf_fault_set (fault, SF_EINVAL,
@@ -579,8 +573,7 @@ sf_config_print_flags (const sf_config_key_t *schema, FILE *stream)
         fprintf (stream, "  %-30s %s [%s", left, key->help, key->path);
         if (key->required)
             fprintf (stream, ", required");
-        else
-        if (key->fallback)
+        else if (key->fallback)
             fprintf (stream, ", default %s", key->fallback);
         fprintf (stream, "]\n");
     }
@@ -645,38 +638,36 @@ sf_config_test (bool verbose)
     assert (sf_config_check_endpoint ("tcp://127.0.0.1:7100", "tcp", reason,
                                       sizeof reason)
             == 0);
-    assert (sf_config_check_endpoint ("tcp://*:*", "tcp", reason,
-                                      sizeof reason)
+    assert (sf_config_check_endpoint ("tcp://*:*", "tcp", reason, sizeof reason)
             == 0);
     assert (sf_config_check_endpoint ("tcp://[::1]:80", "tcp", reason,
                                       sizeof reason)
             == 0);
-    assert (sf_config_check_endpoint ("udp://*:5670", "udp", reason,
-                                      sizeof reason)
-            == 0);
+    assert (
+        sf_config_check_endpoint ("udp://*:5670", "udp", reason, sizeof reason)
+        == 0);
     assert (sf_config_check_endpoint ("ipc:///tmp/x", "tcp|ipc", reason,
                                       sizeof reason)
             == 0);
-    assert (sf_config_check_endpoint ("tcp://host", "tcp", reason,
-                                      sizeof reason)
-            == -1);
+    assert (
+        sf_config_check_endpoint ("tcp://host", "tcp", reason, sizeof reason)
+        == -1);
     assert (strstr (reason, "HOST:PORT"));
     assert (sf_config_check_endpoint ("tcp://host:99999", "tcp", reason,
                                       sizeof reason)
             == -1);
-    assert (sf_config_check_endpoint ("tcp://host:", "tcp", reason,
-                                      sizeof reason)
-            == -1);
+    assert (
+        sf_config_check_endpoint ("tcp://host:", "tcp", reason, sizeof reason)
+        == -1);
     assert (sf_config_check_endpoint ("tcpx://h:1", "tcp|ipc", reason,
                                       sizeof reason)
             == -1);
     assert (strstr (reason, "tcp|ipc"));
-    assert (sf_config_check_endpoint ("tc://h:1", "tcp", reason,
-                                      sizeof reason)
+    assert (sf_config_check_endpoint ("tc://h:1", "tcp", reason, sizeof reason)
             == -1);
-    assert (sf_config_check_endpoint ("localhost:80", "tcp", reason,
-                                      sizeof reason)
-            == -1);
+    assert (
+        sf_config_check_endpoint ("localhost:80", "tcp", reason, sizeof reason)
+        == -1);
     assert (sf_config_check_endpoint ("ipc://", "ipc", reason, sizeof reason)
             == -1);
 
@@ -696,8 +687,9 @@ sf_config_test (bool verbose)
                  "key 'node/api': malformed endpoint 'tcp://nohost'");
     s_test_load ("node\n    name = hs1\n    api = tcp://h:1\n    port = 101\n",
                  -1, "key 'node/port': 101 is outside 1..100");
-    s_test_load ("node\n    name = hs1\n    api = tcp://h:1\n    fast = maybe\n",
-                 -1, "key 'node/fast': 'maybe' is not true or false");
+    s_test_load (
+        "node\n    name = hs1\n    api = tcp://h:1\n    fast = maybe\n", -1,
+        "key 'node/fast': 'maybe' is not true or false");
     s_test_load ("node\n    name = hs1\n    api = tcp://h:1\nlog\n"
                  "    level = loud\n",
                  -1, "key 'log/level': 'loud' is not one of error|info|debug");
@@ -713,8 +705,9 @@ sf_config_test (bool verbose)
                                "ring\n    member\n        hs2\n"
                                "            raft = tcp://h:2\n"
                                "        hs3\n            raft = tcp://h:3\n");
-    char *argv [] = {"prog", "--name", "flag", "status", "--config", path,
-                     "--fast", "--port=9", "--", "--literal", NULL};
+    char *argv [] = {"prog",     "--name",    "flag",   "status",
+                     "--config", path,        "--fast", "--port=9",
+                     "--",       "--literal", NULL};
     sf_config_t *config = sf_config_new (s_test_schema);
     sf_fault_t fault;
     int rc = sf_config_parse_args (config, 10, argv, &fault);

@@ -88,8 +88,7 @@ sf_curve_test (bool verbose)
     zframe_t *routing_id, *body;
     char *principal;
     bool delimited;
-    int rc = sf_curve_recv (server, &routing_id, &body, &principal,
-                            &delimited);
+    int rc = sf_curve_recv (server, &routing_id, &body, &principal, &delimited);
     assert (rc == 0);
     assert (!delimited);
     assert (zframe_streq (body, "hello"));

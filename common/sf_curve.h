@@ -14,13 +14,11 @@
 
 //  Make SOCKET a CURVE server with CERT (lent), its clients checked by the
 //  ZAP handler's policy for DOMAIN (see sf_zap).
-void
-sf_curve_server (zsock_t *socket, zcert_t *cert, const char *domain);
+void sf_curve_server (zsock_t *socket, zcert_t *cert, const char *domain);
 
 //  Make SOCKET a CURVE client with CERT (lent), trusting only SERVER_KEY
 //  (Z85 text).
-void
-sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
+void sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
 
 //  Receive one request from ROUTER: its routing id, its body frame, and
 //  the principal that sent it (Z85 public key). Returns 0; or -1 if the
@@ -28,18 +26,15 @@ sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
 //  delimiter, as REQ sends, is accepted), in which case whatever could be
 //  read is still returned so the caller can reply. Caller destroys frames
 //  and frees the principal.
-int
-sf_curve_recv (zsock_t *router, zframe_t **routing_id, zframe_t **body,
-               char **principal, bool *delimited);
+int sf_curve_recv (zsock_t *router, zframe_t **routing_id, zframe_t **body,
+                   char **principal, bool *delimited);
 
 //  Send BODY (SIZE bytes) to ROUTING_ID on ROUTER, with an empty delimiter
 //  first when DELIMITED. Returns 0 or -1.
-int
-sf_curve_send (zsock_t *router, zframe_t *routing_id, bool delimited,
-               const void *body, size_t size);
+int sf_curve_send (zsock_t *router, zframe_t *routing_id, bool delimited,
+                   const void *body, size_t size);
 
 //  Self test; returns 0 on success.
-int
-sf_curve_test (bool verbose);
+int sf_curve_test (bool verbose);
 
 #endif

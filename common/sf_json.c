@@ -9,9 +9,9 @@ json_t *
 sf_json_parse (const void *data, size_t size, sf_fault_t *fault)
 {
     json_error_t error;
-    json_t *value = json_loadb ((const char *) data, size,
-                                JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                                &error);
+    json_t *value =
+        json_loadb ((const char *) data, size,
+                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (!value)
         sf_fault_set (fault, SF_EMALFORMED,
                       "malformed JSON at line %d column %d: %s", error.line,
@@ -22,14 +22,14 @@ sf_json_parse (const void *data, size_t size, sf_fault_t *fault)
 char *
 sf_json_text (const json_t *value)
 {
-    return json_dumps (value, JSON_COMPACT | JSON_PRESERVE_ORDER
-                                  | JSON_ENCODE_ANY);
+    return json_dumps (value,
+                       JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
 }
 
 //  Look up KEY; fail if missing and REQUIRED. Sets *FIELD to NULL if absent.
 static int
-s_field (const json_t *object, const char *key, bool required,
-         json_t **field, sf_fault_t *fault)
+s_field (const json_t *object, const char *key, bool required, json_t **field,
+         sf_fault_t *fault)
 {
     *field = json_object_get (object, key);
     if (!*field && required)
@@ -54,8 +54,8 @@ sf_json_string (const json_t *object, const char *key, bool required,
 }
 
 int
-sf_json_int (const json_t *object, const char *key, bool required,
-             int64_t min, int64_t max, int64_t *value, sf_fault_t *fault)
+sf_json_int (const json_t *object, const char *key, bool required, int64_t min,
+             int64_t max, int64_t *value, sf_fault_t *fault)
 {
     json_t *field;
     if (s_field (object, key, required, &field, fault))
@@ -63,8 +63,8 @@ sf_json_int (const json_t *object, const char *key, bool required,
     if (!field)
         return 0;
     if (!json_is_integer (field))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field '%s' must be an integer", key);
+        return sf_fault_set (fault, SF_EINVAL, "field '%s' must be an integer",
+                             key);
     json_int_t number = json_integer_value (field);
     if (number < min || number > max)
         return sf_fault_set (fault, SF_EINVAL,
@@ -75,8 +75,8 @@ sf_json_int (const json_t *object, const char *key, bool required,
 }
 
 int
-sf_json_bool (const json_t *object, const char *key, bool required,
-              bool *value, sf_fault_t *fault)
+sf_json_bool (const json_t *object, const char *key, bool required, bool *value,
+              sf_fault_t *fault)
 {
     json_t *field;
     if (s_field (object, key, required, &field, fault))
@@ -100,8 +100,8 @@ sf_json_object (const json_t *object, const char *key, bool required,
     if (!field)
         return 0;
     if (!json_is_object (field))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field '%s' must be an object", key);
+        return sf_fault_set (fault, SF_EINVAL, "field '%s' must be an object",
+                             key);
     *value = field;
     return 0;
 }
@@ -112,7 +112,8 @@ sf_json_only (const json_t *object, const char *const *allowed,
 {
     const char *key;
     json_t *field;
-    json_object_foreach ((json_t *) object, key, field) {
+    json_object_foreach ((json_t *) object, key, field)
+    {
         bool known = false;
         for (const char *const *name = allowed; *name && !known; name++)
             known = strcmp (*name, key) == 0;

@@ -15,9 +15,9 @@ static const char *s_level_names [] = {"error", "warning", "notice", "info",
 
 //  Process-wide state, set in main () before any thread starts.
 static struct {
-    char ident [64];      //  node name printed on every line
-    sf_log_level_t level; //  lines above this level are dropped
-    FILE *file;           //  open log file, or NULL for stderr
+    char ident [64];       //  node name printed on every line
+    sf_log_level_t level;  //  lines above this level are dropped
+    FILE *file;            //  open log file, or NULL for stderr
 } s_log = {"simfabric", SF_LOG_INFO, NULL};
 
 int

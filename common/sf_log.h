@@ -23,27 +23,22 @@ typedef enum {
 #define SF_LOG_LEVELS "error|warning|notice|info|debug"
 
 //  Level called NAME, or -1 if there is none.
-int
-sf_log_level_parse (const char *name);
+int sf_log_level_parse (const char *name);
 
 //  Start logging as IDENT at LEVEL and above, to FILENAME (appended) or to
 //  stderr when FILENAME is NULL or empty. Returns 0, or -1 with FAULT set.
-int
-sf_log_open (const char *ident, sf_log_level_t level, const char *filename,
-             sf_fault_t *fault);
+int sf_log_open (const char *ident, sf_log_level_t level, const char *filename,
+                 sf_fault_t *fault);
 
 //  Close the log file, if any; later lines go to stderr.
-void
-sf_log_close (void);
+void sf_log_close (void);
 
 //  True if a line at LEVEL would be written.
-bool
-sf_log_enabled (sf_log_level_t level);
+bool sf_log_enabled (sf_log_level_t level);
 
 //  Write one line at LEVEL. Newlines inside the message become spaces so
 //  one event is always one line.
-void
-sf_log_write (sf_log_level_t level, const char *format, ...)
+void sf_log_write (sf_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 #define sf_log_error(...) sf_log_write (SF_LOG_ERROR, __VA_ARGS__)
@@ -53,7 +48,6 @@ sf_log_write (sf_log_level_t level, const char *format, ...)
 #define sf_log_debug(...) sf_log_write (SF_LOG_DEBUG, __VA_ARGS__)
 
 //  Self test; returns 0 on success.
-int
-sf_log_test (bool verbose);
+int sf_log_test (bool verbose);
 
 #endif

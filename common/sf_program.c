@@ -27,10 +27,10 @@ sf_program_print_version (const char *name, FILE *stream)
     fprintf (stream, "libzmq %d.%d.%d (draft API: %s, curve: %s)\n", major,
              minor, patch, zmq_has ("draft") ? "yes" : "no",
              zmq_has ("curve") ? "yes" : "no");
-    fprintf (stream, "czmq %d.%d.%d\n", CZMQ_VERSION_MAJOR,
-             CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH);
-    fprintf (stream, "raft %d.%d.%d\n", RAFT_VERSION_MAJOR,
-             RAFT_VERSION_MINOR, RAFT_VERSION_RELEASE);
+    fprintf (stream, "czmq %d.%d.%d\n", CZMQ_VERSION_MAJOR, CZMQ_VERSION_MINOR,
+             CZMQ_VERSION_PATCH);
+    fprintf (stream, "raft %d.%d.%d\n", RAFT_VERSION_MAJOR, RAFT_VERSION_MINOR,
+             RAFT_VERSION_RELEASE);
 }
 
 static void

@@ -20,39 +20,38 @@
 #define SF_EXIT_UNREACHABLE 3
 
 //  Schema entries for the "log" section, to put in every daemon's schema.
-#define SF_PROGRAM_LOG_KEYS                                                  \
-    {"log/level", "log-level", SF_CONFIG_CHOICE, false, "info",              \
-     SF_LOG_LEVELS, "lowest level logged"},                                  \
-    {"log/file", "log-file", SF_CONFIG_PATH, false, NULL, NULL,              \
-     "append the log to this file instead of stderr"}
+#define SF_PROGRAM_LOG_KEYS                                        \
+    {"log/level", "log-level",   SF_CONFIG_CHOICE,     false,      \
+     "info",      SF_LOG_LEVELS, "lowest level logged"},           \
+    {                                                              \
+        "log/file", "log-file", SF_CONFIG_PATH, false, NULL, NULL, \
+            "append the log to this file instead of stderr"        \
+    }
 
 //  An executable's description.
 typedef struct {
-    const char *name;                //  "homeserver"
-    const char *summary;             //  one line: what it is
-    const char *usage;               //  "homeserver --config FILE [FLAGS]"
-    const char *details;             //  more help text, or NULL
-    const sf_config_key_t *schema;   //  its configuration keys
+    const char *name;               //  "homeserver"
+    const char *summary;            //  one line: what it is
+    const char *usage;              //  "homeserver --config FILE [FLAGS]"
+    const char *details;            //  more help text, or NULL
+    const sf_config_key_t *schema;  //  its configuration keys
 } sf_program_t;
 
 //  Handle --help and --version (print, exit 0), then parse the arguments
 //  into a configuration and check required keys. On any error prints one
 //  line and exits 2. Returns the configuration; caller destroys it.
-sf_config_t *
-sf_program_start (const sf_program_t *program, int argc, char **argv);
+sf_config_t *sf_program_start (const sf_program_t *program, int argc,
+                               char **argv);
 
 //  Open the log as IDENT from the "log" keys of CONFIG; exits 2 on error.
-void
-sf_program_open_log (const sf_program_t *program, sf_config_t *config,
-                     const char *ident);
+void sf_program_open_log (const sf_program_t *program, sf_config_t *config,
+                          const char *ident);
 
 //  Print the version block: simfabric, libzmq, CZMQ, raft, draft, curve.
-void
-sf_program_print_version (const char *name, FILE *stream);
+void sf_program_print_version (const char *name, FILE *stream);
 
 //  Print "NAME: error: MESSAGE" on stderr and exit with CODE.
-void
-sf_program_fail (const char *name, int code, const char *format, ...)
+void sf_program_fail (const char *name, int code, const char *format, ...)
     __attribute__ ((noreturn, format (printf, 3, 4)));
 
 #endif

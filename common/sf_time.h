@@ -9,27 +9,21 @@
 #include <stdint.h>
 
 //  Monotonic clock in nanoseconds; never goes back.
-uint64_t
-sf_time_mono_ns (void);
+uint64_t sf_time_mono_ns (void);
 
 //  Monotonic clock in microseconds.
-uint64_t
-sf_time_mono_us (void);
+uint64_t sf_time_mono_us (void);
 
 //  Monotonic clock in milliseconds.
-uint64_t
-sf_time_mono_ms (void);
+uint64_t sf_time_mono_ms (void);
 
 //  Wall clock in milliseconds since the Unix epoch.
-uint64_t
-sf_time_wall_ms (void);
+uint64_t sf_time_wall_ms (void);
 
 //  Write WALL_MS as "2026-11-23T23:45:00.123Z" into BUFFER (>= 25 bytes).
-void
-sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size);
+void sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size);
 
 //  Self test; returns 0 on success.
-int
-sf_time_test (bool verbose);
+int sf_time_test (bool verbose);
 
 #endif

@@ -13,8 +13,8 @@
 
 //  One domain's policy.
 typedef struct {
-    bool any;      //  admit any CURVE client
-    zhashx_t *keys; //  admitted Z85 keys (values unused)
+    bool any;        //  admit any CURVE client
+    zhashx_t *keys;  //  admitted Z85 keys (values unused)
 } s_policy_t;
 
 static void
@@ -60,15 +60,13 @@ s_handle_request (zsock_t *handler, zhashx_t *domains)
     const char *reason = "not admitted";
     if (!version || strcmp (version, "1.0") != 0)
         reason = "unsupported ZAP version";
-    else
-    if (!mechanism || strcmp (mechanism, "CURVE") != 0 || !credential
-        || zframe_size (credential) != 32)
+    else if (!mechanism || strcmp (mechanism, "CURVE") != 0 || !credential
+             || zframe_size (credential) != 32)
         reason = "CURVE required";
     else {
         zmq_z85_encode (key, zframe_data (credential), 32);
-        s_policy_t *policy = (s_policy_t *) zhashx_lookup (domains,
-                                                           domain ? domain
-                                                                  : "");
+        s_policy_t *policy =
+            (s_policy_t *) zhashx_lookup (domains, domain ? domain : "");
         if (policy && (policy->any || zhashx_lookup (policy->keys, key))) {
             status = "200";
             reason = "OK";
@@ -105,14 +103,11 @@ s_handle_command (zsock_t *pipe, zhashx_t *domains)
     bool running = true;
     if (streq (command, "$TERM"))
         running = false;
-    else
-    if (streq (command, "ANY") && domain)
+    else if (streq (command, "ANY") && domain)
         s_policy_get (domains, domain)->any = true;
-    else
-    if (streq (command, "ALLOW") && domain && key)
+    else if (streq (command, "ALLOW") && domain && key)
         zhashx_insert (s_policy_get (domains, domain)->keys, key, "");
-    else
-    if (streq (command, "REVOKE") && domain && key)
+    else if (streq (command, "REVOKE") && domain && key)
         zhashx_delete (s_policy_get (domains, domain)->keys, key);
     if (running)
         zsock_signal (pipe, 0);
@@ -135,8 +130,7 @@ s_zap_actor (zsock_t *pipe, void *args)
         void *which = zpoller_wait (poller, -1);
         if (which == handler)
             s_handle_request (handler, domains);
-        else
-        if (which != pipe || !s_handle_command (pipe, domains))
+        else if (which != pipe || !s_handle_command (pipe, domains))
             break;
     }
     zpoller_destroy (&poller);
@@ -189,9 +183,8 @@ sf_zap_allow_dir (zactor_t *self, const char *domain, const char *dir,
 {
     DIR *handle = opendir (dir);
     if (!handle)
-        return sf_fault_set (fault, SF_EINVAL,
-                             "cannot read key folder %s: %s", dir,
-                             strerror (errno));
+        return sf_fault_set (fault, SF_EINVAL, "cannot read key folder %s: %s",
+                             dir, strerror (errno));
     int admitted = 0;
     struct dirent *entry;
     while ((entry = readdir (handle))) {

@@ -18,29 +18,23 @@
 #include <czmq.h>
 
 //  Start the handler. Returns NULL if one is already running.
-zactor_t *
-sf_zap_new (void);
+zactor_t *sf_zap_new (void);
 
 //  Admit any CURVE client on DOMAIN.
-void
-sf_zap_allow_any (zactor_t *self, const char *domain);
+void sf_zap_allow_any (zactor_t *self, const char *domain);
 
 //  Admit the client with public key KEY (Z85) on DOMAIN.
-void
-sf_zap_allow (zactor_t *self, const char *domain, const char *key);
+void sf_zap_allow (zactor_t *self, const char *domain, const char *key);
 
 //  Stop admitting KEY on DOMAIN; its open sessions stay open.
-void
-sf_zap_revoke (zactor_t *self, const char *domain, const char *key);
+void sf_zap_revoke (zactor_t *self, const char *domain, const char *key);
 
 //  Admit every public certificate in folder DIR on DOMAIN. Returns the
 //  number of keys admitted, or -1 with FAULT set if DIR cannot be read.
-int
-sf_zap_allow_dir (zactor_t *self, const char *domain, const char *dir,
-                  sf_fault_t *fault);
+int sf_zap_allow_dir (zactor_t *self, const char *domain, const char *dir,
+                      sf_fault_t *fault);
 
 //  Self test; returns 0 on success.
-int
-sf_zap_test (bool verbose);
+int sf_zap_test (bool verbose);
 
 #endif

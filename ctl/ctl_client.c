@@ -6,9 +6,9 @@
 #include "protocol/api_msg.h"
 
 struct _ctl_client_t {
-    zcert_t *cert;      //  our key pair
-    zsock_t *dealer;    //  to the daemon
-    int64_t next_id;    //  id of the next request
+    zcert_t *cert;    //  our key pair
+    zsock_t *dealer;  //  to the daemon
+    int64_t next_id;  //  id of the next request
 };
 
 ctl_client_t *
@@ -80,8 +80,8 @@ ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
         char *reply_text = s_recv_until (self, deadline, fault);
         if (!reply_text)
             return NULL;
-        json_t *reply = api_msg_decode_reply (reply_text, strlen (reply_text),
-                                              fault);
+        json_t *reply =
+            api_msg_decode_reply (reply_text, strlen (reply_text), fault);
         free (reply_text);
         if (!reply)
             return NULL;

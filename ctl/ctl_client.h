@@ -16,27 +16,23 @@ typedef struct _ctl_client_t ctl_client_t;
 
 //  Connect to ENDPOINT, trusting only SERVER_KEY (Z85), as CERT (the
 //  client takes it). Returns NULL with FAULT set on a bad endpoint.
-ctl_client_t *
-ctl_client_new (const char *endpoint, const char *server_key, zcert_t **cert,
-                sf_fault_t *fault);
+ctl_client_t *ctl_client_new (const char *endpoint, const char *server_key,
+                              zcert_t **cert, sf_fault_t *fault);
 
 //  Destroy the client and null the caller's pointer.
-void
-ctl_client_destroy (ctl_client_t **self_p);
+void ctl_client_destroy (ctl_client_t **self_p);
 
 //  Send request OP with ARGS (an object whose members are copied beside op
 //  and id; may be NULL) and wait up to TIMEOUT_MS for the reply. Returns
 //  the reply (caller decrefs) whether ok or not, or NULL with FAULT set to
 //  SF_ETIMEOUT (no reply) or SF_EMALFORMED (a reply we cannot read).
-json_t *
-ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
-                 int timeout_ms, sf_fault_t *fault);
+json_t *ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
+                         int timeout_ms, sf_fault_t *fault);
 
 //  Send REQUEST (raw bytes, sent unchanged) and wait for one reply. For
 //  debugging a daemon with hand-written requests. Returns the reply text
 //  (caller frees) or NULL with FAULT set.
-char *
-ctl_client_call_raw (ctl_client_t *self, const char *request, int timeout_ms,
-                     sf_fault_t *fault);
+char *ctl_client_call_raw (ctl_client_t *self, const char *request,
+                           int timeout_ms, sf_fault_t *fault);
 
 #endif

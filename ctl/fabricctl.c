@@ -24,8 +24,8 @@ static const sf_config_key_t s_schema [] = {
      "the daemon's public key: its .cert file or Z85 text"},
     {"fabricctl/key", "key", SF_CONFIG_PATH, false, NULL, NULL,
      "our secret certificate (default: a new throwaway key)"},
-    {"fabricctl/timeout", "timeout", SF_CONFIG_INT, false, "5000",
-     "1..3600000", "milliseconds to wait for a reply"},
+    {"fabricctl/timeout", "timeout", SF_CONFIG_INT, false, "5000", "1..3600000",
+     "milliseconds to wait for a reply"},
     {"fabricctl/json", "json", SF_CONFIG_BOOL, false, "false", NULL,
      "print replies as JSON"},
     {"fabricctl/dir", "dir", SF_CONFIG_PATH, false, ".", NULL,
@@ -61,8 +61,9 @@ s_keygen (sf_config_t *config, zlist_t *args)
                         &fault))
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
     if (sf_config_bool (config, "fabricctl/json"))
-        printf ("{\"public\":\"%s/%s.cert\",\"secret\":\"%s/%s.cert_secret\"}\n",
-                dir, name, dir, name);
+        printf (
+            "{\"public\":\"%s/%s.cert\",\"secret\":\"%s/%s.cert_secret\"}\n",
+            dir, name, dir, name);
     else
         printf ("wrote %s/%s.cert (public) and %s/%s.cert_secret (secret, "
                 "mode 0600)\n",
@@ -84,7 +85,8 @@ s_connect (sf_config_t *config)
     if (sf_cert_load_public (server_key, key, &fault))
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
     const char *secret = sf_config_str (config, "fabricctl/key");
-    zcert_t *cert = secret ? sf_cert_load_secret (secret, &fault) : zcert_new ();
+    zcert_t *cert =
+        secret ? sf_cert_load_secret (secret, &fault) : zcert_new ();
     if (!cert)
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
     ctl_client_t *client = ctl_client_new (
@@ -105,13 +107,12 @@ s_finish (sf_config_t *config, json_t *reply, void (*print) (json_t *))
         printf ("%s\n", text);
         free (text);
     }
-    else
-    if (api_msg_reply_fault (reply, &fault) == 0)
+    else if (api_msg_reply_fault (reply, &fault) == 0)
         print (reply);
     if (api_msg_reply_fault (reply, &fault)) {
         fprintf (stderr, "fabricctl: error: %s: %s\n",
-                 json_string_value (
-                     json_object_get (json_object_get (reply, "error"), "code")),
+                 json_string_value (json_object_get (
+                     json_object_get (reply, "error"), "code")),
                  fault.message);
         code = SF_EXIT_FAILURE;
     }
@@ -124,12 +125,12 @@ s_print_status (json_t *reply)
 {
     const char *key;
     json_t *value;
-    json_object_foreach (reply, key, value) {
+    json_object_foreach (reply, key, value)
+    {
         if (streq (key, "id") || streq (key, "ok"))
             continue;
-        char *text = json_is_string (value)
-                         ? strdup (json_string_value (value))
-                         : sf_json_text (value);
+        char *text = json_is_string (value) ? strdup (json_string_value (value))
+                                            : sf_json_text (value);
         printf ("%-14s %s\n", key, text);
         free (text);
     }
@@ -146,14 +147,12 @@ s_call (sf_config_t *config, const char *op, const json_t *args,
         &fault);
     ctl_client_destroy (&client);
     if (!reply)
-        sf_program_fail ("fabricctl",
-                         fault.error == SF_ETIMEOUT ? SF_EXIT_UNREACHABLE
-                                                    : SF_EXIT_FAILURE,
-                         "%s from %s (%s)",
-                         fault.error == SF_ETIMEOUT ? "no reply"
-                                                    : "unreadable reply",
-                         sf_config_str (config, "fabricctl/server"),
-                         fault.message);
+        sf_program_fail (
+            "fabricctl",
+            fault.error == SF_ETIMEOUT ? SF_EXIT_UNREACHABLE : SF_EXIT_FAILURE,
+            "%s from %s (%s)",
+            fault.error == SF_ETIMEOUT ? "no reply" : "unreadable reply",
+            sf_config_str (config, "fabricctl/server"), fault.message);
     return s_finish (config, reply, print);
 }
 
@@ -198,8 +197,7 @@ s_raw (sf_config_t *config, zlist_t *args)
         (int) sf_config_int (config, "fabricctl/timeout"), &fault);
     ctl_client_destroy (&client);
     if (!reply)
-        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE,
-                         "no reply from %s",
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "no reply from %s",
                          sf_config_str (config, "fabricctl/server"));
     json_t *parsed = api_msg_decode_reply (reply, strlen (reply), &fault);
     printf ("%s\n", reply);
@@ -207,7 +205,7 @@ s_raw (sf_config_t *config, zlist_t *args)
     if (!parsed)
         return SF_EXIT_FAILURE;
     int code = json_is_true (json_object_get (parsed, "ok")) ? SF_EXIT_OK
-                                                              : SF_EXIT_FAILURE;
+                                                             : SF_EXIT_FAILURE;
     json_decref (parsed);
     return code;
 }
@@ -225,18 +223,15 @@ main (int argc, char *argv [])
                          "no command given (see fabricctl --help)");
     if (streq (command, "keygen"))
         code = s_keygen (config, args);
-    else
-    if (streq (command, "status")) {
+    else if (streq (command, "status")) {
         if (zlist_size (args))
             sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                              "usage: fabricctl status");
         code = s_call (config, "status", NULL, s_print_status);
     }
-    else
-    if (streq (command, "request"))
+    else if (streq (command, "request"))
         code = s_request (config, args);
-    else
-    if (streq (command, "raw"))
+    else if (streq (command, "raw"))
         code = s_raw (config, args);
     else
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,

@@ -12,8 +12,8 @@
 const sf_config_key_t sim_server_schema [] = {
     {"sim/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
      "simulation server name, unique in its instance"},
-    {"sim/api", "api", SF_CONFIG_ENDPOINT, true, NULL,
-     "tcp|ipc|inproc", "endpoint of the JSON API"},
+    {"sim/api", "api", SF_CONFIG_ENDPOINT, true, NULL, "tcp|ipc|inproc",
+     "endpoint of the JSON API"},
     {"sim/secret_key", "secret-key", SF_CONFIG_PATH, true, NULL, NULL,
      "this node's secret certificate (mode 0600)"},
     {"sim/clients", "clients", SF_CONFIG_PATH, false, NULL, NULL,
@@ -24,11 +24,11 @@ const sf_config_key_t sim_server_schema [] = {
 };
 
 struct _sim_server_t {
-    char *name;          //  node name
-    zcert_t *cert;       //  this node's key pair
-    zactor_t *zap;       //  ZAP handler: who may open a CURVE session
-    api_router_t *api;   //  JSON requests over CURVE
-    uint64_t started_ms; //  monotonic start time, for uptime
+    char *name;           //  node name
+    zcert_t *cert;        //  this node's key pair
+    zactor_t *zap;        //  ZAP handler: who may open a CURVE session
+    api_router_t *api;    //  JSON requests over CURVE
+    uint64_t started_ms;  //  monotonic start time, for uptime
 };
 
 static int
@@ -59,8 +59,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     sim_server_t *self = (sim_server_t *) zmalloc (sizeof (sim_server_t));
     self->name = strdup (sf_config_str (config, "sim/name"));
     self->started_ms = sf_time_mono_ms ();
-    self->cert = sf_cert_load_secret (
-        sf_config_str (config, "sim/secret_key"), fault);
+    self->cert =
+        sf_cert_load_secret (sf_config_str (config, "sim/secret_key"), fault);
     if (!self->cert)
         goto failed;
     self->zap = sf_zap_new ();
@@ -71,11 +71,11 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     const char *clients = sf_config_str (config, "sim/clients");
     if (!clients)
         sf_zap_allow_any (self->zap, API_ROUTER_DOMAIN);
-    else
-    if (sf_zap_allow_dir (self->zap, API_ROUTER_DOMAIN, clients, fault) < 0)
+    else if (sf_zap_allow_dir (self->zap, API_ROUTER_DOMAIN, clients, fault)
+             < 0)
         goto failed;
-    self->api = api_router_new (sf_config_str (config, "sim/api"),
-                                self->cert, fault);
+    self->api =
+        api_router_new (sf_config_str (config, "sim/api"), self->cert, fault);
     if (!self->api)
         goto failed;
     return self;
@@ -123,8 +123,7 @@ s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     int rc = 0;
     if (streq (command, "$TERM"))
         rc = -1;
-    else
-    if (streq (command, "ENDPOINT"))
+    else if (streq (command, "ENDPOINT"))
         zstr_send (pipe, api_router_endpoint (self->api));
     else
         sf_log_error ("sim_server: unknown pipe command %s", command);
@@ -140,8 +139,7 @@ sim_server_actor (zsock_t *pipe, void *args)
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
     zsock_signal (pipe, 0);
-    sf_log_notice ("sim_server: ready api=%s",
-                   api_router_endpoint (self->api));
+    sf_log_notice ("sim_server: ready api=%s", api_router_endpoint (self->api));
     zloop_start (loop);
     zloop_destroy (&loop);
     sim_server_destroy (&self);

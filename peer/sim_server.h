@@ -22,20 +22,16 @@ extern const sf_config_key_t sim_server_schema [];
 
 //  Build a server from CONFIG (lent): loads the key, starts the ZAP
 //  handler and binds the sockets. Returns NULL with FAULT set on failure.
-sim_server_t *
-sim_server_new (sf_config_t *config, sf_fault_t *fault);
+sim_server_t *sim_server_new (sf_config_t *config, sf_fault_t *fault);
 
 //  Destroy the server and null the caller's pointer.
-void
-sim_server_destroy (sim_server_t **self_p);
+void sim_server_destroy (sim_server_t **self_p);
 
 //  The API endpoint as bound (an ephemeral port resolved). Lent.
-const char *
-sim_server_endpoint (sim_server_t *self);
+const char *sim_server_endpoint (sim_server_t *self);
 
 //  Actor body: ARGS is an sim_server_t that the actor takes over and
 //  destroys when it stops.
-void
-sim_server_actor (zsock_t *pipe, void *args);
+void sim_server_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -20,11 +20,10 @@ api_msg_op_valid (const char *name)
                 return false;
             word_start = false;
         }
-        else
-        if (c == '.')
+        else if (c == '.')
             word_start = true;
-        else
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                   || c == '_'))
             return false;
     }
     return !word_start;
@@ -58,8 +57,7 @@ api_msg_decode (api_msg_t *self, const void *data, size_t size,
                                  "field 'id' is longer than %d bytes",
                                  API_MSG_MAX_ID);
     }
-    else
-    if (!json_is_integer (id))
+    else if (!json_is_integer (id))
         return sf_fault_set (fault, SF_EREQUEST,
                              "field 'id' must be a string or an integer");
     self->id = id;
@@ -137,14 +135,11 @@ api_msg_decode_reply (const void *data, size_t size, sf_fault_t *fault)
     const char *problem = NULL;
     if (!json_is_object (reply))
         problem = "reply is not a JSON object";
-    else
-    if (!json_is_boolean (ok))
+    else if (!json_is_boolean (ok))
         problem = "reply has no boolean 'ok'";
-    else
-    if (!json_object_get (reply, "id"))
+    else if (!json_object_get (reply, "id"))
         problem = "reply has no 'id'";
-    else
-    if (json_is_false (ok)) {
+    else if (json_is_false (ok)) {
         json_t *error = json_object_get (reply, "error");
         if (!json_is_string (json_object_get (error, "code"))
             || !json_is_string (json_object_get (error, "message")))
@@ -165,8 +160,8 @@ api_msg_reply_fault (const json_t *reply, sf_fault_t *fault)
         return 0;
     json_t *error = json_object_get (reply, "error");
     const char *code = json_string_value (json_object_get (error, "code"));
-    const char *message = json_string_value (json_object_get (error,
-                                                              "message"));
+    const char *message =
+        json_string_value (json_object_get (error, "message"));
     sf_error_t known = sf_error_from_code (code);
     //  A code from a newer server still reaches the caller in the message.
     if (known == SF_ERROR_COUNT)
@@ -305,8 +300,7 @@ api_msg_test (bool verbose)
     s_expect ("{\"op\":\"status\",\"id\":null}", -1, SF_EREQUEST, "'id'",
               false);
     s_expect ("{\"id\":7}", -1, SF_EREQUEST, "missing field 'op'", true);
-    s_expect ("{\"id\":7,\"op\":3}", -1, SF_EREQUEST, "must be a string",
-              true);
+    s_expect ("{\"id\":7,\"op\":3}", -1, SF_EREQUEST, "must be a string", true);
     s_expect ("{\"id\":7,\"op\":\"Bad Op\"}", -1, SF_EREQUEST,
               "not a valid operation", true);
     s_expect ("{\"id\":7,\"op\":\"st\\u0000x\"}", -1, SF_EMALFORMED,
@@ -332,7 +326,8 @@ api_msg_test (bool verbose)
     free (huge);
 
     //  Every truncation of a valid request fails cleanly.
-    const char *valid = "{\"op\":\"entity.get\",\"id\":\"r-1\",\"path\":\"/a\"}";
+    const char *valid =
+        "{\"op\":\"entity.get\",\"id\":\"r-1\",\"path\":\"/a\"}";
     for (size_t cut = 0; cut < strlen (valid); cut++) {
         assert (api_msg_decode (&msg, valid, cut, &fault) == -1);
         api_msg_reset (&msg);
@@ -344,7 +339,8 @@ api_msg_test (bool verbose)
     json_t *reply = api_msg_reply_ok (msg.id);
     json_object_set_new (reply, "node", json_string ("hs1"));
     char *text = api_msg_encode (reply);
-    assert (strcmp (text, "{\"id\":\"r-1\",\"ok\":true,\"node\":\"hs1\"}") == 0);
+    assert (strcmp (text, "{\"id\":\"r-1\",\"ok\":true,\"node\":\"hs1\"}")
+            == 0);
     json_t *back = api_msg_decode_reply (text, strlen (text), &fault);
     assert (back);
     assert (api_msg_reply_fault (back, &fault) == 0);
@@ -360,8 +356,8 @@ api_msg_test (bool verbose)
     free (text);
     json_decref (reply);
     const char *broken = "{\"op\":\"\\u000\xcf\x87";
-    text = api_msg_serve (s_test_ops, NULL, broken, strlen (broken), "KEY",
-                          NULL);
+    text =
+        api_msg_serve (s_test_ops, NULL, broken, strlen (broken), "KEY", NULL);
     assert (strstr (text, "\"code\":\"malformed_json\""));
     free (text);
 
@@ -385,8 +381,9 @@ api_msg_test (bool verbose)
     assert (!api_msg_decode_reply ("{\"id\":1}", 8, &fault));
     assert (!api_msg_decode_reply ("{\"id\":1,\"ok\":false}", 19, &fault));
     assert (!api_msg_decode_reply ("[]", 2, &fault));
-    const char *future = "{\"id\":1,\"ok\":false,\"error\":{\"code\":\"new_code\","
-                         "\"message\":\"m\"}}";
+    const char *future =
+        "{\"id\":1,\"ok\":false,\"error\":{\"code\":\"new_code\","
+        "\"message\":\"m\"}}";
     back = api_msg_decode_reply (future, strlen (future), &fault);
     assert (back);
     assert (api_msg_reply_fault (back, &fault) == -1);

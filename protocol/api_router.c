@@ -8,8 +8,8 @@
 #include <assert.h>
 
 struct _api_router_t {
-    zsock_t *socket; //  ROUTER, CURVE server
-    char *endpoint;  //  as bound
+    zsock_t *socket;  //  ROUTER, CURVE server
+    char *endpoint;   //  as bound
 };
 
 api_router_t *
@@ -19,8 +19,7 @@ api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
     self->socket = zsock_new (ZMQ_ROUTER);
     sf_curve_server (self->socket, cert, API_ROUTER_DOMAIN);
     if (zsock_bind (self->socket, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EUNAVAILABLE,
-                      "cannot bind api endpoint %s: %s",
+        sf_fault_set (fault, SF_EUNAVAILABLE, "cannot bind api endpoint %s: %s",
                       endpoint, zmq_strerror (zmq_errno ()));
         api_router_destroy (&self);
         return NULL;
@@ -54,8 +53,8 @@ api_router_endpoint (api_router_t *self)
 }
 
 int
-api_router_handle (api_router_t *self, const api_msg_op_t *ops,
-                   void *context, const char *log_name)
+api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
+                   const char *log_name)
 {
     zframe_t *routing_id, *body;
     char *principal;
@@ -116,8 +115,8 @@ api_router_test (bool verbose)
     assert (!api_router_new ("tcp://256.0.0.1:1", server_cert, &fault));
     assert (strstr (fault.message, "cannot bind api endpoint"));
 
-    api_router_t *router = api_router_new ("tcp://127.0.0.1:*", server_cert,
-                                           &fault);
+    api_router_t *router =
+        api_router_new ("tcp://127.0.0.1:*", server_cert, &fault);
     assert (router);
     zcert_t *client_cert = zcert_new ();
     zsock_t *client = zsock_new (ZMQ_DEALER);

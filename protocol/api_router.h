@@ -19,30 +19,25 @@ typedef struct _api_router_t api_router_t;
 
 //  Bind a CURVE ROUTER on ENDPOINT serving with CERT (lent; must outlive
 //  the router). Returns NULL with FAULT set if the endpoint cannot be bound.
-api_router_t *
-api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault);
+api_router_t *api_router_new (const char *endpoint, zcert_t *cert,
+                              sf_fault_t *fault);
 
 //  Destroy the router and null the caller's pointer.
-void
-api_router_destroy (api_router_t **self_p);
+void api_router_destroy (api_router_t **self_p);
 
 //  The socket, to register on a zloop. Lent.
-zsock_t *
-api_router_socket (api_router_t *self);
+zsock_t *api_router_socket (api_router_t *self);
 
 //  The endpoint as bound, with an ephemeral port resolved. Lent.
-const char *
-api_router_endpoint (api_router_t *self);
+const char *api_router_endpoint (api_router_t *self);
 
 //  Serve one request waiting on the socket with OPS and CONTEXT. LOG_NAME
 //  prefixes log lines ("hs_server"). Returns 0: a bad request never stops
 //  the loop.
-int
-api_router_handle (api_router_t *self, const api_msg_op_t *ops,
-                   void *context, const char *log_name);
+int api_router_handle (api_router_t *self, const api_msg_op_t *ops,
+                       void *context, const char *log_name);
 
 //  Self test; returns 0 on success.
-int
-api_router_test (bool verbose);
+int api_router_test (bool verbose);
 
 #endif

@@ -21,12 +21,17 @@ typedef struct {
 } s_selftest_t;
 
 static const s_selftest_t s_selftests [] = {
-    {"sf_error", sf_error_test}, {"sf_time", sf_time_test},
-    {"sf_log", sf_log_test},     {"sf_config", sf_config_test},
-    {"sf_cert", sf_cert_test},   {"sf_json", sf_json_test},
-    {"sf_curve", sf_curve_test}, {"sf_zap", sf_zap_test},
+    {"sf_error", sf_error_test},
+    {"sf_time", sf_time_test},
+    {"sf_log", sf_log_test},
+    {"sf_config", sf_config_test},
+    {"sf_cert", sf_cert_test},
+    {"sf_json", sf_json_test},
+    {"sf_curve", sf_curve_test},
+    {"sf_zap", sf_zap_test},
     {"api_msg", api_msg_test},
-    {"api_router", api_router_test}, {NULL, NULL},
+    {"api_router", api_router_test},
+    {NULL, NULL},
 };
 
 int
