@@ -146,7 +146,7 @@ unpack_source ()
 }
 
 build_libzmq ()
-{
+(
     unpack_source "$APT_DIR/download/zeromq3_${ZMQ_DEBIAN}.dsc" "$WORK/libzmq"
     cd "$WORK/libzmq"
     ./autogen.sh >/dev/null 2>&1
@@ -155,10 +155,10 @@ build_libzmq ()
         --disable-curve-keygen --disable-static --disable-Werror >/dev/null
     make -s -j"$(nproc)" >/dev/null
     make -s install >/dev/null
-}
+)
 
 build_czmq ()
-{
+(
     unpack_source "$APT_DIR/download/czmq_${CZMQ_DEBIAN}.dsc" "$WORK/czmq"
     cd "$WORK/czmq"
     [ -x configure ] || ./autogen.sh
@@ -171,7 +171,7 @@ build_czmq ()
         LDFLAGS="-Wl,-rpath,$PREFIX/lib" >/dev/null
     make -s -j"$(nproc)" >/dev/null
     make -s install >/dev/null
-}
+)
 
 unpack_raft ()
 {
@@ -244,6 +244,7 @@ build_deps ()
 
 build_project ()
 {
+    cd "$ROOT"
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DSIMFABRIC_DEPS_PREFIX="$PREFIX" >/dev/null
     cmake --build "$BUILD" -j"$(nproc)"
