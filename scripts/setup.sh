@@ -94,6 +94,17 @@ debian_mirror ()
     echo "$uri"
 }
 
+#  Run a command with its output in $WORK/LOG, shown only if it fails.
+quietly ()
+{
+    local log="$WORK/$1"
+    shift
+    if ! "$@" >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        sf_die "setup: '$*' failed (full log: $log)"
+    fi
+}
+
 #  apt with a private configuration rooted at $APT_DIR.
 private_apt ()
 {
@@ -149,28 +160,28 @@ build_libzmq ()
 (
     unpack_source "$APT_DIR/download/zeromq3_${ZMQ_DEBIAN}.dsc" "$WORK/libzmq"
     cd "$WORK/libzmq"
-    ./autogen.sh >/dev/null 2>&1
-    ./configure -q --prefix="$PREFIX" --enable-drafts --with-libsodium \
-        --disable-libbsd --disable-libunwind --disable-perf \
-        --disable-curve-keygen --disable-static --disable-Werror >/dev/null
-    make -s -j"$(nproc)" >/dev/null
-    make -s install >/dev/null
+    quietly libzmq.log ./autogen.sh
+    quietly libzmq.log ./configure --prefix="$PREFIX" --enable-drafts \
+        --with-libsodium --disable-libbsd --disable-libunwind --disable-perf \
+        --disable-curve-keygen --disable-static --disable-Werror
+    quietly libzmq.log make -j"$(nproc)"
+    quietly libzmq.log make install
 )
 
 build_czmq ()
 (
     unpack_source "$APT_DIR/download/czmq_${CZMQ_DEBIAN}.dsc" "$WORK/czmq"
     cd "$WORK/czmq"
-    [ -x configure ] || ./autogen.sh
-    PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" ./configure -q \
+    [ -x configure ] || quietly czmq.log ./autogen.sh
+    quietly czmq.log env PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" ./configure \
         --prefix="$PREFIX" --enable-drafts=yes --disable-static \
         --with-docs=no --with-uuid=no --with-libsystemd=no \
         --with-liblz4=no --with-libcurl=no --with-nss=no \
         --with-libmicrohttpd=no --enable-zmakecert=no --enable-zsp=no \
         --enable-test_randof=no --enable-czmq_selftest=no \
-        LDFLAGS="-Wl,-rpath,$PREFIX/lib" >/dev/null
-    make -s -j"$(nproc)" >/dev/null
-    make -s install >/dev/null
+        LDFLAGS="-Wl,-rpath,$PREFIX/lib"
+    quietly czmq.log make -j"$(nproc)"
+    quietly czmq.log make install
 )
 
 unpack_raft ()
