@@ -1,0 +1,31 @@
+"""scripts/run-local.sh: the main job starts the instance and stops it
+cleanly."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_local_starts_and_stops_cleanly(tmp_path):
+    result = subprocess.run([str(ROOT / "scripts/run-local.sh"), "--duration", "1"],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert re.search(r"run-local: hs1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
+    assert re.search(r"run-local: sim1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
+    assert "    node           hs1" in log
+    assert "run-local: hs1 stopped cleanly" in log
+    assert "run-local: sim1 stopped cleanly" in log
+    # The temporary folder (keys, configs, logs) is removed.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_local_rejects_unknown_arguments():
+    result = subprocess.run([str(ROOT / "scripts/run-local.sh"), "--bogus"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "unknown argument --bogus" in result.stderr
