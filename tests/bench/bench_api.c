@@ -45,8 +45,8 @@ s_compare (const void *left, const void *right)
 }
 
 typedef struct {
-    double median; //  ns
-    double p99;    //  ns
+    double median;  //  ns
+    double p99;     //  ns
 } s_stats_t;
 
 static s_stats_t
@@ -66,8 +66,8 @@ s_codec_ours (void)
 {
     uint64_t started = sf_time_mono_ns ();
     for (int index = 0; index < BATCH; index++) {
-        char *reply = api_msg_serve (s_ops, NULL, s_request,
-                                     strlen (s_request), "KEY", NULL);
+        char *reply = api_msg_serve (s_ops, NULL, s_request, strlen (s_request),
+                                     "KEY", NULL);
         free (reply);
     }
     return (sf_time_mono_ns () - started) / BATCH;
@@ -94,8 +94,8 @@ s_codec_floor (void)
 static void
 s_serve_api (zsock_t *pipe, void *args)
 {
-    api_router_t *router = api_router_new ("tcp://127.0.0.1:*",
-                                           (zcert_t *) args, NULL);
+    api_router_t *router =
+        api_router_new ("tcp://127.0.0.1:*", (zcert_t *) args, NULL);
     zsock_signal (pipe, 0);
     zstr_send (pipe, api_router_endpoint (router));
     zpoller_t *poller = zpoller_new (pipe, api_router_socket (router), NULL);

@@ -1,0 +1,53 @@
+/*  raft_msg: codec for Raft messages between homeservers
+    (protocol/raft-wire.md).
+
+    Encodes a struct raft_message of the raft library into one frame and
+    decodes a frame back, allocating with raft_malloc in the shapes the
+    core expects. Decoding is strict: every length is checked before it is
+    used; anything malformed is refused, never asserted on. */
+
+#ifndef RAFT_MSG_H_INCLUDED
+#define RAFT_MSG_H_INCLUDED
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_MSG_VERSION 1
+#define RAFT_MSG_MAX_SIZE (256u << 20)
+#define RAFT_MSG_MAX_ENTRIES 65536u
+#define RAFT_MSG_MAX_ADDRESS 255u
+#define RAFT_MSG_MAX_CONF (1u << 20)
+#define RAFT_MSG_MAX_SERVERS 64u
+
+//  A decoded message with room for the sender's address.
+typedef struct {
+    struct raft_message message;              //  server_id = sender
+    char address [RAFT_MSG_MAX_ADDRESS + 1];  //  message.server_address
+} raft_msg_t;
+
+//  Bytes that raft_msg_encode will write for MESSAGE (whose AppendEntries
+//  entries, if any, must be filled in), sent as SENDER at ADDRESS; 0 if it
+//  cannot be encoded (too large, unknown type, bad address).
+size_t raft_msg_size (const struct raft_message *message, const char *address);
+
+//  Encode MESSAGE from SENDER at ADDRESS into BUFFER of SIZE bytes, which
+//  must be exactly raft_msg_size (). Returns 0, or -1 if it does not fit.
+int raft_msg_encode (const struct raft_message *message, raft_id sender,
+                     const char *address, uint8_t *buffer, size_t size);
+
+//  Decode DATA of SIZE bytes into SELF. Returns 0, or -1 if malformed
+//  (then nothing is left allocated). On success SELF may own raft_malloc'd
+//  memory: see raft_msg_release and protocol/raft-wire.md section 5.
+int raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size);
+
+//  Free everything a successful decode allocated (entries array and batch,
+//  snapshot data, configuration), for a message that never reached the
+//  core.
+void raft_msg_release (raft_msg_t *self);
+
+//  Self test; returns 0 on success.
+int raft_msg_test (bool verbose);
+
+#endif
