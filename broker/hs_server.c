@@ -1,6 +1,9 @@
 /*  hs_server: the homeserver daemon's actor. */
 
 #include "broker/hs_server.h"
+#include "broker/hs_link.h"
+#include "broker/hs_ring.h"
+#include "broker/hs_store.h"
 #include "common/sf_cert.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
@@ -19,17 +22,188 @@ const sf_config_key_t hs_server_schema [] = {
     {"homeserver/clients", "clients", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of client certificates allowed to connect (default: any "
      "CURVE client; requests are then authorised per principal)"},
+    {"homeserver/id", "id", SF_CONFIG_INT, true, NULL, "1..4611686018427387903",
+     "raft id of this node, unique in the ring"},
+    {"homeserver/raft", "raft", SF_CONFIG_ENDPOINT, true, NULL, "tcp|ipc",
+     "endpoint of the raft link to the other members"},
+    {"homeserver/data", "data", SF_CONFIG_PATH, true, NULL, NULL,
+     "folder for this node's durable state (created if missing)"},
+    {"homeserver/election_timeout", "election-timeout", SF_CONFIG_INT, false,
+     "1000", "50..60000", "raft election timeout, milliseconds"},
+    {"homeserver/heartbeat", "heartbeat", SF_CONFIG_INT, false, "100",
+     "10..10000", "raft heartbeat interval, milliseconds"},
+    {"homeserver/snapshot_threshold", "snapshot-threshold", SF_CONFIG_INT,
+     false, "1024", "2..100000000", "applied entries between snapshots"},
+    {"homeserver/snapshot_trailing", "snapshot-trailing", SF_CONFIG_INT, false,
+     "128", "1..100000000", "log entries kept after a snapshot"},
+    {"ring/member/*/id", NULL, SF_CONFIG_INT, false, NULL,
+     "1..4611686018427387903", "raft id of a ring member"},
+    {"ring/member/*/raft", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "raft endpoint of a ring member"},
+    {"ring/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,
+     "public certificate of a ring member"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
 
+//  A ring member as configured.
+typedef struct {
+    char *name;     //  its section name
+    raft_id id;     //  raft id
+    char *raft;     //  raft endpoint
+    char key [41];  //  public key, Z85
+} s_member_t;
+
 struct _hs_server_t {
     char *name;           //  node name
+    raft_id id;           //  raft id
     zcert_t *cert;        //  this node's key pair
     zactor_t *zap;        //  ZAP handler: who may open a CURVE session
     api_router_t *api;    //  JSON requests over CURVE
-    uint64_t started_ms;  //  monotonic start time, for uptime
+    hs_link_t *link;      //  raft messages to and from the other members
+    hs_store_t *store;    //  durable term, vote, log, snapshot
+    hs_ring_t *ring;      //  the raft core driver
+    s_member_t *members;  //  configured members (this node included)
+    unsigned n_members;
+    zloop_t *loop;       //  the actor's loop, while it runs
+    int timer;           //  zloop timer for the ring's next timeout
+    raft_index durable;  //  appended and synced, to report to the ring
+    raft_term durable_term;
+    uint64_t applied_commands;  //  state machine: commands applied
+    uint64_t started_ms;        //  monotonic start time, for uptime
 };
+
+//  --------------------------------------------------------------------------
+//  The ring's I/O: SQLite for durability, the link for messages. The state
+//  machine counts commands until the entity tables arrive with the API ops.
+
+static int
+s_io_save_term_vote (void *handle, raft_term term, raft_id vote)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    sf_fault_t fault;
+    if (hs_store_save_term_vote (self->store, term, vote, &fault)) {
+        sf_log_error ("hs_server: %s", fault.message);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_io_append (void *handle, raft_index index, const struct raft_entry *entries,
+             unsigned n)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    sf_fault_t fault;
+    if (hs_store_append (self->store, index, entries, n, &fault)) {
+        //  Not durable: never reported, so the ring never counts on it.
+        sf_log_error ("hs_server: %s", fault.message);
+        return;
+    }
+    if (n) {
+        //  Reported after the ring call returns (never from inside it).
+        self->durable = index + n - 1;
+        self->durable_term = entries [n - 1].term;
+    }
+}
+
+static void
+s_io_send (void *handle, const struct raft_message *message)
+{
+    hs_link_send (((hs_server_t *) handle)->link, message);
+}
+
+static void
+s_io_apply (void *handle, raft_index index, raft_term term,
+            const struct raft_buffer *command)
+{
+    (void) index, (void) term, (void) command;
+    ((hs_server_t *) handle)->applied_commands++;
+}
+
+static int
+s_io_snapshot_take (void *handle, struct raft_buffer *data)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    data->base = raft_malloc (sizeof (uint64_t));
+    data->len = sizeof (uint64_t);
+    memcpy (data->base, &self->applied_commands, sizeof (uint64_t));
+    return 0;
+}
+
+static int
+s_io_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
+                    const struct raft_buffer *data, raft_index keep_from)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    sf_fault_t fault;
+    if (hs_store_snapshot_save (self->store, metadata, data, keep_from,
+                                &fault)) {
+        sf_log_error ("hs_server: %s", fault.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_io_snapshot_restore (void *handle, const struct raft_buffer *data)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    if (data->len != sizeof (uint64_t))
+        return -1;
+    memcpy (&self->applied_commands, data->base, sizeof (uint64_t));
+    return 0;
+}
+
+static int s_handle_timer (zloop_t *loop, int timer_id, void *arg);
+
+//  After every call into the ring: report durable writes, re-arm the timer.
+static void
+s_after_ring (hs_server_t *self)
+{
+    uint64_t now = sf_time_mono_ms ();
+    while (self->durable) {
+        raft_index index = self->durable;
+        self->durable = 0;
+        hs_ring_persisted (self->ring, index, self->durable_term, now);
+    }
+    if (!self->loop)
+        return;
+    if (self->timer > 0)
+        zloop_timer_end (self->loop, self->timer);
+    uint64_t due = hs_ring_timeout (self->ring);
+    size_t delay = due > now ? (size_t) (due - now) : 0;
+    self->timer = zloop_timer (self->loop, delay, 1, s_handle_timer, self);
+}
+
+static int
+s_handle_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    hs_server_t *self = (hs_server_t *) arg;
+    self->timer = 0;
+    hs_ring_tick (self->ring, sf_time_mono_ms ());
+    s_after_ring (self);
+    return 0;
+}
+
+static int
+s_handle_raft (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop, (void) reader;
+    hs_server_t *self = (hs_server_t *) arg;
+    //  Drain what is waiting, then report and re-arm once.
+    for (int count = 0;
+         count < 256
+         && (zsock_events (hs_link_socket (self->link)) & ZMQ_POLLIN);
+         count++) {
+        raft_msg_t msg;
+        if (hs_link_recv (self->link, &msg) == 0)
+            hs_ring_receive (self->ring, &msg.message, sf_time_mono_ms ());
+        s_after_ring (self);
+    }
+    return 0;
+}
 
 static int
 s_op_status (void *context, const api_msg_t *request, const char *principal,
@@ -45,6 +219,44 @@ s_op_status (void *context, const api_msg_t *request, const char *principal,
     json_object_set_new (
         reply, "uptime_ms",
         json_integer ((json_int_t) (sf_time_mono_ms () - self->started_ms)));
+    const char *leader_address = NULL;
+    raft_id leader = hs_ring_leader (self->ring, &leader_address);
+    const char *leader_name = NULL;
+    json_t *members = json_array ();
+    for (unsigned at = 0; at < self->n_members; at++) {
+        s_member_t *member = &self->members [at];
+        if (member->id == leader)
+            leader_name = member->name;
+        json_array_append_new (
+            members, json_pack ("{s:s,s:I,s:s}", "name", member->name, "id",
+                                (json_int_t) member->id, "raft", member->raft));
+    }
+    json_object_set_new (reply, "raft_id",
+                         json_integer ((json_int_t) self->id));
+    json_object_set_new (
+        reply, "role",
+        json_string (hs_ring_role_name (hs_ring_role (self->ring))));
+    json_object_set_new (reply, "term",
+                         json_integer ((json_int_t) hs_ring_term (self->ring)));
+    json_object_set_new (reply, "leader",
+                         leader ? json_string (leader_name ? leader_name : "?")
+                                : json_null ());
+    json_object_set_new (reply, "leader_id",
+                         leader ? json_integer ((json_int_t) leader)
+                                : json_null ());
+    json_object_set_new (reply, "leader_raft",
+                         leader_address ? json_string (leader_address)
+                                        : json_null ());
+    json_object_set_new (
+        reply, "commit_index",
+        json_integer ((json_int_t) hs_ring_commit_index (self->ring)));
+    json_object_set_new (
+        reply, "applied_index",
+        json_integer ((json_int_t) hs_ring_applied_index (self->ring)));
+    json_object_set_new (
+        reply, "last_index",
+        json_integer ((json_int_t) hs_ring_last_index (self->ring)));
+    json_object_set_new (reply, "members", members);
     return 0;
 }
 
@@ -52,6 +264,137 @@ static const api_msg_op_t s_ops [] = {
     {"status", s_op_status},
     {NULL, NULL},
 };
+
+//  Read the ring's members from CONFIG. Without any, the ring is this node
+//  alone. This node must be among them.
+static int
+s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
+{
+    zlist_t *names = sf_config_names (config, "ring/member");
+    self->members =
+        (s_member_t *) zmalloc ((zlist_size (names) + 1) * sizeof (s_member_t));
+    bool found_self = false;
+    for (char *name = (char *) zlist_first (names); name;
+         name = (char *) zlist_next (names)) {
+        s_member_t *member = &self->members [self->n_members++];
+        member->name = strdup (name);
+        char path [300];
+        snprintf (path, sizeof path, "ring/member/%s/id", name);
+        member->id = (raft_id) sf_config_int (config, path);
+        snprintf (path, sizeof path, "ring/member/%s/raft", name);
+        const char *raft = sf_config_str (config, path);
+        snprintf (path, sizeof path, "ring/member/%s/key", name);
+        const char *key = sf_config_str (config, path);
+        if (!member->id || !raft || !key) {
+            zlist_destroy (&names);
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "ring member '%s' needs id, raft and key",
+                                 name);
+        }
+        member->raft = strdup (raft);
+        if (sf_cert_load_public (key, member->key, fault)) {
+            zlist_destroy (&names);
+            return -1;
+        }
+        if (member->id == self->id) {
+            found_self = true;
+            if (strcmp (member->key, zcert_public_txt (self->cert)) != 0) {
+                zlist_destroy (&names);
+                return sf_fault_set (
+                    fault, SF_EINVAL,
+                    "ring member '%s' has id %llu (this node) but another "
+                    "key than this node's secret_key",
+                    name, (unsigned long long) member->id);
+            }
+        }
+    }
+    zlist_destroy (&names);
+    if (self->n_members && !found_self)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "this node (id %llu) is not among ring/member",
+                             (unsigned long long) self->id);
+    return 0;
+}
+
+//  Open the store, bootstrap it if new, and start the ring.
+static int
+s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
+{
+    self->id = (raft_id) sf_config_int (config, "homeserver/id");
+    if (s_members_load (self, config, fault))
+        return -1;
+    const char *data = sf_config_str (config, "homeserver/data");
+    if (zsys_dir_create ("%s", data))
+        return sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s",
+                             data);
+    char *path = zsys_sprintf ("%s/raft.db", data);
+    self->store = hs_store_new (path, fault);
+    free (path);
+    if (!self->store)
+        return -1;
+    const char *raft = sf_config_str (config, "homeserver/raft");
+    self->link = hs_link_new (self->id, raft, self->cert, self->zap, fault);
+    if (!self->link)
+        return -1;
+    for (unsigned at = 0; at < self->n_members; at++)
+        if (self->members [at].id != self->id)
+            hs_link_add_peer (self->link, self->members [at].id,
+                              self->members [at].raft, self->members [at].key);
+
+    hs_ring_io_t io = {
+        .handle = self,
+        .save_term_vote = s_io_save_term_vote,
+        .append = s_io_append,
+        .send = s_io_send,
+        .apply = s_io_apply,
+        .snapshot_take = s_io_snapshot_take,
+        .snapshot_save = s_io_snapshot_save,
+        .snapshot_restore = s_io_snapshot_restore,
+    };
+    hs_ring_options_t options = {
+        .election_timeout_ms =
+            (unsigned) sf_config_int (config, "homeserver/election_timeout"),
+        .heartbeat_timeout_ms =
+            (unsigned) sf_config_int (config, "homeserver/heartbeat"),
+        .snapshot_threshold =
+            (unsigned) sf_config_int (config, "homeserver/snapshot_threshold"),
+        .snapshot_trailing =
+            (unsigned) sf_config_int (config, "homeserver/snapshot_trailing"),
+        .seed =
+            (unsigned) (sf_time_wall_ms () ^ (uint64_t) getpid () ^ self->id),
+    };
+    //  The address in the configuration is the one peers dial.
+    self->ring =
+        hs_ring_new (self->id, hs_link_endpoint (self->link), &io, &options);
+    if (hs_store_empty (self->store)) {
+        //  A new ring: every initial member writes the same first entry.
+        struct raft_configuration configuration;
+        raft_configuration_init (&configuration);
+        if (self->n_members == 0)
+            raft_configuration_add (&configuration, self->id,
+                                    hs_link_endpoint (self->link), RAFT_VOTER);
+        for (unsigned at = 0; at < self->n_members; at++)
+            raft_configuration_add (&configuration, self->members [at].id,
+                                    self->members [at].raft, RAFT_VOTER);
+        hs_ring_state_t bootstrap;
+        int rc = hs_ring_bootstrap_state (&configuration, &bootstrap);
+        raft_configuration_close (&configuration);
+        if (rc || hs_store_append (self->store, 1, bootstrap.entries, 1, fault)
+            || hs_store_save_term_vote (self->store, 1, 0, fault)) {
+            hs_ring_state_release (&bootstrap);
+            return sf_fault_set (fault, SF_ESTORE, "cannot bootstrap the ring");
+        }
+        hs_ring_state_release (&bootstrap);
+        sf_log_notice ("hs_server: bootstrapped a ring of %u member(s)",
+                       self->n_members ? self->n_members : 1);
+    }
+    hs_ring_state_t state;
+    if (hs_store_load (self->store, &state, fault))
+        return -1;
+    int rc = hs_ring_start (self->ring, &state, sf_time_mono_ms (), fault);
+    hs_store_state_release (&state);
+    return rc;
+}
 
 hs_server_t *
 hs_server_new (sf_config_t *config, sf_fault_t *fault)
@@ -78,6 +421,8 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
                                 self->cert, fault);
     if (!self->api)
         goto failed;
+    if (s_ring_setup (self, config, fault))
+        goto failed;
     return self;
 failed:
     hs_server_destroy (&self);
@@ -89,6 +434,14 @@ hs_server_destroy (hs_server_t **self_p)
 {
     if (*self_p) {
         hs_server_t *self = *self_p;
+        hs_ring_destroy (&self->ring);
+        hs_link_destroy (&self->link);
+        hs_store_destroy (&self->store);
+        for (unsigned at = 0; at < self->n_members; at++) {
+            free (self->members [at].name);
+            free (self->members [at].raft);
+        }
+        free (self->members);
         api_router_destroy (&self->api);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
@@ -138,9 +491,13 @@ hs_server_actor (zsock_t *pipe, void *args)
     zloop_t *loop = zloop_new ();
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
+    zloop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
+    self->loop = loop;
+    s_after_ring (self);
     zsock_signal (pipe, 0);
     sf_log_notice ("hs_server: ready api=%s", api_router_endpoint (self->api));
     zloop_start (loop);
+    self->loop = NULL;
     zloop_destroy (&loop);
     hs_server_destroy (&self);
 }

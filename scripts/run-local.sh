@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #  Start a local simfabric instance on loopback: keys and data in a
-#  temporary folder, a homeserver and a simulation server, each checked
-#  with fabricctl. Runs until Ctrl-C (or --duration), then stops every
+#  temporary folder, a ring of three homeservers and a simulation server,
+#  each checked with fabricctl. Runs until Ctrl-C (or --duration), then stops every
 #  daemon it started and reports how each exited.
 #
 #  Usage: scripts/run-local.sh [--duration SECONDS] [--keep]
@@ -80,35 +80,78 @@ wait_ready ()
     sf_say "run-local: $name ready on $endpoint in $((($(date +%s%N) - begun) / 1000000)) ms"
 }
 
+#  Write the config of daemon NAME (SECTION) with its API on PORT; extra
+#  lines for its section come on stdin.
+write_config ()
+{
+    local name=$1 section=$2 port=$3
+    {
+        echo "$section"
+        echo "    name = $name"
+        echo "    api = tcp://127.0.0.1:$port"
+        echo "    secret_key = keys/$name.cert_secret"
+        cat
+        echo "log"
+        echo "    level = info"
+    } >"$WORK/$name.cfg"
+}
+
 start_daemon ()
 {
-    local kind=$1 name=$2 section=$3 port
-    port=$(free_port)
-    cat >"$WORK/$name.cfg" <<EOF
-$section
-    name = $name
-    api = tcp://127.0.0.1:$port
-    secret_key = keys/$name.cert_secret
-log
-    level = info
-EOF
+    local kind=$1 name=$2 port=$3
     "$BUILD/$kind" --config "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 &
     PIDS[$name]=$!
     sf_say "run-local: started $kind $name (pid ${PIDS[$name]}), config $WORK/$name.cfg"
     wait_ready "$name" "tcp://127.0.0.1:$port"
-    "$FABRICCTL" status --server "tcp://127.0.0.1:$port" \
-        --server-key "$WORK/keys/$name.cert" | sed 's/^/    /' >&2
 }
 
 sf_say "run-local: working in $WORK"
 mkdir -p "$WORK/keys"
-for name in hs1 sim1; do
+for name in hs1 hs2 hs3 sim1; do
     "$FABRICCTL" keygen "$name" --dir "$WORK/keys" >/dev/null
 done
-sf_say "run-local: made key pairs for hs1 and sim1 in $WORK/keys"
+sf_say "run-local: made key pairs for hs1, hs2, hs3 and sim1 in $WORK/keys"
 
-start_daemon homeserver hs1 homeserver
-start_daemon simserver sim1 sim
+#  The ring: three homeservers that list each other as members.
+declare -A API_PORT RAFT_PORT
+RING=""
+for n in 1 2 3; do
+    API_PORT[hs$n]=$(free_port)
+    RAFT_PORT[hs$n]=$(free_port)
+    RING+="        hs$n
+            id = $n
+            raft = tcp://127.0.0.1:${RAFT_PORT[hs$n]}
+            key = keys/hs$n.cert
+"
+done
+for n in 1 2 3; do
+    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    data = hs%s-data\n' \
+        "$n" "${RAFT_PORT[hs$n]}" "$n" | write_config "hs$n" homeserver "${API_PORT[hs$n]}"
+    printf 'ring\n    member\n%s' "$RING" >>"$WORK/hs$n.cfg"
+done
+for n in 1 2 3; do
+    start_daemon homeserver "hs$n" "${API_PORT[hs$n]}"
+done
+
+#  Wait until the ring has elected a leader, and say how long it took.
+begun=$(date +%s%N)
+while true; do
+    leader=$("$FABRICCTL" status --json --server "tcp://127.0.0.1:${API_PORT[hs1]}" \
+        --server-key "$WORK/keys/hs1.cert" --timeout 500 2>/dev/null \
+        | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get("leader") or "")' \
+        2>/dev/null || true)
+    [ -z "$leader" ] || break
+    [ $((($(date +%s%N) - begun) / 1000000000)) -lt 15 ] \
+        || sf_die "run-local: no leader elected in 15 s"
+    sleep 0.05
+done
+sf_say "run-local: ring elected $leader as leader in $((($(date +%s%N) - begun) / 1000000)) ms"
+"$FABRICCTL" status --server "tcp://127.0.0.1:${API_PORT[$leader]}" \
+    --server-key "$WORK/keys/$leader.cert" | sed 's/^/    /' >&2
+
+SIM_PORT=$(free_port)
+write_config sim1 sim "$SIM_PORT" </dev/null
+start_daemon simserver sim1 "$SIM_PORT"
 
 if [ -n "$DURATION" ]; then
     sf_say "run-local: running for $DURATION s"

@@ -26,7 +26,8 @@ def config(tmp_path, text):
 
 def good(keys):
     return ("homeserver\n    name = hs1\n    api = tcp://127.0.0.1:1\n"
-            f"    secret_key = {keys.secret_path.name}\n")
+            f"    secret_key = {keys.secret_path.name}\n"
+            "    id = 1\n    raft = tcp://127.0.0.1:2\n    data = data\n")
 
 
 def test_unknown_key_names_key_and_file(tmp_path, keys):
@@ -109,7 +110,8 @@ def test_flags_override_the_file(tmp_path, keys):
     path = config(tmp_path, good(keys))
     port = free_port()
     process = subprocess.Popen([str(binary("homeserver")), "--config", str(path),
-                                "--api", f"tcp://127.0.0.1:{port}", "--name", "flagged"],
+                                "--api", f"tcp://127.0.0.1:{port}", "--name", "flagged",
+                                "--raft", f"tcp://127.0.0.1:{free_port()}"],
                                stderr=subprocess.PIPE)
     try:
         with ApiClient(f"tcp://127.0.0.1:{port}", keys.public) as client:

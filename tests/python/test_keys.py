@@ -39,7 +39,8 @@ def test_daemon_refuses_a_secret_key_others_can_read(tmp_path):
     pair = write_key_pair(tmp_path, "hs1")
     os.chmod(pair.secret_path, 0o644)
     result = run(binary("homeserver"), "--name", "hs1", "--api", "tcp://127.0.0.1:1",
-                 "--secret-key", pair.secret_path)
+                 "--secret-key", pair.secret_path, "--id", "1",
+                 "--raft", "tcp://127.0.0.1:2", "--data", tmp_path / "data")
     assert result.returncode == 2
     assert result.stderr == (
         f"homeserver: error: secret key file {pair.secret_path} is accessible by group "

@@ -17,8 +17,10 @@ def test_run_local_starts_and_stops_cleanly(tmp_path):
     log = result.stderr
     assert re.search(r"run-local: hs1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
     assert re.search(r"run-local: sim1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
-    assert "    node           hs1" in log
-    assert "run-local: hs1 stopped cleanly" in log
+    assert re.search(r"run-local: ring elected hs[123] as leader in \d+ ms", log)
+    assert re.search(r"    role           leader", log)
+    for name in ("hs1", "hs2", "hs3"):
+        assert f"run-local: {name} stopped cleanly" in log
     assert "run-local: sim1 stopped cleanly" in log
     # The temporary folder (keys, configs, logs) is removed.
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ See README.md ("Testing with Python") for the fixtures and classes.
 """
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply
-from simfabric_testing.daemon import Daemon, DaemonFailed
+from simfabric_testing.daemon import Daemon, DaemonFailed, make_ring
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
 
@@ -23,6 +23,7 @@ __all__ = [
     "NoReply",
     "Daemon",
     "DaemonFailed",
+    "make_ring",
     "KeyPair",
     "read_public_key",
     "write_key_pair",

@@ -24,15 +24,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_config(path: Path, sections: dict) -> Path:
-    """Write SECTIONS ({section: {key: value}}) as a ZPL file."""
+def _zpl(sections: dict) -> str:
     lines = []
     for section, keys in sections.items():
         lines.append(section)
         for key, value in keys.items():
             lines.append(f'    {key} = "{value}"')
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, sections: dict) -> Path:
+    """Write SECTIONS ({section: {key: value}}) as a ZPL file."""
+    path.write_text(_zpl(sections))
     return path
+
+
+def make_ring(folder, size: int = 3, extra: dict | None = None) -> list["Daemon"]:
+    """SIZE homeservers that know each other as one ring (not started)."""
+    folder = Path(folder)
+    members = [Daemon("homeserver", f"hs{n}", folder / f"hs{n}", extra=extra, raft_id=n)
+               for n in range(1, size + 1)]
+    for member in members:
+        member.ring = members
+        member.write_config()
+    return members
 
 
 class Daemon:
@@ -44,7 +59,8 @@ class Daemon:
 
     SECTION = {"homeserver": "homeserver", "simserver": "sim"}
 
-    def __init__(self, kind: str, name: str, folder, extra: dict | None = None):
+    def __init__(self, kind: str, name: str, folder, extra: dict | None = None,
+                 raft_id: int = 1):
         self.kind = kind
         self.name = name
         self.folder = Path(folder)
@@ -56,13 +72,30 @@ class Daemon:
             "api": self.endpoint,
             "secret_key": self.keys.secret_path.name,
         }
+        if kind == "homeserver":
+            self.raft_id = raft_id
+            self.raft_endpoint = f"tcp://127.0.0.1:{free_port()}"
+            section.update({"id": raft_id, "raft": self.raft_endpoint, "data": "data"})
         section.update(extra or {})
-        self.config = write_config(
-            self.folder / f"{name}.cfg",
-            {self.SECTION[kind]: section, "log": {"level": "info"}},
-        )
+        self.section = section
+        self.ring: list["Daemon"] = []
+        self.write_config()
         self.log_path = self.folder / f"{name}.log"
         self.process: subprocess.Popen | None = None
+
+    def write_config(self):
+        """(Re)write the config file, with ring members if any."""
+        sections = {self.SECTION[self.kind]: self.section, "log": {"level": "info"}}
+        text = _zpl(sections)
+        if self.ring:
+            text += "ring\n    member\n"
+            for member in self.ring:
+                text += (f"        {member.name}\n"
+                         f"            id = {member.raft_id}\n"
+                         f'            raft = "{member.raft_endpoint}"\n'
+                         f'            key = "{member.keys.public_path}"\n')
+        self.config = self.folder / f"{self.name}.cfg"
+        self.config.write_text(text)
 
     def start(self, timeout: float = 10.0, keys: KeyPair | None = None):
         """Start the process and wait until it answers status (asked as

@@ -1,0 +1,185 @@
+/*  hs_link: the Raft transport between ring members (raft-wire.md). */
+
+#include "broker/hs_link.h"
+#include "common/sf_curve.h"
+#include "common/sf_log.h"
+#include "common/sf_zap.h"
+
+//  One peer we send to.
+typedef struct {
+    raft_id id;
+    char *address;    //  its raft endpoint
+    char *key;        //  its public key, Z85
+    zsock_t *dealer;  //  connected to address, pinned to key
+} s_peer_t;
+
+struct _hs_link_t {
+    raft_id id;       //  our raft id
+    char *endpoint;   //  as bound
+    zcert_t *cert;    //  lent: our key pair
+    zactor_t *zap;    //  lent: the process's ZAP handler
+    zsock_t *router;  //  receives from every peer
+    zhashx_t *peers;  //  s_peer_t by id
+    hs_link_counters_t counters;
+};
+
+static void
+s_peer_destroy (void **item)
+{
+    s_peer_t *peer = (s_peer_t *) *item;
+    if (peer) {
+        zsock_destroy (&peer->dealer);
+        free (peer->address);
+        free (peer->key);
+        free (peer);
+        *item = NULL;
+    }
+}
+
+//  Ids as hash keys: the table hashes and compares them as integers.
+static size_t
+s_id_hash (const void *key)
+{
+    return (size_t) (*(const raft_id *) key * 0x9e3779b97f4a7c15ull);
+}
+
+static int
+s_id_compare (const void *left, const void *right)
+{
+    raft_id a = *(const raft_id *) left, b = *(const raft_id *) right;
+    return a < b ? -1 : a > b;
+}
+
+hs_link_t *
+hs_link_new (raft_id id, const char *endpoint, zcert_t *cert, zactor_t *zap,
+             sf_fault_t *fault)
+{
+    hs_link_t *self = (hs_link_t *) zmalloc (sizeof (hs_link_t));
+    self->id = id;
+    self->cert = cert;
+    self->zap = zap;
+    self->peers = zhashx_new ();
+    zhashx_set_key_hasher (self->peers, s_id_hash);
+    zhashx_set_key_comparator (self->peers, s_id_compare);
+    zhashx_set_key_duplicator (self->peers, NULL);
+    zhashx_set_key_destructor (self->peers, NULL);
+    zhashx_set_destructor (self->peers, s_peer_destroy);
+    self->router = zsock_new (ZMQ_ROUTER);
+    zsock_set_maxmsgsize (self->router, (int64_t) RAFT_MSG_MAX_SIZE);
+    sf_curve_server (self->router, cert, HS_LINK_DOMAIN);
+    if (zsock_bind (self->router, "%s", endpoint) < 0) {
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind raft endpoint %s: %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
+        hs_link_destroy (&self);
+        return NULL;
+    }
+    self->endpoint = zsock_last_endpoint (self->router);
+    return self;
+}
+
+void
+hs_link_destroy (hs_link_t **self_p)
+{
+    if (*self_p) {
+        hs_link_t *self = *self_p;
+        zhashx_destroy (&self->peers);
+        zsock_destroy (&self->router);
+        free (self->endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
+                  const char *key)
+{
+    s_peer_t *peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+    peer->id = id;
+    peer->address = strdup (address);
+    peer->key = strdup (key);
+    peer->dealer = zsock_new (ZMQ_DEALER);
+    //  A peer that is down must not make us queue without bound: Raft
+    //  retries by itself, so excess messages are dropped.
+    zsock_set_sndhwm (peer->dealer, 1000);
+    zsock_set_linger (peer->dealer, 0);
+    zsock_set_sndtimeo (peer->dealer, 0);
+    sf_curve_client (peer->dealer, self->cert, key);
+    zsock_connect (peer->dealer, "%s", address);
+    sf_zap_allow (self->zap, HS_LINK_DOMAIN, key);
+    //  Delete first: the table keeps the key pointer of the first insert.
+    zhashx_delete (self->peers, &id);
+    zhashx_insert (self->peers, &peer->id, peer);
+}
+
+zsock_t *
+hs_link_socket (hs_link_t *self)
+{
+    return self->router;
+}
+
+const char *
+hs_link_endpoint (hs_link_t *self)
+{
+    return self->endpoint;
+}
+
+void
+hs_link_send (hs_link_t *self, const struct raft_message *message)
+{
+    s_peer_t *peer =
+        (s_peer_t *) zhashx_lookup (self->peers, &message->server_id);
+    size_t size = raft_msg_size (message, self->endpoint);
+    if (!peer || size == 0) {
+        self->counters.send_dropped++;
+        return;
+    }
+    zframe_t *frame = zframe_new (NULL, size);
+    if (raft_msg_encode (message, self->id, self->endpoint, zframe_data (frame),
+                         size)
+        || zframe_send (&frame, peer->dealer, ZFRAME_DONTWAIT)) {
+        zframe_destroy (&frame);
+        self->counters.send_dropped++;
+        return;
+    }
+    self->counters.sent++;
+}
+
+int
+hs_link_recv (hs_link_t *self, raft_msg_t *msg)
+{
+    zmsg_t *frames = zmsg_recv (self->router);
+    if (!frames)
+        return -1;
+    zframe_t *routing_id = zmsg_pop (frames);
+    zframe_t *body = zmsg_pop (frames);
+    int rc = -1;
+    if (!body || zmsg_size (frames) != 0
+        || raft_msg_decode (msg, zframe_data (body), zframe_size (body)))
+        self->counters.malformed++;
+    else {
+        //  The id in the frame must be the one whose key opened the session.
+        const char *principal = zframe_meta (body, "User-Id");
+        s_peer_t *peer =
+            (s_peer_t *) zhashx_lookup (self->peers, &msg->message.server_id);
+        if (!peer || !principal || strcmp (principal, peer->key) != 0) {
+            self->counters.impostor++;
+            raft_msg_release (msg);
+        }
+        else {
+            self->counters.received++;
+            rc = 0;
+        }
+    }
+    zframe_destroy (&routing_id);
+    zframe_destroy (&body);
+    zmsg_destroy (&frames);
+    return rc;
+}
+
+const hs_link_counters_t *
+hs_link_counters (hs_link_t *self)
+{
+    return &self->counters;
+}

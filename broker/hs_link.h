@@ -1,0 +1,62 @@
+/*  hs_link: the Raft transport between ring members (raft-wire.md).
+
+    A ROUTER bound on this member's raft endpoint receives; one DEALER per
+    peer sends. Both directions use CURVE: the ROUTER's ZAP domain "raft"
+    admits only peers' keys, and each DEALER pins its peer's key. A received
+    frame is decoded and its sender id checked against the key that
+    authenticated it, so no member can speak for another. Bad frames are
+    dropped and counted, never logged one by one. */
+
+#ifndef HS_LINK_H_INCLUDED
+#define HS_LINK_H_INCLUDED
+
+#include "common/sf_error.h"
+#include "protocol/raft_msg.h"
+
+#include <czmq.h>
+
+//  ZAP domain of raft sockets.
+#define HS_LINK_DOMAIN "raft"
+
+typedef struct _hs_link_t hs_link_t;
+
+//  Counters, for status and tests.
+typedef struct {
+    uint64_t sent;          //  frames handed to a DEALER
+    uint64_t send_dropped;  //  no such peer, or its queue was full
+    uint64_t received;      //  frames decoded and accepted
+    uint64_t malformed;     //  frames that did not decode
+    uint64_t impostor;      //  sender id not matching the sender's key
+} hs_link_counters_t;
+
+//  Bind the raft ROUTER of member ID on ENDPOINT with CERT (lent), using
+//  ZAP handler ZAP (lent) for the "raft" domain. Returns NULL with FAULT.
+hs_link_t *hs_link_new (raft_id id, const char *endpoint, zcert_t *cert,
+                        zactor_t *zap, sf_fault_t *fault);
+
+//  Destroy the link and null the caller's pointer.
+void hs_link_destroy (hs_link_t **self_p);
+
+//  Know peer ID at raft ADDRESS with public KEY (Z85): admit its key and
+//  connect a DEALER to it. Replaces what was known of ID before.
+void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
+                       const char *key);
+
+//  The ROUTER, to register on a zloop. Lent.
+zsock_t *hs_link_socket (hs_link_t *self);
+
+//  The raft endpoint as bound. Lent.
+const char *hs_link_endpoint (hs_link_t *self);
+
+//  Encode MESSAGE and send it to message->server_id. Best effort.
+void hs_link_send (hs_link_t *self, const struct raft_message *message);
+
+//  Receive one frame waiting on the ROUTER into MSG. Returns 0 if MSG holds
+//  an accepted message (the caller then owns what the decoder allocated),
+//  or -1 if the frame was dropped (and counted).
+int hs_link_recv (hs_link_t *self, raft_msg_t *msg);
+
+//  The counters. Lent.
+const hs_link_counters_t *hs_link_counters (hs_link_t *self);
+
+#endif

@@ -1,0 +1,83 @@
+"""A ring of real homeservers over CURVE on loopback: election, agreement
+on the leader, failover, restart with the same data folder."""
+
+import time
+
+import pytest
+
+from simfabric_testing import make_ring
+
+
+def statuses(members):
+    result = {}
+    for member in members:
+        if member.alive():
+            with member.client(timeout=1) as client:
+                result[member.name] = client.call("status")
+    return result
+
+
+def wait_leader(members, timeout=15.0, exclude=()):
+    """Poll until every live member names the same leader; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = statuses([m for m in members if m.name not in exclude])
+        leaders = {s["leader"] for s in seen.values()}
+        roles = [s["role"] for s in seen.values()]
+        if len(leaders) == 1 and None not in leaders and roles.count("leader") == 1:
+            (leader,) = leaders
+            return leader, seen
+        time.sleep(0.05)
+    raise AssertionError(f"no agreed leader in {timeout} s: {statuses(members)}")
+
+
+@pytest.fixture
+def ring(tmp_path):
+    members = make_ring(tmp_path, 3, extra={"election_timeout": 300, "heartbeat": 50})
+    for member in members:
+        member.start()
+    yield members
+    for member in members:
+        assert member.stop() == 0, member.log()
+
+
+def test_three_members_elect_one_leader(ring):
+    leader, seen = wait_leader(ring)
+    assert leader in {"hs1", "hs2", "hs3"}
+    terms = {s["term"] for s in seen.values()}
+    assert len(terms) == 1
+    assert seen[leader]["role"] == "leader"
+    assert sorted(s["role"] for s in seen.values()) == ["follower", "follower", "leader"]
+    for status in seen.values():
+        assert [m["name"] for m in status["members"]] == ["hs1", "hs2", "hs3"]
+        assert status["commit_index"] >= 1
+
+
+def test_leader_killed_a_new_one_is_elected(ring):
+    leader, seen = wait_leader(ring)
+    old_term = seen[leader]["term"]
+    victim = next(m for m in ring if m.name == leader)
+    killed_at = time.monotonic()
+    victim.kill()
+    new_leader, seen = wait_leader(ring, exclude=(leader,))
+    failover = time.monotonic() - killed_at
+    assert new_leader != leader
+    assert all(s["term"] > old_term for s in seen.values())
+    assert failover < 5, failover
+    # The old leader comes back with its data folder and follows.
+    victim.start()
+    back, seen = wait_leader(ring)
+    assert back == new_leader
+    assert seen[leader]["role"] == "follower"
+
+
+def test_single_member_ring_leads_itself(homeserver):
+    with homeserver.client() as client:
+        deadline = time.monotonic() + 10
+        while True:
+            status = client.call("status")
+            if status["role"] == "leader":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+    assert status["leader"] is None or status["leader_id"] == 1
