@@ -7,6 +7,13 @@
 
 #include <assert.h>
 
+struct _api_call_t {
+    zframe_t *routing_id;  //  the client's connection
+    bool delimited;        //  answer with an empty delimiter (REQ client)
+    char *principal;       //  client's public key
+    api_msg_t request;     //  decoded request
+};
+
 struct _api_router_t {
     zsock_t *socket;  //  ROUTER, CURVE server
     char *endpoint;   //  as bound
@@ -85,6 +92,93 @@ api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
     return 0;
 }
 
+api_call_t *
+api_router_recv (api_router_t *self, const char *log_name)
+{
+    api_call_t *call = (api_call_t *) zmalloc (sizeof (api_call_t));
+    zframe_t *body;
+    int rc = sf_curve_recv (self->socket, &call->routing_id, &body,
+                            &call->principal, &call->delimited);
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    if (rc)
+        sf_fault_set (&fault, SF_EREQUEST,
+                      "a request must be exactly one frame");
+    else
+        api_msg_decode (&call->request, zframe_data (body), zframe_size (body),
+                        &fault);
+    zframe_destroy (&body);
+    if (fault.error == SF_OK)
+        return call;
+    if (call->routing_id) {
+        json_t *reply =
+            api_msg_reply_error (call->request.id, fault.error, fault.message);
+        char *text = api_msg_encode (reply);
+        sf_curve_send (self->socket, call->routing_id, call->delimited, text,
+                       strlen (text));
+        sf_log_info ("%s: refused request from %.8s: %s", log_name,
+                     call->principal ? call->principal : "?", text);
+        free (text);
+        json_decref (reply);
+    }
+    api_call_destroy (&call);
+    return NULL;
+}
+
+const api_msg_t *
+api_call_request (api_call_t *call)
+{
+    return &call->request;
+}
+
+const char *
+api_call_principal (api_call_t *call)
+{
+    return call->principal ? call->principal : "";
+}
+
+static void
+s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
+{
+    api_call_t *call = *call_p;
+    char *text = api_msg_encode (reply);
+    sf_curve_send (self->socket, call->routing_id, call->delimited, text,
+                   strlen (text));
+    free (text);
+    json_decref (reply);
+    api_call_destroy (call_p);
+}
+
+void
+api_router_reply (api_router_t *self, api_call_t **call, const json_t *result)
+{
+    json_t *reply = api_msg_reply_ok ((*call)->request.id);
+    if (result)
+        json_object_update_missing (reply, (json_t *) result);
+    s_answer (self, call, reply);
+}
+
+void
+api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
+                 const char *message)
+{
+    s_answer (self, call,
+              api_msg_reply_error ((*call)->request.id, error, message));
+}
+
+void
+api_call_destroy (api_call_t **call_p)
+{
+    if (*call_p) {
+        api_call_t *call = *call_p;
+        zframe_destroy (&call->routing_id);
+        free (call->principal);
+        api_msg_reset (&call->request);
+        free (call);
+        *call_p = NULL;
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -144,6 +238,32 @@ api_router_test (bool verbose)
     reply = zstr_recv (client);
     assert (strstr (reply, "\"code\":\"invalid_request\""));
     assert (strstr (reply, "\"id\":null"));
+    zstr_free (&reply);
+
+    //  A call kept and answered later; a malformed one answered at once.
+    zstr_send (client, "{\"op\":\"later\",\"id\":\"x\"}");
+    api_call_t *call = api_router_recv (router, "test");
+    assert (call);
+    assert (streq (api_call_request (call)->op, "later"));
+    assert (streq (api_call_principal (call), zcert_public_txt (client_cert)));
+    zstr_send (client, "{\"op\":");
+    assert (api_router_recv (router, "test") == NULL);
+    reply = zstr_recv (client);
+    assert (strstr (reply, "\"malformed_json\""));
+    zstr_free (&reply);
+    json_t *result = json_pack ("{s:i,s:i}", "answer", 42, "id", 7);
+    api_router_reply (router, &call, result);
+    assert (!call);
+    json_decref (result);
+    reply = zstr_recv (client);
+    //  The request's id wins over a result member of the same name.
+    assert (streq (reply, "{\"id\":\"x\",\"ok\":true,\"answer\":42}"));
+    zstr_free (&reply);
+    zstr_send (client, "{\"op\":\"later\",\"id\":2}");
+    call = api_router_recv (router, "test");
+    api_router_fail (router, &call, SF_ENOTLEADER, "try hs2");
+    reply = zstr_recv (client);
+    assert (strstr (reply, "\"code\":\"not_leader\",\"message\":\"try hs2\""));
     zstr_free (&reply);
 
     zsock_destroy (&client);

@@ -37,6 +37,34 @@ const char *api_router_endpoint (api_router_t *self);
 int api_router_handle (api_router_t *self, const api_msg_op_t *ops,
                        void *context, const char *log_name);
 
+//  One request being served: who asked, how to answer, what was asked. A
+//  daemon that cannot answer at once (a write waiting for its commit)
+//  keeps the call and answers it later.
+typedef struct _api_call_t api_call_t;
+
+//  Receive one request waiting on the socket. Returns the call (the caller
+//  owns it), or NULL when the request was malformed and has already been
+//  answered with an error (and logged, prefixed by LOG_NAME).
+api_call_t *api_router_recv (api_router_t *self, const char *log_name);
+
+//  The decoded request of CALL. Lent.
+const api_msg_t *api_call_request (api_call_t *call);
+
+//  The principal (Z85 public key) that sent CALL. Lent.
+const char *api_call_principal (api_call_t *call);
+
+//  Answer CALL with success, copying RESULT's members (may be NULL) into
+//  the reply; destroys the call.
+void api_router_reply (api_router_t *self, api_call_t **call,
+                       const json_t *result);
+
+//  Answer CALL with ERROR and MESSAGE; destroys the call.
+void api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
+                      const char *message);
+
+//  Drop CALL without an answer (its client goes away, or times out).
+void api_call_destroy (api_call_t **call);
+
 //  Self test; returns 0 on success.
 int api_router_test (bool verbose);
 
