@@ -650,9 +650,10 @@ hs_ring_tick (hs_ring_t *self, uint64_t now)
     s_step (self, &event);
 }
 
-raft_index
-hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
-                sf_fault_t *fault)
+//  Submit one entry of TYPE holding a copy of COMMAND.
+static raft_index
+s_submit (hs_ring_t *self, enum raft_entry_type type, const void *command,
+          size_t size, uint64_t now, sf_fault_t *fault)
 {
     if (!self->started || raft_state (&self->raft) != RAFT_LEADER) {
         sf_fault_set (fault, SF_ENOTLEADER, "this node is not the leader");
@@ -663,7 +664,7 @@ hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
         memcpy (data, command, size);
     struct raft_entry entry = {
         .term = raft_current_term (&self->raft),
-        .type = RAFT_COMMAND,
+        .type = type,
         .buf = {data, size},
         .batch = data,
     };
@@ -682,6 +683,19 @@ hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
         return 0;
     }
     return index;
+}
+
+raft_index
+hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
+                sf_fault_t *fault)
+{
+    return s_submit (self, RAFT_COMMAND, command, size, now, fault);
+}
+
+raft_index
+hs_ring_barrier (hs_ring_t *self, uint64_t now, sf_fault_t *fault)
+{
+    return s_submit (self, RAFT_BARRIER, NULL, 0, now, fault);
 }
 
 int

@@ -135,6 +135,12 @@ void hs_ring_tick (hs_ring_t *self, uint64_t now);
 raft_index hs_ring_submit (hs_ring_t *self, const void *command, size_t size,
                            uint64_t now, sf_fault_t *fault);
 
+//  Submit a barrier: an empty entry whose commit, in the current term,
+//  proves this member was still the leader after the call (for
+//  linearizable reads: Raft thesis 6.4). Returns its index, or 0 with
+//  FAULT (not_leader).
+raft_index hs_ring_barrier (hs_ring_t *self, uint64_t now, sf_fault_t *fault);
+
 //  Start transferring leadership to member ID (0: the library picks).
 int hs_ring_transfer (hs_ring_t *self, raft_id id, uint64_t now,
                       sf_fault_t *fault);

@@ -1,6 +1,8 @@
 /*  hs_server: the homeserver daemon's actor. */
 
 #include "broker/hs_server.h"
+#include "broker/hs_api.h"
+#include "broker/hs_fsm.h"
 #include "broker/hs_link.h"
 #include "broker/hs_ring.h"
 #include "broker/hs_store.h"
@@ -42,6 +44,10 @@ const sf_config_key_t hs_server_schema [] = {
      "raft endpoint of a ring member"},
     {"ring/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,
      "public certificate of a ring member"},
+    {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "API endpoint of a ring member, for forwarding requests to the leader"},
+    {"homeserver/admins", "admins", SF_CONFIG_PATH, false, NULL, NULL,
+     "folder of administrators' public certificates"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -51,6 +57,7 @@ typedef struct {
     char *name;     //  its section name
     raft_id id;     //  raft id
     char *raft;     //  raft endpoint
+    char *api;      //  API endpoint, or NULL
     char key [41];  //  public key, Z85
 } s_member_t;
 
@@ -63,14 +70,15 @@ struct _hs_server_t {
     hs_link_t *link;      //  raft messages to and from the other members
     hs_store_t *store;    //  durable term, vote, log, snapshot
     hs_ring_t *ring;      //  the raft core driver
+    hs_fsm_t *fsm;        //  the state machine
+    hs_api_t *handler;    //  JSON requests over the ring
     s_member_t *members;  //  configured members (this node included)
     unsigned n_members;
     zloop_t *loop;       //  the actor's loop, while it runs
     int timer;           //  zloop timer for the ring's next timeout
     raft_index durable;  //  appended and synced, to report to the ring
     raft_term durable_term;
-    uint64_t applied_commands;  //  state machine: commands applied
-    uint64_t started_ms;        //  monotonic start time, for uptime
+    uint64_t started_ms;  //  monotonic start time, for uptime
 };
 
 //  --------------------------------------------------------------------------
@@ -117,18 +125,20 @@ static void
 s_io_apply (void *handle, raft_index index, raft_term term,
             const struct raft_buffer *command)
 {
-    (void) index, (void) term, (void) command;
-    ((hs_server_t *) handle)->applied_commands++;
+    hs_server_t *self = (hs_server_t *) handle;
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    json_t *result =
+        hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
+    if (self->handler)
+        hs_api_applied (self->handler, index, term, result, &fault);
+    json_decref (result);
 }
 
 static int
 s_io_snapshot_take (void *handle, struct raft_buffer *data)
 {
-    hs_server_t *self = (hs_server_t *) handle;
-    data->base = raft_malloc (sizeof (uint64_t));
-    data->len = sizeof (uint64_t);
-    memcpy (data->base, &self->applied_commands, sizeof (uint64_t));
-    return 0;
+    return hs_fsm_snapshot (((hs_server_t *) handle)->fsm, data);
 }
 
 static int
@@ -148,11 +158,7 @@ s_io_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
 static int
 s_io_snapshot_restore (void *handle, const struct raft_buffer *data)
 {
-    hs_server_t *self = (hs_server_t *) handle;
-    if (data->len != sizeof (uint64_t))
-        return -1;
-    memcpy (&self->applied_commands, data->base, sizeof (uint64_t));
-    return 0;
+    return hs_fsm_restore (((hs_server_t *) handle)->fsm, data);
 }
 
 static int s_handle_timer (zloop_t *loop, int timer_id, void *arg);
@@ -167,6 +173,8 @@ s_after_ring (hs_server_t *self)
         self->durable = 0;
         hs_ring_persisted (self->ring, index, self->durable_term, now);
     }
+    if (self->handler)
+        hs_api_progress (self->handler, now);
     if (!self->loop)
         return;
     if (self->timer > 0)
@@ -205,66 +213,6 @@ s_handle_raft (zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
-static int
-s_op_status (void *context, const api_msg_t *request, const char *principal,
-             json_t *reply, sf_fault_t *fault)
-{
-    hs_server_t *self = (hs_server_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op", "id", NULL};
-    if (sf_json_only (request->root, allowed, fault))
-        return -1;
-    json_object_set_new (reply, "node", json_string (self->name));
-    json_object_set_new (reply, "version", json_string (SIMFABRIC_VERSION));
-    json_object_set_new (
-        reply, "uptime_ms",
-        json_integer ((json_int_t) (sf_time_mono_ms () - self->started_ms)));
-    const char *leader_address = NULL;
-    raft_id leader = hs_ring_leader (self->ring, &leader_address);
-    const char *leader_name = NULL;
-    json_t *members = json_array ();
-    for (unsigned at = 0; at < self->n_members; at++) {
-        s_member_t *member = &self->members [at];
-        if (member->id == leader)
-            leader_name = member->name;
-        json_array_append_new (
-            members, json_pack ("{s:s,s:I,s:s}", "name", member->name, "id",
-                                (json_int_t) member->id, "raft", member->raft));
-    }
-    json_object_set_new (reply, "raft_id",
-                         json_integer ((json_int_t) self->id));
-    json_object_set_new (
-        reply, "role",
-        json_string (hs_ring_role_name (hs_ring_role (self->ring))));
-    json_object_set_new (reply, "term",
-                         json_integer ((json_int_t) hs_ring_term (self->ring)));
-    json_object_set_new (reply, "leader",
-                         leader ? json_string (leader_name ? leader_name : "?")
-                                : json_null ());
-    json_object_set_new (reply, "leader_id",
-                         leader ? json_integer ((json_int_t) leader)
-                                : json_null ());
-    json_object_set_new (reply, "leader_raft",
-                         leader_address ? json_string (leader_address)
-                                        : json_null ());
-    json_object_set_new (
-        reply, "commit_index",
-        json_integer ((json_int_t) hs_ring_commit_index (self->ring)));
-    json_object_set_new (
-        reply, "applied_index",
-        json_integer ((json_int_t) hs_ring_applied_index (self->ring)));
-    json_object_set_new (
-        reply, "last_index",
-        json_integer ((json_int_t) hs_ring_last_index (self->ring)));
-    json_object_set_new (reply, "members", members);
-    return 0;
-}
-
-static const api_msg_op_t s_ops [] = {
-    {"status", s_op_status},
-    {NULL, NULL},
-};
-
 //  Read the ring's members from CONFIG. Without any, the ring is this node
 //  alone. This node must be among them.
 static int
@@ -292,6 +240,9 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
                                  name);
         }
         member->raft = strdup (raft);
+        snprintf (path, sizeof path, "ring/member/%s/api", name);
+        const char *api = sf_config_str (config, path);
+        member->api = api ? strdup (api) : NULL;
         if (sf_cert_load_public (key, member->key, fault)) {
             zlist_destroy (&names);
             return -1;
@@ -313,6 +264,37 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "this node (id %llu) is not among ring/member",
                              (unsigned long long) self->id);
+    return 0;
+}
+
+//  Every public certificate in folder DIR is an administrator.
+static int
+s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
+{
+    zdir_t *folder = zdir_new (dir, "-");
+    if (!folder)
+        return sf_fault_set (fault, SF_EINVAL, "cannot read admins folder %s",
+                             dir);
+    zlist_t *files = zdir_list (folder);
+    int admitted = 0;
+    for (zfile_t *file = (zfile_t *) zlist_first (files); file;
+         file = (zfile_t *) zlist_next (files)) {
+        const char *path = zfile_filename (file, NULL);
+        size_t size = strlen (path);
+        if (size < 6 || strcmp (path + size - 5, ".cert") != 0)
+            continue;
+        char key [SF_CERT_KEY_TEXT + 1];
+        if (sf_cert_load_public (path, key, fault)) {
+            zlist_destroy (&files);
+            zdir_destroy (&folder);
+            return -1;
+        }
+        hs_api_add_admin (self->handler, key);
+        admitted++;
+    }
+    zlist_destroy (&files);
+    zdir_destroy (&folder);
+    sf_log_info ("hs_server: %d administrator key(s) from %s", admitted, dir);
     return 0;
 }
 
@@ -341,6 +323,9 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
             hs_link_add_peer (self->link, self->members [at].id,
                               self->members [at].raft, self->members [at].key);
 
+    self->fsm = hs_fsm_new (fault);
+    if (!self->fsm)
+        return -1;
     hs_ring_io_t io = {
         .handle = self,
         .save_term_vote = s_io_save_term_vote,
@@ -393,7 +378,24 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         return -1;
     int rc = hs_ring_start (self->ring, &state, sf_time_mono_ms (), fault);
     hs_store_state_release (&state);
-    return rc;
+    if (rc)
+        return -1;
+
+    self->handler = hs_api_new (self->name, self->id, self->ring, self->fsm,
+                                self->api, self->cert);
+    for (unsigned at = 0; at < self->n_members; at++) {
+        s_member_t *member = &self->members [at];
+        hs_api_add_member (self->handler, member->name, member->id, member->api,
+                           member->raft, member->key);
+    }
+    if (self->n_members == 0)
+        hs_api_add_member (self->handler, self->name, self->id, NULL,
+                           hs_link_endpoint (self->link),
+                           zcert_public_txt (self->cert));
+    const char *admins = sf_config_str (config, "homeserver/admins");
+    if (admins && s_admins_load (self, admins, fault))
+        return -1;
+    return 0;
 }
 
 hs_server_t *
@@ -434,12 +436,15 @@ hs_server_destroy (hs_server_t **self_p)
 {
     if (*self_p) {
         hs_server_t *self = *self_p;
+        hs_api_destroy (&self->handler);
         hs_ring_destroy (&self->ring);
+        hs_fsm_destroy (&self->fsm);
         hs_link_destroy (&self->link);
         hs_store_destroy (&self->store);
         for (unsigned at = 0; at < self->n_members; at++) {
             free (self->members [at].name);
             free (self->members [at].raft);
+            free (self->members [at].api);
         }
         free (self->members);
         api_router_destroy (&self->api);
@@ -462,7 +467,20 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     hs_server_t *self = (hs_server_t *) arg;
-    return api_router_handle (self->api, s_ops, self, "hs_server");
+    api_call_t *call = api_router_recv (self->api, "hs_server");
+    if (call)
+        hs_api_handle (self->handler, call, sf_time_mono_ms ());
+    s_after_ring (self);
+    return 0;
+}
+
+static int
+s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    hs_server_t *self = (hs_server_t *) arg;
+    hs_api_forward_reply (self->handler, reader);
+    return 0;
 }
 
 static int
@@ -492,6 +510,9 @@ hs_server_actor (zsock_t *pipe, void *args)
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
     zloop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
+    for (zsock_t **forward = hs_api_forward_sockets (self->handler); *forward;
+         forward++)
+        zloop_reader (loop, *forward, s_handle_forward, self);
     self->loop = loop;
     s_after_ring (self);
     zsock_signal (pipe, 0);

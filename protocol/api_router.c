@@ -137,6 +137,28 @@ api_call_principal (api_call_t *call)
     return call->principal ? call->principal : "";
 }
 
+int
+api_call_rewrite (api_call_t *call, const json_t *request,
+                  const char *principal, sf_fault_t *fault)
+{
+    json_t *copy = json_deep_copy (request);
+    json_object_set (copy, "id", call->request.id);
+    char *text = api_msg_encode (copy);
+    json_decref (copy);
+    api_msg_t rewritten;
+    int rc = api_msg_decode (&rewritten, text, strlen (text), fault);
+    free (text);
+    if (rc) {
+        api_msg_reset (&rewritten);
+        return -1;
+    }
+    api_msg_reset (&call->request);
+    call->request = rewritten;
+    free (call->principal);
+    call->principal = strdup (principal);
+    return 0;
+}
+
 static void
 s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
 {

@@ -53,6 +53,12 @@ const api_msg_t *api_call_request (api_call_t *call);
 //  The principal (Z85 public key) that sent CALL. Lent.
 const char *api_call_principal (api_call_t *call);
 
+//  Make CALL stand for REQUEST (a JSON object, lent) sent by PRINCIPAL,
+//  keeping CALL's id for the answer: how a relayed request is served.
+//  Returns 0, or -1 with FAULT if REQUEST is not a valid request.
+int api_call_rewrite (api_call_t *call, const json_t *request,
+                      const char *principal, sf_fault_t *fault);
+
 //  Answer CALL with success, copying RESULT's members (may be NULL) into
 //  the reply; destroys the call.
 void api_router_reply (api_router_t *self, api_call_t **call,

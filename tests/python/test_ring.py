@@ -5,40 +5,7 @@ import time
 
 import pytest
 
-from simfabric_testing import make_ring
-
-
-def statuses(members):
-    result = {}
-    for member in members:
-        if member.alive():
-            with member.client(timeout=1) as client:
-                result[member.name] = client.call("status")
-    return result
-
-
-def wait_leader(members, timeout=15.0, exclude=()):
-    """Poll until every live member names the same leader; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = statuses([m for m in members if m.name not in exclude])
-        leaders = {s["leader"] for s in seen.values()}
-        roles = [s["role"] for s in seen.values()]
-        if len(leaders) == 1 and None not in leaders and roles.count("leader") == 1:
-            (leader,) = leaders
-            return leader, seen
-        time.sleep(0.05)
-    raise AssertionError(f"no agreed leader in {timeout} s: {statuses(members)}")
-
-
-@pytest.fixture
-def ring(tmp_path):
-    members = make_ring(tmp_path, 3, extra={"election_timeout": 300, "heartbeat": 50})
-    for member in members:
-        member.start()
-    yield members
-    for member in members:
-        assert member.stop() == 0, member.log()
+from simfabric_testing import wait_leader
 
 
 def test_three_members_elect_one_leader(ring):

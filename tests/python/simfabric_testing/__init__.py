@@ -13,7 +13,7 @@ See README.md ("Testing with Python") for the fixtures and classes.
 """
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply
-from simfabric_testing.daemon import Daemon, DaemonFailed, make_ring
+from simfabric_testing.daemon import Daemon, DaemonFailed, make_ring, ring_statuses, wait_leader
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
 
@@ -24,6 +24,8 @@ __all__ = [
     "Daemon",
     "DaemonFailed",
     "make_ring",
+    "ring_statuses",
+    "wait_leader",
     "KeyPair",
     "read_public_key",
     "write_key_pair",

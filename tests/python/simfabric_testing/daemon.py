@@ -44,8 +44,13 @@ def make_ring(folder, size: int = 3, extra: dict | None = None) -> list["Daemon"
     folder = Path(folder)
     members = [Daemon("homeserver", f"hs{n}", folder / f"hs{n}", extra=extra, raft_id=n)
                for n in range(1, size + 1)]
+    # The leader decides who is an administrator: every member shares one
+    # admins folder.
+    admin = write_key_pair(folder / "admins", "admin")
     for member in members:
         member.ring = members
+        member.admin = admin
+        member.section["admins"] = str(folder / "admins")
         member.write_config()
     return members
 
@@ -75,7 +80,10 @@ class Daemon:
         if kind == "homeserver":
             self.raft_id = raft_id
             self.raft_endpoint = f"tcp://127.0.0.1:{free_port()}"
-            section.update({"id": raft_id, "raft": self.raft_endpoint, "data": "data"})
+            # One administrator key per daemon folder, for tests that need it.
+            self.admin = write_key_pair(self.folder / "admins", "admin")
+            section.update({"id": raft_id, "raft": self.raft_endpoint, "data": "data",
+                            "admins": "admins"})
         section.update(extra or {})
         self.section = section
         self.ring: list["Daemon"] = []
@@ -93,6 +101,7 @@ class Daemon:
                 text += (f"        {member.name}\n"
                          f"            id = {member.raft_id}\n"
                          f'            raft = "{member.raft_endpoint}"\n'
+                         f'            api = "{member.endpoint}"\n'
                          f'            key = "{member.keys.public_path}"\n')
         self.config = self.folder / f"{self.name}.cfg"
         self.config.write_text(text)
@@ -145,3 +154,32 @@ class Daemon:
 
     def kill(self) -> int:
         return self.stop(signal.SIGKILL)
+
+
+def ring_statuses(members) -> dict:
+    """status of every live member, by name."""
+    result = {}
+    for member in members:
+        if member.alive():
+            with member.client(timeout=1) as client:
+                try:
+                    result[member.name] = client.call("status")
+                except NoReply:
+                    pass
+    return result
+
+
+def wait_leader(members, timeout: float = 15.0, exclude=()):
+    """Wait until every live member names the same leader; return its
+    name and the statuses."""
+    deadline = time.monotonic() + timeout
+    seen = {}
+    while time.monotonic() < deadline:
+        seen = ring_statuses([m for m in members if m.name not in exclude])
+        leaders = {s["leader"] for s in seen.values()}
+        roles = [s["role"] for s in seen.values()]
+        if len(leaders) == 1 and None not in leaders and roles.count("leader") == 1:
+            (leader,) = leaders
+            return leader, seen
+        time.sleep(0.05)
+    raise DaemonFailed(f"no agreed leader in {timeout} s: {seen}")

@@ -6,7 +6,7 @@ Use them from your own suite with
 
 import pytest
 
-from simfabric_testing.daemon import Daemon
+from simfabric_testing.daemon import Daemon, make_ring
 
 
 @pytest.fixture
@@ -23,3 +23,15 @@ def simserver(tmp_path):
     daemon = Daemon("simserver", "sim1", tmp_path / "sim1").start()
     yield daemon
     assert daemon.stop() == 0, daemon.log()
+
+
+@pytest.fixture
+def ring(tmp_path):
+    """Three homeservers forming one ring (fast timers), started; each is
+    stopped afterwards and must exit 0."""
+    members = make_ring(tmp_path, 3, extra={"election_timeout": 300, "heartbeat": 50})
+    for member in members:
+        member.start()
+    yield members
+    for member in members:
+        assert member.stop() == 0, member.log()

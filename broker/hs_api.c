@@ -1,0 +1,610 @@
+/*  hs_api: the homeserver's JSON request handler (homeserver-api.md). */
+
+#include "broker/hs_api.h"
+#include "common/sf_cert.h"
+#include "common/sf_curve.h"
+#include "common/sf_json.h"
+#include "common/sf_log.h"
+#include "common/sf_time.h"
+#include "protocol/ring_cmd.h"
+
+#define S_MAX_MEMBERS 16
+
+typedef struct {
+    char *name;       //  configured name
+    raft_id id;       //  raft id
+    char *api;        //  API endpoint, or NULL
+    char *raft;       //  raft endpoint
+    char key [41];    //  public key
+    zsock_t *dealer;  //  to its API, for forwarding; NULL without api
+} s_member_t;
+
+//  A write waiting for its entry to be applied.
+typedef struct {
+    api_call_t *call;
+    raft_index index;
+    raft_term term;
+} s_write_t;
+
+//  Reads waiting behind one barrier.
+typedef struct {
+    raft_index index;  //  the barrier's index
+    raft_term term;    //  the term it was submitted in
+    zlistx_t *calls;   //  api_call_t
+} s_batch_t;
+
+//  A request forwarded to the leader, waiting for its answer.
+typedef struct {
+    api_call_t *call;
+    uint64_t deadline;  //  monotonic ms
+} s_forward_t;
+
+struct _hs_api_t {
+    char *name;            //  this node's name
+    raft_id id;            //  this node's raft id
+    uint64_t started_ms;   //  monotonic start, for uptime
+    hs_ring_t *ring;       //  lent
+    hs_fsm_t *fsm;         //  lent
+    api_router_t *router;  //  lent
+    zcert_t *cert;         //  lent, for forwarding
+    s_member_t members [S_MAX_MEMBERS];
+    unsigned n_members;
+    zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
+    unsigned n_sockets;
+    zhashx_t *admins;       //  admin keys (values unused)
+    zlistx_t *writes;       //  s_write_t, in index order
+    zlistx_t *waiting;      //  reads not yet behind a barrier
+    s_batch_t *batch;       //  reads behind the barrier in flight, or NULL
+    zhashx_t *forwards;     //  s_forward_t by forward id (text)
+    uint64_t next_forward;  //  id of the next forward
+};
+
+static const s_member_t *
+s_member_by_id (hs_api_t *self, raft_id id)
+{
+    for (unsigned at = 0; at < self->n_members; at++)
+        if (self->members [at].id == id)
+            return &self->members [at];
+    return NULL;
+}
+
+static bool
+s_is_member_key (hs_api_t *self, const char *key)
+{
+    for (unsigned at = 0; at < self->n_members; at++)
+        if (strcmp (self->members [at].key, key) == 0)
+            return true;
+    return false;
+}
+
+hs_api_t *
+hs_api_new (const char *name, raft_id id, hs_ring_t *ring, hs_fsm_t *fsm,
+            api_router_t *router, zcert_t *cert)
+{
+    hs_api_t *self = (hs_api_t *) zmalloc (sizeof (hs_api_t));
+    self->name = strdup (name);
+    self->id = id;
+    self->started_ms = sf_time_mono_ms ();
+    self->ring = ring;
+    self->fsm = fsm;
+    self->router = router;
+    self->cert = cert;
+    self->admins = zhashx_new ();
+    self->writes = zlistx_new ();
+    self->waiting = zlistx_new ();
+    self->forwards = zhashx_new ();
+    self->next_forward = 1;
+    return self;
+}
+
+static void
+s_batch_destroy (s_batch_t **batch_p)
+{
+    if (*batch_p) {
+        api_call_t *call = (api_call_t *) zlistx_first ((*batch_p)->calls);
+        while (call) {
+            api_call_destroy (&call);
+            call = (api_call_t *) zlistx_next ((*batch_p)->calls);
+        }
+        zlistx_destroy (&(*batch_p)->calls);
+        free (*batch_p);
+        *batch_p = NULL;
+    }
+}
+
+void
+hs_api_destroy (hs_api_t **self_p)
+{
+    if (*self_p) {
+        hs_api_t *self = *self_p;
+        s_write_t *write = (s_write_t *) zlistx_first (self->writes);
+        while (write) {
+            api_call_destroy (&write->call);
+            free (write);
+            write = (s_write_t *) zlistx_next (self->writes);
+        }
+        zlistx_destroy (&self->writes);
+        api_call_t *call = (api_call_t *) zlistx_first (self->waiting);
+        while (call) {
+            api_call_destroy (&call);
+            call = (api_call_t *) zlistx_next (self->waiting);
+        }
+        zlistx_destroy (&self->waiting);
+        s_batch_destroy (&self->batch);
+        s_forward_t *forward = (s_forward_t *) zhashx_first (self->forwards);
+        while (forward) {
+            api_call_destroy (&forward->call);
+            free (forward);
+            forward = (s_forward_t *) zhashx_next (self->forwards);
+        }
+        zhashx_destroy (&self->forwards);
+        zhashx_destroy (&self->admins);
+        for (unsigned at = 0; at < self->n_members; at++) {
+            free (self->members [at].name);
+            free (self->members [at].api);
+            free (self->members [at].raft);
+            zsock_destroy (&self->members [at].dealer);
+        }
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
+                   const char *api, const char *raft, const char *key)
+{
+    if (self->n_members == S_MAX_MEMBERS)
+        return;
+    s_member_t *member = &self->members [self->n_members++];
+    member->name = strdup (name);
+    member->id = id;
+    member->api = api ? strdup (api) : NULL;
+    member->raft = strdup (raft);
+    snprintf (member->key, sizeof member->key, "%s", key);
+    //  No forwarding socket to ourselves.
+    if (api && id != self->id) {
+        member->dealer = zsock_new (ZMQ_DEALER);
+        zsock_set_linger (member->dealer, 0);
+        zsock_set_sndhwm (member->dealer, 10000);
+        sf_curve_client (member->dealer, self->cert, key);
+        zsock_connect (member->dealer, "%s", api);
+        self->sockets [self->n_sockets++] = member->dealer;
+    }
+}
+
+void
+hs_api_add_admin (hs_api_t *self, const char *key)
+{
+    zhashx_insert (self->admins, key, (void *) "admin");
+}
+
+//  The result members every answer carries: who answered, who leads.
+static void
+s_stamp (hs_api_t *self, json_t *result)
+{
+    raft_id leader = hs_ring_leader (self->ring, NULL);
+    const s_member_t *member = s_member_by_id (self, leader);
+    json_object_set_new (result, "node", json_string (self->name));
+    json_object_set_new (result, "leader",
+                         member ? json_string (member->name) : json_null ());
+}
+
+static void
+s_reply (hs_api_t *self, api_call_t **call, json_t *result)
+{
+    s_stamp (self, result);
+    api_router_reply (self->router, call, result);
+    json_decref (result);
+}
+
+//  --------------------------------------------------------------------------
+//  Operations answered at once
+
+static void
+s_status (hs_api_t *self, api_call_t *call, uint64_t now)
+{
+    const char *leader_raft = NULL;
+    raft_id leader = hs_ring_leader (self->ring, &leader_raft);
+    const s_member_t *leading = s_member_by_id (self, leader);
+    json_t *members = json_array ();
+    for (unsigned at = 0; at < self->n_members; at++) {
+        const s_member_t *member = &self->members [at];
+        json_array_append_new (
+            members,
+            json_pack ("{s:s,s:I,s:s,s:o}", "name", member->name, "id",
+                       (json_int_t) member->id, "raft", member->raft, "api",
+                       member->api ? json_string (member->api) : json_null ()));
+    }
+    json_t *result = json_pack (
+        "{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "node",
+        self->name, "version", SIMFABRIC_VERSION, "raft_id",
+        (json_int_t) self->id, "role",
+        hs_ring_role_name (hs_ring_role (self->ring)), "term",
+        (json_int_t) hs_ring_term (self->ring), "leader",
+        leading ? json_string (leading->name) : json_null (), "leader_id",
+        leader ? json_integer ((json_int_t) leader) : json_null (),
+        "leader_api",
+        leading && leading->api ? json_string (leading->api) : json_null (),
+        "commit_index", (json_int_t) hs_ring_commit_index (self->ring),
+        "applied_index", (json_int_t) hs_ring_applied_index (self->ring),
+        "last_index", (json_int_t) hs_ring_last_index (self->ring),
+        "snapshot_index", (json_int_t) hs_ring_snapshot_index (self->ring),
+        "members", members);
+    json_object_set_new (result, "uptime_ms",
+                         json_integer ((json_int_t) (now - self->started_ms)));
+    json_object_set_new (result, "leader_raft",
+                         leader_raft ? json_string (leader_raft)
+                                     : json_null ());
+    api_router_reply (self->router, &call, result);
+    json_decref (result);
+}
+
+//  --------------------------------------------------------------------------
+//  Forwarding to the leader
+
+static void
+s_forward (hs_api_t *self, api_call_t *call, const char *principal,
+           uint64_t now)
+{
+    raft_id leader = hs_ring_leader (self->ring, NULL);
+    const s_member_t *member = s_member_by_id (self, leader);
+    if (!member || !member->dealer) {
+        api_router_fail (self->router, &call, SF_EUNAVAILABLE,
+                         leader ? "the leader has no API endpoint configured"
+                                : "no leader is known right now; retry "
+                                  "shortly");
+        return;
+    }
+    char id [24];
+    snprintf (id, sizeof id, "%llu", (unsigned long long) self->next_forward++);
+    json_t *request = json_pack ("{s:s,s:s,s:s,s:O}", "op", "ring.forward",
+                                 "id", id, "principal", principal, "request",
+                                 api_call_request (call)->root);
+    char *text = sf_json_text (request);
+    json_decref (request);
+    zstr_send (member->dealer, text);
+    free (text);
+    s_forward_t *forward = (s_forward_t *) zmalloc (sizeof (s_forward_t));
+    forward->call = call;
+    forward->deadline = now + HS_API_FORWARD_TIMEOUT;
+    zhashx_insert (self->forwards, id, forward);
+}
+
+void
+hs_api_forward_reply (hs_api_t *self, zsock_t *socket)
+{
+    char *text = zstr_recv (socket);
+    if (!text)
+        return;
+    sf_fault_t fault;
+    json_t *reply = api_msg_decode_reply (text, strlen (text), &fault);
+    free (text);
+    const char *id =
+        reply ? json_string_value (json_object_get (reply, "id")) : NULL;
+    s_forward_t *forward =
+        id ? (s_forward_t *) zhashx_lookup (self->forwards, id) : NULL;
+    if (forward) {
+        zhashx_delete (self->forwards, id);
+        if (api_msg_reply_fault (reply, &fault) == 0) {
+            json_object_del (reply, "id");
+            json_object_del (reply, "ok");
+            //  The client asked us: we are the node that answered.
+            json_object_set_new (reply, "node", json_string (self->name));
+            api_router_reply (self->router, &forward->call, reply);
+        }
+        else
+            api_router_fail (self->router, &forward->call, fault.error,
+                             fault.message);
+        free (forward);
+    }
+    json_decref (reply);
+}
+
+//  --------------------------------------------------------------------------
+//  Writes and reads through the ring
+
+static void
+s_write (hs_api_t *self, api_call_t *call, const char *principal,
+         const json_t *args, uint64_t now)
+{
+    const char *op = api_call_request (call)->op;
+    sf_fault_t fault;
+    if (hs_fsm_check (op, args, &fault)) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
+        return;
+    }
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        s_forward (self, call, principal, now);
+        return;
+    }
+    //  The arguments as replicated: without the envelope members.
+    json_t *copy = json_deep_copy (args);
+    json_object_del (copy, "op");
+    json_object_del (copy, "id");
+    uint8_t *data;
+    size_t size;
+    int rc = ring_cmd_encode (op, principal,
+                              zhashx_lookup (self->admins, principal) != NULL,
+                              sf_time_wall_ms (), copy, &data, &size);
+    json_decref (copy);
+    if (rc) {
+        api_router_fail (self->router, &call, SF_EINVAL,
+                         "request cannot be encoded as a command (too large?)");
+        return;
+    }
+    raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
+    free (data);
+    if (index == 0) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
+        return;
+    }
+    s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
+    write->call = call;
+    write->index = index;
+    write->term = hs_ring_term (self->ring);
+    zlistx_add_end (self->writes, write);
+}
+
+static void
+s_read_now (hs_api_t *self, api_call_t *call, const json_t *args)
+{
+    sf_fault_t fault;
+    json_t *result =
+        hs_fsm_read (self->fsm, api_call_request (call)->op, args, &fault);
+    if (!result) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
+        return;
+    }
+    json_object_set_new (
+        result, "applied_index",
+        json_integer ((json_int_t) hs_ring_applied_index (self->ring)));
+    s_reply (self, &call, result);
+}
+
+static void
+s_read (hs_api_t *self, api_call_t *call, const char *principal,
+        const json_t *args, uint64_t now)
+{
+    const char *consistency = "linearizable";
+    sf_fault_t fault;
+    if (sf_json_string (args, "consistency", false, &consistency, &fault)
+        || (strcmp (consistency, "linearizable")
+            && strcmp (consistency, "stale"))) {
+        api_router_fail (self->router, &call, SF_EINVAL,
+                         "field 'consistency' must be linearizable or stale");
+        return;
+    }
+    if (strcmp (consistency, "stale") == 0) {
+        s_read_now (self, call, args);
+        return;
+    }
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        s_forward (self, call, principal, now);
+        return;
+    }
+    //  Check the arguments now, so a bad read never waits for a barrier.
+    if (hs_fsm_check (api_call_request (call)->op, args, &fault)) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
+        return;
+    }
+    zlistx_add_end (self->waiting, call);
+    hs_api_progress (self, now);
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
+{
+    const char *op = api_call_request (call)->op;
+    const char *principal = api_call_principal (call);
+    const json_t *args = api_call_request (call)->root;
+    if (strcmp (op, "status") == 0) {
+        static const char *allowed [] = {"op", "id", NULL};
+        sf_fault_t fault;
+        if (sf_json_only (args, allowed, &fault))
+            api_router_fail (self->router, &call, fault.error, fault.message);
+        else
+            s_status (self, call, now);
+    }
+    else if (hs_fsm_is_write (op))
+        s_write (self, call, principal, args, now);
+    else if (hs_fsm_is_read (op))
+        s_read (self, call, principal, args, now);
+    else if (strcmp (op, "cluster.transfer") == 0) {
+        int64_t id = 0;
+        sf_fault_t fault;
+        static const char *allowed [] = {"op", "id", "to", NULL};
+        if (sf_json_only (args, allowed, &fault)
+            || sf_json_int (args, "to", false, 0, INT64_MAX, &id, &fault))
+            api_router_fail (self->router, &call, fault.error, fault.message);
+        else if (!zhashx_lookup (self->admins, principal))
+            api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
+                             "cluster.transfer needs an administrator key");
+        else if (hs_ring_role (self->ring) != HS_RING_LEADER)
+            s_forward (self, call, principal, now);
+        else if (hs_ring_transfer (self->ring, (raft_id) id, now, &fault))
+            api_router_fail (self->router, &call, fault.error, fault.message);
+        else
+            s_reply (self, &call,
+                     json_pack ("{s:I}", "transferring_to", (json_int_t) id));
+    }
+    else {
+        char message [128];
+        snprintf (message, sizeof message, "no such operation '%s'", op);
+        api_router_fail (self->router, &call, SF_EUNKNOWNOP, message);
+    }
+}
+
+void
+hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now)
+{
+    const api_msg_t *request = api_call_request (call);
+    if (strcmp (request->op, "ring.forward") != 0) {
+        s_dispatch (self, call, now);
+        return;
+    }
+    //  A member relays a client's request: only members may, and the
+    //  request is then served as the client that sent it.
+    const char *principal = NULL;
+    json_t *inner = NULL;
+    sf_fault_t fault;
+    if (!s_is_member_key (self, api_call_principal (call)))
+        api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
+                         "only ring members may forward requests");
+    else if (sf_json_string (request->root, "principal", true, &principal,
+                             &fault)
+             || sf_json_object (request->root, "request", true, &inner, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
+    else if (!sf_cert_key_valid (principal))
+        api_router_fail (self->router, &call, SF_EINVAL,
+                         "field 'principal' is not a public key");
+    else {
+        const char *op = json_string_value (json_object_get (inner, "op"));
+        char *client = strdup (principal);
+        if (op && strcmp (op, "ring.forward") == 0)
+            api_router_fail (self->router, &call, SF_EREQUEST,
+                             "a forwarded request cannot be a forward");
+        else if (api_call_rewrite (call, inner, client, &fault))
+            api_router_fail (self->router, &call, fault.error, fault.message);
+        else
+            s_dispatch (self, call, now);
+        free (client);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Progress
+
+void
+hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
+                const json_t *result, const sf_fault_t *fault)
+{
+    s_write_t *write = (s_write_t *) zlistx_first (self->writes);
+    while (write && write->index <= index) {
+        zlistx_delete (self->writes, zlistx_cursor (self->writes));
+        if (write->index == index && write->term == term) {
+            if (result) {
+                json_t *copy = json_deep_copy (result);
+                json_object_set_new (copy, "index",
+                                     json_integer ((json_int_t) index));
+                s_reply (self, &write->call, copy);
+            }
+            else
+                api_router_fail (self->router, &write->call, fault->error,
+                                 fault->message);
+        }
+        else
+            //  Another leader's entry took this index: ours is gone.
+            api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
+                             "leadership changed before the write was "
+                             "committed; it was not applied, retry");
+        free (write);
+        write = (s_write_t *) zlistx_first (self->writes);
+    }
+}
+
+//  Fail every read and write that waited on a leadership this node lost.
+static void
+s_fail_all (hs_api_t *self, const char *message)
+{
+    s_write_t *write = (s_write_t *) zlistx_first (self->writes);
+    while (write) {
+        //  The entry may still commit under the new leader: say so.
+        api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
+                         "leadership changed while the write was in flight; "
+                         "it may or may not be applied: re-read, then retry");
+        free (write);
+        write = (s_write_t *) zlistx_next (self->writes);
+    }
+    zlistx_purge (self->writes);
+    zlistx_t *lists [2] = {self->waiting,
+                           self->batch ? self->batch->calls : NULL};
+    for (int at = 0; at < 2; at++) {
+        api_call_t *call =
+            lists [at] ? (api_call_t *) zlistx_first (lists [at]) : NULL;
+        while (call) {
+            api_router_fail (self->router, &call, SF_ENOTLEADER, message);
+            call = (api_call_t *) zlistx_next (lists [at]);
+        }
+        if (lists [at])
+            zlistx_purge (lists [at]);
+    }
+    s_batch_destroy (&self->batch);
+}
+
+void
+hs_api_progress (hs_api_t *self, uint64_t now)
+{
+    bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
+    raft_term term = hs_ring_term (self->ring);
+    bool waiting = zlistx_size (self->writes) || zlistx_size (self->waiting)
+                   || self->batch;
+    if (waiting && (!leading || (self->batch && self->batch->term != term)))
+        s_fail_all (self, "this node lost the leadership; retry");
+
+    //  Writes whose index passed without being applied as commands were
+    //  overwritten (hs_api_applied answers the rest).
+    s_write_t *write = (s_write_t *) zlistx_first (self->writes);
+    while (write && write->index <= hs_ring_applied_index (self->ring)) {
+        zlistx_delete (self->writes, zlistx_cursor (self->writes));
+        api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
+                         "the write was replaced by another leader's entry; "
+                         "retry");
+        free (write);
+        write = (s_write_t *) zlistx_first (self->writes);
+    }
+
+    //  Reads behind an applied barrier are answered from the state machine.
+    if (self->batch
+        && hs_ring_applied_index (self->ring) >= self->batch->index) {
+        api_call_t *call = (api_call_t *) zlistx_first (self->batch->calls);
+        while (call) {
+            s_read_now (self, call, api_call_request (call)->root);
+            call = (api_call_t *) zlistx_next (self->batch->calls);
+        }
+        zlistx_purge (self->batch->calls);
+        s_batch_destroy (&self->batch);
+    }
+    //  One barrier in flight at a time; reads that came meanwhile wait for
+    //  the next one (a barrier sent before a read arrived proves nothing
+    //  about the time after it).
+    if (!self->batch && zlistx_size (self->waiting) && leading) {
+        sf_fault_t fault;
+        raft_index index = hs_ring_barrier (self->ring, now, &fault);
+        if (index) {
+            self->batch = (s_batch_t *) zmalloc (sizeof (s_batch_t));
+            self->batch->index = index;
+            self->batch->term = term;
+            self->batch->calls = self->waiting;
+            self->waiting = zlistx_new ();
+        }
+    }
+
+    //  Forwards the leader never answered.
+    zlist_t *expired = zlist_new ();
+    s_forward_t *forward = (s_forward_t *) zhashx_first (self->forwards);
+    while (forward) {
+        if (forward->deadline <= now)
+            zlist_append (expired, (void *) zhashx_cursor (self->forwards));
+        forward = (s_forward_t *) zhashx_next (self->forwards);
+    }
+    for (char *id = (char *) zlist_first (expired); id;
+         id = (char *) zlist_next (expired)) {
+        forward = (s_forward_t *) zhashx_lookup (self->forwards, id);
+        api_router_fail (self->router, &forward->call, SF_ETIMEOUT,
+                         "the leader did not answer in time; the request may "
+                         "or may not have been applied");
+        free (forward);
+        zhashx_delete (self->forwards, id);
+    }
+    zlist_destroy (&expired);
+}
+
+zsock_t **
+hs_api_forward_sockets (hs_api_t *self)
+{
+    return self->sockets;
+}

@@ -1,0 +1,64 @@
+/*  hs_api: the homeserver's JSON request handler (homeserver-api.md).
+
+    Any member serves any request. Writes become ring commands: the leader
+    submits them and answers once they are applied; a follower forwards
+    them to the leader (op "ring.forward", accepted from members only) and
+    relays the answer. Reads are linearizable by default: the leader
+    batches concurrent reads behind one barrier entry and answers them from
+    the state machine once the barrier is applied (Raft thesis 6.4);
+    followers forward them. "consistency": "stale" answers locally.
+
+    The owner feeds it calls from the API socket, applied commands from the
+    ring, and replies arriving on the forwarding sockets, and calls
+    hs_api_progress after every ring activity. */
+
+#ifndef HS_API_H_INCLUDED
+#define HS_API_H_INCLUDED
+
+#include "broker/hs_fsm.h"
+#include "broker/hs_ring.h"
+#include "protocol/api_router.h"
+
+#include <czmq.h>
+
+typedef struct _hs_api_t hs_api_t;
+
+//  Milliseconds a forwarded request waits for the leader's answer.
+#define HS_API_FORWARD_TIMEOUT 5000
+
+//  A new handler for node NAME (raft ID) over RING, FSM and ROUTER (all
+//  lent), forwarding as CERT (lent).
+hs_api_t *hs_api_new (const char *name, raft_id id, hs_ring_t *ring,
+                      hs_fsm_t *fsm, api_router_t *router, zcert_t *cert);
+
+//  Destroy the handler, dropping unanswered calls; null the pointer.
+void hs_api_destroy (hs_api_t **self_p);
+
+//  Know ring member NAME with raft ID, API endpoint API (may be NULL: no
+//  forwarding to it) and public KEY.
+void hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
+                        const char *api, const char *raft, const char *key);
+
+//  Treat principal KEY as an administrator.
+void hs_api_add_admin (hs_api_t *self, const char *key);
+
+//  Handle CALL (taken) at monotonic time NOW.
+void hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now);
+
+//  The command at INDEX (written in TERM) was applied with RESULT (lent),
+//  or failed with FAULT when RESULT is NULL.
+void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
+                     const json_t *result, const sf_fault_t *fault);
+
+//  After ring activity: answer reads whose barrier is applied, fail what
+//  lost its leader, time out forwards, submit the next read barrier.
+void hs_api_progress (hs_api_t *self, uint64_t now);
+
+//  The forwarding sockets (one DEALER per member with an API endpoint), to
+//  register on the loop; NULL-terminated, lent.
+zsock_t **hs_api_forward_sockets (hs_api_t *self);
+
+//  Handle a reply waiting on forwarding socket SOCKET.
+void hs_api_forward_reply (hs_api_t *self, zsock_t *socket);
+
+#endif
