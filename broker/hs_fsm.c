@@ -19,6 +19,7 @@
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
+    "INSERT INTO meta VALUES ('change', 0);"
     "CREATE TABLE players ("
     "  id TEXT PRIMARY KEY, key TEXT NOT NULL,"
     "  registered_ms INTEGER NOT NULL);"
@@ -646,6 +647,16 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
         else if (strcmp (cmd.op, "entity.delete") == 0)
             result = s_entity_delete (&ctx);
     }
+    if (result) {
+        char text [24];
+        snprintf (text, sizeof text, "%llu", (unsigned long long) index);
+        const char *values [] = {text};
+        sqlite3_stmt *stmt = s_prepare (
+            self, "UPDATE meta SET value = ?1 WHERE key = 'change'", 1, values);
+        if (stmt)
+            sqlite3_step (stmt);
+        sqlite3_finalize (stmt);
+    }
     sqlite3_exec (self->db, result ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     s_set_applied (self, index);
     ring_cmd_release (&cmd);
@@ -783,6 +794,18 @@ raft_index
 hs_fsm_applied (hs_fsm_t *self)
 {
     return self->applied;
+}
+
+raft_index
+hs_fsm_last_change (hs_fsm_t *self)
+{
+    sqlite3_stmt *stmt = s_prepare (
+        self, "SELECT value FROM meta WHERE key = 'change'", 0, NULL);
+    raft_index index = 0;
+    if (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+        index = (raft_index) sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    return index;
 }
 
 void

@@ -53,6 +53,10 @@ json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
 //  Index of the last command applied.
 raft_index hs_fsm_applied (hs_fsm_t *self);
 
+//  Index of the last command that changed state (an event was due), 0 if
+//  none: replicated, so the same on every member.
+raft_index hs_fsm_last_change (hs_fsm_t *self);
+
 //  Record that entries up to INDEX are applied (for non-commands).
 void hs_fsm_set_applied (hs_fsm_t *self, raft_index index);
 

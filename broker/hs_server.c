@@ -2,6 +2,7 @@
 
 #include "broker/hs_server.h"
 #include "broker/hs_api.h"
+#include "broker/hs_events.h"
 #include "broker/hs_fsm.h"
 #include "broker/hs_link.h"
 #include "broker/hs_ring.h"
@@ -13,6 +14,7 @@
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "protocol/api_router.h"
+#include "protocol/ring_cmd.h"
 
 const sf_config_key_t hs_server_schema [] = {
     {"homeserver/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
@@ -48,6 +50,8 @@ const sf_config_key_t hs_server_schema [] = {
      "API endpoint of a ring member, for forwarding requests to the leader"},
     {"homeserver/admins", "admins", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of administrators' public certificates"},
+    {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
+     "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -72,6 +76,7 @@ struct _hs_server_t {
     hs_ring_t *ring;      //  the raft core driver
     hs_fsm_t *fsm;        //  the state machine
     hs_api_t *handler;    //  JSON requests over the ring
+    hs_events_t *events;  //  applied changes, published; or NULL
     s_member_t *members;  //  configured members (this node included)
     unsigned n_members;
     zloop_t *loop;       //  the actor's loop, while it runs
@@ -128,8 +133,13 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     hs_server_t *self = (hs_server_t *) handle;
     sf_fault_t fault;
     sf_fault_clear (&fault);
+    raft_index prev = hs_fsm_last_change (self->fsm);
     json_t *result =
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
+    char op [RING_CMD_MAX_OP + 1];
+    if (result && self->events
+        && ring_cmd_peek_op (command->base, command->len, op) == 0)
+        hs_events_publish (self->events, index, prev, op, result);
     if (self->handler)
         hs_api_applied (self->handler, index, term, result, &fault);
     json_decref (result);
@@ -326,6 +336,12 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     self->fsm = hs_fsm_new (fault);
     if (!self->fsm)
         return -1;
+    const char *events = sf_config_str (config, "homeserver/events");
+    if (events) {
+        self->events = hs_events_new (events, self->cert, fault);
+        if (!self->events)
+            return -1;
+    }
     hs_ring_io_t io = {
         .handle = self,
         .save_term_vote = s_io_save_term_vote,
@@ -437,6 +453,7 @@ hs_server_destroy (hs_server_t **self_p)
     if (*self_p) {
         hs_server_t *self = *self_p;
         hs_api_destroy (&self->handler);
+        hs_events_destroy (&self->events);
         hs_ring_destroy (&self->ring);
         hs_fsm_destroy (&self->fsm);
         hs_link_destroy (&self->link);

@@ -103,6 +103,20 @@ ring_cmd_decode (ring_cmd_t *self, const uint8_t *data, size_t size)
     return 0;
 }
 
+int
+ring_cmd_peek_op (const uint8_t *data, size_t size, char *op)
+{
+    if (size < RING_CMD_HEADER + 1 || data [0] != 'R' || data [1] != 'C')
+        return -1;
+    size_t length = data [44];
+    if (length == 0 || length > RING_CMD_MAX_OP
+        || size < RING_CMD_HEADER + length)
+        return -1;
+    memcpy (op, data + 45, length);
+    op [length] = 0;
+    return 0;
+}
+
 void
 ring_cmd_release (ring_cmd_t *self)
 {
@@ -135,6 +149,10 @@ ring_cmd_test (bool verbose)
     assert (cmd.time_ms == 1795477500123u);
     assert (strcmp (cmd.op, "entity.create") == 0);
     assert (json_equal (cmd.args, args));
+    char peeked [RING_CMD_MAX_OP + 1];
+    assert (ring_cmd_peek_op (data, size, peeked) == 0);
+    assert (strcmp (peeked, "entity.create") == 0);
+    assert (ring_cmd_peek_op (data, 20, peeked) == -1);
     char back [41];
     ring_cmd_principal (&cmd, back);
     assert (strcmp (back, key) == 0);

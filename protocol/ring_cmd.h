@@ -34,6 +34,10 @@ int ring_cmd_encode (const char *op, const char *principal, bool admin,
 //  SELF holds nothing).
 int ring_cmd_decode (ring_cmd_t *self, const uint8_t *data, size_t size);
 
+//  The op name of command DATA into OP (RING_CMD_MAX_OP + 1 bytes) without
+//  decoding the arguments. Returns 0, or -1 if the header is malformed.
+int ring_cmd_peek_op (const uint8_t *data, size_t size, char *op);
+
 //  Release what a successful decode holds.
 void ring_cmd_release (ring_cmd_t *self);
 

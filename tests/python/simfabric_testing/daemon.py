@@ -82,8 +82,9 @@ class Daemon:
             self.raft_endpoint = f"tcp://127.0.0.1:{free_port()}"
             # One administrator key per daemon folder, for tests that need it.
             self.admin = write_key_pair(self.folder / "admins", "admin")
+            self.events_endpoint = f"tcp://127.0.0.1:{free_port()}"
             section.update({"id": raft_id, "raft": self.raft_endpoint, "data": "data",
-                            "admins": "admins"})
+                            "admins": "admins", "events": self.events_endpoint})
         section.update(extra or {})
         self.section = section
         self.ring: list["Daemon"] = []
@@ -129,6 +130,19 @@ class Daemon:
     def client(self, keys: KeyPair | None = None, timeout: float = 5.0) -> ApiClient:
         """A new API client of this daemon (a fresh principal unless KEYS)."""
         return ApiClient(self.endpoint, self.keys.public, keys=keys, timeout=timeout)
+
+    def subscribe(self, prefix: str = "") -> "zmq.Socket":
+        """A SUB socket on this homeserver's events, CURVE, subscribed to
+        PREFIX."""
+        import zmq
+
+        socket = zmq.Context.instance().socket(zmq.SUB)
+        socket.linger = 0
+        socket.curve_serverkey = self.keys.public
+        socket.curve_publickey, socket.curve_secretkey = zmq.curve_keypair()
+        socket.setsockopt_string(zmq.SUBSCRIBE, prefix)
+        socket.connect(self.events_endpoint)
+        return socket
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

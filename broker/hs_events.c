@@ -1,0 +1,70 @@
+/*  hs_events: publishes every applied change. */
+
+#include "broker/hs_events.h"
+#include "common/sf_curve.h"
+#include "common/sf_json.h"
+#include "protocol/api_router.h"
+
+struct _hs_events_t {
+    zsock_t *pub;    //  PUB, CURVE server
+    char *endpoint;  //  as bound
+};
+
+hs_events_t *
+hs_events_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
+{
+    hs_events_t *self = (hs_events_t *) zmalloc (sizeof (hs_events_t));
+    self->pub = zsock_new (ZMQ_PUB);
+    //  A slow subscriber loses events (and sees the gap) rather than
+    //  growing our memory.
+    zsock_set_sndhwm (self->pub, 100000);
+    sf_curve_server (self->pub, cert, API_ROUTER_DOMAIN);
+    if (zsock_bind (self->pub, "%s", endpoint) < 0) {
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind events endpoint %s: %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
+        hs_events_destroy (&self);
+        return NULL;
+    }
+    self->endpoint = zsock_last_endpoint (self->pub);
+    return self;
+}
+
+void
+hs_events_destroy (hs_events_t **self_p)
+{
+    if (*self_p) {
+        zsock_destroy (&(*self_p)->pub);
+        free ((*self_p)->endpoint);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+const char *
+hs_events_endpoint (hs_events_t *self)
+{
+    return self->endpoint;
+}
+
+void
+hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
+                   const char *op, const json_t *result)
+{
+    //  The topic says what changed, so subscribers filter by prefix.
+    const char *path = json_string_value (json_object_get (result, "path"));
+    const char *sim = json_string_value (json_object_get (result, "sim"));
+    const char *player = json_string_value (json_object_get (result, "player"));
+    char *topic = path     ? zsys_sprintf ("entity:%s", path)
+                  : sim    ? zsys_sprintf ("sim:%s", sim)
+                  : player ? zsys_sprintf ("player:%s", player)
+                           : zsys_sprintf ("ring:");
+    json_t *event =
+        json_pack ("{s:I,s:I,s:s,s:O}", "index", (json_int_t) index, "prev",
+                   (json_int_t) prev, "op", op, "result", result);
+    char *text = sf_json_text (event);
+    zstr_sendx (self->pub, topic, text, NULL);
+    free (text);
+    json_decref (event);
+    free (topic);
+}

@@ -1,0 +1,69 @@
+"""Events: every applied change is published with its index and the index
+of the change before it, the same chain on every member."""
+
+import json
+import time
+
+import zmq
+
+from simfabric_testing import wait_leader
+
+
+def collect(socket, count, timeout=2.0):
+    events = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        if socket.poll(100):
+            topic, body = socket.recv_multipart()
+            events.append((topic.decode(), json.loads(body)))
+    return events
+
+
+def test_changes_are_published_in_a_chain_by_every_member(ring):
+    leader, _ = wait_leader(ring)
+    subscribers = [member.subscribe("entity:/ev/") for member in ring]
+    # A SUB socket's subscription reaches the PUB asynchronously: wait
+    # until a first event arrives everywhere before counting.
+    with ring[0].client() as client:
+        deadline = time.monotonic() + 5
+        warmed = [False] * len(ring)
+        number = 0
+        while not all(warmed):
+            client.call("entity.create", path=f"/ev/warm{number}")
+            number += 1
+            for at, socket in enumerate(subscribers):
+                while socket.poll(20):
+                    socket.recv_multipart()
+                    warmed[at] = True
+            assert time.monotonic() < deadline
+        client.call("entity.create", path="/ev/a", rule="ask")
+        client.call("entity.set_rule", path="/ev/a", rule="deny")
+        client.call("entity.create", path="/other/b")  # another topic
+        client.call("entity.delete", path="/ev/a")
+    chains = []
+    for socket in subscribers:
+        events = [e for e in collect(socket, 6) if "/warm" not in e[0]][:3]
+        assert [topic for topic, _ in events] == ["entity:/ev/a"] * 3
+        assert [body["op"] for _, body in events] == [
+            "entity.create", "entity.set_rule", "entity.delete"]
+        assert events[1][1]["result"]["rule"] == "deny"
+        # Consecutive on this topic except where another topic came between.
+        assert events[1][1]["prev"] == events[0][1]["index"]
+        assert events[2][1]["prev"] > events[1][1]["index"]
+        chains.append([(body["index"], body["prev"]) for _, body in events])
+        socket.close()
+    assert chains[0] == chains[1] == chains[2]
+
+
+def test_refused_commands_are_not_published(ring):
+    wait_leader(ring)
+    socket = ring[1].subscribe("")
+    with ring[1].client() as client:
+        client.call("entity.create", path="/r/x")
+        time.sleep(0.2)
+        while socket.poll(50):
+            socket.recv_multipart()
+        reply = client.request("entity.create", path="/r/x")
+        assert reply["error"]["code"] == "already_exists"
+        assert socket.poll(300) == 0
+    socket.close()
