@@ -12,7 +12,7 @@ simulation servers the way your tooling would:
 See README.md ("Testing with Python") for the fixtures and classes.
 """
 
-from simfabric_testing.client import ApiClient, ApiError, NoReply
+from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any
 from simfabric_testing.daemon import Daemon, DaemonFailed, make_ring, ring_statuses, wait_leader
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
@@ -21,6 +21,7 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "NoReply",
+    "call_any",
     "Daemon",
     "DaemonFailed",
     "make_ring",

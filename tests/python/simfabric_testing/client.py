@@ -89,3 +89,31 @@ class ApiClient:
         if not reply.get("ok"):
             raise ApiError(reply)
         return reply
+
+
+#  Error codes after which the same request may be sent again.
+RETRYABLE = {"not_leader", "unavailable", "timeout"}
+
+
+def call_any(members, op: str, deadline: float, **args) -> dict:
+    """Call OP on the first live member of MEMBERS that answers, retrying
+    through failovers until DEADLINE (time.monotonic). Raises ApiError for
+    a final error and NoReply when time runs out."""
+    last = None
+    while time.monotonic() < deadline:
+        for member in members:
+            if not member.alive():
+                continue
+            with member.client(timeout=1.0) as client:
+                try:
+                    reply = client.request(op, **args)
+                except NoReply as error:
+                    last = error
+                    continue
+            if reply.get("ok"):
+                return reply
+            if reply["error"]["code"] not in RETRYABLE:
+                raise ApiError(reply)
+            last = ApiError(reply)
+        time.sleep(0.02)
+    raise NoReply(f"{op} did not succeed before the deadline: {last}")
