@@ -213,9 +213,10 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
         const s_member_t *member = &self->members [at];
         json_array_append_new (
             members,
-            json_pack ("{s:s,s:I,s:s,s:o}", "name", member->name, "id",
+            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", member->name, "id",
                        (json_int_t) member->id, "raft", member->raft, "api",
-                       member->api ? json_string (member->api) : json_null ()));
+                       member->api ? json_string (member->api) : json_null (),
+                       "key", member->key));
     }
     json_t *result = json_pack (
         "{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "node",

@@ -440,9 +440,9 @@ hs_ring_new (raft_id id, const char *address, const hs_ring_io_t *io,
     if (options)
         self->options = *options;
     if (!self->options.election_timeout_ms)
-        self->options.election_timeout_ms = 1000;
+        self->options.election_timeout_ms = 300;
     if (!self->options.heartbeat_timeout_ms)
-        self->options.heartbeat_timeout_ms = 100;
+        self->options.heartbeat_timeout_ms = 50;
     if (!self->options.snapshot_threshold)
         self->options.snapshot_threshold = 1024;
     if (!self->options.snapshot_trailing)
@@ -461,6 +461,9 @@ hs_ring_new (raft_id id, const char *address, const hs_ring_io_t *io,
     raft_set_election_timeout (&self->raft, self->options.election_timeout_ms);
     raft_set_heartbeat_timeout (&self->raft,
                                 self->options.heartbeat_timeout_ms);
+    //  Pre-vote (thesis 9.6): a member that was cut off does not disrupt
+    //  the ring with a higher term when it comes back.
+    raft_set_pre_vote (&self->raft, true);
     return self;
 }
 

@@ -76,7 +76,7 @@ typedef struct {
 //  Tunables; zero fields take the defaults shown.
 typedef struct {
     unsigned election_timeout_ms;   //  1000
-    unsigned heartbeat_timeout_ms;  //  100
+    unsigned heartbeat_timeout_ms;  //  50
     unsigned snapshot_threshold;    //  applied entries between snapshots,
                                     //  1024
     unsigned snapshot_trailing;     //  entries kept after a snapshot, 128

@@ -136,6 +136,59 @@ s_print_status (json_t *reply)
     }
 }
 
+//  The ring as a table: ask every member with an API endpoint for its
+//  status (a member that does not answer in 1 s shows as unreachable).
+static void
+s_print_ring (json_t *reply)
+{
+    json_t *members = json_object_get (reply, "members");
+    printf ("%-10s %4s %-10s %6s %8s %8s %8s %-8s %s\n", "NAME", "ID", "ROLE",
+            "TERM", "COMMIT", "APPLIED", "SNAPSHOT", "LEADER", "API");
+    size_t at;
+    json_t *member;
+    json_array_foreach (members, at, member)
+    {
+        const char *name = json_string_value (json_object_get (member, "name"));
+        const char *api = json_string_value (json_object_get (member, "api"));
+        const char *key = json_string_value (json_object_get (member, "key"));
+        json_t *status = NULL;
+        if (streq (name, json_string_value (json_object_get (reply, "node"))))
+            status = json_incref (reply);
+        else if (api && key && sf_cert_key_valid (key)) {
+            sf_fault_t fault;
+            zcert_t *cert = zcert_new ();
+            ctl_client_t *client = ctl_client_new (api, key, &cert, &fault);
+            if (client)
+                status = ctl_client_call (client, "status", NULL, 1000, &fault);
+            ctl_client_destroy (&client);
+            zcert_destroy (&cert);
+        }
+        if (status && json_is_true (json_object_get (status, "ok"))) {
+            const char *leader =
+                json_string_value (json_object_get (status, "leader"));
+            printf (
+                "%-10s %4lld %-10s %6lld %8lld %8lld %8lld %-8s %s\n", name,
+                (long long) json_integer_value (json_object_get (member, "id")),
+                json_string_value (json_object_get (status, "role")),
+                (long long) json_integer_value (
+                    json_object_get (status, "term")),
+                (long long) json_integer_value (
+                    json_object_get (status, "commit_index")),
+                (long long) json_integer_value (
+                    json_object_get (status, "applied_index")),
+                (long long) json_integer_value (
+                    json_object_get (status, "snapshot_index")),
+                leader ? leader : "-", api ? api : "-");
+        }
+        else
+            printf (
+                "%-10s %4lld %-10s %6s %8s %8s %8s %-8s %s\n", name,
+                (long long) json_integer_value (json_object_get (member, "id")),
+                "unreachable", "-", "-", "-", "-", "-", api ? api : "-");
+        json_decref (status);
+    }
+}
+
 static int
 s_call (sf_config_t *config, const char *op, const json_t *args,
         void (*print) (json_t *))
@@ -153,6 +206,13 @@ s_call (sf_config_t *config, const char *op, const json_t *args,
             "%s from %s (%s)",
             fault.error == SF_ETIMEOUT ? "no reply" : "unreadable reply",
             sf_config_str (config, "fabricctl/server"), fault.message);
+    if (print == s_print_status && json_object_get (reply, "members")
+        && !sf_config_bool (config, "fabricctl/json")
+        && json_is_true (json_object_get (reply, "ok"))) {
+        s_print_ring (reply);
+        json_decref (reply);
+        return SF_EXIT_OK;
+    }
     return s_finish (config, reply, print);
 }
 

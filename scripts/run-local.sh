@@ -121,6 +121,7 @@ for n in 1 2 3; do
     RING+="        hs$n
             id = $n
             raft = tcp://127.0.0.1:${RAFT_PORT[hs$n]}
+            api = tcp://127.0.0.1:${API_PORT[hs$n]}
             key = keys/hs$n.cert
 "
 done
