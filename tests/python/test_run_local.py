@@ -18,7 +18,11 @@ def test_run_local_starts_and_stops_cleanly(tmp_path):
     assert re.search(r"run-local: hs1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
     assert re.search(r"run-local: sim1 ready on tcp://127\.0\.0\.1:\d+ in \d+ ms", log)
     assert re.search(r"run-local: ring elected hs[123] as leader in \d+ ms", log)
-    assert re.search(r"    role           leader", log)
+    # The ring table: three members, one leader, all agreeing on it.
+    rows = [line.split() for line in log.splitlines() if re.match(r"    hs[123] ", line)]
+    assert len(rows) == 3
+    assert sorted(row[2] for row in rows) == ["follower", "follower", "leader"]
+    assert len({row[7] for row in rows}) == 1
     for name in ("hs1", "hs2", "hs3"):
         assert f"run-local: {name} stopped cleanly" in log
     assert "run-local: sim1 stopped cleanly" in log
