@@ -106,18 +106,9 @@ static void
 s_io_append (void *handle, raft_index index, const struct raft_entry *entries,
              unsigned n)
 {
-    hs_server_t *self = (hs_server_t *) handle;
-    sf_fault_t fault;
-    if (hs_store_append (self->store, index, entries, n, &fault)) {
-        //  Not durable: never reported, so the ring never counts on it.
-        sf_log_error ("hs_server: %s", fault.message);
-        return;
-    }
-    if (n) {
-        //  Reported after the ring call returns (never from inside it).
-        self->durable = index + n - 1;
-        self->durable_term = entries [n - 1].term;
-    }
+    //  Staged now, made durable in one transaction (group commit) after
+    //  the loop has taken every message waiting, then reported.
+    hs_store_stage (((hs_server_t *) handle)->store, index, entries, n);
 }
 
 static void
@@ -125,6 +116,8 @@ s_io_send (void *handle, const struct raft_message *message)
 {
     hs_link_send (((hs_server_t *) handle)->link, message);
 }
+
+static int s_flush (hs_server_t *self);
 
 static void
 s_io_apply (void *handle, raft_index index, raft_term term,
@@ -157,8 +150,10 @@ s_io_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
 {
     hs_server_t *self = (hs_server_t *) handle;
     sf_fault_t fault;
-    if (hs_store_snapshot_save (self->store, metadata, data, keep_from,
-                                &fault)) {
+    //  Entries staged before the snapshot go first, in order.
+    if (s_flush (self)
+        || hs_store_snapshot_save (self->store, metadata, data, keep_from,
+                                   &fault)) {
         sf_log_error ("hs_server: %s", fault.message);
         return -1;
     }
@@ -171,6 +166,25 @@ s_io_snapshot_restore (void *handle, const struct raft_buffer *data)
     return hs_fsm_restore (((hs_server_t *) handle)->fsm, data);
 }
 
+//  Make staged entries durable (one fsync) and remember what to report.
+static int
+s_flush (hs_server_t *self)
+{
+    raft_index index;
+    raft_term term;
+    sf_fault_t fault;
+    if (hs_store_flush (self->store, &index, &term, &fault)) {
+        //  Not durable: never reported, so the ring never counts on it.
+        sf_log_error ("hs_server: %s", fault.message);
+        return -1;
+    }
+    if (index) {
+        self->durable = index;
+        self->durable_term = term;
+    }
+    return 0;
+}
+
 static int s_handle_timer (zloop_t *loop, int timer_id, void *arg);
 
 //  After every call into the ring: report durable writes, re-arm the timer.
@@ -178,10 +192,14 @@ static void
 s_after_ring (hs_server_t *self)
 {
     uint64_t now = sf_time_mono_ms ();
+    //  Reporting may stage more (a follower's reply is not an append, but
+    //  a leader's commit may trigger a snapshot): loop until quiet.
+    s_flush (self);
     while (self->durable) {
         raft_index index = self->durable;
         self->durable = 0;
         hs_ring_persisted (self->ring, index, self->durable_term, now);
+        s_flush (self);
     }
     if (self->handler)
         hs_api_progress (self->handler, now);
@@ -218,8 +236,8 @@ s_handle_raft (zloop_t *loop, zsock_t *reader, void *arg)
         raft_msg_t msg;
         if (hs_link_recv (self->link, &msg) == 0)
             hs_ring_receive (self->ring, &msg.message, sf_time_mono_ms ());
-        s_after_ring (self);
     }
+    s_after_ring (self);
     return 0;
 }
 
@@ -484,9 +502,15 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     hs_server_t *self = (hs_server_t *) arg;
-    api_call_t *call = api_router_recv (self->api, "hs_server");
-    if (call)
-        hs_api_handle (self->handler, call, sf_time_mono_ms ());
+    //  Take every request waiting (up to a bound) before flushing: their
+    //  entries share one fsync.
+    zsock_t *socket = api_router_socket (self->api);
+    for (int count = 0; count < 512 && (zsock_events (socket) & ZMQ_POLLIN);
+         count++) {
+        api_call_t *call = api_router_recv (self->api, "hs_server");
+        if (call)
+            hs_api_handle (self->handler, call, sf_time_mono_ms ());
+    }
     s_after_ring (self);
     return 0;
 }

@@ -23,14 +23,25 @@ static const char *s_schema =
     "  term INTEGER NOT NULL, conf BLOB NOT NULL, conf_idx INTEGER NOT NULL,"
     "  data BLOB NOT NULL);";
 
+//  Entries staged for the next flush, each batch as the ring gave it.
+typedef struct {
+    raft_index index;  //  first index
+    unsigned n;
+    struct raft_entry *entries;  //  own copies (buf malloc'd)
+} s_staged_t;
+
 struct _hs_store_t {
-    sqlite3 *db;                 //  the open file
+    sqlite3 *db;         //  the open file
+    s_staged_t *staged;  //  batches waiting for hs_store_flush
+    unsigned staged_count, staged_capacity;
     sqlite3_stmt *set_meta;      //  INSERT OR REPLACE INTO meta
     sqlite3_stmt *truncate;      //  DELETE FROM log WHERE idx >= ?
     sqlite3_stmt *insert;        //  INSERT INTO log
     sqlite3_stmt *compact;       //  DELETE FROM log WHERE idx < ?
     sqlite3_stmt *put_snapshot;  //  INSERT OR REPLACE INTO snapshot
 };
+
+static void s_staged_clear (hs_store_t *self);
 
 static int
 s_fail (hs_store_t *self, sf_fault_t *fault, const char *what)
@@ -142,6 +153,8 @@ hs_store_destroy (hs_store_t **self_p)
 {
     if (*self_p) {
         hs_store_t *self = *self_p;
+        s_staged_clear (self);
+        free (self->staged);
         sqlite3_finalize (self->set_meta);
         sqlite3_finalize (self->truncate);
         sqlite3_finalize (self->insert);
@@ -199,6 +212,96 @@ hs_store_append (hs_store_t *self, raft_index index,
 failed:
     s_fail (self, fault, "append");
     s_exec (self, "ROLLBACK", NULL);
+    return -1;
+}
+
+static void
+s_staged_clear (hs_store_t *self)
+{
+    for (unsigned at = 0; at < self->staged_count; at++) {
+        for (unsigned entry = 0; entry < self->staged [at].n; entry++)
+            free (self->staged [at].entries [entry].buf.base);
+        free (self->staged [at].entries);
+    }
+    self->staged_count = 0;
+}
+
+void
+hs_store_stage (hs_store_t *self, raft_index index,
+                const struct raft_entry *entries, unsigned n)
+{
+    if (self->staged_count == self->staged_capacity) {
+        self->staged_capacity =
+            self->staged_capacity ? self->staged_capacity * 2 : 16;
+        self->staged = (s_staged_t *) realloc (
+            self->staged, self->staged_capacity * sizeof (s_staged_t));
+        assert (self->staged);
+    }
+    s_staged_t *batch = &self->staged [self->staged_count++];
+    batch->index = index;
+    batch->n = n;
+    batch->entries =
+        (struct raft_entry *) calloc (n ? n : 1, sizeof (struct raft_entry));
+    for (unsigned at = 0; at < n; at++) {
+        batch->entries [at] = entries [at];
+        batch->entries [at].buf.base = malloc (entries [at].buf.len + 1);
+        memcpy (batch->entries [at].buf.base, entries [at].buf.base,
+                entries [at].buf.len);
+        batch->entries [at].batch = NULL;
+    }
+}
+
+int
+hs_store_flush (hs_store_t *self, raft_index *index, raft_term *term,
+                sf_fault_t *fault)
+{
+    *index = 0;
+    *term = 0;
+    if (self->staged_count == 0)
+        return 0;
+    if (s_exec (self, "BEGIN IMMEDIATE", fault)) {
+        s_staged_clear (self);
+        return -1;
+    }
+    //  In order: a later batch may truncate what an earlier one wrote.
+    for (unsigned at = 0; at < self->staged_count; at++) {
+        s_staged_t *batch = &self->staged [at];
+        sqlite3_reset (self->truncate);
+        sqlite3_bind_int64 (self->truncate, 1, (int64_t) batch->index);
+        if (sqlite3_step (self->truncate) != SQLITE_DONE)
+            goto failed;
+        for (unsigned entry = 0; entry < batch->n; entry++) {
+            sqlite3_reset (self->insert);
+            sqlite3_bind_int64 (self->insert, 1,
+                                (int64_t) (batch->index + entry));
+            sqlite3_bind_int64 (self->insert, 2,
+                                (int64_t) batch->entries [entry].term);
+            sqlite3_bind_int (self->insert, 3,
+                              (int) batch->entries [entry].type);
+            sqlite3_bind_blob64 (self->insert, 4,
+                                 batch->entries [entry].buf.base,
+                                 batch->entries [entry].buf.len, SQLITE_STATIC);
+            if (sqlite3_step (self->insert) != SQLITE_DONE)
+                goto failed;
+        }
+        if (batch->n) {
+            *index = batch->index + batch->n - 1;
+            *term = batch->entries [batch->n - 1].term;
+        }
+        else
+            *index = 0;
+    }
+    s_staged_clear (self);
+    if (s_exec (self, "COMMIT", fault)) {
+        *index = 0;
+        return -1;
+    }
+    return 0;
+failed:
+    s_fail (self, fault, "flush");
+    s_exec (self, "ROLLBACK", NULL);
+    s_staged_clear (self);
+    *index = 0;
     return -1;
 }
 
@@ -370,6 +473,24 @@ hs_store_test (bool verbose)
     struct raft_entry replacement = {
         .term = 3, .type = RAFT_COMMAND, .buf = {one, 3}};
     assert (hs_store_append (store, 3, &replacement, 1, &fault) == 0);
+    //  Group commit: two staged batches, the second truncating the first,
+    //  land in one flush.
+    char four [] = "four";
+    struct raft_entry more [2] = {
+        {.term = 3, .type = RAFT_COMMAND, .buf = {four, 4}},
+        {.term = 3, .type = RAFT_COMMAND, .buf = {four, 4}},
+    };
+    hs_store_stage (store, 4, more, 2);
+    hs_store_stage (store, 5, more, 1);
+    raft_index flushed;
+    raft_term flushed_term;
+    assert (hs_store_flush (store, &flushed, &flushed_term, &fault) == 0);
+    assert (flushed == 5 && flushed_term == 3);
+    assert (hs_store_flush (store, &flushed, &flushed_term, &fault) == 0);
+    assert (flushed == 0);
+    //  Back to three entries for what follows.
+    assert (hs_store_append (store, 4, NULL, 0, &fault) == 0);
+
     hs_store_destroy (&store);
 
     //  Everything survives a reopen.

@@ -44,6 +44,18 @@ int hs_store_append (hs_store_t *self, raft_index index,
                      const struct raft_entry *entries, unsigned n,
                      sf_fault_t *fault);
 
+//  Stage N entries from INDEX on (copied) for the next hs_store_flush, as
+//  hs_store_append would store them. Staging many updates and flushing
+//  once is the group commit: one fsync for all of them.
+void hs_store_stage (hs_store_t *self, raft_index index,
+                     const struct raft_entry *entries, unsigned n);
+
+//  Durably store everything staged, in one transaction. Sets *INDEX and
+//  *TERM to the last entry stored (0 if nothing was staged). Returns 0, or
+//  -1 with FAULT (then nothing staged is durable and the stage is dropped).
+int hs_store_flush (hs_store_t *self, raft_index *index, raft_term *term,
+                    sf_fault_t *fault);
+
 //  Durably replace the snapshot with METADATA + DATA and delete entries
 //  before KEEP_FROM (all entries when KEEP_FROM is past the last one).
 int hs_store_snapshot_save (hs_store_t *self,
