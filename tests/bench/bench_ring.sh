@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+#  Durable writes and linearizable reads against a local 3-member ring,
+#  beside the fsync floor of the same disk. Usage: tests/bench/bench_ring.sh
+#  [--seconds N]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+sf_is_ready "$ROOT" || "$ROOT/scripts/setup.sh"
+cmake --build "${SIMFABRIC_BUILD:-$ROOT/build}" --target bench_ring homeserver >/dev/null
+echo "bench_ring: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+exec /usr/bin/python3 "$ROOT/tests/bench/bench_ring.py" "$@"
