@@ -39,9 +39,17 @@ static const char *s_schema =
     "  to_sim TEXT NOT NULL, player TEXT, epoch INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL);";
 
+//  Prepared statements, keyed by their SQL text's address (every query is
+//  a string literal), so each is compiled once.
+#define S_CACHE 32
+
 struct _hs_fsm_t {
     sqlite3 *db;         //  in-memory database
     raft_index applied;  //  last index applied
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache [S_CACHE];
 };
 
 //  --------------------------------------------------------------------------
@@ -306,20 +314,58 @@ hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
 //  --------------------------------------------------------------------------
 //  SQL helpers
 
-//  Prepare SQL and bind the texts in VALUES (NULL entries bind NULL).
+static void
+s_cache_clear (hs_fsm_t *self)
+{
+    for (int at = 0; at < S_CACHE; at++) {
+        sqlite3_finalize (self->cache [at].stmt);
+        self->cache [at].stmt = NULL;
+        self->cache [at].sql = NULL;
+    }
+}
+
+//  The statement for SQL (a string literal), with the texts in VALUES
+//  bound (NULL entries bind NULL). Give it back with s_done.
 static sqlite3_stmt *
 s_prepare (hs_fsm_t *self, const char *sql, int count, const char **values)
 {
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        sf_log_error ("hs_fsm: %s: %s", sql, sqlite3_errmsg (self->db));
-        return NULL;
+    int slot = 0;
+    while (slot < S_CACHE && self->cache [slot].sql
+           && self->cache [slot].sql != sql)
+        slot++;
+    sqlite3_stmt *stmt = slot < S_CACHE ? self->cache [slot].stmt : NULL;
+    if (!stmt) {
+        if (sqlite3_prepare_v3 (self->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &stmt, NULL)
+            != SQLITE_OK) {
+            sf_log_error ("hs_fsm: %s: %s", sql, sqlite3_errmsg (self->db));
+            return NULL;
+        }
+        if (slot < S_CACHE) {
+            self->cache [slot].sql = sql;
+            self->cache [slot].stmt = stmt;
+        }
     }
+    sqlite3_clear_bindings (stmt);
     for (int index = 0; index < count; index++)
         if (values [index])
             sqlite3_bind_text (stmt, index + 1, values [index], -1,
                                SQLITE_TRANSIENT);
     return stmt;
+}
+
+//  Done with STMT from s_prepare: reset it for its next use.
+static void
+s_done (hs_fsm_t *self, sqlite3_stmt *stmt)
+{
+    if (!stmt)
+        return;
+    for (int at = 0; at < S_CACHE; at++)
+        if (self->cache [at].stmt == stmt) {
+            sqlite3_reset (stmt);
+            return;
+        }
+    s_done (self, stmt);  //  the cache was full
 }
 
 static const char *
@@ -343,7 +389,7 @@ s_lookup (hs_fsm_t *self, const char *sql, const char *key)
     char *value = NULL;
     if (stmt && sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 0))
         value = strdup (s_column (stmt, 0));
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return value;
 }
 
@@ -380,7 +426,7 @@ s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
         entity = s_entity_json (stmt);
     else
         sf_fault_set (fault, SF_ENOTFOUND, "no entity at '%s'", path);
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return entity;
 }
 
@@ -391,7 +437,7 @@ s_exec_stmt (hs_fsm_t *self, sqlite3_stmt *stmt, sf_fault_t *fault)
     if (rc)
         sf_fault_set (fault, SF_ESTORE, "state machine: %s",
                       sqlite3_errmsg (self->db));
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return rc;
 }
 
@@ -608,7 +654,7 @@ s_set_applied (hs_fsm_t *self, raft_index index)
         self, "UPDATE meta SET value = ?1 WHERE key = 'applied'", 1, values);
     if (stmt)
         sqlite3_step (stmt);
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     self->applied = index;
 }
 
@@ -655,7 +701,7 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             self, "UPDATE meta SET value = ?1 WHERE key = 'change'", 1, values);
         if (stmt)
             sqlite3_step (stmt);
-        sqlite3_finalize (stmt);
+        s_done (self, stmt);
     }
     sqlite3_exec (self->db, result ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     s_set_applied (self, index);
@@ -700,7 +746,7 @@ s_entity_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
         }
         json_array_append_new (entities, s_entity_json (stmt));
     }
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return json_pack ("{s:o,s:o}", "entities", entities, "next", next);
 }
 
@@ -726,7 +772,7 @@ s_sim_list (hs_fsm_t *self)
                              "registered_ms",
                              (json_int_t) sqlite3_column_int64 (stmt, 6)));
     }
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return json_pack ("{s:o}", "sims", sims);
 }
 
@@ -784,6 +830,7 @@ void
 hs_fsm_destroy (hs_fsm_t **self_p)
 {
     if (*self_p) {
+        s_cache_clear (*self_p);
         sqlite3_close ((*self_p)->db);
         free (*self_p);
         *self_p = NULL;
@@ -804,7 +851,7 @@ hs_fsm_last_change (hs_fsm_t *self)
     raft_index index = 0;
     if (stmt && sqlite3_step (stmt) == SQLITE_ROW)
         index = (raft_index) sqlite3_column_int64 (stmt, 0);
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return index;
 }
 
@@ -835,6 +882,8 @@ hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data)
     if (!image)
         return -1;
     memcpy (image, data->base, data->len);
+    //  No statement may hold the old database open.
+    s_cache_clear (self);
     if (sqlite3_deserialize (self->db, "main", image, (sqlite3_int64) data->len,
                              (sqlite3_int64) data->len,
                              SQLITE_DESERIALIZE_FREEONCLOSE
@@ -844,11 +893,11 @@ hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data)
     sqlite3_stmt *stmt = s_prepare (
         self, "SELECT value FROM meta WHERE key = 'applied'", 0, NULL);
     if (!stmt || sqlite3_step (stmt) != SQLITE_ROW) {
-        sqlite3_finalize (stmt);
+        s_done (self, stmt);
         return -1;
     }
     self->applied = (raft_index) sqlite3_column_int64 (stmt, 0);
-    sqlite3_finalize (stmt);
+    s_done (self, stmt);
     return 0;
 }
 
