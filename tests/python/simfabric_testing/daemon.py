@@ -39,10 +39,16 @@ def write_config(path: Path, sections: dict) -> Path:
     return path
 
 
-def make_ring(folder, size: int = 3, extra: dict | None = None) -> list["Daemon"]:
-    """SIZE homeservers that know each other as one ring (not started)."""
+def make_ring(folder, size: int = 3, extra: dict | None = None,
+              daemon=None) -> list["Daemon"]:
+    """SIZE homeservers that know each other as one ring (not started).
+    DAEMON (n, kind, name, folder, extra=, raft_id=) makes each member; by
+    default a local Daemon."""
     folder = Path(folder)
-    members = [Daemon("homeserver", f"hs{n}", folder / f"hs{n}", extra=extra, raft_id=n)
+    if daemon is None:
+        def daemon(n, *args, **kwargs):
+            return Daemon(*args, **kwargs)
+    members = [daemon(n, "homeserver", f"hs{n}", folder / f"hs{n}", extra=extra, raft_id=n)
                for n in range(1, size + 1)]
     # The leader decides who is an administrator: every member shares one
     # admins folder.
@@ -107,12 +113,16 @@ class Daemon:
         self.config = self.folder / f"{self.name}.cfg"
         self.config.write_text(text)
 
+    def command(self) -> list:
+        """The command line that runs this daemon."""
+        return [str(binary(self.kind)), "--config", str(self.config)]
+
     def start(self, timeout: float = 10.0, keys: KeyPair | None = None):
         """Start the process and wait until it answers status (asked as
         KEYS, or as a fresh principal)."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(binary(self.kind)), "--config", str(self.config)],
+            self.command(),
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
