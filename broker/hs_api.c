@@ -39,6 +39,25 @@ typedef struct {
     uint64_t deadline;  //  monotonic ms
 } s_forward_t;
 
+//  A membership change in progress (one at a time: Raft thesis 4.1).
+typedef enum {
+    S_JOB_RECORD,    //  cluster.add: the member's metadata is being committed
+    S_JOB_STANDBY,   //  it joins as a standby (replicates, does not vote)
+    S_JOB_CATCH_UP,  //  waiting until its log matches ours
+    S_JOB_FINAL,     //  the change that makes it a voter (or removes a
+                     //  member) is being committed
+} s_stage_t;
+
+typedef struct {
+    api_call_t *call;  //  the administrator's request
+    s_stage_t stage;
+    raft_index index;   //  entry whose application ends this stage
+    raft_term term;     //  term it was submitted in
+    raft_id id;         //  the member added or removed
+    json_t *member;     //  cluster.add: what was recorded
+    uint64_t deadline;  //  monotonic ms: catching up must end by then
+} s_job_t;
+
 struct _hs_api_t {
     char *name;            //  this node's name
     raft_id id;            //  this node's raft id
@@ -57,6 +76,7 @@ struct _hs_api_t {
     s_batch_t *batch;       //  reads behind the barrier in flight, or NULL
     zhashx_t *forwards;     //  s_forward_t by forward id (text)
     uint64_t next_forward;  //  id of the next forward
+    s_job_t *job;           //  membership change in progress, or NULL
 };
 
 static const s_member_t *
@@ -138,6 +158,11 @@ hs_api_destroy (hs_api_t **self_p)
             forward = (s_forward_t *) zhashx_next (self->forwards);
         }
         zhashx_destroy (&self->forwards);
+        if (self->job) {
+            api_call_destroy (&self->job->call);
+            json_decref (self->job->member);
+            free (self->job);
+        }
         zhashx_destroy (&self->admins);
         for (unsigned at = 0; at < self->n_members; at++) {
             free (self->members [at].name);
@@ -151,12 +176,12 @@ hs_api_destroy (hs_api_t **self_p)
     }
 }
 
-void
+zsock_t *
 hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
                    const char *api, const char *raft, const char *key)
 {
-    if (self->n_members == S_MAX_MEMBERS)
-        return;
+    if (self->n_members == S_MAX_MEMBERS || s_member_by_id (self, id))
+        return NULL;
     s_member_t *member = &self->members [self->n_members++];
     member->name = strdup (name);
     member->id = id;
@@ -172,6 +197,7 @@ hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
         zsock_connect (member->dealer, "%s", api);
         self->sockets [self->n_sockets++] = member->dealer;
     }
+    return member->dealer;
 }
 
 void
@@ -233,6 +259,21 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
         "last_index", (json_int_t) hs_ring_last_index (self->ring),
         "snapshot_index", (json_int_t) hs_ring_snapshot_index (self->ring),
         "members", members);
+    //  The ring's membership as Raft sees it (latest, maybe uncommitted).
+    static const char *roles [] = {"standby", "voter", "spare"};
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    json_t *servers = json_array ();
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        json_array_append_new (
+            servers, json_pack ("{s:I,s:s,s:s}", "id", (json_int_t) server->id,
+                                "raft", server->address, "role",
+                                (unsigned) server->role <= RAFT_SPARE
+                                    ? roles [server->role]
+                                    : "?"));
+    }
+    json_object_set_new (result, "configuration", servers);
     json_object_set_new (result, "uptime_ms",
                          json_integer ((json_int_t) (now - self->started_ms)));
     json_object_set_new (result, "leader_raft",
@@ -395,6 +436,181 @@ s_read (hs_api_t *self, api_call_t *call, const char *principal,
 }
 
 //  --------------------------------------------------------------------------
+//  Membership changes
+
+static void
+s_job_end (hs_api_t *self, sf_error_t error, const char *message)
+{
+    s_job_t *job = self->job;
+    if (!job)
+        return;
+    if (error == SF_OK) {
+        json_t *result =
+            job->member ? json_deep_copy (job->member) : json_object ();
+        json_object_set_new (result, "raft_id",
+                             json_integer ((json_int_t) job->id));
+        s_reply (self, &job->call, result);
+    }
+    else
+        api_router_fail (self->router, &job->call, error, message);
+    json_decref (job->member);
+    free (job);
+    self->job = NULL;
+}
+
+//  The current configuration with member ID set to ROLE at ADDRESS (added
+//  if absent), or removed when ROLE is -1. Caller closes it.
+static int
+s_configuration_with (hs_api_t *self, raft_id id, const char *address, int role,
+                      struct raft_configuration *next)
+{
+    const struct raft_configuration *current =
+        hs_ring_configuration (self->ring);
+    raft_configuration_init (next);
+    bool found = false;
+    for (unsigned at = 0; at < current->n; at++) {
+        const struct raft_server *server = &current->servers [at];
+        if (server->id == id) {
+            found = true;
+            if (role < 0)
+                continue;
+            if (raft_configuration_add (next, id, server->address, role))
+                return -1;
+        }
+        else if (raft_configuration_add (next, server->id, server->address,
+                                         server->role))
+            return -1;
+    }
+    if (!found && role >= 0 && address
+        && raft_configuration_add (next, id, address, role))
+        return -1;
+    return 0;
+}
+
+//  Submit the change to ROLE for the job's member; next stage is STAGE.
+static void
+s_job_change (hs_api_t *self, int role, s_stage_t stage, uint64_t now)
+{
+    s_job_t *job = self->job;
+    const char *address =
+        job->member ? json_string_value (json_object_get (job->member, "raft"))
+                    : NULL;
+    struct raft_configuration next;
+    sf_fault_t fault;
+    if (s_configuration_with (self, job->id, address, role, &next)) {
+        raft_configuration_close (&next);
+        s_job_end (self, SF_EINTERNAL, "cannot build the configuration");
+        return;
+    }
+    raft_index index = hs_ring_change (self->ring, &next, now, &fault);
+    raft_configuration_close (&next);
+    if (!index) {
+        s_job_end (self, fault.error, fault.message);
+        return;
+    }
+    job->stage = stage;
+    job->index = index;
+    job->term = hs_ring_term (self->ring);
+}
+
+static void
+s_job_progress (hs_api_t *self, uint64_t now)
+{
+    s_job_t *job = self->job;
+    if (!job)
+        return;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER
+        || hs_ring_term (self->ring) != job->term) {
+        s_job_end (self, SF_EUNAVAILABLE,
+                   "leadership changed during the membership change; check "
+                   "status, then retry");
+        return;
+    }
+    raft_index applied = hs_ring_applied_index (self->ring);
+    if (job->stage == S_JOB_STANDBY && applied >= job->index) {
+        job->stage = S_JOB_CATCH_UP;
+        job->deadline = now + 30000;
+    }
+    if (job->stage == S_JOB_CATCH_UP) {
+        //  Caught up: its log holds everything committed so far.
+        if (hs_ring_match_index (self->ring, job->id)
+            >= hs_ring_commit_index (self->ring))
+            s_job_change (self, RAFT_VOTER, S_JOB_FINAL, now);
+        else if (now >= job->deadline)
+            s_job_end (self, SF_ETIMEOUT,
+                       "the new member did not catch up in 30 s; it stays a "
+                       "standby (is it running and reachable?)");
+        return;
+    }
+    if (job->stage == S_JOB_FINAL && applied >= job->index)
+        s_job_end (self, SF_OK, NULL);
+}
+
+//  cluster.add, cluster.remove: on the leader, from an administrator.
+static void
+s_membership (hs_api_t *self, api_call_t *call, const char *principal,
+              const json_t *args, uint64_t now)
+{
+    const char *op = api_call_request (call)->op;
+    bool add = strcmp (op, "cluster.add") == 0;
+    sf_fault_t fault;
+    int64_t id = 0;
+    static const char *remove_allowed [] = {"op", "id", "raft_id", NULL};
+    if (add ? hs_fsm_check (op, args, &fault)
+            : (sf_json_only (args, remove_allowed, &fault)
+               || sf_json_int (args, "raft_id", true, 1, INT64_MAX, &id,
+                               &fault))) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
+        return;
+    }
+    if (!zhashx_lookup (self->admins, principal)) {
+        api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
+                         "cluster changes need an administrator key");
+        return;
+    }
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        s_forward (self, call, principal, now);
+        return;
+    }
+    if (self->job) {
+        api_router_fail (self->router, &call, SF_ECONFLICT,
+                         "another membership change is in progress; retry "
+                         "when it is done");
+        return;
+    }
+    s_job_t *job = (s_job_t *) zmalloc (sizeof (s_job_t));
+    job->call = call;
+    job->term = hs_ring_term (self->ring);
+    self->job = job;
+    if (!add) {
+        job->id = (raft_id) id;
+        s_job_change (self, -1, S_JOB_FINAL, now);
+        return;
+    }
+    //  First record the member's keys and endpoints in the state machine,
+    //  so every member can reach it once it is in the configuration.
+    json_t *copy = json_deep_copy (args);
+    json_object_del (copy, "op");
+    json_object_del (copy, "id");
+    uint8_t *data;
+    size_t size;
+    int rc = ring_cmd_encode (op, principal, true, sf_time_wall_ms (), copy,
+                              &data, &size);
+    json_decref (copy);
+    raft_index index =
+        rc ? 0 : hs_ring_submit (self->ring, data, size, now, &fault);
+    if (!rc)
+        free (data);
+    if (!index) {
+        s_job_end (self, rc ? SF_EINVAL : fault.error,
+                   rc ? "request cannot be encoded" : fault.message);
+        return;
+    }
+    job->stage = S_JOB_RECORD;
+    job->index = index;
+}
+
+//  --------------------------------------------------------------------------
 
 static void
 s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
@@ -410,6 +626,9 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
         else
             s_status (self, call, now);
     }
+    else if (strcmp (op, "cluster.add") == 0
+             || strcmp (op, "cluster.remove") == 0)
+        s_membership (self, call, principal, args, now);
     else if (hs_fsm_is_write (op))
         s_write (self, call, principal, args, now);
     else if (hs_fsm_is_read (op))
@@ -483,6 +702,22 @@ void
 hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 const json_t *result, const sf_fault_t *fault)
 {
+    s_job_t *job = self->job;
+    if (job && job->stage == S_JOB_RECORD && job->index == index) {
+        if (!result || term != job->term)
+            s_job_end (self, result ? SF_EUNAVAILABLE : fault->error,
+                       result ? "leadership changed; retry" : fault->message);
+        else {
+            job->member = json_deep_copy (result);
+            job->id = (raft_id) json_integer_value (
+                json_object_get (result, "raft_id"));
+            //  The change is submitted from hs_api_progress (never inside
+            //  the ring's apply).
+            job->stage = S_JOB_STANDBY;
+            job->index = 0;
+        }
+        return;
+    }
     s_write_t *write = (s_write_t *) zlistx_first (self->writes);
     while (write && write->index <= index) {
         zlistx_delete (self->writes, zlistx_cursor (self->writes));
@@ -539,6 +774,9 @@ s_fail_all (hs_api_t *self, const char *message)
 void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
+    if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)
+        s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
+    s_job_progress (self, now);
     bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
     raft_term term = hs_ring_term (self->ring);
     bool waiting = zlistx_size (self->writes) || zlistx_size (self->waiting)

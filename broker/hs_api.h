@@ -35,9 +35,10 @@ hs_api_t *hs_api_new (const char *name, raft_id id, hs_ring_t *ring,
 void hs_api_destroy (hs_api_t **self_p);
 
 //  Know ring member NAME with raft ID, API endpoint API (may be NULL: no
-//  forwarding to it) and public KEY.
-void hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
-                        const char *api, const char *raft, const char *key);
+//  forwarding to it) and public KEY. Returns the new forwarding socket to
+//  register on the loop, or NULL (none needed, or ID already known).
+zsock_t *hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
+                            const char *api, const char *raft, const char *key);
 
 //  Treat principal KEY as an administrator.
 void hs_api_add_admin (hs_api_t *self, const char *key);

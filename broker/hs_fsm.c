@@ -33,6 +33,11 @@ static const char *s_schema =
     "  epoch INTEGER NOT NULL, checkpoint TEXT,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  revision INTEGER NOT NULL);"
+    //  Ring members added at run time: what the raft configuration does
+    //  not hold (keys, API endpoints), so every member can reach them.
+    "CREATE TABLE members ("
+    "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
+    "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);"
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -100,6 +105,8 @@ hs_fsm_path_valid (const char *path)
 //  Arguments, shared by the leader's check and every member's apply
 
 typedef struct {
+    int64_t raft_id;
+    const char *name, *raft, *api;
     const char *player, *sim, *key, *path, *rule, *owner, *authority;
     const char *handoff, *state, *checkpoint, *prefix, *after;
     json_t *load;
@@ -218,6 +225,22 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
         static const char *allowed [] = {"op", "id", "consistency", NULL};
         return sf_json_only (args, allowed, fault);
     }
+    if (strcmp (op, "cluster.add") == 0) {
+        static const char *allowed [] = {"op",   "id",  "name", "raft_id",
+                                         "raft", "api", "key",  NULL};
+        if (sf_json_only (args, allowed, fault)
+            || s_name (args, "name", true, &a->name, fault)
+            || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
+                            &a->raft_id, fault)
+            || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
+            || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+            || s_key (args, &a->key, fault))
+            return -1;
+        if (!a->raft || !a->key)
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "cluster.add needs 'raft' and 'key'");
+        return 0;
+    }
     if (strcmp (op, "entity.create") == 0) {
         static const char *allowed [] = {"op",         "id",    "path",
                                          "rule",       "owner", "authority",
@@ -273,13 +296,9 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
 }
 
-static const char *s_writes [] = {"player.register",
-                                  "sim.register",
-                                  "sim.heartbeat",
-                                  "entity.create",
-                                  "entity.delete",
-                                  "entity.set_rule",
-                                  NULL};
+static const char *s_writes [] = {
+    "cluster.add",   "player.register", "sim.register",    "sim.heartbeat",
+    "entity.create", "entity.delete",   "entity.set_rule", NULL};
 static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
                                  "entity.list", NULL};
 
@@ -503,6 +522,32 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
         ctx->a->state ? json_string (ctx->a->state) : json_null ());
 }
 
+//  Record a ring member's name, raft endpoint, API endpoint and key.
+static json_t *
+s_member_add (s_apply_t *ctx)
+{
+    if (!ctx->cmd->admin) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "cluster.add needs an administrator key");
+        return NULL;
+    }
+    char raft_id [24];
+    snprintf (raft_id, sizeof raft_id, "%lld", (long long) ctx->a->raft_id);
+    const char *values [] = {ctx->a->name, raft_id, ctx->a->raft, ctx->a->api,
+                             ctx->a->key};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "INSERT OR REPLACE INTO members (name, raft_id, raft, api, key) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)",
+        5, values);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", ctx->a->name, "raft_id",
+                      (json_int_t) ctx->a->raft_id, "raft", ctx->a->raft, "api",
+                      ctx->a->api ? json_string (ctx->a->api) : json_null (),
+                      "key", ctx->a->key);
+}
+
 static json_t *
 s_heartbeat (s_apply_t *ctx)
 {
@@ -680,7 +725,9 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     if (!hs_fsm_is_write (cmd.op))
         sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
     else if (s_parse (cmd.op, cmd.args, &parsed, fault) == 0) {
-        if (strcmp (cmd.op, "player.register") == 0)
+        if (strcmp (cmd.op, "cluster.add") == 0)
+            result = s_member_add (&ctx);
+        else if (strcmp (cmd.op, "player.register") == 0)
             result = s_register (&ctx, "players", parsed.player);
         else if (strcmp (cmd.op, "sim.register") == 0)
             result = s_register (&ctx, "sims", parsed.sim);
@@ -774,6 +821,24 @@ s_sim_list (hs_fsm_t *self)
     }
     s_done (self, stmt);
     return json_pack ("{s:o}", "sims", sims);
+}
+
+json_t *
+hs_fsm_members (hs_fsm_t *self)
+{
+    sqlite3_stmt *stmt = s_prepare (
+        self, "SELECT name, raft_id, raft, api, key FROM members ORDER BY name",
+        0, NULL);
+    json_t *members = json_array ();
+    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (
+            members,
+            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", s_column (stmt, 0),
+                       "raft_id", (json_int_t) sqlite3_column_int64 (stmt, 1),
+                       "raft", s_column (stmt, 2), "api",
+                       s_text_or_null (stmt, 3), "key", s_column (stmt, 4)));
+    s_done (self, stmt);
+    return members;
 }
 
 json_t *

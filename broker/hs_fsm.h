@@ -50,6 +50,10 @@ json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
 json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
                      sf_fault_t *fault);
 
+//  Members added with cluster.add: [{"name", "raft_id", "raft", "api",
+//  "key"}]. A new reference.
+json_t *hs_fsm_members (hs_fsm_t *self);
+
 //  Index of the last command applied.
 raft_index hs_fsm_applied (hs_fsm_t *self);
 

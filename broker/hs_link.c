@@ -99,18 +99,19 @@ hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
     peer->id = id;
     peer->address = strdup (address);
     peer->key = strdup (key);
-    peer->dealer = zsock_new (ZMQ_DEALER);
-    //  A peer that is down must not make us queue without bound: Raft
-    //  retries by itself, so excess messages are dropped.
-    zsock_set_sndhwm (peer->dealer, 1000);
-    zsock_set_linger (peer->dealer, 0);
-    zsock_set_sndtimeo (peer->dealer, 0);
-    sf_curve_client (peer->dealer, self->cert, key);
-    zsock_connect (peer->dealer, "%s", address);
+    //  The DEALER connects on the first send: a member that joins a ring
+    //  only speaks once the leader has admitted it, so its handshakes are
+    //  never refused (a refused CURVE session is not retried).
     sf_zap_allow (self->zap, HS_LINK_DOMAIN, key);
     //  Delete first: the table keeps the key pointer of the first insert.
     zhashx_delete (self->peers, &id);
     zhashx_insert (self->peers, &peer->id, peer);
+}
+
+bool
+hs_link_knows (hs_link_t *self, raft_id id)
+{
+    return zhashx_lookup (self->peers, &id) != NULL;
 }
 
 zsock_t *
@@ -134,6 +135,15 @@ hs_link_send (hs_link_t *self, const struct raft_message *message)
     if (!peer || size == 0) {
         self->counters.send_dropped++;
         return;
+    }
+    if (!peer->dealer) {
+        peer->dealer = zsock_new (ZMQ_DEALER);
+        //  A peer that is down must not make us queue without bound: Raft
+        //  retries by itself, so excess messages are dropped.
+        zsock_set_sndhwm (peer->dealer, 1000);
+        zsock_set_linger (peer->dealer, 0);
+        sf_curve_client (peer->dealer, self->cert, peer->key);
+        zsock_connect (peer->dealer, "%s", peer->address);
     }
     zframe_t *frame = zframe_new (NULL, size);
     if (raft_msg_encode (message, self->id, self->endpoint, zframe_data (frame),

@@ -42,6 +42,9 @@ void hs_link_destroy (hs_link_t **self_p);
 void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
                        const char *key);
 
+//  True if peer ID is known.
+bool hs_link_knows (hs_link_t *self, raft_id id);
+
 //  The ROUTER, to register on a zloop. Lent.
 zsock_t *hs_link_socket (hs_link_t *self);
 

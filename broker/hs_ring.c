@@ -696,6 +696,36 @@ hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
 }
 
 raft_index
+hs_ring_change (hs_ring_t *self, const struct raft_configuration *configuration,
+                uint64_t now, sf_fault_t *fault)
+{
+    struct raft_buffer encoded;
+    if (raft_configuration_encode (configuration, &encoded)) {
+        sf_fault_set (fault, SF_EINTERNAL, "cannot encode configuration");
+        return 0;
+    }
+    raft_index index =
+        s_submit (self, RAFT_CHANGE, encoded.base, encoded.len, now, fault);
+    raft_free (encoded.base);
+    return index;
+}
+
+const struct raft_configuration *
+hs_ring_configuration (hs_ring_t *self)
+{
+    return &self->raft.configuration;
+}
+
+raft_index
+hs_ring_match_index (hs_ring_t *self, raft_id id)
+{
+    raft_index index = 0;
+    if (raft_match_index (&self->raft, id, &index))
+        return 0;
+    return index;
+}
+
+raft_index
 hs_ring_barrier (hs_ring_t *self, uint64_t now, sf_fault_t *fault)
 {
     return s_submit (self, RAFT_BARRIER, NULL, 0, now, fault);

@@ -141,6 +141,19 @@ raft_index hs_ring_submit (hs_ring_t *self, const void *command, size_t size,
 //  FAULT (not_leader).
 raft_index hs_ring_barrier (hs_ring_t *self, uint64_t now, sf_fault_t *fault);
 
+//  Submit a configuration change to CONFIGURATION (Raft thesis 4.1: one
+//  server at a time). Returns the entry's index, or 0 with FAULT (not the
+//  leader, or another change is still uncommitted).
+raft_index hs_ring_change (hs_ring_t *self,
+                           const struct raft_configuration *configuration,
+                           uint64_t now, sf_fault_t *fault);
+
+//  The latest configuration (committed or not). Lent until the next call.
+const struct raft_configuration *hs_ring_configuration (hs_ring_t *self);
+
+//  On the leader: how far member ID's log matches ours (0 if unknown).
+raft_index hs_ring_match_index (hs_ring_t *self, raft_id id);
+
 //  Start transferring leadership to member ID (0: the library picks).
 int hs_ring_transfer (hs_ring_t *self, raft_id id, uint64_t now,
                       sf_fault_t *fault);

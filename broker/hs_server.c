@@ -48,6 +48,9 @@ const sf_config_key_t hs_server_schema [] = {
      "public certificate of a ring member"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
      "API endpoint of a ring member, for forwarding requests to the leader"},
+    {"homeserver/join", "join", SF_CONFIG_BOOL, false, "false", NULL,
+     "join an existing ring (an administrator runs cluster.add) instead of "
+     "bootstrapping a new one"},
     {"homeserver/admins", "admins", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of administrators' public certificates"},
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
@@ -118,6 +121,41 @@ s_io_send (void *handle, const struct raft_message *message)
 }
 
 static int s_flush (hs_server_t *self);
+static int s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg);
+
+//  A member added at run time (cluster.add): reach it over raft, forward
+//  to it, admit its key.
+static void
+s_learn (hs_server_t *self, const json_t *member)
+{
+    raft_id id =
+        (raft_id) json_integer_value (json_object_get (member, "raft_id"));
+    const char *name = json_string_value (json_object_get (member, "name"));
+    const char *raft = json_string_value (json_object_get (member, "raft"));
+    const char *api = json_string_value (json_object_get (member, "api"));
+    const char *key = json_string_value (json_object_get (member, "key"));
+    if (!id || !name || !raft || !key || id == self->id)
+        return;
+    if (!hs_link_knows (self->link, id))
+        hs_link_add_peer (self->link, id, raft, key);
+    if (self->handler) {
+        zsock_t *dealer =
+            hs_api_add_member (self->handler, name, id, api, raft, key);
+        if (dealer && self->loop)
+            zloop_reader (self->loop, dealer, s_handle_forward, self);
+    }
+}
+
+//  Every member the state machine knows of.
+static void
+s_learn_all (hs_server_t *self)
+{
+    json_t *members = hs_fsm_members (self->fsm);
+    size_t at;
+    json_t *member;
+    json_array_foreach (members, at, member) s_learn (self, member);
+    json_decref (members);
+}
 
 static void
 s_io_apply (void *handle, raft_index index, raft_term term,
@@ -130,9 +168,12 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     json_t *result =
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
     char op [RING_CMD_MAX_OP + 1];
-    if (result && self->events
-        && ring_cmd_peek_op (command->base, command->len, op) == 0)
-        hs_events_publish (self->events, index, prev, op, result);
+    if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
+        if (self->events)
+            hs_events_publish (self->events, index, prev, op, result);
+        if (strcmp (op, "cluster.add") == 0)
+            s_learn (self, result);
+    }
     if (self->handler)
         hs_api_applied (self->handler, index, term, result, &fault);
     json_decref (result);
@@ -163,7 +204,11 @@ s_io_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
 static int
 s_io_snapshot_restore (void *handle, const struct raft_buffer *data)
 {
-    return hs_fsm_restore (((hs_server_t *) handle)->fsm, data);
+    hs_server_t *self = (hs_server_t *) handle;
+    if (hs_fsm_restore (self->fsm, data))
+        return -1;
+    s_learn_all (self);
+    return 0;
 }
 
 //  Make staged entries durable (one fsync) and remember what to report.
@@ -288,7 +333,8 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         }
     }
     zlist_destroy (&names);
-    if (self->n_members && !found_self)
+    if (self->n_members && !found_self
+        && !sf_config_bool (config, "homeserver/join"))
         return sf_fault_set (fault, SF_EINVAL,
                              "this node (id %llu) is not among ring/member",
                              (unsigned long long) self->id);
@@ -385,7 +431,11 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     //  The address in the configuration is the one peers dial.
     self->ring =
         hs_ring_new (self->id, hs_link_endpoint (self->link), &io, &options);
-    if (hs_store_empty (self->store)) {
+    bool join = sf_config_bool (config, "homeserver/join");
+    if (hs_store_empty (self->store) && join)
+        sf_log_notice ("hs_server: joining an existing ring: waiting for its "
+                       "leader (cluster.add)");
+    else if (hs_store_empty (self->store)) {
         //  A new ring: every initial member writes the same first entry.
         struct raft_configuration configuration;
         raft_configuration_init (&configuration);
@@ -429,6 +479,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     const char *admins = sf_config_str (config, "homeserver/admins");
     if (admins && s_admins_load (self, admins, fault))
         return -1;
+    s_learn_all (self);
     return 0;
 }
 
