@@ -33,6 +33,7 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
     members = list(ring)
     thread = threading.Thread(target=writer)
     thread.start()
+    joiner = None
     try:
         joiner = Daemon("homeserver", "hs4", tmp_path / "hs4", raft_id=4,
                         extra={"join": "true", "election_timeout": 300,
@@ -66,6 +67,10 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
         assert victim.raft_id not in configuration(joiner)
         members.remove(victim)
         time.sleep(0.5)  # writes go on with the smaller ring
+    except BaseException:
+        if joiner:
+            joiner.kill()
+        raise
     finally:
         stop.set()
         thread.join(30)
