@@ -37,6 +37,7 @@ typedef struct {
 typedef struct {
     api_call_t *call;
     uint64_t deadline;  //  monotonic ms
+    raft_id leader;     //  the member it was sent to
 } s_forward_t;
 
 //  A membership change in progress (one at a time: Raft thesis 4.1).
@@ -311,6 +312,7 @@ s_forward (hs_api_t *self, api_call_t *call, const char *principal,
     s_forward_t *forward = (s_forward_t *) zmalloc (sizeof (s_forward_t));
     forward->call = call;
     forward->deadline = now + HS_API_FORWARD_TIMEOUT;
+    forward->leader = leader;
     zhashx_insert (self->forwards, id, forward);
 }
 
@@ -822,20 +824,28 @@ hs_api_progress (hs_api_t *self, uint64_t now)
         }
     }
 
-    //  Forwards the leader never answered.
+    //  Forwards the leader never answered, or sent to a leader that is no
+    //  longer one (it may have died: do not make the client wait).
     zlist_t *expired = zlist_new ();
+    raft_id leader = hs_ring_leader (self->ring, NULL);
     s_forward_t *forward = (s_forward_t *) zhashx_first (self->forwards);
     while (forward) {
-        if (forward->deadline <= now)
+        if (forward->deadline <= now || (leader && leader != forward->leader))
             zlist_append (expired, (void *) zhashx_cursor (self->forwards));
         forward = (s_forward_t *) zhashx_next (self->forwards);
     }
     for (char *id = (char *) zlist_first (expired); id;
          id = (char *) zlist_next (expired)) {
         forward = (s_forward_t *) zhashx_lookup (self->forwards, id);
-        api_router_fail (self->router, &forward->call, SF_ETIMEOUT,
-                         "the leader did not answer in time; the request may "
-                         "or may not have been applied");
+        if (forward->deadline <= now)
+            api_router_fail (self->router, &forward->call, SF_ETIMEOUT,
+                             "the leader did not answer in time; the request "
+                             "may or may not have been applied");
+        else
+            api_router_fail (self->router, &forward->call, SF_EUNAVAILABLE,
+                             "the leader changed while the request was "
+                             "forwarded; it may or may not have been "
+                             "applied: re-read, then retry");
         free (forward);
         zhashx_delete (self->forwards, id);
     }
