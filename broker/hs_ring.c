@@ -444,9 +444,9 @@ hs_ring_new (raft_id id, const char *address, const hs_ring_io_t *io,
     if (!self->options.heartbeat_timeout_ms)
         self->options.heartbeat_timeout_ms = 50;
     if (!self->options.snapshot_threshold)
-        self->options.snapshot_threshold = 1024;
+        self->options.snapshot_threshold = 65536;
     if (!self->options.snapshot_trailing)
-        self->options.snapshot_trailing = 128;
+        self->options.snapshot_trailing = 4096;
     self->address = strdup (address);
     self->log_start = 1;
     raft_configuration_init (&self->snapshot.configuration);

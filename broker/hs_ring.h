@@ -78,8 +78,8 @@ typedef struct {
     unsigned election_timeout_ms;   //  1000
     unsigned heartbeat_timeout_ms;  //  50
     unsigned snapshot_threshold;    //  applied entries between snapshots,
-                                    //  1024
-    unsigned snapshot_trailing;     //  entries kept after a snapshot, 128
+                                    //  65536
+    unsigned snapshot_trailing;     //  entries kept after a snapshot, 4096
     unsigned seed;                  //  randomness for election timers
 } hs_ring_options_t;
 

@@ -17,15 +17,24 @@ from simfabric_testing import binary, make_ring, wait_leader  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--snapshot-threshold", type=int, default=None,
+                        help="homeserver/snapshot_threshold (default: the daemon's)")
+    parser.add_argument("--cases", default="write1,write16,write64,read16,read64")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as folder:
-        ring = make_ring(folder, 3)
+        extra = {}
+        if options.snapshot_threshold:
+            extra["snapshot_threshold"] = options.snapshot_threshold
+        ring = make_ring(folder, 3, extra=extra)
         try:
             for member in ring:
                 member.start()
             leader_name, _ = wait_leader(ring)
             leader = next(m for m in ring if m.name == leader_name)
-            cases = [("write", 1), ("write", 16), ("write", 64), ("read", 16), ("read", 64)]
+            cases = []
+            for case in options.cases.split(","):
+                kind = case.rstrip("0123456789")
+                cases.append((kind, int(case[len(kind):])))
             for kind, clients in cases:
                 subprocess.run([str(binary("bench_ring")), leader.endpoint,
                                 str(leader.keys.public_path), str(leader.folder / "data"),
