@@ -323,7 +323,8 @@ s_apply_committed (hs_ring_t *self)
 {
     raft_index commit = raft_commit_index (&self->raft);
     if (self->restore_pending && commit >= self->snapshot.index) {
-        if (self->io.snapshot_restore (self->io.handle, &self->snapshot_data))
+        if (self->io.snapshot_restore (self->io.handle, self->snapshot.index,
+                                       &self->snapshot_data))
             sf_log_error ("hs_ring: cannot restore snapshot %llu",
                           self->snapshot.index);
         self->restore_pending = false;
@@ -539,7 +540,8 @@ hs_ring_start (hs_ring_t *self, const hs_ring_state_t *state, uint64_t now,
         memcpy (self->snapshot_data.base, state->snapshot_data.base,
                 state->snapshot_data.len);
         //  The state machine starts from the snapshot image.
-        if (self->io.snapshot_restore (self->io.handle, &self->snapshot_data))
+        if (self->io.snapshot_restore (self->io.handle, self->snapshot.index,
+                                       &self->snapshot_data))
             return sf_fault_set (fault, SF_ESTORE,
                                  "cannot restore snapshot %llu",
                                  self->snapshot.index);

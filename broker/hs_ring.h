@@ -54,8 +54,10 @@ typedef struct {
     int (*snapshot_save) (void *handle,
                           const struct raft_snapshot_metadata *metadata,
                           const struct raft_buffer *data, raft_index keep_from);
-    //  Replace the state machine with snapshot DATA (lent). Returns 0/-1.
-    int (*snapshot_restore) (void *handle, const struct raft_buffer *data);
+    //  Replace the state machine with snapshot DATA (lent), taken at log
+    //  INDEX. Returns 0/-1.
+    int (*snapshot_restore) (void *handle, raft_index index,
+                             const struct raft_buffer *data);
     //  The committed configuration changed (who may speak raft to us).
     //  May be NULL.
     void (*configuration) (void *handle,

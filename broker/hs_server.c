@@ -5,6 +5,7 @@
 #include "broker/hs_events.h"
 #include "broker/hs_fsm.h"
 #include "broker/hs_link.h"
+#include "broker/hs_persist.h"
 #include "broker/hs_ring.h"
 #include "broker/hs_store.h"
 #include "common/sf_cert.h"
@@ -69,23 +70,22 @@ typedef struct {
 } s_member_t;
 
 struct _hs_server_t {
-    char *name;           //  node name
-    raft_id id;           //  raft id
-    zcert_t *cert;        //  this node's key pair
-    zactor_t *zap;        //  ZAP handler: who may open a CURVE session
-    api_router_t *api;    //  JSON requests over CURVE
-    hs_link_t *link;      //  raft messages to and from the other members
-    hs_store_t *store;    //  durable term, vote, log, snapshot
-    hs_ring_t *ring;      //  the raft core driver
-    hs_fsm_t *fsm;        //  the state machine
-    hs_api_t *handler;    //  JSON requests over the ring
-    hs_events_t *events;  //  applied changes, published; or NULL
-    s_member_t *members;  //  configured members (this node included)
+    char *name;             //  node name
+    raft_id id;             //  raft id
+    zcert_t *cert;          //  this node's key pair
+    zactor_t *zap;          //  ZAP handler: who may open a CURVE session
+    api_router_t *api;      //  JSON requests over CURVE
+    hs_link_t *link;        //  raft messages to and from the other members
+    hs_store_t *store;      //  durable state, until the ring starts
+    hs_persist_t *persist;  //  the persistence thread, owning the store
+    hs_ring_t *ring;        //  the raft core driver
+    hs_fsm_t *fsm;          //  the state machine
+    hs_api_t *handler;      //  JSON requests over the ring
+    hs_events_t *events;    //  applied changes, published; or NULL
+    s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
-    zloop_t *loop;       //  the actor's loop, while it runs
-    int timer;           //  zloop timer for the ring's next timeout
-    raft_index durable;  //  appended and synced, to report to the ring
-    raft_term durable_term;
+    zloop_t *loop;        //  the actor's loop, while it runs
+    int timer;            //  zloop timer for the ring's next timeout
     uint64_t started_ms;  //  monotonic start time, for uptime
 };
 
@@ -97,21 +97,16 @@ static int
 s_io_save_term_vote (void *handle, raft_term term, raft_id vote)
 {
     hs_server_t *self = (hs_server_t *) handle;
-    sf_fault_t fault;
-    if (hs_store_save_term_vote (self->store, term, vote, &fault)) {
-        sf_log_error ("hs_server: %s", fault.message);
-        return -1;
-    }
-    return 0;
+    return hs_persist_save_term_vote (self->persist, term, vote);
 }
 
 static void
 s_io_append (void *handle, raft_index index, const struct raft_entry *entries,
              unsigned n)
 {
-    //  Staged now, made durable in one transaction (group commit) after
-    //  the loop has taken every message waiting, then reported.
-    hs_store_stage (((hs_server_t *) handle)->store, index, entries, n);
+    //  The persistence thread makes it durable (with whatever else it is
+    //  handed meanwhile: group commit) and reports it; the loop goes on.
+    hs_persist_append (((hs_server_t *) handle)->persist, index, entries, n);
 }
 
 static void
@@ -120,7 +115,6 @@ s_io_send (void *handle, const struct raft_message *message)
     hs_link_send (((hs_server_t *) handle)->link, message);
 }
 
-static int s_flush (hs_server_t *self);
 static int s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg);
 
 //  A member added at run time (cluster.add): reach it over raft, forward
@@ -190,43 +184,25 @@ s_io_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
                     const struct raft_buffer *data, raft_index keep_from)
 {
     hs_server_t *self = (hs_server_t *) handle;
-    sf_fault_t fault;
-    //  Entries staged before the snapshot go first, in order.
-    if (s_flush (self)
-        || hs_store_snapshot_save (self->store, metadata, data, keep_from,
-                                   &fault)) {
-        sf_log_error ("hs_server: %s", fault.message);
-        return -1;
-    }
-    return 0;
+    //  In order after the entries handed before it.
+    return hs_persist_snapshot_save (self->persist, metadata, data, keep_from);
 }
 
 static int
-s_io_snapshot_restore (void *handle, const struct raft_buffer *data)
+s_io_snapshot_restore (void *handle, raft_index index,
+                       const struct raft_buffer *data)
 {
     hs_server_t *self = (hs_server_t *) handle;
     if (hs_fsm_restore (self->fsm, data))
         return -1;
+    //  The image's last command must not be newer than the snapshot's
+    //  index: a mismatch would apply commands twice.
+    if (hs_fsm_applied (self->fsm) > index)
+        sf_log_error ("hs_server: snapshot image holds commands up to %llu "
+                      "but claims index %llu",
+                      (unsigned long long) hs_fsm_applied (self->fsm),
+                      (unsigned long long) index);
     s_learn_all (self);
-    return 0;
-}
-
-//  Make staged entries durable (one fsync) and remember what to report.
-static int
-s_flush (hs_server_t *self)
-{
-    raft_index index;
-    raft_term term;
-    sf_fault_t fault;
-    if (hs_store_flush (self->store, &index, &term, &fault)) {
-        //  Not durable: never reported, so the ring never counts on it.
-        sf_log_error ("hs_server: %s", fault.message);
-        return -1;
-    }
-    if (index) {
-        self->durable = index;
-        self->durable_term = term;
-    }
     return 0;
 }
 
@@ -237,15 +213,6 @@ static void
 s_after_ring (hs_server_t *self)
 {
     uint64_t now = sf_time_mono_ms ();
-    //  Reporting may stage more (a follower's reply is not an append, but
-    //  a leader's commit may trigger a snapshot): loop until quiet.
-    s_flush (self);
-    while (self->durable) {
-        raft_index index = self->durable;
-        self->durable = 0;
-        hs_ring_persisted (self->ring, index, self->durable_term, now);
-        s_flush (self);
-    }
     if (self->handler)
         hs_api_progress (self->handler, now);
     if (!self->loop)
@@ -460,6 +427,8 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     hs_ring_state_t state;
     if (hs_store_load (self->store, &state, fault))
         return -1;
+    //  From here the store belongs to the persistence thread.
+    self->persist = hs_persist_new (&self->store);
     int rc = hs_ring_start (self->ring, &state, sf_time_mono_ms (), fault);
     hs_store_state_release (&state);
     if (rc)
@@ -526,6 +495,7 @@ hs_server_destroy (hs_server_t **self_p)
         hs_ring_destroy (&self->ring);
         hs_fsm_destroy (&self->fsm);
         hs_link_destroy (&self->link);
+        hs_persist_destroy (&self->persist);
         hs_store_destroy (&self->store);
         for (unsigned at = 0; at < self->n_members; at++) {
             free (self->members [at].name);
@@ -566,6 +536,27 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
+//  The persistence thread finished flushes: tell the ring (the newest one
+//  covers the others).
+static int
+s_handle_persisted (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop, (void) reader;
+    hs_server_t *self = (hs_server_t *) arg;
+    raft_index index = 0, newest = 0;
+    raft_term term = 0, newest_term = 0;
+    while ((zsock_events (hs_persist_socket (self->persist)) & ZMQ_POLLIN)
+           && hs_persist_completed (self->persist, &index, &term) == 0)
+        if (index > newest) {
+            newest = index;
+            newest_term = term;
+        }
+    if (newest)
+        hs_ring_persisted (self->ring, newest, newest_term, sf_time_mono_ms ());
+    s_after_ring (self);
+    return 0;
+}
+
 static int
 s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg)
 {
@@ -602,6 +593,8 @@ hs_server_actor (zsock_t *pipe, void *args)
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
     zloop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
+    zloop_reader (loop, hs_persist_socket (self->persist), s_handle_persisted,
+                  self);
     for (zsock_t **forward = hs_api_forward_sockets (self->handler); *forward;
          forward++)
         zloop_reader (loop, *forward, s_handle_forward, self);

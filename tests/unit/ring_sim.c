@@ -311,6 +311,10 @@ s_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
                  const struct raft_buffer *data, raft_index keep_from)
 {
     s_node_t *node = s_node (handle);
+    //  A store writes in order: the snapshot is durable only after every
+    //  entry appended before it (hs_persist flushes them first).
+    if (node->count && node->start + node->count - 1 > node->synced)
+        node->synced = node->start + node->count - 1;
     raft_configuration_close (&node->snapshot.configuration);
     node->snapshot = *metadata;
     raft_configuration_init (&node->snapshot.configuration);
@@ -341,7 +345,8 @@ s_snapshot_save (void *handle, const struct raft_snapshot_metadata *metadata,
 }
 
 static int
-s_snapshot_restore (void *handle, const struct raft_buffer *data)
+s_snapshot_restore (void *handle, raft_index index,
+                    const struct raft_buffer *data)
 {
     s_node_t *node = s_node (handle);
     s_fsm_clear (node);
@@ -352,11 +357,13 @@ s_snapshot_restore (void *handle, const struct raft_buffer *data)
     raft_index count = strtoull (line, NULL, 10);
     while ((line = strtok (NULL, "\n"))) {
         char *space = strchr (line, ' ');
-        raft_index index = strtoull (line, NULL, 10);
-        s_fsm_set (node, index, space + 1);
+        raft_index at = strtoull (line, NULL, 10);
+        s_fsm_set (node, at, space + 1);
     }
     node->applied_count = count;
     free (text);
+    //  The image never holds commands past the index it claims.
+    assert (count <= index);
     s_sim.snapshots_installed++;
     return 0;
 }

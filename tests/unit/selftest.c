@@ -2,6 +2,7 @@
     module. Usage: selftest [-v] [MODULE...]; no module runs them all. */
 
 #include "broker/hs_fsm.h"
+#include "broker/hs_persist.h"
 #include "broker/hs_store.h"
 #include "common/sf_cert.h"
 #include "common/sf_config.h"
@@ -26,16 +27,27 @@ typedef struct {
     int (*test) (bool verbose);
 } s_selftest_t;
 
+//  clang-format off
 static const s_selftest_t s_selftests [] = {
-    {"sf_error", sf_error_test}, {"sf_time", sf_time_test},
-    {"sf_log", sf_log_test},     {"sf_config", sf_config_test},
-    {"sf_cert", sf_cert_test},   {"sf_json", sf_json_test},
-    {"sf_curve", sf_curve_test}, {"sf_zap", sf_zap_test},
-    {"api_msg", api_msg_test},   {"api_router", api_router_test},
-    {"raft_msg", raft_msg_test}, {"ring_cmd", ring_cmd_test},
-    {"ring_sim", ring_sim_test}, {"hs_store", hs_store_test},
-    {"hs_fsm", hs_fsm_test},     {NULL, NULL},
+    {"sf_error", sf_error_test},
+    {"sf_time", sf_time_test},
+    {"sf_log", sf_log_test},
+    {"sf_config", sf_config_test},
+    {"sf_cert", sf_cert_test},
+    {"sf_json", sf_json_test},
+    {"sf_curve", sf_curve_test},
+    {"sf_zap", sf_zap_test},
+    {"api_msg", api_msg_test},
+    {"api_router", api_router_test},
+    {"raft_msg", raft_msg_test},
+    {"ring_cmd", ring_cmd_test},
+    {"ring_sim", ring_sim_test},
+    {"hs_store", hs_store_test},
+    {"hs_persist", hs_persist_test},
+    {"hs_fsm", hs_fsm_test},
+    {NULL, NULL},
 };
+//  clang-format on
 
 int
 main (int argc, char *argv [])
