@@ -24,6 +24,8 @@ typedef struct {
     api_call_t *call;
     raft_index index;
     raft_term term;
+    uint8_t *command;  //  encoded, until submitted
+    size_t size;
 } s_write_t;
 
 //  Reads waiting behind one barrier.
@@ -78,6 +80,8 @@ struct _hs_api_t {
     zhashx_t *forwards;     //  s_forward_t by forward id (text)
     uint64_t next_forward;  //  id of the next forward
     s_job_t *job;           //  membership change in progress, or NULL
+    zlistx_t *unsubmitted;  //  s_write_t with their command, waiting for
+                            //  hs_api_submit (index 0 until then)
 };
 
 static const s_member_t *
@@ -114,6 +118,7 @@ hs_api_new (const char *name, raft_id id, hs_ring_t *ring, hs_fsm_t *fsm,
     self->writes = zlistx_new ();
     self->waiting = zlistx_new ();
     self->forwards = zhashx_new ();
+    self->unsubmitted = zlistx_new ();
     self->next_forward = 1;
     return self;
 }
@@ -145,6 +150,14 @@ hs_api_destroy (hs_api_t **self_p)
             write = (s_write_t *) zlistx_next (self->writes);
         }
         zlistx_destroy (&self->writes);
+        write = (s_write_t *) zlistx_first (self->unsubmitted);
+        while (write) {
+            api_call_destroy (&write->call);
+            free (write->command);
+            free (write);
+            write = (s_write_t *) zlistx_next (self->unsubmitted);
+        }
+        zlistx_destroy (&self->unsubmitted);
         api_call_t *call = (api_call_t *) zlistx_first (self->waiting);
         while (call) {
             api_call_destroy (&call);
@@ -378,17 +391,53 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
                          "request cannot be encoded as a command (too large?)");
         return;
     }
-    raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
-    free (data);
-    if (index == 0) {
-        api_router_fail (self->router, &call, fault.error, fault.message);
-        return;
-    }
+    //  Submitted with every other write taken in this loop turn: one
+    //  AppendEntries and one fsync for all of them (hs_api_submit).
     s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
     write->call = call;
-    write->index = index;
-    write->term = hs_ring_term (self->ring);
-    zlistx_add_end (self->writes, write);
+    write->command = data;
+    write->size = size;
+    zlistx_add_end (self->unsubmitted, write);
+}
+
+void
+hs_api_submit (hs_api_t *self, uint64_t now)
+{
+    size_t count = zlistx_size (self->unsubmitted);
+    if (count == 0)
+        return;
+    struct raft_buffer *commands =
+        (struct raft_buffer *) calloc (count, sizeof (struct raft_buffer));
+    size_t at = 0;
+    s_write_t *write = (s_write_t *) zlistx_first (self->unsubmitted);
+    while (write) {
+        commands [at].base = write->command;
+        commands [at++].len = write->size;
+        write = (s_write_t *) zlistx_next (self->unsubmitted);
+    }
+    sf_fault_t fault;
+    raft_index first = hs_ring_submit_many (self->ring, commands,
+                                            (unsigned) count, now, &fault);
+    free (commands);
+    raft_term term = hs_ring_term (self->ring);
+    at = 0;
+    write = (s_write_t *) zlistx_first (self->unsubmitted);
+    while (write) {
+        free (write->command);
+        write->command = NULL;
+        if (first) {
+            write->index = first + at++;
+            write->term = term;
+            zlistx_add_end (self->writes, write);
+        }
+        else {
+            api_router_fail (self->router, &write->call, fault.error,
+                             fault.message);
+            free (write);
+        }
+        write = (s_write_t *) zlistx_next (self->unsubmitted);
+    }
+    zlistx_purge (self->unsubmitted);
 }
 
 static void

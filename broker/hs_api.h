@@ -46,6 +46,10 @@ void hs_api_add_admin (hs_api_t *self, const char *key);
 //  Handle CALL (taken) at monotonic time NOW.
 void hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now);
 
+//  Submit the writes taken since the last call, as one batch. The owner
+//  calls it after taking every request waiting.
+void hs_api_submit (hs_api_t *self, uint64_t now);
+
 //  The command at INDEX (written in TERM) was applied with RESULT (lent),
 //  or failed with FAULT when RESULT is NULL.
 void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,

@@ -698,6 +698,50 @@ hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
 }
 
 raft_index
+hs_ring_submit_many (hs_ring_t *self, const struct raft_buffer *commands,
+                     unsigned n, uint64_t now, sf_fault_t *fault)
+{
+    if (n == 0 || !self->started || raft_state (&self->raft) != RAFT_LEADER) {
+        sf_fault_set (fault, SF_ENOTLEADER, "this node is not the leader");
+        return 0;
+    }
+    //  One data batch for all the entries: the core frees entries [0].batch
+    //  only (raft 0.22.1).
+    size_t total = 0;
+    for (unsigned at = 0; at < n; at++)
+        total += commands [at].len;
+    uint8_t *batch = (uint8_t *) raft_malloc (total ? total : 1);
+    struct raft_entry *entries =
+        (struct raft_entry *) calloc (n, sizeof (struct raft_entry));
+    uint8_t *cursor = batch;
+    raft_term term = raft_current_term (&self->raft);
+    for (unsigned at = 0; at < n; at++) {
+        memcpy (cursor, commands [at].base, commands [at].len);
+        entries [at].term = term;
+        entries [at].type = RAFT_COMMAND;
+        entries [at].buf.base = cursor;
+        entries [at].buf.len = commands [at].len;
+        entries [at].batch = batch;
+        cursor += commands [at].len;
+    }
+    raft_index index = raft_last_index (&self->raft) + 1;
+    struct raft_event event = {.time = now, .type = RAFT_SUBMIT};
+    event.submit.entries = entries;
+    event.submit.n = n;
+    assert (!self->stepping);
+    int rc = s_step (self, &event);
+    free (entries);
+    if (rc) {
+        raft_free (batch);
+        sf_fault_set (fault,
+                      rc == RAFT_NOTLEADER ? SF_ENOTLEADER : SF_EUNAVAILABLE,
+                      "cannot submit: %s", raft_errmsg (&self->raft));
+        return 0;
+    }
+    return index;
+}
+
+raft_index
 hs_ring_change (hs_ring_t *self, const struct raft_configuration *configuration,
                 uint64_t now, sf_fault_t *fault)
 {

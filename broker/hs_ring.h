@@ -137,6 +137,13 @@ void hs_ring_tick (hs_ring_t *self, uint64_t now);
 raft_index hs_ring_submit (hs_ring_t *self, const void *command, size_t size,
                            uint64_t now, sf_fault_t *fault);
 
+//  Submit N commands (copied) as consecutive entries in one step, so they
+//  travel in one AppendEntries. Returns the first one's index, or 0 with
+//  FAULT.
+raft_index hs_ring_submit_many (hs_ring_t *self,
+                                const struct raft_buffer *commands, unsigned n,
+                                uint64_t now, sf_fault_t *fault);
+
 //  Submit a barrier: an empty entry whose commit, in the current term,
 //  proves this member was still the leader after the call (for
 //  linearizable reads: Raft thesis 6.4). Returns its index, or 0 with

@@ -532,6 +532,7 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
         if (call)
             hs_api_handle (self->handler, call, sf_time_mono_ms ());
     }
+    hs_api_submit (self->handler, sf_time_mono_ms ());
     s_after_ring (self);
     return 0;
 }
