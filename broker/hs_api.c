@@ -362,6 +362,22 @@ hs_api_forward_reply (hs_api_t *self, zsock_t *socket)
 //  --------------------------------------------------------------------------
 //  Writes and reads through the ring
 
+//  The ring command for request OP from PRINCIPAL: its arguments as
+//  replicated are the request without the envelope members, stamped with
+//  the leader's clock. Returns 0 or -1 (see ring_cmd_encode).
+static int
+s_encode (const char *op, const char *principal, bool admin, const json_t *args,
+          uint8_t **data, size_t *size)
+{
+    json_t *copy = json_deep_copy (args);
+    json_object_del (copy, "op");
+    json_object_del (copy, "id");
+    int rc = ring_cmd_encode (op, principal, admin, sf_time_wall_ms (), copy,
+                              data, size);
+    json_decref (copy);
+    return rc;
+}
+
 static void
 s_write (hs_api_t *self, api_call_t *call, const char *principal,
          const json_t *args, uint64_t now)
@@ -376,16 +392,11 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
         s_forward (self, call, principal, now);
         return;
     }
-    //  The arguments as replicated: without the envelope members.
-    json_t *copy = json_deep_copy (args);
-    json_object_del (copy, "op");
-    json_object_del (copy, "id");
     uint8_t *data;
     size_t size;
-    int rc = ring_cmd_encode (op, principal,
-                              zhashx_lookup (self->admins, principal) != NULL,
-                              sf_time_wall_ms (), copy, &data, &size);
-    json_decref (copy);
+    int rc = s_encode (op, principal,
+                       zhashx_lookup (self->admins, principal) != NULL, args,
+                       &data, &size);
     if (rc) {
         api_router_fail (self->router, &call, SF_EINVAL,
                          "request cannot be encoded as a command (too large?)");
@@ -640,14 +651,9 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
     }
     //  First record the member's keys and endpoints in the state machine,
     //  so every member can reach it once it is in the configuration.
-    json_t *copy = json_deep_copy (args);
-    json_object_del (copy, "op");
-    json_object_del (copy, "id");
     uint8_t *data;
     size_t size;
-    int rc = ring_cmd_encode (op, principal, true, sf_time_wall_ms (), copy,
-                              &data, &size);
-    json_decref (copy);
+    int rc = s_encode (op, principal, true, args, &data, &size);
     raft_index index =
         rc ? 0 : hs_ring_submit (self->ring, data, size, now, &fault);
     if (!rc)

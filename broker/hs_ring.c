@@ -655,51 +655,11 @@ hs_ring_tick (hs_ring_t *self, uint64_t now)
     s_step (self, &event);
 }
 
-//  Submit one entry of TYPE holding a copy of COMMAND.
+//  Submit N entries of TYPE holding copies of COMMANDS, in one step.
 static raft_index
-s_submit (hs_ring_t *self, enum raft_entry_type type, const void *command,
-          size_t size, uint64_t now, sf_fault_t *fault)
-{
-    if (!self->started || raft_state (&self->raft) != RAFT_LEADER) {
-        sf_fault_set (fault, SF_ENOTLEADER, "this node is not the leader");
-        return 0;
-    }
-    void *data = raft_malloc (size ? size : 1);
-    if (size)
-        memcpy (data, command, size);
-    struct raft_entry entry = {
-        .term = raft_current_term (&self->raft),
-        .type = type,
-        .buf = {data, size},
-        .batch = data,
-    };
-    raft_index index = raft_last_index (&self->raft) + 1;
-    struct raft_event event = {.time = now, .type = RAFT_SUBMIT};
-    event.submit.entries = &entry;
-    event.submit.n = 1;
-    //  Submitting never happens inside a step (the API is not reentrant).
-    assert (!self->stepping);
-    int rc = s_step (self, &event);
-    if (rc) {
-        raft_free (data);
-        sf_fault_set (fault,
-                      rc == RAFT_NOTLEADER ? SF_ENOTLEADER : SF_EUNAVAILABLE,
-                      "cannot submit: %s", raft_errmsg (&self->raft));
-        return 0;
-    }
-    return index;
-}
-
-raft_index
-hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
-                sf_fault_t *fault)
-{
-    return s_submit (self, RAFT_COMMAND, command, size, now, fault);
-}
-
-raft_index
-hs_ring_submit_many (hs_ring_t *self, const struct raft_buffer *commands,
-                     unsigned n, uint64_t now, sf_fault_t *fault)
+s_submit (hs_ring_t *self, enum raft_entry_type type,
+          const struct raft_buffer *commands, unsigned n, uint64_t now,
+          sf_fault_t *fault)
 {
     if (n == 0 || !self->started || raft_state (&self->raft) != RAFT_LEADER) {
         sf_fault_set (fault, SF_ENOTLEADER, "this node is not the leader");
@@ -716,9 +676,10 @@ hs_ring_submit_many (hs_ring_t *self, const struct raft_buffer *commands,
     uint8_t *cursor = batch;
     raft_term term = raft_current_term (&self->raft);
     for (unsigned at = 0; at < n; at++) {
-        memcpy (cursor, commands [at].base, commands [at].len);
+        if (commands [at].len)
+            memcpy (cursor, commands [at].base, commands [at].len);
         entries [at].term = term;
-        entries [at].type = RAFT_COMMAND;
+        entries [at].type = type;
         entries [at].buf.base = cursor;
         entries [at].buf.len = commands [at].len;
         entries [at].batch = batch;
@@ -742,6 +703,21 @@ hs_ring_submit_many (hs_ring_t *self, const struct raft_buffer *commands,
 }
 
 raft_index
+hs_ring_submit (hs_ring_t *self, const void *command, size_t size, uint64_t now,
+                sf_fault_t *fault)
+{
+    struct raft_buffer buffer = {(void *) command, size};
+    return s_submit (self, RAFT_COMMAND, &buffer, 1, now, fault);
+}
+
+raft_index
+hs_ring_submit_many (hs_ring_t *self, const struct raft_buffer *commands,
+                     unsigned n, uint64_t now, sf_fault_t *fault)
+{
+    return s_submit (self, RAFT_COMMAND, commands, n, now, fault);
+}
+
+raft_index
 hs_ring_change (hs_ring_t *self, const struct raft_configuration *configuration,
                 uint64_t now, sf_fault_t *fault)
 {
@@ -750,8 +726,7 @@ hs_ring_change (hs_ring_t *self, const struct raft_configuration *configuration,
         sf_fault_set (fault, SF_EINTERNAL, "cannot encode configuration");
         return 0;
     }
-    raft_index index =
-        s_submit (self, RAFT_CHANGE, encoded.base, encoded.len, now, fault);
+    raft_index index = s_submit (self, RAFT_CHANGE, &encoded, 1, now, fault);
     raft_free (encoded.base);
     return index;
 }
@@ -774,7 +749,8 @@ hs_ring_match_index (hs_ring_t *self, raft_id id)
 raft_index
 hs_ring_barrier (hs_ring_t *self, uint64_t now, sf_fault_t *fault)
 {
-    return s_submit (self, RAFT_BARRIER, NULL, 0, now, fault);
+    struct raft_buffer empty = {NULL, 0};
+    return s_submit (self, RAFT_BARRIER, &empty, 1, now, fault);
 }
 
 int

@@ -69,6 +69,23 @@ s_fsync_floor (const char *dir, int count)
     free (samples);
 }
 
+//  Send client AT's next request: a read of its entity, or the creation of
+//  entity number NUMBER with an 80-byte checkpoint.
+static void
+s_send (zsock_t *socket, bool reads, int clients, int at, uint64_t number)
+{
+    if (reads)
+        zstr_sendf (socket,
+                    "{\"op\":\"entity.get\",\"id\":1,\"path\":\"/bench/r%d\"}",
+                    at);
+    else
+        zstr_sendf (socket,
+                    "{\"op\":\"entity.create\",\"id\":1,\"path\":"
+                    "\"/bench/%d-%d/c%d/%llu\",\"checkpoint\":\"%.80d\"}",
+                    (int) getpid (), clients, at, (unsigned long long) number,
+                    0);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -104,9 +121,6 @@ main (int argc, char *argv [])
     size_t count = 0;
     size_t errors = 0;
     zpoller_t *poller = zpoller_new (NULL);
-    char checkpoint [81];
-    memset (checkpoint, 'c', 80);
-    checkpoint [80] = 0;
 
     //  One request in flight per client.
     for (int at = 0; at < clients; at++) {
@@ -130,17 +144,7 @@ main (int argc, char *argv [])
     uint64_t end = started + (uint64_t) (seconds * 1e9);
     for (int at = 0; at < clients; at++) {
         sent_at [at] = sf_time_mono_ns ();
-        if (reads)
-            zstr_sendf (sockets [at],
-                        "{\"op\":\"entity.get\",\"id\":1,\"path\":"
-                        "\"/bench/r%d\"}",
-                        at);
-        else
-            zstr_sendf (sockets [at],
-                        "{\"op\":\"entity.create\",\"id\":1,\"path\":"
-                        "\"/bench/%d-%d/c%d/%llu\",\"checkpoint\":\"%s\"}",
-                        (int) getpid (), clients, at,
-                        (unsigned long long) counter [at]++, checkpoint);
+        s_send (sockets [at], reads, clients, at, counter [at]++);
     }
     int in_flight = clients;
     while (in_flight > 0) {
@@ -165,17 +169,7 @@ main (int argc, char *argv [])
             continue;
         }
         sent_at [at] = sf_time_mono_ns ();
-        if (reads)
-            zstr_sendf (sockets [at],
-                        "{\"op\":\"entity.get\",\"id\":1,\"path\":"
-                        "\"/bench/r%d\"}",
-                        at);
-        else
-            zstr_sendf (sockets [at],
-                        "{\"op\":\"entity.create\",\"id\":1,\"path\":"
-                        "\"/bench/%d-%d/c%d/%llu\",\"checkpoint\":\"%s\"}",
-                        (int) getpid (), clients, at,
-                        (unsigned long long) counter [at]++, checkpoint);
+        s_send (sockets [at], reads, clients, at, counter [at]++);
     }
     double elapsed = (double) (sf_time_mono_ns () - started) / 1e9;
     char what [64];
