@@ -134,14 +134,23 @@ for n in 1 2 3; do
     start_daemon homeserver "hs$n" "${API_PORT[hs$n]}"
 done
 
-#  Wait until the ring has elected a leader, and say how long it took.
+#  The leader member NAME knows of, or nothing.
+leader_of ()
+{
+    "$FABRICCTL" status --json --server "tcp://127.0.0.1:${API_PORT[$1]}" \
+        --server-key "$WORK/keys/$1.cert" --timeout 500 2>/dev/null \
+        | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get("leader") or "")' \
+        2>/dev/null || true
+}
+
+#  Wait until every member names the same leader, and say how long it took.
 begun=$(date +%s%N)
 while true; do
-    leader=$("$FABRICCTL" status --json --server "tcp://127.0.0.1:${API_PORT[hs1]}" \
-        --server-key "$WORK/keys/hs1.cert" --timeout 500 2>/dev/null \
-        | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get("leader") or "")' \
-        2>/dev/null || true)
-    [ -z "$leader" ] || break
+    leader=$(leader_of hs1)
+    if [ -n "$leader" ] && [ "$(leader_of hs2)" = "$leader" ] \
+        && [ "$(leader_of hs3)" = "$leader" ]; then
+        break
+    fi
     [ $((($(date +%s%N) - begun) / 1000000000)) -lt 15 ] \
         || sf_die "run-local: no leader elected in 15 s"
     sleep 0.05
