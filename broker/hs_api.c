@@ -28,11 +28,18 @@ typedef struct {
     size_t size;
 } s_write_t;
 
-//  Reads waiting behind one barrier.
+//  Reads waiting for one confirmation of leadership: a probe round (or,
+//  until the leader has committed in its term, a barrier entry).
 typedef struct {
-    raft_index index;  //  the barrier's index
-    raft_term term;    //  the term it was submitted in
-    zlistx_t *calls;   //  api_call_t
+    raft_index index;               //  read index: answer once applied this far
+    raft_term term;                 //  the term it was started in
+    zlistx_t *calls;                //  api_call_t
+    bool probe;                     //  a probe round (else a barrier at index)
+    bool confirmed;                 //  probe: a majority acknowledged
+    uint64_t seq;                   //  probe: the round's number
+    uint64_t resend;                //  probe: when to send the round again (ms)
+    raft_id acked [S_MAX_MEMBERS];  //  probe: who acknowledged
+    unsigned n_acked;
 } s_batch_t;
 
 //  A request forwarded to the leader, waiting for its answer.
@@ -73,13 +80,16 @@ struct _hs_api_t {
     unsigned n_members;
     zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
     unsigned n_sockets;
-    zhashx_t *admins;       //  admin keys (values unused)
-    zlistx_t *writes;       //  s_write_t, in index order
-    zlistx_t *waiting;      //  reads not yet behind a barrier
-    s_batch_t *batch;       //  reads behind the barrier in flight, or NULL
-    zhashx_t *forwards;     //  s_forward_t by forward id (text)
-    uint64_t next_forward;  //  id of the next forward
-    s_job_t *job;           //  membership change in progress, or NULL
+    zhashx_t *admins;          //  admin keys (values unused)
+    zlistx_t *writes;          //  s_write_t, in index order
+    zlistx_t *waiting;         //  reads not yet behind a barrier
+    s_batch_t *batch;          //  reads behind the barrier in flight, or NULL
+    zhashx_t *forwards;        //  s_forward_t by forward id (text)
+    uint64_t next_forward;     //  id of the next forward
+    s_job_t *job;              //  membership change in progress, or NULL
+    hs_api_prober_fn *prober;  //  sends read probes, or NULL
+    void *prober_context;
+    uint64_t probe_seq;     //  number of the last probe round
     zlistx_t *unsubmitted;  //  s_write_t with their command, waiting for
                             //  hs_api_submit (index 0 until then)
 };
@@ -828,6 +838,74 @@ s_fail_all (hs_api_t *self, const char *message)
     s_batch_destroy (&self->batch);
 }
 
+//  True if the voters that acknowledged, with us, are a majority.
+static bool
+s_probe_quorum (hs_api_t *self)
+{
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    unsigned voters = 0, votes = 0;
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        if (server->role != RAFT_VOTER)
+            continue;
+        voters++;
+        bool acked = server->id == self->id;
+        for (unsigned ack = 0; ack < self->batch->n_acked && !acked; ack++)
+            acked = self->batch->acked [ack] == server->id;
+        votes += acked ? 1 : 0;
+    }
+    return votes * 2 > voters;
+}
+
+//  Send (or resend, as a new round) the current batch's probe to every
+//  other voter.
+static void
+s_probe_send (hs_api_t *self, uint64_t now)
+{
+    s_batch_t *batch = self->batch;
+    batch->seq = ++self->probe_seq;
+    batch->n_acked = 0;
+    batch->resend = now + 100;
+    if (s_probe_quorum (self)) {
+        batch->confirmed = true;  //  a ring of one
+        return;
+    }
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        if (server->role == RAFT_VOTER && server->id != self->id)
+            self->prober (self->prober_context, server->id, batch->term,
+                          batch->seq);
+    }
+}
+
+void
+hs_api_set_prober (hs_api_t *self, hs_api_prober_fn *prober, void *context)
+{
+    self->prober = prober;
+    self->prober_context = context;
+}
+
+void
+hs_api_probe_ack (hs_api_t *self, raft_id from, raft_term term, uint64_t seq,
+                  uint64_t now)
+{
+    s_batch_t *batch = self->batch;
+    //  Only an ack of the current round, from a member still in our term.
+    if (!batch || !batch->probe || batch->confirmed || seq != batch->seq
+        || term != batch->term || batch->n_acked == S_MAX_MEMBERS)
+        return;
+    for (unsigned at = 0; at < batch->n_acked; at++)
+        if (batch->acked [at] == from)
+            return;
+    batch->acked [batch->n_acked++] = from;
+    if (s_probe_quorum (self))
+        batch->confirmed = true;
+    hs_api_progress (self, now);
+}
+
 void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
@@ -853,8 +931,12 @@ hs_api_progress (hs_api_t *self, uint64_t now)
         write = (s_write_t *) zlistx_first (self->writes);
     }
 
-    //  Reads behind an applied barrier are answered from the state machine.
-    if (self->batch
+    //  Reads whose leadership check passed and whose read index is applied
+    //  are answered from the state machine.
+    if (self->batch && self->batch->probe && !self->batch->confirmed
+        && now >= self->batch->resend)
+        s_probe_send (self, now);  //  a probe or its ack was lost
+    if (self->batch && (!self->batch->probe || self->batch->confirmed)
         && hs_ring_applied_index (self->ring) >= self->batch->index) {
         api_call_t *call = (api_call_t *) zlistx_first (self->batch->calls);
         while (call) {
@@ -867,6 +949,16 @@ hs_api_progress (hs_api_t *self, uint64_t now)
     //  One barrier in flight at a time; reads that came meanwhile wait for
     //  the next one (a barrier sent before a read arrived proves nothing
     //  about the time after it).
+    if (!self->batch && zlistx_size (self->waiting) && leading && self->prober
+        && hs_ring_read_ready (self->ring)) {
+        self->batch = (s_batch_t *) zmalloc (sizeof (s_batch_t));
+        self->batch->probe = true;
+        self->batch->index = hs_ring_commit_index (self->ring);
+        self->batch->term = term;
+        self->batch->calls = self->waiting;
+        self->waiting = zlistx_new ();
+        s_probe_send (self, now);
+    }
     if (!self->batch && zlistx_size (self->waiting) && leading) {
         sf_fault_t fault;
         raft_index index = hs_ring_barrier (self->ring, now, &fault);

@@ -59,6 +59,17 @@ void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
 //  lost its leader, time out forwards, submit the next read barrier.
 void hs_api_progress (hs_api_t *self, uint64_t now);
 
+//  How to send a read probe to member TO (hs_link_send_probe), with
+//  CONTEXT; without one, linearizable reads use barrier entries.
+typedef void (hs_api_prober_fn) (void *context, raft_id to, raft_term term,
+                                 uint64_t seq);
+void hs_api_set_prober (hs_api_t *self, hs_api_prober_fn *prober,
+                        void *context);
+
+//  Member FROM acknowledged read probe SEQ while in TERM.
+void hs_api_probe_ack (hs_api_t *self, raft_id from, raft_term term,
+                       uint64_t seq, uint64_t now);
+
 //  The forwarding sockets (one DEALER per member with an API endpoint), to
 //  register on the loop; NULL-terminated, lent.
 zsock_t **hs_api_forward_sockets (hs_api_t *self);

@@ -126,6 +126,43 @@ hs_link_endpoint (hs_link_t *self)
     return self->endpoint;
 }
 
+//  Connect PEER's DEALER on first use.
+static void
+s_connect (hs_link_t *self, s_peer_t *peer)
+{
+    if (peer->dealer)
+        return;
+    peer->dealer = zsock_new (ZMQ_DEALER);
+    //  A peer that is down must not make us queue without bound: Raft
+    //  retries by itself, so excess messages are dropped.
+    zsock_set_sndhwm (peer->dealer, 1000);
+    zsock_set_linger (peer->dealer, 0);
+    sf_curve_client (peer->dealer, self->cert, peer->key);
+    zsock_connect (peer->dealer, "%s", peer->address);
+}
+
+void
+hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
+                    uint64_t seq)
+{
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, &to);
+    if (!peer) {
+        self->counters.send_dropped++;
+        return;
+    }
+    s_connect (self, peer);
+    uint8_t buffer [RAFT_MSG_PROBE_SIZE + RAFT_MSG_MAX_ADDRESS];
+    size_t size = raft_msg_encode_probe (type, self->id, self->endpoint, term,
+                                         seq, buffer, sizeof buffer);
+    if (size == 0
+        || zmq_send (zsock_resolve (peer->dealer), buffer, size, ZMQ_DONTWAIT)
+               < 0) {
+        self->counters.send_dropped++;
+        return;
+    }
+    self->counters.sent++;
+}
+
 void
 hs_link_send (hs_link_t *self, const struct raft_message *message)
 {
@@ -136,15 +173,7 @@ hs_link_send (hs_link_t *self, const struct raft_message *message)
         self->counters.send_dropped++;
         return;
     }
-    if (!peer->dealer) {
-        peer->dealer = zsock_new (ZMQ_DEALER);
-        //  A peer that is down must not make us queue without bound: Raft
-        //  retries by itself, so excess messages are dropped.
-        zsock_set_sndhwm (peer->dealer, 1000);
-        zsock_set_linger (peer->dealer, 0);
-        sf_curve_client (peer->dealer, self->cert, peer->key);
-        zsock_connect (peer->dealer, "%s", peer->address);
-    }
+    s_connect (self, peer);
     zframe_t *frame = zframe_new (NULL, size);
     if (raft_msg_encode (message, self->id, self->endpoint, zframe_data (frame),
                          size)

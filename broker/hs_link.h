@@ -54,6 +54,10 @@ const char *hs_link_endpoint (hs_link_t *self);
 //  Encode MESSAGE and send it to message->server_id. Best effort.
 void hs_link_send (hs_link_t *self, const struct raft_message *message);
 
+//  Send a read probe or its ack (raft-wire.md types 7, 8) to member TO.
+void hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
+                         uint64_t seq);
+
 //  Receive one frame waiting on the ROUTER into MSG. Returns 0 if MSG holds
 //  an accepted message (the caller then owns what the decoder allocated),
 //  or -1 if the frame was dropped (and counted).

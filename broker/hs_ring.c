@@ -731,6 +731,14 @@ hs_ring_change (hs_ring_t *self, const struct raft_configuration *configuration,
     return index;
 }
 
+bool
+hs_ring_read_ready (hs_ring_t *self)
+{
+    return self->started && raft_state (&self->raft) == RAFT_LEADER
+           && s_log_term (self, raft_commit_index (&self->raft))
+                  == raft_current_term (&self->raft);
+}
+
 const struct raft_configuration *
 hs_ring_configuration (hs_ring_t *self)
 {

@@ -144,6 +144,11 @@ raft_index hs_ring_submit_many (hs_ring_t *self,
                                 const struct raft_buffer *commands, unsigned n,
                                 uint64_t now, sf_fault_t *fault);
 
+//  True if this member leads and has committed an entry of its own term,
+//  so its commit index covers every entry committed before it led: only
+//  then may the commit index serve as a read index (Raft thesis 6.4).
+bool hs_ring_read_ready (hs_ring_t *self);
+
 //  Submit a barrier: an empty entry whose commit, in the current term,
 //  proves this member was still the leader after the call (for
 //  linearizable reads: Raft thesis 6.4). Returns its index, or 0 with

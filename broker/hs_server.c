@@ -206,6 +206,14 @@ s_io_snapshot_restore (void *handle, raft_index index,
     return 0;
 }
 
+//  hs_api's read probes go out over the raft link.
+static void
+s_send_probe (void *context, raft_id to, raft_term term, uint64_t seq)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    hs_link_send_probe (self->link, to, RAFT_MSG_READ_PROBE, term, seq);
+}
+
 static int s_handle_timer (zloop_t *loop, int timer_id, void *arg);
 
 //  After every call into the ring: report durable writes, re-arm the timer.
@@ -246,7 +254,19 @@ s_handle_raft (zloop_t *loop, zsock_t *reader, void *arg)
          && (zsock_events (hs_link_socket (self->link)) & ZMQ_POLLIN);
          count++) {
         raft_msg_t msg;
-        if (hs_link_recv (self->link, &msg) == 0)
+        if (hs_link_recv (self->link, &msg) != 0)
+            continue;
+        if (msg.probe == RAFT_MSG_READ_PROBE)
+            //  Answer with our own term: the leader counts us only if we
+            //  have not moved past its term.
+            hs_link_send_probe (self->link, msg.message.server_id,
+                                RAFT_MSG_READ_PROBE_ACK,
+                                hs_ring_term (self->ring), msg.probe_seq);
+        else if (msg.probe == RAFT_MSG_READ_PROBE_ACK)
+            hs_api_probe_ack (self->handler, msg.message.server_id,
+                              msg.probe_term, msg.probe_seq,
+                              sf_time_mono_ms ());
+        else
             hs_ring_receive (self->ring, &msg.message, sf_time_mono_ms ());
     }
     s_after_ring (self);
@@ -436,6 +456,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
 
     self->handler = hs_api_new (self->name, self->id, self->ring, self->fsm,
                                 self->api, self->cert);
+    hs_api_set_prober (self->handler, s_send_probe, self);
     for (unsigned at = 0; at < self->n_members; at++) {
         s_member_t *member = &self->members [at];
         hs_api_add_member (self->handler, member->name, member->id, member->api,

@@ -21,11 +21,27 @@
 #define RAFT_MSG_MAX_CONF (1u << 20)
 #define RAFT_MSG_MAX_SERVERS 64u
 
+//  Frame types of simfabric's own, beside the library's (raft-wire.md).
+#define RAFT_MSG_READ_PROBE 7
+#define RAFT_MSG_READ_PROBE_ACK 8
+
 //  A decoded message with room for the sender's address.
 typedef struct {
     struct raft_message message;              //  server_id = sender
     char address [RAFT_MSG_MAX_ADDRESS + 1];  //  message.server_address
+    int probe;  //  0, or RAFT_MSG_READ_PROBE(_ACK): then only
+                //  message.server_id, probe_term and probe_seq hold
+    raft_term probe_term;
+    uint64_t probe_seq;
 } raft_msg_t;
+
+//  Encode a ReadProbe or ReadProbeAck (TYPE) from SENDER at ADDRESS into
+//  BUFFER (at least RAFT_MSG_PROBE_SIZE + address length). Returns the
+//  size written, or 0 if ADDRESS is invalid.
+#define RAFT_MSG_PROBE_SIZE (2 + 1 + 1 + 8 + 2 + 8 + 8)
+size_t raft_msg_encode_probe (int type, raft_id sender, const char *address,
+                              raft_term term, uint64_t seq, uint8_t *buffer,
+                              size_t size);
 
 //  Bytes that raft_msg_encode will write for MESSAGE (whose AppendEntries
 //  entries, if any, must be filled in), sent as SENDER at ADDRESS; 0 if it

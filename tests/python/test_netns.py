@@ -82,9 +82,14 @@ def test_partitioned_leader_commits_nothing_and_rejoins(hosts, tmp_path):
             assert time.monotonic() < settle, status
             time.sleep(0.1)
         with old.client() as client:
-            listed = client.call("entity.list", prefix="/during/", limit=1000,
-                                 consistency="stale")["entities"]
-            assert sorted(e["path"] for e in listed) == sorted(acked)
+            # It converges: every acknowledged write reaches it.
+            while True:
+                listed = client.call("entity.list", prefix="/during/", limit=1000,
+                                     consistency="stale")["entities"]
+                if sorted(e["path"] for e in listed) == sorted(acked):
+                    break
+                assert time.monotonic() < settle, listed
+                time.sleep(0.1)
             with pytest.raises(ApiError):
                 client.call("entity.get", path="/lost")
     finally:
