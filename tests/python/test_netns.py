@@ -68,6 +68,12 @@ def test_partitioned_leader_commits_nothing_and_rejoins(hosts, tmp_path):
         # ring had before the cut.
         refused = inside(hosts, old, "request", "entity.create", '{"path": "/lost"}')
         assert refused.returncode != 0
+        # Nor does it answer a linearizable read from its stale state: the
+        # entity exists on the majority, and "not_found" here would be a
+        # stale read. It must wait (and time out) or refuse.
+        read = inside(hosts, old, "request", "entity.get", '{"path": "/during/0"}')
+        assert read.returncode != 0
+        assert "not_found" not in read.stdout + read.stderr, read.stdout
         cut_status = status_inside(hosts, old)
         assert cut_status["commit_index"] <= before["commit_index"] + 1
         assert cut_status["role"] in ("follower", "candidate", "leader")
