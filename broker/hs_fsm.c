@@ -689,17 +689,24 @@ s_entity_delete (s_apply_t *ctx)
     return json_pack ("{s:s,s:b}", "path", ctx->a->path, "deleted", 1);
 }
 
+//  Set counter KEY ("applied", "change") of the meta table to INDEX.
 static void
-s_set_applied (hs_fsm_t *self, raft_index index)
+s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
 {
     char text [24];
     snprintf (text, sizeof text, "%llu", (unsigned long long) index);
-    const char *values [] = {text};
+    const char *values [] = {text, key};
     sqlite3_stmt *stmt = s_prepare (
-        self, "UPDATE meta SET value = ?1 WHERE key = 'applied'", 1, values);
+        self, "UPDATE meta SET value = ?1 WHERE key = ?2", 2, values);
     if (stmt)
         sqlite3_step (stmt);
     s_done (self, stmt);
+}
+
+static void
+s_set_applied (hs_fsm_t *self, raft_index index)
+{
+    s_set_meta (self, "applied", index);
     self->applied = index;
 }
 
@@ -740,16 +747,8 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
         else if (strcmp (cmd.op, "entity.delete") == 0)
             result = s_entity_delete (&ctx);
     }
-    if (result) {
-        char text [24];
-        snprintf (text, sizeof text, "%llu", (unsigned long long) index);
-        const char *values [] = {text};
-        sqlite3_stmt *stmt = s_prepare (
-            self, "UPDATE meta SET value = ?1 WHERE key = 'change'", 1, values);
-        if (stmt)
-            sqlite3_step (stmt);
-        s_done (self, stmt);
-    }
+    if (result)
+        s_set_meta (self, "change", index);
     sqlite3_exec (self->db, result ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     s_set_applied (self, index);
     ring_cmd_release (&cmd);

@@ -174,7 +174,6 @@ s_log_append (hs_ring_t *self, const struct raft_entry *entry)
 //  --------------------------------------------------------------------------
 //  Carrying out an update
 
-static int s_step (hs_ring_t *self, struct raft_event *event);
 
 static void
 s_handle_entries (hs_ring_t *self, const struct raft_update *update)

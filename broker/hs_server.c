@@ -84,9 +84,8 @@ struct _hs_server_t {
     hs_events_t *events;    //  applied changes, published; or NULL
     s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
-    zloop_t *loop;        //  the actor's loop, while it runs
-    int timer;            //  zloop timer for the ring's next timeout
-    uint64_t started_ms;  //  monotonic start time, for uptime
+    zloop_t *loop;  //  the actor's loop, while it runs
+    int timer;      //  zloop timer for the ring's next timeout
 };
 
 //  --------------------------------------------------------------------------
@@ -478,7 +477,6 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
 {
     hs_server_t *self = (hs_server_t *) zmalloc (sizeof (hs_server_t));
     self->name = strdup (sf_config_str (config, "homeserver/name"));
-    self->started_ms = sf_time_mono_ms ();
     self->cert = sf_cert_load_secret (
         sf_config_str (config, "homeserver/secret_key"), fault);
     if (!self->cert)

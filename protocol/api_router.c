@@ -15,8 +15,9 @@ struct _api_call_t {
 };
 
 struct _api_router_t {
-    zsock_t *socket;  //  ROUTER, CURVE server
-    char *endpoint;   //  as bound
+    zsock_t *socket;       //  ROUTER, CURVE server
+    char *endpoint;        //  as bound
+    const char *log_name;  //  prefix of refusal log lines (static)
 };
 
 api_router_t *
@@ -59,39 +60,6 @@ api_router_endpoint (api_router_t *self)
     return self->endpoint;
 }
 
-int
-api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
-                   const char *log_name)
-{
-    zframe_t *routing_id, *body;
-    char *principal;
-    bool delimited;
-    int rc = sf_curve_recv (self->socket, &routing_id, &body, &principal,
-                            &delimited);
-    char *reply;
-    sf_error_t error = SF_EREQUEST;
-    if (rc == 0)
-        reply = api_msg_serve (ops, context, zframe_data (body),
-                               zframe_size (body), principal, &error);
-    else {
-        json_t *refusal = api_msg_reply_error (
-            NULL, SF_EREQUEST, "a request must be exactly one frame");
-        reply = api_msg_encode (refusal);
-        json_decref (refusal);
-    }
-    if (routing_id)
-        sf_curve_send (self->socket, routing_id, delimited, reply,
-                       strlen (reply));
-    if (error != SF_OK)
-        sf_log_info ("%s: refused request from %.8s: %s", log_name,
-                     principal ? principal : "?", reply);
-    free (reply);
-    free (principal);
-    zframe_destroy (&body);
-    zframe_destroy (&routing_id);
-    return 0;
-}
-
 api_call_t *
 api_router_recv (api_router_t *self, const char *log_name)
 {
@@ -108,19 +76,11 @@ api_router_recv (api_router_t *self, const char *log_name)
         api_msg_decode (&call->request, zframe_data (body), zframe_size (body),
                         &fault);
     zframe_destroy (&body);
+    self->log_name = log_name;
     if (fault.error == SF_OK)
         return call;
-    if (call->routing_id) {
-        json_t *reply =
-            api_msg_reply_error (call->request.id, fault.error, fault.message);
-        char *text = api_msg_encode (reply);
-        sf_curve_send (self->socket, call->routing_id, call->delimited, text,
-                       strlen (text));
-        sf_log_info ("%s: refused request from %.8s: %s", log_name,
-                     call->principal ? call->principal : "?", text);
-        free (text);
-        json_decref (reply);
-    }
+    if (call->routing_id)
+        api_router_fail (self, &call, fault.error, fault.message);
     api_call_destroy (&call);
     return NULL;
 }
@@ -166,6 +126,11 @@ s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
     char *text = api_msg_encode (reply);
     sf_curve_send (self->socket, call->routing_id, call->delimited, text,
                    strlen (text));
+    //  Every refusal, whoever refused, is one log line.
+    if (json_is_false (json_object_get (reply, "ok")))
+        sf_log_info ("%s: refused request from %.8s: %s",
+                     self->log_name ? self->log_name : "api_router",
+                     call->principal ? call->principal : "?", text);
     free (text);
     json_decref (reply);
     api_call_destroy (call_p);
@@ -199,6 +164,39 @@ api_call_destroy (api_call_t **call_p)
         free (call);
         *call_p = NULL;
     }
+}
+
+int
+api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
+                   const char *log_name)
+{
+    api_call_t *call = api_router_recv (self, log_name);
+    if (!call)
+        return 0;  //  malformed: already answered
+    const api_msg_t *request = api_call_request (call);
+    const api_msg_op_t *entry = ops;
+    while (entry->op && strcmp (entry->op, request->op) != 0)
+        entry++;
+    if (!entry->op) {
+        char message [128];
+        snprintf (message, sizeof message, "no such operation '%s'",
+                  request->op);
+        api_router_fail (self, &call, SF_EUNKNOWNOP, message);
+        return 0;
+    }
+    json_t *result = json_object ();
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    if (entry->handler (context, request, api_call_principal (call), result,
+                        &fault)
+        == 0)
+        api_router_reply (self, &call, result);
+    else
+        api_router_fail (self, &call,
+                         fault.error == SF_OK ? SF_EINTERNAL : fault.error,
+                         fault.message);
+    json_decref (result);
+    return 0;
 }
 
 //  --------------------------------------------------------------------------

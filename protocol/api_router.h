@@ -44,7 +44,8 @@ typedef struct _api_call_t api_call_t;
 
 //  Receive one request waiting on the socket. Returns the call (the caller
 //  owns it), or NULL when the request was malformed and has already been
-//  answered with an error (and logged, prefixed by LOG_NAME).
+//  answered with an error. Every refusal through this router is logged, one
+//  line each, prefixed by LOG_NAME (a static string).
 api_call_t *api_router_recv (api_router_t *self, const char *log_name);
 
 //  The decoded request of CALL. Lent.
