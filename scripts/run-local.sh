@@ -57,10 +57,12 @@ stop_all ()
 }
 trap stop_all INT TERM EXIT
 
-#  A TCP port on loopback that is free right now.
-free_port ()
+#  COUNT distinct TCP ports on loopback, free right now and outside the
+#  kernel's ephemeral range so no outgoing connection takes one first.
+free_ports ()
 {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    (cd "$ROOT/tests/python" && /usr/bin/python3 -c \
+        "from simfabric_testing.daemon import free_port; print(*[free_port() for _ in range($1)])")
 }
 
 #  Wait until daemon NAME answers status, or fail with its log.
@@ -113,11 +115,12 @@ done
 sf_say "run-local: made key pairs for hs1, hs2, hs3 and sim1 in $WORK/keys"
 
 #  The ring: three homeservers that list each other as members.
+read -r -a PORTS <<<"$(free_ports 7)"
 declare -A API_PORT RAFT_PORT
 RING=""
 for n in 1 2 3; do
-    API_PORT[hs$n]=$(free_port)
-    RAFT_PORT[hs$n]=$(free_port)
+    API_PORT[hs$n]=${PORTS[$((2 * n - 2))]}
+    RAFT_PORT[hs$n]=${PORTS[$((2 * n - 1))]}
     RING+="        hs$n
             id = $n
             raft = tcp://127.0.0.1:${RAFT_PORT[hs$n]}
@@ -159,7 +162,7 @@ sf_say "run-local: ring elected $leader as leader in $((($(date +%s%N) - begun) 
 "$FABRICCTL" status --server "tcp://127.0.0.1:${API_PORT[$leader]}" \
     --server-key "$WORK/keys/$leader.cert" | sed 's/^/    /' >&2
 
-SIM_PORT=$(free_port)
+SIM_PORT=${PORTS[6]}
 write_config sim1 sim "$SIM_PORT" </dev/null
 start_daemon simserver sim1 "$SIM_PORT"
 

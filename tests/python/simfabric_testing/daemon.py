@@ -15,13 +15,30 @@ class DaemonFailed(Exception):
     """A daemon exited when it should be running, or did not become ready."""
 
 
+_next_port = None
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that is free now and stays clear of the
+    kernel's ephemeral range (32768-60999 here), so an outgoing connection
+    cannot take it before a daemon (re)binds it. Ports are handed out in
+    turn from a start that depends on the process id, so parallel runs
+    rarely meet."""
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    global _next_port
+    if _next_port is None:
+        _next_port = 20000 + (os.getpid() * 37) % 12000
+    for _ in range(12000):
+        port = _next_port
+        _next_port = 20000 + (_next_port - 20000 + 1) % 12000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port in 20000-31999")
 
 
 def _zpl(sections: dict) -> str:
