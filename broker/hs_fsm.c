@@ -1,6 +1,7 @@
 /*  hs_fsm: the ring's state machine, in an in-memory SQLite database. */
 
 #include "broker/hs_fsm.h"
+#include "common/sf_name.h"
 #include "common/sf_cert.h"
 #include "common/sf_config.h"
 #include "common/sf_json.h"
@@ -60,47 +61,6 @@ struct _hs_fsm_t {
 //  --------------------------------------------------------------------------
 //  Names and paths
 
-bool
-hs_fsm_name_valid (const char *name)
-{
-    size_t size = strlen (name);
-    if (size == 0 || size > 64)
-        return false;
-    for (const char *cursor = name; *cursor; cursor++) {
-        char c = *cursor;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
-bool
-hs_fsm_path_valid (const char *path)
-{
-    size_t size = strlen (path);
-    if (size < 2 || size > 256 || path [0] != '/' || path [size - 1] == '/')
-        return false;
-    size_t segment = 0;
-    for (const char *cursor = path + 1; *cursor; cursor++) {
-        char c = *cursor;
-        if (c == '/') {
-            if (segment == 0)
-                return false;
-            segment = 0;
-        }
-        else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                 || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'
-                 || c == ':') {
-            if (++segment > 64)
-                return false;
-        }
-        else
-            return false;
-    }
-    return true;
-}
-
 //  --------------------------------------------------------------------------
 //  Arguments, shared by the leader's check and every member's apply
 
@@ -119,7 +79,7 @@ s_name (const json_t *args, const char *field, bool required,
 {
     if (sf_json_string (args, field, required, value, fault))
         return -1;
-    if (*value && !hs_fsm_name_valid (*value))
+    if (*value && !sf_name_valid (*value))
         return sf_fault_set (fault, SF_EINVAL,
                              "field '%s' must be 1..64 letters, digits, "
                              "'_', '-' or '.'",
@@ -133,7 +93,7 @@ s_path (const json_t *args, const char *field, const char **value,
 {
     if (sf_json_string (args, field, true, value, fault))
         return -1;
-    if (!hs_fsm_path_valid (*value))
+    if (!sf_name_path_valid (*value, strlen (*value)))
         return sf_fault_set (fault, SF_EINVAL,
                              "field '%s' must be a path like /world/room1/cube "
                              "(segments of letters, digits, '_', '-', '.', "
@@ -512,14 +472,16 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
                       "INSERT INTO sims (id, key, handoff, state, "
                       "registered_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, "
                       "?5, ?5) ON CONFLICT (id) DO UPDATE SET key = ?2, "
-                      "handoff = ?3, state = ?4, heartbeat_ms = ?5",
+                      "handoff = ?3, state = ?4, heartbeat_ms = ?5, "
+                      "registered_ms = ?5",
                       5, values);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack (
-        "{s:s,s:s,s:o,s:o}", "sim", name, "key", key, "handoff",
+        "{s:s,s:s,s:o,s:o,s:I}", "sim", name, "key", key, "handoff",
         ctx->a->handoff ? json_string (ctx->a->handoff) : json_null (), "state",
-        ctx->a->state ? json_string (ctx->a->state) : json_null ());
+        ctx->a->state ? json_string (ctx->a->state) : json_null (),
+        "registered_ms", (json_int_t) ctx->cmd->time_ms);
 }
 
 //  Record a ring member's name, raft endpoint, API endpoint and key.
@@ -993,16 +955,6 @@ hs_fsm_test (bool verbose)
     if (verbose)
         printf (" * hs_fsm: ");
     sf_log_open ("hs_fsm", SF_LOG_WARNING, NULL, NULL);
-    assert (hs_fsm_path_valid ("/world/room1/cube42"));
-    assert (hs_fsm_path_valid ("/a"));
-    assert (!hs_fsm_path_valid ("/"));
-    assert (!hs_fsm_path_valid ("world"));
-    assert (!hs_fsm_path_valid ("/a//b"));
-    assert (!hs_fsm_path_valid ("/a/"));
-    assert (!hs_fsm_path_valid ("/a b"));
-    assert (hs_fsm_name_valid ("sim-1.eu"));
-    assert (!hs_fsm_name_valid ("sim 1"));
-    assert (!hs_fsm_name_valid (""));
 
     sf_fault_t fault;
     hs_fsm_t *fsm = hs_fsm_new (&fault);

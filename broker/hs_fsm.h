@@ -70,11 +70,6 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 //  Replace the database with image DATA (lent). Returns 0 or -1.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 
-//  True if NAME is a valid player or sim id; if PATH is a valid entity path.
-bool hs_fsm_name_valid (const char *name);
-
-bool hs_fsm_path_valid (const char *path);
-
 //  Self test; returns 0 on success.
 int hs_fsm_test (bool verbose);
 

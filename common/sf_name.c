@@ -1,0 +1,138 @@
+/*  sf_name: names and entity paths. */
+
+#include "common/sf_name.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool
+s_name_char (char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+}
+
+bool
+sf_name_valid (const char *name)
+{
+    size_t size = strlen (name);
+    if (size == 0 || size > 64)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!s_name_char (*cursor))
+            return false;
+    return true;
+}
+
+bool
+sf_name_path_valid (const char *path, size_t size)
+{
+    if (size < 2 || size > SF_NAME_MAX_PATH || path [0] != '/'
+        || path [size - 1] == '/')
+        return false;
+    size_t segment = 0;
+    for (size_t at = 1; at < size; at++) {
+        char c = path [at];
+        if (c == '/') {
+            if (segment == 0)
+                return false;
+            segment = 0;
+        }
+        else if (s_name_char (c) || c == ':') {
+            if (++segment > 64)
+                return false;
+        }
+        else
+            return false;
+    }
+    return true;
+}
+
+bool
+sf_name_prefix_valid (const char *prefix)
+{
+    size_t size = strlen (prefix);
+    if (size == 1)
+        return prefix [0] == '/';
+    if (size > 1 && prefix [size - 1] == '/')
+        size--;
+    return sf_name_path_valid (prefix, size);
+}
+
+//  Length of the segment starting at TEXT (up to '/' or the end).
+static size_t
+s_segment (const char *text)
+{
+    const char *end = strchr (text, '/');
+    return end ? (size_t) (end - text) : strlen (text);
+}
+
+bool
+sf_name_path_match (const char *pattern, const char *path)
+{
+    if (*pattern != '/' || *path != '/')
+        return false;
+    while (*pattern == '/' && *path == '/') {
+        pattern++, path++;
+        size_t want = s_segment (pattern);
+        size_t have = s_segment (path);
+        if (want == 2 && memcmp (pattern, "**", 2) == 0 && !pattern [2])
+            return have > 0;
+        if (have == 0)
+            return false;
+        if (!(want == 1 && *pattern == '*')
+            && (want != have || memcmp (pattern, path, want) != 0))
+            return false;
+        pattern += want, path += have;
+    }
+    return !*pattern && !*path;
+}
+
+int
+sf_name_test (bool verbose)
+{
+    if (verbose)
+        printf (" * sf_name: ");
+    assert (sf_name_path_valid ("/world/room1/cube42", 19));
+    assert (sf_name_path_valid ("/a", 2));
+    assert (sf_name_path_valid ("/a/bc", 4));  //  only the SIZE bytes count
+    assert (!sf_name_path_valid ("/", 1));
+    assert (!sf_name_path_valid ("world", 5));
+    assert (!sf_name_path_valid ("/a//b", 5));
+    assert (!sf_name_path_valid ("/a/", 3));
+    assert (!sf_name_path_valid ("/a b", 4));
+    assert (!sf_name_path_valid ("/a\0b", 4));
+    char long_path [SF_NAME_MAX_PATH + 2];
+    for (size_t at = 0; at < sizeof long_path - 1; at++)
+        long_path [at] = at % 50 == 0 ? '/' : 'x';
+    long_path [sizeof long_path - 1] = 0;
+    assert (sf_name_path_valid (long_path, SF_NAME_MAX_PATH));
+    assert (!sf_name_path_valid (long_path, SF_NAME_MAX_PATH + 1));
+
+    assert (sf_name_valid ("sim-1.eu"));
+    assert (!sf_name_valid ("sim 1"));
+    assert (!sf_name_valid (""));
+
+    assert (sf_name_prefix_valid ("/"));
+    assert (sf_name_prefix_valid ("/world/"));
+    assert (sf_name_prefix_valid ("/world"));
+    assert (!sf_name_prefix_valid (""));
+    assert (!sf_name_prefix_valid ("//"));
+    assert (!sf_name_prefix_valid ("world/"));
+
+    assert (sf_name_path_match ("/world/*/cube42", "/world/room1/cube42"));
+    assert (!sf_name_path_match ("/world/*/cube42", "/world/room1/cube4"));
+    assert (!sf_name_path_match ("/world/*", "/world/room1/cube42"));
+    assert (sf_name_path_match ("/world/**", "/world/room1/cube42"));
+    assert (sf_name_path_match ("/world/**", "/world/room1"));
+    assert (!sf_name_path_match ("/world/**", "/world"));
+    assert (sf_name_path_match ("/a/b", "/a/b"));
+    assert (!sf_name_path_match ("/a/b", "/a/bc"));
+    assert (!sf_name_path_match ("/a/bc", "/a/b"));
+    assert (!sf_name_path_match ("/*", "/a/b"));
+    assert (sf_name_path_match ("/*/b", "/a/b"));
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}

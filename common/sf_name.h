@@ -1,0 +1,34 @@
+/*  sf_name: the grammar of names (players, sims) and entity paths, shared
+    by the ring, the simulation servers and the state-datagram codec so that
+    every component accepts exactly the same set. */
+
+#ifndef SF_NAME_H_INCLUDED
+#define SF_NAME_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+
+//  Longest entity path, in bytes.
+#define SF_NAME_MAX_PATH 256
+
+//  True if NAME (NUL-terminated) is 1..64 letters, digits, '_', '-', '.'.
+bool sf_name_valid (const char *name);
+
+//  True if the SIZE bytes at PATH (no terminator needed) are an entity
+//  path: '/' then segments of 1..64 letters, digits, '_', '-', '.', ':'
+//  joined by '/', no trailing '/', at most SF_NAME_MAX_PATH bytes.
+bool sf_name_path_valid (const char *path, size_t size);
+
+//  True if PREFIX is "/" or a valid path, optionally ending in '/': what a
+//  listing or a subscription may select.
+bool sf_name_prefix_valid (const char *prefix);
+
+//  True if PATH matches PATTERN segment by segment: "*" matches exactly one
+//  segment, "**" (only as the last segment) one or more, anything else
+//  itself.
+bool sf_name_path_match (const char *pattern, const char *path);
+
+//  Self test; returns 0 on success.
+int sf_name_test (bool verbose);
+
+#endif
