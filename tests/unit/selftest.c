@@ -17,6 +17,7 @@
 #include "protocol/api_router.h"
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
+#include "protocol/state_msg.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,19 +29,29 @@ typedef struct {
     int (*test) (bool verbose);
 } s_selftest_t;
 
-//  clang-format off
+// clang-format off
 static const s_selftest_t s_selftests [] = {
-    {"sf_error", sf_error_test},     {"sf_name", sf_name_test},
-    {"sf_time", sf_time_test},       {"sf_log", sf_log_test},
-    {"sf_config", sf_config_test},   {"sf_cert", sf_cert_test},
-    {"sf_json", sf_json_test},       {"sf_curve", sf_curve_test},
-    {"sf_zap", sf_zap_test},         {"api_msg", api_msg_test},
-    {"api_router", api_router_test}, {"raft_msg", raft_msg_test},
-    {"ring_cmd", ring_cmd_test},     {"ring_sim", ring_sim_test},
-    {"hs_store", hs_store_test},     {"hs_persist", hs_persist_test},
-    {"hs_fsm", hs_fsm_test},         {NULL, NULL},
+    {"sf_error", sf_error_test},
+    {"sf_name", sf_name_test},
+    {"sf_time", sf_time_test},
+    {"sf_log", sf_log_test},
+    {"sf_config", sf_config_test},
+    {"sf_cert", sf_cert_test},
+    {"sf_json", sf_json_test},
+    {"sf_curve", sf_curve_test},
+    {"sf_zap", sf_zap_test},
+    {"api_msg", api_msg_test},
+    {"api_router", api_router_test},
+    {"raft_msg", raft_msg_test},
+    {"ring_cmd", ring_cmd_test},
+    {"state_msg", state_msg_test},
+    {"ring_sim", ring_sim_test},
+    {"hs_store", hs_store_test},
+    {"hs_persist", hs_persist_test},
+    {"hs_fsm", hs_fsm_test},
+    {NULL, NULL},
 };
-//  clang-format on
+// clang-format on
 
 int
 main (int argc, char *argv [])

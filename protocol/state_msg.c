@@ -1,0 +1,339 @@
+/*  state_msg: state datagram codec. */
+
+#include "protocol/state_msg.h"
+#include "common/sf_name.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+static const uint8_t s_magic [2] = {0x53, 0x44};  //  "SD"
+
+static void
+s_put_u64 (uint8_t *out, uint64_t value)
+{
+    for (int at = 7; at >= 0; at--, value >>= 8)
+        out [at] = (uint8_t) value;
+}
+
+static uint64_t
+s_get_u64 (const uint8_t *in)
+{
+    uint64_t value = 0;
+    for (int at = 0; at < 8; at++)
+        value = value << 8 | in [at];
+    return value;
+}
+
+void
+state_msg_header_encode (const state_msg_header_t *header, uint8_t *out)
+{
+    memcpy (out, s_magic, 2);
+    out [2] = STATE_MSG_VERSION;
+    out [3] = header->kind;
+    memcpy (out + 4, header->sender, STATE_MSG_KEY_ID);
+    memcpy (out + 12, header->receiver, STATE_MSG_KEY_ID);
+    s_put_u64 (out + 20, header->session);
+    s_put_u64 (out + 28, header->counter);
+}
+
+int
+state_msg_header_decode (state_msg_header_t *header, const uint8_t *data,
+                         size_t size)
+{
+    if (size < STATE_MSG_OVERHEAD + 1 || size > STATE_MSG_MAX_SIZE)
+        return -1;
+    if (memcmp (data, s_magic, 2) != 0 || data [2] != STATE_MSG_VERSION)
+        return -1;
+    header->kind = data [3];
+    if (header->kind != STATE_MSG_STATE && header->kind != STATE_MSG_ACK)
+        return -1;
+    if (header->kind == STATE_MSG_ACK
+        && size != STATE_MSG_OVERHEAD + STATE_MSG_ACK_BODY)
+        return -1;
+    memcpy (header->sender, data + 4, STATE_MSG_KEY_ID);
+    memcpy (header->receiver, data + 12, STATE_MSG_KEY_ID);
+    header->session = s_get_u64 (data + 20);
+    header->counter = s_get_u64 (data + 28);
+    if (header->session == 0 || header->counter == 0)
+        return -1;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  LEB128 varints
+
+static size_t
+s_varint_size (uint64_t value)
+{
+    size_t size = 1;
+    while (value >= 0x80)
+        value >>= 7, size++;
+    return size;
+}
+
+static uint8_t *
+s_varint_put (uint8_t *out, uint64_t value)
+{
+    while (value >= 0x80) {
+        *out++ = (uint8_t) (value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (uint8_t) value;
+    return out;
+}
+
+//  Read a varint at BODY[*OFFSET..SIZE). Returns 0, or -1 if truncated,
+//  longer than 64 bits, or not in its shortest form.
+static int
+s_varint_get (const uint8_t *body, size_t size, size_t *offset, uint64_t *value)
+{
+    uint64_t result = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*offset >= size)
+            return -1;
+        uint8_t byte = body [(*offset)++];
+        uint64_t bits = byte & 0x7f;
+        if (shift == 63 && bits > 1)
+            return -1;  //  over 64 bits
+        result |= bits << shift;
+        if (!(byte & 0x80)) {
+            if (byte == 0 && shift > 0)
+                return -1;  //  a longer form than needed
+            *value = result;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  STATE body
+
+size_t
+state_msg_update_size (size_t path_size, uint64_t epoch, uint64_t seq,
+                       size_t state_size)
+{
+    return s_varint_size (path_size) + path_size + s_varint_size (epoch)
+           + s_varint_size (seq) + s_varint_size (state_size) + state_size;
+}
+
+int
+state_msg_update_put (const state_msg_update_t *update, uint8_t *body,
+                      size_t capacity, size_t *used)
+{
+    size_t size = state_msg_update_size (update->path_size, update->epoch,
+                                         update->seq, update->state_size);
+    if (*used > capacity || size > capacity - *used)
+        return -1;
+    uint8_t *out = body + *used;
+    out = s_varint_put (out, update->path_size);
+    memcpy (out, update->path, update->path_size);
+    out += update->path_size;
+    out = s_varint_put (out, update->epoch);
+    out = s_varint_put (out, update->seq);
+    out = s_varint_put (out, update->state_size);
+    if (update->state_size)
+        memcpy (out, update->state, update->state_size);
+    *used += size;
+    return 0;
+}
+
+int
+state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
+                       state_msg_update_t *update)
+{
+    if (*offset == size)
+        return 0;
+    size_t at = *offset;
+    uint64_t path_size, state_size;
+    if (s_varint_get (body, size, &at, &path_size) || path_size == 0
+        || path_size > SF_NAME_MAX_PATH || path_size > size - at)
+        return -1;
+    update->path = (const char *) body + at;
+    update->path_size = (size_t) path_size;
+    at += path_size;
+    if (!sf_name_path_valid (update->path, update->path_size))
+        return -1;
+    if (s_varint_get (body, size, &at, &update->epoch) || update->epoch == 0
+        || s_varint_get (body, size, &at, &update->seq) || update->seq == 0
+        || s_varint_get (body, size, &at, &state_size)
+        || state_size > size - at)
+        return -1;
+    update->state = state_size ? body + at : NULL;
+    update->state_size = (size_t) state_size;
+    *offset = at + (size_t) state_size;
+    return 1;
+}
+
+bool
+state_msg_body_valid (const uint8_t *body, size_t size)
+{
+    if (size == 0)
+        return false;
+    size_t offset = 0;
+    state_msg_update_t update;
+    int rc;
+    while ((rc = state_msg_update_next (body, size, &offset, &update)) == 1)
+        ;
+    return rc == 0;
+}
+
+//  --------------------------------------------------------------------------
+//  ACK body
+
+void
+state_msg_ack_encode (const state_msg_ack_t *ack, uint8_t *out)
+{
+    s_put_u64 (out, ack->session);
+    s_put_u64 (out + 8, ack->top);
+    s_put_u64 (out + 16, ack->bits);
+    out [24] = (uint8_t) (ack->window >> 24);
+    out [25] = (uint8_t) (ack->window >> 16);
+    out [26] = (uint8_t) (ack->window >> 8);
+    out [27] = (uint8_t) ack->window;
+}
+
+int
+state_msg_ack_decode (state_msg_ack_t *ack, const uint8_t *body, size_t size)
+{
+    if (size != STATE_MSG_ACK_BODY)
+        return -1;
+    ack->session = s_get_u64 (body);
+    ack->top = s_get_u64 (body + 8);
+    ack->bits = s_get_u64 (body + 16);
+    ack->window = (uint32_t) body [24] << 24 | (uint32_t) body [25] << 16
+                  | (uint32_t) body [26] << 8 | body [27];
+    if (ack->session == 0 || ack->window == 0 || ack->window > 65535)
+        return -1;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+int
+state_msg_test (bool verbose)
+{
+    if (verbose)
+        printf (" * state_msg: ");
+
+    //  Header round trip, and every truncation refused
+    uint8_t datagram [STATE_MSG_MAX_SIZE + 1];
+    memset (datagram, 0xa5, sizeof datagram);
+    state_msg_header_t header = {STATE_MSG_STATE,
+                                 {1, 2, 3, 4, 5, 6, 7, 8},
+                                 {9, 8, 7, 6, 5, 4, 3, 2},
+                                 0x0102030405060708u,
+                                 42};
+    state_msg_header_encode (&header, datagram);
+    assert (datagram [0] == 'S' && datagram [1] == 'D');
+    assert (datagram [35] == 42);
+    state_msg_header_t decoded;
+    assert (state_msg_header_decode (&decoded, datagram, 100) == 0);
+    assert (decoded.kind == STATE_MSG_STATE);
+    assert (decoded.session == header.session && decoded.counter == 42);
+    assert (memcmp (decoded.receiver, header.receiver, 8) == 0);
+    for (size_t size = 0; size <= STATE_MSG_OVERHEAD; size++)
+        assert (state_msg_header_decode (&decoded, datagram, size) == -1);
+    assert (state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE)
+            == 0);
+    assert (state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE + 1)
+            == -1);
+    datagram [2] = 2;  //  unknown version
+    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    datagram [2] = STATE_MSG_VERSION;
+    datagram [3] = 3;  //  unknown kind
+    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    datagram [3] = STATE_MSG_ACK;  //  an ACK has one size only
+    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    assert (state_msg_header_decode (&decoded, datagram,
+                                     STATE_MSG_OVERHEAD + STATE_MSG_ACK_BODY)
+            == 0);
+    header.counter = 0;  //  counters start at 1
+    state_msg_header_encode (&header, datagram);
+    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+
+    //  Body: pack until full, read back in order
+    uint8_t body [1200 - STATE_MSG_OVERHEAD];
+    size_t used = 0;
+    uint8_t state [64];
+    memset (state, 7, sizeof state);
+    char path [32];
+    unsigned packed = 0;
+    while (true) {
+        snprintf (path, sizeof path, "/world/room1/cube%03u", packed);
+        state_msg_update_t update = {path,  strlen (path), 3, 1000 + packed,
+                                     state, sizeof state};
+        if (state_msg_update_put (&update, body, sizeof body, &used))
+            break;
+        packed++;
+    }
+    //  The spec's arithmetic: 64-byte states, 20-byte paths, 12 per datagram
+    assert (packed == 12);
+    assert (state_msg_body_valid (body, used));
+    size_t offset = 0;
+    state_msg_update_t update;
+    for (unsigned index = 0; index < packed; index++) {
+        assert (state_msg_update_next (body, used, &offset, &update) == 1);
+        snprintf (path, sizeof path, "/world/room1/cube%03u", index);
+        assert (update.path_size == strlen (path));
+        assert (memcmp (update.path, path, update.path_size) == 0);
+        assert (update.epoch == 3 && update.seq == 1000 + index);
+        assert (update.state_size == 64 && update.state [63] == 7);
+    }
+    assert (state_msg_update_next (body, used, &offset, &update) == 0);
+
+    //  Every truncation of a valid body but the ends of updates is refused
+    size_t update_size = state_msg_update_size (20, 3, 1000, 64);
+    for (size_t size = 0; size < used; size++)
+        assert (state_msg_body_valid (body, size)
+                == (size > 0 && size % update_size == 0));
+    assert (!state_msg_body_valid (body, 0));
+
+    //  Zero epoch, zero seq, bad path, non-minimal varint
+    uint8_t small [64];
+    used = 0;
+    state_msg_update_t zero = {"/a", 2, 0, 1, NULL, 0};
+    assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
+    assert (!state_msg_body_valid (small, used));
+    used = 0;
+    zero.epoch = 1, zero.seq = 0;
+    assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
+    assert (!state_msg_body_valid (small, used));
+    used = 0;
+    state_msg_update_t bad_path = {"a/", 2, 1, 1, NULL, 0};
+    assert (state_msg_update_put (&bad_path, small, sizeof small, &used) == 0);
+    assert (!state_msg_body_valid (small, used));
+    const uint8_t long_form [] = {0x82, 0x00, '/', 'a', 1, 1, 0};
+    assert (!state_msg_body_valid (long_form, sizeof long_form));
+    const uint8_t short_form [] = {0x02, '/', 'a', 1, 1, 0};
+    assert (state_msg_body_valid (short_form, sizeof short_form));
+    const uint8_t huge [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
+                             0xff, 0xff, 0xff, 0xff, 0x02, 1,    0};
+    assert (!state_msg_body_valid (huge, sizeof huge));
+    const uint8_t max [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
+                            0xff, 0xff, 0xff, 0xff, 0x01, 1,    0};
+    offset = 0;
+    assert (state_msg_update_next (max, sizeof max, &offset, &update) == 1);
+    assert (update.epoch == UINT64_MAX);
+
+    //  ACK round trip and its checks
+    state_msg_ack_t ack = {77, 1000, 0xfffffffffffffffeu, 64}, back;
+    uint8_t ack_body [STATE_MSG_ACK_BODY];
+    state_msg_ack_encode (&ack, ack_body);
+    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == 0);
+    assert (back.session == 77 && back.top == 1000 && back.window == 64);
+    assert (back.bits == ack.bits);
+    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body - 1) == -1);
+    ack.window = 0;
+    state_msg_ack_encode (&ack, ack_body);
+    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == -1);
+    ack.window = 65536;
+    state_msg_ack_encode (&ack, ack_body);
+    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == -1);
+
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}
