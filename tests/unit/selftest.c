@@ -18,6 +18,8 @@
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
 #include "protocol/state_msg.h"
+#include "peer/sim_seal.h"
+#include "peer/sim_window.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +51,8 @@ static const s_selftest_t s_selftests [] = {
     {"hs_store", hs_store_test},
     {"hs_persist", hs_persist_test},
     {"hs_fsm", hs_fsm_test},
+    {"sim_window", sim_window_test},
+    {"sim_seal", sim_seal_test},
     {NULL, NULL},
 };
 // clang-format on
