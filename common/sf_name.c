@@ -49,17 +49,6 @@ sf_name_path_valid (const char *path, size_t size)
     return true;
 }
 
-bool
-sf_name_prefix_valid (const char *prefix)
-{
-    size_t size = strlen (prefix);
-    if (size == 1)
-        return prefix [0] == '/';
-    if (size > 1 && prefix [size - 1] == '/')
-        size--;
-    return sf_name_path_valid (prefix, size);
-}
-
 //  Length of the segment starting at TEXT (up to '/' or the end).
 static size_t
 s_segment (const char *text)
@@ -114,12 +103,6 @@ sf_name_test (bool verbose)
     assert (!sf_name_valid ("sim 1"));
     assert (!sf_name_valid (""));
 
-    assert (sf_name_prefix_valid ("/"));
-    assert (sf_name_prefix_valid ("/world/"));
-    assert (sf_name_prefix_valid ("/world"));
-    assert (!sf_name_prefix_valid (""));
-    assert (!sf_name_prefix_valid ("//"));
-    assert (!sf_name_prefix_valid ("world/"));
 
     assert (sf_name_path_match ("/world/*/cube42", "/world/room1/cube42"));
     assert (!sf_name_path_match ("/world/*/cube42", "/world/room1/cube4"));

@@ -19,10 +19,6 @@ bool sf_name_valid (const char *name);
 //  joined by '/', no trailing '/', at most SF_NAME_MAX_PATH bytes.
 bool sf_name_path_valid (const char *path, size_t size);
 
-//  True if PREFIX is "/" or a valid path, optionally ending in '/': what a
-//  listing or a subscription may select.
-bool sf_name_prefix_valid (const char *prefix);
-
 //  True if PATH matches PATTERN segment by segment: "*" matches exactly one
 //  segment, "**" (only as the last segment) one or more, anything else
 //  itself.

@@ -19,6 +19,7 @@
 #include "protocol/ring_cmd.h"
 #include "protocol/state_msg.h"
 #include "peer/sim_seal.h"
+#include "peer/sim_store.h"
 #include "peer/sim_window.h"
 
 #include <stdio.h>
@@ -53,6 +54,7 @@ static const s_selftest_t s_selftests [] = {
     {"hs_fsm", hs_fsm_test},
     {"sim_window", sim_window_test},
     {"sim_seal", sim_seal_test},
+    {"sim_store", sim_store_test},
     {NULL, NULL},
 };
 // clang-format on

@@ -1,0 +1,87 @@
+/*  sim_store: a simulation server's entities, addressed by path: those it
+    has authority over and the replicas of those it watches.
+
+    A hash by path for the hot path (every update looks one up), and an
+    index sorted by path for listing by prefix and matching by pattern
+    without a scan. Each entity also has a dense slot (and a generation
+    that changes when a slot is reused), so per-peer bookkeeping can be
+    flat arrays instead of more hashes. No I/O; time is passed in. */
+
+#ifndef SIM_STORE_H_INCLUDED
+#define SIM_STORE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct _sim_store_t sim_store_t;
+
+//  One entity. Read-only outside sim_store; valid until it is deleted or
+//  the store destroyed.
+typedef struct {
+    char *path;           //  NUL-terminated entity path
+    uint64_t epoch;       //  authority epoch, from the ring
+    uint64_t seq;         //  update sequence within the epoch
+    uint8_t *state;       //  newest state (NULL when empty)
+    size_t state_size;    //  bytes of state
+    size_t capacity;      //  bytes allocated for state
+    bool authority;       //  true: this sim is its authority
+    char source [65];     //  replica: the sim whose update set it
+    uint64_t updated_ms;  //  when the state last changed (wall clock)
+    uint32_t slot;        //  dense index, reused after delete
+    uint32_t generation;  //  bumped each time the slot is reused
+} sim_entity_t;
+
+//  A new, empty store. Returns NULL if out of memory.
+sim_store_t *sim_store_new (void);
+
+//  Destroy the store and every entity, and null the caller's pointer.
+void sim_store_destroy (sim_store_t **self_p);
+
+//  The entity at PATH (NUL-terminated), or NULL. Lent.
+sim_entity_t *sim_store_get (sim_store_t *self, const char *path);
+
+//  The entity at the SIZE bytes of PATH (no terminator needed), or NULL.
+sim_entity_t *sim_store_find (sim_store_t *self, const char *path, size_t size);
+
+//  The entity in SLOT if its generation is still GENERATION, or NULL.
+sim_entity_t *sim_store_slot (sim_store_t *self, uint32_t slot,
+                              uint32_t generation);
+
+//  Create the entity at PATH (a valid path, SIZE bytes) with EPOCH, SEQ
+//  and AUTHORITY, and no state. Returns it, or NULL if it exists or memory
+//  ran out.
+sim_entity_t *sim_store_create (sim_store_t *self, const char *path,
+                                size_t size, uint64_t epoch, uint64_t seq,
+                                bool authority);
+
+//  Replace ENTITY's state with the STATE_SIZE bytes at STATE (copied), and
+//  its epoch and seq. Returns 0, or -1 if out of memory (entity unchanged).
+int sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
+                   uint64_t seq, const uint8_t *state, size_t state_size,
+                   uint64_t now_ms);
+
+//  Delete the entity at PATH. Returns 0, or -1 if there is none.
+int sim_store_delete (sim_store_t *self, const char *path);
+
+//  Number of entities.
+size_t sim_store_size (sim_store_t *self);
+
+//  Highest slot in use plus one: the length per-slot arrays need.
+uint32_t sim_store_slots (sim_store_t *self);
+
+//  Up to LIMIT entities whose path starts with PREFIX, in path order,
+//  starting after path AFTER (NULL: from the first) into OUT (LIMIT
+//  pointers). Returns how many; *MORE tells if there are further ones.
+size_t sim_store_list (sim_store_t *self, const char *prefix, const char *after,
+                       sim_entity_t **out, size_t limit, bool *more);
+
+//  Like sim_store_list for paths matching PATTERN (sf_name_path_match).
+size_t sim_store_match (sim_store_t *self, const char *pattern,
+                        const char *after, sim_entity_t **out, size_t limit,
+                        bool *more);
+
+//  Self test; returns 0 on success.
+int sim_store_test (bool verbose);
+
+#endif
