@@ -18,6 +18,7 @@
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
 #include "protocol/state_msg.h"
+#include "peer/sim_credit.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_store.h"
 #include "peer/sim_window.h"
@@ -55,6 +56,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_window", sim_window_test},
     {"sim_seal", sim_seal_test},
     {"sim_store", sim_store_test},
+    {"sim_credit", sim_credit_test},
     {NULL, NULL},
 };
 // clang-format on
