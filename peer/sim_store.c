@@ -83,6 +83,12 @@ sim_store_slot (sim_store_t *self, uint32_t slot, uint32_t generation)
     return self->by_slot [slot];
 }
 
+sim_entity_t *
+sim_store_at (sim_store_t *self, uint32_t slot)
+{
+    return slot < self->slots ? self->by_slot [slot] : NULL;
+}
+
 //  Index of the first entity in path order whose path is not below PATH.
 static size_t
 s_lower_bound (sim_store_t *self, const char *path)
@@ -324,9 +330,11 @@ sim_store_test (bool verbose)
     assert (entity->state_size == 0);
     uint32_t slot = entity->slot, generation = entity->generation;
     assert (sim_store_slot (store, slot, generation) == entity);
+    assert (sim_store_at (store, slot) == entity);
     assert (sim_store_delete (store, "/world/room1/cube10") == 0);
     assert (sim_store_delete (store, "/world/room1/cube10") == -1);
     assert (!sim_store_slot (store, slot, generation));
+    assert (!sim_store_at (store, slot));
     assert (sim_store_size (store) == 99);
     entity = sim_store_create (store, "/new", 4, 1, 0, false);
     assert (entity->slot == slot && entity->generation == generation + 1);

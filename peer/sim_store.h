@@ -48,6 +48,10 @@ sim_entity_t *sim_store_find (sim_store_t *self, const char *path, size_t size);
 sim_entity_t *sim_store_slot (sim_store_t *self, uint32_t slot,
                               uint32_t generation);
 
+//  The entity in SLOT whatever its generation, or NULL: for walking
+//  every entity by slot, 0 to sim_store_slots ().
+sim_entity_t *sim_store_at (sim_store_t *self, uint32_t slot);
+
 //  Create the entity at PATH (a valid path, SIZE bytes) with EPOCH, SEQ
 //  and AUTHORITY, and no state. Returns it, or NULL if it exists or memory
 //  ran out.

@@ -1,0 +1,222 @@
+/*  sim_ring: asynchronous client of the homeserver ring. */
+
+#include "peer/sim_ring.h"
+#include "common/sf_cert.h"
+#include "common/sf_curve.h"
+#include "common/sf_log.h"
+#include "common/sf_time.h"
+
+typedef struct {
+    char *name;       //  member name (as its replies call it)
+    zsock_t *dealer;  //  CURVE client to its API
+} s_member_t;
+
+typedef struct {
+    sim_ring_fn *fn;       //  whom to tell
+    void *arg;             //  and with what
+    uint64_t deadline_ms;  //  monotonic
+} s_pending_t;
+
+struct _sim_ring_t {
+    s_member_t *members;  //  the ring, from configuration
+    size_t n_members;
+    size_t target;      //  index of the member asked now
+    zhashx_t *pending;  //  request id text -> s_pending_t
+    uint64_t next_id;   //  ids of our requests
+};
+
+static void
+s_pending_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+sim_ring_t *
+sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
+{
+    sim_ring_t *self = (sim_ring_t *) zmalloc (sizeof (sim_ring_t));
+    self->pending = zhashx_new ();
+    zhashx_set_destructor (self->pending, s_pending_free);
+    zlist_t *names = sf_config_names (config, "ring/member");
+    self->members =
+        (s_member_t *) zmalloc ((zlist_size (names) + 1) * sizeof (s_member_t));
+    for (char *name = (char *) zlist_first (names); name;
+         name = (char *) zlist_next (names)) {
+        char path [300];
+        snprintf (path, sizeof path, "ring/member/%s/api", name);
+        const char *api = sf_config_str (config, path);
+        snprintf (path, sizeof path, "ring/member/%s/key", name);
+        const char *key_path = sf_config_str (config, path);
+        if (!api)
+            continue;  //  a member we cannot ask (no API endpoint known)
+        char key [41];
+        if (!key_path) {
+            sf_fault_set (fault, SF_EINVAL, "ring member '%s' needs a key",
+                          name);
+            goto failed;
+        }
+        if (sf_cert_load_public (key_path, key, fault))
+            goto failed;
+        s_member_t *member = &self->members [self->n_members++];
+        member->name = strdup (name);
+        member->dealer = zsock_new (ZMQ_DEALER);
+        zsock_set_linger (member->dealer, 0);
+        zsock_set_sndhwm (member->dealer, 1000);
+        sf_curve_client (member->dealer, cert, key);
+        if (zsock_connect (member->dealer, "%s", api)) {
+            sf_fault_set (fault, SF_EINVAL,
+                          "ring member '%s': cannot connect to '%s'", name,
+                          api);
+            goto failed;
+        }
+    }
+    zlist_destroy (&names);
+    if (self->n_members == 0) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "no ring member with an API endpoint: set "
+                      "ring/member/NAME/api and ring/member/NAME/key");
+        sim_ring_destroy (&self);
+    }
+    return self;
+failed:
+    zlist_destroy (&names);
+    sim_ring_destroy (&self);
+    return NULL;
+}
+
+void
+sim_ring_destroy (sim_ring_t **self_p)
+{
+    if (*self_p) {
+        sim_ring_t *self = *self_p;
+        for (size_t at = 0; at < self->n_members; at++) {
+            zsock_destroy (&self->members [at].dealer);
+            free (self->members [at].name);
+        }
+        free (self->members);
+        zhashx_destroy (&self->pending);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  A reply on one member's DEALER.
+static int
+s_handle_reply (zloop_t *loop, zsock_t *dealer, void *arg)
+{
+    (void) loop;
+    sim_ring_t *self = (sim_ring_t *) arg;
+    char *text = zstr_recv (dealer);
+    if (!text)
+        return 0;
+    json_t *reply = json_loads (text, 0, NULL);
+    zstr_free (&text);
+    json_t *id = reply ? json_object_get (reply, "id") : NULL;
+    if (!json_is_integer (id)) {
+        json_decref (reply);
+        return 0;  //  nothing we asked for
+    }
+    char key [24];
+    snprintf (key, sizeof key, "%lld", (long long) json_integer_value (id));
+    s_pending_t *pending = (s_pending_t *) zhashx_lookup (self->pending, key);
+    if (!pending) {
+        json_decref (reply);
+        return 0;  //  answered after its timeout
+    }
+    s_pending_t call = *pending;
+    zhashx_delete (self->pending, key);
+    //  Follow the leader the reply names
+    const char *leader = json_string_value (json_object_get (reply, "leader"));
+    for (size_t at = 0; leader && at < self->n_members; at++)
+        if (strcmp (self->members [at].name, leader) == 0)
+            self->target = at;
+    sf_fault_t fault;
+    const sf_fault_t *failure = NULL;
+    if (!json_is_true (json_object_get (reply, "ok"))) {
+        json_t *error = json_object_get (reply, "error");
+        const char *code = json_string_value (json_object_get (error, "code"));
+        const char *message =
+            json_string_value (json_object_get (error, "message"));
+        sf_fault_set (&fault, code ? sf_error_from_code (code) : SF_EINTERNAL,
+                      "%s", message ? message : "error reply without message");
+        failure = &fault;
+    }
+    call.fn (call.arg, reply, failure);
+    json_decref (reply);
+    return 0;
+}
+
+//  Time out requests past their deadline.
+static int
+s_handle_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_ring_t *self = (sim_ring_t *) arg;
+    uint64_t now = sf_time_mono_ms ();
+    zlist_t *expired = zlist_new ();
+    zlist_autofree (expired);
+    for (s_pending_t *pending = (s_pending_t *) zhashx_first (self->pending);
+         pending; pending = (s_pending_t *) zhashx_next (self->pending))
+        if (pending->deadline_ms <= now)
+            zlist_append (expired, (void *) zhashx_cursor (self->pending));
+    if (zlist_size (expired))
+        //  Whoever we asked did not answer: ask the next member next time.
+        self->target = (self->target + 1) % self->n_members;
+    for (char *key = (char *) zlist_first (expired); key;
+         key = (char *) zlist_next (expired)) {
+        s_pending_t call = *(s_pending_t *) zhashx_lookup (self->pending, key);
+        zhashx_delete (self->pending, key);
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_ETIMEOUT, "no answer from the ring");
+        call.fn (call.arg, NULL, &fault);
+    }
+    zlist_destroy (&expired);
+    return 0;
+}
+
+int
+sim_ring_attach (sim_ring_t *self, zloop_t *loop)
+{
+    for (size_t at = 0; at < self->n_members; at++)
+        if (zloop_reader (loop, self->members [at].dealer, s_handle_reply,
+                          self))
+            return -1;
+    return zloop_timer (loop, 50, 0, s_handle_timer, self) < 0 ? -1 : 0;
+}
+
+int
+sim_ring_call (sim_ring_t *self, const char *op, json_t **args, int timeout_ms,
+               sim_ring_fn *fn, void *arg)
+{
+    json_t *request = *args ? *args : json_object ();
+    *args = NULL;
+    uint64_t id = ++self->next_id;
+    json_object_set_new (request, "op", json_string (op));
+    json_object_set_new (request, "id", json_integer ((json_int_t) id));
+    char *text = json_dumps (request, JSON_COMPACT);
+    json_decref (request);
+    if (!text)
+        return -1;
+    zsock_t *dealer = self->members [self->target].dealer;
+    //  Never block the loop: a member that is gone fills its queue.
+    int rc =
+        zmq_send (zsock_resolve (dealer), text, strlen (text), ZMQ_DONTWAIT);
+    free (text);
+    if (rc < 0)
+        return -1;
+    s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+    pending->fn = fn;
+    pending->arg = arg;
+    pending->deadline_ms = sf_time_mono_ms () + (uint64_t) timeout_ms;
+    char key [24];
+    snprintf (key, sizeof key, "%llu", (unsigned long long) id);
+    zhashx_insert (self->pending, key, pending);
+    return 0;
+}
+
+const char *
+sim_ring_target (sim_ring_t *self)
+{
+    return self->members [self->target].name;
+}

@@ -1,0 +1,48 @@
+/*  sim_ring: a simulation server's client of its homeserver ring, without
+    blocking its loop.
+
+    One CURVE DEALER per ring member, each pinning that member's public
+    key. Requests go to the member believed to be the leader (every reply
+    names the leader, and any member serves any request, so a wrong guess
+    costs one forwarding hop, never an error). Replies are matched by id
+    and handed to the caller's callback; a request without a reply within
+    its timeout gets SF_ETIMEOUT, and the next one tries another member. */
+
+#ifndef SIM_RING_H_INCLUDED
+#define SIM_RING_H_INCLUDED
+
+#include "common/sf_config.h"
+#include "common/sf_error.h"
+
+#include <czmq.h>
+#include <jansson.h>
+
+typedef struct _sim_ring_t sim_ring_t;
+
+//  Called once per request: REPLY (lent) is the whole reply, ok or not, or
+//  NULL on timeout; FAULT is NULL on success, else the error (the reply's
+//  code and message, or SF_ETIMEOUT).
+typedef void (sim_ring_fn) (void *arg, json_t *reply, const sf_fault_t *fault);
+
+//  Connect to the members of CONFIG's ring/member/NAME/{api,key} section
+//  as CERT (lent; must outlive the client). Returns NULL with FAULT set if
+//  there is no member with an API endpoint or a key cannot be read.
+sim_ring_t *sim_ring_new (sf_config_t *config, zcert_t *cert,
+                          sf_fault_t *fault);
+
+//  Destroy the client, dropping pending requests without calling back.
+void sim_ring_destroy (sim_ring_t **self_p);
+
+//  Register the client's sockets and timer on LOOP. Returns 0 or -1.
+int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
+
+//  Send OP with the members of ARGS (taken; may be NULL); call FN with ARG
+//  when the reply comes or after TIMEOUT_MS. Returns 0, or -1 if it could
+//  not be sent (FN is then not called).
+int sim_ring_call (sim_ring_t *self, const char *op, json_t **args,
+                   int timeout_ms, sim_ring_fn *fn, void *arg);
+
+//  Name of the member requests go to now. Lent.
+const char *sim_ring_target (sim_ring_t *self);
+
+#endif

@@ -1,0 +1,642 @@
+/*  sim_stream: sealed state datagrams over RADIO/DISH. */
+
+#include "peer/sim_stream.h"
+#include "common/sf_name.h"
+#include "common/sf_time.h"
+#include "peer/sim_credit.h"
+#include "peer/sim_seal.h"
+#include "peer/sim_window.h"
+#include "protocol/state_msg.h"
+
+//  Refresh an ACK this often to a sender heard from recently, so a sender
+//  that lost ACKs or a receiver that was stopped recovers (section 6).
+#define S_ACK_REFRESH_US 250000
+#define S_HEARD_RECENTLY_US 10000000
+//  Datagrams read per call before acknowledging.
+#define S_RECEIVE_BATCH 512
+
+//  One peer: what we send it and what we received from it.
+typedef struct {
+    char *name;              //  its sim name
+    uint8_t key [32];        //  its public key
+    char key_text [41];      //  the same, Z85
+    uint64_t registered_ms;  //  its current registration
+    char *endpoint;          //  its state endpoint
+    zsock_t *radio;          //  our RADIO to it
+    uint8_t shared [32];     //  X25519 secret with it
+    bool seen;               //  set in the current directory sweep
+    //  Sending
+    sim_seal_key_t out_key;  //  our session's key toward it
+    uint64_t counter;        //  last counter used toward it
+    sim_credit_t *credit;    //  what is due, in flight, allowed
+    //  Receiving
+    uint64_t in_session;    //  its newest session accepted, 0: none
+    sim_seal_key_t in_key;  //  that session's key
+    sim_window_t window;    //  its counters seen
+    bool ack_due;           //  received since our last ACK
+    uint64_t heard_us;      //  last datagram accepted from it
+    uint64_t acked_us;      //  last ACK we sent it
+} s_peer_t;
+
+//  Counters, by name, in the order they are reported.
+#define S_COUNTERS(X)                                                          \
+    X (datagrams_sent)                                                         \
+    X (datagrams_received) X (bytes_sent) X (bytes_received) X (acks_sent)     \
+        X (acks_received) X (updates_sent) X (updates_applied) X (send_failed) \
+            X (drop_malformed) X (drop_wrong_receiver) X (drop_unknown_sender) \
+                X (drop_stale_session) X (drop_replay) X (drop_forged)         \
+                    X (update_stale_epoch) X (update_conflict)                 \
+                        X (update_superseded) X (update_unwatched)
+
+#define S_FIELD(name) uint64_t name;
+typedef struct {
+    S_COUNTERS (S_FIELD)
+} s_counters_t;
+
+struct _sim_stream_t {
+    zsock_t *dish;                      //  receives from every peer
+    zcert_t *cert;                      //  our key pair (lent)
+    uint8_t key_id [STATE_MSG_KEY_ID];  //  first bytes of our public key
+    sim_store_t *store;                 //  entities (lent)
+    char *name;                         //  our sim name
+    size_t datagram_size;               //  largest datagram we send
+    uint32_t credit;                    //  window we grant
+    uint32_t max_window;                //  window we use at most
+    zlist_t *watch;                     //  prefixes replicated (strings)
+    uint64_t session;                   //  ours, 0 until started
+    zlistx_t *peers;                    //  s_peer_t
+    sim_credit_item_t *items;           //  scratch: updates of one datagram
+    size_t items_capacity;
+    uint8_t *buffer;          //  scratch: one datagram
+    sim_stream_fn *listener;  //  replica changes go here
+    void *listener_arg;
+    s_counters_t counters;
+};
+
+static void
+s_peer_destroy (s_peer_t **self_p)
+{
+    if (*self_p) {
+        s_peer_t *self = *self_p;
+        zsock_destroy (&self->radio);
+        sim_credit_destroy (&self->credit);
+        free (self->endpoint);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+sim_stream_t *
+sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
+                const sim_stream_config_t *config, sf_fault_t *fault)
+{
+    if (config->datagram_size < STATE_MSG_MIN_SIZE
+        || config->datagram_size > SIM_STREAM_MAX_DATAGRAM) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "datagram size %zu is out of range %d..%d (libzmq "
+                      "drops larger UDP messages)",
+                      config->datagram_size, STATE_MSG_MIN_SIZE,
+                      SIM_STREAM_MAX_DATAGRAM);
+        return NULL;
+    }
+    if (sim_seal_init ()) {
+        sf_fault_set (fault, SF_EINTERNAL, "libsodium cannot start");
+        return NULL;
+    }
+    sim_stream_t *self = (sim_stream_t *) zmalloc (sizeof (sim_stream_t));
+    self->cert = cert;
+    memcpy (self->key_id, zcert_public_key (cert), STATE_MSG_KEY_ID);
+    self->store = store;
+    self->name = strdup (config->name);
+    self->datagram_size = config->datagram_size;
+    self->credit = config->credit;
+    self->max_window = config->max_window;
+    self->peers = zlistx_new ();
+    zlistx_set_destructor (self->peers,
+                           (zlistx_destructor_fn *) s_peer_destroy);
+    self->watch = zlist_new ();
+    zlist_autofree (self->watch);
+    char *watch = strdup (config->watch ? config->watch : "/");
+    for (char *prefix = strtok (watch, ", "); prefix;
+         prefix = strtok (NULL, ", ")) {
+        if (prefix [0] != '/' || strlen (prefix) > SF_NAME_MAX_PATH) {
+            sf_fault_set (fault, SF_EINVAL,
+                          "watch prefix '%s' must start with '/'", prefix);
+            free (watch);
+            goto failed;
+        }
+        zlist_append (self->watch, prefix);
+    }
+    free (watch);
+    //  The most updates a datagram can hold: each takes at least 6 bytes.
+    self->items_capacity = self->datagram_size / 6 + 1;
+    self->items = (sim_credit_item_t *) zmalloc (self->items_capacity
+                                                 * sizeof (sim_credit_item_t));
+    self->buffer = (uint8_t *) zmalloc (SIM_STREAM_MAX_DATAGRAM + 1);
+    self->dish = zsock_new (ZMQ_DISH);
+    if (zsock_bind (self->dish, "%s", endpoint) < 0) {
+        sf_fault_set (fault, SF_EINVAL, "cannot bind state endpoint '%s': %s",
+                      endpoint, zmq_strerror (zmq_errno ()));
+        goto failed;
+    }
+    if (zsock_join (self->dish, SIM_STREAM_GROUP)) {
+        sf_fault_set (fault, SF_EINTERNAL, "cannot join the DISH group");
+        goto failed;
+    }
+    return self;
+failed:
+    sim_stream_destroy (&self);
+    return NULL;
+}
+
+void
+sim_stream_destroy (sim_stream_t **self_p)
+{
+    if (*self_p) {
+        sim_stream_t *self = *self_p;
+        zlistx_destroy (&self->peers);
+        zlist_destroy (&self->watch);
+        zsock_destroy (&self->dish);
+        free (self->buffer);
+        free (self->items);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+zsock_t *
+sim_stream_socket (sim_stream_t *self)
+{
+    return self->dish;
+}
+
+void
+sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg)
+{
+    self->listener = fn;
+    self->listener_arg = arg;
+}
+
+uint64_t
+sim_stream_session (sim_stream_t *self)
+{
+    return self->session;
+}
+
+//  Every authoritative entity is due to PEER.
+static void
+s_peer_all_due (sim_stream_t *self, s_peer_t *peer)
+{
+    uint32_t slots = sim_store_slots (self->store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->store, slot);
+        if (entity && entity->authority)
+            sim_credit_dirty (peer->credit, slot, entity->generation);
+    }
+}
+
+static void
+s_peer_derive_out (sim_stream_t *self, s_peer_t *peer)
+{
+    if (self->session)
+        sim_seal_derive (&peer->out_key, peer->shared,
+                         zcert_public_key (self->cert), peer->key,
+                         self->session);
+}
+
+void
+sim_stream_start (sim_stream_t *self, uint64_t session)
+{
+    self->session = session;
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        s_peer_derive_out (self, peer);
+        peer->counter = 0;
+        sim_credit_reset (peer->credit);
+        s_peer_all_due (self, peer);
+    }
+}
+
+void
+sim_stream_peers_begin (sim_stream_t *self)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        peer->seen = false;
+}
+
+static s_peer_t *
+s_peer_named (sim_stream_t *self, const char *name)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (strcmp (peer->name, name) == 0)
+            return peer;
+    return NULL;
+}
+
+int
+sim_stream_peer_set (sim_stream_t *self, const char *name, const char *key,
+                     const char *endpoint, uint64_t registered_ms,
+                     sf_fault_t *fault)
+{
+    if (strcmp (name, self->name) == 0)
+        return 0;
+    uint8_t public_key [32];
+    if (strlen (key) != 40 || !zmq_z85_decode (public_key, key))
+        return sf_fault_set (fault, SF_EINVAL, "sim '%s' has a bad key", name);
+    s_peer_t *peer = s_peer_named (self, name);
+    bool fresh = !peer || memcmp (peer->key, public_key, 32) != 0
+                 || peer->registered_ms != registered_ms;
+    if (peer && !fresh && peer->endpoint && endpoint
+        && strcmp (peer->endpoint, endpoint) == 0) {
+        peer->seen = true;
+        return 0;  //  nothing changed
+    }
+    if (!peer) {
+        peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+        peer->name = strdup (name);
+        peer->credit = sim_credit_new (self->max_window);
+        zlistx_add_end (self->peers, peer);
+    }
+    peer->seen = true;
+    if (fresh) {
+        //  A new key or a restart: nothing we knew of it holds.
+        memcpy (peer->key, public_key, 32);
+        strcpy (peer->key_text, key);
+        peer->registered_ms = registered_ms;
+        if (sim_seal_shared (peer->shared, zcert_secret_key (self->cert),
+                             public_key))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "sim '%s' has an unusable key", name);
+        peer->in_session = 0;
+        sim_window_reset (&peer->window);
+        peer->ack_due = false;
+        s_peer_derive_out (self, peer);
+        sim_credit_reset (peer->credit);
+        s_peer_all_due (self, peer);
+    }
+    if (!peer->endpoint || !endpoint || strcmp (peer->endpoint, endpoint)) {
+        zsock_destroy (&peer->radio);
+        free (peer->endpoint);
+        peer->endpoint = endpoint ? strdup (endpoint) : NULL;
+        if (endpoint) {
+            peer->radio = zsock_new (ZMQ_RADIO);
+            zsock_set_sndhwm (peer->radio, 100000);
+            if (zsock_connect (peer->radio, "%s", endpoint)) {
+                zsock_destroy (&peer->radio);
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "sim '%s': cannot reach state endpoint "
+                                     "'%s'",
+                                     name, endpoint);
+            }
+        }
+    }
+    return 0;
+}
+
+void
+sim_stream_peers_end (sim_stream_t *self)
+{
+    s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
+    while (peer) {
+        s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
+        if (!peer->seen) {
+            void *handle = zlistx_find (self->peers, peer);
+            zlistx_delete (self->peers, handle);
+        }
+        peer = next;
+    }
+}
+
+void
+sim_stream_changed (sim_stream_t *self, sim_entity_t *entity)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        sim_credit_dirty (peer->credit, entity->slot, entity->generation);
+}
+
+size_t
+sim_stream_state_limit (sim_stream_t *self, const char *path)
+{
+    //  The update's varints at their widest: epoch and seq 10 bytes each,
+    //  lengths 2 each.
+    size_t fixed = STATE_MSG_OVERHEAD + strlen (path) + 24;
+    return self->datagram_size > fixed ? self->datagram_size - fixed : 0;
+}
+
+//  Send SIZE bytes of the datagram buffer to PEER. Returns 0 or -1.
+static int
+s_send (sim_stream_t *self, s_peer_t *peer, size_t size)
+{
+    zmq_msg_t msg;
+    zmq_msg_init_size (&msg, size);
+    memcpy (zmq_msg_data (&msg), self->buffer, size);
+    zmq_msg_set_group (&msg, SIM_STREAM_GROUP);
+    if (zmq_msg_send (&msg, zsock_resolve (peer->radio), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&msg);
+        self->counters.send_failed++;
+        return -1;
+    }
+    self->counters.datagrams_sent++;
+    self->counters.bytes_sent += size;
+    return 0;
+}
+
+static void
+s_header (sim_stream_t *self, s_peer_t *peer, uint8_t kind)
+{
+    state_msg_header_t header = {
+        kind, {0}, {0}, self->session, ++peer->counter};
+    memcpy (header.sender, self->key_id, STATE_MSG_KEY_ID);
+    memcpy (header.receiver, peer->key, STATE_MSG_KEY_ID);
+    state_msg_header_encode (&header, self->buffer);
+}
+
+static void
+s_send_ack (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
+{
+    if (!self->session || !peer->radio || !peer->in_session)
+        return;
+    s_header (self, peer, STATE_MSG_ACK);
+    state_msg_ack_t ack = {peer->in_session, peer->window.top,
+                           sim_window_ack_bits (&peer->window), self->credit};
+    state_msg_ack_encode (&ack, self->buffer + STATE_MSG_HEADER);
+    size_t size =
+        sim_seal_close (&peer->out_key, self->buffer, STATE_MSG_ACK_BODY);
+    if (s_send (self, peer, size) == 0)
+        self->counters.acks_sent++;
+    peer->ack_due = false;
+    peer->acked_us = now_us;
+}
+
+static bool
+s_watched (sim_stream_t *self, const char *path, size_t size)
+{
+    for (char *prefix = (char *) zlist_first (self->watch); prefix;
+         prefix = (char *) zlist_next (self->watch)) {
+        size_t prefix_size = strlen (prefix);
+        if (prefix_size <= size && memcmp (path, prefix, prefix_size) == 0)
+            return true;
+    }
+    return false;
+}
+
+//  Apply the updates of a verified STATE body from PEER (section 5).
+static void
+s_apply (sim_stream_t *self, s_peer_t *peer, const uint8_t *body, size_t size)
+{
+    size_t offset = 0;
+    state_msg_update_t update;
+    while (state_msg_update_next (body, size, &offset, &update) == 1) {
+        sim_entity_t *entity =
+            sim_store_find (self->store, update.path, update.path_size);
+        if (!entity) {
+            if (!s_watched (self, update.path, update.path_size)) {
+                self->counters.update_unwatched++;
+                continue;
+            }
+            entity =
+                sim_store_create (self->store, update.path, update.path_size,
+                                  update.epoch, 0, false);
+            if (!entity)
+                continue;  //  out of memory: it stays due at the sender
+        }
+        else if (entity->authority) {
+            //  Ours: whoever else sends it is not its authority here.
+            self->counters.update_conflict++;
+            continue;
+        }
+        else if (update.epoch < entity->epoch) {
+            self->counters.update_stale_epoch++;
+            continue;
+        }
+        else if (update.epoch == entity->epoch && entity->seq
+                 && strcmp (entity->source, peer->name) != 0) {
+            self->counters.update_conflict++;
+            continue;
+        }
+        else if (update.epoch == entity->epoch && update.seq <= entity->seq) {
+            self->counters.update_superseded++;
+            continue;
+        }
+        if (sim_store_set (self->store, entity, update.epoch, update.seq,
+                           update.state, update.state_size, sf_time_wall_ms ()))
+            continue;
+        snprintf (entity->source, sizeof entity->source, "%s", peer->name);
+        self->counters.updates_applied++;
+        if (self->listener)
+            self->listener (self->listener_arg, entity);
+    }
+}
+
+static s_peer_t *
+s_peer_by_key_id (sim_stream_t *self, const uint8_t *key_id)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (memcmp (peer->key, key_id, STATE_MSG_KEY_ID) == 0)
+            return peer;
+    return NULL;
+}
+
+//  One datagram, through the checks of section 4 in their order.
+static void
+s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
+               uint64_t now_us)
+{
+    s_counters_t *counters = &self->counters;
+    counters->datagrams_received++;
+    counters->bytes_received += size;
+    state_msg_header_t header;
+    if (state_msg_header_decode (&header, data, size)) {
+        counters->drop_malformed++;
+        return;
+    }
+    if (memcmp (header.receiver, self->key_id, STATE_MSG_KEY_ID) != 0) {
+        counters->drop_wrong_receiver++;
+        return;
+    }
+    s_peer_t *peer = s_peer_by_key_id (self, header.sender);
+    if (!peer) {
+        counters->drop_unknown_sender++;
+        return;
+    }
+    if (header.session >> 16 != peer->registered_ms
+        || header.session < peer->in_session) {
+        counters->drop_stale_session++;
+        return;
+    }
+    bool new_session = header.session != peer->in_session;
+    if (!new_session && !sim_window_check (&peer->window, header.counter)) {
+        counters->drop_replay++;
+        return;
+    }
+    sim_seal_key_t key = peer->in_key;
+    if (new_session)
+        sim_seal_derive (&key, peer->shared, peer->key,
+                         zcert_public_key (self->cert), header.session);
+    uint8_t *body = self->buffer;
+    size_t body_size = size - STATE_MSG_OVERHEAD;
+    if (sim_seal_open (&key, data, size, body)) {
+        counters->drop_forged++;
+        return;
+    }
+    state_msg_ack_t ack;
+    if (header.kind == STATE_MSG_ACK
+            ? state_msg_ack_decode (&ack, body, body_size) != 0
+            : !state_msg_body_valid (body, body_size)) {
+        counters->drop_malformed++;
+        return;
+    }
+    if (new_session) {
+        peer->in_session = header.session;
+        peer->in_key = key;
+        sim_window_reset (&peer->window);
+    }
+    sim_window_mark (&peer->window, header.counter);
+    peer->heard_us = now_us;
+    if (header.kind == STATE_MSG_ACK) {
+        counters->acks_received++;
+        if (ack.session == self->session)
+            sim_credit_ack (peer->credit, ack.top, ack.bits, ack.window,
+                            now_us);
+        return;
+    }
+    peer->ack_due = true;
+    s_apply (self, peer, body, body_size);
+}
+
+void
+sim_stream_receive (sim_stream_t *self, uint64_t now_us)
+{
+    void *dish = zsock_resolve (self->dish);
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    for (int count = 0; count < S_RECEIVE_BATCH; count++) {
+        if (zmq_msg_recv (&msg, dish, ZMQ_DONTWAIT) < 0)
+            break;
+        s_receive_one (self, (const uint8_t *) zmq_msg_data (&msg),
+                       zmq_msg_size (&msg), now_us);
+    }
+    zmq_msg_close (&msg);
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (peer->ack_due)
+            s_send_ack (self, peer, now_us);
+}
+
+//  Pack and send one STATE datagram to PEER. Returns false when nothing
+//  was left to send.
+static bool
+s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
+{
+    uint8_t *body = self->buffer + STATE_MSG_HEADER;
+    size_t capacity = self->datagram_size - STATE_MSG_OVERHEAD, used = 0;
+    size_t count = 0;
+    uint32_t slot, generation;
+    while (count < self->items_capacity
+           && sim_credit_take (peer->credit, &slot, &generation)) {
+        sim_entity_t *entity = sim_store_slot (self->store, slot, generation);
+        if (!entity || !entity->authority)
+            continue;  //  deleted, or no longer ours
+        state_msg_update_t update = {entity->path,  strlen (entity->path),
+                                     entity->epoch, entity->seq,
+                                     entity->state, entity->state_size};
+        if (state_msg_update_put (&update, body, capacity, &used)) {
+            sim_credit_untake (peer->credit, slot, generation);
+            break;
+        }
+        self->items [count++] =
+            (sim_credit_item_t){slot, generation, entity->epoch, entity->seq};
+    }
+    if (count == 0)
+        return false;
+    s_header (self, peer, STATE_MSG_STATE);
+    size_t size = sim_seal_close (&peer->out_key, self->buffer, used);
+    s_send (self, peer, size);  //  a failed send times out like a loss
+    self->counters.updates_sent += count;
+    sim_credit_sent (peer->credit, peer->counter, now_us, self->items, count);
+    return true;
+}
+
+void
+sim_stream_flush (sim_stream_t *self, uint64_t now_us)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        if (!self->session || !peer->radio)
+            continue;
+        sim_credit_expire (peer->credit, now_us);
+        if (peer->in_session && now_us - peer->acked_us >= S_ACK_REFRESH_US
+            && now_us - peer->heard_us < S_HEARD_RECENTLY_US)
+            s_send_ack (self, peer, now_us);
+        while (sim_credit_open (peer->credit)
+               && s_send_state (self, peer, now_us))
+            ;
+    }
+}
+
+json_t *
+sim_stream_counters (sim_stream_t *self)
+{
+    json_t *counters = json_object ();
+#define S_JSON(name)                      \
+    json_object_set_new (counters, #name, \
+                         json_integer ((json_int_t) self->counters.name));
+    S_COUNTERS (S_JSON)
+    //  Flow control, summed over peers
+    sim_credit_stats_t sum = {0}, stats;
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        sim_credit_stats (peer->credit, &stats);
+        sum.lost += stats.lost;
+        sum.requeued += stats.requeued;
+        sum.coalesced += stats.coalesced;
+        sum.credit_stalls += stats.credit_stalls;
+        sum.dirty += stats.dirty;
+        sum.in_flight += stats.in_flight;
+    }
+    json_object_set_new (counters, "datagrams_lost",
+                         json_integer ((json_int_t) sum.lost));
+    json_object_set_new (counters, "updates_requeued",
+                         json_integer ((json_int_t) sum.requeued));
+    json_object_set_new (counters, "updates_coalesced",
+                         json_integer ((json_int_t) sum.coalesced));
+    json_object_set_new (counters, "credit_stalls",
+                         json_integer ((json_int_t) sum.credit_stalls));
+    json_object_set_new (counters, "entities_due",
+                         json_integer ((json_int_t) sum.dirty));
+    json_object_set_new (counters, "datagrams_in_flight",
+                         json_integer ((json_int_t) sum.in_flight));
+    return counters;
+}
+
+json_t *
+sim_stream_peers (sim_stream_t *self)
+{
+    json_t *peers = json_array ();
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        sim_credit_stats_t stats;
+        sim_credit_stats (peer->credit, &stats);
+        json_array_append_new (
+            peers,
+            json_pack (
+                "{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sim",
+                peer->name, "key", peer->key_text, "state",
+                peer->endpoint ? json_string (peer->endpoint) : json_null (),
+                "registered_ms", (json_int_t) peer->registered_ms, "session_in",
+                (json_int_t) peer->in_session, "window",
+                (json_int_t) stats.window, "in_flight",
+                (json_int_t) stats.in_flight, "due", (json_int_t) stats.dirty,
+                "srtt_us", (json_int_t) stats.srtt_us, "lost",
+                (json_int_t) stats.lost, "credit_stalls",
+                (json_int_t) stats.credit_stalls, "sent",
+                (json_int_t) stats.sent));
+    }
+    return peers;
+}

@@ -1,0 +1,91 @@
+/*  sim_stream: the state stream of one simulation server
+    (protocol/state-datagram.md): a DISH bound on the state endpoint
+    receives sealed datagrams from every peer; a RADIO per peer sends to
+    it. Authoritative entities that change go to every peer under credit;
+    updates from peers are checked, counted and applied to the store's
+    replicas.
+
+    The daemon feeds it the directory (peers, their keys, endpoints and
+    registration times, from the ring), the clock, and the entities that
+    changed; it calls back when a replica changes. */
+
+#ifndef SIM_STREAM_H_INCLUDED
+#define SIM_STREAM_H_INCLUDED
+
+#include "common/sf_error.h"
+#include "peer/sim_store.h"
+
+#include <czmq.h>
+#include <jansson.h>
+
+typedef struct _sim_stream_t sim_stream_t;
+
+//  The RADIO/DISH group of state datagrams, and the largest datagram the
+//  UDP transport carries: libzmq frames a UDP message as one byte of group
+//  length, the group, then the body, and drops anything over 8,192 bytes.
+#define SIM_STREAM_GROUP "sf"
+#define SIM_STREAM_MAX_DATAGRAM (8192 - 1 - 2)
+
+typedef struct {
+    const char *name;      //  this sim's name, to skip it in the directory
+    size_t datagram_size;  //  STATE_MSG_MIN_SIZE..SIM_STREAM_MAX_DATAGRAM
+    uint32_t credit;       //  window granted to each sender, 1..65535
+    uint32_t max_window;   //  largest window we use as a sender
+    const char *watch;     //  comma-separated path prefixes to replicate
+} sim_stream_config_t;
+
+//  Called when the replica ENTITY changed from the stream.
+typedef void (sim_stream_fn) (void *arg, sim_entity_t *entity);
+
+//  Bind the DISH on ENDPOINT, acting as CERT (lent, must outlive the
+//  stream), applying to STORE (lent). Returns NULL with FAULT set if the
+//  endpoint cannot be bound or the configuration is out of range.
+sim_stream_t *sim_stream_new (const char *endpoint, zcert_t *cert,
+                              sim_store_t *store,
+                              const sim_stream_config_t *config,
+                              sf_fault_t *fault);
+
+//  Destroy the stream and null the caller's pointer.
+void sim_stream_destroy (sim_stream_t **self_p);
+
+//  The DISH, to register on a zloop. Lent.
+zsock_t *sim_stream_socket (sim_stream_t *self);
+
+//  Call FN with ARG whenever a replica changes.
+void sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg);
+
+//  Start sending, in SESSION (state-datagram.md section 4).
+void sim_stream_start (sim_stream_t *self, uint64_t session);
+
+//  This sim's session, 0 before sim_stream_start.
+uint64_t sim_stream_session (sim_stream_t *self);
+
+//  Directory updates come as one sweep: begin, one set per registered
+//  sim (ourselves included, skipped), end. A peer whose key or
+//  registration changed starts afresh; one not set in a sweep is dropped.
+void sim_stream_peers_begin (sim_stream_t *self);
+int sim_stream_peer_set (sim_stream_t *self, const char *name, const char *key,
+                         const char *endpoint, uint64_t registered_ms,
+                         sf_fault_t *fault);
+void sim_stream_peers_end (sim_stream_t *self);
+
+//  The authoritative ENTITY changed: due to every peer.
+void sim_stream_changed (sim_stream_t *self, sim_entity_t *entity);
+
+//  Bytes left for the state of an update of PATH in a datagram.
+size_t sim_stream_state_limit (sim_stream_t *self, const char *path);
+
+//  Read every datagram waiting on the DISH, apply them, and acknowledge.
+void sim_stream_receive (sim_stream_t *self, uint64_t now_us);
+
+//  Send what credit allows, declare lost what timed out, and refresh
+//  acknowledgements. Call after changes and on a short timer.
+void sim_stream_flush (sim_stream_t *self, uint64_t now_us);
+
+//  Counters, as a new JSON object (caller decrefs).
+json_t *sim_stream_counters (sim_stream_t *self);
+
+//  Per-peer view, as a new JSON array (caller decrefs).
+json_t *sim_stream_peers (sim_stream_t *self);
+
+#endif
