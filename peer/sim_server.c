@@ -7,7 +7,13 @@
 #include "common/sf_program.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
+#include "peer/sim_api.h"
+#include "peer/sim_ring.h"
+#include "peer/sim_store.h"
+#include "peer/sim_stream.h"
 #include "protocol/api_router.h"
+
+#include <sodium.h>
 
 const sf_config_key_t sim_server_schema [] = {
     {"sim/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
@@ -19,38 +25,49 @@ const sf_config_key_t sim_server_schema [] = {
     {"sim/clients", "clients", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of client certificates allowed to connect (default: any "
      "CURVE client; requests are then authorised per principal)"},
+    {"sim/state", "state", SF_CONFIG_ENDPOINT, false, NULL, "udp",
+     "UDP endpoint the state stream's DISH binds (udp://*:PORT)"},
+    {"sim/state_public", "state-public", SF_CONFIG_ENDPOINT, false, NULL, "udp",
+     "state endpoint peers send to, as registered with the ring (default: "
+     "sim/state)"},
+    {"sim/datagram_size", "datagram-size", SF_CONFIG_INT, false, "1200",
+     "512..8189", "largest state datagram sent, bytes (8189 on a LAN)"},
+    {"sim/credit", "credit", SF_CONFIG_INT, false, "64", "1..65535",
+     "datagrams each peer may have in flight to this sim"},
+    {"sim/watch", "watch", SF_CONFIG_STRING, false, "/", NULL,
+     "comma-separated path prefixes of the entities to replicate"},
+    {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
+     "ms between heartbeats and directory refreshes"},
+    {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "API endpoint of homeserver NAME"},
+    {"ring/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,
+     "public certificate of homeserver NAME"},
+    {"ring/member/*/id", NULL, SF_CONFIG_INT, false, NULL,
+     "1..4611686018427387903", "(homeserver settings, ignored by sims)"},
+    {"ring/member/*/raft", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "(homeserver settings, ignored by sims)"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
 
+//  A flush tick: retransmission timers and ACK refreshes run on it.
+#define S_TICK_MS 5
+
 struct _sim_server_t {
-    char *name;           //  node name
-    zcert_t *cert;        //  this node's key pair
-    zactor_t *zap;        //  ZAP handler: who may open a CURVE session
-    api_router_t *api;    //  JSON requests over CURVE
-    uint64_t started_ms;  //  monotonic start time, for uptime
-};
-
-static int
-s_op_status (void *context, const api_msg_t *request, const char *principal,
-             json_t *reply, sf_fault_t *fault)
-{
-    sim_server_t *self = (sim_server_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op", "id", NULL};
-    if (sf_json_only (request->root, allowed, fault))
-        return -1;
-    json_object_set_new (reply, "node", json_string (self->name));
-    json_object_set_new (reply, "version", json_string (SIMFABRIC_VERSION));
-    json_object_set_new (
-        reply, "uptime_ms",
-        json_integer ((json_int_t) (sf_time_mono_ms () - self->started_ms)));
-    return 0;
-}
-
-static const api_msg_op_t s_ops [] = {
-    {"status", s_op_status},
-    {NULL, NULL},
+    char *name;              //  node name
+    zcert_t *cert;           //  this node's key pair
+    zactor_t *zap;           //  ZAP handler: who may open a CURVE session
+    api_router_t *router;    //  JSON requests over CURVE
+    sim_store_t *store;      //  entities
+    sim_stream_t *stream;    //  state stream, or NULL without sim/state
+    char *state_public;      //  state endpoint as registered
+    sim_ring_t *ring;        //  homeserver ring client
+    sim_api_t *api;          //  the API's ops
+    int heartbeat_ms;        //  between heartbeats
+    uint64_t registered_ms;  //  0 until registered
+    bool registering;        //  a sim.register is in flight
+    bool listing;            //  a sim.list is in flight
+    uint64_t started_ms;     //  monotonic start time, for uptime
 };
 
 sim_server_t *
@@ -59,6 +76,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     sim_server_t *self = (sim_server_t *) zmalloc (sizeof (sim_server_t));
     self->name = strdup (sf_config_str (config, "sim/name"));
     self->started_ms = sf_time_mono_ms ();
+    self->heartbeat_ms = (int) sf_config_int (config, "sim/heartbeat");
     self->cert =
         sf_cert_load_secret (sf_config_str (config, "sim/secret_key"), fault);
     if (!self->cert)
@@ -74,10 +92,41 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     else if (sf_zap_allow_dir (self->zap, API_ROUTER_DOMAIN, clients, fault)
              < 0)
         goto failed;
-    self->api =
+    self->router =
         api_router_new (sf_config_str (config, "sim/api"), self->cert, fault);
-    if (!self->api)
+    if (!self->router)
         goto failed;
+    self->ring = sim_ring_new (config, self->cert, fault);
+    if (!self->ring)
+        goto failed;
+    self->store = sim_store_new ();
+    const char *state = sf_config_str (config, "sim/state");
+    if (state) {
+        sim_stream_config_t stream_config = {
+            self->name,
+            (size_t) sf_config_int (config, "sim/datagram_size"),
+            (uint32_t) sf_config_int (config, "sim/credit"),
+            1024,
+            sf_config_str (config, "sim/watch"),
+        };
+        self->stream = sim_stream_new (state, self->cert, self->store,
+                                       &stream_config, fault);
+        if (!self->stream)
+            goto failed;
+        const char *public = sf_config_str (config, "sim/state_public");
+        if (!public && strstr (state, "://*:")) {
+            sf_fault_set (fault, SF_EINVAL,
+                          "sim/state '%s' binds every address: set "
+                          "sim/state_public to the address peers reach",
+                          state);
+            goto failed;
+        }
+        self->state_public = strdup (public ? public : state);
+    }
+    sim_api_config_t api_config = {self->name,  self->router,
+                                   self->store, self->stream,
+                                   self->ring,  self->started_ms};
+    self->api = sim_api_new (&api_config);
     return self;
 failed:
     sim_server_destroy (&self);
@@ -89,9 +138,14 @@ sim_server_destroy (sim_server_t **self_p)
 {
     if (*self_p) {
         sim_server_t *self = *self_p;
-        api_router_destroy (&self->api);
+        sim_ring_destroy (&self->ring);
+        sim_api_destroy (&self->api);
+        sim_stream_destroy (&self->stream);
+        sim_store_destroy (&self->store);
+        api_router_destroy (&self->router);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
+        free (self->state_public);
         free (self->name);
         free (self);
         *self_p = NULL;
@@ -101,15 +155,158 @@ sim_server_destroy (sim_server_t **self_p)
 const char *
 sim_server_endpoint (sim_server_t *self)
 {
-    return api_router_endpoint (self->api);
+    return api_router_endpoint (self->router);
 }
+
+//  --------------------------------------------------------------------------
+//  The ring: registration, heartbeats, the directory of peers
+
+static void s_list (sim_server_t *self);
+
+static void
+s_registered (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    self->registering = false;
+    if (fault) {
+        sf_log_warning ("sim_server: registration failed: %s (%s); retrying",
+                        fault->message, sf_error_code (fault->error));
+        return;
+    }
+    json_int_t registered_ms =
+        json_integer_value (json_object_get (reply, "registered_ms"));
+    if (registered_ms <= 0) {
+        sf_log_error ("sim_server: the ring's answer has no registered_ms");
+        return;
+    }
+    self->registered_ms = (uint64_t) registered_ms;
+    //  A new session per registration: the ring's time in the top 48
+    //  bits, 16 random bits below (state-datagram.md section 4).
+    uint64_t session =
+        self->registered_ms << 16 | (randombytes_random () & 0xffff);
+    if (self->stream)
+        sim_stream_start (self->stream, session);
+    sim_api_set_registered (self->api, self->registered_ms);
+    sf_log_notice ("sim_server: registered with the ring (via %s), "
+                   "session %llu",
+                   sim_ring_target (self->ring), (unsigned long long) session);
+    s_list (self);
+}
+
+static void
+s_register (sim_server_t *self)
+{
+    if (self->registering)
+        return;
+    json_t *args = json_pack ("{s:s}", "sim", self->name);
+    if (self->state_public)
+        json_object_set_new (args, "state", json_string (self->state_public));
+    if (sim_ring_call (self->ring, "sim.register", &args, 2000, s_registered,
+                       self)
+        == 0)
+        self->registering = true;
+}
+
+static void
+s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    self->listing = false;
+    if (fault || !self->stream)
+        return;
+    json_t *sims = json_object_get (reply, "sims");
+    sim_stream_peers_begin (self->stream);
+    size_t index;
+    json_t *sim;
+    json_array_foreach (sims, index, sim)
+    {
+        const char *name = json_string_value (json_object_get (sim, "sim"));
+        const char *key = json_string_value (json_object_get (sim, "key"));
+        const char *state = json_string_value (json_object_get (sim, "state"));
+        json_int_t registered =
+            json_integer_value (json_object_get (sim, "registered_ms"));
+        if (!name || !key)
+            continue;
+        sf_fault_t peer_fault;
+        if (sim_stream_peer_set (self->stream, name, key, state,
+                                 (uint64_t) registered, &peer_fault))
+            sf_log_warning ("sim_server: peer %s ignored: %s", name,
+                            peer_fault.message);
+    }
+    sim_stream_peers_end (self->stream);
+    sim_stream_flush (self->stream, sf_time_mono_us ());
+}
+
+static void
+s_list (sim_server_t *self)
+{
+    if (self->listing)
+        return;
+    json_t *args = NULL;
+    if (sim_ring_call (self->ring, "sim.list", &args, 2000, s_listed, self)
+        == 0)
+        self->listing = true;
+}
+
+static void
+s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    (void) reply;
+    if (fault && fault->error == SF_ENOTFOUND) {
+        //  The ring forgot us (a new ring): register again.
+        self->registered_ms = 0;
+        sim_api_set_registered (self->api, 0);
+    }
+}
+
+//  Every heartbeat: register if not yet, else beat and refresh peers.
+static int
+s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    if (!self->registered_ms) {
+        s_register (self);
+        return 0;
+    }
+    json_t *args =
+        json_pack ("{s:s,s:{s:I}}", "sim", self->name, "load", "entities",
+                   (json_int_t) sim_store_size (self->store));
+    sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
+    s_list (self);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The loop
 
 static int
 s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     sim_server_t *self = (sim_server_t *) arg;
-    return api_router_handle (self->api, s_ops, self, "sim_server");
+    return sim_api_handle (self->api);
+}
+
+static int
+s_handle_stream (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop, (void) reader;
+    sim_server_t *self = (sim_server_t *) arg;
+    uint64_t now = sf_time_mono_us ();
+    sim_stream_receive (self->stream, now);
+    sim_stream_flush (self->stream, now);
+    return 0;
+}
+
+static int
+s_handle_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    sim_stream_flush (self->stream, sf_time_mono_us ());
+    return 0;
 }
 
 static int
@@ -124,7 +321,7 @@ s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     if (streq (command, "$TERM"))
         rc = -1;
     else if (streq (command, "ENDPOINT"))
-        zstr_send (pipe, api_router_endpoint (self->api));
+        zstr_send (pipe, api_router_endpoint (self->router));
     else
         sf_log_error ("sim_server: unknown pipe command %s", command);
     free (command);
@@ -137,9 +334,20 @@ sim_server_actor (zsock_t *pipe, void *args)
     sim_server_t *self = (sim_server_t *) args;
     zloop_t *loop = zloop_new ();
     zloop_reader (loop, pipe, s_handle_pipe, self);
-    zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
+    zloop_reader (loop, api_router_socket (self->router), s_handle_api, self);
+    sim_ring_attach (self->ring, loop);
+    if (self->stream) {
+        zloop_reader (loop, sim_stream_socket (self->stream), s_handle_stream,
+                      self);
+        zloop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
+    }
+    zloop_timer (loop, (size_t) self->heartbeat_ms, 0, s_handle_heartbeat,
+                 self);
+    s_register (self);
     zsock_signal (pipe, 0);
-    sf_log_notice ("sim_server: ready api=%s", api_router_endpoint (self->api));
+    sf_log_notice ("sim_server: ready api=%s state=%s",
+                   api_router_endpoint (self->router),
+                   self->state_public ? self->state_public : "(none)");
     zloop_start (loop);
     zloop_destroy (&loop);
     sim_server_destroy (&self);

@@ -1,8 +1,10 @@
 /*  sim_server: the simulation server daemon's actor.
 
-    Owns every socket of one simulation server on one zloop: for now the
-    client API ROUTER (CURVE), answering "status". The entity store, the
-    UDP state stream and the handoff channel attach here.
+    Owns every socket of one simulation server on one zloop: the client
+    API ROUTER (CURVE, sim_api), the ring client (sim_ring: registration,
+    heartbeats, the directory of peers), and the UDP state stream
+    (sim_stream) over the entity store (sim_store). The handoff channel
+    will attach here.
 
     Pipe commands (from the thread that made the actor):
         "$TERM"      stop and destroy the server

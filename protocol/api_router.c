@@ -171,8 +171,17 @@ api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
                    const char *log_name)
 {
     api_call_t *call = api_router_recv (self, log_name);
-    if (!call)
-        return 0;  //  malformed: already answered
+    if (call)  //  else malformed: already answered
+        api_router_dispatch (self, &call, ops, context);
+    return 0;
+}
+
+void
+api_router_dispatch (api_router_t *self, api_call_t **call_p,
+                     const api_msg_op_t *ops, void *context)
+{
+    api_call_t *call = *call_p;
+    *call_p = NULL;
     const api_msg_t *request = api_call_request (call);
     const api_msg_op_t *entry = ops;
     while (entry->op && strcmp (entry->op, request->op) != 0)
@@ -182,7 +191,7 @@ api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
         snprintf (message, sizeof message, "no such operation '%s'",
                   request->op);
         api_router_fail (self, &call, SF_EUNKNOWNOP, message);
-        return 0;
+        return;
     }
     json_t *result = json_object ();
     sf_fault_t fault;
@@ -196,7 +205,6 @@ api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
                          fault.error == SF_OK ? SF_EINTERNAL : fault.error,
                          fault.message);
     json_decref (result);
-    return 0;
 }
 
 //  --------------------------------------------------------------------------

@@ -42,6 +42,11 @@ int api_router_handle (api_router_t *self, const api_msg_op_t *ops,
 //  keeps the call and answers it later.
 typedef struct _api_call_t api_call_t;
 
+//  Serve CALL (taken) through OPS with CONTEXT: find its op, run the
+//  handler, answer. An unknown op is answered unknown_op.
+void api_router_dispatch (api_router_t *self, api_call_t **call,
+                          const api_msg_op_t *ops, void *context);
+
 //  Receive one request waiting on the socket. Returns the call (the caller
 //  owns it), or NULL when the request was malformed and has already been
 //  answered with an error. Every refusal through this router is logged, one

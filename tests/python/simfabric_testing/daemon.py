@@ -41,6 +41,22 @@ def free_port() -> int:
     raise OSError("no free port in 20000-31999")
 
 
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that is free now, from the same range and
+    turn as free_port."""
+    import socket
+
+    for _ in range(100):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free UDP port")
+
+
 def _zpl(sections: dict) -> str:
     lines = []
     for section, keys in sections.items():
@@ -108,6 +124,9 @@ class Daemon:
             self.events_endpoint = f"tcp://127.0.0.1:{free_port()}"
             section.update({"id": raft_id, "raft": self.raft_endpoint, "data": "data",
                             "admins": "admins", "events": self.events_endpoint})
+        else:
+            self.state_endpoint = f"udp://127.0.0.1:{free_udp_port()}"
+            section["state"] = self.state_endpoint
         section.update(extra or {})
         self.section = section
         self.ring: list["Daemon"] = []
@@ -195,6 +214,48 @@ class Daemon:
 
     def kill(self) -> int:
         return self.stop(signal.SIGKILL)
+
+
+def make_sims(folder, ring, count: int = 2, extra: dict | None = None,
+              names=None) -> list["Daemon"]:
+    """COUNT simulation servers of RING (a list of homeserver Daemons),
+    each with a state endpoint on loopback (not started)."""
+    folder = Path(folder)
+    names = names or [f"sim{n}" for n in range(1, count + 1)]
+    sims = []
+    for name in names:
+        sim = Daemon("simserver", name, folder / name, extra=extra)
+        sim.ring = ring
+        sim.write_config()
+        sims.append(sim)
+    return sims
+
+
+def wait_registered(sims, timeout: float = 15.0, peers: bool = True):
+    """Wait until every sim is registered with its ring and, if PEERS,
+    knows every other sim as a peer with a session from it pending or
+    established. Returns their statuses."""
+    deadline = time.monotonic() + timeout
+    statuses = {}
+    while time.monotonic() < deadline:
+        statuses = {}
+        for sim in sims:
+            with sim.client(timeout=1) as client:
+                try:
+                    statuses[sim.name] = client.call("status")
+                    if peers:
+                        known = {p["sim"] for p in client.call("counters")["peers"]}
+                        statuses[sim.name]["peers"] = known
+                except NoReply:
+                    pass
+        done = len(statuses) == len(sims) and all(s["registered"] for s in statuses.values())
+        if done and peers:
+            names = {sim.name for sim in sims}
+            done = all(names - {name} <= s["peers"] for name, s in statuses.items())
+        if done:
+            return statuses
+        time.sleep(0.05)
+    raise DaemonFailed(f"sims not registered in {timeout} s: {statuses}")
 
 
 def ring_statuses(members) -> dict:

@@ -6,7 +6,7 @@ Use them from your own suite with
 
 import pytest
 
-from simfabric_testing.daemon import Daemon, make_ring
+from simfabric_testing.daemon import Daemon, make_ring, make_sims
 
 
 @pytest.fixture
@@ -19,10 +19,15 @@ def homeserver(tmp_path):
 
 @pytest.fixture
 def simserver(tmp_path):
-    """One running simulation server; stopped afterwards."""
-    daemon = Daemon("simserver", "sim1", tmp_path / "sim1").start()
+    """One running simulation server with a one-member ring of its own;
+    both stopped (and checked to exit 0) afterwards."""
+    ring = make_ring(tmp_path, 1)
+    ring[0].start()
+    (daemon,) = make_sims(tmp_path, ring, 1)
+    daemon.start()
     yield daemon
-    assert daemon.stop() == 0, daemon.log()
+    codes = {"sim1": daemon.stop(), "hs1": ring[0].stop()}
+    assert codes == {"sim1": 0, "hs1": 0}, daemon.log() + ring[0].log()
 
 
 @pytest.fixture

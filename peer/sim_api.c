@@ -1,0 +1,428 @@
+/*  sim_api: the simulation server's client API. */
+
+#include "peer/sim_api.h"
+#include "common/sf_json.h"
+#include "common/sf_name.h"
+#include "common/sf_time.h"
+
+#include <sodium.h>
+
+//  Requests to the ring wait this long before the client hears timeout.
+#define S_RING_TIMEOUT_MS 3000
+#define S_LIST_LIMIT 1000
+
+struct _sim_api_t {
+    sim_api_config_t config;  //  what we serve from
+    uint64_t registered_ms;   //  0 until the ring knows us
+    zlist_t *waiting;         //  s_waiting_t: calls waiting on the ring
+};
+
+//  An entity.create waiting for the ring's answer.
+typedef struct {
+    sim_api_t *api;
+    api_call_t *call;
+    char *path;
+    char *state;  //  initial state, or NULL
+} s_waiting_t;
+
+static void
+s_waiting_destroy (s_waiting_t **self_p)
+{
+    if (*self_p) {
+        s_waiting_t *self = *self_p;
+        api_call_destroy (&self->call);
+        free (self->path);
+        free (self->state);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+sim_api_t *
+sim_api_new (const sim_api_config_t *config)
+{
+    sim_api_t *self = (sim_api_t *) zmalloc (sizeof (sim_api_t));
+    self->config = *config;
+    self->waiting = zlist_new ();
+    return self;
+}
+
+void
+sim_api_destroy (sim_api_t **self_p)
+{
+    if (*self_p) {
+        sim_api_t *self = *self_p;
+        //  Calls still waiting on the ring: their callbacks will not come
+        //  (the ring client goes first), so free them here.
+        s_waiting_t *waiting;
+        while ((waiting = (s_waiting_t *) zlist_pop (self->waiting)))
+            s_waiting_destroy (&waiting);
+        zlist_destroy (&self->waiting);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+sim_api_set_registered (sim_api_t *self, uint64_t registered_ms)
+{
+    self->registered_ms = registered_ms;
+}
+
+//  An entity as the API shows it. A state that is not UTF-8 text (a peer
+//  may send any bytes) is shown as "state_b64" instead.
+static json_t *
+s_entity_json (const sim_entity_t *entity)
+{
+    json_t *result = json_pack (
+        "{s:s,s:I,s:I,s:b,s:o,s:I}", "path", entity->path, "epoch",
+        (json_int_t) entity->epoch, "seq", (json_int_t) entity->seq,
+        "authority", entity->authority, "source",
+        entity->authority ? json_null () : json_string (entity->source),
+        "updated_ms", (json_int_t) entity->updated_ms);
+    json_t *state = json_stringn (
+        entity->state ? (const char *) entity->state : "", entity->state_size);
+    if (state)
+        json_object_set_new (result, "state", state);
+    else {
+        size_t size = sodium_base64_encoded_len (
+            entity->state_size, sodium_base64_VARIANT_ORIGINAL);
+        char *text = (char *) malloc (size);
+        sodium_bin2base64 (text, size, entity->state, entity->state_size,
+                           sodium_base64_VARIANT_ORIGINAL);
+        json_object_set_new (result, "state", json_null ());
+        json_object_set_new (result, "state_b64", json_string (text));
+        free (text);
+    }
+    return result;
+}
+
+static void
+s_merge (json_t *reply, json_t *result)
+{
+    json_object_update (reply, result);
+    json_decref (result);
+}
+
+static int
+s_path_arg (const json_t *root, const char *field, const char **path,
+            sf_fault_t *fault)
+{
+    if (sf_json_string (root, field, true, path, fault))
+        return -1;
+    if (!sf_name_path_valid (*path, strlen (*path)))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field '%s' must be an entity path such as "
+                             "/world/room1/cube42",
+                             field);
+    return 0;
+}
+
+//  The state argument, checked against what one datagram can carry.
+static int
+s_state_arg (sim_api_t *self, const json_t *root, const char *path,
+             const char **state, size_t *size, sf_fault_t *fault)
+{
+    json_t *value = json_object_get (root, "state");
+    if (!value) {
+        *state = NULL, *size = 0;
+        return 0;
+    }
+    if (!json_is_string (value))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'state' must be a string");
+    *state = json_string_value (value);
+    *size = json_string_length (value);
+    size_t limit = self->config.stream
+                       ? sim_stream_state_limit (self->config.stream, path)
+                       : 65536;
+    if (*size > limit)
+        return sf_fault_set (fault, SF_ETOOLARGE,
+                             "field 'state' is %zu bytes; an update of this "
+                             "path carries at most %zu (datagram_size)",
+                             *size, limit);
+    return 0;
+}
+
+static int
+s_op_status (void *context, const api_msg_t *request, const char *principal,
+             json_t *reply, sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) context;
+    (void) principal;
+    static const char *allowed [] = {"op", "id", NULL};
+    if (sf_json_only (request->root, allowed, fault))
+        return -1;
+    size_t authoritative = 0;
+    sim_store_t *store = self->config.store;
+    for (uint32_t slot = 0; slot < sim_store_slots (store); slot++) {
+        sim_entity_t *entity = sim_store_at (store, slot);
+        if (entity && entity->authority)
+            authoritative++;
+    }
+    s_merge (
+        reply,
+        json_pack ("{s:s,s:s,s:I,s:b,s:I,s:I,s:s,s:I,s:I}", "node",
+                   self->config.name, "version", SIMFABRIC_VERSION, "uptime_ms",
+                   (json_int_t) (sf_time_mono_ms () - self->config.started_ms),
+                   "registered", self->registered_ms != 0, "registered_ms",
+                   (json_int_t) self->registered_ms, "session",
+                   (json_int_t) (self->config.stream
+                                     ? sim_stream_session (self->config.stream)
+                                     : 0),
+                   "ring", sim_ring_target (self->config.ring), "entities",
+                   (json_int_t) sim_store_size (store), "authoritative",
+                   (json_int_t) authoritative));
+    return 0;
+}
+
+static int
+s_op_update (void *context, const api_msg_t *request, const char *principal,
+             json_t *reply, sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) context;
+    (void) principal;
+    static const char *allowed [] = {"op", "id", "path", "state", NULL};
+    const char *path, *state;
+    size_t size;
+    if (sf_json_only (request->root, allowed, fault)
+        || s_path_arg (request->root, "path", &path, fault))
+        return -1;
+    if (!json_object_get (request->root, "state"))
+        return sf_fault_set (fault, SF_EINVAL, "field 'state' is required");
+    if (s_state_arg (self, request->root, path, &state, &size, fault))
+        return -1;
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity)
+        return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
+    if (!entity->authority)
+        return sf_fault_set (fault, SF_EDENIED,
+                             "this sim is not the authority of '%s' (a "
+                             "replica from '%s')",
+                             path, entity->source);
+    if (sim_store_set (self->config.store, entity, entity->epoch,
+                       entity->seq + 1, (const uint8_t *) state, size,
+                       sf_time_wall_ms ()))
+        return sf_fault_set (fault, SF_EINTERNAL, "out of memory");
+    if (self->config.stream) {
+        sim_stream_changed (self->config.stream, entity);
+        sim_stream_flush (self->config.stream, sf_time_mono_us ());
+    }
+    s_merge (reply, json_pack ("{s:s,s:I,s:I}", "path", entity->path, "epoch",
+                               (json_int_t) entity->epoch, "seq",
+                               (json_int_t) entity->seq));
+    return 0;
+}
+
+static int
+s_op_get (void *context, const api_msg_t *request, const char *principal,
+          json_t *reply, sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) context;
+    (void) principal;
+    static const char *allowed [] = {"op", "id", "path", NULL};
+    const char *path;
+    if (sf_json_only (request->root, allowed, fault)
+        || s_path_arg (request->root, "path", &path, fault))
+        return -1;
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity)
+        return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
+    s_merge (reply, s_entity_json (entity));
+    return 0;
+}
+
+//  entity.list and entity.match: one page in path order.
+static int
+s_page (sim_api_t *self, const api_msg_t *request, bool match, json_t *reply,
+        sf_fault_t *fault)
+{
+    static const char *list_allowed [] = {"op",    "id",    "prefix",
+                                          "after", "limit", NULL};
+    static const char *match_allowed [] = {"op",    "id",    "pattern",
+                                           "after", "limit", NULL};
+    const char *selector = "/", *after = NULL;
+    int64_t limit = 100;
+    const char *field = match ? "pattern" : "prefix";
+    if (sf_json_only (request->root, match ? match_allowed : list_allowed,
+                      fault)
+        || sf_json_string (request->root, field, match, &selector, fault)
+        || sf_json_string (request->root, "after", false, &after, fault)
+        || sf_json_int (request->root, "limit", false, 1, S_LIST_LIMIT, &limit,
+                        fault))
+        return -1;
+    if (selector [0] != '/' || strlen (selector) > SF_NAME_MAX_PATH)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field '%s' must start with '/' and be at most "
+                             "256 bytes",
+                             field);
+    sim_entity_t *page [S_LIST_LIMIT];
+    bool more;
+    size_t count = match ? sim_store_match (self->config.store, selector, after,
+                                            page, (size_t) limit, &more)
+                         : sim_store_list (self->config.store, selector, after,
+                                           page, (size_t) limit, &more);
+    json_t *entities = json_array ();
+    for (size_t at = 0; at < count; at++)
+        json_array_append_new (entities, s_entity_json (page [at]));
+    json_object_set_new (reply, "entities", entities);
+    json_object_set_new (reply, "next",
+                         more && count ? json_string (page [count - 1]->path)
+                                       : json_null ());
+    return 0;
+}
+
+static int
+s_op_list (void *context, const api_msg_t *request, const char *principal,
+           json_t *reply, sf_fault_t *fault)
+{
+    (void) principal;
+    return s_page ((sim_api_t *) context, request, false, reply, fault);
+}
+
+static int
+s_op_match (void *context, const api_msg_t *request, const char *principal,
+            json_t *reply, sf_fault_t *fault)
+{
+    (void) principal;
+    return s_page ((sim_api_t *) context, request, true, reply, fault);
+}
+
+static int
+s_op_counters (void *context, const api_msg_t *request, const char *principal,
+               json_t *reply, sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) context;
+    (void) principal;
+    static const char *allowed [] = {"op", "id", NULL};
+    if (sf_json_only (request->root, allowed, fault))
+        return -1;
+    json_object_set_new (reply, "counters",
+                         self->config.stream
+                             ? sim_stream_counters (self->config.stream)
+                             : json_object ());
+    json_object_set_new (reply, "peers",
+                         self->config.stream
+                             ? sim_stream_peers (self->config.stream)
+                             : json_array ());
+    return 0;
+}
+
+static const api_msg_op_t s_ops [] = {
+    {"status", s_op_status},
+    {"entity.update", s_op_update},
+    {"entity.get", s_op_get},
+    {"entity.list", s_op_list},
+    {"entity.match", s_op_match},
+    {"counters", s_op_counters},
+    {NULL, NULL},
+};
+
+//  The ring answered an entity.create.
+static void
+s_created (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    api_router_t *router = self->config.router;
+    if (fault) {
+        api_router_fail (router, &waiting->call, fault->error, fault->message);
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    json_int_t epoch = json_integer_value (json_object_get (reply, "epoch"));
+    sim_entity_t *entity = sim_store_get (self->config.store, waiting->path);
+    if (entity && !entity->authority)
+        //  A replica of an earlier incarnation: ours now.
+        sim_store_delete (self->config.store, waiting->path), entity = NULL;
+    if (!entity)
+        entity = sim_store_create (self->config.store, waiting->path,
+                                   strlen (waiting->path), (uint64_t) epoch, 0,
+                                   true);
+    size_t size = waiting->state ? strlen (waiting->state) : 0;
+    if (!entity
+        || sim_store_set (self->config.store, entity, (uint64_t) epoch, 1,
+                          (const uint8_t *) waiting->state, size,
+                          sf_time_wall_ms ())) {
+        api_router_fail (router, &waiting->call, SF_EINTERNAL,
+                         "cannot store the entity");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    if (self->config.stream) {
+        sim_stream_changed (self->config.stream, entity);
+        sim_stream_flush (self->config.stream, sf_time_mono_us ());
+    }
+    json_t *result = s_entity_json (entity);
+    json_object_set_new (result, "rule",
+                         json_copy (json_object_get (reply, "rule")));
+    json_object_set_new (result, "index",
+                         json_copy (json_object_get (reply, "index")));
+    api_router_reply (router, &waiting->call, result);
+    json_decref (result);
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.create: the ring records the entity with this sim as authority
+//  (epoch 1), then it is created here.
+static void
+s_create (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "path", "state", "rule", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *path, *state, *rule = NULL;
+    size_t size;
+    if (sf_json_only (root, allowed, &fault)
+        || s_path_arg (root, "path", &path, &fault)
+        || s_state_arg (self, root, path, &state, &size, &fault)
+        || sf_json_string (root, "rule", false, &rule, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    if (!self->registered_ms) {
+        api_router_fail (router, call_p, SF_EUNAVAILABLE,
+                         "this sim is not registered with the ring yet");
+        return;
+    }
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (entity && entity->authority) {
+        api_router_fail (router, call_p, SF_EEXISTS,
+                         "this sim already holds that entity");
+        return;
+    }
+    json_t *args =
+        json_pack ("{s:s,s:s}", "path", path, "authority", self->config.name);
+    if (rule)
+        json_object_set_new (args, "rule", json_string (rule));
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    waiting->path = strdup (path);
+    waiting->state = state ? strndup (state, size) : NULL;
+    if (sim_ring_call (self->config.ring, "entity.create", &args,
+                       S_RING_TIMEOUT_MS, s_created, waiting)) {
+        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
+                         "cannot reach the ring");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    zlist_append (self->waiting, waiting);
+}
+
+int
+sim_api_handle (sim_api_t *self)
+{
+    api_call_t *call = api_router_recv (self->config.router, "sim_api");
+    if (!call)
+        return 0;
+    if (strcmp (api_call_request (call)->op, "entity.create") == 0)
+        s_create (self, &call);
+    else
+        api_router_dispatch (self->config.router, &call, s_ops, self);
+    return 0;
+}

@@ -1,0 +1,40 @@
+/*  sim_api: the simulation server's client API (protocol/sim-api.md):
+    the game side creates entities (through the ring, which records this
+    sim as their authority), updates their state, reads them and its
+    replicas, and reads the stream's counters. */
+
+#ifndef SIM_API_H_INCLUDED
+#define SIM_API_H_INCLUDED
+
+#include "peer/sim_ring.h"
+#include "peer/sim_store.h"
+#include "peer/sim_stream.h"
+#include "protocol/api_router.h"
+
+typedef struct _sim_api_t sim_api_t;
+
+//  What the API serves from; all lent, all outlive the API. STREAM may be
+//  NULL (a sim without a state endpoint).
+typedef struct {
+    const char *name;      //  this sim's name
+    api_router_t *router;  //  the API socket
+    sim_store_t *store;    //  entities
+    sim_stream_t *stream;  //  state stream, or NULL
+    sim_ring_t *ring;      //  the homeserver ring
+    uint64_t started_ms;   //  monotonic start, for uptime
+} sim_api_config_t;
+
+//  A new API over CONFIG (copied).
+sim_api_t *sim_api_new (const sim_api_config_t *config);
+
+//  Destroy the API (dropping calls waiting on the ring) and null the
+//  caller's pointer.
+void sim_api_destroy (sim_api_t **self_p);
+
+//  The sim registered with the ring (REGISTERED_MS) or lost it (0).
+void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
+
+//  Serve one request waiting on the API socket. Returns 0.
+int sim_api_handle (sim_api_t *self);
+
+#endif
