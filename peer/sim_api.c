@@ -15,7 +15,29 @@ struct _sim_api_t {
     sim_api_config_t config;  //  what we serve from
     uint64_t registered_ms;   //  0 until the ring knows us
     zlist_t *waiting;         //  s_waiting_t: calls waiting on the ring
+    zlistx_t *subscriptions;  //  s_subscription_t
+    uint64_t events_sent;     //  events delivered to subscribers
+    uint64_t events_missed;   //  events dropped on full queues
 };
+
+//  One client's interest in a prefix.
+typedef struct {
+    zframe_t *routing_id;  //  the client's connection
+    char *prefix;          //  paths it follows
+    uint64_t missed;       //  events dropped since the last delivered
+} s_subscription_t;
+
+static void
+s_subscription_destroy (s_subscription_t **self_p)
+{
+    if (*self_p) {
+        s_subscription_t *self = *self_p;
+        zframe_destroy (&self->routing_id);
+        free (self->prefix);
+        free (self);
+        *self_p = NULL;
+    }
+}
 
 //  An entity.create waiting for the ring's answer.
 typedef struct {
@@ -44,6 +66,9 @@ sim_api_new (const sim_api_config_t *config)
     sim_api_t *self = (sim_api_t *) zmalloc (sizeof (sim_api_t));
     self->config = *config;
     self->waiting = zlist_new ();
+    self->subscriptions = zlistx_new ();
+    zlistx_set_destructor (self->subscriptions,
+                           (zlistx_destructor_fn *) s_subscription_destroy);
     return self;
 }
 
@@ -58,6 +83,7 @@ sim_api_destroy (sim_api_t **self_p)
         while ((waiting = (s_waiting_t *) zlist_pop (self->waiting)))
             s_waiting_destroy (&waiting);
         zlist_destroy (&self->waiting);
+        zlistx_destroy (&self->subscriptions);
         free (self);
         *self_p = NULL;
     }
@@ -95,6 +121,48 @@ s_entity_json (const sim_entity_t *entity)
         free (text);
     }
     return result;
+}
+
+void
+sim_api_notify (sim_api_t *self, const sim_entity_t *entity)
+{
+    json_t *event = NULL;
+    s_subscription_t *subscription =
+        (s_subscription_t *) zlistx_first (self->subscriptions);
+    while (subscription) {
+        s_subscription_t *next =
+            (s_subscription_t *) zlistx_next (self->subscriptions);
+        if (strncmp (entity->path, subscription->prefix,
+                     strlen (subscription->prefix))
+            == 0) {
+            if (!event) {
+                event = s_entity_json (entity);
+                json_object_set_new (event, "event", json_string ("entity"));
+            }
+            json_object_set_new (event, "prefix",
+                                 json_string (subscription->prefix));
+            json_object_set_new (
+                event, "missed",
+                json_integer ((json_int_t) subscription->missed));
+            if (api_router_push (self->config.router, subscription->routing_id,
+                                 event)
+                == 0) {
+                subscription->missed = 0;
+                self->events_sent++;
+            }
+            else if (errno == EHOSTUNREACH) {
+                //  The client is gone: so is its subscription.
+                zlistx_delete (self->subscriptions,
+                               zlistx_find (self->subscriptions, subscription));
+            }
+            else {
+                subscription->missed++;
+                self->events_missed++;
+            }
+        }
+        subscription = next;
+    }
+    json_decref (event);
 }
 
 static void
@@ -208,6 +276,7 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
     }
+    sim_api_notify (self, entity);
     s_merge (reply, json_pack ("{s:s,s:I,s:I}", "path", entity->path, "epoch",
                                (json_int_t) entity->epoch, "seq",
                                (json_int_t) entity->seq));
@@ -297,10 +366,14 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
     static const char *allowed [] = {"op", "id", NULL};
     if (sf_json_only (request->root, allowed, fault))
         return -1;
-    json_object_set_new (reply, "counters",
-                         self->config.stream
-                             ? sim_stream_counters (self->config.stream)
-                             : json_object ());
+    json_t *counters = self->config.stream
+                           ? sim_stream_counters (self->config.stream)
+                           : json_object ();
+    json_object_set_new (counters, "events_sent",
+                         json_integer ((json_int_t) self->events_sent));
+    json_object_set_new (counters, "events_missed",
+                         json_integer ((json_int_t) self->events_missed));
+    json_object_set_new (reply, "counters", counters);
     json_object_set_new (reply, "peers",
                          self->config.stream
                              ? sim_stream_peers (self->config.stream)
@@ -354,6 +427,7 @@ s_created (void *arg, json_t *reply, const sf_fault_t *fault)
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
     }
+    sim_api_notify (self, entity);
     json_t *result = s_entity_json (entity);
     json_object_set_new (result, "rule",
                          json_copy (json_object_get (reply, "rule")));
@@ -414,14 +488,80 @@ s_create (sim_api_t *self, api_call_t **call_p)
     zlist_append (self->waiting, waiting);
 }
 
+static s_subscription_t *
+s_subscription_find (sim_api_t *self, zframe_t *routing_id, const char *prefix)
+{
+    for (s_subscription_t *subscription =
+             (s_subscription_t *) zlistx_first (self->subscriptions);
+         subscription;
+         subscription = (s_subscription_t *) zlistx_next (self->subscriptions))
+        if (zframe_eq (subscription->routing_id, routing_id)
+            && strcmp (subscription->prefix, prefix) == 0)
+            return subscription;
+    return NULL;
+}
+
+//  subscribe and unsubscribe: they need the caller's connection.
+static void
+s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "prefix", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *prefix;
+    if (sf_json_only (root, allowed, &fault)
+        || sf_json_string (root, "prefix", true, &prefix, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    if (prefix [0] != '/' || strlen (prefix) > SF_NAME_MAX_PATH) {
+        api_router_fail (router, call_p, SF_EINVAL,
+                         "field 'prefix' must start with '/' and be at most "
+                         "256 bytes");
+        return;
+    }
+    if (api_call_delimited (*call_p)) {
+        api_router_fail (router, call_p, SF_EREQUEST,
+                         "events need a DEALER socket; a REQ socket cannot "
+                         "take them");
+        return;
+    }
+    zframe_t *routing_id = api_call_routing_id (*call_p);
+    s_subscription_t *subscription =
+        s_subscription_find (self, routing_id, prefix);
+    json_t *result = json_pack ("{s:s}", "prefix", prefix);
+    if (subscribe && !subscription) {
+        subscription = (s_subscription_t *) zmalloc (sizeof (s_subscription_t));
+        subscription->routing_id = zframe_dup (routing_id);
+        subscription->prefix = strdup (prefix);
+        zlistx_add_end (self->subscriptions, subscription);
+    }
+    else if (!subscribe) {
+        json_object_set_new (result, "unsubscribed",
+                             json_boolean (subscription != NULL));
+        if (subscription)
+            zlistx_delete (self->subscriptions,
+                           zlistx_find (self->subscriptions, subscription));
+    }
+    api_router_reply (router, call_p, result);
+    json_decref (result);
+}
+
 int
 sim_api_handle (sim_api_t *self)
 {
     api_call_t *call = api_router_recv (self->config.router, "sim_api");
     if (!call)
         return 0;
-    if (strcmp (api_call_request (call)->op, "entity.create") == 0)
+    const char *op = api_call_request (call)->op;
+    if (strcmp (op, "entity.create") == 0)
         s_create (self, &call);
+    else if (strcmp (op, "subscribe") == 0)
+        s_subscribe (self, &call, true);
+    else if (strcmp (op, "unsubscribe") == 0)
+        s_subscribe (self, &call, false);
     else
         api_router_dispatch (self->config.router, &call, s_ops, self);
     return 0;

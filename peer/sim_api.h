@@ -34,6 +34,9 @@ void sim_api_destroy (sim_api_t **self_p);
 //  The sim registered with the ring (REGISTERED_MS) or lost it (0).
 void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 
+//  ENTITY changed (here or from the stream): tell its subscribers.
+void sim_api_notify (sim_api_t *self, const sim_entity_t *entity);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

@@ -70,6 +70,12 @@ struct _sim_server_t {
     uint64_t started_ms;     //  monotonic start time, for uptime
 };
 
+static void
+s_replica_changed (void *arg, sim_entity_t *entity)
+{
+    sim_api_notify ((sim_api_t *) arg, entity);
+}
+
 sim_server_t *
 sim_server_new (sf_config_t *config, sf_fault_t *fault)
 {
@@ -127,6 +133,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
                                    self->store, self->stream,
                                    self->ring,  self->started_ms};
     self->api = sim_api_new (&api_config);
+    if (self->stream)
+        sim_stream_set_listener (self->stream, s_replica_changed, self->api);
     return self;
 failed:
     sim_server_destroy (&self);

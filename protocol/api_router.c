@@ -166,6 +166,47 @@ api_call_destroy (api_call_t **call_p)
     }
 }
 
+zframe_t *
+api_call_routing_id (api_call_t *call)
+{
+    return call->routing_id;
+}
+
+bool
+api_call_delimited (api_call_t *call)
+{
+    return call->delimited;
+}
+
+int
+api_router_push (api_router_t *self, zframe_t *routing_id, const json_t *body)
+{
+    char *text = json_dumps (body, JSON_COMPACT);
+    if (!text) {
+        errno = EINVAL;
+        return -1;
+    }
+    void *socket = zsock_resolve (self->socket);
+    //  Mandatory routing only for pushes: a gone client is then reported
+    //  (EHOSTUNREACH) instead of silently dropped, and a full queue fails
+    //  at once (EAGAIN) instead of blocking. Replies keep the default.
+    int mandatory = 1;
+    zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    int rc = zmq_send (socket, zframe_data (routing_id),
+                       zframe_size (routing_id), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zmq_send (socket, text, strlen (text), ZMQ_DONTWAIT);
+    int error = zmq_errno ();
+    mandatory = 0;
+    zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    free (text);
+    if (rc < 0) {
+        errno = error;
+        return -1;
+    }
+    return 0;
+}
+
 int
 api_router_handle (api_router_t *self, const api_msg_op_t *ops, void *context,
                    const char *log_name)

@@ -65,6 +65,20 @@ const char *api_call_principal (api_call_t *call);
 int api_call_rewrite (api_call_t *call, const json_t *request,
                       const char *principal, sf_fault_t *fault);
 
+//  The connection CALL came on (lent): where api_router_push sends events
+//  for that client later.
+zframe_t *api_call_routing_id (api_call_t *call);
+
+//  True if CALL came from a REQ socket (which cannot take unrequested
+//  messages).
+bool api_call_delimited (api_call_t *call);
+
+//  Send BODY (a JSON object, lent), unrequested, to the client on
+//  ROUTING_ID, never blocking. Returns 0, or -1 with errno EHOSTUNREACH
+//  (the client is gone) or EAGAIN (its queue is full: nothing was sent).
+int api_router_push (api_router_t *self, zframe_t *routing_id,
+                     const json_t *body);
+
 //  Answer CALL with success, copying RESULT's members (may be NULL) into
 //  the reply; destroys the call.
 void api_router_reply (api_router_t *self, api_call_t **call,

@@ -109,14 +109,14 @@ start_daemon ()
 
 sf_say "run-local: working in $WORK"
 mkdir -p "$WORK/keys"
-for name in hs1 hs2 hs3 sim1; do
+for name in hs1 hs2 hs3 sim1 sim2; do
     "$FABRICCTL" keygen "$name" --dir "$WORK/keys" >/dev/null
 done
-sf_say "run-local: made key pairs for hs1, hs2, hs3 and sim1 in $WORK/keys"
+sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1 and sim2 in $WORK/keys"
 
 #  The ring: three homeservers that list each other as members.
-read -r -a PORTS <<<"$(free_ports 7)"
-declare -A API_PORT RAFT_PORT
+read -r -a PORTS <<<"$(free_ports 10)"
+declare -A API_PORT RAFT_PORT STATE_PORT
 RING=""
 for n in 1 2 3; do
     API_PORT[hs$n]=${PORTS[$((2 * n - 2))]}
@@ -162,9 +162,15 @@ sf_say "run-local: ring elected $leader as leader in $((($(date +%s%N) - begun) 
 "$FABRICCTL" status --server "tcp://127.0.0.1:${API_PORT[$leader]}" \
     --server-key "$WORK/keys/$leader.cert" | sed 's/^/    /' >&2
 
-SIM_PORT=${PORTS[6]}
-write_config sim1 sim "$SIM_PORT" </dev/null
-start_daemon simserver sim1 "$SIM_PORT"
+#  Two simulation servers of the ring, each streaming state over UDP.
+for n in 1 2; do
+    API_PORT[sim$n]=${PORTS[$((4 + 2 * n))]}
+    STATE_PORT[sim$n]=${PORTS[$((5 + 2 * n))]}
+    printf '    state = udp://127.0.0.1:%s\n' "${STATE_PORT[sim$n]}" \
+        | write_config "sim$n" sim "${API_PORT[sim$n]}"
+    printf 'ring\n    member\n%s' "$RING" >>"$WORK/sim$n.cfg"
+    start_daemon simserver "sim$n" "${API_PORT[sim$n]}"
+done
 
 if [ -n "$DURATION" ]; then
     sf_say "run-local: running for $DURATION s"

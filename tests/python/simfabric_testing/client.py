@@ -48,6 +48,7 @@ class ApiClient:
         self.socket.curve_publickey = public
         self.socket.curve_secretkey = secret
         self.socket.connect(endpoint)
+        self.events = []
 
     def close(self):
         self.socket.close(0)
@@ -80,8 +81,24 @@ class ApiClient:
             if remaining <= 0:
                 raise NoReply(f"no reply to {op} from {self.endpoint}")
             reply = json.loads(self.recv_raw(remaining)[-1])
-            if reply.get("id") in (request_id, None):
+            if "event" in reply and "ok" not in reply:
+                self.events.append(reply)  # a subscription's, kept for next_event
+            elif reply.get("id") in (request_id, None):
                 return reply
+
+    def next_event(self, timeout: float | None = None) -> dict:
+        """The next event of this connection's subscriptions (sim API
+        `subscribe`); NoReply if none comes in time."""
+        if self.events:
+            return self.events.pop(0)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NoReply(f"no event from {self.endpoint}")
+            message = json.loads(self.recv_raw(remaining)[-1])
+            if "event" in message and "ok" not in message:
+                return message
 
     def call(self, op: str, timeout: float | None = None, **args) -> dict:
         """Like request, but raise ApiError on an error reply."""

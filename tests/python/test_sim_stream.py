@@ -1,0 +1,300 @@
+"""Two simulation servers and their ring on loopback: entity state made
+through one sim's API reaches the other's replica over sealed UDP, in
+order; bad datagrams are dropped and counted by reason; a stopped receiver
+costs the sender bounded memory and converges after it resumes; a
+restarted sim never repeats a nonce."""
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+import zmq
+
+from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
+from simfabric_testing import state as sd
+
+HEARTBEAT = {"heartbeat": 200}
+
+
+@pytest.fixture
+def fabric(tmp_path):
+    """A one-member ring and two registered sims; all stopped afterwards."""
+    ring = make_ring(tmp_path, 1)
+    ring[0].start()
+    sims = make_sims(tmp_path, ring, 2, extra=HEARTBEAT)
+    for sim in sims:
+        sim.start()
+    wait_registered(sims)
+    yield ring, sims
+    codes = {daemon.name: daemon.stop() for daemon in sims + ring}
+    assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
+
+
+def counters(sim) -> dict:
+    with sim.client() as client:
+        return client.call("counters")["counters"]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+def test_updates_reach_the_other_sim_in_order(fabric):
+    _, (sim1, sim2) = fabric
+    with sim2.client() as watcher, sim1.client() as game:
+        assert watcher.call("subscribe", prefix="/world/")["prefix"] == "/world/"
+        created = game.call("entity.create", path="/world/a", state="v0")
+        assert (created["epoch"], created["seq"], created["authority"]) == (1, 1, True)
+        for n in range(1, 201):
+            assert game.call("entity.update", path="/world/a", state=f"v{n}")["seq"] == n + 1
+        seqs = []
+        while not seqs or seqs[-1] < 201:
+            event = watcher.next_event(timeout=5)
+            assert event["path"] == "/world/a" and event["epoch"] == 1
+            assert event["source"] == "sim1" and event["authority"] is False
+            assert event["state"] == f"v{event['seq'] - 1}"
+            seqs.append(event["seq"])
+        # In order: a replica never goes back, though it may skip states.
+        assert seqs == sorted(set(seqs))
+        replica = watcher.call("entity.get", path="/world/a")
+        assert (replica["epoch"], replica["seq"], replica["state"]) == (1, 201, "v200")
+        # Only the authority changes an entity.
+        with pytest.raises(ApiError) as refused:
+            watcher.call("entity.update", path="/world/a", state="mine")
+        assert refused.value.code == "denied"
+
+
+def test_many_entities_converge_to_their_newest_state(fabric):
+    _, (sim1, sim2) = fabric
+    paths = [f"/world/room{n % 4}/e{n:03d}" for n in range(200)]
+    with sim1.client() as game:
+        for path in paths:
+            game.call("entity.create", path=path, state="0")
+        for round_ in range(1, 6):
+            for path in paths:
+                game.call("entity.update", path=path, state=str(round_))
+
+    def converged():
+        with sim2.client() as reader:
+            page = reader.call("entity.list", prefix="/world/", limit=1000)["entities"]
+        return len(page) == 200 and all(e["state"] == "5" and e["seq"] == 6 for e in page)
+
+    wait_for(converged, what="every replica at its newest state")
+    with sim2.client() as reader:
+        rooms = reader.call("entity.match", pattern="/world/room1/*", limit=1000)
+    assert len(rooms["entities"]) == 50
+    assert counters(sim1)["updates_sent"] >= 200
+
+
+def test_api_refuses_bad_input_and_keeps_serving(fabric):
+    _, (sim1, _) = fabric
+    with sim1.client() as game:
+        cases = [
+            ({"op": "entity.create", "path": "no-slash"}, "invalid_argument"),
+            ({"op": "entity.update", "path": "/world/none", "state": "x"}, "not_found"),
+            ({"op": "entity.update", "path": "/world/x"}, "invalid_argument"),
+            ({"op": "entity.get", "path": "/world/x", "bogus": 1}, "invalid_argument"),
+            ({"op": "entity.list", "limit": 0}, "invalid_argument"),
+            ({"op": "subscribe", "prefix": "world"}, "invalid_argument"),
+            ({"op": "entity.create", "path": "/world/big", "state": "x" * 2000}, "too_large"),
+        ]
+        for request, code in cases:
+            op = request.pop("op")
+            reply = game.request(op, **request)
+            assert reply["ok"] is False and reply["error"]["code"] == code, (op, reply)
+        game.call("entity.create", path="/world/ok", state="fine")
+        with pytest.raises(ApiError) as again:
+            game.call("entity.create", path="/world/ok")
+        assert again.value.code == "already_exists"
+        assert game.call("unsubscribe", prefix="/world/")["unsubscribed"] is False
+        assert game.call("status")["registered"] is True
+
+
+@pytest.fixture
+def intruder(fabric, tmp_path):
+    """A Python peer registered with the ring as sim 'py', with its own UDP
+    socket as state endpoint; known to both sims."""
+    ring, sims = fabric
+    keys = write_key_pair(tmp_path / "py", "py")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(5)
+    endpoint = f"udp://127.0.0.1:{udp.getsockname()[1]}"
+    with ring[0].client(keys=keys) as client:
+        registered = client.call("sim.register", sim="py", state=endpoint)["registered_ms"]
+
+    def known():
+        return all("py" in {p["sim"] for p in _peers(sim)} for sim in sims)
+
+    wait_for(known, what="the sims to learn of py")
+    yield keys, registered, udp
+    udp.close()
+
+
+def _peers(sim):
+    with sim.client() as client:
+        return client.call("counters")["peers"]
+
+
+def _state_port(sim) -> tuple[str, int]:
+    host, port = sim.state_endpoint.removeprefix("udp://").rsplit(":", 1)
+    return host, int(port)
+
+
+def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
+    _, (sim1, sim2) = fabric
+    keys, registered, udp = intruder
+    target = _state_port(sim2)
+    session = registered << 16 | 7
+    peer = sd.Peer(keys.public, keys.secret, sim2.keys.public, session)
+
+    def send(datagram):
+        udp.sendto(sd.udp_payload(datagram), target)
+
+    def delta(before, **expected):
+        def reached():
+            now = counters(sim2)
+            return all(now[name] - before[name] >= value for name, value in expected.items())
+        wait_for(reached, what=str(expected))
+        now = counters(sim2)
+        for name, value in expected.items():
+            assert now[name] - before[name] == value, (name, now[name] - before[name])
+        return now
+
+    # A good datagram first: our sealing is the daemon's.
+    before = counters(sim2)
+    good = peer.state([("/py/e1", 5, 1, b"first")])
+    send(good)
+    before = delta(before, updates_applied=1)
+    with sim2.client() as reader:
+        assert reader.call("entity.get", path="/py/e1")["state"] == "first"
+
+    send(good)  # replayed
+    before = delta(before, drop_replay=1)
+
+    flipped = bytearray(peer.state([("/py/e1", 5, 2, b"second")]))
+    flipped[-20] ^= 0x04  # a bit of the body
+    send(bytes(flipped))
+    before = delta(before, drop_forged=1)
+    send(bytes(flipped[:30]))  # truncated inside the header
+    before = delta(before, drop_malformed=1)
+    send(peer.state([("/py/e1", 5, 3, b"third")])[:-5])  # truncated tag
+    before = delta(before, drop_forged=1)
+
+    stranger = sd.Peer(*zmq.curve_keypair(), sim2.keys.public, session)
+    send(stranger.state([("/py/e1", 5, 4, b"nobody")]))
+    before = delta(before, drop_unknown_sender=1)
+
+    stale = peer.state([("/py/e1", 4, 9, b"old epoch")])
+    send(stale)
+    before = delta(before, update_stale_epoch=1)
+
+    old_run = sd.Peer(keys.public, keys.secret, sim2.keys.public, (registered - 1000) << 16)
+    send(old_run.state([("/py/e1", 5, 5, b"from before a restart")]))
+    before = delta(before, drop_stale_session=1)
+
+    elsewhere = sd.Peer(keys.public, keys.secret, sim1.keys.public, session)
+    send(elsewhere.state([("/py/e1", 5, 6, b"for sim1")]))
+    before = delta(before, drop_wrong_receiver=1)
+
+    with sim2.client() as reader:
+        assert reader.call("entity.get", path="/py/e1")["state"] == "first"
+    # The daemon keeps serving and streaming.
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/after", state="still here")
+    wait_for(lambda: _get(sim2, "/world/after"), what="a normal update after the attack")
+
+
+def _get(sim, path):
+    with sim.client() as client:
+        reply = client.request("entity.get", path=path)
+    return reply if reply["ok"] else None
+
+
+def _sessions_seen(udp, sender_key_id, count) -> list[tuple[int, int]]:
+    seen = []
+    while len(seen) < count:
+        payload, _ = udp.recvfrom(9000)
+        head = sd.parse_header(payload[1 + len(sd.GROUP):])
+        if head["sender"] == sender_key_id:
+            seen.append((head["session"], head["counter"]))
+    return seen
+
+
+def test_restart_starts_a_new_session_and_never_repeats_a_nonce(fabric, intruder):
+    ring, (sim1, _) = fabric
+    keys, _, udp = intruder
+    sender = sd.key_bytes(sim1.keys.public)[:8]
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/n1", state="a")
+    first = _sessions_seen(udp, sender, 1)
+    assert sim1.stop() == 0
+    sim1.start()
+    wait_registered([sim1], peers=False)
+    with sim1.client() as game:
+        status = game.call("status")
+        game.call("entity.create", path="/world/n2", state="b")
+    second = _sessions_seen(udp, sender, 1)
+    (old_session, _), (new_session, _) = first[0], second[0]
+    assert new_session != old_session
+    assert new_session == status["session"]
+    assert new_session >> 16 == status["registered_ms"]
+    # The counters start again at 1, but under another session, hence
+    # another key and another nonce.
+    payload = None
+    while payload is None or sd.parse_header(payload)["sender"] != sender:
+        payload = udp.recvfrom(9000)[0][1 + len(sd.GROUP):]
+    peer = sd.Peer(keys.public, keys.secret, sim1.keys.public, 1)
+    head = sd.parse_header(payload)
+    body = sd.open_sealed(peer.key_from(sim1.keys.public, head["session"]), payload)
+    assert body is not None
+    assert sd.open_sealed(peer.key_from(sim1.keys.public, old_session), payload) is None
+
+
+def _rss_kib(pid) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_stopped_receiver_costs_bounded_memory_and_converges(fabric):
+    _, (sim1, sim2) = fabric
+    paths = [f"/world/s{n:03d}" for n in range(100)]
+    with sim1.client() as game:
+        for path in paths:
+            game.call("entity.create", path=path, state="0")
+        wait_for(lambda: counters(sim2)["updates_applied"] >= 100, what="first states")
+        os.kill(sim2.process.pid, signal.SIGSTOP)
+        try:
+            rss = []
+            for round_ in range(1, 31):
+                for path in paths:
+                    game.call("entity.update", path=path, state=f"{round_:04d}" * 8)
+                if round_ in (10, 30):
+                    rss.append(_rss_kib(sim1.process.pid))
+            stalled = counters(sim1)
+            assert stalled["entities_due"] <= len(paths)
+            assert stalled["datagrams_in_flight"] <= 64
+            assert stalled["updates_coalesced"] > 0
+            assert stalled["credit_stalls"] > 0
+            # Twenty more rounds of changes did not grow the sender.
+            assert rss[1] - rss[0] < 2048, rss
+        finally:
+            os.kill(sim2.process.pid, signal.SIGCONT)
+
+    def converged():
+        with sim2.client() as reader:
+            page = reader.call("entity.list", prefix="/world/s", limit=1000)["entities"]
+        return len(page) == 100 and all(e["state"] == "0030" * 8 for e in page)
+
+    wait_for(converged, timeout=20, what="every replica at its newest state")
