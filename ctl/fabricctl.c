@@ -3,6 +3,7 @@
     Commands:
         keygen NAME          write NAME.cert and NAME.cert_secret (0600)
         status               ask a daemon who it is and how it is doing
+        counters             a simulation server's stream counters and peers
         request OP [ARGS]    send one raw API request (ARGS: a JSON object)
 
     Human output by default, --json for scripts; exit codes are those of
@@ -43,6 +44,8 @@ static const sf_program_t s_program = {
     "Commands:\n"
     "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600)\n"
     "  status               ask a daemon who it is and how it is doing\n"
+    "  counters             a simulation server's state-stream counters and "
+    "peers\n"
     "  request OP [ARGS]    send one API request; ARGS is a JSON object\n"
     "  raw TEXT             send TEXT unchanged as a request (debugging)\n",
     s_schema,
@@ -189,6 +192,39 @@ s_print_ring (json_t *reply)
     }
 }
 
+//  A sim's counters, one per line, then its peers as a table.
+static void
+s_print_counters (json_t *reply)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach (json_object_get (reply, "counters"), key, value)
+    {
+        printf ("%-22s %lld\n", key, (long long) json_integer_value (value));
+    }
+    printf ("\n%-10s %-24s %6s %9s %5s %9s %8s %7s %10s\n", "PEER", "STATE",
+            "WINDOW", "IN_FLIGHT", "DUE", "SRTT_US", "LOST", "STALLS", "SENT");
+    size_t at;
+    json_t *peer;
+    json_array_foreach (json_object_get (reply, "peers"), at, peer)
+    {
+        const char *state = json_string_value (json_object_get (peer, "state"));
+        printf (
+            "%-10s %-24s %6lld %9lld %5lld %9lld %8lld %7lld %10lld\n",
+            json_string_value (json_object_get (peer, "sim")),
+            state ? state : "-",
+            (long long) json_integer_value (json_object_get (peer, "window")),
+            (long long) json_integer_value (
+                json_object_get (peer, "in_flight")),
+            (long long) json_integer_value (json_object_get (peer, "due")),
+            (long long) json_integer_value (json_object_get (peer, "srtt_us")),
+            (long long) json_integer_value (json_object_get (peer, "lost")),
+            (long long) json_integer_value (
+                json_object_get (peer, "credit_stalls")),
+            (long long) json_integer_value (json_object_get (peer, "sent")));
+    }
+}
+
 static int
 s_call (sf_config_t *config, const char *op, const json_t *args,
         void (*print) (json_t *))
@@ -288,6 +324,12 @@ main (int argc, char *argv [])
             sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                              "usage: fabricctl status");
         code = s_call (config, "status", NULL, s_print_status);
+    }
+    else if (streq (command, "counters")) {
+        if (zlist_size (args))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "usage: fabricctl counters");
+        code = s_call (config, "counters", NULL, s_print_counters);
     }
     else if (streq (command, "request"))
         code = s_request (config, args);

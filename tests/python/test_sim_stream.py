@@ -298,3 +298,26 @@ def test_a_stopped_receiver_costs_bounded_memory_and_converges(fabric):
         return len(page) == 100 and all(e["state"] == "0030" * 8 for e in page)
 
     wait_for(converged, timeout=20, what="every replica at its newest state")
+
+
+def test_fabricctl_prints_counters_and_peers(fabric):
+    import subprocess
+
+    from simfabric_testing import binary
+
+    _, (sim1, sim2) = fabric
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/c", state="x")
+    wait_for(lambda: _get(sim2, "/world/c"), what="the replica")
+    result = subprocess.run(
+        [str(binary("fabricctl")), "counters", "--server", sim1.endpoint,
+         "--server-key", str(sim1.keys.public_path)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    sent = [line.split() for line in lines if line.startswith("updates_sent ")]
+    assert sent and int(sent[0][1]) >= 1
+    header = next(n for n, line in enumerate(lines) if line.startswith("PEER "))
+    peers = [line.split()[0] for line in lines[header + 1:] if line.strip()]
+    assert peers == ["sim2"]
+    assert lines[header + 1].split()[1] == sim2.state_endpoint
