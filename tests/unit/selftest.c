@@ -15,6 +15,7 @@
 #include "common/sf_zap.h"
 #include "protocol/api_msg.h"
 #include "protocol/api_router.h"
+#include "protocol/handoff_msg.h"
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
 #include "protocol/state_msg.h"
@@ -46,6 +47,7 @@ static const s_selftest_t s_selftests [] = {
     {"sf_zap", sf_zap_test},
     {"api_msg", api_msg_test},
     {"api_router", api_router_test},
+    {"handoff_msg", handoff_msg_test},
     {"raft_msg", raft_msg_test},
     {"ring_cmd", ring_cmd_test},
     {"state_msg", state_msg_test},
