@@ -197,6 +197,34 @@ sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
     return 0;
 }
 
+sim_store_offer_t
+sim_store_offer (sim_store_t *self, const char *path, size_t size,
+                 uint64_t epoch, uint64_t seq, const uint8_t *state,
+                 size_t state_size, const char *source, uint64_t now_ms,
+                 sim_entity_t **entity_p)
+{
+    sim_entity_t *entity = sim_store_find (self, path, size);
+    if (!entity) {
+        entity = sim_store_create (self, path, size, epoch, 0, false);
+        if (!entity)
+            return SIM_STORE_NO_MEMORY;
+    }
+    else if (entity->authority)
+        return SIM_STORE_CONFLICT;  //  ours: no one else sets it here
+    else if (epoch < entity->epoch)
+        return SIM_STORE_STALE_EPOCH;
+    else if (epoch == entity->epoch && entity->seq
+             && strcmp (entity->source, source) != 0)
+        return SIM_STORE_CONFLICT;  //  two authorities cannot share an epoch
+    else if (epoch == entity->epoch && seq <= entity->seq)
+        return SIM_STORE_SUPERSEDED;
+    if (sim_store_set (self, entity, epoch, seq, state, state_size, now_ms))
+        return SIM_STORE_NO_MEMORY;
+    snprintf (entity->source, sizeof entity->source, "%s", source);
+    *entity_p = entity;
+    return SIM_STORE_APPLIED;
+}
+
 int
 sim_store_delete (sim_store_t *self, const char *path)
 {
@@ -341,6 +369,32 @@ sim_store_test (bool verbose)
     assert (sim_store_slots (store) == 100);
     count = sim_store_list (store, "/", NULL, page, 1, &more);
     assert (count == 1 && strcmp (page [0]->path, "/new") == 0);
+
+    //  Replica rules
+    sim_entity_t *replica = NULL;
+    const uint8_t *bytes = (const uint8_t *) "s";
+    assert (
+        sim_store_offer (store, "/r", 2, 2, 1, bytes, 1, "simA", 1, &replica)
+        == SIM_STORE_APPLIED);
+    assert (replica && !replica->authority && replica->seq == 1);
+    assert (strcmp (replica->source, "simA") == 0);
+    assert (
+        sim_store_offer (store, "/r", 2, 2, 1, bytes, 1, "simA", 1, &replica)
+        == SIM_STORE_SUPERSEDED);
+    assert (
+        sim_store_offer (store, "/r", 2, 2, 5, bytes, 1, "simB", 1, &replica)
+        == SIM_STORE_CONFLICT);
+    assert (
+        sim_store_offer (store, "/r", 2, 1, 9, bytes, 1, "simA", 1, &replica)
+        == SIM_STORE_STALE_EPOCH);
+    assert (
+        sim_store_offer (store, "/r", 2, 3, 1, bytes, 1, "simB", 1, &replica)
+        == SIM_STORE_APPLIED);
+    assert (replica->epoch == 3 && strcmp (replica->source, "simB") == 0);
+    assert (sim_store_create (store, "/mine", 5, 1, 1, true));
+    assert (sim_store_offer (store, "/mine", 5, 9, 1, bytes, 1, "simB", 1,
+                             &replica)
+            == SIM_STORE_CONFLICT);  //  ours: never set from outside
     sim_store_destroy (&store);
     assert (!store);
     if (verbose)

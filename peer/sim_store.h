@@ -65,6 +65,26 @@ int sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
                    uint64_t seq, const uint8_t *state, size_t state_size,
                    uint64_t now_ms);
 
+//  What an offered replica state came to (state-datagram.md section 5).
+typedef enum {
+    SIM_STORE_APPLIED,      //  the replica took it
+    SIM_STORE_STALE_EPOCH,  //  older epoch than the replica's
+    SIM_STORE_CONFLICT,     //  same epoch from another sim, or ours
+    SIM_STORE_SUPERSEDED,   //  same epoch and sim, seq not newer
+    SIM_STORE_NO_MEMORY,    //  could not be stored
+} sim_store_offer_t;
+
+//  Offer the replica state (EPOCH, SEQ, STATE) of the entity at PATH
+//  (SIZE bytes, a valid path) from sim SOURCE: applied if its epoch is
+//  newer, or if it is the same epoch from the same sim with a newer seq;
+//  an entity this sim is the authority of is never changed. Creates the
+//  replica if there is none. *ENTITY is set to it when applied.
+sim_store_offer_t sim_store_offer (sim_store_t *self, const char *path,
+                                   size_t size, uint64_t epoch, uint64_t seq,
+                                   const uint8_t *state, size_t state_size,
+                                   const char *source, uint64_t now_ms,
+                                   sim_entity_t **entity);
+
 //  Delete the entity at PATH. Returns 0, or -1 if there is none.
 int sim_store_delete (sim_store_t *self, const char *path);
 

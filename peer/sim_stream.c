@@ -39,16 +39,16 @@ typedef struct {
 } s_peer_t;
 
 //  Counters, by name, in the order they are reported.
-#define S_COUNTERS(X)                                                   \
-    X (datagrams_sent)                                                  \
-    X (datagrams_received)                                              \
-    X (bytes_sent)                                                      \
-    X (bytes_received) X (acks_sent) X (acks_received) X (updates_sent) \
-        X (updates_applied) X (send_failed) X (drop_malformed)          \
-            X (drop_wrong_receiver) X (drop_unknown_sender)             \
-                X (drop_stale_session) X (drop_replay) X (drop_forged)  \
-                    X (update_stale_epoch) X (update_conflict)          \
-                        X (update_superseded) X (update_unwatched)
+#define S_COUNTERS(X)                                                      \
+    X (datagrams_sent)                                                     \
+    X (datagrams_received)                                                 \
+    X (bytes_sent)                                                         \
+    X (bytes_received)                                                     \
+    X (acks_sent) X (acks_received) X (updates_sent) X (updates_applied)   \
+        X (send_failed) X (drop_malformed) X (drop_wrong_receiver)         \
+            X (drop_unknown_sender) X (drop_stale_session) X (drop_replay) \
+                X (drop_forged) X (update_stale_epoch) X (update_conflict) \
+                    X (update_superseded) X (update_unwatched)
 
 #define S_FIELD(name) uint64_t name;
 typedef struct {
@@ -393,45 +393,34 @@ s_apply (sim_stream_t *self, s_peer_t *peer, const uint8_t *body, size_t size)
 {
     size_t offset = 0;
     state_msg_update_t update;
+    uint64_t now_ms = sf_time_wall_ms ();
     while (state_msg_update_next (body, size, &offset, &update) == 1) {
-        sim_entity_t *entity =
-            sim_store_find (self->store, update.path, update.path_size);
-        if (!entity) {
-            if (!s_watched (self, update.path, update.path_size)) {
-                self->counters.update_unwatched++;
-                continue;
-            }
-            entity =
-                sim_store_create (self->store, update.path, update.path_size,
-                                  update.epoch, 0, false);
-            if (!entity)
-                continue;  //  out of memory: it stays due at the sender
-        }
-        else if (entity->authority) {
-            //  Ours: whoever else sends it is not its authority here.
-            self->counters.update_conflict++;
+        if (!s_watched (self, update.path, update.path_size)) {
+            self->counters.update_unwatched++;
             continue;
         }
-        else if (update.epoch < entity->epoch) {
-            self->counters.update_stale_epoch++;
-            continue;
+        sim_entity_t *entity = NULL;
+        switch (sim_store_offer (self->store, update.path, update.path_size,
+                                 update.epoch, update.seq, update.state,
+                                 update.state_size, peer->name, now_ms,
+                                 &entity)) {
+            case SIM_STORE_APPLIED:
+                self->counters.updates_applied++;
+                if (self->listener)
+                    self->listener (self->listener_arg, entity);
+                break;
+            case SIM_STORE_STALE_EPOCH:
+                self->counters.update_stale_epoch++;
+                break;
+            case SIM_STORE_CONFLICT:
+                self->counters.update_conflict++;
+                break;
+            case SIM_STORE_SUPERSEDED:
+                self->counters.update_superseded++;
+                break;
+            case SIM_STORE_NO_MEMORY:
+                break;  //  it stays due at the sender
         }
-        else if (update.epoch == entity->epoch && entity->seq
-                 && strcmp (entity->source, peer->name) != 0) {
-            self->counters.update_conflict++;
-            continue;
-        }
-        else if (update.epoch == entity->epoch && update.seq <= entity->seq) {
-            self->counters.update_superseded++;
-            continue;
-        }
-        if (sim_store_set (self->store, entity, update.epoch, update.seq,
-                           update.state, update.state_size, sf_time_wall_ms ()))
-            continue;
-        snprintf (entity->source, sizeof entity->source, "%s", peer->name);
-        self->counters.updates_applied++;
-        if (self->listener)
-            self->listener (self->listener_arg, entity);
     }
 }
 
