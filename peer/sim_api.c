@@ -369,6 +369,8 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
     json_t *counters = self->config.stream
                            ? sim_stream_counters (self->config.stream)
                            : json_object ();
+    if (self->config.handoff)
+        sim_handoff_counters (self->config.handoff, counters);
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",
@@ -436,6 +438,62 @@ s_created (void *arg, json_t *reply, const sf_fault_t *fault)
     api_router_reply (router, &waiting->call, result);
     json_decref (result);
     s_waiting_destroy (&waiting);
+}
+
+//  A copy finished.
+static void
+s_copied (void *arg, json_t *result, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (fault)
+        api_router_fail (self->config.router, &waiting->call, fault->error,
+                         fault->message);
+    else
+        api_router_reply (self->config.router, &waiting->call, result);
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.copy: the entities this sim holds under a prefix, to another sim
+//  as replicas, over the handoff channel.
+static void
+s_copy (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "to", "prefix", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *to, *prefix = "/";
+    if (sf_json_only (root, allowed, &fault)
+        || sf_json_string (root, "to", true, &to, &fault)
+        || sf_json_string (root, "prefix", false, &prefix, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    if (prefix [0] != '/' || strlen (prefix) > SF_NAME_MAX_PATH) {
+        api_router_fail (router, call_p, SF_EINVAL,
+                         "field 'prefix' must start with '/' and be at most "
+                         "256 bytes");
+        return;
+    }
+    if (!self->config.handoff) {
+        api_router_fail (router, call_p, SF_EUNAVAILABLE,
+                         "this sim has no handoff channel (sim/handoff)");
+        return;
+    }
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    zlist_append (self->waiting, waiting);  //  FN may run before copy returns
+    if (sim_handoff_copy (self->config.handoff, to, prefix, s_copied, waiting,
+                          &fault)) {
+        zlist_remove (self->waiting, waiting);
+        api_router_fail (router, &waiting->call, fault.error, fault.message);
+        s_waiting_destroy (&waiting);
+    }
 }
 
 //  entity.create: the ring records the entity with this sim as authority
@@ -558,6 +616,8 @@ sim_api_handle (sim_api_t *self)
     const char *op = api_call_request (call)->op;
     if (strcmp (op, "entity.create") == 0)
         s_create (self, &call);
+    else if (strcmp (op, "entity.copy") == 0)
+        s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)
         s_subscribe (self, &call, true);
     else if (strcmp (op, "unsubscribe") == 0)

@@ -6,6 +6,7 @@
 #ifndef SIM_API_H_INCLUDED
 #define SIM_API_H_INCLUDED
 
+#include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
@@ -16,12 +17,13 @@ typedef struct _sim_api_t sim_api_t;
 //  What the API serves from; all lent, all outlive the API. STREAM may be
 //  NULL (a sim without a state endpoint).
 typedef struct {
-    const char *name;      //  this sim's name
-    api_router_t *router;  //  the API socket
-    sim_store_t *store;    //  entities
-    sim_stream_t *stream;  //  state stream, or NULL
-    sim_ring_t *ring;      //  the homeserver ring
-    uint64_t started_ms;   //  monotonic start, for uptime
+    const char *name;        //  this sim's name
+    api_router_t *router;    //  the API socket
+    sim_store_t *store;      //  entities
+    sim_stream_t *stream;    //  state stream, or NULL
+    sim_handoff_t *handoff;  //  handoff channel, or NULL
+    sim_ring_t *ring;        //  the homeserver ring
+    uint64_t started_ms;     //  monotonic start, for uptime
 } sim_api_config_t;
 
 //  A new API over CONFIG (copied).

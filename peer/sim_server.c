@@ -8,6 +8,7 @@
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "peer/sim_api.h"
+#include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
@@ -30,6 +31,13 @@ const sf_config_key_t sim_server_schema [] = {
     {"sim/state_public", "state-public", SF_CONFIG_ENDPOINT, false, NULL, "udp",
      "state endpoint peers send to, as registered with the ring (default: "
      "sim/state)"},
+    {"sim/handoff", "handoff", SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "endpoint the handoff channel's ROUTER binds (CURVE, registered sims "
+     "only)"},
+    {"sim/handoff_public", "handoff-public", SF_CONFIG_ENDPOINT, false, NULL,
+     "tcp|ipc",
+     "handoff endpoint peers connect to, as registered (default: "
+     "sim/handoff)"},
     {"sim/datagram_size", "datagram-size", SF_CONFIG_INT, false, "1200",
      "512..8189", "largest state datagram sent, bytes (8189 on a LAN)"},
     {"sim/credit", "credit", SF_CONFIG_INT, false, "64", "1..65535",
@@ -61,6 +69,8 @@ struct _sim_server_t {
     sim_store_t *store;      //  entities
     sim_stream_t *stream;    //  state stream, or NULL without sim/state
     char *state_public;      //  state endpoint as registered
+    sim_handoff_t *handoff;  //  handoff channel, or NULL without sim/handoff
+    char *handoff_public;    //  handoff endpoint as registered
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
     int heartbeat_ms;        //  between heartbeats
@@ -129,12 +139,30 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         }
         self->state_public = strdup (public ? public : state);
     }
-    sim_api_config_t api_config = {self->name,  self->router,
-                                   self->store, self->stream,
-                                   self->ring,  self->started_ms};
+    const char *handoff = sf_config_str (config, "sim/handoff");
+    if (handoff) {
+        self->handoff = sim_handoff_new (handoff, self->name, self->cert,
+                                         self->zap, self->store, fault);
+        if (!self->handoff)
+            goto failed;
+        const char *public = sf_config_str (config, "sim/handoff_public");
+        if (!public && strstr (handoff, "://*:")) {
+            sf_fault_set (fault, SF_EINVAL,
+                          "sim/handoff '%s' binds every address: set "
+                          "sim/handoff_public to the address peers reach",
+                          handoff);
+            goto failed;
+        }
+        self->handoff_public = strdup (public ? public : handoff);
+    }
+    sim_api_config_t api_config = {self->name,      self->router,  self->store,
+                                   self->stream,    self->handoff, self->ring,
+                                   self->started_ms};
     self->api = sim_api_new (&api_config);
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
+    if (self->handoff)
+        sim_handoff_set_listener (self->handoff, s_replica_changed, self->api);
     return self;
 failed:
     sim_server_destroy (&self);
@@ -148,12 +176,14 @@ sim_server_destroy (sim_server_t **self_p)
         sim_server_t *self = *self_p;
         sim_ring_destroy (&self->ring);
         sim_api_destroy (&self->api);
+        sim_handoff_destroy (&self->handoff);
         sim_stream_destroy (&self->stream);
         sim_store_destroy (&self->store);
         api_router_destroy (&self->router);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
         free (self->state_public);
+        free (self->handoff_public);
         free (self->name);
         free (self);
         *self_p = NULL;
@@ -209,6 +239,9 @@ s_register (sim_server_t *self)
     json_t *args = json_pack ("{s:s}", "sim", self->name);
     if (self->state_public)
         json_object_set_new (args, "state", json_string (self->state_public));
+    if (self->handoff_public)
+        json_object_set_new (args, "handoff",
+                             json_string (self->handoff_public));
     if (sim_ring_call (self->ring, "sim.register", &args, 2000, s_registered,
                        self)
         == 0)
@@ -220,9 +253,26 @@ s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
 {
     sim_server_t *self = (sim_server_t *) arg;
     self->listing = false;
-    if (fault || !self->stream)
+    if (fault)
         return;
     json_t *sims = json_object_get (reply, "sims");
+    if (self->handoff) {
+        sim_handoff_peers_begin (self->handoff);
+        size_t index;
+        json_t *sim;
+        json_array_foreach (sims, index, sim)
+        {
+            const char *name = json_string_value (json_object_get (sim, "sim"));
+            const char *key = json_string_value (json_object_get (sim, "key"));
+            if (name && key)
+                sim_handoff_peer_set (
+                    self->handoff, name, key,
+                    json_string_value (json_object_get (sim, "handoff")));
+        }
+        sim_handoff_peers_end (self->handoff);
+    }
+    if (!self->stream)
+        return;
     sim_stream_peers_begin (self->stream);
     size_t index;
     json_t *sim;
@@ -318,6 +368,15 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
+s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    sim_handoff_tick (self->handoff, sf_time_mono_ms ());
+    return 0;
+}
+
+static int
 s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
 {
     (void) loop;
@@ -349,13 +408,18 @@ sim_server_actor (zsock_t *pipe, void *args)
                       self);
         zloop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
     }
+    if (self->handoff) {
+        sim_handoff_attach (self->handoff, loop);
+        zloop_timer (loop, 250, 0, s_handle_handoff_tick, self);
+    }
     zloop_timer (loop, (size_t) self->heartbeat_ms, 0, s_handle_heartbeat,
                  self);
     s_register (self);
     zsock_signal (pipe, 0);
-    sf_log_notice ("sim_server: ready api=%s state=%s",
+    sf_log_notice ("sim_server: ready api=%s state=%s handoff=%s",
                    api_router_endpoint (self->router),
-                   self->state_public ? self->state_public : "(none)");
+                   self->state_public ? self->state_public : "(none)",
+                   self->handoff_public ? self->handoff_public : "(none)");
     zloop_start (loop);
     zloop_destroy (&loop);
     sim_server_destroy (&self);

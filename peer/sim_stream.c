@@ -39,16 +39,17 @@ typedef struct {
 } s_peer_t;
 
 //  Counters, by name, in the order they are reported.
-#define S_COUNTERS(X)                                                      \
-    X (datagrams_sent)                                                     \
-    X (datagrams_received)                                                 \
-    X (bytes_sent)                                                         \
-    X (bytes_received)                                                     \
-    X (acks_sent) X (acks_received) X (updates_sent) X (updates_applied)   \
-        X (send_failed) X (drop_malformed) X (drop_wrong_receiver)         \
-            X (drop_unknown_sender) X (drop_stale_session) X (drop_replay) \
-                X (drop_forged) X (update_stale_epoch) X (update_conflict) \
-                    X (update_superseded) X (update_unwatched)
+#define S_COUNTERS(X)                                                          \
+    X (datagrams_sent)                                                         \
+    X (datagrams_received)                                                     \
+    X (bytes_sent)                                                             \
+    X (bytes_received)                                                         \
+    X (acks_sent)                                                              \
+    X (acks_received)                                                          \
+    X (updates_sent) X (updates_applied) X (send_failed) X (drop_malformed)    \
+        X (drop_wrong_receiver) X (drop_unknown_sender) X (drop_stale_session) \
+            X (drop_replay) X (drop_forged) X (update_stale_epoch)             \
+                X (update_conflict) X (update_superseded) X (update_unwatched)
 
 #define S_FIELD(name) uint64_t name;
 typedef struct {

@@ -126,7 +126,9 @@ class Daemon:
                             "admins": "admins", "events": self.events_endpoint})
         else:
             self.state_endpoint = f"udp://127.0.0.1:{free_udp_port()}"
+            self.handoff_endpoint = f"tcp://127.0.0.1:{free_port()}"
             section["state"] = self.state_endpoint
+            section["handoff"] = self.handoff_endpoint
         section.update(extra or {})
         self.section = section
         self.ring: list["Daemon"] = []

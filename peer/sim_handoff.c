@@ -1,0 +1,610 @@
+/*  sim_handoff: the handoff channel. */
+
+#include "peer/sim_handoff.h"
+#include "common/sf_curve.h"
+#include "common/sf_log.h"
+#include "common/sf_time.h"
+#include "common/sf_zap.h"
+#include "protocol/handoff_msg.h"
+
+#include <sodium.h>
+
+#define S_CHUNK_SIZE 262144        //  bytes of one chunk at most
+#define S_CREDIT 4                 //  chunks in flight per copy
+#define S_RESEND_MS 2000           //  resend after this long unheard
+#define S_GIVE_UP_MS 10000         //  fail after this long unheard
+#define S_RECEIVING_IDLE_MS 60000  //  forget a half-received copy
+
+//  One peer sim as the directory lists it.
+typedef struct {
+    char *name;       //  its sim name
+    char key [41];    //  its public key, Z85
+    char *endpoint;   //  its handoff endpoint, or NULL
+    zsock_t *dealer;  //  our client to it, made on first use
+    bool seen;        //  set in the current directory sweep
+} s_peer_t;
+
+//  A copy we send.
+typedef struct {
+    uint64_t id;   //  transfer id
+    char *to;      //  peer name
+    char **paths;  //  entities to copy, fixed at the start
+    size_t n_paths;
+    uint32_t *starts;     //  starts [k]: index of chunk k's first path
+    uint32_t built;       //  chunks whose start is known
+    uint32_t sent;        //  highest chunk sent
+    uint32_t acked;       //  highest chunk acknowledged
+    uint32_t total;       //  the last chunk's number, 0 until built
+    uint32_t credit;      //  the receiver's grant
+    uint64_t entities;    //  entities sent (first sending only)
+    uint64_t bytes;       //  bytes sent
+    uint64_t started_ms;  //  monotonic
+    uint64_t heard_ms;    //  last ACK, or start
+    uint64_t resent_ms;   //  last resend, or start
+    sim_handoff_fn *fn;   //  whom to tell
+    void *arg;
+} s_copy_t;
+
+//  A copy we receive: the next chunk expected.
+typedef struct {
+    uint32_t expected;
+    uint64_t heard_ms;
+} s_receiving_t;
+
+#define S_COUNTERS(X)                                                      \
+    X (copies_started)                                                     \
+    X (copies_done)                                                        \
+    X (copies_failed)                                                      \
+    X (chunks_sent)                                                        \
+    X (chunks_received)                                                    \
+    X (copy_entities_sent) X (copy_entities_received) X (handoffs_refused) \
+        X (handoff_dropped)
+
+#define S_FIELD(name) uint64_t name;
+typedef struct {
+    S_COUNTERS (S_FIELD)
+} s_counters_t;
+
+struct _sim_handoff_t {
+    char *name;              //  ours
+    zcert_t *cert;           //  our key pair (lent)
+    zactor_t *zap;           //  the process's ZAP handler (lent)
+    sim_store_t *store;      //  entities (lent)
+    zsock_t *router;         //  the channel's server side
+    zloop_t *loop;           //  where peers' DEALERs are registered
+    zlistx_t *peers;         //  s_peer_t
+    zlistx_t *copies;        //  s_copy_t we send
+    zhashx_t *receiving;     //  "KEY/TRANSFER" -> s_receiving_t
+    uint64_t next_transfer;  //  our transfer ids
+    uint8_t *frame;          //  scratch: one frame
+    sim_handoff_changed_fn *listener;
+    void *listener_arg;
+    s_counters_t counters;
+};
+
+static void
+s_peer_destroy (s_peer_t **self_p)
+{
+    if (*self_p) {
+        s_peer_t *self = *self_p;
+        zsock_destroy (&self->dealer);
+        free (self->endpoint);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_copy_destroy (s_copy_t **self_p)
+{
+    if (*self_p) {
+        s_copy_t *self = *self_p;
+        for (size_t at = 0; at < self->n_paths; at++)
+            free (self->paths [at]);
+        free (self->paths);
+        free (self->starts);
+        free (self->to);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+sim_handoff_t *
+sim_handoff_new (const char *endpoint, const char *name, zcert_t *cert,
+                 zactor_t *zap, sim_store_t *store, sf_fault_t *fault)
+{
+    sim_handoff_t *self = (sim_handoff_t *) zmalloc (sizeof (sim_handoff_t));
+    self->name = strdup (name);
+    self->cert = cert;
+    self->zap = zap;
+    self->store = store;
+    self->peers = zlistx_new ();
+    zlistx_set_destructor (self->peers,
+                           (zlistx_destructor_fn *) s_peer_destroy);
+    self->copies = zlistx_new ();
+    zlistx_set_destructor (self->copies,
+                           (zlistx_destructor_fn *) s_copy_destroy);
+    self->receiving = zhashx_new ();
+    zhashx_set_destructor (self->receiving, s_free);
+    self->frame = (uint8_t *) zmalloc (HANDOFF_MSG_MAX_SIZE);
+    self->next_transfer = (uint64_t) randombytes_random () << 20;
+    self->router = zsock_new (ZMQ_ROUTER);
+    zsock_set_linger (self->router, 0);
+    sf_curve_server (self->router, cert, SIM_HANDOFF_DOMAIN);
+    if (zsock_bind (self->router, "%s", endpoint) < 0) {
+        sf_fault_set (fault, SF_EINVAL, "cannot bind handoff endpoint '%s': %s",
+                      endpoint, zmq_strerror (zmq_errno ()));
+        sim_handoff_destroy (&self);
+    }
+    return self;
+}
+
+void
+sim_handoff_destroy (sim_handoff_t **self_p)
+{
+    if (*self_p) {
+        sim_handoff_t *self = *self_p;
+        zlistx_destroy (&self->copies);
+        zlistx_destroy (&self->peers);
+        zhashx_destroy (&self->receiving);
+        zsock_destroy (&self->router);
+        free (self->frame);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
+                          void *arg)
+{
+    self->listener = fn;
+    self->listener_arg = arg;
+}
+
+static s_peer_t *
+s_peer_named (sim_handoff_t *self, const char *name)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (strcmp (peer->name, name) == 0)
+            return peer;
+    return NULL;
+}
+
+static s_peer_t *
+s_peer_keyed (sim_handoff_t *self, const char *key)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (strcmp (peer->key, key) == 0)
+            return peer;
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Directory
+
+void
+sim_handoff_peers_begin (sim_handoff_t *self)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        peer->seen = false;
+}
+
+void
+sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
+                      const char *endpoint)
+{
+    if (strcmp (name, self->name) == 0 || strlen (key) != 40)
+        return;
+    s_peer_t *peer = s_peer_named (self, name);
+    if (!peer) {
+        peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+        peer->name = strdup (name);
+        zlistx_add_end (self->peers, peer);
+    }
+    peer->seen = true;
+    bool rekeyed = strcmp (peer->key, key) != 0;
+    bool moved = (peer->endpoint == NULL) != (endpoint == NULL)
+                 || (endpoint && strcmp (peer->endpoint, endpoint) != 0);
+    if (rekeyed) {
+        if (peer->key [0])
+            sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
+        strcpy (peer->key, key);
+        sf_zap_allow (self->zap, SIM_HANDOFF_DOMAIN, key);
+    }
+    if (rekeyed || moved) {
+        //  The next send makes a DEALER pinned to the key as listed now.
+        if (peer->dealer && self->loop)
+            zloop_reader_end (self->loop, peer->dealer);
+        zsock_destroy (&peer->dealer);
+        free (peer->endpoint);
+        peer->endpoint = endpoint ? strdup (endpoint) : NULL;
+    }
+}
+
+void
+sim_handoff_peers_end (sim_handoff_t *self)
+{
+    s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
+    while (peer) {
+        s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
+        if (!peer->seen) {
+            sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
+            if (peer->dealer && self->loop)
+                zloop_reader_end (self->loop, peer->dealer);
+            zlistx_delete (self->peers, zlistx_find (self->peers, peer));
+        }
+        peer = next;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Sending copies
+
+static int s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg);
+
+//  PEER's DEALER, made and connected on first use. NULL if PEER has no
+//  handoff endpoint.
+static zsock_t *
+s_dealer (sim_handoff_t *self, s_peer_t *peer)
+{
+    if (!peer->dealer && peer->endpoint) {
+        peer->dealer = zsock_new (ZMQ_DEALER);
+        zsock_set_linger (peer->dealer, 0);
+        zsock_set_sndhwm (peer->dealer, 64);
+        sf_curve_client (peer->dealer, self->cert, peer->key);
+        if (zsock_connect (peer->dealer, "%s", peer->endpoint)) {
+            zsock_destroy (&peer->dealer);
+            return NULL;
+        }
+        if (self->loop)
+            zloop_reader (self->loop, peer->dealer, s_handle_dealer, self);
+    }
+    return peer->dealer;
+}
+
+//  Build chunk NUMBER of COPY into the frame. Returns its size, 0 if the
+//  chunk would be empty (everything left was deleted meanwhile).
+static size_t
+s_build (sim_handoff_t *self, s_copy_t *copy, uint32_t number, bool first)
+{
+    size_t used = HANDOFF_MSG_CHUNK_HEADER;
+    uint16_t count = 0;
+    size_t index = copy->starts [number];
+    for (; index < copy->n_paths && count < HANDOFF_MSG_MAX_COUNT; index++) {
+        sim_entity_t *entity = sim_store_get (self->store, copy->paths [index]);
+        if (!entity || !entity->authority)
+            continue;
+        handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
+                                     entity->epoch, entity->seq,
+                                     entity->state, entity->state_size};
+        if (handoff_msg_chunk_put (self->frame, S_CHUNK_SIZE, &used, &item))
+            break;
+        count++;
+    }
+    if (number == copy->built) {
+        copy->starts [number + 1] = (uint32_t) index;
+        copy->built++;
+    }
+    bool last = index >= copy->n_paths;
+    if (last)
+        copy->total = number;
+    if (count == 0)
+        return 0;
+    if (first) {
+        copy->entities += count;
+        self->counters.copy_entities_sent += count;
+    }
+    return handoff_msg_chunk_finish (self->frame, used, copy->id, number, last,
+                                     count);
+}
+
+//  Tell COPY's caller how it ended, and forget it.
+static void
+s_finish (sim_handoff_t *self, s_copy_t *copy, const sf_fault_t *fault)
+{
+    json_t *result = NULL;
+    if (fault)
+        self->counters.copies_failed++;
+    else {
+        self->counters.copies_done++;
+        result = json_pack (
+            "{s:s,s:I,s:I,s:I,s:I,s:I}", "to", copy->to, "transfer",
+            (json_int_t) copy->id, "entities", (json_int_t) copy->entities,
+            "chunks", (json_int_t) copy->total, "bytes",
+            (json_int_t) copy->bytes, "elapsed_ms",
+            (json_int_t) (sf_time_mono_ms () - copy->started_ms));
+    }
+    copy->fn (copy->arg, result, fault);
+    json_decref (result);
+    zlistx_delete (self->copies, zlistx_find (self->copies, copy));
+}
+
+//  Send what COPY's credit allows. Returns -1 if COPY ended.
+static int
+s_pump (sim_handoff_t *self, s_copy_t *copy)
+{
+    if (copy->n_paths == 0) {
+        s_finish (self, copy, NULL);  //  nothing to copy
+        return -1;
+    }
+    s_peer_t *peer = s_peer_named (self, copy->to);
+    zsock_t *dealer = peer ? s_dealer (self, peer) : NULL;
+    if (!dealer) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE,
+                      "sim '%s' left the directory or has no handoff endpoint",
+                      copy->to);
+        s_finish (self, copy, &fault);
+        return -1;
+    }
+    while ((copy->total == 0 || copy->sent < copy->total)
+           && copy->sent < copy->acked + copy->credit) {
+        uint32_t number = copy->sent + 1;
+        bool first = number == copy->built;
+        size_t size = s_build (self, copy, number, first);
+        if (size == 0) {
+            //  Every entity left was deleted meanwhile: the copy ends with
+            //  what was sent, once that is acknowledged.
+            copy->total = number - 1;
+            break;
+        }
+        if (zmq_send (zsock_resolve (dealer), self->frame, size, ZMQ_DONTWAIT)
+            < 0)
+            break;  //  queue full: the resend timer tries again
+        copy->sent = number;
+        copy->bytes += size;
+        self->counters.chunks_sent++;
+    }
+    if (copy->total != 0 && copy->acked >= copy->total) {
+        s_finish (self, copy, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int
+sim_handoff_copy (sim_handoff_t *self, const char *to, const char *prefix,
+                  sim_handoff_fn *fn, void *arg, sf_fault_t *fault)
+{
+    s_peer_t *peer = s_peer_named (self, to);
+    if (!peer)
+        return sf_fault_set (fault, SF_ENOTFOUND,
+                             "no sim '%s' in the directory", to);
+    if (!peer->endpoint)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "sim '%s' registered no handoff endpoint", to);
+    s_copy_t *copy = (s_copy_t *) zmalloc (sizeof (s_copy_t));
+    copy->id = ++self->next_transfer;
+    copy->to = strdup (to);
+    copy->fn = fn;
+    copy->arg = arg;
+    copy->credit = S_CREDIT;
+    copy->started_ms = copy->heard_ms = copy->resent_ms = sf_time_mono_ms ();
+    //  The entities to copy are fixed now; their states are read as each
+    //  chunk is built, so the newest go.
+    size_t capacity = 1024;
+    copy->paths = (char **) zmalloc (capacity * sizeof (char *));
+    sim_entity_t *page [1000];
+    const char *after = NULL;
+    bool more = true;
+    while (more) {
+        size_t count =
+            sim_store_list (self->store, prefix, after, page, 1000, &more);
+        for (size_t at = 0; at < count; at++) {
+            if (!page [at]->authority)
+                continue;
+            if (copy->n_paths == capacity) {
+                capacity *= 2;
+                copy->paths =
+                    (char **) realloc (copy->paths, capacity * sizeof (char *));
+            }
+            copy->paths [copy->n_paths++] = strdup (page [at]->path);
+        }
+        if (count)
+            after = page [count - 1]->path;
+    }
+    //  At most one chunk per entity, plus the start of the one after.
+    copy->starts =
+        (uint32_t *) zmalloc ((copy->n_paths + 3) * sizeof (uint32_t));
+    copy->built = 1;
+    zlistx_add_end (self->copies, copy);
+    self->counters.copies_started++;
+    s_pump (self, copy);
+    return 0;
+}
+
+static s_copy_t *
+s_copy_find (sim_handoff_t *self, uint64_t id)
+{
+    for (s_copy_t *copy = (s_copy_t *) zlistx_first (self->copies); copy;
+         copy = (s_copy_t *) zlistx_next (self->copies))
+        if (copy->id == id)
+            return copy;
+    return NULL;
+}
+
+//  A reply from a peer's server: acknowledgements of our copies.
+static int
+s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg)
+{
+    (void) loop;
+    sim_handoff_t *self = (sim_handoff_t *) arg;
+    zframe_t *frame = zframe_recv (dealer);
+    if (!frame)
+        return 0;
+    handoff_msg_t msg;
+    if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame))
+        || msg.type != HANDOFF_MSG_CHUNK_ACK) {
+        self->counters.handoff_dropped++;
+        zframe_destroy (&frame);
+        return 0;
+    }
+    zframe_destroy (&frame);
+    s_copy_t *copy = s_copy_find (self, msg.transfer);
+    if (!copy)
+        return 0;  //  finished or given up
+    copy->heard_ms = sf_time_mono_ms ();
+    if (msg.status != HANDOFF_MSG_OK) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EDENIED, "sim '%s' refused the copy",
+                      copy->to);
+        s_finish (self, copy, &fault);
+        return 0;
+    }
+    if (msg.chunk > copy->acked && msg.chunk <= copy->sent)
+        copy->acked = msg.chunk;
+    if (msg.credit >= 1 && msg.credit <= 64)
+        copy->credit = msg.credit;
+    s_pump (self, copy);
+    return 0;
+}
+
+void
+sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
+{
+    s_copy_t *copy = (s_copy_t *) zlistx_first (self->copies);
+    while (copy) {
+        s_copy_t *next = (s_copy_t *) zlistx_next (self->copies);
+        uint64_t quiet = now_ms - copy->heard_ms;
+        if (quiet >= S_GIVE_UP_MS) {
+            sf_fault_t fault;
+            sf_fault_set (&fault, SF_ETIMEOUT,
+                          "sim '%s' acknowledged nothing for %d s", copy->to,
+                          S_GIVE_UP_MS / 1000);
+            s_finish (self, copy, &fault);
+        }
+        else if (quiet >= S_RESEND_MS && now_ms - copy->resent_ms >= S_RESEND_MS
+                 && copy->sent > copy->acked) {
+            copy->sent = copy->acked;  //  go back to the first unacknowledged
+            copy->resent_ms = now_ms;
+            s_pump (self, copy);
+        }
+        copy = next;
+    }
+    //  Forget copies we were receiving that went quiet.
+    zlist_t *stale = zlist_new ();
+    zlist_autofree (stale);
+    for (s_receiving_t *receiving =
+             (s_receiving_t *) zhashx_first (self->receiving);
+         receiving; receiving = (s_receiving_t *) zhashx_next (self->receiving))
+        if (now_ms - receiving->heard_ms >= S_RECEIVING_IDLE_MS)
+            zlist_append (stale, (void *) zhashx_cursor (self->receiving));
+    for (char *key = (char *) zlist_first (stale); key;
+         key = (char *) zlist_next (stale))
+        zhashx_delete (self->receiving, key);
+    zlist_destroy (&stale);
+}
+
+//  --------------------------------------------------------------------------
+//  Receiving
+
+//  Apply a CHUNK from PEER in order; returns the highest chunk applied.
+static uint32_t
+s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
+{
+    char key [80];
+    snprintf (key, sizeof key, "%s/%llu", peer->key,
+              (unsigned long long) msg->transfer);
+    s_receiving_t *receiving =
+        (s_receiving_t *) zhashx_lookup (self->receiving, key);
+    if (!receiving) {
+        receiving = (s_receiving_t *) zmalloc (sizeof (s_receiving_t));
+        receiving->expected = 1;
+        zhashx_insert (self->receiving, key, receiving);
+    }
+    uint64_t now = sf_time_mono_ms ();
+    receiving->heard_ms = now;
+    uint32_t applied = receiving->expected - 1;
+    if (msg->chunk != receiving->expected)
+        return applied;  //  a resend of one we have, or a gap: say where we are
+    size_t offset = 0;
+    handoff_msg_entity_t item;
+    uint64_t wall = sf_time_wall_ms ();
+    while (handoff_msg_next (msg, &offset, &item)) {
+        sim_entity_t *entity = NULL;
+        if (sim_store_offer (self->store, item.path, item.path_size, item.epoch,
+                             item.seq, item.state, item.state_size, peer->name,
+                             wall, &entity)
+            == SIM_STORE_APPLIED) {
+            self->counters.copy_entities_received++;
+            if (self->listener)
+                self->listener (self->listener_arg, entity);
+        }
+    }
+    self->counters.chunks_received++;
+    receiving->expected++;
+    applied = msg->chunk;
+    if (msg->last)
+        zhashx_delete (self->receiving, key);
+    return applied;
+}
+
+static int
+s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
+{
+    (void) loop;
+    sim_handoff_t *self = (sim_handoff_t *) arg;
+    zframe_t *routing_id = NULL, *body = NULL;
+    char *principal = NULL;
+    bool delimited = false;
+    int rc = sf_curve_recv (router, &routing_id, &body, &principal, &delimited);
+    s_peer_t *peer = principal ? s_peer_keyed (self, principal) : NULL;
+    handoff_msg_t msg;
+    if (rc || !body || !peer
+        || handoff_msg_decode (&msg, zframe_data (body), zframe_size (body))) {
+        self->counters.handoff_dropped++;
+        goto done;
+    }
+    uint8_t reply [64 + 256];
+    size_t size = 0;
+    if (msg.type == HANDOFF_MSG_CHUNK) {
+        uint32_t applied = s_receive_chunk (self, peer, &msg);
+        size = handoff_msg_encode_chunk_ack (reply, msg.transfer, applied,
+                                             S_CREDIT, HANDOFF_MSG_OK);
+    }
+    else if (msg.type == HANDOFF_MSG_HANDOFF) {
+        //  Authority moves only when the ring grants it (authority.*).
+        self->counters.handoffs_refused++;
+        size = handoff_msg_encode_handoff_ack (
+            reply, sizeof reply, msg.transfer, msg.entity.epoch,
+            HANDOFF_MSG_REFUSED, msg.entity.path, msg.entity.path_size);
+    }
+    else
+        self->counters.handoff_dropped++;
+    if (size)
+        sf_curve_send (router, routing_id, delimited, reply, size);
+done:
+    zframe_destroy (&routing_id);
+    zframe_destroy (&body);
+    free (principal);
+    return 0;
+}
+
+int
+sim_handoff_attach (sim_handoff_t *self, zloop_t *loop)
+{
+    self->loop = loop;
+    return zloop_reader (loop, self->router, s_handle_router, self);
+}
+
+void
+sim_handoff_counters (sim_handoff_t *self, json_t *object)
+{
+#define S_JSON(name)                    \
+    json_object_set_new (object, #name, \
+                         json_integer ((json_int_t) self->counters.name));
+    S_COUNTERS (S_JSON)
+}

@@ -1,0 +1,68 @@
+/*  sim_handoff: the handoff channel of one simulation server
+    (protocol/handoff.md). A CURVE ROUTER that only registered sims may
+    open a session with (ZAP domain "handoff", kept in step with the
+    directory), and a CURVE DEALER per peer that pins the peer's key from
+    the directory. Carries bulk copies in credit-limited chunks; answers
+    authority HANDOFFs with "refused" until the ring's authority
+    operations drive them. */
+
+#ifndef SIM_HANDOFF_H_INCLUDED
+#define SIM_HANDOFF_H_INCLUDED
+
+#include "common/sf_error.h"
+#include "peer/sim_store.h"
+
+#include <czmq.h>
+#include <jansson.h>
+
+typedef struct _sim_handoff_t sim_handoff_t;
+
+//  ZAP domain of the handoff ROUTER.
+#define SIM_HANDOFF_DOMAIN "handoff"
+
+//  A copy finished: RESULT (lent) says what went, or FAULT why not.
+typedef void (sim_handoff_fn) (void *arg, json_t *result,
+                               const sf_fault_t *fault);
+
+//  Called when a replica changed from a copy.
+typedef void (sim_handoff_changed_fn) (void *arg, sim_entity_t *entity);
+
+//  Bind the ROUTER on ENDPOINT as CERT (lent), admitting sessions through
+//  ZAP (lent), applying copies to STORE (lent); NAME is this sim's.
+//  Returns NULL with FAULT set if the endpoint cannot be bound.
+sim_handoff_t *sim_handoff_new (const char *endpoint, const char *name,
+                                zcert_t *cert, zactor_t *zap,
+                                sim_store_t *store, sf_fault_t *fault);
+
+//  Destroy the channel (failing nothing: pending copies are dropped) and
+//  null the caller's pointer.
+void sim_handoff_destroy (sim_handoff_t **self_p);
+
+//  Register the sockets on LOOP (and the peers' as they come).
+int sim_handoff_attach (sim_handoff_t *self, zloop_t *loop);
+
+//  Call FN with ARG when a copy changes a replica here.
+void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
+                               void *arg);
+
+//  Directory sweep, as sim_stream's: begin, one set per registered sim,
+//  end. ENDPOINT may be NULL (a sim without a handoff channel).
+void sim_handoff_peers_begin (sim_handoff_t *self);
+void sim_handoff_peer_set (sim_handoff_t *self, const char *name,
+                           const char *key, const char *endpoint);
+void sim_handoff_peers_end (sim_handoff_t *self);
+
+//  Copy the entities this sim is the authority of under PREFIX to sim TO,
+//  as replicas there; call FN with ARG when TO has acknowledged them all,
+//  or on failure (at once when there is nothing to copy, before this
+//  returns). Returns 0, or -1 with FAULT set (FN is then not called).
+int sim_handoff_copy (sim_handoff_t *self, const char *to, const char *prefix,
+                      sim_handoff_fn *fn, void *arg, sf_fault_t *fault);
+
+//  Resend or give up on copies that heard nothing; call on a timer.
+void sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms);
+
+//  Counters into OBJECT (added as members).
+void sim_handoff_counters (sim_handoff_t *self, json_t *object);
+
+#endif

@@ -1,0 +1,152 @@
+"""The handoff channel between simulation servers (protocol/handoff.md):
+bulk copies in credit-limited chunks; only registered sims get a session;
+a client never talks to a server that cannot prove the directory's key."""
+
+import struct
+import time
+
+import pytest
+import zmq
+
+from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
+
+from test_sim_stream import counters, wait_for
+
+
+@pytest.fixture
+def fabric(tmp_path):
+    """A one-member ring; sim1 streams nothing sim2 watches, so whatever
+    sim2 holds came over the handoff channel."""
+    ring = make_ring(tmp_path, 1)
+    ring[0].start()
+    (sim1,) = make_sims(tmp_path, ring, extra={"heartbeat": 200}, names=["sim1"])
+    (sim2,) = make_sims(tmp_path, ring, extra={"heartbeat": 200, "watch": "/elsewhere/"},
+                        names=["sim2"])
+    sims = [sim1, sim2]
+    for sim in sims:
+        sim.start()
+    wait_registered(sims)
+    yield ring, sims
+    codes = {daemon.name: daemon.stop() for daemon in sims + ring}
+    assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
+
+
+def entity(path: str, epoch: int, seq: int, state: bytes) -> bytes:
+    raw = path.encode()
+    return struct.pack(">H", len(raw)) + raw + struct.pack(">QQI", epoch, seq, len(state)) + state
+
+
+def chunk(transfer: int, number: int, entities: list[bytes], last=True) -> bytes:
+    return (b"SH\x01\x03" + struct.pack(">QIBH", transfer, number, 1 if last else 0, len(entities))
+            + b"".join(entities))
+
+
+def test_copy_carries_many_entities_in_chunks(fabric):
+    _, (sim1, sim2) = fabric
+    state = "x" * 1000
+    with sim1.client() as game:
+        for n in range(300):
+            game.call("entity.create", path=f"/world/big/e{n:03d}", state=f"{n:03d}{state}")
+        game.call("entity.create", path="/other/skipped", state="not under the prefix")
+        result = game.call("entity.copy", to="sim2", prefix="/world/big/", timeout=30)
+    assert result["entities"] == 300
+    assert result["chunks"] >= 2  # 300 kB in chunks of at most 256 KiB
+    with sim2.client() as reader:
+        page = reader.call("entity.list", prefix="/", limit=1000)["entities"]
+    assert [e["path"] for e in page] == [f"/world/big/e{n:03d}" for n in range(300)]
+    assert all(e["source"] == "sim1" and e["state"].startswith(e["path"][-3:]) for e in page)
+    assert counters(sim2)["update_unwatched"] >= 300  # the stream did not bring them
+    assert counters(sim2)["chunks_received"] == result["chunks"]
+    # Nothing to copy is a copy too; an unknown sim is not.
+    with sim1.client() as game:
+        assert game.call("entity.copy", to="sim2", prefix="/nothing/")["entities"] == 0
+        with pytest.raises(ApiError) as unknown:
+            game.call("entity.copy", to="nobody")
+    assert unknown.value.code == "not_found"
+
+
+def _register(ring, keys, name, handoff):
+    with ring[0].client(keys=keys) as client:
+        return client.call("sim.register", sim=name, handoff=handoff)
+
+
+def _dealer(server, keys=None):
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.linger = 0
+    socket.curve_serverkey = server.keys.public
+    if keys is None:
+        socket.curve_publickey, socket.curve_secretkey = zmq.curve_keypair()
+    else:
+        socket.curve_publickey, socket.curve_secretkey = keys.public, keys.secret
+    socket.connect(server.handoff_endpoint)
+    return socket
+
+
+def test_only_registered_sims_get_a_session(fabric, tmp_path):
+    ring, (_, sim2) = fabric
+    frame = chunk(5, 1, [entity("/py/copied", 1, 1, b"from py")])
+    stranger = _dealer(sim2)
+    stranger.send(frame)
+    assert not stranger.poll(1500), "an unregistered key got an answer"
+    stranger.close()
+    assert counters(sim2)["chunks_received"] == 0
+
+    keys = write_key_pair(tmp_path / "py", "py")
+    _register(ring, keys, "py", "tcp://127.0.0.1:1")
+    time.sleep(0.6)  # three heartbeats: sim2's directory lists py now
+    member = _dealer(sim2, keys)
+    member.send(frame)
+    assert member.poll(5000), "a registered sim got no answer"
+    ack = member.recv()
+    assert ack[:4] == b"SH\x01\x04"
+    transfer, number, credit, status = struct.unpack(">QIIB", ack[4:])
+    assert (transfer, number, status) == (5, 1, 0) and credit >= 1
+    # An authority handoff is refused until the ring grants one.
+    member.send(b"SH\x01\x01" + struct.pack(">Q", 6) + entity("/py/copied", 9, 1, b"mine now"))
+    assert member.poll(5000)
+    refused = member.recv()
+    assert refused[:4] == b"SH\x01\x02" and refused[20] == 1
+    member.close()
+    with sim2.client() as reader:
+        copied = reader.call("entity.get", path="/py/copied")
+    assert (copied["state"], copied["source"], copied["epoch"]) == ("from py", "py", 1)
+    assert counters(sim2)["handoffs_refused"] == 1
+
+
+def test_a_server_without_the_directory_key_is_refused(fabric, tmp_path):
+    ring, (sim1, _) = fabric
+    keys = write_key_pair(tmp_path / "py", "py")
+    context = zmq.Context.instance()
+
+    def server(secret_public, secret):
+        socket = context.socket(zmq.ROUTER)
+        socket.linger = 0
+        socket.curve_server = True
+        socket.curve_publickey, socket.curve_secretkey = secret_public, secret
+        port = socket.bind_to_random_port("tcp://127.0.0.1", 20000, 31999)
+        return socket, f"tcp://127.0.0.1:{port}"
+
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/secret", state="for py only")
+    impostor, endpoint = server(*zmq.curve_keypair())
+    _register(ring, keys, "py", endpoint)
+    time.sleep(0.6)
+    with sim1.client() as game:
+        failed = game.request("entity.copy", to="py", prefix="/world/", timeout=20)
+    assert failed["ok"] is False and failed["error"]["code"] == "timeout"
+    assert not impostor.poll(100), "the client spoke to a server with another key"
+    impostor.close()
+
+    genuine, endpoint = server(keys.public, keys.secret)
+    _register(ring, keys, "py", endpoint)
+    time.sleep(0.6)
+    with sim1.client() as game:
+        game.send_raw(b'{"op": "entity.copy", "id": "c", "to": "py", "prefix": "/world/"}')
+        assert genuine.poll(5000), "the genuine server heard nothing"
+        routing, frame = genuine.recv_multipart()
+        assert frame[:4] == b"SH\x01\x03" and b"for py only" in frame
+        transfer, number = struct.unpack(">QI", frame[4:16])
+        genuine.send_multipart([routing, b"SH\x01\x04" + struct.pack(">QIIB", transfer, number, 4, 0)])
+        reply = game.recv_raw(5)
+    assert b'"ok":true' in reply[-1].replace(b" ", b"") and b'"entities":1' in reply[-1].replace(b" ", b"")
+    genuine.close()
