@@ -51,14 +51,18 @@ typedef struct {
     uint64_t heard_ms;
 } s_receiving_t;
 
-#define S_COUNTERS(X)                                                      \
-    X (copies_started)                                                     \
-    X (copies_done)                                                        \
-    X (copies_failed)                                                      \
-    X (chunks_sent)                                                        \
-    X (chunks_received)                                                    \
-    X (copy_entities_sent) X (copy_entities_received) X (handoffs_refused) \
-        X (handoff_dropped)
+// clang-format off
+#define S_COUNTERS(X)           \
+    X (copies_started)          \
+    X (copies_done)             \
+    X (copies_failed)           \
+    X (chunks_sent)             \
+    X (chunks_received)         \
+    X (copy_entities_sent)      \
+    X (copy_entities_received)  \
+    X (handoffs_refused)        \
+    X (handoff_dropped)
+// clang-format on
 
 #define S_FIELD(name) uint64_t name;
 typedef struct {

@@ -36,20 +36,32 @@ typedef struct {
     bool ack_due;           //  received since our last ACK
     uint64_t heard_us;      //  last datagram accepted from it
     uint64_t acked_us;      //  last ACK we sent it
+    size_t largest;         //  largest datagram accepted from it
 } s_peer_t;
 
 //  Counters, by name, in the order they are reported.
-#define S_COUNTERS(X)                                                          \
-    X (datagrams_sent)                                                         \
-    X (datagrams_received)                                                     \
-    X (bytes_sent)                                                             \
-    X (bytes_received)                                                         \
-    X (acks_sent)                                                              \
-    X (acks_received)                                                          \
-    X (updates_sent) X (updates_applied) X (send_failed) X (drop_malformed)    \
-        X (drop_wrong_receiver) X (drop_unknown_sender) X (drop_stale_session) \
-            X (drop_replay) X (drop_forged) X (update_stale_epoch)             \
-                X (update_conflict) X (update_superseded) X (update_unwatched)
+// clang-format off
+#define S_COUNTERS(X)        \
+    X (datagrams_sent)       \
+    X (datagrams_received)   \
+    X (bytes_sent)           \
+    X (bytes_received)       \
+    X (acks_sent)            \
+    X (acks_received)        \
+    X (updates_sent)         \
+    X (updates_applied)      \
+    X (send_failed)          \
+    X (drop_malformed)       \
+    X (drop_wrong_receiver)  \
+    X (drop_unknown_sender)  \
+    X (drop_stale_session)   \
+    X (drop_replay)          \
+    X (drop_forged)          \
+    X (update_stale_epoch)   \
+    X (update_conflict)      \
+    X (update_superseded)    \
+    X (update_unwatched)
+// clang-format on
 
 #define S_FIELD(name) uint64_t name;
 typedef struct {
@@ -64,6 +76,7 @@ struct _sim_stream_t {
     char *name;                         //  our sim name
     size_t datagram_size;               //  largest datagram we send
     uint32_t credit;                    //  window we grant
+    size_t buffer_budget;               //  receive buffer bytes we grant from
     uint32_t max_window;                //  window we use at most
     zlist_t *watch;                     //  prefixes replicated (strings)
     uint64_t session;                   //  ours, 0 until started
@@ -90,6 +103,22 @@ s_peer_destroy (s_peer_t **self_p)
     }
 }
 
+//  Half the kernel's default receive buffer: libzmq's UDP engine does not
+//  apply ZMQ_RCVBUF, so this is what the DISH has to absorb bursts with.
+static size_t
+s_buffer_budget (void)
+{
+    size_t bytes = 212992;  //  Linux's usual net.core.rmem_default
+    FILE *file = fopen ("/proc/sys/net/core/rmem_default", "r");
+    if (file) {
+        unsigned long value;
+        if (fscanf (file, "%lu", &value) == 1 && value >= 8192)
+            bytes = value;
+        fclose (file);
+    }
+    return bytes / 2;
+}
+
 sim_stream_t *
 sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
                 const sim_stream_config_t *config, sf_fault_t *fault)
@@ -114,6 +143,7 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     self->name = strdup (config->name);
     self->datagram_size = config->datagram_size;
     self->credit = config->credit;
+    self->buffer_budget = s_buffer_budget ();
     self->max_window = config->max_window;
     self->peers = zlistx_new ();
     zlistx_set_destructor (self->peers,
@@ -359,6 +389,25 @@ s_header (sim_stream_t *self, s_peer_t *peer, uint8_t kind)
     state_msg_header_encode (&header, self->buffer);
 }
 
+//  The credit PEER gets (section 6): our configured credit, but no more
+//  than its share of the receive buffer in datagrams of the size it sends,
+//  shared with every sender heard from recently, so that what all of them
+//  may have in flight fits in the buffer instead of overflowing it.
+static uint32_t
+s_grant (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
+{
+    size_t senders = 0;
+    for (s_peer_t *other = (s_peer_t *) zlistx_first (self->peers); other;
+         other = (s_peer_t *) zlistx_next (self->peers))
+        if (other->in_session && now_us - other->heard_us < S_HEARD_RECENTLY_US)
+            senders++;
+    size_t size = peer->largest > 1200 ? peer->largest : 1200;
+    size_t share = self->buffer_budget / (senders ? senders : 1) / size;
+    if (share < 1)
+        share = 1;
+    return share < self->credit ? (uint32_t) share : self->credit;
+}
+
 static void
 s_send_ack (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
 {
@@ -366,7 +415,8 @@ s_send_ack (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
         return;
     s_header (self, peer, STATE_MSG_ACK);
     state_msg_ack_t ack = {peer->in_session, peer->window.top,
-                           sim_window_ack_bits (&peer->window), self->credit};
+                           sim_window_ack_bits (&peer->window),
+                           s_grant (self, peer, now_us)};
     state_msg_ack_encode (&ack, self->buffer + STATE_MSG_HEADER);
     size_t size =
         sim_seal_close (&peer->out_key, self->buffer, STATE_MSG_ACK_BODY);
@@ -491,6 +541,8 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
     }
     sim_window_mark (&peer->window, header.counter);
     peer->heard_us = now_us;
+    if (size > peer->largest)
+        peer->largest = size;
     if (header.kind == STATE_MSG_ACK) {
         counters->acks_received++;
         if (ack.session == self->session)

@@ -14,6 +14,7 @@ import zmq
 
 from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
 from simfabric_testing import state as sd
+from simfabric_testing.paths import sanitized
 
 HEARTBEAT = {"heartbeat": 200}
 
@@ -287,8 +288,11 @@ def test_a_stopped_receiver_costs_bounded_memory_and_converges(fabric):
             assert stalled["datagrams_in_flight"] <= 64
             assert stalled["updates_coalesced"] > 0
             assert stalled["credit_stalls"] > 0
-            # Twenty more rounds of changes did not grow the sender.
-            assert rss[1] - rss[0] < 2048, rss
+            # Twenty more rounds of changes did not grow the sender (under
+            # ASan, freed memory sits in quarantine: the counters above
+            # are the bound there).
+            if not sanitized():
+                assert rss[1] - rss[0] < 2048, rss
         finally:
             os.kill(sim2.process.pid, signal.SIGCONT)
 

@@ -19,3 +19,10 @@ def binary(name: str) -> Path:
             f"{path} does not exist: run scripts/setup.sh (or set SIMFABRIC_BUILD)"
         )
     return path
+
+
+def sanitized() -> bool:
+    """True if the build folder is the sanitizer build (ASan keeps freed
+    memory in quarantine, so a process's RSS says little about leaks)."""
+    cache = build_dir() / "CMakeCache.txt"
+    return cache.exists() and "SIMFABRIC_SANITIZE:BOOL=ON" in cache.read_text()
