@@ -220,7 +220,8 @@ sim_store_offer (sim_store_t *self, const char *path, size_t size,
         return SIM_STORE_SUPERSEDED;
     if (sim_store_set (self, entity, epoch, seq, state, state_size, now_ms))
         return SIM_STORE_NO_MEMORY;
-    snprintf (entity->source, sizeof entity->source, "%s", source);
+    if (strcmp (entity->source, source) != 0)
+        snprintf (entity->source, sizeof entity->source, "%s", source);
     *entity_p = entity;
     return SIM_STORE_APPLIED;
 }
