@@ -44,6 +44,8 @@ const sf_config_key_t sim_server_schema [] = {
      "datagrams each peer may have in flight to this sim"},
     {"sim/watch", "watch", SF_CONFIG_STRING, false, "/", NULL,
      "comma-separated path prefixes of the entities to replicate"},
+    {"sim/key_grace", "key-grace", SF_CONFIG_INT, false, "60000", "0..86400000",
+     "ms a peer's old key stays accepted after it registers a new one"},
     {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
      "ms between heartbeats and directory refreshes"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
@@ -124,6 +126,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
             (uint32_t) sf_config_int (config, "sim/credit"),
             1024,
             sf_config_str (config, "sim/watch"),
+            (uint32_t) sf_config_int (config, "sim/key_grace"),
         };
         self->stream = sim_stream_new (state, self->cert, self->store,
                                        &stream_config, fault);

@@ -17,6 +17,16 @@
 //  Acknowledge at least every this many datagrams from one sender.
 #define S_ACK_EVERY 4
 
+//  One key a peer sends from, and what we accepted from it.
+typedef struct {
+    uint8_t key [32];        //  the peer's public key
+    uint8_t shared [32];     //  X25519 secret with it
+    uint64_t registered_ms;  //  the registration its sessions derive from
+    uint64_t in_session;     //  its newest session accepted, 0: none
+    sim_seal_key_t in_key;   //  that session's key
+    sim_window_t window;     //  its counters seen
+} s_identity_t;
+
 //  One peer: what we send it and what we received from it.
 typedef struct {
     char *name;              //  its sim name
@@ -32,13 +42,15 @@ typedef struct {
     uint64_t counter;        //  last counter used toward it
     sim_credit_t *credit;    //  what is due, in flight, allowed
     //  Receiving
-    uint64_t in_session;    //  its newest session accepted, 0: none
-    sim_seal_key_t in_key;  //  that session's key
-    sim_window_t window;    //  its counters seen
-    unsigned unacked;       //  STATE datagrams accepted since our last ACK
-    uint64_t heard_us;      //  last datagram accepted from it
-    uint64_t acked_us;      //  last ACK we sent it
-    size_t largest;         //  largest datagram accepted from it
+    uint64_t in_session;       //  its newest session accepted, 0: none
+    sim_seal_key_t in_key;     //  that session's key
+    sim_window_t window;       //  its counters seen
+    s_identity_t former;       //  its key before a re-key, during the grace
+    uint64_t former_until_us;  //  end of the grace period, 0: none
+    unsigned unacked;          //  STATE datagrams accepted since our last ACK
+    uint64_t heard_us;         //  last datagram accepted from it
+    uint64_t acked_us;         //  last ACK we sent it
+    size_t largest;            //  largest datagram accepted from it
 } s_peer_t;
 
 //  Counters, by name, in the order they are reported.
@@ -79,6 +91,7 @@ struct _sim_stream_t {
     size_t datagram_size;               //  largest datagram we send
     uint32_t credit;                    //  window we grant
     size_t buffer_budget;               //  receive buffer bytes we grant from
+    uint64_t key_grace_us;              //  how long a former key is accepted
     uint32_t max_window;                //  window we use at most
     zlist_t *watch;                     //  prefixes replicated (strings)
     uint64_t session;                   //  ours, 0 until started
@@ -146,6 +159,7 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     self->datagram_size = config->datagram_size;
     self->credit = config->credit;
     self->buffer_budget = s_buffer_budget ();
+    self->key_grace_us = (uint64_t) config->key_grace_ms * 1000;
     self->max_window = config->max_window;
     self->peers = zlistx_new ();
     zlistx_set_destructor (self->peers,
@@ -297,6 +311,19 @@ sim_stream_peer_set (sim_stream_t *self, const char *name, const char *key,
         zlistx_add_end (self->peers, peer);
     }
     peer->seen = true;
+    if (fresh && peer->registered_ms && memcmp (peer->key, public_key, 32) != 0
+        && self->key_grace_us) {
+        //  Re-keyed: datagrams from the old key stay welcome for a while
+        //  (section 4, key rotation).
+        s_identity_t *former = &peer->former;
+        memcpy (former->key, peer->key, 32);
+        memcpy (former->shared, peer->shared, 32);
+        former->registered_ms = peer->registered_ms;
+        former->in_session = peer->in_session;
+        former->in_key = peer->in_key;
+        former->window = peer->window;
+        peer->former_until_us = sf_time_mono_us () + self->key_grace_us;
+    }
     if (fresh) {
         //  A new key or a restart: nothing we knew of it holds.
         memcpy (peer->key, public_key, 32);
@@ -477,13 +504,27 @@ s_apply (sim_stream_t *self, s_peer_t *peer, const uint8_t *body, size_t size)
     }
 }
 
+//  The peer whose current key, or former key still in its grace period,
+//  starts with KEY_ID; the matching identity into *IDENTITY (a view of
+//  the current one built in *SCRATCH, or the former one itself).
 static s_peer_t *
-s_peer_by_key_id (sim_stream_t *self, const uint8_t *key_id)
+s_peer_by_key_id (sim_stream_t *self, const uint8_t *key_id, uint64_t now_us,
+                  s_identity_t **identity, bool *former)
 {
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
-         peer = (s_peer_t *) zlistx_next (self->peers))
-        if (memcmp (peer->key, key_id, STATE_MSG_KEY_ID) == 0)
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        if (memcmp (peer->key, key_id, STATE_MSG_KEY_ID) == 0) {
+            *former = false;
+            *identity = NULL;
             return peer;
+        }
+        if (peer->former_until_us > now_us
+            && memcmp (peer->former.key, key_id, STATE_MSG_KEY_ID) == 0) {
+            *former = true;
+            *identity = &peer->former;
+            return peer;
+        }
+    }
     return NULL;
 }
 
@@ -504,24 +545,37 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         counters->drop_wrong_receiver++;
         return;
     }
-    s_peer_t *peer = s_peer_by_key_id (self, header.sender);
+    s_identity_t *identity, current;
+    bool former;
+    s_peer_t *peer =
+        s_peer_by_key_id (self, header.sender, now_us, &identity, &former);
     if (!peer) {
         counters->drop_unknown_sender++;
         return;
     }
-    if (header.session >> 16 != peer->registered_ms
-        || header.session < peer->in_session) {
+    if (!former) {
+        //  A view of the current identity, written back below.
+        memcpy (current.key, peer->key, 32);
+        memcpy (current.shared, peer->shared, 32);
+        current.registered_ms = peer->registered_ms;
+        current.in_session = peer->in_session;
+        current.in_key = peer->in_key;
+        identity = &current;
+    }
+    if (header.session >> 16 != identity->registered_ms
+        || header.session < identity->in_session) {
         counters->drop_stale_session++;
         return;
     }
-    bool new_session = header.session != peer->in_session;
-    if (!new_session && !sim_window_check (&peer->window, header.counter)) {
+    bool new_session = header.session != identity->in_session;
+    sim_window_t *window = former ? &peer->former.window : &peer->window;
+    if (!new_session && !sim_window_check (window, header.counter)) {
         counters->drop_replay++;
         return;
     }
-    sim_seal_key_t key = peer->in_key;
+    sim_seal_key_t key = identity->in_key;
     if (new_session)
-        sim_seal_derive (&key, peer->shared, peer->key,
+        sim_seal_derive (&key, identity->shared, identity->key,
                          zcert_public_key (self->cert), header.session);
     uint8_t *body = self->buffer;
     size_t body_size = size - STATE_MSG_OVERHEAD;
@@ -537,11 +591,24 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         return;
     }
     if (new_session) {
-        peer->in_session = header.session;
-        peer->in_key = key;
-        sim_window_reset (&peer->window);
+        sim_window_reset (window);
+        if (former) {
+            peer->former.in_session = header.session;
+            peer->former.in_key = key;
+        }
+        else {
+            peer->in_session = header.session;
+            peer->in_key = key;
+        }
     }
-    sim_window_mark (&peer->window, header.counter);
+    sim_window_mark (window, header.counter);
+    if (former) {
+        //  The old key's last words: applied, not acknowledged (its
+        //  sender has moved to a new session and credit).
+        if (header.kind == STATE_MSG_STATE)
+            s_apply (self, peer, body, body_size);
+        return;
+    }
     peer->heard_us = now_us;
     if (size > peer->largest)
         peer->largest = size;

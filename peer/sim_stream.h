@@ -27,11 +27,12 @@ typedef struct _sim_stream_t sim_stream_t;
 #define SIM_STREAM_MAX_DATAGRAM (8192 - 1 - 2)
 
 typedef struct {
-    const char *name;      //  this sim's name, to skip it in the directory
-    size_t datagram_size;  //  STATE_MSG_MIN_SIZE..SIM_STREAM_MAX_DATAGRAM
-    uint32_t credit;       //  window granted to each sender, 1..65535
-    uint32_t max_window;   //  largest window we use as a sender
-    const char *watch;     //  comma-separated path prefixes to replicate
+    const char *name;       //  this sim's name, to skip it in the directory
+    size_t datagram_size;   //  STATE_MSG_MIN_SIZE..SIM_STREAM_MAX_DATAGRAM
+    uint32_t credit;        //  window granted to each sender, 1..65535
+    uint32_t max_window;    //  largest window we use as a sender
+    const char *watch;      //  comma-separated path prefixes to replicate
+    uint32_t key_grace_ms;  //  a re-keyed peer's old key stays accepted
 } sim_stream_config_t;
 
 //  Called when the replica ENTITY changed from the stream.

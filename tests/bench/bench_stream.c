@@ -251,8 +251,8 @@ s_sealed (const s_options_t *options)
               options->port);
     snprintf (endpoint_b, sizeof endpoint_b, "udp://127.0.0.1:%d",
               options->port + 1);
-    sim_stream_config_t config_a = {"a", options->size, 64, 1024, "/"};
-    sim_stream_config_t config_b = {"b", options->size, 64, 1024, "/"};
+    sim_stream_config_t config_a = {"a", options->size, 64, 1024, "/", 0};
+    sim_stream_config_t config_b = {"b", options->size, 64, 1024, "/", 0};
     sf_fault_t fault;
     a.stream = sim_stream_new (endpoint_a, cert_a, a.store, &config_a, &fault);
     b.stream = sim_stream_new (endpoint_b, cert_b, b.store, &config_b, &fault);

@@ -16,7 +16,7 @@ from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, w
 from simfabric_testing import state as sd
 from simfabric_testing.paths import sanitized
 
-HEARTBEAT = {"heartbeat": 200}
+HEARTBEAT = {"heartbeat": 200, "key_grace": 1500}
 
 
 @pytest.fixture
@@ -161,14 +161,7 @@ def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
         udp.sendto(sd.udp_payload(datagram), target)
 
     def delta(before, **expected):
-        def reached():
-            now = counters(sim2)
-            return all(now[name] - before[name] >= value for name, value in expected.items())
-        wait_for(reached, what=str(expected))
-        now = counters(sim2)
-        for name, value in expected.items():
-            assert now[name] - before[name] == value, (name, now[name] - before[name])
-        return now
+        return expect_delta(sim2, before, **expected)
 
     # A good datagram first: our sealing is the daemon's.
     before = counters(sim2)
@@ -212,6 +205,19 @@ def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
     with sim1.client() as game:
         game.call("entity.create", path="/world/after", state="still here")
     wait_for(lambda: _get(sim2, "/world/after"), what="a normal update after the attack")
+
+
+def expect_delta(sim, before, **expected) -> dict:
+    """Wait until SIM's counters grew by EXPECTED from BEFORE, check they
+    grew by exactly that, and return them."""
+    def reached():
+        now = counters(sim)
+        return all(now[name] - before[name] >= value for name, value in expected.items())
+    wait_for(reached, what=str(expected))
+    now = counters(sim)
+    for name, value in expected.items():
+        assert now[name] - before[name] == value, (name, now[name] - before[name])
+    return now
 
 
 def _get(sim, path):
@@ -325,3 +331,62 @@ def test_fabricctl_prints_counters_and_peers(fabric):
     peers = [line.split()[0] for line in lines[header + 1:] if line.strip()]
     assert peers == ["sim2"]
     assert lines[header + 1].split()[1] == sim2.state_endpoint
+
+
+def test_a_rekeyed_peer_is_accepted_under_both_keys_for_the_grace_period(fabric, intruder,
+                                                                          tmp_path):
+    ring, (sim1, sim2) = fabric
+    keys, registered, udp = intruder
+    target = _state_port(sim2)
+    endpoint = f"udp://127.0.0.1:{udp.getsockname()[1]}"
+
+    def send(datagram):
+        udp.sendto(sd.udp_payload(datagram), target)
+
+    old = sd.Peer(keys.public, keys.secret, sim2.keys.public, registered << 16 | 1)
+    before = counters(sim2)
+    send(old.state([("/py/r", 1, 1, b"old key")]))
+    before = expect_delta(sim2, before, updates_applied=1)
+
+    # py re-registers with a new key, signing with the current one.
+    new_keys = write_key_pair(tmp_path / "py-new", "py")
+    with ring[0].client(keys=keys) as client:
+        reregistered = client.call("sim.register", sim="py", key=new_keys.public.decode(),
+                                   state=endpoint)["registered_ms"]
+
+    def rekeyed(sim):
+        return any(p["sim"] == "py" and p["key"] == new_keys.public.decode()
+                   for p in _peers(sim))
+
+    wait_for(lambda: rekeyed(sim1) and rekeyed(sim2), what="the sims to learn py's new key")
+    # Both keys are accepted now.
+    send(old.state([("/py/r", 1, 2, b"old key, late")]))
+    before = expect_delta(sim2, before, updates_applied=1)
+    new = sd.Peer(new_keys.public, new_keys.secret, sim2.keys.public, reregistered << 16 | 2)
+    send(new.state([("/py/r", 1, 3, b"new key")]))
+    before = expect_delta(sim2, before, updates_applied=1)
+    with sim2.client() as reader:
+        assert reader.call("entity.get", path="/py/r")["state"] == "new key"
+
+    # sim1 seals to the new key at once.
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/for-new-key", state="hello")
+    sender = sd.key_bytes(sim1.keys.public)[:8]
+    new_id = sd.key_bytes(new_keys.public)[:8]
+    deadline = time.monotonic() + 5
+    while True:
+        payload = udp.recvfrom(9000)[0][1 + len(sd.GROUP):]
+        head = sd.parse_header(payload)
+        if head["sender"] == sender and head["receiver"] == new_id:
+            break
+        assert time.monotonic() < deadline, "nothing from sim1 sealed to the new key"
+    receiver = sd.Peer(new_keys.public, new_keys.secret, sim1.keys.public, 1)
+    assert sd.open_sealed(receiver.key_from(sim1.keys.public, head["session"]), payload)
+
+    # After the grace period the old key is a stranger.
+    time.sleep(1.6)
+    before = counters(sim2)
+    send(old.state([("/py/r", 1, 4, b"old key, too late")]))
+    expect_delta(sim2, before, drop_unknown_sender=1)
+    with sim2.client() as reader:
+        assert reader.call("entity.get", path="/py/r")["state"] == "new key"
