@@ -49,6 +49,9 @@ const sf_config_key_t hs_server_schema [] = {
      "public certificate of a ring member"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
      "API endpoint of a ring member, for forwarding requests to the leader"},
+    {"ring/member/*/events", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "events endpoint of a ring member (for simulation servers; the same "
+     "ring section serves both)"},
     {"homeserver/join", "join", SF_CONFIG_BOOL, false, "false", NULL,
      "join an existing ring (an administrator runs cluster.add) instead of "
      "bootstrapping a new one"},

@@ -18,7 +18,11 @@ typedef struct {
 } s_pending_t;
 
 struct _sim_ring_t {
-    s_member_t *members;  //  the ring, from configuration
+    zsock_t *events;              //  SUB to every member's events, or NULL
+    sim_ring_event_fn *event_fn;  //  whom to tell of a change
+    void *event_arg;
+    uint64_t event_index;  //  newest change seen (every member sends each)
+    s_member_t *members;   //  the ring, from configuration
     size_t n_members;
     size_t target;      //  index of the member asked now
     zhashx_t *pending;  //  request id text -> s_pending_t
@@ -58,6 +62,24 @@ sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
         }
         if (sf_cert_load_public (key_path, key, fault))
             goto failed;
+        snprintf (path, sizeof path, "ring/member/%s/events", name);
+        const char *events = sf_config_str (config, path);
+        if (events) {
+            if (!self->events) {
+                self->events = zsock_new (ZMQ_SUB);
+                zsock_set_linger (self->events, 0);
+                zsock_set_subscribe (self->events, "sim:");
+            }
+            //  The server key applies per connection: set it before each.
+            sf_curve_client (self->events, cert, key);
+            if (zsock_connect (self->events, "%s", events)) {
+                sf_fault_set (fault, SF_EINVAL,
+                              "ring member '%s': cannot connect to events "
+                              "'%s'",
+                              name, events);
+                goto failed;
+            }
+        }
         s_member_t *member = &self->members [self->n_members++];
         member->name = strdup (name);
         member->dealer = zsock_new (ZMQ_DEALER);
@@ -95,6 +117,7 @@ sim_ring_destroy (sim_ring_t **self_p)
             free (self->members [at].name);
         }
         free (self->members);
+        zsock_destroy (&self->events);
         zhashx_destroy (&self->pending);
         free (self);
         *self_p = NULL;
@@ -175,9 +198,46 @@ s_handle_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  A change published by a member; each member publishes every change, so
+//  only the first copy of each index is passed on.
+static int
+s_handle_event (zloop_t *loop, zsock_t *events, void *arg)
+{
+    (void) loop;
+    sim_ring_t *self = (sim_ring_t *) arg;
+    zmsg_t *msg = zmsg_recv (events);
+    if (!msg)
+        return 0;
+    char *topic = zmsg_popstr (msg);
+    char *text = zmsg_popstr (msg);
+    json_t *body = text ? json_loads (text, 0, NULL) : NULL;
+    json_t *index = body ? json_object_get (body, "index") : NULL;
+    if (topic && json_is_integer (index)
+        && (uint64_t) json_integer_value (index) > self->event_index) {
+        self->event_index = (uint64_t) json_integer_value (index);
+        if (self->event_fn)
+            self->event_fn (self->event_arg, topic, body);
+    }
+    json_decref (body);
+    zstr_free (&text);
+    zstr_free (&topic);
+    zmsg_destroy (&msg);
+    return 0;
+}
+
+int
+sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg)
+{
+    self->event_fn = fn;
+    self->event_arg = arg;
+    return 0;
+}
+
 int
 sim_ring_attach (sim_ring_t *self, zloop_t *loop)
 {
+    if (self->events && zloop_reader (loop, self->events, s_handle_event, self))
+        return -1;
     for (size_t at = 0; at < self->n_members; at++)
         if (zloop_reader (loop, self->members [at].dealer, s_handle_reply,
                           self))

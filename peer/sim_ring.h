@@ -42,6 +42,14 @@ int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
 int sim_ring_call (sim_ring_t *self, const char *op, json_t **args,
                    int timeout_ms, sim_ring_fn *fn, void *arg);
 
+//  Called for each new change the ring publishes on topic "sim:" (its
+//  index above any seen before): TOPIC and BODY are lent.
+typedef void (sim_ring_event_fn) (void *arg, const char *topic, json_t *body);
+
+//  Follow the ring's events (homeserver-events.md) on the members that
+//  have ring/member/NAME/events, calling FN with ARG. Returns 0.
+int sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg);
+
 //  Name of the member requests go to now. Lent.
 const char *sim_ring_target (sim_ring_t *self);
 

@@ -52,6 +52,9 @@ const sf_config_key_t sim_server_schema [] = {
      "API endpoint of homeserver NAME"},
     {"ring/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,
      "public certificate of homeserver NAME"},
+    {"ring/member/*/events", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "events endpoint of homeserver NAME: directory changes arrive at once "
+     "instead of at the next heartbeat"},
     {"ring/member/*/id", NULL, SF_CONFIG_INT, false, NULL,
      "1..4611686018427387903", "(homeserver settings, ignored by sims)"},
     {"ring/member/*/raft", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
@@ -79,6 +82,7 @@ struct _sim_server_t {
     uint64_t registered_ms;  //  0 until registered
     bool registering;        //  a sim.register is in flight
     bool listing;            //  a sim.list is in flight
+    bool relist;             //  read again when it is answered
     uint64_t started_ms;     //  monotonic start time, for uptime
 };
 
@@ -256,6 +260,10 @@ s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
 {
     sim_server_t *self = (sim_server_t *) arg;
     self->listing = false;
+    if (self->relist) {
+        self->relist = false;
+        s_list (self);
+    }
     if (fault)
         return;
     json_t *sims = json_object_get (reply, "sims");
@@ -301,8 +309,10 @@ s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
 static void
 s_list (sim_server_t *self)
 {
-    if (self->listing)
+    if (self->listing) {
+        self->relist = true;  //  that answer may predate the change
         return;
+    }
     json_t *args = NULL;
     if (sim_ring_call (self->ring, "sim.list", &args, 2000, s_listed, self)
         == 0)
@@ -319,6 +329,20 @@ s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
         self->registered_ms = 0;
         sim_api_set_registered (self->api, 0);
     }
+}
+
+//  A sim registered, re-keyed or moved: re-read the directory now rather
+//  than at the next heartbeat (the Clone pattern: the event says what
+//  changed, the read gives the state).
+static void
+s_ring_changed (void *arg, const char *topic, json_t *body)
+{
+    (void) topic;
+    sim_server_t *self = (sim_server_t *) arg;
+    //  Heartbeats change no key or endpoint: only registrations matter.
+    const char *op = json_string_value (json_object_get (body, "op"));
+    if (self->registered_ms && op && streq (op, "sim.register"))
+        s_list (self);
 }
 
 //  Every heartbeat: register if not yet, else beat and refresh peers.
@@ -405,6 +429,7 @@ sim_server_actor (zsock_t *pipe, void *args)
     zloop_t *loop = zloop_new ();
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->router), s_handle_api, self);
+    sim_ring_follow (self->ring, s_ring_changed, self);
     sim_ring_attach (self->ring, loop);
     if (self->stream) {
         zloop_reader (loop, sim_stream_socket (self->stream), s_handle_stream,

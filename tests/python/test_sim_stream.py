@@ -390,3 +390,25 @@ def test_a_rekeyed_peer_is_accepted_under_both_keys_for_the_grace_period(fabric,
     expect_delta(sim2, before, drop_unknown_sender=1)
     with sim2.client() as reader:
         assert reader.call("entity.get", path="/py/r")["state"] == "new key"
+
+
+def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
+    """With a heartbeat of 10 s, only the ring's events can tell the sims
+    of a new registration within a second."""
+    ring = make_ring(tmp_path, 1)
+    ring[0].start()
+    sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 10000})
+    try:
+        for sim in sims:
+            sim.start()
+        wait_registered(sims)
+        keys = write_key_pair(tmp_path / "py", "py")
+        with ring[0].client(keys=keys) as client:
+            client.call("sim.register", sim="py", state="udp://127.0.0.1:9")
+        begun = time.monotonic()
+        wait_for(lambda: all("py" in {p["sim"] for p in _peers(sim)} for sim in sims),
+                 timeout=3, what="the sims to learn of py")
+        assert time.monotonic() - begun < 3
+    finally:
+        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
+    assert set(codes.values()) == {0}, codes

@@ -148,6 +148,8 @@ class Daemon:
                          f'            raft = "{member.raft_endpoint}"\n'
                          f'            api = "{member.endpoint}"\n'
                          f'            key = "{member.keys.public_path}"\n')
+                if getattr(member, "events_endpoint", None):
+                    text += f'            events = "{member.events_endpoint}"\n'
         self.config = self.folder / f"{self.name}.cfg"
         self.config.write_text(text)
 
