@@ -147,7 +147,7 @@ s_raw (const s_options_t *options)
     uint64_t now;
     while ((now = sf_time_mono_ns ()) < end) {
         uint64_t due =
-            options->rate ? s_due (options->rate, start, now) : sent + 64;
+            options->rate > 0 ? s_due (options->rate, start, now) : sent + 64;
         if (sent >= due) {
             struct timespec pause = {0, 20000};  //  paced: nothing due yet
             nanosleep (&pause, NULL);
@@ -308,7 +308,7 @@ s_sealed (const s_options_t *options)
             __atomic_store_n (&b.measuring, true, __ATOMIC_RELEASE);
         }
         if (now >= next_tick) {
-            uint64_t due = options->rate
+            uint64_t due = options->rate > 0
                                ? s_due (options->rate, start, now)
                                : changes + options->entities;  //  all of them
             while (changes < due) {

@@ -18,16 +18,18 @@ def fabric(tmp_path):
     """A one-member ring; sim1 streams nothing sim2 watches, so whatever
     sim2 holds came over the handoff channel."""
     ring = make_ring(tmp_path, 1)
-    ring[0].start()
     (sim1,) = make_sims(tmp_path, ring, extra={"heartbeat": 200}, names=["sim1"])
     (sim2,) = make_sims(tmp_path, ring, extra={"heartbeat": 200, "watch": "/elsewhere/"},
                         names=["sim2"])
     sims = [sim1, sim2]
-    for sim in sims:
-        sim.start()
-    wait_registered(sims)
-    yield ring, sims
-    codes = {daemon.name: daemon.stop() for daemon in sims + ring}
+    try:
+        ring[0].start()
+        for sim in sims:
+            sim.start()
+        wait_registered(sims)
+        yield ring, sims
+    finally:
+        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
     assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
 
 

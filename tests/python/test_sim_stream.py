@@ -23,13 +23,15 @@ HEARTBEAT = {"heartbeat": 200, "key_grace": 1500}
 def fabric(tmp_path):
     """A one-member ring and two registered sims; all stopped afterwards."""
     ring = make_ring(tmp_path, 1)
-    ring[0].start()
     sims = make_sims(tmp_path, ring, 2, extra=HEARTBEAT)
-    for sim in sims:
-        sim.start()
-    wait_registered(sims)
-    yield ring, sims
-    codes = {daemon.name: daemon.stop() for daemon in sims + ring}
+    try:
+        ring[0].start()
+        for sim in sims:
+            sim.start()
+        wait_registered(sims)
+        yield ring, sims
+    finally:
+        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
     assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
 
 
@@ -396,9 +398,9 @@ def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
     """With a heartbeat of 10 s, only the ring's events can tell the sims
     of a new registration within a second."""
     ring = make_ring(tmp_path, 1)
-    ring[0].start()
     sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 10000})
     try:
+        ring[0].start()
         for sim in sims:
             sim.start()
         wait_registered(sims)

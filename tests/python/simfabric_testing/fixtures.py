@@ -22,11 +22,14 @@ def simserver(tmp_path):
     """One running simulation server with a one-member ring of its own;
     both stopped (and checked to exit 0) afterwards."""
     ring = make_ring(tmp_path, 1)
-    ring[0].start()
     (daemon,) = make_sims(tmp_path, ring, 1)
-    daemon.start()
-    yield daemon
-    codes = {"sim1": daemon.stop(), "hs1": ring[0].stop()}
+    try:
+        ring[0].start()
+        daemon.start()
+        yield daemon
+    finally:
+        # Both stop, whatever failed: no test leaves a daemon behind.
+        codes = {"sim1": daemon.stop(), "hs1": ring[0].stop()}
     assert codes == {"sim1": 0, "hs1": 0}, daemon.log() + ring[0].log()
 
 
