@@ -123,22 +123,18 @@ s_entity_json (const sim_entity_t *entity)
     return result;
 }
 
-void
-sim_api_notify (sim_api_t *self, const sim_entity_t *entity)
+//  Push EVENT (lent; "prefix" and "missed" are set per subscription) to
+//  every subscription whose prefix PATH starts with.
+static void
+s_publish (sim_api_t *self, const char *path, json_t *event)
 {
-    json_t *event = NULL;
     s_subscription_t *subscription =
         (s_subscription_t *) zlistx_first (self->subscriptions);
     while (subscription) {
         s_subscription_t *next =
             (s_subscription_t *) zlistx_next (self->subscriptions);
-        if (strncmp (entity->path, subscription->prefix,
-                     strlen (subscription->prefix))
+        if (strncmp (path, subscription->prefix, strlen (subscription->prefix))
             == 0) {
-            if (!event) {
-                event = s_entity_json (entity);
-                json_object_set_new (event, "event", json_string ("entity"));
-            }
             json_object_set_new (event, "prefix",
                                  json_string (subscription->prefix));
             json_object_set_new (
@@ -162,7 +158,37 @@ sim_api_notify (sim_api_t *self, const sim_entity_t *entity)
         }
         subscription = next;
     }
+}
+
+void
+sim_api_notify (sim_api_t *self, const sim_entity_t *entity)
+{
+    if (zlistx_size (self->subscriptions) == 0)
+        return;
+    json_t *event = s_entity_json (entity);
+    json_object_set_new (event, "event", json_string ("entity"));
+    s_publish (self, entity->path, event);
     json_decref (event);
+}
+
+//  Tell subscribers PATH is gone.
+static void
+s_notify_deleted (sim_api_t *self, const char *path)
+{
+    json_t *event = json_pack ("{s:s,s:s,s:b}", "event", "entity", "path", path,
+                               "deleted", 1);
+    s_publish (self, path, event);
+    json_decref (event);
+}
+
+void
+sim_api_forget (sim_api_t *self, const char *path)
+{
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity || entity->authority)
+        return;
+    sim_store_delete (self->config.store, path);
+    s_notify_deleted (self, path);
 }
 
 static void
@@ -496,6 +522,72 @@ s_copy (sim_api_t *self, api_call_t **call_p)
     }
 }
 
+//  The ring answered an entity.delete.
+static void
+s_deleted (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (fault) {
+        api_router_fail (self->config.router, &waiting->call, fault->error,
+                         fault->message);
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    //  Gone from the ring: no longer held or streamed here.
+    if (sim_store_delete (self->config.store, waiting->path) == 0)
+        s_notify_deleted (self, waiting->path);
+    json_t *result =
+        json_pack ("{s:s,s:b,s:O}", "path", waiting->path, "deleted", 1,
+                   "index", json_object_get (reply, "index"));
+    api_router_reply (self->config.router, &waiting->call, result);
+    json_decref (result);
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.delete: an entity this sim is the authority of, from the ring
+//  and from here.
+static void
+s_delete (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "path", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *path;
+    if (sf_json_only (root, allowed, &fault)
+        || s_path_arg (root, "path", &path, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity) {
+        api_router_fail (router, call_p, SF_ENOTFOUND, "no entity here");
+        return;
+    }
+    if (!entity->authority) {
+        api_router_fail (router, call_p, SF_EDENIED,
+                         "a replica: only its authority deletes it");
+        return;
+    }
+    json_t *args = json_pack ("{s:s}", "path", path);
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    waiting->path = strdup (path);
+    if (sim_ring_call (self->config.ring, "entity.delete", &args,
+                       S_RING_TIMEOUT_MS, s_deleted, waiting)) {
+        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
+                         "cannot reach the ring");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    zlist_append (self->waiting, waiting);
+}
+
 //  entity.create: the ring records the entity with this sim as authority
 //  (epoch 1), then it is created here.
 static void
@@ -616,6 +708,8 @@ sim_api_handle (sim_api_t *self)
     const char *op = api_call_request (call)->op;
     if (strcmp (op, "entity.create") == 0)
         s_create (self, &call);
+    else if (strcmp (op, "entity.delete") == 0)
+        s_delete (self, &call);
     else if (strcmp (op, "entity.copy") == 0)
         s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)

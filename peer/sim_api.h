@@ -39,6 +39,10 @@ void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 //  ENTITY changed (here or from the stream): tell its subscribers.
 void sim_api_notify (sim_api_t *self, const sim_entity_t *entity);
 
+//  The ring deleted the entity at PATH: drop its replica here (not an
+//  entity this sim is the authority of) and tell subscribers.
+void sim_api_forget (sim_api_t *self, const char *path);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

@@ -69,6 +69,7 @@ sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
                 self->events = zsock_new (ZMQ_SUB);
                 zsock_set_linger (self->events, 0);
                 zsock_set_subscribe (self->events, "sim:");
+                zsock_set_subscribe (self->events, "entity:");
             }
             //  The server key applies per connection: set it before each.
             sf_curve_client (self->events, cert, key);

@@ -42,8 +42,8 @@ int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
 int sim_ring_call (sim_ring_t *self, const char *op, json_t **args,
                    int timeout_ms, sim_ring_fn *fn, void *arg);
 
-//  Called for each new change the ring publishes on topic "sim:" (its
-//  index above any seen before): TOPIC and BODY are lent.
+//  Called for each new change the ring publishes on topics "sim:" and
+//  "entity:" (its index above any seen before): TOPIC and BODY are lent.
 typedef void (sim_ring_event_fn) (void *arg, const char *topic, json_t *body);
 
 //  Follow the ring's events (homeserver-events.md) on the members that

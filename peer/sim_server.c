@@ -337,12 +337,16 @@ s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
 static void
 s_ring_changed (void *arg, const char *topic, json_t *body)
 {
-    (void) topic;
     sim_server_t *self = (sim_server_t *) arg;
-    //  Heartbeats change no key or endpoint: only registrations matter.
     const char *op = json_string_value (json_object_get (body, "op"));
-    if (self->registered_ms && op && streq (op, "sim.register"))
+    if (!op)
+        return;
+    //  Heartbeats change no key or endpoint: only registrations matter.
+    if (self->registered_ms && streq (op, "sim.register"))
         s_list (self);
+    //  An entity deleted in the ring: its replica here goes too.
+    if (streq (op, "entity.delete") && strncmp (topic, "entity:", 7) == 0)
+        sim_api_forget (self->api, topic + 7);
 }
 
 //  Every heartbeat: register if not yet, else beat and refresh peers.

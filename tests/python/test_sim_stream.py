@@ -414,3 +414,26 @@ def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
     finally:
         codes = {daemon.name: daemon.stop() for daemon in sims + ring}
     assert set(codes.values()) == {0}, codes
+
+
+def test_deleting_an_entity_removes_it_from_the_ring_and_the_replicas(fabric):
+    ring, (sim1, sim2) = fabric
+    with sim1.client() as game, sim2.client() as watcher:
+        watcher.call("subscribe", prefix="/world/gone")
+        game.call("entity.create", path="/world/gone", state="here")
+        wait_for(lambda: _get(sim2, "/world/gone"), what="the replica")
+        refused = watcher.request("entity.delete", path="/world/gone")
+        assert refused["ok"] is False and refused["error"]["code"] == "denied"
+        deleted = game.call("entity.delete", path="/world/gone")
+        assert deleted["deleted"] is True and deleted["index"] > 0
+        assert game.request("entity.get", path="/world/gone")["error"]["code"] == "not_found"
+        with ring[0].client() as client:
+            assert client.request("entity.get", path="/world/gone")["error"]["code"] == "not_found"
+        wait_for(lambda: _get(sim2, "/world/gone") is None, what="the replica to go")
+        while True:
+            event = watcher.next_event(timeout=5)
+            if event.get("deleted"):
+                break
+        assert event["path"] == "/world/gone"
+        missing = game.request("entity.delete", path="/world/gone")
+        assert missing["error"]["code"] == "not_found"
