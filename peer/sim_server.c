@@ -8,6 +8,7 @@
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "peer/sim_api.h"
+#include "peer/sim_checkpoint.h"
 #include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
 #include "peer/sim_store.h"
@@ -46,6 +47,11 @@ const sf_config_key_t sim_server_schema [] = {
      "comma-separated path prefixes of the entities to replicate"},
     {"sim/key_grace", "key-grace", SF_CONFIG_INT, false, "60000", "0..86400000",
      "ms a peer's old key stays accepted after it registers a new one"},
+    {"sim/checkpoint", "checkpoint", SF_CONFIG_PATH, false, NULL, NULL,
+     "local SQLite file the entities this sim is the authority of are "
+     "saved to, and resumed from at start (default: none)"},
+    {"sim/checkpoint_interval", "checkpoint-interval", SF_CONFIG_INT, false,
+     "5000", "100..3600000", "ms between checkpoint saves"},
     {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
      "ms between heartbeats and directory refreshes"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
@@ -78,6 +84,13 @@ struct _sim_server_t {
     char *handoff_public;    //  handoff endpoint as registered
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
+    sim_checkpoint_t *checkpoint;  //  local checkpoint file, or NULL
+    int checkpoint_ms;             //  between saves
+    zhashx_t *unconfirmed;         //  path -> epoch text: resumed, not yet
+                                   //  confirmed by the ring
+    zhashx_t *confirmed;     //  path -> epoch text: the ring's word so far
+    bool confirming;         //  an entity.list pass is in flight
+    uint64_t session;        //  to start the stream with once confirmed
     int heartbeat_ms;        //  between heartbeats
     uint64_t registered_ms;  //  0 until registered
     bool registering;        //  a sim.register is in flight
@@ -162,6 +175,33 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         }
         self->handoff_public = strdup (public ? public : handoff);
     }
+    const char *checkpoint = sf_config_str (config, "sim/checkpoint");
+    if (checkpoint) {
+        self->checkpoint = sim_checkpoint_open (checkpoint, fault);
+        if (!self->checkpoint)
+            goto failed;
+        self->checkpoint_ms =
+            (int) sf_config_int (config, "sim/checkpoint_interval");
+        int loaded = sim_checkpoint_load (self->checkpoint, self->store, fault);
+        if (loaded < 0)
+            goto failed;
+        //  Resumed, but the ring decides which are still ours.
+        self->unconfirmed = zhashx_new ();
+        uint32_t slots = sim_store_slots (self->store);
+        for (uint32_t slot = 0; slot < slots; slot++) {
+            sim_entity_t *entity = sim_store_at (self->store, slot);
+            if (entity) {
+                char epoch [24];
+                snprintf (epoch, sizeof epoch, "%llu",
+                          (unsigned long long) entity->epoch);
+                zhashx_insert (self->unconfirmed, entity->path, strdup (epoch));
+            }
+        }
+        zhashx_set_destructor (self->unconfirmed,
+                               (zhashx_destructor_fn *) zstr_free);
+        sf_log_notice ("sim_server: resumed %d entities from %s", loaded,
+                       checkpoint);
+    }
     sim_api_config_t api_config = {self->name,      self->router,  self->store,
                                    self->stream,    self->handoff, self->ring,
                                    self->started_ms};
@@ -183,6 +223,17 @@ sim_server_destroy (sim_server_t **self_p)
         sim_server_t *self = *self_p;
         sim_ring_destroy (&self->ring);
         sim_api_destroy (&self->api);
+        if (self->checkpoint) {
+            sf_fault_t fault;
+            if (sim_checkpoint_save (self->checkpoint, self->store,
+                                     sf_time_wall_ms (), &fault)
+                < 0)
+                sf_log_error ("sim_server: last checkpoint failed: %s",
+                              fault.message);
+        }
+        sim_checkpoint_destroy (&self->checkpoint);
+        zhashx_destroy (&self->unconfirmed);
+        zhashx_destroy (&self->confirmed);
         sim_handoff_destroy (&self->handoff);
         sim_stream_destroy (&self->stream);
         sim_store_destroy (&self->store);
@@ -208,6 +259,92 @@ sim_server_endpoint (sim_server_t *self)
 
 static void s_list (sim_server_t *self);
 
+//  Registered, and the resumed entities sorted out: stream and serve.
+static void
+s_start (sim_server_t *self)
+{
+    if (self->stream)
+        sim_stream_start (self->stream, self->session);
+    sim_api_set_registered (self->api, self->registered_ms);
+    s_list (self);
+}
+
+static void s_confirm (sim_server_t *self, const char *after);
+
+//  One page of the ring's entities: note those that are ours.
+static void
+s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    self->confirming = false;
+    if (fault) {
+        sf_log_warning ("sim_server: cannot confirm resumed entities: %s; "
+                        "retrying",
+                        fault->message);
+        zhashx_destroy (&self->confirmed);
+        return;  //  the next heartbeat starts again
+    }
+    size_t index;
+    json_t *entity;
+    json_array_foreach (json_object_get (reply, "entities"), index, entity)
+    {
+        const char *path = json_string_value (json_object_get (entity, "path"));
+        const char *authority =
+            json_string_value (json_object_get (entity, "authority"));
+        if (path && authority && streq (authority, self->name)) {
+            char epoch [24];
+            snprintf (epoch, sizeof epoch, "%lld",
+                      (long long) json_integer_value (
+                          json_object_get (entity, "epoch")));
+            zhashx_insert (self->confirmed, path, strdup (epoch));
+        }
+    }
+    const char *next = json_string_value (json_object_get (reply, "next"));
+    if (next) {
+        s_confirm (self, next);
+        return;
+    }
+    //  The whole ring seen: keep what it says is ours at the same epoch.
+    size_t dropped = 0, kept = 0;
+    for (char *epoch = (char *) zhashx_first (self->unconfirmed); epoch;
+         epoch = (char *) zhashx_next (self->unconfirmed)) {
+        const char *path = (const char *) zhashx_cursor (self->unconfirmed);
+        char *ring_epoch = (char *) zhashx_lookup (self->confirmed, path);
+        if (ring_epoch && streq (ring_epoch, epoch))
+            kept++;
+        else {
+            sim_store_delete (self->store, path);
+            dropped++;
+        }
+    }
+    sf_log_notice ("sim_server: the ring confirms %zu resumed entities; %zu "
+                   "are no longer ours",
+                   kept, dropped);
+    zhashx_destroy (&self->unconfirmed);
+    zhashx_destroy (&self->confirmed);
+    s_start (self);
+}
+
+//  Read the ring's entities from AFTER on, to confirm resumed ones.
+static void
+s_confirm (sim_server_t *self, const char *after)
+{
+    if (self->confirming)
+        return;
+    if (!self->confirmed) {
+        self->confirmed = zhashx_new ();
+        zhashx_set_destructor (self->confirmed,
+                               (zhashx_destructor_fn *) zstr_free);
+    }
+    json_t *args = json_pack ("{s:s,s:i}", "prefix", "/", "limit", 1000);
+    if (after)
+        json_object_set_new (args, "after", json_string (after));
+    if (sim_ring_call (self->ring, "entity.list", &args, 5000, s_confirmed,
+                       self)
+        == 0)
+        self->confirming = true;
+}
+
 static void
 s_registered (void *arg, json_t *reply, const sf_fault_t *fault)
 {
@@ -227,15 +364,16 @@ s_registered (void *arg, json_t *reply, const sf_fault_t *fault)
     self->registered_ms = (uint64_t) registered_ms;
     //  A new session per registration: the ring's time in the top 48
     //  bits, 16 random bits below (state-datagram.md section 4).
-    uint64_t session =
+    self->session =
         self->registered_ms << 16 | (randombytes_random () & 0xffff);
-    if (self->stream)
-        sim_stream_start (self->stream, session);
-    sim_api_set_registered (self->api, self->registered_ms);
     sf_log_notice ("sim_server: registered with the ring (via %s), "
                    "session %llu",
-                   sim_ring_target (self->ring), (unsigned long long) session);
-    s_list (self);
+                   sim_ring_target (self->ring),
+                   (unsigned long long) self->session);
+    if (self->unconfirmed)
+        s_confirm (self, NULL);  //  the stream starts once confirmed
+    else
+        s_start (self);
 }
 
 static void
@@ -359,6 +497,10 @@ s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
         s_register (self);
         return 0;
     }
+    if (self->unconfirmed) {
+        s_confirm (self, NULL);  //  a failed pass starts again
+        return 0;
+    }
     json_t *args =
         json_pack ("{s:s,s:{s:I}}", "sim", self->name, "load", "entities",
                    (json_int_t) sim_store_size (self->store));
@@ -395,6 +537,21 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
     sim_stream_flush (self->stream, sf_time_mono_us ());
+    return 0;
+}
+
+static int
+s_handle_checkpoint (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    if (self->unconfirmed)
+        return 0;  //  not before the ring has sorted them out
+    sf_fault_t fault;
+    if (sim_checkpoint_save (self->checkpoint, self->store, sf_time_wall_ms (),
+                             &fault)
+        < 0)
+        sf_log_error ("sim_server: checkpoint failed: %s", fault.message);
     return 0;
 }
 
@@ -440,6 +597,9 @@ sim_server_actor (zsock_t *pipe, void *args)
                       self);
         zloop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
     }
+    if (self->checkpoint)
+        zloop_timer (loop, (size_t) self->checkpoint_ms, 0, s_handle_checkpoint,
+                     self);
     if (self->handoff) {
         sim_handoff_attach (self->handoff, loop);
         zloop_timer (loop, 250, 0, s_handle_handoff_tick, self);

@@ -19,6 +19,7 @@
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
 #include "protocol/state_msg.h"
+#include "peer/sim_checkpoint.h"
 #include "peer/sim_credit.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_store.h"
@@ -59,6 +60,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_seal", sim_seal_test},
     {"sim_store", sim_store_test},
     {"sim_credit", sim_credit_test},
+    {"sim_checkpoint", sim_checkpoint_test},
     {NULL, NULL},
 };
 // clang-format on
