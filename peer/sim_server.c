@@ -16,6 +16,7 @@
 #include "protocol/api_router.h"
 
 #include <sodium.h>
+#include <sys/resource.h>
 
 const sf_config_key_t sim_server_schema [] = {
     {"sim/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
@@ -487,6 +488,43 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
         sim_api_forget (self->api, topic + 7);
 }
 
+//  Load figures for the ring (sim.heartbeat): what this sim holds, what
+//  it streams, and the CPU it has used, so operators and placement can
+//  compare sims.
+static json_t *
+s_load (sim_server_t *self)
+{
+    size_t authoritative = 0;
+    uint32_t slots = sim_store_slots (self->store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->store, slot);
+        if (entity && entity->authority)
+            authoritative++;
+    }
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    double cpu =
+        (double) usage.ru_utime.tv_sec + (double) usage.ru_stime.tv_sec
+        + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    json_t *load =
+        json_pack ("{s:I,s:I,s:I,s:f}", "entities",
+                   (json_int_t) sim_store_size (self->store), "authoritative",
+                   (json_int_t) authoritative, "replicas",
+                   (json_int_t) (sim_store_size (self->store) - authoritative),
+                   "cpu_s", cpu);
+    if (self->stream) {
+        json_t *counters = sim_stream_counters (self->stream);
+        static const char *names [] = {"updates_sent",   "updates_applied",
+                                       "datagrams_sent", "datagrams_received",
+                                       "entities_due",   NULL};
+        for (int at = 0; names [at]; at++)
+            json_object_set (load, names [at],
+                             json_object_get (counters, names [at]));
+        json_decref (counters);
+    }
+    return load;
+}
+
 //  Every heartbeat: register if not yet, else beat and refresh peers.
 static int
 s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
@@ -502,8 +540,7 @@ s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
         return 0;
     }
     json_t *args =
-        json_pack ("{s:s,s:{s:I}}", "sim", self->name, "load", "entities",
-                   (json_int_t) sim_store_size (self->store));
+        json_pack ("{s:s,s:o}", "sim", self->name, "load", s_load (self));
     sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
     s_list (self);
     return 0;

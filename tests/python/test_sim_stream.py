@@ -76,7 +76,7 @@ def test_updates_reach_the_other_sim_in_order(fabric):
 
 
 def test_many_entities_converge_to_their_newest_state(fabric):
-    _, (sim1, sim2) = fabric
+    ring, (sim1, sim2) = fabric
     paths = [f"/world/room{n % 4}/e{n:03d}" for n in range(200)]
     with sim1.client() as game:
         for path in paths:
@@ -95,6 +95,18 @@ def test_many_entities_converge_to_their_newest_state(fabric):
         rooms = reader.call("entity.match", pattern="/world/room1/*", limit=1000)
     assert len(rooms["entities"]) == 50
     assert counters(sim1)["updates_sent"] >= 200
+
+    # The heartbeats carry the load figures to the ring.
+    def load_of(name):
+        with ring[0].client() as client:
+            sims = client.call("sim.list")["sims"]
+        return next(s["load"] for s in sims if s["sim"] == name) or {}
+
+    wait_for(lambda: load_of("sim1").get("authoritative") == 200, what="sim1's load")
+    load = load_of("sim1")
+    assert load["entities"] == 200 and load["replicas"] == 0
+    assert load["updates_sent"] >= 200 and load["cpu_s"] > 0
+    wait_for(lambda: load_of("sim2").get("replicas") == 200, what="sim2's load")
 
 
 def test_api_refuses_bad_input_and_keeps_serving(fabric):
