@@ -44,7 +44,8 @@ typedef struct {
     sim_api_t *api;
     api_call_t *call;
     char *path;
-    char *state;  //  initial state, or NULL
+    char *state;   //  initial state, or NULL
+    bool on_ring;  //  waits on the ring client (else on the handoff channel)
 } s_waiting_t;
 
 static void
@@ -87,6 +88,26 @@ sim_api_destroy (sim_api_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
+{
+    //  Calls waiting on the old client were dropped with it: answer them.
+    zlist_t *dropped = zlist_new ();
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
+        if (waiting->on_ring)
+            zlist_append (dropped, waiting);
+    s_waiting_t *waiting;
+    while ((waiting = (s_waiting_t *) zlist_pop (dropped))) {
+        zlist_remove (self->waiting, waiting);
+        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
+                         "the sim changed its key meanwhile; retry");
+        s_waiting_destroy (&waiting);
+    }
+    zlist_destroy (&dropped);
+    self->config.ring = ring;
 }
 
 void
@@ -578,6 +599,7 @@ s_delete (sim_api_t *self, api_call_t **call_p)
     waiting->call = *call_p;
     *call_p = NULL;
     waiting->path = strdup (path);
+    waiting->on_ring = true;
     if (sim_ring_call (self->config.ring, "entity.delete", &args,
                        S_RING_TIMEOUT_MS, s_deleted, waiting)) {
         api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
@@ -627,6 +649,7 @@ s_create (sim_api_t *self, api_call_t **call_p)
     waiting->call = *call_p;
     *call_p = NULL;
     waiting->path = strdup (path);
+    waiting->on_ring = true;
     waiting->state = state ? strndup (state, size) : NULL;
     if (sim_ring_call (self->config.ring, "entity.create", &args,
                        S_RING_TIMEOUT_MS, s_created, waiting)) {

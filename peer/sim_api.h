@@ -33,6 +33,9 @@ sim_api_t *sim_api_new (const sim_api_config_t *config);
 //  caller's pointer.
 void sim_api_destroy (sim_api_t **self_p);
 
+//  The ring client was replaced (key rotation): use RING (lent) from now.
+void sim_api_set_ring (sim_api_t *self, sim_ring_t *ring);
+
 //  The sim registered with the ring (REGISTERED_MS) or lost it (0).
 void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 

@@ -167,6 +167,45 @@ sim_handoff_destroy (sim_handoff_t **self_p)
     }
 }
 
+static int s_handle_router (zloop_t *loop, zsock_t *router, void *arg);
+
+int
+sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
+{
+    self->cert = cert;
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        if (peer->dealer && self->loop)
+            zloop_reader_end (self->loop, peer->dealer);
+        zsock_destroy (&peer->dealer);
+    }
+    char *endpoint = zsock_last_endpoint (self->router);
+    if (self->loop)
+        zloop_reader_end (self->loop, self->router);
+    zsock_destroy (&self->router);
+    self->router = zsock_new (ZMQ_ROUTER);
+    zsock_set_linger (self->router, 0);
+    sf_curve_server (self->router, cert, SIM_HANDOFF_DOMAIN);
+    //  The old socket lets go of the port asynchronously: try for a second.
+    int rc = -1;
+    for (int attempt = 0; attempt < 100 && rc < 0; attempt++) {
+        rc = zsock_bind (self->router, "%s", endpoint);
+        if (rc < 0)
+            zclock_sleep (10);
+    }
+    if (rc < 0) {
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind handoff endpoint '%s' again: %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
+        free (endpoint);
+        return -1;
+    }
+    free (endpoint);
+    if (self->loop)
+        zloop_reader (self->loop, self->router, s_handle_router, self);
+    return 0;
+}
+
 void
 sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
                           void *arg)

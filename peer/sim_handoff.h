@@ -38,6 +38,12 @@ sim_handoff_t *sim_handoff_new (const char *endpoint, const char *name,
 //  null the caller's pointer.
 void sim_handoff_destroy (sim_handoff_t **self_p);
 
+//  This sim changed its key pair to CERT (lent, must outlive the channel):
+//  the ROUTER is bound again with it on the same endpoint, and the DEALERs
+//  to peers are made again on next use. Returns 0, or -1 with FAULT set if
+//  the endpoint cannot be bound again (the channel is then closed).
+int sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault);
+
 //  Register the sockets on LOOP (and the peers' as they come).
 int sim_handoff_attach (sim_handoff_t *self, zloop_t *loop);
 

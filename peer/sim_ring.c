@@ -18,6 +18,8 @@ typedef struct {
 } s_pending_t;
 
 struct _sim_ring_t {
+    zloop_t *loop;                //  attached to, or NULL
+    int timer;                    //  its timeout timer there
     zsock_t *events;              //  SUB to every member's events, or NULL
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
@@ -234,16 +236,31 @@ sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg)
     return 0;
 }
 
+void
+sim_ring_detach (sim_ring_t *self)
+{
+    if (!self->loop)
+        return;
+    if (self->events)
+        zloop_reader_end (self->loop, self->events);
+    for (size_t at = 0; at < self->n_members; at++)
+        zloop_reader_end (self->loop, self->members [at].dealer);
+    zloop_timer_end (self->loop, self->timer);
+    self->loop = NULL;
+}
+
 int
 sim_ring_attach (sim_ring_t *self, zloop_t *loop)
 {
+    self->loop = loop;
     if (self->events && zloop_reader (loop, self->events, s_handle_event, self))
         return -1;
     for (size_t at = 0; at < self->n_members; at++)
         if (zloop_reader (loop, self->members [at].dealer, s_handle_reply,
                           self))
             return -1;
-    return zloop_timer (loop, 50, 0, s_handle_timer, self) < 0 ? -1 : 0;
+    self->timer = zloop_timer (loop, 50, 0, s_handle_timer, self);
+    return self->timer < 0 ? -1 : 0;
 }
 
 int

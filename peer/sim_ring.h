@@ -36,6 +36,10 @@ void sim_ring_destroy (sim_ring_t **self_p);
 //  Register the client's sockets and timer on LOOP. Returns 0 or -1.
 int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
 
+//  Take the client's sockets and timer off the loop it was attached to
+//  (before destroying it while the loop goes on).
+void sim_ring_detach (sim_ring_t *self);
+
 //  Send OP with the members of ARGS (taken; may be NULL); call FN with ARG
 //  when the reply comes or after TIMEOUT_MS. Returns 0, or -1 if it could
 //  not be sent (FN is then not called).

@@ -75,7 +75,13 @@ const sf_config_key_t sim_server_schema [] = {
 
 struct _sim_server_t {
     char *name;              //  node name
-    zcert_t *cert;           //  this node's key pair
+    zcert_t *cert;           //  this node's key pair, as registered now
+    zcert_t *api_cert;       //  the key the API serves with (the first;
+                             //  its clients pin it, so it stays until
+                             //  restart)
+    zcert_t *next_cert;      //  a key being registered (rotation)
+    sf_config_t *config;     //  lent by main, outlives the actor
+    zloop_t *loop;           //  the actor's loop
     zactor_t *zap;           //  ZAP handler: who may open a CURVE session
     api_router_t *router;    //  JSON requests over CURVE
     sim_store_t *store;      //  entities
@@ -113,10 +119,12 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     self->name = strdup (sf_config_str (config, "sim/name"));
     self->started_ms = sf_time_mono_ms ();
     self->heartbeat_ms = (int) sf_config_int (config, "sim/heartbeat");
+    self->config = config;
     self->cert =
         sf_cert_load_secret (sf_config_str (config, "sim/secret_key"), fault);
     if (!self->cert)
         goto failed;
+    self->api_cert = zcert_dup (self->cert);
     self->zap = sf_zap_new ();
     if (!self->zap) {
         sf_fault_set (fault, SF_EINTERNAL, "cannot start the ZAP handler");
@@ -128,8 +136,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     else if (sf_zap_allow_dir (self->zap, API_ROUTER_DOMAIN, clients, fault)
              < 0)
         goto failed;
-    self->router =
-        api_router_new (sf_config_str (config, "sim/api"), self->cert, fault);
+    self->router = api_router_new (sf_config_str (config, "sim/api"),
+                                   self->api_cert, fault);
     if (!self->router)
         goto failed;
     self->ring = sim_ring_new (config, self->cert, fault);
@@ -241,6 +249,8 @@ sim_server_destroy (sim_server_t **self_p)
         api_router_destroy (&self->router);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
+        zcert_destroy (&self->api_cert);
+        zcert_destroy (&self->next_cert);
         free (self->state_public);
         free (self->handoff_public);
         free (self->name);
@@ -601,6 +611,106 @@ s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  --------------------------------------------------------------------------
+//  Key rotation: the operator puts a new key pair at sim/secret_key and
+//  sends SIGHUP; the sim registers the new key (signing with the old one),
+//  then moves its ring client, stream and handoff channel to it. Peers
+//  learn it from the ring and accept the old key for their grace period.
+
+//  Move everything but the API to the registered NEXT_CERT. Runs from a
+//  timer, not from the ring client's callback: the client is replaced.
+static int
+s_rekey (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    zcert_destroy (&self->cert);
+    self->cert = self->next_cert;
+    self->next_cert = NULL;
+    sf_fault_t fault;
+    sim_ring_detach (self->ring);
+    sim_ring_destroy (&self->ring);
+    self->ring = sim_ring_new (self->config, self->cert, &fault);
+    if (!self->ring) {
+        sf_log_error ("sim_server: ring client after rotation: %s",
+                      fault.message);
+        return -1;  //  cannot go on without the ring
+    }
+    sim_ring_follow (self->ring, s_ring_changed, self);
+    sim_ring_attach (self->ring, loop);
+    sim_api_set_ring (self->api, self->ring);
+    if (self->stream)
+        sim_stream_rekey (self->stream, self->cert, self->session);
+    if (self->handoff && sim_handoff_rekey (self->handoff, self->cert, &fault))
+        sf_log_error ("sim_server: handoff channel after rotation: %s",
+                      fault.message);
+    sf_log_notice ("sim_server: key rotated to %s, session %llu",
+                   zcert_public_txt (self->cert),
+                   (unsigned long long) self->session);
+    s_list (self);
+    return 0;
+}
+
+static void
+s_rotated (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    self->registering = false;
+    json_int_t registered_ms =
+        reply ? json_integer_value (json_object_get (reply, "registered_ms"))
+              : 0;
+    if (fault || registered_ms <= 0) {
+        sf_log_error ("sim_server: key rotation refused: %s; still on %s",
+                      fault ? fault->message : "no registration time",
+                      zcert_public_txt (self->cert));
+        zcert_destroy (&self->next_cert);
+        return;
+    }
+    self->registered_ms = (uint64_t) registered_ms;
+    self->session =
+        self->registered_ms << 16 | (randombytes_random () & 0xffff);
+    sim_api_set_registered (self->api, self->registered_ms);
+    zloop_timer (self->loop, 1, 1, s_rekey, self);
+}
+
+//  SIGHUP: read sim/secret_key again; a new key there is rotated to.
+static void
+s_rotate (sim_server_t *self)
+{
+    const char *path = sf_config_str (self->config, "sim/secret_key");
+    sf_fault_t fault;
+    zcert_t *cert = sf_cert_load_secret (path, &fault);
+    if (!cert) {
+        sf_log_error ("sim_server: key rotation: %s", fault.message);
+        return;
+    }
+    if (streq (zcert_public_txt (cert), zcert_public_txt (self->cert))) {
+        sf_log_notice ("sim_server: key rotation: %s holds the current key",
+                       path);
+        zcert_destroy (&cert);
+        return;
+    }
+    if (!self->registered_ms || self->registering || self->next_cert) {
+        sf_log_error ("sim_server: key rotation: not registered, or busy; "
+                      "send SIGHUP again");
+        zcert_destroy (&cert);
+        return;
+    }
+    json_t *args = json_pack ("{s:s,s:s}", "sim", self->name, "key",
+                              zcert_public_txt (cert));
+    if (self->state_public)
+        json_object_set_new (args, "state", json_string (self->state_public));
+    if (self->handoff_public)
+        json_object_set_new (args, "handoff",
+                             json_string (self->handoff_public));
+    self->next_cert = cert;
+    if (sim_ring_call (self->ring, "sim.register", &args, 3000, s_rotated, self)
+        == 0)
+        self->registering = true;
+    else
+        zcert_destroy (&self->next_cert);
+}
+
 static int
 s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
 {
@@ -612,6 +722,8 @@ s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     int rc = 0;
     if (streq (command, "$TERM"))
         rc = -1;
+    else if (streq (command, "ROTATE"))
+        s_rotate (self);
     else if (streq (command, "ENDPOINT"))
         zstr_send (pipe, api_router_endpoint (self->router));
     else
@@ -625,6 +737,7 @@ sim_server_actor (zsock_t *pipe, void *args)
 {
     sim_server_t *self = (sim_server_t *) args;
     zloop_t *loop = zloop_new ();
+    self->loop = loop;
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->router), s_handle_api, self);
     sim_ring_follow (self->ring, s_ring_changed, self);

@@ -269,6 +269,24 @@ sim_stream_start (sim_stream_t *self, uint64_t session)
 }
 
 void
+sim_stream_rekey (sim_stream_t *self, zcert_t *cert, uint64_t session)
+{
+    self->cert = cert;
+    memcpy (self->key_id, zcert_public_key (cert), STATE_MSG_KEY_ID);
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        if (sim_seal_shared (peer->shared, zcert_secret_key (cert), peer->key))
+            memset (peer->shared, 0, sizeof peer->shared);
+        //  Its sessions were sealed to our old key: start again.
+        peer->in_session = 0;
+        sim_window_reset (&peer->window);
+        peer->former_until_us = 0;
+        peer->unacked = 0;
+    }
+    sim_stream_start (self, session);
+}
+
+void
 sim_stream_peers_begin (sim_stream_t *self)
 {
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;

@@ -58,6 +58,14 @@ void sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg);
 //  Start sending, in SESSION (state-datagram.md section 4).
 void sim_stream_start (sim_stream_t *self, uint64_t session);
 
+//  This sim changed its key pair to CERT (lent, must outlive the stream)
+//  and registered it, starting SESSION: every peer's secret is computed
+//  again, what was in flight or acknowledged is forgotten, and every
+//  authoritative entity is due again. Datagrams peers still seal to the
+//  old key are dropped (wrong_receiver) and sent again once they have
+//  learned the new one from the ring.
+void sim_stream_rekey (sim_stream_t *self, zcert_t *cert, uint64_t session);
+
 //  This sim's session, 0 before sim_stream_start.
 uint64_t sim_stream_session (sim_stream_t *self);
 
