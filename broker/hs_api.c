@@ -593,6 +593,13 @@ s_job_progress (hs_api_t *self, uint64_t now)
         return;
     if (hs_ring_role (self->ring) != HS_RING_LEADER
         || hs_ring_term (self->ring) != job->term) {
+        //  A leader that removed itself steps down once the change is
+        //  committed (Raft thesis 4.2.2): that is the change done.
+        if (job->stage == S_JOB_FINAL && !job->member && job->id == self->id
+            && hs_ring_commit_index (self->ring) >= job->index) {
+            s_job_end (self, SF_OK, NULL);
+            return;
+        }
         s_job_end (self, SF_EUNAVAILABLE,
                    "leadership changed during the membership change; check "
                    "status, then retry");

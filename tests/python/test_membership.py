@@ -101,3 +101,23 @@ def test_membership_changes_need_an_admin(ring):
             client.call("cluster.add", name="x", raft_id=9, raft="tcp://127.0.0.1:1",
                         key="not a key")
         assert refused.value.code == "invalid_argument"
+
+
+def test_remove_the_leader_itself(ring):
+    """The leader commits its own removal, steps down, and says so; the
+    others elect a leader among themselves and keep committing."""
+    leader, _ = wait_leader(ring)
+    old = next(m for m in ring if m.name == leader)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    with old.client(keys=admin, timeout=20) as client:
+        removed = client.call("cluster.remove", raft_id=old.raft_id)
+    assert removed["raft_id"] == old.raft_id
+    rest = [m for m in ring if m is not old]
+    new_leader, statuses = wait_leader(rest)
+    assert new_leader != leader
+    for status in statuses.values():
+        assert old.raft_id not in {s["id"] for s in status["configuration"]}
+    created = call_any(rest, "entity.create", time.monotonic() + 10, path="/after/removal")
+    assert created["ok"]
+    with old.client() as client:
+        assert client.call("status")["role"] != "leader"
