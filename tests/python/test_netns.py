@@ -56,6 +56,12 @@ def test_partitioned_leader_commits_nothing_and_rejoins(hosts, tmp_path):
         before = status_inside(hosts, old)
 
         hosts.cut(old.index)
+        # Cut off, it is still the leader for up to an election timeout,
+        # but it cannot confirm that with a majority: a linearizable read
+        # sent now must wait and fail, however fresh its data still is (a
+        # read confirmed too easily would answer here).
+        early = inside(hosts, old, "request", "entity.get", '{"path": "/before/0"}')
+        assert early.returncode != 0, early.stdout
         # The majority elects a new leader and keeps committing.
         new_leader, seen = wait_leader(majority, timeout=15)
         assert new_leader != old.name
