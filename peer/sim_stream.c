@@ -485,14 +485,15 @@ s_watched (sim_stream_t *self, const char *path, size_t size)
     return false;
 }
 
-//  Apply the updates of a verified STATE body from PEER (section 5).
+//  Apply the updates of a verified STATE body from PEER (section 5); the
+//  body passed state_msg_body_valid.
 static void
 s_apply (sim_stream_t *self, s_peer_t *peer, const uint8_t *body, size_t size)
 {
     size_t offset = 0;
     state_msg_update_t update;
     uint64_t now_ms = sf_time_wall_ms ();
-    while (state_msg_update_next (body, size, &offset, &update) == 1) {
+    while (state_msg_update_read (body, size, &offset, &update)) {
         if (!s_watched (self, update.path, update.path_size)) {
             self->counters.update_unwatched++;
             continue;

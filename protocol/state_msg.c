@@ -166,6 +166,37 @@ state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
     return 1;
 }
 
+//  A varint state_msg_body_valid has already checked.
+static uint64_t
+s_varint_read (const uint8_t *body, size_t *offset)
+{
+    uint64_t value = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        uint8_t byte = body [(*offset)++];
+        value |= (uint64_t) (byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return value;
+    }
+}
+
+int
+state_msg_update_read (const uint8_t *body, size_t size, size_t *offset,
+                       state_msg_update_t *update)
+{
+    if (*offset >= size)
+        return 0;
+    size_t at = *offset;
+    update->path_size = (size_t) s_varint_read (body, &at);
+    update->path = (const char *) body + at;
+    at += update->path_size;
+    update->epoch = s_varint_read (body, &at);
+    update->seq = s_varint_read (body, &at);
+    update->state_size = (size_t) s_varint_read (body, &at);
+    update->state = update->state_size ? body + at : NULL;
+    *offset = at + update->state_size;
+    return 1;
+}
+
 bool
 state_msg_body_valid (const uint8_t *body, size_t size)
 {
@@ -283,6 +314,17 @@ state_msg_test (bool verbose)
         assert (update.state_size == 64 && update.state [63] == 7);
     }
     assert (state_msg_update_next (body, used, &offset, &update) == 0);
+    //  The second pass reads the same
+    size_t checked = 0, read = 0;
+    state_msg_update_t again;
+    while (state_msg_update_next (body, used, &checked, &update) == 1) {
+        assert (state_msg_update_read (body, used, &read, &again) == 1);
+        assert (read == checked && again.seq == update.seq);
+        assert (again.path == update.path && again.state == update.state);
+        assert (again.epoch == update.epoch
+                && again.state_size == update.state_size);
+    }
+    assert (state_msg_update_read (body, used, &read, &again) == 0);
 
     //  Every truncation of a valid body but the ends of updates is refused
     size_t update_size = state_msg_update_size (20, 3, 1000, 64);

@@ -76,6 +76,12 @@ int state_msg_update_put (const state_msg_update_t *update, uint8_t *body,
 int state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
                            state_msg_update_t *update);
 
+//  Like state_msg_update_next, for a BODY that state_msg_body_valid
+//  accepted: the same reading without checking the grammar again (the
+//  receiver's second pass, which applies). Returns 1, or 0 at the end.
+int state_msg_update_read (const uint8_t *body, size_t size, size_t *offset,
+                           state_msg_update_t *update);
+
 //  True if BODY of SIZE bytes is a well-formed STATE body (at least one
 //  update, nothing left over): check it all before applying any of it.
 bool state_msg_body_valid (const uint8_t *body, size_t size);

@@ -34,11 +34,17 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
     if (!state_msg_body_valid (body, body_size))
         return 0;
-    size_t offset = 0, used = 0;
-    state_msg_update_t update;
-    while (state_msg_update_next (body, body_size, &offset, &update) == 1)
+    size_t offset = 0, used = 0, read = 0;
+    state_msg_update_t update, fast;
+    while (state_msg_update_next (body, body_size, &offset, &update) == 1) {
+        //  The applying pass reads exactly what the checking pass did.
+        if (state_msg_update_read (body, body_size, &read, &fast) != 1
+            || read != offset || fast.path != update.path
+            || fast.seq != update.seq || fast.state_size != update.state_size)
+            abort ();
         if (state_msg_update_put (&update, again, sizeof again, &used))
             abort ();
+    }
     if (used != body_size || memcmp (again, body, used) != 0)
         abort ();
     return 0;
