@@ -59,9 +59,6 @@ struct _hs_fsm_t {
 };
 
 //  --------------------------------------------------------------------------
-//  Names and paths
-
-//  --------------------------------------------------------------------------
 //  Arguments, shared by the leader's check and every member's apply
 
 typedef struct {
@@ -237,6 +234,31 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
                    ? -1
                    : 0;
     }
+    if (strcmp (op, "authority.request") == 0) {
+        static const char *allowed [] = {"op",  "id",     "path",
+                                         "sim", "player", NULL};
+        return sf_json_only (args, allowed, fault)
+                       || s_path (args, "path", &a->path, fault)
+                       || s_name (args, "sim", true, &a->sim, fault)
+                       || s_name (args, "player", false, &a->player, fault)
+                   ? -1
+                   : 0;
+    }
+    if (strcmp (op, "authority.release") == 0) {
+        static const char *allowed [] = {"op",  "id",         "path",
+                                         "sim", "checkpoint", NULL};
+        if (sf_json_only (args, allowed, fault)
+            || s_path (args, "path", &a->path, fault)
+            || s_name (args, "sim", true, &a->sim, fault)
+            || sf_json_string (args, "checkpoint", false, &a->checkpoint,
+                               fault))
+            return -1;
+        if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'checkpoint' exceeds %d bytes",
+                                 S_MAX_CHECKPOINT);
+        return 0;
+    }
     if (strcmp (op, "entity.list") == 0) {
         static const char *allowed [] = {
             "op", "id", "prefix", "after", "limit", "consistency", NULL};
@@ -256,9 +278,11 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
 }
 
-static const char *s_writes [] = {
-    "cluster.add",   "player.register", "sim.register",    "sim.heartbeat",
-    "entity.create", "entity.delete",   "entity.set_rule", NULL};
+static const char *s_writes [] = {"cluster.add",       "player.register",
+                                  "sim.register",      "sim.heartbeat",
+                                  "entity.create",     "entity.delete",
+                                  "entity.set_rule",   "authority.request",
+                                  "authority.release", NULL};
 static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
                                  "entity.list", NULL};
 
@@ -651,6 +675,148 @@ s_entity_delete (s_apply_t *ctx)
     return json_pack ("{s:s,s:b}", "path", ctx->a->path, "deleted", 1);
 }
 
+//  The principal may act for sim NAME: it is the sim's registered key, or
+//  an administrator. Returns 0, or -1 with FAULT (not_found, unauthorized).
+static int
+s_acts_for_sim (s_apply_t *ctx, const char *name)
+{
+    char *key = s_lookup (ctx->self, "SELECT key FROM sims WHERE id = ?", name);
+    if (!key)
+        return sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", name);
+    bool allowed = ctx->cmd->admin || strcmp (key, ctx->principal) == 0;
+    free (key);
+    if (!allowed)
+        return sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                             "a sim acts only for itself: the caller is not "
+                             "sim '%s'",
+                             name);
+    return 0;
+}
+
+//  authority.request (homeserver-api.md): grant SIM the authority of PATH
+//  under its rule, with the next epoch; a request by the master (the
+//  caller, or the player it acts for) is always granted.
+static json_t *
+s_authority_request (s_apply_t *ctx)
+{
+    if (s_acts_for_sim (ctx, ctx->a->sim))
+        return NULL;
+    char *master = s_lookup (
+        ctx->self, "SELECT master FROM entities WHERE path = ?", ctx->a->path);
+    if (!master) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
+                      ctx->a->path);
+        return NULL;
+    }
+    char *player_key = NULL;
+    if (ctx->a->player) {
+        player_key = s_lookup (
+            ctx->self, "SELECT key FROM players WHERE id = ?", ctx->a->player);
+        if (!player_key) {
+            free (master);
+            sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'",
+                          ctx->a->player);
+            return NULL;
+        }
+    }
+    bool by_master = ctx->cmd->admin || strcmp (master, ctx->principal) == 0
+                     || (player_key && strcmp (master, player_key) == 0);
+    free (master);
+    free (player_key);
+    char *rule = s_lookup (
+        ctx->self, "SELECT rule FROM entities WHERE path = ?", ctx->a->path);
+    char *authority =
+        s_lookup (ctx->self, "SELECT authority FROM entities WHERE path = ?",
+                  ctx->a->path);
+    bool granted = by_master || (rule && strcmp (rule, "allow") == 0);
+    if (!granted && rule && strcmp (rule, "deny") == 0)
+        sf_fault_set (ctx->fault, SF_EDENIED,
+                      "the rule of '%s' is deny: only its master may take it",
+                      ctx->a->path);
+    else if (!granted)
+        sf_fault_set (ctx->fault, SF_EUNAVAILABLE,
+                      "the rule of '%s' is ask: asking the owner's sim "
+                      "(authority.answer) is not served yet",
+                      ctx->a->path);
+    bool already = authority && strcmp (authority, ctx->a->sim) == 0;
+    json_t *previous = authority ? json_string (authority) : json_null ();
+    free (rule);
+    free (authority);
+    if (!granted) {
+        json_decref (previous);
+        return NULL;
+    }
+    if (!already) {
+        //  Every grant is a new epoch: the fencing token receivers check.
+        char ms [24], revision [24];
+        snprintf (ms, sizeof ms, "%llu",
+                  (unsigned long long) ctx->cmd->time_ms);
+        snprintf (revision, sizeof revision, "%llu",
+                  (unsigned long long) ctx->index);
+        const char *values [] = {ctx->a->path, ctx->a->sim, ms, revision,
+                                 ctx->a->player};
+        sqlite3_stmt *stmt = s_prepare (
+            ctx->self,
+            "UPDATE entities SET authority = ?2, epoch = epoch + 1, "
+            "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "
+            "WHERE path = ?1",
+            5, values);
+        if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
+            json_decref (previous);
+            return NULL;
+        }
+    }
+    json_t *result = s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+    if (result) {
+        json_object_set_new (result, "granted", json_true ());
+        json_object_set_new (result, "previous", previous);
+    }
+    else
+        json_decref (previous);
+    return result;
+}
+
+//  authority.release: SIM, the authority of PATH, gives it up with its
+//  final checkpoint; the entity is orphaned until someone takes it.
+static json_t *
+s_authority_release (s_apply_t *ctx)
+{
+    if (s_acts_for_sim (ctx, ctx->a->sim))
+        return NULL;
+    char *authority =
+        s_lookup (ctx->self, "SELECT authority FROM entities WHERE path = ?",
+                  ctx->a->path);
+    char *exists = s_lookup (
+        ctx->self, "SELECT path FROM entities WHERE path = ?", ctx->a->path);
+    bool holder = authority && strcmp (authority, ctx->a->sim) == 0;
+    free (authority);
+    if (!exists) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
+                      ctx->a->path);
+        return NULL;
+    }
+    free (exists);
+    if (!holder) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "sim '%s' is not the authority of '%s'", ctx->a->sim,
+                      ctx->a->path);
+        return NULL;
+    }
+    char ms [24], revision [24];
+    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
+    snprintf (revision, sizeof revision, "%llu",
+              (unsigned long long) ctx->index);
+    const char *values [] = {ctx->a->path, ms, revision, ctx->a->checkpoint};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "
+        "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1",
+        4, values);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+}
+
 //  Set counter KEY ("applied", "change") of the meta table to INDEX.
 static void
 s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
@@ -708,6 +874,10 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_entity_set_rule (&ctx);
         else if (strcmp (cmd.op, "entity.delete") == 0)
             result = s_entity_delete (&ctx);
+        else if (strcmp (cmd.op, "authority.request") == 0)
+            result = s_authority_request (&ctx);
+        else if (strcmp (cmd.op, "authority.release") == 0)
+            result = s_authority_release (&ctx);
     }
     if (result)
         s_set_meta (self, "change", index);

@@ -1,0 +1,141 @@
+"""Authority over an entity in the ring (homeserver-api.md, authority.*):
+the rules, the master's override, epochs that only grow, release to an
+orphan. Real ring, real keys; the sims here are principals registered with
+the ring (the simulation servers' side of a transfer comes later)."""
+
+import pytest
+
+from simfabric_testing import ApiError, wait_leader, write_key_pair
+from simfabric_testing.keys import read_key_pair
+
+
+@pytest.fixture
+def world(ring, tmp_path):
+    """A leader client per principal: two sims, a player, the master."""
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    keys = {name: write_key_pair(tmp_path / "keys", name)
+            for name in ("simA", "simB", "ada", "master")}
+    clients = {name: leader.client(keys=pair) for name, pair in keys.items()}
+    clients["admin"] = leader.client(keys=read_key_pair(ring[0].admin.secret_path))
+    clients["simA"].call("sim.register", sim="simA")
+    clients["simB"].call("sim.register", sim="simB")
+    clients["ada"].call("player.register", player="ada")
+    yield clients, keys
+    for client in clients.values():
+        client.close()
+
+
+def test_allow_grants_at_once_with_the_next_epoch(world):
+    clients, _ = world
+    created = clients["master"].call("entity.create", path="/w/a", authority="simA")
+    assert created["epoch"] == 1
+    granted = clients["simB"].call("authority.request", path="/w/a", sim="simB")
+    assert (granted["authority"], granted["epoch"], granted["granted"]) == ("simB", 2, True)
+    assert granted["previous"] == "simA"
+    back = clients["simA"].call("authority.request", path="/w/a", sim="simA", player="ada")
+    assert (back["authority"], back["epoch"], back["owner"]) == ("simA", 3, "ada")
+    # The authority asking again changes nothing: no new epoch.
+    again = clients["simA"].call("authority.request", path="/w/a", sim="simA")
+    assert again["epoch"] == 3
+    read = clients["simB"].call("entity.get", path="/w/a")
+    assert (read["authority"], read["epoch"]) == ("simA", 3)
+
+
+def test_deny_refuses_everyone_but_the_master(world):
+    clients, keys = world
+    clients["master"].call("entity.create", path="/w/d", rule="deny", authority="simA")
+    with pytest.raises(ApiError) as refused:
+        clients["simB"].call("authority.request", path="/w/d", sim="simB")
+    assert refused.value.code == "denied" and "only its master" in refused.value.message
+    assert clients["simB"].call("entity.get", path="/w/d")["epoch"] == 1  # unchanged
+    # The master's request wins: a sim acting for a player whose key is the
+    # entity's master.
+    master_player = clients["master"]
+    master_player.call("player.register", player="boss")
+    won = clients["simB"].call("authority.request", path="/w/d", sim="simB", player="boss")
+    assert (won["authority"], won["epoch"]) == ("simB", 2)
+    # An administrator is always the master.
+    won = clients["admin"].call("authority.request", path="/w/d", sim="simA")
+    assert (won["authority"], won["epoch"]) == ("simA", 3)
+
+
+def test_only_the_master_changes_the_rule_and_ask_is_not_served_yet(world):
+    clients, _ = world
+    clients["master"].call("entity.create", path="/w/q", rule="allow", authority="simA")
+    with pytest.raises(ApiError) as refused:
+        clients["simB"].call("entity.set_rule", path="/w/q", rule="deny")
+    assert refused.value.code == "unauthorized"
+    clients["master"].call("entity.set_rule", path="/w/q", rule="ask")
+    with pytest.raises(ApiError) as pending:
+        clients["simB"].call("authority.request", path="/w/q", sim="simB")
+    assert pending.value.code == "unavailable" and "ask" in pending.value.message
+
+
+def test_a_sim_acts_only_for_itself_and_bad_requests_change_nothing(world):
+    clients, _ = world
+    clients["master"].call("entity.create", path="/w/s", authority="simA")
+    cases = [
+        ("simB", {"path": "/w/s", "sim": "simA"}, "unauthorized"),
+        ("simB", {"path": "/w/none", "sim": "simB"}, "not_found"),
+        ("simB", {"path": "/w/s", "sim": "nosuchsim"}, "not_found"),
+        ("simB", {"path": "/w/s", "sim": "simB", "player": "nobody"}, "not_found"),
+        ("simB", {"path": "w/s", "sim": "simB"}, "invalid_argument"),
+        ("simB", {"path": "/w/s", "sim": "simB", "extra": 1}, "invalid_argument"),
+    ]
+    for who, args, code in cases:
+        reply = clients[who].request("authority.request", **args)
+        assert reply["ok"] is False and reply["error"]["code"] == code, (args, reply)
+    after = clients["simA"].call("entity.get", path="/w/s")
+    assert (after["authority"], after["epoch"]) == ("simA", 1)
+
+
+def test_release_orphans_with_the_final_checkpoint_and_the_next_grant_fences(world):
+    clients, _ = world
+    clients["master"].call("entity.create", path="/w/r", authority="simA")
+    with pytest.raises(ApiError) as not_holder:
+        clients["simB"].call("authority.release", path="/w/r", sim="simB")
+    assert not_holder.value.code == "conflict"
+    released = clients["simA"].call("authority.release", path="/w/r", sim="simA",
+                                    checkpoint='{"x": 7}')
+    assert (released["authority"], released["epoch"]) == (None, 1)
+    assert released["checkpoint"] == '{"x": 7}'
+    taken = clients["simB"].call("authority.request", path="/w/r", sim="simB")
+    assert (taken["authority"], taken["epoch"], taken["previous"]) == ("simB", 2, None)
+    assert taken["checkpoint"] == '{"x": 7}'  # the new authority starts from it
+
+
+def test_concurrent_requests_never_share_an_epoch(world, ring):
+    import threading
+
+    clients, keys = world
+    clients["master"].call("entity.create", path="/w/race", authority="simA")
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    results, errors = [], []
+
+    def requester(sim):
+        # One connection per thread: sockets are not shared across threads.
+        with leader.client(keys=keys[sim]) as own:
+            for _ in range(15):
+                try:
+                    reply = own.call("authority.request", path="/w/race", sim=sim)
+                    results.append((reply["epoch"], reply["authority"]))
+                except Exception as error:  # noqa: BLE001 - reported below
+                    errors.append(error)
+
+    threads = [threading.Thread(target=requester, args=(sim,)) for sim in ("simA", "simB")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert len(results) == 30
+    # Exactly one authority per epoch, whatever the interleaving.
+    holders = {}
+    for epoch, authority in results:
+        holders.setdefault(epoch, set()).add(authority)
+    assert all(len(names) == 1 for names in holders.values()), holders
+    final = clients["simB"].call("entity.get", path="/w/race")
+    assert final["epoch"] == max(holders)
+    assert holders[final["epoch"]] == {final["authority"]}
