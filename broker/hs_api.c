@@ -69,13 +69,15 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;            //  this node's name
-    raft_id id;            //  this node's raft id
-    uint64_t started_ms;   //  monotonic start, for uptime
-    hs_ring_t *ring;       //  lent
-    hs_fsm_t *fsm;         //  lent
-    api_router_t *router;  //  lent
-    zcert_t *cert;         //  lent, for forwarding
+    char *name;              //  this node's name
+    raft_id id;              //  this node's raft id
+    uint64_t started_ms;     //  monotonic start, for uptime
+    hs_ring_t *ring;         //  lent
+    hs_fsm_t *fsm;           //  lent
+    api_router_t *router;    //  lent
+    zcert_t *cert;           //  lent, for forwarding
+    uint64_t sim_lease_ms;   //  heartbeats older than this orphan, 0: never
+    uint64_t lease_checked;  //  monotonic ms of the last lease check
     s_member_t members [S_MAX_MEMBERS];
     unsigned n_members;
     zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
@@ -914,8 +916,55 @@ hs_api_probe_ack (hs_api_t *self, raft_id from, raft_term term, uint64_t seq,
 }
 
 void
+hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms)
+{
+    self->sim_lease_ms = lease_ms;
+}
+
+//  The leader, once a second: a sim silent past its lease is declared
+//  dead and its entities orphaned (a command of the ring's own, signed by
+//  this member, decided by every member from the time and lease in it).
+static void
+s_expire_sims (hs_api_t *self, uint64_t now)
+{
+    if (!self->sim_lease_ms || now - self->lease_checked < 1000
+        || hs_ring_role (self->ring) != HS_RING_LEADER
+        || !hs_ring_read_ready (self->ring))
+        return;
+    self->lease_checked = now;
+    zlist_t *expired =
+        hs_fsm_expired_sims (self->fsm, sf_time_wall_ms (), self->sim_lease_ms);
+    for (const char *name = (const char *) zlist_first (expired); name;
+         name = (const char *) zlist_next (expired)) {
+        json_t *args = json_pack ("{s:s,s:I}", "sim", name, "lease_ms",
+                                  (json_int_t) self->sim_lease_ms);
+        uint8_t *data;
+        size_t size;
+        int rc = s_encode ("sim.expire", zcert_public_txt (self->cert), true,
+                           args, &data, &size);
+        json_decref (args);
+        if (rc)
+            continue;
+        sf_fault_t fault;
+        raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
+        free (data);
+        if (!index)
+            continue;
+        sf_log_notice ("hs_api: sim %s missed its heartbeats for %llu ms: "
+                       "orphaning its entities",
+                       name, (unsigned long long) self->sim_lease_ms);
+        s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
+        write->index = index;  //  no call: nobody to answer
+        write->term = hs_ring_term (self->ring);
+        zlistx_add_end (self->writes, write);
+    }
+    zlist_destroy (&expired);
+}
+
+void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
+    s_expire_sims (self, now);
     if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)
         s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
     s_job_progress (self, now);

@@ -50,6 +50,10 @@ void hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now);
 //  calls it after taking every request waiting.
 void hs_api_submit (hs_api_t *self, uint64_t now);
 
+//  Orphan the entities of sims whose last heartbeat is older than
+//  LEASE_MS (0: never), as the leader.
+void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms);
+
 //  The command at INDEX (written in TERM) was applied with RESULT (lent),
 //  or failed with FAULT when RESULT is NULL.
 void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,

@@ -234,6 +234,17 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
                    ? -1
                    : 0;
     }
+    if (strcmp (op, "sim.expire") == 0) {
+        static const char *allowed [] = {"op", "id", "sim", "lease_ms", NULL};
+        int64_t lease;
+        if (sf_json_only (args, allowed, fault)
+            || s_name (args, "sim", true, &a->sim, fault)
+            || sf_json_int (args, "lease_ms", true, 1, INT64_MAX, &lease,
+                            fault))
+            return -1;
+        a->limit = lease;
+        return 0;
+    }
     if (strcmp (op, "authority.request") == 0) {
         static const char *allowed [] = {"op",  "id",     "path",
                                          "sim", "player", NULL};
@@ -278,11 +289,17 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
 }
 
-static const char *s_writes [] = {"cluster.add",       "player.register",
-                                  "sim.register",      "sim.heartbeat",
-                                  "entity.create",     "entity.delete",
-                                  "entity.set_rule",   "authority.request",
-                                  "authority.release", NULL};
+static const char *s_writes [] = {"cluster.add",
+                                  "player.register",
+                                  "sim.register",
+                                  "sim.heartbeat",
+                                  "entity.create",
+                                  "entity.delete",
+                                  "entity.set_rule",
+                                  "authority.request",
+                                  "authority.release",
+                                  "sim.expire",
+                                  NULL};
 static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
                                  "entity.list", NULL};
 
@@ -817,6 +834,71 @@ s_authority_release (s_apply_t *ctx)
     return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
 }
 
+//  sim.expire: issued by the leader (never by clients) for a sim whose
+//  last heartbeat is older than the lease: its entities are orphaned. The
+//  lease and the time come with the command, so every member decides alike.
+static json_t *
+s_sim_expire (s_apply_t *ctx)
+{
+    if (!ctx->cmd->admin) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "sim.expire is the ring's own command");
+        return NULL;
+    }
+    char *heartbeat = s_lookup (
+        ctx->self, "SELECT heartbeat_ms FROM sims WHERE id = ?", ctx->a->sim);
+    if (!heartbeat) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+        return NULL;
+    }
+    uint64_t last = strtoull (heartbeat, NULL, 10);
+    free (heartbeat);
+    if (last + (uint64_t) ctx->a->limit >= ctx->cmd->time_ms) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "sim '%s' sent a heartbeat within its lease",
+                      ctx->a->sim);
+        return NULL;
+    }
+    char ms [24], revision [24];
+    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
+    snprintf (revision, sizeof revision, "%llu",
+              (unsigned long long) ctx->index);
+    const char *values [] = {ctx->a->sim, ms, revision};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "UPDATE entities SET authority = NULL, updated_ms = ?2, revision = ?3 "
+        "WHERE authority = ?1",
+        3, values);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:s,s:I,s:I}", "sim", ctx->a->sim, "orphaned",
+                      (json_int_t) sqlite3_changes (ctx->self->db),
+                      "heartbeat_ms", (json_int_t) last);
+}
+
+zlist_t *
+hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
+{
+    zlist_t *names = zlist_new ();
+    zlist_autofree (names);
+    if (now_ms <= lease_ms)
+        return names;
+    char limit [24];
+    snprintf (limit, sizeof limit, "%llu",
+              (unsigned long long) (now_ms - lease_ms));
+    const char *values [] = {limit};
+    sqlite3_stmt *stmt =
+        s_prepare (self,
+                   "SELECT DISTINCT sims.id FROM sims JOIN entities ON "
+                   "entities.authority = sims.id WHERE sims.heartbeat_ms < "
+                   "CAST (?1 AS INTEGER)",
+                   1, values);
+    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+        zlist_append (names, (void *) s_column (stmt, 0));
+    s_done (self, stmt);
+    return names;
+}
+
 //  Set counter KEY ("applied", "change") of the meta table to INDEX.
 static void
 s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
@@ -878,6 +960,8 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_authority_request (&ctx);
         else if (strcmp (cmd.op, "authority.release") == 0)
             result = s_authority_release (&ctx);
+        else if (strcmp (cmd.op, "sim.expire") == 0)
+            result = s_sim_expire (&ctx);
     }
     if (result)
         s_set_meta (self, "change", index);

@@ -18,6 +18,7 @@
 
 #include "common/sf_error.h"
 
+#include <czmq.h>
 #include <jansson.h>
 #include <raft.h>
 
@@ -69,6 +70,12 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 
 //  Replace the database with image DATA (lent). Returns 0 or -1.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
+
+//  Names of the sims that hold entities and whose last heartbeat is older
+//  than LEASE_MS at NOW_MS (wall clock): the ones to expire. Caller
+//  destroys the list.
+zlist_t *hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms,
+                              uint64_t lease_ms);
 
 //  Self test; returns 0 on success.
 int hs_fsm_test (bool verbose);

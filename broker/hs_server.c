@@ -41,6 +41,10 @@ const sf_config_key_t hs_server_schema [] = {
      false, "65536", "2..100000000", "applied entries between snapshots"},
     {"homeserver/snapshot_trailing", "snapshot-trailing", SF_CONFIG_INT, false,
      "4096", "1..100000000", "log entries kept after a snapshot"},
+    {"homeserver/sim_lease", "sim-lease", SF_CONFIG_INT, false, "5000",
+     "0..86400000",
+     "ms without a heartbeat after which a sim's entities are orphaned (0: "
+     "never)"},
     {"ring/member/*/id", NULL, SF_CONFIG_INT, false, NULL,
      "1..4611686018427387903", "raft id of a ring member"},
     {"ring/member/*/raft", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
@@ -459,6 +463,8 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     self->handler = hs_api_new (self->name, self->id, self->ring, self->fsm,
                                 self->api, self->cert);
     hs_api_set_prober (self->handler, s_send_probe, self);
+    hs_api_set_sim_lease (self->handler, (uint64_t) sf_config_int (
+                                             config, "homeserver/sim_lease"));
     for (unsigned at = 0; at < self->n_members; at++) {
         s_member_t *member = &self->members [at];
         hs_api_add_member (self->handler, member->name, member->id, member->api,

@@ -139,6 +139,8 @@ s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
 void
 api_router_reply (api_router_t *self, api_call_t **call, const json_t *result)
 {
+    if (!*call)
+        return;  //  a command of the daemon's own: nobody to answer
     json_t *reply = api_msg_reply_ok ((*call)->request.id);
     if (result)
         json_object_update_missing (reply, (json_t *) result);
@@ -149,6 +151,8 @@ void
 api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
                  const char *message)
 {
+    if (!*call)
+        return;  //  a command of the daemon's own: nobody to answer
     s_answer (self, call,
               api_msg_reply_error ((*call)->request.id, error, message));
 }

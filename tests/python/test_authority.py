@@ -139,3 +139,58 @@ def test_concurrent_requests_never_share_an_epoch(world, ring):
     final = clients["simB"].call("entity.get", path="/w/race")
     assert final["epoch"] == max(holders)
     assert holders[final["epoch"]] == {final["authority"]}
+
+
+def test_a_silent_sim_is_declared_dead_and_its_entities_orphaned(tmp_path):
+    import time
+
+    from simfabric_testing import make_ring
+
+    ring = make_ring(tmp_path, 3, extra={"election_timeout": 300, "heartbeat": 50,
+                                         "sim_lease": 1000})
+    try:
+        for member in ring:
+            member.start()
+        leader_name, _ = wait_leader(ring)
+        leader = next(m for m in ring if m.name == leader_name)
+        keys = {name: write_key_pair(tmp_path / "keys", name)
+                for name in ("silent", "alive", "heir", "master")}
+        clients = {name: leader.client(keys=pair) for name, pair in keys.items()}
+        for name in ("silent", "alive", "heir"):
+            clients[name].call("sim.register", sim=name)
+        clients["master"].call("entity.create", path="/o/silent", authority="silent",
+                               checkpoint="last words")
+        clients["master"].call("entity.create", path="/o/alive", authority="alive")
+        events = leader.subscribe("sim:silent")
+        time.sleep(0.3)  # the subscription is in place
+        deadline = time.monotonic() + 10
+        while True:
+            clients["alive"].call("sim.heartbeat", sim="alive")
+            clients["heir"].call("sim.heartbeat", sim="heir")
+            silent = clients["heir"].call("entity.get", path="/o/silent")
+            if silent["authority"] is None:
+                break
+            assert time.monotonic() < deadline, silent
+            time.sleep(0.2)
+        # The one that kept beating keeps its entity.
+        assert clients["heir"].call("entity.get", path="/o/alive")["authority"] == "alive"
+        # The change was announced, with how many entities it orphaned.
+        assert events.poll(5000)
+        topic, body = events.recv_multipart()
+        import json
+        announced = json.loads(body)
+        assert topic == b"sim:silent" and announced["op"] == "sim.expire"
+        assert announced["result"]["orphaned"] == 1
+        events.close()
+        # An orphan is claimable under its rule, from its last checkpoint.
+        taken = clients["heir"].call("authority.request", path="/o/silent", sim="heir")
+        assert (taken["authority"], taken["epoch"]) == ("heir", 2)
+        assert taken["checkpoint"] == "last words"
+        # A client cannot expire a sim itself.
+        refused = clients["heir"].request("sim.expire", sim="alive", lease_ms=1)
+        assert refused["error"]["code"] == "unauthorized"
+        for client in clients.values():
+            client.close()
+    finally:
+        codes = {member.name: member.stop() for member in ring}
+    assert set(codes.values()) == {0}, codes
