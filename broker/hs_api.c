@@ -69,15 +69,19 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;              //  this node's name
-    raft_id id;              //  this node's raft id
-    uint64_t started_ms;     //  monotonic start, for uptime
-    hs_ring_t *ring;         //  lent
-    hs_fsm_t *fsm;           //  lent
-    api_router_t *router;    //  lent
-    zcert_t *cert;           //  lent, for forwarding
-    uint64_t sim_lease_ms;   //  heartbeats older than this orphan, 0: never
-    uint64_t lease_checked;  //  monotonic ms of the last lease check
+    char *name;               //  this node's name
+    raft_id id;               //  this node's raft id
+    uint64_t started_ms;      //  monotonic start, for uptime
+    hs_ring_t *ring;          //  lent
+    hs_fsm_t *fsm;            //  lent
+    api_router_t *router;     //  lent
+    zcert_t *cert;            //  lent, for forwarding
+    uint64_t sim_lease_ms;    //  heartbeats older than this orphan, 0: never
+    uint64_t ask_timeout_ms;  //  default wait of an ask transfer
+    zhashx_t *asks;           //  transfer id text -> api_call_t waiting for
+                              //  the owner's sim to answer (this leader's)
+    uint64_t asks_checked;    //  monotonic ms of the last deadline check
+    uint64_t lease_checked;   //  monotonic ms of the last lease check
     s_member_t members [S_MAX_MEMBERS];
     unsigned n_members;
     zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
@@ -128,6 +132,8 @@ hs_api_new (const char *name, raft_id id, hs_ring_t *ring, hs_fsm_t *fsm,
     self->cert = cert;
     self->admins = zhashx_new ();
     self->writes = zlistx_new ();
+    self->asks = zhashx_new ();
+    self->ask_timeout_ms = 2000;
     self->waiting = zlistx_new ();
     self->forwards = zhashx_new ();
     self->unsubmitted = zlistx_new ();
@@ -162,6 +168,10 @@ hs_api_destroy (hs_api_t **self_p)
             write = (s_write_t *) zlistx_next (self->writes);
         }
         zlistx_destroy (&self->writes);
+        for (api_call_t *call = (api_call_t *) zhashx_first (self->asks); call;
+             call = (api_call_t *) zhashx_next (self->asks))
+            api_call_destroy (&call);
+        zhashx_destroy (&self->asks);
         write = (s_write_t *) zlistx_first (self->unsubmitted);
         while (write) {
             api_call_destroy (&write->call);
@@ -406,9 +416,16 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     }
     uint8_t *data;
     size_t size;
+    //  An ask waits the configured time unless the request says otherwise.
+    json_t *stamped = json_deep_copy (args);
+    if (streq (op, "authority.request")
+        && !json_object_get (stamped, "timeout_ms"))
+        json_object_set_new (stamped, "timeout_ms",
+                             json_integer ((json_int_t) self->ask_timeout_ms));
     int rc = s_encode (op, principal,
-                       zhashx_lookup (self->admins, principal) != NULL, args,
+                       zhashx_lookup (self->admins, principal) != NULL, stamped,
                        &data, &size);
+    json_decref (stamped);
     if (rc) {
         api_router_fail (self->router, &call, SF_EINVAL,
                          "request cannot be encoded as a command (too large?)");
@@ -774,6 +791,9 @@ hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now)
 //  --------------------------------------------------------------------------
 //  Progress
 
+static void s_ask_decided (hs_api_t *self, raft_index index,
+                           const json_t *result);
+
 void
 hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 const json_t *result, const sf_fault_t *fault)
@@ -794,11 +814,22 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
         }
         return;
     }
+    if (result)
+        s_ask_decided (self, index, result);
     s_write_t *write = (s_write_t *) zlistx_first (self->writes);
     while (write && write->index <= index) {
         zlistx_delete (self->writes, zlistx_cursor (self->writes));
         if (write->index == index && write->term == term) {
-            if (result) {
+            if (result && write->call
+                && json_is_true (json_object_get (result, "pending"))) {
+                //  The ask rule: answered when the authority asked answers
+                //  (or its deadline passes), by s_ask_decided.
+                char id [24];
+                snprintf (id, sizeof id, "%llu", (unsigned long long) index);
+                zhashx_insert (self->asks, id, write->call);
+                write->call = NULL;
+            }
+            else if (result) {
                 json_t *copy = json_deep_copy (result);
                 json_object_set_new (copy, "index",
                                      json_integer ((json_int_t) index));
@@ -832,6 +863,12 @@ s_fail_all (hs_api_t *self, const char *message)
         write = (s_write_t *) zlistx_next (self->writes);
     }
     zlistx_purge (self->writes);
+    for (api_call_t *call = (api_call_t *) zhashx_first (self->asks); call;
+         call = (api_call_t *) zhashx_next (self->asks))
+        api_router_fail (self->router, &call, SF_EUNAVAILABLE,
+                         "leadership changed while the transfer waited for "
+                         "its answer; it may still be decided: re-read");
+    zhashx_purge (self->asks);
     zlistx_t *lists [2] = {self->waiting,
                            self->batch ? self->batch->calls : NULL};
     for (int at = 0; at < 2; at++) {
@@ -921,6 +958,80 @@ hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms)
     self->sim_lease_ms = lease_ms;
 }
 
+void
+hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms)
+{
+    self->ask_timeout_ms = timeout_ms;
+}
+
+//  The leader, four times a second: ask transfers past their deadline are
+//  refused by a command of the ring's own (the deny on timeout).
+static void
+s_expire_asks (hs_api_t *self, uint64_t now)
+{
+    if (now - self->asks_checked < 250
+        || hs_ring_role (self->ring) != HS_RING_LEADER
+        || !hs_ring_read_ready (self->ring))
+        return;
+    self->asks_checked = now;
+    zlist_t *expired = hs_fsm_expired_transfers (self->fsm, sf_time_wall_ms ());
+    for (const char *id = (const char *) zlist_first (expired); id;
+         id = (const char *) zlist_next (expired)) {
+        json_t *args = json_pack ("{s:I}", "transfer",
+                                  (json_int_t) strtoll (id, NULL, 10));
+        uint8_t *data;
+        size_t size;
+        int rc = s_encode ("authority.expire", zcert_public_txt (self->cert),
+                           true, args, &data, &size);
+        json_decref (args);
+        if (rc)
+            continue;
+        sf_fault_t fault;
+        raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
+        free (data);
+        if (!index)
+            continue;
+        s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
+        write->index = index;  //  no call: nobody to answer
+        write->term = hs_ring_term (self->ring);
+        zlistx_add_end (self->writes, write);
+    }
+    zlist_destroy (&expired);
+}
+
+//  A command's RESULT decided an ask transfer this leader holds the
+//  request of: answer it.
+static void
+s_ask_decided (hs_api_t *self, raft_index index, const json_t *result)
+{
+    json_t *granted = json_object_get (result, "granted");
+    json_t *transfer = json_object_get (result, "transfer");
+    if (!json_is_boolean (granted) || !json_is_integer (transfer)
+        || json_is_true (json_object_get (result, "pending")))
+        return;
+    char id [24];
+    snprintf (id, sizeof id, "%lld", (long long) json_integer_value (transfer));
+    api_call_t *call = (api_call_t *) zhashx_lookup (self->asks, id);
+    if (!call)
+        return;
+    zhashx_delete (self->asks, id);
+    if (json_is_true (granted)) {
+        json_t *copy = json_deep_copy (result);
+        json_object_set_new (copy, "index", json_integer ((json_int_t) index));
+        s_reply (self, &call, copy);
+        return;
+    }
+    const char *reason = json_string_value (json_object_get (result, "reason"));
+    char message [160];
+    snprintf (message, sizeof message,
+              reason && streq (reason, "timeout")
+                  ? "the authority asked did not answer in time"
+              : reason && streq (reason, "stale")
+                  ? "another transfer took the entity first"
+                  : "the authority asked denied the transfer");
+    api_router_fail (self->router, &call, SF_EDENIED, message);
+}
+
 //  The leader, once a second: a sim silent past its lease is declared
 //  dead and its entities orphaned (a command of the ring's own, signed by
 //  this member, decided by every member from the time and lease in it).
@@ -965,13 +1076,14 @@ void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
     s_expire_sims (self, now);
+    s_expire_asks (self, now);
     if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)
         s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
     s_job_progress (self, now);
     bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
     raft_term term = hs_ring_term (self->ring);
     bool waiting = zlistx_size (self->writes) || zlistx_size (self->waiting)
-                   || self->batch;
+                   || self->batch || zhashx_size (self->asks);
     if (waiting && (!leading || (self->batch && self->batch->term != term)))
         s_fail_all (self, "this node lost the leadership; retry");
 

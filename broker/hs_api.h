@@ -54,6 +54,10 @@ void hs_api_submit (hs_api_t *self, uint64_t now);
 //  LEASE_MS (0: never), as the leader.
 void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms);
 
+//  How long an ask transfer waits for the authority's answer unless the
+//  request says (authority.request timeout_ms).
+void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);
+
 //  The command at INDEX (written in TERM) was applied with RESULT (lent),
 //  or failed with FAULT when RESULT is NULL.
 void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #define S_MAX_CHECKPOINT 65536
+//  How long an ask transfer waits for its answer by default (ms).
+#define S_ASK_TIMEOUT_MS 2000
 #define S_MAX_LIST 1000
 
 static const char *s_schema =
@@ -47,7 +49,7 @@ static const char *s_schema =
 
 //  Prepared statements, keyed by their SQL text's address (every query is
 //  a string literal), so each is compiled once.
-#define S_CACHE 32
+#define S_CACHE 48
 
 struct _hs_fsm_t {
     sqlite3 *db;         //  in-memory database
@@ -68,6 +70,9 @@ typedef struct {
     const char *handoff, *state, *checkpoint, *prefix, *after;
     json_t *load;
     int64_t limit;
+    int64_t transfer;    //  authority.answer, authority.expire
+    int64_t timeout_ms;  //  authority.request: how long an ask may wait
+    bool approve;        //  authority.answer
 } s_args_t;
 
 static int
@@ -246,12 +251,35 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
         return 0;
     }
     if (strcmp (op, "authority.request") == 0) {
-        static const char *allowed [] = {"op",  "id",     "path",
-                                         "sim", "player", NULL};
+        static const char *allowed [] = {"op",     "id",         "path", "sim",
+                                         "player", "timeout_ms", NULL};
+        a->timeout_ms = S_ASK_TIMEOUT_MS;
         return sf_json_only (args, allowed, fault)
                        || s_path (args, "path", &a->path, fault)
                        || s_name (args, "sim", true, &a->sim, fault)
                        || s_name (args, "player", false, &a->player, fault)
+                       || sf_json_int (args, "timeout_ms", false, 1, 60000,
+                                       &a->timeout_ms, fault)
+                   ? -1
+                   : 0;
+    }
+    if (strcmp (op, "authority.answer") == 0) {
+        static const char *allowed [] = {"op",  "id",      "transfer",
+                                         "sim", "approve", NULL};
+        return sf_json_only (args, allowed, fault)
+                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
+                                       &a->transfer, fault)
+                       || s_name (args, "sim", true, &a->sim, fault)
+                       || sf_json_bool (args, "approve", true, &a->approve,
+                                        fault)
+                   ? -1
+                   : 0;
+    }
+    if (strcmp (op, "authority.expire") == 0) {
+        static const char *allowed [] = {"op", "id", "transfer", NULL};
+        return sf_json_only (args, allowed, fault)
+                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
+                                       &a->transfer, fault)
                    ? -1
                    : 0;
     }
@@ -299,6 +327,8 @@ static const char *s_writes [] = {"cluster.add",
                                   "authority.request",
                                   "authority.release",
                                   "sim.expire",
+                                  "authority.answer",
+                                  "authority.expire",
                                   NULL};
 static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
                                  "entity.list", NULL};
@@ -710,6 +740,191 @@ s_acts_for_sim (s_apply_t *ctx, const char *name)
     return 0;
 }
 
+//  The ask rule: record a transfer for the current authority FROM to
+//  answer before its deadline. The result says it is pending.
+static json_t *
+s_ask (s_apply_t *ctx, const char *from)
+{
+    char id [24], epoch_text [24], created [24], deadline [24];
+    snprintf (id, sizeof id, "%llu", (unsigned long long) ctx->index);
+    char *epoch = s_lookup (
+        ctx->self, "SELECT epoch FROM entities WHERE path = ?", ctx->a->path);
+    snprintf (epoch_text, sizeof epoch_text, "%s", epoch ? epoch : "0");
+    free (epoch);
+    snprintf (created, sizeof created, "%llu",
+              (unsigned long long) ctx->cmd->time_ms);
+    snprintf (deadline, sizeof deadline, "%llu",
+              (unsigned long long) (ctx->cmd->time_ms
+                                    + (uint64_t) ctx->a->timeout_ms));
+    const char *values [] = {id,          ctx->a->path,   from,
+                             ctx->a->sim, ctx->a->player, epoch_text,
+                             created,     deadline};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "INSERT INTO transfers (id, path, from_sim, to_sim, player, epoch, "
+        "created_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        8, values);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    json_t *result = s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+    if (result) {
+        json_object_set_new (result, "pending", json_true ());
+        json_object_set_new (result, "transfer",
+                             json_integer ((json_int_t) ctx->index));
+        json_object_set_new (result, "to", json_string (ctx->a->sim));
+        json_object_set_new (
+            result, "deadline_ms",
+            json_integer ((json_int_t) strtoll (deadline, NULL, 10)));
+    }
+    return result;
+}
+
+//  Make SIM the authority of PATH at the next epoch, PLAYER (may be NULL)
+//  the owner. Returns 0 or -1 with FAULT.
+static int
+s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
+{
+    char ms [24], revision [24];
+    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
+    snprintf (revision, sizeof revision, "%llu",
+              (unsigned long long) ctx->index);
+    const char *values [] = {path, sim, ms, revision, player};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "UPDATE entities SET authority = ?2, epoch = epoch + 1, "
+        "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "
+        "WHERE path = ?1",
+        5, values);
+    return s_exec_stmt (ctx->self, stmt, ctx->fault);
+}
+
+//  A transfer ends without a grant: REASON says why.
+static json_t *
+s_transfer_refused (const char *path, int64_t transfer, const char *reason)
+{
+    return json_pack ("{s:s,s:I,s:b,s:s}", "path", path, "transfer",
+                      (json_int_t) transfer, "granted", 0, "reason", reason);
+}
+
+//  authority.answer: the sim asked (the transfer's from_sim) approves or
+//  denies; a transfer past its deadline, or overtaken by another grant,
+//  is refused whatever the answer.
+static json_t *
+s_authority_answer (s_apply_t *ctx)
+{
+    if (s_acts_for_sim (ctx, ctx->a->sim))
+        return NULL;
+    char id [24];
+    snprintf (id, sizeof id, "%lld", (long long) ctx->a->transfer);
+    const char *values [] = {id};
+    sqlite3_stmt *stmt = s_prepare (
+        ctx->self,
+        "SELECT transfers.path, from_sim, to_sim, player, transfers.epoch, "
+        "deadline_ms, entities.epoch, entities.authority FROM transfers "
+        "LEFT JOIN entities ON entities.path = transfers.path WHERE id = ?1",
+        1, values);
+    if (!stmt || sqlite3_step (stmt) != SQLITE_ROW) {
+        s_done (ctx->self, stmt);
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %s", id);
+        return NULL;
+    }
+    char *path = strdup (s_column (stmt, 0));
+    char *from = s_column (stmt, 1) ? strdup (s_column (stmt, 1)) : NULL;
+    char *to = strdup (s_column (stmt, 2));
+    char *player = s_column (stmt, 3) ? strdup (s_column (stmt, 3)) : NULL;
+    int64_t asked_epoch = sqlite3_column_int64 (stmt, 4);
+    uint64_t deadline = (uint64_t) sqlite3_column_int64 (stmt, 5);
+    int64_t epoch = sqlite3_column_int64 (stmt, 6);
+    bool still_from =
+        s_column (stmt, 7) && from && strcmp (s_column (stmt, 7), from) == 0;
+    s_done (ctx->self, stmt);
+    json_t *result = NULL;
+    if (!from || strcmp (from, ctx->a->sim) != 0)
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "only sim '%s', the authority asked, answers transfer "
+                      "%s",
+                      from ? from : "(none)", id);
+    else {
+        sqlite3_stmt *drop = s_prepare (
+            ctx->self, "DELETE FROM transfers WHERE id = ?1", 1, values);
+        if (s_exec_stmt (ctx->self, drop, ctx->fault))
+            goto done;
+        if (ctx->cmd->time_ms > deadline)
+            result = s_transfer_refused (path, ctx->a->transfer, "timeout");
+        else if (epoch != asked_epoch || !still_from)
+            result = s_transfer_refused (path, ctx->a->transfer, "stale");
+        else if (!ctx->a->approve)
+            result = s_transfer_refused (path, ctx->a->transfer, "denied");
+        else if (s_grant (ctx, path, to, player) == 0) {
+            result = s_entity_get (ctx->self, path, ctx->fault);
+            if (result) {
+                json_object_set_new (result, "granted", json_true ());
+                json_object_set_new (result, "previous", json_string (from));
+                json_object_set_new (
+                    result, "transfer",
+                    json_integer ((json_int_t) ctx->a->transfer));
+            }
+        }
+    }
+done:
+    free (path);
+    free (from);
+    free (to);
+    free (player);
+    return result;
+}
+
+//  authority.expire: the ring's own, for a transfer past its deadline.
+static json_t *
+s_authority_expire (s_apply_t *ctx)
+{
+    if (!ctx->cmd->admin) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "authority.expire is the ring's own command");
+        return NULL;
+    }
+    char id [24];
+    snprintf (id, sizeof id, "%lld", (long long) ctx->a->transfer);
+    char *path =
+        s_lookup (ctx->self, "SELECT path FROM transfers WHERE id = ?", id);
+    char *deadline = s_lookup (
+        ctx->self, "SELECT deadline_ms FROM transfers WHERE id = ?", id);
+    json_t *result = NULL;
+    if (!path)
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %s", id);
+    else if (strtoull (deadline, NULL, 10) >= ctx->cmd->time_ms)
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "transfer %s is still within its deadline", id);
+    else {
+        const char *values [] = {id};
+        sqlite3_stmt *drop = s_prepare (
+            ctx->self, "DELETE FROM transfers WHERE id = ?1", 1, values);
+        if (s_exec_stmt (ctx->self, drop, ctx->fault) == 0)
+            result = s_transfer_refused (path, ctx->a->transfer, "timeout");
+    }
+    free (path);
+    free (deadline);
+    return result;
+}
+
+zlist_t *
+hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms)
+{
+    zlist_t *ids = zlist_new ();
+    zlist_autofree (ids);
+    char now [24];
+    snprintf (now, sizeof now, "%llu", (unsigned long long) now_ms);
+    const char *values [] = {now};
+    sqlite3_stmt *stmt = s_prepare (
+        self,
+        "SELECT id FROM transfers WHERE deadline_ms < CAST (?1 AS INTEGER)", 1,
+        values);
+    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+        zlist_append (ids, (void *) s_column (stmt, 0));
+    s_done (self, stmt);
+    return ids;
+}
+
 //  authority.request (homeserver-api.md): grant SIM the authority of PATH
 //  under its rule, with the next epoch; a request by the master (the
 //  caller, or the player it acts for) is always granted.
@@ -745,17 +960,21 @@ s_authority_request (s_apply_t *ctx)
     char *authority =
         s_lookup (ctx->self, "SELECT authority FROM entities WHERE path = ?",
                   ctx->a->path);
-    bool granted = by_master || (rule && strcmp (rule, "allow") == 0);
-    if (!granted && rule && strcmp (rule, "deny") == 0)
+    bool already = authority && strcmp (authority, ctx->a->sim) == 0;
+    //  An orphan has no sim to ask: ask grants it like allow.
+    bool ask = rule && strcmp (rule, "ask") == 0;
+    bool granted = by_master || already || (rule && strcmp (rule, "allow") == 0)
+                   || (ask && !authority);
+    if (!granted && ask) {
+        json_t *pending = s_ask (ctx, authority);
+        free (rule);
+        free (authority);
+        return pending;
+    }
+    if (!granted)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is deny: only its master may take it",
                       ctx->a->path);
-    else if (!granted)
-        sf_fault_set (ctx->fault, SF_EUNAVAILABLE,
-                      "the rule of '%s' is ask: asking the owner's sim "
-                      "(authority.answer) is not served yet",
-                      ctx->a->path);
-    bool already = authority && strcmp (authority, ctx->a->sim) == 0;
     json_t *previous = authority ? json_string (authority) : json_null ();
     free (rule);
     free (authority);
@@ -962,6 +1181,10 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_authority_release (&ctx);
         else if (strcmp (cmd.op, "sim.expire") == 0)
             result = s_sim_expire (&ctx);
+        else if (strcmp (cmd.op, "authority.answer") == 0)
+            result = s_authority_answer (&ctx);
+        else if (strcmp (cmd.op, "authority.expire") == 0)
+            result = s_authority_expire (&ctx);
     }
     if (result)
         s_set_meta (self, "change", index);

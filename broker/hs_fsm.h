@@ -77,6 +77,10 @@ int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 zlist_t *hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms,
                               uint64_t lease_ms);
 
+//  Ids (as text) of the pending ask transfers past their deadline at
+//  NOW_MS (wall clock). Caller destroys the list.
+zlist_t *hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms);
+
 //  Self test; returns 0 on success.
 int hs_fsm_test (bool verbose);
 

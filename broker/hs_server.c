@@ -41,6 +41,9 @@ const sf_config_key_t hs_server_schema [] = {
      false, "65536", "2..100000000", "applied entries between snapshots"},
     {"homeserver/snapshot_trailing", "snapshot-trailing", SF_CONFIG_INT, false,
      "4096", "1..100000000", "log entries kept after a snapshot"},
+    {"homeserver/ask_timeout", "ask-timeout", SF_CONFIG_INT, false, "2000",
+     "1..60000",
+     "ms an authority request under the ask rule waits for the answer"},
     {"homeserver/sim_lease", "sim-lease", SF_CONFIG_INT, false, "5000",
      "0..86400000",
      "ms without a heartbeat after which a sim's entities are orphaned (0: "
@@ -463,6 +466,9 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     self->handler = hs_api_new (self->name, self->id, self->ring, self->fsm,
                                 self->api, self->cert);
     hs_api_set_prober (self->handler, s_send_probe, self);
+    hs_api_set_ask_timeout (
+        self->handler,
+        (uint64_t) sf_config_int (config, "homeserver/ask_timeout"));
     hs_api_set_sim_lease (self->handler, (uint64_t) sf_config_int (
                                              config, "homeserver/sim_lease"));
     for (unsigned at = 0; at < self->n_members; at++) {

@@ -60,16 +60,88 @@ def test_deny_refuses_everyone_but_the_master(world):
     assert (won["authority"], won["epoch"]) == ("simA", 3)
 
 
-def test_only_the_master_changes_the_rule_and_ask_is_not_served_yet(world):
+def test_only_the_master_changes_the_rule(world):
     clients, _ = world
     clients["master"].call("entity.create", path="/w/q", rule="allow", authority="simA")
     with pytest.raises(ApiError) as refused:
         clients["simB"].call("entity.set_rule", path="/w/q", rule="deny")
     assert refused.value.code == "unauthorized"
-    clients["master"].call("entity.set_rule", path="/w/q", rule="ask")
-    with pytest.raises(ApiError) as pending:
-        clients["simB"].call("authority.request", path="/w/q", sim="simB")
-    assert pending.value.code == "unavailable" and "ask" in pending.value.message
+    assert clients["master"].call("entity.set_rule", path="/w/q", rule="ask")["rule"] == "ask"
+
+
+def _ask(leader, keys, sim, path, **extra):
+    """Start authority.request for SIM on a thread of its own; returns the
+    thread and the dict its reply lands in."""
+    import threading
+
+    landed = {}
+
+    def run():
+        with leader.client(keys=keys[sim], timeout=15) as own:
+            landed["reply"] = own.request("authority.request", path=path, sim=sim, **extra)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, landed
+
+
+def _pending_transfer(events) -> int:
+    import json
+
+    while True:
+        assert events.poll(5000), "no pending transfer announced"
+        _, body = events.recv_multipart()
+        event = json.loads(body)
+        if event["op"] == "authority.request" and event["result"].get("pending"):
+            return event["result"]["transfer"]
+
+
+def test_ask_waits_for_the_authority_to_approve_or_deny(world, ring):
+    import time
+
+    clients, keys = world
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    clients["master"].call("entity.create", path="/w/ask", rule="ask", authority="simA")
+    events = leader.subscribe("entity:/w/ask")
+    time.sleep(0.3)
+
+    # simB asks; simA, the authority, learns of it from the ring and approves.
+    thread, landed = _ask(leader, keys, "simB", "/w/ask")
+    transfer = _pending_transfer(events)
+    assert "reply" not in landed  # still waiting for the answer
+    with pytest.raises(ApiError) as wrong:
+        clients["simB"].call("authority.answer", transfer=transfer, sim="simB", approve=True)
+    assert wrong.value.code == "unauthorized"
+    answered = clients["simA"].call("authority.answer", transfer=transfer, sim="simA",
+                                    approve=True)
+    assert answered["granted"] is True and answered["authority"] == "simB"
+    thread.join(10)
+    reply = landed["reply"]
+    assert reply["ok"] is True
+    assert (reply["authority"], reply["epoch"], reply["previous"]) == ("simB", 2, "simA")
+
+    # simA asks back; simB, the authority now, denies.
+    thread, landed = _ask(leader, keys, "simA", "/w/ask")
+    transfer = _pending_transfer(events)
+    clients["simB"].call("authority.answer", transfer=transfer, sim="simB", approve=False)
+    thread.join(10)
+    assert landed["reply"]["error"]["code"] == "denied"
+    assert "denied" in landed["reply"]["error"]["message"]
+    # Nobody answers: denied when the deadline passes.
+    begun = time.monotonic()
+    thread, landed = _ask(leader, keys, "simA", "/w/ask", timeout_ms=500)
+    thread.join(10)
+    assert landed["reply"]["error"]["code"] == "denied"
+    assert "in time" in landed["reply"]["error"]["message"]
+    assert 0.4 < time.monotonic() - begun < 5
+    after = clients["simA"].call("entity.get", path="/w/ask")
+    assert (after["authority"], after["epoch"]) == ("simB", 2)
+    # An answer to a transfer that is gone is refused.
+    with pytest.raises(ApiError) as gone:
+        clients["simB"].call("authority.answer", transfer=transfer, sim="simB", approve=True)
+    assert gone.value.code == "not_found"
+    events.close()
 
 
 def test_a_sim_acts_only_for_itself_and_bad_requests_change_nothing(world):
