@@ -203,6 +203,47 @@ s_notify_deleted (sim_api_t *self, const char *path)
 }
 
 void
+sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result)
+{
+    (void) op;
+    const char *path = json_string_value (json_object_get (result, "path"));
+    const char *authority =
+        json_string_value (json_object_get (result, "authority"));
+    json_int_t epoch = json_integer_value (json_object_get (result, "epoch"));
+    if (!path)
+        return;
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (json_is_true (json_object_get (result, "pending"))) {
+        //  Asked: only the authority asked hears of it.
+        if (!entity || !entity->authority)
+            return;
+        json_t *event =
+            json_pack ("{s:s,s:s,s:O,s:O,s:O}", "event", "ask", "path", path,
+                       "transfer", json_object_get (result, "transfer"), "to",
+                       json_object_get (result, "to"), "deadline_ms",
+                       json_object_get (result, "deadline_ms"));
+        s_publish (self, path, event);
+        json_decref (event);
+        return;
+    }
+    //  Granted to another sim at a newer epoch: this sim is fenced.
+    if (entity && entity->authority && epoch > (json_int_t) entity->epoch
+        && (!authority || !streq (authority, self->config.name))) {
+        entity->authority = false;
+        entity->epoch = (uint64_t) epoch;
+        entity->seq = 0;
+        snprintf (entity->source, sizeof entity->source, "%s",
+                  authority ? authority : "");
+        json_t *event =
+            json_pack ("{s:s,s:s,s:I,s:o}", "event", "fenced", "path", path,
+                       "epoch", epoch, "authority",
+                       authority ? json_string (authority) : json_null ());
+        s_publish (self, path, event);
+        json_decref (event);
+    }
+}
+
+void
 sim_api_forget (sim_api_t *self, const char *path)
 {
     sim_entity_t *entity = sim_store_get (self->config.store, path);
@@ -610,6 +651,63 @@ s_delete (sim_api_t *self, api_call_t **call_p)
     zlist_append (self->waiting, waiting);
 }
 
+//  The ring answered an authority.answer.
+static void
+s_answered (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (fault)
+        api_router_fail (self->config.router, &waiting->call, fault->error,
+                         fault->message);
+    else {
+        json_t *result = json_deep_copy (reply);
+        json_object_del (result, "id");
+        json_object_del (result, "ok");
+        json_object_del (result, "node");
+        json_object_del (result, "leader");
+        api_router_reply (self->config.router, &waiting->call, result);
+        json_decref (result);
+    }
+    s_waiting_destroy (&waiting);
+}
+
+//  authority.answer: the game answers an ask addressed to this sim.
+static void
+s_answer (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "transfer", "approve", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    int64_t transfer;
+    bool approve;
+    if (sf_json_only (root, allowed, &fault)
+        || sf_json_int (root, "transfer", true, 1, INT64_MAX, &transfer, &fault)
+        || sf_json_bool (root, "approve", true, &approve, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    json_t *args =
+        json_pack ("{s:I,s:s,s:b}", "transfer", (json_int_t) transfer, "sim",
+                   self->config.name, "approve", approve);
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    waiting->on_ring = true;
+    if (sim_ring_call (self->config.ring, "authority.answer", &args,
+                       S_RING_TIMEOUT_MS, s_answered, waiting)) {
+        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
+                         "cannot reach the ring");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    zlist_append (self->waiting, waiting);
+}
+
 //  entity.create: the ring records the entity with this sim as authority
 //  (epoch 1), then it is created here.
 static void
@@ -733,6 +831,8 @@ sim_api_handle (sim_api_t *self)
         s_create (self, &call);
     else if (strcmp (op, "entity.delete") == 0)
         s_delete (self, &call);
+    else if (strcmp (op, "authority.answer") == 0)
+        s_answer (self, &call);
     else if (strcmp (op, "entity.copy") == 0)
         s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)

@@ -46,6 +46,14 @@ void sim_api_notify (sim_api_t *self, const sim_entity_t *entity);
 //  entity this sim is the authority of) and tell subscribers.
 void sim_api_forget (sim_api_t *self, const char *path);
 
+//  The ring changed the authority of an entity, or asks this sim (OP and
+//  its RESULT, lent, from the ring's events): an entity this sim held but
+//  granted to another stops being streamed from here (it was fenced by the
+//  new epoch); a pending ask addressed to this sim goes to the
+//  subscribers of its path as an "ask" event, for the game to answer.
+void sim_api_authority_event (sim_api_t *self, const char *op,
+                              const json_t *result);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

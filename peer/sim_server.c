@@ -493,9 +493,15 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
     //  Heartbeats change no key or endpoint: only registrations matter.
     if (self->registered_ms && streq (op, "sim.register"))
         s_list (self);
+    if (strncmp (topic, "entity:", 7) != 0)
+        return;
     //  An entity deleted in the ring: its replica here goes too.
-    if (streq (op, "entity.delete") && strncmp (topic, "entity:", 7) == 0)
+    if (streq (op, "entity.delete"))
         sim_api_forget (self->api, topic + 7);
+    else if (streq (op, "authority.request") || streq (op, "authority.answer")
+             || streq (op, "sim.expire"))
+        sim_api_authority_event (self->api, op,
+                                 json_object_get (body, "result"));
 }
 
 //  Load figures for the ring (sim.heartbeat): what this sim holds, what
