@@ -10,6 +10,28 @@
 //  Requests to the ring wait this long before the client hears timeout.
 #define S_RING_TIMEOUT_MS 3000
 #define S_LIST_LIMIT 1000
+//  How long a granted claim waits for the former authority's final state.
+#define S_HANDOFF_WAIT_MS 2000
+
+//  A claim (entity.claim) granted by the ring, waiting for the former
+//  authority's final state.
+typedef struct {
+    api_call_t *call;      //  the game's request
+    char *previous;        //  the former authority, who sends the state
+    uint64_t epoch;        //  the epoch the ring granted
+    char *checkpoint;      //  the ring's last checkpoint, the fallback
+    uint64_t started_us;   //  when the claim was sent
+    uint64_t deadline_ms;  //  monotonic: then start from the checkpoint
+} s_claim_t;
+
+//  A HANDOFF that came before this sim's grant did.
+typedef struct {
+    char *from;      //  the sim that sent it
+    uint64_t epoch;  //  the epoch it names
+    uint8_t *state;  //  the final state
+    size_t size;
+    uint64_t until_ms;  //  kept until then (monotonic)
+} s_early_t;
 
 struct _sim_api_t {
     sim_api_config_t config;  //  what we serve from
@@ -18,6 +40,8 @@ struct _sim_api_t {
     zlistx_t *subscriptions;  //  s_subscription_t
     uint64_t events_sent;     //  events delivered to subscribers
     uint64_t events_missed;   //  events dropped on full queues
+    zhashx_t *claims;         //  path -> s_claim_t
+    zhashx_t *early;          //  path -> s_early_t
 };
 
 //  One client's interest in a prefix.
@@ -61,12 +85,39 @@ s_waiting_destroy (s_waiting_t **self_p)
     }
 }
 
+static void
+s_claim_destroy (s_claim_t **self_p)
+{
+    if (*self_p) {
+        s_claim_t *self = *self_p;
+        api_call_destroy (&self->call);
+        free (self->previous);
+        free (self->checkpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_early_destroy (s_early_t **self_p)
+{
+    if (*self_p) {
+        s_early_t *self = *self_p;
+        free (self->from);
+        free (self->state);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
     sim_api_t *self = (sim_api_t *) zmalloc (sizeof (sim_api_t));
     self->config = *config;
     self->waiting = zlist_new ();
+    self->claims = zhashx_new ();
+    self->early = zhashx_new ();
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -85,6 +136,14 @@ sim_api_destroy (sim_api_t **self_p)
             s_waiting_destroy (&waiting);
         zlist_destroy (&self->waiting);
         zlistx_destroy (&self->subscriptions);
+        for (s_claim_t *claim = (s_claim_t *) zhashx_first (self->claims);
+             claim; claim = (s_claim_t *) zhashx_next (self->claims))
+            s_claim_destroy (&claim);
+        zhashx_destroy (&self->claims);
+        for (s_early_t *early = (s_early_t *) zhashx_first (self->early); early;
+             early = (s_early_t *) zhashx_next (self->early))
+            s_early_destroy (&early);
+        zhashx_destroy (&self->early);
         free (self);
         *self_p = NULL;
     }
@@ -229,6 +288,11 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result)
     //  Granted to another sim at a newer epoch: this sim is fenced.
     if (entity && entity->authority && epoch > (json_int_t) entity->epoch
         && (!authority || !streq (authority, self->config.name))) {
+        //  The new authority starts from our final state (Case 2's third
+        //  hop); if it cannot be reached it starts from the checkpoint.
+        if (authority && self->config.handoff)
+            sim_handoff_send (self->config.handoff, authority, entity,
+                              (uint64_t) epoch);
         entity->authority = false;
         entity->epoch = (uint64_t) epoch;
         entity->seq = 0;
@@ -708,6 +772,232 @@ s_answer (sim_api_t *self, api_call_t **call_p)
     zlist_append (self->waiting, waiting);
 }
 
+//  This sim is now the authority of PATH at EPOCH, starting from STATE:
+//  create or convert the entity, stream it, tell subscribers.
+static sim_entity_t *
+s_take (sim_api_t *self, const char *path, uint64_t epoch, const uint8_t *state,
+        size_t size)
+{
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity)
+        entity = sim_store_create (self->config.store, path, strlen (path),
+                                   epoch, 0, true);
+    if (!entity
+        || sim_store_set (self->config.store, entity, epoch, 1, state, size,
+                          sf_time_wall_ms ()))
+        return NULL;
+    entity->authority = true;
+    entity->source [0] = 0;
+    if (self->config.stream) {
+        sim_stream_changed (self->config.stream, entity);
+        sim_stream_flush (self->config.stream, sf_time_mono_us ());
+    }
+    sim_api_notify (self, entity);
+    return entity;
+}
+
+//  CLAIM is done: this sim took the entity at PATH from FROM.
+static void
+s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
+              const uint8_t *state, size_t size, const char *from)
+{
+    sim_entity_t *entity = s_take (self, path, claim->epoch, state, size);
+    if (!entity)
+        api_router_fail (self->config.router, &claim->call, SF_EINTERNAL,
+                         "cannot store the entity");
+    else {
+        json_t *result = s_entity_json (entity);
+        json_object_set_new (result, "from", json_string (from));
+        json_object_set_new (result, "previous",
+                             claim->previous ? json_string (claim->previous)
+                                             : json_null ());
+        json_object_set_new (result, "elapsed_us",
+                             json_integer ((json_int_t) (sf_time_mono_us ()
+                                                         - claim->started_us)));
+        api_router_reply (self->config.router, &claim->call, result);
+        json_decref (result);
+    }
+}
+
+//  The ring answered an entity.claim.
+static void
+s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (fault) {
+        api_router_fail (self->config.router, &waiting->call, fault->error,
+                         fault->message);
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    s_claim_t *claim = (s_claim_t *) zmalloc (sizeof (s_claim_t));
+    claim->call = waiting->call;
+    waiting->call = NULL;
+    claim->epoch =
+        (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
+    const char *previous =
+        json_string_value (json_object_get (reply, "previous"));
+    const char *checkpoint =
+        json_string_value (json_object_get (reply, "checkpoint"));
+    claim->previous = previous ? strdup (previous) : NULL;
+    claim->checkpoint = checkpoint ? strdup (checkpoint) : NULL;
+    claim->started_us = (uint64_t) strtoull (waiting->state, NULL, 10);
+    claim->deadline_ms = sf_time_mono_ms () + S_HANDOFF_WAIT_MS;
+    const char *path = waiting->path;
+    s_early_t *early = (s_early_t *) zhashx_lookup (self->early, path);
+    sim_entity_t *held = sim_store_get (self->config.store, path);
+    if (previous && streq (previous, self->config.name) && held
+        && held->authority) {
+        //  Ours already, nothing moved: the entity as it is.
+        json_t *result = s_entity_json (held);
+        json_object_set_new (result, "from", json_string ("self"));
+        api_router_reply (self->config.router, &claim->call, result);
+        json_decref (result);
+        s_claim_destroy (&claim);
+    }
+    else if (!previous || streq (previous, self->config.name)) {
+        //  An orphan: the ring's last checkpoint is the state.
+        s_claim_done (self, path, claim, (const uint8_t *) checkpoint,
+                      checkpoint ? strlen (checkpoint) : 0, "checkpoint");
+        s_claim_destroy (&claim);
+    }
+    else if (early && early->epoch == claim->epoch
+             && streq (early->from, previous)) {
+        s_claim_done (self, path, claim, early->state, early->size, "handoff");
+        s_claim_destroy (&claim);
+        zhashx_delete (self->early, path);
+        s_early_destroy (&early);
+    }
+    else
+        zhashx_insert (self->claims, path, claim);
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.claim: ask the ring for the authority of an entity; once granted,
+//  take it with the former authority's final state (or the ring's last
+//  checkpoint when there is none, or none comes in time).
+static void
+s_claim (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "path", "player", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *path, *player = NULL;
+    if (sf_json_only (root, allowed, &fault)
+        || s_path_arg (root, "path", &path, &fault)
+        || sf_json_string (root, "player", false, &player, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    if (!self->registered_ms) {
+        api_router_fail (router, call_p, SF_EUNAVAILABLE,
+                         "this sim is not registered with the ring yet");
+        return;
+    }
+    if (zhashx_lookup (self->claims, path)) {
+        api_router_fail (router, call_p, SF_ECONFLICT,
+                         "a claim of that entity is already in progress");
+        return;
+    }
+    json_t *args =
+        json_pack ("{s:s,s:s}", "path", path, "sim", self->config.name);
+    if (player)
+        json_object_set_new (args, "player", json_string (player));
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    waiting->path = strdup (path);
+    waiting->on_ring = true;
+    //  The start time rides in the state slot: for the reply's latency.
+    char started [24];
+    snprintf (started, sizeof started, "%llu",
+              (unsigned long long) sf_time_mono_us ());
+    waiting->state = strdup (started);
+    if (sim_ring_call (self->config.ring, "authority.request", &args,
+                       S_RING_TIMEOUT_MS, s_claimed, waiting)) {
+        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
+                         "cannot reach the ring");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    zlist_append (self->waiting, waiting);
+}
+
+uint8_t
+sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
+{
+    sim_api_t *self = (sim_api_t *) arg;
+    char path [SF_NAME_MAX_PATH + 1];
+    memcpy (path, entity->path, entity->path_size);
+    path [entity->path_size] = 0;
+    s_claim_t *claim = (s_claim_t *) zhashx_lookup (self->claims, path);
+    if (claim) {
+        if (claim->epoch != entity->epoch || !claim->previous
+            || !streq (claim->previous, from))
+            return HANDOFF_MSG_REFUSED;
+        zhashx_delete (self->claims, path);
+        s_claim_done (self, path, claim, entity->state, entity->state_size,
+                      "handoff");
+        s_claim_destroy (&claim);
+        return HANDOFF_MSG_OK;
+    }
+    //  The grant has not reached this sim yet: keep the state a while; it
+    //  is used only if the grant names this sender and this epoch.
+    s_early_t *early = (s_early_t *) zmalloc (sizeof (s_early_t));
+    early->from = strdup (from);
+    early->epoch = entity->epoch;
+    early->size = entity->state_size;
+    early->state = (uint8_t *) malloc (early->size ? early->size : 1);
+    if (early->size)
+        memcpy (early->state, entity->state, early->size);
+    early->until_ms = sf_time_mono_ms () + 10000;
+    s_early_t *old = (s_early_t *) zhashx_lookup (self->early, path);
+    if (old) {
+        zhashx_delete (self->early, path);
+        s_early_destroy (&old);
+    }
+    zhashx_insert (self->early, path, early);
+    return HANDOFF_MSG_OK;
+}
+
+void
+sim_api_tick (sim_api_t *self, uint64_t now_ms)
+{
+    //  Claims whose final state did not come: start from the checkpoint.
+    zlist_t *due = zlist_new ();
+    zlist_autofree (due);
+    for (s_claim_t *claim = (s_claim_t *) zhashx_first (self->claims); claim;
+         claim = (s_claim_t *) zhashx_next (self->claims))
+        if (claim->deadline_ms <= now_ms)
+            zlist_append (due, (void *) zhashx_cursor (self->claims));
+    for (char *path = (char *) zlist_first (due); path;
+         path = (char *) zlist_next (due)) {
+        s_claim_t *claim = (s_claim_t *) zhashx_lookup (self->claims, path);
+        zhashx_delete (self->claims, path);
+        s_claim_done (self, path, claim, (const uint8_t *) claim->checkpoint,
+                      claim->checkpoint ? strlen (claim->checkpoint) : 0,
+                      "checkpoint");
+        s_claim_destroy (&claim);
+    }
+    zlist_purge (due);
+    for (s_early_t *early = (s_early_t *) zhashx_first (self->early); early;
+         early = (s_early_t *) zhashx_next (self->early))
+        if (early->until_ms <= now_ms)
+            zlist_append (due, (void *) zhashx_cursor (self->early));
+    for (char *path = (char *) zlist_first (due); path;
+         path = (char *) zlist_next (due)) {
+        s_early_t *early = (s_early_t *) zhashx_lookup (self->early, path);
+        zhashx_delete (self->early, path);
+        s_early_destroy (&early);
+    }
+    zlist_destroy (&due);
+}
+
 //  entity.create: the ring records the entity with this sim as authority
 //  (epoch 1), then it is created here.
 static void
@@ -833,6 +1123,8 @@ sim_api_handle (sim_api_t *self)
         s_delete (self, &call);
     else if (strcmp (op, "authority.answer") == 0)
         s_answer (self, &call);
+    else if (strcmp (op, "entity.claim") == 0)
+        s_claim (self, &call);
     else if (strcmp (op, "entity.copy") == 0)
         s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)

@@ -54,6 +54,17 @@ void sim_api_forget (sim_api_t *self, const char *path);
 void sim_api_authority_event (sim_api_t *self, const char *op,
                               const json_t *result);
 
+//  A HANDOFF from sim FROM (sim_handoff's offer handler, ARG the API):
+//  taken if this sim's claim of the entity was granted at its epoch with
+//  FROM as the former authority; kept a while if the grant has not come
+//  yet. Returns the handoff_msg_status_t to answer.
+uint8_t sim_api_offer (void *arg, const char *from,
+                       const handoff_msg_entity_t *entity);
+
+//  Claims whose final state did not come in time start from the ring's
+//  checkpoint; early HANDOFFs nobody claimed are dropped. Call on a timer.
+void sim_api_tick (sim_api_t *self, uint64_t now_ms);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

@@ -60,7 +60,11 @@ typedef struct {
     X (chunks_received)         \
     X (copy_entities_sent)      \
     X (copy_entities_received)  \
-    X (handoffs_refused)        \
+    X (handoffs_refused)                                                  \
+    X (handoffs_accepted)                                                 \
+    X (handoffs_sent)                                                     \
+    X (handoffs_acked)                                                    \
+    X (handoffs_refused_by_peer)        \
     X (handoff_dropped)
 // clang-format on
 
@@ -70,17 +74,19 @@ typedef struct {
 } s_counters_t;
 
 struct _sim_handoff_t {
-    char *name;              //  ours
-    zcert_t *cert;           //  our key pair (lent)
-    zactor_t *zap;           //  the process's ZAP handler (lent)
-    sim_store_t *store;      //  entities (lent)
-    zsock_t *router;         //  the channel's server side
-    zloop_t *loop;           //  where peers' DEALERs are registered
-    zlistx_t *peers;         //  s_peer_t
-    zlistx_t *copies;        //  s_copy_t we send
-    zhashx_t *receiving;     //  "KEY/TRANSFER" -> s_receiving_t
-    uint64_t next_transfer;  //  our transfer ids
-    uint8_t *frame;          //  scratch: one frame
+    char *name;                      //  ours
+    zcert_t *cert;                   //  our key pair (lent)
+    zactor_t *zap;                   //  the process's ZAP handler (lent)
+    sim_store_t *store;              //  entities (lent)
+    zsock_t *router;                 //  the channel's server side
+    zloop_t *loop;                   //  where peers' DEALERs are registered
+    zlistx_t *peers;                 //  s_peer_t
+    zlistx_t *copies;                //  s_copy_t we send
+    zhashx_t *receiving;             //  "KEY/TRANSFER" -> s_receiving_t
+    uint64_t next_transfer;          //  our transfer ids
+    uint8_t *frame;                  //  scratch: one frame
+    sim_handoff_offer_fn *offer_fn;  //  decides on HANDOFFs, or NULL
+    void *offer_arg;
     sim_handoff_changed_fn *listener;
     void *listener_arg;
     s_counters_t counters;
@@ -204,6 +210,14 @@ sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
     if (self->loop)
         zloop_reader (self->loop, self->router, s_handle_router, self);
     return 0;
+}
+
+void
+sim_handoff_set_offer_handler (sim_handoff_t *self, sim_handoff_offer_fn *fn,
+                               void *arg)
+{
+    self->offer_fn = fn;
+    self->offer_arg = arg;
 }
 
 void
@@ -489,6 +503,15 @@ s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg)
     if (!frame)
         return 0;
     handoff_msg_t msg;
+    if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame)) == 0
+        && msg.type == HANDOFF_MSG_HANDOFF_ACK) {
+        if (msg.status == HANDOFF_MSG_OK)
+            self->counters.handoffs_acked++;
+        else
+            self->counters.handoffs_refused_by_peer++;
+        zframe_destroy (&frame);
+        return 0;
+    }
     if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame))
         || msg.type != HANDOFF_MSG_CHUNK_ACK) {
         self->counters.handoff_dropped++;
@@ -619,11 +642,19 @@ s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
                                              S_CREDIT, HANDOFF_MSG_OK);
     }
     else if (msg.type == HANDOFF_MSG_HANDOFF) {
-        //  Authority moves only when the ring grants it (authority.*).
-        self->counters.handoffs_refused++;
+        //  Authority moves only when the ring grants it: the handler
+        //  checks this sim's grant (without one, refused).
+        uint8_t status =
+            self->offer_fn
+                ? self->offer_fn (self->offer_arg, peer->name, &msg.entity)
+                : HANDOFF_MSG_REFUSED;
+        if (status == HANDOFF_MSG_OK)
+            self->counters.handoffs_accepted++;
+        else
+            self->counters.handoffs_refused++;
         size = handoff_msg_encode_handoff_ack (
-            reply, sizeof reply, msg.transfer, msg.entity.epoch,
-            HANDOFF_MSG_REFUSED, msg.entity.path, msg.entity.path_size);
+            reply, sizeof reply, msg.transfer, msg.entity.epoch, status,
+            msg.entity.path, msg.entity.path_size);
     }
     else
         self->counters.handoff_dropped++;
@@ -650,4 +681,25 @@ sim_handoff_counters (sim_handoff_t *self, json_t *object)
     json_object_set_new (object, #name, \
                          json_integer ((json_int_t) self->counters.name));
     S_COUNTERS (S_JSON)
+}
+
+int
+sim_handoff_send (sim_handoff_t *self, const char *to,
+                  const sim_entity_t *entity, uint64_t epoch)
+{
+    s_peer_t *peer = s_peer_named (self, to);
+    zsock_t *dealer = peer ? s_dealer (self, peer) : NULL;
+    if (!dealer)
+        return -1;
+    handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
+                                 epoch,         entity->seq,
+                                 entity->state, entity->state_size};
+    size_t size = handoff_msg_encode_handoff (self->frame, HANDOFF_MSG_MAX_SIZE,
+                                              ++self->next_transfer, &item);
+    if (!size
+        || zmq_send (zsock_resolve (dealer), self->frame, size, ZMQ_DONTWAIT)
+               < 0)
+        return -1;
+    self->counters.handoffs_sent++;
+    return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "common/sf_error.h"
 #include "peer/sim_store.h"
+#include "protocol/handoff_msg.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -23,6 +24,12 @@ typedef struct _sim_handoff_t sim_handoff_t;
 //  A copy finished: RESULT (lent) says what went, or FAULT why not.
 typedef void (sim_handoff_fn) (void *arg, json_t *result,
                                const sf_fault_t *fault);
+
+//  An authority HANDOFF from sim FROM: ENTITY (lent) holds the final state
+//  and the epoch the ring granted this sim. Returns the status to answer
+//  (handoff_msg_status_t).
+typedef uint8_t (sim_handoff_offer_fn) (void *arg, const char *from,
+                                        const handoff_msg_entity_t *entity);
 
 //  Called when a replica changed from a copy.
 typedef void (sim_handoff_changed_fn) (void *arg, sim_entity_t *entity);
@@ -50,6 +57,17 @@ int sim_handoff_attach (sim_handoff_t *self, zloop_t *loop);
 //  Call FN with ARG when a copy changes a replica here.
 void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
                                void *arg);
+
+//  Decide on HANDOFFs with FN and ARG (without one, every HANDOFF is
+//  refused: authority moves only when the ring grants it).
+void sim_handoff_set_offer_handler (sim_handoff_t *self,
+                                    sim_handoff_offer_fn *fn, void *arg);
+
+//  Send ENTITY's final state to sim TO, the new authority, at EPOCH.
+//  Returns 0, or -1 if TO cannot be reached (no handoff endpoint). The
+//  answer is counted (handoffs_acked, handoffs_refused_by_peer).
+int sim_handoff_send (sim_handoff_t *self, const char *to,
+                      const sim_entity_t *entity, uint64_t epoch);
 
 //  Directory sweep, as sim_stream's: begin, one set per registered sim,
 //  end. ENDPOINT may be NULL (a sim without a handoff channel).

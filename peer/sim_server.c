@@ -219,6 +219,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
     if (self->handoff)
         sim_handoff_set_listener (self->handoff, s_replica_changed, self->api);
+    if (self->handoff)
+        sim_handoff_set_offer_handler (self->handoff, sim_api_offer, self->api);
     return self;
 failed:
     sim_server_destroy (&self);
@@ -609,6 +611,15 @@ s_handle_checkpoint (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
+s_handle_api_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    sim_api_tick (self->api, sf_time_mono_ms ());
+    return 0;
+}
+
+static int
 s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
@@ -756,6 +767,7 @@ sim_server_actor (zsock_t *pipe, void *args)
     if (self->checkpoint)
         zloop_timer (loop, (size_t) self->checkpoint_ms, 0, s_handle_checkpoint,
                      self);
+    zloop_timer (loop, 100, 0, s_handle_api_tick, self);
     if (self->handoff) {
         sim_handoff_attach (self->handoff, loop);
         zloop_timer (loop, 250, 0, s_handle_handoff_tick, self);

@@ -89,3 +89,54 @@ def test_a_grant_to_another_sim_fences_the_former_authority(fabric):
     wait_for(fenced, what="sim1 to learn it is no longer the authority")
     with sim1.client() as game:
         assert game.call("status")["authoritative"] == 0
+
+
+def test_a_claim_takes_the_final_state_from_the_former_authority(fabric):
+    ring, (sim1, sim2) = fabric
+    with sim1.client() as game1, sim2.client() as game2:
+        game1.call("entity.create", path="/w/moved", state="v1")
+        game1.call("entity.update", path="/w/moved", state="final from sim1")
+        wait_for(lambda: game2.request("entity.get", path="/w/moved").get("state")
+                 == "final from sim1", what="the replica on sim2")
+        claimed = game2.call("entity.claim", path="/w/moved", timeout=10)
+        # Case 2: sim2 -> leader, leader -> sim1 (the ring's event), sim1 ->
+        # sim2 (the final state over the handoff channel).
+        assert claimed["from"] == "handoff" and claimed["previous"] == "sim1"
+        assert (claimed["authority"], claimed["epoch"], claimed["seq"]) == (True, 2, 1)
+        assert claimed["state"] == "final from sim1"
+        # sim2 streams it at the new epoch; sim1, fenced, takes it as a replica.
+        game2.call("entity.update", path="/w/moved", state="sim2 now")
+
+        def on_sim1():
+            entity = game1.call("entity.get", path="/w/moved")
+            return (entity["authority"], entity["epoch"], entity["state"]) == \
+                (False, 2, "sim2 now")
+
+        wait_for(on_sim1, what="sim1 to follow the new authority")
+        with pytest.raises(ApiError) as denied:
+            game1.call("entity.update", path="/w/moved", state="late")
+        assert denied.value.code == "denied"
+    assert counters_of(sim2)["handoffs_accepted"] == 1
+    assert counters_of(sim1)["handoffs_acked"] == 1
+
+
+def counters_of(sim):
+    with sim.client() as client:
+        return client.call("counters")["counters"]
+
+
+def test_an_orphan_is_claimed_from_the_ring_checkpoint(fabric):
+    ring, (sim1, sim2) = fabric
+    with sim1.client() as game1:
+        game1.call("entity.create", path="/w/orphan", state="v1")
+    # sim1 releases it with a checkpoint (as a sim would on shutdown).
+    with ring[0].client(keys=sim1.keys) as as_sim1:
+        as_sim1.call("authority.release", path="/w/orphan", sim="sim1",
+                     checkpoint="checkpointed")
+    with sim2.client() as game2:
+        claimed = game2.call("entity.claim", path="/w/orphan", timeout=10)
+        assert claimed["from"] == "checkpoint" and claimed["previous"] is None
+        assert (claimed["state"], claimed["epoch"], claimed["authority"]) == \
+            ("checkpointed", 2, True)
+        again = game2.call("entity.claim", path="/w/orphan")
+        assert again["from"] == "self" and again["epoch"] == 2
