@@ -140,3 +140,57 @@ def test_an_orphan_is_claimed_from_the_ring_checkpoint(fabric):
             ("checkpointed", 2, True)
         again = game2.call("entity.claim", path="/w/orphan")
         assert again["from"] == "self" and again["epoch"] == 2
+
+
+def test_a_claim_takes_a_handoff_only_from_the_former_authority(fabric, tmp_path):
+    import struct
+
+    import zmq
+
+    ring, (_, sim2) = fabric
+    pairs = {name: write_key_pair(tmp_path / name, name) for name in ("py", "px")}
+    for name, pair in pairs.items():
+        with ring[0].client(keys=pair) as client:
+            client.call("sim.register", sim=name)
+    with ring[0].client(keys=pairs["py"]) as as_py:
+        as_py.call("entity.create", path="/w/held", authority="py")
+    time.sleep(0.6)  # sim2's directory lists py and px
+
+    def handoff(name, epoch, state):
+        socket = zmq.Context.instance().socket(zmq.DEALER)
+        socket.linger = 0
+        socket.curve_serverkey = sim2.keys.public
+        socket.curve_publickey = pairs[name].public
+        socket.curve_secretkey = pairs[name].secret
+        socket.connect(sim2.handoff_endpoint)
+        path = b"/w/held"
+        socket.send(b"SH\x01\x01" + struct.pack(">Q", 1) + struct.pack(">H", len(path)) + path
+                    + struct.pack(">QQI", epoch, 7, len(state)) + state)
+        assert socket.poll(5000), f"no answer to {name}"
+        answer = socket.recv()
+        socket.close()
+        return answer[20]  # the status byte
+
+    landed = {}
+
+    def claim():
+        with sim2.client(timeout=10) as game:
+            landed["reply"] = game.call("entity.claim", path="/w/held")
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    # Wait until the ring has granted it: epoch 2, sim2 the authority.
+    wait_for(lambda: _ring_entity(ring, "/w/held")["epoch"] == 2, what="the grant")
+    time.sleep(0.2)
+    assert handoff("px", 2, b"forged") == 1          # not the former authority: refused
+    assert handoff("py", 1, b"old epoch") == 1       # not the granted epoch: refused
+    assert handoff("py", 2, b"the real final state") == 0
+    thread.join(10)
+    reply = landed["reply"]
+    assert (reply["from"], reply["state"], reply["epoch"]) == \
+        ("handoff", "the real final state", 2)
+
+
+def _ring_entity(ring, path):
+    with ring[0].client() as client:
+        return client.call("entity.get", path=path)
