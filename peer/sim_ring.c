@@ -18,6 +18,7 @@ typedef struct {
 } s_pending_t;
 
 struct _sim_ring_t {
+    bool detached;                //  off its loop: handlers do nothing
     zloop_t *loop;                //  attached to, or NULL
     int timer;                    //  its timeout timer there
     zsock_t *events;              //  SUB to every member's events, or NULL
@@ -133,6 +134,8 @@ s_handle_reply (zloop_t *loop, zsock_t *dealer, void *arg)
 {
     (void) loop;
     sim_ring_t *self = (sim_ring_t *) arg;
+    if (self->detached)
+        return 0;
     char *text = zstr_recv (dealer);
     if (!text)
         return 0;
@@ -179,6 +182,8 @@ s_handle_timer (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_ring_t *self = (sim_ring_t *) arg;
+    if (self->detached)
+        return 0;
     uint64_t now = sf_time_mono_ms ();
     zlist_t *expired = zlist_new ();
     zlist_autofree (expired);
@@ -208,6 +213,8 @@ s_handle_event (zloop_t *loop, zsock_t *events, void *arg)
 {
     (void) loop;
     sim_ring_t *self = (sim_ring_t *) arg;
+    if (self->detached)
+        return 0;
     zmsg_t *msg = zmsg_recv (events);
     if (!msg)
         return 0;
@@ -239,6 +246,11 @@ sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg)
 void
 sim_ring_detach (sim_ring_t *self)
 {
+    //  zloop ends a timer only after the current pass over its timers, so
+    //  ours may still fire once: it must then do nothing, and the calls
+    //  pending here are dropped (their owners were answered already).
+    self->detached = true;
+    zhashx_purge (self->pending);
     if (!self->loop)
         return;
     if (self->events)

@@ -36,8 +36,10 @@ void sim_ring_destroy (sim_ring_t **self_p);
 //  Register the client's sockets and timer on LOOP. Returns 0 or -1.
 int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
 
-//  Take the client's sockets and timer off the loop it was attached to
-//  (before destroying it while the loop goes on).
+//  Take the client's sockets and timer off the loop it was attached to,
+//  dropping pending calls without calling back. Its timer may still fire
+//  once in the loop's current pass (harmlessly): destroy the client only
+//  from a later pass.
 void sim_ring_detach (sim_ring_t *self);
 
 //  Send OP with the members of ARGS (taken; may be NULL); call FN with ARG

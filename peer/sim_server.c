@@ -81,6 +81,7 @@ struct _sim_server_t {
                              //  restart)
     zcert_t *next_cert;      //  a key being registered (rotation)
     sf_config_t *config;     //  lent by main, outlives the actor
+    sim_ring_t *retired;     //  the ring client a rotation replaced
     zloop_t *loop;           //  the actor's loop
     zactor_t *zap;           //  ZAP handler: who may open a CURVE session
     api_router_t *router;    //  JSON requests over CURVE
@@ -233,6 +234,7 @@ sim_server_destroy (sim_server_t **self_p)
     if (*self_p) {
         sim_server_t *self = *self_p;
         sim_ring_destroy (&self->ring);
+        sim_ring_destroy (&self->retired);
         sim_api_destroy (&self->api);
         if (self->checkpoint) {
             sf_fault_t fault;
@@ -634,6 +636,15 @@ s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
 //  then moves its ring client, stream and handoff channel to it. Peers
 //  learn it from the ring and accept the old key for their grace period.
 
+static int
+s_retire_ring (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    sim_ring_destroy (&self->retired);
+    return 0;
+}
+
 //  Move everything but the API to the registered NEXT_CERT. Runs from a
 //  timer, not from the ring client's callback: the client is replaced.
 static int
@@ -645,8 +656,12 @@ s_rekey (zloop_t *loop, int timer_id, void *arg)
     self->cert = self->next_cert;
     self->next_cert = NULL;
     sf_fault_t fault;
+    //  The old client goes in a later loop pass (see sim_ring_detach).
     sim_ring_detach (self->ring);
-    sim_ring_destroy (&self->ring);
+    sim_ring_destroy (&self->retired);
+    self->retired = self->ring;
+    self->ring = NULL;
+    zloop_timer (loop, 10, 1, s_retire_ring, self);
     self->ring = sim_ring_new (self->config, self->cert, &fault);
     if (!self->ring) {
         sf_log_error ("sim_server: ring client after rotation: %s",
