@@ -964,41 +964,6 @@ hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms)
     self->ask_timeout_ms = timeout_ms;
 }
 
-//  The leader, four times a second: ask transfers past their deadline are
-//  refused by a command of the ring's own (the deny on timeout).
-static void
-s_expire_asks (hs_api_t *self, uint64_t now)
-{
-    if (now - self->asks_checked < 250
-        || hs_ring_role (self->ring) != HS_RING_LEADER
-        || !hs_ring_read_ready (self->ring))
-        return;
-    self->asks_checked = now;
-    zlist_t *expired = hs_fsm_expired_transfers (self->fsm, sf_time_wall_ms ());
-    for (const char *id = (const char *) zlist_first (expired); id;
-         id = (const char *) zlist_next (expired)) {
-        json_t *args = json_pack ("{s:I}", "transfer",
-                                  (json_int_t) strtoll (id, NULL, 10));
-        uint8_t *data;
-        size_t size;
-        int rc = s_encode ("authority.expire", zcert_public_txt (self->cert),
-                           true, args, &data, &size);
-        json_decref (args);
-        if (rc)
-            continue;
-        sf_fault_t fault;
-        raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
-        free (data);
-        if (!index)
-            continue;
-        s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
-        write->index = index;  //  no call: nobody to answer
-        write->term = hs_ring_term (self->ring);
-        zlistx_add_end (self->writes, write);
-    }
-    zlist_destroy (&expired);
-}
-
 //  A command's RESULT decided an ask transfer this leader holds the
 //  request of: answer it.
 static void
@@ -1032,43 +997,81 @@ s_ask_decided (hs_api_t *self, raft_index index, const json_t *result)
     api_router_fail (self->router, &call, SF_EDENIED, message);
 }
 
+//  Submit OP with ARGS (taken) as a command of the ring's own, signed by
+//  this member as an administrator, answered by nobody. Returns true if
+//  it was submitted.
+static bool
+s_submit_own (hs_api_t *self, const char *op, json_t *args, uint64_t now)
+{
+    uint8_t *data;
+    size_t size;
+    int rc =
+        s_encode (op, zcert_public_txt (self->cert), true, args, &data, &size);
+    json_decref (args);
+    if (rc)
+        return false;
+    sf_fault_t fault;
+    raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
+    free (data);
+    if (!index)
+        return false;
+    s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
+    write->index = index;  //  no call: nobody to answer
+    write->term = hs_ring_term (self->ring);
+    zlistx_add_end (self->writes, write);
+    return true;
+}
+
+//  True if a leader's check every PERIOD ms, last done at *CHECKED, is due
+//  at NOW; marks it done.
+static bool
+s_leader_check_due (hs_api_t *self, uint64_t *checked, uint64_t period,
+                    uint64_t now)
+{
+    if (now - *checked < period || hs_ring_role (self->ring) != HS_RING_LEADER
+        || !hs_ring_read_ready (self->ring))
+        return false;
+    *checked = now;
+    return true;
+}
+
+//  The leader, four times a second: ask transfers past their deadline are
+//  refused by a command of the ring's own (the deny on timeout).
+static void
+s_expire_asks (hs_api_t *self, uint64_t now)
+{
+    if (!s_leader_check_due (self, &self->asks_checked, 250, now))
+        return;
+    zlist_t *expired = hs_fsm_expired_transfers (self->fsm, sf_time_wall_ms ());
+    for (const char *id = (const char *) zlist_first (expired); id;
+         id = (const char *) zlist_next (expired))
+        s_submit_own (self, "authority.expire",
+                      json_pack ("{s:I}", "transfer",
+                                 (json_int_t) strtoll (id, NULL, 10)),
+                      now);
+    zlist_destroy (&expired);
+}
+
 //  The leader, once a second: a sim silent past its lease is declared
-//  dead and its entities orphaned (a command of the ring's own, signed by
-//  this member, decided by every member from the time and lease in it).
+//  dead and its entities orphaned (a command of the ring's own, decided by
+//  every member from the time and lease in it).
 static void
 s_expire_sims (hs_api_t *self, uint64_t now)
 {
-    if (!self->sim_lease_ms || now - self->lease_checked < 1000
-        || hs_ring_role (self->ring) != HS_RING_LEADER
-        || !hs_ring_read_ready (self->ring))
+    if (!self->sim_lease_ms
+        || !s_leader_check_due (self, &self->lease_checked, 1000, now))
         return;
-    self->lease_checked = now;
     zlist_t *expired =
         hs_fsm_expired_sims (self->fsm, sf_time_wall_ms (), self->sim_lease_ms);
     for (const char *name = (const char *) zlist_first (expired); name;
-         name = (const char *) zlist_next (expired)) {
-        json_t *args = json_pack ("{s:s,s:I}", "sim", name, "lease_ms",
-                                  (json_int_t) self->sim_lease_ms);
-        uint8_t *data;
-        size_t size;
-        int rc = s_encode ("sim.expire", zcert_public_txt (self->cert), true,
-                           args, &data, &size);
-        json_decref (args);
-        if (rc)
-            continue;
-        sf_fault_t fault;
-        raft_index index = hs_ring_submit (self->ring, data, size, now, &fault);
-        free (data);
-        if (!index)
-            continue;
-        sf_log_notice ("hs_api: sim %s missed its heartbeats for %llu ms: "
-                       "orphaning its entities",
-                       name, (unsigned long long) self->sim_lease_ms);
-        s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
-        write->index = index;  //  no call: nobody to answer
-        write->term = hs_ring_term (self->ring);
-        zlistx_add_end (self->writes, write);
-    }
+         name = (const char *) zlist_next (expired))
+        if (s_submit_own (self, "sim.expire",
+                          json_pack ("{s:s,s:I}", "sim", name, "lease_ms",
+                                     (json_int_t) self->sim_lease_ms),
+                          now))
+            sf_log_notice ("hs_api: sim %s missed its heartbeats for %llu ms: "
+                           "orphaning its entities",
+                           name, (unsigned long long) self->sim_lease_ms);
     zlist_destroy (&expired);
 }
 

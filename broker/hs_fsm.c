@@ -503,6 +503,22 @@ typedef struct {
     sf_fault_t *fault;
 } s_apply_t;
 
+//  A command's time and log index as SQL text: every change records them
+//  (updated_ms, revision).
+typedef struct {
+    char ms [24];
+    char revision [24];
+} s_stamp_t;
+
+static void
+s_stamp (const s_apply_t *ctx, s_stamp_t *stamp)
+{
+    snprintf (stamp->ms, sizeof stamp->ms, "%llu",
+              (unsigned long long) ctx->cmd->time_ms);
+    snprintf (stamp->revision, sizeof stamp->revision, "%llu",
+              (unsigned long long) ctx->index);
+}
+
 //  Register (or re-key) a player or sim named NAME in TABLE.
 static json_t *
 s_register (s_apply_t *ctx, const char *table, const char *name)
@@ -645,15 +661,13 @@ s_entity_create (s_apply_t *ctx)
         }
         free (key);
     }
-    char ms [24], revision [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
-    snprintf (revision, sizeof revision, "%llu",
-              (unsigned long long) ctx->index);
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
     //  An entity with an authority starts at epoch 1; orphans at 0.
     const char *epoch = a->authority ? "1" : "0";
     const char *values [] = {a->path,        a->owner, a->authority,
                              ctx->principal, a->rule,  epoch,
-                             a->checkpoint,  ms,       revision};
+                             a->checkpoint,  stamp.ms, stamp.revision};
     sqlite3_stmt *stmt = s_prepare (ctx->self,
                                     "INSERT INTO entities (" S_ENTITY_COLUMNS
                                     ") VALUES (?1, ?2, ?3, ?4, "
@@ -692,11 +706,10 @@ s_entity_set_rule (s_apply_t *ctx)
     if (!master)
         return NULL;
     free (master);
-    char ms [24], revision [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
-    snprintf (revision, sizeof revision, "%llu",
-              (unsigned long long) ctx->index);
-    const char *values [] = {ctx->a->path, ctx->a->rule, ms, revision};
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
+    const char *values [] = {ctx->a->path, ctx->a->rule, stamp.ms,
+                             stamp.revision};
     sqlite3_stmt *stmt = s_prepare (ctx->self,
                                     "UPDATE entities SET rule = ?2, "
                                     "updated_ms = ?3, revision = ?4 "
@@ -784,11 +797,9 @@ s_ask (s_apply_t *ctx, const char *from)
 static int
 s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
 {
-    char ms [24], revision [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
-    snprintf (revision, sizeof revision, "%llu",
-              (unsigned long long) ctx->index);
-    const char *values [] = {path, sim, ms, revision, player};
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
+    const char *values [] = {path, sim, stamp.ms, stamp.revision, player};
     sqlite3_stmt *stmt = s_prepare (
         ctx->self,
         "UPDATE entities SET authority = ?2, epoch = epoch + 1, "
@@ -982,25 +993,10 @@ s_authority_request (s_apply_t *ctx)
         json_decref (previous);
         return NULL;
     }
-    if (!already) {
-        //  Every grant is a new epoch: the fencing token receivers check.
-        char ms [24], revision [24];
-        snprintf (ms, sizeof ms, "%llu",
-                  (unsigned long long) ctx->cmd->time_ms);
-        snprintf (revision, sizeof revision, "%llu",
-                  (unsigned long long) ctx->index);
-        const char *values [] = {ctx->a->path, ctx->a->sim, ms, revision,
-                                 ctx->a->player};
-        sqlite3_stmt *stmt = s_prepare (
-            ctx->self,
-            "UPDATE entities SET authority = ?2, epoch = epoch + 1, "
-            "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "
-            "WHERE path = ?1",
-            5, values);
-        if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
-            json_decref (previous);
-            return NULL;
-        }
+    //  Every grant is a new epoch: the fencing token receivers check.
+    if (!already && s_grant (ctx, ctx->a->path, ctx->a->sim, ctx->a->player)) {
+        json_decref (previous);
+        return NULL;
     }
     json_t *result = s_entity_get (ctx->self, ctx->a->path, ctx->fault);
     if (result) {
@@ -1038,11 +1034,10 @@ s_authority_release (s_apply_t *ctx)
                       ctx->a->path);
         return NULL;
     }
-    char ms [24], revision [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
-    snprintf (revision, sizeof revision, "%llu",
-              (unsigned long long) ctx->index);
-    const char *values [] = {ctx->a->path, ms, revision, ctx->a->checkpoint};
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
+    const char *values [] = {ctx->a->path, stamp.ms, stamp.revision,
+                             ctx->a->checkpoint};
     sqlite3_stmt *stmt = s_prepare (
         ctx->self,
         "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "
@@ -1078,11 +1073,9 @@ s_sim_expire (s_apply_t *ctx)
                       ctx->a->sim);
         return NULL;
     }
-    char ms [24], revision [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
-    snprintf (revision, sizeof revision, "%llu",
-              (unsigned long long) ctx->index);
-    const char *values [] = {ctx->a->sim, ms, revision};
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
+    const char *values [] = {ctx->a->sim, stamp.ms, stamp.revision};
     sqlite3_stmt *stmt = s_prepare (
         ctx->self,
         "UPDATE entities SET authority = NULL, updated_ms = ?2, revision = ?3 "

@@ -110,6 +110,30 @@ s_early_destroy (s_early_t **self_p)
     }
 }
 
+//  Send OP with ARGS (taken) to the ring for the call in *CALL_P (taken),
+//  keeping PATH (copied) and STATE (taken) with it; FN answers the call
+//  when the ring replies. A ring that cannot be reached answers at once.
+static void
+s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
+             const char *path, char *state, sim_ring_fn *fn)
+{
+    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
+    waiting->api = self;
+    waiting->call = *call_p;
+    *call_p = NULL;
+    waiting->path = path ? strdup (path) : NULL;
+    waiting->state = state;
+    waiting->on_ring = true;
+    if (sim_ring_call (self->config.ring, op, &args, S_RING_TIMEOUT_MS, fn,
+                       waiting)) {
+        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
+                         "cannot reach the ring");
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    zlist_append (self->waiting, waiting);
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
@@ -338,6 +362,22 @@ s_path_arg (const json_t *root, const char *field, const char **path,
     return 0;
 }
 
+//  Read the selector FIELD (a prefix or pattern; REQUIRED or left as it
+//  is): it starts with '/' and is at most a path's length.
+static int
+s_prefix_arg (const json_t *root, const char *field, bool required,
+              const char **value, sf_fault_t *fault)
+{
+    if (sf_json_string (root, field, required, value, fault))
+        return -1;
+    if ((*value) [0] != '/' || strlen (*value) > SF_NAME_MAX_PATH)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field '%s' must start with '/' and be at most "
+                             "256 bytes",
+                             field);
+    return 0;
+}
+
 //  The state argument, checked against what one datagram can carry.
 static int
 s_state_arg (sim_api_t *self, const json_t *root, const char *path,
@@ -373,13 +413,8 @@ s_op_status (void *context, const api_msg_t *request, const char *principal,
     static const char *allowed [] = {"op", "id", NULL};
     if (sf_json_only (request->root, allowed, fault))
         return -1;
-    size_t authoritative = 0;
     sim_store_t *store = self->config.store;
-    for (uint32_t slot = 0; slot < sim_store_slots (store); slot++) {
-        sim_entity_t *entity = sim_store_at (store, slot);
-        if (entity && entity->authority)
-            authoritative++;
-    }
+    size_t authoritative = sim_store_authoritative (store);
     s_merge (
         reply,
         json_pack ("{s:s,s:s,s:I,s:b,s:I,s:I,s:s,s:I,s:I}", "node",
@@ -467,16 +502,11 @@ s_page (sim_api_t *self, const api_msg_t *request, bool match, json_t *reply,
     const char *field = match ? "pattern" : "prefix";
     if (sf_json_only (request->root, match ? match_allowed : list_allowed,
                       fault)
-        || sf_json_string (request->root, field, match, &selector, fault)
+        || s_prefix_arg (request->root, field, match, &selector, fault)
         || sf_json_string (request->root, "after", false, &after, fault)
         || sf_json_int (request->root, "limit", false, 1, S_LIST_LIMIT, &limit,
                         fault))
         return -1;
-    if (selector [0] != '/' || strlen (selector) > SF_NAME_MAX_PATH)
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field '%s' must start with '/' and be at most "
-                             "256 bytes",
-                             field);
     sim_entity_t *page [S_LIST_LIMIT];
     bool more;
     size_t count = match ? sim_store_match (self->config.store, selector, after,
@@ -620,14 +650,8 @@ s_copy (sim_api_t *self, api_call_t **call_p)
     const char *to, *prefix = "/";
     if (sf_json_only (root, allowed, &fault)
         || sf_json_string (root, "to", true, &to, &fault)
-        || sf_json_string (root, "prefix", false, &prefix, &fault)) {
+        || s_prefix_arg (root, "prefix", false, &prefix, &fault)) {
         api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (prefix [0] != '/' || strlen (prefix) > SF_NAME_MAX_PATH) {
-        api_router_fail (router, call_p, SF_EINVAL,
-                         "field 'prefix' must start with '/' and be at most "
-                         "256 bytes");
         return;
     }
     if (!self->config.handoff) {
@@ -699,20 +723,7 @@ s_delete (sim_api_t *self, api_call_t **call_p)
         return;
     }
     json_t *args = json_pack ("{s:s}", "path", path);
-    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
-    waiting->api = self;
-    waiting->call = *call_p;
-    *call_p = NULL;
-    waiting->path = strdup (path);
-    waiting->on_ring = true;
-    if (sim_ring_call (self->config.ring, "entity.delete", &args,
-                       S_RING_TIMEOUT_MS, s_deleted, waiting)) {
-        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
-                         "cannot reach the ring");
-        s_waiting_destroy (&waiting);
-        return;
-    }
-    zlist_append (self->waiting, waiting);
+    s_ring_wait (self, call_p, "entity.delete", args, path, NULL, s_deleted);
 }
 
 //  The ring answered an authority.answer.
@@ -757,19 +768,8 @@ s_answer (sim_api_t *self, api_call_t **call_p)
     json_t *args =
         json_pack ("{s:I,s:s,s:b}", "transfer", (json_int_t) transfer, "sim",
                    self->config.name, "approve", approve);
-    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
-    waiting->api = self;
-    waiting->call = *call_p;
-    *call_p = NULL;
-    waiting->on_ring = true;
-    if (sim_ring_call (self->config.ring, "authority.answer", &args,
-                       S_RING_TIMEOUT_MS, s_answered, waiting)) {
-        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
-                         "cannot reach the ring");
-        s_waiting_destroy (&waiting);
-        return;
-    }
-    zlist_append (self->waiting, waiting);
+    s_ring_wait (self, call_p, "authority.answer", args, NULL, NULL,
+                 s_answered);
 }
 
 //  This sim is now the authority of PATH at EPOCH, starting from STATE:
@@ -907,25 +907,12 @@ s_claim (sim_api_t *self, api_call_t **call_p)
         json_pack ("{s:s,s:s}", "path", path, "sim", self->config.name);
     if (player)
         json_object_set_new (args, "player", json_string (player));
-    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
-    waiting->api = self;
-    waiting->call = *call_p;
-    *call_p = NULL;
-    waiting->path = strdup (path);
-    waiting->on_ring = true;
     //  The start time rides in the state slot: for the reply's latency.
     char started [24];
     snprintf (started, sizeof started, "%llu",
               (unsigned long long) sf_time_mono_us ());
-    waiting->state = strdup (started);
-    if (sim_ring_call (self->config.ring, "authority.request", &args,
-                       S_RING_TIMEOUT_MS, s_claimed, waiting)) {
-        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
-                         "cannot reach the ring");
-        s_waiting_destroy (&waiting);
-        return;
-    }
-    zlist_append (self->waiting, waiting);
+    s_ring_wait (self, call_p, "authority.request", args, path,
+                 strdup (started), s_claimed);
 }
 
 uint8_t
@@ -1032,21 +1019,8 @@ s_create (sim_api_t *self, api_call_t **call_p)
         json_pack ("{s:s,s:s}", "path", path, "authority", self->config.name);
     if (rule)
         json_object_set_new (args, "rule", json_string (rule));
-    s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
-    waiting->api = self;
-    waiting->call = *call_p;
-    *call_p = NULL;
-    waiting->path = strdup (path);
-    waiting->on_ring = true;
-    waiting->state = state ? strndup (state, size) : NULL;
-    if (sim_ring_call (self->config.ring, "entity.create", &args,
-                       S_RING_TIMEOUT_MS, s_created, waiting)) {
-        api_router_fail (router, &waiting->call, SF_EUNAVAILABLE,
-                         "cannot reach the ring");
-        s_waiting_destroy (&waiting);
-        return;
-    }
-    zlist_append (self->waiting, waiting);
+    s_ring_wait (self, call_p, "entity.create", args, path,
+                 state ? strndup (state, size) : NULL, s_created);
 }
 
 static s_subscription_t *
@@ -1073,14 +1047,8 @@ s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
     sf_fault_clear (&fault);
     const char *prefix;
     if (sf_json_only (root, allowed, &fault)
-        || sf_json_string (root, "prefix", true, &prefix, &fault)) {
+        || s_prefix_arg (root, "prefix", true, &prefix, &fault)) {
         api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (prefix [0] != '/' || strlen (prefix) > SF_NAME_MAX_PATH) {
-        api_router_fail (router, call_p, SF_EINVAL,
-                         "field 'prefix' must start with '/' and be at most "
-                         "256 bytes");
         return;
     }
     if (api_call_delimited (*call_p)) {

@@ -514,13 +514,7 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
 static json_t *
 s_load (sim_server_t *self)
 {
-    size_t authoritative = 0;
-    uint32_t slots = sim_store_slots (self->store);
-    for (uint32_t slot = 0; slot < slots; slot++) {
-        sim_entity_t *entity = sim_store_at (self->store, slot);
-        if (entity && entity->authority)
-            authoritative++;
-    }
+    size_t authoritative = sim_store_authoritative (self->store);
     struct rusage usage;
     getrusage (RUSAGE_SELF, &usage);
     double cpu =

@@ -249,6 +249,15 @@ sim_store_size (sim_store_t *self)
     return self->count;
 }
 
+size_t
+sim_store_authoritative (sim_store_t *self)
+{
+    size_t count = 0;
+    for (size_t at = 0; at < self->count; at++)
+        count += self->sorted [at]->authority ? 1 : 0;
+    return count;
+}
+
 uint32_t
 sim_store_slots (sim_store_t *self)
 {
@@ -365,6 +374,7 @@ sim_store_test (bool verbose)
     assert (!sim_store_slot (store, slot, generation));
     assert (!sim_store_at (store, slot));
     assert (sim_store_size (store) == 99);
+    assert (sim_store_authoritative (store) == 99);
     entity = sim_store_create (store, "/new", 4, 1, 0, false);
     assert (entity->slot == slot && entity->generation == generation + 1);
     assert (sim_store_slots (store) == 100);

@@ -91,6 +91,9 @@ int sim_store_delete (sim_store_t *self, const char *path);
 //  Number of entities.
 size_t sim_store_size (sim_store_t *self);
 
+//  Number of entities this sim is the authority of.
+size_t sim_store_authoritative (sim_store_t *self);
+
 //  Highest slot in use plus one: the length per-slot arrays need.
 uint32_t sim_store_slots (sim_store_t *self);
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
+from simfabric_testing import ApiError, make_ring, make_sims, running, write_key_pair
 
 from test_sim_stream import wait_for
 
@@ -17,15 +17,8 @@ from test_sim_stream import wait_for
 def fabric(tmp_path):
     ring = make_ring(tmp_path, 1)
     sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 200})
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         yield ring, sims
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, codes
 
 
 def _next(client, kind, timeout=5):

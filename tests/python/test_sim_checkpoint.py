@@ -4,7 +4,7 @@ its own, and its next updates overtake what its peers already hold."""
 
 import pytest
 
-from simfabric_testing import make_ring, make_sims, wait_registered
+from simfabric_testing import make_ring, make_sims, wait_registered, running
 
 from test_sim_stream import _get, wait_for
 
@@ -16,15 +16,8 @@ def fabric(tmp_path):
     ring = make_ring(tmp_path, 1)
     sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 200, "checkpoint": "checkpoint.db",
                                                "checkpoint_interval": 200})
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         yield ring, sims
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, codes
 
 
 def test_a_restarted_sim_resumes_what_the_ring_still_gives_it(fabric):

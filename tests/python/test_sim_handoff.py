@@ -8,9 +8,9 @@ import time
 import pytest
 import zmq
 
-from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
+from simfabric_testing import ApiError, make_ring, make_sims, running, write_key_pair
 
-from test_sim_stream import counters, wait_for
+from test_sim_stream import counters
 
 
 @pytest.fixture
@@ -22,15 +22,8 @@ def fabric(tmp_path):
     (sim2,) = make_sims(tmp_path, ring, extra={"heartbeat": 200, "watch": "/elsewhere/"},
                         names=["sim2"])
     sims = [sim1, sim2]
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         yield ring, sims
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
 
 
 def entity(path: str, epoch: int, seq: int, state: bytes) -> bytes:

@@ -6,7 +6,6 @@ still converges to the newest state of its entity, because an update
 stays due until a datagram carrying it is acknowledged."""
 
 import subprocess
-import time
 
 import pytest
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from simfabric_testing import make_ring, make_sims, wait_registered, write_key_pair
+from simfabric_testing import make_ring, make_sims, running, write_key_pair
 
 from test_sim_stream import _get, _peers, wait_for
 
@@ -16,15 +16,8 @@ from test_sim_stream import _get, _peers, wait_for
 def fabric(tmp_path):
     ring = make_ring(tmp_path, 1)
     sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 200})
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         yield ring, sims
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, codes
 
 
 def _ring_key(ring, name):

@@ -12,7 +12,7 @@ import time
 import pytest
 import zmq
 
-from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair
+from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair, running
 from simfabric_testing import state as sd
 from simfabric_testing.paths import sanitized
 
@@ -24,15 +24,8 @@ def fabric(tmp_path):
     """A one-member ring and two registered sims; all stopped afterwards."""
     ring = make_ring(tmp_path, 1)
     sims = make_sims(tmp_path, ring, 2, extra=HEARTBEAT)
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         yield ring, sims
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, {d.name: d.log() for d in sims + ring if codes[d.name]}
 
 
 def counters(sim) -> dict:
@@ -411,11 +404,7 @@ def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
     of a new registration within a second."""
     ring = make_ring(tmp_path, 1)
     sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 10000})
-    try:
-        ring[0].start()
-        for sim in sims:
-            sim.start()
-        wait_registered(sims)
+    with running(ring, sims):
         keys = write_key_pair(tmp_path / "py", "py")
         with ring[0].client(keys=keys) as client:
             client.call("sim.register", sim="py", state="udp://127.0.0.1:9")
@@ -423,9 +412,6 @@ def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
         wait_for(lambda: all("py" in {p["sim"] for p in _peers(sim)} for sim in sims),
                  timeout=3, what="the sims to learn of py")
         assert time.monotonic() - begun < 3
-    finally:
-        codes = {daemon.name: daemon.stop() for daemon in sims + ring}
-    assert set(codes.values()) == {0}, codes
 
 
 def test_deleting_an_entity_removes_it_from_the_ring_and_the_replicas(fabric):

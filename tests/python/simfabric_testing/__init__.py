@@ -13,7 +13,7 @@ See README.md ("Testing with Python") for the fixtures and classes.
 """
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any
-from simfabric_testing.daemon import (Daemon, DaemonFailed, make_ring, make_sims, ring_statuses,
+from simfabric_testing.daemon import (Daemon, DaemonFailed, make_ring, make_sims, ring_statuses, running,
                                      wait_leader, wait_registered)
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
@@ -27,6 +27,7 @@ __all__ = [
     "DaemonFailed",
     "make_ring",
     "make_sims",
+    "running",
     "wait_registered",
     "ring_statuses",
     "wait_leader",

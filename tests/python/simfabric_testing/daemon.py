@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from simfabric_testing.client import ApiClient, NoReply
@@ -260,6 +261,26 @@ def wait_registered(sims, timeout: float = 15.0, peers: bool = True):
             return statuses
         time.sleep(0.05)
     raise DaemonFailed(f"sims not registered in {timeout} s: {statuses}")
+
+
+@contextmanager
+def running(ring, sims=()):
+    """Start RING's members and then SIMS, wait until the sims are
+    registered with each other, and afterwards stop every one of them,
+    even when a start failed, checking that each exited 0."""
+    daemons = list(sims) + list(ring)
+    try:
+        for member in ring:
+            member.start()
+        for sim in sims:
+            sim.start()
+        if sims:
+            wait_registered(sims)
+        yield
+    finally:
+        codes = {daemon.name: daemon.stop() for daemon in daemons}
+    assert set(codes.values()) == {0}, \
+        {daemon.name: daemon.log() for daemon in daemons if codes[daemon.name]}
 
 
 def ring_statuses(members) -> dict:

@@ -6,7 +6,7 @@ Use them from your own suite with
 
 import pytest
 
-from simfabric_testing.daemon import Daemon, make_ring, make_sims
+from simfabric_testing.daemon import Daemon, make_ring, make_sims, running
 
 
 @pytest.fixture
@@ -23,14 +23,9 @@ def simserver(tmp_path):
     both stopped (and checked to exit 0) afterwards."""
     ring = make_ring(tmp_path, 1)
     (daemon,) = make_sims(tmp_path, ring, 1)
-    try:
-        ring[0].start()
-        daemon.start()
+    # Both stop, whatever failed: no test leaves a daemon behind.
+    with running(ring, [daemon]):
         yield daemon
-    finally:
-        # Both stop, whatever failed: no test leaves a daemon behind.
-        codes = {"sim1": daemon.stop(), "hs1": ring[0].stop()}
-    assert codes == {"sim1": 0, "hs1": 0}, daemon.log() + ring[0].log()
 
 
 @pytest.fixture
