@@ -98,6 +98,7 @@ struct _hs_api_t {
     uint64_t probe_seq;     //  number of the last probe round
     zlistx_t *unsubmitted;  //  s_write_t with their command, waiting for
                             //  hs_api_submit (index 0 until then)
+    sf_trace_t *trace;      //  lent, or NULL: hop records (trace.md)
 };
 
 static const s_member_t *
@@ -253,9 +254,32 @@ s_stamp (hs_api_t *self, json_t *result)
                          member ? json_string (member->name) : json_null ());
 }
 
+//  A transfer's request (or answer) and its reply are hops: record both
+//  ends this member saw (trace.md).
+static void
+s_trace_reply (hs_api_t *self, api_call_t *call, const json_t *result)
+{
+    const api_msg_t *request = api_call_request (call);
+    const char *msg = streq (request->op, "authority.request")  ? "request"
+                      : streq (request->op, "authority.answer") ? "answer"
+                                                                : NULL;
+    json_t *transfer = json_object_get (result, "transfer");
+    if (!msg || !json_is_integer (transfer))
+        return;
+    const char *sim =
+        json_string_value (json_object_get (request->root, "sim"));
+    uint64_t id = (uint64_t) json_integer_value (transfer);
+    sf_trace_transfer (self->trace, id, msg, false, sim,
+                       api_call_received_us (call));
+    sf_trace_transfer (self->trace, id, "reply", true, sim,
+                       sf_time_wall_us ());
+}
+
 static void
 s_reply (hs_api_t *self, api_call_t **call, json_t *result)
 {
+    if (*call && self->trace)
+        s_trace_reply (self, *call, result);
     s_stamp (self, result);
     api_router_reply (self->router, call, result);
     json_decref (result);
@@ -719,6 +743,15 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
         else
             s_status (self, call, now);
     }
+    else if (strcmp (op, "trace") == 0 && self->trace) {
+        //  This member's own records, never forwarded.
+        sf_fault_t fault;
+        json_t *result = sf_trace_answer (self->trace, args, &fault);
+        if (result)
+            s_reply (self, &call, result);
+        else
+            api_router_fail (self->router, &call, fault.error, fault.message);
+    }
     else if (strcmp (op, "cluster.add") == 0
              || strcmp (op, "cluster.remove") == 0)
         s_membership (self, call, principal, args, now);
@@ -956,6 +989,12 @@ void
 hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms)
 {
     self->sim_lease_ms = lease_ms;
+}
+
+void
+hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
+{
+    self->trace = trace;
 }
 
 void

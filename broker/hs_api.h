@@ -17,6 +17,7 @@
 
 #include "broker/hs_fsm.h"
 #include "broker/hs_ring.h"
+#include "common/sf_trace.h"
 #include "protocol/api_router.h"
 
 #include <czmq.h>
@@ -53,6 +54,10 @@ void hs_api_submit (hs_api_t *self, uint64_t now);
 //  Orphan the entities of sims whose last heartbeat is older than
 //  LEASE_MS (0: never), as the leader.
 void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms);
+
+//  Record transfers' requests, answers and replies in TRACE (lent; NULL:
+//  none) and serve the op "trace" from it (trace.md).
+void hs_api_set_trace (hs_api_t *self, sf_trace_t *trace);
 
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).

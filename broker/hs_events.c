@@ -8,12 +8,15 @@
 struct _hs_events_t {
     zsock_t *pub;    //  PUB, CURVE server
     char *endpoint;  //  as bound
+    char *node;      //  this member's name
 };
 
 hs_events_t *
-hs_events_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
+hs_events_new (const char *endpoint, zcert_t *cert, const char *node,
+               sf_fault_t *fault)
 {
     hs_events_t *self = (hs_events_t *) zmalloc (sizeof (hs_events_t));
+    self->node = strdup (node);
     self->pub = zsock_new (ZMQ_PUB);
     //  A slow subscriber loses events (and sees the gap) rather than
     //  growing our memory.
@@ -36,6 +39,7 @@ hs_events_destroy (hs_events_t **self_p)
     if (*self_p) {
         zsock_destroy (&(*self_p)->pub);
         free ((*self_p)->endpoint);
+        free ((*self_p)->node);
         free (*self_p);
         *self_p = NULL;
     }
@@ -60,8 +64,9 @@ hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
                   : player ? zsys_sprintf ("player:%s", player)
                            : zsys_sprintf ("ring:");
     json_t *event =
-        json_pack ("{s:I,s:I,s:s,s:O}", "index", (json_int_t) index, "prev",
-                   (json_int_t) prev, "op", op, "result", result);
+        json_pack ("{s:I,s:I,s:s,s:O,s:s}", "index", (json_int_t) index,
+                   "prev", (json_int_t) prev, "op", op, "result", result,
+                   "node", self->node);
     char *text = sf_json_text (event);
     zstr_sendx (self->pub, topic, text, NULL);
     free (text);

@@ -17,9 +17,10 @@
 
 typedef struct _hs_events_t hs_events_t;
 
-//  Bind the PUB on ENDPOINT serving with CERT (lent). NULL with FAULT.
+//  Bind the PUB on ENDPOINT serving with CERT (lent), for the member
+//  called NODE (copied; named in every event). NULL with FAULT.
 hs_events_t *hs_events_new (const char *endpoint, zcert_t *cert,
-                            sf_fault_t *fault);
+                            const char *node, sf_fault_t *fault);
 
 //  Destroy and null the caller's pointer.
 void hs_events_destroy (hs_events_t **self_p);

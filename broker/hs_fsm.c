@@ -1002,6 +1002,11 @@ s_authority_request (s_apply_t *ctx)
     if (result) {
         json_object_set_new (result, "granted", json_true ());
         json_object_set_new (result, "previous", previous);
+        //  The grant's id for hop accounting (trace.md): this command's
+        //  index, as for an ask.
+        if (!already)
+            json_object_set_new (result, "transfer",
+                                 json_integer ((json_int_t) ctx->index));
     }
     else
         json_decref (previous);

@@ -92,6 +92,7 @@ struct _hs_server_t {
     hs_fsm_t *fsm;          //  the state machine
     hs_api_t *handler;      //  JSON requests over the ring
     hs_events_t *events;    //  applied changes, published; or NULL
+    sf_trace_t *trace;      //  hop records of transfers (trace.md)
     s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
     zloop_t *loop;  //  the actor's loop, while it runs
@@ -172,8 +173,15 @@ s_io_apply (void *handle, raft_index index, raft_term term,
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
-        if (self->events)
+        if (self->events) {
             hs_events_publish (self->events, index, prev, op, result);
+            json_t *transfer = json_object_get (result, "transfer");
+            if (json_is_integer (transfer))
+                sf_trace_transfer (self->trace,
+                                   (uint64_t) json_integer_value (transfer),
+                                   "event", true, "subscribers",
+                                   sf_time_wall_us ());
+        }
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);
     }
@@ -396,9 +404,12 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     self->fsm = hs_fsm_new (fault);
     if (!self->fsm)
         return -1;
+    self->trace = sf_trace_new (self->name, 0);
+    if (!self->trace)
+        return sf_fault_set (fault, SF_EINTERNAL, "out of memory");
     const char *events = sf_config_str (config, "homeserver/events");
     if (events) {
-        self->events = hs_events_new (events, self->cert, fault);
+        self->events = hs_events_new (events, self->cert, self->name, fault);
         if (!self->events)
             return -1;
     }
@@ -466,6 +477,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     self->handler = hs_api_new (self->name, self->id, self->ring, self->fsm,
                                 self->api, self->cert);
     hs_api_set_prober (self->handler, s_send_probe, self);
+    hs_api_set_trace (self->handler, self->trace);
     hs_api_set_ask_timeout (
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/ask_timeout"));
@@ -526,6 +538,7 @@ hs_server_destroy (hs_server_t **self_p)
         hs_server_t *self = *self_p;
         hs_api_destroy (&self->handler);
         hs_events_destroy (&self->events);
+        sf_trace_destroy (&self->trace);
         hs_ring_destroy (&self->ring);
         hs_fsm_destroy (&self->fsm);
         hs_link_destroy (&self->link);

@@ -39,6 +39,12 @@ sf_time_wall_ms (void)
     return s_clock_ns (CLOCK_REALTIME) / 1000000u;
 }
 
+uint64_t
+sf_time_wall_us (void)
+{
+    return s_clock_ns (CLOCK_REALTIME) / 1000u;
+}
+
 void
 sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size)
 {

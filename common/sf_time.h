@@ -20,6 +20,9 @@ uint64_t sf_time_mono_ms (void);
 //  Wall clock in milliseconds since the Unix epoch.
 uint64_t sf_time_wall_ms (void);
 
+//  Wall-clock time in microseconds since the Unix epoch.
+uint64_t sf_time_wall_us (void);
+
 //  Write WALL_MS as "2026-11-23T23:45:00.123Z" into BUFFER (>= 25 bytes).
 void sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size);
 

@@ -3,6 +3,7 @@
 #include "protocol/api_router.h"
 #include "common/sf_curve.h"
 #include "common/sf_log.h"
+#include "common/sf_time.h"
 #include "common/sf_zap.h"
 
 #include <assert.h>
@@ -12,6 +13,7 @@ struct _api_call_t {
     bool delimited;        //  answer with an empty delimiter (REQ client)
     char *principal;       //  client's public key
     api_msg_t request;     //  decoded request
+    uint64_t received_us;  //  wall clock when it was taken off the socket
 };
 
 struct _api_router_t {
@@ -64,6 +66,7 @@ api_call_t *
 api_router_recv (api_router_t *self, const char *log_name)
 {
     api_call_t *call = (api_call_t *) zmalloc (sizeof (api_call_t));
+    call->received_us = sf_time_wall_us ();
     zframe_t *body;
     int rc = sf_curve_recv (self->socket, &call->routing_id, &body,
                             &call->principal, &call->delimited);
@@ -89,6 +92,12 @@ const api_msg_t *
 api_call_request (api_call_t *call)
 {
     return &call->request;
+}
+
+uint64_t
+api_call_received_us (api_call_t *call)
+{
+    return call->received_us;
 }
 
 const char *

@@ -59,6 +59,10 @@ const api_msg_t *api_call_request (api_call_t *call);
 //  The principal (Z85 public key) that sent CALL. Lent.
 const char *api_call_principal (api_call_t *call);
 
+//  Wall-clock time (microseconds since the Unix epoch) at which CALL was
+//  received, for traces (trace.md).
+uint64_t api_call_received_us (api_call_t *call);
+
 //  Make CALL stand for REQUEST (a JSON object, lent) sent by PRINCIPAL,
 //  keeping CALL's id for the answer: how a relayed request is served.
 //  Returns 0, or -1 with FAULT if REQUEST is not a valid request.
