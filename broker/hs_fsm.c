@@ -28,7 +28,8 @@ static const char *s_schema =
     "  registered_ms INTEGER NOT NULL);"
     "CREATE TABLE sims ("
     "  id TEXT PRIMARY KEY, key TEXT NOT NULL, handoff TEXT, state TEXT,"
-    "  load TEXT, heartbeat_ms INTEGER, registered_ms INTEGER NOT NULL);"
+    "  api TEXT, load TEXT, heartbeat_ms INTEGER,"
+    "  registered_ms INTEGER NOT NULL);"
     "CREATE TABLE entities ("
     "  path TEXT PRIMARY KEY, owner TEXT, authority TEXT,"
     "  master TEXT NOT NULL,"
@@ -165,13 +166,14 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     }
     if (strcmp (op, "sim.register") == 0) {
         static const char *allowed [] = {"op",      "id",    "sim", "key",
-                                         "handoff", "state", NULL};
+                                         "handoff", "state", "api", NULL};
         return sf_json_only (args, allowed, fault)
                        || s_name (args, "sim", true, &a->sim, fault)
                        || s_key (args, &a->key, fault)
                        || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
                                       fault)
                        || s_endpoint (args, "state", "udp", &a->state, fault)
+                       || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
                    ? -1
                    : 0;
     }
@@ -554,20 +556,22 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
             return NULL;
         return json_pack ("{s:s,s:s}", "player", name, "key", key);
     }
-    const char *values [] = {name, key, ctx->a->handoff, ctx->a->state, ms};
+    const char *values [] = {name,          key, ctx->a->handoff,
+                             ctx->a->state, ms,  ctx->a->api};
     stmt = s_prepare (ctx->self,
                       "INSERT INTO sims (id, key, handoff, state, "
-                      "registered_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, "
-                      "?5, ?5) ON CONFLICT (id) DO UPDATE SET key = ?2, "
+                      "registered_ms, heartbeat_ms, api) VALUES (?1, ?2, ?3, "
+                      "?4, ?5, ?5, ?6) ON CONFLICT (id) DO UPDATE SET key = ?2, "
                       "handoff = ?3, state = ?4, heartbeat_ms = ?5, "
-                      "registered_ms = ?5",
-                      5, values);
+                      "registered_ms = ?5, api = ?6",
+                      6, values);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack (
-        "{s:s,s:s,s:o,s:o,s:I}", "sim", name, "key", key, "handoff",
+        "{s:s,s:s,s:o,s:o,s:o,s:I}", "sim", name, "key", key, "handoff",
         ctx->a->handoff ? json_string (ctx->a->handoff) : json_null (), "state",
-        ctx->a->state ? json_string (ctx->a->state) : json_null (),
+        ctx->a->state ? json_string (ctx->a->state) : json_null (), "api",
+        ctx->a->api ? json_string (ctx->a->api) : json_null (),
         "registered_ms", (json_int_t) ctx->cmd->time_ms);
 }
 
@@ -1238,18 +1242,19 @@ s_sim_list (hs_fsm_t *self)
 {
     sqlite3_stmt *stmt = s_prepare (
         self,
-        "SELECT id, key, handoff, state, load, heartbeat_ms, registered_ms "
-        "FROM sims ORDER BY id",
+        "SELECT id, key, handoff, state, load, heartbeat_ms, registered_ms, "
+        "api FROM sims ORDER BY id",
         0, NULL);
     json_t *sims = json_array ();
     while (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
         const char *load = s_column (stmt, 4);
         json_t *parsed = load ? json_loads (load, 0, NULL) : NULL;
         json_array_append_new (
-            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "sim",
+            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "sim",
                              s_column (stmt, 0), "key", s_column (stmt, 1),
                              "handoff", s_text_or_null (stmt, 2), "state",
-                             s_text_or_null (stmt, 3), "load",
+                             s_text_or_null (stmt, 3), "api",
+                             s_text_or_null (stmt, 7), "load",
                              parsed ? parsed : json_object (), "heartbeat_ms",
                              (json_int_t) sqlite3_column_int64 (stmt, 5),
                              "registered_ms",

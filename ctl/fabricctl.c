@@ -4,7 +4,9 @@
         keygen NAME          write NAME.cert and NAME.cert_secret (0600)
         status               ask a daemon who it is and how it is doing
         counters             a simulation server's stream counters and peers
-        request OP [ARGS]    send one raw API request (ARGS: a JSON object)
+        trace TRACE          the hops of a transfer or traced update
+        request OP [ARGS]    send one raw API request (ARGS: a JSON object);
+                             to a homeserver ring, straight to its leader
 
     Human output by default, --json for scripts; exit codes are those of
     sf_program.h. */
@@ -14,6 +16,7 @@
 #include "common/sf_log.h"
 #include "common/sf_program.h"
 #include "ctl/ctl_client.h"
+#include "ctl/ctl_trace.h"
 #include "protocol/api_msg.h"
 
 #include <string.h>
@@ -46,7 +49,12 @@ static const sf_program_t s_program = {
     "  status               ask a daemon who it is and how it is doing\n"
     "  counters             a simulation server's state-stream counters and "
     "peers\n"
-    "  request OP [ARGS]    send one API request; ARGS is a JSON object\n"
+    "  trace TRACE          the hops of a transfer (its id) or of a traced "
+    "update,\n"
+    "                       from the records of every ring member and sim\n"
+    "  request OP [ARGS]    send one API request; ARGS is a JSON object (to a "
+    "ring:\n"
+    "                       straight to its leader)\n"
     "  raw TEXT             send TEXT unchanged as a request (debugging)\n",
     s_schema,
 };
@@ -74,6 +82,23 @@ s_keygen (sf_config_t *config, zlist_t *args)
     return SF_EXIT_OK;
 }
 
+//  Connect to the daemon at ENDPOINT whose public key is KEY (Z85), as
+//  our configured key; exits on configuration errors.
+static ctl_client_t *
+s_connect_to (sf_config_t *config, const char *endpoint, const char *key)
+{
+    sf_fault_t fault;
+    const char *secret = sf_config_str (config, "fabricctl/key");
+    zcert_t *cert =
+        secret ? sf_cert_load_secret (secret, &fault) : zcert_new ();
+    if (!cert)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    ctl_client_t *client = ctl_client_new (endpoint, key, &cert, &fault);
+    if (!client)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    return client;
+}
+
 //  Connect to the configured daemon; exits on configuration errors.
 static ctl_client_t *
 s_connect (sf_config_t *config)
@@ -87,15 +112,49 @@ s_connect (sf_config_t *config)
     char key [SF_CERT_KEY_TEXT + 1];
     if (sf_cert_load_public (server_key, key, &fault))
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
-    const char *secret = sf_config_str (config, "fabricctl/key");
-    zcert_t *cert =
-        secret ? sf_cert_load_secret (secret, &fault) : zcert_new ();
-    if (!cert)
-        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
-    ctl_client_t *client = ctl_client_new (
-        sf_config_str (config, "fabricctl/server"), key, &cert, &fault);
-    if (!client)
-        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    return s_connect_to (config, sf_config_str (config, "fabricctl/server"),
+                         key);
+}
+
+//  One call on CLIENT; NULL (reported on stderr) when no reply came.
+static json_t *
+s_ask (sf_config_t *config, ctl_client_t *client, const char *op,
+       const json_t *args, const char *whom)
+{
+    sf_fault_t fault;
+    json_t *reply = ctl_client_call (
+        client, op, args, (int) sf_config_int (config, "fabricctl/timeout"),
+        &fault);
+    if (!reply)
+        fprintf (stderr, "fabricctl: %s: %s\n", whom, fault.message);
+    return reply;
+}
+
+//  The client of the ring's leader when the configured daemon is a ring
+//  member that knows one (so a transfer's request costs one hop, not a
+//  forward), else of the configured daemon.
+static ctl_client_t *
+s_connect_leader (sf_config_t *config)
+{
+    ctl_client_t *client = s_connect (config);
+    json_t *status = s_ask (config, client, "status", NULL, "status");
+    const char *leader =
+        json_string_value (json_object_get (status, "leader"));
+    const char *node = json_string_value (json_object_get (status, "node"));
+    size_t index;
+    json_t *member;
+    json_array_foreach (json_object_get (status, "members"), index, member) {
+        const char *name = json_string_value (json_object_get (member, "name"));
+        const char *api = json_string_value (json_object_get (member, "api"));
+        const char *key = json_string_value (json_object_get (member, "key"));
+        if (leader && node && !streq (leader, node) && name
+            && streq (name, leader) && api && key) {
+            ctl_client_destroy (&client);
+            client = s_connect_to (config, api, key);
+            break;
+        }
+    }
+    json_decref (status);
     return client;
 }
 
@@ -229,7 +288,8 @@ static int
 s_call (sf_config_t *config, const char *op, const json_t *args,
         void (*print) (json_t *))
 {
-    ctl_client_t *client = s_connect (config);
+    ctl_client_t *client =
+        print ? s_connect (config) : s_connect_leader (config);
     sf_fault_t fault;
     json_t *reply = ctl_client_call (
         client, op, args, (int) sf_config_int (config, "fabricctl/timeout"),
@@ -277,6 +337,84 @@ s_request (sf_config_t *config, zlist_t *args)
     }
     int code = s_call (config, op, object, NULL);
     json_decref (object);
+    return code;
+}
+
+//  Ask the daemon at ENDPOINT (key KEY) called NAME for its records of
+//  TRACE, adding them to RECORDS.
+static void
+s_trace_from (sf_config_t *config, const char *name, const char *endpoint,
+              const char *key, const json_t *args, json_t *records)
+{
+    ctl_client_t *client = s_connect_to (config, endpoint, key);
+    json_t *reply = s_ask (config, client, "trace", args, name);
+    ctl_client_destroy (&client);
+    if (reply && json_is_true (json_object_get (reply, "ok")))
+        json_array_extend (records, json_object_get (reply, "records"));
+    else if (reply)
+        fprintf (stderr, "fabricctl: %s: %s\n", name,
+                 json_string_value (json_object_get (
+                     json_object_get (reply, "error"), "message")));
+    json_decref (reply);
+}
+
+//  trace TRACE: every ring member's and registered sim's records of it,
+//  put together (trace.md section 3).
+static int
+s_trace (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl trace TRACE");
+    const char *id = (const char *) zlist_first (args);
+    ctl_client_t *client = s_connect (config);
+    json_t *status = s_ask (config, client, "status", NULL, "status");
+    json_t *sims = s_ask (config, client, "sim.list", NULL, "sim.list");
+    ctl_client_destroy (&client);
+    if (!status || !json_object_get (status, "members") || !sims
+        || !json_is_true (json_object_get (sims, "ok")))
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE,
+                         "%s is not a ring member that answers status and "
+                         "sim.list",
+                         sf_config_str (config, "fabricctl/server"));
+    json_t *request = json_pack ("{s:s}", "trace", id);
+    json_t *records = json_array ();
+    const char *ring [64] = {NULL};
+    size_t n_ring = 0;
+    size_t index;
+    json_t *member;
+    json_array_foreach (json_object_get (status, "members"), index, member) {
+        const char *name = json_string_value (json_object_get (member, "name"));
+        const char *api = json_string_value (json_object_get (member, "api"));
+        const char *key = json_string_value (json_object_get (member, "key"));
+        if (name && n_ring < 63)
+            ring [n_ring++] = name;
+        if (name && api && key)
+            s_trace_from (config, name, api, key, request, records);
+    }
+    json_array_foreach (json_object_get (sims, "sims"), index, member) {
+        const char *name = json_string_value (json_object_get (member, "sim"));
+        const char *api = json_string_value (json_object_get (member, "api"));
+        const char *key = json_string_value (json_object_get (member, "key"));
+        if (name && api && key)
+            s_trace_from (config, name, api, key, request, records);
+    }
+    json_t *analysis = ctl_trace_analyse (id, records, ring);
+    int code = json_array_size (records) ? SF_EXIT_OK : SF_EXIT_FAILURE;
+    if (!json_array_size (records))
+        fprintf (stderr, "fabricctl: no daemon has records of trace %s\n", id);
+    else if (sf_config_bool (config, "fabricctl/json")) {
+        char *text = sf_json_text (analysis);
+        printf ("%s\n", text);
+        free (text);
+    }
+    else
+        ctl_trace_print (analysis);
+    json_decref (analysis);
+    json_decref (records);
+    json_decref (request);
+    json_decref (status);
+    json_decref (sims);
     return code;
 }
 
@@ -333,6 +471,8 @@ main (int argc, char *argv [])
     }
     else if (streq (command, "request"))
         code = s_request (config, args);
+    else if (streq (command, "trace"))
+        code = s_trace (config, args);
     else if (streq (command, "raw"))
         code = s_raw (config, args);
     else

@@ -22,6 +22,7 @@ typedef struct {
     char *checkpoint;      //  the ring's last checkpoint, the fallback
     uint64_t started_us;   //  when the claim was sent
     uint64_t deadline_ms;  //  monotonic: then start from the checkpoint
+    json_t *transfer;      //  the ring's transfer id, or NULL
 } s_claim_t;
 
 //  A HANDOFF that came before this sim's grant did.
@@ -70,6 +71,7 @@ typedef struct {
     char *path;
     char *state;   //  initial state, or NULL
     bool on_ring;  //  waits on the ring client (else on the handoff channel)
+    uint64_t sent_us;  //  wall clock when the ring request went (traces)
 } s_waiting_t;
 
 static void
@@ -93,6 +95,7 @@ s_claim_destroy (s_claim_t **self_p)
         api_call_destroy (&self->call);
         free (self->previous);
         free (self->checkpoint);
+        json_decref (self->transfer);
         free (self);
         *self_p = NULL;
     }
@@ -124,6 +127,7 @@ s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
     waiting->path = path ? strdup (path) : NULL;
     waiting->state = state;
     waiting->on_ring = true;
+    waiting->sent_us = sf_time_wall_us ();
     if (sim_ring_call (self->config.ring, op, &args, S_RING_TIMEOUT_MS, fn,
                        waiting)) {
         api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
@@ -132,6 +136,23 @@ s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
         return;
     }
     zlist_append (self->waiting, waiting);
+}
+
+//  The ring answered a transfer's request (MSG "request" or "answer") of
+//  WAITING with REPLY: record both hops (trace.md).
+static void
+s_trace_reply (sim_api_t *self, const s_waiting_t *waiting, const char *msg,
+               const json_t *reply)
+{
+    json_t *transfer = json_object_get (reply, "transfer");
+    const char *node = json_string_value (json_object_get (reply, "node"));
+    if (!self->config.trace || !json_is_integer (transfer))
+        return;
+    uint64_t id = (uint64_t) json_integer_value (transfer);
+    sf_trace_transfer (self->config.trace, id, msg, true, node,
+                       waiting->sent_us);
+    sf_trace_transfer (self->config.trace, id, "reply", false, node,
+                       sf_time_wall_us ());
 }
 
 sim_api_t *
@@ -285,21 +306,66 @@ s_notify_deleted (sim_api_t *self, const char *path)
     json_decref (event);
 }
 
+//  The event of a transfer this sim acts on came from homeserver NODE.
+static void
+s_trace_event (sim_api_t *self, const json_t *result, const char *node)
+{
+    json_t *transfer = json_object_get (result, "transfer");
+    if (self->config.trace && json_is_integer (transfer))
+        sf_trace_transfer (self->config.trace,
+                           (uint64_t) json_integer_value (transfer), "event",
+                           false, node, sf_time_wall_us ());
+}
+
+//  The ring orphaned ENTITY, which this sim was the authority of: a replica
+//  from now on, not streamed; its subscribers hear it was fenced.
+static void
+s_orphaned_here (sim_api_t *self, sim_entity_t *entity)
+{
+    entity->authority = false;
+    entity->source [0] = 0;
+    json_t *event = json_pack ("{s:s,s:s,s:I,s:n}", "event", "fenced", "path",
+                               entity->path, "epoch",
+                               (json_int_t) entity->epoch, "authority");
+    s_publish (self, entity->path, event);
+    json_decref (event);
+}
+
 void
-sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result)
+sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
+                         const char *node)
 {
     (void) op;
     const char *path = json_string_value (json_object_get (result, "path"));
     const char *authority =
         json_string_value (json_object_get (result, "authority"));
     json_int_t epoch = json_integer_value (json_object_get (result, "epoch"));
+    const char *expired = json_string_value (json_object_get (result, "sim"));
+    if (streq (op, "sim.expire") && expired && streq (expired, self->config.name)) {
+        //  The ring declared this sim dead and orphaned what it held: it
+        //  holds nothing any more (it registers again with its heartbeat).
+        uint32_t slots = sim_store_slots (self->config.store);
+        for (uint32_t slot = 0; slot < slots; slot++) {
+            sim_entity_t *held = sim_store_at (self->config.store, slot);
+            if (held && held->authority)
+                s_orphaned_here (self, held);
+        }
+        return;
+    }
     if (!path)
         return;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (streq (op, "authority.release")) {
+        //  Released by someone acting for this sim (an administrator).
+        if (entity && entity->authority && !authority)
+            s_orphaned_here (self, entity);
+        return;
+    }
     if (json_is_true (json_object_get (result, "pending"))) {
         //  Asked: only the authority asked hears of it.
         if (!entity || !entity->authority)
             return;
+        s_trace_event (self, result, node);
         json_t *event =
             json_pack ("{s:s,s:s,s:O,s:O,s:O}", "event", "ask", "path", path,
                        "transfer", json_object_get (result, "transfer"), "to",
@@ -314,9 +380,12 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result)
         && (!authority || !streq (authority, self->config.name))) {
         //  The new authority starts from our final state (Case 2's third
         //  hop); if it cannot be reached it starts from the checkpoint.
+        s_trace_event (self, result, node);
+        json_int_t transfer =
+            json_integer_value (json_object_get (result, "transfer"));
         if (authority && self->config.handoff)
             sim_handoff_send (self->config.handoff, authority, entity,
-                              (uint64_t) epoch);
+                              (uint64_t) epoch, (uint64_t) transfer);
         entity->authority = false;
         entity->epoch = (uint64_t) epoch;
         entity->seq = 0;
@@ -565,6 +634,26 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
     return 0;
 }
 
+static int
+s_op_trace (void *context, const api_msg_t *request, const char *principal,
+            json_t *reply, sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) context;
+    (void) principal;
+    json_t *answer = self->config.trace
+                         ? sf_trace_answer (self->config.trace, request->root,
+                                            fault)
+                         : NULL;
+    if (!answer) {
+        if (!self->config.trace)
+            sf_fault_set (fault, SF_EUNAVAILABLE, "this sim keeps no traces");
+        return -1;
+    }
+    json_object_update (reply, answer);
+    json_decref (answer);
+    return 0;
+}
+
 static const api_msg_op_t s_ops [] = {
     {"status", s_op_status},
     {"entity.update", s_op_update},
@@ -572,6 +661,7 @@ static const api_msg_op_t s_ops [] = {
     {"entity.list", s_op_list},
     {"entity.match", s_op_match},
     {"counters", s_op_counters},
+    {"trace", s_op_trace},
     {NULL, NULL},
 };
 
@@ -726,6 +816,76 @@ s_delete (sim_api_t *self, api_call_t **call_p)
     s_ring_wait (self, call_p, "entity.delete", args, path, NULL, s_deleted);
 }
 
+//  The ring answered an entity.release.
+static void
+s_released (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    sim_entity_t *entity = sim_store_get (self->config.store, waiting->path);
+    if (fault) {
+        //  Still ours in the ring: ours here again, unless the ring moved
+        //  it meanwhile (a newer epoch came with its event).
+        uint64_t epoch = (uint64_t) strtoull (waiting->state, NULL, 10);
+        if (entity && entity->epoch == epoch && !entity->source [0])
+            entity->authority = true;
+        api_router_fail (self->config.router, &waiting->call, fault->error,
+                         fault->message);
+    }
+    else {
+        json_t *result = entity ? s_entity_json (entity) : json_object ();
+        json_object_set_new (result, "released", json_true ());
+        json_object_set (result, "index", json_object_get (reply, "index"));
+        api_router_reply (self->config.router, &waiting->call, result);
+        json_decref (result);
+    }
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.release: give up the authority of an entity, its state saved in
+//  the ring as the checkpoint the next authority starts from.
+static void
+s_release (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "path", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *path;
+    if (sf_json_only (root, allowed, &fault)
+        || s_path_arg (root, "path", &path, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity || !entity->authority) {
+        api_router_fail (router, call_p, entity ? SF_EDENIED : SF_ENOTFOUND,
+                         entity ? "a replica: only its authority releases it"
+                                : "no entity here");
+        return;
+    }
+    json_t *checkpoint =
+        json_stringn ((const char *) entity->state, entity->state_size);
+    if (!checkpoint) {
+        api_router_fail (router, call_p, SF_EINVAL,
+                         "the entity's state is not UTF-8 text: it cannot "
+                         "be the ring's checkpoint");
+        return;
+    }
+    //  No update may change it after the checkpoint is taken: from now on
+    //  this sim holds it as a replica.
+    entity->authority = false;
+    entity->source [0] = 0;
+    json_t *args = json_pack ("{s:s,s:s,s:o}", "path", path, "sim",
+                              self->config.name, "checkpoint", checkpoint);
+    char epoch [24];
+    snprintf (epoch, sizeof epoch, "%llu", (unsigned long long) entity->epoch);
+    s_ring_wait (self, call_p, "authority.release", args, path, strdup (epoch),
+                 s_released);
+}
+
 //  The ring answered an authority.answer.
 static void
 s_answered (void *arg, json_t *reply, const sf_fault_t *fault)
@@ -737,6 +897,7 @@ s_answered (void *arg, json_t *reply, const sf_fault_t *fault)
         api_router_fail (self->config.router, &waiting->call, fault->error,
                          fault->message);
     else {
+        s_trace_reply (self, waiting, "answer", reply);
         json_t *result = json_deep_copy (reply);
         json_object_del (result, "id");
         json_object_del (result, "ok");
@@ -814,6 +975,8 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
         json_object_set_new (result, "elapsed_us",
                              json_integer ((json_int_t) (sf_time_mono_us ()
                                                          - claim->started_us)));
+        if (claim->transfer)
+            json_object_set (result, "transfer", claim->transfer);
         api_router_reply (self->config.router, &claim->call, result);
         json_decref (result);
     }
@@ -832,6 +995,7 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
         s_waiting_destroy (&waiting);
         return;
     }
+    s_trace_reply (self, waiting, "request", reply);
     s_claim_t *claim = (s_claim_t *) zmalloc (sizeof (s_claim_t));
     claim->call = waiting->call;
     waiting->call = NULL;
@@ -843,6 +1007,7 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
         json_string_value (json_object_get (reply, "checkpoint"));
     claim->previous = previous ? strdup (previous) : NULL;
     claim->checkpoint = checkpoint ? strdup (checkpoint) : NULL;
+    claim->transfer = json_incref (json_object_get (reply, "transfer"));
     claim->started_us = (uint64_t) strtoull (waiting->state, NULL, 10);
     claim->deadline_ms = sf_time_mono_ms () + S_HANDOFF_WAIT_MS;
     const char *path = waiting->path;
@@ -1093,6 +1258,8 @@ sim_api_handle (sim_api_t *self)
         s_answer (self, &call);
     else if (strcmp (op, "entity.claim") == 0)
         s_claim (self, &call);
+    else if (strcmp (op, "entity.release") == 0)
+        s_release (self, &call);
     else if (strcmp (op, "entity.copy") == 0)
         s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)

@@ -6,6 +6,7 @@
 #ifndef SIM_API_H_INCLUDED
 #define SIM_API_H_INCLUDED
 
+#include "common/sf_trace.h"
 #include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
 #include "peer/sim_store.h"
@@ -23,6 +24,7 @@ typedef struct {
     sim_stream_t *stream;    //  state stream, or NULL
     sim_handoff_t *handoff;  //  handoff channel, or NULL
     sim_ring_t *ring;        //  the homeserver ring
+    sf_trace_t *trace;       //  hop records (trace.md)
     uint64_t started_ms;     //  monotonic start, for uptime
 } sim_api_config_t;
 
@@ -51,8 +53,9 @@ void sim_api_forget (sim_api_t *self, const char *path);
 //  granted to another stops being streamed from here (it was fenced by the
 //  new epoch); a pending ask addressed to this sim goes to the
 //  subscribers of its path as an "ask" event, for the game to answer.
+//  NODE (may be NULL) is the homeserver that published the event.
 void sim_api_authority_event (sim_api_t *self, const char *op,
-                              const json_t *result);
+                              const json_t *result, const char *node);
 
 //  A HANDOFF from sim FROM (sim_handoff's offer handler, ARG the API):
 //  taken if this sim's claim of the entity was granted at its epoch with

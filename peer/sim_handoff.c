@@ -89,6 +89,7 @@ struct _sim_handoff_t {
     void *offer_arg;
     sim_handoff_changed_fn *listener;
     void *listener_arg;
+    sf_trace_t *trace;  //  hop records (lent), or NULL
     s_counters_t counters;
 };
 
@@ -236,6 +237,26 @@ s_peer_named (sim_handoff_t *self, const char *name)
         if (strcmp (peer->name, name) == 0)
             return peer;
     return NULL;
+}
+
+static s_peer_t *
+s_peer_of_dealer (sim_handoff_t *self, zsock_t *dealer)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        if (peer->dealer == dealer)
+            return peer;
+    return NULL;
+}
+
+//  A HANDOFF (or its ack) of the ring's TRANSFER went to or came from PEER.
+static void
+s_trace (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
+         const s_peer_t *peer)
+{
+    if (self->trace && transfer)
+        sf_trace_transfer (self->trace, transfer, msg, sent,
+                           peer ? peer->name : "", sf_time_wall_us ());
 }
 
 static s_peer_t *
@@ -505,6 +526,8 @@ s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg)
     handoff_msg_t msg;
     if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame)) == 0
         && msg.type == HANDOFF_MSG_HANDOFF_ACK) {
+        s_trace (self, msg.transfer, "handoff_ack", false,
+                 s_peer_of_dealer (self, dealer));
         if (msg.status == HANDOFF_MSG_OK)
             self->counters.handoffs_acked++;
         else
@@ -642,6 +665,7 @@ s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
                                              S_CREDIT, HANDOFF_MSG_OK);
     }
     else if (msg.type == HANDOFF_MSG_HANDOFF) {
+        s_trace (self, msg.transfer, "handoff", false, peer);
         //  Authority moves only when the ring grants it: the handler
         //  checks this sim's grant (without one, refused).
         uint8_t status =
@@ -655,6 +679,7 @@ s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
         size = handoff_msg_encode_handoff_ack (
             reply, sizeof reply, msg.transfer, msg.entity.epoch, status,
             msg.entity.path, msg.entity.path_size);
+        s_trace (self, msg.transfer, "handoff_ack", true, peer);
     }
     else
         self->counters.handoff_dropped++;
@@ -683,9 +708,16 @@ sim_handoff_counters (sim_handoff_t *self, json_t *object)
     S_COUNTERS (S_JSON)
 }
 
+void
+sim_handoff_set_trace (sim_handoff_t *self, sf_trace_t *trace)
+{
+    self->trace = trace;
+}
+
 int
 sim_handoff_send (sim_handoff_t *self, const char *to,
-                  const sim_entity_t *entity, uint64_t epoch)
+                  const sim_entity_t *entity, uint64_t epoch,
+                  uint64_t transfer)
 {
     s_peer_t *peer = s_peer_named (self, to);
     zsock_t *dealer = peer ? s_dealer (self, peer) : NULL;
@@ -694,12 +726,16 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
                                  epoch,         entity->seq,
                                  entity->state, entity->state_size};
-    size_t size = handoff_msg_encode_handoff (self->frame, HANDOFF_MSG_MAX_SIZE,
-                                              ++self->next_transfer, &item);
+    //  The ring's transfer id travels in the frame, so both ends record
+    //  the hop under it.
+    size_t size = handoff_msg_encode_handoff (
+        self->frame, HANDOFF_MSG_MAX_SIZE,
+        transfer ? transfer : ++self->next_transfer, &item);
     if (!size
         || zmq_send (zsock_resolve (dealer), self->frame, size, ZMQ_DONTWAIT)
                < 0)
         return -1;
+    s_trace (self, transfer, "handoff", true, peer);
     self->counters.handoffs_sent++;
     return 0;
 }

@@ -10,6 +10,7 @@
 #define SIM_HANDOFF_H_INCLUDED
 
 #include "common/sf_error.h"
+#include "common/sf_trace.h"
 #include "peer/sim_store.h"
 #include "protocol/handoff_msg.h"
 
@@ -63,11 +64,17 @@ void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
 void sim_handoff_set_offer_handler (sim_handoff_t *self,
                                     sim_handoff_offer_fn *fn, void *arg);
 
-//  Send ENTITY's final state to sim TO, the new authority, at EPOCH.
-//  Returns 0, or -1 if TO cannot be reached (no handoff endpoint). The
-//  answer is counted (handoffs_acked, handoffs_refused_by_peer).
+//  Send ENTITY's final state to sim TO, the new authority, at EPOCH, for
+//  the ring's TRANSFER (0 if unknown). Returns 0, or -1 if TO cannot be
+//  reached (no handoff endpoint). The answer is counted (handoffs_acked,
+//  handoffs_refused_by_peer).
 int sim_handoff_send (sim_handoff_t *self, const char *to,
-                      const sim_entity_t *entity, uint64_t epoch);
+                      const sim_entity_t *entity, uint64_t epoch,
+                      uint64_t transfer);
+
+//  Record HANDOFFs and their acknowledgements in TRACE (lent; NULL: none),
+//  under the ring's transfer id (trace.md).
+void sim_handoff_set_trace (sim_handoff_t *self, sf_trace_t *trace);
 
 //  Directory sweep, as sim_stream's: begin, one set per registered sim,
 //  end. ENDPOINT may be NULL (a sim without a handoff channel).

@@ -23,6 +23,9 @@ const sf_config_key_t sim_server_schema [] = {
      "simulation server name, unique in its instance"},
     {"sim/api", "api", SF_CONFIG_ENDPOINT, true, NULL, "tcp|ipc|inproc",
      "endpoint of the JSON API"},
+    {"sim/api_public", "api-public", SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
+     "API endpoint registered with the ring for tools such as fabricctl "
+     "trace (default: sim/api unless it binds every address)"},
     {"sim/secret_key", "secret-key", SF_CONFIG_PATH, true, NULL, NULL,
      "this node's secret certificate (mode 0600)"},
     {"sim/clients", "clients", SF_CONFIG_PATH, false, NULL, NULL,
@@ -90,8 +93,10 @@ struct _sim_server_t {
     char *state_public;      //  state endpoint as registered
     sim_handoff_t *handoff;  //  handoff channel, or NULL without sim/handoff
     char *handoff_public;    //  handoff endpoint as registered
+    char *api_public;        //  API endpoint as registered, or NULL
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
+    sf_trace_t *trace;       //  hop records (trace.md)
     sim_checkpoint_t *checkpoint;  //  local checkpoint file, or NULL
     int checkpoint_ms;             //  between saves
     zhashx_t *unconfirmed;         //  path -> epoch text: resumed, not yet
@@ -185,6 +190,14 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         }
         self->handoff_public = strdup (public ? public : handoff);
     }
+    //  Tools reach the API at the registered endpoint; one that binds every
+    //  address or lives in-process is not registered without a public one.
+    const char *api = sf_config_str (config, "sim/api");
+    const char *api_public = sf_config_str (config, "sim/api_public");
+    if (api_public)
+        self->api_public = strdup (api_public);
+    else if (!strstr (api, "://*:") && strncmp (api, "inproc:", 7) != 0)
+        self->api_public = strdup (api);
     const char *checkpoint = sf_config_str (config, "sim/checkpoint");
     if (checkpoint) {
         self->checkpoint = sim_checkpoint_open (checkpoint, fault);
@@ -212,16 +225,23 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sf_log_notice ("sim_server: resumed %d entities from %s", loaded,
                        checkpoint);
     }
-    sim_api_config_t api_config = {self->name,      self->router,  self->store,
-                                   self->stream,    self->handoff, self->ring,
-                                   self->started_ms};
+    self->trace = sf_trace_new (self->name, 0);
+    if (!self->trace) {
+        sf_fault_set (fault, SF_EINTERNAL, "out of memory");
+        goto failed;
+    }
+    sim_api_config_t api_config = {
+        self->name, self->router, self->store,      self->stream,
+        self->handoff, self->ring, self->trace, self->started_ms};
     self->api = sim_api_new (&api_config);
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
     if (self->handoff)
         sim_handoff_set_listener (self->handoff, s_replica_changed, self->api);
-    if (self->handoff)
+    if (self->handoff) {
         sim_handoff_set_offer_handler (self->handoff, sim_api_offer, self->api);
+        sim_handoff_set_trace (self->handoff, self->trace);
+    }
     return self;
 failed:
     sim_server_destroy (&self);
@@ -250,6 +270,7 @@ sim_server_destroy (sim_server_t **self_p)
         sim_handoff_destroy (&self->handoff);
         sim_stream_destroy (&self->stream);
         sim_store_destroy (&self->store);
+        sf_trace_destroy (&self->trace);
         api_router_destroy (&self->router);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
@@ -257,6 +278,7 @@ sim_server_destroy (sim_server_t **self_p)
         zcert_destroy (&self->next_cert);
         free (self->state_public);
         free (self->handoff_public);
+        free (self->api_public);
         free (self->name);
         free (self);
         *self_p = NULL;
@@ -391,17 +413,30 @@ s_registered (void *arg, json_t *reply, const sf_fault_t *fault)
         s_start (self);
 }
 
-static void
-s_register (sim_server_t *self)
+//  The arguments of sim.register: this sim's endpoints, and KEY (may be
+//  NULL: the caller's own) when it changes.
+static json_t *
+s_register_args (sim_server_t *self, const char *key)
 {
-    if (self->registering)
-        return;
     json_t *args = json_pack ("{s:s}", "sim", self->name);
+    if (key)
+        json_object_set_new (args, "key", json_string (key));
     if (self->state_public)
         json_object_set_new (args, "state", json_string (self->state_public));
     if (self->handoff_public)
         json_object_set_new (args, "handoff",
                              json_string (self->handoff_public));
+    if (self->api_public)
+        json_object_set_new (args, "api", json_string (self->api_public));
+    return args;
+}
+
+static void
+s_register (sim_server_t *self)
+{
+    if (self->registering)
+        return;
+    json_t *args = s_register_args (self, NULL);
     if (sim_ring_call (self->ring, "sim.register", &args, 2000, s_registered,
                        self)
         == 0)
@@ -497,15 +532,20 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
     //  Heartbeats change no key or endpoint: only registrations matter.
     if (self->registered_ms && streq (op, "sim.register"))
         s_list (self);
+    if (streq (op, "sim.expire"))
+        sim_api_authority_event (
+            self->api, op, json_object_get (body, "result"),
+            json_string_value (json_object_get (body, "node")));
     if (strncmp (topic, "entity:", 7) != 0)
         return;
     //  An entity deleted in the ring: its replica here goes too.
     if (streq (op, "entity.delete"))
         sim_api_forget (self->api, topic + 7);
     else if (streq (op, "authority.request") || streq (op, "authority.answer")
-             || streq (op, "sim.expire"))
-        sim_api_authority_event (self->api, op,
-                                 json_object_get (body, "result"));
+             || streq (op, "authority.release"))
+        sim_api_authority_event (
+            self->api, op, json_object_get (body, "result"),
+            json_string_value (json_object_get (body, "node")));
 }
 
 //  Load figures for the ring (sim.heartbeat): what this sim holds, what
@@ -722,13 +762,7 @@ s_rotate (sim_server_t *self)
         zcert_destroy (&cert);
         return;
     }
-    json_t *args = json_pack ("{s:s,s:s}", "sim", self->name, "key",
-                              zcert_public_txt (cert));
-    if (self->state_public)
-        json_object_set_new (args, "state", json_string (self->state_public));
-    if (self->handoff_public)
-        json_object_set_new (args, "handoff",
-                             json_string (self->handoff_public));
+    json_t *args = s_register_args (self, zcert_public_txt (cert));
     self->next_cert = cert;
     if (sim_ring_call (self->ring, "sim.register", &args, 3000, s_rotated, self)
         == 0)

@@ -187,3 +187,21 @@ def test_a_claim_takes_a_handoff_only_from_the_former_authority(fabric, tmp_path
 def _ring_entity(ring, path):
     with ring[0].client() as client:
         return client.call("entity.get", path=path)
+
+
+def test_a_sim_stops_holding_what_the_ring_orphaned_without_it(fabric):
+    ring, (sim1, _) = fabric
+    with sim1.client() as game:
+        game.call("subscribe", prefix="/w/taken")
+        game.call("entity.create", path="/w/taken", state="v1")
+        admin = ring[0].admin
+        with ring[0].client(keys=admin) as operator:
+            operator.call("authority.release", path="/w/taken", sim="sim1", checkpoint="v1")
+        fenced = _next(game, "fenced")
+        assert (fenced["path"], fenced["authority"]) == ("/w/taken", None)
+        with pytest.raises(ApiError) as refused:
+            game.call("entity.update", path="/w/taken", state="v2")
+        assert refused.value.code == "denied"
+        with pytest.raises(ApiError) as replica:
+            game.call("entity.release", path="/w/taken")
+        assert replica.value.code == "denied"

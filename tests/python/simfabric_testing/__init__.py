@@ -13,8 +13,8 @@ See README.md ("Testing with Python") for the fixtures and classes.
 """
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any
-from simfabric_testing.daemon import (Daemon, DaemonFailed, make_ring, make_sims, ring_statuses, running,
-                                     wait_leader, wait_registered)
+from simfabric_testing.daemon import (Daemon, DaemonFailed, leader_client, make_ring, make_sims,
+                                     ring_statuses, running, wait_leader, wait_registered)
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
 
@@ -25,6 +25,7 @@ __all__ = [
     "call_any",
     "Daemon",
     "DaemonFailed",
+    "leader_client",
     "make_ring",
     "make_sims",
     "running",

@@ -310,3 +310,13 @@ def wait_leader(members, timeout: float = 15.0, exclude=()):
             return leader, seen
         time.sleep(0.05)
     raise DaemonFailed(f"no agreed leader in {timeout} s: {seen}")
+
+
+def leader_client(members, keys: KeyPair | None = None, timeout: float = 5.0,
+                  wait: float = 15.0) -> ApiClient:
+    """A client of the ring's current leader: requests reach the member
+    that commits them without a forwarding hop, which keeps an authority
+    transfer at the hop table's count (DESIGN.md section 6)."""
+    name, _ = wait_leader(members, timeout=wait)
+    member = next(m for m in members if m.name == name)
+    return member.client(keys=keys, timeout=timeout)
