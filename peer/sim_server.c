@@ -611,14 +611,33 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
     return sim_api_handle (self->api);
 }
 
-static int
-s_handle_stream (zloop_t *loop, zsock_t *reader, void *arg)
+static int s_handle_stream_more (zloop_t *loop, int timer_id, void *arg);
+
+//  Datagrams wait: take them. After a flood's worth, the rest is taken
+//  from a timer, so the API and the ring are served in between.
+static void
+s_stream_receive (sim_server_t *self, zloop_t *loop)
 {
-    (void) loop, (void) reader;
-    sim_server_t *self = (sim_server_t *) arg;
     uint64_t now = sf_time_mono_us ();
-    sim_stream_receive (self->stream, now);
+    bool more = sim_stream_receive (self->stream, now);
     sim_stream_flush (self->stream, now);
+    if (more)
+        zloop_timer (loop, 1, 1, s_handle_stream_more, self);
+}
+
+static int
+s_handle_stream (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) item;
+    s_stream_receive ((sim_server_t *) arg, loop);
+    return 0;
+}
+
+static int
+s_handle_stream_more (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    s_stream_receive ((sim_server_t *) arg, loop);
     return 0;
 }
 
@@ -803,8 +822,9 @@ sim_server_actor (zsock_t *pipe, void *args)
     sim_ring_follow (self->ring, s_ring_changed, self);
     sim_ring_attach (self->ring, loop);
     if (self->stream) {
-        zloop_reader (loop, sim_stream_socket (self->stream), s_handle_stream,
-                      self);
+        zmq_pollitem_t item = {NULL, sim_stream_fd (self->stream), ZMQ_POLLIN,
+                               0};
+        zloop_poller (loop, &item, s_handle_stream, self);
         zloop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
     }
     if (self->checkpoint)

@@ -13,7 +13,6 @@
 #define S_ACK_REFRESH_US 250000
 #define S_HEARD_RECENTLY_US 10000000
 //  Datagrams read per call before acknowledging.
-#define S_RECEIVE_BATCH 512
 //  Acknowledge at least every this many datagrams from one sender.
 #define S_ACK_EVERY 4
 
@@ -84,6 +83,8 @@ typedef struct {
 
 struct _sim_stream_t {
     zsock_t *dish;                      //  receives from every peer
+    void *poller;                       //  zmq_poller of the DISH alone
+    int fd;                             //  readable when the DISH is
     zcert_t *cert;                      //  our key pair (lent)
     uint8_t key_id [STATE_MSG_KEY_ID];  //  first bytes of our public key
     sim_store_t *store;                 //  entities (lent)
@@ -193,6 +194,20 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
         sf_fault_set (fault, SF_EINTERNAL, "cannot join the DISH group");
         goto failed;
     }
+    //  A poller of its own gives the DISH a descriptor the daemon's loop
+    //  can poll without handing libzmq a thread-safe socket.
+    self->poller = zmq_poller_new ();
+    if (!self->poller
+        || zmq_poller_add (self->poller, zsock_resolve (self->dish), NULL,
+                           ZMQ_POLLIN)
+        || zmq_poller_fd (self->poller, &self->fd)) {
+        sf_fault_set (fault, SF_EINTERNAL, "cannot poll the DISH: %s",
+                      zmq_strerror (zmq_errno ()));
+        goto failed;
+    }
+    //  libzmq signals a reader only once it has found its pipe empty:
+    //  read until then, or the descriptor never becomes readable.
+    sim_stream_receive (self, sf_time_mono_us ());
     return self;
 failed:
     sim_stream_destroy (&self);
@@ -206,6 +221,8 @@ sim_stream_destroy (sim_stream_t **self_p)
         sim_stream_t *self = *self_p;
         zlistx_destroy (&self->peers);
         zlist_destroy (&self->watch);
+        if (self->poller)
+            zmq_poller_destroy (&self->poller);
         zsock_destroy (&self->dish);
         free (self->buffer);
         free (self->items);
@@ -215,10 +232,10 @@ sim_stream_destroy (sim_stream_t **self_p)
     }
 }
 
-zsock_t *
-sim_stream_socket (sim_stream_t *self)
+int
+sim_stream_fd (sim_stream_t *self)
 {
-    return self->dish;
+    return self->fd;
 }
 
 void
@@ -644,15 +661,22 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         s_send_ack (self, peer, now_us);
 }
 
-void
+bool
 sim_stream_receive (sim_stream_t *self, uint64_t now_us)
 {
+    //  Take the poller's signal first, then drain: a datagram arriving
+    //  after the DISH ran dry signals the descriptor again.
+    zmq_poller_event_t event;
+    zmq_poller_wait (self->poller, &event, 0);
     void *dish = zsock_resolve (self->dish);
     zmq_msg_t msg;
     zmq_msg_init (&msg);
-    for (int count = 0; count < S_RECEIVE_BATCH; count++) {
-        if (zmq_msg_recv (&msg, dish, ZMQ_DONTWAIT) < 0)
+    bool more = true;
+    for (int count = 0; count < SIM_STREAM_DRAIN; count++) {
+        if (zmq_msg_recv (&msg, dish, ZMQ_DONTWAIT) < 0) {
+            more = false;
             break;
+        }
         s_receive_one (self, (const uint8_t *) zmq_msg_data (&msg),
                        zmq_msg_size (&msg), now_us);
     }
@@ -661,6 +685,7 @@ sim_stream_receive (sim_stream_t *self, uint64_t now_us)
          peer = (s_peer_t *) zlistx_next (self->peers))
         if (peer->unacked)
             s_send_ack (self, peer, now_us);
+    return more;
 }
 
 //  Pack and send one STATE datagram to PEER. Returns false when nothing

@@ -49,8 +49,12 @@ sim_stream_t *sim_stream_new (const char *endpoint, zcert_t *cert,
 //  Destroy the stream and null the caller's pointer.
 void sim_stream_destroy (sim_stream_t **self_p);
 
-//  The DISH, to register on a zloop. Lent.
-zsock_t *sim_stream_socket (sim_stream_t *self);
+//  A file descriptor that becomes readable when datagrams wait on the
+//  DISH: poll it (zloop_poller with a zmq_pollitem_t of fd, or poll (2)),
+//  then call sim_stream_receive. The DISH itself must not be given to
+//  zmq_poll: it is a thread-safe socket, and libzmq then builds and tears
+//  down a whole poller (an eventfd and its system calls) at every call.
+int sim_stream_fd (sim_stream_t *self);
 
 //  Call FN with ARG whenever a replica changes.
 void sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg);
@@ -84,8 +88,14 @@ void sim_stream_changed (sim_stream_t *self, sim_entity_t *entity);
 //  Bytes left for the state of an update of PATH in a datagram.
 size_t sim_stream_state_limit (sim_stream_t *self, const char *path);
 
-//  Read every datagram waiting on the DISH, apply them, and acknowledge.
-void sim_stream_receive (sim_stream_t *self, uint64_t now_us);
+//  Read the datagrams waiting on the DISH, apply them, and acknowledge.
+//  Returns true if it stopped before the DISH was empty (a flood: more
+//  than SIM_STREAM_DRAIN datagrams), in which case the descriptor may not
+//  become readable again by itself: call again soon (from a timer).
+bool sim_stream_receive (sim_stream_t *self, uint64_t now_us);
+
+//  Most datagrams one sim_stream_receive takes.
+#define SIM_STREAM_DRAIN 4096
 
 //  Send what credit allows, declare lost what timed out, and refresh
 //  acknowledgements. Call after changes and on a short timer.

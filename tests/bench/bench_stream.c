@@ -217,8 +217,7 @@ static void *
 s_sealed_receive (void *arg)
 {
     s_side_t *self = (s_side_t *) arg;
-    zmq_pollitem_t item = {zsock_resolve (sim_stream_socket (self->stream)), 0,
-                           ZMQ_POLLIN, 0};
+    zmq_pollitem_t item = {NULL, sim_stream_fd (self->stream), ZMQ_POLLIN, 0};
     while (!s_stop) {
         zmq_poll (&item, 1, 5);
         uint64_t now = sf_time_mono_us ();
@@ -286,8 +285,7 @@ s_sealed (const s_options_t *options)
     zclock_sleep (100);
     pthread_t thread;
     pthread_create (&thread, NULL, s_sealed_receive, &b);
-    zmq_pollitem_t item = {zsock_resolve (sim_stream_socket (a.stream)), 0,
-                           ZMQ_POLLIN, 0};
+    zmq_pollitem_t item = {NULL, sim_stream_fd (a.stream), ZMQ_POLLIN, 0};
     uint8_t state [S_STATE];
     memset (state, 0x5a, sizeof state);
     uint64_t changes = 0, next = 0;
