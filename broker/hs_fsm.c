@@ -50,7 +50,7 @@ static const char *s_schema =
 
 //  Prepared statements, keyed by their SQL text's address (every query is
 //  a string literal), so each is compiled once.
-#define S_CACHE 48
+#define S_CACHE 96
 
 struct _hs_fsm_t {
     sqlite3 *db;         //  in-memory database
@@ -417,7 +417,17 @@ s_done (hs_fsm_t *self, sqlite3_stmt *stmt)
             sqlite3_reset (stmt);
             return;
         }
-    s_done (self, stmt);  //  the cache was full
+    sqlite3_finalize (stmt);  //  the cache was full
+}
+
+//  Run SQL, a statement without parameters or rows, prepared once.
+static void
+s_exec_sql (hs_fsm_t *self, const char *sql)
+{
+    sqlite3_stmt *stmt = s_prepare (self, sql, 0, NULL);
+    if (stmt)
+        sqlite3_step (stmt);
+    s_done (self, stmt);
 }
 
 static const char *
@@ -1159,7 +1169,7 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     s_args_t parsed;
     s_apply_t ctx = {self, index, &cmd, principal, &parsed, fault};
     //  One transaction per command: it applies whole or not at all.
-    sqlite3_exec (self->db, "BEGIN", NULL, NULL, NULL);
+    s_exec_sql (self, "BEGIN");
     if (!hs_fsm_is_write (cmd.op))
         sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
     else if (s_parse (cmd.op, cmd.args, &parsed, fault) == 0) {
@@ -1188,10 +1198,15 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
         else if (strcmp (cmd.op, "authority.expire") == 0)
             result = s_authority_expire (&ctx);
     }
-    if (result)
+    if (result) {
         s_set_meta (self, "change", index);
-    sqlite3_exec (self->db, result ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-    s_set_applied (self, index);
+        s_set_applied (self, index);
+        s_exec_sql (self, "COMMIT");
+    }
+    else {
+        s_exec_sql (self, "ROLLBACK");
+        s_set_applied (self, index);
+    }
     ring_cmd_release (&cmd);
     return result;
 }

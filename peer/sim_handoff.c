@@ -641,11 +641,9 @@ s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
     return applied;
 }
 
-static int
-s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
+static void
+s_router_one (sim_handoff_t *self, zsock_t *router)
 {
-    (void) loop;
-    sim_handoff_t *self = (sim_handoff_t *) arg;
     zframe_t *routing_id = NULL, *body = NULL;
     char *principal = NULL;
     bool delimited = false;
@@ -689,6 +687,19 @@ done:
     zframe_destroy (&routing_id);
     zframe_destroy (&body);
     free (principal);
+}
+
+//  Messages taken per wakeup, as the API does.
+#define S_DRAIN 64
+
+static int
+s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
+{
+    (void) loop;
+    sim_handoff_t *self = (sim_handoff_t *) arg;
+    for (int count = 0;
+         count < S_DRAIN && (zsock_events (router) & ZMQ_POLLIN); count++)
+        s_router_one (self, router);
     return 0;
 }
 

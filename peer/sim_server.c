@@ -603,12 +603,19 @@ s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
 //  --------------------------------------------------------------------------
 //  The loop
 
+//  Requests taken per wakeup: polling every socket again for each one
+//  would cost more than the requests.
+#define S_API_DRAIN 64
+
 static int
 s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    (void) loop, (void) reader;
+    (void) loop;
     sim_server_t *self = (sim_server_t *) arg;
-    return sim_api_handle (self->api);
+    for (int count = 0;
+         count < S_API_DRAIN && (zsock_events (reader) & ZMQ_POLLIN); count++)
+        sim_api_handle (self->api);
+    return 0;
 }
 
 static int s_handle_stream_more (zloop_t *loop, int timer_id, void *arg);
