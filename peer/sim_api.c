@@ -43,6 +43,9 @@ struct _sim_api_t {
     uint64_t events_missed;   //  events dropped on full queues
     zhashx_t *claims;         //  path -> s_claim_t
     zhashx_t *early;          //  path -> s_early_t
+    zhashx_t *overtaken;      //  path -> json array of {epoch, authority,
+                              //  transfer}: grants to others seen while
+                              //  a claim of the path was in progress
 };
 
 //  One client's interest in a prefix.
@@ -155,6 +158,13 @@ s_trace_reply (sim_api_t *self, const s_waiting_t *waiting, const char *msg,
                        sf_time_wall_us ());
 }
 
+static void
+s_json_release (void **item_p)
+{
+    json_decref ((json_t *) *item_p);
+    *item_p = NULL;
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
@@ -163,6 +173,9 @@ sim_api_new (const sim_api_config_t *config)
     self->waiting = zlist_new ();
     self->claims = zhashx_new ();
     self->early = zhashx_new ();
+    self->overtaken = zhashx_new ();
+    zhashx_set_destructor (self->overtaken,
+                           (zhashx_destructor_fn *) s_json_release);
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -189,6 +202,7 @@ sim_api_destroy (sim_api_t **self_p)
              early = (s_early_t *) zhashx_next (self->early))
             s_early_destroy (&early);
         zhashx_destroy (&self->early);
+        zhashx_destroy (&self->overtaken);
         free (self);
         *self_p = NULL;
     }
@@ -306,6 +320,20 @@ s_notify_deleted (sim_api_t *self, const char *path)
     json_decref (event);
 }
 
+//  True if an entity.claim of PATH is in progress here: waiting for the
+//  ring, or granted and waiting for the final state.
+static bool
+s_claiming (sim_api_t *self, const char *path)
+{
+    if (zhashx_lookup (self->claims, path))
+        return true;
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
+        if (waiting->path && streq (waiting->path, path))
+            return true;
+    return false;
+}
+
 //  The event of a transfer this sim acts on came from homeserver NODE.
 static void
 s_trace_event (sim_api_t *self, const json_t *result, const char *node)
@@ -360,6 +388,22 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         if (entity && entity->authority && !authority)
             s_orphaned_here (self, entity);
         return;
+    }
+    //  Granted to another while this sim's own claim is in progress: if
+    //  that grant comes after ours, our claim was overtaken before we held
+    //  the entity, and what we receive must go on to that sim.
+    if (authority && !streq (authority, self->config.name)
+        && !json_is_true (json_object_get (result, "pending"))
+        && s_claiming (self, path)) {
+        json_t *grants = (json_t *) zhashx_lookup (self->overtaken, path);
+        if (!grants) {
+            grants = json_array ();
+            zhashx_insert (self->overtaken, path, grants);
+        }
+        json_array_append_new (
+            grants, json_pack ("{s:I,s:s,s:O?}", "epoch", epoch, "authority",
+                               authority, "transfer",
+                               json_object_get (result, "transfer")));
     }
     if (json_is_true (json_object_get (result, "pending"))) {
         //  Asked: only the authority asked hears of it.
@@ -957,11 +1001,75 @@ s_take (sim_api_t *self, const char *path, uint64_t epoch, const uint8_t *state,
     return entity;
 }
 
+//  The first grant of PATH to another sim after EPOCH seen during its
+//  claim, or NULL (lent).
+static json_t *
+s_overtaking (sim_api_t *self, const char *path, uint64_t epoch)
+{
+    json_t *grants = (json_t *) zhashx_lookup (self->overtaken, path);
+    json_t *first = NULL;
+    size_t index;
+    json_t *grant;
+    json_array_foreach (grants, index, grant) {
+        json_int_t at = json_integer_value (json_object_get (grant, "epoch"));
+        if ((uint64_t) at > epoch
+            && (!first
+                || at < json_integer_value (json_object_get (first, "epoch"))))
+            first = grant;
+    }
+    return first;
+}
+
+//  CLAIM was granted, but another sim's grant came after it before this
+//  sim held the entity: the state (STATE, SIZE) goes on to that sim, as
+//  the ring's former authority would send it, and the claim fails.
+static void
+s_claim_overtaken (sim_api_t *self, const char *path, s_claim_t *claim,
+                   const uint8_t *state, size_t size, const json_t *next)
+{
+    const char *next_sim =
+        json_string_value (json_object_get (next, "authority"));
+    uint64_t next_epoch =
+        (uint64_t) json_integer_value (json_object_get (next, "epoch"));
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (!entity)
+        entity = sim_store_create (self->config.store, path, strlen (path),
+                                   claim->epoch, 0, false);
+    if (entity
+        && sim_store_set (self->config.store, entity, claim->epoch, 1, state,
+                          size, sf_time_wall_ms ())
+               == 0) {
+        entity->authority = false;
+        if (self->config.handoff)
+            sim_handoff_send (
+                self->config.handoff, next_sim, entity, next_epoch,
+                (uint64_t) json_integer_value (json_object_get (next, "transfer")));
+        entity->epoch = next_epoch;
+        entity->seq = 0;
+        snprintf (entity->source, sizeof entity->source, "%s", next_sim);
+    }
+    char message [200];
+    snprintf (message, sizeof message,
+              "granted at epoch %llu, but sim '%s' took it at epoch %llu "
+              "before this sim held it; its state went on to '%s'",
+              (unsigned long long) claim->epoch, next_sim,
+              (unsigned long long) next_epoch, next_sim);
+    api_router_fail (self->config.router, &claim->call, SF_ECONFLICT, message);
+}
+
 //  CLAIM is done: this sim took the entity at PATH from FROM.
 static void
 s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
               const uint8_t *state, size_t size, const char *from)
 {
+    json_t *next = s_overtaking (self, path, claim->epoch);
+    if (next) {
+        s_claim_overtaken (self, path, claim, state, size, next);
+        if (!s_claiming (self, path))
+            zhashx_delete (self->overtaken, path);
+        return;
+    }
+    zhashx_delete (self->overtaken, path);
     sim_entity_t *entity = s_take (self, path, claim->epoch, state, size);
     if (!entity)
         api_router_fail (self->config.router, &claim->call, SF_EINTERNAL,
@@ -990,6 +1098,8 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
     sim_api_t *self = waiting->api;
     zlist_remove (self->waiting, waiting);
     if (fault) {
+        if (!s_claiming (self, waiting->path))
+            zhashx_delete (self->overtaken, waiting->path);
         api_router_fail (self->config.router, &waiting->call, fault->error,
                          fault->message);
         s_waiting_destroy (&waiting);
@@ -1037,6 +1147,8 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
     }
     else
         zhashx_insert (self->claims, path, claim);
+    if (!s_claiming (self, path))
+        zhashx_delete (self->overtaken, path);
     s_waiting_destroy (&waiting);
 }
 
