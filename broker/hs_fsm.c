@@ -70,6 +70,7 @@ typedef struct {
     const char *player, *sim, *key, *path, *rule, *owner, *authority;
     const char *handoff, *state, *checkpoint, *prefix, *after;
     json_t *load;
+    const json_t *entities;  //  entity.import
     int64_t limit;
     int64_t transfer;    //  authority.answer, authority.expire
     int64_t timeout_ms;  //  authority.request: how long an ask may wait
@@ -225,6 +226,52 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
             a->rule = "allow";
         return 0;
     }
+    if (strcmp (op, "entity.import") == 0) {
+        static const char *allowed [] = {"op", "id", "entities", "authority",
+                                         NULL};
+        a->entities = json_object_get (args, "entities");
+        if (sf_json_only (args, allowed, fault)
+            || s_name (args, "authority", false, &a->authority, fault))
+            return -1;
+        size_t count = json_array_size (a->entities);
+        if (!json_is_array (a->entities) || count < 1
+            || count > HS_FSM_MAX_IMPORT)
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'entities' must be an array of 1..%d "
+                                 "entities",
+                                 HS_FSM_MAX_IMPORT);
+        static const char *fields [] = {"path", "rule", "owner", "checkpoint",
+                                        NULL};
+        size_t index;
+        const json_t *entity;
+        json_array_foreach (a->entities, index, entity) {
+            const char *path = NULL, *rule = NULL, *owner = NULL;
+            const char *checkpoint = NULL;
+            if (!json_is_object (entity))
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "entities[%zu]: an entity must be an "
+                                     "object with path, rule?, owner?, "
+                                     "checkpoint?",
+                                     index);
+            if (sf_json_only (entity, fields, fault)
+                || s_path (entity, "path", &path, fault)
+                || s_rule (entity, false, &rule, fault)
+                || s_name (entity, "owner", false, &owner, fault)
+                || sf_json_string (entity, "checkpoint", false, &checkpoint,
+                                   fault)) {
+                char reason [sizeof fault->message];
+                snprintf (reason, sizeof reason, "%s", fault->message);
+                return sf_fault_set (fault, SF_EINVAL, "entities[%zu]: %s",
+                                     index, reason);
+            }
+            if (checkpoint && strlen (checkpoint) > S_MAX_CHECKPOINT)
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "entities[%zu]: field 'checkpoint' "
+                                     "exceeds %d bytes",
+                                     index, S_MAX_CHECKPOINT);
+        }
+        return 0;
+    }
     if (strcmp (op, "entity.get") == 0 || strcmp (op, "entity.delete") == 0) {
         static const char *allowed [] = {"op", "id", "path", "consistency",
                                          NULL};
@@ -324,6 +371,7 @@ static const char *s_writes [] = {"cluster.add",
                                   "sim.register",
                                   "sim.heartbeat",
                                   "entity.create",
+                                  "entity.import",
                                   "entity.delete",
                                   "entity.set_rule",
                                   "authority.request",
@@ -644,8 +692,51 @@ s_heartbeat (s_apply_t *ctx)
                       (json_int_t) ctx->cmd->time_ms);
 }
 
+static int s_entity_insert (s_apply_t *ctx);
+
+//  entity.import: every entity of the batch created as entity.create
+//  would, in the command's one transaction: all of them or none.
+static json_t *
+s_entity_import (s_apply_t *ctx)
+{
+    s_args_t one = *ctx->a;
+    s_apply_t each = *ctx;
+    each.a = &one;
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (ctx->a->entities, index, entity) {
+        one.path = json_string_value (json_object_get (entity, "path"));
+        one.rule = json_string_value (json_object_get (entity, "rule"));
+        one.owner = json_string_value (json_object_get (entity, "owner"));
+        one.checkpoint =
+            json_string_value (json_object_get (entity, "checkpoint"));
+        if (!one.rule)
+            one.rule = "allow";
+        if (s_entity_insert (&each))
+            return NULL;
+    }
+    const json_t *first = json_array_get (ctx->a->entities, 0);
+    const json_t *last = json_array_get (ctx->a->entities, index - 1);
+    return json_pack (
+        "{s:I,s:o,s:s,s:s,s:I}", "imported", (json_int_t) index, "authority",
+        ctx->a->authority ? json_string (ctx->a->authority) : json_null (),
+        "first", json_string_value (json_object_get (first, "path")), "last",
+        json_string_value (json_object_get (last, "path")), "epoch",
+        (json_int_t) (ctx->a->authority ? 1 : 0));
+}
+
 static json_t *
 s_entity_create (s_apply_t *ctx)
+{
+    if (s_entity_insert (ctx))
+        return NULL;
+    return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+}
+
+//  Insert the entity of CTX's arguments. Returns 0, or -1 with FAULT
+//  (exists, or an unknown owner or authority).
+static int
+s_entity_insert (s_apply_t *ctx)
 {
     const s_args_t *a = ctx->a;
     char *exists = s_lookup (
@@ -654,14 +745,14 @@ s_entity_create (s_apply_t *ctx)
         free (exists);
         sf_fault_set (ctx->fault, SF_EEXISTS, "an entity exists at '%s'",
                       a->path);
-        return NULL;
+        return -1;
     }
     if (a->owner) {
         char *found = s_lookup (
             ctx->self, "SELECT id FROM players WHERE id = ?", a->owner);
         if (!found) {
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'", a->owner);
-            return NULL;
+            return -1;
         }
         free (found);
     }
@@ -671,7 +762,7 @@ s_entity_create (s_apply_t *ctx)
         if (!key) {
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'",
                           a->authority);
-            return NULL;
+            return -1;
         }
         free (key);
     }
@@ -687,9 +778,7 @@ s_entity_create (s_apply_t *ctx)
                                     ") VALUES (?1, ?2, ?3, ?4, "
                                     "?5, ?6, ?7, ?8, ?8, ?9)",
                                     9, values);
-    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
-        return NULL;
-    return s_entity_get (ctx->self, a->path, ctx->fault);
+    return s_exec_stmt (ctx->self, stmt, ctx->fault);
 }
 
 //  Load the entity at PATH and check that the caller is its master (or an
@@ -1183,6 +1272,8 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_heartbeat (&ctx);
         else if (strcmp (cmd.op, "entity.create") == 0)
             result = s_entity_create (&ctx);
+        else if (strcmp (cmd.op, "entity.import") == 0)
+            result = s_entity_import (&ctx);
         else if (strcmp (cmd.op, "entity.set_rule") == 0)
             result = s_entity_set_rule (&ctx);
         else if (strcmp (cmd.op, "entity.delete") == 0)

@@ -62,9 +62,8 @@ s_recv_until (ctl_client_t *self, uint64_t deadline, sf_fault_t *fault)
     return text;
 }
 
-json_t *
-ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
-                 int timeout_ms, sf_fault_t *fault)
+int64_t
+ctl_client_send (ctl_client_t *self, const char *op, const json_t *args)
 {
     int64_t id = self->next_id++;
     json_t *request = json_pack ("{s:s,s:I}", "op", op, "id", (json_int_t) id);
@@ -74,7 +73,26 @@ ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
     json_decref (request);
     zstr_send (self->dealer, text);
     free (text);
+    return id;
+}
 
+json_t *
+ctl_client_recv (ctl_client_t *self, int timeout_ms, sf_fault_t *fault)
+{
+    char *text = s_recv_until (
+        self, sf_time_mono_ms () + (uint64_t) timeout_ms, fault);
+    if (!text)
+        return NULL;
+    json_t *reply = api_msg_decode_reply (text, strlen (text), fault);
+    free (text);
+    return reply;
+}
+
+json_t *
+ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
+                 int timeout_ms, sf_fault_t *fault)
+{
+    int64_t id = ctl_client_send (self, op, args);
     uint64_t deadline = sf_time_mono_ms () + (uint64_t) timeout_ms;
     while (true) {
         char *reply_text = s_recv_until (self, deadline, fault);

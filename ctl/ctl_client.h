@@ -29,6 +29,16 @@ void ctl_client_destroy (ctl_client_t **self_p);
 json_t *ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
                          int timeout_ms, sf_fault_t *fault);
 
+//  Send request OP with ARGS (as ctl_client_call) without waiting; returns
+//  its id. Several may be in flight; ctl_client_recv takes their replies.
+int64_t ctl_client_send (ctl_client_t *self, const char *op,
+                         const json_t *args);
+
+//  The next reply, whichever request it answers, within TIMEOUT_MS.
+//  Caller decrefs; NULL with FAULT as ctl_client_call.
+json_t *ctl_client_recv (ctl_client_t *self, int timeout_ms,
+                         sf_fault_t *fault);
+
 //  Send REQUEST (raw bytes, sent unchanged) and wait for one reply. For
 //  debugging a daemon with hand-written requests. Returns the reply text
 //  (caller frees) or NULL with FAULT set.

@@ -5,6 +5,7 @@
         status               ask a daemon who it is and how it is doing
         counters             a simulation server's stream counters and peers
         trace TRACE          the hops of a transfer or traced update
+        import SCENE         load a scene file onto a simulation server
         request OP [ARGS]    send one raw API request (ARGS: a JSON object);
                              to a homeserver ring, straight to its leader
 
@@ -15,8 +16,12 @@
 #include "common/sf_json.h"
 #include "common/sf_log.h"
 #include "common/sf_program.h"
+#include "common/sf_time.h"
 #include "ctl/ctl_client.h"
+#include "ctl/ctl_scene.h"
 #include "ctl/ctl_trace.h"
+
+#include <unistd.h>
 #include "protocol/api_msg.h"
 
 #include <string.h>
@@ -36,6 +41,12 @@ static const sf_config_key_t s_schema [] = {
      "keygen: folder to write the key pair in"},
     {"fabricctl/force", "force", SF_CONFIG_BOOL, false, "false", NULL,
      "keygen: replace an existing key pair"},
+    {"fabricctl/batch", "batch", SF_CONFIG_INT, false, "400", "1..1000",
+     "import: entities per request (each request also stays under 48 KiB)"},
+    {"fabricctl/window", "window", SF_CONFIG_INT, false, "4", "1..64",
+     "import: requests in flight"},
+    {"fabricctl/copy_to", "copy-to", SF_CONFIG_STRING, false, NULL, NULL,
+     "import: then copy the scene to this sim over the handoff channel"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -52,6 +63,11 @@ static const sf_program_t s_program = {
     "  trace TRACE          the hops of a transfer (its id) or of a traced "
     "update,\n"
     "                       from the records of every ring member and sim\n"
+    "  import SCENE         load a scene file (protocol/scene.md) onto the "
+    "simulation\n"
+    "                       server --server names: the ring records every "
+    "entity\n"
+    "                       with it as authority, in batched commits\n"
     "  request OP [ARGS]    send one API request; ARGS is a JSON object (to a "
     "ring:\n"
     "                       straight to its leader)\n"
@@ -418,6 +434,146 @@ s_trace (sf_config_t *config, zlist_t *args)
     return code;
 }
 
+//  The import's progress on stderr: a bar redrawn in place on a terminal,
+//  a line per tenth otherwise.
+static void
+s_progress (size_t done, size_t total, uint64_t started_ms, bool final)
+{
+    static size_t shown = 0;
+    double seconds = (double) (sf_time_mono_ms () - started_ms) / 1000.0;
+    if (isatty (STDERR_FILENO)) {
+        int width = 30, filled = (int) ((double) width * (double) done
+                                        / (double) total);
+        fprintf (stderr, "\rimport [%.*s%*s] %zu/%zu entities %3.0f%% %.2f s",
+                 filled, "##############################", width - filled, "",
+                 done, total, 100.0 * (double) done / (double) total,
+                 seconds);
+        if (final)
+            fprintf (stderr, "\n");
+    }
+    else if (final || done * 10 / total > shown) {
+        shown = done * 10 / total;
+        fprintf (stderr, "import: %zu/%zu entities %.0f%% %.2f s\n", done,
+                 total, 100.0 * (double) done / (double) total, seconds);
+    }
+}
+
+//  import SCENE: the scene's entities onto the sim --server names, a
+//  window of batches in flight; each batch is one ring command.
+static int
+s_import (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl import SCENE --server SIM_API "
+                         "--server-key SIM_KEY [--copy-to SIM]");
+    sf_fault_t fault;
+    json_t *entities =
+        ctl_scene_load ((const char *) zlist_first (args), &fault);
+    if (!entities)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    json_t *batches = ctl_scene_batches (
+        entities, (size_t) sf_config_int (config, "fabricctl/batch"), 48 * 1024);
+    size_t total = json_array_size (entities);
+    int window = (int) sf_config_int (config, "fabricctl/window");
+    int timeout = (int) sf_config_int (config, "fabricctl/timeout");
+    ctl_client_t *client = s_connect (config);
+    uint64_t started = sf_time_mono_ms ();
+    size_t next = 0, done = 0, in_flight = 0;
+    int code = SF_EXIT_OK;
+    //  The batch each request id carries, to count what landed.
+    zhashx_t *sizes = zhashx_new ();
+    zhashx_set_destructor (sizes, (zhashx_destructor_fn *) zstr_free);
+    while (next < json_array_size (batches) || in_flight) {
+        while (code == SF_EXIT_OK && next < json_array_size (batches)
+               && in_flight < (size_t) window) {
+            json_t *request = json_pack ("{s:O}", "entities",
+                                         json_array_get (batches, next++));
+            int64_t id = ctl_client_send (client, "entity.import", request);
+            json_decref (request);
+            char key [24], size [24];
+            snprintf (key, sizeof key, "%lld", (long long) id);
+            snprintf (size, sizeof size, "%zu",
+                      json_array_size (json_array_get (batches, next - 1)));
+            zhashx_insert (sizes, key, strdup (size));
+            in_flight++;
+        }
+        if (!in_flight)
+            break;
+        json_t *reply = ctl_client_recv (client, timeout, &fault);
+        if (!reply) {
+            fprintf (stderr, "\nfabricctl: import: %s after %zu of %zu "
+                             "entities\n",
+                     fault.message, done, total);
+            code = SF_EXIT_UNREACHABLE;
+            break;
+        }
+        char key [24];
+        snprintf (key, sizeof key, "%lld",
+                  (long long) json_integer_value (json_object_get (reply, "id")));
+        const char *size = (const char *) zhashx_lookup (sizes, key);
+        if (size) {
+            in_flight--;
+            if (api_msg_reply_fault (reply, &fault) == 0)
+                done += (size_t) strtoull (size, NULL, 10);
+            else if (code == SF_EXIT_OK) {
+                fprintf (stderr, "\nfabricctl: import: %s: %s\n",
+                         json_string_value (json_object_get (
+                             json_object_get (reply, "error"), "code")),
+                         fault.message);
+                code = SF_EXIT_FAILURE;
+            }
+            zhashx_delete (sizes, key);
+            s_progress (done, total, started, false);
+        }
+        json_decref (reply);
+    }
+    double seconds = (double) (sf_time_mono_ms () - started) / 1000.0;
+    s_progress (done, total, started, true);
+    json_t *result = json_pack ("{s:I,s:I,s:I,s:f}", "imported",
+                                (json_int_t) done, "entities", (json_int_t) total,
+                                "batches", (json_int_t) json_array_size (batches),
+                                "seconds", seconds);
+    const char *copy_to = sf_config_str (config, "fabricctl/copy_to");
+    if (code == SF_EXIT_OK && copy_to) {
+        char *prefix = ctl_scene_prefix (entities);
+        json_t *copy = json_pack ("{s:s,s:s}", "to", copy_to, "prefix", prefix);
+        uint64_t copy_started = sf_time_mono_ms ();
+        json_t *reply = ctl_client_call (client, "entity.copy", copy,
+                                         timeout * 10, &fault);
+        if (reply && api_msg_reply_fault (reply, &fault) == 0) {
+            json_object_del (reply, "id");
+            json_object_del (reply, "ok");
+            json_object_set (result, "copied", reply);
+            json_object_set_new (
+                result, "copy_seconds",
+                json_real ((double) (sf_time_mono_ms () - copy_started) / 1e3));
+        }
+        else {
+            fprintf (stderr, "fabricctl: import: copy to %s: %s\n", copy_to,
+                     fault.message);
+            code = reply ? SF_EXIT_FAILURE : SF_EXIT_UNREACHABLE;
+        }
+        json_decref (reply);
+        json_decref (copy);
+        free (prefix);
+    }
+    if (sf_config_bool (config, "fabricctl/json")) {
+        char *text = sf_json_text (result);
+        printf ("%s\n", text);
+        free (text);
+    }
+    else
+        printf ("imported %zu of %zu entities in %zu batches in %.2f s\n", done,
+                total, json_array_size (batches), seconds);
+    json_decref (result);
+    zhashx_destroy (&sizes);
+    ctl_client_destroy (&client);
+    json_decref (batches);
+    json_decref (entities);
+    return code;
+}
+
 static int
 s_raw (sf_config_t *config, zlist_t *args)
 {
@@ -473,6 +629,8 @@ main (int argc, char *argv [])
         code = s_request (config, args);
     else if (streq (command, "trace"))
         code = s_trace (config, args);
+    else if (streq (command, "import"))
+        code = s_import (config, args);
     else if (streq (command, "raw"))
         code = s_raw (config, args);
     else

@@ -75,6 +75,7 @@ typedef struct {
     char *state;   //  initial state, or NULL
     bool on_ring;  //  waits on the ring client (else on the handoff channel)
     uint64_t sent_us;  //  wall clock when the ring request went (traces)
+    json_t *batch;     //  entity.import: the entities, or NULL
 } s_waiting_t;
 
 static void
@@ -85,6 +86,7 @@ s_waiting_destroy (s_waiting_t **self_p)
         api_call_destroy (&self->call);
         free (self->path);
         free (self->state);
+        json_decref (self->batch);
         free (self);
         *self_p = NULL;
     }
@@ -118,8 +120,9 @@ s_early_destroy (s_early_t **self_p)
 
 //  Send OP with ARGS (taken) to the ring for the call in *CALL_P (taken),
 //  keeping PATH (copied) and STATE (taken) with it; FN answers the call
-//  when the ring replies. A ring that cannot be reached answers at once.
-static void
+//  when the ring replies. A ring that cannot be reached answers at once
+//  (and NULL is returned); else the waiting call, lent.
+static s_waiting_t *
 s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
              const char *path, char *state, sim_ring_fn *fn)
 {
@@ -136,9 +139,10 @@ s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
         api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
                          "cannot reach the ring");
         s_waiting_destroy (&waiting);
-        return;
+        return NULL;
     }
     zlist_append (self->waiting, waiting);
+    return waiting;
 }
 
 //  The ring answered a transfer's request (MSG "request" or "answer") of
@@ -1300,6 +1304,147 @@ s_create (sim_api_t *self, api_call_t **call_p)
                  state ? strndup (state, size) : NULL, s_created);
 }
 
+//  The ring answered an entity.import: the batch is this sim's now.
+static void
+s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    api_router_t *router = self->config.router;
+    if (fault) {
+        api_router_fail (router, &waiting->call, fault->error, fault->message);
+        s_waiting_destroy (&waiting);
+        return;
+    }
+    uint64_t epoch =
+        (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
+    uint64_t now_ms = sf_time_wall_ms ();
+    size_t index;
+    json_t *item;
+    size_t stored = 0;
+    json_array_foreach (waiting->batch, index, item) {
+        const char *path = json_string_value (json_object_get (item, "path"));
+        const char *state =
+            json_string_value (json_object_get (item, "checkpoint"));
+        size_t size = state ? strlen (state) : 0;
+        sim_entity_t *entity = sim_store_get (self->config.store, path);
+        if (entity && !entity->authority)
+            sim_store_delete (self->config.store, path), entity = NULL;
+        if (!entity)
+            entity = sim_store_create (self->config.store, path, strlen (path),
+                                       epoch, 0, true);
+        if (!entity
+            || sim_store_set (self->config.store, entity, epoch, 1,
+                              (const uint8_t *) state, size, now_ms))
+            continue;
+        entity->authority = true;
+        entity->source [0] = 0;
+        stored++;
+        if (self->config.stream)
+            sim_stream_changed (self->config.stream, entity);
+        sim_api_notify (self, entity);
+    }
+    if (self->config.stream)
+        sim_stream_flush (self->config.stream, sf_time_mono_us ());
+    if (stored < json_array_size (waiting->batch))
+        api_router_fail (router, &waiting->call, SF_EINTERNAL,
+                         "the ring took the batch but this sim could not store "
+                         "all of it (out of memory?)");
+    else {
+        json_t *result = json_pack (
+            "{s:I,s:O,s:O,s:I,s:O}", "imported", (json_int_t) stored, "first",
+            json_object_get (reply, "first"), "last",
+            json_object_get (reply, "last"), "epoch", (json_int_t) epoch,
+            "index", json_object_get (reply, "index"));
+        api_router_reply (router, &waiting->call, result);
+        json_decref (result);
+    }
+    s_waiting_destroy (&waiting);
+}
+
+//  entity.import: a batch of entities, created in the ring in one command
+//  with this sim as their authority, then held here.
+static void
+s_import (sim_api_t *self, api_call_t **call_p)
+{
+    api_router_t *router = self->config.router;
+    const json_t *root = api_call_request (*call_p)->root;
+    static const char *allowed [] = {"op", "id", "entities", NULL};
+    static const char *fields [] = {"path", "state", "rule", "owner", NULL};
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const json_t *entities = json_object_get (root, "entities");
+    if (sf_json_only (root, allowed, &fault)) {
+        api_router_fail (router, call_p, fault.error, fault.message);
+        return;
+    }
+    if (!json_is_array (entities) || json_array_size (entities) < 1
+        || json_array_size (entities) > SIM_API_MAX_IMPORT) {
+        api_router_fail (router, call_p, SF_EINVAL,
+                         "field 'entities' must be an array of 1..1000 "
+                         "entities");
+        return;
+    }
+    if (!self->registered_ms) {
+        api_router_fail (router, call_p, SF_EUNAVAILABLE,
+                         "this sim is not registered with the ring yet");
+        return;
+    }
+    //  What the ring records: the state is the entity's first checkpoint.
+    json_t *batch = json_array ();
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (entities, index, entity) {
+        const char *path = NULL, *state = NULL;
+        size_t size = 0;
+        if (!json_is_object (entity) || sf_json_only (entity, fields, &fault)
+            || s_path_arg (entity, "path", &path, &fault)
+            || s_state_arg (self, entity, path, &state, &size, &fault)) {
+            char message [sizeof fault.message + 32];
+            snprintf (message, sizeof message, "entities[%zu]: %s", index,
+                      json_is_object (entity) ? fault.message
+                                              : "an entity must be an object");
+            api_router_fail (router, call_p,
+                             json_is_object (entity) ? fault.error : SF_EINVAL,
+                             message);
+            json_decref (batch);
+            return;
+        }
+        sim_entity_t *held = sim_store_get (self->config.store, path);
+        if (held && held->authority) {
+            char message [SF_NAME_MAX_PATH + 64];
+            snprintf (message, sizeof message,
+                      "entities[%zu]: this sim already holds '%s'", index,
+                      path);
+            api_router_fail (router, call_p, SF_EEXISTS, message);
+            json_decref (batch);
+            return;
+        }
+        json_t *item = json_pack ("{s:s}", "path", path);
+        if (state)
+            json_object_set_new (item, "checkpoint",
+                                 json_stringn (state, size));
+        //  The ring checks rule and owner.
+        json_t *rule = json_object_get (entity, "rule");
+        json_t *owner = json_object_get (entity, "owner");
+        if (rule)
+            json_object_set (item, "rule", rule);
+        if (owner)
+            json_object_set (item, "owner", owner);
+        json_array_append_new (batch, item);
+    }
+    json_t *args = json_pack ("{s:O,s:s}", "entities", batch, "authority",
+                              self->config.name);
+    s_waiting_t *waiting =
+        s_ring_wait (self, call_p, "entity.import", args, NULL, NULL,
+                     s_imported);
+    if (waiting)
+        waiting->batch = batch;
+    else
+        json_decref (batch);
+}
+
 static s_subscription_t *
 s_subscription_find (sim_api_t *self, zframe_t *routing_id, const char *prefix)
 {
@@ -1372,6 +1517,8 @@ sim_api_handle (sim_api_t *self)
         s_claim (self, &call);
     else if (strcmp (op, "entity.release") == 0)
         s_release (self, &call);
+    else if (strcmp (op, "entity.import") == 0)
+        s_import (self, &call);
     else if (strcmp (op, "entity.copy") == 0)
         s_copy (self, &call);
     else if (strcmp (op, "subscribe") == 0)

@@ -15,6 +15,9 @@
 
 typedef struct _sim_api_t sim_api_t;
 
+//  Most entities one entity.import takes (the ring's entity.import bound).
+#define SIM_API_MAX_IMPORT 1000
+
 //  What the API serves from; all lent, all outlive the API. STREAM may be
 //  NULL (a sim without a state endpoint).
 typedef struct {

@@ -14,6 +14,7 @@
 #include "common/sf_time.h"
 #include "common/sf_trace.h"
 #include "common/sf_zap.h"
+#include "ctl/ctl_scene.h"
 #include "ctl/ctl_trace.h"
 #include "protocol/api_msg.h"
 #include "protocol/api_router.h"
@@ -64,6 +65,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_store", sim_store_test},
     {"sim_credit", sim_credit_test},
     {"sim_checkpoint", sim_checkpoint_test},
+    {"ctl_scene", ctl_scene_test},
     {"ctl_trace", ctl_trace_test},
     {NULL, NULL},
 };
