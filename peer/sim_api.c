@@ -351,8 +351,8 @@ s_trace_event (sim_api_t *self, const json_t *result, const char *node)
 
 //  The ring orphaned ENTITY, which this sim was the authority of: a replica
 //  from now on, not streamed; its subscribers hear it was fenced.
-static void
-s_orphaned_here (sim_api_t *self, sim_entity_t *entity)
+void
+sim_api_lost (sim_api_t *self, sim_entity_t *entity)
 {
     entity->authority = false;
     entity->source [0] = 0;
@@ -380,7 +380,7 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         for (uint32_t slot = 0; slot < slots; slot++) {
             sim_entity_t *held = sim_store_at (self->config.store, slot);
             if (held && held->authority)
-                s_orphaned_here (self, held);
+                sim_api_lost (self, held);
         }
         return;
     }
@@ -390,7 +390,7 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
     if (streq (op, "authority.release")) {
         //  Released by someone acting for this sim (an administrator).
         if (entity && entity->authority && !authority)
-            s_orphaned_here (self, entity);
+            sim_api_lost (self, entity);
         return;
     }
     //  Granted to another while this sim's own claim is in progress: if

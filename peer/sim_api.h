@@ -60,6 +60,11 @@ void sim_api_forget (sim_api_t *self, const char *path);
 void sim_api_authority_event (sim_api_t *self, const char *op,
                               const json_t *result, const char *node);
 
+//  The ring no longer has this sim as the authority of ENTITY (lent), and
+//  nobody will hand it over: a replica from now on, not streamed; its
+//  subscribers get a "fenced" event.
+void sim_api_lost (sim_api_t *self, sim_entity_t *entity);
+
 //  A HANDOFF from sim FROM (sim_handoff's offer handler, ARG the API):
 //  taken if this sim's claim of the entity was granted at its epoch with
 //  FROM as the former authority; kept a while if the grant has not come

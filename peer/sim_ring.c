@@ -25,6 +25,8 @@ struct _sim_ring_t {
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
     uint64_t event_index;  //  newest change seen (every member sends each)
+    sim_ring_gap_fn *gap_fn;  //  told of lost events, or NULL
+    void *gap_arg;
     s_member_t *members;   //  the ring, from configuration
     size_t n_members;
     size_t target;      //  index of the member asked now
@@ -71,8 +73,9 @@ sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
             if (!self->events) {
                 self->events = zsock_new (ZMQ_SUB);
                 zsock_set_linger (self->events, 0);
-                zsock_set_subscribe (self->events, "sim:");
-                zsock_set_subscribe (self->events, "entity:");
+                //  Every topic, so the chain of indexes is whole and a
+                //  missing link means a lost event (homeserver-events.md).
+                zsock_set_subscribe (self->events, "");
             }
             //  The server key applies per connection: set it before each.
             sf_curve_client (self->events, cert, key);
@@ -251,7 +254,14 @@ s_event_one (sim_ring_t *self, zsock_t *events)
     json_t *index = body ? json_object_get (body, "index") : NULL;
     if (topic && json_is_integer (index)
         && (uint64_t) json_integer_value (index) > self->event_index) {
+        //  The change before this one was never seen: events were lost
+        //  (a slow subscriber, a partition). The first event is the start.
+        json_t *prev = json_object_get (body, "prev");
+        bool gap = self->event_index && json_is_integer (prev)
+                   && (uint64_t) json_integer_value (prev) > self->event_index;
         self->event_index = (uint64_t) json_integer_value (index);
+        if (gap && self->gap_fn)
+            self->gap_fn (self->gap_arg);
         if (self->event_fn)
             self->event_fn (self->event_arg, topic, body);
     }
@@ -271,6 +281,13 @@ s_handle_event (zloop_t *loop, zsock_t *events, void *arg)
          count++)
         s_event_one (self, events);
     return 0;
+}
+
+void
+sim_ring_on_gap (sim_ring_t *self, sim_ring_gap_fn *fn, void *arg)
+{
+    self->gap_fn = fn;
+    self->gap_arg = arg;
 }
 
 int

@@ -48,13 +48,18 @@ void sim_ring_detach (sim_ring_t *self);
 int sim_ring_call (sim_ring_t *self, const char *op, json_t **args,
                    int timeout_ms, sim_ring_fn *fn, void *arg);
 
-//  Called for each new change the ring publishes on topics "sim:" and
-//  "entity:" (its index above any seen before): TOPIC and BODY are lent.
+//  Called for each new change the ring publishes (its index above any seen
+//  before), whatever its topic: TOPIC and BODY are lent.
 typedef void (sim_ring_event_fn) (void *arg, const char *topic, json_t *body);
 
 //  Follow the ring's events (homeserver-events.md) on the members that
 //  have ring/member/NAME/events, calling FN with ARG. Returns 0.
 int sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg);
+
+//  Called when an event shows that events before it were lost (its prev
+//  is newer than the last one seen): re-read what you follow.
+typedef void (sim_ring_gap_fn) (void *arg);
+void sim_ring_on_gap (sim_ring_t *self, sim_ring_gap_fn *fn, void *arg);
 
 //  Name of the member requests go to now. Lent.
 const char *sim_ring_target (sim_ring_t *self);

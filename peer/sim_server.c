@@ -103,6 +103,7 @@ struct _sim_server_t {
                                    //  confirmed by the ring
     zhashx_t *confirmed;     //  path -> epoch text: the ring's word so far
     bool confirming;         //  an entity.list pass is in flight
+    bool resync;             //  events were lost: check what we hold
     uint64_t session;        //  to start the stream with once confirmed
     int heartbeat_ms;        //  between heartbeats
     uint64_t registered_ms;  //  0 until registered
@@ -308,6 +309,50 @@ s_start (sim_server_t *self)
 
 static void s_confirm (sim_server_t *self, const char *after);
 
+//  A pass over the ring after lost events is done: what this sim holds
+//  but the ring no longer gives it at the same epoch (orphaned while it
+//  was cut off, or granted away in an event it missed) is not ours.
+static void
+s_resynced (sim_server_t *self)
+{
+    size_t lost = 0;
+    uint32_t slots = sim_store_slots (self->store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->store, slot);
+        if (!entity || !entity->authority)
+            continue;
+        //  Only on the ring's word: the pass reads page by page, so an
+        //  entity this sim took after its page was read shows an older
+        //  epoch there, and one it created may not show at all.
+        const char *said =
+            (const char *) zhashx_lookup (self->confirmed, entity->path);
+        if (!said)
+            continue;
+        char *rest;
+        unsigned long long epoch = strtoull (said, &rest, 10);
+        const char *authority = *rest == ' ' ? rest + 1 : "";
+        if (epoch >= entity->epoch && !streq (authority, self->name)) {
+            sim_api_lost (self->api, entity);
+            lost++;
+        }
+    }
+    sf_log_notice ("sim_server: events were lost; the ring confirms what "
+                   "this sim holds but %zu entities",
+                   lost);
+    zhashx_destroy (&self->confirmed);
+    self->resync = false;
+}
+
+//  The ring's events show a gap: check everything we hold.
+static void
+s_gap (void *arg)
+{
+    sim_server_t *self = (sim_server_t *) arg;
+    self->resync = true;
+    if (self->registered_ms && !self->unconfirmed)
+        s_confirm (self, NULL);
+}
+
 //  One page of the ring's entities: note those that are ours.
 static void
 s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
@@ -315,8 +360,8 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
     sim_server_t *self = (sim_server_t *) arg;
     self->confirming = false;
     if (fault) {
-        sf_log_warning ("sim_server: cannot confirm resumed entities: %s; "
-                        "retrying",
+        sf_log_warning ("sim_server: cannot read what the ring says this sim "
+                        "holds: %s; retrying",
                         fault->message);
         zhashx_destroy (&self->confirmed);
         return;  //  the next heartbeat starts again
@@ -328,17 +373,22 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
         const char *path = json_string_value (json_object_get (entity, "path"));
         const char *authority =
             json_string_value (json_object_get (entity, "authority"));
-        if (path && authority && streq (authority, self->name)) {
-            char epoch [24];
-            snprintf (epoch, sizeof epoch, "%lld",
-                      (long long) json_integer_value (
-                          json_object_get (entity, "epoch")));
-            zhashx_insert (self->confirmed, path, strdup (epoch));
-        }
+        //  "EPOCH AUTHORITY" (no authority: an orphan).
+        char said [128];
+        snprintf (said, sizeof said, "%lld %s",
+                  (long long) json_integer_value (
+                      json_object_get (entity, "epoch")),
+                  authority ? authority : "");
+        if (path)
+            zhashx_update (self->confirmed, path, strdup (said));
     }
     const char *next = json_string_value (json_object_get (reply, "next"));
     if (next) {
         s_confirm (self, next);
+        return;
+    }
+    if (!self->unconfirmed) {
+        s_resynced (self);
         return;
     }
     //  The whole ring seen: keep what it says is ours at the same epoch.
@@ -346,8 +396,10 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
     for (char *epoch = (char *) zhashx_first (self->unconfirmed); epoch;
          epoch = (char *) zhashx_next (self->unconfirmed)) {
         const char *path = (const char *) zhashx_cursor (self->unconfirmed);
-        char *ring_epoch = (char *) zhashx_lookup (self->confirmed, path);
-        if (ring_epoch && streq (ring_epoch, epoch))
+        const char *said = (const char *) zhashx_lookup (self->confirmed, path);
+        char ours [128];
+        snprintf (ours, sizeof ours, "%s %s", epoch, self->name);
+        if (said && streq (said, ours))
             kept++;
         else {
             sim_store_delete (self->store, path);
@@ -593,6 +645,8 @@ s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
         s_confirm (self, NULL);  //  a failed pass starts again
         return 0;
     }
+    if (self->resync)
+        s_confirm (self, NULL);
     json_t *args =
         json_pack ("{s:s,s:o}", "sim", self->name, "load", s_load (self));
     sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
@@ -729,6 +783,7 @@ s_rekey (zloop_t *loop, int timer_id, void *arg)
         return -1;  //  cannot go on without the ring
     }
     sim_ring_follow (self->ring, s_ring_changed, self);
+    sim_ring_on_gap (self->ring, s_gap, self);
     sim_ring_attach (self->ring, loop);
     sim_api_set_ring (self->api, self->ring);
     if (self->stream)
@@ -827,6 +882,7 @@ sim_server_actor (zsock_t *pipe, void *args)
     zloop_reader (loop, pipe, s_handle_pipe, self);
     zloop_reader (loop, api_router_socket (self->router), s_handle_api, self);
     sim_ring_follow (self->ring, s_ring_changed, self);
+    sim_ring_on_gap (self->ring, s_gap, self);
     sim_ring_attach (self->ring, loop);
     if (self->stream) {
         zmq_pollitem_t item = {NULL, sim_stream_fd (self->stream), ZMQ_POLLIN,
