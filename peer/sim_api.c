@@ -43,6 +43,7 @@ struct _sim_api_t {
     uint64_t events_missed;   //  events dropped on full queues
     zhashx_t *claims;         //  path -> s_claim_t
     zhashx_t *early;          //  path -> s_early_t
+    uint64_t traces;          //  traced updates so far (their ids)
     zhashx_t *overtaken;      //  path -> json array of {epoch, authority,
                               //  transfer}: grants to others seen while
                               //  a claim of the path was in progress
@@ -554,11 +555,13 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
 {
     sim_api_t *self = (sim_api_t *) context;
     (void) principal;
-    static const char *allowed [] = {"op", "id", "path", "state", NULL};
+    static const char *allowed [] = {"op", "id", "path", "state", "trace", NULL};
     const char *path, *state;
     size_t size;
+    bool traced = false;
     if (sf_json_only (request->root, allowed, fault)
-        || s_path_arg (request->root, "path", &path, fault))
+        || s_path_arg (request->root, "path", &path, fault)
+        || sf_json_bool (request->root, "trace", false, &traced, fault))
         return -1;
     if (!json_object_get (request->root, "state"))
         return sf_fault_set (fault, SF_EINVAL, "field 'state' is required");
@@ -576,6 +579,18 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
                        entity->seq + 1, (const uint8_t *) state, size,
                        sf_time_wall_ms ()))
         return sf_fault_set (fault, SF_EINTERNAL, "out of memory");
+    //  A traced update (trace.md, Case 3): its id before it is sent.
+    char trace [SF_TRACE_MAX_ID + 1] = "";
+    if (traced) {
+        snprintf (trace, sizeof trace, "%.20s.u%llu", self->config.name,
+                  (unsigned long long) ++self->traces);
+        if (!self->config.stream
+            || sim_stream_trace (self->config.stream, trace, entity))
+            return sf_fault_set (fault, SF_EUNAVAILABLE,
+                                 "cannot trace this update: no peer, or %d "
+                                 "traces in progress already",
+                                 SIM_STREAM_TRACES);
+    }
     if (self->config.stream) {
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
@@ -584,6 +599,8 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
     s_merge (reply, json_pack ("{s:s,s:I,s:I}", "path", entity->path, "epoch",
                                (json_int_t) entity->epoch, "seq",
                                (json_int_t) entity->seq));
+    if (traced)
+        json_object_set_new (reply, "trace", json_string (trace));
     return 0;
 }
 

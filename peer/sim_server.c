@@ -243,6 +243,9 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sim_handoff_set_offer_handler (self->handoff, sim_api_offer, self->api);
         sim_handoff_set_trace (self->handoff, self->trace);
     }
+    if (self->stream) {
+        sim_stream_set_trace (self->stream, self->trace);
+    }
     return self;
 failed:
     sim_server_destroy (&self);

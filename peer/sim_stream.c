@@ -81,7 +81,20 @@ typedef struct {
     S_COUNTERS (S_FIELD)
 } s_counters_t;
 
+//  A traced update on its way to one peer (trace.md, Case 3).
+typedef struct {
+    char id [SF_TRACE_MAX_ID + 1];  //  "" when the entry is free
+    const void *peer;               //  the s_peer_t it goes to
+    uint32_t slot, generation;      //  the entity
+    uint64_t seq;                   //  the update's seq
+    uint64_t counter;               //  the datagram that carried it, 0: not yet
+    uint64_t until_us;              //  given up then
+} s_traced_t;
+
 struct _sim_stream_t {
+    sf_trace_t *trace;                  //  hop records (lent), or NULL
+    s_traced_t traced [SIM_STREAM_TRACES];
+    unsigned n_traced;                  //  entries in use
     zsock_t *dish;                      //  receives from every peer
     void *poller;                       //  zmq_poller of the DISH alone
     int fd;                             //  readable when the DISH is
@@ -104,6 +117,9 @@ struct _sim_stream_t {
     void *listener_arg;
     s_counters_t counters;
 };
+
+static void s_trace_acked (sim_stream_t *self, s_peer_t *peer, uint64_t top,
+                           uint64_t bits, uint64_t now_us);
 
 static void
 s_peer_destroy (s_peer_t **self_p)
@@ -401,6 +417,12 @@ sim_stream_peers_end (sim_stream_t *self)
     while (peer) {
         s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
         if (!peer->seen) {
+            //  Its traces end with it.
+            for (unsigned at = 0; at < SIM_STREAM_TRACES; at++)
+                if (self->traced [at].id [0] && self->traced [at].peer == peer) {
+                    self->traced [at].id [0] = 0;
+                    self->n_traced--;
+                }
             void *handle = zlistx_find (self->peers, peer);
             zlistx_delete (self->peers, handle);
         }
@@ -650,9 +672,12 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         peer->largest = size;
     if (header.kind == STATE_MSG_ACK) {
         counters->acks_received++;
-        if (ack.session == self->session)
+        if (ack.session == self->session) {
             sim_credit_ack (peer->credit, ack.top, ack.bits, ack.window,
                             now_us);
+            if (self->n_traced)
+                s_trace_acked (self, peer, ack.top, ack.bits, now_us);
+        }
         return;
     }
     s_apply (self, peer, body, body_size);
@@ -688,6 +713,89 @@ sim_stream_receive (sim_stream_t *self, uint64_t now_us)
     return more;
 }
 
+//  The datagram about to go to PEER (its counter is peer->counter) carries
+//  the COUNT items packed: note the traced updates among them.
+static void
+s_trace_sent (sim_stream_t *self, s_peer_t *peer, size_t count,
+              uint64_t now_us)
+{
+    for (unsigned at = 0; at < SIM_STREAM_TRACES; at++) {
+        s_traced_t *traced = &self->traced [at];
+        if (!traced->id [0] || traced->peer != peer || traced->counter)
+            continue;
+        for (size_t item = 0; item < count; item++)
+            if (self->items [item].slot == traced->slot
+                && self->items [item].generation == traced->generation
+                && self->items [item].seq >= traced->seq) {
+                traced->counter = peer->counter;
+                traced->until_us = now_us + 10000000u;
+                sf_trace_record (self->trace, traced->id, "update", true,
+                                 peer->name, sf_time_wall_us ());
+                break;
+            }
+    }
+}
+
+//  PEER acknowledged counters TOP and those BITS mark below it: traced
+//  datagrams among them are done; those past their time are dropped.
+static void
+s_trace_acked (sim_stream_t *self, s_peer_t *peer, uint64_t top,
+               uint64_t bits, uint64_t now_us)
+{
+    for (unsigned at = 0; at < SIM_STREAM_TRACES; at++) {
+        s_traced_t *traced = &self->traced [at];
+        if (!traced->id [0])
+            continue;
+        bool acked = false;
+        if (traced->peer == peer && traced->counter) {
+            uint64_t counter = traced->counter;
+            acked = counter == top
+                    || (counter < top && top - counter <= 64
+                        && (bits >> (top - 1 - counter)) & 1);
+            if (acked)
+                sf_trace_record (self->trace, traced->id, "ack", false,
+                                 peer->name, sf_time_wall_us ());
+        }
+        if (acked || (traced->until_us && traced->until_us < now_us)) {
+            traced->id [0] = 0;
+            self->n_traced--;
+        }
+    }
+}
+
+void
+sim_stream_set_trace (sim_stream_t *self, sf_trace_t *trace)
+{
+    self->trace = trace;
+}
+
+int
+sim_stream_trace (sim_stream_t *self, const char *id,
+                  const sim_entity_t *entity)
+{
+    if (!self->trace || zlistx_size (self->peers) == 0
+        || self->n_traced + zlistx_size (self->peers) > SIM_STREAM_TRACES)
+        return -1;
+    uint64_t now_us = sf_time_mono_us ();
+    unsigned at = 0;
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        while (self->traced [at].id [0])
+            at++;
+        s_traced_t *traced = &self->traced [at];
+        snprintf (traced->id, sizeof traced->id, "%s", id);
+        traced->peer = peer;
+        traced->slot = entity->slot;
+        traced->generation = entity->generation;
+        traced->seq = entity->seq;
+        traced->counter = 0;
+        //  Not sent within 10 s (no credit, the peer gone): dropped.
+        traced->until_us = now_us + 10000000u;
+        self->n_traced++;
+    }
+    return 0;
+}
+
 //  Pack and send one STATE datagram to PEER. Returns false when nothing
 //  was left to send.
 static bool
@@ -715,6 +823,8 @@ s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
     if (count == 0)
         return false;
     s_header (self, peer, STATE_MSG_STATE);
+    if (self->n_traced)
+        s_trace_sent (self, peer, count, now_us);
     size_t size = sim_seal_close (&peer->out_key, self->buffer, used);
     s_send (self, peer, size);  //  a failed send times out like a loss
     self->counters.updates_sent += count;

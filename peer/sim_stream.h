@@ -13,6 +13,7 @@
 #define SIM_STREAM_H_INCLUDED
 
 #include "common/sf_error.h"
+#include "common/sf_trace.h"
 #include "peer/sim_store.h"
 
 #include <czmq.h>
@@ -100,6 +101,19 @@ bool sim_stream_receive (sim_stream_t *self, uint64_t now_us);
 //  Send what credit allows, declare lost what timed out, and refresh
 //  acknowledgements. Call after changes and on a short timer.
 void sim_stream_flush (sim_stream_t *self, uint64_t now_us);
+
+//  Record in TRACE (lent; NULL: none) the hops of traced updates.
+void sim_stream_set_trace (sim_stream_t *self, sf_trace_t *trace);
+
+//  Trace the update ENTITY just had, as trace ID (trace.md, Case 3): for
+//  each peer, the datagram that first carries it ("update" sent) and the
+//  first ACK that covers that datagram ("ack" received). At most
+//  SIM_STREAM_TRACES are followed at once; a trace not acknowledged
+//  within 10 s is dropped. Returns 0, or -1 if no peer is known or too
+//  many are followed.
+int sim_stream_trace (sim_stream_t *self, const char *id,
+                      const sim_entity_t *entity);
+#define SIM_STREAM_TRACES 64
 
 //  Counters, as a new JSON object (caller decrefs).
 json_t *sim_stream_counters (sim_stream_t *self);

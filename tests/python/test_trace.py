@@ -125,3 +125,19 @@ def test_trace_refuses_bad_ids_and_knows_nothing_of_unknown_ones(fabric):
             assert client.call("status")["ok"]
     result = fabricctl_trace(ring[0], 999999)
     assert result.returncode == 1 and "no daemon has records" in result.stderr
+
+
+def test_a_traced_update_takes_two_hops(fabric):
+    ring, (sim1, _) = fabric
+    with sim1.client() as game:
+        game.call("entity.create", path="/t/direct", state="v1")
+        updated = game.call("entity.update", path="/t/direct", state="v2", trace=True)
+        plain = game.call("entity.update", path="/t/direct", state="v3")
+    assert updated["trace"].startswith("sim1.u") and "trace" not in plain
+    analysis = traced(ring[0], updated["trace"], 2)
+    assert critical_path(analysis) == [("update", "sim1", "sim2"), ("ack", "sim2", "sim1")]
+    assert analysis["hops"] == 2 and 0 < analysis["critical_us"] < 5_000_000
+    with sim1.client() as game:
+        with pytest.raises(ApiError) as bad:
+            game.call("entity.update", path="/t/direct", state="v4", trace="yes")
+        assert bad.value.code == "invalid_argument"
