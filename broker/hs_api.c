@@ -271,8 +271,7 @@ s_trace_reply (hs_api_t *self, api_call_t *call, const json_t *result)
     uint64_t id = (uint64_t) json_integer_value (transfer);
     sf_trace_transfer (self->trace, id, msg, false, sim,
                        api_call_received_us (call));
-    sf_trace_transfer (self->trace, id, "reply", true, sim,
-                       sf_time_wall_us ());
+    sf_trace_transfer (self->trace, id, "reply", true, sim, sf_time_wall_us ());
 }
 
 static void

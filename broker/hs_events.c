@@ -63,10 +63,9 @@ hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
                   : sim    ? zsys_sprintf ("sim:%s", sim)
                   : player ? zsys_sprintf ("player:%s", player)
                            : zsys_sprintf ("ring:");
-    json_t *event =
-        json_pack ("{s:I,s:I,s:s,s:O,s:s}", "index", (json_int_t) index,
-                   "prev", (json_int_t) prev, "op", op, "result", result,
-                   "node", self->node);
+    json_t *event = json_pack ("{s:I,s:I,s:s,s:O,s:s}", "index",
+                               (json_int_t) index, "prev", (json_int_t) prev,
+                               "op", op, "result", result, "node", self->node);
     char *text = sf_json_text (event);
     zstr_sendx (self->pub, topic, text, NULL);
     free (text);

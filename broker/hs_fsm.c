@@ -244,7 +244,8 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
                                         NULL};
         size_t index;
         const json_t *entity;
-        json_array_foreach (a->entities, index, entity) {
+        json_array_foreach (a->entities, index, entity)
+        {
             const char *path = NULL, *rule = NULL, *owner = NULL;
             const char *checkpoint = NULL;
             if (!json_is_object (entity))
@@ -366,20 +367,13 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
 }
 
-static const char *s_writes [] = {"cluster.add",
-                                  "player.register",
-                                  "sim.register",
-                                  "sim.heartbeat",
-                                  "entity.create",
-                                  "entity.import",
-                                  "entity.delete",
-                                  "entity.set_rule",
-                                  "authority.request",
-                                  "authority.release",
-                                  "sim.expire",
-                                  "authority.answer",
-                                  "authority.expire",
-                                  NULL};
+// clang-format off
+static const char *s_writes [] = {
+    "cluster.add", "player.register", "sim.register", "sim.heartbeat",
+    "entity.create", "entity.import", "entity.delete", "entity.set_rule",
+    "authority.request", "authority.release", "sim.expire",
+    "authority.answer", "authority.expire", NULL};
+// clang-format on
 static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
                                  "entity.list", NULL};
 
@@ -616,21 +610,22 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
     }
     const char *values [] = {name,          key, ctx->a->handoff,
                              ctx->a->state, ms,  ctx->a->api};
-    stmt = s_prepare (ctx->self,
-                      "INSERT INTO sims (id, key, handoff, state, "
-                      "registered_ms, heartbeat_ms, api) VALUES (?1, ?2, ?3, "
-                      "?4, ?5, ?5, ?6) ON CONFLICT (id) DO UPDATE SET key = ?2, "
-                      "handoff = ?3, state = ?4, heartbeat_ms = ?5, "
-                      "registered_ms = ?5, api = ?6",
-                      6, values);
+    stmt =
+        s_prepare (ctx->self,
+                   "INSERT INTO sims (id, key, handoff, state, "
+                   "registered_ms, heartbeat_ms, api) VALUES (?1, ?2, ?3, "
+                   "?4, ?5, ?5, ?6) ON CONFLICT (id) DO UPDATE SET key = ?2, "
+                   "handoff = ?3, state = ?4, heartbeat_ms = ?5, "
+                   "registered_ms = ?5, api = ?6",
+                   6, values);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack (
         "{s:s,s:s,s:o,s:o,s:o,s:I}", "sim", name, "key", key, "handoff",
         ctx->a->handoff ? json_string (ctx->a->handoff) : json_null (), "state",
         ctx->a->state ? json_string (ctx->a->state) : json_null (), "api",
-        ctx->a->api ? json_string (ctx->a->api) : json_null (),
-        "registered_ms", (json_int_t) ctx->cmd->time_ms);
+        ctx->a->api ? json_string (ctx->a->api) : json_null (), "registered_ms",
+        (json_int_t) ctx->cmd->time_ms);
 }
 
 //  Record a ring member's name, raft endpoint, API endpoint and key.
@@ -704,7 +699,8 @@ s_entity_import (s_apply_t *ctx)
     each.a = &one;
     size_t index;
     const json_t *entity;
-    json_array_foreach (ctx->a->entities, index, entity) {
+    json_array_foreach (ctx->a->entities, index, entity)
+    {
         one.path = json_string_value (json_object_get (entity, "path"));
         one.rule = json_string_value (json_object_get (entity, "rule"));
         one.owner = json_string_value (json_object_get (entity, "owner"));

@@ -177,10 +177,9 @@ s_io_apply (void *handle, raft_index index, raft_term term,
             hs_events_publish (self->events, index, prev, op, result);
             json_t *transfer = json_object_get (result, "transfer");
             if (json_is_integer (transfer))
-                sf_trace_transfer (self->trace,
-                                   (uint64_t) json_integer_value (transfer),
-                                   "event", true, "subscribers",
-                                   sf_time_wall_us ());
+                sf_trace_transfer (
+                    self->trace, (uint64_t) json_integer_value (transfer),
+                    "event", true, "subscribers", sf_time_wall_us ());
         }
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);

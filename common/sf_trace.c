@@ -13,7 +13,7 @@
 typedef struct {
     char trace [SF_TRACE_MAX_ID + 1];
     char peer [SF_TRACE_MAX_PEER + 1];
-    const char *msg;    //  static
+    const char *msg;  //  static
     bool sent;
     uint64_t us;
 } s_record_t;
@@ -22,7 +22,8 @@ struct _sf_trace_t {
     char *node;
     s_record_t *records;
     unsigned capacity;
-    uint64_t written;    //  records ever written; the next goes at written % capacity
+    uint64_t
+        written;  //  records ever written; the next goes at written % capacity
 };
 
 sf_trace_t *
@@ -145,17 +146,16 @@ sf_trace_test (bool verbose)
     json_t *seven = sf_trace_records (trace, "7");
     assert (json_array_size (seven) == 2);
     json_t *first = json_array_get (seven, 0);
-    assert (S_EQ (json_string_value (json_object_get (first, "msg")),
-                   "request"));
-    assert (S_EQ (json_string_value (json_object_get (first, "dir")),
-                   "received"));
+    assert (
+        S_EQ (json_string_value (json_object_get (first, "msg")), "request"));
+    assert (
+        S_EQ (json_string_value (json_object_get (first, "dir")), "received"));
     assert (S_EQ (json_string_value (json_object_get (first, "node")), "hs1"));
-    assert (S_EQ (json_string_value (json_object_get (first, "peer")),
-                   "sim2"));
+    assert (S_EQ (json_string_value (json_object_get (first, "peer")), "sim2"));
     assert (json_integer_value (json_object_get (first, "us")) == 100);
-    assert (S_EQ (json_string_value (
-                       json_object_get (json_array_get (seven, 1), "dir")),
-                   "sent"));
+    assert (S_EQ (
+        json_string_value (json_object_get (json_array_get (seven, 1), "dir")),
+        "sent"));
     json_decref (seven);
 
     //  The ring overwrites the oldest: four more push out all of 7's.
@@ -167,9 +167,9 @@ sf_trace_test (bool verbose)
     json_decref (seven);
     json_t *nine = sf_trace_records (trace, "9");
     assert (json_array_size (nine) == 4);
-    assert (json_integer_value (
-                json_object_get (json_array_get (nine, 0), "us"))
-            == 300);
+    assert (
+        json_integer_value (json_object_get (json_array_get (nine, 0), "us"))
+        == 300);
     json_decref (nine);
 
     //  Over-long ids and peers are cut, never overflow.
@@ -195,9 +195,12 @@ sf_trace_test (bool verbose)
     assert (S_EQ (json_string_value (json_object_get (answer, "node")), "hs1"));
     json_decref (answer);
     json_decref (args);
-    const char *bad [] = {"{\"trace\": \"\"}", "{\"trace\": -3}",
-                          "{\"trace\": [1]}", "{\"trace\": \"9\", \"x\": 1}",
-                          "{}", NULL};
+    const char *bad [] = {"{\"trace\": \"\"}",
+                          "{\"trace\": -3}",
+                          "{\"trace\": [1]}",
+                          "{\"trace\": \"9\", \"x\": 1}",
+                          "{}",
+                          NULL};
     for (const char **text = bad; *text; text++) {
         args = json_loads (*text, 0, NULL);
         assert (args);

@@ -79,8 +79,8 @@ ctl_client_send (ctl_client_t *self, const char *op, const json_t *args)
 json_t *
 ctl_client_recv (ctl_client_t *self, int timeout_ms, sf_fault_t *fault)
 {
-    char *text = s_recv_until (
-        self, sf_time_mono_ms () + (uint64_t) timeout_ms, fault);
+    char *text =
+        s_recv_until (self, sf_time_mono_ms () + (uint64_t) timeout_ms, fault);
     if (!text)
         return NULL;
     json_t *reply = api_msg_decode_reply (text, strlen (text), fault);

@@ -36,8 +36,7 @@ int64_t ctl_client_send (ctl_client_t *self, const char *op,
 
 //  The next reply, whichever request it answers, within TIMEOUT_MS.
 //  Caller decrefs; NULL with FAULT as ctl_client_call.
-json_t *ctl_client_recv (ctl_client_t *self, int timeout_ms,
-                         sf_fault_t *fault);
+json_t *ctl_client_recv (ctl_client_t *self, int timeout_ms, sf_fault_t *fault);
 
 //  Send REQUEST (raw bytes, sent unchanged) and wait for one reply. For
 //  debugging a daemon with hand-written requests. Returns the reply text

@@ -11,8 +11,7 @@
 #define S_ENVELOPE 128
 
 //  The entities of SCENE (taken), checked, or NULL with FAULT.
-static json_t *
-s_entities (json_t *scene, const char *path, sf_fault_t *fault);
+static json_t *s_entities (json_t *scene, const char *path, sf_fault_t *fault);
 
 json_t *
 ctl_scene_load (const char *path, sf_fault_t *fault)
@@ -53,7 +52,8 @@ s_entities (json_t *scene, const char *path, sf_fault_t *fault)
     }
     size_t index;
     json_t *entity;
-    json_array_foreach (entities, index, entity) {
+    json_array_foreach (entities, index, entity)
+    {
         if (!json_is_string (json_object_get (entity, "path"))) {
             sf_fault_set (fault, SF_EINVAL,
                           "scene %s: entities[%zu] has no \"path\" string",
@@ -75,7 +75,8 @@ ctl_scene_batches (const json_t *entities, size_t max_count, size_t max_bytes)
     size_t bytes = S_ENVELOPE;
     size_t index;
     json_t *entity;
-    json_array_foreach (entities, index, entity) {
+    json_array_foreach (entities, index, entity)
+    {
         char *text = json_dumps (entity, JSON_COMPACT);
         size_t size = text ? strlen (text) + 1 : 0;
         free (text);
@@ -99,14 +100,15 @@ ctl_scene_batches (const json_t *entities, size_t max_count, size_t max_bytes)
 char *
 ctl_scene_prefix (const json_t *entities)
 {
-    const char *first =
-        json_string_value (json_object_get (json_array_get (entities, 0), "path"));
+    const char *first = json_string_value (
+        json_object_get (json_array_get (entities, 0), "path"));
     if (!first || first [0] != '/')
         return strdup ("/");
     size_t shared = strlen (first);
     size_t index;
     json_t *entity;
-    json_array_foreach (entities, index, entity) {
+    json_array_foreach (entities, index, entity)
+    {
         const char *path = json_string_value (json_object_get (entity, "path"));
         size_t at = 0;
         while (at < shared && path && path [at] && path [at] == first [at])
@@ -156,7 +158,8 @@ ctl_scene_test (bool verbose)
     size_t seen = 0;
     size_t index;
     json_t *batch;
-    json_array_foreach (batches, index, batch) {
+    json_array_foreach (batches, index, batch)
+    {
         json_t *request = json_pack ("{s:s,s:I,s:O}", "op", "entity.import",
                                      "id", (json_int_t) 1, "entities", batch);
         char *text = json_dumps (request, JSON_COMPACT);
@@ -195,8 +198,12 @@ ctl_scene_test (bool verbose)
     json_decref (big);
     json_decref (entities);
     //  Text that is not a scene is refused with the reason.
-    const char *bad [] = {"", "[1]", "{\"entities\": 3}", "{\"entities\": []}",
-                          "{\"entities\": [{\"path\": 1}]}", NULL};
+    const char *bad [] = {"",
+                          "[1]",
+                          "{\"entities\": 3}",
+                          "{\"entities\": []}",
+                          "{\"entities\": [{\"path\": 1}]}",
+                          NULL};
     for (const char **text = bad; *text; text++) {
         sf_fault_t fault;
         sf_fault_clear (&fault);

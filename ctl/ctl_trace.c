@@ -37,8 +37,7 @@ s_out (const s_message_t *message)
 static int64_t
 s_in (const s_message_t *message)
 {
-    return message->received_us >= 0 ? message->received_us
-                                      : message->sent_us;
+    return message->received_us >= 0 ? message->received_us : message->sent_us;
 }
 
 static int
@@ -96,21 +95,21 @@ s_pair (s_record_t *records, size_t count, s_message_t *messages)
                 continue;
             got->matched = true;
             delivered = true;
-            messages [made++] = (s_message_t) {sent->msg, sent->node,
-                                               got->node, sent->us, got->us};
+            messages [made++] = (s_message_t){sent->msg, sent->node, got->node,
+                                              sent->us, got->us};
             if (!broadcast)
                 break;
         }
         if (!delivered && made < S_MAX)
-            messages [made++] = (s_message_t) {sent->msg, sent->node,
-                                               sent->peer, sent->us, -1};
+            messages [made++] =
+                (s_message_t){sent->msg, sent->node, sent->peer, sent->us, -1};
     }
     //  Receipts whose sender recorded nothing (a traced update's ACK).
     for (size_t at = 0; at < count && made < S_MAX; at++)
         if (!records [at].sent && !records [at].matched)
             messages [made++] =
-                (s_message_t) {records [at].msg, records [at].peer,
-                               records [at].node, -1, records [at].us};
+                (s_message_t){records [at].msg, records [at].peer,
+                              records [at].node, -1, records [at].us};
     return made;
 }
 
@@ -145,11 +144,13 @@ ctl_trace_analyse (const char *id, const json_t *records,
                    const char *const *ring)
 {
     s_record_t *list = (s_record_t *) calloc (S_MAX, sizeof (s_record_t));
-    s_message_t *messages = (s_message_t *) calloc (S_MAX, sizeof (s_message_t));
+    s_message_t *messages =
+        (s_message_t *) calloc (S_MAX, sizeof (s_message_t));
     size_t count = 0;
     size_t index;
     json_t *record;
-    json_array_foreach (records, index, record) {
+    json_array_foreach (records, index, record)
+    {
         const char *msg = json_string_value (json_object_get (record, "msg"));
         const char *dir = json_string_value (json_object_get (record, "dir"));
         const char *node = json_string_value (json_object_get (record, "node"));
@@ -158,8 +159,9 @@ ctl_trace_analyse (const char *id, const json_t *records,
         if (!msg || !dir || !node || !peer || !json_is_integer (us)
             || count == S_MAX)
             continue;
-        list [count++] = (s_record_t) {msg, node, peer, S_EQ (dir, "sent"),
-                                       json_integer_value (us), false};
+        list [count++] = (s_record_t){
+            msg,  node, peer, S_EQ (dir, "sent"), json_integer_value (us),
+            false};
     }
     qsort (list, count, sizeof *list, s_by_time);
     size_t made = s_pair (list, count, messages);
@@ -218,11 +220,10 @@ ctl_trace_analyse (const char *id, const json_t *records,
     }
     free (list);
     free (messages);
-    return json_pack ("{s:s,s:i,s:o,s:o}", "trace", id, "hops", hops,
-                      "critical_us",
-                      critical_us >= 0 ? json_integer (critical_us)
-                                       : json_null (),
-                      "messages", rows);
+    return json_pack (
+        "{s:s,s:i,s:o,s:o}", "trace", id, "hops", hops, "critical_us",
+        critical_us >= 0 ? json_integer (critical_us) : json_null (),
+        "messages", rows);
 }
 
 void
@@ -232,7 +233,8 @@ ctl_trace_print (const json_t *analysis)
             "CRITICAL");
     size_t index;
     json_t *row;
-    json_array_foreach (json_object_get (analysis, "messages"), index, row) {
+    json_array_foreach (json_object_get (analysis, "messages"), index, row)
+    {
         json_t *latency = json_object_get (row, "latency_us");
         char text [24] = "-";
         if (json_is_integer (latency))
@@ -245,8 +247,9 @@ ctl_trace_print (const json_t *analysis)
                 json_is_true (json_object_get (row, "critical")) ? "*" : "");
     }
     json_t *critical = json_object_get (analysis, "critical_us");
-    printf ("hops %lld, critical path ",
-            (long long) json_integer_value (json_object_get (analysis, "hops")));
+    printf (
+        "hops %lld, critical path ",
+        (long long) json_integer_value (json_object_get (analysis, "hops")));
     if (json_is_integer (critical))
         printf ("%lld us\n", (long long) json_integer_value (critical));
     else
@@ -286,27 +289,28 @@ ctl_trace_test (bool verbose)
     //  members' events and the handoff's ack are off the path. Records
     //  come in any order.
     json_t *records = json_array ();
-    json_array_append_new (records, s_record ("handoff_ack", "received", "simA",
-                                              "simB", 900));
+    json_array_append_new (
+        records, s_record ("handoff_ack", "received", "simA", "simB", 900));
     json_array_append_new (records,
                            s_record ("request", "sent", "simB", "hs1", 100));
+    json_array_append_new (
+        records, s_record ("request", "received", "hs1", "simB", 150));
     json_array_append_new (records,
-                           s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (records, s_record ("reply", "sent", "hs1", "simB", 400));
+                           s_record ("reply", "sent", "hs1", "simB", 400));
     json_array_append_new (records,
                            s_record ("reply", "received", "simB", "hs1", 450));
-    json_array_append_new (records,
-                           s_record ("event", "sent", "hs1", "subscribers", 410));
-    json_array_append_new (records,
-                           s_record ("event", "sent", "hs2", "subscribers", 600));
+    json_array_append_new (
+        records, s_record ("event", "sent", "hs1", "subscribers", 410));
+    json_array_append_new (
+        records, s_record ("event", "sent", "hs2", "subscribers", 600));
     json_array_append_new (records,
                            s_record ("event", "received", "simA", "hs1", 470));
     json_array_append_new (records,
                            s_record ("handoff", "sent", "simA", "simB", 500));
-    json_array_append_new (records,
-                           s_record ("handoff", "received", "simB", "simA", 560));
-    json_array_append_new (records,
-                           s_record ("handoff_ack", "sent", "simB", "simA", 570));
+    json_array_append_new (
+        records, s_record ("handoff", "received", "simB", "simA", 560));
+    json_array_append_new (
+        records, s_record ("handoff_ack", "sent", "simB", "simA", 570));
     int64_t critical = 0;
     assert (s_hops (records, &critical) == 3);
     assert (critical == 460);
@@ -316,16 +320,16 @@ ctl_trace_test (bool verbose)
     records = json_array ();
     json_array_append_new (records,
                            s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (records,
-                           s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (records,
-                           s_record ("event", "sent", "hs2", "subscribers", 300));
+    json_array_append_new (
+        records, s_record ("request", "received", "hs1", "simB", 150));
+    json_array_append_new (
+        records, s_record ("event", "sent", "hs2", "subscribers", 300));
     json_array_append_new (records,
                            s_record ("event", "received", "simA", "hs2", 320));
     json_array_append_new (records,
                            s_record ("handoff", "sent", "simA", "simB", 330));
-    json_array_append_new (records,
-                           s_record ("handoff", "received", "simB", "simA", 360));
+    json_array_append_new (
+        records, s_record ("handoff", "received", "simB", "simA", 360));
     json_array_append_new (records,
                            s_record ("reply", "received", "simB", "hs1", 340));
     assert (s_hops (records, NULL) == 3);
@@ -335,10 +339,10 @@ ctl_trace_test (bool verbose)
     records = json_array ();
     json_array_append_new (records,
                            s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (records,
-                           s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (records,
-                           s_record ("handoff", "received", "simB", "simA", 300));
+    json_array_append_new (
+        records, s_record ("request", "received", "hs1", "simB", 150));
+    json_array_append_new (
+        records, s_record ("handoff", "received", "simB", "simA", 300));
     json_array_append_new (records,
                            s_record ("reply", "received", "simB", "hs1", 400));
     assert (s_hops (records, NULL) == 2);
@@ -348,29 +352,32 @@ ctl_trace_test (bool verbose)
     records = json_array ();
     json_array_append_new (records,
                            s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (records,
-                           s_record ("request", "received", "hs1", "simB", 110));
-    json_array_append_new (records,
-                           s_record ("event", "sent", "hs1", "subscribers", 200));
+    json_array_append_new (
+        records, s_record ("request", "received", "hs1", "simB", 110));
+    json_array_append_new (
+        records, s_record ("event", "sent", "hs1", "subscribers", 200));
     json_array_append_new (records,
                            s_record ("event", "received", "simA", "hs1", 210));
-    json_array_append_new (records, s_record ("answer", "sent", "simA", "hs1", 300));
+    json_array_append_new (records,
+                           s_record ("answer", "sent", "simA", "hs1", 300));
     json_array_append_new (records,
                            s_record ("answer", "received", "hs1", "simA", 310));
-    json_array_append_new (records,
-                           s_record ("event", "sent", "hs1", "subscribers", 400));
+    json_array_append_new (
+        records, s_record ("event", "sent", "hs1", "subscribers", 400));
     json_array_append_new (records,
                            s_record ("event", "received", "simA", "hs1", 410));
-    json_array_append_new (records, s_record ("reply", "sent", "hs1", "simA", 401));
+    json_array_append_new (records,
+                           s_record ("reply", "sent", "hs1", "simA", 401));
     json_array_append_new (records,
                            s_record ("reply", "received", "simA", "hs1", 415));
-    json_array_append_new (records, s_record ("reply", "sent", "hs1", "simB", 402));
+    json_array_append_new (records,
+                           s_record ("reply", "sent", "hs1", "simB", 402));
     json_array_append_new (records,
                            s_record ("reply", "received", "simB", "hs1", 412));
     json_array_append_new (records,
                            s_record ("handoff", "sent", "simA", "simB", 420));
-    json_array_append_new (records,
-                           s_record ("handoff", "received", "simB", "simA", 430));
+    json_array_append_new (
+        records, s_record ("handoff", "received", "simB", "simA", 430));
     assert (s_hops (records, NULL) == 5);
 
     //  Case 3: the sender records both ends of its round trip.

@@ -154,12 +154,12 @@ s_connect_leader (sf_config_t *config)
 {
     ctl_client_t *client = s_connect (config);
     json_t *status = s_ask (config, client, "status", NULL, "status");
-    const char *leader =
-        json_string_value (json_object_get (status, "leader"));
+    const char *leader = json_string_value (json_object_get (status, "leader"));
     const char *node = json_string_value (json_object_get (status, "node"));
     size_t index;
     json_t *member;
-    json_array_foreach (json_object_get (status, "members"), index, member) {
+    json_array_foreach (json_object_get (status, "members"), index, member)
+    {
         const char *name = json_string_value (json_object_get (member, "name"));
         const char *api = json_string_value (json_object_get (member, "api"));
         const char *key = json_string_value (json_object_get (member, "key"));
@@ -399,7 +399,8 @@ s_trace (sf_config_t *config, zlist_t *args)
     size_t n_ring = 0;
     size_t index;
     json_t *member;
-    json_array_foreach (json_object_get (status, "members"), index, member) {
+    json_array_foreach (json_object_get (status, "members"), index, member)
+    {
         const char *name = json_string_value (json_object_get (member, "name"));
         const char *api = json_string_value (json_object_get (member, "api"));
         const char *key = json_string_value (json_object_get (member, "key"));
@@ -408,7 +409,8 @@ s_trace (sf_config_t *config, zlist_t *args)
         if (name && api && key)
             s_trace_from (config, name, api, key, request, records);
     }
-    json_array_foreach (json_object_get (sims, "sims"), index, member) {
+    json_array_foreach (json_object_get (sims, "sims"), index, member)
+    {
         const char *name = json_string_value (json_object_get (member, "sim"));
         const char *api = json_string_value (json_object_get (member, "api"));
         const char *key = json_string_value (json_object_get (member, "key"));
@@ -442,12 +444,11 @@ s_progress (size_t done, size_t total, uint64_t started_ms, bool final)
     static size_t shown = 0;
     double seconds = (double) (sf_time_mono_ms () - started_ms) / 1000.0;
     if (isatty (STDERR_FILENO)) {
-        int width = 30, filled = (int) ((double) width * (double) done
-                                        / (double) total);
+        int width = 30,
+            filled = (int) ((double) width * (double) done / (double) total);
         fprintf (stderr, "\rimport [%.*s%*s] %zu/%zu entities %3.0f%% %.2f s",
                  filled, "##############################", width - filled, "",
-                 done, total, 100.0 * (double) done / (double) total,
-                 seconds);
+                 done, total, 100.0 * (double) done / (double) total, seconds);
         if (final)
             fprintf (stderr, "\n");
     }
@@ -473,49 +474,66 @@ s_import (sf_config_t *config, zlist_t *args)
     if (!entities)
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
     json_t *batches = ctl_scene_batches (
-        entities, (size_t) sf_config_int (config, "fabricctl/batch"), 48 * 1024);
+        entities, (size_t) sf_config_int (config, "fabricctl/batch"),
+        48 * 1024);
     size_t total = json_array_size (entities);
     int window = (int) sf_config_int (config, "fabricctl/window");
     int timeout = (int) sf_config_int (config, "fabricctl/timeout");
     ctl_client_t *client = s_connect (config);
     uint64_t started = sf_time_mono_ms ();
-    size_t next = 0, done = 0, in_flight = 0;
+    size_t next = 0, done = 0, in_flight = 0, retries = 0;
     int code = SF_EXIT_OK;
-    //  The batch each request id carries, to count what landed.
-    zhashx_t *sizes = zhashx_new ();
-    zhashx_set_destructor (sizes, (zhashx_destructor_fn *) zstr_free);
-    while (next < json_array_size (batches) || in_flight) {
-        while (code == SF_EXIT_OK && next < json_array_size (batches)
-               && in_flight < (size_t) window) {
-            json_t *request = json_pack ("{s:O}", "entities",
-                                         json_array_get (batches, next++));
+    //  Request id -> the batch it carries (its index, as text).
+    zhashx_t *sent = zhashx_new ();
+    zhashx_set_destructor (sent, (zhashx_destructor_fn *) zstr_free);
+    zlist_t *again = zlist_new ();  //  batches to send again (index + 1)
+    while (next < json_array_size (batches) || in_flight
+           || zlist_size (again)) {
+        while (code == SF_EXIT_OK && in_flight < (size_t) window
+               && (zlist_size (again) || next < json_array_size (batches))) {
+            size_t at = zlist_size (again)
+                            ? (size_t) (uintptr_t) zlist_pop (again) - 1
+                            : next++;
+            json_t *request =
+                json_pack ("{s:O}", "entities", json_array_get (batches, at));
             int64_t id = ctl_client_send (client, "entity.import", request);
             json_decref (request);
-            char key [24], size [24];
+            char key [24], value [24];
             snprintf (key, sizeof key, "%lld", (long long) id);
-            snprintf (size, sizeof size, "%zu",
-                      json_array_size (json_array_get (batches, next - 1)));
-            zhashx_insert (sizes, key, strdup (size));
+            snprintf (value, sizeof value, "%zu", at);
+            zhashx_insert (sent, key, strdup (value));
             in_flight++;
         }
         if (!in_flight)
             break;
         json_t *reply = ctl_client_recv (client, timeout, &fault);
         if (!reply) {
-            fprintf (stderr, "\nfabricctl: import: %s after %zu of %zu "
-                             "entities\n",
+            fprintf (stderr,
+                     "\nfabricctl: import: %s after %zu of %zu "
+                     "entities\n",
                      fault.message, done, total);
             code = SF_EXIT_UNREACHABLE;
             break;
         }
         char key [24];
-        snprintf (key, sizeof key, "%lld",
-                  (long long) json_integer_value (json_object_get (reply, "id")));
-        const char *size = (const char *) zhashx_lookup (sizes, key);
-        if (size) {
+        snprintf (
+            key, sizeof key, "%lld",
+            (long long) json_integer_value (json_object_get (reply, "id")));
+        const char *value = (const char *) zhashx_lookup (sent, key);
+        if (value) {
             in_flight--;
+            size_t at = (size_t) strtoull (value, NULL, 10);
+            zhashx_delete (sent, key);
             if (api_msg_reply_fault (reply, &fault) == 0)
-                done += (size_t) strtoull (size, NULL, 10);
+                done += json_array_size (json_array_get (batches, at));
+            else if (fault.error == SF_EUNAVAILABLE && retries < 20
+                     && code == SF_EXIT_OK) {
+                //  The ring was changing leader and the sim found none of
+                //  the batch in it: send it again, after a pause.
+                retries++;
+                zclock_sleep (50 * (int) (retries < 10 ? retries : 10));
+                zlist_append (again, (void *) (uintptr_t) (at + 1));
+            }
             else if (code == SF_EXIT_OK) {
                 fprintf (stderr, "\nfabricctl: import: %s: %s\n",
                          json_string_value (json_object_get (
@@ -523,24 +541,24 @@ s_import (sf_config_t *config, zlist_t *args)
                          fault.message);
                 code = SF_EXIT_FAILURE;
             }
-            zhashx_delete (sizes, key);
             s_progress (done, total, started, false);
         }
         json_decref (reply);
     }
+    zlist_destroy (&again);
     double seconds = (double) (sf_time_mono_ms () - started) / 1000.0;
     s_progress (done, total, started, true);
-    json_t *result = json_pack ("{s:I,s:I,s:I,s:f}", "imported",
-                                (json_int_t) done, "entities", (json_int_t) total,
-                                "batches", (json_int_t) json_array_size (batches),
-                                "seconds", seconds);
+    json_t *result = json_pack (
+        "{s:I,s:I,s:I,s:f,s:I}", "imported", (json_int_t) done, "entities",
+        (json_int_t) total, "batches", (json_int_t) json_array_size (batches),
+        "seconds", seconds, "retries", (json_int_t) retries);
     const char *copy_to = sf_config_str (config, "fabricctl/copy_to");
     if (code == SF_EXIT_OK && copy_to) {
         char *prefix = ctl_scene_prefix (entities);
         json_t *copy = json_pack ("{s:s,s:s}", "to", copy_to, "prefix", prefix);
         uint64_t copy_started = sf_time_mono_ms ();
-        json_t *reply = ctl_client_call (client, "entity.copy", copy,
-                                         timeout * 10, &fault);
+        json_t *reply =
+            ctl_client_call (client, "entity.copy", copy, timeout * 10, &fault);
         if (reply && api_msg_reply_fault (reply, &fault) == 0) {
             json_object_del (reply, "id");
             json_object_del (reply, "ok");
@@ -567,7 +585,7 @@ s_import (sf_config_t *config, zlist_t *args)
         printf ("imported %zu of %zu entities in %zu batches in %.2f s\n", done,
                 total, json_array_size (batches), seconds);
     json_decref (result);
-    zhashx_destroy (&sizes);
+    zhashx_destroy (&sent);
     ctl_client_destroy (&client);
     json_decref (batches);
     json_decref (entities);

@@ -357,9 +357,9 @@ sim_api_lost (sim_api_t *self, sim_entity_t *entity)
 {
     entity->authority = false;
     entity->source [0] = 0;
-    json_t *event = json_pack ("{s:s,s:s,s:I,s:n}", "event", "fenced", "path",
-                               entity->path, "epoch",
-                               (json_int_t) entity->epoch, "authority");
+    json_t *event =
+        json_pack ("{s:s,s:s,s:I,s:n}", "event", "fenced", "path", entity->path,
+                   "epoch", (json_int_t) entity->epoch, "authority");
     s_publish (self, entity->path, event);
     json_decref (event);
 }
@@ -374,7 +374,8 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         json_string_value (json_object_get (result, "authority"));
     json_int_t epoch = json_integer_value (json_object_get (result, "epoch"));
     const char *expired = json_string_value (json_object_get (result, "sim"));
-    if (streq (op, "sim.expire") && expired && streq (expired, self->config.name)) {
+    if (streq (op, "sim.expire") && expired
+        && streq (expired, self->config.name)) {
         //  The ring declared this sim dead and orphaned what it held: it
         //  holds nothing any more (it registers again with its heartbeat).
         uint32_t slots = sim_store_slots (self->config.store);
@@ -406,9 +407,9 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
             zhashx_insert (self->overtaken, path, grants);
         }
         json_array_append_new (
-            grants, json_pack ("{s:I,s:s,s:O?}", "epoch", epoch, "authority",
-                               authority, "transfer",
-                               json_object_get (result, "transfer")));
+            grants,
+            json_pack ("{s:I,s:s,s:O?}", "epoch", epoch, "authority", authority,
+                       "transfer", json_object_get (result, "transfer")));
     }
     if (json_is_true (json_object_get (result, "pending"))) {
         //  Asked: only the authority asked hears of it.
@@ -555,7 +556,8 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
 {
     sim_api_t *self = (sim_api_t *) context;
     (void) principal;
-    static const char *allowed [] = {"op", "id", "path", "state", "trace", NULL};
+    static const char *allowed [] = {"op",    "id",    "path",
+                                     "state", "trace", NULL};
     const char *path, *state;
     size_t size;
     bool traced = false;
@@ -705,10 +707,9 @@ s_op_trace (void *context, const api_msg_t *request, const char *principal,
 {
     sim_api_t *self = (sim_api_t *) context;
     (void) principal;
-    json_t *answer = self->config.trace
-                         ? sf_trace_answer (self->config.trace, request->root,
-                                            fault)
-                         : NULL;
+    json_t *answer = self->config.trace ? sf_trace_answer (self->config.trace,
+                                                           request->root, fault)
+                                        : NULL;
     if (!answer) {
         if (!self->config.trace)
             sf_fault_set (fault, SF_EUNAVAILABLE, "this sim keeps no traces");
@@ -720,14 +721,10 @@ s_op_trace (void *context, const api_msg_t *request, const char *principal,
 }
 
 static const api_msg_op_t s_ops [] = {
-    {"status", s_op_status},
-    {"entity.update", s_op_update},
-    {"entity.get", s_op_get},
-    {"entity.list", s_op_list},
-    {"entity.match", s_op_match},
-    {"counters", s_op_counters},
-    {"trace", s_op_trace},
-    {NULL, NULL},
+    {"status", s_op_status},      {"entity.update", s_op_update},
+    {"entity.get", s_op_get},     {"entity.list", s_op_list},
+    {"entity.match", s_op_match}, {"counters", s_op_counters},
+    {"trace", s_op_trace},        {NULL, NULL},
 };
 
 //  The ring answered an entity.create.
@@ -1031,7 +1028,8 @@ s_overtaking (sim_api_t *self, const char *path, uint64_t epoch)
     json_t *first = NULL;
     size_t index;
     json_t *grant;
-    json_array_foreach (grants, index, grant) {
+    json_array_foreach (grants, index, grant)
+    {
         json_int_t at = json_integer_value (json_object_get (grant, "epoch"));
         if ((uint64_t) at > epoch
             && (!first
@@ -1062,9 +1060,10 @@ s_claim_overtaken (sim_api_t *self, const char *path, s_claim_t *claim,
                == 0) {
         entity->authority = false;
         if (self->config.handoff)
-            sim_handoff_send (
-                self->config.handoff, next_sim, entity, next_epoch,
-                (uint64_t) json_integer_value (json_object_get (next, "transfer")));
+            sim_handoff_send (self->config.handoff, next_sim, entity,
+                              next_epoch,
+                              (uint64_t) json_integer_value (
+                                  json_object_get (next, "transfer")));
         entity->epoch = next_epoch;
         entity->seq = 0;
         snprintf (entity->source, sizeof entity->source, "%s", next_sim);
@@ -1321,6 +1320,9 @@ s_create (sim_api_t *self, api_call_t **call_p)
                  state ? strndup (state, size) : NULL, s_created);
 }
 
+static void s_import_checked (void *arg, json_t *reply,
+                              const sf_fault_t *fault);
+
 //  The ring answered an entity.import: the batch is this sim's now.
 static void
 s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
@@ -1329,6 +1331,22 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
     sim_api_t *self = waiting->api;
     zlist_remove (self->waiting, waiting);
     api_router_t *router = self->config.router;
+    if (fault
+        && (fault->error == SF_EUNAVAILABLE || fault->error == SF_ETIMEOUT)
+        && !waiting->state) {
+        //  The leader changed, or did not answer: the batch may or may not
+        //  be in the ring. It is all or nothing, so its first entity says.
+        waiting->state = strdup ("checking");
+        json_t *args = json_pack (
+            "{s:O}", "path",
+            json_object_get (json_array_get (waiting->batch, 0), "path"));
+        if (sim_ring_call (self->config.ring, "entity.get", &args,
+                           S_RING_TIMEOUT_MS, s_import_checked, waiting)
+            == 0) {
+            zlist_append (self->waiting, waiting);
+            return;
+        }
+    }
     if (fault) {
         api_router_fail (router, &waiting->call, fault->error, fault->message);
         s_waiting_destroy (&waiting);
@@ -1340,7 +1358,8 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
     size_t index;
     json_t *item;
     size_t stored = 0;
-    json_array_foreach (waiting->batch, index, item) {
+    json_array_foreach (waiting->batch, index, item)
+    {
         const char *path = json_string_value (json_object_get (item, "path"));
         const char *state =
             json_string_value (json_object_get (item, "checkpoint"));
@@ -1380,6 +1399,42 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_destroy (&waiting);
 }
 
+//  What the ring says of an import batch's first entity after an answer
+//  that left the outcome open: this sim its authority at epoch 1, the
+//  batch is in; otherwise nothing was imported.
+static void
+s_import_checked (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    const char *authority =
+        json_string_value (json_object_get (reply, "authority"));
+    if (!fault && authority && streq (authority, self->config.name)
+        && json_integer_value (json_object_get (reply, "epoch")) == 1) {
+        json_t *landed = json_pack (
+            "{s:i,s:O,s:O,s:O}", "epoch", 1, "first",
+            json_object_get (reply, "path"), "last",
+            json_object_get (
+                json_array_get (waiting->batch,
+                                json_array_size (waiting->batch) - 1),
+                "path"),
+            "index", json_object_get (reply, "revision"));
+        s_imported (waiting, landed, NULL);
+        json_decref (landed);
+        return;
+    }
+    zlist_remove (self->waiting, waiting);
+    if (fault && fault->error != SF_ENOTFOUND)
+        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
+                         "the ring's leader changed during the import and "
+                         "cannot say yet whether the batch is in: retry");
+    else
+        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
+                         "the ring's leader changed during the import; the "
+                         "batch is not in the ring: retry");
+    s_waiting_destroy (&waiting);
+}
+
 //  entity.import: a batch of entities, created in the ring in one command
 //  with this sim as their authority, then held here.
 static void
@@ -1412,7 +1467,8 @@ s_import (sim_api_t *self, api_call_t **call_p)
     json_t *batch = json_array ();
     size_t index;
     const json_t *entity;
-    json_array_foreach (entities, index, entity) {
+    json_array_foreach (entities, index, entity)
+    {
         const char *path = NULL, *state = NULL;
         size_t size = 0;
         if (!json_is_object (entity) || sf_json_only (entity, fields, &fault)
@@ -1453,9 +1509,8 @@ s_import (sim_api_t *self, api_call_t **call_p)
     }
     json_t *args = json_pack ("{s:O,s:s}", "entities", batch, "authority",
                               self->config.name);
-    s_waiting_t *waiting =
-        s_ring_wait (self, call_p, "entity.import", args, NULL, NULL,
-                     s_imported);
+    s_waiting_t *waiting = s_ring_wait (self, call_p, "entity.import", args,
+                                        NULL, NULL, s_imported);
     if (waiting)
         waiting->batch = batch;
     else

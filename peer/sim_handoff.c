@@ -697,8 +697,8 @@ s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
 {
     (void) loop;
     sim_handoff_t *self = (sim_handoff_t *) arg;
-    for (int count = 0;
-         count < S_DRAIN && (zsock_events (router) & ZMQ_POLLIN); count++)
+    for (int count = 0; count < S_DRAIN && (zsock_events (router) & ZMQ_POLLIN);
+         count++)
         s_router_one (self, router);
     return 0;
 }
@@ -727,8 +727,7 @@ sim_handoff_set_trace (sim_handoff_t *self, sf_trace_t *trace)
 
 int
 sim_handoff_send (sim_handoff_t *self, const char *to,
-                  const sim_entity_t *entity, uint64_t epoch,
-                  uint64_t transfer)
+                  const sim_entity_t *entity, uint64_t epoch, uint64_t transfer)
 {
     s_peer_t *peer = s_peer_named (self, to);
     zsock_t *dealer = peer ? s_dealer (self, peer) : NULL;

@@ -24,10 +24,10 @@ struct _sim_ring_t {
     zsock_t *events;              //  SUB to every member's events, or NULL
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
-    uint64_t event_index;  //  newest change seen (every member sends each)
+    uint64_t event_index;     //  newest change seen (every member sends each)
     sim_ring_gap_fn *gap_fn;  //  told of lost events, or NULL
     void *gap_arg;
-    s_member_t *members;   //  the ring, from configuration
+    s_member_t *members;  //  the ring, from configuration
     size_t n_members;
     size_t target;      //  index of the member asked now
     zhashx_t *pending;  //  request id text -> s_pending_t

@@ -231,9 +231,9 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sf_fault_set (fault, SF_EINTERNAL, "out of memory");
         goto failed;
     }
-    sim_api_config_t api_config = {
-        self->name, self->router, self->store,      self->stream,
-        self->handoff, self->ring, self->trace, self->started_ms};
+    sim_api_config_t api_config = {self->name,   self->router,    self->store,
+                                   self->stream, self->handoff,   self->ring,
+                                   self->trace,  self->started_ms};
     self->api = sim_api_new (&api_config);
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
@@ -378,10 +378,10 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
             json_string_value (json_object_get (entity, "authority"));
         //  "EPOCH AUTHORITY" (no authority: an orphan).
         char said [128];
-        snprintf (said, sizeof said, "%lld %s",
-                  (long long) json_integer_value (
-                      json_object_get (entity, "epoch")),
-                  authority ? authority : "");
+        snprintf (
+            said, sizeof said, "%lld %s",
+            (long long) json_integer_value (json_object_get (entity, "epoch")),
+            authority ? authority : "");
         if (path)
             zhashx_update (self->confirmed, path, strdup (said));
     }

@@ -92,7 +92,7 @@ typedef struct {
 } s_traced_t;
 
 struct _sim_stream_t {
-    sf_trace_t *trace;                  //  hop records (lent), or NULL
+    sf_trace_t *trace;  //  hop records (lent), or NULL
     s_traced_t traced [SIM_STREAM_TRACES];
     unsigned n_traced;                  //  entries in use
     zsock_t *dish;                      //  receives from every peer
@@ -419,7 +419,8 @@ sim_stream_peers_end (sim_stream_t *self)
         if (!peer->seen) {
             //  Its traces end with it.
             for (unsigned at = 0; at < SIM_STREAM_TRACES; at++)
-                if (self->traced [at].id [0] && self->traced [at].peer == peer) {
+                if (self->traced [at].id [0]
+                    && self->traced [at].peer == peer) {
                     self->traced [at].id [0] = 0;
                     self->n_traced--;
                 }
@@ -716,8 +717,7 @@ sim_stream_receive (sim_stream_t *self, uint64_t now_us)
 //  The datagram about to go to PEER (its counter is peer->counter) carries
 //  the COUNT items packed: note the traced updates among them.
 static void
-s_trace_sent (sim_stream_t *self, s_peer_t *peer, size_t count,
-              uint64_t now_us)
+s_trace_sent (sim_stream_t *self, s_peer_t *peer, size_t count, uint64_t now_us)
 {
     for (unsigned at = 0; at < SIM_STREAM_TRACES; at++) {
         s_traced_t *traced = &self->traced [at];
@@ -739,8 +739,8 @@ s_trace_sent (sim_stream_t *self, s_peer_t *peer, size_t count,
 //  PEER acknowledged counters TOP and those BITS mark below it: traced
 //  datagrams among them are done; those past their time are dropped.
 static void
-s_trace_acked (sim_stream_t *self, s_peer_t *peer, uint64_t top,
-               uint64_t bits, uint64_t now_us)
+s_trace_acked (sim_stream_t *self, s_peer_t *peer, uint64_t top, uint64_t bits,
+               uint64_t now_us)
 {
     for (unsigned at = 0; at < SIM_STREAM_TRACES; at++) {
         s_traced_t *traced = &self->traced [at];

@@ -111,9 +111,10 @@ s_call (s_client_t *client, const char *request)
 static void
 s_claim (s_client_t *client, int entity)
 {
-    zstr_sendf (client->socket,
-                "{\"op\":\"entity.claim\",\"id\":%d,\"path\":\"/bench/t/%d/%d\"}",
-                entity, (int) getpid (), entity);
+    zstr_sendf (
+        client->socket,
+        "{\"op\":\"entity.claim\",\"id\":%d,\"path\":\"/bench/t/%d/%d\"}",
+        entity, (int) getpid (), entity);
 }
 
 int
@@ -193,10 +194,9 @@ main (int argc, char *argv [])
         if (json_is_true (json_object_get (reply, "ok"))) {
             holder [entity] = 1 - holder [entity];
             samples [n_samples++] = took;
-            inner [n_inner++] =
-                (uint64_t) json_integer_value (
-                    json_object_get (reply, "elapsed_us"))
-                * 1000;
+            inner [n_inner++] = (uint64_t) json_integer_value (
+                                    json_object_get (reply, "elapsed_us"))
+                                * 1000;
             const char *from =
                 json_string_value (json_object_get (reply, "from"));
             handoffs += from && strcmp (from, "handoff") == 0;
@@ -269,10 +269,10 @@ main (int argc, char *argv [])
     json_t *trip = s_summary (trips, n_trips);
     double floor_us = json_real_value (json_object_get (commit, "p50_us"))
                       + json_real_value (json_object_get (trip, "p50_us"));
-    json_t *result = json_pack (
-        "{s:{s:o,s:o,s:f},s:o,s:o,s:o,s:i}", "floor", "commit", commit,
-        "round_trip", trip, "p50_us", floor_us, "latency", latency,
-        "throughput", throughput, "traced", traced, "errors", errors);
+    json_t *result = json_pack ("{s:{s:o,s:o,s:f},s:o,s:o,s:o,s:i}", "floor",
+                                "commit", commit, "round_trip", trip, "p50_us",
+                                floor_us, "latency", latency, "throughput",
+                                throughput, "traced", traced, "errors", errors);
     char *text = json_dumps (result, JSON_COMPACT);
     printf ("%s\n", text);
     free (text);

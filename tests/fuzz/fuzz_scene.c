@@ -13,18 +13,20 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     sf_fault_t fault;
-    json_t *entities = ctl_scene_parse ((const char *) data, size, "fuzz", &fault);
+    json_t *entities =
+        ctl_scene_parse ((const char *) data, size, "fuzz", &fault);
     if (!entities)
         return 0;
     json_t *batches = ctl_scene_batches (entities, 7, 512);
     size_t seen = 0, index;
     json_t *batch;
-    json_array_foreach (batches, index, batch) {
+    json_array_foreach (batches, index, batch)
+    {
         size_t at;
         json_t *entity;
-        json_array_foreach (batch, at, entity)
-            if (json_array_get (entities, seen++) != entity)
-                abort ();
+        json_array_foreach (
+            batch, at, entity) if (json_array_get (entities, seen++) != entity)
+            abort ();
     }
     if (seen != json_array_size (entities))
         abort ();
