@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-#  Start a local simfabric instance on loopback: keys and data in a
-#  temporary folder, a ring of three homeservers and a simulation server,
-#  each checked with fabricctl. Runs until Ctrl-C (or --duration), then stops every
-#  daemon it started and reports how each exited.
+#  Start a local simfabric instance on loopback and run the fabric's main
+#  job on it: keys and data in a temporary folder, a ring of three
+#  homeservers and two simulation servers, each checked with fabricctl;
+#  then the demo (scripts/demo.py): the example scene imported, transforms
+#  edited and streamed to the other sim, authority moved under each rule,
+#  a sim killed and its entities recovered, each step with its measured
+#  latency and hop count. Runs until Ctrl-C (or --duration), then stops
+#  every daemon it started and reports how each exited.
 #
-#  Usage: scripts/run-local.sh [--duration SECONDS] [--keep]
+#  Usage: scripts/run-local.sh [--duration SECONDS] [--keep] [--no-demo]
 #    --duration SECONDS  stop by itself after SECONDS
 #    --keep              keep the temporary folder (keys, configs, logs)
+#    --no-demo           start the instance only
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -14,11 +19,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 DURATION=""
 KEEP=0
+DEMO=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=${2:?--duration needs SECONDS}; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,10s/^#  \{0,1\}//p' "$0"; exit 0 ;;
+        --no-demo) DEMO=0; shift ;;
+        -h|--help) sed -n '2,17s/^#  \{0,1\}//p' "$0"; exit 0 ;;
         *) sf_die "run-local: unknown argument $1 (see --help)" ;;
     esac
 done
@@ -114,23 +121,28 @@ for name in hs1 hs2 hs3 sim1 sim2; do
 done
 sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1 and sim2 in $WORK/keys"
 
-#  The ring: three homeservers that list each other as members.
-read -r -a PORTS <<<"$(free_ports 10)"
-declare -A API_PORT RAFT_PORT STATE_PORT
+#  The ring: three homeservers that list each other as members. A sim
+#  silent for 2 s is declared dead (the demo kills one).
+SIM_LEASE=2000
+read -r -a PORTS <<<"$(free_ports 15)"
+declare -A API_PORT RAFT_PORT EVENTS_PORT STATE_PORT HANDOFF_PORT
 RING=""
 for n in 1 2 3; do
-    API_PORT[hs$n]=${PORTS[$((2 * n - 2))]}
-    RAFT_PORT[hs$n]=${PORTS[$((2 * n - 1))]}
+    API_PORT[hs$n]=${PORTS[$((3 * n - 3))]}
+    RAFT_PORT[hs$n]=${PORTS[$((3 * n - 2))]}
+    EVENTS_PORT[hs$n]=${PORTS[$((3 * n - 1))]}
     RING+="        hs$n
             id = $n
             raft = tcp://127.0.0.1:${RAFT_PORT[hs$n]}
             api = tcp://127.0.0.1:${API_PORT[hs$n]}
+            events = tcp://127.0.0.1:${EVENTS_PORT[hs$n]}
             key = keys/hs$n.cert
 "
 done
 for n in 1 2 3; do
-    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    data = hs%s-data\n' \
-        "$n" "${RAFT_PORT[hs$n]}" "$n" | write_config "hs$n" homeserver "${API_PORT[hs$n]}"
+    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = hs%s-data\n    sim_lease = %s\n' \
+        "$n" "${RAFT_PORT[hs$n]}" "${EVENTS_PORT[hs$n]}" "$n" "$SIM_LEASE" \
+        | write_config "hs$n" homeserver "${API_PORT[hs$n]}"
     printf 'ring\n    member\n%s' "$RING" >>"$WORK/hs$n.cfg"
 done
 for n in 1 2 3; do
@@ -162,15 +174,42 @@ sf_say "run-local: ring elected $leader as leader in $((($(date +%s%N) - begun) 
 "$FABRICCTL" status --server "tcp://127.0.0.1:${API_PORT[$leader]}" \
     --server-key "$WORK/keys/$leader.cert" | sed 's/^/    /' >&2
 
-#  Two simulation servers of the ring, each streaming state over UDP.
+#  Two simulation servers of the ring, each streaming state over UDP and
+#  handing authority over on its CURVE handoff channel.
 for n in 1 2; do
-    API_PORT[sim$n]=${PORTS[$((4 + 2 * n))]}
-    STATE_PORT[sim$n]=${PORTS[$((5 + 2 * n))]}
-    printf '    state = udp://127.0.0.1:%s\n' "${STATE_PORT[sim$n]}" \
+    API_PORT[sim$n]=${PORTS[$((6 + 3 * n))]}
+    STATE_PORT[sim$n]=${PORTS[$((7 + 3 * n))]}
+    HANDOFF_PORT[sim$n]=${PORTS[$((8 + 3 * n))]}
+    printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n' \
+        "${STATE_PORT[sim$n]}" "${HANDOFF_PORT[sim$n]}" \
         | write_config "sim$n" sim "${API_PORT[sim$n]}"
     printf 'ring\n    member\n%s' "$RING" >>"$WORK/sim$n.cfg"
     start_daemon simserver "sim$n" "${API_PORT[sim$n]}"
 done
+
+#  What the demo (and any tool) needs to find the daemons.
+{
+    printf '{"fabricctl": "%s", "sim_lease_ms": %s, "daemons": {' "$FABRICCTL" "$SIM_LEASE"
+    sep=""
+    for name in hs1 hs2 hs3 sim1 sim2; do
+        printf '%s"%s": {"api": "tcp://127.0.0.1:%s"}' "$sep" "$name" "${API_PORT[$name]}"
+        sep=", "
+    done
+    printf '}}\n'
+} >"$WORK/fabric.json"
+
+if [ "$DEMO" = 1 ]; then
+    sf_say "run-local: the demo: scene import, edits, authority moves, a sim killed"
+    /usr/bin/python3 "$ROOT/scripts/demo.py" "$WORK" moves \
+        || sf_die "run-local: the demo failed (logs in $WORK)"
+    kill -KILL "${PIDS[sim1]}"
+    wait "${PIDS[sim1]}" 2>/dev/null || true
+    sf_say "demo: killed sim1 (SIGKILL)"
+    /usr/bin/python3 "$ROOT/scripts/demo.py" "$WORK" recover \
+        || sf_die "run-local: the demo failed (logs in $WORK)"
+    start_daemon simserver sim1 "${API_PORT[sim1]}"
+    sf_say "demo: sim1 restarted; it holds nothing until it claims or imports again"
+fi
 
 if [ -n "$DURATION" ]; then
     sf_say "run-local: running for $DURATION s"

@@ -1,5 +1,7 @@
-"""scripts/run-local.sh: the main job starts the instance and stops it
-cleanly."""
+"""scripts/run-local.sh: the main job starts the instance, runs the demo
+(scene import, edits, authority moved under each rule, a sim killed and
+its entities recovered, each step with its latency and hop count) and
+stops every daemon cleanly."""
 
 import os
 import re
@@ -23,6 +25,18 @@ def test_run_local_starts_and_stops_cleanly(tmp_path):
     assert len(rows) == 3
     assert sorted(row[2] for row in rows) == ["follower", "follower", "leader"]
     assert len({row[7] for row in rows}) == 1
+    # The demo, step by step, with the hop counts of the design's table.
+    assert re.search(r"demo: imported the example scene \(10000 entities, \d+ ring commits\) "
+                     r"onto sim1 and copied it to sim2 in [\d.]+ ms", log), log
+    assert re.search(r"demo: 200 transform edits .* p99 [\d.]+ ms; 2 hops \(update, ack\)", log)
+    assert re.search(r"demo: allow: sim2 took \S+ from sim1 in [\d.]+ ms, epoch 2, state from its "
+                     r"handoff; 3 hops \(request, event, handoff\)", log), log
+    assert re.search(r"demo: ask, approved: .* epoch 2; 5 hops", log)
+    assert re.search(r"demo: ask, denied: .* refused in [\d.]+ ms: denied", log)
+    assert re.search(r"demo: deny: .* refused in [\d.]+ ms: denied", log)
+    assert re.search(r"demo: the ring declared sim1 dead and orphaned its entities", log)
+    assert re.search(r"demo: recovered: sim2 took orphan \S+ in [\d.]+ ms, epoch 2, from the "
+                     r"ring's checkpoint", log), log
     for name in ("hs1", "hs2", "hs3"):
         assert f"run-local: {name} stopped cleanly" in log
     for name in ("sim1", "sim2"):
@@ -36,3 +50,12 @@ def test_run_local_rejects_unknown_arguments():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "unknown argument --bogus" in result.stderr
+
+
+def test_run_local_without_the_demo(tmp_path):
+    result = subprocess.run([str(ROOT / "scripts/run-local.sh"), "--duration", "0.5",
+                             "--no-demo"], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "demo:" not in result.stderr
+    assert "run-local: sim2 stopped cleanly" in result.stderr
