@@ -226,6 +226,41 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
             a->rule = "allow";
         return 0;
     }
+    if (strcmp (op, "entity.checkpoint") == 0) {
+        static const char *allowed [] = {"op", "id", "sim", "entities", NULL};
+        a->entities = json_object_get (args, "entities");
+        if (sf_json_only (args, allowed, fault)
+            || s_name (args, "sim", true, &a->sim, fault))
+            return -1;
+        size_t count = json_array_size (a->entities);
+        if (!json_is_array (a->entities) || count < 1
+            || count > HS_FSM_MAX_IMPORT)
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'entities' must be an array of 1..%d "
+                                 "entities",
+                                 HS_FSM_MAX_IMPORT);
+        static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
+        size_t index;
+        const json_t *entity;
+        json_array_foreach (a->entities, index, entity)
+        {
+            const char *path = NULL, *checkpoint = NULL;
+            int64_t epoch = 0;
+            if (!json_is_object (entity) || sf_json_only (entity, fields, fault)
+                || s_path (entity, "path", &path, fault)
+                || sf_json_int (entity, "epoch", true, 1, INT64_MAX, &epoch,
+                                fault)
+                || sf_json_string (entity, "checkpoint", true, &checkpoint,
+                                   fault)
+                || strlen (checkpoint) > S_MAX_CHECKPOINT)
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "entities[%zu]: an object with path, "
+                                     "epoch (>= 1) and checkpoint (a string "
+                                     "of at most %d bytes)",
+                                     index, S_MAX_CHECKPOINT);
+        }
+        return 0;
+    }
     if (strcmp (op, "entity.import") == 0) {
         static const char *allowed [] = {"op", "id", "entities", "authority",
                                          NULL};
@@ -370,7 +405,8 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
 // clang-format off
 static const char *s_writes [] = {
     "cluster.add", "player.register", "sim.register", "sim.heartbeat",
-    "entity.create", "entity.import", "entity.delete", "entity.set_rule",
+    "entity.create", "entity.import", "entity.checkpoint", "entity.delete",
+    "entity.set_rule",
     "authority.request", "authority.release", "sim.expire",
     "authority.answer", "authority.expire", NULL};
 // clang-format on
@@ -719,6 +755,55 @@ s_entity_import (s_apply_t *ctx)
         "first", json_string_value (json_object_get (first, "path")), "last",
         json_string_value (json_object_get (last, "path")), "epoch",
         (json_int_t) (ctx->a->authority ? 1 : 0));
+}
+
+static int s_acts_for_sim (s_apply_t *ctx, const char *name);
+
+//  entity.checkpoint: SIM saves the current state of entities it is the
+//  authority of, each at the epoch it holds it at: a former authority's
+//  late checkpoint (another epoch, or no longer its own) is skipped, so
+//  the fencing holds for checkpoints too.
+static json_t *
+s_entity_checkpoint (s_apply_t *ctx)
+{
+    if (s_acts_for_sim (ctx, ctx->a->sim))
+        return NULL;
+    s_stamp_t stamp;
+    s_stamp (ctx, &stamp);
+    json_int_t saved = 0;
+    json_t *stale = json_array ();
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (ctx->a->entities, index, entity)
+    {
+        char epoch [24];
+        snprintf (
+            epoch, sizeof epoch, "%lld",
+            (long long) json_integer_value (json_object_get (entity, "epoch")));
+        const char *values [] = {
+            json_string_value (json_object_get (entity, "path")),
+            json_string_value (json_object_get (entity, "checkpoint")),
+            ctx->a->sim,
+            epoch,
+            stamp.ms,
+            stamp.revision};
+        sqlite3_stmt *stmt = s_prepare (
+            ctx->self,
+            "UPDATE entities SET checkpoint = ?2, updated_ms = ?5, "
+            "revision = ?6 WHERE path = ?1 AND authority = ?3 AND epoch = "
+            "CAST (?4 AS INTEGER)",
+            6, values);
+        if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
+            json_decref (stale);
+            return NULL;
+        }
+        if (sqlite3_changes (ctx->self->db) == 1)
+            saved++;
+        else
+            json_array_append_new (stale, json_string (values [0]));
+    }
+    return json_pack ("{s:s,s:I,s:o}", "sim", ctx->a->sim, "saved", saved,
+                      "stale", stale);
 }
 
 static json_t *
@@ -1270,6 +1355,8 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_entity_create (&ctx);
         else if (strcmp (cmd.op, "entity.import") == 0)
             result = s_entity_import (&ctx);
+        else if (strcmp (cmd.op, "entity.checkpoint") == 0)
+            result = s_entity_checkpoint (&ctx);
         else if (strcmp (cmd.op, "entity.set_rule") == 0)
             result = s_entity_set_rule (&ctx);
         else if (strcmp (cmd.op, "entity.delete") == 0)

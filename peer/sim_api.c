@@ -689,6 +689,8 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
                            : json_object ();
     if (self->config.handoff)
         sim_handoff_counters (self->config.handoff, counters);
+    if (self->config.saver)
+        sim_saver_counters (self->config.saver, counters);
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",
@@ -1376,6 +1378,9 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
             continue;
         entity->authority = true;
         entity->source [0] = 0;
+        //  The ring holds this state already: its first checkpoint.
+        entity->saved_epoch = epoch;
+        entity->saved_seq = 1;
         stored++;
         if (self->config.stream)
             sim_stream_changed (self->config.stream, entity);

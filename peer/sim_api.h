@@ -9,6 +9,7 @@
 #include "common/sf_trace.h"
 #include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
+#include "peer/sim_saver.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
 #include "protocol/api_router.h"
@@ -28,6 +29,7 @@ typedef struct {
     sim_handoff_t *handoff;  //  handoff channel, or NULL
     sim_ring_t *ring;        //  the homeserver ring
     sf_trace_t *trace;       //  hop records (trace.md)
+    sim_saver_t *saver;      //  checkpoints in the ring, or NULL
     uint64_t started_ms;     //  monotonic start, for uptime
 } sim_api_config_t;
 

@@ -8,6 +8,7 @@
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "peer/sim_api.h"
+#include "peer/sim_saver.h"
 #include "peer/sim_checkpoint.h"
 #include "peer/sim_handoff.h"
 #include "peer/sim_ring.h"
@@ -56,6 +57,11 @@ const sf_config_key_t sim_server_schema [] = {
      "saved to, and resumed from at start (default: none)"},
     {"sim/checkpoint_interval", "checkpoint-interval", SF_CONFIG_INT, false,
      "5000", "100..3600000", "ms between checkpoint saves"},
+    {"sim/ring_checkpoint", "ring-checkpoint", SF_CONFIG_INT, false, "2000",
+     "0..3600000",
+     "ms between saves of changed entity states to the ring as their "
+     "checkpoints, which a new authority starts from if this sim dies (0: "
+     "only on release)"},
     {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
      "ms between heartbeats and directory refreshes"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
@@ -96,6 +102,8 @@ struct _sim_server_t {
     char *api_public;        //  API endpoint as registered, or NULL
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
+    sim_saver_t *saver;      //  entity states saved in the ring
+    int ring_checkpoint_ms;  //  between saves, 0: none
     sf_trace_t *trace;       //  hop records (trace.md)
     sim_checkpoint_t *checkpoint;  //  local checkpoint file, or NULL
     int checkpoint_ms;             //  between saves
@@ -231,9 +239,12 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sf_fault_set (fault, SF_EINTERNAL, "out of memory");
         goto failed;
     }
-    sim_api_config_t api_config = {self->name,   self->router,    self->store,
-                                   self->stream, self->handoff,   self->ring,
-                                   self->trace,  self->started_ms};
+    self->saver = sim_saver_new (self->name, self->store);
+    self->ring_checkpoint_ms =
+        (int) sf_config_int (config, "sim/ring_checkpoint");
+    sim_api_config_t api_config = {
+        self->name, self->router, self->store, self->stream,    self->handoff,
+        self->ring, self->trace,  self->saver, self->started_ms};
     self->api = sim_api_new (&api_config);
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
@@ -260,6 +271,7 @@ sim_server_destroy (sim_server_t **self_p)
         sim_ring_destroy (&self->ring);
         sim_ring_destroy (&self->retired);
         sim_api_destroy (&self->api);
+        sim_saver_destroy (&self->saver);
         if (self->checkpoint) {
             sf_fault_t fault;
             if (sim_checkpoint_save (self->checkpoint, self->store,
@@ -730,6 +742,17 @@ s_handle_checkpoint (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
+s_handle_ring_checkpoint (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    sim_server_t *self = (sim_server_t *) arg;
+    //  Not before the ring has confirmed what this sim holds.
+    if (self->registered_ms && !self->unconfirmed)
+        sim_saver_tick (self->saver);
+    return 0;
+}
+
+static int
 s_handle_api_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
@@ -789,6 +812,7 @@ s_rekey (zloop_t *loop, int timer_id, void *arg)
     sim_ring_on_gap (self->ring, s_gap, self);
     sim_ring_attach (self->ring, loop);
     sim_api_set_ring (self->api, self->ring);
+    sim_saver_set_ring (self->saver, self->ring);
     if (self->stream)
         sim_stream_rekey (self->stream, self->cert, self->session);
     if (self->handoff && sim_handoff_rekey (self->handoff, self->cert, &fault))
@@ -897,6 +921,10 @@ sim_server_actor (zsock_t *pipe, void *args)
         zloop_timer (loop, (size_t) self->checkpoint_ms, 0, s_handle_checkpoint,
                      self);
     zloop_timer (loop, 100, 0, s_handle_api_tick, self);
+    sim_saver_set_ring (self->saver, self->ring);
+    if (self->ring_checkpoint_ms)
+        zloop_timer (loop, (size_t) self->ring_checkpoint_ms, 0,
+                     s_handle_ring_checkpoint, self);
     if (self->handoff) {
         sim_handoff_attach (self->handoff, loop);
         zloop_timer (loop, 250, 0, s_handle_handoff_tick, self);

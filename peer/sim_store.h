@@ -19,17 +19,19 @@ typedef struct _sim_store_t sim_store_t;
 //  One entity. Read-only outside sim_store; valid until it is deleted or
 //  the store destroyed.
 typedef struct {
-    char *path;           //  NUL-terminated entity path
-    uint64_t epoch;       //  authority epoch, from the ring
-    uint64_t seq;         //  update sequence within the epoch
-    uint8_t *state;       //  newest state (NULL when empty)
-    size_t state_size;    //  bytes of state
-    size_t capacity;      //  bytes allocated for state
-    bool authority;       //  true: this sim is its authority
-    char source [65];     //  replica: the sim whose update set it
-    uint64_t updated_ms;  //  when the state last changed (wall clock)
-    uint32_t slot;        //  dense index, reused after delete
-    uint32_t generation;  //  bumped each time the slot is reused
+    char *path;            //  NUL-terminated entity path
+    uint64_t epoch;        //  authority epoch, from the ring
+    uint64_t seq;          //  update sequence within the epoch
+    uint8_t *state;        //  newest state (NULL when empty)
+    size_t state_size;     //  bytes of state
+    size_t capacity;       //  bytes allocated for state
+    bool authority;        //  true: this sim is its authority
+    char source [65];      //  replica: the sim whose update set it
+    uint64_t updated_ms;   //  when the state last changed (wall clock)
+    uint64_t saved_epoch;  //  the ring's checkpoint holds the state of
+    uint64_t saved_seq;    //  this epoch and seq (sim_saver), 0: none
+    uint32_t slot;         //  dense index, reused after delete
+    uint32_t generation;   //  bumped each time the slot is reused
 } sim_entity_t;
 
 //  A new, empty store. Returns NULL if out of memory.
