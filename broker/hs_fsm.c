@@ -725,11 +725,50 @@ s_heartbeat (s_apply_t *ctx)
 
 static int s_entity_insert (s_apply_t *ctx);
 
+//  True if every entity of the import in CTX exists exactly as the import
+//  would have made it (same authority, master, checkpoint, first epoch):
+//  the same batch sent again after an answer that left its fate open.
+static bool
+s_imported_already (s_apply_t *ctx)
+{
+    const char *first = json_string_value (
+        json_object_get (json_array_get (ctx->a->entities, 0), "path"));
+    char *exists =
+        s_lookup (ctx->self, "SELECT path FROM entities WHERE path = ?", first);
+    if (!exists)
+        return false;
+    free (exists);
+    const char *epoch = ctx->a->authority ? "1" : "0";
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (ctx->a->entities, index, entity)
+    {
+        const char *values [] = {
+            json_string_value (json_object_get (entity, "path")),
+            ctx->a->authority, ctx->principal,
+            json_string_value (json_object_get (entity, "checkpoint")), epoch};
+        sqlite3_stmt *stmt = s_prepare (
+            ctx->self,
+            "SELECT 1 FROM entities WHERE path = ?1 AND authority IS ?2 AND "
+            "master = ?3 AND checkpoint IS ?4 AND epoch = CAST (?5 AS "
+            "INTEGER)",
+            5, values);
+        bool same = stmt && sqlite3_step (stmt) == SQLITE_ROW;
+        s_done (ctx->self, stmt);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
 //  entity.import: every entity of the batch created as entity.create
-//  would, in the command's one transaction: all of them or none.
+//  would, in the command's one transaction: all of them or none. The same
+//  batch again is answered as done ("again": true), so a client may send
+//  it again when an answer was lost.
 static json_t *
 s_entity_import (s_apply_t *ctx)
 {
+    bool again = s_imported_already (ctx);
     s_args_t one = *ctx->a;
     s_apply_t each = *ctx;
     each.a = &one;
@@ -744,17 +783,18 @@ s_entity_import (s_apply_t *ctx)
             json_string_value (json_object_get (entity, "checkpoint"));
         if (!one.rule)
             one.rule = "allow";
-        if (s_entity_insert (&each))
+        if (!again && s_entity_insert (&each))
             return NULL;
     }
     const json_t *first = json_array_get (ctx->a->entities, 0);
     const json_t *last = json_array_get (ctx->a->entities, index - 1);
     return json_pack (
-        "{s:I,s:o,s:s,s:s,s:I}", "imported", (json_int_t) index, "authority",
+        "{s:I,s:o,s:s,s:s,s:I,s:b}", "imported", (json_int_t) index,
+        "authority",
         ctx->a->authority ? json_string (ctx->a->authority) : json_null (),
         "first", json_string_value (json_object_get (first, "path")), "last",
         json_string_value (json_object_get (last, "path")), "epoch",
-        (json_int_t) (ctx->a->authority ? 1 : 0));
+        (json_int_t) (ctx->a->authority ? 1 : 0), "again", again);
 }
 
 static int s_acts_for_sim (s_apply_t *ctx, const char *name);

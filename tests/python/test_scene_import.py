@@ -104,6 +104,12 @@ def test_the_ring_takes_an_import_whole_or_not_at_all(fabric):
                                                            "checkpoint": "cp"}])
         assert (made["imported"], made["first"], made["last"]) == (2, "/imp/a", "/imp/b")
         assert client.call("entity.get", path="/imp/b")["checkpoint"] == "cp"
+        # The same batch again (its answer lost): done, nothing changes.
+        again = client.call("entity.import", authority="sim1",
+                            entities=[{"path": "/imp/a"}, {"path": "/imp/b", "rule": "deny",
+                                                            "checkpoint": "cp"}])
+        assert again["again"] is True and made["again"] is False
+        assert client.call("entity.get", path="/imp/b")["revision"] == made["index"]
         for entities, code in (([], "invalid_argument"),
                                ([{"path": "/imp/c"}] * 1001, "invalid_argument"),
                                (["/imp/c"], "invalid_argument"),

@@ -46,6 +46,14 @@ def critical_path(analysis):
     return [(m["msg"], m["from"], m["to"]) for m in analysis["messages"] if m["critical"]]
 
 
+def reply_came_last(analysis, requester):
+    """True if the ring's reply reached REQUESTER after the former
+    authority's handoff did: then the reply ends the path (trace.md)."""
+    received = {m["msg"]: m["received_us"] for m in analysis["messages"]
+                if m["to"] == requester and m["msg"] in ("reply", "handoff")}
+    return received.get("reply", 0) > received.get("handoff", 0)
+
+
 def test_a_claim_from_another_sim_takes_three_hops(fabric):
     ring, (sim1, sim2) = fabric
     with sim1.client() as one, sim2.client() as two:
@@ -55,6 +63,11 @@ def test_a_claim_from_another_sim_takes_three_hops(fabric):
     transfer = claimed["transfer"]
     analysis = traced(ring[1], transfer, 3)
     path = critical_path(analysis)
+    if reply_came_last(analysis, "sim2"):
+        # A slow ring (a sanitizer build) can answer after the handoff
+        # arrived: the request and its reply were then the path.
+        assert [msg for msg, _, _ in path] == ["request", "reply"], analysis
+        return
     assert [msg for msg, _, _ in path] == ["request", "event", "handoff"], analysis
     assert analysis["hops"] == 3
     # The request went straight to the leader, which published the event.
@@ -92,9 +105,12 @@ def test_an_ask_adds_the_question_and_its_answer(fabric):
     reply = landed["reply"]
     assert reply["ok"] and reply["transfer"] == event["transfer"]
     analysis = traced(ring[0], reply["transfer"], 5)
-    assert analysis["hops"] == 5, analysis
     path = [msg for msg, _, _ in critical_path(analysis)]
-    assert path[:3] == ["request", "event", "answer"] and path[-1] == "handoff"
+    assert path[:3] == ["request", "event", "answer"], analysis
+    if reply_came_last(analysis, "sim2"):
+        assert path[3:] == ["reply"], analysis
+    else:
+        assert path[3:] == ["event", "handoff"] and analysis["hops"] == 5, analysis
 
 
 def test_an_orphan_comes_with_the_reply_in_two_hops(fabric):
