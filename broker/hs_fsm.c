@@ -144,6 +144,21 @@ s_endpoint (const json_t *args, const char *field, const char *schemes,
     return 0;
 }
 
+//  The batch of an entity.import or entity.checkpoint into A: an array of
+//  1..HS_FSM_MAX_IMPORT items (each checked by the caller).
+static int
+s_entities (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->entities = json_object_get (args, "entities");
+    size_t count = json_array_size (a->entities);
+    if (!json_is_array (a->entities) || count < 1 || count > HS_FSM_MAX_IMPORT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'entities' must be an array of 1..%d "
+                             "entities",
+                             HS_FSM_MAX_IMPORT);
+    return 0;
+}
+
 //  Parse the arguments of OP into A. Returns 0, or -1 with FAULT.
 static int
 s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
@@ -228,17 +243,10 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     }
     if (strcmp (op, "entity.checkpoint") == 0) {
         static const char *allowed [] = {"op", "id", "sim", "entities", NULL};
-        a->entities = json_object_get (args, "entities");
         if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault))
+            || s_name (args, "sim", true, &a->sim, fault)
+            || s_entities (args, a, fault))
             return -1;
-        size_t count = json_array_size (a->entities);
-        if (!json_is_array (a->entities) || count < 1
-            || count > HS_FSM_MAX_IMPORT)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'entities' must be an array of 1..%d "
-                                 "entities",
-                                 HS_FSM_MAX_IMPORT);
         static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
         size_t index;
         const json_t *entity;
@@ -264,17 +272,10 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     if (strcmp (op, "entity.import") == 0) {
         static const char *allowed [] = {"op", "id", "entities", "authority",
                                          NULL};
-        a->entities = json_object_get (args, "entities");
         if (sf_json_only (args, allowed, fault)
-            || s_name (args, "authority", false, &a->authority, fault))
+            || s_name (args, "authority", false, &a->authority, fault)
+            || s_entities (args, a, fault))
             return -1;
-        size_t count = json_array_size (a->entities);
-        if (!json_is_array (a->entities) || count < 1
-            || count > HS_FSM_MAX_IMPORT)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'entities' must be an array of 1..%d "
-                                 "entities",
-                                 HS_FSM_MAX_IMPORT);
         static const char *fields [] = {"path", "rule", "owner", "checkpoint",
                                         NULL};
         size_t index;

@@ -850,10 +850,11 @@ s_deleted (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_destroy (&waiting);
 }
 
-//  entity.delete: an entity this sim is the authority of, from the ring
-//  and from here.
-static void
-s_delete (sim_api_t *self, api_call_t **call_p)
+//  The entity a request of only a path names, which this sim must be the
+//  authority of to WHAT it ("deletes", ...); else the call in *CALL_P is
+//  answered with the error and NULL returned.
+static sim_entity_t *
+s_held_arg (sim_api_t *self, api_call_t **call_p, const char *what)
 {
     api_router_t *router = self->config.router;
     const json_t *root = api_call_request (*call_p)->root;
@@ -864,20 +865,34 @@ s_delete (sim_api_t *self, api_call_t **call_p)
     if (sf_json_only (root, allowed, &fault)
         || s_path_arg (root, "path", &path, &fault)) {
         api_router_fail (router, call_p, fault.error, fault.message);
-        return;
+        return NULL;
     }
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity) {
         api_router_fail (router, call_p, SF_ENOTFOUND, "no entity here");
-        return;
+        return NULL;
     }
     if (!entity->authority) {
-        api_router_fail (router, call_p, SF_EDENIED,
-                         "a replica: only its authority deletes it");
-        return;
+        char message [96];
+        snprintf (message, sizeof message,
+                  "a replica: only its authority %s it", what);
+        api_router_fail (router, call_p, SF_EDENIED, message);
+        return NULL;
     }
-    json_t *args = json_pack ("{s:s}", "path", path);
-    s_ring_wait (self, call_p, "entity.delete", args, path, NULL, s_deleted);
+    return entity;
+}
+
+//  entity.delete: an entity this sim is the authority of, from the ring
+//  and from here.
+static void
+s_delete (sim_api_t *self, api_call_t **call_p)
+{
+    sim_entity_t *entity = s_held_arg (self, call_p, "deletes");
+    if (!entity)
+        return;
+    json_t *args = json_pack ("{s:s}", "path", entity->path);
+    s_ring_wait (self, call_p, "entity.delete", args, entity->path, NULL,
+                 s_deleted);
 }
 
 //  The ring answered an entity.release.
@@ -913,23 +928,10 @@ static void
 s_release (sim_api_t *self, api_call_t **call_p)
 {
     api_router_t *router = self->config.router;
-    const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "path", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
-    const char *path;
-    if (sf_json_only (root, allowed, &fault)
-        || s_path_arg (root, "path", &path, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
+    sim_entity_t *entity = s_held_arg (self, call_p, "releases");
+    if (!entity)
         return;
-    }
-    sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity || !entity->authority) {
-        api_router_fail (router, call_p, entity ? SF_EDENIED : SF_ENOTFOUND,
-                         entity ? "a replica: only its authority releases it"
-                                : "no entity here");
-        return;
-    }
+    const char *path = entity->path;
     json_t *checkpoint =
         json_stringn ((const char *) entity->state, entity->state_size);
     if (!checkpoint) {
