@@ -21,7 +21,10 @@ from simfabric_testing import binary, make_ring, make_sims, running, wait_leader
 def one_run(options):
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as folder:
         ring = make_ring(folder, 3)
-        sims = make_sims(folder, ring, 2)
+        extra = {}
+        if options.ring_checkpoint is not None:
+            extra["ring_checkpoint"] = options.ring_checkpoint
+        sims = make_sims(folder, ring, 2, extra=extra)
         with running(ring, sims):
             leader_name, _ = wait_leader(ring)
             leader = next(m for m in ring if m.name == leader_name)
@@ -59,6 +62,8 @@ def main():
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ring-checkpoint", type=int, default=None,
+                        help="sim/ring_checkpoint for the sims (default: theirs)")
     options = parser.parse_args()
     runs = [one_run(options) for _ in range(options.repeats)]
 
