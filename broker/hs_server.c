@@ -174,12 +174,14 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
         if (self->events) {
-            hs_events_publish (self->events, index, prev, op, result);
+            //  Stamped before it goes: a subscriber may act on it before
+            //  this thread runs again.
             json_t *transfer = json_object_get (result, "transfer");
             if (json_is_integer (transfer))
                 sf_trace_transfer (
                     self->trace, (uint64_t) json_integer_value (transfer),
                     "event", true, "subscribers", sf_time_wall_us ());
+            hs_events_publish (self->events, index, prev, op, result);
         }
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);

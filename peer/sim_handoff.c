@@ -251,12 +251,19 @@ s_peer_of_dealer (sim_handoff_t *self, zsock_t *dealer)
 
 //  A HANDOFF (or its ack) of the ring's TRANSFER went to or came from PEER.
 static void
-s_trace (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
-         const s_peer_t *peer)
+s_trace_at (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
+            const s_peer_t *peer, uint64_t us)
 {
     if (self->trace && transfer)
         sf_trace_transfer (self->trace, transfer, msg, sent,
-                           peer ? peer->name : "", sf_time_wall_us ());
+                           peer ? peer->name : "", us);
+}
+
+static void
+s_trace (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
+         const s_peer_t *peer)
+{
+    s_trace_at (self, transfer, msg, sent, peer, sf_time_wall_us ());
 }
 
 static s_peer_t *
@@ -741,11 +748,13 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     size_t size = handoff_msg_encode_handoff (
         self->frame, HANDOFF_MSG_MAX_SIZE,
         transfer ? transfer : ++self->next_transfer, &item);
+    //  Stamped before it goes: the receiver may record it first.
+    uint64_t sent_us = sf_time_wall_us ();
     if (!size
         || zmq_send (zsock_resolve (dealer), self->frame, size, ZMQ_DONTWAIT)
                < 0)
         return -1;
-    s_trace (self, transfer, "handoff", true, peer);
+    s_trace_at (self, transfer, "handoff", true, peer, sent_us);
     self->counters.handoffs_sent++;
     return 0;
 }
