@@ -21,8 +21,9 @@ sys.path.insert(0, str(ROOT / "tests/python"))
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply  # noqa: E402
 from simfabric_testing.keys import read_public_key  # noqa: E402
+from simfabric_testing.paths import example_scene  # noqa: E402
 
-SCENE = ROOT / "scripts/scenes/example.json"
+SCENE = example_scene()
 
 
 def say(text):

@@ -4,7 +4,8 @@ and objects with transforms, the same bytes for the same arguments.
 
 Usage: scripts/make-scene.py [--entities N] [--seed S] > scene.json
 The project's example, scripts/scenes/example.json, is
-`scripts/make-scene.py --entities 10000`."""
+`scripts/make-scene.py --entities 10000`; setup.sh writes it (it is not
+kept in git: this script makes the same bytes every time)."""
 
 import argparse
 import json

@@ -259,6 +259,12 @@ build_project ()
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DSIMFABRIC_DEPS_PREFIX="$PREFIX" >/dev/null
     cmake --build "$BUILD" -j"$(nproc)"
+    #  The example scene (protocol/scene.md): generated, the same bytes
+    #  every time, so not kept in git.
+    mkdir -p "$ROOT/scripts/scenes"
+    [ -f "$ROOT/scripts/scenes/example.json" ] \
+        || /usr/bin/python3 "$ROOT/scripts/make-scene.py" --entities 10000 \
+            >"$ROOT/scripts/scenes/example.json"
 }
 
 main ()

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/python"))
 
 from simfabric_testing import binary, make_ring, make_sims, running, wait_leader  # noqa: E402
+from simfabric_testing.paths import example_scene  # noqa: E402
 
-SCENE = ROOT / "scripts/scenes/example.json"
+SCENE = example_scene()
 
 
 def percentile(values, share):

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from simfabric_testing import ApiError, binary, leader_client, make_ring, make_sims, running
-from simfabric_testing.paths import ROOT
+from simfabric_testing.paths import example_scene
 
-EXAMPLE = ROOT / "scripts/scenes/example.json"
+EXAMPLE = example_scene()
 
 
 @pytest.fixture(scope="module")
