@@ -256,16 +256,28 @@ ctl_trace_print (const json_t *analysis)
         printf ("not complete\n");
 }
 
-//  A record as the daemons answer it.
+//  A record as the daemons answer it, for the tests.
+typedef struct {
+    const char *msg, *dir, *node, *peer;
+    int64_t us;
+} s_spec_t;
+
+//  The records of SPECS (ended by a NULL msg), as the daemons answer them.
 static json_t *
-s_record (const char *msg, const char *dir, const char *node, const char *peer,
-          int64_t us)
+s_records (const s_spec_t *specs)
 {
-    return json_pack ("{s:s,s:s,s:s,s:s,s:s,s:I}", "trace", "t", "msg", msg,
-                      "dir", dir, "node", node, "peer", peer, "us",
-                      (json_int_t) us);
+    json_t *records = json_array ();
+    for (const s_spec_t *spec = specs; spec->msg; spec++)
+        json_array_append_new (
+            records,
+            json_pack ("{s:s,s:s,s:s,s:s,s:s,s:I}", "trace", "t", "msg",
+                       spec->msg, "dir", spec->dir, "node", spec->node, "peer",
+                       spec->peer, "us", (json_int_t) spec->us));
+    return records;
 }
 
+//  Hops of RECORDS (taken) with hs1..hs3 as the ring; CRITICAL_US, if not
+//  NULL, gets the critical path's length.
 static int
 s_hops (json_t *records, int64_t *critical_us)
 {
@@ -288,111 +300,77 @@ ctl_trace_test (bool verbose)
     //  Case 2, allow: request, event, handoff; the reply, the other
     //  members' events and the handoff's ack are off the path. Records
     //  come in any order.
-    json_t *records = json_array ();
-    json_array_append_new (
-        records, s_record ("handoff_ack", "received", "simA", "simB", 900));
-    json_array_append_new (records,
-                           s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (
-        records, s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (records,
-                           s_record ("reply", "sent", "hs1", "simB", 400));
-    json_array_append_new (records,
-                           s_record ("reply", "received", "simB", "hs1", 450));
-    json_array_append_new (
-        records, s_record ("event", "sent", "hs1", "subscribers", 410));
-    json_array_append_new (
-        records, s_record ("event", "sent", "hs2", "subscribers", 600));
-    json_array_append_new (records,
-                           s_record ("event", "received", "simA", "hs1", 470));
-    json_array_append_new (records,
-                           s_record ("handoff", "sent", "simA", "simB", 500));
-    json_array_append_new (
-        records, s_record ("handoff", "received", "simB", "simA", 560));
-    json_array_append_new (
-        records, s_record ("handoff_ack", "sent", "simB", "simA", 570));
+    static const s_spec_t allow [] = {
+        {"handoff_ack", "received", "simA", "simB", 900},
+        {"request", "sent", "simB", "hs1", 100},
+        {"request", "received", "hs1", "simB", 150},
+        {"reply", "sent", "hs1", "simB", 400},
+        {"reply", "received", "simB", "hs1", 450},
+        {"event", "sent", "hs1", "subscribers", 410},
+        {"event", "sent", "hs2", "subscribers", 600},
+        {"event", "received", "simA", "hs1", 470},
+        {"handoff", "sent", "simA", "simB", 500},
+        {"handoff", "received", "simB", "simA", 560},
+        {"handoff_ack", "sent", "simB", "simA", 570},
+        {NULL, NULL, NULL, NULL, 0}};
     int64_t critical = 0;
-    assert (s_hops (records, &critical) == 3);
+    assert (s_hops (s_records (allow), &critical) == 3);
     assert (critical == 460);
 
     //  The event reached A from a follower first: the ring as a whole
     //  received the request, so the path still starts with it.
-    records = json_array ();
-    json_array_append_new (records,
-                           s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (
-        records, s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (
-        records, s_record ("event", "sent", "hs2", "subscribers", 300));
-    json_array_append_new (records,
-                           s_record ("event", "received", "simA", "hs2", 320));
-    json_array_append_new (records,
-                           s_record ("handoff", "sent", "simA", "simB", 330));
-    json_array_append_new (
-        records, s_record ("handoff", "received", "simB", "simA", 360));
-    json_array_append_new (records,
-                           s_record ("reply", "received", "simB", "hs1", 340));
-    assert (s_hops (records, NULL) == 3);
+    static const s_spec_t follower [] = {
+        {"request", "sent", "simB", "hs1", 100},
+        {"request", "received", "hs1", "simB", 150},
+        {"event", "sent", "hs2", "subscribers", 300},
+        {"event", "received", "simA", "hs2", 320},
+        {"handoff", "sent", "simA", "simB", 330},
+        {"handoff", "received", "simB", "simA", 360},
+        {"reply", "received", "simB", "hs1", 340},
+        {NULL, NULL, NULL, NULL, 0}};
+    assert (s_hops (s_records (follower), NULL) == 3);
 
     //  The reply came after the handoff: the request and its reply were
     //  the path.
-    records = json_array ();
-    json_array_append_new (records,
-                           s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (
-        records, s_record ("request", "received", "hs1", "simB", 150));
-    json_array_append_new (
-        records, s_record ("handoff", "received", "simB", "simA", 300));
-    json_array_append_new (records,
-                           s_record ("reply", "received", "simB", "hs1", 400));
-    assert (s_hops (records, NULL) == 2);
+    static const s_spec_t reply_last [] = {
+        {"request", "sent", "simB", "hs1", 100},
+        {"request", "received", "hs1", "simB", 150},
+        {"handoff", "received", "simB", "simA", 300},
+        {"reply", "received", "simB", "hs1", 400},
+        {NULL, NULL, NULL, NULL, 0}};
+    assert (s_hops (s_records (reply_last), NULL) == 2);
 
     //  Ask: request, the pending event, the answer, the grant's event,
     //  the handoff.
-    records = json_array ();
-    json_array_append_new (records,
-                           s_record ("request", "sent", "simB", "hs1", 100));
-    json_array_append_new (
-        records, s_record ("request", "received", "hs1", "simB", 110));
-    json_array_append_new (
-        records, s_record ("event", "sent", "hs1", "subscribers", 200));
-    json_array_append_new (records,
-                           s_record ("event", "received", "simA", "hs1", 210));
-    json_array_append_new (records,
-                           s_record ("answer", "sent", "simA", "hs1", 300));
-    json_array_append_new (records,
-                           s_record ("answer", "received", "hs1", "simA", 310));
-    json_array_append_new (
-        records, s_record ("event", "sent", "hs1", "subscribers", 400));
-    json_array_append_new (records,
-                           s_record ("event", "received", "simA", "hs1", 410));
-    json_array_append_new (records,
-                           s_record ("reply", "sent", "hs1", "simA", 401));
-    json_array_append_new (records,
-                           s_record ("reply", "received", "simA", "hs1", 415));
-    json_array_append_new (records,
-                           s_record ("reply", "sent", "hs1", "simB", 402));
-    json_array_append_new (records,
-                           s_record ("reply", "received", "simB", "hs1", 412));
-    json_array_append_new (records,
-                           s_record ("handoff", "sent", "simA", "simB", 420));
-    json_array_append_new (
-        records, s_record ("handoff", "received", "simB", "simA", 430));
-    assert (s_hops (records, NULL) == 5);
+    static const s_spec_t ask [] = {
+        {"request", "sent", "simB", "hs1", 100},
+        {"request", "received", "hs1", "simB", 110},
+        {"event", "sent", "hs1", "subscribers", 200},
+        {"event", "received", "simA", "hs1", 210},
+        {"answer", "sent", "simA", "hs1", 300},
+        {"answer", "received", "hs1", "simA", 310},
+        {"event", "sent", "hs1", "subscribers", 400},
+        {"event", "received", "simA", "hs1", 410},
+        {"reply", "sent", "hs1", "simA", 401},
+        {"reply", "received", "simA", "hs1", 415},
+        {"reply", "sent", "hs1", "simB", 402},
+        {"reply", "received", "simB", "hs1", 412},
+        {"handoff", "sent", "simA", "simB", 420},
+        {"handoff", "received", "simB", "simA", 430},
+        {NULL, NULL, NULL, NULL, 0}};
+    assert (s_hops (s_records (ask), NULL) == 5);
 
     //  Case 3: the sender records both ends of its round trip.
-    records = json_array ();
-    json_array_append_new (records,
-                           s_record ("update", "sent", "simA", "simB", 100));
-    json_array_append_new (records,
-                           s_record ("ack", "received", "simA", "simB", 180));
-    assert (s_hops (records, &critical) == 2);
+    static const s_spec_t direct [] = {{"update", "sent", "simA", "simB", 100},
+                                       {"ack", "received", "simA", "simB", 180},
+                                       {NULL, NULL, NULL, NULL, 0}};
+    assert (s_hops (s_records (direct), &critical) == 2);
     assert (critical == 80);
 
     //  Nothing completed: no hops, and garbage records are skipped.
-    records = json_array ();
-    json_array_append_new (records,
-                           s_record ("request", "sent", "simB", "hs1", 100));
+    static const s_spec_t unfinished [] = {
+        {"request", "sent", "simB", "hs1", 100}, {NULL, NULL, NULL, NULL, 0}};
+    json_t *records = s_records (unfinished);
     json_array_append_new (records, json_pack ("{s:s}", "msg", "request"));
     json_array_append_new (records, json_integer (3));
     assert (s_hops (records, NULL) == 0);

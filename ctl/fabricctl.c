@@ -356,13 +356,20 @@ s_request (sf_config_t *config, zlist_t *args)
     return code;
 }
 
-//  Ask the daemon at ENDPOINT (key KEY) called NAME for its records of
-//  TRACE, adding them to RECORDS.
-static void
-s_trace_from (sf_config_t *config, const char *name, const char *endpoint,
-              const char *key, const json_t *args, json_t *records)
+//  Ask the daemon the directory ENTRY describes (a ring member from
+//  status, or a sim from sim.list, named by its NAME_KEY member) for its
+//  records of the trace in ARGS, adding them to RECORDS. A daemon without
+//  an API endpoint or key is skipped. Returns its name, lent, or NULL.
+static const char *
+s_trace_from (sf_config_t *config, const json_t *entry, const char *name_key,
+              const json_t *args, json_t *records)
 {
-    ctl_client_t *client = s_connect_to (config, endpoint, key);
+    const char *name = json_string_value (json_object_get (entry, name_key));
+    const char *api = json_string_value (json_object_get (entry, "api"));
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    if (!name || !api || !key)
+        return name;
+    ctl_client_t *client = s_connect_to (config, api, key);
     json_t *reply = s_ask (config, client, "trace", args, name);
     ctl_client_destroy (&client);
     if (reply && json_is_true (json_object_get (reply, "ok")))
@@ -372,6 +379,7 @@ s_trace_from (sf_config_t *config, const char *name, const char *endpoint,
                  json_string_value (json_object_get (
                      json_object_get (reply, "error"), "message")));
     json_decref (reply);
+    return name;
 }
 
 //  trace TRACE: every ring member's and registered sim's records of it,
@@ -401,22 +409,13 @@ s_trace (sf_config_t *config, zlist_t *args)
     json_t *member;
     json_array_foreach (json_object_get (status, "members"), index, member)
     {
-        const char *name = json_string_value (json_object_get (member, "name"));
-        const char *api = json_string_value (json_object_get (member, "api"));
-        const char *key = json_string_value (json_object_get (member, "key"));
+        const char *name =
+            s_trace_from (config, member, "name", request, records);
         if (name && n_ring < 63)
             ring [n_ring++] = name;
-        if (name && api && key)
-            s_trace_from (config, name, api, key, request, records);
     }
     json_array_foreach (json_object_get (sims, "sims"), index, member)
-    {
-        const char *name = json_string_value (json_object_get (member, "sim"));
-        const char *api = json_string_value (json_object_get (member, "api"));
-        const char *key = json_string_value (json_object_get (member, "key"));
-        if (name && api && key)
-            s_trace_from (config, name, api, key, request, records);
-    }
+        s_trace_from (config, member, "sim", request, records);
     json_t *analysis = ctl_trace_analyse (id, records, ring);
     int code = json_array_size (records) ? SF_EXIT_OK : SF_EXIT_FAILURE;
     if (!json_array_size (records))
@@ -526,10 +525,12 @@ s_import (sf_config_t *config, zlist_t *args)
             zhashx_delete (sent, key);
             if (api_msg_reply_fault (reply, &fault) == 0)
                 done += json_array_size (json_array_get (batches, at));
-            else if (fault.error == SF_EUNAVAILABLE && retries < 20
-                     && code == SF_EXIT_OK) {
-                //  The ring was changing leader and the sim found none of
-                //  the batch in it: send it again, after a pause.
+            else if ((fault.error == SF_EUNAVAILABLE
+                      || fault.error == SF_ETIMEOUT)
+                     && retries < 20 && code == SF_EXIT_OK) {
+                //  The ring was changing leader or slow to answer: the batch
+                //  may or may not be in. Sent again after a pause; the ring
+                //  takes the same batch again as done (entity.import).
                 retries++;
                 zclock_sleep (50 * (int) (retries < 10 ? retries : 10));
                 zlist_append (again, (void *) (uintptr_t) (at + 1));

@@ -1324,9 +1324,6 @@ s_create (sim_api_t *self, api_call_t **call_p)
                  state ? strndup (state, size) : NULL, s_created);
 }
 
-static void s_import_checked (void *arg, json_t *reply,
-                              const sf_fault_t *fault);
-
 //  The ring answered an entity.import: the batch is this sim's now.
 static void
 s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
@@ -1335,22 +1332,6 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
     sim_api_t *self = waiting->api;
     zlist_remove (self->waiting, waiting);
     api_router_t *router = self->config.router;
-    if (fault
-        && (fault->error == SF_EUNAVAILABLE || fault->error == SF_ETIMEOUT)
-        && !waiting->state) {
-        //  The leader changed, or did not answer: the batch may or may not
-        //  be in the ring. It is all or nothing, so its first entity says.
-        waiting->state = strdup ("checking");
-        json_t *args = json_pack (
-            "{s:O}", "path",
-            json_object_get (json_array_get (waiting->batch, 0), "path"));
-        if (sim_ring_call (self->config.ring, "entity.get", &args,
-                           S_RING_TIMEOUT_MS, s_import_checked, waiting)
-            == 0) {
-            zlist_append (self->waiting, waiting);
-            return;
-        }
-    }
     if (fault) {
         api_router_fail (router, &waiting->call, fault->error, fault->message);
         s_waiting_destroy (&waiting);
@@ -1403,42 +1384,6 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
         api_router_reply (router, &waiting->call, result);
         json_decref (result);
     }
-    s_waiting_destroy (&waiting);
-}
-
-//  What the ring says of an import batch's first entity after an answer
-//  that left the outcome open: this sim its authority at epoch 1, the
-//  batch is in; otherwise nothing was imported.
-static void
-s_import_checked (void *arg, json_t *reply, const sf_fault_t *fault)
-{
-    s_waiting_t *waiting = (s_waiting_t *) arg;
-    sim_api_t *self = waiting->api;
-    const char *authority =
-        json_string_value (json_object_get (reply, "authority"));
-    if (!fault && authority && streq (authority, self->config.name)
-        && json_integer_value (json_object_get (reply, "epoch")) == 1) {
-        json_t *landed = json_pack (
-            "{s:i,s:O,s:O,s:O}", "epoch", 1, "first",
-            json_object_get (reply, "path"), "last",
-            json_object_get (
-                json_array_get (waiting->batch,
-                                json_array_size (waiting->batch) - 1),
-                "path"),
-            "index", json_object_get (reply, "revision"));
-        s_imported (waiting, landed, NULL);
-        json_decref (landed);
-        return;
-    }
-    zlist_remove (self->waiting, waiting);
-    if (fault && fault->error != SF_ENOTFOUND)
-        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
-                         "the ring's leader changed during the import and "
-                         "cannot say yet whether the batch is in: retry");
-    else
-        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
-                         "the ring's leader changed during the import; the "
-                         "batch is not in the ring: retry");
     s_waiting_destroy (&waiting);
 }
 
