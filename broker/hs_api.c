@@ -82,6 +82,9 @@ struct _hs_api_t {
                               //  the owner's sim to answer (this leader's)
     uint64_t asks_checked;    //  monotonic ms of the last deadline check
     uint64_t lease_checked;   //  monotonic ms of the last lease check
+    raft_term leading_term;   //  term this node leads in, 0: not leading
+    uint64_t leading_since;   //  monotonic ms sims could reach it since
+    uint64_t progressed;      //  monotonic ms of the last hs_api_progress
     s_member_t members [S_MAX_MEMBERS];
     unsigned n_members;
     zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
@@ -1092,11 +1095,14 @@ s_expire_asks (hs_api_t *self, uint64_t now)
 
 //  The leader, once a second: a sim silent past its lease is declared
 //  dead and its entities orphaned (a command of the ring's own, decided by
-//  every member from the time and lease in it).
+//  every member from the time and lease in it). Not before this node has
+//  led for a whole lease without pausing: while the ring had no leader, or
+//  its loop stood still, no sim could beat, so a lease spanning an
+//  election or a pause says nothing about the sim.
 static void
 s_expire_sims (hs_api_t *self, uint64_t now)
 {
-    if (!self->sim_lease_ms
+    if (!self->sim_lease_ms || now - self->leading_since < self->sim_lease_ms
         || !s_leader_check_due (self, &self->lease_checked, 1000, now))
         return;
     zlist_t *expired =
@@ -1116,6 +1122,14 @@ s_expire_sims (hs_api_t *self, uint64_t now)
 void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
+    bool paused = now - self->progressed > self->sim_lease_ms / 4;
+    self->progressed = now;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER)
+        self->leading_term = 0;
+    else if (self->leading_term != hs_ring_term (self->ring) || paused) {
+        self->leading_term = hs_ring_term (self->ring);
+        self->leading_since = now;
+    }
     s_expire_sims (self, now);
     s_expire_asks (self, now);
     if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)

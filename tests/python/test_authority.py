@@ -5,7 +5,7 @@ the ring (the simulation servers' side of a transfer comes later)."""
 
 import pytest
 
-from simfabric_testing import ApiError, wait_leader, write_key_pair
+from simfabric_testing import ApiError, NoReply, call_any, wait_leader, write_key_pair
 from simfabric_testing.keys import read_key_pair
 
 
@@ -264,5 +264,63 @@ def test_a_silent_sim_is_declared_dead_and_its_entities_orphaned(tmp_path):
         for client in clients.values():
             client.close()
     finally:
+        codes = {member.name: member.stop() for member in ring}
+    assert set(codes.values()) == {0}, codes
+
+
+@pytest.mark.parametrize("paused", ["followers", "all"])
+def test_silence_while_the_ring_could_not_hear_is_not_a_missed_lease(tmp_path, paused):
+    """A sim that beats whenever the ring can take it keeps its entities
+    when the ring had no leader (followers stopped) or stood still itself
+    (every member stopped) for longer than the lease."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from simfabric_testing import make_ring
+
+    ring = make_ring(tmp_path, 3, extra={"election_timeout": 300, "heartbeat": 50,
+                                         "sim_lease": 1000})
+    stop = threading.Event()
+    try:
+        for member in ring:
+            member.start()
+        leader_name, _ = wait_leader(ring)
+        leader = next(m for m in ring if m.name == leader_name)
+        keys = write_key_pair(tmp_path / "keys", "patient")
+        with leader.client(keys=keys) as client:
+            client.call("sim.register", sim="patient")
+        with leader.client() as admin:
+            admin.call("entity.create", path="/o/patient", authority="patient")
+
+        def beat():
+            # Every 200 ms, through whichever member takes it.
+            while not stop.is_set():
+                for member in ring:
+                    with member.client(keys=keys, timeout=0.3) as client:
+                        try:
+                            if client.request("sim.heartbeat", sim="patient").get("ok"):
+                                break
+                        except NoReply:
+                            pass
+                stop.wait(0.2)
+
+        beater = threading.Thread(target=beat)
+        beater.start()
+        time.sleep(1.0)
+        stopped = [m for m in ring if paused == "all" or m.name != leader_name]
+        for member in stopped:
+            os.kill(member.process.pid, signal.SIGSTOP)
+        time.sleep(2.5)  # more than twice the lease
+        for member in stopped:
+            os.kill(member.process.pid, signal.SIGCONT)
+        wait_leader(ring)
+        time.sleep(2.0)  # two lease checks of whichever member leads
+        held = call_any(ring, "entity.get", time.monotonic() + 10, path="/o/patient")
+        assert held["authority"] == "patient", held
+        assert not any("sim patient missed its heartbeats" in m.log() for m in ring)
+    finally:
+        stop.set()
         codes = {member.name: member.stop() for member in ring}
     assert set(codes.values()) == {0}, codes
