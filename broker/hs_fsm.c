@@ -33,7 +33,10 @@ static const char *s_schema =
     "CREATE TABLE entities ("
     "  path TEXT PRIMARY KEY, owner TEXT, authority TEXT,"
     "  master TEXT NOT NULL,"
-    "  rule TEXT NOT NULL CHECK (rule IN ('allow', 'ask', 'deny')),"
+    //  Not "rule IN (...)": SQLite builds an ephemeral table for that
+    //  list at every insert.
+    "  rule TEXT NOT NULL"
+    "    CHECK (rule = 'allow' OR rule = 'ask' OR rule = 'deny'),"
     "  epoch INTEGER NOT NULL, checkpoint TEXT,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  revision INTEGER NOT NULL);"
