@@ -715,22 +715,26 @@ sim_stream_receive (sim_stream_t *self, uint64_t now_us)
 }
 
 //  The datagram about to go to PEER (its counter is peer->counter) carries
-//  the COUNT items packed: note the traced updates among them.
+//  the COUNT items packed: note the traced updates among them. The first
+//  datagram carrying one is its send; one sent again (the first was lost)
+//  is the datagram whose ACK completes it.
 static void
 s_trace_sent (sim_stream_t *self, s_peer_t *peer, size_t count, uint64_t now_us)
 {
     for (unsigned at = 0; at < SIM_STREAM_TRACES; at++) {
         s_traced_t *traced = &self->traced [at];
-        if (!traced->id [0] || traced->peer != peer || traced->counter)
+        if (!traced->id [0] || traced->peer != peer)
             continue;
         for (size_t item = 0; item < count; item++)
             if (self->items [item].slot == traced->slot
                 && self->items [item].generation == traced->generation
                 && self->items [item].seq >= traced->seq) {
+                if (!traced->counter) {
+                    traced->until_us = now_us + 10000000u;
+                    sf_trace_record (self->trace, traced->id, "update", true,
+                                     peer->name, sf_time_wall_us ());
+                }
                 traced->counter = peer->counter;
-                traced->until_us = now_us + 10000000u;
-                sf_trace_record (self->trace, traced->id, "update", true,
-                                 peer->name, sf_time_wall_us ());
                 break;
             }
     }

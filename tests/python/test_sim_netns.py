@@ -86,6 +86,19 @@ def test_replicas_converge_through_loss_delay_reordering_and_duplication(hosts, 
                 (e["seq"], e["state"], e["epoch"]) == (11, "round 10", 1) for e in page)
 
         wait_for(converged, timeout=60, what="every replica at its newest state")
+
+        # Traced updates (trace.md, Case 3) through the same loss: each one
+        # completes with the ACK of a datagram that carried it, the one sent
+        # again when the first was lost.
+        with sim1.client() as game:
+            traces = [game.call("entity.update", path=path, state="traced", trace=True)["trace"]
+                      for path in paths[:40]]
+
+            def acked():
+                return all(any(r["msg"] == "ack" for r in game.call("trace", trace=t)["records"])
+                           for t in traces)
+
+            wait_for(acked, timeout=30, what="an ACK for every traced update")
         sent, received = counters(sim1), counters(sim2)
         # The impairments happened, and were absorbed:
         assert sent["datagrams_lost"] > 0 and sent["updates_requeued"] > 0
