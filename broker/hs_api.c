@@ -85,6 +85,7 @@ struct _hs_api_t {
     raft_term leading_term;   //  term this node leads in, 0: not leading
     uint64_t leading_since;   //  monotonic ms sims could reach it since
     uint64_t progressed;      //  monotonic ms of the last hs_api_progress
+    uint64_t pause_ms;        //  a longer gap between them is a pause
     s_member_t members [S_MAX_MEMBERS];
     unsigned n_members;
     zsock_t *sockets [S_MAX_MEMBERS + 1];  //  forwarding DEALERs, NULL-ended
@@ -988,9 +989,12 @@ hs_api_probe_ack (hs_api_t *self, raft_id from, raft_term term, uint64_t seq,
 }
 
 void
-hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms)
+hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms, uint64_t tick_ms)
 {
     self->sim_lease_ms = lease_ms;
+    //  A quarter of the lease, but never less than two ticks: an idle
+    //  leader's loop only wakes to send heartbeats.
+    self->pause_ms = lease_ms / 4 > 2 * tick_ms ? lease_ms / 4 : 2 * tick_ms;
 }
 
 void
@@ -1122,7 +1126,7 @@ s_expire_sims (hs_api_t *self, uint64_t now)
 void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
-    bool paused = now - self->progressed > self->sim_lease_ms / 4;
+    bool paused = now - self->progressed > self->pause_ms;
     self->progressed = now;
     if (hs_ring_role (self->ring) != HS_RING_LEADER)
         self->leading_term = 0;

@@ -52,8 +52,9 @@ void hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now);
 void hs_api_submit (hs_api_t *self, uint64_t now);
 
 //  Orphan the entities of sims whose last heartbeat is older than
-//  LEASE_MS (0: never), as the leader.
-void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms);
+//  LEASE_MS (0: never), as the leader. The leader's loop wakes at least
+//  every TICK_MS (the raft heartbeat): a longer gap is a pause.
+void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms, uint64_t tick_ms);
 
 //  Record transfers' requests, answers and replies in TRACE (lent; NULL:
 //  none) and serve the op "trace" from it (trace.md).

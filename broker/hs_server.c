@@ -482,8 +482,10 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     hs_api_set_ask_timeout (
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/ask_timeout"));
-    hs_api_set_sim_lease (self->handler, (uint64_t) sf_config_int (
-                                             config, "homeserver/sim_lease"));
+    hs_api_set_sim_lease (
+        self->handler,
+        (uint64_t) sf_config_int (config, "homeserver/sim_lease"),
+        (uint64_t) sf_config_int (config, "homeserver/heartbeat"));
     for (unsigned at = 0; at < self->n_members; at++) {
         s_member_t *member = &self->members [at];
         hs_api_add_member (self->handler, member->name, member->id, member->api,
