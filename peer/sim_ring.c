@@ -9,22 +9,27 @@
 typedef struct {
     char *name;       //  member name (as its replies call it)
     zsock_t *dealer;  //  CURVE client to its API
+    char *events;     //  its events endpoint, or NULL
+    char key [41];    //  its public key
 } s_member_t;
 
 typedef struct {
     sim_ring_fn *fn;       //  whom to tell
     void *arg;             //  and with what
     uint64_t deadline_ms;  //  monotonic
+    size_t member;         //  asked
 } s_pending_t;
 
 struct _sim_ring_t {
     bool detached;                //  off its loop: handlers do nothing
     zloop_t *loop;                //  attached to, or NULL
     int timer;                    //  its timeout timer there
-    zsock_t *events;              //  SUB to every member's events, or NULL
+    zsock_t *events;              //  SUB to one member's events, or NULL
+    size_t source;                //  that member, or SIZE_MAX if none yet
+    zcert_t *cert;                //  our own copy, for those connections
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
-    uint64_t event_index;     //  newest change seen (every member sends each)
+    uint64_t event_index;     //  newest change seen
     sim_ring_gap_fn *gap_fn;  //  told of lost events, or NULL
     void *gap_arg;
     s_member_t *members;  //  the ring, from configuration
@@ -39,6 +44,44 @@ s_pending_free (void **item)
 {
     free (*item);
     *item = NULL;
+}
+
+//  Take the ring's events from the member requests go to (the leader, once
+//  a reply has named it): it applies each change first, and one copy per
+//  change is all a sim needs; every member publishing to every sim cost
+//  the ring and the sims twice that again in CURVE messages. What a
+//  switch loses shows as a gap in the chain at the next change (every
+//  sim's heartbeat is one), and the gap handler re-reads.
+static int
+s_follow_target (sim_ring_t *self, sf_fault_t *fault)
+{
+    size_t next = self->target;
+    //  A member without events keeps us where we are, or, at the start,
+    //  sends us to the first that has them.
+    for (size_t at = 0; !self->members [next].events && at < self->n_members;
+         at++)
+        if (self->source == SIZE_MAX && self->members [at].events)
+            next = at;
+    if (next == self->source || !self->members [next].events)
+        return 0;
+    if (self->source != SIZE_MAX)
+        zsock_disconnect (self->events, "%s",
+                          self->members [self->source].events);
+    self->source = SIZE_MAX;
+    //  The server key applies per connection: set it before each.
+    sf_curve_client (self->events, self->cert, self->members [next].key);
+    if (zsock_connect (self->events, "%s", self->members [next].events)) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "ring member '%s': cannot connect to events '%s'",
+                      self->members [next].name, self->members [next].events);
+        sf_log_warning ("sim_ring: cannot connect to the events of '%s' at %s",
+                        self->members [next].name, self->members [next].events);
+        return -1;
+    }
+    sf_log_info ("sim_ring: following the events of '%s'",
+                 self->members [next].name);
+    self->source = next;
+    return 0;
 }
 
 sim_ring_t *
@@ -69,26 +112,18 @@ sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
             goto failed;
         snprintf (path, sizeof path, "ring/member/%s/events", name);
         const char *events = sf_config_str (config, path);
-        if (events) {
-            if (!self->events) {
-                self->events = zsock_new (ZMQ_SUB);
-                zsock_set_linger (self->events, 0);
-                //  Every topic, so the chain of indexes is whole and a
-                //  missing link means a lost event (homeserver-events.md).
-                zsock_set_subscribe (self->events, "");
-            }
-            //  The server key applies per connection: set it before each.
-            sf_curve_client (self->events, cert, key);
-            if (zsock_connect (self->events, "%s", events)) {
-                sf_fault_set (fault, SF_EINVAL,
-                              "ring member '%s': cannot connect to events "
-                              "'%s'",
-                              name, events);
-                goto failed;
-            }
+        if (events && !self->events) {
+            self->events = zsock_new (ZMQ_SUB);
+            zsock_set_linger (self->events, 0);
+            //  Every topic, so the chain of indexes is whole and a
+            //  missing link means a lost event (homeserver-events.md).
+            zsock_set_subscribe (self->events, "");
+            self->cert = zcert_dup (cert);
         }
         s_member_t *member = &self->members [self->n_members++];
         member->name = strdup (name);
+        member->events = events ? strdup (events) : NULL;
+        memcpy (member->key, key, sizeof member->key);
         member->dealer = zsock_new (ZMQ_DEALER);
         zsock_set_linger (member->dealer, 0);
         zsock_set_sndhwm (member->dealer, 1000);
@@ -101,12 +136,15 @@ sim_ring_new (sf_config_t *config, zcert_t *cert, sf_fault_t *fault)
         }
     }
     zlist_destroy (&names);
+    self->source = SIZE_MAX;
     if (self->n_members == 0) {
         sf_fault_set (fault, SF_EINVAL,
                       "no ring member with an API endpoint: set "
                       "ring/member/NAME/api and ring/member/NAME/key");
         sim_ring_destroy (&self);
     }
+    else if (self->events && s_follow_target (self, fault))
+        sim_ring_destroy (&self);
     return self;
 failed:
     zlist_destroy (&names);
@@ -122,9 +160,11 @@ sim_ring_destroy (sim_ring_t **self_p)
         for (size_t at = 0; at < self->n_members; at++) {
             zsock_destroy (&self->members [at].dealer);
             free (self->members [at].name);
+            free (self->members [at].events);
         }
         free (self->members);
         zsock_destroy (&self->events);
+        zcert_destroy (&self->cert);
         zhashx_destroy (&self->pending);
         free (self);
         *self_p = NULL;
@@ -164,6 +204,7 @@ s_reply_one (sim_ring_t *self, zsock_t *dealer)
     for (size_t at = 0; leader && at < self->n_members; at++)
         if (strcmp (self->members [at].name, leader) == 0)
             self->target = at;
+    s_follow_target (self, NULL);
     sf_fault_t fault;
     const sf_fault_t *failure = NULL;
     if (!json_is_true (json_object_get (reply, "ok"))) {
@@ -202,13 +243,20 @@ s_handle_timer (zloop_t *loop, int timer_id, void *arg)
     uint64_t now = sf_time_mono_ms ();
     zlist_t *expired = zlist_new ();
     zlist_autofree (expired);
+    bool silent = false;  //  the member we ask now left a request unanswered
     for (s_pending_t *pending = (s_pending_t *) zhashx_first (self->pending);
          pending; pending = (s_pending_t *) zhashx_next (self->pending))
-        if (pending->deadline_ms <= now)
+        if (pending->deadline_ms <= now) {
             zlist_append (expired, (void *) zhashx_cursor (self->pending));
-    if (zlist_size (expired))
-        //  Whoever we asked did not answer: ask the next member next time.
+            silent |= pending->member == self->target;
+        }
+    //  Ask the next member next time; not when the requests that expired
+    //  went to a member we had already left (a reply had named another
+    //  leader), or every late expiry would move us off a good one.
+    if (silent) {
         self->target = (self->target + 1) % self->n_members;
+        s_follow_target (self, NULL);
+    }
     for (char *key = (char *) zlist_first (expired); key;
          key = (char *) zlist_next (expired)) {
         s_pending_t call = *(s_pending_t *) zhashx_lookup (self->pending, key);
@@ -354,6 +402,7 @@ sim_ring_call (sim_ring_t *self, const char *op, json_t **args, int timeout_ms,
     pending->fn = fn;
     pending->arg = arg;
     pending->deadline_ms = sf_time_mono_ms () + (uint64_t) timeout_ms;
+    pending->member = self->target;
     char key [24];
     snprintf (key, sizeof key, "%llu", (unsigned long long) id);
     zhashx_insert (self->pending, key, pending);

@@ -347,6 +347,9 @@ s_resynced (sim_server_t *self)
         unsigned long long epoch = strtoull (said, &rest, 10);
         const char *authority = *rest == ' ' ? rest + 1 : "";
         if (epoch >= entity->epoch && !streq (authority, self->name)) {
+            //  A replica from now on, at the epoch of the grant it missed:
+            //  the new authority's updates come at that epoch.
+            entity->epoch = (uint64_t) epoch;
             sim_api_lost (self->api, entity);
             lost++;
         }

@@ -191,6 +191,38 @@ def test_the_ring_leader_killed_mid_transfer(fabric):
     assert all(len(sources) == 1 for sources in per_epoch.values()), per_epoch
 
 
+def test_a_sim_follows_the_ring_events_to_the_new_leader(fabric):
+    """A sim takes the ring's events from the member it sends requests to,
+    the leader: when the leader dies it moves with its requests, and a
+    grant committed under the new leader still fences it."""
+    ring, (sim1, sim2, _) = fabric
+    path = "/faults/follow"
+    with sim1.client() as game:
+        game.call("entity.create", path=path, state="v1", rule="allow")
+        followed = game.call("status")["ring"]
+    leader_name, _ = wait_leader(ring)
+    assert followed == leader_name
+    leader = next(m for m in ring if m.name == leader_name)
+    try:
+        leader.kill()
+        survivors = [m for m in ring if m is not leader]
+        with leader_client(survivors, keys=sim2.keys, wait=20) as as_sim2:
+            granted = as_sim2.call("authority.request", path=path, sim="sim2")
+        assert granted["epoch"] == 2
+
+        def fenced():
+            with sim1.client() as game:
+                entity = game.call("entity.get", path=path)
+                status = game.call("status")
+            return (entity["authority"] is False and entity["epoch"] == 2
+                    and status["ring"] != leader_name)
+
+        wait_for(fenced, timeout=10, what="sim1 fenced through the new leader's events")
+    finally:
+        if not leader.alive():
+            leader.start()
+
+
 @pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
 def test_the_old_authority_cut_off_from_the_ring_keeps_editing(tmp_path):
     hosts = netns.Hosts(3, prefix="sfa")
