@@ -58,6 +58,7 @@ static const char *s_schema =
 struct _hs_fsm_t {
     sqlite3 *db;         //  in-memory database
     raft_index applied;  //  last index applied
+    raft_index change;   //  last index that changed something
     struct {
         const char *sql;
         sqlite3_stmt *stmt;
@@ -1172,8 +1173,19 @@ s_authority_request (s_apply_t *ctx)
 {
     if (s_acts_for_sim (ctx, ctx->a->sim))
         return NULL;
-    char *master = s_lookup (
-        ctx->self, "SELECT master FROM entities WHERE path = ?", ctx->a->path);
+    //  One read of the row: master, rule, authority.
+    const char *path = ctx->a->path;
+    sqlite3_stmt *row = s_prepare (
+        ctx->self,
+        "SELECT master, rule, authority FROM entities WHERE path = ?", 1,
+        &path);
+    char *master = NULL, *rule = NULL, *authority = NULL;
+    if (row && sqlite3_step (row) == SQLITE_ROW) {
+        master = strdup (s_column (row, 0));
+        rule = strdup (s_column (row, 1));
+        authority = s_column (row, 2) ? strdup (s_column (row, 2)) : NULL;
+    }
+    s_done (ctx->self, row);
     if (!master) {
         sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
                       ctx->a->path);
@@ -1185,6 +1197,8 @@ s_authority_request (s_apply_t *ctx)
             ctx->self, "SELECT key FROM players WHERE id = ?", ctx->a->player);
         if (!player_key) {
             free (master);
+            free (rule);
+            free (authority);
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'",
                           ctx->a->player);
             return NULL;
@@ -1194,11 +1208,6 @@ s_authority_request (s_apply_t *ctx)
                      || (player_key && strcmp (master, player_key) == 0);
     free (master);
     free (player_key);
-    char *rule = s_lookup (
-        ctx->self, "SELECT rule FROM entities WHERE path = ?", ctx->a->path);
-    char *authority =
-        s_lookup (ctx->self, "SELECT authority FROM entities WHERE path = ?",
-                  ctx->a->path);
     bool already = authority && strcmp (authority, ctx->a->sim) == 0;
     //  An orphan has no sim to ask: ask grants it like allow.
     bool ask = rule && strcmp (rule, "ask") == 0;
@@ -1344,7 +1353,10 @@ hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
     return names;
 }
 
-//  Set counter KEY ("applied", "change") of the meta table to INDEX.
+//  Set counter KEY ("applied", "change") of the meta table to INDEX. The
+//  counters live in memory and reach the table only for a snapshot, the
+//  one reader of the table; writing them at every command cost two more
+//  statements per command.
 static void
 s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
 {
@@ -1361,7 +1373,6 @@ s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
 static void
 s_set_applied (hs_fsm_t *self, raft_index index)
 {
-    s_set_meta (self, "applied", index);
     self->applied = index;
 }
 
@@ -1417,7 +1428,7 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_authority_expire (&ctx);
     }
     if (result) {
-        s_set_meta (self, "change", index);
+        self->change = index;
         s_set_applied (self, index);
         s_exec_sql (self, "COMMIT");
     }
@@ -1585,13 +1596,7 @@ hs_fsm_applied (hs_fsm_t *self)
 raft_index
 hs_fsm_last_change (hs_fsm_t *self)
 {
-    sqlite3_stmt *stmt = s_prepare (
-        self, "SELECT value FROM meta WHERE key = 'change'", 0, NULL);
-    raft_index index = 0;
-    if (stmt && sqlite3_step (stmt) == SQLITE_ROW)
-        index = (raft_index) sqlite3_column_int64 (stmt, 0);
-    s_done (self, stmt);
-    return index;
+    return self->change;
 }
 
 void
@@ -1603,6 +1608,8 @@ hs_fsm_set_applied (hs_fsm_t *self, raft_index index)
 int
 hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data)
 {
+    s_set_meta (self, "applied", self->applied);
+    s_set_meta (self, "change", self->change);
     sqlite3_int64 size = 0;
     unsigned char *image = sqlite3_serialize (self->db, "main", &size, 0);
     if (!image)
@@ -1629,13 +1636,18 @@ hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data)
                                  | SQLITE_DESERIALIZE_RESIZEABLE)
         != SQLITE_OK)
         return -1;
-    sqlite3_stmt *stmt = s_prepare (
-        self, "SELECT value FROM meta WHERE key = 'applied'", 0, NULL);
-    if (!stmt || sqlite3_step (stmt) != SQLITE_ROW) {
+    sqlite3_stmt *stmt =
+        s_prepare (self,
+                   "SELECT (SELECT value FROM meta WHERE key = 'applied'), "
+                   "(SELECT value FROM meta WHERE key = 'change')",
+                   0, NULL);
+    if (!stmt || sqlite3_step (stmt) != SQLITE_ROW
+        || sqlite3_column_type (stmt, 0) == SQLITE_NULL) {
         s_done (self, stmt);
         return -1;
     }
     self->applied = (raft_index) sqlite3_column_int64 (stmt, 0);
+    self->change = (raft_index) sqlite3_column_int64 (stmt, 1);
     s_done (self, stmt);
     return 0;
 }

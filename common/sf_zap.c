@@ -142,9 +142,18 @@ zactor_t *
 sf_zap_new (void)
 {
     //  Bind here so a second handler fails now, visibly; the actor's
-    //  thread start is a full barrier, so the socket may move to it.
+    //  thread start is a full barrier, so the socket may move to it. A
+    //  handler just destroyed still holds the endpoint until libzmq's
+    //  reaper thread has closed its socket: wait that long (a few ms),
+    //  no longer.
     zsock_t *handler = zsock_new (ZMQ_REP);
-    if (zsock_bind (handler, ZAP_ENDPOINT) != 0) {
+    int rc = zsock_bind (handler, ZAP_ENDPOINT);
+    for (int tries = 0; rc != 0 && zmq_errno () == EADDRINUSE && tries < 50;
+         tries++) {
+        zclock_sleep (5);
+        rc = zsock_bind (handler, ZAP_ENDPOINT);
+    }
+    if (rc != 0) {
         zsock_destroy (&handler);
         return NULL;
     }
