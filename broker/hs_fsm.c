@@ -1370,12 +1370,6 @@ s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
     s_done (self, stmt);
 }
 
-static void
-s_set_applied (hs_fsm_t *self, raft_index index)
-{
-    self->applied = index;
-}
-
 json_t *
 hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
               sf_fault_t *fault)
@@ -1386,7 +1380,7 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
         sf_log_error ("hs_fsm: undecodable command at %llu skipped",
                       (unsigned long long) index);
         sf_fault_set (fault, SF_EINTERNAL, "undecodable command");
-        s_set_applied (self, index);
+        self->applied = index;
         return NULL;
     }
     char principal [41];
@@ -1429,12 +1423,12 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     }
     if (result) {
         self->change = index;
-        s_set_applied (self, index);
+        self->applied = index;
         s_exec_sql (self, "COMMIT");
     }
     else {
         s_exec_sql (self, "ROLLBACK");
-        s_set_applied (self, index);
+        self->applied = index;
     }
     ring_cmd_release (&cmd);
     return result;
@@ -1602,7 +1596,7 @@ hs_fsm_last_change (hs_fsm_t *self)
 void
 hs_fsm_set_applied (hs_fsm_t *self, raft_index index)
 {
-    s_set_applied (self, index);
+    self->applied = index;
 }
 
 int

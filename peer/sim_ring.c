@@ -56,13 +56,18 @@ static int
 s_follow_target (sim_ring_t *self, sf_fault_t *fault)
 {
     size_t next = self->target;
-    //  A member without events keeps us where we are, or, at the start,
-    //  sends us to the first that has them.
-    for (size_t at = 0; !self->members [next].events && at < self->n_members;
-         at++)
-        if (self->source == SIZE_MAX && self->members [at].events)
-            next = at;
-    if (next == self->source || !self->members [next].events)
+    if (!self->members [next].events) {
+        //  A member without events keeps us where we are, or, at the
+        //  start, sends us to the first that has them.
+        if (self->source != SIZE_MAX)
+            return 0;
+        for (next = 0; next < self->n_members && !self->members [next].events;
+             next++)
+            ;
+        if (next == self->n_members)
+            return 0;
+    }
+    if (next == self->source)
         return 0;
     if (self->source != SIZE_MAX)
         zsock_disconnect (self->events, "%s",
@@ -71,12 +76,15 @@ s_follow_target (sim_ring_t *self, sf_fault_t *fault)
     //  The server key applies per connection: set it before each.
     sf_curve_client (self->events, self->cert, self->members [next].key);
     if (zsock_connect (self->events, "%s", self->members [next].events)) {
-        sf_fault_set (fault, SF_EINVAL,
-                      "ring member '%s': cannot connect to events '%s'",
-                      self->members [next].name, self->members [next].events);
-        sf_log_warning ("sim_ring: cannot connect to the events of '%s' at %s",
-                        self->members [next].name, self->members [next].events);
-        return -1;
+        //  At start the caller reports it; later, the log does.
+        if (!fault)
+            sf_log_warning ("sim_ring: cannot connect to the events of '%s' "
+                            "at %s",
+                            self->members [next].name,
+                            self->members [next].events);
+        return sf_fault_set (
+            fault, SF_EINVAL, "ring member '%s': cannot connect to events '%s'",
+            self->members [next].name, self->members [next].events);
     }
     sf_log_info ("sim_ring: following the events of '%s'",
                  self->members [next].name);
