@@ -18,7 +18,20 @@ sys.path.insert(0, str(ROOT / "tests/python"))
 from simfabric_testing import binary, make_ring, make_sims, running, wait_leader  # noqa: E402
 
 
+def messaging_floor(options):
+    """The critical path's seven hops between five processes over CURVE,
+    with none of the fabric's work, at the same concurrency: what the
+    hops alone allow on this machine (bench_hops)."""
+    done = subprocess.run([str(binary("bench_hops")), str(options.concurrency),
+                           str(min(options.seconds, 3.0))],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        sys.exit(f"bench_hops failed: {done.stderr}{done.stdout}")
+    return json.loads(done.stdout)
+
+
 def one_run(options):
+    hops_floor = messaging_floor(options)
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as folder:
         ring = make_ring(folder, 3)
         extra = {}
@@ -53,6 +66,7 @@ def one_run(options):
                 hops[json.loads(traced.stdout)["hops"] if traced.returncode == 0 else None] += 1
             result["hops"] = dict(hops)
             result["throughput"] = bench(options.concurrency)["throughput"]
+            result["messaging"] = hops_floor
             return result
 
 
@@ -87,6 +101,11 @@ def main():
     print(f"transfers, {options.concurrency} in flight: {median('throughput.per_s'):.0f}/s "
           f"(target >= 5000/s), p50 {median('throughput.p50_us'):.0f} us, "
           f"p99 {median('throughput.p99_us'):.0f} us")
+    laps = median("messaging.laps_per_s")
+    print(f"messaging floor, the same 7 hops over CURVE with no work, {options.concurrency} "
+          f"in flight: {laps:.0f} laps/s, p50 {median('messaging.p50_us'):.0f} us, "
+          f"{median('messaging.cpu_us_per_lap'):.0f} us CPU per lap; transfers / floor "
+          f"{median('throughput.per_s') / laps:.2f}x")
     handoffs = [run["latency"]["from_handoff"] / run["latency"]["n"] for run in runs]
     print(f"final state from the former authority's HANDOFF: {min(handoffs):.1%} of transfers")
     hops = collections.Counter()
