@@ -1423,13 +1423,11 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     }
     if (result) {
         self->change = index;
-        self->applied = index;
         s_exec_sql (self, "COMMIT");
     }
-    else {
+    else
         s_exec_sql (self, "ROLLBACK");
-        self->applied = index;
-    }
+    self->applied = index;
     ring_cmd_release (&cmd);
     return result;
 }

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static uint64_t
@@ -56,6 +57,16 @@ sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size)
     snprintf (buffer, size, "%s.%03uZ", date, (unsigned) (wall_ms % 1000));
 }
 
+double
+sf_time_cpu_s (int who)
+{
+    struct rusage usage;
+    if (getrusage (who, &usage))
+        return 0;
+    return (double) usage.ru_utime.tv_sec + (double) usage.ru_stime.tv_sec
+           + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 int
 sf_time_test (bool verbose)
 {
@@ -68,6 +79,16 @@ sf_time_test (bool verbose)
     assert (after - before >= 2000000);
     assert (sf_time_mono_ms () >= before / 1000000u);
     assert (sf_time_wall_ms () > 1700000000000u);
+
+    //  Busy work shows in this process's CPU time (within 5 s of wall
+    //  time, however loaded the machine).
+    double cpu = sf_time_cpu_s (RUSAGE_SELF);
+    for (uint64_t start = sf_time_mono_ns ();
+         sf_time_cpu_s (RUSAGE_SELF) - cpu < 0.01
+         && sf_time_mono_ns () - start < 5000000000u;)
+        ;
+    assert (sf_time_cpu_s (RUSAGE_SELF) - cpu >= 0.01);
+    assert (sf_time_cpu_s (-12345) == 0);  //  not a WHO getrusage knows
 
     char text [32];
     sf_time_format_iso (0, text, sizeof text);

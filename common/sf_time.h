@@ -23,6 +23,10 @@ uint64_t sf_time_wall_ms (void);
 //  Wall-clock time in microseconds since the Unix epoch.
 uint64_t sf_time_wall_us (void);
 
+//  CPU time (user plus system) used so far, in seconds, by WHO as
+//  getrusage (2) takes it: RUSAGE_SELF, RUSAGE_THREAD, RUSAGE_CHILDREN.
+double sf_time_cpu_s (int who);
+
 //  Write WALL_MS as "2026-11-23T23:45:00.123Z" into BUFFER (>= 25 bytes).
 void sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size);
 

@@ -625,11 +625,7 @@ static json_t *
 s_load (sim_server_t *self)
 {
     size_t authoritative = sim_store_authoritative (self->store);
-    struct rusage usage;
-    getrusage (RUSAGE_SELF, &usage);
-    double cpu =
-        (double) usage.ru_utime.tv_sec + (double) usage.ru_stime.tv_sec
-        + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    double cpu = sf_time_cpu_s (RUSAGE_SELF);
     json_t *load =
         json_pack ("{s:I,s:I,s:I,s:f}", "entities",
                    (json_int_t) sim_store_size (self->store), "authoritative",

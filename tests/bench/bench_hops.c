@@ -146,15 +146,6 @@ s_relay (const s_setup_t *setup, int role, int stop)
     zsock_destroy (&router);
 }
 
-static double
-s_cpu_s (int who)
-{
-    struct rusage usage;
-    getrusage (who, &usage);
-    return (double) usage.ru_utime.tv_sec + (double) usage.ru_stime.tv_sec
-           + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
 static void
 s_send_lap (zsock_t *dealer, size_t size, uint32_t slot)
 {
@@ -232,7 +223,8 @@ main (int argc, char *argv [])
 
     size_t capacity = 4000000, count = 0;
     uint64_t *samples = (uint64_t *) malloc (capacity * sizeof *samples);
-    double cpu_before = s_cpu_s (RUSAGE_SELF) + s_cpu_s (RUSAGE_CHILDREN);
+    double cpu_before =
+        sf_time_cpu_s (RUSAGE_SELF) + sf_time_cpu_s (RUSAGE_CHILDREN);
     uint64_t started = sf_time_mono_ns ();
     uint64_t end = started + (uint64_t) (seconds * 1e9);
     for (int slot = 0; slot < concurrency; slot++)
@@ -267,7 +259,8 @@ main (int argc, char *argv [])
         waitpid (children [role], NULL, 0);
     //  The children's CPU counts once they are reaped; the whole run's
     //  relays, since they did nothing but this.
-    double cpu = s_cpu_s (RUSAGE_SELF) + s_cpu_s (RUSAGE_CHILDREN) - cpu_before;
+    double cpu = sf_time_cpu_s (RUSAGE_SELF) + sf_time_cpu_s (RUSAGE_CHILDREN)
+                 - cpu_before;
     qsort (samples, count, sizeof *samples, s_compare);
     printf ("{\"concurrency\": %d, \"curve\": %s, \"size\": %zu, \"hops\": %d, "
             "\"laps\": %zu, \"laps_per_s\": %.0f, \"p50_us\": %.1f, "

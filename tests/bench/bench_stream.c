@@ -71,16 +71,6 @@ s_percentile (s_samples_t *samples, double fraction)
     return samples->values [at];
 }
 
-static double
-s_thread_cpu (void)
-{
-    struct rusage usage;
-    getrusage (RUSAGE_THREAD, &usage);
-    return (double) usage.ru_utime.tv_sec + (double) usage.ru_stime.tv_sec
-           + ((double) usage.ru_utime.tv_usec + (double) usage.ru_stime.tv_usec)
-                 / 1e6;
-}
-
 //  Sleep-free pacing: how many sends are due by NOW for RATE since START.
 static uint64_t
 s_due (double rate, uint64_t start_ns, uint64_t now_ns)
@@ -120,7 +110,7 @@ s_raw_receive (void *arg)
         }
     }
     zmq_msg_close (&msg);
-    self->cpu = s_thread_cpu ();
+    self->cpu = sf_time_cpu_s (RUSAGE_THREAD);
     return NULL;
 }
 
@@ -166,7 +156,7 @@ s_raw (const s_options_t *options)
             sent++;
         }
     }
-    double cpu = s_thread_cpu ();
+    double cpu = sf_time_cpu_s (RUSAGE_THREAD);
     zclock_sleep (300);  //  let the last ones arrive
     s_stop = true;
     pthread_join (thread, NULL);
@@ -224,7 +214,7 @@ s_sealed_receive (void *arg)
         sim_stream_receive (self->stream, now);
         sim_stream_flush (self->stream, now);
     }
-    self->cpu = s_thread_cpu ();
+    self->cpu = sf_time_cpu_s (RUSAGE_THREAD);
     return NULL;
 }
 
@@ -331,7 +321,7 @@ s_sealed (const s_options_t *options)
     }
     uint64_t sent = s_counter (a.stream, "datagrams_sent") - sent_before;
     uint64_t lost = s_counter (a.stream, "datagrams_lost") - lost_before;
-    double cpu = s_thread_cpu ();
+    double cpu = sf_time_cpu_s (RUSAGE_THREAD);
     s_stop = true;
     pthread_join (thread, NULL);
     uint64_t applied = __atomic_load_n (&b.applied, __ATOMIC_ACQUIRE);
@@ -387,7 +377,7 @@ s_enet_serve (void *arg)
                 enet_packet_destroy (event.packet);
             }
     }
-    self->cpu = s_thread_cpu ();
+    self->cpu = sf_time_cpu_s (RUSAGE_THREAD);
     return NULL;
 }
 
@@ -430,7 +420,7 @@ s_enet (const s_options_t *options)
         }
         enet_host_service (client, &event, 0);
     }
-    double cpu = s_thread_cpu ();
+    double cpu = sf_time_cpu_s (RUSAGE_THREAD);
     zclock_sleep (300);
     s_stop = true;
     pthread_join (thread, NULL);
