@@ -446,7 +446,8 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     //  An ask waits the configured time unless the request says otherwise.
     json_t *stamped = json_deep_copy (args);
     if (streq (op, "authority.request")
-        && !json_object_get (stamped, "timeout_ms"))
+        && !json_object_get (stamped, "timeout_ms")
+        && !json_object_get (stamped, "paths"))
         json_object_set_new (stamped, "timeout_ms",
                              json_integer ((json_int_t) self->ask_timeout_ms));
     int rc = s_encode (op, principal,

@@ -75,6 +75,7 @@ typedef struct {
     const char *handoff, *state, *checkpoint, *prefix, *after;
     json_t *load;
     const json_t *entities;  //  entity.import
+    const json_t *paths;     //  authority.request, the batch form
     int64_t limit;
     int64_t transfer;    //  authority.answer, authority.expire
     int64_t timeout_ms;  //  authority.request: how long an ask may wait
@@ -342,16 +343,44 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
     }
     if (strcmp (op, "authority.request") == 0) {
         static const char *allowed [] = {"op",     "id",         "path", "sim",
-                                         "player", "timeout_ms", NULL};
+                                         "player", "timeout_ms", "paths",
+                                         NULL};
         a->timeout_ms = S_ASK_TIMEOUT_MS;
-        return sf_json_only (args, allowed, fault)
-                       || s_path (args, "path", &a->path, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || s_name (args, "player", false, &a->player, fault)
-                       || sf_json_int (args, "timeout_ms", false, 1, 60000,
-                                       &a->timeout_ms, fault)
-                   ? -1
-                   : 0;
+        if (sf_json_only (args, allowed, fault)
+            || s_name (args, "sim", true, &a->sim, fault)
+            || s_name (args, "player", false, &a->player, fault))
+            return -1;
+        if (!json_object_get (args, "paths"))
+            return s_path (args, "path", &a->path, fault)
+                           || sf_json_int (args, "timeout_ms", false, 1, 60000,
+                                           &a->timeout_ms, fault)
+                       ? -1
+                       : 0;
+        //  The batch form never asks, so it has no ask timeout.
+        if (json_object_get (args, "path") || json_object_get (args, "timeout_ms"))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'paths' goes without 'path' and "
+                                 "'timeout_ms'");
+        a->paths = json_object_get (args, "paths");
+        size_t count = json_array_size (a->paths);
+        if (!json_is_array (a->paths) || count < 1
+            || count > HS_FSM_MAX_REQUESTS)
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'paths' must be an array of 1..%d "
+                                 "paths",
+                                 HS_FSM_MAX_REQUESTS);
+        size_t index;
+        const json_t *path;
+        json_array_foreach (a->paths, index, path)
+        {
+            const char *text = json_string_value (path);
+            if (!text || !sf_name_path_valid (text, strlen (text)))
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "paths[%zu] must be a path like "
+                                     "/world/room1/cube",
+                                     index);
+        }
+        return 0;
     }
     if (strcmp (op, "authority.answer") == 0) {
         static const char *allowed [] = {"op",  "id",      "transfer",
@@ -1165,16 +1194,15 @@ hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms)
     return ids;
 }
 
-//  authority.request (homeserver-api.md): grant SIM the authority of PATH
-//  under its rule, with the next epoch; a request by the master (the
-//  caller, or the player it acts for) is always granted.
+//  authority.request (homeserver-api.md) of one PATH: grant SIM its
+//  authority under its rule, with the next epoch; a request by the master
+//  (the caller, or the player of PLAYER_KEY it acts for) is always granted.
+//  Under ask, opens a pending transfer if MAY_ASK, else is denied.
 static json_t *
-s_authority_request (s_apply_t *ctx)
+s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
+               bool may_ask)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     //  One read of the row: master, rule, authority.
-    const char *path = ctx->a->path;
     sqlite3_stmt *row = s_prepare (
         ctx->self,
         "SELECT master, rule, authority FROM entities WHERE path = ?", 1,
@@ -1187,42 +1215,32 @@ s_authority_request (s_apply_t *ctx)
     }
     s_done (ctx->self, row);
     if (!master) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
-                      ctx->a->path);
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'", path);
         return NULL;
-    }
-    char *player_key = NULL;
-    if (ctx->a->player) {
-        player_key = s_lookup (
-            ctx->self, "SELECT key FROM players WHERE id = ?", ctx->a->player);
-        if (!player_key) {
-            free (master);
-            free (rule);
-            free (authority);
-            sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'",
-                          ctx->a->player);
-            return NULL;
-        }
     }
     bool by_master = ctx->cmd->admin || strcmp (master, ctx->principal) == 0
                      || (player_key && strcmp (master, player_key) == 0);
     free (master);
-    free (player_key);
     bool already = authority && strcmp (authority, ctx->a->sim) == 0;
     //  An orphan has no sim to ask: ask grants it like allow.
     bool ask = rule && strcmp (rule, "ask") == 0;
     bool granted = by_master || already || (rule && strcmp (rule, "allow") == 0)
                    || (ask && !authority);
-    if (!granted && ask) {
+    if (!granted && ask && may_ask) {
         json_t *pending = s_ask (ctx, authority);
         free (rule);
         free (authority);
         return pending;
     }
-    if (!granted)
+    if (!granted && ask)
+        sf_fault_set (ctx->fault, SF_EDENIED,
+                      "the rule of '%s' is ask: request it on its own to ask "
+                      "its authority",
+                      path);
+    else if (!granted)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is deny: only its master may take it",
-                      ctx->a->path);
+                      path);
     json_t *previous = authority ? json_string (authority) : json_null ();
     free (rule);
     free (authority);
@@ -1231,11 +1249,11 @@ s_authority_request (s_apply_t *ctx)
         return NULL;
     }
     //  Every grant is a new epoch: the fencing token receivers check.
-    if (!already && s_grant (ctx, ctx->a->path, ctx->a->sim, ctx->a->player)) {
+    if (!already && s_grant (ctx, path, ctx->a->sim, ctx->a->player)) {
         json_decref (previous);
         return NULL;
     }
-    json_t *result = s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+    json_t *result = s_entity_get (ctx->self, path, ctx->fault);
     if (result) {
         json_object_set_new (result, "granted", json_true ());
         json_object_set_new (result, "previous", previous);
@@ -1247,6 +1265,64 @@ s_authority_request (s_apply_t *ctx)
     }
     else
         json_decref (previous);
+    return result;
+}
+
+//  The batch form: every path decided on its own, as a single request
+//  that may not ask would be; the items' outcomes in order. A batch is
+//  one transfer (one command, one event) of all it grants.
+static json_t *
+s_request_batch (s_apply_t *ctx, const char *player_key)
+{
+    json_t *results = json_array ();
+    size_t granted = 0, index;
+    const json_t *item;
+    json_array_foreach (ctx->a->paths, index, item)
+    {
+        const char *path = json_string_value (item);
+        sf_fault_t fault;
+        sf_fault_clear (&fault);
+        s_apply_t one = *ctx;
+        one.fault = &fault;
+        //  A failed item takes back only what it wrote.
+        s_exec_sql (ctx->self, "SAVEPOINT item");
+        json_t *result = s_request_one (&one, path, player_key, false);
+        s_exec_sql (ctx->self, result ? "RELEASE item" : "ROLLBACK TO item");
+        if (result) {
+            granted++;
+            json_array_append_new (results, result);
+        }
+        else
+            json_array_append_new (
+                results, json_pack ("{s:s,s:b,s:s,s:s}", "path", path,
+                                    "granted", false, "error",
+                                    sf_error_code (fault.error), "message",
+                                    fault.message));
+    }
+    return json_pack ("{s:s,s:I,s:I,s:o}", "sim", ctx->a->sim, "transfer",
+                      (json_int_t) ctx->index, "granted", (json_int_t) granted,
+                      "results", results);
+}
+
+static json_t *
+s_authority_request (s_apply_t *ctx)
+{
+    if (s_acts_for_sim (ctx, ctx->a->sim))
+        return NULL;
+    char *player_key = NULL;
+    if (ctx->a->player) {
+        player_key = s_lookup (
+            ctx->self, "SELECT key FROM players WHERE id = ?", ctx->a->player);
+        if (!player_key) {
+            sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'",
+                          ctx->a->player);
+            return NULL;
+        }
+    }
+    json_t *result = ctx->a->paths
+                         ? s_request_batch (ctx, player_key)
+                         : s_request_one (ctx, ctx->a->path, player_key, true);
+    free (player_key);
     return result;
 }
 
@@ -1802,6 +1878,80 @@ hs_fsm_test (bool verbose)
     assert (!hs_fsm_read (fsm, "entity.get", query, &fault));
     assert (fault.error == SF_ENOTFOUND);
     json_decref (query);
+
+    //  The batch form of authority.request: each path decided on its own,
+    //  none asked; one failed item changes nothing of the others.
+    zcert_t *carol_cert = zcert_new ();
+    const char *carol = zcert_public_txt (carol_cert);
+    result = s_test_apply (fsm, ++index, "sim.register", "{\"sim\":\"sim2\"}",
+                           carol, false, &fault);
+    assert (result);
+    json_decref (result);
+    result = s_test_apply (fsm, ++index, "entity.create",
+                           "{\"path\":\"/world/q\",\"rule\":\"ask\","
+                           "\"authority\":\"sim1\"}",
+                           bob, false, &fault);
+    json_decref (result);
+    result = s_test_apply (fsm, ++index, "entity.create",
+                           "{\"path\":\"/world/d\",\"rule\":\"deny\"}", bob,
+                           false, &fault);
+    json_decref (result);
+    static const char batch [] =
+        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\",\"/world/z1\","
+        "\"/world/q\",\"/world/d\",\"/world/none\",\"/world/z0\"]}";
+    result = s_test_apply (fsm, ++index, "authority.request", batch, bob, false,
+                           &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    result = s_test_apply (fsm, ++index, "authority.request", batch, carol,
+                           false, &fault);
+    assert (result);
+    assert (json_integer_value (json_object_get (result, "transfer"))
+            == (json_int_t) index);
+    assert (json_integer_value (json_object_get (result, "granted")) == 3);
+    json_t *items = json_object_get (result, "results");
+    assert (json_array_size (items) == 6);
+    static const char *outcomes [] = {NULL,     NULL,        "denied",
+                                      "denied", "not_found", NULL};
+    for (size_t at = 0; at < 6; at++) {
+        json_t *item = json_array_get (items, at);
+        const char *error = json_string_value (json_object_get (item, "error"));
+        assert (json_is_true (json_object_get (item, "granted"))
+                == !outcomes [at]);
+        assert (outcomes [at] ? error && streq (error, outcomes [at]) : !error);
+    }
+    //  Granted once: the repeat is the current authority asking again.
+    assert (json_integer_value (
+                json_object_get (json_array_get (items, 0), "epoch"))
+            == 1);
+    assert (json_integer_value (
+                json_object_get (json_array_get (items, 5), "epoch"))
+            == 1);
+    assert (strstr (json_string_value (json_object_get (
+                        json_array_get (items, 2), "message")),
+                    "is ask"));
+    json_decref (result);
+    //  Nothing was asked: /world/q keeps its authority, no transfer waits.
+    query = json_pack ("{s:s}", "path", "/world/q");
+    result = hs_fsm_read (fsm, "entity.get", query, &fault);
+    assert (streq (json_string_value (json_object_get (result, "authority")),
+                   "sim1"));
+    json_decref (result);
+    json_decref (query);
+    zlist_t *waiting = hs_fsm_expired_transfers (fsm, UINT64_MAX / 2);
+    assert (zlist_size (waiting) == 0);
+    zlist_destroy (&waiting);
+    static const char *malformed [] = {
+        "{\"sim\":\"sim2\",\"paths\":[]}",
+        "{\"sim\":\"sim2\",\"paths\":\"/world/z0\"}",
+        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\",7]}",
+        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\"],\"path\":\"/world/z1\"}",
+        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\"],\"timeout_ms\":5}", NULL};
+    for (const char **text = malformed; *text; text++) {
+        result = s_test_apply (fsm, ++index, "authority.request", *text, carol,
+                               false, &fault);
+        assert (!result && fault.error == SF_EINVAL);
+    }
+    zcert_destroy (&carol_cert);
 
     //  A garbled command is skipped with an error, applied index moves on.
     assert (!hs_fsm_apply (fsm, ++index, "garbage", 7, &fault));

@@ -27,6 +27,9 @@ typedef struct _hs_fsm_t hs_fsm_t;
 //  Most entities one entity.import command creates.
 #define HS_FSM_MAX_IMPORT 1000
 
+//  Most paths one authority.request of the batch form decides.
+#define HS_FSM_MAX_REQUESTS 256
+
 //  A new, empty state machine. NULL with FAULT set if SQLite fails.
 hs_fsm_t *hs_fsm_new (sf_fault_t *fault);
 
