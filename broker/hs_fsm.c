@@ -342,9 +342,8 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
         return 0;
     }
     if (strcmp (op, "authority.request") == 0) {
-        static const char *allowed [] = {"op",     "id",         "path", "sim",
-                                         "player", "timeout_ms", "paths",
-                                         NULL};
+        static const char *allowed [] = {"op",     "id",         "path",  "sim",
+                                         "player", "timeout_ms", "paths", NULL};
         a->timeout_ms = S_ASK_TIMEOUT_MS;
         if (sf_json_only (args, allowed, fault)
             || s_name (args, "sim", true, &a->sim, fault)
@@ -357,7 +356,8 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
                        ? -1
                        : 0;
         //  The batch form never asks, so it has no ask timeout.
-        if (json_object_get (args, "path") || json_object_get (args, "timeout_ms"))
+        if (json_object_get (args, "path")
+            || json_object_get (args, "timeout_ms"))
             return sf_fault_set (fault, SF_EINVAL,
                                  "field 'paths' goes without 'path' and "
                                  "'timeout_ms'");
@@ -625,6 +625,7 @@ typedef struct {
     const char *principal;  //  Z85
     const s_args_t *a;
     sf_fault_t *fault;
+    bool would_ask;  //  a batch item refused because its rule asks
 } s_apply_t;
 
 //  A command's time and log index as SQL text: every change records them
@@ -1232,6 +1233,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
         free (authority);
         return pending;
     }
+    ctx->would_ask = !granted && ask;
     if (!granted && ask)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is ask: request it on its own to ask "
@@ -1292,15 +1294,17 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
             granted++;
             json_array_append_new (results, result);
         }
-        else
-            json_array_append_new (
-                results, json_pack ("{s:s,s:b,s:s,s:s}", "path", path,
-                                    "granted", false, "error",
-                                    sf_error_code (fault.error), "message",
-                                    fault.message));
+        else {
+            json_t *refused = json_pack (
+                "{s:s,s:b,s:s,s:s}", "path", path, "granted", false, "error",
+                sf_error_code (fault.error), "message", fault.message);
+            if (one.would_ask)
+                json_object_set_new (refused, "ask", json_true ());
+            json_array_append_new (results, refused);
+        }
     }
     return json_pack ("{s:s,s:I,s:I,s:o}", "sim", ctx->a->sim, "transfer",
-                      (json_int_t) ctx->index, "granted", (json_int_t) granted,
+                      (json_int_t) ctx->index, "grants", (json_int_t) granted,
                       "results", results);
 }
 
@@ -1907,7 +1911,7 @@ hs_fsm_test (bool verbose)
     assert (result);
     assert (json_integer_value (json_object_get (result, "transfer"))
             == (json_int_t) index);
-    assert (json_integer_value (json_object_get (result, "granted")) == 3);
+    assert (json_integer_value (json_object_get (result, "grants")) == 3);
     json_t *items = json_object_get (result, "results");
     assert (json_array_size (items) == 6);
     static const char *outcomes [] = {NULL,     NULL,        "denied",
@@ -1926,9 +1930,11 @@ hs_fsm_test (bool verbose)
     assert (json_integer_value (
                 json_object_get (json_array_get (items, 5), "epoch"))
             == 1);
-    assert (strstr (json_string_value (json_object_get (
-                        json_array_get (items, 2), "message")),
+    assert (strstr (json_string_value (
+                        json_object_get (json_array_get (items, 2), "message")),
                     "is ask"));
+    assert (json_is_true (json_object_get (json_array_get (items, 2), "ask")));
+    assert (!json_object_get (json_array_get (items, 3), "ask"));
     json_decref (result);
     //  Nothing was asked: /world/q keeps its authority, no transfer waits.
     query = json_pack ("{s:s}", "path", "/world/q");
@@ -1945,7 +1951,8 @@ hs_fsm_test (bool verbose)
         "{\"sim\":\"sim2\",\"paths\":\"/world/z0\"}",
         "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\",7]}",
         "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\"],\"path\":\"/world/z1\"}",
-        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\"],\"timeout_ms\":5}", NULL};
+        "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\"],\"timeout_ms\":5}",
+        NULL};
     for (const char **text = malformed; *text; text++) {
         result = s_test_apply (fsm, ++index, "authority.request", *text, carol,
                                false, &fault);

@@ -47,7 +47,27 @@ struct _sim_api_t {
     zhashx_t *overtaken;      //  path -> json array of {epoch, authority,
                               //  transfer}: grants to others seen while
                               //  a claim of the path was in progress
+    zlist_t *queued;          //  s_waiting_t: claims of this loop turn,
+                              //  not sent yet (sim_api_flush)
+    zlist_t *batches;         //  s_batch_t: batch requests on the ring
 };
+
+//  Claims sent to the ring as one batch request; its waiting calls are
+//  in the API's waiting list, in the order of the request's paths.
+typedef struct {
+    sim_api_t *api;
+    zlist_t *calls;  //  s_waiting_t, lent
+} s_batch_t;
+
+static void
+s_batch_destroy (s_batch_t **self_p)
+{
+    if (*self_p) {
+        zlist_destroy (&(*self_p)->calls);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
 
 //  One client's interest in a prefix.
 typedef struct {
@@ -119,13 +139,11 @@ s_early_destroy (s_early_t **self_p)
     }
 }
 
-//  Send OP with ARGS (taken) to the ring for the call in *CALL_P (taken),
-//  keeping PATH (copied) and STATE (taken) with it; FN answers the call
-//  when the ring replies. A ring that cannot be reached answers at once
-//  (and NULL is returned); else the waiting call, lent.
+//  A call in *CALL_P (taken) that will wait on the ring, keeping PATH
+//  (copied) and STATE (taken) with it.
 static s_waiting_t *
-s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
-             const char *path, char *state, sim_ring_fn *fn)
+s_waiting_new (sim_api_t *self, api_call_t **call_p, const char *path,
+               char *state)
 {
     s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
     waiting->api = self;
@@ -134,6 +152,16 @@ s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
     waiting->path = path ? strdup (path) : NULL;
     waiting->state = state;
     waiting->on_ring = true;
+    return waiting;
+}
+
+//  Send OP with ARGS (taken) to the ring for WAITING (taken); FN answers
+//  its call when the ring replies. A ring that cannot be reached answers
+//  at once (and NULL is returned); else the waiting call, lent.
+static s_waiting_t *
+s_ring_send (sim_api_t *self, s_waiting_t *waiting, const char *op,
+             json_t *args, sim_ring_fn *fn)
+{
     waiting->sent_us = sf_time_wall_us ();
     if (sim_ring_call (self->config.ring, op, &args, S_RING_TIMEOUT_MS, fn,
                        waiting)) {
@@ -144,6 +172,15 @@ s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
     }
     zlist_append (self->waiting, waiting);
     return waiting;
+}
+
+//  s_ring_send for a new waiting call: see s_waiting_new.
+static s_waiting_t *
+s_ring_wait (sim_api_t *self, api_call_t **call_p, const char *op, json_t *args,
+             const char *path, char *state, sim_ring_fn *fn)
+{
+    return s_ring_send (self, s_waiting_new (self, call_p, path, state), op,
+                        args, fn);
 }
 
 //  The ring answered a transfer's request (MSG "request" or "answer") of
@@ -181,6 +218,8 @@ sim_api_new (const sim_api_config_t *config)
     self->overtaken = zhashx_new ();
     zhashx_set_destructor (self->overtaken,
                            (zhashx_destructor_fn *) s_json_release);
+    self->queued = zlist_new ();
+    self->batches = zlist_new ();
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -198,6 +237,13 @@ sim_api_destroy (sim_api_t **self_p)
         while ((waiting = (s_waiting_t *) zlist_pop (self->waiting)))
             s_waiting_destroy (&waiting);
         zlist_destroy (&self->waiting);
+        while ((waiting = (s_waiting_t *) zlist_pop (self->queued)))
+            s_waiting_destroy (&waiting);
+        zlist_destroy (&self->queued);
+        s_batch_t *batch;
+        while ((batch = (s_batch_t *) zlist_pop (self->batches)))
+            s_batch_destroy (&batch);
+        zlist_destroy (&self->batches);
         zlistx_destroy (&self->subscriptions);
         for (s_claim_t *claim = (s_claim_t *) zhashx_first (self->claims);
              claim; claim = (s_claim_t *) zhashx_next (self->claims))
@@ -230,6 +276,9 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
         s_waiting_destroy (&waiting);
     }
     zlist_destroy (&dropped);
+    s_batch_t *batch;
+    while ((batch = (s_batch_t *) zlist_pop (self->batches)))
+        s_batch_destroy (&batch);
     self->config.ring = ring;
 }
 
@@ -339,10 +388,16 @@ s_claiming (sim_api_t *self, const char *path)
     return false;
 }
 
-//  The event of a transfer this sim acts on came from homeserver NODE.
+//  The event of a transfer this sim acts on came from homeserver NODE;
+//  recorded once (*TRACED), though a batch's event may be acted on for
+//  several entities.
 static void
-s_trace_event (sim_api_t *self, const json_t *result, const char *node)
+s_trace_event (sim_api_t *self, const json_t *result, const char *node,
+               bool *traced)
 {
+    if (*traced)
+        return;
+    *traced = true;
     json_t *transfer = json_object_get (result, "transfer");
     if (self->config.trace && json_is_integer (transfer))
         sf_trace_transfer (self->config.trace,
@@ -364,11 +419,10 @@ sim_api_lost (sim_api_t *self, sim_entity_t *entity)
     json_decref (event);
 }
 
-void
-sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
-                         const char *node)
+static void
+s_authority_one (sim_api_t *self, const char *op, const json_t *result,
+                 const char *node, bool *traced)
 {
-    (void) op;
     const char *path = json_string_value (json_object_get (result, "path"));
     const char *authority =
         json_string_value (json_object_get (result, "authority"));
@@ -415,7 +469,7 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         //  Asked: only the authority asked hears of it.
         if (!entity || !entity->authority)
             return;
-        s_trace_event (self, result, node);
+        s_trace_event (self, result, node, traced);
         json_t *event =
             json_pack ("{s:s,s:s,s:O,s:O,s:O}", "event", "ask", "path", path,
                        "transfer", json_object_get (result, "transfer"), "to",
@@ -430,7 +484,7 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         && (!authority || !streq (authority, self->config.name))) {
         //  The new authority starts from our final state (Case 2's third
         //  hop); if it cannot be reached it starts from the checkpoint.
-        s_trace_event (self, result, node);
+        s_trace_event (self, result, node, traced);
         json_int_t transfer =
             json_integer_value (json_object_get (result, "transfer"));
         if (authority && self->config.handoff)
@@ -448,6 +502,24 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
         s_publish (self, path, event);
         json_decref (event);
     }
+}
+
+void
+sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
+                         const char *node)
+{
+    bool traced = false;
+    const json_t *items = json_object_get (result, "results");
+    if (!json_is_array (items)) {
+        s_authority_one (self, op, result, node, &traced);
+        return;
+    }
+    //  A batch request: each grant as if it came alone.
+    size_t index;
+    const json_t *item;
+    json_array_foreach (items, index, item) if (json_is_true (json_object_get (
+                                                    item, "granted")))
+        s_authority_one (self, op, item, node, &traced);
 }
 
 void
@@ -1114,22 +1186,21 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
     }
 }
 
-//  The ring answered an entity.claim.
+//  The ring refused the claim of WAITING (taken) with FAULT.
 static void
-s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
+s_claim_failed (sim_api_t *self, s_waiting_t *waiting, const sf_fault_t *fault)
 {
-    s_waiting_t *waiting = (s_waiting_t *) arg;
-    sim_api_t *self = waiting->api;
-    zlist_remove (self->waiting, waiting);
-    if (fault) {
-        if (!s_claiming (self, waiting->path))
-            zhashx_delete (self->overtaken, waiting->path);
-        api_router_fail (self->config.router, &waiting->call, fault->error,
-                         fault->message);
-        s_waiting_destroy (&waiting);
-        return;
-    }
-    s_trace_reply (self, waiting, "request", reply);
+    if (!s_claiming (self, waiting->path))
+        zhashx_delete (self->overtaken, waiting->path);
+    api_router_fail (self->config.router, &waiting->call, fault->error,
+                     fault->message);
+    s_waiting_destroy (&waiting);
+}
+
+//  The ring granted the claim of WAITING (taken) as REPLY says.
+static void
+s_claim_granted (sim_api_t *self, s_waiting_t *waiting, const json_t *reply)
+{
     s_claim_t *claim = (s_claim_t *) zmalloc (sizeof (s_claim_t));
     claim->call = waiting->call;
     waiting->call = NULL;
@@ -1176,6 +1247,112 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_destroy (&waiting);
 }
 
+//  The ring answered an entity.claim.
+static void
+s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (fault) {
+        s_claim_failed (self, waiting, fault);
+        return;
+    }
+    s_trace_reply (self, waiting, "request", reply);
+    s_claim_granted (self, waiting, reply);
+}
+
+//  Send the claim of WAITING (taken) to the ring on its own.
+static void
+s_claim_send (sim_api_t *self, s_waiting_t *waiting)
+{
+    json_t *args = json_pack ("{s:s,s:s}", "path", waiting->path, "sim",
+                              self->config.name);
+    s_ring_send (self, waiting, "authority.request", args, s_claimed);
+}
+
+//  The ring answered a batch of claims: each call as its item says. An
+//  item refused because its rule asks goes again on its own, to be asked.
+static void
+s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_batch_t *batch = (s_batch_t *) arg;
+    sim_api_t *self = batch->api;
+    zlist_remove (self->batches, batch);
+    const json_t *results = reply ? json_object_get (reply, "results") : NULL;
+    sf_fault_t mismatch;
+    if (!fault && json_array_size (results) != zlist_size (batch->calls)) {
+        sf_fault_set (&mismatch, SF_EINTERNAL,
+                      "the ring answered %zu claims of a batch of %zu",
+                      json_array_size (results), zlist_size (batch->calls));
+        fault = &mismatch;
+    }
+    size_t at = 0;
+    s_waiting_t *waiting;
+    while ((waiting = (s_waiting_t *) zlist_pop (batch->calls))) {
+        zlist_remove (self->waiting, waiting);
+        const json_t *item = json_array_get (results, at++);
+        if (fault)
+            s_claim_failed (self, waiting, fault);
+        else if (json_is_true (json_object_get (item, "granted"))) {
+            //  One request, one reply: recorded once for the batch.
+            if (at == 1)
+                s_trace_reply (self, waiting, "request", reply);
+            s_claim_granted (self, waiting, item);
+        }
+        else if (json_is_true (json_object_get (item, "ask")))
+            s_claim_send (self, waiting);
+        else {
+            sf_fault_t refused;
+            sf_error_t error = sf_error_from_code (
+                json_string_value (json_object_get (item, "error")));
+            const char *message =
+                json_string_value (json_object_get (item, "message"));
+            sf_fault_set (&refused,
+                          error == SF_ERROR_COUNT ? SF_EINTERNAL : error, "%s",
+                          message ? message : "refused by the ring");
+            s_claim_failed (self, waiting, &refused);
+        }
+    }
+    s_batch_destroy (&batch);
+}
+
+void
+sim_api_flush (sim_api_t *self)
+{
+    while (zlist_size (self->queued) == 1)
+        s_claim_send (self, (s_waiting_t *) zlist_pop (self->queued));
+    while (zlist_size (self->queued)) {
+        s_batch_t *batch = (s_batch_t *) zmalloc (sizeof (s_batch_t));
+        batch->api = self;
+        batch->calls = zlist_new ();
+        json_t *paths = json_array ();
+        s_waiting_t *waiting;
+        while (zlist_size (batch->calls) < SIM_API_MAX_BATCH
+               && (waiting = (s_waiting_t *) zlist_pop (self->queued))) {
+            json_array_append_new (paths, json_string (waiting->path));
+            waiting->sent_us = sf_time_wall_us ();
+            zlist_append (batch->calls, waiting);
+            zlist_append (self->waiting, waiting);
+        }
+        json_t *args =
+            json_pack ("{s:s,s:o}", "sim", self->config.name, "paths", paths);
+        if (sim_ring_call (self->config.ring, "authority.request", &args,
+                           S_RING_TIMEOUT_MS, s_claimed_batch, batch)
+            == 0) {
+            zlist_append (self->batches, batch);
+            continue;
+        }
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
+        while ((waiting = (s_waiting_t *) zlist_pop (batch->calls))) {
+            zlist_remove (self->waiting, waiting);
+            s_claim_failed (self, waiting, &fault);
+        }
+        s_batch_destroy (&batch);
+    }
+}
+
 //  entity.claim: ask the ring for the authority of an entity; once granted,
 //  take it with the former authority's final state (or the ring's last
 //  checkpoint when there is none, or none comes in time).
@@ -1204,14 +1381,18 @@ s_claim (sim_api_t *self, api_call_t **call_p)
                          "a claim of that entity is already in progress");
         return;
     }
-    json_t *args =
-        json_pack ("{s:s,s:s}", "path", path, "sim", self->config.name);
-    if (player)
-        json_object_set_new (args, "player", json_string (player));
     //  The start time rides in the state slot: for the reply's latency.
     char started [24];
     snprintf (started, sizeof started, "%llu",
               (unsigned long long) sf_time_mono_us ());
+    if (!player) {
+        //  Sent with the other claims of this loop turn (sim_api_flush).
+        zlist_append (self->queued,
+                      s_waiting_new (self, call_p, path, strdup (started)));
+        return;
+    }
+    json_t *args = json_pack ("{s:s,s:s,s:s}", "path", path, "sim",
+                              self->config.name, "player", player);
     s_ring_wait (self, call_p, "authority.request", args, path,
                  strdup (started), s_claimed);
 }

@@ -74,6 +74,15 @@ void sim_api_lost (sim_api_t *self, sim_entity_t *entity);
 uint8_t sim_api_offer (void *arg, const char *from,
                        const handoff_msg_entity_t *entity);
 
+//  Most claims sent to the ring in one request (their paths fit well in
+//  one ring command, homeserver-api.md).
+#define SIM_API_MAX_BATCH 128
+
+//  Send the claims taken since the last flush to the ring: one alone, more
+//  as batch requests (homeserver-api.md, the batch form of
+//  authority.request). Call after each turn of reading the API socket.
+void sim_api_flush (sim_api_t *self);
+
 //  Claims whose final state did not come in time start from the ring's
 //  checkpoint; early HANDOFFs nobody claimed are dropped. Call on a timer.
 void sim_api_tick (sim_api_t *self, uint64_t now_ms);

@@ -602,7 +602,9 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
     //  Heartbeats change no key or endpoint: only registrations matter.
     if (self->registered_ms && streq (op, "sim.register"))
         s_list (self);
-    if (streq (op, "sim.expire"))
+    //  Batches are published on sim:NAME (homeserver-events.md).
+    if (streq (op, "sim.expire")
+        || (streq (op, "authority.request") && strncmp (topic, "sim:", 4) == 0))
         sim_api_authority_event (
             self->api, op, json_object_get (body, "result"),
             json_string_value (json_object_get (body, "node")));
@@ -683,6 +685,7 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
     for (int count = 0;
          count < S_API_DRAIN && (zsock_events (reader) & ZMQ_POLLIN); count++)
         sim_api_handle (self->api);
+    sim_api_flush (self->api);
     return 0;
 }
 
