@@ -60,6 +60,64 @@ def test_deny_refuses_everyone_but_the_master(world):
     assert (won["authority"], won["epoch"]) == ("simA", 3)
 
 
+def test_a_batch_decides_each_path_alone_in_one_transfer(world, ring):
+    import json
+    import time
+
+    clients, _ = world
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    master = clients["master"]
+    master.call("entity.create", path="/b/allow1", authority="simA")
+    master.call("entity.create", path="/b/allow2")
+    master.call("entity.create", path="/b/ask", rule="ask", authority="simA")
+    master.call("entity.create", path="/b/deny", rule="deny", authority="simA")
+    events = leader.subscribe("sim:simB")
+    time.sleep(0.3)
+    paths = ["/b/allow1", "/b/ask", "/b/deny", "/b/none", "/b/allow2"]
+    with pytest.raises(ApiError) as other:
+        clients["simA"].call("authority.request", sim="simB", paths=paths)
+    assert other.value.code == "unauthorized"
+    batch = clients["simB"].call("authority.request", sim="simB", paths=paths)
+    assert batch["grants"] == 2 and batch["transfer"] >= 1
+    items = {item["path"]: item for item in batch["results"]}
+    assert [item["path"] for item in batch["results"]] == paths
+    assert (items["/b/allow1"]["granted"], items["/b/allow1"]["epoch"],
+            items["/b/allow1"]["previous"]) == (True, 2, "simA")
+    assert (items["/b/allow2"]["granted"], items["/b/allow2"]["epoch"]) == (True, 1)
+    assert items["/b/allow1"]["transfer"] == batch["transfer"]
+    # The ask path is refused, not asked: nothing waits, simA keeps it.
+    assert (items["/b/ask"]["error"], items["/b/ask"].get("ask")) == ("denied", True)
+    assert (items["/b/deny"]["error"], items["/b/deny"].get("ask")) == ("denied", None)
+    assert items["/b/none"]["error"] == "not_found"
+    asked = clients["simB"].call("entity.get", path="/b/ask")
+    assert (asked["authority"], asked["epoch"]) == ("simA", 1)
+    # One event for the whole batch, on the requester's topic.
+    assert events.poll(5000)
+    topic, body = events.recv_multipart()
+    event = json.loads(body)
+    assert topic == b"sim:simB" and event["op"] == "authority.request"
+    assert event["result"]["results"] == batch["results"]
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"paths": []}, "'paths' must be an array of 1..256"),
+    ({"paths": "/b/x"}, "'paths' must be an array"),
+    ({"paths": ["/b/x", 7]}, "paths[1]"),
+    ({"paths": ["/b/x"], "path": "/b/x"}, "without 'path'"),
+    ({"paths": ["/b/x"], "timeout_ms": 100}, "without 'path' and 'timeout_ms'"),
+    ({"paths": ["/b/x"] * 257}, "1..256"),
+])
+def test_a_malformed_batch_is_refused_and_changes_nothing(world, args, message):
+    clients, _ = world
+    clients["master"].call("entity.create", path="/b/x", authority="simA")
+    with pytest.raises(ApiError) as refused:
+        clients["simB"].call("authority.request", sim="simB", **args)
+    assert refused.value.code == "invalid_argument" and message in refused.value.message
+    read = clients["simB"].call("entity.get", path="/b/x")
+    assert (read["authority"], read["epoch"]) == ("simA", 1)
+
+
 def test_only_the_master_changes_the_rule(world):
     clients, _ = world
     clients["master"].call("entity.create", path="/w/q", rule="allow", authority="simA")

@@ -205,3 +205,56 @@ def test_a_sim_stops_holding_what_the_ring_orphaned_without_it(fabric):
         with pytest.raises(ApiError) as replica:
             game.call("entity.release", path="/w/taken")
         assert replica.value.code == "denied"
+
+
+def test_claims_that_arrive_together_go_to_the_ring_as_one_batch(fabric):
+    """Claims read in one turn are one ring command (the batch form of
+    authority.request); each still ends as it would alone, and an entity
+    whose rule asks is still asked."""
+    import json
+    import os
+    import signal
+
+    ring, (sim1, sim2) = fabric
+    events = ring[0].subscribe("")
+    allowed = [f"/c/e{at}" for at in range(20)]
+    with sim1.client() as game1, sim2.client(timeout=15) as game2:
+        game1.call("subscribe", prefix="/c/")
+        for path in allowed:
+            game1.call("entity.create", path=path, state="final " + path)
+        game1.call("entity.create", path="/c/asked", state="asked", rule="ask")
+        game1.call("entity.create", path="/c/denied", state="no", rule="deny")
+        # Stopped while the claims arrive, sim2 reads them in one turn.
+        os.kill(sim2.process.pid, signal.SIGSTOP)
+        try:
+            claims = {}
+            for at, path in enumerate(allowed + ["/c/asked", "/c/denied"]):
+                claims[1000 + at] = path
+                game2.send_raw(json.dumps({"op": "entity.claim", "id": 1000 + at,
+                                           "path": path}).encode())
+        finally:
+            os.kill(sim2.process.pid, signal.SIGCONT)
+        ask = _next(game1, "ask", timeout=10)
+        assert ask["path"] == "/c/asked" and ask["to"] == "sim2"
+        game1.call("authority.answer", transfer=ask["transfer"], approve=True)
+        replies = {}
+        while len(replies) < len(claims):
+            reply = json.loads(game2.recv_raw(10)[-1])
+            if reply.get("id") in claims:
+                replies[claims[reply["id"]]] = reply
+    for path in allowed + ["/c/asked"]:
+        reply = replies[path]
+        assert reply["ok"], reply
+        assert (reply["epoch"], reply["from"], reply["state"]) == \
+            (2, "handoff", "final " + path if path != "/c/asked" else "asked")
+    assert replies["/c/denied"]["error"]["code"] == "denied"
+    # The twenty allowed claims were decided by fewer ring commands: at
+    # least one batch event named several of them.
+    batches = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and events.poll(200):
+        topic, body = events.recv_multipart()
+        event = json.loads(body)
+        if event["op"] == "authority.request" and topic == b"sim:sim2":
+            batches.append([item["path"] for item in event["result"]["results"]])
+    assert batches and max(len(paths) for paths in batches) > 1
