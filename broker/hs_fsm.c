@@ -1234,7 +1234,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
         return pending;
     }
     ctx->would_ask = !granted && ask;
-    if (!granted && ask)
+    if (ctx->would_ask)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is ask: request it on its own to ask "
                       "its authority",
@@ -1256,23 +1256,28 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
         return NULL;
     }
     json_t *result = s_entity_get (ctx->self, path, ctx->fault);
-    if (result) {
-        json_object_set_new (result, "granted", json_true ());
-        json_object_set_new (result, "previous", previous);
-        //  The grant's id for hop accounting (trace.md): this command's
-        //  index, as for an ask.
-        if (!already)
-            json_object_set_new (result, "transfer",
-                                 json_integer ((json_int_t) ctx->index));
-    }
-    else
+    if (!result) {
+        //  The row was just read and written: only storage fails here.
+        sf_fault_set (ctx->fault, SF_ESTORE,
+                      "state machine: '%s' unreadable after its grant", path);
         json_decref (previous);
+        return NULL;
+    }
+    json_object_set_new (result, "granted", json_true ());
+    json_object_set_new (result, "previous", previous);
+    //  The grant's id for hop accounting (trace.md): this command's index,
+    //  as for an ask.
+    if (!already)
+        json_object_set_new (result, "transfer",
+                             json_integer ((json_int_t) ctx->index));
     return result;
 }
 
 //  The batch form: every path decided on its own, as a single request
 //  that may not ask would be; the items' outcomes in order. A batch is
-//  one transfer (one command, one event) of all it grants.
+//  one transfer (one command, one event) of all it grants. A refusal
+//  writes nothing, so items need no savepoint; a storage failure, which
+//  is no item's outcome, fails the whole command.
 static json_t *
 s_request_batch (s_apply_t *ctx, const char *player_key)
 {
@@ -1286,10 +1291,12 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
         sf_fault_clear (&fault);
         s_apply_t one = *ctx;
         one.fault = &fault;
-        //  A failed item takes back only what it wrote.
-        s_exec_sql (ctx->self, "SAVEPOINT item");
         json_t *result = s_request_one (&one, path, player_key, false);
-        s_exec_sql (ctx->self, result ? "RELEASE item" : "ROLLBACK TO item");
+        if (!result && fault.error == SF_ESTORE) {
+            *ctx->fault = fault;
+            json_decref (results);
+            return NULL;
+        }
         if (result) {
             granted++;
             json_array_append_new (results, result);

@@ -517,9 +517,11 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
     //  A batch request: each grant as if it came alone.
     size_t index;
     const json_t *item;
-    json_array_foreach (items, index, item) if (json_is_true (json_object_get (
-                                                    item, "granted")))
-        s_authority_one (self, op, item, node, &traced);
+    json_array_foreach (items, index, item)
+    {
+        if (json_is_true (json_object_get (item, "granted")))
+            s_authority_one (self, op, item, node, &traced);
+    }
 }
 
 void
@@ -1287,6 +1289,10 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
                       json_array_size (results), zlist_size (batch->calls));
         fault = &mismatch;
     }
+    //  One request, one reply: recorded once for the batch.
+    if (!fault)
+        s_trace_reply (self, (s_waiting_t *) zlist_first (batch->calls),
+                       "request", reply);
     size_t at = 0;
     s_waiting_t *waiting;
     while ((waiting = (s_waiting_t *) zlist_pop (batch->calls))) {
@@ -1294,12 +1300,8 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
         const json_t *item = json_array_get (results, at++);
         if (fault)
             s_claim_failed (self, waiting, fault);
-        else if (json_is_true (json_object_get (item, "granted"))) {
-            //  One request, one reply: recorded once for the batch.
-            if (at == 1)
-                s_trace_reply (self, waiting, "request", reply);
+        else if (json_is_true (json_object_get (item, "granted")))
             s_claim_granted (self, waiting, item);
-        }
         else if (json_is_true (json_object_get (item, "ask")))
             s_claim_send (self, waiting);
         else {
@@ -1320,7 +1322,7 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
 void
 sim_api_flush (sim_api_t *self)
 {
-    while (zlist_size (self->queued) == 1)
+    if (zlist_size (self->queued) == 1)
         s_claim_send (self, (s_waiting_t *) zlist_pop (self->queued));
     while (zlist_size (self->queued)) {
         s_batch_t *batch = (s_batch_t *) zmalloc (sizeof (s_batch_t));
@@ -1337,19 +1339,13 @@ sim_api_flush (sim_api_t *self)
         }
         json_t *args =
             json_pack ("{s:s,s:o}", "sim", self->config.name, "paths", paths);
+        zlist_append (self->batches, batch);
         if (sim_ring_call (self->config.ring, "authority.request", &args,
-                           S_RING_TIMEOUT_MS, s_claimed_batch, batch)
-            == 0) {
-            zlist_append (self->batches, batch);
-            continue;
+                           S_RING_TIMEOUT_MS, s_claimed_batch, batch)) {
+            sf_fault_t fault;
+            sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
+            s_claimed_batch (batch, NULL, &fault);
         }
-        sf_fault_t fault;
-        sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
-        while ((waiting = (s_waiting_t *) zlist_pop (batch->calls))) {
-            zlist_remove (self->waiting, waiting);
-            s_claim_failed (self, waiting, &fault);
-        }
-        s_batch_destroy (&batch);
     }
 }
 

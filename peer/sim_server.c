@@ -602,18 +602,13 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
     //  Heartbeats change no key or endpoint: only registrations matter.
     if (self->registered_ms && streq (op, "sim.register"))
         s_list (self);
-    //  Batches are published on sim:NAME (homeserver-events.md).
-    if (streq (op, "sim.expire")
-        || (streq (op, "authority.request") && strncmp (topic, "sim:", 4) == 0))
-        sim_api_authority_event (
-            self->api, op, json_object_get (body, "result"),
-            json_string_value (json_object_get (body, "node")));
-    if (strncmp (topic, "entity:", 7) != 0)
-        return;
     //  An entity deleted in the ring: its replica here goes too.
-    if (streq (op, "entity.delete"))
+    if (streq (op, "entity.delete") && strncmp (topic, "entity:", 7) == 0)
         sim_api_forget (self->api, topic + 7);
-    else if (streq (op, "authority.request") || streq (op, "authority.answer")
+    //  Whatever the topic: a batch request's is sim:NAME
+    //  (homeserver-events.md).
+    else if (streq (op, "sim.expire") || streq (op, "authority.request")
+             || streq (op, "authority.answer")
              || streq (op, "authority.release"))
         sim_api_authority_event (
             self->api, op, json_object_get (body, "result"),
