@@ -1198,21 +1198,28 @@ hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms)
 //  authority.request (homeserver-api.md) of one PATH: grant SIM its
 //  authority under its rule, with the next epoch; a request by the master
 //  (the caller, or the player of PLAYER_KEY it acts for) is always granted.
-//  Under ask, opens a pending transfer if MAY_ASK, else is denied.
+//  Under ask, opens a pending transfer if MAY_ASK, else is denied. The
+//  grant is the whole entity, or if BRIEF what a sim needs to take it over.
 static json_t *
 s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
-               bool may_ask)
+               bool may_ask, bool brief)
 {
-    //  One read of the row: master, rule, authority.
-    sqlite3_stmt *row = s_prepare (
-        ctx->self,
-        "SELECT master, rule, authority FROM entities WHERE path = ?", 1,
-        &path);
-    char *master = NULL, *rule = NULL, *authority = NULL;
+    //  One read of the row: what decides, and what a brief grant tells.
+    sqlite3_stmt *row = s_prepare (ctx->self,
+                                   "SELECT master, rule, authority, epoch, "
+                                   "checkpoint FROM entities WHERE path = ?",
+                                   1, &path);
+    char *master = NULL, *rule = NULL, *authority = NULL, *checkpoint = NULL;
+    int64_t epoch = 0;
     if (row && sqlite3_step (row) == SQLITE_ROW) {
         master = strdup (s_column (row, 0));
         rule = strdup (s_column (row, 1));
         authority = s_column (row, 2) ? strdup (s_column (row, 2)) : NULL;
+        epoch = sqlite3_column_int64 (row, 3);
+        //  Only where no other sim hands the state over.
+        if (brief && s_column (row, 4)
+            && (!authority || strcmp (authority, ctx->a->sim) == 0))
+            checkpoint = strdup (s_column (row, 4));
     }
     s_done (ctx->self, row);
     if (!master) {
@@ -1247,15 +1254,33 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
     free (rule);
     free (authority);
     if (!granted) {
+        free (checkpoint);
         json_decref (previous);
         return NULL;
     }
     //  Every grant is a new epoch: the fencing token receivers check.
     if (!already && s_grant (ctx, path, ctx->a->sim, ctx->a->player)) {
+        free (checkpoint);
         json_decref (previous);
         return NULL;
     }
-    json_t *result = s_entity_get (ctx->self, path, ctx->fault);
+    json_t *result = NULL;
+    if (brief) {
+        //  The row as the grant left it, without reading it again.
+        result = json_pack ("{s:s,s:b,s:s,s:I,s:o}", "path", path, "granted",
+                            true, "authority", ctx->a->sim, "epoch",
+                            (json_int_t) (already ? epoch : epoch + 1),
+                            "previous", previous);
+        if (!already)
+            json_object_set_new (result, "transfer",
+                                 json_integer ((json_int_t) ctx->index));
+        if (checkpoint)
+            json_object_set_new (result, "checkpoint",
+                                 json_string (checkpoint));
+        free (checkpoint);
+        return result;
+    }
+    result = s_entity_get (ctx->self, path, ctx->fault);
     if (!result) {
         //  The row was just read and written: only storage fails here.
         sf_fault_set (ctx->fault, SF_ESTORE,
@@ -1291,7 +1316,7 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
         sf_fault_clear (&fault);
         s_apply_t one = *ctx;
         one.fault = &fault;
-        json_t *result = s_request_one (&one, path, player_key, false);
+        json_t *result = s_request_one (&one, path, player_key, false, true);
         if (!result && fault.error == SF_ESTORE) {
             *ctx->fault = fault;
             json_decref (results);
@@ -1330,9 +1355,9 @@ s_authority_request (s_apply_t *ctx)
             return NULL;
         }
     }
-    json_t *result = ctx->a->paths
-                         ? s_request_batch (ctx, player_key)
-                         : s_request_one (ctx, ctx->a->path, player_key, true);
+    json_t *result = ctx->a->paths ? s_request_batch (ctx, player_key)
+                                   : s_request_one (ctx, ctx->a->path,
+                                                    player_key, true, false);
     free (player_key);
     return result;
 }
@@ -1907,9 +1932,19 @@ hs_fsm_test (bool verbose)
                            "{\"path\":\"/world/d\",\"rule\":\"deny\"}", bob,
                            false, &fault);
     json_decref (result);
+    result = s_test_apply (fsm, ++index, "entity.create",
+                           "{\"path\":\"/world/h\",\"authority\":\"sim1\","
+                           "\"checkpoint\":\"held\"}",
+                           bob, false, &fault);
+    json_decref (result);
+    result = s_test_apply (fsm, ++index, "entity.create",
+                           "{\"path\":\"/world/o\",\"checkpoint\":\"kept\"}",
+                           bob, false, &fault);
+    json_decref (result);
     static const char batch [] =
         "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\",\"/world/z1\","
-        "\"/world/q\",\"/world/d\",\"/world/none\",\"/world/z0\"]}";
+        "\"/world/q\",\"/world/d\",\"/world/none\",\"/world/z0\","
+        "\"/world/h\",\"/world/o\"]}";
     result = s_test_apply (fsm, ++index, "authority.request", batch, bob, false,
                            &fault);
     assert (!result && fault.error == SF_EUNAUTHORIZED);
@@ -1918,12 +1953,12 @@ hs_fsm_test (bool verbose)
     assert (result);
     assert (json_integer_value (json_object_get (result, "transfer"))
             == (json_int_t) index);
-    assert (json_integer_value (json_object_get (result, "grants")) == 3);
+    assert (json_integer_value (json_object_get (result, "grants")) == 5);
     json_t *items = json_object_get (result, "results");
-    assert (json_array_size (items) == 6);
-    static const char *outcomes [] = {NULL,     NULL,        "denied",
-                                      "denied", "not_found", NULL};
-    for (size_t at = 0; at < 6; at++) {
+    assert (json_array_size (items) == 8);
+    static const char *outcomes [] = {NULL,        NULL, "denied", "denied",
+                                      "not_found", NULL, NULL,     NULL};
+    for (size_t at = 0; at < 8; at++) {
         json_t *item = json_array_get (items, at);
         const char *error = json_string_value (json_object_get (item, "error"));
         assert (json_is_true (json_object_get (item, "granted"))
@@ -1942,6 +1977,34 @@ hs_fsm_test (bool verbose)
                     "is ask"));
     assert (json_is_true (json_object_get (json_array_get (items, 2), "ask")));
     assert (!json_object_get (json_array_get (items, 3), "ask"));
+    //  A grant in brief: what the sim needs, and the checkpoint only when
+    //  no sim hands the state over.
+    json_t *held = json_array_get (items, 6),
+           *orphan = json_array_get (items, 7);
+    assert (json_object_size (held) == 6);
+    assert (streq (json_string_value (json_object_get (held, "authority")),
+                   "sim2"));
+    assert (
+        streq (json_string_value (json_object_get (held, "previous")), "sim1"));
+    assert (json_integer_value (json_object_get (held, "epoch")) == 2);
+    assert (json_integer_value (json_object_get (held, "transfer"))
+            == (json_int_t) index);
+    assert (json_is_null (json_object_get (orphan, "previous")));
+    assert (streq (json_string_value (json_object_get (orphan, "checkpoint")),
+                   "kept"));
+    assert (!json_object_get (json_array_get (items, 0), "checkpoint"));
+    assert (!json_object_get (json_array_get (items, 5), "transfer"));
+    for (size_t at = 6; at < 8; at++) {
+        json_t *item = json_array_get (items, at);
+        query = json_pack ("{s:O}", "path", json_object_get (item, "path"));
+        json_t *entity = hs_fsm_read (fsm, "entity.get", query, &fault);
+        assert (json_equal (json_object_get (entity, "epoch"),
+                            json_object_get (item, "epoch")));
+        assert (json_equal (json_object_get (entity, "authority"),
+                            json_object_get (item, "authority")));
+        json_decref (entity);
+        json_decref (query);
+    }
     json_decref (result);
     //  Nothing was asked: /world/q keeps its authority, no transfer waits.
     query = json_pack ("{s:s}", "path", "/world/q");

@@ -86,6 +86,11 @@ def test_a_batch_decides_each_path_alone_in_one_transfer(world, ring):
             items["/b/allow1"]["previous"]) == (True, 2, "simA")
     assert (items["/b/allow2"]["granted"], items["/b/allow2"]["epoch"]) == (True, 1)
     assert items["/b/allow1"]["transfer"] == batch["transfer"]
+    # A grant in brief, true to the entity it changed.
+    assert set(items["/b/allow1"]) == {"path", "granted", "authority", "epoch",
+                                       "previous", "transfer"}
+    read = clients["simB"].call("entity.get", path="/b/allow1")
+    assert (read["authority"], read["epoch"]) == ("simB", 2)
     # The ask path is refused, not asked: nothing waits, simA keeps it.
     assert (items["/b/ask"]["error"], items["/b/ask"].get("ask")) == ("denied", True)
     assert (items["/b/deny"]["error"], items["/b/deny"].get("ask")) == ("denied", None)
