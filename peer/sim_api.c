@@ -765,6 +765,8 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
         sim_handoff_counters (self->config.handoff, counters);
     if (self->config.saver)
         sim_saver_counters (self->config.saver, counters);
+    if (self->config.ring)
+        sim_ring_counters (self->config.ring, counters);
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",

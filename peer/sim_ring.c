@@ -4,7 +4,9 @@
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
 #include "common/sf_log.h"
+#include "common/sf_name.h"
 #include "common/sf_time.h"
+#include "protocol/event_head.h"
 
 typedef struct {
     char *name;       //  member name (as its replies call it)
@@ -27,10 +29,13 @@ struct _sim_ring_t {
     zsock_t *events;              //  SUB to one member's events, or NULL
     size_t source;                //  that member, or SIZE_MAX if none yet
     zcert_t *cert;                //  our own copy, for those connections
+    sim_ring_wants_fn *wants_fn;  //  which kinds of change it parses
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
-    uint64_t event_index;     //  newest change seen
-    sim_ring_gap_fn *gap_fn;  //  told of lost events, or NULL
+    uint64_t event_index;      //  newest change seen
+    uint64_t events_followed;  //  changes seen, each index once
+    uint64_t events_read;      //  of which parsed and passed on
+    sim_ring_gap_fn *gap_fn;   //  told of lost events, or NULL
     void *gap_arg;
     s_member_t *members;  //  the ring, from configuration
     size_t n_members;
@@ -277,47 +282,61 @@ s_handle_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Change INDEX (after PREV) is the newest seen: a PREV newer than the
+//  last one seen means the changes between were lost (a slow subscriber,
+//  a partition). The first change is the start.
+static void
+s_advance (sim_ring_t *self, uint64_t index, uint64_t prev)
+{
+    bool gap = self->event_index && prev > self->event_index;
+    self->event_index = index;
+    self->events_followed++;
+    if (gap && self->gap_fn)
+        self->gap_fn (self->gap_arg);
+}
+
 //  A change published by a member; each member publishes every change, so
-//  only the first copy of each index is passed on.
+//  only the first copy of each index is passed on, and only if the
+//  follower acts on its kind: the rest is told from the head, unparsed.
 static void
 s_event_one (sim_ring_t *self, zsock_t *events)
 {
     zmsg_t *msg = zmsg_recv (events);
     if (!msg)
         return;
-    //  Every member publishes every change: the copies after the first
-    //  are recognised by the index the body starts with (members write
-    //  it first), before any parsing.
-    zmsg_first (msg);
-    zframe_t *frame = zmsg_next (msg);
-    static const char lead [] = "{\"index\":";
-    if (frame && zframe_size (frame) > sizeof lead
-        && memcmp (zframe_data (frame), lead, sizeof lead - 1) == 0) {
-        uint64_t seen = 0;
-        const uint8_t *digit = zframe_data (frame) + sizeof lead - 1;
-        const uint8_t *end = zframe_data (frame) + zframe_size (frame);
-        while (digit < end && *digit >= '0' && *digit <= '9'
-               && seen < UINT64_MAX / 10)
-            seen = seen * 10 + (uint64_t) (*digit++ - '0');
-        if (seen && seen <= self->event_index) {
+    zframe_t *topic_frame = zmsg_first (msg);
+    zframe_t *body_frame = zmsg_next (msg);
+    event_head_t head;
+    if (body_frame
+        && event_head_read (&head, zframe_data (body_frame),
+                            zframe_size (body_frame))) {
+        char topic [SF_NAME_MAX_PATH + 16];
+        size_t size = zframe_size (topic_frame);
+        if (head.index <= self->event_index) {
             zmsg_destroy (&msg);
             return;
+        }
+        if (self->wants_fn && size < sizeof topic) {
+            memcpy (topic, zframe_data (topic_frame), size);
+            topic [size] = 0;
+            if (!self->wants_fn (self->event_arg, topic, head.op)) {
+                s_advance (self, head.index, head.prev);
+                zmsg_destroy (&msg);
+                return;
+            }
         }
     }
     char *topic = zmsg_popstr (msg);
     char *text = zmsg_popstr (msg);
     json_t *body = text ? json_loads (text, 0, NULL) : NULL;
     json_t *index = body ? json_object_get (body, "index") : NULL;
+    json_t *prev = body ? json_object_get (body, "prev") : NULL;
     if (topic && json_is_integer (index)
         && (uint64_t) json_integer_value (index) > self->event_index) {
-        //  The change before this one was never seen: events were lost
-        //  (a slow subscriber, a partition). The first event is the start.
-        json_t *prev = json_object_get (body, "prev");
-        bool gap = self->event_index && json_is_integer (prev)
-                   && (uint64_t) json_integer_value (prev) > self->event_index;
-        self->event_index = (uint64_t) json_integer_value (index);
-        if (gap && self->gap_fn)
-            self->gap_fn (self->gap_arg);
+        s_advance (self, (uint64_t) json_integer_value (index),
+                   json_is_integer (prev) ? (uint64_t) json_integer_value (prev)
+                                          : 0);
+        self->events_read++;
         if (self->event_fn)
             self->event_fn (self->event_arg, topic, body);
     }
@@ -347,8 +366,10 @@ sim_ring_on_gap (sim_ring_t *self, sim_ring_gap_fn *fn, void *arg)
 }
 
 int
-sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg)
+sim_ring_follow (sim_ring_t *self, sim_ring_wants_fn *wants,
+                 sim_ring_event_fn *fn, void *arg)
 {
+    self->wants_fn = wants;
     self->event_fn = fn;
     self->event_arg = arg;
     return 0;
@@ -421,4 +442,13 @@ const char *
 sim_ring_target (sim_ring_t *self)
 {
     return self->members [self->target].name;
+}
+
+void
+sim_ring_counters (sim_ring_t *self, json_t *counters)
+{
+    json_object_set_new (counters, "ring_events",
+                         json_integer ((json_int_t) self->events_followed));
+    json_object_set_new (counters, "ring_events_read",
+                         json_integer ((json_int_t) self->events_read));
 }

@@ -52,9 +52,18 @@ int sim_ring_call (sim_ring_t *self, const char *op, json_t **args,
 //  before), whatever its topic: TOPIC and BODY are lent.
 typedef void (sim_ring_event_fn) (void *arg, const char *topic, json_t *body);
 
+//  Whether a change of kind OP on TOPIC is worth parsing, from the head
+//  of its event alone; those it is not are only checked in the chain.
+typedef bool (sim_ring_wants_fn) (void *arg, const char *topic, const char *op);
+
 //  Follow the ring's events (homeserver-events.md) on the members that
-//  have ring/member/NAME/events, calling FN with ARG. Returns 0.
-int sim_ring_follow (sim_ring_t *self, sim_ring_event_fn *fn, void *arg);
+//  have ring/member/NAME/events, calling FN with ARG for the changes
+//  WANTS (NULL: all) wants. Returns 0.
+int sim_ring_follow (sim_ring_t *self, sim_ring_wants_fn *wants,
+                     sim_ring_event_fn *fn, void *arg);
+
+//  Add ring_events and ring_events_read to COUNTERS (sim-api.md).
+void sim_ring_counters (sim_ring_t *self, json_t *counters);
 
 //  Called when an event shows that events before it were lost (its prev
 //  is newer than the last one seen): re-read what you follow.

@@ -2,6 +2,7 @@
 of the change before it, the same chain on every member."""
 
 import json
+import re
 import time
 
 import zmq
@@ -66,4 +67,31 @@ def test_refused_commands_are_not_published(ring):
         reply = client.request("entity.create", path="/r/x")
         assert reply["error"]["code"] == "already_exists"
         assert socket.poll(300) == 0
+    socket.close()
+
+
+def test_every_body_starts_with_its_head(ring):
+    # Subscribers skip copies and kinds of change from the head alone,
+    # so its order and spelling are part of the protocol.
+    leader, _ = wait_leader(ring)
+    socket = ring[2].subscribe("")
+    time.sleep(0.3)
+    with ring[0].client() as client:
+        client.call("entity.create", path="/head/a", rule="ask")
+        client.call("entity.set_rule", path="/head/a", rule="deny")
+        client.call("player.register", player="head")
+        client.call("entity.delete", path="/head/a")
+    seen = []
+    deadline = time.monotonic() + 3
+    while len(seen) < 4 and time.monotonic() < deadline:
+        if socket.poll(100):
+            _, body = socket.recv_multipart()
+            head = re.match(rb'\{"index":(\d+),"prev":(\d+),"op":"([a-z._]+)"', body)
+            assert head, body[:80]
+            event = json.loads(body)
+            assert (int(head[1]), int(head[2]), head[3].decode()) == (
+                event["index"], event["prev"], event["op"])
+            seen.append(event["op"])
+    assert [op for op in seen if op != "sim.heartbeat"] == [
+        "entity.create", "entity.set_rule", "player.register", "entity.delete"]
     socket.close()

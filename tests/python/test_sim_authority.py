@@ -258,3 +258,8 @@ def test_claims_that_arrive_together_go_to_the_ring_as_one_batch(fabric):
         if event["op"] == "authority.request" and topic == b"sim:sim2":
             batches.append([item["path"] for item in event["result"]["results"]])
     assert batches and max(len(paths) for paths in batches) > 1
+    # sim2 followed every change but parsed only those it acts on: not the
+    # creations, nor its own batches (their reply told it all).
+    with sim2.client() as game2:
+        counters = game2.call("counters")["counters"]
+    assert 0 < counters["ring_events_read"] < counters["ring_events"]

@@ -18,6 +18,7 @@
 #include "ctl/ctl_trace.h"
 #include "protocol/api_msg.h"
 #include "protocol/api_router.h"
+#include "protocol/event_head.h"
 #include "protocol/handoff_msg.h"
 #include "protocol/raft_msg.h"
 #include "protocol/ring_cmd.h"
@@ -52,6 +53,7 @@ static const s_selftest_t s_selftests [] = {
     {"sf_zap", sf_zap_test},
     {"api_msg", api_msg_test},
     {"api_router", api_router_test},
+    {"event_head", event_head_test},
     {"handoff_msg", handoff_msg_test},
     {"raft_msg", raft_msg_test},
     {"ring_cmd", ring_cmd_test},
