@@ -1234,14 +1234,12 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
     bool ask = rule && strcmp (rule, "ask") == 0;
     bool granted = by_master || already || (rule && strcmp (rule, "allow") == 0)
                    || (ask && !authority);
-    if (!granted && ask && may_ask) {
-        json_t *pending = s_ask (ctx, authority);
-        free (rule);
-        free (authority);
-        return pending;
-    }
-    ctx->would_ask = !granted && ask;
-    if (ctx->would_ask)
+    free (rule);
+    json_t *result = NULL;
+    ctx->would_ask = !granted && ask && !may_ask;
+    if (!granted && ask && may_ask)
+        result = s_ask (ctx, authority);
+    else if (ctx->would_ask)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is ask: request it on its own to ask "
                       "its authority",
@@ -1250,51 +1248,35 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is deny: only its master may take it",
                       path);
-    json_t *previous = authority ? json_string (authority) : json_null ();
-    free (rule);
-    free (authority);
-    if (!granted) {
-        free (checkpoint);
-        json_decref (previous);
-        return NULL;
-    }
     //  Every grant is a new epoch: the fencing token receivers check.
-    if (!already && s_grant (ctx, path, ctx->a->sim, ctx->a->player)) {
-        free (checkpoint);
-        json_decref (previous);
-        return NULL;
+    else if (already || s_grant (ctx, path, ctx->a->sim, ctx->a->player) == 0) {
+        //  Brief: the row as the grant left it, without reading it again.
+        result = brief ? json_pack ("{s:s,s:s,s:I}", "path", path, "authority",
+                                    ctx->a->sim, "epoch",
+                                    (json_int_t) (already ? epoch : epoch + 1))
+                       : s_entity_get (ctx->self, path, ctx->fault);
+        if (result) {
+            json_object_set_new (result, "granted", json_true ());
+            json_object_set_new (result, "previous",
+                                 authority ? json_string (authority)
+                                           : json_null ());
+            //  The grant's id for hop accounting (trace.md): this
+            //  command's index, as for an ask.
+            if (!already)
+                json_object_set_new (result, "transfer",
+                                     json_integer ((json_int_t) ctx->index));
+            if (checkpoint)
+                json_object_set_new (result, "checkpoint",
+                                     json_string (checkpoint));
+        }
+        else
+            //  The row was just read and written: only storage fails here.
+            sf_fault_set (ctx->fault, SF_ESTORE,
+                          "state machine: '%s' unreadable after its grant",
+                          path);
     }
-    json_t *result = NULL;
-    if (brief) {
-        //  The row as the grant left it, without reading it again.
-        result = json_pack ("{s:s,s:b,s:s,s:I,s:o}", "path", path, "granted",
-                            true, "authority", ctx->a->sim, "epoch",
-                            (json_int_t) (already ? epoch : epoch + 1),
-                            "previous", previous);
-        if (!already)
-            json_object_set_new (result, "transfer",
-                                 json_integer ((json_int_t) ctx->index));
-        if (checkpoint)
-            json_object_set_new (result, "checkpoint",
-                                 json_string (checkpoint));
-        free (checkpoint);
-        return result;
-    }
-    result = s_entity_get (ctx->self, path, ctx->fault);
-    if (!result) {
-        //  The row was just read and written: only storage fails here.
-        sf_fault_set (ctx->fault, SF_ESTORE,
-                      "state machine: '%s' unreadable after its grant", path);
-        json_decref (previous);
-        return NULL;
-    }
-    json_object_set_new (result, "granted", json_true ());
-    json_object_set_new (result, "previous", previous);
-    //  The grant's id for hop accounting (trace.md): this command's index,
-    //  as for an ask.
-    if (!already)
-        json_object_set_new (result, "transfer",
-                             json_integer ((json_int_t) ctx->index));
+    free (authority);
+    free (checkpoint);
     return result;
 }
 

@@ -1308,13 +1308,10 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
             s_claim_send (self, waiting);
         else {
             sf_fault_t refused;
-            sf_error_t error = sf_error_from_code (
-                json_string_value (json_object_get (item, "error")));
-            const char *message =
-                json_string_value (json_object_get (item, "message"));
-            sf_fault_set (&refused,
-                          error == SF_ERROR_COUNT ? SF_EINTERNAL : error, "%s",
-                          message ? message : "refused by the ring");
+            api_msg_code_fault (
+                json_string_value (json_object_get (item, "error")),
+                json_string_value (json_object_get (item, "message")),
+                &refused);
             s_claim_failed (self, waiting, &refused);
         }
     }

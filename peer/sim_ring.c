@@ -4,8 +4,8 @@
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
 #include "common/sf_log.h"
-#include "common/sf_name.h"
 #include "common/sf_time.h"
+#include "protocol/api_msg.h"
 #include "protocol/event_head.h"
 
 typedef struct {
@@ -219,16 +219,8 @@ s_reply_one (sim_ring_t *self, zsock_t *dealer)
             self->target = at;
     s_follow_target (self, NULL);
     sf_fault_t fault;
-    const sf_fault_t *failure = NULL;
-    if (!json_is_true (json_object_get (reply, "ok"))) {
-        json_t *error = json_object_get (reply, "error");
-        const char *code = json_string_value (json_object_get (error, "code"));
-        const char *message =
-            json_string_value (json_object_get (error, "message"));
-        sf_fault_set (&fault, code ? sf_error_from_code (code) : SF_EINTERNAL,
-                      "%s", message ? message : "error reply without message");
-        failure = &fault;
-    }
+    const sf_fault_t *failure =
+        api_msg_reply_fault (reply, &fault) ? &fault : NULL;
     call.fn (call.arg, reply, failure);
     json_decref (reply);
 }
@@ -295,6 +287,24 @@ s_advance (sim_ring_t *self, uint64_t index, uint64_t prev)
         self->gap_fn (self->gap_arg);
 }
 
+//  The head of BODY, parsed because its text did not start with one (a
+//  publisher of another version): true if it has one.
+static bool
+s_head_of (const json_t *body, event_head_t *head)
+{
+    json_t *index = json_object_get (body, "index");
+    json_t *prev = json_object_get (body, "prev");
+    const char *op = json_string_value (json_object_get (body, "op"));
+    if (!json_is_integer (index) || json_integer_value (index) < 1 || !op
+        || strlen (op) > EVENT_HEAD_MAX_OP)
+        return false;
+    head->index = (uint64_t) json_integer_value (index);
+    head->prev =
+        json_is_integer (prev) ? (uint64_t) json_integer_value (prev) : 0;
+    strcpy (head->op, op);
+    return true;
+}
+
 //  A change published by a member; each member publishes every change, so
 //  only the first copy of each index is passed on, and only if the
 //  follower acts on its kind: the rest is told from the head, unparsed.
@@ -304,44 +314,31 @@ s_event_one (sim_ring_t *self, zsock_t *events)
     zmsg_t *msg = zmsg_recv (events);
     if (!msg)
         return;
-    zframe_t *topic_frame = zmsg_first (msg);
-    zframe_t *body_frame = zmsg_next (msg);
+    char *topic = zmsg_popstr (msg);
+    zframe_t *frame = zmsg_first (msg);
+    const char *text = frame ? (const char *) zframe_data (frame) : NULL;
+    size_t size = frame ? zframe_size (frame) : 0;
     event_head_t head;
-    if (body_frame
-        && event_head_read (&head, zframe_data (body_frame),
-                            zframe_size (body_frame))) {
-        char topic [SF_NAME_MAX_PATH + 16];
-        size_t size = zframe_size (topic_frame);
-        if (head.index <= self->event_index) {
-            zmsg_destroy (&msg);
-            return;
-        }
-        if (self->wants_fn && size < sizeof topic) {
-            memcpy (topic, zframe_data (topic_frame), size);
-            topic [size] = 0;
-            if (!self->wants_fn (self->event_arg, topic, head.op)) {
-                s_advance (self, head.index, head.prev);
-                zmsg_destroy (&msg);
-                return;
+    json_t *body = NULL;
+    bool known = text && event_head_read (&head, (const uint8_t *) text, size);
+    if (!known && text) {
+        body = json_loadb (text, size, 0, NULL);
+        known = s_head_of (body, &head);
+    }
+    if (topic && known && head.index > self->event_index) {
+        s_advance (self, head.index, head.prev);
+        if (!self->wants_fn
+            || self->wants_fn (self->event_arg, topic, head.op)) {
+            if (!body)
+                body = json_loadb (text, size, 0, NULL);
+            if (body) {
+                self->events_read++;
+                if (self->event_fn)
+                    self->event_fn (self->event_arg, topic, body);
             }
         }
     }
-    char *topic = zmsg_popstr (msg);
-    char *text = zmsg_popstr (msg);
-    json_t *body = text ? json_loads (text, 0, NULL) : NULL;
-    json_t *index = body ? json_object_get (body, "index") : NULL;
-    json_t *prev = body ? json_object_get (body, "prev") : NULL;
-    if (topic && json_is_integer (index)
-        && (uint64_t) json_integer_value (index) > self->event_index) {
-        s_advance (self, (uint64_t) json_integer_value (index),
-                   json_is_integer (prev) ? (uint64_t) json_integer_value (prev)
-                                          : 0);
-        self->events_read++;
-        if (self->event_fn)
-            self->event_fn (self->event_arg, topic, body);
-    }
     json_decref (body);
-    zstr_free (&text);
     zstr_free (&topic);
     zmsg_destroy (&msg);
 }

@@ -58,7 +58,7 @@ typedef bool (sim_ring_wants_fn) (void *arg, const char *topic, const char *op);
 
 //  Follow the ring's events (homeserver-events.md) on the members that
 //  have ring/member/NAME/events, calling FN with ARG for the changes
-//  WANTS (NULL: all) wants. Returns 0.
+//  WANTS (NULL: all) wants, and only for those. Returns 0.
 int sim_ring_follow (sim_ring_t *self, sim_ring_wants_fn *wants,
                      sim_ring_event_fn *fn, void *arg);
 

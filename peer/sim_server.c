@@ -605,9 +605,9 @@ s_ring_wants (void *arg, const char *topic, const char *op)
            || streq (op, "authority.release");
 }
 
-//  A sim registered, re-keyed or moved: re-read the directory now rather
-//  than at the next heartbeat (the Clone pattern: the event says what
-//  changed, the read gives the state).
+//  A change s_ring_wants wanted. A sim registered, re-keyed or moved:
+//  re-read the directory now rather than at the next heartbeat (the Clone
+//  pattern: the event says what changed, the read gives the state).
 static void
 s_ring_changed (void *arg, const char *topic, json_t *body)
 {
@@ -615,17 +615,18 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
     const char *op = json_string_value (json_object_get (body, "op"));
     if (!op)
         return;
-    //  Heartbeats change no key or endpoint: only registrations matter.
-    if (self->registered_ms && streq (op, "sim.register"))
-        s_list (self);
+    if (streq (op, "sim.register")) {
+        if (self->registered_ms)
+            s_list (self);
+    }
     //  An entity deleted in the ring: its replica here goes too.
-    if (streq (op, "entity.delete") && strncmp (topic, "entity:", 7) == 0)
-        sim_api_forget (self->api, topic + 7);
-    //  Whatever the topic: a batch request's is sim:NAME
-    //  (homeserver-events.md).
-    else if (streq (op, "sim.expire") || streq (op, "authority.request")
-             || streq (op, "authority.answer")
-             || streq (op, "authority.release"))
+    else if (streq (op, "entity.delete")) {
+        if (strncmp (topic, "entity:", 7) == 0)
+            sim_api_forget (self->api, topic + 7);
+    }
+    //  Expiries and authority changes, whatever the topic: a batch
+    //  request's is sim:NAME (homeserver-events.md).
+    else
         sim_api_authority_event (
             self->api, op, json_object_get (body, "result"),
             json_string_value (json_object_get (body, "node")));

@@ -159,9 +159,14 @@ api_msg_reply_fault (const json_t *reply, sf_fault_t *fault)
     if (json_is_true (json_object_get (reply, "ok")))
         return 0;
     json_t *error = json_object_get (reply, "error");
-    const char *code = json_string_value (json_object_get (error, "code"));
-    const char *message =
-        json_string_value (json_object_get (error, "message"));
+    return api_msg_code_fault (
+        json_string_value (json_object_get (error, "code")),
+        json_string_value (json_object_get (error, "message")), fault);
+}
+
+int
+api_msg_code_fault (const char *code, const char *message, sf_fault_t *fault)
+{
     sf_error_t known = sf_error_from_code (code);
     //  A code from a newer server still reaches the caller in the message.
     if (known == SF_ERROR_COUNT)

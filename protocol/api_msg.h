@@ -56,6 +56,12 @@ json_t *api_msg_decode_reply (const void *data, size_t size, sf_fault_t *fault);
 //  from a success reply returns 0.
 int api_msg_reply_fault (const json_t *reply, sf_fault_t *fault);
 
+//  The error of CODE (may be NULL) and MESSAGE (may be NULL) as the API
+//  states it, into FAULT; a code this version does not know is an internal
+//  error whose message names it. Returns -1.
+int api_msg_code_fault (const char *code, const char *message,
+                        sf_fault_t *fault);
+
 //  Handler of one op: reads REQUEST's arguments, adds its result members to
 //  REPLY (a success reply already holding "id" and "ok"). Returns 0, or -1
 //  with FAULT set (the reply is then discarded for an error reply).
