@@ -45,7 +45,7 @@ void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
 //  True if peer ID is known.
 bool hs_link_knows (hs_link_t *self, raft_id id);
 
-//  The ROUTER, to register on a zloop. Lent.
+//  The ROUTER, to register on a loop. Lent.
 zsock_t *hs_link_socket (hs_link_t *self);
 
 //  The raft endpoint as bound. Lent.

@@ -11,6 +11,7 @@
 #include "common/sf_cert.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_loop.h"
 #include "common/sf_program.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
@@ -95,8 +96,8 @@ struct _hs_server_t {
     sf_trace_t *trace;      //  hop records of transfers (trace.md)
     s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
-    zloop_t *loop;  //  the actor's loop, while it runs
-    int timer;      //  zloop timer for the ring's next timeout
+    sf_loop_t *loop;  //  the actor's loop, while it runs
+    int timer;        //  loop timer for the ring's next timeout
 };
 
 //  --------------------------------------------------------------------------
@@ -125,7 +126,7 @@ s_io_send (void *handle, const struct raft_message *message)
     hs_link_send (((hs_server_t *) handle)->link, message);
 }
 
-static int s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg);
+static int s_handle_forward (sf_loop_t *loop, zsock_t *reader, void *arg);
 
 //  A member added at run time (cluster.add): reach it over raft, forward
 //  to it, admit its key.
@@ -146,7 +147,7 @@ s_learn (hs_server_t *self, const json_t *member)
         zsock_t *dealer =
             hs_api_add_member (self->handler, name, id, api, raft, key);
         if (dealer && self->loop)
-            zloop_reader (self->loop, dealer, s_handle_forward, self);
+            sf_loop_reader (self->loop, dealer, s_handle_forward, self);
     }
 }
 
@@ -232,7 +233,7 @@ s_send_probe (void *context, raft_id to, raft_term term, uint64_t seq)
     hs_link_send_probe (self->link, to, RAFT_MSG_READ_PROBE, term, seq);
 }
 
-static int s_handle_timer (zloop_t *loop, int timer_id, void *arg);
+static int s_handle_timer (sf_loop_t *loop, int timer_id, void *arg);
 
 //  After every call into the ring: report durable writes, re-arm the timer.
 static void
@@ -244,14 +245,14 @@ s_after_ring (hs_server_t *self)
     if (!self->loop)
         return;
     if (self->timer > 0)
-        zloop_timer_end (self->loop, self->timer);
+        sf_loop_timer_end (self->loop, self->timer);
     uint64_t due = hs_ring_timeout (self->ring);
     size_t delay = due > now ? (size_t) (due - now) : 0;
-    self->timer = zloop_timer (self->loop, delay, 1, s_handle_timer, self);
+    self->timer = sf_loop_timer (self->loop, delay, 1, s_handle_timer, self);
 }
 
 static int
-s_handle_timer (zloop_t *loop, int timer_id, void *arg)
+s_handle_timer (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     hs_server_t *self = (hs_server_t *) arg;
@@ -262,7 +263,7 @@ s_handle_timer (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_raft (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_raft (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     hs_server_t *self = (hs_server_t *) arg;
@@ -569,7 +570,7 @@ hs_server_endpoint (hs_server_t *self)
 }
 
 static int
-s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_api (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     hs_server_t *self = (hs_server_t *) arg;
@@ -590,7 +591,7 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
 //  The persistence thread finished flushes: tell the ring (the newest one
 //  covers the others).
 static int
-s_handle_persisted (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_persisted (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
     hs_server_t *self = (hs_server_t *) arg;
@@ -609,7 +610,7 @@ s_handle_persisted (zloop_t *loop, zsock_t *reader, void *arg)
 }
 
 static int
-s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_forward (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
     hs_server_t *self = (hs_server_t *) arg;
@@ -618,7 +619,7 @@ s_handle_forward (zloop_t *loop, zsock_t *reader, void *arg)
 }
 
 static int
-s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
+s_handle_pipe (sf_loop_t *loop, zsock_t *pipe, void *arg)
 {
     (void) loop;
     hs_server_t *self = (hs_server_t *) arg;
@@ -640,21 +641,21 @@ void
 hs_server_actor (zsock_t *pipe, void *args)
 {
     hs_server_t *self = (hs_server_t *) args;
-    zloop_t *loop = zloop_new ();
-    zloop_reader (loop, pipe, s_handle_pipe, self);
-    zloop_reader (loop, api_router_socket (self->api), s_handle_api, self);
-    zloop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
-    zloop_reader (loop, hs_persist_socket (self->persist), s_handle_persisted,
-                  self);
+    sf_loop_t *loop = sf_loop_new ();
+    sf_loop_reader (loop, pipe, s_handle_pipe, self);
+    sf_loop_reader (loop, api_router_socket (self->api), s_handle_api, self);
+    sf_loop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
+    sf_loop_reader (loop, hs_persist_socket (self->persist), s_handle_persisted,
+                    self);
     for (zsock_t **forward = hs_api_forward_sockets (self->handler); *forward;
          forward++)
-        zloop_reader (loop, *forward, s_handle_forward, self);
+        sf_loop_reader (loop, *forward, s_handle_forward, self);
     self->loop = loop;
     s_after_ring (self);
     zsock_signal (pipe, 0);
     sf_log_notice ("hs_server: ready api=%s", api_router_endpoint (self->api));
-    zloop_start (loop);
+    sf_loop_start (loop);
     self->loop = NULL;
-    zloop_destroy (&loop);
+    sf_loop_destroy (&loop);
     hs_server_destroy (&self);
 }

@@ -1,6 +1,6 @@
 /*  hs_server: the homeserver daemon's actor.
 
-    Owns every socket of one homeserver on one zloop: for now the JSON API
+    Owns every socket of one homeserver on one sf_loop: for now the JSON API
     ROUTER (CURVE), answering "status". The Raft ring, its SQLite store
     and the events socket attach here.
 

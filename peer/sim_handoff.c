@@ -79,7 +79,7 @@ struct _sim_handoff_t {
     zactor_t *zap;                   //  the process's ZAP handler (lent)
     sim_store_t *store;              //  entities (lent)
     zsock_t *router;                 //  the channel's server side
-    zloop_t *loop;                   //  where peers' DEALERs are registered
+    sf_loop_t *loop;                 //  where peers' DEALERs are registered
     zlistx_t *peers;                 //  s_peer_t
     zlistx_t *copies;                //  s_copy_t we send
     zhashx_t *receiving;             //  "KEY/TRANSFER" -> s_receiving_t
@@ -174,7 +174,7 @@ sim_handoff_destroy (sim_handoff_t **self_p)
     }
 }
 
-static int s_handle_router (zloop_t *loop, zsock_t *router, void *arg);
+static int s_handle_router (sf_loop_t *loop, zsock_t *router, void *arg);
 
 int
 sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
@@ -183,12 +183,12 @@ sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
          peer = (s_peer_t *) zlistx_next (self->peers)) {
         if (peer->dealer && self->loop)
-            zloop_reader_end (self->loop, peer->dealer);
+            sf_loop_reader_end (self->loop, peer->dealer);
         zsock_destroy (&peer->dealer);
     }
     char *endpoint = zsock_last_endpoint (self->router);
     if (self->loop)
-        zloop_reader_end (self->loop, self->router);
+        sf_loop_reader_end (self->loop, self->router);
     zsock_destroy (&self->router);
     self->router = zsock_new (ZMQ_ROUTER);
     zsock_set_linger (self->router, 0);
@@ -209,7 +209,7 @@ sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
     }
     free (endpoint);
     if (self->loop)
-        zloop_reader (self->loop, self->router, s_handle_router, self);
+        sf_loop_reader (self->loop, self->router, s_handle_router, self);
     return 0;
 }
 
@@ -312,7 +312,7 @@ sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
     if (rekeyed || moved) {
         //  The next send makes a DEALER pinned to the key as listed now.
         if (peer->dealer && self->loop)
-            zloop_reader_end (self->loop, peer->dealer);
+            sf_loop_reader_end (self->loop, peer->dealer);
         zsock_destroy (&peer->dealer);
         free (peer->endpoint);
         peer->endpoint = endpoint ? strdup (endpoint) : NULL;
@@ -328,7 +328,7 @@ sim_handoff_peers_end (sim_handoff_t *self)
         if (!peer->seen) {
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
             if (peer->dealer && self->loop)
-                zloop_reader_end (self->loop, peer->dealer);
+                sf_loop_reader_end (self->loop, peer->dealer);
             zlistx_delete (self->peers, zlistx_find (self->peers, peer));
         }
         peer = next;
@@ -338,7 +338,7 @@ sim_handoff_peers_end (sim_handoff_t *self)
 //  --------------------------------------------------------------------------
 //  Sending copies
 
-static int s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg);
+static int s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg);
 
 //  PEER's DEALER, made and connected on first use. NULL if PEER has no
 //  handoff endpoint.
@@ -355,7 +355,7 @@ s_dealer (sim_handoff_t *self, s_peer_t *peer)
             return NULL;
         }
         if (self->loop)
-            zloop_reader (self->loop, peer->dealer, s_handle_dealer, self);
+            sf_loop_reader (self->loop, peer->dealer, s_handle_dealer, self);
     }
     return peer->dealer;
 }
@@ -523,7 +523,7 @@ s_copy_find (sim_handoff_t *self, uint64_t id)
 
 //  A reply from a peer's server: acknowledgements of our copies.
 static int
-s_handle_dealer (zloop_t *loop, zsock_t *dealer, void *arg)
+s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
 {
     (void) loop;
     sim_handoff_t *self = (sim_handoff_t *) arg;
@@ -700,7 +700,7 @@ done:
 #define S_DRAIN 64
 
 static int
-s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
+s_handle_router (sf_loop_t *loop, zsock_t *router, void *arg)
 {
     (void) loop;
     sim_handoff_t *self = (sim_handoff_t *) arg;
@@ -711,10 +711,10 @@ s_handle_router (zloop_t *loop, zsock_t *router, void *arg)
 }
 
 int
-sim_handoff_attach (sim_handoff_t *self, zloop_t *loop)
+sim_handoff_attach (sim_handoff_t *self, sf_loop_t *loop)
 {
     self->loop = loop;
-    return zloop_reader (loop, self->router, s_handle_router, self);
+    return sf_loop_reader (loop, self->router, s_handle_router, self);
 }
 
 void

@@ -10,6 +10,7 @@
 #define SIM_HANDOFF_H_INCLUDED
 
 #include "common/sf_error.h"
+#include "common/sf_loop.h"
 #include "common/sf_trace.h"
 #include "peer/sim_store.h"
 #include "protocol/handoff_msg.h"
@@ -53,7 +54,7 @@ void sim_handoff_destroy (sim_handoff_t **self_p);
 int sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault);
 
 //  Register the sockets on LOOP (and the peers' as they come).
-int sim_handoff_attach (sim_handoff_t *self, zloop_t *loop);
+int sim_handoff_attach (sim_handoff_t *self, sf_loop_t *loop);
 
 //  Call FN with ARG when a copy changes a replica here.
 void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,

@@ -24,7 +24,7 @@ typedef struct {
 
 struct _sim_ring_t {
     bool detached;                //  off its loop: handlers do nothing
-    zloop_t *loop;                //  attached to, or NULL
+    sf_loop_t *loop;              //  attached to, or NULL
     int timer;                    //  its timeout timer there
     zsock_t *events;              //  SUB to one member's events, or NULL
     size_t source;                //  that member, or SIZE_MAX if none yet
@@ -226,7 +226,7 @@ s_reply_one (sim_ring_t *self, zsock_t *dealer)
 }
 
 static int
-s_handle_reply (zloop_t *loop, zsock_t *dealer, void *arg)
+s_handle_reply (sf_loop_t *loop, zsock_t *dealer, void *arg)
 {
     (void) loop;
     sim_ring_t *self = (sim_ring_t *) arg;
@@ -239,7 +239,7 @@ s_handle_reply (zloop_t *loop, zsock_t *dealer, void *arg)
 
 //  Time out requests past their deadline.
 static int
-s_handle_timer (zloop_t *loop, int timer_id, void *arg)
+s_handle_timer (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_ring_t *self = (sim_ring_t *) arg;
@@ -344,7 +344,7 @@ s_event_one (sim_ring_t *self, zsock_t *events)
 }
 
 static int
-s_handle_event (zloop_t *loop, zsock_t *events, void *arg)
+s_handle_event (sf_loop_t *loop, zsock_t *events, void *arg)
 {
     (void) loop;
     sim_ring_t *self = (sim_ring_t *) arg;
@@ -375,32 +375,32 @@ sim_ring_follow (sim_ring_t *self, sim_ring_wants_fn *wants,
 void
 sim_ring_detach (sim_ring_t *self)
 {
-    //  zloop ends a timer only after the current pass over its timers, so
-    //  ours may still fire once: it must then do nothing, and the calls
-    //  pending here are dropped (their owners were answered already).
+    //  The calls pending here are dropped (their owners were answered
+    //  already); the flag keeps a late reply or timer from acting.
     self->detached = true;
     zhashx_purge (self->pending);
     if (!self->loop)
         return;
     if (self->events)
-        zloop_reader_end (self->loop, self->events);
+        sf_loop_reader_end (self->loop, self->events);
     for (size_t at = 0; at < self->n_members; at++)
-        zloop_reader_end (self->loop, self->members [at].dealer);
-    zloop_timer_end (self->loop, self->timer);
+        sf_loop_reader_end (self->loop, self->members [at].dealer);
+    sf_loop_timer_end (self->loop, self->timer);
     self->loop = NULL;
 }
 
 int
-sim_ring_attach (sim_ring_t *self, zloop_t *loop)
+sim_ring_attach (sim_ring_t *self, sf_loop_t *loop)
 {
     self->loop = loop;
-    if (self->events && zloop_reader (loop, self->events, s_handle_event, self))
+    if (self->events
+        && sf_loop_reader (loop, self->events, s_handle_event, self))
         return -1;
     for (size_t at = 0; at < self->n_members; at++)
-        if (zloop_reader (loop, self->members [at].dealer, s_handle_reply,
-                          self))
+        if (sf_loop_reader (loop, self->members [at].dealer, s_handle_reply,
+                            self))
             return -1;
-    self->timer = zloop_timer (loop, 50, 0, s_handle_timer, self);
+    self->timer = sf_loop_timer (loop, 50, 0, s_handle_timer, self);
     return self->timer < 0 ? -1 : 0;
 }
 

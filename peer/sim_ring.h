@@ -13,6 +13,7 @@
 
 #include "common/sf_config.h"
 #include "common/sf_error.h"
+#include "common/sf_loop.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -34,7 +35,7 @@ sim_ring_t *sim_ring_new (sf_config_t *config, zcert_t *cert,
 void sim_ring_destroy (sim_ring_t **self_p);
 
 //  Register the client's sockets and timer on LOOP. Returns 0 or -1.
-int sim_ring_attach (sim_ring_t *self, zloop_t *loop);
+int sim_ring_attach (sim_ring_t *self, sf_loop_t *loop);
 
 //  Take the client's sockets and timer off the loop it was attached to,
 //  dropping pending calls without calling back. Its timer may still fire

@@ -4,6 +4,7 @@
 #include "common/sf_cert.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_loop.h"
 #include "common/sf_program.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
@@ -91,7 +92,7 @@ struct _sim_server_t {
     zcert_t *next_cert;      //  a key being registered (rotation)
     sf_config_t *config;     //  lent by main, outlives the actor
     sim_ring_t *retired;     //  the ring client a rotation replaced
-    zloop_t *loop;           //  the actor's loop
+    sf_loop_t *loop;         //  the actor's loop
     zactor_t *zap;           //  ZAP handler: who may open a CURVE session
     api_router_t *router;    //  JSON requests over CURVE
     sim_store_t *store;      //  entities
@@ -661,7 +662,7 @@ s_load (sim_server_t *self)
 
 //  Every heartbeat: register if not yet, else beat and refresh peers.
 static int
-s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
+s_handle_heartbeat (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -690,7 +691,7 @@ s_handle_heartbeat (zloop_t *loop, int timer_id, void *arg)
 #define S_API_DRAIN 64
 
 static int
-s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
+s_handle_api (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
     sim_server_t *self = (sim_server_t *) arg;
@@ -701,30 +702,30 @@ s_handle_api (zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
-static int s_handle_stream_more (zloop_t *loop, int timer_id, void *arg);
+static int s_handle_stream_more (sf_loop_t *loop, int timer_id, void *arg);
 
 //  Datagrams wait: take them. After a flood's worth, the rest is taken
 //  from a timer, so the API and the ring are served in between.
 static void
-s_stream_receive (sim_server_t *self, zloop_t *loop)
+s_stream_receive (sim_server_t *self, sf_loop_t *loop)
 {
     uint64_t now = sf_time_mono_us ();
     bool more = sim_stream_receive (self->stream, now);
     sim_stream_flush (self->stream, now);
     if (more)
-        zloop_timer (loop, 1, 1, s_handle_stream_more, self);
+        sf_loop_timer (loop, 1, 1, s_handle_stream_more, self);
 }
 
 static int
-s_handle_stream (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+s_handle_stream (sf_loop_t *loop, int fd, void *arg)
 {
-    (void) item;
+    (void) fd;
     s_stream_receive ((sim_server_t *) arg, loop);
     return 0;
 }
 
 static int
-s_handle_stream_more (zloop_t *loop, int timer_id, void *arg)
+s_handle_stream_more (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) timer_id;
     s_stream_receive ((sim_server_t *) arg, loop);
@@ -732,7 +733,7 @@ s_handle_stream_more (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_tick (zloop_t *loop, int timer_id, void *arg)
+s_handle_tick (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -741,7 +742,7 @@ s_handle_tick (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_checkpoint (zloop_t *loop, int timer_id, void *arg)
+s_handle_checkpoint (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -756,7 +757,7 @@ s_handle_checkpoint (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_ring_checkpoint (zloop_t *loop, int timer_id, void *arg)
+s_handle_ring_checkpoint (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -767,7 +768,7 @@ s_handle_ring_checkpoint (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_api_tick (zloop_t *loop, int timer_id, void *arg)
+s_handle_api_tick (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -776,7 +777,7 @@ s_handle_api_tick (zloop_t *loop, int timer_id, void *arg)
 }
 
 static int
-s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
+s_handle_handoff_tick (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -791,7 +792,7 @@ s_handle_handoff_tick (zloop_t *loop, int timer_id, void *arg)
 //  learn it from the ring and accept the old key for their grace period.
 
 static int
-s_retire_ring (zloop_t *loop, int timer_id, void *arg)
+s_retire_ring (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -802,7 +803,7 @@ s_retire_ring (zloop_t *loop, int timer_id, void *arg)
 //  Move everything but the API to the registered NEXT_CERT. Runs from a
 //  timer, not from the ring client's callback: the client is replaced.
 static int
-s_rekey (zloop_t *loop, int timer_id, void *arg)
+s_rekey (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) timer_id;
     sim_server_t *self = (sim_server_t *) arg;
@@ -815,7 +816,7 @@ s_rekey (zloop_t *loop, int timer_id, void *arg)
     sim_ring_destroy (&self->retired);
     self->retired = self->ring;
     self->ring = NULL;
-    zloop_timer (loop, 10, 1, s_retire_ring, self);
+    sf_loop_timer (loop, 10, 1, s_retire_ring, self);
     self->ring = sim_ring_new (self->config, self->cert, &fault);
     if (!self->ring) {
         sf_log_error ("sim_server: ring client after rotation: %s",
@@ -858,7 +859,7 @@ s_rotated (void *arg, json_t *reply, const sf_fault_t *fault)
     self->session =
         self->registered_ms << 16 | (randombytes_random () & 0xffff);
     sim_api_set_registered (self->api, self->registered_ms);
-    zloop_timer (self->loop, 1, 1, s_rekey, self);
+    sf_loop_timer (self->loop, 1, 1, s_rekey, self);
 }
 
 //  SIGHUP: read sim/secret_key again; a new key there is rotated to.
@@ -894,7 +895,7 @@ s_rotate (sim_server_t *self)
 }
 
 static int
-s_handle_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
+s_handle_pipe (sf_loop_t *loop, zsock_t *pipe, void *arg)
 {
     (void) loop;
     sim_server_t *self = (sim_server_t *) arg;
@@ -918,40 +919,38 @@ void
 sim_server_actor (zsock_t *pipe, void *args)
 {
     sim_server_t *self = (sim_server_t *) args;
-    zloop_t *loop = zloop_new ();
+    sf_loop_t *loop = sf_loop_new ();
     self->loop = loop;
-    zloop_reader (loop, pipe, s_handle_pipe, self);
-    zloop_reader (loop, api_router_socket (self->router), s_handle_api, self);
+    sf_loop_reader (loop, pipe, s_handle_pipe, self);
+    sf_loop_reader (loop, api_router_socket (self->router), s_handle_api, self);
     sim_ring_follow (self->ring, s_ring_wants, s_ring_changed, self);
     sim_ring_on_gap (self->ring, s_gap, self);
     sim_ring_attach (self->ring, loop);
     if (self->stream) {
-        zmq_pollitem_t item = {NULL, sim_stream_fd (self->stream), ZMQ_POLLIN,
-                               0};
-        zloop_poller (loop, &item, s_handle_stream, self);
-        zloop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
+        sf_loop_fd (loop, sim_stream_fd (self->stream), s_handle_stream, self);
+        sf_loop_timer (loop, S_TICK_MS, 0, s_handle_tick, self);
     }
     if (self->checkpoint)
-        zloop_timer (loop, (size_t) self->checkpoint_ms, 0, s_handle_checkpoint,
-                     self);
-    zloop_timer (loop, 100, 0, s_handle_api_tick, self);
+        sf_loop_timer (loop, (size_t) self->checkpoint_ms, 0,
+                       s_handle_checkpoint, self);
+    sf_loop_timer (loop, 100, 0, s_handle_api_tick, self);
     sim_saver_set_ring (self->saver, self->ring);
     if (self->ring_checkpoint_ms)
-        zloop_timer (loop, (size_t) self->ring_checkpoint_ms, 0,
-                     s_handle_ring_checkpoint, self);
+        sf_loop_timer (loop, (size_t) self->ring_checkpoint_ms, 0,
+                       s_handle_ring_checkpoint, self);
     if (self->handoff) {
         sim_handoff_attach (self->handoff, loop);
-        zloop_timer (loop, 250, 0, s_handle_handoff_tick, self);
+        sf_loop_timer (loop, 250, 0, s_handle_handoff_tick, self);
     }
-    zloop_timer (loop, (size_t) self->heartbeat_ms, 0, s_handle_heartbeat,
-                 self);
+    sf_loop_timer (loop, (size_t) self->heartbeat_ms, 0, s_handle_heartbeat,
+                   self);
     s_register (self);
     zsock_signal (pipe, 0);
     sf_log_notice ("sim_server: ready api=%s state=%s handoff=%s",
                    api_router_endpoint (self->router),
                    self->state_public ? self->state_public : "(none)",
                    self->handoff_public ? self->handoff_public : "(none)");
-    zloop_start (loop);
-    zloop_destroy (&loop);
+    sf_loop_start (loop);
+    sf_loop_destroy (&loop);
     sim_server_destroy (&self);
 }

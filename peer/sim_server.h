@@ -1,6 +1,6 @@
 /*  sim_server: the simulation server daemon's actor.
 
-    Owns every socket of one simulation server on one zloop: the client
+    Owns every socket of one simulation server on one sf_loop: the client
     API ROUTER (CURVE, sim_api), the ring client (sim_ring: registration,
     heartbeats, the directory of peers), and the UDP state stream
     (sim_stream) over the entity store (sim_store). The handoff channel

@@ -51,7 +51,7 @@ sim_stream_t *sim_stream_new (const char *endpoint, zcert_t *cert,
 void sim_stream_destroy (sim_stream_t **self_p);
 
 //  A file descriptor that becomes readable when datagrams wait on the
-//  DISH: poll it (zloop_poller with a zmq_pollitem_t of fd, or poll (2)),
+//  DISH: poll it (sf_loop_fd, or poll (2)),
 //  then call sim_stream_receive. The DISH itself must not be given to
 //  zmq_poll: it is a thread-safe socket, and libzmq then builds and tears
 //  down a whole poller (an eventfd and its system calls) at every call.

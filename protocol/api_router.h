@@ -1,7 +1,7 @@
 /*  api_router: serves the JSON API (homeserver-api.md) on a CURVE ROUTER.
 
     Owns the API socket (ZAP domain "api"; the daemon's sf_zap handler
-    decides who may connect). Its daemon registers the socket on its zloop and calls
+    decides who may connect). Its daemon registers the socket on its loop and calls
     api_router_handle when it is readable: one request is read, dispatched
     through an op table, answered, and logged in one line if refused. */
 
@@ -25,7 +25,7 @@ api_router_t *api_router_new (const char *endpoint, zcert_t *cert,
 //  Destroy the router and null the caller's pointer.
 void api_router_destroy (api_router_t **self_p);
 
-//  The socket, to register on a zloop. Lent.
+//  The socket, to register on a loop. Lent.
 zsock_t *api_router_socket (api_router_t *self);
 
 //  The endpoint as bound, with an ephemeral port resolved. Lent.

@@ -46,16 +46,17 @@ s_compare (const void *left, const void *right)
     return a < b ? -1 : a > b;
 }
 
-//  Median and p99 of COUNT samples (sorted in place), in microseconds.
+//  Median, p99 and maximum of COUNT samples (sorted in place), in microseconds.
 static json_t *
 s_summary (uint64_t *samples, size_t count)
 {
     if (!count)
         return json_pack ("{s:i}", "n", 0);
     qsort (samples, count, sizeof *samples, s_compare);
-    return json_pack ("{s:I,s:f,s:f}", "n", (json_int_t) count, "p50_us",
+    return json_pack ("{s:I,s:f,s:f,s:f}", "n", (json_int_t) count, "p50_us",
                       (double) samples [count / 2] / 1e3, "p99_us",
-                      (double) samples [count * 99 / 100] / 1e3);
+                      (double) samples [count * 99 / 100] / 1e3, "max_us",
+                      (double) samples [count - 1] / 1e3);
 }
 
 static int
@@ -216,6 +217,7 @@ main (int argc, char *argv [])
         (uint64_t *) calloc ((size_t) entities, sizeof (uint64_t));
     bool *busy = (bool *) calloc ((size_t) entities, sizeof (bool));
     size_t n_throughput = 0;
+    int from_checkpoint = 0;  //  the handoff did not come in time
     zpoller_t *poller = zpoller_new (sims [0].socket, sims [1].socket, NULL);
     uint64_t started = sf_time_mono_ns ();
     uint64_t end = started + (uint64_t) (seconds * 1e9);
@@ -241,6 +243,9 @@ main (int argc, char *argv [])
         if (json_is_true (json_object_get (reply, "ok")) && entity >= 0
             && entity < entities) {
             holder [entity] = 1 - holder [entity];
+            const char *from =
+                json_string_value (json_object_get (reply, "from"));
+            from_checkpoint += from && strcmp (from, "checkpoint") == 0;
             if (n_throughput < capacity)
                 samples [n_throughput++] = now - sent_at [entity];
         }
@@ -264,6 +269,8 @@ main (int argc, char *argv [])
     json_object_set_new (throughput, "per_s",
                          json_real ((double) n_throughput / elapsed));
     json_object_set_new (throughput, "concurrency", json_integer (concurrency));
+    json_object_set_new (throughput, "from_checkpoint",
+                         json_integer (from_checkpoint));
 
     json_t *commit = s_summary (commits, n_commits);
     json_t *trip = s_summary (trips, n_trips);

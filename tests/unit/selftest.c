@@ -11,6 +11,7 @@
 #include "common/sf_json.h"
 #include "common/sf_name.h"
 #include "common/sf_log.h"
+#include "common/sf_loop.h"
 #include "common/sf_time.h"
 #include "common/sf_trace.h"
 #include "common/sf_zap.h"
@@ -44,6 +45,7 @@ static const s_selftest_t s_selftests [] = {
     {"sf_error", sf_error_test},
     {"sf_name", sf_name_test},
     {"sf_time", sf_time_test},
+    {"sf_loop", sf_loop_test},
     {"sf_trace", sf_trace_test},
     {"sf_log", sf_log_test},
     {"sf_config", sf_config_test},
