@@ -1410,8 +1410,17 @@ sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
         s_claim_destroy (&claim);
         return HANDOFF_MSG_OK;
     }
+    //  A repeat of one taken already (its sender heard no ack in time):
+    //  this sim holds the entity at that epoch or a newer one.
+    sim_entity_t *held = sim_store_get (self->config.store, path);
+    if (held && held->authority && held->epoch >= entity->epoch)
+        return HANDOFF_MSG_STALE_EPOCH;
     //  The grant has not reached this sim yet: keep the state a while; it
-    //  is used only if the grant names this sender and this epoch.
+    //  is used only if the grant names this sender and this epoch. One kept
+    //  for this epoch (a repeat) or a newer one stays.
+    s_early_t *old = (s_early_t *) zhashx_lookup (self->early, path);
+    if (old && old->epoch >= entity->epoch)
+        return HANDOFF_MSG_STALE_EPOCH;
     s_early_t *early = (s_early_t *) zmalloc (sizeof (s_early_t));
     early->from = strdup (from);
     early->epoch = entity->epoch;
@@ -1420,7 +1429,6 @@ sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
     if (early->size)
         memcpy (early->state, entity->state, early->size);
     early->until_ms = sf_time_mono_ms () + 10000;
-    s_early_t *old = (s_early_t *) zhashx_lookup (self->early, path);
     if (old) {
         zhashx_delete (self->early, path);
         s_early_destroy (&old);

@@ -11,17 +11,30 @@
 
 #define S_CHUNK_SIZE 262144        //  bytes of one chunk at most
 #define S_CREDIT 4                 //  chunks in flight per copy
-#define S_RESEND_MS 2000           //  resend after this long unheard
+#define S_RESEND_MS 2000           //  resend a chunk after this long unheard
+#define S_HANDOFF_RESEND_MS 1000   //  resend a HANDOFF after this long unacked
 #define S_GIVE_UP_MS 10000         //  fail after this long unheard
 #define S_RECEIVING_IDLE_MS 60000  //  forget a half-received copy
 
+//  A HANDOFF kept until its HANDOFF_ACK comes (handoff.md section 5).
+typedef struct {
+    uint64_t transfer;
+    uint64_t epoch;
+    char *path;
+    uint8_t *frame;  //  the encoded HANDOFF
+    size_t size;
+    uint64_t queued_ms;  //  monotonic
+    uint64_t sent_ms;    //  last handed to libzmq; 0 while it would not take it
+} s_handoff_t;
+
 //  One peer sim as the directory lists it.
 typedef struct {
-    char *name;       //  its sim name
-    char key [41];    //  its public key, Z85
-    char *endpoint;   //  its handoff endpoint, or NULL
-    zsock_t *dealer;  //  our client to it, made on first use
-    bool seen;        //  set in the current directory sweep
+    char *name;          //  its sim name
+    char key [41];       //  its public key, Z85
+    char *endpoint;      //  its handoff endpoint, or NULL
+    zsock_t *dealer;     //  our client to it, made on first use
+    zlistx_t *handoffs;  //  s_handoff_t not yet acknowledged, oldest first
+    bool seen;           //  set in the current directory sweep
 } s_peer_t;
 
 //  A copy we send.
@@ -63,7 +76,10 @@ typedef struct {
     X (handoffs_refused)                                                  \
     X (handoffs_accepted)                                                 \
     X (handoffs_sent)                                                     \
+    X (handoffs_resent)                                                   \
+    X (handoffs_waited)                                                   \
     X (handoffs_acked)                                                    \
+    X (handoffs_failed)                                                   \
     X (handoffs_refused_by_peer)        \
     X (handoff_dropped)
 // clang-format on
@@ -94,10 +110,23 @@ struct _sim_handoff_t {
 };
 
 static void
+s_handoff_destroy (s_handoff_t **self_p)
+{
+    if (*self_p) {
+        s_handoff_t *self = *self_p;
+        free (self->path);
+        free (self->frame);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
 s_peer_destroy (s_peer_t **self_p)
 {
     if (*self_p) {
         s_peer_t *self = *self_p;
+        zlistx_destroy (&self->handoffs);
         zsock_destroy (&self->dealer);
         free (self->endpoint);
         free (self->name);
@@ -176,16 +205,26 @@ sim_handoff_destroy (sim_handoff_t **self_p)
 
 static int s_handle_router (sf_loop_t *loop, zsock_t *router, void *arg);
 
+//  Close PEER's DEALER (the next send makes another). What it held is gone
+//  with it, so every HANDOFF not yet acknowledged goes again on the next.
+static void
+s_peer_close (sim_handoff_t *self, s_peer_t *peer)
+{
+    if (peer->dealer && self->loop)
+        sf_loop_reader_end (self->loop, peer->dealer);
+    zsock_destroy (&peer->dealer);
+    for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
+         handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs))
+        handoff->sent_ms = 0;
+}
+
 int
 sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
 {
     self->cert = cert;
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
-         peer = (s_peer_t *) zlistx_next (self->peers)) {
-        if (peer->dealer && self->loop)
-            sf_loop_reader_end (self->loop, peer->dealer);
-        zsock_destroy (&peer->dealer);
-    }
+         peer = (s_peer_t *) zlistx_next (self->peers))
+        s_peer_close (self, peer);
     char *endpoint = zsock_last_endpoint (self->router);
     if (self->loop)
         sf_loop_reader_end (self->loop, self->router);
@@ -297,6 +336,9 @@ sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
     if (!peer) {
         peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
         peer->name = strdup (name);
+        peer->handoffs = zlistx_new ();
+        zlistx_set_destructor (peer->handoffs,
+                               (zlistx_destructor_fn *) s_handoff_destroy);
         zlistx_add_end (self->peers, peer);
     }
     peer->seen = true;
@@ -311,9 +353,7 @@ sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
     }
     if (rekeyed || moved) {
         //  The next send makes a DEALER pinned to the key as listed now.
-        if (peer->dealer && self->loop)
-            sf_loop_reader_end (self->loop, peer->dealer);
-        zsock_destroy (&peer->dealer);
+        s_peer_close (self, peer);
         free (peer->endpoint);
         peer->endpoint = endpoint ? strdup (endpoint) : NULL;
     }
@@ -329,6 +369,8 @@ sim_handoff_peers_end (sim_handoff_t *self)
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
             if (peer->dealer && self->loop)
                 sf_loop_reader_end (self->loop, peer->dealer);
+            //  Gone from the directory: its grants expire with it.
+            self->counters.handoffs_failed += zlistx_size (peer->handoffs);
             zlistx_delete (self->peers, zlistx_find (self->peers, peer));
         }
         peer = next;
@@ -348,7 +390,10 @@ s_dealer (sim_handoff_t *self, s_peer_t *peer)
     if (!peer->dealer && peer->endpoint) {
         peer->dealer = zsock_new (ZMQ_DEALER);
         zsock_set_linger (peer->dealer, 0);
-        zsock_set_sndhwm (peer->dealer, 64);
+        //  Credit bounds the chunks, and HANDOFFs wait in peer->handoffs
+        //  when libzmq will not take them: the mark only sizes libzmq's
+        //  queue, big enough for the bursts of many transfers at once.
+        zsock_set_sndhwm (peer->dealer, 1000);
         sf_curve_client (peer->dealer, self->cert, peer->key);
         if (zsock_connect (peer->dealer, "%s", peer->endpoint)) {
             zsock_destroy (&peer->dealer);
@@ -521,6 +566,57 @@ s_copy_find (sim_handoff_t *self, uint64_t id)
     return NULL;
 }
 
+//  Hand PEER's unacknowledged HANDOFFs to libzmq, in order: those it has
+//  not taken yet, and those unacknowledged for S_HANDOFF_RESEND_MS (a
+//  reconnection may have lost them; the receiver takes a repeat as it
+//  takes a HANDOFF before its grant, so never twice).
+static void
+s_handoffs_send (sim_handoff_t *self, s_peer_t *peer, uint64_t now_ms)
+{
+    zsock_t *dealer = NULL;
+    for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
+         handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs)) {
+        if (handoff->sent_ms && now_ms - handoff->sent_ms < S_HANDOFF_RESEND_MS)
+            continue;
+        if (!dealer && !(dealer = s_dealer (self, peer)))
+            return;
+        //  Stamped before it goes: the receiver may record it first.
+        uint64_t sent_us = sf_time_wall_us ();
+        if (zmq_send (zsock_resolve (dealer), handoff->frame, handoff->size,
+                      ZMQ_DONTWAIT)
+            < 0) {
+            self->counters.handoffs_waited++;
+            return;  //  full: the next ack or tick tries again
+        }
+        if (handoff->sent_ms)
+            self->counters.handoffs_resent++;
+        else {
+            s_trace_at (self, handoff->transfer, "handoff", true, peer,
+                        sent_us);
+            self->counters.handoffs_sent++;
+        }
+        handoff->sent_ms = now_ms;
+    }
+}
+
+//  PEER acknowledged the HANDOFF MSG names: forget it. False if it was
+//  not waiting (a repeat's second ack).
+static bool
+s_handoff_acked (s_peer_t *peer, const handoff_msg_t *msg)
+{
+    for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
+         handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs))
+        if (handoff->transfer == msg->transfer
+            && handoff->epoch == msg->entity.epoch
+            && strlen (handoff->path) == msg->entity.path_size
+            && memcmp (handoff->path, msg->entity.path, msg->entity.path_size)
+                   == 0) {
+            zlistx_delete (peer->handoffs, zlistx_cursor (peer->handoffs));
+            return true;
+        }
+    return false;
+}
+
 //  A reply from a peer's server: acknowledgements of our copies.
 static int
 s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
@@ -533,12 +629,16 @@ s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
     handoff_msg_t msg;
     if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame)) == 0
         && msg.type == HANDOFF_MSG_HANDOFF_ACK) {
-        s_trace (self, msg.transfer, "handoff_ack", false,
-                 s_peer_of_dealer (self, dealer));
-        if (msg.status == HANDOFF_MSG_OK)
-            self->counters.handoffs_acked++;
-        else
-            self->counters.handoffs_refused_by_peer++;
+        s_peer_t *peer = s_peer_of_dealer (self, dealer);
+        s_trace (self, msg.transfer, "handoff_ack", false, peer);
+        if (peer && s_handoff_acked (peer, &msg)) {
+            if (msg.status == HANDOFF_MSG_OK)
+                self->counters.handoffs_acked++;
+            else
+                self->counters.handoffs_refused_by_peer++;
+            //  The peer reads: what waited for room may go now.
+            s_handoffs_send (self, peer, sf_time_mono_ms ());
+        }
         zframe_destroy (&frame);
         return 0;
     }
@@ -571,6 +671,25 @@ s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
 void
 sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
 {
+    //  HANDOFFs: give up on those unacknowledged too long (the new
+    //  authority has started from the checkpoint by then), send the rest.
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
+        while (handoff
+               && now_ms - handoff->queued_ms >= (uint64_t) S_GIVE_UP_MS) {
+            sf_log_warning ("sim_handoff: no ack from '%s' for the handoff of "
+                            "%s at epoch %llu in %d s; given up",
+                            peer->name, handoff->path,
+                            (unsigned long long) handoff->epoch,
+                            S_GIVE_UP_MS / 1000);
+            self->counters.handoffs_failed++;
+            zlistx_delete (peer->handoffs, zlistx_cursor (peer->handoffs));
+            handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
+        }
+        if (zlistx_size (peer->handoffs))
+            s_handoffs_send (self, peer, now_ms);
+    }
     s_copy_t *copy = (s_copy_t *) zlistx_first (self->copies);
     while (copy) {
         s_copy_t *next = (s_copy_t *) zlistx_next (self->copies);
@@ -737,24 +856,28 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
                   const sim_entity_t *entity, uint64_t epoch, uint64_t transfer)
 {
     s_peer_t *peer = s_peer_named (self, to);
-    zsock_t *dealer = peer ? s_dealer (self, peer) : NULL;
-    if (!dealer)
+    if (!peer || !peer->endpoint)
         return -1;
     handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
                                  epoch,         entity->seq,
                                  entity->state, entity->state_size};
     //  The ring's transfer id travels in the frame, so both ends record
     //  the hop under it.
-    size_t size = handoff_msg_encode_handoff (
-        self->frame, HANDOFF_MSG_MAX_SIZE,
-        transfer ? transfer : ++self->next_transfer, &item);
-    //  Stamped before it goes: the receiver may record it first.
-    uint64_t sent_us = sf_time_wall_us ();
-    if (!size
-        || zmq_send (zsock_resolve (dealer), self->frame, size, ZMQ_DONTWAIT)
-               < 0)
+    if (!transfer)
+        transfer = ++self->next_transfer;
+    size_t size = handoff_msg_encode_handoff (self->frame, HANDOFF_MSG_MAX_SIZE,
+                                              transfer, &item);
+    if (!size)
         return -1;
-    s_trace_at (self, transfer, "handoff", true, peer, sent_us);
-    self->counters.handoffs_sent++;
+    s_handoff_t *handoff = (s_handoff_t *) zmalloc (sizeof (s_handoff_t));
+    handoff->transfer = transfer;
+    handoff->epoch = epoch;
+    handoff->path = strdup (entity->path);
+    handoff->frame = (uint8_t *) malloc (size);
+    memcpy (handoff->frame, self->frame, size);
+    handoff->size = size;
+    handoff->queued_ms = sf_time_mono_ms ();
+    zlistx_add_end (peer->handoffs, handoff);
+    s_handoffs_send (self, peer, handoff->queued_ms);
     return 0;
 }

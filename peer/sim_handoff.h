@@ -67,7 +67,9 @@ void sim_handoff_set_offer_handler (sim_handoff_t *self,
 
 //  Send ENTITY's final state to sim TO, the new authority, at EPOCH, for
 //  the ring's TRANSFER (0 if unknown). Returns 0, or -1 if TO cannot be
-//  reached (no handoff endpoint). The answer is counted (handoffs_acked,
+//  reached (no handoff endpoint). Kept until TO acknowledges it: sent when
+//  libzmq has room, again after 1 s unacknowledged, given up after 10 s
+//  (handoffs_failed). The answer is counted (handoffs_acked,
 //  handoffs_refused_by_peer).
 int sim_handoff_send (sim_handoff_t *self, const char *to,
                       const sim_entity_t *entity, uint64_t epoch,
