@@ -100,7 +100,9 @@ def main():
           f"p50 / floor {p50 / floor:.2f}x (target < 2x)")
     print(f"transfers, {options.concurrency} in flight: {median('throughput.per_s'):.0f}/s "
           f"(target >= 5000/s), p50 {median('throughput.p50_us'):.0f} us, "
-          f"p99 {median('throughput.p99_us'):.0f} us")
+          f"p99 {median('throughput.p99_us'):.0f} us, max {median('throughput.max_us'):.0f} us; "
+          f"from the checkpoint (no handoff in 2 s): "
+          f"{max(run['throughput']['from_checkpoint'] for run in runs)} at most")
     laps = median("messaging.laps_per_s")
     print(f"messaging floor, the same 7 hops over CURVE with no work, {options.concurrency} "
           f"in flight: {laps:.0f} laps/s, p50 {median('messaging.p50_us'):.0f} us, "
