@@ -285,7 +285,6 @@ def test_a_burst_of_claims_takes_every_final_state_by_handoff(fabric):
             reply = json.loads(game1.recv_raw(30)[-1])
             assert reply["ok"], reply
             created += 1
-    started = time.monotonic()
     with sim2.client(timeout=30) as game2:
         game2.call("status")  # the session is up before sim2 stops
         # Stopped while the claims arrive, sim2 sends them as a few batches,
@@ -301,13 +300,10 @@ def test_a_burst_of_claims_takes_every_final_state_by_handoff(fabric):
         while len(replies) < len(paths):
             reply = json.loads(game2.recv_raw(30)[-1])
             replies[paths[reply["id"]]] = reply
-    took = time.monotonic() - started
     late = [path for path, reply in replies.items()
             if not reply["ok"] or reply["from"] != "handoff"
             or reply["state"] != "final " + path]
     assert not late, (len(late), replies[late[0]])
-    # Well under the 2 s a claim waits for its handoff before the checkpoint.
-    assert took < 2.0, took
     sent = counters_of(sim1)
     assert sent["handoffs_acked"] == len(paths)
     assert sent["handoffs_failed"] == 0
