@@ -34,6 +34,7 @@ typedef struct {
     char *endpoint;      //  its handoff endpoint, or NULL
     zsock_t *dealer;     //  our client to it, made on first use
     zlistx_t *handoffs;  //  s_handoff_t not yet acknowledged, oldest first
+    bool waiting;        //  some of them wait for libzmq to take them
     bool seen;           //  set in the current directory sweep
 } s_peer_t;
 
@@ -216,6 +217,7 @@ s_peer_close (sim_handoff_t *self, s_peer_t *peer)
     for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
          handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs))
         handoff->sent_ms = 0;
+    peer->waiting = zlistx_size (peer->handoffs) > 0;
 }
 
 int
@@ -367,8 +369,7 @@ sim_handoff_peers_end (sim_handoff_t *self)
         s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
         if (!peer->seen) {
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
-            if (peer->dealer && self->loop)
-                sf_loop_reader_end (self->loop, peer->dealer);
+            s_peer_close (self, peer);
             //  Gone from the directory: its grants expire with it.
             self->counters.handoffs_failed += zlistx_size (peer->handoffs);
             zlistx_delete (self->peers, zlistx_find (self->peers, peer));
@@ -566,37 +567,50 @@ s_copy_find (sim_handoff_t *self, uint64_t id)
     return NULL;
 }
 
+//  Hand HANDOFF to libzmq on PEER's DEALER. Returns -1 if it would not
+//  take it (its queue is full) or PEER has no endpoint.
+static int
+s_handoff_push (sim_handoff_t *self, s_peer_t *peer, s_handoff_t *handoff,
+                uint64_t now_ms)
+{
+    zsock_t *dealer = s_dealer (self, peer);
+    if (!dealer)
+        return -1;
+    //  Stamped before it goes: the receiver may record it first.
+    uint64_t sent_us = sf_time_wall_us ();
+    if (zmq_send (zsock_resolve (dealer), handoff->frame, handoff->size,
+                  ZMQ_DONTWAIT)
+        < 0) {
+        self->counters.handoffs_waited++;
+        return -1;
+    }
+    if (handoff->sent_ms)
+        self->counters.handoffs_resent++;
+    else {
+        s_trace_at (self, handoff->transfer, "handoff", true, peer, sent_us);
+        self->counters.handoffs_sent++;
+    }
+    handoff->sent_ms = now_ms;
+    return 0;
+}
+
 //  Hand PEER's unacknowledged HANDOFFs to libzmq, in order: those it has
 //  not taken yet, and those unacknowledged for S_HANDOFF_RESEND_MS (a
-//  reconnection may have lost them; the receiver takes a repeat as it
-//  takes a HANDOFF before its grant, so never twice).
+//  reconnection may have lost them; the receiver answers a repeat as
+//  stale, so none is taken twice). Stops at the first it will not take.
 static void
 s_handoffs_send (sim_handoff_t *self, s_peer_t *peer, uint64_t now_ms)
 {
-    zsock_t *dealer = NULL;
     for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
          handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs)) {
         if (handoff->sent_ms && now_ms - handoff->sent_ms < S_HANDOFF_RESEND_MS)
             continue;
-        if (!dealer && !(dealer = s_dealer (self, peer)))
+        if (s_handoff_push (self, peer, handoff, now_ms)) {
+            peer->waiting = true;  //  the next ack or tick tries again
             return;
-        //  Stamped before it goes: the receiver may record it first.
-        uint64_t sent_us = sf_time_wall_us ();
-        if (zmq_send (zsock_resolve (dealer), handoff->frame, handoff->size,
-                      ZMQ_DONTWAIT)
-            < 0) {
-            self->counters.handoffs_waited++;
-            return;  //  full: the next ack or tick tries again
         }
-        if (handoff->sent_ms)
-            self->counters.handoffs_resent++;
-        else {
-            s_trace_at (self, handoff->transfer, "handoff", true, peer,
-                        sent_us);
-            self->counters.handoffs_sent++;
-        }
-        handoff->sent_ms = now_ms;
     }
+    peer->waiting = false;
 }
 
 //  PEER acknowledged the HANDOFF MSG names: forget it. False if it was
@@ -637,7 +651,8 @@ s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
             else
                 self->counters.handoffs_refused_by_peer++;
             //  The peer reads: what waited for room may go now.
-            s_handoffs_send (self, peer, sf_time_mono_ms ());
+            if (peer->waiting)
+                s_handoffs_send (self, peer, sf_time_mono_ms ());
         }
         zframe_destroy (&frame);
         return 0;
@@ -878,6 +893,9 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     handoff->size = size;
     handoff->queued_ms = sf_time_mono_ms ();
     zlistx_add_end (peer->handoffs, handoff);
-    s_handoffs_send (self, peer, handoff->queued_ms);
+    //  In order: while others wait, this one waits behind them.
+    if (!peer->waiting
+        && s_handoff_push (self, peer, handoff, handoff->queued_ms))
+        peer->waiting = true;
     return 0;
 }
