@@ -27,6 +27,10 @@ api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
 {
     api_router_t *self = (api_router_t *) zmalloc (sizeof (api_router_t));
     self->socket = zsock_new (ZMQ_ROUTER);
+    //  A ROUTER drops a reply when its client's queue is full, silently;
+    //  at libzmq's default of 1,000 a burst of pipelined requests answered
+    //  together could lose some before the I/O thread drained the queue.
+    zsock_set_sndhwm (self->socket, API_ROUTER_MAX_UNREAD);
     sf_curve_server (self->socket, cert, API_ROUTER_DOMAIN);
     if (zsock_bind (self->socket, "%s", endpoint) < 0) {
         sf_fault_set (fault, SF_EUNAVAILABLE, "cannot bind api endpoint %s: %s",

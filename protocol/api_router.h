@@ -17,6 +17,10 @@ typedef struct _api_router_t api_router_t;
 //  ZAP domain of API sockets.
 #define API_ROUTER_DOMAIN "api"
 
+//  Replies a client may leave unread before the ROUTER drops more
+//  (homeserver-api.md section 1).
+#define API_ROUTER_MAX_UNREAD 100000
+
 //  Bind a CURVE ROUTER on ENDPOINT serving with CERT (lent; must outlive
 //  the router). Returns NULL with FAULT set if the endpoint cannot be bound.
 api_router_t *api_router_new (const char *endpoint, zcert_t *cert,
