@@ -3,6 +3,8 @@
 #include "common/sf_json.h"
 
 #include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 json_t *
@@ -19,11 +21,172 @@ sf_json_parse (const void *data, size_t size, sf_fault_t *fault)
     return value;
 }
 
+//  --------------------------------------------------------------------------
+//  Text: the bytes jansson's json_dumps gives with JSON_COMPACT and
+//  JSON_ENCODE_ANY, in one growing buffer instead of a callback per piece.
+//  Every reply and event goes through here, so it is on the write path of
+//  every ring member.
+
+//  Deeper values are refused, so no value can exhaust the stack.
+#define S_TEXT_MAX_DEPTH 2048
+
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} s_text_t;
+
+static void
+s_text_reserve (s_text_t *text, size_t more)
+{
+    if (text->size + more <= text->capacity)
+        return;
+    size_t capacity = text->capacity ? text->capacity : 256;
+    while (capacity < text->size + more)
+        capacity *= 2;
+    text->data = (char *) realloc (text->data, capacity);
+    assert (text->data);
+    text->capacity = capacity;
+}
+
+static void
+s_text_add (s_text_t *text, const char *bytes, size_t size)
+{
+    s_text_reserve (text, size);
+    memcpy (text->data + text->size, bytes, size);
+    text->size += size;
+}
+
+//  STRING of SIZE bytes (valid UTF-8, as jansson holds every string) in
+//  quotes. Runs without anything to escape are copied whole.
+static void
+s_text_string (s_text_t *text, const char *string, size_t size)
+{
+    static const char hex [] = "0123456789ABCDEF";
+    s_text_reserve (text, size + 2);
+    text->data [text->size++] = '"';
+    size_t start = 0;
+    for (size_t at = 0; at < size; at++) {
+        unsigned char byte = (unsigned char) string [at];
+        if (byte >= 0x20 && byte != '"' && byte != '\\')
+            continue;
+        s_text_add (text, string + start, at - start);
+        start = at + 1;
+        char escape [6] = {'\\', 0, '0', '0', 0, 0};
+        size_t length = 2;
+        switch (byte) {
+            case '"':
+                escape [1] = '"';
+                break;
+            case '\\':
+                escape [1] = '\\';
+                break;
+            case '\b':
+                escape [1] = 'b';
+                break;
+            case '\f':
+                escape [1] = 'f';
+                break;
+            case '\n':
+                escape [1] = 'n';
+                break;
+            case '\r':
+                escape [1] = 'r';
+                break;
+            case '\t':
+                escape [1] = 't';
+                break;
+            default:
+                escape [1] = 'u';
+                escape [4] = hex [byte >> 4];
+                escape [5] = hex [byte & 15];
+                length = 6;
+        }
+        s_text_add (text, escape, length);
+    }
+    s_text_add (text, string + start, size - start);
+    s_text_add (text, "\"", 1);
+}
+
+static int
+s_text_value (s_text_t *text, const json_t *value, int depth)
+{
+    if (depth > S_TEXT_MAX_DEPTH)
+        return -1;
+    switch (json_typeof (value)) {
+        case JSON_OBJECT: {
+            s_text_add (text, "{", 1);
+            const char *key;
+            size_t length;
+            json_t *member;
+            bool first = true;
+            json_object_keylen_foreach ((json_t *) value, key, length, member)
+            {
+                if (!first)
+                    s_text_add (text, ",", 1);
+                first = false;
+                s_text_string (text, key, length);
+                s_text_add (text, ":", 1);
+                if (s_text_value (text, member, depth + 1))
+                    return -1;
+            }
+            s_text_add (text, "}", 1);
+            return 0;
+        }
+        case JSON_ARRAY: {
+            s_text_add (text, "[", 1);
+            for (size_t at = 0; at < json_array_size (value); at++) {
+                if (at)
+                    s_text_add (text, ",", 1);
+                if (s_text_value (text, json_array_get (value, at), depth + 1))
+                    return -1;
+            }
+            s_text_add (text, "]", 1);
+            return 0;
+        }
+        case JSON_STRING:
+            s_text_string (text, json_string_value (value),
+                           json_string_length (value));
+            return 0;
+        case JSON_INTEGER: {
+            char number [24];
+            int length =
+                snprintf (number, sizeof number, "%" JSON_INTEGER_FORMAT,
+                          json_integer_value (value));
+            s_text_add (text, number, (size_t) length);
+            return 0;
+        }
+        case JSON_REAL: {
+            //  Rare here (load figures): jansson's own formatting.
+            char *real = json_dumps (value, JSON_ENCODE_ANY);
+            if (!real)
+                return -1;
+            s_text_add (text, real, strlen (real));
+            free (real);
+            return 0;
+        }
+        case JSON_TRUE:
+            s_text_add (text, "true", 4);
+            return 0;
+        case JSON_FALSE:
+            s_text_add (text, "false", 5);
+            return 0;
+        case JSON_NULL:
+            s_text_add (text, "null", 4);
+            return 0;
+    }
+    return -1;
+}
+
 char *
 sf_json_text (const json_t *value)
 {
-    return json_dumps (value,
-                       JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    s_text_t text = {NULL, 0, 0};
+    if (!value || s_text_value (&text, value, 0)) {
+        free (text.data);
+        return NULL;
+    }
+    s_text_add (&text, "", 1);
+    return text.data;
 }
 
 //  Look up KEY; fail if missing and REQUIRED. Sets *FIELD to NULL if absent.
@@ -174,6 +337,38 @@ sf_json_test (bool verbose)
             == 0);
     free (compact);
     json_decref (value);
+
+    //  Byte for byte what jansson writes: every escape, UTF-8 passed
+    //  through, an embedded NUL, integer limits, reals, nesting, key order.
+    char all [128];
+    for (int at = 0; at < 127; at++)
+        all [at] = (char) (at + 1);
+    all [127] = 0;
+    json_t *tricky = json_pack (
+        "{s:s,s:s%,s:I,s:I,s:f,s:f,s:f,s:[],s:{},s:[i,[s,{s:n}],b],s:s}", "all",
+        all, "nul", "a\0b", (size_t) 3, "min", (json_int_t) INT64_MIN, "max",
+        (json_int_t) INT64_MAX, "half", 1.5, "big", 1e300, "whole", 3.0,
+        "empty", "none", "deep", 7, "\xc3\xa9\xf0\x9f\x98\x80", "k", true,
+        "quote\"\\key", "\x7f");
+    assert (tricky);
+    for (int at = 0; at < 40; at++) {
+        char key [16];
+        snprintf (key, sizeof key, "k%d", (at * 7919) % 40);
+        json_object_set_new (tricky, key, json_integer (at));
+    }
+    json_object_del (tricky, "k7");
+    json_object_set_new (tricky, "k7", json_true ());
+    const json_t *cases [] = {tricky, json_object_get (tricky, "all"),
+                              json_object_get (tricky, "min"),
+                              json_object_get (tricky, "empty"), NULL};
+    for (int at = 0; cases [at]; at++) {
+        char *ours = sf_json_text (cases [at]);
+        char *theirs = json_dumps (cases [at], JSON_COMPACT | JSON_ENCODE_ANY);
+        assert (ours && theirs && strcmp (ours, theirs) == 0);
+        free (ours);
+        free (theirs);
+    }
+    json_decref (tricky);
     if (verbose)
         printf ("OK\n");
     return 0;

@@ -1,7 +1,9 @@
 /*  fuzz_api_msg: libFuzzer target for the JSON API envelope decoders
     (protocol/homeserver-api.md): the server-side request decoder with its
-    dispatcher, and the client-side reply decoder. */
+    dispatcher, and the client-side reply decoder; and sf_json_text, which
+    encodes every reply, against jansson's own encoder. */
 
+#include "common/sf_json.h"
 #include "protocol/api_msg.h"
 
 #include <stdint.h>
@@ -44,6 +46,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (parsed) {
         api_msg_reply_fault (parsed, &fault);
         json_decref (parsed);
+    }
+
+    //  Our encoder writes exactly what jansson writes, for any value.
+    json_t *any = json_loadb ((const char *) data, size, JSON_DECODE_ANY, NULL);
+    if (any) {
+        char *ours = sf_json_text (any);
+        char *theirs = json_dumps (any, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!ours || !theirs || strcmp (ours, theirs) != 0)
+            abort ();
+        free (ours);
+        free (theirs);
+        json_decref (any);
     }
     return 0;
 }
