@@ -2,6 +2,7 @@
 
 #include "protocol/api_router.h"
 #include "common/sf_curve.h"
+#include "common/sf_json.h"
 #include "common/sf_log.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
@@ -198,7 +199,9 @@ api_call_delimited (api_call_t *call)
 int
 api_router_push (api_router_t *self, zframe_t *routing_id, const json_t *body)
 {
-    char *text = json_dumps (body, JSON_COMPACT);
+    char *text = json_is_object (body) || json_is_array (body)
+                     ? sf_json_text (body)
+                     : NULL;
     if (!text) {
         errno = EINVAL;
         return -1;

@@ -1,6 +1,7 @@
 /*  ring_cmd: codec for ring commands (protocol/ring-commands.md). */
 
 #include "protocol/ring_cmd.h"
+#include "common/sf_json.h"
 #include "protocol/api_msg.h"
 
 #include <assert.h>
@@ -38,7 +39,7 @@ ring_cmd_encode (const char *op, const char *principal, bool admin,
         || !principal || strlen (principal) != 40
         || !zmq_z85_decode (key, principal) || !json_is_object (args))
         return -1;
-    char *text = json_dumps (args, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = sf_json_text (args);
     if (!text)
         return -1;
     size_t args_length = strlen (text);
