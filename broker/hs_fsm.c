@@ -567,22 +567,34 @@ s_lookup (hs_fsm_t *self, const char *sql, const char *key)
     return value;
 }
 
+//  An entity as clients see it; OWNER, AUTHORITY and CHECKPOINT may be NULL.
+static json_t *
+s_entity_pack (const char *path, const char *owner, const char *authority,
+               const char *master, const char *rule, int64_t epoch,
+               int64_t created_ms, int64_t updated_ms, int64_t revision,
+               const char *checkpoint)
+{
+    json_t *entity = json_pack (
+        "{s:s,s:o,s:o,s:s,s:s,s:I,s:I,s:I,s:I}", "path", path, "owner",
+        owner ? json_string (owner) : json_null (), "authority",
+        authority ? json_string (authority) : json_null (), "master", master,
+        "rule", rule, "epoch", (json_int_t) epoch, "created_ms",
+        (json_int_t) created_ms, "updated_ms", (json_int_t) updated_ms,
+        "revision", (json_int_t) revision);
+    if (checkpoint)
+        json_object_set_new (entity, "checkpoint", json_string (checkpoint));
+    return entity;
+}
+
+//  The entity in STMT's row (the columns of S_ENTITY_COLUMNS).
 static json_t *
 s_entity_json (sqlite3_stmt *stmt)
 {
-    json_t *entity =
-        json_pack ("{s:s,s:o,s:o,s:s,s:s,s:I,s:I,s:I,s:I}", "path",
-                   s_column (stmt, 0), "owner", s_text_or_null (stmt, 1),
-                   "authority", s_text_or_null (stmt, 2), "master",
-                   s_column (stmt, 3), "rule", s_column (stmt, 4), "epoch",
-                   (json_int_t) sqlite3_column_int64 (stmt, 5), "created_ms",
-                   (json_int_t) sqlite3_column_int64 (stmt, 7), "updated_ms",
-                   (json_int_t) sqlite3_column_int64 (stmt, 8), "revision",
-                   (json_int_t) sqlite3_column_int64 (stmt, 9));
-    if (s_column (stmt, 6))
-        json_object_set_new (entity, "checkpoint",
-                             json_string (s_column (stmt, 6)));
-    return entity;
+    return s_entity_pack (
+        s_column (stmt, 0), s_column (stmt, 1), s_column (stmt, 2),
+        s_column (stmt, 3), s_column (stmt, 4), sqlite3_column_int64 (stmt, 5),
+        sqlite3_column_int64 (stmt, 7), sqlite3_column_int64 (stmt, 8),
+        sqlite3_column_int64 (stmt, 9), s_column (stmt, 6));
 }
 
 #define S_ENTITY_COLUMNS                                                    \
@@ -889,17 +901,10 @@ s_entity_create (s_apply_t *ctx)
     if (s_entity_insert (ctx))
         return NULL;
     const s_args_t *a = ctx->a;
-    json_int_t ms = (json_int_t) ctx->cmd->time_ms;
-    json_t *entity = json_pack (
-        "{s:s,s:o,s:o,s:s,s:s,s:I,s:I,s:I,s:I}", "path", a->path, "owner",
-        a->owner ? json_string (a->owner) : json_null (), "authority",
-        a->authority ? json_string (a->authority) : json_null (), "master",
-        ctx->principal, "rule", a->rule, "epoch",
-        (json_int_t) (a->authority ? 1 : 0), "created_ms", ms, "updated_ms", ms,
-        "revision", (json_int_t) ctx->index);
-    if (a->checkpoint)
-        json_object_set_new (entity, "checkpoint", json_string (a->checkpoint));
-    return entity;
+    int64_t ms = (int64_t) ctx->cmd->time_ms;
+    return s_entity_pack (a->path, a->owner, a->authority, ctx->principal,
+                          a->rule, a->authority ? 1 : 0, ms, ms,
+                          (int64_t) ctx->index, a->checkpoint);
 }
 
 //  Insert the entity of CTX's arguments. Returns 0, or -1 with FAULT
@@ -940,20 +945,13 @@ s_entity_insert (s_apply_t *ctx)
                                     "?5, ?6, ?7, ?8, ?8, ?9)",
                                     9, values);
     //  The primary key refuses a second entity at a path: no lookup first.
-    if (stmt && sqlite3_step (stmt) == SQLITE_DONE) {
-        s_done (ctx->self, stmt);
-        return 0;
-    }
-    if (stmt
+    int rc = s_exec_stmt (ctx->self, stmt, ctx->fault);
+    if (rc
         && sqlite3_extended_errcode (ctx->self->db)
                == SQLITE_CONSTRAINT_PRIMARYKEY)
         sf_fault_set (ctx->fault, SF_EEXISTS, "an entity exists at '%s'",
                       a->path);
-    else
-        sf_fault_set (ctx->fault, SF_ESTORE, "state machine: %s",
-                      sqlite3_errmsg (ctx->self->db));
-    s_done (ctx->self, stmt);
-    return -1;
+    return rc;
 }
 
 //  Load the entity at PATH and check that the caller is its master (or an

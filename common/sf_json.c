@@ -71,35 +71,15 @@ s_text_string (s_text_t *text, const char *string, size_t size)
             continue;
         s_text_add (text, string + start, at - start);
         start = at + 1;
-        char escape [6] = {'\\', 0, '0', '0', 0, 0};
-        size_t length = 2;
-        switch (byte) {
-            case '"':
-                escape [1] = '"';
-                break;
-            case '\\':
-                escape [1] = '\\';
-                break;
-            case '\b':
-                escape [1] = 'b';
-                break;
-            case '\f':
-                escape [1] = 'f';
-                break;
-            case '\n':
-                escape [1] = 'n';
-                break;
-            case '\r':
-                escape [1] = 'r';
-                break;
-            case '\t':
-                escape [1] = 't';
-                break;
-            default:
-                escape [1] = 'u';
-                escape [4] = hex [byte >> 4];
-                escape [5] = hex [byte & 15];
-                length = 6;
+        //  The short escapes JSON has, else \u00XX.
+        static const char named [] = "\"\\\b\f\n\r\t", letter [] = "\"\\bfnrt";
+        const char *found = (const char *) memchr (named, byte, 7);
+        char escape [6] = {'\\', 'u', '0', '0', hex [byte >> 4], 0};
+        escape [5] = hex [byte & 15];
+        size_t length = 6;
+        if (found) {
+            escape [1] = letter [found - named];
+            length = 2;
         }
         s_text_add (text, escape, length);
     }

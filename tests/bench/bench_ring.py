@@ -18,7 +18,8 @@ from simfabric_testing import binary, make_ring, wait_leader  # noqa: E402
 
 
 def _threads_cpu(pid) -> dict:
-    """CPU seconds (user + system) of each thread of PID, by thread name."""
+    """CPU seconds (user + system) of PID: its libzmq I/O threads ("io")
+    and all its other threads ("other")."""
     tick = os.sysconf("SC_CLK_TCK")
     cpu = {}
     for task in os.listdir(f"/proc/{pid}/task"):
