@@ -13,6 +13,14 @@ s_name_char (char c)
            || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
 }
 
+//  The characters of a path segment: a name's, and ':'. A table, since
+//  every update received checks its path.
+#define S_RANGE(from, to) [from... to] = true
+static const bool s_path_char [256] = {
+    S_RANGE ('a', 'z'), S_RANGE ('A', 'Z'), S_RANGE ('0', '9'), ['_'] = true,
+    ['-'] = true,       ['.'] = true,       [':'] = true,
+};
+
 bool
 sf_name_valid (const char *name)
 {
@@ -39,7 +47,7 @@ sf_name_path_valid (const char *path, size_t size)
                 return false;
             segment = 0;
         }
-        else if (s_name_char (c) || c == ':') {
+        else if (s_path_char [(unsigned char) c]) {
             if (++segment > 64)
                 return false;
         }
@@ -92,6 +100,12 @@ sf_name_test (bool verbose)
     assert (!sf_name_path_valid ("/a/", 3));
     assert (!sf_name_path_valid ("/a b", 4));
     assert (!sf_name_path_valid ("/a\0b", 4));
+    //  Every byte: a segment takes exactly a name's characters and ':'
+    for (int byte = 0; byte < 256; byte++) {
+        char one [2] = {(char) byte, 0}, path [4] = {'/', 'a', (char) byte, 0};
+        bool expected = (byte != 0 && sf_name_valid (one)) || byte == ':';
+        assert (sf_name_path_valid (path, 3) == expected);
+    }
     char long_path [SF_NAME_MAX_PATH + 2];
     for (size_t at = 0; at < sizeof long_path - 1; at++)
         long_path [at] = at % 50 == 0 ? '/' : 'x';

@@ -418,7 +418,7 @@ s_build (sim_handoff_t *self, s_copy_t *copy, uint32_t number, bool first)
         sim_entity_t *entity = sim_store_get (self->store, copy->paths [index]);
         if (!entity || !entity->authority)
             continue;
-        handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
+        handoff_msg_entity_t item = {entity->path,  entity->path_size,
                                      entity->epoch, entity->seq,
                                      entity->state, entity->state_size};
         if (handoff_msg_chunk_put (self->frame, S_CHUNK_SIZE, &used, &item))
@@ -765,9 +765,11 @@ s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
     uint64_t wall = sf_time_wall_ms ();
     while (handoff_msg_next (msg, &offset, &item)) {
         sim_entity_t *entity = NULL;
-        if (sim_store_offer (self->store, item.path, item.path_size, item.epoch,
-                             item.seq, item.state, item.state_size, peer->name,
-                             wall, &entity)
+        if (sim_store_offer (
+                self->store, item.path, item.path_size,
+                sim_store_hash (self->store, item.path, item.path_size),
+                item.epoch, item.seq, item.state, item.state_size, peer->name,
+                wall, &entity)
             == SIM_STORE_APPLIED) {
             self->counters.copy_entities_received++;
             if (self->listener)
@@ -873,7 +875,7 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     s_peer_t *peer = s_peer_named (self, to);
     if (!peer || !peer->endpoint)
         return -1;
-    handoff_msg_entity_t item = {entity->path,  strlen (entity->path),
+    handoff_msg_entity_t item = {entity->path,  entity->path_size,
                                  epoch,         entity->seq,
                                  entity->state, entity->state_size};
     //  The ring's transfer id travels in the frame, so both ends record

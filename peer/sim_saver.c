@@ -98,7 +98,7 @@ sim_saver_tick (sim_saver_t *self)
             || (entity->saved_epoch == entity->epoch
                 && entity->saved_seq == entity->seq))
             continue;
-        size_t size = strlen (entity->path) + entity->state_size + 64;
+        size_t size = entity->path_size + entity->state_size + 64;
         if (bytes + size > S_BATCH_BYTES && self->n_sent)
             break;
         json_t *state =

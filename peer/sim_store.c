@@ -5,9 +5,21 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <sodium.h>
+
+//  The index by path: open addressing with linear probing, at most half
+//  full. A bucket keeps its path's hash, so a probe compares paths only
+//  when the hashes match. Paths come from peers, so the hash is keyed
+//  (SipHash, a key per store): no one can choose paths that collide.
+typedef struct {
+    uint64_t hash;         //  of the entity's path
+    sim_entity_t *entity;  //  NULL: empty
+} s_bucket_t;
 
 struct _sim_store_t {
-    zhashx_t *by_path;       //  path -> sim_entity_t (owns the entities)
+    s_bucket_t *buckets;   //  the index by path
+    uint32_t bucket_mask;  //  buckets - 1 (a power of 2, minus one)
+    uint8_t hash_key [crypto_shorthash_KEYBYTES];
     sim_entity_t **sorted;   //  every entity, in path order
     size_t count;            //  entities
     size_t sorted_capacity;  //  length of sorted
@@ -20,26 +32,35 @@ struct _sim_store_t {
 };
 
 static void
-s_entity_destroy (void **item)
+s_entity_destroy (sim_entity_t **self_p)
 {
-    sim_entity_t *entity = (sim_entity_t *) *item;
-    if (entity) {
-        free (entity->state);
-        free (entity->path);
-        free (entity);
-        *item = NULL;
+    if (*self_p) {
+        sim_entity_t *self = *self_p;
+        free (self->state);
+        free (self->path);
+        free (self);
+        *self_p = NULL;
     }
 }
+
+#define S_BUCKETS_INITIAL 64
 
 sim_store_t *
 sim_store_new (void)
 {
-    sim_store_t *self = (sim_store_t *) zmalloc (sizeof (sim_store_t));
-    self->by_path = zhashx_new ();
-    //  Keys are the entities' own paths: not copied, not freed.
-    zhashx_set_key_duplicator (self->by_path, NULL);
-    zhashx_set_key_destructor (self->by_path, NULL);
-    zhashx_set_destructor (self->by_path, s_entity_destroy);
+    if (sodium_init () < 0)
+        return NULL;
+    sim_store_t *self = (sim_store_t *) calloc (1, sizeof (sim_store_t));
+    if (!self)
+        return NULL;
+    self->buckets =
+        (s_bucket_t *) calloc (S_BUCKETS_INITIAL, sizeof (s_bucket_t));
+    if (!self->buckets) {
+        free (self);
+        return NULL;
+    }
+    self->bucket_mask = S_BUCKETS_INITIAL - 1;
+    crypto_shorthash_keygen (self->hash_key);
     return self;
 }
 
@@ -48,7 +69,9 @@ sim_store_destroy (sim_store_t **self_p)
 {
     if (*self_p) {
         sim_store_t *self = *self_p;
-        zhashx_destroy (&self->by_path);
+        for (size_t at = 0; at < self->count; at++)
+            s_entity_destroy (&self->sorted [at]);
+        free (self->buckets);
         free (self->sorted);
         free (self->by_slot);
         free (self->generations);
@@ -58,21 +81,97 @@ sim_store_destroy (sim_store_t **self_p)
     }
 }
 
+static uint64_t
+s_hash (sim_store_t *self, const char *path, size_t size)
+{
+    uint8_t digest [crypto_shorthash_BYTES];
+    crypto_shorthash (digest, (const uint8_t *) path, size, self->hash_key);
+    uint64_t hash;
+    memcpy (&hash, digest, sizeof hash);
+    return hash;
+}
+
+//  The bucket holding the SIZE bytes of PATH (whose hash is HASH), or the
+//  empty bucket where it would go.
+static s_bucket_t *
+s_probe (sim_store_t *self, const char *path, size_t size, uint64_t hash)
+{
+    for (uint32_t at = (uint32_t) hash & self->bucket_mask;;
+         at = (at + 1) & self->bucket_mask) {
+        s_bucket_t *bucket = &self->buckets [at];
+        if (!bucket->entity
+            || (bucket->hash == hash && bucket->entity->path_size == size
+                && memcmp (bucket->entity->path, path, size) == 0))
+            return bucket;
+    }
+}
+
+//  Double the index. Returns 0 or -1.
+static int
+s_rehash (sim_store_t *self)
+{
+    uint32_t count = (self->bucket_mask + 1) * 2;
+    s_bucket_t *buckets = (s_bucket_t *) calloc (count, sizeof (s_bucket_t));
+    if (!buckets)
+        return -1;
+    for (uint32_t from = 0; from <= self->bucket_mask; from++) {
+        s_bucket_t *bucket = &self->buckets [from];
+        if (!bucket->entity)
+            continue;
+        uint32_t at = (uint32_t) bucket->hash & (count - 1);
+        while (buckets [at].entity)
+            at = (at + 1) & (count - 1);
+        buckets [at] = *bucket;
+    }
+    free (self->buckets);
+    self->buckets = buckets;
+    self->bucket_mask = count - 1;
+    return 0;
+}
+
+//  Empty BUCKET, moving later entries of its run back so that every
+//  entry stays reachable from its home bucket without tombstones.
+static void
+s_unlink (sim_store_t *self, s_bucket_t *bucket)
+{
+    uint32_t hole = (uint32_t) (bucket - self->buckets);
+    for (uint32_t at = (hole + 1) & self->bucket_mask;
+         self->buckets [at].entity; at = (at + 1) & self->bucket_mask) {
+        uint32_t home = (uint32_t) self->buckets [at].hash & self->bucket_mask;
+        //  It may move to the hole unless its home lies after the hole,
+        //  up to where it sits (cyclically).
+        bool stays = hole <= at ? (hole < home && home <= at)
+                                : (hole < home || home <= at);
+        if (!stays) {
+            self->buckets [hole] = self->buckets [at];
+            hole = at;
+        }
+    }
+    self->buckets [hole].entity = NULL;
+}
+
+uint64_t
+sim_store_hash (sim_store_t *self, const char *path, size_t size)
+{
+    return s_hash (self, path, size);
+}
+
+void
+sim_store_prefetch (sim_store_t *self, uint64_t hash)
+{
+    __builtin_prefetch (&self->buckets [(uint32_t) hash & self->bucket_mask]);
+}
+
 sim_entity_t *
 sim_store_get (sim_store_t *self, const char *path)
 {
-    return (sim_entity_t *) zhashx_lookup (self->by_path, path);
+    return sim_store_find (self, path, strlen (path));
 }
 
 sim_entity_t *
 sim_store_find (sim_store_t *self, const char *path, size_t size)
 {
-    if (size > SF_NAME_MAX_PATH)
-        return NULL;
-    char key [SF_NAME_MAX_PATH + 1];
-    memcpy (key, path, size);
-    key [size] = 0;
-    return sim_store_get (self, key);
+    return s_probe (self, path, size, s_hash (self, path, size))->entity;
 }
 
 sim_entity_t *
@@ -145,8 +244,15 @@ sim_store_create (sim_store_t *self, const char *path, size_t size,
                   uint64_t epoch, uint64_t seq, bool authority)
 {
     assert (sf_name_path_valid (path, size));
-    if (sim_store_find (self, path, size) || s_reserve (self))
+    uint64_t hash = s_hash (self, path, size);
+    s_bucket_t *bucket = s_probe (self, path, size, hash);
+    if (bucket->entity || s_reserve (self))
         return NULL;
+    if (self->count + 1 > (self->bucket_mask + 1) / 2) {
+        if (s_rehash (self))
+            return NULL;
+        bucket = s_probe (self, path, size, hash);
+    }
     sim_entity_t *entity = (sim_entity_t *) calloc (1, sizeof (sim_entity_t));
     if (!entity)
         return NULL;
@@ -155,6 +261,7 @@ sim_store_create (sim_store_t *self, const char *path, size_t size,
         free (entity);
         return NULL;
     }
+    entity->path_size = size;
     entity->epoch = epoch;
     entity->seq = seq;
     entity->authority = authority;
@@ -171,7 +278,8 @@ sim_store_create (sim_store_t *self, const char *path, size_t size,
              (self->count - at) * sizeof (sim_entity_t *));
     self->sorted [at] = entity;
     self->count++;
-    zhashx_insert (self->by_path, entity->path, entity);
+    bucket->hash = hash;
+    bucket->entity = entity;
     return entity;
 }
 
@@ -199,11 +307,11 @@ sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
 
 sim_store_offer_t
 sim_store_offer (sim_store_t *self, const char *path, size_t size,
-                 uint64_t epoch, uint64_t seq, const uint8_t *state,
-                 size_t state_size, const char *source, uint64_t now_ms,
-                 sim_entity_t **entity_p)
+                 uint64_t hash, uint64_t epoch, uint64_t seq,
+                 const uint8_t *state, size_t state_size, const char *source,
+                 uint64_t now_ms, sim_entity_t **entity_p)
 {
-    sim_entity_t *entity = sim_store_find (self, path, size);
+    sim_entity_t *entity = s_probe (self, path, size, hash)->entity;
     if (!entity) {
         entity = sim_store_create (self, path, size, epoch, 0, false);
         if (!entity)
@@ -229,9 +337,12 @@ sim_store_offer (sim_store_t *self, const char *path, size_t size,
 int
 sim_store_delete (sim_store_t *self, const char *path)
 {
-    sim_entity_t *entity = sim_store_get (self, path);
+    size_t size = strlen (path);
+    s_bucket_t *bucket = s_probe (self, path, size, s_hash (self, path, size));
+    sim_entity_t *entity = bucket->entity;
     if (!entity)
         return -1;
+    s_unlink (self, bucket);
     size_t at = s_lower_bound (self, path);
     assert (at < self->count && self->sorted [at] == entity);
     memmove (self->sorted + at, self->sorted + at + 1,
@@ -239,7 +350,7 @@ sim_store_delete (sim_store_t *self, const char *path)
     self->count--;
     self->by_slot [entity->slot] = NULL;
     self->free_slots [self->free_count++] = entity->slot;
-    zhashx_delete (self->by_path, entity->path);  //  frees the entity
+    s_entity_destroy (&entity);
     return 0;
 }
 
@@ -384,30 +495,67 @@ sim_store_test (bool verbose)
     //  Replica rules
     sim_entity_t *replica = NULL;
     const uint8_t *bytes = (const uint8_t *) "s";
-    assert (
-        sim_store_offer (store, "/r", 2, 2, 1, bytes, 1, "simA", 1, &replica)
-        == SIM_STORE_APPLIED);
+    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
+                             1, bytes, 1, "simA", 1, &replica)
+            == SIM_STORE_APPLIED);
     assert (replica && !replica->authority && replica->seq == 1);
     assert (strcmp (replica->source, "simA") == 0);
-    assert (
-        sim_store_offer (store, "/r", 2, 2, 1, bytes, 1, "simA", 1, &replica)
-        == SIM_STORE_SUPERSEDED);
-    assert (
-        sim_store_offer (store, "/r", 2, 2, 5, bytes, 1, "simB", 1, &replica)
-        == SIM_STORE_CONFLICT);
-    assert (
-        sim_store_offer (store, "/r", 2, 1, 9, bytes, 1, "simA", 1, &replica)
-        == SIM_STORE_STALE_EPOCH);
-    assert (
-        sim_store_offer (store, "/r", 2, 3, 1, bytes, 1, "simB", 1, &replica)
-        == SIM_STORE_APPLIED);
+    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
+                             1, bytes, 1, "simA", 1, &replica)
+            == SIM_STORE_SUPERSEDED);
+    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
+                             5, bytes, 1, "simB", 1, &replica)
+            == SIM_STORE_CONFLICT);
+    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 1,
+                             9, bytes, 1, "simA", 1, &replica)
+            == SIM_STORE_STALE_EPOCH);
+    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 3,
+                             1, bytes, 1, "simB", 1, &replica)
+            == SIM_STORE_APPLIED);
     assert (replica->epoch == 3 && strcmp (replica->source, "simB") == 0);
     assert (sim_store_create (store, "/mine", 5, 1, 1, true));
-    assert (sim_store_offer (store, "/mine", 5, 9, 1, bytes, 1, "simB", 1,
+    assert (sim_store_offer (store, "/mine", 5,
+                             sim_store_hash (store, "/mine", 5), 9, 1, bytes, 1,
+                             "simB", 1,
                              &replica)
             == SIM_STORE_CONFLICT);  //  ours: never set from outside
     sim_store_destroy (&store);
     assert (!store);
+
+    //  The index against a plain record of what should be there, through
+    //  many creates and deletes: runs of probes wrap around the end and
+    //  close up behind every delete.
+    store = sim_store_new ();
+    enum { CANDIDATES = 1500 };
+    bool present [CANDIDATES] = {false};
+    uint32_t random = 2463534242u;
+    for (int op = 1; op <= 40000; op++) {
+        random ^= random << 13;
+        random ^= random >> 17;
+        random ^= random << 5;
+        uint32_t pick = random % CANDIDATES;
+        snprintf (path, sizeof path, "/p/%u", pick);
+        if (present [pick]) {
+            assert (sim_store_delete (store, path) == 0);
+            present [pick] = false;
+        }
+        else {
+            assert (sim_store_create (store, path, strlen (path), 1, 0, false));
+            present [pick] = true;
+        }
+        if (op % 2000 == 0) {
+            size_t expected = 0;
+            for (uint32_t at = 0; at < CANDIDATES; at++) {
+                snprintf (path, sizeof path, "/p/%u", at);
+                sim_entity_t *found = sim_store_get (store, path);
+                assert (present [at] ? found && strcmp (found->path, path) == 0
+                                     : !found);
+                expected += present [at];
+            }
+            assert (sim_store_size (store) == expected);
+        }
+    }
+    sim_store_destroy (&store);
     if (verbose)
         printf ("OK\n");
     return 0;

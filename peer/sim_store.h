@@ -1,8 +1,8 @@
 /*  sim_store: a simulation server's entities, addressed by path: those it
     has authority over and the replicas of those it watches.
 
-    A hash by path for the hot path (every update looks one up), and an
-    index sorted by path for listing by prefix and matching by pattern
+    A hash index by path for the hot path (every update looks one up) and
+    an index sorted by path for listing by prefix and matching by pattern
     without a scan. Each entity also has a dense slot (and a generation
     that changes when a slot is reused), so per-peer bookkeeping can be
     flat arrays instead of more hashes. No I/O; time is passed in. */
@@ -20,6 +20,7 @@ typedef struct _sim_store_t sim_store_t;
 //  the store destroyed.
 typedef struct {
     char *path;            //  NUL-terminated entity path
+    size_t path_size;      //  its length
     uint64_t epoch;        //  authority epoch, from the ring
     uint64_t seq;          //  update sequence within the epoch
     uint8_t *state;        //  newest state (NULL when empty)
@@ -45,6 +46,14 @@ sim_entity_t *sim_store_get (sim_store_t *self, const char *path);
 
 //  The entity at the SIZE bytes of PATH (no terminator needed), or NULL.
 sim_entity_t *sim_store_find (sim_store_t *self, const char *path, size_t size);
+
+//  The index's hash of the SIZE bytes of PATH, for the calls taking one.
+uint64_t sim_store_hash (sim_store_t *self, const char *path, size_t size);
+
+//  Start loading what looking up the path whose hash is HASH will read
+//  first: a batch of lookups prefetched together overlaps their cache
+//  misses instead of waiting on each in turn.
+void sim_store_prefetch (sim_store_t *self, uint64_t hash);
 
 //  The entity in SLOT if its generation is still GENERATION, or NULL.
 sim_entity_t *sim_store_slot (sim_store_t *self, uint32_t slot,
@@ -77,15 +86,16 @@ typedef enum {
 } sim_store_offer_t;
 
 //  Offer the replica state (EPOCH, SEQ, STATE) of the entity at PATH
-//  (SIZE bytes, a valid path) from sim SOURCE: applied if its epoch is
+//  (SIZE bytes, a valid path, HASH its sim_store_hash) from sim SOURCE:
+//  applied if its epoch is
 //  newer, or if it is the same epoch from the same sim with a newer seq;
 //  an entity this sim is the authority of is never changed. Creates the
 //  replica if there is none. *ENTITY is set to it when applied.
 sim_store_offer_t sim_store_offer (sim_store_t *self, const char *path,
-                                   size_t size, uint64_t epoch, uint64_t seq,
-                                   const uint8_t *state, size_t state_size,
-                                   const char *source, uint64_t now_ms,
-                                   sim_entity_t **entity);
+                                   size_t size, uint64_t hash, uint64_t epoch,
+                                   uint64_t seq, const uint8_t *state,
+                                   size_t state_size, const char *source,
+                                   uint64_t now_ms, sim_entity_t **entity);
 
 //  Delete the entity at PATH. Returns 0, or -1 if there is none.
 int sim_store_delete (sim_store_t *self, const char *path);

@@ -112,8 +112,10 @@ struct _sim_stream_t {
     zlistx_t *peers;                    //  s_peer_t
     sim_credit_item_t *items;           //  scratch: updates of one datagram
     size_t items_capacity;
-    uint8_t *buffer;          //  scratch: one datagram
-    sim_stream_fn *listener;  //  replica changes go here
+    state_msg_update_t *updates;  //  scratch: a datagram received, decoded
+    uint64_t *hashes;             //  scratch: their paths' sim_store_hash
+    uint8_t *buffer;              //  scratch: one datagram
+    sim_stream_fn *listener;      //  replica changes go here
     void *listener_arg;
     s_counters_t counters;
 };
@@ -199,6 +201,10 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     self->items_capacity = self->datagram_size / 6 + 1;
     self->items = (sim_credit_item_t *) zmalloc (self->items_capacity
                                                  * sizeof (sim_credit_item_t));
+    self->updates = (state_msg_update_t *) zmalloc (
+        STATE_MSG_MAX_UPDATES * sizeof (state_msg_update_t));
+    self->hashes =
+        (uint64_t *) zmalloc (STATE_MSG_MAX_UPDATES * sizeof (uint64_t));
     self->buffer = (uint8_t *) zmalloc (SIM_STREAM_MAX_DATAGRAM + 1);
     self->dish = zsock_new (ZMQ_DISH);
     if (zsock_bind (self->dish, "%s", endpoint) < 0) {
@@ -241,6 +247,8 @@ sim_stream_destroy (sim_stream_t **self_p)
             zmq_poller_destroy (&self->poller);
         zsock_destroy (&self->dish);
         free (self->buffer);
+        free (self->hashes);
+        free (self->updates);
         free (self->items);
         free (self->name);
         free (self);
@@ -525,24 +533,30 @@ s_watched (sim_stream_t *self, const char *path, size_t size)
     return false;
 }
 
-//  Apply the updates of a verified STATE body from PEER (section 5); the
-//  body passed state_msg_body_valid.
+//  Apply the COUNT updates decoded from a verified STATE body from PEER
+//  (section 5). Every path is hashed and its lookup prefetched before the
+//  first is applied: the lookups' cache misses then overlap.
 static void
-s_apply (sim_stream_t *self, s_peer_t *peer, const uint8_t *body, size_t size)
+s_apply (sim_stream_t *self, s_peer_t *peer, size_t count)
 {
-    size_t offset = 0;
-    state_msg_update_t update;
+    for (size_t at = 0; at < count; at++) {
+        const state_msg_update_t *update = &self->updates [at];
+        self->hashes [at] =
+            sim_store_hash (self->store, update->path, update->path_size);
+        sim_store_prefetch (self->store, self->hashes [at]);
+    }
     uint64_t now_ms = sf_time_wall_ms ();
-    while (state_msg_update_read (body, size, &offset, &update)) {
-        if (!s_watched (self, update.path, update.path_size)) {
+    for (size_t at = 0; at < count; at++) {
+        const state_msg_update_t *update = &self->updates [at];
+        if (!s_watched (self, update->path, update->path_size)) {
             self->counters.update_unwatched++;
             continue;
         }
         sim_entity_t *entity = NULL;
-        switch (sim_store_offer (self->store, update.path, update.path_size,
-                                 update.epoch, update.seq, update.state,
-                                 update.state_size, peer->name, now_ms,
-                                 &entity)) {
+        switch (sim_store_offer (self->store, update->path, update->path_size,
+                                 self->hashes [at], update->epoch, update->seq,
+                                 update->state, update->state_size, peer->name,
+                                 now_ms, &entity)) {
             case SIM_STORE_APPLIED:
                 self->counters.updates_applied++;
                 if (self->listener)
@@ -643,9 +657,12 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         return;
     }
     state_msg_ack_t ack;
+    int count = 0;
     if (header.kind == STATE_MSG_ACK
             ? state_msg_ack_decode (&ack, body, body_size) != 0
-            : !state_msg_body_valid (body, body_size)) {
+            : (count = state_msg_body_decode (body, body_size, self->updates,
+                                              STATE_MSG_MAX_UPDATES))
+                  < 0) {
         counters->drop_malformed++;
         return;
     }
@@ -665,7 +682,7 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         //  The old key's last words: applied, not acknowledged (its
         //  sender has moved to a new session and credit).
         if (header.kind == STATE_MSG_STATE)
-            s_apply (self, peer, body, body_size);
+            s_apply (self, peer, (size_t) count);
         return;
     }
     peer->heard_us = now_us;
@@ -681,7 +698,7 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         }
         return;
     }
-    s_apply (self, peer, body, body_size);
+    s_apply (self, peer, (size_t) count);
     //  Credit comes back sooner than after a whole drained batch.
     if (++peer->unacked >= S_ACK_EVERY)
         s_send_ack (self, peer, now_us);
@@ -814,7 +831,7 @@ s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
         sim_entity_t *entity = sim_store_slot (self->store, slot, generation);
         if (!entity || !entity->authority)
             continue;  //  deleted, or no longer ours
-        state_msg_update_t update = {entity->path,  strlen (entity->path),
+        state_msg_update_t update = {entity->path,  entity->path_size,
                                      entity->epoch, entity->seq,
                                      entity->state, entity->state_size};
         if (state_msg_update_put (&update, body, capacity, &used)) {

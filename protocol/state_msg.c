@@ -88,6 +88,10 @@ s_varint_put (uint8_t *out, uint64_t value)
 static int
 s_varint_get (const uint8_t *body, size_t size, size_t *offset, uint64_t *value)
 {
+    if (*offset < size && body [*offset] < 0x80) {
+        *value = body [(*offset)++];  //  most are one byte
+        return 0;
+    }
     uint64_t result = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (*offset >= size)
@@ -166,48 +170,20 @@ state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
     return 1;
 }
 
-//  A varint state_msg_body_valid has already checked.
-static uint64_t
-s_varint_read (const uint8_t *body, size_t *offset)
-{
-    uint64_t value = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        uint8_t byte = body [(*offset)++];
-        value |= (uint64_t) (byte & 0x7f) << shift;
-        if (!(byte & 0x80))
-            return value;
-    }
-}
-
 int
-state_msg_update_read (const uint8_t *body, size_t size, size_t *offset,
-                       state_msg_update_t *update)
+state_msg_body_decode (const uint8_t *body, size_t size,
+                       state_msg_update_t *updates, size_t capacity)
 {
-    if (*offset >= size)
-        return 0;
-    size_t at = *offset;
-    update->path_size = (size_t) s_varint_read (body, &at);
-    update->path = (const char *) body + at;
-    at += update->path_size;
-    update->epoch = s_varint_read (body, &at);
-    update->seq = s_varint_read (body, &at);
-    update->state_size = (size_t) s_varint_read (body, &at);
-    update->state = update->state_size ? body + at : NULL;
-    *offset = at + update->state_size;
-    return 1;
-}
-
-bool
-state_msg_body_valid (const uint8_t *body, size_t size)
-{
-    if (size == 0)
-        return false;
-    size_t offset = 0;
-    state_msg_update_t update;
-    int rc;
-    while ((rc = state_msg_update_next (body, size, &offset, &update)) == 1)
-        ;
-    return rc == 0;
+    size_t offset = 0, count = 0;
+    int rc = 0;
+    while (
+        count < capacity
+        && (rc = state_msg_update_next (body, size, &offset, &updates [count]))
+               == 1)
+        count++;
+    if (rc == -1 || count == 0 || offset != size)
+        return -1;
+    return (int) count;
 }
 
 //  --------------------------------------------------------------------------
@@ -242,6 +218,14 @@ state_msg_ack_decode (state_msg_ack_t *ack, const uint8_t *body, size_t size)
 
 //  --------------------------------------------------------------------------
 //  Self test
+
+//  How many updates BODY decodes to, or -1.
+static int
+s_decodes (const uint8_t *body, size_t size)
+{
+    static state_msg_update_t updates [STATE_MSG_MAX_UPDATES];
+    return state_msg_body_decode (body, size, updates, STATE_MSG_MAX_UPDATES);
+}
 
 int
 state_msg_test (bool verbose)
@@ -302,7 +286,7 @@ state_msg_test (bool verbose)
     }
     //  The spec's arithmetic: 64-byte states, 20-byte paths, 12 per datagram
     assert (packed == 12);
-    assert (state_msg_body_valid (body, used));
+    assert (s_decodes (body, used) == (int) packed);
     size_t offset = 0;
     state_msg_update_t update;
     for (unsigned index = 0; index < packed; index++) {
@@ -314,46 +298,57 @@ state_msg_test (bool verbose)
         assert (update.state_size == 64 && update.state [63] == 7);
     }
     assert (state_msg_update_next (body, used, &offset, &update) == 0);
-    //  The second pass reads the same
-    size_t checked = 0, read = 0;
-    state_msg_update_t again;
-    while (state_msg_update_next (body, used, &checked, &update) == 1) {
-        assert (state_msg_update_read (body, used, &read, &again) == 1);
-        assert (read == checked && again.seq == update.seq);
-        assert (again.path == update.path && again.state == update.state);
-        assert (again.epoch == update.epoch
-                && again.state_size == update.state_size);
+    //  Decoding the whole body reads the same, in order
+    state_msg_update_t all [12];
+    assert (state_msg_body_decode (body, used, all, 12) == 12);
+    size_t checked = 0;
+    for (unsigned index = 0; index < packed; index++) {
+        assert (state_msg_update_next (body, used, &checked, &update) == 1);
+        assert (all [index].seq == update.seq
+                && all [index].path == update.path);
+        assert (all [index].state == update.state);
+        assert (all [index].epoch == update.epoch
+                && all [index].state_size == update.state_size);
     }
-    assert (state_msg_update_read (body, used, &read, &again) == 0);
+    //  A body with more updates than room is refused, not cut short
+    assert (state_msg_body_decode (body, used, all, 11) == -1);
 
     //  Every truncation of a valid body but the ends of updates is refused
     size_t update_size = state_msg_update_size (20, 3, 1000, 64);
     for (size_t size = 0; size < used; size++)
-        assert (state_msg_body_valid (body, size)
+        assert ((s_decodes (body, size) > 0)
                 == (size > 0 && size % update_size == 0));
-    assert (!state_msg_body_valid (body, 0));
+    assert (s_decodes (body, 0) == -1);
 
     //  Zero epoch, zero seq, bad path, non-minimal varint
     uint8_t small [64];
     used = 0;
     state_msg_update_t zero = {"/a", 2, 0, 1, NULL, 0};
     assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
-    assert (!state_msg_body_valid (small, used));
+    assert (s_decodes (small, used) == -1);
     used = 0;
     zero.epoch = 1, zero.seq = 0;
     assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
-    assert (!state_msg_body_valid (small, used));
+    assert (s_decodes (small, used) == -1);
     used = 0;
     state_msg_update_t bad_path = {"a/", 2, 1, 1, NULL, 0};
     assert (state_msg_update_put (&bad_path, small, sizeof small, &used) == 0);
-    assert (!state_msg_body_valid (small, used));
+    assert (s_decodes (small, used) == -1);
     const uint8_t long_form [] = {0x82, 0x00, '/', 'a', 1, 1, 0};
-    assert (!state_msg_body_valid (long_form, sizeof long_form));
+    assert (s_decodes (long_form, sizeof long_form) == -1);
     const uint8_t short_form [] = {0x02, '/', 'a', 1, 1, 0};
-    assert (state_msg_body_valid (short_form, sizeof short_form));
+    assert (s_decodes (short_form, sizeof short_form) == 1);
+    //  The smallest updates fill a largest body: STATE_MSG_MAX_UPDATES
+    static uint8_t full [STATE_MSG_MAX_SIZE - STATE_MSG_OVERHEAD];
+    size_t filled = 0;
+    while (filled + sizeof short_form <= sizeof full) {
+        memcpy (full + filled, short_form, sizeof short_form);
+        filled += sizeof short_form;
+    }
+    assert (s_decodes (full, filled) == STATE_MSG_MAX_UPDATES);
     const uint8_t huge [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
                              0xff, 0xff, 0xff, 0xff, 0x02, 1,    0};
-    assert (!state_msg_body_valid (huge, sizeof huge));
+    assert (s_decodes (huge, sizeof huge) == -1);
     const uint8_t max [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
                             0xff, 0xff, 0xff, 0xff, 0x01, 1,    0};
     offset = 0;

@@ -20,6 +20,8 @@
 #define STATE_MSG_MIN_SIZE 512   //  smallest datagram_size allowed
 //  Bytes of one update besides its path and state, at most (4 varints).
 #define STATE_MSG_UPDATE_EXTRA 24
+//  The most updates a body can hold: each takes at least 6 bytes.
+#define STATE_MSG_MAX_UPDATES ((STATE_MSG_MAX_SIZE - STATE_MSG_OVERHEAD) / 6)
 
 typedef enum {
     STATE_MSG_STATE = 1,  //  entity updates
@@ -76,15 +78,12 @@ int state_msg_update_put (const state_msg_update_t *update, uint8_t *body,
 int state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
                            state_msg_update_t *update);
 
-//  Like state_msg_update_next, for a BODY that state_msg_body_valid
-//  accepted: the same reading without checking the grammar again (the
-//  receiver's second pass, which applies). Returns 1, or 0 at the end.
-int state_msg_update_read (const uint8_t *body, size_t size, size_t *offset,
-                           state_msg_update_t *update);
-
-//  True if BODY of SIZE bytes is a well-formed STATE body (at least one
-//  update, nothing left over): check it all before applying any of it.
-bool state_msg_body_valid (const uint8_t *body, size_t size);
+//  Decode every update of the STATE body BODY (SIZE bytes) into UPDATES
+//  (CAPACITY of them; STATE_MSG_MAX_UPDATES always suffices). Returns how
+//  many (at least 1), or -1 if the body is malformed anywhere, so that a
+//  receiver checks all of it before applying any of it.
+int state_msg_body_decode (const uint8_t *body, size_t size,
+                           state_msg_update_t *updates, size_t capacity);
 
 //  Write ACK into OUT (STATE_MSG_ACK_BODY bytes).
 void state_msg_ack_encode (const state_msg_ack_t *ack, uint8_t *out);

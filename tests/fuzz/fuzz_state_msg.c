@@ -32,17 +32,21 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         }
         return 0;
     }
-    if (!state_msg_body_valid (body, body_size))
+    static state_msg_update_t updates [STATE_MSG_MAX_UPDATES];
+    int count =
+        state_msg_body_decode (body, body_size, updates, STATE_MSG_MAX_UPDATES);
+    if (count < 0)
         return 0;
-    size_t offset = 0, used = 0, read = 0;
-    state_msg_update_t update, fast;
-    while (state_msg_update_next (body, body_size, &offset, &update) == 1) {
-        //  The applying pass reads exactly what the checking pass did.
-        if (state_msg_update_read (body, body_size, &read, &fast) != 1
-            || read != offset || fast.path != update.path
-            || fast.seq != update.seq || fast.state_size != update.state_size)
+    //  Decoding the whole body reads what update by update reading does.
+    size_t offset = 0, used = 0;
+    state_msg_update_t update;
+    for (int at = 0; at < count; at++) {
+        if (state_msg_update_next (body, body_size, &offset, &update) != 1
+            || update.path != updates [at].path
+            || update.seq != updates [at].seq
+            || update.state_size != updates [at].state_size)
             abort ();
-        if (state_msg_update_put (&update, again, sizeof again, &used))
+        if (state_msg_update_put (&updates [at], again, sizeof again, &used))
             abort ();
     }
     if (used != body_size || memcmp (again, body, used) != 0)
