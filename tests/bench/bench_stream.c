@@ -348,14 +348,16 @@ s_sealed (const s_options_t *options)
         "\"updates_per_s\": %.0f, \"datagrams_sent\": %llu, "
         "\"datagrams_lost\": "
         "%llu, \"loss\": %.6f, \"datagrams_per_s\": %.0f, \"p50_us\": %.1f, "
-        "\"p99_us\": %.1f, \"cpu_sender_s\": %.3f, \"cpu_receiver_s\": %.3f}\n",
+        "\"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
+        "\"cpu_sender_s\": %.3f, \"cpu_receiver_s\": %.3f}\n",
         options->size, options->rate, options->entities, options->seconds,
         (unsigned long long) (changes - measured_changes),
         (unsigned long long) applied, (double) applied / options->seconds,
         (unsigned long long) sent, (unsigned long long) lost,
         sent ? (double) lost / (double) sent : 0,
         (double) sent / options->seconds, s_percentile (&b.samples, 0.5),
-        s_percentile (&b.samples, 0.99), cpu, b.cpu);
+        s_percentile (&b.samples, 0.99), s_percentile (&b.samples, 0.999),
+        s_percentile (&b.samples, 1), cpu, b.cpu);
     free (entities);
     free (b.samples.values);
     sim_stream_destroy (&a.stream);
