@@ -12,8 +12,10 @@
 //  that lost ACKs or a receiver that was stopped recovers (section 6).
 #define S_ACK_REFRESH_US 250000
 #define S_HEARD_RECENTLY_US 10000000
-//  Datagrams read per call before acknowledging.
-//  Acknowledge at least every this many datagrams from one sender.
+//  Acknowledge a sender after a quarter of the credit granted to it, and
+//  after at least this many datagrams: credit comes back well before the
+//  window closes, in as few ACKs as that takes (each costs as much in
+//  system calls and wake-ups as a datagram of state).
 #define S_ACK_EVERY 4
 
 //  One key a peer sends from, and what we accepted from it.
@@ -47,6 +49,7 @@ typedef struct {
     s_identity_t former;       //  its key before a re-key, during the grace
     uint64_t former_until_us;  //  end of the grace period, 0: none
     unsigned unacked;          //  STATE datagrams accepted since our last ACK
+    uint32_t granted;          //  the credit our last ACK granted
     uint64_t heard_us;         //  last datagram accepted from it
     uint64_t acked_us;         //  last ACK we sent it
     size_t largest;            //  largest datagram accepted from it
@@ -509,9 +512,9 @@ s_send_ack (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
     if (!self->session || !peer->radio || !peer->in_session)
         return;
     s_header (self, peer, STATE_MSG_ACK);
+    peer->granted = s_grant (self, peer, now_us);
     state_msg_ack_t ack = {peer->in_session, peer->window.top,
-                           sim_window_ack_bits (&peer->window),
-                           s_grant (self, peer, now_us)};
+                           sim_window_ack_bits (&peer->window), peer->granted};
     state_msg_ack_encode (&ack, self->buffer + STATE_MSG_HEADER);
     size_t size =
         sim_seal_close (&peer->out_key, self->buffer, STATE_MSG_ACK_BODY);
@@ -700,7 +703,7 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
     }
     s_apply (self, peer, (size_t) count);
     //  Credit comes back sooner than after a whole drained batch.
-    if (++peer->unacked >= S_ACK_EVERY)
+    if (++peer->unacked >= S_ACK_EVERY && peer->unacked >= peer->granted / 4)
         s_send_ack (self, peer, now_us);
 }
 
