@@ -53,14 +53,17 @@ s_nonce (uint8_t *nonce, const uint8_t *datagram)
 }
 
 size_t
-sim_seal_close (const sim_seal_key_t *key, uint8_t *datagram, size_t body_size)
+sim_seal_close (const sim_seal_key_t *key, const uint8_t *clear,
+                size_t body_size, uint8_t *out)
 {
     uint8_t nonce [crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-    s_nonce (nonce, datagram);
-    uint8_t *body = datagram + STATE_MSG_HEADER;
+    s_nonce (nonce, clear);
+    if (out != clear)
+        memcpy (out, clear, STATE_MSG_HEADER);
+    uint8_t *body = out + STATE_MSG_HEADER;
     crypto_aead_xchacha20poly1305_ietf_encrypt_detached (
-        body, body + body_size, NULL, body, body_size, datagram,
-        STATE_MSG_HEADER, NULL, nonce, key->bytes);
+        body, body + body_size, NULL, clear + STATE_MSG_HEADER, body_size,
+        clear, STATE_MSG_HEADER, NULL, nonce, key->bytes);
     return STATE_MSG_OVERHEAD + body_size;
 }
 
@@ -90,7 +93,7 @@ s_datagram (uint8_t *datagram, const sim_seal_key_t *key, uint64_t session,
     state_msg_header_t header = {STATE_MSG_STATE, {1}, {2}, session, counter};
     state_msg_header_encode (&header, datagram);
     memset (datagram + STATE_MSG_HEADER, byte, body_size);
-    return sim_seal_close (key, datagram, body_size);
+    return sim_seal_close (key, datagram, body_size, datagram);
 }
 
 int
@@ -149,6 +152,18 @@ sim_seal_test (bool verbose)
     s_datagram (other, &a_to_b, 7, 2, 100, 0x5a);
     assert (memcmp (other + STATE_MSG_HEADER, datagram + STATE_MSG_HEADER, 100)
             != 0);
+
+    //  Sealed into another buffer: the same bytes as in place, and the
+    //  clear datagram left as it was
+    uint8_t clear [1200], elsewhere [1200];
+    state_msg_header_t header = {STATE_MSG_STATE, {1}, {2}, 7, 2};
+    state_msg_header_encode (&header, clear);
+    memset (clear + STATE_MSG_HEADER, 0x5a, 100);
+    memset (elsewhere, 0, sizeof elsewhere);
+    assert (sim_seal_close (&a_to_b, clear, 100, elsewhere) == size);
+    assert (memcmp (elsewhere, other, size) == 0);
+    assert (clear [STATE_MSG_HEADER] == 0x5a
+            && clear [STATE_MSG_HEADER + 99] == 0x5a);
 
     //  An empty body still carries a tag that must verify
     size = s_datagram (datagram, &a_to_b, 7, 3, 0, 0);

@@ -31,12 +31,13 @@ void sim_seal_derive (sim_seal_key_t *key, const uint8_t *shared,
                       const uint8_t *sender_public,
                       const uint8_t *receiver_public, uint64_t session);
 
-//  Seal DATAGRAM in place: its clear header (STATE_MSG_HEADER bytes) is
-//  already written and BODY_SIZE bytes of body follow it; the body is
-//  encrypted and the tag appended. Returns the datagram's size. DATAGRAM
-//  must have room for the tag.
-size_t sim_seal_close (const sim_seal_key_t *key, uint8_t *datagram,
-                       size_t body_size);
+//  Seal the datagram CLEAR into OUT: CLEAR's header (STATE_MSG_HEADER
+//  bytes) is written and BODY_SIZE bytes of body follow it; OUT gets the
+//  header, the body encrypted and the tag. OUT may be CLEAR itself (then
+//  it must have room for the tag), or the message about to be sent, which
+//  saves a copy. Returns the sealed datagram's size.
+size_t sim_seal_close (const sim_seal_key_t *key, const uint8_t *clear,
+                       size_t body_size, uint8_t *out);
 
 //  Open DATAGRAM of SIZE bytes (header checked by state_msg) into BODY
 //  (SIZE - STATE_MSG_OVERHEAD bytes). Returns 0, or -1 if the tag does not

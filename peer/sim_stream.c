@@ -459,13 +459,16 @@ sim_stream_state_limit (sim_stream_t *self, const char *path)
     return self->datagram_size > fixed ? self->datagram_size - fixed : 0;
 }
 
-//  Send SIZE bytes of the datagram buffer to PEER. Returns 0 or -1.
+//  Seal the datagram in the buffer (its header and BODY_SIZE bytes of
+//  body) straight into a message, and send it to PEER. Returns 0 or -1.
 static int
-s_send (sim_stream_t *self, s_peer_t *peer, size_t size)
+s_send (sim_stream_t *self, s_peer_t *peer, size_t body_size)
 {
     zmq_msg_t msg;
+    size_t size = STATE_MSG_OVERHEAD + body_size;
     zmq_msg_init_size (&msg, size);
-    memcpy (zmq_msg_data (&msg), self->buffer, size);
+    sim_seal_close (&peer->out_key, self->buffer, body_size,
+                    (uint8_t *) zmq_msg_data (&msg));
     zmq_msg_set_group (&msg, SIM_STREAM_GROUP);
     if (zmq_msg_send (&msg, zsock_resolve (peer->radio), ZMQ_DONTWAIT) < 0) {
         zmq_msg_close (&msg);
@@ -516,9 +519,7 @@ s_send_ack (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
     state_msg_ack_t ack = {peer->in_session, peer->window.top,
                            sim_window_ack_bits (&peer->window), peer->granted};
     state_msg_ack_encode (&ack, self->buffer + STATE_MSG_HEADER);
-    size_t size =
-        sim_seal_close (&peer->out_key, self->buffer, STATE_MSG_ACK_BODY);
-    if (s_send (self, peer, size) == 0)
+    if (s_send (self, peer, STATE_MSG_ACK_BODY) == 0)
         self->counters.acks_sent++;
     peer->unacked = 0;
     peer->acked_us = now_us;
@@ -849,8 +850,7 @@ s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
     s_header (self, peer, STATE_MSG_STATE);
     if (self->n_traced)
         s_trace_sent (self, peer, count, now_us);
-    size_t size = sim_seal_close (&peer->out_key, self->buffer, used);
-    s_send (self, peer, size);  //  a failed send times out like a loss
+    s_send (self, peer, used);  //  a failed send times out like a loss
     self->counters.updates_sent += count;
     sim_credit_sent (peer->credit, peer->counter, now_us, self->items, count);
     return true;
