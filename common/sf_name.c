@@ -112,6 +112,19 @@ sf_name_test (bool verbose)
     long_path [sizeof long_path - 1] = 0;
     assert (sf_name_path_valid (long_path, SF_NAME_MAX_PATH));
     assert (!sf_name_path_valid (long_path, SF_NAME_MAX_PATH + 1));
+    //  Segments of 64 characters pass, 65 do not, first, middle or last
+    char segments [3 * 66 + 1];
+    for (int longer = 0; longer < 3; longer++) {
+        size_t used = 0;
+        for (int at = 0; at < 3; at++) {
+            segments [used++] = '/';
+            for (int count = 0; count < (at == longer ? 65 : 64); count++)
+                segments [used++] = 'a';
+        }
+        assert (!sf_name_path_valid (segments, used));
+        segments [longer * 65 + 33] = '/';  //  cut the long one in two
+        assert (sf_name_path_valid (segments, used));
+    }
 
     assert (sf_name_valid ("sim-1.eu"));
     assert (!sf_name_valid ("sim 1"));
