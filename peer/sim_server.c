@@ -160,6 +160,11 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     if (!self->ring)
         goto failed;
     self->store = sim_store_new ();
+    if (!self->store) {
+        sf_fault_set (fault, SF_EINTERNAL,
+                      "no memory or no libsodium for the entity store");
+        goto failed;
+    }
     const char *state = sf_config_str (config, "sim/state");
     if (state) {
         sim_stream_config_t stream_config = {

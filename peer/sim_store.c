@@ -18,7 +18,7 @@ typedef struct {
 
 struct _sim_store_t {
     s_bucket_t *buckets;   //  the index by path
-    uint32_t bucket_mask;  //  buckets - 1 (a power of 2, minus one)
+    uint32_t bucket_mask;  //  how many buckets (a power of 2), minus one
     uint8_t hash_key [crypto_shorthash_KEYBYTES];
     sim_entity_t **sorted;   //  every entity, in path order
     size_t count;            //  entities
@@ -81,8 +81,8 @@ sim_store_destroy (sim_store_t **self_p)
     }
 }
 
-static uint64_t
-s_hash (sim_store_t *self, const char *path, size_t size)
+uint64_t
+sim_store_hash (sim_store_t *self, const char *path, size_t size)
 {
     uint8_t digest [crypto_shorthash_BYTES];
     crypto_shorthash (digest, (const uint8_t *) path, size, self->hash_key);
@@ -150,12 +150,6 @@ s_unlink (sim_store_t *self, s_bucket_t *bucket)
     self->buckets [hole].entity = NULL;
 }
 
-uint64_t
-sim_store_hash (sim_store_t *self, const char *path, size_t size)
-{
-    return s_hash (self, path, size);
-}
-
 void
 sim_store_prefetch (sim_store_t *self, uint64_t hash)
 {
@@ -171,7 +165,8 @@ sim_store_get (sim_store_t *self, const char *path)
 sim_entity_t *
 sim_store_find (sim_store_t *self, const char *path, size_t size)
 {
-    return s_probe (self, path, size, s_hash (self, path, size))->entity;
+    return s_probe (self, path, size, sim_store_hash (self, path, size))
+        ->entity;
 }
 
 sim_entity_t *
@@ -244,7 +239,7 @@ sim_store_create (sim_store_t *self, const char *path, size_t size,
                   uint64_t epoch, uint64_t seq, bool authority)
 {
     assert (sf_name_path_valid (path, size));
-    uint64_t hash = s_hash (self, path, size);
+    uint64_t hash = sim_store_hash (self, path, size);
     s_bucket_t *bucket = s_probe (self, path, size, hash);
     if (bucket->entity || s_reserve (self))
         return NULL;
@@ -338,7 +333,8 @@ int
 sim_store_delete (sim_store_t *self, const char *path)
 {
     size_t size = strlen (path);
-    s_bucket_t *bucket = s_probe (self, path, size, s_hash (self, path, size));
+    s_bucket_t *bucket =
+        s_probe (self, path, size, sim_store_hash (self, path, size));
     sim_entity_t *entity = bucket->entity;
     if (!entity)
         return -1;
@@ -426,6 +422,17 @@ sim_store_match (sim_store_t *self, const char *pattern, const char *after,
     return s_walk (self, prefix, pattern, after, out, limit, more);
 }
 
+//  Offer a one-byte state for PATH from SOURCE.
+static sim_store_offer_t
+s_offer (sim_store_t *store, const char *path, uint64_t epoch, uint64_t seq,
+         const char *source, sim_entity_t **replica)
+{
+    size_t size = strlen (path);
+    return sim_store_offer (store, path, size,
+                            sim_store_hash (store, path, size), epoch, seq,
+                            (const uint8_t *) "s", 1, source, 1, replica);
+}
+
 int
 sim_store_test (bool verbose)
 {
@@ -494,30 +501,19 @@ sim_store_test (bool verbose)
 
     //  Replica rules
     sim_entity_t *replica = NULL;
-    const uint8_t *bytes = (const uint8_t *) "s";
-    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
-                             1, bytes, 1, "simA", 1, &replica)
-            == SIM_STORE_APPLIED);
+    assert (s_offer (store, "/r", 2, 1, "simA", &replica) == SIM_STORE_APPLIED);
     assert (replica && !replica->authority && replica->seq == 1);
     assert (strcmp (replica->source, "simA") == 0);
-    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
-                             1, bytes, 1, "simA", 1, &replica)
+    assert (s_offer (store, "/r", 2, 1, "simA", &replica)
             == SIM_STORE_SUPERSEDED);
-    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 2,
-                             5, bytes, 1, "simB", 1, &replica)
+    assert (s_offer (store, "/r", 2, 5, "simB", &replica)
             == SIM_STORE_CONFLICT);
-    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 1,
-                             9, bytes, 1, "simA", 1, &replica)
+    assert (s_offer (store, "/r", 1, 9, "simA", &replica)
             == SIM_STORE_STALE_EPOCH);
-    assert (sim_store_offer (store, "/r", 2, sim_store_hash (store, "/r", 2), 3,
-                             1, bytes, 1, "simB", 1, &replica)
-            == SIM_STORE_APPLIED);
+    assert (s_offer (store, "/r", 3, 1, "simB", &replica) == SIM_STORE_APPLIED);
     assert (replica->epoch == 3 && strcmp (replica->source, "simB") == 0);
     assert (sim_store_create (store, "/mine", 5, 1, 1, true));
-    assert (sim_store_offer (store, "/mine", 5,
-                             sim_store_hash (store, "/mine", 5), 9, 1, bytes, 1,
-                             "simB", 1,
-                             &replica)
+    assert (s_offer (store, "/mine", 9, 1, "simB", &replica)
             == SIM_STORE_CONFLICT);  //  ours: never set from outside
     sim_store_destroy (&store);
     assert (!store);

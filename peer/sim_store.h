@@ -35,7 +35,8 @@ typedef struct {
     uint32_t generation;   //  bumped each time the slot is reused
 } sim_entity_t;
 
-//  A new, empty store. Returns NULL if out of memory.
+//  A new, empty store. Returns NULL if out of memory or libsodium (its
+//  hash) cannot start.
 sim_store_t *sim_store_new (void);
 
 //  Destroy the store and every entity, and null the caller's pointer.
@@ -87,10 +88,10 @@ typedef enum {
 
 //  Offer the replica state (EPOCH, SEQ, STATE) of the entity at PATH
 //  (SIZE bytes, a valid path, HASH its sim_store_hash) from sim SOURCE:
-//  applied if its epoch is
-//  newer, or if it is the same epoch from the same sim with a newer seq;
-//  an entity this sim is the authority of is never changed. Creates the
-//  replica if there is none. *ENTITY is set to it when applied.
+//  applied if its epoch is newer, or if it is the same epoch from the
+//  same sim with a newer seq; an entity this sim is the authority of is
+//  never changed. Creates the replica if there is none. *ENTITY is set to
+//  it when applied.
 sim_store_offer_t sim_store_offer (sim_store_t *self, const char *path,
                                    size_t size, uint64_t hash, uint64_t epoch,
                                    uint64_t seq, const uint8_t *state,
