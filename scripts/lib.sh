@@ -34,3 +34,16 @@ sf_is_ready ()
         && [ -x "$build/homeserver" ] && [ -x "$build/simserver" ] \
         && [ -x "$build/fabricctl" ]
 }
+
+#  The start of every benchmark script: ready the build of checkout ROOT
+#  (setup.sh if needed), build TARGETS, and print the header line naming
+#  benchmark NAME, the machine's cores, the time and DETAIL (may be "").
+#  Usage: sf_bench_start ROOT NAME DETAIL TARGET...
+sf_bench_start ()
+{
+    local root=$1 name=$2 detail=$3
+    shift 3
+    sf_is_ready "$root" || "$root/scripts/setup.sh"
+    cmake --build "${SIMFABRIC_BUILD:-$root/build}" --target "$@" >/dev/null
+    echo "$name: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)${detail:+, $detail}"
+}

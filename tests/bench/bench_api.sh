@@ -5,8 +5,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-sf_is_ready "$ROOT" || "$ROOT/scripts/setup.sh"
+sf_bench_start "$ROOT" bench_api "rounds ${1:-5000}" bench_api
 BUILD=${SIMFABRIC_BUILD:-$ROOT/build}
-cmake --build "$BUILD" --target bench_api >/dev/null
-echo "bench_api: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), rounds ${1:-5000}"
 "$BUILD/bench_api" "${1:-5000}"

@@ -6,8 +6,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-sf_is_ready "$ROOT" || "$ROOT/scripts/setup.sh"
+sf_bench_start "$ROOT" bench_fsm "batches ${1:-100} of 200" bench_fsm
 BUILD=${SIMFABRIC_BUILD:-$ROOT/build}
-cmake --build "$BUILD" --target bench_fsm >/dev/null
-echo "bench_fsm: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), batches ${1:-100} of 200"
 "$BUILD/bench_fsm" "${1:-100}"

@@ -6,7 +6,5 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-sf_is_ready "$ROOT" || "$ROOT/scripts/setup.sh"
-cmake --build "${SIMFABRIC_BUILD:-$ROOT/build}" --target bench_ring homeserver >/dev/null
-echo "bench_ring: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+sf_bench_start "$ROOT" bench_ring "" bench_ring homeserver
 exec /usr/bin/python3 "$ROOT/tests/bench/bench_ring.py" "$@"

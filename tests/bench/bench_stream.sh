@@ -15,6 +15,5 @@ if ! dpkg -s libenet-dev >/dev/null 2>&1; then
     #  Configure again so CMake finds it.
     cmake "${SIMFABRIC_BUILD:-$ROOT/build}" -U 'ENET*' >/dev/null
 fi
-cmake --build "${SIMFABRIC_BUILD:-$ROOT/build}" --target bench_stream >/dev/null
-echo "bench_stream: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+sf_bench_start "$ROOT" bench_stream "" bench_stream
 exec /usr/bin/python3 "$ROOT/tests/bench/bench_stream.py" "$@"

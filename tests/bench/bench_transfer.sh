@@ -10,8 +10,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
-sf_is_ready "$ROOT" || "$ROOT/scripts/setup.sh"
-cmake --build "${SIMFABRIC_BUILD:-$ROOT/build}" --target bench_transfer bench_hops homeserver \
-    simserver fabricctl >/dev/null
-echo "bench_transfer: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+sf_bench_start "$ROOT" bench_transfer "" bench_transfer bench_hops \
+    homeserver simserver fabricctl
 exec /usr/bin/python3 "$ROOT/tests/bench/bench_transfer.py" "$@"
