@@ -9,6 +9,7 @@
     Completions (thread -> loop, on a PAIR): index(8) term(8). */
 
 #include "broker/hs_persist.h"
+#include "protocol/raft_msg.h"
 #include "common/sf_log.h"
 
 #include <assert.h>
@@ -113,8 +114,7 @@ s_command (hs_store_t *store, zsock_t *pipe, zsock_t *done, zmsg_t *msg)
             struct raft_buffer encoded = {zframe_data (conf),
                                           zframe_size (conf)};
             struct raft_buffer image = {zframe_data (data), zframe_size (data)};
-            if (raft_configuration_decode (&encoded, &metadata.configuration)
-                == 0)
+            if (raft_msg_conf_decode (&encoded, &metadata.configuration) == 0)
                 rc = hs_store_snapshot_save (store, &metadata, &image,
                                              s_u64 (keep), &fault);
             else

@@ -18,6 +18,7 @@
     - RAFT_UPDATE_SNAPSHOT's chunk and configuration are ours. */
 
 #include "broker/hs_ring.h"
+#include "protocol/raft_msg.h"
 #include "common/sf_log.h"
 
 #include <assert.h>
@@ -346,7 +347,7 @@ s_apply_committed (hs_ring_t *self)
             event.configuration.index = index;
             struct raft_configuration decoded;
             raft_configuration_init (&decoded);
-            if (raft_configuration_decode (&entry->buf, &decoded) == 0) {
+            if (raft_msg_conf_decode (&entry->buf, &decoded) == 0) {
                 raft_configuration_close (&self->committed);
                 if (s_conf_copy (&decoded, &self->committed))
                     abort ();

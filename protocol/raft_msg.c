@@ -342,13 +342,11 @@ s_decode_snapshot (s_reader_t *r, struct raft_install_snapshot *body)
     const uint8_t *data = s_get_bytes (r, data_size);
     if (r->bad || r->left != 0 || !s_conf_valid (conf, (size_t) conf_size))
         return -1;
-    raft_configuration_init (&body->conf);
-    //  raft_configuration_decode wants a mutable buffer it only reads.
+    //  The library wants a mutable buffer it only reads. A well-formed image
+    //  can still fail to decode: two servers with one id, for example.
     struct raft_buffer conf_buffer = {(void *) conf, (size_t) conf_size};
-    if (raft_configuration_decode (&conf_buffer, &body->conf)) {
-        raft_configuration_close (&body->conf);
+    if (raft_msg_conf_decode (&conf_buffer, &body->conf))
         return -1;
-    }
     body->data.len = (size_t) data_size;
     body->data.base = raft_malloc (data_size ? (size_t) data_size : 1);
     if (!body->data.base) {
@@ -358,6 +356,16 @@ s_decode_snapshot (s_reader_t *r, struct raft_install_snapshot *body)
     if (data_size)
         memcpy (body->data.base, data, (size_t) data_size);
     return 0;
+}
+
+int
+raft_msg_conf_decode (const struct raft_buffer *buffer,
+                      struct raft_configuration *conf)
+{
+    int rc = raft_configuration_decode (buffer, conf);
+    if (rc)
+        raft_configuration_init (conf);
+    return rc;
 }
 
 size_t
@@ -673,6 +681,22 @@ raft_msg_test (bool verbose)
     assert (back->data.len == sizeof image);
     assert (memcmp (back->data.base, image, sizeof image) == 0);
     raft_msg_release (&out);
+
+    //  Two servers with one id pass the image check but not the library's
+    //  decoder, which frees what it had built: refused, freed once.
+    struct raft_buffer twice;
+    assert (raft_configuration_encode (&install->conf, &twice) == 0);
+    size_t wire_size = raft_msg_size (&snapshot, address);
+    uint8_t *wire = (uint8_t *) malloc (wire_size);
+    assert (raft_msg_encode (&snapshot, 7, address, wire, wire_size) == 0);
+    uint8_t *conf_at = wire + S_HEADER_FIXED + strlen (address) + 1 + 4 * 8 + 4;
+    assert (memcmp (conf_at, twice.base, twice.len) == 0);
+    size_t second_id = 9 + 8 + strlen ("tcp://10.0.0.1:7101") + 1 + 1;
+    assert (conf_at [second_id] == 2);
+    conf_at [second_id] = 1;
+    assert (raft_msg_decode (&out, wire, wire_size) == -1);
+    free (wire);
+    raft_free (twice.base);
     raft_configuration_close (&install->conf);
 
     //  A configuration conf_image is checked before the library sees it.

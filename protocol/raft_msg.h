@@ -63,6 +63,13 @@ int raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size);
 //  core.
 void raft_msg_release (raft_msg_t *self);
 
+//  raft_configuration_decode, after which CONF is always safe to close:
+//  on failure the library frees what it had decoded but leaves CONF
+//  pointing at it, so closing it again would free it twice. Returns 0, or
+//  the library's error code with CONF empty.
+int raft_msg_conf_decode (const struct raft_buffer *buffer,
+                          struct raft_configuration *conf);
+
 //  Self test; returns 0 on success.
 int raft_msg_test (bool verbose);
 
