@@ -3,23 +3,31 @@
 #include "broker/hs_link.h"
 #include "common/sf_curve.h"
 #include "common/sf_log.h"
+#include "common/sf_time.h"
 #include "common/sf_zap.h"
+
+#include <assert.h>
+#include <stdio.h>
 
 //  One peer we send to.
 typedef struct {
     raft_id id;
-    char *address;    //  its raft endpoint
-    char *key;        //  its public key, Z85
-    zsock_t *dealer;  //  connected to address, pinned to key
+    char *address;        //  its raft endpoint
+    char *key;            //  its public key, Z85
+    zsock_t *dealer;      //  connected to address, pinned to key
+    zsock_t *refusals;    //  the DEALER's failed handshakes (a monitor)
+    uint64_t redial_at;   //  when a refused DEALER may be replaced
+    uint64_t checked_at;  //  when REFUSALS was last looked at
 } s_peer_t;
 
 struct _hs_link_t {
-    raft_id id;       //  our raft id
-    char *endpoint;   //  as bound
-    zcert_t *cert;    //  lent: our key pair
-    zactor_t *zap;    //  lent: the process's ZAP handler
-    zsock_t *router;  //  receives from every peer
-    zhashx_t *peers;  //  s_peer_t by id
+    raft_id id;         //  our raft id
+    char *endpoint;     //  as bound
+    zcert_t *cert;      //  lent: our key pair
+    zactor_t *zap;      //  lent: the process's ZAP handler
+    zsock_t *router;    //  receives from every peer
+    zhashx_t *peers;    //  s_peer_t by id
+    unsigned monitors;  //  monitor endpoints made, to name the next
     hs_link_counters_t counters;
 };
 
@@ -28,6 +36,7 @@ s_peer_destroy (void **item)
 {
     s_peer_t *peer = (s_peer_t *) *item;
     if (peer) {
+        zsock_destroy (&peer->refusals);
         zsock_destroy (&peer->dealer);
         free (peer->address);
         free (peer->key);
@@ -51,8 +60,7 @@ s_id_compare (const void *left, const void *right)
 }
 
 hs_link_t *
-hs_link_new (raft_id id, const char *endpoint, zcert_t *cert, zactor_t *zap,
-             sf_fault_t *fault)
+hs_link_new (raft_id id, zcert_t *cert, zactor_t *zap)
 {
     hs_link_t *self = (hs_link_t *) zmalloc (sizeof (hs_link_t));
     self->id = id;
@@ -67,15 +75,19 @@ hs_link_new (raft_id id, const char *endpoint, zcert_t *cert, zactor_t *zap,
     self->router = zsock_new (ZMQ_ROUTER);
     zsock_set_maxmsgsize (self->router, (int64_t) RAFT_MSG_MAX_SIZE);
     sf_curve_server (self->router, cert, HS_LINK_DOMAIN);
-    if (zsock_bind (self->router, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EUNAVAILABLE,
-                      "cannot bind raft endpoint %s: %s", endpoint,
-                      zmq_strerror (zmq_errno ()));
-        hs_link_destroy (&self);
-        return NULL;
-    }
-    self->endpoint = zsock_last_endpoint (self->router);
     return self;
+}
+
+int
+hs_link_bind (hs_link_t *self, const char *endpoint, sf_fault_t *fault)
+{
+    if (zsock_bind (self->router, "%s", endpoint) < 0)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "cannot bind raft endpoint %s: %s", endpoint,
+                             zmq_strerror (zmq_errno ()));
+    free (self->endpoint);
+    self->endpoint = zsock_last_endpoint (self->router);
+    return 0;
 }
 
 void
@@ -126,18 +138,49 @@ hs_link_endpoint (hs_link_t *self)
     return self->endpoint;
 }
 
-//  Connect PEER's DEALER on first use.
+//  Connect PEER's DEALER on first use, and replace it once a refused
+//  handshake has left it dead: libzmq does not redial a session whose
+//  handshake was refused. The monitor is looked at no more than every
+//  few ms, so sending stays a queue push.
 static void
 s_connect (hs_link_t *self, s_peer_t *peer)
 {
-    if (peer->dealer)
-        return;
+    if (peer->dealer) {
+        uint64_t now = sf_time_mono_ms ();
+        if (now == peer->checked_at)
+            return;
+        peer->checked_at = now;
+        if (!peer->redial_at && zsock_events (peer->refusals) & ZMQ_POLLIN) {
+            self->counters.refused++;
+            sf_log_info ("hs_link: raft peer %llu refused our handshake; "
+                         "dialling again in %d ms",
+                         (unsigned long long) peer->id, HS_LINK_REDIAL_MS);
+            peer->redial_at = now + HS_LINK_REDIAL_MS;
+        }
+        if (!peer->redial_at || now < peer->redial_at)
+            return;
+        zsock_destroy (&peer->refusals);
+        zsock_destroy (&peer->dealer);
+        peer->redial_at = 0;
+    }
     peer->dealer = zsock_new (ZMQ_DEALER);
     //  A peer that is down must not make us queue without bound: Raft
     //  retries by itself, so excess messages are dropped.
     zsock_set_sndhwm (peer->dealer, 1000);
     zsock_set_linger (peer->dealer, 0);
     sf_curve_client (peer->dealer, self->cert, peer->key);
+    //  Each monitor needs an endpoint of its own: a closed socket's is
+    //  released later, by libzmq's reaper.
+    char monitor [64];
+    snprintf (monitor, sizeof monitor, "inproc://hs-link-%llu-refusals-%u",
+              (unsigned long long) self->id, self->monitors++);
+    int rc = zmq_socket_monitor (zsock_resolve (peer->dealer), monitor,
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                     | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                     | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+    assert (rc == 0);
+    peer->refusals = zsock_new_pair (monitor);
+    assert (peer->refusals);
     zsock_connect (peer->dealer, "%s", peer->address);
 }
 

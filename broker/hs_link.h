@@ -21,24 +21,34 @@
 typedef struct _hs_link_t hs_link_t;
 
 //  Counters, for status and tests.
+//  How long after a refused handshake a peer is dialled again.
+#define HS_LINK_REDIAL_MS 500
+
 typedef struct {
     uint64_t sent;          //  frames handed to a DEALER
     uint64_t send_dropped;  //  no such peer, or its queue was full
     uint64_t received;      //  frames decoded and accepted
     uint64_t malformed;     //  frames that did not decode
     uint64_t impostor;      //  sender id not matching the sender's key
+    uint64_t refused;       //  handshakes a peer refused (then redialled)
 } hs_link_counters_t;
 
-//  Bind the raft ROUTER of member ID on ENDPOINT with CERT (lent), using
-//  ZAP handler ZAP (lent) for the "raft" domain. Returns NULL with FAULT.
-hs_link_t *hs_link_new (raft_id id, const char *endpoint, zcert_t *cert,
-                        zactor_t *zap, sf_fault_t *fault);
+//  The raft link of member ID with CERT (lent), using ZAP handler ZAP
+//  (lent) for the "raft" domain. Add the peers the configuration names,
+//  then bind: a peer that dials before its key is admitted is refused.
+hs_link_t *hs_link_new (raft_id id, zcert_t *cert, zactor_t *zap);
+
+//  Bind the raft ROUTER on ENDPOINT. Returns 0, or -1 with FAULT.
+int hs_link_bind (hs_link_t *self, const char *endpoint, sf_fault_t *fault);
 
 //  Destroy the link and null the caller's pointer.
 void hs_link_destroy (hs_link_t **self_p);
 
 //  Know peer ID at raft ADDRESS with public KEY (Z85): admit its key and
-//  connect a DEALER to it. Replaces what was known of ID before.
+//  connect a DEALER to it. Replaces what was known of ID before. A peer
+//  that refuses our handshake (it did not know our key yet: we joined, or
+//  it restarted and has yet to learn of us from the log) is dialled
+//  again, at most once every HS_LINK_REDIAL_MS.
 void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
                        const char *key);
 

@@ -151,6 +151,31 @@ s_learn (hs_server_t *self, const json_t *member)
     }
 }
 
+//  Members added in the log tail, before any of it is applied: after a
+//  restart the entries past the snapshot are applied only once a leader
+//  has told us the commit index, and that leader may be one of them. Its
+//  handshakes are refused until its key is admitted, so it is admitted
+//  now. An entry not yet committed came from a leader of ours all the
+//  same; the raft core, not the link, decides who is a member.
+static void
+s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
+{
+    for (unsigned at = 0; at < state->n_entries; at++) {
+        const struct raft_entry *entry = &state->entries [at];
+        char op [RING_CMD_MAX_OP + 1];
+        ring_cmd_t cmd;
+        if (entry->type != RAFT_COMMAND
+            || ring_cmd_peek_op (entry->buf.base, entry->buf.len, op)
+            || strcmp (op, "cluster.add") != 0
+            || ring_cmd_decode (&cmd, entry->buf.base, entry->buf.len))
+            continue;
+        const char *key = json_string_value (json_object_get (cmd.args, "key"));
+        if (cmd.admin && key && sf_cert_key_valid (key))
+            s_learn (self, cmd.args);
+        ring_cmd_release (&cmd);
+    }
+}
+
 //  Every member the state machine knows of.
 static void
 s_learn_all (hs_server_t *self)
@@ -395,13 +420,13 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     if (!self->store)
         return -1;
     const char *raft = sf_config_str (config, "homeserver/raft");
-    self->link = hs_link_new (self->id, raft, self->cert, self->zap, fault);
-    if (!self->link)
-        return -1;
+    self->link = hs_link_new (self->id, self->cert, self->zap);
     for (unsigned at = 0; at < self->n_members; at++)
         if (self->members [at].id != self->id)
             hs_link_add_peer (self->link, self->members [at].id,
                               self->members [at].raft, self->members [at].key);
+    if (hs_link_bind (self->link, raft, fault))
+        return -1;
 
     self->fsm = hs_fsm_new (fault);
     if (!self->fsm)
@@ -469,6 +494,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     hs_ring_state_t state;
     if (hs_store_load (self->store, &state, fault))
         return -1;
+    s_learn_from_log (self, &state);
     //  From here the store belongs to the persistence thread.
     self->persist = hs_persist_new (&self->store);
     int rc = hs_ring_start (self->ring, &state, sf_time_mono_ms (), fault);

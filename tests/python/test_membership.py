@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from simfabric_testing import ApiError, Daemon, call_any, wait_leader
+from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_leader
 from simfabric_testing.keys import read_key_pair
 
 
@@ -14,6 +14,37 @@ def configuration(member):
     with member.client() as client:
         status = client.call("status")
     return {server["id"]: server["role"] for server in status["configuration"]}
+
+
+def add_fourth_member(ring, tmp_path, admin):
+    """Start hs4 with join=true, add it through ring[1], and wait until it
+    follows the leader. The caller stops or kills it."""
+    joiner = Daemon("homeserver", "hs4", tmp_path / "hs4", raft_id=4,
+                    extra={"join": "true", "election_timeout": 300,
+                           "heartbeat": 50})
+    joiner.ring = ring + [joiner]
+    joiner.section["admins"] = ring[0].section["admins"]
+    joiner.write_config()
+    joiner.start()
+    try:
+        with ring[1].client(keys=admin, timeout=40) as client:
+            added = client.call("cluster.add", name="hs4", raft_id=4,
+                                raft=joiner.raft_endpoint, api=joiner.endpoint,
+                                key=joiner.keys.public.decode())
+        assert added["raft_id"] == 4
+        assert configuration(ring[1]) == {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
+        # The new member follows the leader and holds everything written.
+        deadline = time.monotonic() + 15
+        while True:
+            with joiner.client() as client:
+                status = client.call("status")
+            if status["role"] == "follower" and status["leader"]:
+                return joiner
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+    except BaseException:
+        joiner.kill()
+        raise
 
 
 def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
@@ -35,29 +66,8 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
     thread.start()
     joiner = None
     try:
-        joiner = Daemon("homeserver", "hs4", tmp_path / "hs4", raft_id=4,
-                        extra={"join": "true", "election_timeout": 300,
-                               "heartbeat": 50})
-        joiner.ring = ring + [joiner]
-        joiner.section["admins"] = ring[0].section["admins"]
-        joiner.write_config()
-        joiner.start()
-        with ring[1].client(keys=admin, timeout=40) as client:
-            added = client.call("cluster.add", name="hs4", raft_id=4,
-                                raft=joiner.raft_endpoint, api=joiner.endpoint,
-                                key=joiner.keys.public.decode())
-        assert added["raft_id"] == 4
+        joiner = add_fourth_member(ring, tmp_path, admin)
         members.append(joiner)
-        assert configuration(ring[0]) == {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
-        # The new member follows the leader and holds everything written.
-        deadline = time.monotonic() + 15
-        while True:
-            with joiner.client() as client:
-                status = client.call("status")
-            if status["role"] == "follower" and status["leader"]:
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
 
         # Remove a member that is not the leader.
         leader, _ = wait_leader(members)
@@ -121,3 +131,83 @@ def test_remove_the_leader_itself(ring):
     assert created["ok"]
     with old.client() as client:
         assert client.call("status")["role"] != "leader"
+
+
+def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
+    """hs4 joined at run time, so hs1's config file does not name it: after
+    a restart hs1 learns hs4's key only from the log, which hs4, the leader,
+    sends it. hs4's first handshake is refused; its link must try again
+    rather than stay dead, or hs1 never hears a leader again."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    joiner = add_fourth_member(ring, tmp_path, admin)
+    members = ring + [joiner]
+    try:
+        with ring[0].client(keys=admin) as client:
+            client.call("cluster.transfer", to=4)
+        deadline = time.monotonic() + 15
+        while wait_leader(members)[0] != "hs4":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        victim = ring[0]
+        victim.kill()
+        call_any(members[1:], "entity.create", time.monotonic() + 10, path="/while/down")
+        victim.start()
+        deadline = time.monotonic() + 15
+        while True:
+            with victim.client() as client:
+                status = client.call("status")
+                held = client.call("entity.list", prefix="/while/", consistency="stale")
+            if status["leader"] == "hs4" and held["entities"]:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+    finally:
+        joiner.kill()
+
+
+def transfer_to(members, admin, target):
+    with leader_client(members, keys=admin) as client:
+        client.call("cluster.transfer", to=target.raft_id)
+    deadline = time.monotonic() + 15
+    while wait_leader(members)[0] != target.name:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
+    """hs1 is down while hs4 joins, and restarts before it has heard of
+    hs4: hs4, leading, is refused by hs1's ZAP handler. Once hs1 has
+    learned hs4's key from another leader, hs4's link must work again when
+    it leads once more: libzmq never redials a refused session itself."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    hs1, hs2, hs3 = ring
+    hs1.kill()
+    wait_leader([hs2, hs3])
+    joiner = add_fourth_member(ring, tmp_path, admin)
+    members = ring + [joiner]
+    try:
+        transfer_to([hs2, hs3, joiner], admin, joiner)
+        hs1.start()
+        deadline = time.monotonic() + 10
+        while "peer 1 refused our handshake" not in joiner.log():
+            assert time.monotonic() < deadline, joiner.log()
+            time.sleep(0.1)
+        transfer_to(members, admin, hs2)  # hs1 learns hs4 from hs2's log
+        deadline = time.monotonic() + 10
+        while 4 not in configuration(hs1):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        transfer_to(members, admin, joiner)  # hs1 follows hs4 now
+        call_any([joiner], "entity.create", time.monotonic() + 10, path="/hs4/leads")
+        deadline = time.monotonic() + 10
+        while True:
+            with hs1.client() as client:
+                held = client.call("entity.list", prefix="/hs4/", consistency="stale")
+            if held["entities"]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        joiner.kill()
