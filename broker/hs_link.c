@@ -21,13 +21,12 @@ typedef struct {
 } s_peer_t;
 
 struct _hs_link_t {
-    raft_id id;         //  our raft id
-    char *endpoint;     //  as bound
-    zcert_t *cert;      //  lent: our key pair
-    zactor_t *zap;      //  lent: the process's ZAP handler
-    zsock_t *router;    //  receives from every peer
-    zhashx_t *peers;    //  s_peer_t by id
-    unsigned monitors;  //  monitor endpoints made, to name the next
+    raft_id id;       //  our raft id
+    char *endpoint;   //  as bound
+    zcert_t *cert;    //  lent: our key pair
+    zactor_t *zap;    //  lent: the process's ZAP handler
+    zsock_t *router;  //  receives from every peer
+    zhashx_t *peers;  //  s_peer_t by id
     hs_link_counters_t counters;
 };
 
@@ -139,9 +138,8 @@ hs_link_endpoint (hs_link_t *self)
 }
 
 //  Connect PEER's DEALER on first use, and replace it once a refused
-//  handshake has left it dead: libzmq does not redial a session whose
-//  handshake was refused. The monitor is looked at no more than every
-//  few ms, so sending stays a queue push.
+//  handshake has left it dead (sf_curve_watch). The watch is looked at no
+//  more than once a millisecond, so sending stays a queue push.
 static void
 s_connect (hs_link_t *self, s_peer_t *peer)
 {
@@ -150,7 +148,7 @@ s_connect (hs_link_t *self, s_peer_t *peer)
         if (now == peer->checked_at)
             return;
         peer->checked_at = now;
-        if (!peer->redial_at && zsock_events (peer->refusals) & ZMQ_POLLIN) {
+        if (!peer->redial_at && sf_curve_refused (peer->refusals)) {
             self->counters.refused++;
             sf_log_info ("hs_link: raft peer %llu refused our handshake; "
                          "dialling again in %d ms",
@@ -169,17 +167,7 @@ s_connect (hs_link_t *self, s_peer_t *peer)
     zsock_set_sndhwm (peer->dealer, 1000);
     zsock_set_linger (peer->dealer, 0);
     sf_curve_client (peer->dealer, self->cert, peer->key);
-    //  Each monitor needs an endpoint of its own: a closed socket's is
-    //  released later, by libzmq's reaper.
-    char monitor [64];
-    snprintf (monitor, sizeof monitor, "inproc://hs-link-%llu-refusals-%u",
-              (unsigned long long) self->id, self->monitors++);
-    int rc = zmq_socket_monitor (zsock_resolve (peer->dealer), monitor,
-                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                                     | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                     | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
-    assert (rc == 0);
-    peer->refusals = zsock_new_pair (monitor);
+    peer->refusals = sf_curve_watch (peer->dealer);
     assert (peer->refusals);
     zsock_connect (peer->dealer, "%s", peer->address);
 }

@@ -4,6 +4,7 @@
 #include "common/sf_zap.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 void
@@ -19,6 +20,35 @@ sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key)
 {
     zcert_apply (cert, socket);
     zsock_set_curve_serverkey (socket, server_key);
+}
+
+zsock_t *
+sf_curve_watch (zsock_t *socket)
+{
+    //  Each monitor needs an endpoint of its own, and a closed socket's is
+    //  released only later, by libzmq's reaper: never reuse a name.
+    static _Atomic unsigned s_watches;
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "inproc://sf-curve-watch-%u",
+              s_watches++);
+    if (zmq_socket_monitor (zsock_resolve (socket), endpoint,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+        return NULL;
+    return zsock_new_pair (endpoint);
+}
+
+bool
+sf_curve_refused (zsock_t *watch)
+{
+    bool refused = false;
+    while (zsock_events (watch) & ZMQ_POLLIN) {
+        zmsg_t *event = zmsg_recv (watch);
+        zmsg_destroy (&event);
+        refused = true;
+    }
+    return refused;
 }
 
 int
@@ -117,12 +147,49 @@ sf_curve_test (bool verbose)
     zsock_t *intruder = zsock_new (ZMQ_DEALER);
     sf_curve_client (intruder, client_cert, zcert_public_txt (other));
     assert (zsock_connect (intruder, "%s", endpoint) == 0);
+    zsock_t *watch = sf_curve_watch (intruder);
+    assert (watch);
+    assert (!sf_curve_refused (watch));
     zstr_send (intruder, "sneak");
     zpoller_t *poller = zpoller_new (server, NULL);
     assert (zpoller_wait (poller, 300) == NULL);
+    //  ... and says so through its watch.
+    assert (sf_curve_refused (watch));
+    assert (!sf_curve_refused (watch));
+    zsock_destroy (&watch);
+    zsock_destroy (&intruder);
+
+    //  A key the ZAP handler does not admit is refused, and a new session
+    //  succeeds once it is admitted: the refused one never would.
+    zsock_t *picky = zsock_new (ZMQ_ROUTER);
+    sf_curve_server (picky, server_cert, "picky");
+    port = zsock_bind (picky, "tcp://127.0.0.1:*");
+    assert (port > 0);
+    zsock_t *early = zsock_new (ZMQ_DEALER);
+    sf_curve_client (early, client_cert, zcert_public_txt (server_cert));
+    watch = sf_curve_watch (early);
+    assert (zsock_connect (early, "tcp://127.0.0.1:%d", port) == 0);
+    zstr_send (early, "too soon");
+    for (int tries = 0; !sf_curve_refused (watch); tries++) {
+        assert (tries < 200);
+        zclock_sleep (10);
+    }
+    sf_zap_allow (zap, "picky", zcert_public_txt (client_cert));
+    zsock_t *later = zsock_new (ZMQ_DEALER);
+    sf_curve_client (later, client_cert, zcert_public_txt (server_cert));
+    assert (zsock_connect (later, "tcp://127.0.0.1:%d", port) == 0);
+    zstr_send (later, "admitted");
+    rc = sf_curve_recv (picky, &routing_id, &body, &principal, &delimited);
+    assert (rc == 0 && zframe_streq (body, "admitted"));
+    zframe_destroy (&routing_id);
+    zframe_destroy (&body);
+    free (principal);
+    zsock_destroy (&later);
+    zsock_destroy (&watch);
+    zsock_destroy (&early);
+    zsock_destroy (&picky);
     zpoller_destroy (&poller);
 
-    zsock_destroy (&intruder);
     zsock_destroy (&client);
     zsock_destroy (&server);
     zcert_destroy (&other);

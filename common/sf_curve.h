@@ -20,6 +20,16 @@ void sf_curve_server (zsock_t *socket, zcert_t *cert, const char *domain);
 //  (Z85 text).
 void sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
 
+//  Watch client SOCKET's failed handshakes. libzmq never redials a session
+//  whose handshake failed (the server did not know our key yet, or we pin
+//  a key that is not the server's), so the owner must replace SOCKET.
+//  Returns a new monitor socket, which the caller destroys before SOCKET.
+zsock_t *sf_curve_watch (zsock_t *socket);
+
+//  True if a handshake of the socket WATCH watches has failed since the
+//  last call. Cheap enough to ask before each send, though not free.
+bool sf_curve_refused (zsock_t *watch);
+
 //  Receive one request from ROUTER: its routing id, its body frame, and
 //  the principal that sent it (Z85 public key). Returns 0; or -1 if the
 //  message was not one routing id plus one body (an optional empty

@@ -7,7 +7,9 @@
 #include "common/sf_zap.h"
 #include "protocol/handoff_msg.h"
 
+#include <assert.h>
 #include <sodium.h>
+#include <stdio.h>
 
 #define S_CHUNK_SIZE 262144        //  bytes of one chunk at most
 #define S_CREDIT 4                 //  chunks in flight per copy
@@ -15,6 +17,7 @@
 #define S_HANDOFF_RESEND_MS 1000   //  resend a HANDOFF after this long unacked
 #define S_GIVE_UP_MS 10000         //  fail after this long unheard
 #define S_RECEIVING_IDLE_MS 60000  //  forget a half-received copy
+#define S_REDIAL_MS 500            //  from a refused handshake to a new DEALER
 
 //  A HANDOFF kept until its HANDOFF_ACK comes (handoff.md section 5).
 typedef struct {
@@ -29,13 +32,16 @@ typedef struct {
 
 //  One peer sim as the directory lists it.
 typedef struct {
-    char *name;          //  its sim name
-    char key [41];       //  its public key, Z85
-    char *endpoint;      //  its handoff endpoint, or NULL
-    zsock_t *dealer;     //  our client to it, made on first use
-    zlistx_t *handoffs;  //  s_handoff_t not yet acknowledged, oldest first
-    bool waiting;        //  some of them wait for libzmq to take them
-    bool seen;           //  set in the current directory sweep
+    char *name;           //  its sim name
+    char key [41];        //  its public key, Z85
+    char *endpoint;       //  its handoff endpoint, or NULL
+    zsock_t *dealer;      //  our client to it, made on first use
+    zsock_t *refusals;    //  its failed handshakes (sf_curve_watch)
+    uint64_t checked_ms;  //  when REFUSALS was last looked at
+    uint64_t redial_ms;   //  when a refused DEALER is replaced, or 0
+    zlistx_t *handoffs;   //  s_handoff_t not yet acknowledged, oldest first
+    bool waiting;         //  some of them wait for libzmq to take them
+    bool seen;            //  set in the current directory sweep
 } s_peer_t;
 
 //  A copy we send.
@@ -82,7 +88,8 @@ typedef struct {
     X (handoffs_acked)                                                    \
     X (handoffs_failed)                                                   \
     X (handoffs_refused_by_peer)        \
-    X (handoff_dropped)
+    X (handoff_dropped)                 \
+    X (handshakes_refused)
 // clang-format on
 
 #define S_FIELD(name) uint64_t name;
@@ -128,6 +135,7 @@ s_peer_destroy (s_peer_t **self_p)
     if (*self_p) {
         s_peer_t *self = *self_p;
         zlistx_destroy (&self->handoffs);
+        zsock_destroy (&self->refusals);
         zsock_destroy (&self->dealer);
         free (self->endpoint);
         free (self->name);
@@ -213,7 +221,9 @@ s_peer_close (sim_handoff_t *self, s_peer_t *peer)
 {
     if (peer->dealer && self->loop)
         sf_loop_reader_end (self->loop, peer->dealer);
+    zsock_destroy (&peer->refusals);
     zsock_destroy (&peer->dealer);
+    peer->redial_ms = 0;
     for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
          handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs))
         handoff->sent_ms = 0;
@@ -383,11 +393,32 @@ sim_handoff_peers_end (sim_handoff_t *self)
 
 static int s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg);
 
-//  PEER's DEALER, made and connected on first use. NULL if PEER has no
-//  handoff endpoint.
+//  True when PEER's DEALER is dead of a refused handshake (the peer had
+//  not learned our key yet when we dialled) and due to be replaced.
+static bool
+s_refused (sim_handoff_t *self, s_peer_t *peer)
+{
+    uint64_t now = sf_time_mono_ms ();
+    if (now == peer->checked_ms)
+        return false;
+    peer->checked_ms = now;
+    if (!peer->redial_ms && sf_curve_refused (peer->refusals)) {
+        self->counters.handshakes_refused++;
+        sf_log_info ("sim_handoff: sim '%s' refused our handshake; dialling "
+                     "again in %d ms",
+                     peer->name, S_REDIAL_MS);
+        peer->redial_ms = now + S_REDIAL_MS;
+    }
+    return peer->redial_ms && now >= peer->redial_ms;
+}
+
+//  PEER's DEALER, made and connected on first use, and made again after a
+//  refused handshake. NULL if PEER has no handoff endpoint.
 static zsock_t *
 s_dealer (sim_handoff_t *self, s_peer_t *peer)
 {
+    if (peer->dealer && s_refused (self, peer))
+        s_peer_close (self, peer);
     if (!peer->dealer && peer->endpoint) {
         peer->dealer = zsock_new (ZMQ_DEALER);
         zsock_set_linger (peer->dealer, 0);
@@ -396,7 +427,10 @@ s_dealer (sim_handoff_t *self, s_peer_t *peer)
         //  queue, big enough for the bursts of many transfers at once.
         zsock_set_sndhwm (peer->dealer, 1000);
         sf_curve_client (peer->dealer, self->cert, peer->key);
-        if (zsock_connect (peer->dealer, "%s", peer->endpoint)) {
+        peer->refusals = sf_curve_watch (peer->dealer);
+        if (!peer->refusals
+            || zsock_connect (peer->dealer, "%s", peer->endpoint)) {
+            zsock_destroy (&peer->refusals);
             zsock_destroy (&peer->dealer);
             return NULL;
         }
@@ -899,5 +933,95 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     if (!peer->waiting
         && s_handoff_push (self, peer, handoff, handoff->queued_ms))
         peer->waiting = true;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test: a HANDOFF to a peer that does not know our key yet gets
+//  through once it does. Both channels live in this process and share its
+//  ZAP handler, so "b knows a" is exactly "a's key is admitted".
+
+typedef struct {
+    sim_handoff_t *a, *b;
+    uint64_t learn_at, give_up_at;
+    int offers;
+} s_test_t;
+
+static uint8_t
+s_test_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
+{
+    (void) from, (void) entity;
+    ((s_test_t *) arg)->offers++;
+    return HANDOFF_MSG_OK;
+}
+
+static int
+s_test_tick (sf_loop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    s_test_t *test = (s_test_t *) arg;
+    uint64_t now = sf_time_mono_ms ();
+    if (test->learn_at && now >= test->learn_at) {
+        //  b learns of a from the directory (a's endpoint is not needed).
+        sim_handoff_peers_begin (test->b);
+        sim_handoff_peer_set (test->b, "a", zcert_public_txt (test->a->cert),
+                              NULL);
+        sim_handoff_peers_end (test->b);
+        test->learn_at = 0;
+    }
+    sim_handoff_tick (test->a, now);
+    sim_handoff_tick (test->b, now);
+    return test->a->counters.handoffs_acked || now >= test->give_up_at ? -1 : 0;
+}
+
+int
+sim_handoff_test (bool verbose)
+{
+    if (verbose)
+        printf (" * sim_handoff: ");
+    zactor_t *zap = sf_zap_new ();
+    assert (zap);
+    zcert_t *cert_a = zcert_new (), *cert_b = zcert_new ();
+    sim_store_t *store_a = sim_store_new (), *store_b = sim_store_new ();
+    sf_fault_t fault;
+    s_test_t test = {0};
+    test.a = sim_handoff_new ("tcp://127.0.0.1:*", "a", cert_a, zap, store_a,
+                              &fault);
+    test.b = sim_handoff_new ("tcp://127.0.0.1:*", "b", cert_b, zap, store_b,
+                              &fault);
+    assert (test.a && test.b);
+    sim_handoff_set_offer_handler (test.b, s_test_offer, &test);
+    char *endpoint_b = zsock_last_endpoint (test.b->router);
+    sim_handoff_peers_begin (test.a);
+    sim_handoff_peer_set (test.a, "b", zcert_public_txt (cert_b), endpoint_b);
+    sim_handoff_peers_end (test.a);
+
+    sf_loop_t *loop = sf_loop_new ();
+    assert (sim_handoff_attach (test.a, loop) == 0);
+    assert (sim_handoff_attach (test.b, loop) == 0);
+    sim_entity_t *entity = sim_store_create (store_a, "/t/e", 4, 1, 1, true);
+    assert (entity);
+    assert (sim_handoff_send (test.a, "b", entity, 2, 0) == 0);
+    //  b refuses a's first session; a dials again once b has learned a's
+    //  key, which b does 300 ms on.
+    test.learn_at = sf_time_mono_ms () + 300;
+    test.give_up_at = sf_time_mono_ms () + 8000;
+    sf_loop_timer (loop, 20, 0, s_test_tick, &test);
+    sf_loop_start (loop);
+    assert (test.a->counters.handshakes_refused >= 1);
+    assert (test.a->counters.handoffs_acked == 1);
+    assert (test.offers == 1);
+
+    sf_loop_destroy (&loop);
+    free (endpoint_b);
+    sim_handoff_destroy (&test.a);
+    sim_handoff_destroy (&test.b);
+    sim_store_destroy (&store_a);
+    sim_store_destroy (&store_b);
+    zcert_destroy (&cert_a);
+    zcert_destroy (&cert_b);
+    zactor_destroy (&zap);
+    if (verbose)
+        printf ("OK\n");
     return 0;
 }

@@ -99,4 +99,7 @@ void sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms);
 //  Counters into OBJECT (added as members).
 void sim_handoff_counters (sim_handoff_t *self, json_t *object);
 
+//  Self test; returns 0 on success.
+int sim_handoff_test (bool verbose);
+
 #endif

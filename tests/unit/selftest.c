@@ -27,6 +27,7 @@
 #include "peer/sim_checkpoint.h"
 #include "peer/sim_credit.h"
 #include "peer/sim_seal.h"
+#include "peer/sim_handoff.h"
 #include "peer/sim_store.h"
 #include "peer/sim_window.h"
 
@@ -67,6 +68,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_window", sim_window_test},
     {"sim_seal", sim_seal_test},
     {"sim_store", sim_store_test},
+    {"sim_handoff", sim_handoff_test},
     {"sim_credit", sim_credit_test},
     {"sim_checkpoint", sim_checkpoint_test},
     {"ctl_scene", ctl_scene_test},
