@@ -17,7 +17,7 @@ typedef struct {
     zsock_t *dealer;      //  connected to address, pinned to key
     zsock_t *refusals;    //  the DEALER's failed handshakes (a monitor)
     uint64_t redial_at;   //  when a refused DEALER may be replaced
-    uint64_t checked_at;  //  when REFUSALS was last looked at
+    uint64_t dialled_at;  //  when the DEALER was made
 } s_peer_t;
 
 struct _hs_link_t {
@@ -30,13 +30,14 @@ struct _hs_link_t {
     hs_link_counters_t counters;
 };
 
+static void s_disconnect (s_peer_t *peer);
+
 static void
 s_peer_destroy (void **item)
 {
     s_peer_t *peer = (s_peer_t *) *item;
     if (peer) {
-        zsock_destroy (&peer->refusals);
-        zsock_destroy (&peer->dealer);
+        s_disconnect (peer);
         free (peer->address);
         free (peer->key);
         free (peer);
@@ -102,6 +103,8 @@ hs_link_destroy (hs_link_t **self_p)
     }
 }
 
+static void s_connect (hs_link_t *self, s_peer_t *peer);
+
 void
 hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
                   const char *key)
@@ -110,13 +113,13 @@ hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
     peer->id = id;
     peer->address = strdup (address);
     peer->key = strdup (key);
-    //  The DEALER connects on the first send: a member that joins a ring
-    //  only speaks once the leader has admitted it, so its handshakes are
-    //  never refused (a refused CURVE session is not retried).
     sf_zap_allow (self->zap, HS_LINK_DOMAIN, key);
     //  Delete first: the table keeps the key pointer of the first insert.
     zhashx_delete (self->peers, &id);
     zhashx_insert (self->peers, &peer->id, peer);
+    //  Connect now: a message sent before the session is up is dropped, and
+    //  a candidate's first votes must not be.
+    s_connect (self, peer);
 }
 
 bool
@@ -137,39 +140,51 @@ hs_link_endpoint (hs_link_t *self)
     return self->endpoint;
 }
 
-//  Connect PEER's DEALER on first use, and replace it once a refused
-//  handshake has left it dead (sf_curve_watch). The watch is looked at no
-//  more than once a millisecond, so sending stays a queue push.
+//  Make PEER's DEALER and connect it.
 static void
 s_connect (hs_link_t *self, s_peer_t *peer)
 {
-    if (peer->dealer) {
-        uint64_t now = sf_time_mono_ms ();
-        if (now == peer->checked_at)
-            return;
-        peer->checked_at = now;
-        if (!peer->redial_at && sf_curve_refused (peer->refusals)) {
-            self->counters.refused++;
-            sf_log_info ("hs_link: raft peer %llu refused our handshake; "
-                         "dialling again in %d ms",
-                         (unsigned long long) peer->id, HS_LINK_REDIAL_MS);
-            peer->redial_at = now + HS_LINK_REDIAL_MS;
-        }
-        if (!peer->redial_at || now < peer->redial_at)
-            return;
-        zsock_destroy (&peer->refusals);
-        zsock_destroy (&peer->dealer);
-        peer->redial_at = 0;
-    }
     peer->dealer = zsock_new (ZMQ_DEALER);
-    //  A peer that is down must not make us queue without bound: Raft
-    //  retries by itself, so excess messages are dropped.
+    peer->dialled_at = sf_time_mono_ms ();
+    //  Nothing waits for a peer that is not connected: Raft retries by its
+    //  own timers, and a stale queue delivered on reconnection would only
+    //  replay old terms. The mark bounds what a slow peer is owed.
+    zsock_set_immediate (peer->dealer, 1);
     zsock_set_sndhwm (peer->dealer, 1000);
     zsock_set_linger (peer->dealer, 0);
     sf_curve_client (peer->dealer, self->cert, peer->key);
     peer->refusals = sf_curve_watch (peer->dealer);
     assert (peer->refusals);
     zsock_connect (peer->dealer, "%s", peer->address);
+}
+
+static void
+s_disconnect (s_peer_t *peer)
+{
+    zsock_destroy (&peer->refusals);
+    zsock_destroy (&peer->dealer);
+    peer->redial_at = 0;
+}
+
+void
+hs_link_check (hs_link_t *self, uint64_t now)
+{
+    for (s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers); peer;
+         peer = (s_peer_t *) zhashx_next (self->peers)) {
+        if (!peer->redial_at && sf_curve_refused (peer->refusals)) {
+            self->counters.refused++;
+            sf_log_info ("hs_link: raft peer %llu refused our handshake; "
+                         "dialling again",
+                         (unsigned long long) peer->id);
+            //  Not before HS_LINK_REDIAL_MS from the last dial, so a peer
+            //  that refuses us for good is not dialled without pause.
+            peer->redial_at = peer->dialled_at + HS_LINK_REDIAL_MS;
+        }
+        if (peer->redial_at && now >= peer->redial_at) {
+            s_disconnect (peer);
+            s_connect (self, peer);
+        }
+    }
 }
 
 void
@@ -181,7 +196,6 @@ hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
         self->counters.send_dropped++;
         return;
     }
-    s_connect (self, peer);
     uint8_t buffer [RAFT_MSG_PROBE_SIZE + RAFT_MSG_MAX_ADDRESS];
     size_t size = raft_msg_encode_probe (type, self->id, self->endpoint, term,
                                          seq, buffer, sizeof buffer);
@@ -204,7 +218,6 @@ hs_link_send (hs_link_t *self, const struct raft_message *message)
         self->counters.send_dropped++;
         return;
     }
-    s_connect (self, peer);
     zframe_t *frame = zframe_new (NULL, size);
     if (raft_msg_encode (message, self->id, self->endpoint, zframe_data (frame),
                          size)

@@ -170,8 +170,12 @@ s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
             || ring_cmd_decode (&cmd, entry->buf.base, entry->buf.len))
             continue;
         const char *key = json_string_value (json_object_get (cmd.args, "key"));
-        if (cmd.admin && key && sf_cert_key_valid (key))
+        if (cmd.admin && key && sf_cert_key_valid (key)) {
+            sf_log_info (
+                "hs_server: member %s admitted from the log",
+                json_string_value (json_object_get (cmd.args, "name")));
             s_learn (self, cmd.args);
+        }
         ring_cmd_release (&cmd);
     }
 }
@@ -284,6 +288,14 @@ s_handle_timer (sf_loop_t *loop, int timer_id, void *arg)
     self->timer = 0;
     hs_ring_tick (self->ring, sf_time_mono_ms ());
     s_after_ring (self);
+    return 0;
+}
+
+static int
+s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    hs_link_check (((hs_server_t *) arg)->link, sf_time_mono_ms ());
     return 0;
 }
 
@@ -676,6 +688,7 @@ hs_server_actor (zsock_t *pipe, void *args)
     for (zsock_t **forward = hs_api_forward_sockets (self->handler); *forward;
          forward++)
         sf_loop_reader (loop, *forward, s_handle_forward, self);
+    sf_loop_timer (loop, HS_LINK_CHECK_MS, 0, s_handle_link_check, self);
     self->loop = loop;
     s_after_ring (self);
     zsock_signal (pipe, 0);

@@ -166,11 +166,12 @@ def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
         joiner.kill()
 
 
-def transfer_to(members, admin, target):
-    with leader_client(members, keys=admin) as client:
+def transfer_to(members, admin, target, exclude=()):
+    """Hand leadership to TARGET; wait until MEMBERS but EXCLUDE follow it."""
+    with leader_client([m for m in members if m.name not in exclude], keys=admin) as client:
         client.call("cluster.transfer", to=target.raft_id)
     deadline = time.monotonic() + 15
-    while wait_leader(members)[0] != target.name:
+    while wait_leader(members, exclude=exclude)[0] != target.name:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -194,7 +195,8 @@ def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
         while "peer 1 refused our handshake" not in joiner.log():
             assert time.monotonic() < deadline, joiner.log()
             time.sleep(0.1)
-        transfer_to(members, admin, hs2)  # hs1 learns hs4 from hs2's log
+        # hs1 follows no one yet: it learns hs4 from hs2's log.
+        transfer_to(members, admin, hs2, exclude=("hs1",))
         deadline = time.monotonic() + 10
         while 4 not in configuration(hs1):
             assert time.monotonic() < deadline
