@@ -7,7 +7,6 @@
 #include "common/sf_zap.h"
 
 #include <assert.h>
-#include <stdio.h>
 
 //  One peer we send to.
 typedef struct {
@@ -171,14 +170,15 @@ hs_link_check (hs_link_t *self, uint64_t now)
 {
     for (s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers); peer;
          peer = (s_peer_t *) zhashx_next (self->peers)) {
-        if (!peer->redial_at && sf_curve_refused (peer->refusals)) {
-            self->counters.refused++;
-            sf_log_info ("hs_link: raft peer %llu refused our handshake; "
-                         "dialling again",
-                         (unsigned long long) peer->id);
-            //  Not before HS_LINK_REDIAL_MS from the last dial, so a peer
-            //  that refuses us for good is not dialled without pause.
-            peer->redial_at = peer->dialled_at + HS_LINK_REDIAL_MS;
+        if (!peer->redial_at) {
+            peer->redial_at =
+                sf_curve_redial_at (peer->refusals, peer->dialled_at);
+            if (peer->redial_at) {
+                self->counters.refused++;
+                sf_log_info ("hs_link: raft peer %llu refused our handshake; "
+                             "dialling again",
+                             (unsigned long long) peer->id);
+            }
         }
         if (peer->redial_at && now >= peer->redial_at) {
             s_disconnect (peer);

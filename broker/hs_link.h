@@ -20,12 +20,10 @@
 
 typedef struct _hs_link_t hs_link_t;
 
-//  Counters, for status and tests.
-//  How long after a refused handshake a peer is dialled again, and how
-//  often hs_link_check should run.
-#define HS_LINK_REDIAL_MS 500
+//  How often hs_link_check should run.
 #define HS_LINK_CHECK_MS 100
 
+//  Counters, for status and tests.
 typedef struct {
     uint64_t sent;          //  frames handed to a DEALER
     uint64_t send_dropped;  //  no such peer, or its queue was full
@@ -50,13 +48,13 @@ void hs_link_destroy (hs_link_t **self_p);
 //  connect a DEALER to it. Replaces what was known of ID before. A peer
 //  that refuses our handshake (it did not know our key yet: we joined, or
 //  it restarted and has yet to learn of us from the log) is dialled
-//  again by hs_link_check, at most once every HS_LINK_REDIAL_MS.
+//  again by hs_link_check (sf_curve_redial_at).
 void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
                        const char *key);
 
-//  Replace the DEALERs whose handshake was refused HS_LINK_REDIAL_MS ago
-//  or more (libzmq never redials them). Call every HS_LINK_CHECK_MS; NOW
-//  is sf_time_mono_ms.
+//  Replace the DEALERs whose handshake was refused, once they are due
+//  (libzmq never redials them). Call every HS_LINK_CHECK_MS; NOW is
+//  sf_time_mono_ms.
 void hs_link_check (hs_link_t *self, uint64_t now);
 
 //  True if peer ID is known.

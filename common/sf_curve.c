@@ -51,6 +51,12 @@ sf_curve_refused (zsock_t *watch)
     return refused;
 }
 
+uint64_t
+sf_curve_redial_at (zsock_t *watch, uint64_t dialled_ms)
+{
+    return sf_curve_refused (watch) ? dialled_ms + SF_CURVE_REDIAL_MS : 0;
+}
+
 int
 sf_curve_recv (zsock_t *router, zframe_t **routing_id, zframe_t **body,
                char **principal, bool *delimited)

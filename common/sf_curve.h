@@ -30,6 +30,14 @@ zsock_t *sf_curve_watch (zsock_t *socket);
 //  last call. Cheap enough to ask before each send, though not free.
 bool sf_curve_refused (zsock_t *watch);
 
+//  A client is replaced no sooner than this after it was dialled, so a
+//  server that refuses it for good is not dialled without pause.
+#define SF_CURVE_REDIAL_MS 500
+
+//  When to replace the client WATCH watches, dialled at DIALLED_MS: 0 while
+//  no handshake has failed, else SF_CURVE_REDIAL_MS after the dial.
+uint64_t sf_curve_redial_at (zsock_t *watch, uint64_t dialled_ms);
+
 //  Receive one request from ROUTER: its routing id, its body frame, and
 //  the principal that sent it (Z85 public key). Returns 0; or -1 if the
 //  message was not one routing id plus one body (an optional empty

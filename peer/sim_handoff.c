@@ -17,7 +17,6 @@
 #define S_HANDOFF_RESEND_MS 1000   //  resend a HANDOFF after this long unacked
 #define S_GIVE_UP_MS 10000         //  fail after this long unheard
 #define S_RECEIVING_IDLE_MS 60000  //  forget a half-received copy
-#define S_REDIAL_MS 500            //  from a refused handshake to a new DEALER
 
 //  A HANDOFF kept until its HANDOFF_ACK comes (handoff.md section 5).
 typedef struct {
@@ -39,6 +38,7 @@ typedef struct {
     zsock_t *refusals;    //  its failed handshakes (sf_curve_watch)
     uint64_t checked_ms;  //  when REFUSALS was last looked at
     uint64_t redial_ms;   //  when a refused DEALER is replaced, or 0
+    uint64_t dialled_ms;  //  when the DEALER was made
     zlistx_t *handoffs;   //  s_handoff_t not yet acknowledged, oldest first
     bool waiting;         //  some of them wait for libzmq to take them
     bool seen;            //  set in the current directory sweep
@@ -402,12 +402,14 @@ s_refused (sim_handoff_t *self, s_peer_t *peer)
     if (now == peer->checked_ms)
         return false;
     peer->checked_ms = now;
-    if (!peer->redial_ms && sf_curve_refused (peer->refusals)) {
-        self->counters.handshakes_refused++;
-        sf_log_info ("sim_handoff: sim '%s' refused our handshake; dialling "
-                     "again in %d ms",
-                     peer->name, S_REDIAL_MS);
-        peer->redial_ms = now + S_REDIAL_MS;
+    if (!peer->redial_ms) {
+        peer->redial_ms = sf_curve_redial_at (peer->refusals, peer->dialled_ms);
+        if (peer->redial_ms) {
+            self->counters.handshakes_refused++;
+            sf_log_info ("sim_handoff: sim '%s' refused our handshake; "
+                         "dialling again",
+                         peer->name);
+        }
     }
     return peer->redial_ms && now >= peer->redial_ms;
 }
@@ -421,6 +423,7 @@ s_dealer (sim_handoff_t *self, s_peer_t *peer)
         s_peer_close (self, peer);
     if (!peer->dealer && peer->endpoint) {
         peer->dealer = zsock_new (ZMQ_DEALER);
+        peer->dialled_ms = sf_time_mono_ms ();
         zsock_set_linger (peer->dealer, 0);
         //  Credit bounds the chunks, and HANDOFFs wait in peer->handoffs
         //  when libzmq will not take them: the mark only sizes libzmq's
