@@ -103,6 +103,9 @@ struct _hs_api_t {
     zlistx_t *unsubmitted;  //  s_write_t with their command, waiting for
                             //  hs_api_submit (index 0 until then)
     sf_trace_t *trace;      //  lent, or NULL: hop records (trace.md)
+    hs_api_counters_fn *counters_fn;  //  the daemon's own counters, or NULL
+    void *counters_context;
+    uint64_t forwarded;  //  requests relayed to the leader
 };
 
 static const s_member_t *
@@ -346,6 +349,24 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
     json_decref (result);
 }
 
+//  This member's counters (homeserver-api.md, counters): its API's, and
+//  the daemon's own through counters_fn.
+static void
+s_counters (hs_api_t *self, api_call_t *call)
+{
+    const api_router_counters_t *served = api_router_counters (self->router);
+    json_t *counters = json_pack ("{s:I,s:I,s:I}", "api_requests",
+                                  (json_int_t) served->requests, "api_refused",
+                                  (json_int_t) served->refused, "api_forwarded",
+                                  (json_int_t) self->forwarded);
+    if (self->counters_fn)
+        self->counters_fn (self->counters_context, counters);
+    json_t *result =
+        json_pack ("{s:s,s:o}", "node", self->name, "counters", counters);
+    api_router_reply (self->router, &call, result);
+    json_decref (result);
+}
+
 //  --------------------------------------------------------------------------
 //  Forwarding to the leader
 
@@ -371,6 +392,7 @@ s_forward (hs_api_t *self, api_call_t *call, const char *principal,
     json_decref (request);
     zstr_send (member->dealer, text);
     free (text);
+    self->forwarded++;
     s_forward_t *forward = (s_forward_t *) zmalloc (sizeof (s_forward_t));
     forward->call = call;
     forward->deadline = now + HS_API_FORWARD_TIMEOUT;
@@ -747,6 +769,14 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
         else
             s_status (self, call, now);
     }
+    else if (strcmp (op, "counters") == 0) {
+        static const char *allowed [] = {"op", "id", NULL};
+        sf_fault_t fault;
+        if (sf_json_only (args, allowed, &fault))
+            api_router_fail (self->router, &call, fault.error, fault.message);
+        else
+            s_counters (self, call);
+    }
     else if (strcmp (op, "trace") == 0 && self->trace) {
         //  This member's own records, never forwarded.
         sf_fault_t fault;
@@ -1002,6 +1032,14 @@ void
 hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
 {
     self->trace = trace;
+}
+
+void
+hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
+                     void *context)
+{
+    self->counters_fn = counters_fn;
+    self->counters_context = context;
 }
 
 void

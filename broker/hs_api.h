@@ -60,6 +60,12 @@ void hs_api_set_sim_lease (hs_api_t *self, uint64_t lease_ms, uint64_t tick_ms);
 //  none) and serve the op "trace" from it (trace.md).
 void hs_api_set_trace (hs_api_t *self, sf_trace_t *trace);
 
+//  Adds the daemon's own counters (its raft link's, its ZAP handler's) to
+//  COUNTERS (a JSON object, lent) when the op "counters" is served.
+typedef void (hs_api_counters_fn) (void *context, json_t *counters);
+void hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
+                          void *context);
+
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);

@@ -128,6 +128,29 @@ s_io_send (void *handle, const struct raft_message *message)
 
 static int s_handle_forward (sf_loop_t *loop, zsock_t *reader, void *arg);
 
+//  The raft link's and the ZAP handler's counters, for the op "counters".
+static void
+s_counters (void *context, json_t *counters)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    const hs_link_counters_t *link = hs_link_counters (self->link);
+    const struct {
+        const char *name;
+        uint64_t value;
+    } values [] = {
+        {"raft_sent", link->sent},
+        {"raft_send_dropped", link->send_dropped},
+        {"raft_received", link->received},
+        {"raft_malformed", link->malformed},
+        {"raft_impostor", link->impostor},
+        {"raft_handshakes_refused", link->refused},
+        {"zap_refused", sf_zap_refused (self->zap)},
+    };
+    for (size_t at = 0; at < sizeof values / sizeof values [0]; at++)
+        json_object_set_new (counters, values [at].name,
+                             json_integer ((json_int_t) values [at].value));
+}
+
 //  A member added at run time (cluster.add): reach it over raft, forward
 //  to it, admit its key.
 static void
@@ -518,6 +541,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
                                 self->api, self->cert);
     hs_api_set_prober (self->handler, s_send_probe, self);
     hs_api_set_trace (self->handler, self->trace);
+    hs_api_set_counters (self->handler, s_counters, self);
     hs_api_set_ask_timeout (
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/ask_timeout"));

@@ -8,8 +8,17 @@
 #include <assert.h>
 #include <dirent.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+
+//  Refusals are logged once per client key and domain per S_QUIET_MS (a
+//  refused peer that redials would otherwise write a line every time), and
+//  at most S_LINES refusal lines per S_QUIET_MS in all (a flood of fresh
+//  keys would otherwise do the same). Keys are remembered up to S_KEYS.
+#define S_QUIET_MS 60000
+#define S_LINES 60
+#define S_KEYS 1024
 
 //  One domain's policy.
 typedef struct {
@@ -40,10 +49,84 @@ s_policy_get (zhashx_t *domains, const char *domain)
     return policy;
 }
 
-//  Answer one ZAP request on HANDLER according to DOMAINS.
+//  What the handler keeps between requests.
+typedef struct {
+    zhashx_t *domains;   //  s_policy_t by domain
+    zhashx_t *recent;    //  s_recent_t by "domain key": refusals logged
+    uint64_t refused;    //  handshakes refused since start
+    uint64_t window_ms;  //  start of the current window of S_LINES lines
+    unsigned lines;      //  refusal lines written in that window
+    uint64_t unlogged;   //  refusals over the line limit in that window
+} s_state_t;
+
+//  One client key's refusals on one domain.
+typedef struct {
+    uint64_t logged_ms;  //  when its last line was written
+    uint64_t unlogged;   //  refusals since, not logged
+} s_recent_t;
+
 static void
-s_handle_request (zsock_t *handler, zhashx_t *domains)
+s_recent_destroy (void **item)
 {
+    free (*item);
+    *item = NULL;
+}
+
+//  Log a refusal of KEY on DOMAIN from ADDRESS for REASON, unless this
+//  key was logged on this domain within S_QUIET_MS or the window's lines
+//  are spent; what is not logged is counted into a later line.
+static void
+s_log_refusal (s_state_t *self, const char *domain, const char *key,
+               const char *address, const char *reason)
+{
+    uint64_t now = (uint64_t) zclock_mono ();
+    if (now - self->window_ms >= S_QUIET_MS) {
+        if (self->unlogged)
+            sf_log_info ("sf_zap: %llu more refusals were not logged in the "
+                         "last %d s",
+                         (unsigned long long) self->unlogged,
+                         S_QUIET_MS / 1000);
+        self->window_ms = now;
+        self->lines = 0;
+        self->unlogged = 0;
+    }
+    char *name = zsys_sprintf ("%s %s", domain, key);
+    s_recent_t *recent = (s_recent_t *) zhashx_lookup (self->recent, name);
+    if (recent && now - recent->logged_ms < S_QUIET_MS) {
+        recent->unlogged++;
+        free (name);
+        return;
+    }
+    if (self->lines >= S_LINES) {
+        self->unlogged++;
+        free (name);
+        return;
+    }
+    self->lines++;
+    uint64_t before = recent ? recent->unlogged : 0;
+    if (before)
+        sf_log_info ("sf_zap: refused %s on domain '%s' from %s: %s (and %llu "
+                     "times before, not logged)",
+                     key, domain, address, reason, (unsigned long long) before);
+    else
+        sf_log_info ("sf_zap: refused %s on domain '%s' from %s: %s", key,
+                     domain, address, reason);
+    if (!recent) {
+        if (zhashx_size (self->recent) >= S_KEYS)
+            zhashx_purge (self->recent);
+        recent = (s_recent_t *) zmalloc (sizeof (s_recent_t));
+        zhashx_insert (self->recent, name, recent);
+    }
+    recent->logged_ms = now;
+    recent->unlogged = 0;
+    free (name);
+}
+
+//  Answer one ZAP request on HANDLER according to SELF's policies.
+static void
+s_handle_request (zsock_t *handler, s_state_t *self)
+{
+    zhashx_t *domains = self->domains;
     zmsg_t *request = zmsg_recv (handler);
     if (!request)
         return;
@@ -72,10 +155,11 @@ s_handle_request (zsock_t *handler, zhashx_t *domains)
             reason = "OK";
         }
     }
-    if (*status != '2')
-        sf_log_info ("sf_zap: refused %s on domain '%s' from %s: %s",
-                     key [0] ? key : "?", domain ? domain : "",
-                     address ? address : "?", reason);
+    if (*status != '2') {
+        self->refused++;
+        s_log_refusal (self, domain ? domain : "", key [0] ? key : "?",
+                       address ? address : "?", reason);
+    }
     zstr_sendm (handler, "1.0");
     zstr_sendm (handler, sequence ? sequence : "");
     zstr_sendm (handler, status);
@@ -95,21 +179,24 @@ s_handle_request (zsock_t *handler, zhashx_t *domains)
 
 //  Apply one pipe command. Returns false on $TERM.
 static bool
-s_handle_command (zsock_t *pipe, zhashx_t *domains)
+s_handle_command (zsock_t *pipe, s_state_t *self)
 {
+    zhashx_t *domains = self->domains;
     char *command = NULL, *domain = NULL, *key = NULL;
     if (zstr_recvx (pipe, &command, &domain, &key, NULL) < 1)
         return false;
     bool running = true;
     if (streq (command, "$TERM"))
         running = false;
+    else if (streq (command, "REFUSED"))
+        zsock_send (pipe, "8", self->refused);
     else if (streq (command, "ANY") && domain)
         s_policy_get (domains, domain)->any = true;
     else if (streq (command, "ALLOW") && domain && key)
         zhashx_insert (s_policy_get (domains, domain)->keys, key, "");
     else if (streq (command, "REVOKE") && domain && key)
         zhashx_delete (s_policy_get (domains, domain)->keys, key);
-    if (running)
+    if (running && !streq (command, "REFUSED"))
         zsock_signal (pipe, 0);
     zstr_free (&command);
     zstr_free (&domain);
@@ -122,19 +209,22 @@ static void
 s_zap_actor (zsock_t *pipe, void *args)
 {
     zsock_t *handler = (zsock_t *) args;
-    zhashx_t *domains = zhashx_new ();
-    zhashx_set_destructor (domains, s_policy_destroy);
+    s_state_t state = {.domains = zhashx_new (), .recent = zhashx_new ()};
+    zhashx_set_destructor (state.domains, s_policy_destroy);
+    zhashx_set_destructor (state.recent, s_recent_destroy);
+    state.window_ms = (uint64_t) zclock_mono ();
     zsock_signal (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, handler, NULL);
     while (true) {
         void *which = zpoller_wait (poller, -1);
         if (which == handler)
-            s_handle_request (handler, domains);
-        else if (which != pipe || !s_handle_command (pipe, domains))
+            s_handle_request (handler, &state);
+        else if (which != pipe || !s_handle_command (pipe, &state))
             break;
     }
     zpoller_destroy (&poller);
-    zhashx_destroy (&domains);
+    zhashx_destroy (&state.domains);
+    zhashx_destroy (&state.recent);
     zsock_destroy (&handler);
 }
 
@@ -184,6 +274,15 @@ void
 sf_zap_revoke (zactor_t *self, const char *domain, const char *key)
 {
     s_command (self, "REVOKE", domain, key);
+}
+
+uint64_t
+sf_zap_refused (zactor_t *self)
+{
+    zstr_send (self, "REFUSED");
+    uint64_t refused = 0;
+    zsock_recv (self, "8", &refused);
+    return refused;
 }
 
 int
@@ -244,6 +343,66 @@ s_test_exchange (zsock_t *server, const char *endpoint, zcert_t *cert,
     return got;
 }
 
+//  Lines of the log file at PATH that contain TEXT.
+static int
+s_test_count_lines (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "r");
+    assert (file);
+    char line [512];
+    int count = 0;
+    while (fgets (line, sizeof line, file))
+        if (strstr (line, text))
+            count++;
+    fclose (file);
+    return count;
+}
+
+//  The refusal log's limits, through s_log_refusal itself.
+static void
+s_test_log_refusals (void)
+{
+    char path [] = "/tmp/sf_zap_log_XXXXXX";
+    int fd = mkstemp (path);
+    assert (fd >= 0);
+    close (fd);
+    sf_fault_t fault;
+    assert (sf_log_open ("zap", SF_LOG_INFO, path, &fault) == 0);
+    s_state_t state = {.recent = zhashx_new (),
+                       .window_ms = (uint64_t) zclock_mono ()};
+    zhashx_set_destructor (state.recent, s_recent_destroy);
+
+    //  A key refused three times is logged once; on another domain, again.
+    for (int times = 0; times < 3; times++)
+        s_log_refusal (&state, "raft", "KEY-A", "10.0.0.9", "not admitted");
+    s_log_refusal (&state, "api", "KEY-A", "10.0.0.9", "not admitted");
+    assert (s_test_count_lines (path, "refused KEY-A") == 2);
+    //  Once its quiet time is over, its next line counts what was skipped.
+    char *name = zsys_sprintf ("%s %s", "raft", "KEY-A");
+    s_recent_t *recent = (s_recent_t *) zhashx_lookup (state.recent, name);
+    free (name);
+    assert (recent && recent->unlogged == 2);
+    recent->logged_ms -= S_QUIET_MS;
+    s_log_refusal (&state, "raft", "KEY-A", "10.0.0.9", "not admitted");
+    assert (s_test_count_lines (path, "(and 2 times before, not logged)") == 1);
+
+    //  Fresh keys: no more than S_LINES lines in a window, then a summary.
+    for (int at = 0; at < S_LINES + 10; at++) {
+        char key [16];
+        snprintf (key, sizeof key, "FRESH-%d", at);
+        s_log_refusal (&state, "api", key, "10.0.0.9", "not admitted");
+    }
+    assert (s_test_count_lines (path, "sf_zap: refused") == S_LINES);
+    state.window_ms -= S_QUIET_MS;
+    s_log_refusal (&state, "api", "KEY-B", "10.0.0.9", "not admitted");
+    //  3 lines were written before the fresh keys: 3 + 10 unlogged.
+    assert (s_test_count_lines (path, "13 more refusals were not logged") == 1);
+    assert (s_test_count_lines (path, "refused KEY-B") == 1);
+    zhashx_destroy (&state.recent);
+    sf_log_close ();
+    unlink (path);
+}
+
 int
 sf_zap_test (bool verbose)
 {
@@ -291,6 +450,9 @@ sf_zap_test (bool verbose)
     got = s_test_exchange (closed_server, closed_endpoint, alice,
                            zcert_public_txt (server_cert), &principal);
     assert (!got);
+    //  Each refusal is counted (mallory's and alice's).
+    assert (sf_zap_refused (zap) == 2);
+    s_test_log_refusals ();
 
     //  Only one handler per process.
     zactor_t *second = sf_zap_new ();

@@ -29,6 +29,11 @@ void sf_zap_allow (zactor_t *self, const char *domain, const char *key);
 //  Stop admitting KEY on DOMAIN; its open sessions stay open.
 void sf_zap_revoke (zactor_t *self, const char *domain, const char *key);
 
+//  Handshakes refused since the handler started. A refusal is logged at
+//  info level once per client key and domain a minute, and at most 60
+//  refusal lines a minute in all; repeats are counted into later lines.
+uint64_t sf_zap_refused (zactor_t *self);
+
 //  Admit every public certificate in folder DIR on DOMAIN. Returns the
 //  number of keys admitted, or -1 with FAULT set if DIR cannot be read.
 int sf_zap_allow_dir (zactor_t *self, const char *domain, const char *dir,

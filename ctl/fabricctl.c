@@ -3,7 +3,7 @@
     Commands:
         keygen NAME          write NAME.cert and NAME.cert_secret (0600)
         status               ask a daemon who it is and how it is doing
-        counters             a simulation server's stream counters and peers
+        counters             a daemon's counters (a sim's: and its peers)
         trace TRACE          the hops of a transfer or traced update
         import SCENE         load a scene file onto a simulation server
         request OP [ARGS]    send one raw API request (ARGS: a JSON object);
@@ -58,8 +58,8 @@ static const sf_program_t s_program = {
     "Commands:\n"
     "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600)\n"
     "  status               ask a daemon who it is and how it is doing\n"
-    "  counters             a simulation server's state-stream counters and "
-    "peers\n"
+    "  counters             a daemon's counters (a simulation server's: and "
+    "its peers)\n"
     "  trace TRACE          the hops of a transfer (its id) or of a traced "
     "update,\n"
     "                       from the records of every ring member and sim\n"
@@ -267,7 +267,7 @@ s_print_ring (json_t *reply)
     }
 }
 
-//  A sim's counters, one per line, then its peers as a table.
+//  A daemon's counters, one per line, then a sim's peers as a table.
 static void
 s_print_counters (json_t *reply)
 {
@@ -275,8 +275,11 @@ s_print_counters (json_t *reply)
     json_t *value;
     json_object_foreach (json_object_get (reply, "counters"), key, value)
     {
-        printf ("%-22s %lld\n", key, (long long) json_integer_value (value));
+        printf ("%-24s %lld\n", key, (long long) json_integer_value (value));
     }
+    //  A homeserver has no peer sims.
+    if (!json_object_get (reply, "peers"))
+        return;
     printf ("\n%-10s %-24s %6s %9s %5s %9s %8s %7s %10s\n", "PEER", "STATE",
             "WINDOW", "IN_FLIGHT", "DUE", "SRTT_US", "LOST", "STALLS", "SENT");
     size_t at;

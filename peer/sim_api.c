@@ -4,6 +4,7 @@
 #include "common/sf_json.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
+#include "common/sf_zap.h"
 
 #include <sodium.h>
 
@@ -771,6 +772,16 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",
                          json_integer ((json_int_t) self->events_missed));
+    const api_router_counters_t *served =
+        api_router_counters (self->config.router);
+    json_object_set_new (counters, "api_requests",
+                         json_integer ((json_int_t) served->requests));
+    json_object_set_new (counters, "api_refused",
+                         json_integer ((json_int_t) served->refused));
+    if (self->config.zap)
+        json_object_set_new (
+            counters, "zap_refused",
+            json_integer ((json_int_t) sf_zap_refused (self->config.zap)));
     json_object_set_new (reply, "counters", counters);
     json_object_set_new (reply, "peers",
                          self->config.stream

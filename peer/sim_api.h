@@ -31,6 +31,7 @@ typedef struct {
     sf_trace_t *trace;       //  hop records (trace.md)
     sim_saver_t *saver;      //  checkpoints in the ring, or NULL
     uint64_t started_ms;     //  monotonic start, for uptime
+    zactor_t *zap;           //  the process's ZAP handler, or NULL
 } sim_api_config_t;
 
 //  A new API over CONFIG (copied).

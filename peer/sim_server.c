@@ -249,8 +249,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     self->ring_checkpoint_ms =
         (int) sf_config_int (config, "sim/ring_checkpoint");
     sim_api_config_t api_config = {
-        self->name, self->router, self->store, self->stream,    self->handoff,
-        self->ring, self->trace,  self->saver, self->started_ms};
+        self->name, self->router, self->store, self->stream,     self->handoff,
+        self->ring, self->trace,  self->saver, self->started_ms, self->zap};
     self->api = sim_api_new (&api_config);
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);

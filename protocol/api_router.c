@@ -21,6 +21,7 @@ struct _api_router_t {
     zsock_t *socket;       //  ROUTER, CURVE server
     char *endpoint;        //  as bound
     const char *log_name;  //  prefix of refusal log lines (static)
+    api_router_counters_t counters;
 };
 
 api_router_t *
@@ -72,6 +73,7 @@ api_router_recv (api_router_t *self, const char *log_name)
 {
     api_call_t *call = (api_call_t *) zmalloc (sizeof (api_call_t));
     call->received_us = sf_time_wall_us ();
+    self->counters.requests++;
     zframe_t *body;
     int rc = sf_curve_recv (self->socket, &call->routing_id, &body,
                             &call->principal, &call->delimited);
@@ -141,10 +143,12 @@ s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
     sf_curve_send (self->socket, call->routing_id, call->delimited, text,
                    strlen (text));
     //  Every refusal, whoever refused, is one log line.
-    if (json_is_false (json_object_get (reply, "ok")))
+    if (json_is_false (json_object_get (reply, "ok"))) {
+        self->counters.refused++;
         sf_log_info ("%s: refused request from %.8s: %s",
                      self->log_name ? self->log_name : "api_router",
                      call->principal ? call->principal : "?", text);
+    }
     free (text);
     json_decref (reply);
     api_call_destroy (call_p);
@@ -225,6 +229,12 @@ api_router_push (api_router_t *self, zframe_t *routing_id, const json_t *body)
         return -1;
     }
     return 0;
+}
+
+const api_router_counters_t *
+api_router_counters (api_router_t *self)
+{
+    return &self->counters;
 }
 
 int
@@ -354,6 +364,10 @@ api_router_test (bool verbose)
     reply = zstr_recv (client);
     assert (strstr (reply, "\"code\":\"not_leader\",\"message\":\"try hs2\""));
     zstr_free (&reply);
+    //  Five requests read (one of them two frames, one malformed); three
+    //  refused.
+    const api_router_counters_t *counters = api_router_counters (router);
+    assert (counters->requests == 5 && counters->refused == 3);
 
     zsock_destroy (&client);
     zcert_destroy (&client_cert);

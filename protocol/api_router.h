@@ -100,6 +100,15 @@ void api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
 //  Drop CALL without an answer (its client goes away, or times out).
 void api_call_destroy (api_call_t **call);
 
+//  What this router has served since it was made.
+typedef struct {
+    uint64_t requests;  //  requests read, malformed ones included
+    uint64_t refused;   //  answered with an error
+} api_router_counters_t;
+
+//  The router's counters. Lent.
+const api_router_counters_t *api_router_counters (api_router_t *self);
+
 //  Self test; returns 0 on success.
 int api_router_test (bool verbose);
 

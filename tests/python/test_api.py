@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import zmq
 
-from simfabric_testing import ApiClient, NoReply, binary, write_key_pair
+from simfabric_testing import ApiClient, ApiError, NoReply, binary, write_key_pair
 
 
 @pytest.fixture(params=["homeserver", "simserver"])
@@ -148,6 +148,53 @@ def test_clients_folder_restricts_who_connects(tmp_path):
         assert "sf_zap: refused" in daemon.log()
         with daemon.client(keys=friend) as client:
             assert client.call("status")["ok"]
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_counters_count_requests_and_refusals(daemon):
+    with daemon.client() as client:
+        before = client.call("counters")["counters"]
+        with pytest.raises(ApiError):
+            client.call("statsu")
+        after = client.call("counters")["counters"]
+        with pytest.raises(ApiError) as refused:
+            client.call("counters", extra=1)
+    assert refused.value.code == "invalid_argument" and "extra" in refused.value.message
+    # Between the two reads: the unknown op and the second read itself.
+    assert after["api_requests"] - before["api_requests"] == 2
+    assert after["api_refused"] - before["api_refused"] == 1
+    assert after["zap_refused"] == 0
+
+
+def test_a_redialling_stranger_is_logged_once_and_counted(tmp_path):
+    from simfabric_testing import Daemon
+
+    allowed = tmp_path / "clients"
+    friend = write_key_pair(allowed, "friend")
+    stranger = write_key_pair(tmp_path / "other", "stranger")
+    daemon = Daemon("homeserver", "hs1", tmp_path / "hs1", extra={"clients": str(allowed)})
+    daemon.start(keys=friend)
+    try:
+        for _ in range(4):
+            with daemon.client(keys=stranger, timeout=0.3) as client:
+                with pytest.raises(NoReply):
+                    client.request("status")
+        with daemon.client(keys=friend) as client:
+            counters = client.call("counters")["counters"]
+        assert counters["zap_refused"] == 4
+        lines = [line for line in daemon.log().splitlines()
+                 if "sf_zap: refused " + stranger.public.decode() in line]
+        assert len(lines) == 1, lines
+
+        result = subprocess.run([str(binary("fabricctl")), "counters", "--server", daemon.endpoint,
+                                 "--server-key", str(daemon.keys.public_path),
+                                 "--key", str(friend.secret_path)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        printed = dict(line.split() for line in result.stdout.splitlines() if line.strip())
+        assert printed["zap_refused"] == "4"
+        assert "PEER" not in result.stdout
     finally:
         assert daemon.stop() == 0
 

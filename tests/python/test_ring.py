@@ -48,3 +48,23 @@ def test_single_member_ring_leads_itself(homeserver):
             assert time.monotonic() < deadline, status
             time.sleep(0.05)
     assert status["leader"] is None or status["leader_id"] == 1
+
+
+def test_counters_show_the_raft_link_and_forwarded_requests(ring):
+    leader, _ = wait_leader(ring)
+    follower = next(m for m in ring if m.name != leader)
+    with follower.client() as client:
+        before = client.call("counters")["counters"]
+        client.call("player.register", player="ada")
+        after = client.call("counters")
+    assert after["node"] == follower.name
+    counters = after["counters"]
+    assert counters["api_forwarded"] == before["api_forwarded"] + 1
+    # The follower hears from the leader and answers it: both ways count.
+    assert counters["raft_received"] > before["raft_received"]
+    assert counters["raft_sent"] > before["raft_sent"]
+    assert counters["raft_malformed"] == 0 and counters["raft_impostor"] == 0
+    with next(m for m in ring if m.name == leader).client() as client:
+        counters = client.call("counters")["counters"]
+    assert counters["api_forwarded"] == 0
+    assert counters["raft_sent"] > 0 and counters["raft_received"] > 0
