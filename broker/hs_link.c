@@ -209,6 +209,37 @@ hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
 }
 
 void
+hs_link_send_members (hs_link_t *self, raft_id to, int type,
+                      const raft_msg_member_t *members, unsigned n)
+{
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, &to);
+    uint8_t *buffer =
+        peer ? (uint8_t *) malloc (RAFT_MSG_MEMBERS_MAX_SIZE) : NULL;
+    size_t size =
+        buffer
+            ? raft_msg_encode_members (type, self->id, self->endpoint, members,
+                                       n, buffer, RAFT_MSG_MEMBERS_MAX_SIZE)
+            : 0;
+    if (size == 0
+        || zmq_send (zsock_resolve (peer->dealer), buffer, size, ZMQ_DONTWAIT)
+               < 0)
+        self->counters.send_dropped++;
+    else
+        self->counters.sent++;
+    free (buffer);
+}
+
+unsigned
+hs_link_peer_ids (hs_link_t *self, raft_id *ids, unsigned max)
+{
+    unsigned count = 0;
+    for (s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers);
+         peer && count < max; peer = (s_peer_t *) zhashx_next (self->peers))
+        ids [count++] = peer->id;
+    return count;
+}
+
+void
 hs_link_send (hs_link_t *self, const struct raft_message *message)
 {
     s_peer_t *peer =

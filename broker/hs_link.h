@@ -73,6 +73,14 @@ void hs_link_send (hs_link_t *self, const struct raft_message *message);
 void hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
                          uint64_t seq);
 
+//  Send a MembersQuery (N 0) or Members frame naming N MEMBERS
+//  (raft-wire.md types 9, 10) to member TO.
+void hs_link_send_members (hs_link_t *self, raft_id to, int type,
+                           const raft_msg_member_t *members, unsigned n);
+
+//  Ids of the peers known, up to MAX into IDS. Returns how many.
+unsigned hs_link_peer_ids (hs_link_t *self, raft_id *ids, unsigned max);
+
 //  Receive one frame waiting on the ROUTER into MSG. Returns 0 if MSG holds
 //  an accepted message (the caller then owns what the decoder allocated),
 //  or -1 if the frame was dropped (and counted).

@@ -98,6 +98,9 @@ struct _hs_server_t {
     unsigned n_members;
     sf_loop_t *loop;  //  the actor's loop, while it runs
     int timer;        //  loop timer for the ring's next timeout
+    unsigned election_timeout_ms;
+    uint64_t leader_seen_ms;    //  when a leader was last known
+    uint64_t members_asked_ms;  //  when members were last asked (types 9, 10)
 };
 
 //  --------------------------------------------------------------------------
@@ -314,11 +317,122 @@ s_handle_timer (sf_loop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  raft-wire.md types 9 and 10: no leader known for two election
+//  timeouts, maybe because it is a member added while we were down, whose
+//  key we do not have: ask every member we know, once a second, whom they
+//  know.
+static void
+s_ask_members (hs_server_t *self, uint64_t now)
+{
+    if (hs_ring_leader (self->ring, NULL)
+        || hs_ring_role (self->ring) == HS_RING_LEADER) {
+        self->leader_seen_ms = now;
+        return;
+    }
+    if (now - self->leader_seen_ms < 2 * (uint64_t) self->election_timeout_ms
+        || now - self->members_asked_ms < 1000)
+        return;
+    self->members_asked_ms = now;
+    raft_id ids [RAFT_MSG_MAX_MEMBERS];
+    unsigned n = hs_link_peer_ids (self->link, ids, RAFT_MSG_MAX_MEMBERS);
+    for (unsigned at = 0; at < n; at++)
+        hs_link_send_members (self->link, ids [at], RAFT_MSG_MEMBERS_QUERY,
+                              NULL, 0);
+}
+
+//  Fill MEMBER with FIELDS (name, raft_id, raft, api, key); true if whole.
+static bool
+s_member_from_json (raft_msg_member_t *member, const json_t *fields)
+{
+    const char *name = json_string_value (json_object_get (fields, "name"));
+    const char *raft = json_string_value (json_object_get (fields, "raft"));
+    const char *api = json_string_value (json_object_get (fields, "api"));
+    const char *key = json_string_value (json_object_get (fields, "key"));
+    if (!name || !raft || !key || strlen (name) > RAFT_MSG_MAX_NAME
+        || strlen (raft) > RAFT_MSG_MAX_ADDRESS
+        || (api && strlen (api) > RAFT_MSG_MAX_ADDRESS)
+        || strlen (key) != RAFT_MSG_KEY_SIZE)
+        return false;
+    strcpy (member->name, name);
+    strcpy (member->raft, raft);
+    strcpy (member->api, api ? api : "");
+    strcpy (member->key, key);
+    return true;
+}
+
+//  Answer member TO's MembersQuery: every voter or standby of the ring's
+//  configuration whose key we know (from our config, or applied).
+static void
+s_tell_members (hs_server_t *self, raft_id to)
+{
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    json_t *added = hs_fsm_members (self->fsm);
+    raft_msg_member_t *members = (raft_msg_member_t *) calloc (
+        RAFT_MSG_MAX_MEMBERS, sizeof (raft_msg_member_t));
+    unsigned n = 0;
+    for (unsigned at = 0; at < configuration->n && n < RAFT_MSG_MAX_MEMBERS;
+         at++) {
+        raft_id id = configuration->servers [at].id;
+        raft_msg_member_t *member = &members [n];
+        member->id = id;
+        bool known = false;
+        size_t index;
+        json_t *fields;
+        json_array_foreach (added, index, fields)
+        {
+            if ((raft_id) json_integer_value (
+                    json_object_get (fields, "raft_id"))
+                == id)
+                known = s_member_from_json (member, fields);
+        }
+        for (unsigned c = 0; c < self->n_members && !known; c++)
+            if (self->members [c].id == id) {
+                json_t *configured = json_pack (
+                    "{s:s,s:s,s:s?,s:s}", "name", self->members [c].name,
+                    "raft", self->members [c].raft, "api",
+                    self->members [c].api, "key", self->members [c].key);
+                known = s_member_from_json (member, configured);
+                json_decref (configured);
+            }
+        if (known)
+            n++;
+    }
+    hs_link_send_members (self->link, to, RAFT_MSG_MEMBERS, members, n);
+    free (members);
+    json_decref (added);
+}
+
+//  Member FROM told us MEMBERS: admit those we did not know.
+static void
+s_learn_members (hs_server_t *self, raft_id from,
+                 const raft_msg_member_t *members, unsigned n)
+{
+    for (unsigned at = 0; at < n; at++) {
+        const raft_msg_member_t *member = &members [at];
+        if (member->id == self->id || hs_link_knows (self->link, member->id))
+            continue;
+        sf_log_notice ("hs_server: member %s (raft id %llu) admitted on "
+                       "member %llu's word",
+                       member->name, (unsigned long long) member->id,
+                       (unsigned long long) from);
+        json_t *fields = json_pack (
+            "{s:I,s:s,s:s,s:s?,s:s}", "raft_id", (json_int_t) member->id,
+            "name", member->name, "raft", member->raft, "api",
+            member->api [0] ? member->api : NULL, "key", member->key);
+        s_learn (self, fields);
+        json_decref (fields);
+    }
+}
+
 static int
 s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
-    hs_link_check (((hs_server_t *) arg)->link, sf_time_mono_ms ());
+    hs_server_t *self = (hs_server_t *) arg;
+    uint64_t now = sf_time_mono_ms ();
+    hs_link_check (self->link, now);
+    s_ask_members (self, now);
     return 0;
 }
 
@@ -345,6 +459,13 @@ s_handle_raft (sf_loop_t *loop, zsock_t *reader, void *arg)
             hs_api_probe_ack (self->handler, msg.message.server_id,
                               msg.probe_term, msg.probe_seq,
                               sf_time_mono_ms ());
+        else if (msg.probe == RAFT_MSG_MEMBERS_QUERY)
+            s_tell_members (self, msg.message.server_id);
+        else if (msg.probe == RAFT_MSG_MEMBERS) {
+            s_learn_members (self, msg.message.server_id, msg.members,
+                             msg.n_members);
+            raft_msg_release (&msg);
+        }
         else
             hs_ring_receive (self->ring, &msg.message, sf_time_mono_ms ());
     }
@@ -497,6 +618,8 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         .seed =
             (unsigned) (sf_time_wall_ms () ^ (uint64_t) getpid () ^ self->id),
     };
+    self->election_timeout_ms = options.election_timeout_ms;
+    self->leader_seen_ms = sf_time_mono_ms ();
     //  The address in the configuration is the one peers dial.
     self->ring =
         hs_ring_new (self->id, hs_link_endpoint (self->link), &io, &options);

@@ -2,6 +2,8 @@
     (protocol/raft-wire.md). */
 
 #include "protocol/raft_msg.h"
+#include "common/sf_cert.h"
+#include "common/sf_name.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -392,12 +394,128 @@ raft_msg_encode_probe (int type, raft_id sender, const char *address,
     return total;
 }
 
+//  A member's fields by the rules of raft-wire.md section 3 (Members).
+static bool
+s_member_valid (const raft_msg_member_t *member)
+{
+    size_t raft = strlen (member->raft);
+    return member->id != 0 && sf_name_valid (member->name) && raft > 0
+           && raft <= RAFT_MSG_MAX_ADDRESS
+           && strlen (member->api) <= RAFT_MSG_MAX_ADDRESS
+           && strlen (member->key) == RAFT_MSG_KEY_SIZE
+           && sf_cert_key_valid (member->key);
+}
+
+static void
+s_put_string (s_writer_t *writer, const char *text)
+{
+    size_t size = strlen (text);
+    s_put_uint (writer, size, 2);
+    s_put (writer, text, size);
+}
+
+size_t
+raft_msg_encode_members (int type, raft_id sender, const char *address,
+                         const raft_msg_member_t *members, unsigned n,
+                         uint8_t *buffer, size_t size)
+{
+    size_t address_size = address ? strlen (address) : 0;
+    if (address_size == 0 || address_size > RAFT_MSG_MAX_ADDRESS || sender == 0
+        || n > RAFT_MSG_MAX_MEMBERS
+        || (type == RAFT_MSG_MEMBERS_QUERY ? n != 0 : type != RAFT_MSG_MEMBERS))
+        return 0;
+    size_t total = S_HEADER_FIXED + address_size;
+    if (type == RAFT_MSG_MEMBERS) {
+        total += 1;
+        for (unsigned at = 0; at < n; at++) {
+            if (!s_member_valid (&members [at]))
+                return 0;
+            total += 8 + 2 + strlen (members [at].name) + 2
+                     + strlen (members [at].raft) + 2
+                     + strlen (members [at].api) + RAFT_MSG_KEY_SIZE;
+        }
+    }
+    if (total > size)
+        return 0;
+    s_writer_t writer = {buffer, buffer + total};
+    s_put_uint (&writer, S_MAGIC_0, 1);
+    s_put_uint (&writer, S_MAGIC_1, 1);
+    s_put_uint (&writer, RAFT_MSG_VERSION, 1);
+    s_put_uint (&writer, (uint64_t) type, 1);
+    s_put_uint (&writer, sender, 8);
+    s_put_uint (&writer, address_size, 2);
+    s_put (&writer, address, address_size);
+    if (type == RAFT_MSG_MEMBERS) {
+        s_put_uint (&writer, n, 1);
+        for (unsigned at = 0; at < n; at++) {
+            s_put_uint (&writer, members [at].id, 8);
+            s_put_string (&writer, members [at].name);
+            s_put_string (&writer, members [at].raft);
+            s_put_string (&writer, members [at].api);
+            s_put (&writer, members [at].key, RAFT_MSG_KEY_SIZE);
+        }
+    }
+    return total;
+}
+
+//  Read a string of at most MAX bytes, without NUL, into TEXT (MAX + 1
+//  bytes). False (and the reader bad) if it is not one.
+static bool
+s_get_string (s_reader_t *r, char *text, size_t max)
+{
+    uint64_t size = s_get_uint (r, 2);
+    const uint8_t *bytes = s_get_bytes (r, size);
+    if (r->bad || size > max || memchr (bytes, 0, (size_t) size)) {
+        r->bad = true;
+        return false;
+    }
+    memcpy (text, bytes, (size_t) size);
+    text [size] = 0;
+    return true;
+}
+
+//  The body of a Members frame, into SELF's members (allocated here).
+static int
+s_decode_members (s_reader_t *r, raft_msg_t *self)
+{
+    uint64_t n = s_get_uint (r, 1);
+    if (r->bad || n > RAFT_MSG_MAX_MEMBERS)
+        return -1;
+    self->members =
+        (raft_msg_member_t *) calloc (n ? n : 1, sizeof (raft_msg_member_t));
+    if (!self->members)
+        return -1;
+    for (unsigned at = 0; at < n; at++) {
+        raft_msg_member_t *member = &self->members [at];
+        member->id = s_get_uint (r, 8);
+        const uint8_t *key = NULL;
+        if (s_get_string (r, member->name, RAFT_MSG_MAX_NAME)
+            && s_get_string (r, member->raft, RAFT_MSG_MAX_ADDRESS)
+            && s_get_string (r, member->api, RAFT_MSG_MAX_ADDRESS))
+            key = s_get_bytes (r, RAFT_MSG_KEY_SIZE);
+        if (key && !memchr (key, 0, RAFT_MSG_KEY_SIZE))
+            memcpy (member->key, key, RAFT_MSG_KEY_SIZE);
+        if (r->bad || !s_member_valid (member)) {
+            raft_msg_release (self);
+            return -1;
+        }
+        self->n_members++;
+    }
+    if (r->left != 0) {
+        raft_msg_release (self);
+        return -1;
+    }
+    return 0;
+}
+
 int
 raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size)
 {
     memset (&self->message, 0, sizeof self->message);
     self->address [0] = 0;
     self->probe = 0;
+    self->members = NULL;
+    self->n_members = 0;
     if (size > RAFT_MSG_MAX_SIZE)
         return -1;
     s_reader_t reader = {data, size, false};
@@ -497,6 +615,12 @@ raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size)
             self->probe_term = s_get_uint (r, 8);
             self->probe_seq = s_get_uint (r, 8);
             break;
+        case RAFT_MSG_MEMBERS_QUERY:
+            self->probe = (int) type;
+            break;
+        case RAFT_MSG_MEMBERS:
+            self->probe = (int) type;
+            return s_decode_members (r, self);
         default:
             return -1;
     }
@@ -506,6 +630,9 @@ raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size)
 void
 raft_msg_release (raft_msg_t *self)
 {
+    free (self->members);
+    self->members = NULL;
+    self->n_members = 0;
     struct raft_message *message = &self->message;
     if (message->type == RAFT_APPEND_ENTRIES
         && message->append_entries.entries) {
@@ -739,6 +866,61 @@ raft_msg_test (bool verbose)
     assert (raft_msg_encode_probe (RAFT_MSG_READ_PROBE_ACK, 3, address, 9, 77,
                                    probe, 10)
             == 0);
+
+    //  Members: a query is the bare header; a list round-trips, and every
+    //  truncation, extra byte or invalid member is refused.
+    uint8_t *listed = (uint8_t *) malloc (RAFT_MSG_MEMBERS_MAX_SIZE + 1);
+    size_t members_size =
+        raft_msg_encode_members (RAFT_MSG_MEMBERS_QUERY, 3, address, NULL, 0,
+                                 listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (members_size == S_HEADER_FIXED + strlen (address));
+    assert (raft_msg_decode (&out, listed, members_size) == 0);
+    assert (out.probe == RAFT_MSG_MEMBERS_QUERY && out.message.server_id == 3);
+    raft_msg_member_t members [2] = {
+        {4, "hs4", "tcp://10.0.0.4:7101", "tcp://10.0.0.4:7100",
+         "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"},
+        {5, "hs5", "tcp://10.0.0.5:7101", "",
+         "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"}};
+    members_size =
+        raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
+                                 listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (members_size > 0);
+    assert (raft_msg_decode (&out, listed, members_size) == 0);
+    assert (out.probe == RAFT_MSG_MEMBERS && out.n_members == 2);
+    assert (memcmp (out.members, members, sizeof members) == 0);
+    raft_msg_release (&out);
+    assert (!out.members && out.n_members == 0);
+    for (size_t cut = 0; cut < members_size; cut++)
+        assert (raft_msg_decode (&out, listed, cut) == -1);
+    listed [members_size] = 0;
+    assert (raft_msg_decode (&out, listed, members_size + 1) == -1);
+    //  A key with a character outside Z85, patched into the listed.
+    listed [members_size - 1] = ' ';
+    assert (raft_msg_decode (&out, listed, members_size) == -1);
+    //  Nothing invalid is encoded either.
+    members [1].id = 0;
+    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
+                                     listed, RAFT_MSG_MEMBERS_MAX_SIZE)
+            == 0);
+    members [1].id = 5;
+    strcpy (members [1].name, "hs/5");
+    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
+                                     listed, RAFT_MSG_MEMBERS_MAX_SIZE)
+            == 0);
+    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 1,
+                                     listed, 20)
+            == 0);
+    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS_QUERY, 3, address,
+                                     members, 1, listed,
+                                     RAFT_MSG_MEMBERS_MAX_SIZE)
+            == 0);
+    //  At most 64 members: a count of 65 is refused before anything else.
+    members_size =
+        raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 1,
+                                 listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    listed [S_HEADER_FIXED + strlen (address)] = 65;
+    assert (raft_msg_decode (&out, listed, members_size) == -1);
+    free (listed);
 
     //  Addresses must be 1..255 bytes; unknown types cannot be sized.
     assert (raft_msg_size (&heartbeat, "") == 0);

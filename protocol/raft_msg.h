@@ -24,15 +24,33 @@
 //  Frame types of simfabric's own, beside the library's (raft-wire.md).
 #define RAFT_MSG_READ_PROBE 7
 #define RAFT_MSG_READ_PROBE_ACK 8
+#define RAFT_MSG_MEMBERS_QUERY 9
+#define RAFT_MSG_MEMBERS 10
+
+#define RAFT_MSG_MAX_MEMBERS 64u
+#define RAFT_MSG_MAX_NAME 64u
+#define RAFT_MSG_KEY_SIZE 40u  //  a Z85 public key
+
+//  One member as a Members frame names it.
+typedef struct {
+    raft_id id;
+    char name [RAFT_MSG_MAX_NAME + 1];
+    char raft [RAFT_MSG_MAX_ADDRESS + 1];
+    char api [RAFT_MSG_MAX_ADDRESS + 1];  //  "" if it has none
+    char key [RAFT_MSG_KEY_SIZE + 1];
+} raft_msg_member_t;
 
 //  A decoded message with room for the sender's address.
 typedef struct {
     struct raft_message message;              //  server_id = sender
     char address [RAFT_MSG_MAX_ADDRESS + 1];  //  message.server_address
-    int probe;  //  0, or RAFT_MSG_READ_PROBE(_ACK): then only
-                //  message.server_id, probe_term and probe_seq hold
-    raft_term probe_term;
+    int probe;  //  0, or a type of simfabric's own (RAFT_MSG_READ_PROBE
+                //  and on): then only message.server_id and the fields
+                //  of that type hold
+    raft_term probe_term;  //  ReadProbe(Ack)
     uint64_t probe_seq;
+    raft_msg_member_t *members;  //  Members: owned, see raft_msg_release
+    unsigned n_members;
 } raft_msg_t;
 
 //  Encode a ReadProbe or ReadProbeAck (TYPE) from SENDER at ADDRESS into
@@ -42,6 +60,19 @@ typedef struct {
 size_t raft_msg_encode_probe (int type, raft_id sender, const char *address,
                               raft_term term, uint64_t seq, uint8_t *buffer,
                               size_t size);
+
+//  Encode a MembersQuery (TYPE RAFT_MSG_MEMBERS_QUERY, N 0) or a Members
+//  frame naming N MEMBERS, from SENDER at ADDRESS, into BUFFER (at most
+//  RAFT_MSG_MEMBERS_MAX_SIZE bytes are needed). Returns the size written,
+//  or 0 if it does not fit or anything is invalid (the decoder's rules).
+#define RAFT_MSG_MEMBERS_MAX_SIZE                                        \
+    (2 + 1 + 1 + 8 + 2 + RAFT_MSG_MAX_ADDRESS + 1                        \
+     + RAFT_MSG_MAX_MEMBERS                                              \
+           * (8 + 2 + RAFT_MSG_MAX_NAME + 2 * (2 + RAFT_MSG_MAX_ADDRESS) \
+              + RAFT_MSG_KEY_SIZE))
+size_t raft_msg_encode_members (int type, raft_id sender, const char *address,
+                                const raft_msg_member_t *members, unsigned n,
+                                uint8_t *buffer, size_t size);
 
 //  Bytes that raft_msg_encode will write for MESSAGE (whose AppendEntries
 //  entries, if any, must be filled in), sent as SENDER at ADDRESS; 0 if it
@@ -59,8 +90,8 @@ int raft_msg_encode (const struct raft_message *message, raft_id sender,
 int raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size);
 
 //  Free everything a successful decode allocated (entries array and batch,
-//  snapshot data, configuration), for a message that never reached the
-//  core.
+//  snapshot data, configuration, members), for a message that never
+//  reached the core.
 void raft_msg_release (raft_msg_t *self);
 
 //  raft_configuration_decode, after which CONF is always safe to close:

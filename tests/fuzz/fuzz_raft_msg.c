@@ -15,6 +15,17 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     raft_msg_t msg;
     if (raft_msg_decode (&msg, data, size))
         return 0;
+    if (msg.probe == RAFT_MSG_MEMBERS_QUERY || msg.probe == RAFT_MSG_MEMBERS) {
+        uint8_t *again = (uint8_t *) malloc (RAFT_MSG_MEMBERS_MAX_SIZE);
+        size_t again_size = raft_msg_encode_members (
+            msg.probe, msg.message.server_id, msg.address, msg.members,
+            msg.n_members, again, RAFT_MSG_MEMBERS_MAX_SIZE);
+        if (again_size != size || memcmp (again, data, size) != 0)
+            abort ();
+        free (again);
+        raft_msg_release (&msg);
+        return 0;
+    }
     if (msg.probe) {
         uint8_t again [RAFT_MSG_PROBE_SIZE + RAFT_MSG_MAX_ADDRESS];
         size_t again_size = raft_msg_encode_probe (

@@ -213,3 +213,35 @@ def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
             time.sleep(0.05)
     finally:
         joiner.kill()
+
+
+def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp_path):
+    """hs1 is down while hs4 joins and comes to lead; hs1's own config and
+    log do not name hs4, so it refuses hs4's sessions and cannot follow.
+    With no leader for two election timeouts it asks hs2 and hs3 whom they
+    know (raft-wire.md types 9, 10), admits hs4, and follows it: no change
+    of leader and no operator step needed."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    hs1, hs2, hs3 = ring
+    hs1.kill()
+    wait_leader([hs2, hs3])
+    joiner = add_fourth_member(ring, tmp_path, admin)
+    members = ring + [joiner]
+    try:
+        transfer_to([hs2, hs3, joiner], admin, joiner)
+        call_any([joiner], "entity.create", time.monotonic() + 10, path="/hs4/before")
+        hs1.start()
+        deadline = time.monotonic() + 15
+        while True:
+            with hs1.client() as client:
+                status = client.call("status")
+                held = client.call("entity.list", prefix="/hs4/", consistency="stale")
+            if status["leader"] == "hs4" and held["entities"]:
+                break
+            assert time.monotonic() < deadline, (status, hs1.log())
+            time.sleep(0.1)
+        assert "member hs4 (raft id 4) admitted on member" in hs1.log()
+        assert wait_leader(members)[0] == "hs4"
+    finally:
+        joiner.kill()
