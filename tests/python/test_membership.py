@@ -195,7 +195,7 @@ def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
         while "peer 1 refused our handshake" not in joiner.log():
             assert time.monotonic() < deadline, joiner.log()
             time.sleep(0.1)
-        # hs1 follows no one yet: it learns hs4 from hs2's log.
+        # hs1 learns hs4 from hs2: from its log, or on its word (types 9, 10).
         transfer_to(members, admin, hs2, exclude=("hs1",))
         deadline = time.monotonic() + 10
         while 4 not in configuration(hs1):
