@@ -42,6 +42,21 @@ s_put_uint (s_writer_t *self, uint64_t value, unsigned bytes)
     s_put (self, buffer, bytes);
 }
 
+//  The frame header (raft-wire.md section 3).
+static void
+s_put_header (s_writer_t *self, uint64_t type, raft_id sender,
+              const char *address)
+{
+    size_t address_size = strlen (address);
+    s_put_uint (self, S_MAGIC_0, 1);
+    s_put_uint (self, S_MAGIC_1, 1);
+    s_put_uint (self, RAFT_MSG_VERSION, 1);
+    s_put_uint (self, type, 1);
+    s_put_uint (self, sender, 8);
+    s_put_uint (self, address_size, 2);
+    s_put (self, address, address_size);
+}
+
 //  --------------------------------------------------------------------------
 //  Reading: every read checks the remaining bytes first; an overrun marks
 //  the reader bad and yields zeros, so callers check once at the end.
@@ -148,14 +163,7 @@ raft_msg_encode (const struct raft_message *message, raft_id sender,
         return -1;
     s_writer_t writer = {buffer, buffer + size};
     s_writer_t *w = &writer;
-    size_t address_size = strlen (address);
-    s_put_uint (w, S_MAGIC_0, 1);
-    s_put_uint (w, S_MAGIC_1, 1);
-    s_put_uint (w, RAFT_MSG_VERSION, 1);
-    s_put_uint (w, (uint64_t) message->type, 1);
-    s_put_uint (w, sender, 8);
-    s_put_uint (w, address_size, 2);
-    s_put (w, address, address_size);
+    s_put_header (w, (uint64_t) message->type, sender, address);
     switch (message->type) {
         case RAFT_APPEND_ENTRIES: {
             const struct raft_append_entries *body = &message->append_entries;
@@ -382,13 +390,7 @@ raft_msg_encode_probe (int type, raft_id sender, const char *address,
         || (type != RAFT_MSG_READ_PROBE && type != RAFT_MSG_READ_PROBE_ACK))
         return 0;
     s_writer_t writer = {buffer, buffer + total};
-    s_put_uint (&writer, S_MAGIC_0, 1);
-    s_put_uint (&writer, S_MAGIC_1, 1);
-    s_put_uint (&writer, RAFT_MSG_VERSION, 1);
-    s_put_uint (&writer, (uint64_t) type, 1);
-    s_put_uint (&writer, sender, 8);
-    s_put_uint (&writer, address_size, 2);
-    s_put (&writer, address, address_size);
+    s_put_header (&writer, (uint64_t) type, sender, address);
     s_put_uint (&writer, term, 8);
     s_put_uint (&writer, seq, 8);
     return total;
@@ -438,13 +440,7 @@ raft_msg_encode_members (int type, raft_id sender, const char *address,
     if (total > size)
         return 0;
     s_writer_t writer = {buffer, buffer + total};
-    s_put_uint (&writer, S_MAGIC_0, 1);
-    s_put_uint (&writer, S_MAGIC_1, 1);
-    s_put_uint (&writer, RAFT_MSG_VERSION, 1);
-    s_put_uint (&writer, (uint64_t) type, 1);
-    s_put_uint (&writer, sender, 8);
-    s_put_uint (&writer, address_size, 2);
-    s_put (&writer, address, address_size);
+    s_put_header (&writer, (uint64_t) type, sender, address);
     if (type == RAFT_MSG_MEMBERS) {
         s_put_uint (&writer, n, 1);
         for (unsigned at = 0; at < n; at++) {

@@ -133,7 +133,10 @@ def test_refusals_are_logged_one_line_each(homeserver):
     assert "malformed_json" in lines[0]
 
 
-def test_clients_folder_restricts_who_connects(tmp_path):
+@pytest.fixture
+def guarded(tmp_path):
+    """A homeserver that admits only the keys in its clients folder: it,
+    a friend's key (admitted) and a stranger's (not)."""
     from simfabric_testing import Daemon
 
     allowed = tmp_path / "clients"
@@ -141,15 +144,18 @@ def test_clients_folder_restricts_who_connects(tmp_path):
     stranger = write_key_pair(tmp_path / "other", "stranger")
     daemon = Daemon("homeserver", "hs1", tmp_path / "hs1", extra={"clients": str(allowed)})
     daemon.start(keys=friend)
-    try:
-        with daemon.client(keys=stranger, timeout=0.5) as client:
-            with pytest.raises(NoReply):
-                client.request("status")
-        assert "sf_zap: refused" in daemon.log()
-        with daemon.client(keys=friend) as client:
-            assert client.call("status")["ok"]
-    finally:
-        assert daemon.stop() == 0
+    yield daemon, friend, stranger
+    assert daemon.stop() == 0
+
+
+def test_clients_folder_restricts_who_connects(guarded):
+    daemon, friend, stranger = guarded
+    with daemon.client(keys=stranger, timeout=0.5) as client:
+        with pytest.raises(NoReply):
+            client.request("status")
+    assert "sf_zap: refused" in daemon.log()
+    with daemon.client(keys=friend) as client:
+        assert client.call("status")["ok"]
 
 
 def test_counters_count_requests_and_refusals(daemon):
@@ -167,36 +173,27 @@ def test_counters_count_requests_and_refusals(daemon):
     assert after["zap_refused"] == 0
 
 
-def test_a_redialling_stranger_is_logged_once_and_counted(tmp_path):
-    from simfabric_testing import Daemon
+def test_a_redialling_stranger_is_logged_once_and_counted(guarded):
+    daemon, friend, stranger = guarded
+    for _ in range(4):
+        with daemon.client(keys=stranger, timeout=0.3) as client:
+            with pytest.raises(NoReply):
+                client.request("status")
+    with daemon.client(keys=friend) as client:
+        counters = client.call("counters")["counters"]
+    assert counters["zap_refused"] == 4
+    lines = [line for line in daemon.log().splitlines()
+             if "sf_zap: refused " + stranger.public.decode() in line]
+    assert len(lines) == 1, lines
 
-    allowed = tmp_path / "clients"
-    friend = write_key_pair(allowed, "friend")
-    stranger = write_key_pair(tmp_path / "other", "stranger")
-    daemon = Daemon("homeserver", "hs1", tmp_path / "hs1", extra={"clients": str(allowed)})
-    daemon.start(keys=friend)
-    try:
-        for _ in range(4):
-            with daemon.client(keys=stranger, timeout=0.3) as client:
-                with pytest.raises(NoReply):
-                    client.request("status")
-        with daemon.client(keys=friend) as client:
-            counters = client.call("counters")["counters"]
-        assert counters["zap_refused"] == 4
-        lines = [line for line in daemon.log().splitlines()
-                 if "sf_zap: refused " + stranger.public.decode() in line]
-        assert len(lines) == 1, lines
-
-        result = subprocess.run([str(binary("fabricctl")), "counters", "--server", daemon.endpoint,
-                                 "--server-key", str(daemon.keys.public_path),
-                                 "--key", str(friend.secret_path)],
-                                capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stderr
-        printed = dict(line.split() for line in result.stdout.splitlines() if line.strip())
-        assert printed["zap_refused"] == "4"
-        assert "PEER" not in result.stdout
-    finally:
-        assert daemon.stop() == 0
+    result = subprocess.run([str(binary("fabricctl")), "counters", "--server", daemon.endpoint,
+                             "--server-key", str(daemon.keys.public_path),
+                             "--key", str(friend.secret_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    printed = dict(line.split() for line in result.stdout.splitlines() if line.strip())
+    assert printed["zap_refused"] == "4"
+    assert "PEER" not in result.stdout
 
 
 def test_fabricctl_status_and_request(homeserver):

@@ -1,6 +1,7 @@
 """Membership changes on a live ring: a fourth member joins while writes
 continue, then a member is removed; the ring keeps serving throughout."""
 
+import contextlib
 import threading
 import time
 
@@ -162,6 +163,9 @@ def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.1)
+        # From its own log at start, not on another member's word.
+        assert "member hs4 admitted from the log" in victim.log()
+        assert "admitted on member" not in victim.log()
     finally:
         joiner.kill()
 
@@ -176,20 +180,30 @@ def transfer_to(members, admin, target, exclude=()):
         time.sleep(0.05)
 
 
-def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
-    """hs1 is down while hs4 joins, and restarts before it has heard of
-    hs4: hs4, leading, is refused by hs1's ZAP handler. Once hs1 has
-    learned hs4's key from another leader, hs4's link must work again when
-    it leads once more: libzmq never redials a refused session itself."""
+@contextlib.contextmanager
+def hs4_leading_while_hs1_is_down(ring, tmp_path):
+    """Kill hs1, add hs4, hand it the leadership; yield (admin key pair,
+    hs4, the four members). hs4 is killed afterwards."""
     wait_leader(ring)
     admin = read_key_pair(ring[0].admin.secret_path)
     hs1, hs2, hs3 = ring
     hs1.kill()
     wait_leader([hs2, hs3])
     joiner = add_fourth_member(ring, tmp_path, admin)
-    members = ring + [joiner]
     try:
         transfer_to([hs2, hs3, joiner], admin, joiner)
+        yield admin, joiner, ring + [joiner]
+    finally:
+        joiner.kill()
+
+
+def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
+    """hs1 is down while hs4 joins, and restarts before it has heard of
+    hs4: hs4, leading, is refused by hs1's ZAP handler. Once hs1 has
+    learned hs4's key from another member, hs4's link must work again when
+    it leads once more: libzmq never redials a refused session itself."""
+    hs1, hs2, _ = ring
+    with hs4_leading_while_hs1_is_down(ring, tmp_path) as (admin, joiner, members):
         hs1.start()
         deadline = time.monotonic() + 10
         while "peer 1 refused our handshake" not in joiner.log():
@@ -211,8 +225,6 @@ def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
                 break
             assert time.monotonic() < deadline
             time.sleep(0.05)
-    finally:
-        joiner.kill()
 
 
 def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp_path):
@@ -221,15 +233,8 @@ def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp
     With no leader for two election timeouts it asks hs2 and hs3 whom they
     know (raft-wire.md types 9, 10), admits hs4, and follows it: no change
     of leader and no operator step needed."""
-    wait_leader(ring)
-    admin = read_key_pair(ring[0].admin.secret_path)
-    hs1, hs2, hs3 = ring
-    hs1.kill()
-    wait_leader([hs2, hs3])
-    joiner = add_fourth_member(ring, tmp_path, admin)
-    members = ring + [joiner]
-    try:
-        transfer_to([hs2, hs3, joiner], admin, joiner)
+    hs1 = ring[0]
+    with hs4_leading_while_hs1_is_down(ring, tmp_path) as (_, joiner, members):
         call_any([joiner], "entity.create", time.monotonic() + 10, path="/hs4/before")
         hs1.start()
         deadline = time.monotonic() + 15
@@ -243,5 +248,3 @@ def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp
             time.sleep(0.1)
         assert "member hs4 (raft id 4) admitted on member" in hs1.log()
         assert wait_leader(members)[0] == "hs4"
-    finally:
-        joiner.kill()
