@@ -340,14 +340,11 @@ s_ask_members (hs_server_t *self, uint64_t now)
                               NULL, 0);
 }
 
-//  Fill MEMBER with FIELDS (name, raft_id, raft, api, key); true if whole.
+//  Fill MEMBER's fields; false if one is missing or does not fit.
 static bool
-s_member_from_json (raft_msg_member_t *member, const json_t *fields)
+s_member_fill (raft_msg_member_t *member, const char *name, const char *raft,
+               const char *api, const char *key)
 {
-    const char *name = json_string_value (json_object_get (fields, "name"));
-    const char *raft = json_string_value (json_object_get (fields, "raft"));
-    const char *api = json_string_value (json_object_get (fields, "api"));
-    const char *key = json_string_value (json_object_get (fields, "key"));
     if (!name || !raft || !key || strlen (name) > RAFT_MSG_MAX_NAME
         || strlen (raft) > RAFT_MSG_MAX_ADDRESS
         || (api && strlen (api) > RAFT_MSG_MAX_ADDRESS)
@@ -358,6 +355,31 @@ s_member_from_json (raft_msg_member_t *member, const json_t *fields)
     strcpy (member->api, api ? api : "");
     strcpy (member->key, key);
     return true;
+}
+
+//  Fill MEMBER (whose id is set) from what we know of it: an applied
+//  cluster.add in ADDED, else our config. False if we know no key.
+static bool
+s_member_known (hs_server_t *self, const json_t *added,
+                raft_msg_member_t *member)
+{
+    for (size_t at = 0; at < json_array_size (added); at++) {
+        const json_t *fields = json_array_get (added, at);
+        if ((raft_id) json_integer_value (json_object_get (fields, "raft_id"))
+            == member->id)
+            return s_member_fill (
+                member, json_string_value (json_object_get (fields, "name")),
+                json_string_value (json_object_get (fields, "raft")),
+                json_string_value (json_object_get (fields, "api")),
+                json_string_value (json_object_get (fields, "key")));
+    }
+    for (unsigned at = 0; at < self->n_members; at++) {
+        const s_member_t *configured = &self->members [at];
+        if (configured->id == member->id)
+            return s_member_fill (member, configured->name, configured->raft,
+                                  configured->api, configured->key);
+    }
+    return false;
 }
 
 //  Answer member TO's MembersQuery: every voter or standby of the ring's
@@ -373,29 +395,8 @@ s_tell_members (hs_server_t *self, raft_id to)
     unsigned n = 0;
     for (unsigned at = 0; at < configuration->n && n < RAFT_MSG_MAX_MEMBERS;
          at++) {
-        raft_id id = configuration->servers [at].id;
-        raft_msg_member_t *member = &members [n];
-        member->id = id;
-        bool known = false;
-        size_t index;
-        json_t *fields;
-        json_array_foreach (added, index, fields)
-        {
-            if ((raft_id) json_integer_value (
-                    json_object_get (fields, "raft_id"))
-                == id)
-                known = s_member_from_json (member, fields);
-        }
-        for (unsigned c = 0; c < self->n_members && !known; c++)
-            if (self->members [c].id == id) {
-                json_t *configured = json_pack (
-                    "{s:s,s:s,s:s?,s:s}", "name", self->members [c].name,
-                    "raft", self->members [c].raft, "api",
-                    self->members [c].api, "key", self->members [c].key);
-                known = s_member_from_json (member, configured);
-                json_decref (configured);
-            }
-        if (known)
+        members [n].id = configuration->servers [at].id;
+        if (s_member_known (self, added, &members [n]))
             n++;
     }
     hs_link_send_members (self->link, to, RAFT_MSG_MEMBERS, members, n);

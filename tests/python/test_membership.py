@@ -134,6 +134,20 @@ def test_remove_the_leader_itself(ring):
         assert client.call("status")["role"] != "leader"
 
 
+def wait_follows_and_holds(member, leader, prefix, timeout=15):
+    """Wait until MEMBER names LEADER as leader (if given) and holds an
+    entity under PREFIX."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with member.client() as client:
+            status = client.call("status")
+            held = client.call("entity.list", prefix=prefix, consistency="stale")
+        if (leader is None or status["leader"] == leader) and held["entities"]:
+            return
+        assert time.monotonic() < deadline, (status, member.log())
+        time.sleep(0.1)
+
+
 def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
     """hs4 joined at run time, so hs1's config file does not name it: after
     a restart hs1 learns hs4's key only from the log, which hs4, the leader,
@@ -154,15 +168,7 @@ def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
         victim.kill()
         call_any(members[1:], "entity.create", time.monotonic() + 10, path="/while/down")
         victim.start()
-        deadline = time.monotonic() + 15
-        while True:
-            with victim.client() as client:
-                status = client.call("status")
-                held = client.call("entity.list", prefix="/while/", consistency="stale")
-            if status["leader"] == "hs4" and held["entities"]:
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.1)
+        wait_follows_and_holds(victim, "hs4", "/while/")
         # From its own log at start, not on another member's word.
         assert "member hs4 admitted from the log" in victim.log()
         assert "admitted on member" not in victim.log()
@@ -217,14 +223,7 @@ def test_a_refused_raft_link_is_dialled_again(ring, tmp_path):
             time.sleep(0.05)
         transfer_to(members, admin, joiner)  # hs1 follows hs4 now
         call_any([joiner], "entity.create", time.monotonic() + 10, path="/hs4/leads")
-        deadline = time.monotonic() + 10
-        while True:
-            with hs1.client() as client:
-                held = client.call("entity.list", prefix="/hs4/", consistency="stale")
-            if held["entities"]:
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_follows_and_holds(hs1, None, "/hs4/", timeout=10)
 
 
 def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp_path):
@@ -237,14 +236,6 @@ def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp
     with hs4_leading_while_hs1_is_down(ring, tmp_path) as (_, joiner, members):
         call_any([joiner], "entity.create", time.monotonic() + 10, path="/hs4/before")
         hs1.start()
-        deadline = time.monotonic() + 15
-        while True:
-            with hs1.client() as client:
-                status = client.call("status")
-                held = client.call("entity.list", prefix="/hs4/", consistency="stale")
-            if status["leader"] == "hs4" and held["entities"]:
-                break
-            assert time.monotonic() < deadline, (status, hs1.log())
-            time.sleep(0.1)
+        wait_follows_and_holds(hs1, "hs4", "/hs4/")
         assert "member hs4 (raft id 4) admitted on member" in hs1.log()
         assert wait_leader(members)[0] == "hs4"
