@@ -18,7 +18,14 @@ operations, throughput, latency p50/p99, CPU of the three server processes
 the leader under no load and time the next successful write through the
 survivors.
 
-Usage: bench_ring_vs_etcd.py [--seconds N] [--quick] [--json FILE]
+The machine drifts (other work, the hypervisor), so with --repeats N the
+two systems run N rounds each, alternating which goes first, and every
+figure reported is the median of its N rounds; each ratio is also shown
+with its range over the rounds (the ratio of round k is taken between
+the two systems' runs of round k, which sat next to each other in time).
+
+Usage: bench_ring_vs_etcd.py [--seconds N] [--repeats N] [--quick]
+[--json FILE]
 """
 
 import argparse
@@ -30,6 +37,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import statistics
 import sys
 import tempfile
 import threading
@@ -513,14 +521,66 @@ def ratio(a, b):
     return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
 
 
-def report(results, seconds):
+MEDIAN_FIELDS = ("ops", "ops_per_s", "p50_ms", "p99_ms", "server_cpu_s",
+                 "loadgen_cpu_s", "other_cpu_s")
+
+
+def median_of_rounds(rounds):
+    """One system's ROUNDS as one result: each case's figures are the
+    medians of its rounds (errors are summed), and the failover is the
+    round whose time to the first write is the median (low median for an
+    even count), kept whole so its other fields stay consistent."""
+    cases = []
+    for at, first in enumerate(rounds[0]["cases"]):
+        runs = [r["cases"][at] for r in rounds]
+        case = {"kind": first["kind"], "clients": first["clients"],
+                "rounds": len(runs), "errors": sum(r["errors"] for r in runs)}
+        for field in MEDIAN_FIELDS:
+            values = [r[field] for r in runs if not math.isnan(r[field])]
+            case[field] = statistics.median(values) if values else float("nan")
+        samples = [e for r in runs for e in r.get("error_samples", [])]
+        if samples:
+            case["error_samples"] = sorted(set(samples))[:3]
+        cases.append(case)
+    times = [r["failover"]["ms"] for r in rounds]
+    chosen = times.index(statistics.median_low(times))
+    return {"cases": cases, "failover": rounds[chosen]["failover"]}
+
+
+def round_ratios(sf_rounds, etcd_rounds):
+    """Per case, the ratios simfabric / etcd of each round."""
+    table = []
+    for at, first in enumerate(sf_rounds[0]["cases"]):
+        pairs = [(a["cases"][at], b["cases"][at]) for a, b in zip(sf_rounds, etcd_rounds)]
+        table.append({
+            "case": f"{first['kind']} {first['clients']}",
+            "throughput": [ratio(a["ops_per_s"], b["ops_per_s"]) for a, b in pairs],
+            "p50": [ratio(a["p50_ms"], b["p50_ms"]) for a, b in pairs],
+            "p99": [ratio(a["p99_ms"], b["p99_ms"]) for a, b in pairs],
+        })
+    table.append({
+        "case": "failover",
+        "throughput": [],
+        "p50": [ratio(a["failover"]["ms"], b["failover"]["ms"])
+                for a, b in zip(sf_rounds, etcd_rounds)],
+        "p99": [],
+    })
+    return table
+
+
+def report(results, seconds, per_round=None):
+    """Print the table of RESULTS (one result per system, medians when
+    there were several rounds) and, given PER_ROUND (round_ratios), each
+    round's ratios."""
     sf, et = results["simfabric"], results["etcd"]
+    rounds = sf["cases"][0].get("rounds", 1)
     lines = []
     head = (f"{'case':12} | {'ops/s sf':>9} {'etcd':>9} {'sf/etcd':>7} | "
             f"{'p50 ms sf':>9} {'etcd':>7} {'sf/etcd':>7} | "
             f"{'p99 ms sf':>9} {'etcd':>7} {'sf/etcd':>7}")
     lines.append(f"simfabric ring vs etcd 3.4, 3 members each on 127.0.0.1, {seconds:g} s per case, "
-                 f"{os.cpu_count()} cores, {len(VALUE)}-byte records")
+                 f"{os.cpu_count()} cores, {len(VALUE)}-byte records"
+                 + (f", medians of {rounds} rounds" if rounds > 1 else ""))
     lines.append(head)
     lines.append("-" * len(head))
     ratios = []
@@ -559,6 +619,23 @@ def report(results, seconds):
     seen_ratio = (ratio(fs["leader_seen_ms"], fe["leader_seen_ms"])
                   if fs["leader_seen_ms"] and fe["leader_seen_ms"] else float("nan"))
     lines.append(f"{'sf/etcd':10} | {ratio(fs['ms'], fe['ms']):14.2f} | {seen_ratio:18.2f} |")
+    if per_round and rounds > 1:
+        lines.append("")
+        lines.append("ratios sf/etcd of each round (the two systems' runs of one round "
+                     "sat next to each other in time)")
+
+        def spread(values):
+            return " ".join(f"{v:5.2f}" for v in values) if values else "-"
+
+        lines.append(f"{'case':12} | {'throughput':>{6 * rounds}} | {'p50':>{6 * rounds}} | "
+                     f"{'p99':>{6 * rounds}}")
+        for r in per_round:
+            if r["case"] == "failover":
+                lines.append(f"{'failover':12} | {'':>{6 * rounds}} | {spread(r['p50']):>{6 * rounds}} "
+                             f"| (first write after SIGKILL)")
+            else:
+                lines.append(f"{r['case']:12} | {spread(r['throughput']):>{6 * rounds}} | "
+                             f"{spread(r['p50']):>{6 * rounds}} | {spread(r['p99']):>{6 * rounds}}")
     print("\n".join(lines), flush=True)
     return ratios
 
@@ -583,10 +660,14 @@ def _terminate(signum, _frame):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each case")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds per system, alternating which goes first; medians are reported")
     parser.add_argument("--quick", action="store_true", help="1 s per case (smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     options = parser.parse_args()
     seconds = 1.0 if options.quick else options.seconds
+    if options.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if not os.access(ETCD, os.X_OK):
         parser.error(f"{ETCD} missing: install etcd-server (bench_ring_vs_etcd.sh does)")
     signal.signal(signal.SIGTERM, _terminate)
@@ -595,21 +676,35 @@ def main():
     build.mkdir(exist_ok=True)
     # The data of both systems on the same disk, the project's build folder.
     folder = Path(tempfile.mkdtemp(prefix="bench-ring-vs-etcd-", dir=build))
-    results = {}
+    rounds = {"simfabric": [], "etcd": []}
+    makers = {"simfabric": Simfabric, "etcd": Etcd}
     try:
-        results["simfabric"] = bench_system(Simfabric(folder / "simfabric"), seconds)
-        results["etcd"] = bench_system(Etcd(folder / "etcd"), seconds)
+        for number in range(options.repeats):
+            #  Alternate which system goes first, so a drift of the machine
+            #  over the run falls on both alike.
+            order = ("simfabric", "etcd") if number % 2 == 0 else ("etcd", "simfabric")
+            if options.repeats > 1:
+                say(f"round {number + 1} of {options.repeats}: {order[0]} first")
+            for name in order:
+                data = folder / f"{name}-{number}"
+                rounds[name].append(bench_system(makers[name](data), seconds))
+                shutil.rmtree(data, ignore_errors=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ratios = report(results, seconds)
+    results = {name: median_of_rounds(runs) for name, runs in rounds.items()}
+    per_round = round_ratios(rounds["simfabric"], rounds["etcd"])
+    ratios = report(results, seconds, per_round)
     if options.json:
         document = {
             "seconds_per_case": seconds,
+            "rounds": options.repeats,
             "cores": os.cpu_count(),
             "record_bytes": len(VALUE),
             "simfabric": results["simfabric"],
             "etcd": results["etcd"],
             "ratios_simfabric_over_etcd": ratios,
+            "ratios_of_each_round": per_round,
+            "every_round": rounds,
         }
         Path(options.json).write_text(json.dumps(_no_nan(document), indent=2) + "\n")
         say(f"results written to {options.json}")

@@ -2,7 +2,8 @@
 #  The homeserver ring beside etcd 3.4, both 3 members on loopback, driven
 #  by the same Python load generator: durable writes with 1, 16 and 64
 #  clients, linearizable reads with 16 and 64, and leader failover.
-#  Usage: tests/bench/bench_ring_vs_etcd.sh [--seconds N] [--quick] [--json FILE]
+#  Usage: tests/bench/bench_ring_vs_etcd.sh [--seconds N] [--repeats N] [--quick]
+#  [--json FILE]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
