@@ -15,6 +15,7 @@
 #include "common/sf_zap.h"
 #include "protocol/api_msg.h"
 #include "protocol/api_router.h"
+#include "tests/bench/bench_stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +38,6 @@ static const api_msg_op_t s_ops [] = {
     {NULL, NULL},
 };
 
-static int
-s_compare (const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *) left, b = *(const uint64_t *) right;
-    return a < b ? -1 : a > b;
-}
-
 typedef struct {
     double median;  //  ns
     double p99;     //  ns
@@ -52,9 +46,9 @@ typedef struct {
 static s_stats_t
 s_stats (uint64_t *samples, size_t count)
 {
-    qsort (samples, count, sizeof *samples, s_compare);
-    s_stats_t stats = {(double) samples [count / 2],
-                       (double) samples [count * 99 / 100]};
+    bench_stats_sort (samples, count);
+    s_stats_t stats = {(double) bench_stats_rank (samples, count, 0.5),
+                       (double) bench_stats_rank (samples, count, 0.99)};
     return stats;
 }
 

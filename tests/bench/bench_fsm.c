@@ -24,6 +24,7 @@
 #include "common/sf_json.h"
 #include "common/sf_time.h"
 #include "protocol/ring_cmd.h"
+#include "tests/bench/bench_stats.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -37,19 +38,12 @@ typedef struct {
     size_t size;
 } s_command_t;
 
-static int
-s_compare (const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *) left, b = *(const uint64_t *) right;
-    return a < b ? -1 : a > b;
-}
-
 static void
 s_print (const char *what, uint64_t *samples, size_t count, double floor)
 {
-    qsort (samples, count, sizeof *samples, s_compare);
-    double median = (double) samples [count / 2];
-    double p99 = (double) samples [count * 99 / 100];
+    bench_stats_sort (samples, count);
+    double median = (double) bench_stats_rank (samples, count, 0.5);
+    double p99 = (double) bench_stats_rank (samples, count, 0.99);
     printf ("%-22s median %7.0f ns  p99 %7.0f ns", what, median, p99);
     if (floor > 0)
         printf ("  %5.2fx the floor", median / floor);
@@ -183,8 +177,8 @@ main (int argc, char *argv [])
         publish [index] =
             s_apply (published, events, commands, &next_published);
     }
-    qsort (bare, batches, sizeof *bare, s_compare);
-    double floor_median = (double) bare [batches / 2];
+    bench_stats_sort (bare, batches);
+    double floor_median = (double) bench_stats_rank (bare, batches, 0.5);
     s_print ("floor: SQLite insert", bare, batches, 0);
     s_print ("apply", apply, batches, floor_median);
     s_print ("apply + publish", publish, batches, floor_median);

@@ -20,6 +20,7 @@
     the five processes used per lap. */
 
 #include "common/sf_time.h"
+#include "tests/bench/bench_stats.h"
 
 #include <czmq.h>
 #include <netinet/in.h>
@@ -52,13 +53,6 @@ typedef struct {
     bool curve;
     size_t size;
 } s_setup_t;
-
-static int
-s_compare (const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *) left, b = *(const uint64_t *) right;
-    return a < b ? -1 : a > b;
-}
 
 //  A free TCP port on loopback, as the kernel picks one.
 static int
@@ -261,14 +255,14 @@ main (int argc, char *argv [])
     //  relays, since they did nothing but this.
     double cpu = sf_time_cpu_s (RUSAGE_SELF) + sf_time_cpu_s (RUSAGE_CHILDREN)
                  - cpu_before;
-    qsort (samples, count, sizeof *samples, s_compare);
+    bench_stats_sort (samples, count);
     printf ("{\"concurrency\": %d, \"curve\": %s, \"size\": %zu, \"hops\": %d, "
             "\"laps\": %zu, \"laps_per_s\": %.0f, \"p50_us\": %.1f, "
             "\"p99_us\": %.1f, \"cpu_us_per_lap\": %.1f}\n",
             concurrency, setup.curve ? "true" : "false", setup.size, S_HOPS,
             count, (double) count / elapsed,
-            count ? (double) samples [count / 2] / 1e3 : 0,
-            count ? (double) samples [count * 99 / 100] / 1e3 : 0,
+            (double) bench_stats_rank (samples, count, 0.5) / 1e3,
+            (double) bench_stats_rank (samples, count, 0.99) / 1e3,
             count ? cpu / (double) count * 1e6 : 0);
     free (samples);
     for (int at = 0; at < S_ROLES; at++) {

@@ -14,19 +14,13 @@
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
 #include "common/sf_time.h"
+#include "tests/bench/bench_stats.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int
-s_compare (const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *) left, b = *(const uint64_t *) right;
-    return a < b ? -1 : a > b;
-}
 
 static void
 s_report (const char *what, uint64_t *samples, size_t count, double seconds)
@@ -35,11 +29,11 @@ s_report (const char *what, uint64_t *samples, size_t count, double seconds)
         printf ("%-28s no samples\n", what);
         return;
     }
-    qsort (samples, count, sizeof *samples, s_compare);
+    bench_stats_sort (samples, count);
     printf ("%-28s n=%zu  %.0f/s  p50 %.3f ms  p99 %.3f ms\n", what, count,
             seconds > 0 ? (double) count / seconds : 0.0,
-            (double) samples [count / 2] / 1e6,
-            (double) samples [count * 99 / 100] / 1e6);
+            (double) bench_stats_rank (samples, count, 0.5) / 1e6,
+            (double) bench_stats_rank (samples, count, 0.99) / 1e6);
 }
 
 //  The floor: fdatasync of a small append, COUNT times, in DIR.

@@ -22,6 +22,7 @@
 #include "common/sf_time.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
+#include "tests/bench/bench_stats.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -43,14 +44,14 @@ typedef struct {
     int port;  //  first of two UDP ports
 } s_options_t;
 
-//  Latency samples, in microseconds: the age of one arrival in
+//  Latency samples, in nanoseconds: the age of one arrival in
 //  S_SAMPLE_EVERY, in every case alike, so that reading the clock (dear on
 //  this virtual machine) does not take a share of the receiver's CPU
 //  comparable to what is measured.
 #define S_SAMPLE_EVERY 8
 
 typedef struct {
-    double *values;
+    uint64_t *values;
     size_t count;
     uint64_t arrivals;
 } s_samples_t;
@@ -60,25 +61,16 @@ static void
 s_arrival (s_samples_t *samples, uint64_t sent_ns)
 {
     if (samples->arrivals++ % S_SAMPLE_EVERY == 0 && samples->count < S_SAMPLES)
-        samples->values [samples->count++] =
-            (double) (sf_time_mono_ns () - sent_ns) / 1000.0;
+        samples->values [samples->count++] = sf_time_mono_ns () - sent_ns;
 }
 
-static int
-s_compare (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
+//  The FRACTION quantile of SAMPLES, in microseconds.
 static double
 s_percentile (s_samples_t *samples, double fraction)
 {
-    if (!samples->count)
-        return 0;
-    qsort (samples->values, samples->count, sizeof (double), s_compare);
-    size_t at = (size_t) (fraction * (double) (samples->count - 1));
-    return samples->values [at];
+    bench_stats_sort (samples->values, samples->count);
+    return (double) bench_stats_rank (samples->values, samples->count, fraction)
+           / 1000.0;
 }
 
 //  Sleep-free pacing: how many sends are due by NOW for RATE since START.
@@ -137,7 +129,8 @@ s_raw (const s_options_t *options)
     zclock_sleep (100);
     s_raw_receiver_t receiver = {
         options, zsock_resolve (dish), 0, {NULL, 0, 0}, 0};
-    receiver.samples.values = (double *) malloc (S_SAMPLES * sizeof (double));
+    receiver.samples.values =
+        (uint64_t *) malloc (S_SAMPLES * sizeof (uint64_t));
     pthread_t thread;
     pthread_create (&thread, NULL, s_raw_receive, &receiver);
     uint8_t *payload = (uint8_t *) zmalloc (options->size);
@@ -273,7 +266,7 @@ s_sealed (const s_options_t *options)
     sim_stream_start (a.stream, registered_a << 16 | 1);
     sim_stream_start (b.stream, registered_b << 16 | 1);
     sim_stream_set_listener (b.stream, s_applied, &b);
-    b.samples.values = (double *) malloc (S_SAMPLES * sizeof (double));
+    b.samples.values = (uint64_t *) malloc (S_SAMPLES * sizeof (uint64_t));
 
     sim_entity_t **entities =
         (sim_entity_t **) zmalloc (options->entities * sizeof (sim_entity_t *));
@@ -429,7 +422,7 @@ s_enet (const s_options_t *options)
     }
     if (!connected)
         return 1;
-    server.samples.values = (double *) malloc (S_SAMPLES * sizeof (double));
+    server.samples.values = (uint64_t *) malloc (S_SAMPLES * sizeof (uint64_t));
     pthread_t thread;
     pthread_create (&thread, NULL, s_enet_serve, &server);
     uint8_t payload [S_STATE] = {0};

@@ -23,6 +23,7 @@
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
 #include "common/sf_time.h"
+#include "tests/bench/bench_stats.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -39,24 +40,18 @@ typedef struct {
     zcert_t *cert;
 } s_client_t;
 
-static int
-s_compare (const void *left, const void *right)
-{
-    uint64_t a = *(const uint64_t *) left, b = *(const uint64_t *) right;
-    return a < b ? -1 : a > b;
-}
-
 //  Median, p99 and maximum of COUNT samples (sorted in place), in microseconds.
 static json_t *
 s_summary (uint64_t *samples, size_t count)
 {
     if (!count)
         return json_pack ("{s:i}", "n", 0);
-    qsort (samples, count, sizeof *samples, s_compare);
-    return json_pack ("{s:I,s:f,s:f,s:f}", "n", (json_int_t) count, "p50_us",
-                      (double) samples [count / 2] / 1e3, "p99_us",
-                      (double) samples [count * 99 / 100] / 1e3, "max_us",
-                      (double) samples [count - 1] / 1e3);
+    bench_stats_sort (samples, count);
+    return json_pack (
+        "{s:I,s:f,s:f,s:f}", "n", (json_int_t) count, "p50_us",
+        (double) bench_stats_rank (samples, count, 0.5) / 1e3, "p99_us",
+        (double) bench_stats_rank (samples, count, 0.99) / 1e3, "max_us",
+        (double) bench_stats_rank (samples, count, 1) / 1e3);
 }
 
 static int
