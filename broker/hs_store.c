@@ -102,8 +102,21 @@ hs_store_new (const char *path, sf_fault_t *fault)
         goto failed;
     }
     //  WAL + synchronous=FULL: a commit returns after the WAL is fsynced.
-    if (s_exec (self, "PRAGMA journal_mode=WAL", fault)
-        || s_exec (self, "PRAGMA synchronous=FULL", fault)
+    //  Exclusive locking, set before the WAL is first opened: the file stays
+    //  locked for as long as we hold it open, so a second daemon given the
+    //  same data folder stops here instead of writing the same raft log,
+    //  and no commit takes or drops a file lock (nor maps a -shm file).
+    if (s_exec (self, "PRAGMA locking_mode=EXCLUSIVE", fault))
+        goto failed;
+    if (s_exec (self, "PRAGMA journal_mode=WAL", fault)) {
+        if (sqlite3_errcode (self->db) == SQLITE_BUSY)
+            sf_fault_set (fault, SF_ESTORE,
+                          "store %s is in use by another process (another "
+                          "homeserver with the same data folder?)",
+                          path);
+        goto failed;
+    }
+    if (s_exec (self, "PRAGMA synchronous=FULL", fault)
         || s_exec (self, s_schema, fault))
         goto failed;
     int64_t format = s_meta (self, "format", 0);
@@ -460,6 +473,13 @@ hs_store_test (bool verbose)
     hs_store_t *store = hs_store_new (path, &fault);
     assert (store);
     assert (hs_store_empty (store));
+    //  Nobody else may open it while we hold it (a second daemon on the
+    //  same data folder), and trying changes nothing for us.
+    hs_store_t *second = hs_store_new (path, &fault);
+    assert (!second);
+    assert (fault.error == SF_ESTORE);
+    assert (strstr (fault.message, "is in use by another process"));
+    assert (strstr (fault.message, path));
     assert (hs_store_save_term_vote (store, 3, 2, &fault) == 0);
     assert (!hs_store_empty (store));
     char one [] = "one", two [] = "two", three [] = "three";

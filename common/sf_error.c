@@ -52,10 +52,15 @@ sf_fault_set (sf_fault_t *fault, sf_error_t error, const char *format, ...)
     if (!fault)
         return -1;
     fault->error = error;
+    //  Formatted aside first: callers may wrap the fault's own message
+    //  ("...: %s", fault->message), and vsnprintf must not read what it
+    //  writes.
+    char message [sizeof fault->message];
     va_list args;
     va_start (args, format);
-    vsnprintf (fault->message, sizeof fault->message, format, args);
+    vsnprintf (message, sizeof message, format, args);
     va_end (args);
+    memcpy (fault->message, message, sizeof message);
     if (!fault->message [0])
         snprintf (fault->message, sizeof fault->message, "%s",
                   sf_error_message (error));
@@ -88,6 +93,11 @@ sf_error_test (bool verbose)
     //  An empty format falls back to the default message.
     sf_fault_set (&fault, SF_ETIMEOUT, "%s", "");
     assert (strcmp (fault.message, "operation timed out") == 0);
+    //  A fault may wrap its own message.
+    sf_fault_set (&fault, SF_ESTORE, "inner");
+    sf_fault_set (&fault, SF_EINVAL, "outer (%s): %s", "x", fault.message);
+    assert (fault.error == SF_EINVAL);
+    assert (strcmp (fault.message, "outer (x): inner") == 0);
     assert (sf_fault_set (NULL, SF_EINVAL, "x") == -1);
     if (verbose)
         printf ("OK\n");

@@ -37,9 +37,25 @@ sim_checkpoint_open (const char *path, sf_fault_t *fault)
         sim_checkpoint_destroy (&self);
         return NULL;
     }
+    //  Locked for as long as we hold it open (set before the WAL is first
+    //  opened), so that two sims given the same file do not both resume
+    //  from it and save over each other.
+    if (s_exec (self, "PRAGMA locking_mode=EXCLUSIVE", fault)
+        || s_exec (self, "PRAGMA journal_mode=WAL", fault)) {
+        if (sqlite3_errcode (self->db) == SQLITE_BUSY)
+            sf_fault_set (fault, SF_EINVAL,
+                          "checkpoint file '%s' is in use by another process "
+                          "(another sim with the same sim/checkpoint?)",
+                          path);
+        else
+            sf_fault_set (fault, SF_EINVAL,
+                          "'%s' is not a usable checkpoint: %s", path,
+                          fault->message);
+        sim_checkpoint_destroy (&self);
+        return NULL;
+    }
     //  A cache: a crash may lose the last save, never corrupt the file.
-    if (s_exec (self, "PRAGMA journal_mode=WAL", fault)
-        || s_exec (self, "PRAGMA synchronous=NORMAL", fault)
+    if (s_exec (self, "PRAGMA synchronous=NORMAL", fault)
         || s_exec (self,
                    "CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY "
                    "KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL, state "
@@ -177,6 +193,9 @@ sim_checkpoint_test (bool verbose)
     sf_fault_t fault;
     sim_checkpoint_t *checkpoint = sim_checkpoint_open (path, &fault);
     assert (checkpoint);
+    //  A second sim given the same file is refused while we hold it.
+    assert (!sim_checkpoint_open (path, &fault));
+    assert (strstr (fault.message, "is in use by another process"));
 
     sim_store_t *store = sim_store_new ();
     sim_entity_t *mine = sim_store_create (store, "/a/mine", 7, 3, 10, true);

@@ -1,11 +1,13 @@
 """A ring of real homeservers over CURVE on loopback: election, agreement
 on the leader, failover, restart with the same data folder."""
 
+import subprocess
 import time
 
 import pytest
 
 from simfabric_testing import wait_leader
+from simfabric_testing.daemon import free_port
 
 
 def test_three_members_elect_one_leader(ring):
@@ -68,3 +70,25 @@ def test_counters_show_the_raft_link_and_forwarded_requests(ring):
         counters = client.call("counters")["counters"]
     assert counters["api_forwarded"] == 0
     assert counters["raft_sent"] > 0 and counters["raft_received"] > 0
+
+
+def test_a_second_homeserver_on_the_same_data_folder_is_refused(homeserver):
+    """Two processes writing one raft log would corrupt it: the second
+    stops at start, naming the store, and the first keeps its data and
+    goes on serving."""
+    with homeserver.client(keys=homeserver.admin) as admin:
+        admin.call("entity.create", path="/held/before", checkpoint="x")
+    command = homeserver.command() + [
+        "--name", "intruder",
+        "--api", f"tcp://127.0.0.1:{free_port()}",
+        "--raft", f"tcp://127.0.0.1:{free_port()}",
+        "--events", f"tcp://127.0.0.1:{free_port()}",
+    ]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert f"store {homeserver.folder / 'data' / 'raft.db'} is in use by another process" \
+        in second.stderr, second.stderr
+    with homeserver.client(keys=homeserver.admin) as admin:
+        admin.call("entity.create", path="/held/after", checkpoint="y")
+        assert admin.call("entity.get", path="/held/before")["path"] == "/held/before"
+    assert homeserver.process.poll() is None
