@@ -2,9 +2,12 @@
 entities it is the authority of, keeps only those the ring still says are
 its own, and its next updates overtake what its peers already hold."""
 
+import subprocess
+
 import pytest
 
 from simfabric_testing import make_ring, make_sims, wait_registered, running
+from simfabric_testing.daemon import free_port, free_udp_port
 
 from test_sim_stream import _get, wait_for
 
@@ -45,3 +48,24 @@ def test_a_restarted_sim_resumes_what_the_ring_still_gives_it(fabric):
     # The peer takes the new update: its seq is above anything sent before.
     wait_for(lambda: (_get(sim2, "/world/k1") or {}).get("state") == "v10",
              what="the update after the restart")
+
+
+def test_a_second_sim_on_the_same_checkpoint_file_is_refused(fabric):
+    """Two sims resuming from and saving over one checkpoint would each
+    take the other's entities for their own: the second stops at start,
+    naming the file, and the first goes on."""
+    _ring, (sim1, _sim2) = fabric
+    with sim1.client() as game:
+        game.call("entity.create", path="/world/held", state="mine")
+    command = sim1.command() + [
+        "--api", f"tcp://127.0.0.1:{free_port()}",
+        "--state", f"udp://127.0.0.1:{free_udp_port()}",
+        "--handoff", f"tcp://127.0.0.1:{free_port()}",
+    ]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert (f"checkpoint file '{sim1.folder / 'checkpoint.db'}' is in use by another process"
+            in second.stderr), second.stderr
+    with sim1.client() as game:
+        assert game.call("entity.update", path="/world/held", state="still mine")["seq"] == 2
+    assert sim1.process.poll() is None
