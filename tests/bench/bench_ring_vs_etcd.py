@@ -660,7 +660,7 @@ def _terminate(signum, _frame):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each case")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=int, default=3,
                         help="rounds per system, alternating which goes first; medians are reported")
     parser.add_argument("--quick", action="store_true", help="1 s per case (smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
