@@ -187,45 +187,42 @@ hs_link_check (hs_link_t *self, uint64_t now)
     }
 }
 
+//  Send the SIZE bytes encoded in BUFFER to PEER (NULL: unknown), or drop
+//  them (SIZE 0: the encoder refused), and count which.
+static void
+s_send_encoded (hs_link_t *self, s_peer_t *peer, const uint8_t *buffer,
+                size_t size)
+{
+    if (peer && size > 0
+        && zmq_send (zsock_resolve (peer->dealer), buffer, size, ZMQ_DONTWAIT)
+               >= 0)
+        self->counters.sent++;
+    else
+        self->counters.send_dropped++;
+}
+
 void
 hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
                     uint64_t seq)
 {
-    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, &to);
-    if (!peer) {
-        self->counters.send_dropped++;
-        return;
-    }
     uint8_t buffer [RAFT_MSG_PROBE_SIZE + RAFT_MSG_MAX_ADDRESS];
     size_t size = raft_msg_encode_probe (type, self->id, self->endpoint, term,
                                          seq, buffer, sizeof buffer);
-    if (size == 0
-        || zmq_send (zsock_resolve (peer->dealer), buffer, size, ZMQ_DONTWAIT)
-               < 0) {
-        self->counters.send_dropped++;
-        return;
-    }
-    self->counters.sent++;
+    s_send_encoded (self, (s_peer_t *) zhashx_lookup (self->peers, &to), buffer,
+                    size);
 }
 
 void
 hs_link_send_members (hs_link_t *self, raft_id to, int type,
                       const raft_msg_member_t *members, unsigned n)
 {
-    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, &to);
-    uint8_t *buffer =
-        peer ? (uint8_t *) malloc (RAFT_MSG_MEMBERS_MAX_SIZE) : NULL;
+    uint8_t *buffer = (uint8_t *) malloc (RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (buffer);
     size_t size =
-        buffer
-            ? raft_msg_encode_members (type, self->id, self->endpoint, members,
-                                       n, buffer, RAFT_MSG_MEMBERS_MAX_SIZE)
-            : 0;
-    if (size == 0
-        || zmq_send (zsock_resolve (peer->dealer), buffer, size, ZMQ_DONTWAIT)
-               < 0)
-        self->counters.send_dropped++;
-    else
-        self->counters.sent++;
+        raft_msg_encode_members (type, self->id, self->endpoint, members, n,
+                                 buffer, RAFT_MSG_MEMBERS_MAX_SIZE);
+    s_send_encoded (self, (s_peer_t *) zhashx_lookup (self->peers, &to), buffer,
+                    size);
     free (buffer);
 }
 

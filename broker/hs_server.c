@@ -154,17 +154,12 @@ s_counters (void *context, json_t *counters)
                              json_integer ((json_int_t) values [at].value));
 }
 
-//  A member added at run time (cluster.add): reach it over raft, forward
-//  to it, admit its key.
+//  A member added at run time: reach member ID over raft at RAFT, forward
+//  to it at API (NULL: none), admit its KEY.
 static void
-s_learn (hs_server_t *self, const json_t *member)
+s_learn_member (hs_server_t *self, raft_id id, const char *name,
+                const char *raft, const char *api, const char *key)
 {
-    raft_id id =
-        (raft_id) json_integer_value (json_object_get (member, "raft_id"));
-    const char *name = json_string_value (json_object_get (member, "name"));
-    const char *raft = json_string_value (json_object_get (member, "raft"));
-    const char *api = json_string_value (json_object_get (member, "api"));
-    const char *key = json_string_value (json_object_get (member, "key"));
     if (!id || !name || !raft || !key || id == self->id)
         return;
     if (!hs_link_knows (self->link, id))
@@ -175,6 +170,19 @@ s_learn (hs_server_t *self, const json_t *member)
         if (dealer && self->loop)
             sf_loop_reader (self->loop, dealer, s_handle_forward, self);
     }
+}
+
+//  The same, from MEMBER's fields as cluster.add names them.
+static void
+s_learn (hs_server_t *self, const json_t *member)
+{
+    s_learn_member (
+        self,
+        (raft_id) json_integer_value (json_object_get (member, "raft_id")),
+        json_string_value (json_object_get (member, "name")),
+        json_string_value (json_object_get (member, "raft")),
+        json_string_value (json_object_get (member, "api")),
+        json_string_value (json_object_get (member, "key")));
 }
 
 //  Members added in the log tail, before any of it is applied: after a
@@ -417,12 +425,8 @@ s_learn_members (hs_server_t *self, raft_id from,
                        "member %llu's word",
                        member->name, (unsigned long long) member->id,
                        (unsigned long long) from);
-        json_t *fields = json_pack (
-            "{s:I,s:s,s:s,s:s?,s:s}", "raft_id", (json_int_t) member->id,
-            "name", member->name, "raft", member->raft, "api",
-            member->api [0] ? member->api : NULL, "key", member->key);
-        s_learn (self, fields);
-        json_decref (fields);
+        s_learn_member (self, member->id, member->name, member->raft,
+                        member->api [0] ? member->api : NULL, member->key);
     }
 }
 

@@ -39,23 +39,11 @@ sim_checkpoint_open (const char *path, sf_fault_t *fault)
     }
     //  Locked for as long as we hold it open (set before the WAL is first
     //  opened), so that two sims given the same file do not both resume
-    //  from it and save over each other.
+    //  from it and save over each other. A cache: a crash may lose the last
+    //  save, never corrupt the file.
     if (s_exec (self, "PRAGMA locking_mode=EXCLUSIVE", fault)
-        || s_exec (self, "PRAGMA journal_mode=WAL", fault)) {
-        if (sqlite3_errcode (self->db) == SQLITE_BUSY)
-            sf_fault_set (fault, SF_EINVAL,
-                          "checkpoint file '%s' is in use by another process "
-                          "(another sim with the same sim/checkpoint?)",
-                          path);
-        else
-            sf_fault_set (fault, SF_EINVAL,
-                          "'%s' is not a usable checkpoint: %s", path,
-                          fault->message);
-        sim_checkpoint_destroy (&self);
-        return NULL;
-    }
-    //  A cache: a crash may lose the last save, never corrupt the file.
-    if (s_exec (self, "PRAGMA synchronous=NORMAL", fault)
+        || s_exec (self, "PRAGMA journal_mode=WAL", fault)
+        || s_exec (self, "PRAGMA synchronous=NORMAL", fault)
         || s_exec (self,
                    "CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY "
                    "KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL, state "
@@ -65,8 +53,15 @@ sim_checkpoint_open (const char *path, sf_fault_t *fault)
                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
                    "value INTEGER)",
                    fault)) {
-        sf_fault_set (fault, SF_EINVAL, "'%s' is not a usable checkpoint: %s",
-                      path, fault->message);
+        if (sqlite3_errcode (self->db) == SQLITE_BUSY)
+            sf_fault_set (fault, SF_EINVAL,
+                          "checkpoint file '%s' is in use by another process "
+                          "(another sim with the same sim/checkpoint?)",
+                          path);
+        else
+            sf_fault_set (fault, SF_EINVAL,
+                          "'%s' is not a usable checkpoint: %s", path,
+                          fault->message);
         sim_checkpoint_destroy (&self);
         return NULL;
     }

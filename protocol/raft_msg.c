@@ -42,19 +42,26 @@ s_put_uint (s_writer_t *self, uint64_t value, unsigned bytes)
     s_put (self, buffer, bytes);
 }
 
+//  A string: its length in 2 bytes, then its bytes.
+static void
+s_put_string (s_writer_t *self, const char *text)
+{
+    size_t size = strlen (text);
+    s_put_uint (self, size, 2);
+    s_put (self, text, size);
+}
+
 //  The frame header (raft-wire.md section 3).
 static void
 s_put_header (s_writer_t *self, uint64_t type, raft_id sender,
               const char *address)
 {
-    size_t address_size = strlen (address);
     s_put_uint (self, S_MAGIC_0, 1);
     s_put_uint (self, S_MAGIC_1, 1);
     s_put_uint (self, RAFT_MSG_VERSION, 1);
     s_put_uint (self, type, 1);
     s_put_uint (self, sender, 8);
-    s_put_uint (self, address_size, 2);
-    s_put (self, address, address_size);
+    s_put_string (self, address);
 }
 
 //  --------------------------------------------------------------------------
@@ -404,16 +411,7 @@ s_member_valid (const raft_msg_member_t *member)
     return member->id != 0 && sf_name_valid (member->name) && raft > 0
            && raft <= RAFT_MSG_MAX_ADDRESS
            && strlen (member->api) <= RAFT_MSG_MAX_ADDRESS
-           && strlen (member->key) == RAFT_MSG_KEY_SIZE
            && sf_cert_key_valid (member->key);
-}
-
-static void
-s_put_string (s_writer_t *writer, const char *text)
-{
-    size_t size = strlen (text);
-    s_put_uint (writer, size, 2);
-    s_put (writer, text, size);
 }
 
 size_t

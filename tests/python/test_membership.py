@@ -158,12 +158,7 @@ def test_a_restarted_member_follows_a_leader_added_at_run_time(ring, tmp_path):
     joiner = add_fourth_member(ring, tmp_path, admin)
     members = ring + [joiner]
     try:
-        with ring[0].client(keys=admin) as client:
-            client.call("cluster.transfer", to=4)
-        deadline = time.monotonic() + 15
-        while wait_leader(members)[0] != "hs4":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        transfer_to(members, admin, joiner)
         victim = ring[0]
         victim.kill()
         call_any(members[1:], "entity.create", time.monotonic() + 10, path="/while/down")
