@@ -49,6 +49,10 @@ const sf_config_key_t sim_server_schema [] = {
      "512..8189", "largest state datagram sent, bytes (8189 on a LAN)"},
     {"sim/credit", "credit", SF_CONFIG_INT, false, "64", "1..65535",
      "datagrams each peer may have in flight to this sim"},
+    {"sim/receive_buffer", "receive-buffer", SF_CONFIG_INT, false, "4194304",
+     "65536..268435456",
+     "bytes of kernel buffer asked for the state socket (net.core.rmem_max "
+     "caps it); credit is granted from it"},
     {"sim/watch", "watch", SF_CONFIG_STRING, false, "/", NULL,
      "comma-separated path prefixes of the entities to replicate"},
     {"sim/key_grace", "key-grace", SF_CONFIG_INT, false, "60000", "0..86400000",
@@ -174,6 +178,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
             1024,
             sf_config_str (config, "sim/watch"),
             (uint32_t) sf_config_int (config, "sim/key_grace"),
+            (size_t) sf_config_int (config, "sim/receive_buffer"),
         };
         self->stream = sim_stream_new (state, self->cert, self->store,
                                        &stream_config, fault);

@@ -1,9 +1,11 @@
 /*  sim_stream: sealed state datagrams over RADIO/DISH. */
 
 #include "peer/sim_stream.h"
+#include "common/sf_log.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "peer/sim_credit.h"
+#include "peer/sim_rcvbuf.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_window.h"
 #include "protocol/state_msg.h"
@@ -140,10 +142,10 @@ s_peer_destroy (s_peer_t **self_p)
     }
 }
 
-//  Half the kernel's default receive buffer: libzmq's UDP engine does not
-//  apply ZMQ_RCVBUF, so this is what the DISH has to absorb bursts with.
+//  Half the kernel's default receive buffer: what a socket of the DISH's
+//  that could not be found has to absorb bursts with.
 static size_t
-s_buffer_budget (void)
+s_default_budget (void)
 {
     size_t bytes = 212992;  //  Linux's usual net.core.rmem_default
     FILE *file = fopen ("/proc/sys/net/core/rmem_default", "r");
@@ -154,6 +156,27 @@ s_buffer_budget (void)
         fclose (file);
     }
     return bytes / 2;
+}
+
+//  Size the DISH's socket to BYTES (0: leave it) and grant credit from
+//  what the kernel gives it (section 6).
+static void
+s_size_buffer (sim_stream_t *self, const char *endpoint, size_t bytes)
+{
+    sf_fault_t fault;
+    int port = sim_rcvbuf_port (endpoint);
+    self->buffer_budget =
+        port ? sim_rcvbuf_apply (port, bytes, 1000, &fault) : 0;
+    if (!self->buffer_budget) {
+        self->buffer_budget = s_default_budget ();
+        sf_log_warning ("sim_stream: %s: %s; credit is granted from %zu bytes",
+                        endpoint, port ? fault.message : "no port",
+                        self->buffer_budget);
+    }
+    else if (self->buffer_budget < bytes)
+        sf_log_notice ("sim_stream: the receive buffer of %s is %zu bytes, "
+                       "not %zu: net.core.rmem_max caps it",
+                       endpoint, self->buffer_budget, bytes);
 }
 
 sim_stream_t *
@@ -180,7 +203,6 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     self->name = strdup (config->name);
     self->datagram_size = config->datagram_size;
     self->credit = config->credit;
-    self->buffer_budget = s_buffer_budget ();
     self->key_grace_us = (uint64_t) config->key_grace_ms * 1000;
     self->max_window = config->max_window;
     self->peers = zlistx_new ();
@@ -230,6 +252,7 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
                       zmq_strerror (zmq_errno ()));
         goto failed;
     }
+    s_size_buffer (self, endpoint, config->receive_buffer);
     //  libzmq signals a reader only once it has found its pipe empty:
     //  read until then, or the descriptor never becomes readable.
     sim_stream_receive (self, sf_time_mono_us ());
@@ -905,6 +928,8 @@ sim_stream_counters (sim_stream_t *self)
                          json_integer ((json_int_t) sum.dirty));
     json_object_set_new (counters, "datagrams_in_flight",
                          json_integer ((json_int_t) sum.in_flight));
+    json_object_set_new (counters, "receive_buffer",
+                         json_integer ((json_int_t) self->buffer_budget));
     return counters;
 }
 

@@ -27,6 +27,9 @@ typedef struct _sim_stream_t sim_stream_t;
 #define SIM_STREAM_GROUP "sf"
 #define SIM_STREAM_MAX_DATAGRAM (8192 - 1 - 2)
 
+//  The receive buffer a sim asks for by default (sim/receive_buffer).
+#define SIM_STREAM_RECEIVE_BUFFER 4194304
+
 typedef struct {
     const char *name;       //  this sim's name, to skip it in the directory
     size_t datagram_size;   //  STATE_MSG_MIN_SIZE..SIM_STREAM_MAX_DATAGRAM
@@ -34,6 +37,7 @@ typedef struct {
     uint32_t max_window;    //  largest window we use as a sender
     const char *watch;      //  comma-separated path prefixes to replicate
     uint32_t key_grace_ms;  //  a re-keyed peer's old key stays accepted
+    size_t receive_buffer;  //  bytes asked for the DISH's socket, 0: as is
 } sim_stream_config_t;
 
 //  Called when the replica ENTITY changed from the stream.

@@ -15,11 +15,15 @@
           ENet, unreliable unsequenced 64-byte packets as fast as the
           client can send them (built when libenet-dev is installed).
 
-    Each side runs on its own thread; CPU is per thread (RUSAGE_THREAD).
+    --receive-buffer B (default: a sim's, SIM_STREAM_RECEIVE_BUFFER) is
+    asked for every DISH's socket, raw and sealed alike; 0 leaves the
+    kernel's default. Each side runs on its own thread; CPU is per thread
+    (RUSAGE_THREAD).
     Ages are sampled: one arrival in S_SAMPLE_EVERY, in every case. */
 
 #define _GNU_SOURCE
 #include "common/sf_time.h"
+#include "peer/sim_rcvbuf.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
 #include "tests/bench/bench_stats.h"
@@ -41,7 +45,8 @@ typedef struct {
     double rate;        //  per second (datagrams, or updates); 0: unpaced
     unsigned entities;  //  sealed: entities changed round robin
     double seconds;
-    int port;  //  first of two UDP ports
+    int port;               //  first of two UDP ports
+    size_t receive_buffer;  //  bytes asked for each DISH's socket, 0: as is
 } s_options_t;
 
 //  Latency samples, in nanoseconds: the age of one arrival in
@@ -130,6 +135,14 @@ s_raw (const s_options_t *options)
         || zsock_connect (radio, "%s", endpoint))
         return 1;
     zsock_set_sndhwm (radio, 100000);
+    //  The same socket buffer the sealed case's DISH gets.
+    sf_fault_t fault;
+    if (options->receive_buffer
+        && !sim_rcvbuf_apply (options->port, options->receive_buffer, 1000,
+                              &fault)) {
+        fprintf (stderr, "bench_stream: %s\n", fault.message);
+        return 1;
+    }
     zclock_sleep (100);
     s_raw_receiver_t receiver = {
         options, zsock_resolve (dish), 0, {NULL, 0, 0, false}, 0};
@@ -249,8 +262,10 @@ s_sealed (const s_options_t *options)
               options->port);
     snprintf (endpoint_b, sizeof endpoint_b, "udp://127.0.0.1:%d",
               options->port + 1);
-    sim_stream_config_t config_a = {"a", options->size, 64, 1024, "/", 0};
-    sim_stream_config_t config_b = {"b", options->size, 64, 1024, "/", 0};
+    sim_stream_config_t config_a = {"a", options->size,          64, 1024, "/",
+                                    0,   options->receive_buffer};
+    sim_stream_config_t config_b = {"b", options->size,          64, 1024, "/",
+                                    0,   options->receive_buffer};
     sf_fault_t fault;
     a.stream = sim_stream_new (endpoint_a, cert_a, a.store, &config_a, &fault);
     b.stream = sim_stream_new (endpoint_b, cert_b, b.store, &config_b, &fault);
@@ -468,7 +483,8 @@ s_enet (const s_options_t *options)
 int
 main (int argc, char *argv [])
 {
-    s_options_t options = {argc > 1 ? argv [1] : "", 8189, 0, 1000, 2, 24000};
+    s_options_t options = {argc > 1 ? argv [1] : "", 8189, 0, 1000, 2, 24000,
+                           SIM_STREAM_RECEIVE_BUFFER};
     for (int at = 2; at + 1 < argc; at += 2) {
         if (streq (argv [at], "--size"))
             options.size = (size_t) atol (argv [at + 1]);
@@ -480,6 +496,8 @@ main (int argc, char *argv [])
             options.seconds = atof (argv [at + 1]);
         else if (streq (argv [at], "--port"))
             options.port = atoi (argv [at + 1]);
+        else if (streq (argv [at], "--receive-buffer"))
+            options.receive_buffer = (size_t) atol (argv [at + 1]);
         else {
             fprintf (stderr, "bench_stream: unknown option %s\n", argv [at]);
             return 2;
@@ -499,6 +517,7 @@ main (int argc, char *argv [])
         return s_enet (&options);
 #endif
     fprintf (stderr, "usage: bench_stream raw|sealed|enet [--size B] [--rate "
-                     "R] [--entities N] [--seconds S] [--port P]\n");
+                     "R] [--entities N] [--seconds S] [--port P] "
+                     "[--receive-buffer B]\n");
     return 2;
 }

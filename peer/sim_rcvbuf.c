@@ -1,0 +1,166 @@
+/*  sim_rcvbuf: the receive buffer of a DISH's UDP socket. */
+
+#include "peer/sim_rcvbuf.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+sim_rcvbuf_port (const char *endpoint)
+{
+    const char *colon = endpoint ? strrchr (endpoint, ':') : NULL;
+    if (!colon || !colon [1])
+        return 0;
+    char *end;
+    long port = strtol (colon + 1, &end, 10);
+    return *end == 0 && port > 0 && port < 65536 ? (int) port : 0;
+}
+
+//  The local port FD is bound to if it is a UDP socket, else 0.
+static int
+s_udp_port (int fd)
+{
+    struct stat info;
+    if (fstat (fd, &info) || !S_ISSOCK (info.st_mode))
+        return 0;
+    int type = 0;
+    socklen_t size = sizeof type;
+    if (getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &size)
+        || type != SOCK_DGRAM)
+        return 0;
+    struct sockaddr_storage address;
+    size = sizeof address;
+    if (getsockname (fd, (struct sockaddr *) &address, &size))
+        return 0;
+    if (address.ss_family == AF_INET)
+        return ntohs (((struct sockaddr_in *) &address)->sin_port);
+    if (address.ss_family == AF_INET6)
+        return ntohs (((struct sockaddr_in6 *) &address)->sin6_port);
+    return 0;
+}
+
+int
+sim_rcvbuf_socket (int port)
+{
+    DIR *fds = opendir ("/proc/self/fd");
+    if (!fds)
+        return -1;
+    int found = -1;
+    struct dirent *entry;
+    while (found < 0 && (entry = readdir (fds))) {
+        char *end;
+        long fd = strtol (entry->d_name, &end, 10);
+        if (*end || end == entry->d_name || fd == dirfd (fds))
+            continue;
+        if (s_udp_port ((int) fd) == port)
+            found = (int) fd;
+    }
+    closedir (fds);
+    return found;
+}
+
+size_t
+sim_rcvbuf_apply (int port, size_t bytes, unsigned wait_ms, sf_fault_t *fault)
+{
+    int fd = sim_rcvbuf_socket (port);
+    for (unsigned waited = 0; fd < 0 && waited < wait_ms; waited++) {
+        struct timespec pause = {0, 1000000};
+        nanosleep (&pause, NULL);
+        fd = sim_rcvbuf_socket (port);
+    }
+    if (fd < 0) {
+        sf_fault_set (fault, SF_EINTERNAL,
+                      "no UDP socket bound to port %d in this process", port);
+        return 0;
+    }
+    int asked = bytes > (size_t) (INT_MAX / 2) ? INT_MAX / 2 : (int) bytes;
+    int given = 0;
+    socklen_t size = sizeof given;
+    if ((bytes && setsockopt (fd, SOL_SOCKET, SO_RCVBUF, &asked, sizeof asked))
+        || getsockopt (fd, SOL_SOCKET, SO_RCVBUF, &given, &size)
+        || given <= 0) {
+        sf_fault_set (fault, SF_EINTERNAL,
+                      "cannot set the receive buffer of UDP port %d: %s", port,
+                      strerror (errno));
+        return 0;
+    }
+    return (size_t) given / 2;
+}
+
+//  The kernel's cap on SO_RCVBUF requests.
+static size_t
+s_rmem_max (void)
+{
+    size_t bytes = 0;
+    FILE *file = fopen ("/proc/sys/net/core/rmem_max", "r");
+    if (file) {
+        unsigned long value;
+        if (fscanf (file, "%lu", &value) == 1)
+            bytes = value;
+        fclose (file);
+    }
+    return bytes;
+}
+
+int
+sim_rcvbuf_test (bool verbose)
+{
+    if (verbose)
+        printf (" * sim_rcvbuf: ");
+    assert (sim_rcvbuf_port ("udp://*:5670") == 5670);
+    assert (sim_rcvbuf_port ("udp://[::1]:9") == 9);
+    assert (sim_rcvbuf_port ("udp://host") == 0);
+    assert (sim_rcvbuf_port ("udp://host:") == 0);
+    assert (sim_rcvbuf_port ("udp://host:70000") == 0);
+    assert (sim_rcvbuf_port ("udp://host:12x") == 0);
+    assert (sim_rcvbuf_port (NULL) == 0);
+
+    //  A UDP socket of ours, bound to a port the kernel picks, is found by
+    //  that port; a TCP socket on the same port is not.
+    int udp = socket (AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert (bind (udp, (struct sockaddr *) &address, sizeof address) == 0);
+    socklen_t size = sizeof address;
+    assert (getsockname (udp, (struct sockaddr *) &address, &size) == 0);
+    int port = ntohs (address.sin_port);
+    int tcp = socket (AF_INET, SOCK_STREAM, 0);
+    assert (bind (tcp, (struct sockaddr *) &address, sizeof address) == 0);
+    assert (sim_rcvbuf_socket (port) == udp);
+
+    //  The buffer asked for is what the kernel gives, up to its cap.
+    size_t cap = s_rmem_max ();
+    size_t asked = 1 << 20;
+    sf_fault_t fault;
+    size_t given = sim_rcvbuf_apply (port, asked, 0, &fault);
+    assert (given == (cap && cap < asked ? cap : asked));
+    int kernel = 0;
+    size = sizeof kernel;
+    assert (getsockopt (udp, SOL_SOCKET, SO_RCVBUF, &kernel, &size) == 0);
+    assert ((size_t) kernel == 2 * given);
+    //  A smaller buffer may be asked for as well; 0 only reads it.
+    assert (sim_rcvbuf_apply (port, 65536, 0, &fault) == 65536);
+    assert (sim_rcvbuf_apply (port, 0, 0, &fault) == 65536);
+    close (udp);
+    close (tcp);
+
+    //  No socket on the port: a fault that names it, after the wait.
+    assert (sim_rcvbuf_apply (port, asked, 2, &fault) == 0);
+    char expected [64];
+    snprintf (expected, sizeof expected, "bound to port %d", port);
+    assert (strstr (fault.message, expected));
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}
