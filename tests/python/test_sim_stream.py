@@ -5,8 +5,10 @@ costs the sender bounded memory and converges after it resumes; a
 restarted sim never repeats a nonce."""
 
 import os
+import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -315,6 +317,52 @@ def test_a_stopped_receiver_costs_bounded_memory_and_converges(fabric):
         return len(page) == 100 and all(e["state"] == "0030" * 8 for e in page)
 
     wait_for(converged, timeout=20, what="every replica at its newest state")
+
+
+def kernel_receive_buffer(port: int) -> int:
+    """SO_RCVBUF as the kernel holds it for the UDP socket bound to PORT
+    (ss's `rb`), read from outside the sim."""
+    shown = subprocess.run(["ss", "-u", "-a", "-n", "-m", f"sport = :{port}"],
+                           capture_output=True, text=True, check=True).stdout
+    sizes = re.findall(r"\brb(\d+)", shown)
+    assert len(sizes) == 1, shown
+    return int(sizes[0])
+
+
+def test_the_state_socket_gets_the_receive_buffer_asked_for(tmp_path):
+    """libzmq does not apply ZMQ_RCVBUF to UDP: the sim sizes its DISH's
+    socket itself, and grants credit from what the kernel gave."""
+    asked = 1 << 20
+    ring = make_ring(tmp_path, 1)
+    sims = make_sims(tmp_path, ring, 2, extra={**HEARTBEAT, "datagram_size": 8189,
+                                               "receive_buffer": asked})
+    cap = int(open("/proc/sys/net/core/rmem_max").read())
+    given = min(asked, cap)
+    with running(ring, sims):
+        sim1, sim2 = sims
+        assert counters(sim2)["receive_buffer"] == given
+        port = int(sim2.state_endpoint.rsplit(":", 1)[1])
+        # The kernel doubles a request for its bookkeeping.
+        assert kernel_receive_buffer(port) == 2 * given
+        # Full datagrams (one 8,000-byte state each): the window sim2 grants
+        # sim1 is its credit, 64, where the kernel's default buffer would
+        # hold 13 of them.
+        with sim1.client() as game:
+            for n in range(100):
+                game.call("entity.create", path=f"/world/big{n:03d}", state="x" * 8000)
+        share = given // 8189
+
+        def granted():
+            with sim1.client() as client:
+                peers = client.call("counters")["peers"]
+            return any(p["sim"] == "sim2" and p["window"] >= min(64, share) for p in peers)
+
+        wait_for(granted, what=f"a window of {min(64, share)}")
+    # Out of range: refused at start, naming the key.
+    result = subprocess.run([*sim1.command(), "--receive-buffer", "1000"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "sim/receive_buffer" in result.stderr and "65536..268435456" in result.stderr
 
 
 def test_fabricctl_prints_counters_and_peers(fabric):
