@@ -98,19 +98,27 @@ sim_rcvbuf_apply (int port, size_t bytes, unsigned wait_ms, sf_fault_t *fault)
     return (size_t) given / 2;
 }
 
-//  The kernel's cap on SO_RCVBUF requests.
+//  A number from /proc/sys/net/core, or FALLBACK.
 static size_t
-s_rmem_max (void)
+s_sysctl (const char *name, size_t fallback)
 {
-    size_t bytes = 0;
-    FILE *file = fopen ("/proc/sys/net/core/rmem_max", "r");
+    char path [64];
+    snprintf (path, sizeof path, "/proc/sys/net/core/%s", name);
+    size_t bytes = fallback;
+    FILE *file = fopen (path, "r");
     if (file) {
         unsigned long value;
-        if (fscanf (file, "%lu", &value) == 1)
+        if (fscanf (file, "%lu", &value) == 1 && value >= 4096)
             bytes = value;
         fclose (file);
     }
     return bytes;
+}
+
+size_t
+sim_rcvbuf_default (void)
+{
+    return s_sysctl ("rmem_default", 212992) / 2;
 }
 
 int
@@ -140,7 +148,7 @@ sim_rcvbuf_test (bool verbose)
     assert (sim_rcvbuf_socket (port) == udp);
 
     //  The buffer asked for is what the kernel gives, up to its cap.
-    size_t cap = s_rmem_max ();
+    size_t cap = s_sysctl ("rmem_max", 0);
     size_t asked = 1 << 20;
     sf_fault_t fault;
     size_t given = sim_rcvbuf_apply (port, asked, 0, &fault);
@@ -154,6 +162,7 @@ sim_rcvbuf_test (bool verbose)
     assert (sim_rcvbuf_apply (port, 0, 0, &fault) == 65536);
     close (udp);
     close (tcp);
+    assert (sim_rcvbuf_default () >= 2048);
 
     //  No socket on the port: a fault that names it, after the wait.
     assert (sim_rcvbuf_apply (port, asked, 2, &fault) == 0);

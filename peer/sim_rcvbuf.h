@@ -32,6 +32,10 @@ int sim_rcvbuf_socket (int port);
 size_t sim_rcvbuf_apply (int port, size_t bytes, unsigned wait_ms,
                          sf_fault_t *fault);
 
+//  What a UDP socket may queue unless asked otherwise: half of
+//  net.core.rmem_default (208 KiB on most systems), as above.
+size_t sim_rcvbuf_default (void);
+
 //  Self test; returns 0 on success.
 int sim_rcvbuf_test (bool verbose);
 

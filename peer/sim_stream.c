@@ -142,22 +142,6 @@ s_peer_destroy (s_peer_t **self_p)
     }
 }
 
-//  Half the kernel's default receive buffer: what a socket of the DISH's
-//  that could not be found has to absorb bursts with.
-static size_t
-s_default_budget (void)
-{
-    size_t bytes = 212992;  //  Linux's usual net.core.rmem_default
-    FILE *file = fopen ("/proc/sys/net/core/rmem_default", "r");
-    if (file) {
-        unsigned long value;
-        if (fscanf (file, "%lu", &value) == 1 && value >= 8192)
-            bytes = value;
-        fclose (file);
-    }
-    return bytes / 2;
-}
-
 //  Size the DISH's socket to BYTES (0: leave it) and grant credit from
 //  what the kernel gives it (section 6).
 static void
@@ -168,7 +152,7 @@ s_size_buffer (sim_stream_t *self, const char *endpoint, size_t bytes)
     self->buffer_budget =
         port ? sim_rcvbuf_apply (port, bytes, 1000, &fault) : 0;
     if (!self->buffer_budget) {
-        self->buffer_budget = s_default_budget ();
+        self->buffer_budget = sim_rcvbuf_default ();
         sf_log_warning ("sim_stream: %s: %s; credit is granted from %zu bytes",
                         endpoint, port ? fault.message : "no port",
                         self->buffer_budget);
