@@ -5,7 +5,7 @@
 #include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "peer/sim_credit.h"
-#include "peer/sim_rcvbuf.h"
+#include "peer/sim_udp.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_window.h"
 #include "protocol/state_msg.h"
@@ -148,11 +148,10 @@ static void
 s_size_buffer (sim_stream_t *self, const char *endpoint, size_t bytes)
 {
     sf_fault_t fault;
-    int port = sim_rcvbuf_port (endpoint);
-    self->buffer_budget =
-        port ? sim_rcvbuf_apply (port, bytes, 1000, &fault) : 0;
+    int port = sim_udp_port (endpoint);
+    self->buffer_budget = port ? sim_udp_size (port, bytes, 1000, &fault) : 0;
     if (!self->buffer_budget) {
-        self->buffer_budget = sim_rcvbuf_default ();
+        self->buffer_budget = sim_udp_default ();
         sf_log_warning ("sim_stream: %s: %s; credit is granted from %zu bytes",
                         endpoint, port ? fault.message : "no port",
                         self->buffer_budget);
@@ -215,6 +214,13 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     self->hashes =
         (uint64_t *) zmalloc (STATE_MSG_MAX_UPDATES * sizeof (uint64_t));
     self->buffer = (uint8_t *) zmalloc (SIM_STREAM_MAX_DATAGRAM + 1);
+    if (!sim_udp_free (endpoint)) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "state endpoint '%s' is in use by another socket "
+                      "(another sim with the same state endpoint?)",
+                      endpoint);
+        goto failed;
+    }
     self->dish = zsock_new (ZMQ_DISH);
     if (zsock_bind (self->dish, "%s", endpoint) < 0) {
         sf_fault_set (fault, SF_EINVAL, "cannot bind state endpoint '%s': %s",

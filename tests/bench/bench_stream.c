@@ -23,7 +23,7 @@
 
 #define _GNU_SOURCE
 #include "common/sf_time.h"
-#include "peer/sim_rcvbuf.h"
+#include "peer/sim_udp.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
 #include "tests/bench/bench_stats.h"
@@ -138,7 +138,7 @@ s_raw (const s_options_t *options)
     //  The same socket buffer the sealed case's DISH gets.
     sf_fault_t fault;
     if (options->receive_buffer
-        && !sim_rcvbuf_apply (options->port, options->receive_buffer, 1000,
+        && !sim_udp_size (options->port, options->receive_buffer, 1000,
                               &fault)) {
         fprintf (stderr, "bench_stream: %s\n", fault.message);
         return 1;

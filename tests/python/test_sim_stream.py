@@ -365,6 +365,33 @@ def test_the_state_socket_gets_the_receive_buffer_asked_for(tmp_path):
     assert "sim/receive_buffer" in result.stderr and "65536..268435456" in result.stderr
 
 
+def test_a_second_sim_on_the_same_state_endpoint_is_refused(fabric, tmp_path):
+    """libzmq binds a DISH with SO_REUSEADDR, so Linux would let a second
+    sim bind the same UDP port and take a share of the first one's
+    datagrams: it stops at start instead, naming the endpoint."""
+    ring, (sim1, sim2) = fabric
+    (third,) = make_sims(tmp_path, ring, 1, names=["sim3"])
+    second = subprocess.run([*third.command(), "--state", sim1.state_endpoint],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert (f"state endpoint '{sim1.state_endpoint}' is in use by another socket"
+            in second.stderr), second.stderr
+    # sim1 still receives every datagram sim2 sends it.
+    with sim2.client() as game:
+        game.call("entity.create", path="/world/after", state="v0")
+        for n in range(1, 51):
+            game.call("entity.update", path="/world/after", state=f"v{n}")
+
+    def replicated():
+        with sim1.client() as reader:
+            try:
+                return reader.call("entity.get", path="/world/after")["state"] == "v50"
+            except ApiError:
+                return False
+
+    wait_for(replicated, what="sim1's replica at v50")
+
+
 def test_fabricctl_prints_counters_and_peers(fabric):
     import subprocess
 

@@ -26,7 +26,7 @@
 #include "protocol/state_msg.h"
 #include "peer/sim_checkpoint.h"
 #include "peer/sim_credit.h"
-#include "peer/sim_rcvbuf.h"
+#include "peer/sim_udp.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_handoff.h"
 #include "peer/sim_store.h"
@@ -71,7 +71,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_store", sim_store_test},
     {"sim_handoff", sim_handoff_test},
     {"sim_credit", sim_credit_test},
-    {"sim_rcvbuf", sim_rcvbuf_test},
+    {"sim_udp", sim_udp_test},
     {"sim_checkpoint", sim_checkpoint_test},
     {"ctl_scene", ctl_scene_test},
     {"ctl_trace", ctl_trace_test},

@@ -1,12 +1,13 @@
-/*  sim_rcvbuf: the receive buffer of a DISH's UDP socket. */
+/*  sim_udp: the UDP socket under a sim's DISH, and its receive buffer. */
 
-#include "peer/sim_rcvbuf.h"
+#include "peer/sim_udp.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@
 #include <unistd.h>
 
 int
-sim_rcvbuf_port (const char *endpoint)
+sim_udp_port (const char *endpoint)
 {
     const char *colon = endpoint ? strrchr (endpoint, ':') : NULL;
     if (!colon || !colon [1])
@@ -25,6 +26,42 @@ sim_rcvbuf_port (const char *endpoint)
     char *end;
     long port = strtol (colon + 1, &end, 10);
     return *end == 0 && port > 0 && port < 65536 ? (int) port : 0;
+}
+
+bool
+sim_udp_free (const char *endpoint)
+{
+    int port = sim_udp_port (endpoint);
+    const char *host = strstr (endpoint, "://");
+    if (!port || !host)
+        return true;
+    host += 3;
+    char name [256];
+    size_t length = (size_t) (strrchr (endpoint, ':') - host);
+    if (length >= sizeof name)
+        return true;
+    memcpy (name, host, length);
+    name [length] = 0;
+    if (name [0] == '[' && length > 2 && name [length - 1] == ']') {
+        memmove (name, name + 1, length - 2);
+        name [length - 2] = 0;
+    }
+    char service [8];
+    snprintf (service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_DGRAM};
+    struct addrinfo *found = NULL;
+    if (getaddrinfo (strcmp (name, "*") ? name : NULL, service, &hints, &found))
+        return true;
+    bool is_free = true;
+    int fd = socket (found->ai_family, SOCK_DGRAM, 0);
+    if (fd >= 0) {
+        //  No SO_REUSEADDR: the bind fails if anyone holds the port.
+        if (bind (fd, found->ai_addr, found->ai_addrlen) && errno == EADDRINUSE)
+            is_free = false;
+        close (fd);
+    }
+    freeaddrinfo (found);
+    return is_free;
 }
 
 //  The local port FD is bound to if it is a UDP socket, else 0.
@@ -51,7 +88,7 @@ s_udp_port (int fd)
 }
 
 int
-sim_rcvbuf_socket (int port)
+sim_udp_socket (int port)
 {
     DIR *fds = opendir ("/proc/self/fd");
     if (!fds)
@@ -71,13 +108,13 @@ sim_rcvbuf_socket (int port)
 }
 
 size_t
-sim_rcvbuf_apply (int port, size_t bytes, unsigned wait_ms, sf_fault_t *fault)
+sim_udp_size (int port, size_t bytes, unsigned wait_ms, sf_fault_t *fault)
 {
-    int fd = sim_rcvbuf_socket (port);
+    int fd = sim_udp_socket (port);
     for (unsigned waited = 0; fd < 0 && waited < wait_ms; waited++) {
         struct timespec pause = {0, 1000000};
         nanosleep (&pause, NULL);
-        fd = sim_rcvbuf_socket (port);
+        fd = sim_udp_socket (port);
     }
     if (fd < 0) {
         sf_fault_set (fault, SF_EINTERNAL,
@@ -116,23 +153,23 @@ s_sysctl (const char *name, size_t fallback)
 }
 
 size_t
-sim_rcvbuf_default (void)
+sim_udp_default (void)
 {
     return s_sysctl ("rmem_default", 212992) / 2;
 }
 
 int
-sim_rcvbuf_test (bool verbose)
+sim_udp_test (bool verbose)
 {
     if (verbose)
-        printf (" * sim_rcvbuf: ");
-    assert (sim_rcvbuf_port ("udp://*:5670") == 5670);
-    assert (sim_rcvbuf_port ("udp://[::1]:9") == 9);
-    assert (sim_rcvbuf_port ("udp://host") == 0);
-    assert (sim_rcvbuf_port ("udp://host:") == 0);
-    assert (sim_rcvbuf_port ("udp://host:70000") == 0);
-    assert (sim_rcvbuf_port ("udp://host:12x") == 0);
-    assert (sim_rcvbuf_port (NULL) == 0);
+        printf (" * sim_udp: ");
+    assert (sim_udp_port ("udp://*:5670") == 5670);
+    assert (sim_udp_port ("udp://[::1]:9") == 9);
+    assert (sim_udp_port ("udp://host") == 0);
+    assert (sim_udp_port ("udp://host:") == 0);
+    assert (sim_udp_port ("udp://host:70000") == 0);
+    assert (sim_udp_port ("udp://host:12x") == 0);
+    assert (sim_udp_port (NULL) == 0);
 
     //  A UDP socket of ours, bound to a port the kernel picks, is found by
     //  that port; a TCP socket on the same port is not.
@@ -145,27 +182,43 @@ sim_rcvbuf_test (bool verbose)
     int port = ntohs (address.sin_port);
     int tcp = socket (AF_INET, SOCK_STREAM, 0);
     assert (bind (tcp, (struct sockaddr *) &address, sizeof address) == 0);
-    assert (sim_rcvbuf_socket (port) == udp);
+    assert (sim_udp_socket (port) == udp);
 
     //  The buffer asked for is what the kernel gives, up to its cap.
     size_t cap = s_sysctl ("rmem_max", 0);
     size_t asked = 1 << 20;
     sf_fault_t fault;
-    size_t given = sim_rcvbuf_apply (port, asked, 0, &fault);
+    size_t given = sim_udp_size (port, asked, 0, &fault);
     assert (given == (cap && cap < asked ? cap : asked));
     int kernel = 0;
     size = sizeof kernel;
     assert (getsockopt (udp, SOL_SOCKET, SO_RCVBUF, &kernel, &size) == 0);
     assert ((size_t) kernel == 2 * given);
     //  A smaller buffer may be asked for as well; 0 only reads it.
-    assert (sim_rcvbuf_apply (port, 65536, 0, &fault) == 65536);
-    assert (sim_rcvbuf_apply (port, 0, 0, &fault) == 65536);
+    assert (sim_udp_size (port, 65536, 0, &fault) == 65536);
+    assert (sim_udp_size (port, 0, 0, &fault) == 65536);
     close (udp);
     close (tcp);
-    assert (sim_rcvbuf_default () >= 2048);
+    assert (sim_udp_default () >= 2048);
+
+    //  A port held by a socket with SO_REUSEADDR, as a DISH holds it, is
+    //  not free, by its address or by every address; once closed, it is.
+    int held = socket (AF_INET, SOCK_DGRAM, 0);
+    int on = 1;
+    assert (setsockopt (held, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
+    address.sin_port = htons ((uint16_t) port);
+    assert (bind (held, (struct sockaddr *) &address, sizeof address) == 0);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "udp://127.0.0.1:%d", port);
+    assert (!sim_udp_free (endpoint));
+    snprintf (endpoint, sizeof endpoint, "udp://*:%d", port);
+    assert (!sim_udp_free (endpoint));
+    close (held);
+    assert (sim_udp_free (endpoint));
+    assert (sim_udp_free ("udp://no-port"));
 
     //  No socket on the port: a fault that names it, after the wait.
-    assert (sim_rcvbuf_apply (port, asked, 2, &fault) == 0);
+    assert (sim_udp_size (port, asked, 2, &fault) == 0);
     char expected [64];
     snprintf (expected, sizeof expected, "bound to port %d", port);
     assert (strstr (fault.message, expected));
