@@ -139,7 +139,7 @@ s_raw (const s_options_t *options)
     sf_fault_t fault;
     if (options->receive_buffer
         && !sim_udp_size (options->port, options->receive_buffer, 1000,
-                              &fault)) {
+                          &fault)) {
         fprintf (stderr, "bench_stream: %s\n", fault.message);
         return 1;
     }
