@@ -185,19 +185,18 @@ s_handle_command (zsock_t *pipe, s_state_t *self)
     char *command = NULL, *domain = NULL, *key = NULL;
     if (zstr_recvx (pipe, &command, &domain, &key, NULL) < 1)
         return false;
-    bool running = true;
-    if (streq (command, "$TERM"))
-        running = false;
-    else if (streq (command, "REFUSED"))
-        zsock_send (pipe, "8", self->refused);
-    else if (streq (command, "ANY") && domain)
-        s_policy_get (domains, domain)->any = true;
-    else if (streq (command, "ALLOW") && domain && key)
-        zhashx_insert (s_policy_get (domains, domain)->keys, key, "");
-    else if (streq (command, "REVOKE") && domain && key)
-        zhashx_delete (s_policy_get (domains, domain)->keys, key);
-    if (running && !streq (command, "REFUSED"))
+    bool running = !streq (command, "$TERM");
+    if (streq (command, "REFUSED"))
+        zsock_send (pipe, "8", self->refused);  //  its own answer
+    else if (running) {
+        if (streq (command, "ANY") && domain)
+            s_policy_get (domains, domain)->any = true;
+        else if (streq (command, "ALLOW") && domain && key)
+            zhashx_insert (s_policy_get (domains, domain)->keys, key, "");
+        else if (streq (command, "REVOKE") && domain && key)
+            zhashx_delete (s_policy_get (domains, domain)->keys, key);
         zsock_signal (pipe, 0);
+    }
     zstr_free (&command);
     zstr_free (&domain);
     zstr_free (&key);

@@ -110,11 +110,11 @@ sim_udp_socket (int port)
 size_t
 sim_udp_size (int port, size_t bytes, unsigned wait_ms, sf_fault_t *fault)
 {
-    int fd = sim_udp_socket (port);
-    for (unsigned waited = 0; fd < 0 && waited < wait_ms; waited++) {
+    int fd;
+    for (unsigned waited = 0;
+         (fd = sim_udp_socket (port)) < 0 && waited < wait_ms; waited++) {
         struct timespec pause = {0, 1000000};
         nanosleep (&pause, NULL);
-        fd = sim_udp_socket (port);
     }
     if (fd < 0) {
         sf_fault_set (fault, SF_EINTERNAL,
