@@ -17,7 +17,8 @@
 
     --receive-buffer B (default: a sim's, SIM_STREAM_RECEIVE_BUFFER) is
     asked for every DISH's socket, raw and sealed alike; 0 leaves the
-    kernel's default. Each side runs on its own thread; CPU is per thread
+    kernel's default. --credit C (sealed; default 64, sim/credit's) is the
+    window each side grants the other. Each side runs on its own thread; CPU is per thread
     (RUSAGE_THREAD).
     Ages are sampled: one arrival in S_SAMPLE_EVERY, in every case. */
 
@@ -47,6 +48,7 @@ typedef struct {
     double seconds;
     int port;               //  first of two UDP ports
     size_t receive_buffer;  //  bytes asked for each DISH's socket, 0: as is
+    uint32_t credit;        //  sealed: the window each side grants
 } s_options_t;
 
 //  Latency samples, in nanoseconds: the age of one arrival in
@@ -262,10 +264,12 @@ s_sealed (const s_options_t *options)
               options->port);
     snprintf (endpoint_b, sizeof endpoint_b, "udp://127.0.0.1:%d",
               options->port + 1);
-    sim_stream_config_t config_a = {"a", options->size,          64, 1024, "/",
-                                    0,   options->receive_buffer};
-    sim_stream_config_t config_b = {"b", options->size,          64, 1024, "/",
-                                    0,   options->receive_buffer};
+    sim_stream_config_t config_a = {
+        "a", options->size,          options->credit, 1024, "/",
+        0,   options->receive_buffer};
+    sim_stream_config_t config_b = {
+        "b", options->size,          options->credit, 1024, "/",
+        0,   options->receive_buffer};
     sf_fault_t fault;
     a.stream = sim_stream_new (endpoint_a, cert_a, a.store, &config_a, &fault);
     b.stream = sim_stream_new (endpoint_b, cert_b, b.store, &config_b, &fault);
@@ -483,8 +487,8 @@ s_enet (const s_options_t *options)
 int
 main (int argc, char *argv [])
 {
-    s_options_t options = {argc > 1 ? argv [1] : "", 8189, 0, 1000, 2, 24000,
-                           SIM_STREAM_RECEIVE_BUFFER};
+    s_options_t options = {argc > 1 ? argv [1] : "",  8189, 0, 1000, 2, 24000,
+                           SIM_STREAM_RECEIVE_BUFFER, 64};
     for (int at = 2; at + 1 < argc; at += 2) {
         if (streq (argv [at], "--size"))
             options.size = (size_t) atol (argv [at + 1]);
@@ -498,6 +502,8 @@ main (int argc, char *argv [])
             options.port = atoi (argv [at + 1]);
         else if (streq (argv [at], "--receive-buffer"))
             options.receive_buffer = (size_t) atol (argv [at + 1]);
+        else if (streq (argv [at], "--credit"))
+            options.credit = (uint32_t) atol (argv [at + 1]);
         else {
             fprintf (stderr, "bench_stream: unknown option %s\n", argv [at]);
             return 2;
@@ -518,6 +524,6 @@ main (int argc, char *argv [])
 #endif
     fprintf (stderr, "usage: bench_stream raw|sealed|enet [--size B] [--rate "
                      "R] [--entities N] [--seconds S] [--port P] "
-                     "[--receive-buffer B]\n");
+                     "[--receive-buffer B] [--credit C]\n");
     return 2;
 }
