@@ -307,23 +307,23 @@ sim_store_offer (sim_store_t *self, const char *path, size_t size,
                  uint64_t now_ms, sim_entity_t **entity_p)
 {
     sim_entity_t *entity = s_probe (self, path, size, hash)->entity;
-    if (!entity) {
-        entity = sim_store_create (self, path, size, epoch, 0, false);
-        if (!entity)
-            return SIM_STORE_NO_MEMORY;
+    bool same_source = false;  //  a new replica has no source yet
+    if (entity) {
+        if (entity->authority)
+            return SIM_STORE_CONFLICT;  //  ours: no one else sets it here
+        if (epoch < entity->epoch)
+            return SIM_STORE_STALE_EPOCH;
+        same_source = strcmp (entity->source, source) == 0;
+        if (epoch == entity->epoch && entity->seq && !same_source)
+            return SIM_STORE_CONFLICT;  //  two authorities cannot share an epoch
+        if (epoch == entity->epoch && seq <= entity->seq)
+            return SIM_STORE_SUPERSEDED;
     }
-    else if (entity->authority)
-        return SIM_STORE_CONFLICT;  //  ours: no one else sets it here
-    else if (epoch < entity->epoch)
-        return SIM_STORE_STALE_EPOCH;
-    else if (epoch == entity->epoch && entity->seq
-             && strcmp (entity->source, source) != 0)
-        return SIM_STORE_CONFLICT;  //  two authorities cannot share an epoch
-    else if (epoch == entity->epoch && seq <= entity->seq)
-        return SIM_STORE_SUPERSEDED;
+    else if (!(entity = sim_store_create (self, path, size, epoch, 0, false)))
+        return SIM_STORE_NO_MEMORY;
     if (sim_store_set (self, entity, epoch, seq, state, state_size, now_ms))
         return SIM_STORE_NO_MEMORY;
-    if (strcmp (entity->source, source) != 0)
+    if (!same_source)
         snprintf (entity->source, sizeof entity->source, "%s", source);
     *entity_p = entity;
     return SIM_STORE_APPLIED;
