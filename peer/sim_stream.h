@@ -27,8 +27,10 @@ typedef struct _sim_stream_t sim_stream_t;
 #define SIM_STREAM_GROUP "sf"
 #define SIM_STREAM_MAX_DATAGRAM (8192 - 1 - 2)
 
-//  The receive buffer a sim asks for by default (sim/receive_buffer).
+//  The receive buffer a sim asks for by default (sim/receive_buffer), and
+//  the window it grants each sender by default (sim/credit).
 #define SIM_STREAM_RECEIVE_BUFFER 4194304
+#define SIM_STREAM_CREDIT 64
 
 typedef struct {
     const char *name;       //  this sim's name, to skip it in the directory

@@ -17,9 +17,9 @@
 
     --receive-buffer B (default: a sim's, SIM_STREAM_RECEIVE_BUFFER) is
     asked for every DISH's socket, raw and sealed alike; 0 leaves the
-    kernel's default. --credit C (sealed; default 64, sim/credit's) is the
-    window each side grants the other. Each side runs on its own thread; CPU is per thread
-    (RUSAGE_THREAD).
+    kernel's default. --credit C (sealed; default SIM_STREAM_CREDIT, a
+    sim's) is the window each side grants the other. Each side runs on its
+    own thread; CPU is per thread (RUSAGE_THREAD).
     Ages are sampled: one arrival in S_SAMPLE_EVERY, in every case. */
 
 #define _GNU_SOURCE
@@ -487,8 +487,13 @@ s_enet (const s_options_t *options)
 int
 main (int argc, char *argv [])
 {
-    s_options_t options = {argc > 1 ? argv [1] : "",  8189, 0, 1000, 2, 24000,
-                           SIM_STREAM_RECEIVE_BUFFER, 64};
+    s_options_t options = {.mode = argc > 1 ? argv [1] : "",
+                           .size = 8189,
+                           .entities = 1000,
+                           .seconds = 2,
+                           .port = 24000,
+                           .receive_buffer = SIM_STREAM_RECEIVE_BUFFER,
+                           .credit = SIM_STREAM_CREDIT};
     for (int at = 2; at + 1 < argc; at += 2) {
         if (streq (argv [at], "--size"))
             options.size = (size_t) atol (argv [at + 1]);

@@ -127,11 +127,11 @@ def main():
           f"(target < 2 ms)")
     # The tail at half rate follows the time the hypervisor took from the
     # machine during the run more than anything in the stream: each run.
+    def each(runs):
+        return ", ".join(f"{r['p99_us'] / 1000:.2f} / {r['steal_s']:.2f}" for r in runs)
+
     print("half rate, each run (p99 ms / CPU s stolen from the machine): "
-          + ", ".join(f"{r['p99_us'] / 1000:.2f} / {r['steal_s']:.2f}" for r in sealed_half)
-          + " (sealed); "
-          + ", ".join(f"{r['p99_us'] / 1000:.2f} / {r['steal_s']:.2f}" for r in raw_half)
-          + " (raw)")
+          f"{each(sealed_half)} (sealed); {each(raw_half)} (raw)")
     if options.json:
         Path(options.json).write_text(json.dumps(every, indent=1))
 
