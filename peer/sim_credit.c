@@ -414,6 +414,7 @@ sim_credit_stats (sim_credit_t *self, sim_credit_stats_t *stats)
 {
     *stats = self->stats;
     stats->window = s_window (self);
+    stats->granted = self->granted;
     stats->dirty = self->queue_length;
 }
 

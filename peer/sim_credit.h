@@ -44,6 +44,7 @@ typedef struct {
     uint64_t credit_stalls;  //  times dirty entities waited for credit
     uint32_t in_flight;      //  datagrams neither acknowledged nor lost
     uint32_t window;         //  datagrams allowed in flight now
+    uint32_t granted;        //  the peer's last grant (window's upper bound)
     uint32_t dirty;          //  entities waiting to be sent
     uint64_t srtt_us;        //  smoothed round trip, 0 before a sample
     uint64_t rto_us;         //  retransmission timeout now

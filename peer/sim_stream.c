@@ -934,12 +934,14 @@ sim_stream_peers (sim_stream_t *self)
         json_array_append_new (
             peers,
             json_pack (
-                "{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sim",
-                peer->name, "key", peer->key_text, "state",
+                "{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                "sim", peer->name, "key", peer->key_text, "state",
                 peer->endpoint ? json_string (peer->endpoint) : json_null (),
                 "registered_ms", (json_int_t) peer->registered_ms, "session_in",
                 (json_int_t) peer->in_session, "window",
-                (json_int_t) stats.window, "in_flight",
+                (json_int_t) stats.window, "granted",
+                (json_int_t) stats.granted, "grants",
+                (json_int_t) peer->granted, "in_flight",
                 (json_int_t) stats.in_flight, "due", (json_int_t) stats.dirty,
                 "srtt_us", (json_int_t) stats.srtt_us, "lost",
                 (json_int_t) stats.lost, "credit_stalls",

@@ -304,6 +304,12 @@ def test_a_burst_of_claims_takes_every_final_state_by_handoff(fabric):
             if not reply["ok"] or reply["from"] != "handoff"
             or reply["state"] != "final " + path]
     assert not late, (len(late), replies[late[0]])
+    # sim2 answers a claim once it holds the state, and its HANDOFF_ACK
+    # travels to sim1 beside that reply: sim1 counts the last acks a moment
+    # after the last reply, so wait for them, then check none was counted
+    # twice and none failed.
+    wait_for(lambda: counters_of(sim1)["handoffs_acked"] >= len(paths),
+             what=f"{len(paths)} handoffs acknowledged to sim1")
     sent = counters_of(sim1)
     assert sent["handoffs_acked"] == len(paths)
     assert sent["handoffs_failed"] == 0
