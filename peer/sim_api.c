@@ -51,6 +51,9 @@ struct _sim_api_t {
     zlist_t *queued;          //  s_waiting_t: claims of this loop turn,
                               //  not sent yet (sim_api_flush)
     zlist_t *batches;         //  s_batch_t: batch requests on the ring
+    zhashx_t *joined;         //  path -> zlist of api_call_t: claims of a
+                              //  path that came while one was in flight;
+                              //  each gets that claim's answer
 };
 
 //  Claims sent to the ring as one batch request; its waiting calls are
@@ -96,6 +99,7 @@ typedef struct {
     char *path;
     char *state;   //  initial state, or NULL
     bool on_ring;  //  waits on the ring client (else on the handoff channel)
+    bool claim;    //  an entity.claim of PATH
     uint64_t sent_us;  //  wall clock when the ring request went (traces)
     json_t *batch;     //  entity.import: the entities, or NULL
 } s_waiting_t;
@@ -208,6 +212,20 @@ s_json_release (void **item_p)
     *item_p = NULL;
 }
 
+static void s_answer_joined (sim_api_t *self, const char *path,
+                             const json_t *result, const sf_fault_t *fault);
+
+static void
+s_joined_destroy (zlist_t **calls_p)
+{
+    if (*calls_p) {
+        api_call_t *call;
+        while ((call = (api_call_t *) zlist_pop (*calls_p)))
+            api_call_destroy (&call);
+        zlist_destroy (calls_p);
+    }
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
@@ -221,6 +239,7 @@ sim_api_new (const sim_api_config_t *config)
                            (zhashx_destructor_fn *) s_json_release);
     self->queued = zlist_new ();
     self->batches = zlist_new ();
+    self->joined = zhashx_new ();
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -255,6 +274,10 @@ sim_api_destroy (sim_api_t **self_p)
             s_early_destroy (&early);
         zhashx_destroy (&self->early);
         zhashx_destroy (&self->overtaken);
+        for (zlist_t *calls = (zlist_t *) zhashx_first (self->joined); calls;
+             calls = (zlist_t *) zhashx_next (self->joined))
+            s_joined_destroy (&calls);
+        zhashx_destroy (&self->joined);
         free (self);
         *self_p = NULL;
     }
@@ -272,8 +295,13 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
     s_waiting_t *waiting;
     while ((waiting = (s_waiting_t *) zlist_pop (dropped))) {
         zlist_remove (self->waiting, waiting);
-        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
-                         "the sim changed its key meanwhile; retry");
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE,
+                      "the sim changed its key meanwhile; retry");
+        if (waiting->claim)
+            s_answer_joined (self, waiting->path, NULL, &fault);
+        api_router_fail (self->config.router, &waiting->call, fault.error,
+                         fault.message);
         s_waiting_destroy (&waiting);
     }
     zlist_destroy (&dropped);
@@ -387,6 +415,46 @@ s_claiming (sim_api_t *self, const char *path)
         if (waiting->path && streq (waiting->path, path))
             return true;
     return false;
+}
+
+//  True if an entity.claim of PATH is in flight here: queued for the
+//  ring, sent to it, or granted and waiting for the final state. Only one
+//  is: a second claim of the path joins it (s_claim).
+static bool
+s_claim_in_flight (sim_api_t *self, const char *path)
+{
+    if (zhashx_lookup (self->claims, path))
+        return true;
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->queued);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->queued))
+        if (streq (waiting->path, path))
+            return true;
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
+        if (waiting->claim && streq (waiting->path, path))
+            return true;
+    return false;
+}
+
+//  The claim of PATH in flight was answered RESULT (lent), or FAULT if
+//  not NULL: the claims that joined it get the same answer.
+static void
+s_answer_joined (sim_api_t *self, const char *path, const json_t *result,
+                 const sf_fault_t *fault)
+{
+    zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
+    if (!calls)
+        return;
+    zhashx_delete (self->joined, path);
+    api_call_t *call;
+    while ((call = (api_call_t *) zlist_pop (calls))) {
+        if (fault)
+            api_router_fail (self->config.router, &call, fault->error,
+                             fault->message);
+        else
+            api_router_reply (self->config.router, &call, result);
+    }
+    zlist_destroy (&calls);
 }
 
 //  The event of a transfer this sim acts on came from homeserver NODE;
@@ -1165,6 +1233,9 @@ s_claim_overtaken (sim_api_t *self, const char *path, s_claim_t *claim,
               "before this sim held it; its state went on to '%s'",
               (unsigned long long) claim->epoch, next_sim,
               (unsigned long long) next_epoch, next_sim);
+    sf_fault_t fault;
+    sf_fault_set (&fault, SF_ECONFLICT, "%s", message);
+    s_answer_joined (self, path, NULL, &fault);
     api_router_fail (self->config.router, &claim->call, SF_ECONFLICT, message);
 }
 
@@ -1182,9 +1253,13 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
     }
     zhashx_delete (self->overtaken, path);
     sim_entity_t *entity = s_take (self, path, claim->epoch, state, size);
-    if (!entity)
-        api_router_fail (self->config.router, &claim->call, SF_EINTERNAL,
-                         "cannot store the entity");
+    if (!entity) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EINTERNAL, "cannot store the entity");
+        s_answer_joined (self, path, NULL, &fault);
+        api_router_fail (self->config.router, &claim->call, fault.error,
+                         fault.message);
+    }
     else {
         json_t *result = s_entity_json (entity);
         json_object_set_new (result, "from", json_string (from));
@@ -1196,6 +1271,7 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
                                                          - claim->started_us)));
         if (claim->transfer)
             json_object_set (result, "transfer", claim->transfer);
+        s_answer_joined (self, path, result, NULL);
         api_router_reply (self->config.router, &claim->call, result);
         json_decref (result);
     }
@@ -1207,6 +1283,7 @@ s_claim_failed (sim_api_t *self, s_waiting_t *waiting, const sf_fault_t *fault)
 {
     if (!s_claiming (self, waiting->path))
         zhashx_delete (self->overtaken, waiting->path);
+    s_answer_joined (self, waiting->path, NULL, fault);
     api_router_fail (self->config.router, &waiting->call, fault->error,
                      fault->message);
     s_waiting_destroy (&waiting);
@@ -1238,6 +1315,7 @@ s_claim_granted (sim_api_t *self, s_waiting_t *waiting, const json_t *reply)
         //  Ours already, nothing moved: the entity as it is.
         json_t *result = s_entity_json (held);
         json_object_set_new (result, "from", json_string ("self"));
+        s_answer_joined (self, path, result, NULL);
         api_router_reply (self->config.router, &claim->call, result);
         json_decref (result);
         s_claim_destroy (&claim);
@@ -1283,7 +1361,13 @@ s_claim_send (sim_api_t *self, s_waiting_t *waiting)
 {
     json_t *args = json_pack ("{s:s,s:s}", "path", waiting->path, "sim",
                               self->config.name);
-    s_ring_send (self, waiting, "authority.request", args, s_claimed);
+    char *path = strdup (waiting->path);
+    if (!s_ring_send (self, waiting, "authority.request", args, s_claimed)) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
+        s_answer_joined (self, path, NULL, &fault);
+    }
+    free (path);
 }
 
 //  The ring answered a batch of claims: each call as its item says. An
@@ -1382,25 +1466,32 @@ s_claim (sim_api_t *self, api_call_t **call_p)
                          "this sim is not registered with the ring yet");
         return;
     }
-    if (zhashx_lookup (self->claims, path)) {
-        api_router_fail (router, call_p, SF_ECONFLICT,
-                         "a claim of that entity is already in progress");
+    if (s_claim_in_flight (self, path)) {
+        //  One claim per entity in flight: this one gets its answer, so
+        //  two replies can never name one epoch with two states.
+        zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
+        if (!calls) {
+            calls = zlist_new ();
+            zhashx_insert (self->joined, path, calls);
+        }
+        zlist_append (calls, *call_p);
+        *call_p = NULL;
         return;
     }
     //  The start time rides in the state slot: for the reply's latency.
     char started [24];
     snprintf (started, sizeof started, "%llu",
               (unsigned long long) sf_time_mono_us ());
+    s_waiting_t *waiting = s_waiting_new (self, call_p, path, strdup (started));
+    waiting->claim = true;
     if (!player) {
         //  Sent with the other claims of this loop turn (sim_api_flush).
-        zlist_append (self->queued,
-                      s_waiting_new (self, call_p, path, strdup (started)));
+        zlist_append (self->queued, waiting);
         return;
     }
     json_t *args = json_pack ("{s:s,s:s,s:s}", "path", path, "sim",
                               self->config.name, "player", player);
-    s_ring_wait (self, call_p, "authority.request", args, path,
-                 strdup (started), s_claimed);
+    s_ring_send (self, waiting, "authority.request", args, s_claimed);
 }
 
 uint8_t
