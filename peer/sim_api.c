@@ -51,6 +51,11 @@ struct _sim_api_t {
     zlist_t *queued;          //  s_waiting_t: claims of this loop turn,
                               //  not sent yet (sim_api_flush)
     zlist_t *batches;         //  s_batch_t: batch requests on the ring
+    zhashx_t *held;           //  path -> uint64_t epoch: what this sim held
+                              //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;      //  path -> uint64_t epoch: what the ring's
+                              //  pages so far say this sim holds
+    bool checking;            //  a page of that check is on the ring
     zhashx_t *joined;         //  path -> zlist of api_call_t: claims of a
                               //  path that came while one was in flight;
                               //  each gets that claim's answer
@@ -278,6 +283,8 @@ sim_api_destroy (sim_api_t **self_p)
              calls = (zlist_t *) zhashx_next (self->joined))
             s_joined_destroy (&calls);
         zhashx_destroy (&self->joined);
+        zhashx_destroy (&self->held);
+        zhashx_destroy (&self->ring_held);
         free (self);
         *self_p = NULL;
     }
@@ -308,6 +315,10 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
     s_batch_t *batch;
     while ((batch = (s_batch_t *) zlist_pop (self->batches)))
         s_batch_destroy (&batch);
+    //  So were the check's pages: the next heartbeat starts it again.
+    self->checking = false;
+    zhashx_destroy (&self->held);
+    zhashx_destroy (&self->ring_held);
     self->config.ring = ring;
 }
 
@@ -1808,6 +1819,150 @@ s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
     }
     api_router_reply (router, call_p, result);
     json_decref (result);
+}
+
+//  --------------------------------------------------------------------------
+//  Fencing without events: each heartbeat this sim reads from the ring
+//  the entities it is the authority of (entity.list with "authority"),
+//  and compares them with what it held when the read began. Only those
+//  held then are judged: the grant of each was committed before this sim
+//  took it, so the linearizable read shows it. One the ring no longer
+//  gives this sim at that epoch is read once more (entity.get) to learn
+//  who holds it now; then it goes as the ring's event would have said.
+
+//  A path's epoch, as kept in the check's tables.
+static uint64_t *
+s_epoch_new (uint64_t epoch)
+{
+    uint64_t *copy = (uint64_t *) malloc (sizeof *copy);
+    *copy = epoch;
+    return copy;
+}
+
+static void s_check_page (sim_api_t *self, const char *after);
+
+//  The ring's entity PATH, read because the ring no longer gives it to
+//  this sim at the epoch it holds it at.
+static void
+s_check_read (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    sim_entity_t *entity = sim_store_get (self->config.store, waiting->path);
+    if (!entity || !entity->authority) {
+        s_waiting_destroy (&waiting);  //  learned meanwhile
+        return;
+    }
+    if (fault && fault->error == SF_ENOTFOUND) {
+        //  Deleted in the ring: neither held nor kept here.
+        sim_api_lost (self, entity);
+        sim_api_forget (self, waiting->path);
+    }
+    else if (!fault) {
+        const char *authority =
+            json_string_value (json_object_get (reply, "authority"));
+        uint64_t epoch =
+            (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
+        if (!authority) {
+            entity->epoch = epoch > entity->epoch ? epoch : entity->epoch;
+            sim_api_lost (self, entity);
+        }
+        else if (!streq (authority, self->config.name)
+                 || epoch != entity->epoch)
+            //  As the grant's event would have told it: the final state
+            //  goes to the new authority, and this sim is fenced.
+            sim_api_authority_event (self, "authority.request", reply, NULL);
+    }
+    s_waiting_destroy (&waiting);
+}
+
+//  The check's pages are all in: judge what this sim held when it began.
+static void
+s_check_done (sim_api_t *self)
+{
+    for (uint64_t *epoch = (uint64_t *) zhashx_first (self->held); epoch;
+         epoch = (uint64_t *) zhashx_next (self->held)) {
+        const char *path = (const char *) zhashx_cursor (self->held);
+        sim_entity_t *entity = sim_store_get (self->config.store, path);
+        if (!entity || !entity->authority || entity->epoch != *epoch)
+            continue;  //  changed meanwhile: judged at the next check
+        uint64_t *said = (uint64_t *) zhashx_lookup (self->ring_held, path);
+        if (said && *said == *epoch)
+            continue;
+        json_t *args = json_pack ("{s:s}", "path", path);
+        api_call_t *none = NULL;
+        s_ring_wait (self, &none, "entity.get", args, path, NULL, s_check_read);
+    }
+    zhashx_destroy (&self->held);
+    zhashx_destroy (&self->ring_held);
+}
+
+//  One page of the entities the ring says this sim holds.
+static void
+s_check_paged (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) arg;
+    self->checking = false;
+    if (!self->held)
+        return;  //  the ring client was replaced meanwhile
+    if (fault) {
+        zhashx_destroy (&self->held);  //  the next heartbeat starts again
+        zhashx_destroy (&self->ring_held);
+        return;
+    }
+    size_t index;
+    json_t *entity;
+    json_array_foreach (json_object_get (reply, "entities"), index, entity)
+    {
+        const char *path = json_string_value (json_object_get (entity, "path"));
+        json_int_t epoch =
+            json_integer_value (json_object_get (entity, "epoch"));
+        if (path)
+            zhashx_update (self->ring_held, path,
+                           s_epoch_new ((uint64_t) epoch));
+    }
+    const char *next = json_string_value (json_object_get (reply, "next"));
+    if (next)
+        s_check_page (self, next);
+    else
+        s_check_done (self);
+}
+
+static void
+s_check_page (sim_api_t *self, const char *after)
+{
+    json_t *args = json_pack ("{s:s,s:s,s:i}", "authority", self->config.name,
+                              "prefix", "/", "limit", S_LIST_LIMIT);
+    if (after)
+        json_object_set_new (args, "after", json_string (after));
+    if (sim_ring_call (self->config.ring, "entity.list", &args,
+                       S_RING_TIMEOUT_MS, s_check_paged, self)
+        == 0)
+        self->checking = true;
+    else {
+        zhashx_destroy (&self->held);
+        zhashx_destroy (&self->ring_held);
+    }
+}
+
+void
+sim_api_check (sim_api_t *self)
+{
+    if (!self->registered_ms || self->held || self->checking)
+        return;  //  the check before this one is still on its way
+    self->held = zhashx_new ();
+    zhashx_set_destructor (self->held, (zhashx_destructor_fn *) zstr_free);
+    self->ring_held = zhashx_new ();
+    zhashx_set_destructor (self->ring_held, (zhashx_destructor_fn *) zstr_free);
+    uint32_t slots = sim_store_slots (self->config.store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->config.store, slot);
+        if (entity && entity->authority)
+            zhashx_insert (self->held, entity->path,
+                           s_epoch_new (entity->epoch));
+    }
+    s_check_page (self, NULL);
 }
 
 int
