@@ -499,6 +499,23 @@ sim_api_lost (sim_api_t *self, sim_entity_t *entity)
     json_decref (event);
 }
 
+static void s_claim_granted (sim_api_t *self, s_waiting_t *waiting,
+                             const json_t *reply);
+
+//  The ring granted PATH to this sim as RESULT (lent) says, though no
+//  claim of it was in flight here: one is made, answering no one.
+static void
+s_adopt (sim_api_t *self, const char *path, const json_t *result)
+{
+    char started [24];
+    snprintf (started, sizeof started, "%llu",
+              (unsigned long long) sf_time_mono_us ());
+    api_call_t *none = NULL;
+    s_waiting_t *waiting = s_waiting_new (self, &none, path, strdup (started));
+    waiting->claim = true;
+    s_claim_granted (self, waiting, result);
+}
+
 static void
 s_authority_one (sim_api_t *self, const char *op, const json_t *result,
                  const char *node, bool *traced)
@@ -557,6 +574,17 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
                        json_object_get (result, "deadline_ms"));
         s_publish (self, path, event);
         json_decref (event);
+        return;
+    }
+    //  Granted to this sim without a claim of it here (an administrator
+    //  moved it): taken as a claim would take it, with the former
+    //  authority's final state, so that state is not lost.
+    if (authority && streq (authority, self->config.name)
+        && !json_is_true (json_object_get (result, "pending"))
+        && (!entity || !entity->authority || (json_int_t) entity->epoch < epoch)
+        && !s_claim_in_flight (self, path)) {
+        s_trace_event (self, result, node, traced);
+        s_adopt (self, path, result);
         return;
     }
     //  Granted to another sim at a newer epoch: this sim is fenced.
