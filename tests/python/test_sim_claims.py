@@ -260,3 +260,20 @@ def test_a_claim_storm_keeps_one_authority_and_every_acknowledged_edit(tmp_path)
         assert not lost, lost[:5]
         taken = sum(1 for path in paths for c in claims[path] if c[2] != "self")
         assert taken >= len(paths)
+
+
+def test_the_ring_lists_the_entities_of_one_authority(fabric):
+    """The read a sim makes every heartbeat: entity.list with `authority`."""
+    ring, (sim1, sim2) = fabric
+    with sim1.client() as game1, sim2.client() as game2:
+        game1.call("entity.create", path="/l/a", state="1")
+        game2.call("entity.create", path="/l/b", state="2")
+        game1.call("entity.create", path="/l/c", state="3")
+    with ring[0].client() as client:
+        listed = client.call("entity.list", prefix="/l/", authority="sim1")
+        assert [e["path"] for e in listed["entities"]] == ["/l/a", "/l/c"]
+        page = client.call("entity.list", prefix="/l/", authority="sim1", limit=1)
+        assert [e["path"] for e in page["entities"]] == ["/l/a"] and page["next"] == "/l/a"
+        with pytest.raises(ApiError) as bad:
+            client.call("entity.list", authority="not a name!")
+        assert bad.value.code == "invalid_argument"
