@@ -418,11 +418,13 @@ s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
         return 0;
     }
     if (strcmp (op, "entity.list") == 0) {
-        static const char *allowed [] = {
-            "op", "id", "prefix", "after", "limit", "consistency", NULL};
+        static const char *allowed [] = {"op",        "id",    "prefix",
+                                         "after",     "limit", "consistency",
+                                         "authority", NULL};
         a->prefix = "/";
         a->limit = 100;
         if (sf_json_only (args, allowed, fault)
+            || s_name (args, "authority", false, &a->authority, fault)
             || sf_json_string (args, "prefix", false, &a->prefix, fault)
             || sf_json_string (args, "after", false, &a->after, fault)
             || sf_json_int (args, "limit", false, 1, S_MAX_LIST, &a->limit,
@@ -1556,12 +1558,22 @@ s_entity_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
         a->after && strcmp (a->after, a->prefix) > 0 ? a->after : a->prefix;
     char limit [24];
     snprintf (limit, sizeof limit, "%lld", (long long) a->limit + 1);
-    const char *values [] = {lower, upper, limit, a->after ? "1" : "0"};
-    sqlite3_stmt *stmt = s_prepare (
-        self,
-        "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE (path > ?1 OR "
-        "(path = ?1 AND ?4 = '0')) AND path < ?2 ORDER BY path LIMIT ?3",
-        4, values);
+    const char *values [] = {lower, upper, limit, a->after ? "1" : "0",
+                             a->authority};
+    //  With an authority: only that sim's entities (what a sim reads each
+    //  heartbeat to learn what it lost, sim-api.md).
+    sqlite3_stmt *stmt =
+        a->authority
+            ? s_prepare (self,
+                         "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE "
+                         "(path > ?1 OR (path = ?1 AND ?4 = '0')) AND path < "
+                         "?2 AND authority = ?5 ORDER BY path LIMIT ?3",
+                         5, values)
+            : s_prepare (self,
+                         "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE "
+                         "(path > ?1 OR (path = ?1 AND ?4 = '0')) AND path < "
+                         "?2 ORDER BY path LIMIT ?3",
+                         4, values);
     free (upper);
     if (!stmt) {
         sf_fault_set (fault, SF_ESTORE, "state machine query failed");

@@ -51,6 +51,14 @@ struct _sim_api_t {
     zlist_t *queued;          //  s_waiting_t: claims of this loop turn,
                               //  not sent yet (sim_api_flush)
     zlist_t *batches;         //  s_batch_t: batch requests on the ring
+    zhashx_t *held;           //  path -> uint64_t epoch: what this sim held
+                              //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;      //  path -> uint64_t epoch: what the ring's
+                              //  pages so far say this sim holds
+    bool checking;            //  a page of that check is on the ring
+    zhashx_t *joined;         //  path -> zlist of api_call_t: claims of a
+                              //  path that came while one was in flight;
+                              //  each gets that claim's answer
 };
 
 //  Claims sent to the ring as one batch request; its waiting calls are
@@ -96,6 +104,7 @@ typedef struct {
     char *path;
     char *state;   //  initial state, or NULL
     bool on_ring;  //  waits on the ring client (else on the handoff channel)
+    bool claim;    //  an entity.claim of PATH
     uint64_t sent_us;  //  wall clock when the ring request went (traces)
     json_t *batch;     //  entity.import: the entities, or NULL
 } s_waiting_t;
@@ -208,6 +217,20 @@ s_json_release (void **item_p)
     *item_p = NULL;
 }
 
+static void s_answer_joined (sim_api_t *self, const char *path,
+                             const json_t *result, const sf_fault_t *fault);
+
+static void
+s_joined_destroy (zlist_t **calls_p)
+{
+    if (*calls_p) {
+        api_call_t *call;
+        while ((call = (api_call_t *) zlist_pop (*calls_p)))
+            api_call_destroy (&call);
+        zlist_destroy (calls_p);
+    }
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
@@ -221,6 +244,7 @@ sim_api_new (const sim_api_config_t *config)
                            (zhashx_destructor_fn *) s_json_release);
     self->queued = zlist_new ();
     self->batches = zlist_new ();
+    self->joined = zhashx_new ();
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -255,6 +279,12 @@ sim_api_destroy (sim_api_t **self_p)
             s_early_destroy (&early);
         zhashx_destroy (&self->early);
         zhashx_destroy (&self->overtaken);
+        for (zlist_t *calls = (zlist_t *) zhashx_first (self->joined); calls;
+             calls = (zlist_t *) zhashx_next (self->joined))
+            s_joined_destroy (&calls);
+        zhashx_destroy (&self->joined);
+        zhashx_destroy (&self->held);
+        zhashx_destroy (&self->ring_held);
         free (self);
         *self_p = NULL;
     }
@@ -272,14 +302,23 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
     s_waiting_t *waiting;
     while ((waiting = (s_waiting_t *) zlist_pop (dropped))) {
         zlist_remove (self->waiting, waiting);
-        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
-                         "the sim changed its key meanwhile; retry");
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE,
+                      "the sim changed its key meanwhile; retry");
+        if (waiting->claim)
+            s_answer_joined (self, waiting->path, NULL, &fault);
+        api_router_fail (self->config.router, &waiting->call, fault.error,
+                         fault.message);
         s_waiting_destroy (&waiting);
     }
     zlist_destroy (&dropped);
     s_batch_t *batch;
     while ((batch = (s_batch_t *) zlist_pop (self->batches)))
         s_batch_destroy (&batch);
+    //  So were the check's pages: the next heartbeat starts it again.
+    self->checking = false;
+    zhashx_destroy (&self->held);
+    zhashx_destroy (&self->ring_held);
     self->config.ring = ring;
 }
 
@@ -389,6 +428,46 @@ s_claiming (sim_api_t *self, const char *path)
     return false;
 }
 
+//  True if an entity.claim of PATH is in flight here: queued for the
+//  ring, sent to it, or granted and waiting for the final state. Only one
+//  is: a second claim of the path joins it (s_claim).
+static bool
+s_claim_in_flight (sim_api_t *self, const char *path)
+{
+    if (zhashx_lookup (self->claims, path))
+        return true;
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->queued);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->queued))
+        if (streq (waiting->path, path))
+            return true;
+    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
+         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
+        if (waiting->claim && streq (waiting->path, path))
+            return true;
+    return false;
+}
+
+//  The claim of PATH in flight was answered RESULT (lent), or FAULT if
+//  not NULL: the claims that joined it get the same answer.
+static void
+s_answer_joined (sim_api_t *self, const char *path, const json_t *result,
+                 const sf_fault_t *fault)
+{
+    zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
+    if (!calls)
+        return;
+    zhashx_delete (self->joined, path);
+    api_call_t *call;
+    while ((call = (api_call_t *) zlist_pop (calls))) {
+        if (fault)
+            api_router_fail (self->config.router, &call, fault->error,
+                             fault->message);
+        else
+            api_router_reply (self->config.router, &call, result);
+    }
+    zlist_destroy (&calls);
+}
+
 //  The event of a transfer this sim acts on came from homeserver NODE;
 //  recorded once (*TRACED), though a batch's event may be acted on for
 //  several entities.
@@ -418,6 +497,23 @@ sim_api_lost (sim_api_t *self, sim_entity_t *entity)
                    "epoch", (json_int_t) entity->epoch, "authority");
     s_publish (self, entity->path, event);
     json_decref (event);
+}
+
+static void s_claim_granted (sim_api_t *self, s_waiting_t *waiting,
+                             const json_t *reply);
+
+//  The ring granted PATH to this sim as RESULT (lent) says, though no
+//  claim of it was in flight here: one is made, answering no one.
+static void
+s_adopt (sim_api_t *self, const char *path, const json_t *result)
+{
+    char started [24];
+    snprintf (started, sizeof started, "%llu",
+              (unsigned long long) sf_time_mono_us ());
+    api_call_t *none = NULL;
+    s_waiting_t *waiting = s_waiting_new (self, &none, path, strdup (started));
+    waiting->claim = true;
+    s_claim_granted (self, waiting, result);
 }
 
 static void
@@ -478,6 +574,17 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
                        json_object_get (result, "deadline_ms"));
         s_publish (self, path, event);
         json_decref (event);
+        return;
+    }
+    //  Granted to this sim without a claim of it here (an administrator
+    //  moved it): taken as a claim would take it, with the former
+    //  authority's final state, so that state is not lost.
+    if (authority && streq (authority, self->config.name)
+        && !json_is_true (json_object_get (result, "pending"))
+        && (!entity || !entity->authority || (json_int_t) entity->epoch < epoch)
+        && !s_claim_in_flight (self, path)) {
+        s_trace_event (self, result, node, traced);
+        s_adopt (self, path, result);
         return;
     }
     //  Granted to another sim at a newer epoch: this sim is fenced.
@@ -1165,6 +1272,9 @@ s_claim_overtaken (sim_api_t *self, const char *path, s_claim_t *claim,
               "before this sim held it; its state went on to '%s'",
               (unsigned long long) claim->epoch, next_sim,
               (unsigned long long) next_epoch, next_sim);
+    sf_fault_t fault;
+    sf_fault_set (&fault, SF_ECONFLICT, "%s", message);
+    s_answer_joined (self, path, NULL, &fault);
     api_router_fail (self->config.router, &claim->call, SF_ECONFLICT, message);
 }
 
@@ -1182,9 +1292,13 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
     }
     zhashx_delete (self->overtaken, path);
     sim_entity_t *entity = s_take (self, path, claim->epoch, state, size);
-    if (!entity)
-        api_router_fail (self->config.router, &claim->call, SF_EINTERNAL,
-                         "cannot store the entity");
+    if (!entity) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EINTERNAL, "cannot store the entity");
+        s_answer_joined (self, path, NULL, &fault);
+        api_router_fail (self->config.router, &claim->call, fault.error,
+                         fault.message);
+    }
     else {
         json_t *result = s_entity_json (entity);
         json_object_set_new (result, "from", json_string (from));
@@ -1196,6 +1310,7 @@ s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
                                                          - claim->started_us)));
         if (claim->transfer)
             json_object_set (result, "transfer", claim->transfer);
+        s_answer_joined (self, path, result, NULL);
         api_router_reply (self->config.router, &claim->call, result);
         json_decref (result);
     }
@@ -1207,6 +1322,7 @@ s_claim_failed (sim_api_t *self, s_waiting_t *waiting, const sf_fault_t *fault)
 {
     if (!s_claiming (self, waiting->path))
         zhashx_delete (self->overtaken, waiting->path);
+    s_answer_joined (self, waiting->path, NULL, fault);
     api_router_fail (self->config.router, &waiting->call, fault->error,
                      fault->message);
     s_waiting_destroy (&waiting);
@@ -1238,6 +1354,7 @@ s_claim_granted (sim_api_t *self, s_waiting_t *waiting, const json_t *reply)
         //  Ours already, nothing moved: the entity as it is.
         json_t *result = s_entity_json (held);
         json_object_set_new (result, "from", json_string ("self"));
+        s_answer_joined (self, path, result, NULL);
         api_router_reply (self->config.router, &claim->call, result);
         json_decref (result);
         s_claim_destroy (&claim);
@@ -1283,7 +1400,13 @@ s_claim_send (sim_api_t *self, s_waiting_t *waiting)
 {
     json_t *args = json_pack ("{s:s,s:s}", "path", waiting->path, "sim",
                               self->config.name);
-    s_ring_send (self, waiting, "authority.request", args, s_claimed);
+    char *path = strdup (waiting->path);
+    if (!s_ring_send (self, waiting, "authority.request", args, s_claimed)) {
+        sf_fault_t fault;
+        sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
+        s_answer_joined (self, path, NULL, &fault);
+    }
+    free (path);
 }
 
 //  The ring answered a batch of claims: each call as its item says. An
@@ -1382,25 +1505,32 @@ s_claim (sim_api_t *self, api_call_t **call_p)
                          "this sim is not registered with the ring yet");
         return;
     }
-    if (zhashx_lookup (self->claims, path)) {
-        api_router_fail (router, call_p, SF_ECONFLICT,
-                         "a claim of that entity is already in progress");
+    if (s_claim_in_flight (self, path)) {
+        //  One claim per entity in flight: this one gets its answer, so
+        //  two replies can never name one epoch with two states.
+        zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
+        if (!calls) {
+            calls = zlist_new ();
+            zhashx_insert (self->joined, path, calls);
+        }
+        zlist_append (calls, *call_p);
+        *call_p = NULL;
         return;
     }
     //  The start time rides in the state slot: for the reply's latency.
     char started [24];
     snprintf (started, sizeof started, "%llu",
               (unsigned long long) sf_time_mono_us ());
+    s_waiting_t *waiting = s_waiting_new (self, call_p, path, strdup (started));
+    waiting->claim = true;
     if (!player) {
         //  Sent with the other claims of this loop turn (sim_api_flush).
-        zlist_append (self->queued,
-                      s_waiting_new (self, call_p, path, strdup (started)));
+        zlist_append (self->queued, waiting);
         return;
     }
     json_t *args = json_pack ("{s:s,s:s,s:s}", "path", path, "sim",
                               self->config.name, "player", player);
-    s_ring_wait (self, call_p, "authority.request", args, path,
-                 strdup (started), s_claimed);
+    s_ring_send (self, waiting, "authority.request", args, s_claimed);
 }
 
 uint8_t
@@ -1717,6 +1847,150 @@ s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
     }
     api_router_reply (router, call_p, result);
     json_decref (result);
+}
+
+//  --------------------------------------------------------------------------
+//  Fencing without events: each heartbeat this sim reads from the ring
+//  the entities it is the authority of (entity.list with "authority"),
+//  and compares them with what it held when the read began. Only those
+//  held then are judged: the grant of each was committed before this sim
+//  took it, so the linearizable read shows it. One the ring no longer
+//  gives this sim at that epoch is read once more (entity.get) to learn
+//  who holds it now; then it goes as the ring's event would have said.
+
+//  A path's epoch, as kept in the check's tables.
+static uint64_t *
+s_epoch_new (uint64_t epoch)
+{
+    uint64_t *copy = (uint64_t *) malloc (sizeof *copy);
+    *copy = epoch;
+    return copy;
+}
+
+static void s_check_page (sim_api_t *self, const char *after);
+
+//  The ring's entity PATH, read because the ring no longer gives it to
+//  this sim at the epoch it holds it at.
+static void
+s_check_read (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    sim_entity_t *entity = sim_store_get (self->config.store, waiting->path);
+    if (!entity || !entity->authority) {
+        s_waiting_destroy (&waiting);  //  learned meanwhile
+        return;
+    }
+    if (fault && fault->error == SF_ENOTFOUND) {
+        //  Deleted in the ring: neither held nor kept here.
+        sim_api_lost (self, entity);
+        sim_api_forget (self, waiting->path);
+    }
+    else if (!fault) {
+        const char *authority =
+            json_string_value (json_object_get (reply, "authority"));
+        uint64_t epoch =
+            (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
+        if (!authority) {
+            entity->epoch = epoch > entity->epoch ? epoch : entity->epoch;
+            sim_api_lost (self, entity);
+        }
+        else if (!streq (authority, self->config.name)
+                 || epoch != entity->epoch)
+            //  As the grant's event would have told it: the final state
+            //  goes to the new authority, and this sim is fenced.
+            sim_api_authority_event (self, "authority.request", reply, NULL);
+    }
+    s_waiting_destroy (&waiting);
+}
+
+//  The check's pages are all in: judge what this sim held when it began.
+static void
+s_check_done (sim_api_t *self)
+{
+    for (uint64_t *epoch = (uint64_t *) zhashx_first (self->held); epoch;
+         epoch = (uint64_t *) zhashx_next (self->held)) {
+        const char *path = (const char *) zhashx_cursor (self->held);
+        sim_entity_t *entity = sim_store_get (self->config.store, path);
+        if (!entity || !entity->authority || entity->epoch != *epoch)
+            continue;  //  changed meanwhile: judged at the next check
+        uint64_t *said = (uint64_t *) zhashx_lookup (self->ring_held, path);
+        if (said && *said == *epoch)
+            continue;
+        json_t *args = json_pack ("{s:s}", "path", path);
+        api_call_t *none = NULL;
+        s_ring_wait (self, &none, "entity.get", args, path, NULL, s_check_read);
+    }
+    zhashx_destroy (&self->held);
+    zhashx_destroy (&self->ring_held);
+}
+
+//  One page of the entities the ring says this sim holds.
+static void
+s_check_paged (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    sim_api_t *self = (sim_api_t *) arg;
+    self->checking = false;
+    if (!self->held)
+        return;  //  the ring client was replaced meanwhile
+    if (fault) {
+        zhashx_destroy (&self->held);  //  the next heartbeat starts again
+        zhashx_destroy (&self->ring_held);
+        return;
+    }
+    size_t index;
+    json_t *entity;
+    json_array_foreach (json_object_get (reply, "entities"), index, entity)
+    {
+        const char *path = json_string_value (json_object_get (entity, "path"));
+        json_int_t epoch =
+            json_integer_value (json_object_get (entity, "epoch"));
+        if (path)
+            zhashx_update (self->ring_held, path,
+                           s_epoch_new ((uint64_t) epoch));
+    }
+    const char *next = json_string_value (json_object_get (reply, "next"));
+    if (next)
+        s_check_page (self, next);
+    else
+        s_check_done (self);
+}
+
+static void
+s_check_page (sim_api_t *self, const char *after)
+{
+    json_t *args = json_pack ("{s:s,s:s,s:i}", "authority", self->config.name,
+                              "prefix", "/", "limit", S_LIST_LIMIT);
+    if (after)
+        json_object_set_new (args, "after", json_string (after));
+    if (sim_ring_call (self->config.ring, "entity.list", &args,
+                       S_RING_TIMEOUT_MS, s_check_paged, self)
+        == 0)
+        self->checking = true;
+    else {
+        zhashx_destroy (&self->held);
+        zhashx_destroy (&self->ring_held);
+    }
+}
+
+void
+sim_api_check (sim_api_t *self)
+{
+    if (!self->registered_ms || self->held || self->checking)
+        return;  //  the check before this one is still on its way
+    self->held = zhashx_new ();
+    zhashx_set_destructor (self->held, (zhashx_destructor_fn *) zstr_free);
+    self->ring_held = zhashx_new ();
+    zhashx_set_destructor (self->ring_held, (zhashx_destructor_fn *) zstr_free);
+    uint32_t slots = sim_store_slots (self->config.store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->config.store, slot);
+        if (entity && entity->authority)
+            zhashx_insert (self->held, entity->path,
+                           s_epoch_new (entity->epoch));
+    }
+    s_check_page (self, NULL);
 }
 
 int

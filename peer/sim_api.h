@@ -88,6 +88,14 @@ void sim_api_flush (sim_api_t *self);
 //  checkpoint; early HANDOFFs nobody claimed are dropped. Call on a timer.
 void sim_api_tick (sim_api_t *self, uint64_t now_ms);
 
+//  Check with the ring what this sim is still the authority of: an entity
+//  it holds that the ring gives to another sim (or to none, or deleted)
+//  goes as the ring's event would have said (its final state handed over,
+//  this sim fenced), within one call period and two round trips to the
+//  ring, with or without the ring's events. Call every heartbeat; a check
+//  still on its way is not started again.
+void sim_api_check (sim_api_t *self);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

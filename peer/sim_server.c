@@ -690,6 +690,8 @@ s_handle_heartbeat (sf_loop_t *loop, int timer_id, void *arg)
         json_pack ("{s:s,s:o}", "sim", self->name, "load", s_load (self));
     sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
     s_list (self);
+    //  Fencing never depends on the optional event feed.
+    sim_api_check (self->api);
     return 0;
 }
 
