@@ -479,15 +479,18 @@ s_handle_raft (sf_loop_t *loop, zsock_t *reader, void *arg)
 }
 
 //  Read the ring's members from CONFIG. Without any, the ring is this node
-//  alone. This node must be among them.
+//  alone. This node must be among them. Faults name the config file (the
+//  only place members are set) and the member.
 static int
 s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
 {
+    const char *file = sf_config_filename (config);
     zlist_t *names = sf_config_names (config, "ring/member");
     self->members =
         (s_member_t *) zmalloc ((zlist_size (names) + 1) * sizeof (s_member_t));
     bool found_self = false;
-    for (char *name = (char *) zlist_first (names); name;
+    int rc = 0;
+    for (char *name = (char *) zlist_first (names); name && rc == 0;
          name = (char *) zlist_next (names)) {
         s_member_t *member = &self->members [self->n_members++];
         member->name = strdup (name);
@@ -499,38 +502,47 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         snprintf (path, sizeof path, "ring/member/%s/key", name);
         const char *key = sf_config_str (config, path);
         if (!member->id || !raft || !key) {
-            zlist_destroy (&names);
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "ring member '%s' needs id, raft and key",
-                                 name);
+            char missing [32] = "";
+            if (!member->id)
+                strcat (missing, ", id");
+            if (!raft)
+                strcat (missing, ", raft");
+            if (!key)
+                strcat (missing, ", key");
+            rc = sf_fault_set (fault, SF_EINVAL,
+                               "config %s: ring member '%s' needs id, raft "
+                               "and key (missing %s)",
+                               file, name, missing + 2);
+            break;
         }
         member->raft = strdup (raft);
         snprintf (path, sizeof path, "ring/member/%s/api", name);
         const char *api = sf_config_str (config, path);
         member->api = api ? strdup (api) : NULL;
-        if (sf_cert_load_public (key, member->key, fault)) {
-            zlist_destroy (&names);
-            return -1;
-        }
-        if (member->id == self->id) {
+        sf_fault_t why;
+        if (sf_cert_load_public (key, member->key, &why))
+            rc = sf_fault_set (fault, why.error,
+                               "config %s: ring member '%s': %s", file, name,
+                               why.message);
+        else if (member->id == self->id) {
             found_self = true;
-            if (strcmp (member->key, zcert_public_txt (self->cert)) != 0) {
-                zlist_destroy (&names);
-                return sf_fault_set (
+            if (strcmp (member->key, zcert_public_txt (self->cert)) != 0)
+                rc = sf_fault_set (
                     fault, SF_EINVAL,
-                    "ring member '%s' has id %llu (this node) but another "
-                    "key than this node's secret_key",
-                    name, (unsigned long long) member->id);
-            }
+                    "config %s: ring member '%s' has id %llu (this node) but "
+                    "another key than this node's secret_key",
+                    file, name, (unsigned long long) member->id);
         }
     }
+    //  The names are freed only now: the faults above print them.
     zlist_destroy (&names);
-    if (self->n_members && !found_self
+    if (rc == 0 && self->n_members && !found_self
         && !sf_config_bool (config, "homeserver/join"))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "this node (id %llu) is not among ring/member",
-                             (unsigned long long) self->id);
-    return 0;
+        rc = sf_fault_set (fault, SF_EINVAL,
+                           "config %s: this node (id %llu) is not among "
+                           "ring/member",
+                           file, (unsigned long long) self->id);
+    return rc;
 }
 
 //  Every public certificate in folder DIR is an administrator.

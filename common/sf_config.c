@@ -264,11 +264,40 @@ sf_config_set (sf_config_t *self, const char *path, const char *value,
     return 0;
 }
 
+//  Number of the first line of TEXT indented with a tab, or 0. zconfig
+//  only says "invalid syntax" there, which does not point at the tab.
+static int
+s_tab_indented_line (const char *text)
+{
+    int lineno = 1;
+    for (const char *line = text; *line; lineno++) {
+        const char *cursor = line;
+        bool tab = false;
+        while (*cursor == ' ' || *cursor == '\t')
+            tab |= *cursor++ == '\t';
+        if (tab && *cursor && *cursor != '\n' && *cursor != '\r')
+            return lineno;
+        const char *end = strchr (cursor, '\n');
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return 0;
+}
+
 //  Parse ZPL TEXT, capturing zconfig's complaint (which it prints on
 //  stdout) into REASON. Returns the tree or NULL.
 static zconfig_t *
 s_parse_zpl (const char *text, char *reason, size_t reason_size)
 {
+    int tabbed = s_tab_indented_line (text);
+    if (tabbed) {
+        snprintf (reason, reason_size,
+                  "line %d: indented with a tab: ZPL indents each level with "
+                  "4 spaces, and allows no tabs",
+                  tabbed);
+        return NULL;
+    }
     snprintf (reason, reason_size, "invalid ZPL syntax");
     fflush (stdout);
     FILE *capture = tmpfile ();
@@ -694,6 +723,13 @@ sf_config_test (bool verbose)
                  "    level = loud\n",
                  -1, "key 'log/level': 'loud' is not one of error|info|debug");
     s_test_load ("node\n        name = hs1\n", -1, "line 2:");
+    s_test_load ("node\n    name = hs1\n\tapi = tcp://h:1\n", -1,
+                 "line 3: indented with a tab: ZPL indents each level with 4 "
+                 "spaces");
+    s_test_load ("node\n  \t  name = hs1\n", -1, "line 2: indented with a tab");
+    //  A tab inside a value, or on an empty line, is no indentation.
+    s_test_load ("node\n    name = \"h\ts1\"\n\t\n    api = tcp://h:1\n", 0,
+                 "");
     s_test_load ("node\n    name = hs1\n    api = tcp://h:1\nring\n"
                  "    member\n        hs2\n            raft = tcp://h:2\n",
                  0, "");
