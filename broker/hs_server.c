@@ -18,6 +18,9 @@
 #include "protocol/api_router.h"
 #include "protocol/ring_cmd.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+
 const sf_config_key_t hs_server_schema [] = {
     {"homeserver/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
      "node name, unique in the ring"},
@@ -545,14 +548,21 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     return rc;
 }
 
-//  Every public certificate in folder DIR is an administrator.
+//  Every public certificate in folder DIR is an administrator. Before the
+//  API handler exists this only checks that they all load, so a bad folder
+//  stops the start before any state is written.
 static int
 s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
 {
-    zdir_t *folder = zdir_new (dir, "-");
+    struct stat info;
+    if (stat (dir, &info))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "cannot read admins folder %s: %s", dir,
+                             strerror (errno));
+    zdir_t *folder = S_ISDIR (info.st_mode) ? zdir_new (dir, "-") : NULL;
     if (!folder)
-        return sf_fault_set (fault, SF_EINVAL, "cannot read admins folder %s",
-                             dir);
+        return sf_fault_set (fault, SF_EINVAL,
+                             "admins folder %s is not a readable folder", dir);
     zlist_t *files = zdir_list (folder);
     int admitted = 0;
     for (zfile_t *file = (zfile_t *) zlist_first (files); file;
@@ -567,12 +577,15 @@ s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
             zdir_destroy (&folder);
             return -1;
         }
-        hs_api_add_admin (self->handler, key);
+        if (self->handler)
+            hs_api_add_admin (self->handler, key);
         admitted++;
     }
     zlist_destroy (&files);
     zdir_destroy (&folder);
-    sf_log_info ("hs_server: %d administrator key(s) from %s", admitted, dir);
+    if (self->handler)
+        sf_log_info ("hs_server: %d administrator key(s) from %s", admitted,
+                     dir);
     return 0;
 }
 
@@ -580,17 +593,14 @@ s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
 static int
 s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
 {
+    //  Everything that can be refused is checked, and every socket bound,
+    //  before the data folder is touched: a refused start leaves no raft.db
+    //  that would bootstrap a ring on the next try.
     self->id = (raft_id) sf_config_int (config, "homeserver/id");
     if (s_members_load (self, config, fault))
         return -1;
-    const char *data = sf_config_str (config, "homeserver/data");
-    if (zsys_dir_create ("%s", data))
-        return sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s",
-                             data);
-    char *path = zsys_sprintf ("%s/raft.db", data);
-    self->store = hs_store_new (path, fault);
-    free (path);
-    if (!self->store)
+    const char *admins = sf_config_str (config, "homeserver/admins");
+    if (admins && s_admins_load (self, admins, fault))
         return -1;
     const char *raft = sf_config_str (config, "homeserver/raft");
     self->link = hs_link_new (self->id, self->cert, self->zap);
@@ -613,6 +623,15 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         if (!self->events)
             return -1;
     }
+    const char *data = sf_config_str (config, "homeserver/data");
+    if (zsys_dir_create ("%s", data))
+        return sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s",
+                             data);
+    char *path = zsys_sprintf ("%s/raft.db", data);
+    self->store = hs_store_new (path, fault);
+    free (path);
+    if (!self->store)
+        return -1;
     hs_ring_io_t io = {
         .handle = self,
         .save_term_vote = s_io_save_term_vote,
@@ -698,7 +717,6 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         hs_api_add_member (self->handler, self->name, self->id, NULL,
                            hs_link_endpoint (self->link),
                            zcert_public_txt (self->cert));
-    const char *admins = sf_config_str (config, "homeserver/admins");
     if (admins && s_admins_load (self, admins, fault))
         return -1;
     s_learn_all (self);

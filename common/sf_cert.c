@@ -118,8 +118,8 @@ sf_cert_load_secret (const char *path, sf_fault_t *fault)
                       "secret key): give the .cert_secret file of the pair",
                       path);
     else if (!sf_cert_key_valid (secret_text))
-        sf_fault_set (fault, SF_EINVAL,
-                      "key file %s holds no valid secret key", path);
+        sf_fault_set (fault, SF_EINVAL, "key file %s holds no valid secret key",
+                      path);
     else if (!sf_cert_key_valid (public_text))
         sf_fault_set (fault, SF_EINVAL, "key file %s holds no valid public key",
                       path);
