@@ -417,6 +417,18 @@ sf_config_load (sf_config_t *self, const char *filename, sf_fault_t *fault)
     return rc;
 }
 
+//  True if WORD is a bool value spelled as a word (not 1 or 0, which may
+//  as well be a positional number).
+static bool
+s_bool_word (const char *word)
+{
+    static const char *words [] = {"true", "false", "yes", "no", "on", "off"};
+    for (size_t index = 0; index < sizeof words / sizeof *words; index++)
+        if (strcasecmp (word, words [index]) == 0)
+            return true;
+    return false;
+}
+
 static const sf_config_key_t *
 s_flag_find (const sf_config_key_t *schema, const char *flag, size_t size)
 {
@@ -478,6 +490,16 @@ sf_config_parse_args (sf_config_t *self, int argc, char **argv,
                                  (int) name_size, name);
         const char *value = equals ? equals + 1 : NULL;
         if (!value) {
+            //  A bool flag takes no separate value, so a positional word
+            //  after it stays one; a word that can only mean the flag's
+            //  value is refused, saying how to write it.
+            if (key->type == SF_CONFIG_BOOL && index + 1 < argc
+                && s_bool_word (argv [index + 1]))
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "flag --%s takes its value after '=': "
+                                     "write --%s=%s, or --%s alone for true",
+                                     key->flag, key->flag, argv [index + 1],
+                                     key->flag);
             if (key->type == SF_CONFIG_BOOL)
                 value = "true";
             else if (index + 1 < argc)
@@ -596,9 +618,13 @@ sf_config_print_flags (const sf_config_key_t *schema, FILE *stream)
         if (!key->flag)
             continue;
         char left [64];
-        snprintf (left, sizeof left, "--%s %s", key->flag,
-                  key->type == SF_CONFIG_CHOICE ? key->domain
-                                                : metavars [key->type]);
+        if (key->type == SF_CONFIG_BOOL)
+            //  As the parser takes it: alone for true, or --FLAG=BOOL.
+            snprintf (left, sizeof left, "--%s[=BOOL]", key->flag);
+        else
+            snprintf (left, sizeof left, "--%s %s", key->flag,
+                      key->type == SF_CONFIG_CHOICE ? key->domain
+                                                    : metavars [key->type]);
         fprintf (stream, "  %-30s %s [%s", left, key->help, key->path);
         if (key->required)
             fprintf (stream, ", required");
@@ -779,6 +805,25 @@ sf_config_test (bool verbose)
     config = sf_config_new (s_test_schema);
     assert (sf_config_parse_args (config, 3, bad_value, &fault) == -1);
     assert (strstr (fault.message, "flag --api: key 'node/api'"));
+    sf_config_destroy (&config);
+
+    //  A bool flag's value comes after '='; a separate word that can only
+    //  be its value is refused with the way to write it.
+    char *bool_values [] = {"prog", "--fast=no", "--name", "n", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 4, bool_values, &fault) == 0);
+    assert (!sf_config_bool (config, "node/fast"));
+    sf_config_destroy (&config);
+    char *bool_apart [] = {"prog", "--fast", "false", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 3, bool_apart, &fault) == -1);
+    assert (strstr (fault.message, "write --fast=false, or --fast alone"));
+    sf_config_destroy (&config);
+    char *bool_then_number [] = {"prog", "--fast", "1", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 3, bool_then_number, &fault) == 0);
+    assert (sf_config_bool (config, "node/fast"));
+    assert (zlist_size (sf_config_positional (config)) == 1);
     sf_config_destroy (&config);
 
     char *missing_value [] = {"prog", "--api", NULL};
