@@ -1,7 +1,7 @@
 /*  homeserver: metadata server of one simfabric instance.
 
     Parses flags and configuration, opens the log, builds the server and
-    runs its actor until SIGINT or SIGTERM. */
+    runs its actor until SIGINT or SIGTERM. SIGHUP reopens the log file. */
 
 #include "broker/hs_server.h"
 #include "common/sf_log.h"
@@ -18,6 +18,7 @@ static const sf_program_t s_program = {
 int
 main (int argc, char *argv [])
 {
+    sf_program_block_hangup ();
     sf_config_t *config = sf_program_start (&s_program, argc, argv);
     const char *name = sf_config_str (config, "homeserver/name");
     sf_program_open_log (&s_program, config, name);
@@ -26,17 +27,11 @@ main (int argc, char *argv [])
     hs_server_t *server = hs_server_new (config, &fault);
     if (!server) {
         sf_config_destroy (&config);
-        //  A bad key file or key folder is configuration; the rest is not.
-        sf_program_fail (s_program.name,
-                         fault.error == SF_EINVAL ? SF_EXIT_USAGE
-                                                  : SF_EXIT_FAILURE,
-                         "%s", fault.message);
+        sf_program_fail (s_program.name, sf_program_exit_code (&fault), "%s",
+                         fault.message);
     }
     zactor_t *actor = zactor_new (hs_server_actor, server);
-    //  Wait for a signal, or for the actor to stop by itself.
-    zpoller_t *poller = zpoller_new (actor, NULL);
-    zpoller_wait (poller, -1);
-    zpoller_destroy (&poller);
+    sf_program_wait (actor, NULL);
     sf_log_notice ("homeserver: stopping");
     zactor_destroy (&actor);
     sf_config_destroy (&config);

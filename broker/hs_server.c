@@ -18,6 +18,9 @@
 #include "protocol/api_router.h"
 #include "protocol/ring_cmd.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+
 const sf_config_key_t hs_server_schema [] = {
     {"homeserver/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
      "node name, unique in the ring"},
@@ -479,15 +482,18 @@ s_handle_raft (sf_loop_t *loop, zsock_t *reader, void *arg)
 }
 
 //  Read the ring's members from CONFIG. Without any, the ring is this node
-//  alone. This node must be among them.
+//  alone. This node must be among them. Faults name the config file (the
+//  only place members are set) and the member.
 static int
 s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
 {
+    const char *file = sf_config_filename (config);
     zlist_t *names = sf_config_names (config, "ring/member");
     self->members =
         (s_member_t *) zmalloc ((zlist_size (names) + 1) * sizeof (s_member_t));
     bool found_self = false;
-    for (char *name = (char *) zlist_first (names); name;
+    int rc = 0;
+    for (char *name = (char *) zlist_first (names); name && rc == 0;
          name = (char *) zlist_next (names)) {
         s_member_t *member = &self->members [self->n_members++];
         member->name = strdup (name);
@@ -499,48 +505,64 @@ s_members_load (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         snprintf (path, sizeof path, "ring/member/%s/key", name);
         const char *key = sf_config_str (config, path);
         if (!member->id || !raft || !key) {
-            zlist_destroy (&names);
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "ring member '%s' needs id, raft and key",
-                                 name);
+            char missing [32] = "";
+            if (!member->id)
+                strcat (missing, ", id");
+            if (!raft)
+                strcat (missing, ", raft");
+            if (!key)
+                strcat (missing, ", key");
+            rc = sf_fault_set (fault, SF_EINVAL,
+                               "config %s: ring member '%s' needs id, raft "
+                               "and key (missing %s)",
+                               file, name, missing + 2);
+            break;
         }
         member->raft = strdup (raft);
         snprintf (path, sizeof path, "ring/member/%s/api", name);
         const char *api = sf_config_str (config, path);
         member->api = api ? strdup (api) : NULL;
-        if (sf_cert_load_public (key, member->key, fault)) {
-            zlist_destroy (&names);
-            return -1;
-        }
-        if (member->id == self->id) {
+        sf_fault_t why;
+        if (sf_cert_load_public (key, member->key, &why))
+            rc = sf_fault_set (fault, why.error,
+                               "config %s: ring member '%s': %s", file, name,
+                               why.message);
+        else if (member->id == self->id) {
             found_self = true;
-            if (strcmp (member->key, zcert_public_txt (self->cert)) != 0) {
-                zlist_destroy (&names);
-                return sf_fault_set (
+            if (strcmp (member->key, zcert_public_txt (self->cert)) != 0)
+                rc = sf_fault_set (
                     fault, SF_EINVAL,
-                    "ring member '%s' has id %llu (this node) but another "
-                    "key than this node's secret_key",
-                    name, (unsigned long long) member->id);
-            }
+                    "config %s: ring member '%s' has id %llu (this node) but "
+                    "another key than this node's secret_key",
+                    file, name, (unsigned long long) member->id);
         }
     }
+    //  The names are freed only now: the faults above print them.
     zlist_destroy (&names);
-    if (self->n_members && !found_self
+    if (rc == 0 && self->n_members && !found_self
         && !sf_config_bool (config, "homeserver/join"))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "this node (id %llu) is not among ring/member",
-                             (unsigned long long) self->id);
-    return 0;
+        rc = sf_fault_set (fault, SF_EINVAL,
+                           "config %s: this node (id %llu) is not among "
+                           "ring/member",
+                           file, (unsigned long long) self->id);
+    return rc;
 }
 
-//  Every public certificate in folder DIR is an administrator.
+//  Every public certificate in folder DIR is an administrator. Before the
+//  API handler exists this only checks that they all load, so a bad folder
+//  stops the start before any state is written.
 static int
 s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
 {
-    zdir_t *folder = zdir_new (dir, "-");
+    struct stat info;
+    if (stat (dir, &info))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "cannot read admins folder %s: %s", dir,
+                             strerror (errno));
+    zdir_t *folder = S_ISDIR (info.st_mode) ? zdir_new (dir, "-") : NULL;
     if (!folder)
-        return sf_fault_set (fault, SF_EINVAL, "cannot read admins folder %s",
-                             dir);
+        return sf_fault_set (fault, SF_EINVAL,
+                             "admins folder %s is not a readable folder", dir);
     zlist_t *files = zdir_list (folder);
     int admitted = 0;
     for (zfile_t *file = (zfile_t *) zlist_first (files); file;
@@ -555,12 +577,15 @@ s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
             zdir_destroy (&folder);
             return -1;
         }
-        hs_api_add_admin (self->handler, key);
+        if (self->handler)
+            hs_api_add_admin (self->handler, key);
         admitted++;
     }
     zlist_destroy (&files);
     zdir_destroy (&folder);
-    sf_log_info ("hs_server: %d administrator key(s) from %s", admitted, dir);
+    if (self->handler)
+        sf_log_info ("hs_server: %d administrator key(s) from %s", admitted,
+                     dir);
     return 0;
 }
 
@@ -568,17 +593,14 @@ s_admins_load (hs_server_t *self, const char *dir, sf_fault_t *fault)
 static int
 s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
 {
+    //  Everything that can be refused is checked, and every socket bound,
+    //  before the data folder is touched: a refused start leaves no raft.db
+    //  that would bootstrap a ring on the next try.
     self->id = (raft_id) sf_config_int (config, "homeserver/id");
     if (s_members_load (self, config, fault))
         return -1;
-    const char *data = sf_config_str (config, "homeserver/data");
-    if (zsys_dir_create ("%s", data))
-        return sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s",
-                             data);
-    char *path = zsys_sprintf ("%s/raft.db", data);
-    self->store = hs_store_new (path, fault);
-    free (path);
-    if (!self->store)
+    const char *admins = sf_config_str (config, "homeserver/admins");
+    if (admins && s_admins_load (self, admins, fault))
         return -1;
     const char *raft = sf_config_str (config, "homeserver/raft");
     self->link = hs_link_new (self->id, self->cert, self->zap);
@@ -601,6 +623,15 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         if (!self->events)
             return -1;
     }
+    const char *data = sf_config_str (config, "homeserver/data");
+    if (zsys_dir_create ("%s", data))
+        return sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s",
+                             data);
+    char *path = zsys_sprintf ("%s/raft.db", data);
+    self->store = hs_store_new (path, fault);
+    free (path);
+    if (!self->store)
+        return -1;
     hs_ring_io_t io = {
         .handle = self,
         .save_term_vote = s_io_save_term_vote,
@@ -686,7 +717,6 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         hs_api_add_member (self->handler, self->name, self->id, NULL,
                            hs_link_endpoint (self->link),
                            zcert_public_txt (self->cert));
-    const char *admins = sf_config_str (config, "homeserver/admins");
     if (admins && s_admins_load (self, admins, fault))
         return -1;
     s_learn_all (self);

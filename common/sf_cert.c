@@ -103,28 +103,31 @@ s_read_cert (const char *path, sf_fault_t *fault)
 zcert_t *
 sf_cert_load_secret (const char *path, sf_fault_t *fault)
 {
-    struct stat info;
-    if (stat (path, &info) == 0 && (info.st_mode & 077)) {
-        sf_fault_set (fault, SF_EINVAL,
-                      "secret key file %s is accessible by group or others "
-                      "(mode %04o); run: chmod 600 %s",
-                      path, (unsigned) (info.st_mode & 07777), path);
-        return NULL;
-    }
+    //  What the file holds is checked before its mode: a public .cert is
+    //  readable by anyone by design, and chmod would not make it a secret.
     zconfig_t *root = s_read_cert (path, fault);
     if (!root)
         return NULL;
     const char *public_text = zconfig_get (root, "curve/public-key", NULL);
     const char *secret_text = zconfig_get (root, "curve/secret-key", NULL);
     zcert_t *cert = NULL;
-    if (!sf_cert_key_valid (secret_text))
+    struct stat info;
+    if (!secret_text && sf_cert_key_valid (public_text))
         sf_fault_set (fault, SF_EINVAL,
-                      "key file %s holds no valid secret key "
-                      "(is it the public .cert file?)",
+                      "key file %s is a public certificate (it holds no "
+                      "secret key): give the .cert_secret file of the pair",
+                      path);
+    else if (!sf_cert_key_valid (secret_text))
+        sf_fault_set (fault, SF_EINVAL, "key file %s holds no valid secret key",
                       path);
     else if (!sf_cert_key_valid (public_text))
         sf_fault_set (fault, SF_EINVAL, "key file %s holds no valid public key",
                       path);
+    else if (stat (path, &info) == 0 && (info.st_mode & 077))
+        sf_fault_set (fault, SF_EINVAL,
+                      "secret key file %s is accessible by group or others "
+                      "(mode %04o); run: chmod 600 %s",
+                      path, (unsigned) (info.st_mode & 07777), path);
     else
         cert = zcert_new_from_txt (public_text, secret_text);
     zconfig_destroy (&root);
@@ -196,10 +199,14 @@ sf_cert_test (bool verbose)
     assert (!sf_cert_load_secret (secret_path, &fault));
     chmod (secret_path, 0600);
 
-    //  The public file is not a secret key.
+    //  The public file is not a secret key, whatever its mode.
     chmod (public_path, 0600);
     assert (!sf_cert_load_secret (public_path, &fault));
-    assert (strstr (fault.message, "no valid secret key"));
+    assert (strstr (fault.message, "is a public certificate"));
+    chmod (public_path, 0644);
+    assert (!sf_cert_load_secret (public_path, &fault));
+    assert (strstr (fault.message, "is a public certificate"));
+    assert (!strstr (fault.message, "chmod"));
     assert (!sf_cert_load_secret ("/nonexistent/x", &fault));
     assert (strstr (fault.message, "cannot read key file /nonexistent/x"));
     assert (sf_cert_load_public ("not-a-key", key, &fault) == -1);

@@ -2,7 +2,8 @@
 
     A pair is two zcert files: NAME.cert holds the public key and may be
     handed to anyone; NAME.cert_secret holds both keys, is created with mode
-    0600, and is refused on load if anyone but its owner can read it. */
+    0600, and is refused on load if anyone but its owner can read it. A
+    public .cert given where a secret one belongs is named as such. */
 
 #ifndef SF_CERT_H_INCLUDED
 #define SF_CERT_H_INCLUDED

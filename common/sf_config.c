@@ -264,11 +264,40 @@ sf_config_set (sf_config_t *self, const char *path, const char *value,
     return 0;
 }
 
+//  Number of the first line of TEXT indented with a tab, or 0. zconfig
+//  only says "invalid syntax" there, which does not point at the tab.
+static int
+s_tab_indented_line (const char *text)
+{
+    int lineno = 1;
+    for (const char *line = text; *line; lineno++) {
+        const char *cursor = line;
+        bool tab = false;
+        while (*cursor == ' ' || *cursor == '\t')
+            tab |= *cursor++ == '\t';
+        if (tab && *cursor && *cursor != '\n' && *cursor != '\r')
+            return lineno;
+        const char *end = strchr (cursor, '\n');
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return 0;
+}
+
 //  Parse ZPL TEXT, capturing zconfig's complaint (which it prints on
 //  stdout) into REASON. Returns the tree or NULL.
 static zconfig_t *
 s_parse_zpl (const char *text, char *reason, size_t reason_size)
 {
+    int tabbed = s_tab_indented_line (text);
+    if (tabbed) {
+        snprintf (reason, reason_size,
+                  "line %d: indented with a tab: ZPL indents each level with "
+                  "4 spaces, and allows no tabs",
+                  tabbed);
+        return NULL;
+    }
     snprintf (reason, reason_size, "invalid ZPL syntax");
     fflush (stdout);
     FILE *capture = tmpfile ();
@@ -388,6 +417,18 @@ sf_config_load (sf_config_t *self, const char *filename, sf_fault_t *fault)
     return rc;
 }
 
+//  True if WORD is a bool value spelled as a word (not 1 or 0, which may
+//  as well be a positional number).
+static bool
+s_bool_word (const char *word)
+{
+    static const char *words [] = {"true", "false", "yes", "no", "on", "off"};
+    for (size_t index = 0; index < sizeof words / sizeof *words; index++)
+        if (strcasecmp (word, words [index]) == 0)
+            return true;
+    return false;
+}
+
 static const sf_config_key_t *
 s_flag_find (const sf_config_key_t *schema, const char *flag, size_t size)
 {
@@ -449,6 +490,16 @@ sf_config_parse_args (sf_config_t *self, int argc, char **argv,
                                  (int) name_size, name);
         const char *value = equals ? equals + 1 : NULL;
         if (!value) {
+            //  A bool flag takes no separate value, so a positional word
+            //  after it stays one; a word that can only mean the flag's
+            //  value is refused, saying how to write it.
+            if (key->type == SF_CONFIG_BOOL && index + 1 < argc
+                && s_bool_word (argv [index + 1]))
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "flag --%s takes its value after '=': "
+                                     "write --%s=%s, or --%s alone for true",
+                                     key->flag, key->flag, argv [index + 1],
+                                     key->flag);
             if (key->type == SF_CONFIG_BOOL)
                 value = "true";
             else if (index + 1 < argc)
@@ -567,9 +618,13 @@ sf_config_print_flags (const sf_config_key_t *schema, FILE *stream)
         if (!key->flag)
             continue;
         char left [64];
-        snprintf (left, sizeof left, "--%s %s", key->flag,
-                  key->type == SF_CONFIG_CHOICE ? key->domain
-                                                : metavars [key->type]);
+        if (key->type == SF_CONFIG_BOOL)
+            //  As the parser takes it: alone for true, or --FLAG=BOOL.
+            snprintf (left, sizeof left, "--%s[=BOOL]", key->flag);
+        else
+            snprintf (left, sizeof left, "--%s %s", key->flag,
+                      key->type == SF_CONFIG_CHOICE ? key->domain
+                                                    : metavars [key->type]);
         fprintf (stream, "  %-30s %s [%s", left, key->help, key->path);
         if (key->required)
             fprintf (stream, ", required");
@@ -694,6 +749,13 @@ sf_config_test (bool verbose)
                  "    level = loud\n",
                  -1, "key 'log/level': 'loud' is not one of error|info|debug");
     s_test_load ("node\n        name = hs1\n", -1, "line 2:");
+    s_test_load ("node\n    name = hs1\n\tapi = tcp://h:1\n", -1,
+                 "line 3: indented with a tab: ZPL indents each level with 4 "
+                 "spaces");
+    s_test_load ("node\n  \t  name = hs1\n", -1, "line 2: indented with a tab");
+    //  A tab inside a value, or on an empty line, is no indentation.
+    s_test_load ("node\n    name = \"h\ts1\"\n\t\n    api = tcp://h:1\n", 0,
+                 "");
     s_test_load ("node\n    name = hs1\n    api = tcp://h:1\nring\n"
                  "    member\n        hs2\n            raft = tcp://h:2\n",
                  0, "");
@@ -743,6 +805,25 @@ sf_config_test (bool verbose)
     config = sf_config_new (s_test_schema);
     assert (sf_config_parse_args (config, 3, bad_value, &fault) == -1);
     assert (strstr (fault.message, "flag --api: key 'node/api'"));
+    sf_config_destroy (&config);
+
+    //  A bool flag's value comes after '='; a separate word that can only
+    //  be its value is refused with the way to write it.
+    char *bool_values [] = {"prog", "--fast=no", "--name", "n", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 4, bool_values, &fault) == 0);
+    assert (!sf_config_bool (config, "node/fast"));
+    sf_config_destroy (&config);
+    char *bool_apart [] = {"prog", "--fast", "false", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 3, bool_apart, &fault) == -1);
+    assert (strstr (fault.message, "write --fast=false, or --fast alone"));
+    sf_config_destroy (&config);
+    char *bool_then_number [] = {"prog", "--fast", "1", NULL};
+    config = sf_config_new (s_test_schema);
+    assert (sf_config_parse_args (config, 3, bool_then_number, &fault) == 0);
+    assert (sf_config_bool (config, "node/fast"));
+    assert (zlist_size (sf_config_positional (config)) == 1);
     sf_config_destroy (&config);
 
     char *missing_value [] = {"prog", "--api", NULL};

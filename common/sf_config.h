@@ -54,9 +54,11 @@ int sf_config_load (sf_config_t *self, const char *filename, sf_fault_t *fault);
 
 //  Parse command-line arguments (ARGV [1..ARGC-1]): "--config FILE" (or
 //  "-c FILE") loads a file first, then every "--FLAG VALUE" or
-//  "--FLAG=VALUE" overrides it; a bool flag alone means true. Other words
-//  are kept as positional arguments; "--" ends the flags. Returns 0, or -1
-//  with FAULT set.
+//  "--FLAG=VALUE" overrides it. A bool flag alone means true, and takes a
+//  value only after '=' ("--json=false"; --help shows "--json[=BOOL]"):
+//  "--json false" is refused with that advice. Other words are kept as
+//  positional arguments; "--" ends the flags. Returns 0, or -1 with FAULT
+//  set.
 int sf_config_parse_args (sf_config_t *self, int argc, char **argv,
                           sf_fault_t *fault);
 

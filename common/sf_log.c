@@ -7,8 +7,10 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *s_level_names [] = {"error", "warning", "notice", "info",
                                        "debug"};
@@ -18,7 +20,8 @@ static struct {
     char ident [64];       //  node name printed on every line
     sf_log_level_t level;  //  lines above this level are dropped
     FILE *file;            //  open log file, or NULL for stderr
-} s_log = {"simfabric", SF_LOG_INFO, NULL};
+    char *filename;        //  its name, to reopen it; NULL for stderr
+} s_log = {"simfabric", SF_LOG_INFO, NULL, NULL};
 
 int
 sf_log_level_parse (const char *name)
@@ -50,11 +53,35 @@ sf_log_open (const char *ident, sf_log_level_t level, const char *filename,
     }
     sf_log_close ();
     s_log.file = file;
+    s_log.filename = file ? strdup (filename) : NULL;
     s_log.level = level;
     snprintf (s_log.ident, sizeof s_log.ident, "%s", ident ? ident : "");
     zsys_set_logident (s_log.ident);
     zsys_set_logstream (s_stream ());
     zsys_set_logsystem (false);
+    return 0;
+}
+
+int
+sf_log_reopen (sf_fault_t *fault)
+{
+    if (!s_log.file)
+        return 0;
+    int fd =
+        open (s_log.filename, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return sf_fault_set (fault, SF_EINVAL, "cannot reopen log file %s: %s",
+                             s_log.filename, strerror (errno));
+    //  The new file takes the old one's descriptor under the same FILE, so
+    //  no thread ever writes to a closed stream (zsys holds it too). Lines
+    //  are flushed whole (line buffering), each to one file or the other.
+    fflush (s_log.file);
+    int rc = dup2 (fd, fileno (s_log.file));
+    int saved = errno;
+    close (fd);
+    if (rc < 0)
+        return sf_fault_set (fault, SF_EINVAL, "cannot reopen log file %s: %s",
+                             s_log.filename, strerror (saved));
     return 0;
 }
 
@@ -65,6 +92,8 @@ sf_log_close (void)
         zsys_set_logstream (stderr);
         fclose (s_log.file);
         s_log.file = NULL;
+        free (s_log.filename);
+        s_log.filename = NULL;
     }
 }
 
@@ -127,6 +156,35 @@ sf_log_test (bool verbose)
     assert (strstr (line, " error node7: bad thing\n"));
     assert (!fgets (line, sizeof line, file));
     fclose (file);
+
+    //  Rotation: the file renamed away, reopening starts a new one under
+    //  the name, and the old one gets nothing more.
+    char rotated [sizeof path + 2];
+    snprintf (rotated, sizeof rotated, "%s.1", path);
+    assert (sf_log_reopen (&fault) == 0);  //  stderr: nothing to do
+    rc = sf_log_open ("node7", SF_LOG_INFO, path, &fault);
+    assert (rc == 0);
+    sf_log_info ("before");
+    assert (rename (path, rotated) == 0);
+    assert (sf_log_reopen (&fault) == 0);
+    sf_log_info ("after");
+    sf_log_close ();
+    file = fopen (path, "r");
+    assert (file);
+    assert (fgets (line, sizeof line, file));
+    assert (strstr (line, " info node7: after\n"));
+    assert (!fgets (line, sizeof line, file));
+    fclose (file);
+    file = fopen (rotated, "r");
+    assert (file);
+    assert (fgets (line, sizeof line, file));
+    assert (strstr (line, " info node7: first 1 second\n"));
+    assert (fgets (line, sizeof line, file));
+    assert (fgets (line, sizeof line, file));
+    assert (strstr (line, " info node7: before\n"));
+    assert (!fgets (line, sizeof line, file));
+    fclose (file);
+    unlink (rotated);
     unlink (path);
 
     rc = sf_log_open ("x", SF_LOG_INFO, "/nonexistent/dir/log", &fault);

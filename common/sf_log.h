@@ -30,6 +30,13 @@ int sf_log_level_parse (const char *name);
 int sf_log_open (const char *ident, sf_log_level_t level, const char *filename,
                  sf_fault_t *fault);
 
+//  Open the log file again under its name, for log rotation: after the
+//  file was renamed away, lines go to a new file of that name. Safe while
+//  other threads log (their lines go whole to the old file or the new).
+//  Does nothing when logging to stderr. Returns 0, or -1 with FAULT set
+//  (lines then keep going to the old file).
+int sf_log_reopen (sf_fault_t *fault);
+
 //  Close the log file, if any; later lines go to stderr.
 void sf_log_close (void);
 

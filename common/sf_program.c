@@ -3,8 +3,21 @@
 #include "common/sf_program.h"
 #include "common/sf_log.h"
 
+#include <pthread.h>
 #include <raft.h>
+#include <signal.h>
 #include <string.h>
+
+//  The exit codes as --help lists them.
+#define SF_EXIT_ROW(name, code, help) {code, help},
+static const struct {
+    int code;          //  what the process returns
+    const char *help;  //  what it means, in a few words
+} s_exits [] = {SF_EXIT_MAP (SF_EXIT_ROW)};
+#undef SF_EXIT_ROW
+
+//  Set by SIGHUP, taken by sf_program_wait.
+static volatile sig_atomic_t s_hangup_requested;
 
 void
 sf_program_fail (const char *name, int code, const char *format, ...)
@@ -47,8 +60,11 @@ s_print_help (const sf_program_t *program)
     printf ("  %-30s %s\n", "-h, --help", "print this help and exit");
     printf ("  %-30s %s\n", "--version",
             "print versions of simfabric and its libraries and exit");
-    printf ("\nExit codes: 0 ok, 1 failure, 2 usage or configuration "
-            "error, 3 unreachable.\n");
+    printf ("\nExit codes:");
+    for (size_t at = 0; at < sizeof s_exits / sizeof *s_exits; at++)
+        printf ("%s %d %s", at ? "," : "", s_exits [at].code,
+                s_exits [at].help);
+    printf (".\n");
 }
 
 sf_config_t *
@@ -88,4 +104,61 @@ sf_program_open_log (const sf_program_t *program, sf_config_t *config,
     if (sf_log_open (ident, (sf_log_level_t) level,
                      sf_config_str (config, "log/file"), &fault))
         sf_program_fail (program->name, SF_EXIT_USAGE, "%s", fault.message);
+}
+
+int
+sf_program_exit_code (const sf_fault_t *fault)
+{
+    return fault->error == SF_EINVAL ? SF_EXIT_USAGE : SF_EXIT_FAILURE;
+}
+
+void
+sf_program_block_hangup (void)
+{
+    sigset_t hangup;
+    sigemptyset (&hangup);
+    sigaddset (&hangup, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &hangup, NULL);
+}
+
+static void
+s_on_hangup (int signal_number)
+{
+    (void) signal_number;
+    s_hangup_requested = 1;
+}
+
+void
+sf_program_wait (zactor_t *actor, void (*on_hangup) (zactor_t *actor))
+{
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_hangup;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGHUP, &action, NULL);
+    sigset_t hangup;
+    sigemptyset (&hangup);
+    sigaddset (&hangup, SIGHUP);
+    pthread_sigmask (SIG_UNBLOCK, &hangup, NULL);
+    zpoller_t *poller = zpoller_new (actor, NULL);
+    while (true) {
+        //  A SIGHUP interrupts the wait too: only SIGINT and SIGTERM
+        //  (zsys_interrupted) end it. The timeout bounds how long a
+        //  SIGHUP that arrives just before the wait starts goes unseen.
+        void *which = zpoller_wait (poller, 200);
+        if (which == actor || zsys_interrupted)
+            break;
+        if (s_hangup_requested) {
+            s_hangup_requested = 0;
+            sf_fault_t fault;
+            if (sf_log_reopen (&fault))
+                sf_log_error ("%s (still logging to the old file)",
+                              fault.message);
+            else
+                sf_log_notice ("reopened the log file (SIGHUP)");
+            if (on_hangup)
+                on_hangup (actor);
+        }
+    }
+    zpoller_destroy (&poller);
 }

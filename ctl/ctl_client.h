@@ -2,7 +2,11 @@
 
     One DEALER over CURVE to one daemon. Each request gets a fresh id and
     the reply with that id is awaited up to a timeout; stray replies (from
-    an earlier request that timed out) are skipped. */
+    an earlier request that timed out) are skipped. When no reply comes,
+    the fault says what the connection did: nothing listening, a daemon
+    that took the connection but not our CURVE handshake (its key is not
+    the one we were given), one that refused our key, or one that was
+    reached and did not answer in time. */
 
 #ifndef CTL_CLIENT_H_INCLUDED
 #define CTL_CLIENT_H_INCLUDED
@@ -25,7 +29,8 @@ void ctl_client_destroy (ctl_client_t **self_p);
 //  Send request OP with ARGS (an object whose members are copied beside op
 //  and id; may be NULL) and wait up to TIMEOUT_MS for the reply. Returns
 //  the reply (caller decrefs) whether ok or not, or NULL with FAULT set to
-//  SF_ETIMEOUT (no reply) or SF_EMALFORMED (a reply we cannot read).
+//  SF_ETIMEOUT (no reply; the message names the endpoint, the time waited
+//  and the likely cause) or SF_EMALFORMED (a reply we cannot read).
 json_t *ctl_client_call (ctl_client_t *self, const char *op, const json_t *args,
                          int timeout_ms, sf_fault_t *fault);
 

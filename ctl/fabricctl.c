@@ -314,12 +314,11 @@ s_call (sf_config_t *config, const char *op, const json_t *args,
         client, op, args, (int) sf_config_int (config, "fabricctl/timeout"),
         &fault);
     ctl_client_destroy (&client);
+    if (!reply && fault.error == SF_ETIMEOUT)
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "%s", fault.message);
     if (!reply)
         sf_program_fail (
-            "fabricctl",
-            fault.error == SF_ETIMEOUT ? SF_EXIT_UNREACHABLE : SF_EXIT_FAILURE,
-            "%s from %s (%s)",
-            fault.error == SF_ETIMEOUT ? "no reply" : "unreadable reply",
+            "fabricctl", SF_EXIT_FAILURE, "unreadable reply from %s (%s)",
             sf_config_str (config, "fabricctl/server"), fault.message);
     if (print == s_print_status && json_object_get (reply, "members")
         && !sf_config_bool (config, "fabricctl/json")
@@ -609,8 +608,7 @@ s_raw (sf_config_t *config, zlist_t *args)
         (int) sf_config_int (config, "fabricctl/timeout"), &fault);
     ctl_client_destroy (&client);
     if (!reply)
-        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "no reply from %s",
-                         sf_config_str (config, "fabricctl/server"));
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "%s", fault.message);
     json_t *parsed = api_msg_decode_reply (reply, strlen (reply), &fault);
     printf ("%s\n", reply);
     free (reply);

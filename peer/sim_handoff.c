@@ -189,8 +189,9 @@ sim_handoff_new (const char *endpoint, const char *name, zcert_t *cert,
     zsock_set_linger (self->router, 0);
     sf_curve_server (self->router, cert, SIM_HANDOFF_DOMAIN);
     if (zsock_bind (self->router, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EINVAL, "cannot bind handoff endpoint '%s': %s",
-                      endpoint, zmq_strerror (zmq_errno ()));
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind handoff endpoint '%s': %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
         sim_handoff_destroy (&self);
     }
     return self;

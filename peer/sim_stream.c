@@ -215,7 +215,9 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
         (uint64_t *) zmalloc (STATE_MSG_MAX_UPDATES * sizeof (uint64_t));
     self->buffer = (uint8_t *) zmalloc (SIM_STREAM_MAX_DATAGRAM + 1);
     if (!sim_udp_free (endpoint)) {
-        sf_fault_set (fault, SF_EINVAL,
+        //  Not the configuration's fault: SF_EUNAVAILABLE, as a TCP port in
+        //  use (the daemon exits 1, not 2).
+        sf_fault_set (fault, SF_EUNAVAILABLE,
                       "state endpoint '%s' is in use by another socket "
                       "(another sim with the same state endpoint?)",
                       endpoint);
@@ -223,8 +225,9 @@ sim_stream_new (const char *endpoint, zcert_t *cert, sim_store_t *store,
     }
     self->dish = zsock_new (ZMQ_DISH);
     if (zsock_bind (self->dish, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EINVAL, "cannot bind state endpoint '%s': %s",
-                      endpoint, zmq_strerror (zmq_errno ()));
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "cannot bind state endpoint '%s': %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
         goto failed;
     }
     if (zsock_join (self->dish, SIM_STREAM_GROUP)) {

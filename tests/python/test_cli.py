@@ -1,10 +1,13 @@
 """--help, --version and exit codes of the three executables."""
 
+import signal
+import socket
 import subprocess
+import time
 
 import pytest
 
-from simfabric_testing import binary
+from simfabric_testing import Daemon, binary, make_ring, make_sims, read_public_key
 
 PROGRAMS = ["homeserver", "simserver", "fabricctl"]
 
@@ -60,3 +63,110 @@ def test_fabricctl_unreachable_daemon_exits_3(tmp_path):
                  "--server-key", tmp_path / "ghost.cert", "--timeout", "300")
     assert result.returncode == 3
     assert "no reply from tcp://127.0.0.1:9" in result.stderr
+
+
+def test_fabricctl_unreachable_says_nothing_listens(tmp_path):
+    run(binary("fabricctl"), "keygen", "ghost", "--dir", tmp_path)
+    result = run(binary("fabricctl"), "status", "--server", "tcp://127.0.0.1:9",
+                 "--server-key", tmp_path / "ghost.cert", "--timeout", "300")
+    assert result.returncode == 3
+    assert result.stderr == ("fabricctl: error: no reply from tcp://127.0.0.1:9 in "
+                             "0.3 s: nothing is listening there\n")
+
+
+def test_fabricctl_wrong_server_key_says_the_key_may_be_wrong(homeserver, tmp_path):
+    """A daemon that takes the connection but not our handshake is not one
+    that is down: the message names the key we tried."""
+    run(binary("fabricctl"), "keygen", "other", "--dir", tmp_path)
+    other = read_public_key(tmp_path / "other.cert").decode()
+    result = run(binary("fabricctl"), "status", "--server", homeserver.endpoint,
+                 "--server-key", tmp_path / "other.cert", "--timeout", "1000")
+    assert result.returncode == 3
+    assert result.stderr == (f"fabricctl: error: no reply from {homeserver.endpoint} "
+                             "in 1 s: it took the connection but not the CURVE "
+                             f"handshake: its key is not {other} (check --server-key)\n")
+
+
+@pytest.mark.parametrize("program", ["homeserver", "fabricctl"])
+def test_help_shows_bool_flags_as_the_parser_takes_them(program):
+    result = run(binary(program), "--help")
+    flags = [line.split()[0] for line in result.stdout.splitlines()
+             if "=BOOL]" in line or " BOOL " in line]
+    assert flags, result.stdout
+    assert all(flag.endswith("[=BOOL]") for flag in flags), flags
+
+
+@pytest.mark.parametrize("value, expect_json", [
+    ("", True), ("=true", True), ("=yes", True), ("=1", True),
+    ("=false", False), ("=no", False), ("=0", False), ("=off", False),
+])
+def test_fabricctl_bool_flag_values(tmp_path, value, expect_json):
+    result = run(binary("fabricctl"), "keygen", "k", "--dir", tmp_path, f"--json{value}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("{") == expect_json
+
+
+@pytest.mark.parametrize("word", ["true", "false", "yes", "no"])
+def test_bool_flag_with_a_separate_value_says_how_to_write_it(tmp_path, word):
+    result = run(binary("fabricctl"), "status", "--json", word)
+    assert result.returncode == 2
+    assert result.stderr == (f"fabricctl: error: flag --json takes its value after "
+                             f"'=': write --json={word}, or --json alone for true\n")
+
+
+def _sim_of_a_ring(tmp_path):
+    ring = make_ring(tmp_path, 1)
+    (sim,) = make_sims(tmp_path, ring, 1)
+    return sim
+
+
+@pytest.mark.parametrize("kind, which", [
+    ("homeserver", "api"), ("homeserver", "raft"), ("homeserver", "events"),
+    ("simserver", "api"), ("simserver", "state"), ("simserver", "handoff"),
+])
+def test_endpoint_in_use_exits_1(tmp_path, kind, which):
+    """A port another process holds is a runtime failure (1), whichever
+    socket it is; the configuration itself is fine."""
+    daemon = (Daemon("homeserver", "hs1", tmp_path / "hs1") if kind == "homeserver"
+              else _sim_of_a_ring(tmp_path))
+    endpoint = daemon.section[which]
+    host, port = endpoint.split("://")[1].rsplit(":", 1)
+    kind_of_socket = socket.SOCK_DGRAM if endpoint.startswith("udp") else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind_of_socket) as holder:
+        holder.bind((host, int(port)))
+        if kind_of_socket == socket.SOCK_STREAM:
+            holder.listen()
+        result = run(*daemon.command())
+    assert result.returncode == 1, result.stderr
+    assert endpoint in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["homeserver", "simserver"])
+def test_sighup_reopens_the_log_file(tmp_path, kind):
+    """Log rotation: the file is renamed away, SIGHUP makes the daemon
+    create it again and write there; the daemon keeps serving."""
+    daemon = (Daemon("homeserver", "hs1", tmp_path / "hs1") if kind == "homeserver"
+              else _sim_of_a_ring(tmp_path))
+    log = tmp_path / "daemon.log"
+    command = daemon.command() + ["--log-file", str(log)]
+    daemon.command = lambda: command
+    daemon.start()
+    try:
+        assert "ready" in log.read_text()
+        rotated = tmp_path / "daemon.log.1"
+        log.rename(rotated)
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert log.exists(), daemon.log()
+        with daemon.client() as client:
+            assert client.call("status")["ok"]
+        before = rotated.read_text()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    text = log.read_text()
+    assert "reopened the log file" in text
+    assert "stopping" in text
+    assert rotated.read_text() == before
+    assert "stopping" not in before

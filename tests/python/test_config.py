@@ -1,6 +1,7 @@
 """Configuration errors: each names the key and the file, exits 2, and
 starts nothing."""
 
+import os
 import subprocess
 
 import pytest
@@ -10,7 +11,8 @@ from simfabric_testing import binary, write_key_pair
 
 def start(program, *args):
     return subprocess.run([str(binary(program)), *map(str, args)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, errors="replace",
+                          timeout=30)
 
 
 @pytest.fixture
@@ -94,6 +96,70 @@ def test_syntax_error_names_the_line(tmp_path, keys):
     assert result.returncode == 2
     assert result.stderr.startswith(f"homeserver: error: config {path}: line 2: ")
     assert result.stdout == ""
+
+
+def test_tab_indentation_is_named(tmp_path, keys):
+    path = config(tmp_path, "homeserver\n    name = hs1\n\tapi = tcp://127.0.0.1:1\n")
+    result = start("homeserver", "--config", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"homeserver: error: config {path}: line 3: indented "
+                             "with a tab: ZPL indents each level with 4 spaces, "
+                             "and allows no tabs\n")
+
+
+def test_ring_member_without_its_keys_is_named_with_the_file(tmp_path, keys):
+    members = "ring\n    member\n"
+    for name in ("hs1", "second", "third"):
+        members += f"        {name}\n            id = 1\n"
+    path = config(tmp_path, good(keys) + members)
+    result = start("homeserver", "--config", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"homeserver: error: config {path}: ring member 'hs1' "
+                             "needs id, raft and key (missing raft, key)\n")
+
+
+def test_ring_member_with_a_bad_key_file_names_the_member(tmp_path, keys):
+    members = ("ring\n    member\n        hs1\n            id = 1\n"
+               "            raft = tcp://127.0.0.1:2\n            key = absent.cert\n")
+    path = config(tmp_path, good(keys) + members)
+    result = start("homeserver", "--config", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"homeserver: error: config {path}: ring member 'hs1': "
+                             f"cannot read key file {tmp_path / 'absent.cert'}: "
+                             "No such file or directory\n")
+
+
+def test_public_certificate_as_secret_key_says_so(tmp_path, keys):
+    """A public .cert is readable by anyone by design: the fault is that it
+    holds no secret key, not its mode."""
+    keys.public_path.chmod(0o644)
+    path = config(tmp_path, good(keys).replace(keys.secret_path.name,
+                                               keys.public_path.name))
+    for program, args in (("homeserver", ["--config", path]),
+                          ("fabricctl", ["status", "--server-key", keys.public_path,
+                                         "--key", keys.public_path])):
+        result = start(program, *args)
+        assert result.returncode == 2
+        assert result.stderr == (f"{program}: error: key file {keys.public_path} is a "
+                                 "public certificate (it holds no secret key): give "
+                                 "the .cert_secret file of the pair\n")
+
+
+def test_missing_admins_folder_writes_no_state(tmp_path, keys):
+    """Everything is checked before the data folder is touched: a refused
+    start leaves no raft.db behind to bootstrap a ring that never ran."""
+    from simfabric_testing.daemon import free_port
+
+    api, raft = free_port(), free_port()
+    text = (good(keys).replace("127.0.0.1:1\n", f"127.0.0.1:{api}\n")
+            .replace("127.0.0.1:2\n", f"127.0.0.1:{raft}\n")
+            + "    admins = nowhere\n")
+    path = config(tmp_path, text)
+    result = start("homeserver", "--config", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"homeserver: error: cannot read admins folder "
+                             f"{tmp_path / 'nowhere'}: No such file or directory\n")
+    assert not (tmp_path / "data").exists()
 
 
 def test_missing_config_file(tmp_path):

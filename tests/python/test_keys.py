@@ -53,7 +53,7 @@ def test_daemon_refuses_the_public_file_as_secret_key(tmp_path):
     result = run(binary("simserver"), "--name", "sim1", "--api", "tcp://127.0.0.1:1",
                  "--secret-key", pair.public_path)
     assert result.returncode == 2
-    assert "holds no valid secret key (is it the public .cert file?)" in result.stderr
+    assert "is a public certificate (it holds no secret key)" in result.stderr
 
 
 def test_fabricctl_refuses_a_readable_client_key(tmp_path):
