@@ -677,7 +677,7 @@ raft_msg_test (bool verbose)
         printf (" * raft_msg: ");
     raft_msg_t out;
 
-    //  The example frame of protocol/raft-wire.md section 7.
+    //  The example frame of protocol/raft-wire.md section 8.
     struct raft_message heartbeat = {.type = RAFT_APPEND_ENTRIES};
     heartbeat.append_entries.term = 7;
     heartbeat.append_entries.prev_log_index = 41;

@@ -86,7 +86,7 @@ int raft_msg_encode (const struct raft_message *message, raft_id sender,
 
 //  Decode DATA of SIZE bytes into SELF. Returns 0, or -1 if malformed
 //  (then nothing is left allocated). On success SELF may own raft_malloc'd
-//  memory: see raft_msg_release and protocol/raft-wire.md section 5.
+//  memory: see raft_msg_release and protocol/raft-wire.md section 6.
 int raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size);
 
 //  Free everything a successful decode allocated (entries array and batch,
