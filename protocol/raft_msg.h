@@ -26,6 +26,9 @@
 #define RAFT_MSG_READ_PROBE_ACK 8
 #define RAFT_MSG_MEMBERS_QUERY 9
 #define RAFT_MSG_MEMBERS 10
+#define RAFT_MSG_DIGEST 11
+
+#define RAFT_MSG_DIGEST_BYTES 16u  //  a replica digest (raft-wire.md 4)
 
 #define RAFT_MSG_MAX_MEMBERS 64u
 #define RAFT_MSG_MAX_NAME 64u
@@ -51,6 +54,8 @@ typedef struct {
     uint64_t probe_seq;
     raft_msg_member_t *members;  //  Members: owned, see raft_msg_release
     unsigned n_members;
+    raft_index digest_index;                 //  Digest: applied index, > 0
+    uint8_t digest [RAFT_MSG_DIGEST_BYTES];  //  Digest: the digest there
 } raft_msg_t;
 
 //  Encode a ReadProbe or ReadProbeAck (TYPE) from SENDER at ADDRESS into
@@ -73,6 +78,15 @@ size_t raft_msg_encode_probe (int type, raft_id sender, const char *address,
 size_t raft_msg_encode_members (int type, raft_id sender, const char *address,
                                 const raft_msg_member_t *members, unsigned n,
                                 uint8_t *buffer, size_t size);
+
+//  Encode a Digest frame (type 11): SENDER at ADDRESS applied INDEX (> 0)
+//  with replica DIGEST (RAFT_MSG_DIGEST_BYTES), into BUFFER (at least
+//  RAFT_MSG_DIGEST_SIZE + address length). Returns the size written, or 0
+//  if anything is invalid or it does not fit.
+#define RAFT_MSG_DIGEST_SIZE (2 + 1 + 1 + 8 + 2 + 8 + RAFT_MSG_DIGEST_BYTES)
+size_t raft_msg_encode_digest (raft_id sender, const char *address,
+                               raft_index index, const uint8_t *digest,
+                               uint8_t *buffer, size_t size);
 
 //  Bytes that raft_msg_encode will write for MESSAGE (whose AppendEntries
 //  entries, if any, must be filled in), sent as SENDER at ADDRESS; 0 if it
