@@ -171,8 +171,8 @@ s_counters (void *context, json_t *counters)
         {"ring_digest_head", digest_head},
         {"ring_digest_compared", digests->compared},
         {"ring_digest_mismatches", digests->mismatches},
-        {"ring_digest_mismatch_member", digests->mismatch_member},
-        {"ring_digest_mismatch_index", digests->mismatch_index},
+        {"ring_diverged_from", digests->mismatch_member},
+        {"ring_diverged_at", digests->mismatch_index},
         {"zap_refused", sf_zap_refused (self->zap)},
     };
     for (size_t at = 0; at < sizeof values / sizeof values [0]; at++)
