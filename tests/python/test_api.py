@@ -203,7 +203,7 @@ def test_fabricctl_status_and_request(homeserver):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "ID", "ROLE", "TERM", "COMMIT", "APPLIED",
-                                "SNAPSHOT", "LEADER", "API"]
+                                "SNAPSHOT", "LEADER", "DIGEST", "DIVERGED", "API"]
     assert lines[1].split()[:3] == ["hs1", "1", "leader"] or lines[1].split()[2] in ("follower", "candidate")
 
     result = subprocess.run([str(binary("fabricctl")), "status", "--json", *common],
