@@ -7,7 +7,9 @@
     result or a stable error, identically on every member: everything an
     application needs is in the command, never in the member's clock or
     configuration. Snapshots are the database image (sqlite3_serialize);
-    restoring one replaces the database (sqlite3_deserialize).
+    restoring one replaces the database (sqlite3_deserialize). Every SQL
+    statement is prepared when a database opens, from one table in
+    hs_fsm.c, and run by name.
 
     Durability comes from the ring's log and snapshots, not from this
     database: after a restart it is rebuilt from the last snapshot and the
@@ -74,7 +76,8 @@ void hs_fsm_set_applied (hs_fsm_t *self, raft_index index);
 //  The database image, in a new raft_malloc'd buffer. Returns 0 or -1.
 int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 
-//  Replace the database with image DATA (lent). Returns 0 or -1.
+//  Replace the database with image DATA (lent), its statements prepared
+//  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 
 //  Names of the sims that hold entities and whose last heartbeat is older
