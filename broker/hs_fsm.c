@@ -72,9 +72,10 @@ static const char *s_schema =
        "SELECT (SELECT value FROM meta WHERE key = 'applied'), "            \
        "(SELECT value FROM meta WHERE key = 'change')")                     \
     X (S_PLAYER_KEY, "SELECT key FROM players WHERE id = ?1")               \
+    /*  The key it has again writes no row: nothing changed.  */            \
     X (S_PLAYER_PUT,                                                        \
        "INSERT INTO players (id, key, registered_ms) VALUES (?1, ?2, ?3) "  \
-       "ON CONFLICT (id) DO UPDATE SET key = ?2")                         \
+       "ON CONFLICT (id) DO UPDATE SET key = ?2 WHERE key IS NOT ?2")       \
     X (S_SIM_KEY, "SELECT key FROM sims WHERE id = ?1")                     \
     X (S_SIM_PUT,                                                           \
        "INSERT INTO sims (id, key, handoff, state, registered_ms, "         \
@@ -1537,6 +1538,12 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     s_apply_t ctx = {self, index, &cmd, principal, &parsed, fault};
     //  One transaction per command: it applies whole or not at all.
     s_run (self, S_BEGIN);
+    //  Whether it changed anything is whether it wrote a row: a request
+    //  that finds what it asks for done already (the current authority
+    //  asking again, a player registering the key it has) is answered but
+    //  due no event. Same statements on the same state: the same on every
+    //  member.
+    sqlite3_int64 writes = sqlite3_total_changes64 (self->db);
     if (!hs_fsm_is_write (cmd.op))
         sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
     else if (s_parse (cmd.op, cmd.args, &parsed, fault) == 0) {
@@ -1570,7 +1577,8 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
             result = s_authority_expire (&ctx);
     }
     if (result) {
-        self->change = index;
+        if (sqlite3_total_changes64 (self->db) != writes)
+            self->change = index;
         s_run (self, S_COMMIT);
     }
     else
@@ -1819,6 +1827,13 @@ hs_fsm_test (bool verbose)
     result = s_test_apply (fsm, ++index, "player.register",
                            "{\"player\":\"alice\"}", bob, false, &fault);
     assert (!result && fault.error == SF_EUNAUTHORIZED);
+    //  The key it has again: answered, but nothing changed, no event due.
+    raft_index changed = hs_fsm_last_change (fsm);
+    result = s_test_apply (fsm, ++index, "player.register",
+                           "{\"player\":\"alice\"}", alice, false, &fault);
+    assert (result);
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == changed);
 
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",
@@ -2078,6 +2093,31 @@ hs_fsm_test (bool verbose)
     zlist_t *waiting = hs_fsm_expired_transfers (fsm, UINT64_MAX / 2);
     assert (zlist_size (waiting) == 0);
     zlist_destroy (&waiting);
+    //  The current authority asking again, alone or in a batch, is granted
+    //  and changes nothing: no new epoch, no event due.
+    raft_index granted_at = hs_fsm_last_change (fsm);
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"path\":\"/world/z0\"}", carol,
+                           false, &fault);
+    assert (result && json_is_true (json_object_get (result, "granted")));
+    assert (json_integer_value (json_object_get (result, "epoch")) == 1);
+    assert (!json_object_get (result, "transfer"));
+    json_decref (result);
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\","
+                           "\"/world/d\"]}",
+                           carol, false, &fault);
+    assert (result);
+    assert (json_integer_value (json_object_get (result, "grants")) == 1);
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == granted_at);
+    //  A first grant is a change.
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"path\":\"/world/z2\"}", carol,
+                           false, &fault);
+    assert (result && json_object_get (result, "transfer"));
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == index);
     static const char *malformed [] = {
         "{\"sim\":\"sim2\",\"paths\":[]}",
         "{\"sim\":\"sim2\",\"paths\":\"/world/z0\"}",

@@ -50,7 +50,10 @@ int hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault);
 
 //  Apply the command DATA (SIZE bytes) at log INDEX. Returns the result
 //  object to send to the client (a new reference), or NULL with FAULT set
-//  to the error the client gets. Deterministic.
+//  to the error the client gets. Deterministic. A command answered
+//  without changing anything (the current authority asking again, a
+//  player registering the key it has) leaves hs_fsm_last_change as it was:
+//  no event is due (protocol/homeserver-events.md).
 json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
                       size_t size, sf_fault_t *fault);
 
