@@ -260,315 +260,258 @@ s_entities (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
-//  Parse the arguments of OP into A. Returns 0, or -1 with FAULT.
+//  The arguments of each operation, parsed into A: one function an
+//  operation (or a few alike), run after the generic check that no field
+//  is unknown (s_parse). Each returns 0, or -1 with FAULT naming the field.
+
 static int
-s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
+s_parse_player_register (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    memset (a, 0, sizeof *a);
-    if (strcmp (op, "player.register") == 0) {
-        static const char *allowed [] = {"op", "id", "player", "key", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "player", true, &a->player, fault)
-                       || s_key (args, &a->key, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "player.key") == 0) {
-        static const char *allowed [] = {"op", "id", "player", "consistency",
-                                         NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "player", true, &a->player, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.register") == 0) {
-        static const char *allowed [] = {"op",      "id",    "sim", "key",
-                                         "handoff", "state", "api", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || s_key (args, &a->key, fault)
-                       || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
-                                      fault)
-                       || s_endpoint (args, "state", "udp", &a->state, fault)
-                       || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.heartbeat") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "load", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || sf_json_object (args, "load", false, &a->load, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.list") == 0) {
-        static const char *allowed [] = {"op", "id", "consistency", NULL};
-        return sf_json_only (args, allowed, fault);
-    }
-    if (strcmp (op, "cluster.add") == 0) {
-        static const char *allowed [] = {"op",   "id",  "name", "raft_id",
-                                         "raft", "api", "key",  NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "name", true, &a->name, fault)
-            || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
-                            &a->raft_id, fault)
-            || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
-            || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
-            || s_key (args, &a->key, fault))
-            return -1;
-        if (!a->raft || !a->key)
+    return s_name (args, "player", true, &a->player, fault)
+                   || s_key (args, &a->key, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_player (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "player", true, &a->player, fault);
+}
+
+static int
+s_parse_sim_register (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || s_key (args, &a->key, fault)
+                   || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
+                                  fault)
+                   || s_endpoint (args, "state", "udp", &a->state, fault)
+                   || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_sim_heartbeat (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || sf_json_object (args, "load", false, &a->load, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "name", true, &a->name, fault)
+        || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
+                        &a->raft_id, fault)
+        || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
+        || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+        || s_key (args, &a->key, fault))
+        return -1;
+    if (!a->raft || !a->key)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "cluster.add needs 'raft' and 'key'");
+    return 0;
+}
+
+static int
+s_parse_entity_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_path (args, "path", &a->path, fault)
+        || s_rule (args, false, &a->rule, fault)
+        || s_name (args, "owner", false, &a->owner, fault)
+        || s_name (args, "authority", false, &a->authority, fault)
+        || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault))
+        return -1;
+    if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'checkpoint' exceeds %d bytes",
+                             S_MAX_CHECKPOINT);
+    if (!a->rule)
+        a->rule = "allow";
+    return 0;
+}
+
+static int
+s_parse_entity_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || s_entities (args, a, fault))
+        return -1;
+    static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (a->entities, index, entity)
+    {
+        const char *path = NULL, *checkpoint = NULL;
+        int64_t epoch = 0;
+        if (!json_is_object (entity) || sf_json_only (entity, fields, fault)
+            || s_path (entity, "path", &path, fault)
+            || sf_json_int (entity, "epoch", true, 1, INT64_MAX, &epoch, fault)
+            || sf_json_string (entity, "checkpoint", true, &checkpoint, fault)
+            || strlen (checkpoint) > S_MAX_CHECKPOINT)
             return sf_fault_set (fault, SF_EINVAL,
-                                 "cluster.add needs 'raft' and 'key'");
-        return 0;
+                                 "entities[%zu]: an object with path, "
+                                 "epoch (>= 1) and checkpoint (a string "
+                                 "of at most %d bytes)",
+                                 index, S_MAX_CHECKPOINT);
     }
-    if (strcmp (op, "entity.create") == 0) {
-        static const char *allowed [] = {"op",         "id",    "path",
-                                         "rule",       "owner", "authority",
-                                         "checkpoint", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_path (args, "path", &a->path, fault)
-            || s_rule (args, false, &a->rule, fault)
-            || s_name (args, "owner", false, &a->owner, fault)
-            || s_name (args, "authority", false, &a->authority, fault)
-            || sf_json_string (args, "checkpoint", false, &a->checkpoint,
-                               fault))
-            return -1;
-        if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+    return 0;
+}
+
+static int
+s_parse_entity_import (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "authority", false, &a->authority, fault)
+        || s_entities (args, a, fault))
+        return -1;
+    static const char *fields [] = {"path", "rule", "owner", "checkpoint",
+                                    NULL};
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (a->entities, index, entity)
+    {
+        const char *path = NULL, *rule = NULL, *owner = NULL;
+        const char *checkpoint = NULL;
+        if (!json_is_object (entity))
             return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'checkpoint' exceeds %d bytes",
-                                 S_MAX_CHECKPOINT);
-        if (!a->rule)
-            a->rule = "allow";
-        return 0;
-    }
-    if (strcmp (op, "entity.checkpoint") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "entities", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || s_entities (args, a, fault))
-            return -1;
-        static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
-        size_t index;
-        const json_t *entity;
-        json_array_foreach (a->entities, index, entity)
-        {
-            const char *path = NULL, *checkpoint = NULL;
-            int64_t epoch = 0;
-            if (!json_is_object (entity) || sf_json_only (entity, fields, fault)
-                || s_path (entity, "path", &path, fault)
-                || sf_json_int (entity, "epoch", true, 1, INT64_MAX, &epoch,
-                                fault)
-                || sf_json_string (entity, "checkpoint", true, &checkpoint,
-                                   fault)
-                || strlen (checkpoint) > S_MAX_CHECKPOINT)
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: an object with path, "
-                                     "epoch (>= 1) and checkpoint (a string "
-                                     "of at most %d bytes)",
-                                     index, S_MAX_CHECKPOINT);
+                                 "entities[%zu]: an entity must be an "
+                                 "object with path, rule?, owner?, "
+                                 "checkpoint?",
+                                 index);
+        if (sf_json_only (entity, fields, fault)
+            || s_path (entity, "path", &path, fault)
+            || s_rule (entity, false, &rule, fault)
+            || s_name (entity, "owner", false, &owner, fault)
+            || sf_json_string (entity, "checkpoint", false, &checkpoint,
+                               fault)) {
+            char reason [sizeof fault->message];
+            snprintf (reason, sizeof reason, "%s", fault->message);
+            return sf_fault_set (fault, SF_EINVAL, "entities[%zu]: %s", index,
+                                 reason);
         }
-        return 0;
-    }
-    if (strcmp (op, "entity.import") == 0) {
-        static const char *allowed [] = {"op", "id", "entities", "authority",
-                                         NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "authority", false, &a->authority, fault)
-            || s_entities (args, a, fault))
-            return -1;
-        static const char *fields [] = {"path", "rule", "owner", "checkpoint",
-                                        NULL};
-        size_t index;
-        const json_t *entity;
-        json_array_foreach (a->entities, index, entity)
-        {
-            const char *path = NULL, *rule = NULL, *owner = NULL;
-            const char *checkpoint = NULL;
-            if (!json_is_object (entity))
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: an entity must be an "
-                                     "object with path, rule?, owner?, "
-                                     "checkpoint?",
-                                     index);
-            if (sf_json_only (entity, fields, fault)
-                || s_path (entity, "path", &path, fault)
-                || s_rule (entity, false, &rule, fault)
-                || s_name (entity, "owner", false, &owner, fault)
-                || sf_json_string (entity, "checkpoint", false, &checkpoint,
-                                   fault)) {
-                char reason [sizeof fault->message];
-                snprintf (reason, sizeof reason, "%s", fault->message);
-                return sf_fault_set (fault, SF_EINVAL, "entities[%zu]: %s",
-                                     index, reason);
-            }
-            if (checkpoint && strlen (checkpoint) > S_MAX_CHECKPOINT)
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: field 'checkpoint' "
-                                     "exceeds %d bytes",
-                                     index, S_MAX_CHECKPOINT);
-        }
-        return 0;
-    }
-    if (strcmp (op, "entity.get") == 0 || strcmp (op, "entity.delete") == 0) {
-        static const char *allowed [] = {"op", "id", "path", "consistency",
-                                         NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_path (args, "path", &a->path, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "entity.set_rule") == 0) {
-        static const char *allowed [] = {"op", "id", "path", "rule", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_path (args, "path", &a->path, fault)
-                       || s_rule (args, true, &a->rule, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.expire") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "lease_ms", NULL};
-        int64_t lease;
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || sf_json_int (args, "lease_ms", true, 1, INT64_MAX, &lease,
-                            fault))
-            return -1;
-        a->limit = lease;
-        return 0;
-    }
-    if (strcmp (op, "authority.request") == 0) {
-        static const char *allowed [] = {"op",     "id",         "path",  "sim",
-                                         "player", "timeout_ms", "paths", NULL};
-        a->timeout_ms = S_ASK_TIMEOUT_MS;
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || s_name (args, "player", false, &a->player, fault))
-            return -1;
-        if (!json_object_get (args, "paths"))
-            return s_path (args, "path", &a->path, fault)
-                           || sf_json_int (args, "timeout_ms", false, 1, 60000,
-                                           &a->timeout_ms, fault)
-                       ? -1
-                       : 0;
-        //  The batch form never asks, so it has no ask timeout.
-        if (json_object_get (args, "path")
-            || json_object_get (args, "timeout_ms"))
+        if (checkpoint && strlen (checkpoint) > S_MAX_CHECKPOINT)
             return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'paths' goes without 'path' and "
-                                 "'timeout_ms'");
-        a->paths = json_object_get (args, "paths");
-        size_t count = json_array_size (a->paths);
-        if (!json_is_array (a->paths) || count < 1
-            || count > HS_FSM_MAX_REQUESTS)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'paths' must be an array of 1..%d "
-                                 "paths",
-                                 HS_FSM_MAX_REQUESTS);
-        size_t index;
-        const json_t *path;
-        json_array_foreach (a->paths, index, path)
-        {
-            const char *text = json_string_value (path);
-            if (!text || !sf_name_path_valid (text, strlen (text)))
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "paths[%zu] must be a path like "
-                                     "/world/room1/cube",
-                                     index);
-        }
-        return 0;
+                                 "entities[%zu]: field 'checkpoint' "
+                                 "exceeds %d bytes",
+                                 index, S_MAX_CHECKPOINT);
     }
-    if (strcmp (op, "authority.answer") == 0) {
-        static const char *allowed [] = {"op",  "id",      "transfer",
-                                         "sim", "approve", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
-                                       &a->transfer, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || sf_json_bool (args, "approve", true, &a->approve,
-                                        fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "authority.expire") == 0) {
-        static const char *allowed [] = {"op", "id", "transfer", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
-                                       &a->transfer, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "authority.release") == 0) {
-        static const char *allowed [] = {"op",  "id",         "path",
-                                         "sim", "checkpoint", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_path (args, "path", &a->path, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || sf_json_string (args, "checkpoint", false, &a->checkpoint,
-                               fault))
-            return -1;
-        if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'checkpoint' exceeds %d bytes",
-                                 S_MAX_CHECKPOINT);
-        return 0;
-    }
-    if (strcmp (op, "entity.list") == 0) {
-        static const char *allowed [] = {
-            "op", "id", "prefix", "after", "limit", "consistency", NULL};
-        a->prefix = "/";
-        a->limit = 100;
-        if (sf_json_only (args, allowed, fault)
-            || sf_json_string (args, "prefix", false, &a->prefix, fault)
-            || sf_json_string (args, "after", false, &a->after, fault)
-            || sf_json_int (args, "limit", false, 1, S_MAX_LIST, &a->limit,
-                            fault))
-            return -1;
-        if (a->prefix [0] != '/' || strlen (a->prefix) > 256)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'prefix' must start with '/'");
-        return 0;
-    }
-    return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
+    return 0;
 }
 
-// clang-format off
-static const char *s_writes [] = {
-    "cluster.add", "player.register", "sim.register", "sim.heartbeat",
-    "entity.create", "entity.import", "entity.checkpoint", "entity.delete",
-    "entity.set_rule",
-    "authority.request", "authority.release", "sim.expire",
-    "authority.answer", "authority.expire", NULL};
-// clang-format on
-static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
-                                 "entity.list", NULL};
-
-static bool
-s_listed (const char *const *list, const char *op)
+static int
+s_parse_path (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    for (; *list; list++)
-        if (strcmp (*list, op) == 0)
-            return true;
-    return false;
+    return s_path (args, "path", &a->path, fault);
 }
 
-bool
-hs_fsm_is_write (const char *op)
+static int
+s_parse_entity_set_rule (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    return s_listed (s_writes, op);
+    return s_path (args, "path", &a->path, fault)
+                   || s_rule (args, true, &a->rule, fault)
+               ? -1
+               : 0;
 }
 
-bool
-hs_fsm_is_read (const char *op)
+static int
+s_parse_sim_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    return s_listed (s_reads, op);
+    int64_t lease;
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || sf_json_int (args, "lease_ms", true, 1, INT64_MAX, &lease, fault))
+        return -1;
+    a->limit = lease;
+    return 0;
 }
 
-int
-hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
+static int
+s_parse_authority_request (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    s_args_t parsed;
-    return s_parse (op, args, &parsed, fault);
+    a->timeout_ms = S_ASK_TIMEOUT_MS;
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || s_name (args, "player", false, &a->player, fault))
+        return -1;
+    if (!json_object_get (args, "paths"))
+        return s_path (args, "path", &a->path, fault)
+                       || sf_json_int (args, "timeout_ms", false, 1, 60000,
+                                       &a->timeout_ms, fault)
+                   ? -1
+                   : 0;
+    //  The batch form never asks, so it has no ask timeout.
+    if (json_object_get (args, "path") || json_object_get (args, "timeout_ms"))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' goes without 'path' and "
+                             "'timeout_ms'");
+    a->paths = json_object_get (args, "paths");
+    size_t count = json_array_size (a->paths);
+    if (!json_is_array (a->paths) || count < 1 || count > HS_FSM_MAX_REQUESTS)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' must be an array of 1..%d "
+                             "paths",
+                             HS_FSM_MAX_REQUESTS);
+    size_t index;
+    const json_t *path;
+    json_array_foreach (a->paths, index, path)
+    {
+        const char *text = json_string_value (path);
+        if (!text || !sf_name_path_valid (text, strlen (text)))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "paths[%zu] must be a path like "
+                                 "/world/room1/cube",
+                                 index);
+    }
+    return 0;
+}
+
+static int
+s_parse_authority_answer (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "transfer", true, 1, INT64_MAX, &a->transfer,
+                        fault)
+                   || s_name (args, "sim", true, &a->sim, fault)
+                   || sf_json_bool (args, "approve", true, &a->approve, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_authority_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "transfer", true, 1, INT64_MAX, &a->transfer,
+                        fault);
+}
+
+static int
+s_parse_authority_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_path (args, "path", &a->path, fault)
+        || s_name (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault))
+        return -1;
+    if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'checkpoint' exceeds %d bytes",
+                             S_MAX_CHECKPOINT);
+    return 0;
+}
+
+static int
+s_parse_entity_list (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->prefix = "/";
+    a->limit = 100;
+    if (sf_json_string (args, "prefix", false, &a->prefix, fault)
+        || sf_json_string (args, "after", false, &a->after, fault)
+        || sf_json_int (args, "limit", false, 1, S_MAX_LIST, &a->limit, fault))
+        return -1;
+    if (a->prefix [0] != '/' || strlen (a->prefix) > 256)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'prefix' must start with '/'");
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -828,11 +771,6 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "cluster.add needs an administrator key");
-        return NULL;
-    }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_PUT);
     s_bind_text (stmt, 1, ctx->a->name);
     s_bind_int (stmt, 2, ctx->a->raft_id);
@@ -850,18 +788,6 @@ s_member_add (s_apply_t *ctx)
 static json_t *
 s_heartbeat (s_apply_t *ctx)
 {
-    char *current = s_lookup (ctx->self, S_SIM_KEY, ctx->a->sim);
-    if (!current) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
-        return NULL;
-    }
-    bool allowed = ctx->cmd->admin || strcmp (current, ctx->principal) == 0;
-    free (current);
-    if (!allowed) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "a sim may send heartbeats only for itself");
-        return NULL;
-    }
     char *load = ctx->a->load
                      ? json_dumps (ctx->a->load, JSON_COMPACT | JSON_SORT_KEYS)
                      : NULL;
@@ -947,7 +873,6 @@ s_entity_import (s_apply_t *ctx)
         (json_int_t) (ctx->a->authority ? 1 : 0), "again", again);
 }
 
-static int s_acts_for_sim (s_apply_t *ctx, const char *name);
 
 //  entity.checkpoint: SIM saves the current state of entities it is the
 //  authority of, each at the epoch it holds it at: a former authority's
@@ -956,8 +881,6 @@ static int s_acts_for_sim (s_apply_t *ctx, const char *name);
 static json_t *
 s_entity_checkpoint (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     json_int_t saved = 0;
     json_t *stale = json_array ();
     size_t index;
@@ -1044,33 +967,28 @@ s_entity_insert (s_apply_t *ctx)
     return rc;
 }
 
-//  Load the entity at PATH and check that the caller is its master (or an
-//  admin). Returns its master key (caller frees) or NULL with FAULT.
-static char *
-s_master_check (s_apply_t *ctx, const char *what)
+//  The principal is the master of the entity at the command's path, or
+//  an administrator. Returns 0, or -1 with FAULT (not_found,
+//  unauthorized).
+static int
+s_is_master (s_apply_t *ctx, const char *op)
 {
     char *master = s_lookup (ctx->self, S_ENTITY_MASTER, ctx->a->path);
-    if (!master) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
-                      ctx->a->path);
-        return NULL;
-    }
-    if (!ctx->cmd->admin && strcmp (master, ctx->principal) != 0) {
-        free (master);
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "only the master of '%s' may %s", ctx->a->path, what);
-        return NULL;
-    }
-    return master;
+    if (!master)
+        return sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
+                             ctx->a->path);
+    bool allowed = ctx->cmd->admin || strcmp (master, ctx->principal) == 0;
+    free (master);
+    if (!allowed)
+        return sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                             "only the master of '%s' may call %s",
+                             ctx->a->path, op);
+    return 0;
 }
 
 static json_t *
 s_entity_set_rule (s_apply_t *ctx)
 {
-    char *master = s_master_check (ctx, "change its rule");
-    if (!master)
-        return NULL;
-    free (master);
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_SET_RULE);
     s_bind_text (stmt, 1, ctx->a->path);
     s_bind_text (stmt, 2, ctx->a->rule);
@@ -1083,10 +1001,6 @@ s_entity_set_rule (s_apply_t *ctx)
 static json_t *
 s_entity_delete (s_apply_t *ctx)
 {
-    char *master = s_master_check (ctx, "delete it");
-    if (!master)
-        return NULL;
-    free (master);
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_DELETE);
     s_bind_text (stmt, 1, ctx->a->path);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
@@ -1169,8 +1083,6 @@ s_transfer_refused (const char *path, int64_t transfer, const char *reason)
 static json_t *
 s_authority_answer (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     int64_t id = ctx->a->transfer;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_TRANSFER_GET);
     s_bind_int (stmt, 1, id);
@@ -1230,11 +1142,6 @@ done:
 static json_t *
 s_authority_expire (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "authority.expire is the ring's own command");
-        return NULL;
-    }
     int64_t id = ctx->a->transfer;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_TRANSFER_DEADLINE);
     s_bind_int (stmt, 1, id);
@@ -1403,8 +1310,6 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
 static json_t *
 s_authority_request (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     char *player_key = NULL;
     if (ctx->a->player) {
         player_key = s_lookup (ctx->self, S_PLAYER_KEY, ctx->a->player);
@@ -1426,8 +1331,6 @@ s_authority_request (s_apply_t *ctx)
 static json_t *
 s_authority_release (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     sqlite3_stmt *row = s_stmt (ctx->self, S_ENTITY_HOLDER);
     s_bind_text (row, 1, ctx->a->path);
     bool exists = sqlite3_step (row) == SQLITE_ROW;
@@ -1460,11 +1363,6 @@ s_authority_release (s_apply_t *ctx)
 static json_t *
 s_sim_expire (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "sim.expire is the ring's own command");
-        return NULL;
-    }
     sqlite3_stmt *row = s_stmt (ctx->self, S_SIM_HEARTBEAT);
     s_bind_text (row, 1, ctx->a->sim);
     bool known = sqlite3_step (row) == SQLITE_ROW;
@@ -1517,75 +1415,6 @@ s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
     s_bind_int (stmt, 2, (int64_t) index);
     sqlite3_step (stmt);
     s_done (stmt);
-}
-
-json_t *
-hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
-              sf_fault_t *fault)
-{
-    ring_cmd_t cmd;
-    json_t *result = NULL;
-    if (ring_cmd_decode (&cmd, (const uint8_t *) data, size)) {
-        sf_log_error ("hs_fsm: undecodable command at %llu skipped",
-                      (unsigned long long) index);
-        sf_fault_set (fault, SF_EINTERNAL, "undecodable command");
-        self->applied = index;
-        return NULL;
-    }
-    char principal [41];
-    ring_cmd_principal (&cmd, principal);
-    s_args_t parsed;
-    s_apply_t ctx = {self, index, &cmd, principal, &parsed, fault};
-    //  One transaction per command: it applies whole or not at all.
-    s_run (self, S_BEGIN);
-    //  Whether it changed anything is whether it wrote a row: a request
-    //  that finds what it asks for done already (the current authority
-    //  asking again, a player registering the key it has) is answered but
-    //  due no event. Same statements on the same state: the same on every
-    //  member.
-    sqlite3_int64 writes = sqlite3_total_changes64 (self->db);
-    if (!hs_fsm_is_write (cmd.op))
-        sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
-    else if (s_parse (cmd.op, cmd.args, &parsed, fault) == 0) {
-        if (strcmp (cmd.op, "cluster.add") == 0)
-            result = s_member_add (&ctx);
-        else if (strcmp (cmd.op, "player.register") == 0)
-            result = s_register (&ctx, false, parsed.player);
-        else if (strcmp (cmd.op, "sim.register") == 0)
-            result = s_register (&ctx, true, parsed.sim);
-        else if (strcmp (cmd.op, "sim.heartbeat") == 0)
-            result = s_heartbeat (&ctx);
-        else if (strcmp (cmd.op, "entity.create") == 0)
-            result = s_entity_create (&ctx);
-        else if (strcmp (cmd.op, "entity.import") == 0)
-            result = s_entity_import (&ctx);
-        else if (strcmp (cmd.op, "entity.checkpoint") == 0)
-            result = s_entity_checkpoint (&ctx);
-        else if (strcmp (cmd.op, "entity.set_rule") == 0)
-            result = s_entity_set_rule (&ctx);
-        else if (strcmp (cmd.op, "entity.delete") == 0)
-            result = s_entity_delete (&ctx);
-        else if (strcmp (cmd.op, "authority.request") == 0)
-            result = s_authority_request (&ctx);
-        else if (strcmp (cmd.op, "authority.release") == 0)
-            result = s_authority_release (&ctx);
-        else if (strcmp (cmd.op, "sim.expire") == 0)
-            result = s_sim_expire (&ctx);
-        else if (strcmp (cmd.op, "authority.answer") == 0)
-            result = s_authority_answer (&ctx);
-        else if (strcmp (cmd.op, "authority.expire") == 0)
-            result = s_authority_expire (&ctx);
-    }
-    if (result) {
-        if (sqlite3_total_changes64 (self->db) != writes)
-            self->change = index;
-        s_run (self, S_COMMIT);
-    }
-    else
-        s_run (self, S_ROLLBACK);
-    self->applied = index;
-    ring_cmd_release (&cmd);
-    return result;
 }
 
 //  --------------------------------------------------------------------------
@@ -1662,31 +1491,244 @@ hs_fsm_members (hs_fsm_t *self)
     return members;
 }
 
+//  player.key
+static json_t *
+s_player_key (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    char *key = s_lookup (self, S_PLAYER_KEY, a->player);
+    if (!key) {
+        sf_fault_set (fault, SF_ENOTFOUND, "no player '%s'", a->player);
+        return NULL;
+    }
+    json_t *result = json_pack ("{s:s,s:s}", "player", a->player, "key", key);
+    free (key);
+    return result;
+}
+
+static json_t *
+s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    return s_entity_get (self, a->path, fault);
+}
+
+//  --------------------------------------------------------------------------
+//  The operations' schemas and handlers, by HS_OP_MAP's id
+
+typedef struct {
+    //  Its arguments besides "op" and "id" (and a read's "consistency",
+    //  which hs_api checks), NULL-terminated: any other is refused.
+    const char *fields [8];
+    //  Checks them and takes them into an s_args_t; NULL if none.
+    int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
+    //  A command's handler, once the access is checked (hs_fsm_apply).
+    json_t *(*apply) (s_apply_t *ctx);
+    //  A read's handler (hs_fsm_read).
+    json_t *(*read) (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault);
+} s_op_t;
+
+static json_t *
+s_player_register (s_apply_t *ctx)
+{
+    return s_register (ctx, false, ctx->a->player);
+}
+
+static json_t *
+s_sim_register (s_apply_t *ctx)
+{
+    return s_register (ctx, true, ctx->a->sim);
+}
+
+static json_t *
+s_sim_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) a;
+    (void) fault;
+    return s_sim_list (self);
+}
+
+static json_t *
+s_entity_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) fault;
+    return s_entity_list (self, a);
+}
+
+// clang-format off
+static const s_op_t s_ops [HS_OP_COUNT] = {
+    [HS_OP_CLUSTER_ADD] = {
+        {"name", "raft_id", "raft", "api", "key"},
+        s_parse_cluster_add, s_member_add, NULL},
+    [HS_OP_PLAYER_REGISTER] = {
+        {"player", "key"}, s_parse_player_register, s_player_register, NULL},
+    [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},
+    [HS_OP_SIM_REGISTER] = {
+        {"sim", "key", "handoff", "state", "api"},
+        s_parse_sim_register, s_sim_register, NULL},
+    [HS_OP_SIM_HEARTBEAT] = {
+        {"sim", "load"}, s_parse_sim_heartbeat, s_heartbeat, NULL},
+    [HS_OP_SIM_LIST] = {{NULL}, NULL, NULL, s_sim_read_list},
+    [HS_OP_SIM_EXPIRE] = {
+        {"sim", "lease_ms"}, s_parse_sim_expire, s_sim_expire, NULL},
+    [HS_OP_ENTITY_CREATE] = {
+        {"path", "rule", "owner", "authority", "checkpoint"},
+        s_parse_entity_create, s_entity_create, NULL},
+    [HS_OP_ENTITY_IMPORT] = {
+        {"entities", "authority"}, s_parse_entity_import, s_entity_import,
+        NULL},
+    [HS_OP_ENTITY_CHECKPOINT] = {
+        {"sim", "entities"}, s_parse_entity_checkpoint, s_entity_checkpoint,
+        NULL},
+    [HS_OP_ENTITY_GET] = {{"path"}, s_parse_path, NULL, s_entity_read},
+    [HS_OP_ENTITY_LIST] = {
+        {"prefix", "after", "limit"}, s_parse_entity_list, NULL,
+        s_entity_read_list},
+    [HS_OP_ENTITY_SET_RULE] = {
+        {"path", "rule"}, s_parse_entity_set_rule, s_entity_set_rule, NULL},
+    [HS_OP_ENTITY_DELETE] = {{"path"}, s_parse_path, s_entity_delete, NULL},
+    [HS_OP_AUTHORITY_REQUEST] = {
+        {"path", "sim", "player", "timeout_ms", "paths"},
+        s_parse_authority_request, s_authority_request, NULL},
+    [HS_OP_AUTHORITY_ANSWER] = {
+        {"transfer", "sim", "approve"}, s_parse_authority_answer,
+        s_authority_answer, NULL},
+    [HS_OP_AUTHORITY_EXPIRE] = {
+        {"transfer"}, s_parse_authority_expire, s_authority_expire, NULL},
+    [HS_OP_AUTHORITY_RELEASE] = {
+        {"path", "sim", "checkpoint"}, s_parse_authority_release,
+        s_authority_release, NULL},
+};
+// clang-format on
+
+#define HS_OP_ROW(id, name, kind, access) {id, name, kind, access},
+static const hs_op_t s_op_rows [HS_OP_COUNT] = {HS_OP_MAP (HS_OP_ROW)};
+#undef HS_OP_ROW
+
+const hs_op_t *
+hs_op_find (const char *name)
+{
+    for (int id = 0; id < HS_OP_COUNT; id++)
+        if (strcmp (s_op_rows [id].name, name) == 0)
+            return &s_op_rows [id];
+    return NULL;
+}
+
+const hs_op_t *
+hs_op_get (hs_op_id_t id)
+{
+    assert (id < HS_OP_COUNT);
+    return &s_op_rows [id];
+}
+
+//  Parse ARGS of operation ROW into A: no field beyond its schema's, then
+//  its own checks. Returns 0, or -1 with FAULT.
+static int
+s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    memset (a, 0, sizeof *a);
+    const s_op_t *op = &s_ops [row->id];
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) args, key, value)
+    {
+        bool known = streq (key, "op") || streq (key, "id")
+                     || (row->kind == HS_OP_READ && streq (key, "consistency"));
+        for (const char *const *field = op->fields; *field && !known; field++)
+            known = streq (*field, key);
+        if (!known)
+            return sf_fault_set (fault, SF_EINVAL, "unknown field '%s'", key);
+    }
+    return op->parse ? op->parse (args, a, fault) : 0;
+}
+
+//  The principal may call operation ROW with the parsed arguments, as the
+//  state stands (HS_OP_MAP's access). Returns 0, or -1 with FAULT.
+static int
+s_access (s_apply_t *ctx, const hs_op_t *row)
+{
+    switch (row->access) {
+        case HS_OP_SIM:
+            return s_acts_for_sim (ctx, ctx->a->sim);
+        case HS_OP_MASTER:
+            return s_is_master (ctx, row->name);
+        case HS_OP_ADMIN:
+        case HS_OP_MEMBER:
+            return ctx->cmd->admin ? 0
+                                   : sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                                                   "%s needs an administrator "
+                                                   "key",
+                                                   row->name);
+        case HS_OP_ANYONE:
+            break;
+    }
+    return 0;
+}
+
+int
+hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
+{
+    const hs_op_t *row = hs_op_find (op);
+    if (!row || (!s_ops [row->id].apply && !s_ops [row->id].read))
+        return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'",
+                             op);
+    s_args_t parsed;
+    return s_parse (row, args, &parsed, fault);
+}
+
 json_t *
 hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
              sf_fault_t *fault)
 {
-    s_args_t a;
-    if (!hs_fsm_is_read (op)) {
+    const hs_op_t *row = hs_op_find (op);
+    if (!row || !s_ops [row->id].read) {
         sf_fault_set (fault, SF_EUNKNOWNOP, "no such read '%s'", op);
         return NULL;
     }
-    if (s_parse (op, args, &a, fault))
+    s_args_t a;
+    if (s_parse (row, args, &a, fault))
         return NULL;
-    if (strcmp (op, "entity.get") == 0)
-        return s_entity_get (self, a.path, fault);
-    if (strcmp (op, "entity.list") == 0)
-        return s_entity_list (self, &a);
-    if (strcmp (op, "sim.list") == 0)
-        return s_sim_list (self);
-    //  player.key
-    char *key = s_lookup (self, S_PLAYER_KEY, a.player);
-    if (!key) {
-        sf_fault_set (fault, SF_ENOTFOUND, "no player '%s'", a.player);
+    return s_ops [row->id].read (self, &a, fault);
+}
+
+json_t *
+hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
+              sf_fault_t *fault)
+{
+    ring_cmd_t cmd;
+    json_t *result = NULL;
+    if (ring_cmd_decode (&cmd, (const uint8_t *) data, size)) {
+        sf_log_error ("hs_fsm: undecodable command at %llu skipped",
+                      (unsigned long long) index);
+        sf_fault_set (fault, SF_EINTERNAL, "undecodable command");
+        self->applied = index;
         return NULL;
     }
-    json_t *result = json_pack ("{s:s,s:s}", "player", a.player, "key", key);
-    free (key);
+    char principal [41];
+    ring_cmd_principal (&cmd, principal);
+    s_args_t parsed;
+    s_apply_t ctx = {self, index, &cmd, principal, &parsed, fault};
+    //  One transaction per command: it applies whole or not at all.
+    s_run (self, S_BEGIN);
+    //  Whether it changed anything is whether it wrote a row: a request
+    //  that finds what it asks for done already (the current authority
+    //  asking again, a player registering the key it has) is answered but
+    //  due no event. Same statements on the same state: the same on every
+    //  member.
+    sqlite3_int64 writes = sqlite3_total_changes64 (self->db);
+    const hs_op_t *row = hs_op_find (cmd.op);
+    if (!row || !s_ops [row->id].apply)
+        sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
+    else if (s_parse (row, cmd.args, &parsed, fault) == 0
+             && s_access (&ctx, row) == 0)
+        result = s_ops [row->id].apply (&ctx);
+    if (result) {
+        if (sqlite3_total_changes64 (self->db) != writes)
+            self->change = index;
+        s_run (self, S_COMMIT);
+    }
+    else
+        s_run (self, S_ROLLBACK);
+    self->applied = index;
+    ring_cmd_release (&cmd);
     return result;
 }
 
@@ -2131,6 +2173,32 @@ hs_fsm_test (bool verbose)
         assert (!result && fault.error == SF_EINVAL);
     }
     zcert_destroy (&carol_cert);
+
+    //  The operations' table: each row's handlers fit its kind, and its
+    //  name finds it.
+    for (int id = 0; id < HS_OP_COUNT; id++) {
+        const hs_op_t *row = hs_op_get ((hs_op_id_t) id);
+        assert (row->id == (hs_op_id_t) id);
+        assert (hs_op_find (row->name) == row);
+        const s_op_t *op = &s_ops [id];
+        assert ((row->kind == HS_OP_READ) == (op->read != NULL));
+        assert (row->kind != HS_OP_WRITE || op->apply);
+        assert (row->kind != HS_OP_CONTROL || id == HS_OP_CLUSTER_ADD
+                || (!op->apply && !op->parse && !op->fields [0]));
+    }
+    assert (!hs_op_find ("entity.remove"));
+    //  Only reads take a consistency: a write's schema has none.
+    json_t *delete_args =
+        json_pack ("{s:s,s:s}", "path", "/world/z0", "consistency", "stale");
+    rc = hs_fsm_check ("entity.delete", delete_args, &fault);
+    assert (rc == -1 && fault.error == SF_EINVAL);
+    assert (strstr (fault.message, "unknown field 'consistency'"));
+    json_object_del (delete_args, "consistency");
+    rc = hs_fsm_check ("entity.delete", delete_args, &fault);
+    assert (rc == 0);
+    json_decref (delete_args);
+    rc = hs_fsm_check ("status", NULL, &fault);
+    assert (rc == -1 && fault.error == SF_EUNKNOWNOP);
 
     //  A garbled command is skipped with an error, applied index moves on.
     result = hs_fsm_apply (fsm, ++index, "garbage", 7, &fault);
