@@ -296,7 +296,9 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     s_outcome (result, &fault, hs_fsm_last_change (self->fsm), outcome);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
-        if (self->events) {
+        //  Only a change is published: a command answered without one
+        //  leaves the last change where it was.
+        if (self->events && hs_fsm_last_change (self->fsm) == index) {
             //  Stamped before it goes: a subscriber may act on it before
             //  this thread runs again.
             json_t *transfer = json_object_get (result, "transfer");

@@ -117,3 +117,42 @@ def test_every_body_starts_with_its_head(ring):
     assert [op for op in seen if op != "sim.heartbeat"] == [
         "entity.create", "entity.set_rule", "player.register", "entity.delete"]
     socket.close()
+
+
+def test_requests_that_change_nothing_are_not_published(homeserver):
+    # The current authority asking again, in either form, and a player
+    # registering the key it has: answered, but nothing changed.
+    socket = homeserver.subscribe("")
+    with homeserver.client() as client:
+        # The subscription reaches the PUB asynchronously: change something
+        # until an event arrives.
+        deadline = time.monotonic() + 5
+        number = 0
+        while not socket.poll(20):
+            client.call("entity.create", path=f"/warm/{number}")
+            number += 1
+            assert time.monotonic() < deadline
+        client.call("sim.register", sim="same")
+        client.call("player.register", player="same")
+        client.call("entity.create", path="/same/a")
+        first = client.call("authority.request", path="/same/a", sim="same")
+        again = client.call("authority.request", path="/same/a", sim="same")
+        assert again["epoch"] == first["epoch"] and "transfer" not in again
+        batch = client.call("authority.request", sim="same", paths=["/same/a"])
+        assert batch["grants"] == 1 and "transfer" not in batch["results"][0]
+        client.call("player.register", player="same")
+        marker = client.call("entity.create", path="/same/marker")
+    events = []
+    while not events or events[-1]["result"].get("path") != "/same/marker":
+        assert socket.poll(2000), events
+        _, body = socket.recv_multipart()
+        event = json.loads(body)
+        if not event["result"].get("path", "").startswith("/warm/"):
+            events.append(event)
+    assert [event["op"] for event in events] == [
+        "sim.register", "player.register", "entity.create", "authority.request",
+        "entity.create"]
+    assert events[3]["index"] == first["index"]
+    assert events[-1]["index"] == marker["index"]
+    assert events[-1]["prev"] == first["index"]
+    socket.close()
