@@ -18,10 +18,11 @@ import time
 import pytest
 
 from simfabric_testing import NoReply, binary, make_ring, make_sims, running
+from simfabric_testing import state as sd
 from simfabric_testing.daemon import free_udp_port
 from simfabric_testing.paths import build_dir
 
-GROUP = b"sf"  # the group every state datagram travels in
+GROUP = sd.GROUP  # the group every state datagram travels in
 LARGEST = 65507  # the largest UDP payload over IPv4
 PATCHES = "libzmq patched (udp group length, udp send bound)"
 
@@ -86,15 +87,24 @@ def assert_serving(sender, receiver, path, state, timeout=10.0):
     assert_alive(receiver)
 
 
-def malformed_barrier(udp, target, sim, before) -> dict:
-    """Send one datagram in the right group that the decoder drops as
-    malformed, and wait until SIM counted it: every datagram sent before it
-    from UDP has been handled by then (loopback keeps one socket's order).
-    Returns the counters."""
-    udp.sendto(bytes([len(GROUP)]) + GROUP + b"not a state datagram", target)
-    wait_for(lambda: counters(sim)["drop_malformed"] > before["drop_malformed"],
-             what="the malformed barrier datagram to be counted")
-    return counters(sim)
+def barrier(udp, target, sim, before) -> dict:
+    """Send one well-formed datagram addressed to another receiver, wait
+    until SIM counted it (drop_wrong_receiver), and return SIM's drop
+    counters' growth since BEFORE. The sim handles one socket's datagrams
+    in the order sent, so everything UDP sent before has been handled by
+    then: the growth is final, and is {"drop_wrong_receiver": 1} exactly
+    when nothing sent before reached the decoder."""
+    nobody = sd.header(sd.STATE, b"\x01" * 8, b"\x00" * 8, 1, 1) + bytes(sd.TAG + 16)
+    udp.sendto(sd.udp_payload(nobody), target)
+    wait_for(lambda: counters(sim)["drop_wrong_receiver"] > before["drop_wrong_receiver"],
+             what="the barrier datagram to be counted")
+    after = counters(sim)
+    return {name: after[name] - value for name, value in before.items()
+            if name.startswith("drop_") and after[name] != value}
+
+
+#  What a barrier adds by itself.
+UNSEEN = {"drop_wrong_receiver": 1}
 
 
 def test_every_one_byte_datagram_leaves_the_sim_running(fabric):
@@ -102,15 +112,14 @@ def test_every_one_byte_datagram_leaves_the_sim_running(fabric):
     target = state_address(sim2)
     assert_serving(sim1, sim2, "/world/one", "before")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        before = counters(sim2)
         for value in range(256):
             udp.sendto(bytes([value]), target)
         # An empty datagram has no group length byte at all.
         udp.sendto(b"", target)
-        before = counters(sim2)
-        after = malformed_barrier(udp, target, sim2, before)
-    # None of them carries a whole group "sf" with a body: libzmq (or the
-    # DISH's group filter) drops them all before our decoder.
-    assert after["drop_malformed"] - before["drop_malformed"] == 1
+        # None of them carries a whole group "sf" with a body: libzmq (or
+        # the DISH's group filter) drops them all before our decoder.
+        assert barrier(udp, target, sim2, before) == UNSEEN
     assert_serving(sim1, sim2, "/world/one", "after")
 
 
@@ -128,8 +137,7 @@ def test_group_longer_than_the_datagram_is_dropped(fabric):
         before = counters(sim2)
         for datagram in truncated:
             udp.sendto(datagram, target)
-        after = malformed_barrier(udp, target, sim2, before)
-    assert after["drop_malformed"] - before["drop_malformed"] == 1
+        assert barrier(udp, target, sim2, before) == UNSEEN
     assert_serving(sim1, sim2, "/world/truncated", "still applied")
 
 
@@ -138,20 +146,22 @@ def test_largest_datagram_is_dropped_not_cut_short(fabric):
     engine drops it whole rather than handing on its first 8,192 bytes."""
     sim1, sim2 = fabric
     target = state_address(sim2)
-    largest = [
-        bytes([len(GROUP)]) + GROUP + bytes(LARGEST - 3),  # right group
+    right_group = bytes([len(GROUP)]) + GROUP + bytes(LARGEST - 3)
+    others = [
         bytes([0x80]) + bytes(LARGEST - 1),  # negative when signed
         bytes([0xff]) + b"s" * (LARGEST - 1),  # longest group, all there
     ]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        # Cut short, the first would reach the decoder as 8,189 bytes and
+        # be counted malformed.
         before = counters(sim2)
-        for datagram in largest:
+        udp.sendto(right_group, target)
+        assert barrier(udp, target, sim2, before) == UNSEEN
+        before = counters(sim2)
+        for datagram in others:
             assert len(datagram) == LARGEST
             udp.sendto(datagram, target)
-        after = malformed_barrier(udp, target, sim2, before)
-    # Cut short, the first would have reached the decoder as 8,189 bytes
-    # and been counted malformed too.
-    assert after["drop_malformed"] - before["drop_malformed"] == 1
+        assert barrier(udp, target, sim2, before) == UNSEEN
     assert_serving(sim1, sim2, "/world/largest", "still applied")
 
 
