@@ -23,9 +23,12 @@ sf_deps_root ()
 #  The patches setup.sh applies to libzmq's source, in the order applied.
 sf_zmq_patches ()
 {
-    local dir
+    local dir patch
     dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/patches"
-    printf '%s\n' "$dir"/*.patch
+    for patch in "$dir"/*.patch; do
+        [ -f "$patch" ] && echo "$patch"
+    done
+    return 0
 }
 
 #  First 8 hex digits of the SHA-256 of every patch's name and content, in
