@@ -31,6 +31,15 @@ sf_program_fail (const char *name, int code, const char *format, ...)
     exit (code);
 }
 
+//  What scripts/setup.sh patched in the libzmq we were built against (the
+//  build reads it from the deps prefix): the UDP engine fixes that keep a
+//  stray datagram from aborting a sim. See scripts/patches/.
+#ifdef SIMFABRIC_LIBZMQ_PATCHES
+static const char *s_libzmq_patches = "patched (" SIMFABRIC_LIBZMQ_PATCHES ")";
+#else
+static const char *s_libzmq_patches = "unpatched";
+#endif
+
 void
 sf_program_print_version (const char *name, FILE *stream)
 {
@@ -40,6 +49,7 @@ sf_program_print_version (const char *name, FILE *stream)
     fprintf (stream, "libzmq %d.%d.%d (draft API: %s, curve: %s)\n", major,
              minor, patch, zmq_has ("draft") ? "yes" : "no",
              zmq_has ("curve") ? "yes" : "no");
+    fprintf (stream, "libzmq %s\n", s_libzmq_patches);
     fprintf (stream, "czmq %d.%d.%d\n", CZMQ_VERSION_MAJOR, CZMQ_VERSION_MINOR,
              CZMQ_VERSION_PATCH);
     fprintf (stream, "raft %d.%d.%d\n", RAFT_VERSION_MAJOR, RAFT_VERSION_MINOR,

@@ -72,7 +72,8 @@ void sf_program_block_hangup (void);
 //  ACTOR.
 void sf_program_wait (zactor_t *actor, void (*on_hangup) (zactor_t *actor));
 
-//  Print the version block: simfabric, libzmq, CZMQ, raft, draft, curve.
+//  Print the version block: simfabric, libzmq (draft, curve, and whether
+//  scripts/setup.sh patched it), CZMQ, raft.
 void sf_program_print_version (const char *name, FILE *stream);
 
 //  Print "NAME: error: MESSAGE" on stderr and exit with CODE.

@@ -20,10 +20,33 @@ sf_deps_root ()
     echo "${SIMFABRIC_DEPS:-$HOME/.cache/simfabric}"
 }
 
-#  The versioned deps prefix: libzmq, CZMQ and raft live here.
+#  The patches setup.sh applies to libzmq's source, in the order applied.
+sf_zmq_patches ()
+{
+    local dir patch
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/patches"
+    for patch in "$dir"/*.patch; do
+        [ -f "$patch" ] && echo "$patch"
+    done
+    return 0
+}
+
+#  First 8 hex digits of the SHA-256 of every patch's name and content, in
+#  order: part of the prefix name, so changing a patch rebuilds libzmq.
+sf_zmq_patches_hash ()
+{
+    local patch
+    sf_zmq_patches | while read -r patch; do
+        basename "$patch"
+        cat "$patch"
+    done | sha256sum | cut -c1-8
+}
+
+#  The versioned deps prefix: libzmq (with our patches), CZMQ and raft live
+#  here. The name is the cache key: versions and the patches' hash.
 sf_deps_prefix ()
 {
-    echo "$(sf_deps_root)/zmq-4.3.4-czmq-4.2.1-raft-0.22.1"
+    echo "$(sf_deps_root)/zmq-4.3.4-p$(sf_zmq_patches_hash)-czmq-4.2.1-raft-0.22.1"
 }
 
 #  True when setup.sh has completed for this checkout's build folder.

@@ -5,6 +5,8 @@
 #  1. Debian packages (compiler, cmake, libraries, test tools).
 #  2. libzmq 4.3.4 and CZMQ 4.2.1 with the draft API and CURVE, built from
 #     Debian's source packages into a versioned prefix outside the checkout.
+#     libzmq gets our patches from scripts/patches/ (each says what it fixes);
+#     the prefix's name holds a hash of them, so changing a patch rebuilds.
 #  3. raft 0.22.1 (libraft0 + libraft-dev from bookworm-backports) unpacked
 #     into the same prefix.
 #  4. The project itself, configured and built with CMake in build/.
@@ -156,16 +158,46 @@ unpack_source ()
     dpkg-source --no-check -x "$dsc" "$into" >/dev/null
 }
 
+#  Apply scripts/patches/ to the libzmq source in the current folder, in
+#  order, exactly (no fuzz), and check that each one's marker is there.
+#  Fails setup if any patch does not apply.
+patch_libzmq ()
+{
+    local patch marker
+    while read -r patch; do
+        if ! patch -p1 --forward --fuzz=0 --batch --no-backup-if-mismatch             <"$patch" >>"$WORK/libzmq.log" 2>&1; then
+            tail -n 20 "$WORK/libzmq.log" >&2
+            sf_die "setup: patch $(basename "$patch") does not apply to zeromq3 $ZMQ_DEBIAN"
+        fi
+        marker=$(sed -n 's/^Marker: //p' "$patch")
+        if [ -z "$marker" ] || ! grep -rqF "$marker" src; then
+            sf_die "setup: patch $(basename "$patch") applied but its marker '${marker:-(none)}' is not in the source"
+        fi
+        sf_say "setup: applied $(basename "$patch")"
+    done < <(sf_zmq_patches)
+}
+
+#  Record what was patched in the prefix; CMake reads it for --version.
+record_patches ()
+{
+    mkdir -p "$PREFIX/share/simfabric"
+    sf_zmq_patches | while read -r patch; do
+        sed -n 's/^Summary: //p' "$patch"
+    done >"$PREFIX/share/simfabric/libzmq-patches"
+}
+
 build_libzmq ()
 (
     unpack_source "$APT_DIR/download/zeromq3_${ZMQ_DEBIAN}.dsc" "$WORK/libzmq"
     cd "$WORK/libzmq"
+    patch_libzmq
     quietly libzmq.log ./autogen.sh
     quietly libzmq.log ./configure --prefix="$PREFIX" --enable-drafts \
         --with-libsodium --disable-libbsd --disable-libunwind --disable-perf \
         --disable-curve-keygen --disable-static --disable-Werror
     quietly libzmq.log make -j"$(nproc)"
     quietly libzmq.log make install
+    record_patches
 )
 
 build_czmq ()
@@ -240,12 +272,14 @@ EOF
 
 build_deps ()
 {
-    WORK="$DEPS_ROOT/work"
-    APT_DIR="$DEPS_ROOT/apt"
+    #  Work folders belong to this prefix: a setup building another prefix
+    #  (other patches) at the same time must not share them.
+    WORK="$PREFIX.work"
+    APT_DIR="$WORK/apt"
     rm -rf "$PREFIX" "$WORK"
     mkdir -p "$WORK"
     step "fetch sources (zeromq3 $ZMQ_DEBIAN, czmq $CZMQ_DEBIAN, raft $RAFT_DEBIAN)" fetch_sources
-    step "build libzmq $ZMQ_VERSION (drafts, curve)" build_libzmq
+    step "build libzmq $ZMQ_VERSION (drafts, curve, patches p$ZMQ_PATCHES)" build_libzmq
     step "build czmq $CZMQ_VERSION (drafts)" build_czmq
     step "unpack raft $RAFT_DEBIAN" unpack_raft
     step "verify draft and curve" verify_deps
@@ -272,9 +306,9 @@ main ()
     local started=$SECONDS
     [ "${SIMFABRIC_NO_APT:-0}" = 1 ] || step "debian packages" install_packages
 
-    DEPS_ROOT=$(sf_deps_root)
     PREFIX=$(sf_deps_prefix)
-    DEPS_STAMP="zeromq3=$ZMQ_DEBIAN czmq=$CZMQ_DEBIAN raft=$RAFT_DEBIAN"
+    ZMQ_PATCHES=$(sf_zmq_patches_hash)
+    DEPS_STAMP="zeromq3=$ZMQ_DEBIAN+p$ZMQ_PATCHES czmq=$CZMQ_DEBIAN raft=$RAFT_DEBIAN"
     if [ -f "$PREFIX/.simfabric-deps" ] \
         && [ "$(cat "$PREFIX/.simfabric-deps")" = "$DEPS_STAMP" ]; then
         sf_say "setup: deps present in $PREFIX ($DEPS_STAMP)"
