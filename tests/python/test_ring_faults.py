@@ -4,7 +4,7 @@ snapshots."""
 
 import time
 
-from simfabric_testing import ApiError, call_any, make_ring, wait_leader
+from simfabric_testing import ApiError, call_any, make_ring, ring_paths, wait_leader
 
 
 def create_many(members, prefix, count, deadline, acked=None):
@@ -21,19 +21,6 @@ def create_many(members, prefix, count, deadline, acked=None):
             assert error.code == "already_exists", error
         acked.append(path)
     return acked
-
-
-def all_paths(members, prefix, deadline):
-    paths, after = [], None
-    while True:
-        args = {"prefix": prefix, "limit": 1000}
-        if after:
-            args["after"] = after
-        page = call_any(members, "entity.list", deadline, **args)
-        paths += [entity["path"] for entity in page["entities"]]
-        after = page["next"]
-        if not after:
-            return paths
 
 
 def test_leader_killed_under_write_load_loses_no_acknowledged_write(ring):
@@ -62,7 +49,7 @@ def test_leader_killed_under_write_load_loses_no_acknowledged_write(ring):
     new_leader, _ = wait_leader(ring, exclude=(leader,))
     assert new_leader != leader
     # Every acknowledged write is there, read linearizably.
-    present = set(all_paths(ring, "/load/", deadline))
+    present = set(ring_paths(ring, "/load/", deadline))
     assert set(acked) <= present
     assert len(acked) == 300
     # The old leader rejoins, catches up, and serves the same data.

@@ -6,10 +6,12 @@ chunks. Bad scenes and bad batches change nothing."""
 
 import json
 import subprocess
+import time
 
 import pytest
 
-from simfabric_testing import ApiError, binary, leader_client, make_ring, make_sims, running
+from simfabric_testing import (ApiError, binary, call_any, leader_client, make_ring, make_sims,
+                               ring_paths, running)
 from simfabric_testing.paths import example_scene
 
 EXAMPLE = example_scene()
@@ -52,13 +54,12 @@ def test_the_example_scene_lands_on_the_ring_and_both_sims(fabric):
     assert result["imported"] == 10_000 and result["batches"] < 100
     assert result["copied"]["entities"] == 10_000
     assert "10000/10000 entities 100%" in done.stderr  # the progress bar
-    with leader_client(ring) as client:
-        in_ring = all_paths(client, "/world/")
-        assert sorted(in_ring) == sorted(e["path"] for e in scene)
-        door = next(e for e in scene if "/door" in e["path"])
-        entity = client.call("entity.get", path=door["path"])
-        assert (entity["authority"], entity["epoch"], entity["rule"]) == ("sim1", 1, "ask")
-        assert entity["checkpoint"] == door["state"]
+    in_ring = ring_paths(ring, "/world/", time.monotonic() + 30)
+    assert sorted(in_ring) == sorted(e["path"] for e in scene)
+    door = next(e for e in scene if "/door" in e["path"])
+    entity = call_any(ring, "entity.get", time.monotonic() + 30, path=door["path"])
+    assert (entity["authority"], entity["epoch"], entity["rule"]) == ("sim1", 1, "ask")
+    assert entity["checkpoint"] == door["state"]
     with sim1.client() as one, sim2.client() as two:
         assert len(all_paths(one, "/world/")) == 10_000
         assert len(all_paths(two, "/world/")) == 10_000
@@ -85,8 +86,7 @@ def test_a_bad_entity_refuses_its_whole_batch_and_names_it(fabric, tmp_path):
     scene.write_text(json.dumps({"entities": entities}))
     done = fabricctl_import(sim1, scene)
     assert done.returncode == 1 and "entities[6]" in done.stderr, done.stderr
-    with leader_client(ring) as client:
-        assert all_paths(client, "/bad/") == []
+    assert ring_paths(ring, "/bad/", time.monotonic() + 30) == []
     for text, message in (("{", "line 1"), ('{"entities": []}', "no \"entities\""),
                           ('{"entities": [{"state": "x"}]}', "entities[0] has no")):
         scene.write_text(text)

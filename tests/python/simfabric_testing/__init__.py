@@ -12,7 +12,7 @@ simulation servers the way your tooling would:
 See README.md ("Testing with Python") for the fixtures and classes.
 """
 
-from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any
+from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any, ring_paths
 from simfabric_testing.daemon import (Daemon, DaemonFailed, leader_client, make_ring, make_sims,
                                      ring_statuses, running, wait_leader, wait_registered)
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
@@ -23,6 +23,7 @@ __all__ = [
     "ApiError",
     "NoReply",
     "call_any",
+    "ring_paths",
     "Daemon",
     "DaemonFailed",
     "leader_client",

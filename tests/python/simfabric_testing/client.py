@@ -134,3 +134,20 @@ def call_any(members, op: str, deadline: float, **args) -> dict:
             last = ApiError(reply)
         time.sleep(0.02)
     raise NoReply(f"{op} did not succeed before the deadline: {last}")
+
+
+def ring_paths(members, prefix: str, deadline: float) -> list[str]:
+    """Every entity path under PREFIX as the ring lists it, page by page,
+    each page through call_any: a leadership change between two pages (a
+    read the old leader could not confirm answers not_leader) is retried
+    on whichever member answers, as a client of the ring should."""
+    paths, after = [], None
+    while True:
+        args = {"prefix": prefix, "limit": 1000}
+        if after:
+            args["after"] = after
+        page = call_any(members, "entity.list", deadline, **args)
+        paths += [entity["path"] for entity in page["entities"]]
+        after = page["next"]
+        if not after:
+            return paths
