@@ -565,7 +565,7 @@ sim_credit_test (bool verbose)
                 (unsigned long long) stats.coalesced);
 
     //  Untake puts an entity back first; reset forgets what is in flight
-    uint32_t slot, generation;
+    uint32_t slot = 0, generation = 0;  //  set by sim_credit_take
     rc = sim_credit_dirty (credit, 7, 1);
     assert (rc == 0);
     rc = sim_credit_dirty (credit, 8, 1);
