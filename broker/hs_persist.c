@@ -275,10 +275,12 @@ hs_persist_completed (hs_persist_t *self, raft_index *index, raft_term *term)
 int
 hs_persist_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * hs_persist: ");
     char dir [] = "/tmp/hs_persist_test_XXXXXX";
-    assert (mkdtemp (dir));
+    char *made = mkdtemp (dir);
+    assert (made);
     char path [128];
     snprintf (path, sizeof path, "%s/raft.db", dir);
     sf_fault_t fault;
@@ -297,20 +299,24 @@ hs_persist_test (bool verbose)
     raft_term term = 0;
     zpoller_t *poller = zpoller_new (hs_persist_socket (persist), NULL);
     while (last < 50) {
-        assert (zpoller_wait (poller, 5000));
-        assert (hs_persist_completed (persist, &index, &term) == 0);
+        void *ready = zpoller_wait (poller, 5000);
+        assert (ready);
+        rc = hs_persist_completed (persist, &index, &term);
+        assert (rc == 0);
         assert (index > last && term == 2);
         last = index;
     }
     zpoller_destroy (&poller);
-    assert (hs_persist_save_term_vote (persist, 3, 1) == 0);
+    rc = hs_persist_save_term_vote (persist, 3, 1);
+    assert (rc == 0);
     struct raft_snapshot_metadata metadata = {
         .index = 40, .term = 2, .configuration_index = 1};
     raft_configuration_init (&metadata.configuration);
     raft_configuration_add (&metadata.configuration, 1, "tcp://a:1",
                             RAFT_VOTER);
     struct raft_buffer image = {"image", 5};
-    assert (hs_persist_snapshot_save (persist, &metadata, &image, 30) == 0);
+    rc = hs_persist_snapshot_save (persist, &metadata, &image, 30);
+    assert (rc == 0);
     raft_configuration_close (&metadata.configuration);
     hs_persist_destroy (&persist);
     hs_persist_destroy (&persist);
@@ -318,7 +324,8 @@ hs_persist_test (bool verbose)
     //  What was reported is on disk.
     store = hs_store_new (path, &fault);
     hs_ring_state_t state;
-    assert (hs_store_load (store, &state, &fault) == 0);
+    rc = hs_store_load (store, &state, &fault);
+    assert (rc == 0);
     assert (state.term == 3 && state.voted_for == 1);
     assert (state.start_index == 30 && state.n_entries == 21);
     assert (state.snapshot && state.snapshot->index == 40);

@@ -462,10 +462,12 @@ hs_store_state_release (hs_ring_state_t *state)
 int
 hs_store_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * hs_store: ");
     char dir [] = "/tmp/hs_store_test_XXXXXX";
-    assert (mkdtemp (dir));
+    char *made = mkdtemp (dir);
+    assert (made);
     char path [128];
     snprintf (path, sizeof path, "%s/raft.db", dir);
     sf_fault_t fault;
@@ -480,7 +482,8 @@ hs_store_test (bool verbose)
     assert (fault.error == SF_ESTORE);
     assert (strstr (fault.message, "is in use by another process"));
     assert (strstr (fault.message, path));
-    assert (hs_store_save_term_vote (store, 3, 2, &fault) == 0);
+    rc = hs_store_save_term_vote (store, 3, 2, &fault);
+    assert (rc == 0);
     assert (!hs_store_empty (store));
     char one [] = "one", two [] = "two", three [] = "three";
     struct raft_entry entries [3] = {
@@ -488,11 +491,13 @@ hs_store_test (bool verbose)
         {.term = 2, .type = RAFT_COMMAND, .buf = {two, 3}},
         {.term = 2, .type = RAFT_COMMAND, .buf = {three, 5}},
     };
-    assert (hs_store_append (store, 1, entries, 3, &fault) == 0);
+    rc = hs_store_append (store, 1, entries, 3, &fault);
+    assert (rc == 0);
     //  A conflict at 3 replaces the tail.
     struct raft_entry replacement = {
         .term = 3, .type = RAFT_COMMAND, .buf = {one, 3}};
-    assert (hs_store_append (store, 3, &replacement, 1, &fault) == 0);
+    rc = hs_store_append (store, 3, &replacement, 1, &fault);
+    assert (rc == 0);
     //  Group commit: two staged batches, the second truncating the first,
     //  land in one flush.
     char four [] = "four";
@@ -504,12 +509,15 @@ hs_store_test (bool verbose)
     hs_store_stage (store, 5, more, 1);
     raft_index flushed;
     raft_term flushed_term;
-    assert (hs_store_flush (store, &flushed, &flushed_term, &fault) == 0);
+    rc = hs_store_flush (store, &flushed, &flushed_term, &fault);
+    assert (rc == 0);
     assert (flushed == 5 && flushed_term == 3);
-    assert (hs_store_flush (store, &flushed, &flushed_term, &fault) == 0);
+    rc = hs_store_flush (store, &flushed, &flushed_term, &fault);
+    assert (rc == 0);
     assert (flushed == 0);
     //  Back to three entries for what follows.
-    assert (hs_store_append (store, 4, NULL, 0, &fault) == 0);
+    rc = hs_store_append (store, 4, NULL, 0, &fault);
+    assert (rc == 0);
 
     hs_store_destroy (&store);
 
@@ -517,7 +525,8 @@ hs_store_test (bool verbose)
     store = hs_store_new (path, &fault);
     assert (store);
     hs_ring_state_t state;
-    assert (hs_store_load (store, &state, &fault) == 0);
+    rc = hs_store_load (store, &state, &fault);
+    assert (rc == 0);
     assert (state.term == 3 && state.voted_for == 2);
     assert (state.start_index == 1 && state.n_entries == 3);
     assert (state.entries [2].term == 3);
@@ -533,8 +542,10 @@ hs_store_test (bool verbose)
     raft_configuration_add (&metadata.configuration, 1, "tcp://a:1",
                             RAFT_VOTER);
     struct raft_buffer image = {"image", 5};
-    assert (hs_store_snapshot_save (store, &metadata, &image, 2, &fault) == 0);
-    assert (hs_store_load (store, &state, &fault) == 0);
+    rc = hs_store_snapshot_save (store, &metadata, &image, 2, &fault);
+    assert (rc == 0);
+    rc = hs_store_load (store, &state, &fault);
+    assert (rc == 0);
     assert (state.snapshot && state.snapshot->index == 2);
     assert (state.snapshot->configuration.n == 1);
     assert (
@@ -546,8 +557,10 @@ hs_store_test (bool verbose)
 
     //  An installed snapshot (keep_from past it) drops the whole log.
     metadata.index = 10;
-    assert (hs_store_snapshot_save (store, &metadata, &image, 11, &fault) == 0);
-    assert (hs_store_load (store, &state, &fault) == 0);
+    rc = hs_store_snapshot_save (store, &metadata, &image, 11, &fault);
+    assert (rc == 0);
+    rc = hs_store_load (store, &state, &fault);
+    assert (rc == 0);
     assert (state.n_entries == 0 && state.start_index == 11);
     hs_store_state_release (&state);
     raft_configuration_close (&metadata.configuration);
@@ -563,7 +576,8 @@ hs_store_test (bool verbose)
     unlink (wal);
     snprintf (wal, sizeof wal, "%s-shm", path);
     unlink (wal);
-    assert (!hs_store_new (path, &fault));
+    store = hs_store_new (path, &fault);
+    assert (!store);
     assert (strstr (fault.message, "store"));
     unlink (path);
     rmdir (dir);

@@ -158,35 +158,44 @@ sf_cert_load_public (const char *where, char *key, sf_fault_t *fault)
 int
 sf_cert_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sf_cert: ");
     char dir [] = "/tmp/sf_cert_test_XXXXXX";
-    assert (mkdtemp (dir));
+    char *made = mkdtemp (dir);
+    assert (made);
     sf_fault_t fault;
 
-    assert (sf_cert_keygen (dir, "alice", false, &fault) == 0);
+    rc = sf_cert_keygen (dir, "alice", false, &fault);
+    assert (rc == 0);
     char *public_path = zsys_sprintf ("%s/alice.cert", dir);
     char *secret_path = zsys_sprintf ("%s/alice.cert_secret", dir);
     struct stat info;
-    assert (stat (secret_path, &info) == 0);
+    rc = stat (secret_path, &info);
+    assert (rc == 0);
     assert ((info.st_mode & 0777) == 0600);
 
     //  A second keygen refuses to clobber; --force replaces.
-    assert (sf_cert_keygen (dir, "alice", false, &fault) == -1);
+    rc = sf_cert_keygen (dir, "alice", false, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "File exists"));
-    assert (sf_cert_keygen (dir, "a/b", false, &fault) == -1);
+    rc = sf_cert_keygen (dir, "a/b", false, &fault);
+    assert (rc == -1);
 
     zcert_t *cert = sf_cert_load_secret (secret_path, &fault);
     assert (cert);
     char key [SF_CERT_KEY_TEXT + 1];
-    assert (sf_cert_load_public (public_path, key, &fault) == 0);
+    rc = sf_cert_load_public (public_path, key, &fault);
+    assert (rc == 0);
     assert (strcmp (key, zcert_public_txt (cert)) == 0);
-    assert (sf_cert_load_public (secret_path, key, &fault) == 0);
+    rc = sf_cert_load_public (secret_path, key, &fault);
+    assert (rc == 0);
     assert (strcmp (key, zcert_public_txt (cert)) == 0);
     //  A bare Z85 key is accepted as a public key.
     char copy [SF_CERT_KEY_TEXT + 1];
     strcpy (copy, zcert_public_txt (cert));
-    assert (sf_cert_load_public (copy, key, &fault) == 0);
+    rc = sf_cert_load_public (copy, key, &fault);
+    assert (rc == 0);
     zcert_destroy (&cert);
 
     //  A secret file that others can read is refused, naming the fix.
@@ -196,25 +205,32 @@ sf_cert_test (bool verbose)
     assert (strstr (fault.message, "mode 0644"));
     assert (strstr (fault.message, "chmod 600"));
     chmod (secret_path, 0640);
-    assert (!sf_cert_load_secret (secret_path, &fault));
+    cert = sf_cert_load_secret (secret_path, &fault);
+    assert (!cert);
     chmod (secret_path, 0600);
 
     //  The public file is not a secret key, whatever its mode.
     chmod (public_path, 0600);
-    assert (!sf_cert_load_secret (public_path, &fault));
+    cert = sf_cert_load_secret (public_path, &fault);
+    assert (!cert);
     assert (strstr (fault.message, "is a public certificate"));
     chmod (public_path, 0644);
-    assert (!sf_cert_load_secret (public_path, &fault));
+    cert = sf_cert_load_secret (public_path, &fault);
+    assert (!cert);
     assert (strstr (fault.message, "is a public certificate"));
     assert (!strstr (fault.message, "chmod"));
-    assert (!sf_cert_load_secret ("/nonexistent/x", &fault));
+    cert = sf_cert_load_secret ("/nonexistent/x", &fault);
+    assert (!cert);
     assert (strstr (fault.message, "cannot read key file /nonexistent/x"));
-    assert (sf_cert_load_public ("not-a-key", key, &fault) == -1);
+    rc = sf_cert_load_public ("not-a-key", key, &fault);
+    assert (rc == -1);
 
     //  --force tightens the mode of the file it replaces.
     chmod (secret_path, 0644);
-    assert (sf_cert_keygen (dir, "alice", true, &fault) == 0);
-    assert (stat (secret_path, &info) == 0);
+    rc = sf_cert_keygen (dir, "alice", true, &fault);
+    assert (rc == 0);
+    rc = stat (secret_path, &info);
+    assert (rc == 0);
     assert ((info.st_mode & 0777) == 0600);
 
     assert (!sf_cert_key_valid ("short"));

@@ -656,7 +656,8 @@ s_test_write (const char *text)
     char *path = strdup ("/tmp/sf_config_test_XXXXXX");
     int fd = mkstemp (path);
     assert (fd >= 0);
-    assert (write (fd, text, strlen (text)) == (ssize_t) strlen (text));
+    ssize_t written = write (fd, text, strlen (text));
+    assert (written == (ssize_t) strlen (text));
     close (fd);
     return path;
 }
@@ -687,44 +688,43 @@ s_test_load (const char *text, int expect_rc, const char *expect_message)
 int
 sf_config_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sf_config: ");
     char reason [128];
-    assert (sf_config_check_endpoint ("tcp://127.0.0.1:7100", "tcp", reason,
-                                      sizeof reason)
-            == 0);
-    assert (sf_config_check_endpoint ("tcp://*:*", "tcp", reason, sizeof reason)
-            == 0);
-    assert (sf_config_check_endpoint ("tcp://[::1]:80", "tcp", reason,
-                                      sizeof reason)
-            == 0);
-    assert (
-        sf_config_check_endpoint ("udp://*:5670", "udp", reason, sizeof reason)
-        == 0);
-    assert (sf_config_check_endpoint ("ipc:///tmp/x", "tcp|ipc", reason,
-                                      sizeof reason)
-            == 0);
-    assert (
-        sf_config_check_endpoint ("tcp://host", "tcp", reason, sizeof reason)
-        == -1);
+    rc = sf_config_check_endpoint ("tcp://127.0.0.1:7100", "tcp", reason,
+                                   sizeof reason);
+    assert (rc == 0);
+    rc = sf_config_check_endpoint ("tcp://*:*", "tcp", reason, sizeof reason);
+    assert (rc == 0);
+    rc = sf_config_check_endpoint ("tcp://[::1]:80", "tcp", reason,
+                                   sizeof reason);
+    assert (rc == 0);
+    rc =
+        sf_config_check_endpoint ("udp://*:5670", "udp", reason, sizeof reason);
+    assert (rc == 0);
+    rc = sf_config_check_endpoint ("ipc:///tmp/x", "tcp|ipc", reason,
+                                   sizeof reason);
+    assert (rc == 0);
+    rc = sf_config_check_endpoint ("tcp://host", "tcp", reason, sizeof reason);
+    assert (rc == -1);
     assert (strstr (reason, "HOST:PORT"));
-    assert (sf_config_check_endpoint ("tcp://host:99999", "tcp", reason,
-                                      sizeof reason)
-            == -1);
-    assert (
-        sf_config_check_endpoint ("tcp://host:", "tcp", reason, sizeof reason)
-        == -1);
-    assert (sf_config_check_endpoint ("tcpx://h:1", "tcp|ipc", reason,
-                                      sizeof reason)
-            == -1);
+    rc = sf_config_check_endpoint ("tcp://host:99999", "tcp", reason,
+                                   sizeof reason);
+    assert (rc == -1);
+    rc = sf_config_check_endpoint ("tcp://host:", "tcp", reason, sizeof reason);
+    assert (rc == -1);
+    rc = sf_config_check_endpoint ("tcpx://h:1", "tcp|ipc", reason,
+                                   sizeof reason);
+    assert (rc == -1);
     assert (strstr (reason, "tcp|ipc"));
-    assert (sf_config_check_endpoint ("tc://h:1", "tcp", reason, sizeof reason)
-            == -1);
-    assert (
-        sf_config_check_endpoint ("localhost:80", "tcp", reason, sizeof reason)
-        == -1);
-    assert (sf_config_check_endpoint ("ipc://", "ipc", reason, sizeof reason)
-            == -1);
+    rc = sf_config_check_endpoint ("tc://h:1", "tcp", reason, sizeof reason);
+    assert (rc == -1);
+    rc =
+        sf_config_check_endpoint ("localhost:80", "tcp", reason, sizeof reason);
+    assert (rc == -1);
+    rc = sf_config_check_endpoint ("ipc://", "ipc", reason, sizeof reason);
+    assert (rc == -1);
 
     assert (s_path_matches ("ring/member/*/raft", "ring/member/hs2/raft"));
     assert (!s_path_matches ("ring/member/*/raft", "ring/member//raft"));
@@ -772,9 +772,10 @@ sf_config_test (bool verbose)
                      "--",       "--literal", NULL};
     sf_config_t *config = sf_config_new (s_test_schema);
     sf_fault_t fault;
-    int rc = sf_config_parse_args (config, 10, argv, &fault);
+    rc = sf_config_parse_args (config, 10, argv, &fault);
     assert (rc == 0);
-    assert (sf_config_check (config, &fault) == 0);
+    rc = sf_config_check (config, &fault);
+    assert (rc == 0);
     assert (strcmp (sf_config_str (config, "node/name"), "flag") == 0);
     assert (strcmp (sf_config_str (config, "node/api"), "tcp://h:1") == 0);
     assert (sf_config_int (config, "node/port") == 9);
@@ -785,25 +786,31 @@ sf_config_test (bool verbose)
     assert (strstr (sf_config_str (config, "node/key"), "/keys/n_secret"));
     zlist_t *positional = sf_config_positional (config);
     assert (zlist_size (positional) == 2);
-    assert (strcmp ((char *) zlist_first (positional), "status") == 0);
-    assert (strcmp ((char *) zlist_next (positional), "--literal") == 0);
+    const char *item = (const char *) zlist_first (positional);
+    assert (strcmp (item, "status") == 0);
+    item = (const char *) zlist_next (positional);
+    assert (strcmp (item, "--literal") == 0);
     zlist_t *names = sf_config_names (config, "ring/member");
     assert (zlist_size (names) == 2);
-    assert (strcmp ((char *) zlist_first (names), "hs2") == 0);
-    assert (strcmp ((char *) zlist_next (names), "hs3") == 0);
+    item = (const char *) zlist_first (names);
+    assert (strcmp (item, "hs2") == 0);
+    item = (const char *) zlist_next (names);
+    assert (strcmp (item, "hs3") == 0);
     zlist_destroy (&names);
     sf_config_destroy (&config);
     sf_config_destroy (&config);  //  idempotent
 
     char *bad_flag [] = {"prog", "--nope", "1", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 3, bad_flag, &fault) == -1);
+    rc = sf_config_parse_args (config, 3, bad_flag, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "unknown flag --nope"));
     sf_config_destroy (&config);
 
     char *bad_value [] = {"prog", "--api", "tcp://x", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 3, bad_value, &fault) == -1);
+    rc = sf_config_parse_args (config, 3, bad_value, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "flag --api: key 'node/api'"));
     sf_config_destroy (&config);
 
@@ -811,32 +818,38 @@ sf_config_test (bool verbose)
     //  be its value is refused with the way to write it.
     char *bool_values [] = {"prog", "--fast=no", "--name", "n", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 4, bool_values, &fault) == 0);
+    rc = sf_config_parse_args (config, 4, bool_values, &fault);
+    assert (rc == 0);
     assert (!sf_config_bool (config, "node/fast"));
     sf_config_destroy (&config);
     char *bool_apart [] = {"prog", "--fast", "false", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 3, bool_apart, &fault) == -1);
+    rc = sf_config_parse_args (config, 3, bool_apart, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "write --fast=false, or --fast alone"));
     sf_config_destroy (&config);
     char *bool_then_number [] = {"prog", "--fast", "1", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 3, bool_then_number, &fault) == 0);
+    rc = sf_config_parse_args (config, 3, bool_then_number, &fault);
+    assert (rc == 0);
     assert (sf_config_bool (config, "node/fast"));
     assert (zlist_size (sf_config_positional (config)) == 1);
     sf_config_destroy (&config);
 
     char *missing_value [] = {"prog", "--api", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 2, missing_value, &fault) == -1);
+    rc = sf_config_parse_args (config, 2, missing_value, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "flag --api needs a value"));
-    assert (sf_config_check (config, &fault) == -1);
+    rc = sf_config_check (config, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "--config or with --name"));
     sf_config_destroy (&config);
 
     char *no_file [] = {"prog", "-c", "/nonexistent.cfg", NULL};
     config = sf_config_new (s_test_schema);
-    assert (sf_config_parse_args (config, 3, no_file, &fault) == -1);
+    rc = sf_config_parse_args (config, 3, no_file, &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "config /nonexistent.cfg: cannot read"));
     sf_config_destroy (&config);
 

@@ -98,7 +98,8 @@ sf_error_test (bool verbose)
     sf_fault_set (&fault, SF_EINVAL, "outer (%s): %s", "x", fault.message);
     assert (fault.error == SF_EINVAL);
     assert (strcmp (fault.message, "outer (x): inner") == 0);
-    assert (sf_fault_set (NULL, SF_EINVAL, "x") == -1);
+    rc = sf_fault_set (NULL, SF_EINVAL, "x");
+    assert (rc == -1);
     if (verbose)
         printf ("OK\n");
     return 0;

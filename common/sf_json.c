@@ -269,6 +269,7 @@ sf_json_only (const json_t *object, const char *const *allowed,
 int
 sf_json_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sf_json: ");
     sf_fault_t fault;
@@ -277,7 +278,8 @@ sf_json_test (bool verbose)
     assert (fault.error == SF_EMALFORMED);
     assert (strstr (fault.message, "malformed JSON at line 1"));
     //  Duplicate keys are refused: they make a request ambiguous.
-    assert (!sf_json_parse ("{\"a\":1,\"a\":2}", 13, &fault));
+    value = sf_json_parse ("{\"a\":1,\"a\":2}", 13, &fault);
+    assert (!value);
 
     const char *text = "{\"s\":\"x\",\"i\":42,\"b\":true,\"o\":{},\"n\":null}";
     value = sf_json_parse (text, strlen (text), &fault);
@@ -286,29 +288,41 @@ sf_json_test (bool verbose)
     int64_t number = 0;
     bool flag = false;
     json_t *object = NULL;
-    assert (sf_json_string (value, "s", true, &string, &fault) == 0);
+    rc = sf_json_string (value, "s", true, &string, &fault);
+    assert (rc == 0);
     assert (strcmp (string, "x") == 0);
-    assert (sf_json_int (value, "i", true, 0, 100, &number, &fault) == 0);
+    rc = sf_json_int (value, "i", true, 0, 100, &number, &fault);
+    assert (rc == 0);
     assert (number == 42);
-    assert (sf_json_bool (value, "b", true, &flag, &fault) == 0 && flag);
-    assert (sf_json_object (value, "o", true, &object, &fault) == 0);
+    rc = sf_json_bool (value, "b", true, &flag, &fault);
+    assert (rc == 0 && flag);
+    rc = sf_json_object (value, "o", true, &object, &fault);
+    assert (rc == 0);
     assert (json_is_object (object));
 
-    assert (sf_json_string (value, "i", true, &string, &fault) == -1);
+    rc = sf_json_string (value, "i", true, &string, &fault);
+    assert (rc == -1);
     assert (strcmp (fault.message, "field 'i' must be a string") == 0);
-    assert (sf_json_int (value, "i", true, 0, 10, &number, &fault) == -1);
+    rc = sf_json_int (value, "i", true, 0, 10, &number, &fault);
+    assert (rc == -1);
     assert (strcmp (fault.message, "field 'i' must be within 0..10") == 0);
-    assert (sf_json_int (value, "s", true, 0, 10, &number, &fault) == -1);
-    assert (sf_json_bool (value, "n", true, &flag, &fault) == -1);
-    assert (sf_json_object (value, "s", true, &object, &fault) == -1);
-    assert (sf_json_string (value, "zz", true, &string, &fault) == -1);
+    rc = sf_json_int (value, "s", true, 0, 10, &number, &fault);
+    assert (rc == -1);
+    rc = sf_json_bool (value, "n", true, &flag, &fault);
+    assert (rc == -1);
+    rc = sf_json_object (value, "s", true, &object, &fault);
+    assert (rc == -1);
+    rc = sf_json_string (value, "zz", true, &string, &fault);
+    assert (rc == -1);
     assert (strcmp (fault.message, "missing field 'zz'") == 0);
     string = "kept";
-    assert (sf_json_string (value, "zz", false, &string, &fault) == 0);
+    rc = sf_json_string (value, "zz", false, &string, &fault);
+    assert (rc == 0);
     assert (strcmp (string, "kept") == 0);
 
     const char *allowed [] = {"s", "i", "b", "o", NULL};
-    assert (sf_json_only (value, allowed, &fault) == -1);
+    rc = sf_json_only (value, allowed, &fault);
+    assert (rc == -1);
     assert (strcmp (fault.message, "unknown field 'n'") == 0);
 
     char *compact = sf_json_text (value);

@@ -205,7 +205,8 @@ sf_trace_test (bool verbose)
         args = json_loads (*text, 0, NULL);
         assert (args);
         sf_fault_clear (&fault);
-        assert (sf_trace_answer (trace, args, &fault) == NULL);
+        answer = sf_trace_answer (trace, args, &fault);
+        assert (answer == NULL);
         assert (fault.error == SF_EINVAL);
         json_decref (args);
     }

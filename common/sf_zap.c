@@ -361,12 +361,14 @@ s_test_count_lines (const char *path, const char *text)
 static void
 s_test_log_refusals (void)
 {
+    int rc;
     char path [] = "/tmp/sf_zap_log_XXXXXX";
     int fd = mkstemp (path);
     assert (fd >= 0);
     close (fd);
     sf_fault_t fault;
-    assert (sf_log_open ("zap", SF_LOG_INFO, path, &fault) == 0);
+    rc = sf_log_open ("zap", SF_LOG_INFO, path, &fault);
+    assert (rc == 0);
     s_state_t state = {.recent = zhashx_new (),
                        .window_ms = (uint64_t) zclock_mono ()};
     zhashx_set_destructor (state.recent, s_recent_destroy);
@@ -375,7 +377,8 @@ s_test_log_refusals (void)
     for (int times = 0; times < 3; times++)
         s_log_refusal (&state, "raft", "KEY-A", "10.0.0.9", "not admitted");
     s_log_refusal (&state, "api", "KEY-A", "10.0.0.9", "not admitted");
-    assert (s_test_count_lines (path, "refused KEY-A") == 2);
+    rc = s_test_count_lines (path, "refused KEY-A");
+    assert (rc == 2);
     //  Once its quiet time is over, its next line counts what was skipped.
     char *name = zsys_sprintf ("%s %s", "raft", "KEY-A");
     s_recent_t *recent = (s_recent_t *) zhashx_lookup (state.recent, name);
@@ -383,7 +386,8 @@ s_test_log_refusals (void)
     assert (recent && recent->unlogged == 2);
     recent->logged_ms -= S_QUIET_MS;
     s_log_refusal (&state, "raft", "KEY-A", "10.0.0.9", "not admitted");
-    assert (s_test_count_lines (path, "(and 2 times before, not logged)") == 1);
+    rc = s_test_count_lines (path, "(and 2 times before, not logged)");
+    assert (rc == 1);
 
     //  Fresh keys: no more than S_LINES lines in a window, then a summary.
     for (int at = 0; at < S_LINES + 10; at++) {
@@ -391,12 +395,15 @@ s_test_log_refusals (void)
         snprintf (key, sizeof key, "FRESH-%d", at);
         s_log_refusal (&state, "api", key, "10.0.0.9", "not admitted");
     }
-    assert (s_test_count_lines (path, "sf_zap: refused") == S_LINES);
+    rc = s_test_count_lines (path, "sf_zap: refused");
+    assert (rc == S_LINES);
     state.window_ms -= S_QUIET_MS;
     s_log_refusal (&state, "api", "KEY-B", "10.0.0.9", "not admitted");
     //  3 lines were written before the fresh keys: 3 + 10 unlogged.
-    assert (s_test_count_lines (path, "13 more refusals were not logged") == 1);
-    assert (s_test_count_lines (path, "refused KEY-B") == 1);
+    rc = s_test_count_lines (path, "13 more refusals were not logged");
+    assert (rc == 1);
+    rc = s_test_count_lines (path, "refused KEY-B");
+    assert (rc == 1);
     zhashx_destroy (&state.recent);
     sf_log_close ();
     unlink (path);
@@ -405,6 +412,7 @@ s_test_log_refusals (void)
 int
 sf_zap_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sf_zap: ");
     zactor_t *zap = sf_zap_new ();
@@ -415,11 +423,13 @@ sf_zap_test (bool verbose)
 
     zsock_t *open_server = zsock_new (ZMQ_ROUTER);
     sf_curve_server (open_server, server_cert, "api");
-    assert (zsock_bind (open_server, "tcp://127.0.0.1:*") > 0);
+    int port = zsock_bind (open_server, "tcp://127.0.0.1:*");
+    assert (port > 0);
     char *open_endpoint = zsock_last_endpoint (open_server);
     zsock_t *closed_server = zsock_new (ZMQ_ROUTER);
     sf_curve_server (closed_server, server_cert, "raft");
-    assert (zsock_bind (closed_server, "tcp://127.0.0.1:*") > 0);
+    port = zsock_bind (closed_server, "tcp://127.0.0.1:*");
+    assert (port > 0);
     char *closed_endpoint = zsock_last_endpoint (closed_server);
 
     sf_zap_allow_any (zap, "api");
@@ -450,7 +460,8 @@ sf_zap_test (bool verbose)
                            zcert_public_txt (server_cert), &principal);
     assert (!got);
     //  Each refusal is counted (mallory's and alice's).
-    assert (sf_zap_refused (zap) == 2);
+    uint64_t refused = sf_zap_refused (zap);
+    assert (refused == 2);
     s_test_log_refusals ();
 
     //  Only one handler per process.
@@ -459,11 +470,15 @@ sf_zap_test (bool verbose)
 
     //  Keys from a folder: .cert files only.
     char dir [] = "/tmp/sf_zap_test_XXXXXX";
-    assert (mkdtemp (dir));
+    char *made = mkdtemp (dir);
+    assert (made);
     sf_fault_t fault;
-    assert (sf_cert_keygen (dir, "bob", false, &fault) == 0);
-    assert (sf_zap_allow_dir (zap, "raft", dir, &fault) == 1);
-    assert (sf_zap_allow_dir (zap, "raft", "/nonexistent", &fault) == -1);
+    rc = sf_cert_keygen (dir, "bob", false, &fault);
+    assert (rc == 0);
+    rc = sf_zap_allow_dir (zap, "raft", dir, &fault);
+    assert (rc == 1);
+    rc = sf_zap_allow_dir (zap, "raft", "/nonexistent", &fault);
+    assert (rc == -1);
     assert (strstr (fault.message, "/nonexistent"));
     char *path = zsys_sprintf ("%s/bob.cert_secret", dir);
     zcert_t *bob = sf_cert_load_secret (path, &fault);

@@ -169,7 +169,10 @@ ctl_scene_test (bool verbose)
         size_t at;
         json_t *entity;
         json_array_foreach (batch, at, entity)
-            assert (json_array_get (entities, seen++) == entity);
+        {
+            assert (json_array_get (entities, seen) == entity);
+            seen++;
+        }
     }
     assert (seen == 1000);
     json_decref (batches);
@@ -207,7 +210,8 @@ ctl_scene_test (bool verbose)
     for (const char **text = bad; *text; text++) {
         sf_fault_t fault;
         sf_fault_clear (&fault);
-        assert (!ctl_scene_parse (*text, strlen (*text), "t", &fault));
+        json_t *refused = ctl_scene_parse (*text, strlen (*text), "t", &fault);
+        assert (!refused);
         assert (fault.error == SF_EINVAL && strstr (fault.message, "scene t"));
     }
     const char *good = "{\"entities\": [{\"path\": \"/a\"}]}";

@@ -179,6 +179,7 @@ sim_checkpoint_load (sim_checkpoint_t *self, sim_store_t *store,
 int
 sim_checkpoint_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sim_checkpoint: ");
     char path [] = "/tmp/sim_checkpoint_test.XXXXXX";
@@ -189,7 +190,8 @@ sim_checkpoint_test (bool verbose)
     sim_checkpoint_t *checkpoint = sim_checkpoint_open (path, &fault);
     assert (checkpoint);
     //  A second sim given the same file is refused while we hold it.
-    assert (!sim_checkpoint_open (path, &fault));
+    sim_checkpoint_t *second = sim_checkpoint_open (path, &fault);
+    assert (!second);
     assert (strstr (fault.message, "is in use by another process"));
 
     sim_store_t *store = sim_store_new ();
@@ -198,24 +200,28 @@ sim_checkpoint_test (bool verbose)
     sim_store_create (store, "/a/replica", 10, 1, 4, false);
     sim_entity_t *empty = sim_store_create (store, "/a/empty", 8, 1, 1, true);
     assert (empty);
-    assert (sim_checkpoint_save (checkpoint, store, 100, &fault) == 2);
+    rc = sim_checkpoint_save (checkpoint, store, 100, &fault);
+    assert (rc == 2);
     //  Saving again replaces, it does not add
     sim_store_delete (store, "/a/empty");
-    assert (sim_checkpoint_save (checkpoint, store, 200, &fault) == 1);
+    rc = sim_checkpoint_save (checkpoint, store, 200, &fault);
+    assert (rc == 1);
     sim_store_destroy (&store);
     sim_checkpoint_destroy (&checkpoint);
 
     //  Reopened: what was saved comes back, seq with headroom
     checkpoint = sim_checkpoint_open (path, &fault);
     store = sim_store_new ();
-    assert (sim_checkpoint_load (checkpoint, store, &fault) == 1);
+    rc = sim_checkpoint_load (checkpoint, store, &fault);
+    assert (rc == 1);
     mine = sim_store_get (store, "/a/mine");
     assert (mine && mine->authority && mine->epoch == 3);
     assert (mine->seq == 10 + SIM_CHECKPOINT_SEQ_JUMP);
     assert (mine->state_size == 3 && memcmp (mine->state, "x\0y", 3) == 0);
     assert (!sim_store_get (store, "/a/replica"));
     //  Loading twice leaves what is there alone
-    assert (sim_checkpoint_load (checkpoint, store, &fault) == 0);
+    rc = sim_checkpoint_load (checkpoint, store, &fault);
+    assert (rc == 0);
     sim_store_destroy (&store);
     sim_checkpoint_destroy (&checkpoint);
 

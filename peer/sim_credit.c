@@ -467,6 +467,7 @@ s_transmit (s_net_t *net, const s_packet_t *packet, uint64_t now_us)
 int
 sim_credit_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sim_credit: ");
     static s_net_t net;
@@ -477,7 +478,8 @@ sim_credit_test (bool verbose)
     for (uint32_t slot = 0; slot < S_ENTITIES; slot++) {
         current [slot] = 1;
         replica [slot] = 0;
-        assert (sim_credit_dirty (credit, slot, 1) == 0);
+        rc = sim_credit_dirty (credit, slot, 1);
+        assert (rc == 0);
     }
     sim_window_t window;
     sim_window_reset (&window);
@@ -492,7 +494,8 @@ sim_credit_test (bool verbose)
         for (int change = 0; changing && change < 20; change++) {
             uint32_t slot = s_random (&net, S_ENTITIES);
             current [slot]++;
-            assert (sim_credit_dirty (credit, slot, 1) == 0);
+            rc = sim_credit_dirty (credit, slot, 1);
+            assert (rc == 0);
         }
         //  Deliveries
         for (size_t at = 0; at < S_IN_TRANSIT; at++) {
@@ -535,9 +538,9 @@ sim_credit_test (bool verbose)
                 packet.items [packet.count++] =
                     (sim_credit_item_t){slot, generation, 1, current [slot]};
             assert (packet.count > 0);
-            assert (sim_credit_sent (credit, counter, now_us, packet.items,
-                                     packet.count)
-                    == 0);
+            rc = sim_credit_sent (credit, counter, now_us, packet.items,
+                                  packet.count);
+            assert (rc == 0);
             s_transmit (&net, &packet, now_us);
         }
         //  Memory stays bounded whatever the receiver does
@@ -562,22 +565,29 @@ sim_credit_test (bool verbose)
                 (unsigned long long) stats.coalesced);
 
     //  Untake puts an entity back first; reset forgets what is in flight
-    uint32_t slot, generation;
-    assert (sim_credit_dirty (credit, 7, 1) == 0);
-    assert (sim_credit_dirty (credit, 8, 1) == 0);
-    assert (sim_credit_take (credit, &slot, &generation) && slot == 7);
+    uint32_t slot = 0, generation = 0;  //  set by sim_credit_take
+    rc = sim_credit_dirty (credit, 7, 1);
+    assert (rc == 0);
+    rc = sim_credit_dirty (credit, 8, 1);
+    assert (rc == 0);
+    bool taken = sim_credit_take (credit, &slot, &generation);
+    assert (taken && slot == 7);
     sim_credit_untake (credit, slot, generation);
-    assert (sim_credit_take (credit, &slot, &generation) && slot == 7);
+    taken = sim_credit_take (credit, &slot, &generation);
+    assert (taken && slot == 7);
     sim_credit_item_t item = {7, 1, 1, 99};
-    assert (sim_credit_sent (credit, ++counter, now_us, &item, 1) == 0);
+    rc = sim_credit_sent (credit, ++counter, now_us, &item, 1);
+    assert (rc == 0);
     sim_credit_reset (credit);
     sim_credit_stats (credit, &stats);
     assert (stats.in_flight == 0 && stats.dirty == 1);
     //  A reused slot with a new generation takes the old one's place
-    assert (sim_credit_dirty (credit, 8, 2) == 0);
-    assert (sim_credit_take (credit, &slot, &generation));
-    assert (slot == 8 && generation == 2);
-    assert (!sim_credit_take (credit, &slot, &generation));
+    rc = sim_credit_dirty (credit, 8, 2);
+    assert (rc == 0);
+    taken = sim_credit_take (credit, &slot, &generation);
+    assert (taken && slot == 8 && generation == 2);
+    taken = sim_credit_take (credit, &slot, &generation);
+    assert (!taken);
     sim_credit_destroy (&credit);
     assert (!credit);
     if (verbose)

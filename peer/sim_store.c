@@ -436,6 +436,7 @@ s_offer (sim_store_t *store, const char *path, uint64_t epoch, uint64_t seq,
 int
 sim_store_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sim_store: ");
     sim_store_t *store = sim_store_new ();
@@ -449,7 +450,9 @@ sim_store_test (bool verbose)
         assert (entity && strcmp (entity->path, path) == 0);
     }
     assert (sim_store_size (store) == 100);
-    assert (!sim_store_create (store, path, strlen (path), 1, 0, true));
+    sim_entity_t *twice =
+        sim_store_create (store, path, strlen (path), 1, 0, true);
+    assert (!twice);
     sim_entity_t *page [40];
     bool more;
     size_t count =
@@ -477,18 +480,20 @@ sim_store_test (bool verbose)
     //  State, lookups by length, slots and generations
     sim_entity_t *entity = sim_store_get (store, "/world/room1/cube10");
     assert (sim_store_find (store, "/world/room1/cube10xyz", 19) == entity);
-    assert (
-        sim_store_set (store, entity, 2, 5, (const uint8_t *) "abc", 3, 1000)
-        == 0);
+    rc = sim_store_set (store, entity, 2, 5, (const uint8_t *) "abc", 3, 1000);
+    assert (rc == 0);
     assert (entity->epoch == 2 && entity->seq == 5 && entity->state_size == 3);
     assert (memcmp (entity->state, "abc", 3) == 0);
-    assert (sim_store_set (store, entity, 2, 6, NULL, 0, 1001) == 0);
+    rc = sim_store_set (store, entity, 2, 6, NULL, 0, 1001);
+    assert (rc == 0);
     assert (entity->state_size == 0);
     uint32_t slot = entity->slot, generation = entity->generation;
     assert (sim_store_slot (store, slot, generation) == entity);
     assert (sim_store_at (store, slot) == entity);
-    assert (sim_store_delete (store, "/world/room1/cube10") == 0);
-    assert (sim_store_delete (store, "/world/room1/cube10") == -1);
+    rc = sim_store_delete (store, "/world/room1/cube10");
+    assert (rc == 0);
+    rc = sim_store_delete (store, "/world/room1/cube10");
+    assert (rc == -1);
     assert (!sim_store_slot (store, slot, generation));
     assert (!sim_store_at (store, slot));
     assert (sim_store_size (store) == 99);
@@ -501,20 +506,24 @@ sim_store_test (bool verbose)
 
     //  Replica rules
     sim_entity_t *replica = NULL;
-    assert (s_offer (store, "/r", 2, 1, "simA", &replica) == SIM_STORE_APPLIED);
+    sim_store_offer_t offered = s_offer (store, "/r", 2, 1, "simA", &replica);
+    assert (offered == SIM_STORE_APPLIED);
     assert (replica && !replica->authority && replica->seq == 1);
     assert (strcmp (replica->source, "simA") == 0);
-    assert (s_offer (store, "/r", 2, 1, "simA", &replica)
-            == SIM_STORE_SUPERSEDED);
-    assert (s_offer (store, "/r", 2, 5, "simB", &replica)
-            == SIM_STORE_CONFLICT);
-    assert (s_offer (store, "/r", 1, 9, "simA", &replica)
-            == SIM_STORE_STALE_EPOCH);
-    assert (s_offer (store, "/r", 3, 1, "simB", &replica) == SIM_STORE_APPLIED);
+    offered = s_offer (store, "/r", 2, 1, "simA", &replica);
+    assert (offered == SIM_STORE_SUPERSEDED);
+    offered = s_offer (store, "/r", 2, 5, "simB", &replica);
+    assert (offered == SIM_STORE_CONFLICT);
+    offered = s_offer (store, "/r", 1, 9, "simA", &replica);
+    assert (offered == SIM_STORE_STALE_EPOCH);
+    offered = s_offer (store, "/r", 3, 1, "simB", &replica);
+    assert (offered == SIM_STORE_APPLIED);
     assert (replica->epoch == 3 && strcmp (replica->source, "simB") == 0);
-    assert (sim_store_create (store, "/mine", 5, 1, 1, true));
-    assert (s_offer (store, "/mine", 9, 1, "simB", &replica)
-            == SIM_STORE_CONFLICT);  //  ours: never set from outside
+    entity = sim_store_create (store, "/mine", 5, 1, 1, true);
+    assert (entity);
+    //  Ours: never set from outside.
+    offered = s_offer (store, "/mine", 9, 1, "simB", &replica);
+    assert (offered == SIM_STORE_CONFLICT);
     sim_store_destroy (&store);
     assert (!store);
 
@@ -532,11 +541,13 @@ sim_store_test (bool verbose)
         uint32_t pick = random % CANDIDATES;
         snprintf (path, sizeof path, "/p/%u", pick);
         if (present [pick]) {
-            assert (sim_store_delete (store, path) == 0);
+            rc = sim_store_delete (store, path);
+            assert (rc == 0);
             present [pick] = false;
         }
         else {
-            assert (sim_store_create (store, path, strlen (path), 1, 0, false));
+            entity = sim_store_create (store, path, strlen (path), 1, 0, false);
+            assert (entity);
             present [pick] = true;
         }
         if (op % 2000 == 0) {

@@ -68,15 +68,19 @@ event_head_test (bool verbose)
     static const char body [] =
         "{\"index\":14,\"prev\":13,\"op\":\"entity.set_rule\",\"result\":{}}";
     event_head_t head;
-    assert (event_head_read (&head, (const uint8_t *) body, strlen (body)));
+    bool ok = event_head_read (&head, (const uint8_t *) body, strlen (body));
+    assert (ok);
     assert (head.index == 14 && head.prev == 13);
     assert (strcmp (head.op, "entity.set_rule") == 0);
     //  The head alone is enough; any cut inside it is not.
     size_t whole =
         strlen ("{\"index\":14,\"prev\":13,\"op\":\"entity.set_rule\"");
-    assert (event_head_read (&head, (const uint8_t *) body, whole));
-    for (size_t cut = 0; cut < whole; cut++)
-        assert (!event_head_read (&head, (const uint8_t *) body, cut));
+    ok = event_head_read (&head, (const uint8_t *) body, whole);
+    assert (ok);
+    for (size_t cut = 0; cut < whole; cut++) {
+        ok = event_head_read (&head, (const uint8_t *) body, cut);
+        assert (!ok);
+    }
     static const char *refused [] = {
         "{\"prev\":13,\"index\":14,\"op\":\"a\"}",   //  another order
         "{ \"index\":14,\"prev\":13,\"op\":\"a\"}",  //  a space
@@ -89,13 +93,14 @@ event_head_test (bool verbose)
         "{\"index\":14,\"prev\":13,\"op\":"
         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
         NULL};
-    for (const char **text = refused; *text; text++)
-        assert (
-            !event_head_read (&head, (const uint8_t *) *text, strlen (*text)));
+    for (const char **text = refused; *text; text++) {
+        ok = event_head_read (&head, (const uint8_t *) *text, strlen (*text));
+        assert (!ok);
+    }
     static const char largest [] =
         "{\"index\":18446744073709551615,\"prev\":0,\"op\":\"a\"}";
-    assert (
-        event_head_read (&head, (const uint8_t *) largest, strlen (largest)));
+    ok = event_head_read (&head, (const uint8_t *) largest, strlen (largest));
+    assert (ok);
     assert (head.index == UINT64_MAX && head.prev == 0);
     if (verbose)
         printf ("OK\n");

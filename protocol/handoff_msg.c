@@ -231,6 +231,7 @@ handoff_msg_encode_chunk_ack (uint8_t *out, uint64_t transfer, uint32_t chunk,
 int
 handoff_msg_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * handoff_msg: ");
     uint8_t frame [4096];
@@ -241,25 +242,32 @@ handoff_msg_test (bool verbose)
         "/world/a", 8, 3, 17, (const uint8_t *) "final", 5};
     size_t size = handoff_msg_encode_handoff (frame, sizeof frame, 9, &entity);
     assert (size == 12 + 2 + 8 + 20 + 5);
-    assert (handoff_msg_decode (&msg, frame, size) == 0);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
     assert (msg.type == HANDOFF_MSG_HANDOFF && msg.transfer == 9);
     assert (msg.entity.epoch == 3 && msg.entity.seq == 17);
     assert (msg.entity.state_size == 5
             && memcmp (msg.entity.state, "final", 5) == 0);
-    for (size_t cut = 0; cut < size; cut++)
-        assert (handoff_msg_decode (&msg, frame, cut) == -1);
-    assert (handoff_msg_decode (&msg, frame, size + 1) == -1);
-    assert (handoff_msg_encode_handoff (frame, size - 1, 9, &entity) == 0);
+    for (size_t cut = 0; cut < size; cut++) {
+        rc = handoff_msg_decode (&msg, frame, cut);
+        assert (rc == -1);
+    }
+    rc = handoff_msg_decode (&msg, frame, size + 1);
+    assert (rc == -1);
+    size_t encoded = handoff_msg_encode_handoff (frame, size - 1, 9, &entity);
+    assert (encoded == 0);
 
     //  HANDOFF_ACK
     size = handoff_msg_encode_handoff_ack (frame, sizeof frame, 9, 3,
                                            HANDOFF_MSG_REFUSED, "/world/a", 8);
-    assert (handoff_msg_decode (&msg, frame, size) == 0);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
     assert (msg.type == HANDOFF_MSG_HANDOFF_ACK
             && msg.status == HANDOFF_MSG_REFUSED);
     assert (msg.entity.epoch == 3 && msg.entity.path_size == 8);
     frame [20] = 9;  //  unknown status
-    assert (handoff_msg_decode (&msg, frame, size) == -1);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);
 
     //  CHUNK: built, checked whole, walked
     size_t used = HANDOFF_MSG_CHUNK_HEADER;
@@ -275,7 +283,8 @@ handoff_msg_test (bool verbose)
     }
     assert (count > 10);
     size = handoff_msg_chunk_finish (frame, used, 9, 1, true, count);
-    assert (handoff_msg_decode (&msg, frame, size) == 0);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
     assert (msg.type == HANDOFF_MSG_CHUNK && msg.chunk == 1 && msg.last);
     assert (msg.count == count);
     size_t offset = 0;
@@ -289,20 +298,27 @@ handoff_msg_test (bool verbose)
         seen++;
     }
     assert (seen == count);
-    for (size_t cut = 0; cut < size; cut++)
-        assert (handoff_msg_decode (&msg, frame, cut) == -1);
+    for (size_t cut = 0; cut < size; cut++) {
+        rc = handoff_msg_decode (&msg, frame, cut);
+        assert (rc == -1);
+    }
     handoff_msg_chunk_finish (frame, used, 9, 1, true, (uint16_t) (count + 1));
-    assert (handoff_msg_decode (&msg, frame, size) == -1);  //  count lies
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);  //  count lies
     handoff_msg_chunk_finish (frame, used, 9, 0, true, count);
-    assert (handoff_msg_decode (&msg, frame, size) == -1);  //  chunk 0
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);  //  chunk 0
 
     //  CHUNK_ACK
     size = handoff_msg_encode_chunk_ack (frame, 9, 4, 8, HANDOFF_MSG_OK);
-    assert (handoff_msg_decode (&msg, frame, size) == 0);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
     assert (msg.chunk == 4 && msg.credit == 8 && msg.status == 0);
-    assert (handoff_msg_decode (&msg, frame, size - 1) == -1);
+    rc = handoff_msg_decode (&msg, frame, size - 1);
+    assert (rc == -1);
     frame [3] = 5;  //  unknown type
-    assert (handoff_msg_decode (&msg, frame, size) == -1);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);
     if (verbose)
         printf ("OK\n");
     return 0;

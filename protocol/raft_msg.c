@@ -677,19 +677,24 @@ raft_msg_release (raft_msg_t *self)
 static void
 s_round_trip (const struct raft_message *message, raft_msg_t *out)
 {
+    int rc;
     const char *address = "tcp://10.0.0.1:7101";
     size_t size = raft_msg_size (message, address);
     assert (size > 0);
     uint8_t *buffer = (uint8_t *) malloc (size + 1);
-    assert (raft_msg_encode (message, 1, address, buffer, size) == 0);
+    rc = raft_msg_encode (message, 1, address, buffer, size);
+    assert (rc == 0);
     for (size_t cut = 0; cut < size; cut++) {
         raft_msg_t scratch;
-        assert (raft_msg_decode (&scratch, buffer, cut) == -1);
+        rc = raft_msg_decode (&scratch, buffer, cut);
+        assert (rc == -1);
     }
     buffer [size] = 0;
     raft_msg_t scratch;
-    assert (raft_msg_decode (&scratch, buffer, size + 1) == -1);
-    assert (raft_msg_decode (out, buffer, size) == 0);
+    rc = raft_msg_decode (&scratch, buffer, size + 1);
+    assert (rc == -1);
+    rc = raft_msg_decode (out, buffer, size);
+    assert (rc == 0);
     assert (out->message.type == message->type);
     assert (out->message.server_id == 1);
     assert (strcmp (out->message.server_address, address) == 0);
@@ -699,6 +704,7 @@ s_round_trip (const struct raft_message *message, raft_msg_t *out)
 int
 raft_msg_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * raft_msg: ");
     raft_msg_t out;
@@ -713,12 +719,14 @@ raft_msg_test (bool verbose)
     uint8_t frame [128];
     size_t size = raft_msg_size (&heartbeat, address);
     assert (size == 4 + 8 + 2 + 19 + 1 + 4 * 8 + 4);
-    assert (raft_msg_encode (&heartbeat, 1, address, frame, size) == 0);
+    rc = raft_msg_encode (&heartbeat, 1, address, frame, size);
+    assert (rc == 0);
     const uint8_t expect [] = {0x53, 0x46, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 19};
     assert (memcmp (frame, expect, sizeof expect) == 0);
     assert (memcmp (frame + 14, address, 19) == 0);
     assert (frame [14 + 19 + 1 + 8 + 7] == 41);
-    assert (raft_msg_decode (&out, frame, size) == 0);
+    rc = raft_msg_decode (&out, frame, size);
+    assert (rc == 0);
     assert (out.message.append_entries.n_entries == 0);
     assert (out.message.append_entries.leader_commit == 41);
     raft_msg_release (&out);
@@ -727,16 +735,20 @@ raft_msg_test (bool verbose)
     uint8_t bad [128];
     memcpy (bad, frame, size);
     bad [0] = 'X';
-    assert (raft_msg_decode (&out, bad, size) == -1);
+    rc = raft_msg_decode (&out, bad, size);
+    assert (rc == -1);
     memcpy (bad, frame, size);
     bad [2] = 2;
-    assert (raft_msg_decode (&out, bad, size) == -1);
+    rc = raft_msg_decode (&out, bad, size);
+    assert (rc == -1);
     memcpy (bad, frame, size);
     bad [3] = 7;
-    assert (raft_msg_decode (&out, bad, size) == -1);
+    rc = raft_msg_decode (&out, bad, size);
+    assert (rc == -1);
     memcpy (bad, frame, size);
     bad [11] = 0;
-    assert (raft_msg_decode (&out, bad, size) == -1);
+    rc = raft_msg_decode (&out, bad, size);
+    assert (rc == -1);
 
     //  AppendEntries with entries: data lands in one batch.
     char first [] = "create /world/a";
@@ -764,8 +776,10 @@ raft_msg_test (bool verbose)
     entries [1].type = (enum raft_entry_type) 9;
     size = raft_msg_size (&append, address);
     uint8_t *buffer = (uint8_t *) malloc (size);
-    assert (raft_msg_encode (&append, 1, address, buffer, size) == 0);
-    assert (raft_msg_decode (&out, buffer, size) == -1);
+    rc = raft_msg_encode (&append, 1, address, buffer, size);
+    assert (rc == 0);
+    rc = raft_msg_decode (&out, buffer, size);
+    assert (rc == -1);
     free (buffer);
 
     struct raft_message result = {.type = RAFT_APPEND_ENTRIES_RESULT};
@@ -832,16 +846,19 @@ raft_msg_test (bool verbose)
     //  Two servers with one id pass the image check but not the library's
     //  decoder, which frees what it had built: refused, freed once.
     struct raft_buffer twice;
-    assert (raft_configuration_encode (&install->conf, &twice) == 0);
+    rc = raft_configuration_encode (&install->conf, &twice);
+    assert (rc == 0);
     size_t wire_size = raft_msg_size (&snapshot, address);
     uint8_t *wire = (uint8_t *) malloc (wire_size);
-    assert (raft_msg_encode (&snapshot, 7, address, wire, wire_size) == 0);
+    rc = raft_msg_encode (&snapshot, 7, address, wire, wire_size);
+    assert (rc == 0);
     uint8_t *conf_at = wire + S_HEADER_FIXED + strlen (address) + 1 + 4 * 8 + 4;
     assert (memcmp (conf_at, twice.base, twice.len) == 0);
     size_t second_id = 9 + 8 + strlen ("tcp://10.0.0.1:7101") + 1 + 1;
     assert (conf_at [second_id] == 2);
     conf_at [second_id] = 1;
-    assert (raft_msg_decode (&out, wire, wire_size) == -1);
+    rc = raft_msg_decode (&out, wire, wire_size);
+    assert (rc == -1);
     free (wire);
     raft_free (twice.base);
     raft_configuration_close (&install->conf);
@@ -850,7 +867,8 @@ raft_msg_test (bool verbose)
     struct raft_buffer conf_image;
     raft_configuration_init (&install->conf);
     raft_configuration_add (&install->conf, 258, "tcp://x:1", RAFT_SPARE);
-    assert (raft_configuration_encode (&install->conf, &conf_image) == 0);
+    rc = raft_configuration_encode (&install->conf, &conf_image);
+    assert (rc == 0);
     const uint8_t *bytes = (const uint8_t *) conf_image.base;
     assert (s_conf_valid (bytes, conf_image.len));
     for (size_t cut = 0; cut < conf_image.len; cut++)
@@ -875,17 +893,21 @@ raft_msg_test (bool verbose)
     size_t probe_size = raft_msg_encode_probe (RAFT_MSG_READ_PROBE, 3, address,
                                                9, 77, probe, sizeof probe);
     assert (probe_size == RAFT_MSG_PROBE_SIZE + strlen (address));
-    assert (raft_msg_decode (&out, probe, probe_size) == 0);
+    rc = raft_msg_decode (&out, probe, probe_size);
+    assert (rc == 0);
     assert (out.probe == RAFT_MSG_READ_PROBE);
     assert (out.message.server_id == 3);
     assert (out.probe_term == 9 && out.probe_seq == 77);
-    for (size_t cut = 0; cut < probe_size; cut++)
-        assert (raft_msg_decode (&out, probe, cut) == -1);
-    assert (raft_msg_encode_probe (5, 3, address, 9, 77, probe, sizeof probe)
-            == 0);
-    assert (raft_msg_encode_probe (RAFT_MSG_READ_PROBE_ACK, 3, address, 9, 77,
-                                   probe, 10)
-            == 0);
+    for (size_t cut = 0; cut < probe_size; cut++) {
+        rc = raft_msg_decode (&out, probe, cut);
+        assert (rc == -1);
+    }
+    size_t encoded =
+        raft_msg_encode_probe (5, 3, address, 9, 77, probe, sizeof probe);
+    assert (encoded == 0);
+    encoded = raft_msg_encode_probe (RAFT_MSG_READ_PROBE_ACK, 3, address, 9, 77,
+                                     probe, 10);
+    assert (encoded == 0);
 
     //  Digest: exact size, every truncation and an extra byte refused, and
     //  index 0 is neither encoded nor decoded.
@@ -896,23 +918,28 @@ raft_msg_test (bool verbose)
     size_t digest_size = raft_msg_encode_digest (
         3, address, 118, digest, digest_frame, sizeof digest_frame);
     assert (digest_size == RAFT_MSG_DIGEST_SIZE + strlen (address));
-    assert (raft_msg_decode (&out, digest_frame, digest_size) == 0);
+    rc = raft_msg_decode (&out, digest_frame, digest_size);
+    assert (rc == 0);
     assert (out.probe == RAFT_MSG_DIGEST && out.message.server_id == 3);
     assert (out.digest_index == 118);
     assert (memcmp (out.digest, digest, sizeof digest) == 0);
-    for (size_t cut = 0; cut < digest_size; cut++)
-        assert (raft_msg_decode (&out, digest_frame, cut) == -1);
+    for (size_t cut = 0; cut < digest_size; cut++) {
+        rc = raft_msg_decode (&out, digest_frame, cut);
+        assert (rc == -1);
+    }
     digest_frame [digest_size] = 0;
-    assert (raft_msg_decode (&out, digest_frame, digest_size + 1) == -1);
-    assert (raft_msg_encode_digest (3, address, 0, digest, digest_frame,
-                                    sizeof digest_frame)
-            == 0);
-    assert (raft_msg_encode_digest (3, address, 118, digest, digest_frame,
-                                    digest_size - 1)
-            == 0);
+    rc = raft_msg_decode (&out, digest_frame, digest_size + 1);
+    assert (rc == -1);
+    encoded = raft_msg_encode_digest (3, address, 0, digest, digest_frame,
+                                      sizeof digest_frame);
+    assert (encoded == 0);
+    encoded = raft_msg_encode_digest (3, address, 118, digest, digest_frame,
+                                      digest_size - 1);
+    assert (encoded == 0);
     //  Index 0, patched into the frame (the 8 bytes before the digest).
     memset (digest_frame + digest_size - RAFT_MSG_DIGEST_BYTES - 8, 0, 8);
-    assert (raft_msg_decode (&out, digest_frame, digest_size) == -1);
+    rc = raft_msg_decode (&out, digest_frame, digest_size);
+    assert (rc == -1);
 
     //  Members: a query is the bare header; a list round-trips, and every
     //  truncation, extra byte or invalid member is refused.
@@ -921,7 +948,8 @@ raft_msg_test (bool verbose)
         raft_msg_encode_members (RAFT_MSG_MEMBERS_QUERY, 3, address, NULL, 0,
                                  listed, RAFT_MSG_MEMBERS_MAX_SIZE);
     assert (members_size == S_HEADER_FIXED + strlen (address));
-    assert (raft_msg_decode (&out, listed, members_size) == 0);
+    rc = raft_msg_decode (&out, listed, members_size);
+    assert (rc == 0);
     assert (out.probe == RAFT_MSG_MEMBERS_QUERY && out.message.server_id == 3);
     raft_msg_member_t members [2] = {
         {4, "hs4", "tcp://10.0.0.4:7101", "tcp://10.0.0.4:7100",
@@ -932,41 +960,47 @@ raft_msg_test (bool verbose)
         raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
                                  listed, RAFT_MSG_MEMBERS_MAX_SIZE);
     assert (members_size > 0);
-    assert (raft_msg_decode (&out, listed, members_size) == 0);
+    rc = raft_msg_decode (&out, listed, members_size);
+    assert (rc == 0);
     assert (out.probe == RAFT_MSG_MEMBERS && out.n_members == 2);
     assert (memcmp (out.members, members, sizeof members) == 0);
     raft_msg_release (&out);
     assert (!out.members && out.n_members == 0);
-    for (size_t cut = 0; cut < members_size; cut++)
-        assert (raft_msg_decode (&out, listed, cut) == -1);
+    for (size_t cut = 0; cut < members_size; cut++) {
+        rc = raft_msg_decode (&out, listed, cut);
+        assert (rc == -1);
+    }
     listed [members_size] = 0;
-    assert (raft_msg_decode (&out, listed, members_size + 1) == -1);
+    rc = raft_msg_decode (&out, listed, members_size + 1);
+    assert (rc == -1);
     //  A key with a character outside Z85, patched into the listed.
     listed [members_size - 1] = ' ';
-    assert (raft_msg_decode (&out, listed, members_size) == -1);
+    rc = raft_msg_decode (&out, listed, members_size);
+    assert (rc == -1);
     //  Nothing invalid is encoded either.
     members [1].id = 0;
-    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
-                                     listed, RAFT_MSG_MEMBERS_MAX_SIZE)
-            == 0);
+    encoded = raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
+                                       listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (encoded == 0);
     members [1].id = 5;
     strcpy (members [1].name, "hs/5");
-    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
-                                     listed, RAFT_MSG_MEMBERS_MAX_SIZE)
-            == 0);
-    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 1,
-                                     listed, 20)
-            == 0);
-    assert (raft_msg_encode_members (RAFT_MSG_MEMBERS_QUERY, 3, address,
-                                     members, 1, listed,
-                                     RAFT_MSG_MEMBERS_MAX_SIZE)
-            == 0);
+    encoded = raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 2,
+                                       listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (encoded == 0);
+    encoded = raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 1,
+                                       listed, 20);
+    assert (encoded == 0);
+    encoded =
+        raft_msg_encode_members (RAFT_MSG_MEMBERS_QUERY, 3, address, members, 1,
+                                 listed, RAFT_MSG_MEMBERS_MAX_SIZE);
+    assert (encoded == 0);
     //  At most 64 members: a count of 65 is refused before anything else.
     members_size =
         raft_msg_encode_members (RAFT_MSG_MEMBERS, 3, address, members, 1,
                                  listed, RAFT_MSG_MEMBERS_MAX_SIZE);
     listed [S_HEADER_FIXED + strlen (address)] = 65;
-    assert (raft_msg_decode (&out, listed, members_size) == -1);
+    rc = raft_msg_decode (&out, listed, members_size);
+    assert (rc == -1);
     free (listed);
 
     //  Addresses must be 1..255 bytes; unknown types cannot be sized.

@@ -230,6 +230,7 @@ s_decodes (const uint8_t *body, size_t size)
 int
 state_msg_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * state_msg: ");
 
@@ -245,29 +246,36 @@ state_msg_test (bool verbose)
     assert (datagram [0] == 'S' && datagram [1] == 'D');
     assert (datagram [35] == 42);
     state_msg_header_t decoded;
-    assert (state_msg_header_decode (&decoded, datagram, 100) == 0);
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == 0);
     assert (decoded.kind == STATE_MSG_STATE);
     assert (decoded.session == header.session && decoded.counter == 42);
     assert (memcmp (decoded.receiver, header.receiver, 8) == 0);
-    for (size_t size = 0; size <= STATE_MSG_OVERHEAD; size++)
-        assert (state_msg_header_decode (&decoded, datagram, size) == -1);
-    assert (state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE)
-            == 0);
-    assert (state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE + 1)
-            == -1);
+    for (size_t size = 0; size <= STATE_MSG_OVERHEAD; size++) {
+        rc = state_msg_header_decode (&decoded, datagram, size);
+        assert (rc == -1);
+    }
+    rc = state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE);
+    assert (rc == 0);
+    rc = state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE + 1);
+    assert (rc == -1);
     datagram [2] = 2;  //  unknown version
-    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == -1);
     datagram [2] = STATE_MSG_VERSION;
     datagram [3] = 3;  //  unknown kind
-    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == -1);
     datagram [3] = STATE_MSG_ACK;  //  an ACK has one size only
-    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
-    assert (state_msg_header_decode (&decoded, datagram,
-                                     STATE_MSG_OVERHEAD + STATE_MSG_ACK_BODY)
-            == 0);
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == -1);
+    rc = state_msg_header_decode (&decoded, datagram,
+                                  STATE_MSG_OVERHEAD + STATE_MSG_ACK_BODY);
+    assert (rc == 0);
     header.counter = 0;  //  counters start at 1
     state_msg_header_encode (&header, datagram);
-    assert (state_msg_header_decode (&decoded, datagram, 100) == -1);
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == -1);
 
     //  Body: pack until full, read back in order
     uint8_t body [1200 - STATE_MSG_OVERHEAD];
@@ -286,24 +294,29 @@ state_msg_test (bool verbose)
     }
     //  The spec's arithmetic: 64-byte states, 20-byte paths, 12 per datagram
     assert (packed == 12);
-    assert (s_decodes (body, used) == (int) packed);
+    rc = s_decodes (body, used);
+    assert (rc == (int) packed);
     size_t offset = 0;
     state_msg_update_t update;
     for (unsigned index = 0; index < packed; index++) {
-        assert (state_msg_update_next (body, used, &offset, &update) == 1);
+        rc = state_msg_update_next (body, used, &offset, &update);
+        assert (rc == 1);
         snprintf (path, sizeof path, "/world/room1/cube%03u", index);
         assert (update.path_size == strlen (path));
         assert (memcmp (update.path, path, update.path_size) == 0);
         assert (update.epoch == 3 && update.seq == 1000 + index);
         assert (update.state_size == 64 && update.state [63] == 7);
     }
-    assert (state_msg_update_next (body, used, &offset, &update) == 0);
+    rc = state_msg_update_next (body, used, &offset, &update);
+    assert (rc == 0);
     //  Decoding the whole body reads the same, in order
     state_msg_update_t all [12];
-    assert (state_msg_body_decode (body, used, all, 12) == 12);
+    rc = state_msg_body_decode (body, used, all, 12);
+    assert (rc == 12);
     size_t checked = 0;
     for (unsigned index = 0; index < packed; index++) {
-        assert (state_msg_update_next (body, used, &checked, &update) == 1);
+        rc = state_msg_update_next (body, used, &checked, &update);
+        assert (rc == 1);
         assert (all [index].seq == update.seq
                 && all [index].path == update.path);
         assert (all [index].state == update.state);
@@ -311,33 +324,44 @@ state_msg_test (bool verbose)
                 && all [index].state_size == update.state_size);
     }
     //  A body with more updates than room is refused, not cut short
-    assert (state_msg_body_decode (body, used, all, 11) == -1);
+    rc = state_msg_body_decode (body, used, all, 11);
+    assert (rc == -1);
 
     //  Every truncation of a valid body but the ends of updates is refused
     size_t update_size = state_msg_update_size (20, 3, 1000, 64);
-    for (size_t size = 0; size < used; size++)
-        assert ((s_decodes (body, size) > 0)
-                == (size > 0 && size % update_size == 0));
-    assert (s_decodes (body, 0) == -1);
+    for (size_t size = 0; size < used; size++) {
+        rc = s_decodes (body, size);
+        assert ((rc > 0) == (size > 0 && size % update_size == 0));
+    }
+    rc = s_decodes (body, 0);
+    assert (rc == -1);
 
     //  Zero epoch, zero seq, bad path, non-minimal varint
     uint8_t small [64];
     used = 0;
     state_msg_update_t zero = {"/a", 2, 0, 1, NULL, 0};
-    assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
-    assert (s_decodes (small, used) == -1);
+    rc = state_msg_update_put (&zero, small, sizeof small, &used);
+    assert (rc == 0);
+    rc = s_decodes (small, used);
+    assert (rc == -1);
     used = 0;
     zero.epoch = 1, zero.seq = 0;
-    assert (state_msg_update_put (&zero, small, sizeof small, &used) == 0);
-    assert (s_decodes (small, used) == -1);
+    rc = state_msg_update_put (&zero, small, sizeof small, &used);
+    assert (rc == 0);
+    rc = s_decodes (small, used);
+    assert (rc == -1);
     used = 0;
     state_msg_update_t bad_path = {"a/", 2, 1, 1, NULL, 0};
-    assert (state_msg_update_put (&bad_path, small, sizeof small, &used) == 0);
-    assert (s_decodes (small, used) == -1);
+    rc = state_msg_update_put (&bad_path, small, sizeof small, &used);
+    assert (rc == 0);
+    rc = s_decodes (small, used);
+    assert (rc == -1);
     const uint8_t long_form [] = {0x82, 0x00, '/', 'a', 1, 1, 0};
-    assert (s_decodes (long_form, sizeof long_form) == -1);
+    rc = s_decodes (long_form, sizeof long_form);
+    assert (rc == -1);
     const uint8_t short_form [] = {0x02, '/', 'a', 1, 1, 0};
-    assert (s_decodes (short_form, sizeof short_form) == 1);
+    rc = s_decodes (short_form, sizeof short_form);
+    assert (rc == 1);
     //  The smallest updates fill a largest body: STATE_MSG_MAX_UPDATES
     static uint8_t full [STATE_MSG_MAX_SIZE - STATE_MSG_OVERHEAD];
     size_t filled = 0;
@@ -345,30 +369,37 @@ state_msg_test (bool verbose)
         memcpy (full + filled, short_form, sizeof short_form);
         filled += sizeof short_form;
     }
-    assert (s_decodes (full, filled) == STATE_MSG_MAX_UPDATES);
+    rc = s_decodes (full, filled);
+    assert (rc == STATE_MSG_MAX_UPDATES);
     const uint8_t huge [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
                              0xff, 0xff, 0xff, 0xff, 0x02, 1,    0};
-    assert (s_decodes (huge, sizeof huge) == -1);
+    rc = s_decodes (huge, sizeof huge);
+    assert (rc == -1);
     const uint8_t max [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
                             0xff, 0xff, 0xff, 0xff, 0x01, 1,    0};
     offset = 0;
-    assert (state_msg_update_next (max, sizeof max, &offset, &update) == 1);
+    rc = state_msg_update_next (max, sizeof max, &offset, &update);
+    assert (rc == 1);
     assert (update.epoch == UINT64_MAX);
 
     //  ACK round trip and its checks
     state_msg_ack_t ack = {77, 1000, 0xfffffffffffffffeu, 64}, back;
     uint8_t ack_body [STATE_MSG_ACK_BODY];
     state_msg_ack_encode (&ack, ack_body);
-    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == 0);
+    rc = state_msg_ack_decode (&back, ack_body, sizeof ack_body);
+    assert (rc == 0);
     assert (back.session == 77 && back.top == 1000 && back.window == 64);
     assert (back.bits == ack.bits);
-    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body - 1) == -1);
+    rc = state_msg_ack_decode (&back, ack_body, sizeof ack_body - 1);
+    assert (rc == -1);
     ack.window = 0;
     state_msg_ack_encode (&ack, ack_body);
-    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == -1);
+    rc = state_msg_ack_decode (&back, ack_body, sizeof ack_body);
+    assert (rc == -1);
     ack.window = 65536;
     state_msg_ack_encode (&ack, ack_body);
-    assert (state_msg_ack_decode (&back, ack_body, sizeof ack_body) == -1);
+    rc = state_msg_ack_decode (&back, ack_body, sizeof ack_body);
+    assert (rc == -1);
 
     if (verbose)
         printf ("OK\n");

@@ -729,6 +729,7 @@ static void
 s_scenario (unsigned nodes, uint64_t seed, bool crashes, unsigned diverge,
             bool verbose)
 {
+    int rc;
     memset (&s_sim, 0, sizeof s_sim);
     s_random_state = seed;
     s_sim.nodes = nodes;
@@ -751,7 +752,8 @@ s_scenario (unsigned nodes, uint64_t seed, bool crashes, unsigned diverge,
     }
     //  Bootstrap: every member persists the same first entry.
     hs_ring_state_t bootstrap;
-    assert (hs_ring_bootstrap_state (&configuration, &bootstrap) == 0);
+    rc = hs_ring_bootstrap_state (&configuration, &bootstrap);
+    assert (rc == 0);
     for (unsigned at = 0; at < nodes; at++) {
         s_node_t *node = &s_sim.node [at];
         node->term = bootstrap.term;
