@@ -1001,11 +1001,14 @@ sim_handoff_test (bool verbose)
     sim_handoff_peers_end (test.a);
 
     sf_loop_t *loop = sf_loop_new ();
-    assert (sim_handoff_attach (test.a, loop) == 0);
-    assert (sim_handoff_attach (test.b, loop) == 0);
+    int rc = sim_handoff_attach (test.a, loop);
+    assert (rc == 0);
+    rc = sim_handoff_attach (test.b, loop);
+    assert (rc == 0);
     sim_entity_t *entity = sim_store_create (store_a, "/t/e", 4, 1, 1, true);
     assert (entity);
-    assert (sim_handoff_send (test.a, "b", entity, 2, 0) == 0);
+    rc = sim_handoff_send (test.a, "b", entity, 2, 0);
+    assert (rc == 0);
     //  b refuses a's first session; a dials again once b has learned a's
     //  key, which b does 300 ms on.
     test.learn_at = sf_time_mono_ms () + 300;
