@@ -294,22 +294,48 @@ s_reply (hs_api_t *self, api_call_t **call, json_t *result)
 //  --------------------------------------------------------------------------
 //  Operations answered at once
 
+//  The name of a configuration ROLE, as status shows it.
+static const char *
+s_role_name (int role)
+{
+    return role == RAFT_VOTER     ? "voter"
+           : role == RAFT_STANDBY ? "standby"
+           : role == RAFT_SPARE   ? "spare"
+                                  : "?";
+}
+
+//  The ring's members as status lists them: exactly the applied
+//  configuration, each with what this member knows of it (issue 21: a
+//  member removed from the configuration leaves the list, although its
+//  forwarding socket and key stay known).
+static json_t *
+s_status_members (hs_api_t *self)
+{
+    const struct raft_configuration *configuration =
+        hs_ring_applied_configuration (self->ring);
+    json_t *members = json_array ();
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        const s_member_t *member = s_member_by_id (self, server->id);
+        json_array_append_new (
+            members,
+            json_pack ("{s:o,s:I,s:s,s:o,s:o,s:s}", "name",
+                       member ? json_string (member->name) : json_null (), "id",
+                       (json_int_t) server->id, "raft", server->address, "api",
+                       member && member->api ? json_string (member->api)
+                                             : json_null (),
+                       "key", member ? json_string (member->key) : json_null (),
+                       "role", s_role_name (server->role)));
+    }
+    return members;
+}
+
 static void
 s_status (hs_api_t *self, api_call_t *call, uint64_t now)
 {
     const char *leader_raft = NULL;
     raft_id leader = hs_ring_leader (self->ring, &leader_raft);
     const s_member_t *leading = s_member_by_id (self, leader);
-    json_t *members = json_array ();
-    for (unsigned at = 0; at < self->n_members; at++) {
-        const s_member_t *member = &self->members [at];
-        json_array_append_new (
-            members,
-            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", member->name, "id",
-                       (json_int_t) member->id, "raft", member->raft, "api",
-                       member->api ? json_string (member->api) : json_null (),
-                       "key", member->key));
-    }
     json_t *result = json_pack (
         "{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "node",
         self->name, "version", SIMFABRIC_VERSION, "raft_id",
@@ -324,20 +350,17 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
         "applied_index", (json_int_t) hs_ring_applied_index (self->ring),
         "last_index", (json_int_t) hs_ring_last_index (self->ring),
         "snapshot_index", (json_int_t) hs_ring_snapshot_index (self->ring),
-        "members", members);
+        "members", s_status_members (self));
     //  The ring's membership as Raft sees it (latest, maybe uncommitted).
-    static const char *roles [] = {"standby", "voter", "spare"};
     const struct raft_configuration *configuration =
         hs_ring_configuration (self->ring);
     json_t *servers = json_array ();
     for (unsigned at = 0; at < configuration->n; at++) {
         const struct raft_server *server = &configuration->servers [at];
         json_array_append_new (
-            servers, json_pack ("{s:I,s:s,s:s}", "id", (json_int_t) server->id,
-                                "raft", server->address, "role",
-                                (unsigned) server->role <= RAFT_SPARE
-                                    ? roles [server->role]
-                                    : "?"));
+            servers,
+            json_pack ("{s:I,s:s,s:s}", "id", (json_int_t) server->id, "raft",
+                       server->address, "role", s_role_name (server->role)));
     }
     json_object_set_new (result, "configuration", servers);
     json_object_set_new (result, "uptime_ms",

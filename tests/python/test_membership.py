@@ -2,6 +2,7 @@
 continue, then a member is removed; the ring keeps serving throughout."""
 
 import contextlib
+import subprocess
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 
 from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_leader
 from simfabric_testing.keys import read_key_pair
+from simfabric_testing.paths import binary
 
 
 def configuration(member):
@@ -104,6 +106,74 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
     assert set(acked) <= present
     assert len(acked) > 10
     assert joiner.stop() == 0, joiner.log()
+
+
+def status_members(member):
+    """The ids and names MEMBER's status lists as the ring's members."""
+    with member.client() as client:
+        status = client.call("status")
+    return {m["id"]: m["name"] for m in status["members"]}
+
+
+def fabricctl_status_names(member):
+    """The NAME column of `fabricctl status` asked of MEMBER."""
+    result = subprocess.run(
+        [str(binary("fabricctl")), "status", "--server", member.endpoint,
+         "--server-key", str(member.keys.public_path)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return [line.split()[0] for line in result.stdout.splitlines()[1:]]
+
+
+def wait_members(member, expected, timeout=15):
+    """Wait until MEMBER's status lists exactly EXPECTED ({id: name})."""
+    deadline = time.monotonic() + timeout
+    while (seen := status_members(member)) != expected:
+        assert time.monotonic() < deadline, (member.name, seen, member.log())
+        time.sleep(0.05)
+
+
+def test_a_removed_member_leaves_status_on_every_member(ring, tmp_path):
+    """Issue 21: status lists the ring's applied configuration, so a member
+    removed with cluster.remove leaves it on the leader and every follower,
+    also after a restart; fabricctl status no longer shows it."""
+    leader, _ = wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    three = {1: "hs1", 2: "hs2", 3: "hs3"}
+    joiner = add_fourth_member(ring, tmp_path, admin)
+    try:
+        for member in ring + [joiner]:
+            wait_members(member, {**three, 4: "hs4"})
+        assert "hs4" in fabricctl_status_names(ring[0])
+        with ring[1].client(keys=admin, timeout=20) as client:
+            client.call("cluster.remove", raft_id=4)
+        for member in ring:
+            wait_members(member, three)
+            assert fabricctl_status_names(member) == ["hs1", "hs2", "hs3"]
+        # The removed member never applies its own removal: it lists the
+        # configuration it last applied and knows no leader
+        # (homeserver-api.md, status).
+        deadline = time.monotonic() + 15
+        while True:
+            with joiner.client() as client:
+                status = client.call("status")
+            if status["leader"] is None:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert {m["id"] for m in status["members"]} == {1, 2, 3, 4}
+        assert status["role"] != "leader"
+        with joiner.client() as client:
+            with pytest.raises(ApiError) as refused:
+                client.call("entity.create", path="/after/removal")
+        assert refused.value.code == "unavailable", refused.value.message
+        # A restarted follower rebuilds the list from its log.
+        follower = next(m for m in ring if m.name != leader)
+        assert follower.stop() == 0, follower.log()
+        follower.start()
+        wait_members(follower, three)
+    finally:
+        joiner.kill()
 
 
 def test_membership_changes_need_an_admin(ring):
