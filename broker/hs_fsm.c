@@ -6,6 +6,7 @@
 #include "common/sf_config.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_trace.h"
 #include "protocol/ring_cmd.h"
 
 #include <assert.h>
@@ -19,6 +20,8 @@
 //  How long an ask transfer waits for its answer by default (ms).
 #define S_ASK_TIMEOUT_MS 2000
 #define S_MAX_LIST 1000
+//  Highest raft id a member may have (the configuration file's limit).
+#define S_MAX_RAFT_ID 4611686018427387903ll
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -178,9 +181,13 @@ typedef struct {
     const json_t *entities;  //  entity.import
     const json_t *paths;     //  authority.request, the batch form
     int64_t limit;
-    int64_t transfer;    //  authority.answer, authority.expire
-    int64_t timeout_ms;  //  authority.request: how long an ask may wait
-    bool approve;        //  authority.answer
+    int64_t transfer;       //  authority.answer, authority.expire
+    int64_t timeout_ms;     //  authority.request: how long an ask may wait
+    bool approve;           //  authority.answer
+    int64_t to;             //  cluster.transfer: the member to hand over to
+    const char *principal;  //  ring.forward: the client's key
+    json_t *request;        //  ring.forward: the client's request
+    char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
 static int
@@ -310,8 +317,8 @@ static int
 s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
     if (s_name (args, "name", true, &a->name, fault)
-        || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
-                        &a->raft_id, fault)
+        || sf_json_int (args, "raft_id", true, 1, S_MAX_RAFT_ID, &a->raft_id,
+                        fault)
         || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
         || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
         || s_key (args, &a->key, fault))
@@ -320,6 +327,40 @@ s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "cluster.add needs 'raft' and 'key'");
     return 0;
+}
+
+//  cluster.remove
+static int
+s_parse_raft_id (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "raft_id", true, 1, S_MAX_RAFT_ID, &a->raft_id,
+                        fault);
+}
+
+//  cluster.transfer: 0 or absent lets the raft library pick.
+static int
+s_parse_cluster_transfer (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "to", false, 0, S_MAX_RAFT_ID, &a->to, fault);
+}
+
+//  ring.forward: the inner request is checked when it is served.
+static int
+s_parse_ring_forward (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "principal", true, &a->principal, fault)
+        || sf_json_object (args, "request", true, &a->request, fault))
+        return -1;
+    if (!sf_cert_key_valid (a->principal))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'principal' is not a public key");
+    return 0;
+}
+
+static int
+s_parse_trace (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_trace_id (args, a->trace, fault);
 }
 
 static int
@@ -1527,7 +1568,7 @@ s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 
 typedef struct {
     //  Its arguments besides "op" and "id" (and a read's "consistency",
-    //  which hs_api checks), NULL-terminated: any other is refused.
+    //  which s_parse checks), NULL-terminated: any other is refused.
     const char *fields [8];
     //  Checks them and takes them into an s_args_t; NULL if none.
     int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
@@ -1564,11 +1605,21 @@ s_entity_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
     return s_entity_list (self, a);
 }
 
+//  Every operation's schema; reads' and writes' handlers. A control
+//  operation's handler is hs_api's (cluster.add's command is applied
+//  here).
 // clang-format off
 static const s_op_t s_ops [HS_OP_COUNT] = {
+    [HS_OP_STATUS] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_COUNTERS] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_TRACE] = {{"trace"}, s_parse_trace, NULL, NULL},
     [HS_OP_CLUSTER_ADD] = {
         {"name", "raft_id", "raft", "api", "key"},
         s_parse_cluster_add, s_member_add, NULL},
+    [HS_OP_CLUSTER_REMOVE] = {{"raft_id"}, s_parse_raft_id, NULL, NULL},
+    [HS_OP_CLUSTER_TRANSFER] = {{"to"}, s_parse_cluster_transfer, NULL, NULL},
+    [HS_OP_RING_FORWARD] = {
+        {"principal", "request"}, s_parse_ring_forward, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
     [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},
@@ -1631,7 +1682,7 @@ hs_op_get (hs_op_id_t id)
 }
 
 //  Parse ARGS of operation ROW into A: no field beyond its schema's, then
-//  its own checks. Returns 0, or -1 with FAULT.
+//  a read's consistency, then its own checks. Returns 0, or -1 with FAULT.
 static int
 s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -1647,6 +1698,16 @@ s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
             known = streq (*field, key);
         if (!known)
             return sf_fault_set (fault, SF_EINVAL, "unknown field '%s'", key);
+    }
+    if (row->kind == HS_OP_READ) {
+        const char *consistency = "linearizable";
+        sf_fault_t ignored;
+        if (sf_json_string (args, "consistency", false, &consistency, &ignored)
+            || (strcmp (consistency, "linearizable")
+                && strcmp (consistency, "stale")))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'consistency' must be linearizable "
+                                 "or stale");
     }
     return op->parse ? op->parse (args, a, fault) : 0;
 }
@@ -1678,7 +1739,7 @@ int
 hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
 {
     const hs_op_t *row = hs_op_find (op);
-    if (!row || (!s_ops [row->id].apply && !s_ops [row->id].read))
+    if (!row)
         return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'",
                              op);
     s_args_t parsed;
@@ -2195,7 +2256,9 @@ hs_fsm_test (bool verbose)
         assert ((row->kind == HS_OP_READ) == (op->read != NULL));
         assert (row->kind != HS_OP_WRITE || op->apply);
         assert (row->kind != HS_OP_CONTROL || id == HS_OP_CLUSTER_ADD
-                || (!op->apply && !op->parse && !op->fields [0]));
+                || !op->apply);
+        //  A schema with fields checks their values.
+        assert (!op->fields [0] || op->parse);
     }
     assert (!hs_op_find ("entity.remove"));
     //  Only reads take a consistency: a write's schema has none.
@@ -2208,7 +2271,39 @@ hs_fsm_test (bool verbose)
     rc = hs_fsm_check ("entity.delete", delete_args, &fault);
     assert (rc == 0);
     json_decref (delete_args);
-    rc = hs_fsm_check ("status", NULL, &fault);
+    //  Control operations have their schema here too: unknown fields
+    //  first, then the values.
+    const char *control_checks [][3] = {
+        {"status", "{}", NULL},
+        {"status", "{\"verbose\": true}", "unknown field 'verbose'"},
+        {"counters", "{\"op\": \"counters\", \"id\": 1}", NULL},
+        {"trace", "{\"trace\": 7}", NULL},
+        {"trace", "{\"trace\": \"\"}", "field 'trace'"},
+        {"cluster.remove", "{\"raft_id\": 2}", NULL},
+        {"cluster.remove", "{\"raft_id\": 0}", "'raft_id'"},
+        {"cluster.remove", "{\"raft_id\": 2, \"to\": 1}", "unknown field 'to'"},
+        {"cluster.transfer", "{}", NULL},
+        {"cluster.transfer", "{\"to\": \"hs2\"}", "'to'"},
+        {"ring.forward", "{\"principal\": \"x\", \"request\": {}}",
+         "field 'principal' is not a public key"},
+        {"ring.forward", "{\"request\": {}}", "'principal'"},
+        {"entity.get", "{\"path\": \"/a\", \"consistency\": \"now\"}",
+         "field 'consistency' must be linearizable or stale"},
+    };
+    for (size_t at = 0; at < sizeof control_checks / sizeof control_checks [0];
+         at++) {
+        json_t *args = json_loads (control_checks [at][1], 0, NULL);
+        assert (args);
+        sf_fault_clear (&fault);
+        rc = hs_fsm_check (control_checks [at][0], args, &fault);
+        if (control_checks [at][2])
+            assert (rc == -1 && fault.error == SF_EINVAL
+                    && strstr (fault.message, control_checks [at][2]));
+        else
+            assert (rc == 0);
+        json_decref (args);
+    }
+    rc = hs_fsm_check ("cluster.join", NULL, &fault);
     assert (rc == -1 && fault.error == SF_EUNKNOWNOP);
 
     //  A garbled command is skipped with an error, applied index moves on.
