@@ -662,6 +662,28 @@ s_job_change (hs_api_t *self, int role, s_stage_t stage, uint64_t now)
     job->term = hs_ring_term (self->ring);
 }
 
+//  cluster.add, its member recorded: make it a standby, to catch up, unless
+//  it is a voter at that address already (added again as it is: there is
+//  nothing to change, and demoting it would only cost a vote meanwhile).
+static void
+s_job_join (hs_api_t *self, uint64_t now)
+{
+    s_job_t *job = self->job;
+    const char *address =
+        json_string_value (json_object_get (job->member, "raft"));
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        if (server->id == job->id && server->role == RAFT_VOTER && address
+            && streq (server->address, address)) {
+            s_job_end (self, SF_OK, NULL);
+            return;
+        }
+    }
+    s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
+}
+
 static void
 s_job_progress (hs_api_t *self, uint64_t now)
 {
@@ -1216,7 +1238,7 @@ hs_api_progress (hs_api_t *self, uint64_t now)
     s_expire_sims (self, now);
     s_expire_asks (self, now);
     if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)
-        s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
+        s_job_join (self, now);
     s_job_progress (self, now);
     bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
     raft_term term = hs_ring_term (self->ring);

@@ -95,9 +95,13 @@ static const char *s_schema =
     X (S_SIMS_SILENT,                                                       \
        "SELECT DISTINCT sims.id FROM sims JOIN entities ON "                \
        "entities.authority = sims.id WHERE sims.heartbeat_ms < ?1")         \
+    /*  A member recorded exactly so already writes no row: nothing      \
+        changed. Otherwise it replaces the rows of its name and raft id.  */ \
     X (S_MEMBER_PUT,                                                        \
        "INSERT OR REPLACE INTO members (name, raft_id, raft, api, key) "    \
-       "VALUES (?1, ?2, ?3, ?4, ?5)")                                       \
+       "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM members " \
+       "WHERE name = ?1 AND raft_id = ?2 AND raft = ?3 AND api IS ?4 AND "  \
+       "key = ?5)")                                                         \
     X (S_MEMBER_LIST,                                                       \
        "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
     X (S_ENTITY_GET,                                                        \
@@ -814,7 +818,8 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
         (json_int_t) ctx->cmd->time_ms);
 }
 
-//  Record a ring member's name, raft endpoint, API endpoint and key.
+//  Record a ring member's name, raft endpoint, API endpoint and key; the
+//  same member again, exactly, changes nothing (no event is due).
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
@@ -1948,6 +1953,34 @@ hs_fsm_test (bool verbose)
     assert (result);
     json_decref (result);
     assert (hs_fsm_last_change (fsm) == changed);
+
+    //  A ring member recorded; the same again changes nothing; another
+    //  endpoint, or no API endpoint, does. Answered alike each time.
+    char member [256];
+    const char *apis [] = {",\"api\":\"tcp://h4:7100\"", "", ""};
+    const bool changes [] = {true, true, false};
+    for (int at = 0; at < 3; at++) {
+        snprintf (member, sizeof member,
+                  "{\"name\":\"hs4\",\"raft_id\":4,\"raft\":"
+                  "\"tcp://h4:7101\",\"key\":\"%s\"%s}",
+                  alice, apis [at]);
+        for (int again = 0; again < 2; again++) {
+            changed = hs_fsm_last_change (fsm);
+            result = s_test_apply (fsm, ++index, "cluster.add", member, bob,
+                                   true, &fault);
+            assert (result);
+            assert (json_integer_value (json_object_get (result, "raft_id"))
+                    == 4);
+            json_decref (result);
+            assert (hs_fsm_last_change (fsm)
+                    == (changes [at] && !again ? index : changed));
+        }
+    }
+    json_t *members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 1);
+    assert (
+        json_is_null (json_object_get (json_array_get (members, 0), "api")));
+    json_decref (members);
 
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",

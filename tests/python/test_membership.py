@@ -2,6 +2,7 @@
 continue, then a member is removed; the ring keeps serving throughout."""
 
 import contextlib
+import json
 import subprocess
 import threading
 import time
@@ -174,6 +175,72 @@ def test_a_removed_member_leaves_status_on_every_member(ring, tmp_path):
         wait_members(follower, three)
     finally:
         joiner.kill()
+
+
+def next_event(socket, timeout=10):
+    """The next event SOCKET receives: (topic, body)."""
+    assert socket.poll(int(timeout * 1000)), "no event came"
+    topic, body = socket.recv_multipart()
+    return topic.decode(), json.loads(body)
+
+
+def prove_live(client, socket):
+    """Write until an event reaches SOCKET (a SUB's subscription reaches
+    the PUB asynchronously), then a fence, and read up to it."""
+    deadline = time.monotonic() + 10
+    number = 0
+    while not socket.poll(20):
+        assert time.monotonic() < deadline, "subscription not live"
+        client.call("entity.create", path=f"/live/{number}")
+        number += 1
+    client.call("entity.create", path="/live/fence")
+    while next_event(socket)[0] != "entity:/live/fence":
+        pass
+
+
+def test_only_membership_records_that_change_something_are_published(ring, tmp_path):
+    """homeserver-events.md: cluster.add is published on ring: when it
+    records a member; adding the same member again exactly as it is
+    changes nothing (no event, no configuration change), and neither
+    does cluster.remove publish anything: configuration changes are
+    Raft's, seen in status."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    socket = ring[0].subscribe("")
+    try:
+        with ring[0].client() as client:
+            prove_live(client, socket)
+        joiner = add_fourth_member(ring, tmp_path, admin)
+        try:
+            topic, added = next_event(socket)
+            assert (topic, added["op"]) == ("ring:", "cluster.add"), added
+            assert added["result"]["name"] == "hs4"
+            members = ring + [joiner]
+            leader_name, _ = wait_leader(members)
+            leader = next(m for m in members if m.name == leader_name)
+            with leader.client(keys=admin, timeout=20) as client:
+                before = client.call("status")["last_index"]
+                again = client.call("cluster.add", name="hs4", raft_id=4,
+                                    raft=joiner.raft_endpoint, api=joiner.endpoint,
+                                    key=joiner.keys.public.decode())
+                assert again["raft_id"] == 4 and again["name"] == "hs4"
+                client.call("entity.create", path="/after/again")
+                # The add's command and the marker: no configuration change.
+                assert client.call("status")["last_index"] == before + 2
+            assert configuration(leader) == {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
+            topic, marker = next_event(socket)
+            assert topic == "entity:/after/again", marker
+            assert marker["prev"] == added["index"]
+            with leader.client(keys=admin, timeout=20) as client:
+                client.call("cluster.remove", raft_id=4)
+            call_any(ring, "entity.create", time.monotonic() + 10, path="/after/remove")
+            topic, last = next_event(socket)
+            assert topic == "entity:/after/remove", last
+            assert last["prev"] == marker["index"]
+        finally:
+            joiner.kill()
+    finally:
+        socket.close()
 
 
 def test_membership_changes_need_an_admin(ring):
