@@ -294,22 +294,48 @@ s_reply (hs_api_t *self, api_call_t **call, json_t *result)
 //  --------------------------------------------------------------------------
 //  Operations answered at once
 
+//  The name of a configuration ROLE, as status shows it.
+static const char *
+s_role_name (int role)
+{
+    return role == RAFT_VOTER     ? "voter"
+           : role == RAFT_STANDBY ? "standby"
+           : role == RAFT_SPARE   ? "spare"
+                                  : "?";
+}
+
+//  The ring's members as status lists them: exactly the applied
+//  configuration, each with what this member knows of it (issue 21: a
+//  member removed from the configuration leaves the list, although its
+//  forwarding socket and key stay known).
+static json_t *
+s_status_members (hs_api_t *self)
+{
+    const struct raft_configuration *configuration =
+        hs_ring_applied_configuration (self->ring);
+    json_t *members = json_array ();
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        const s_member_t *member = s_member_by_id (self, server->id);
+        json_array_append_new (
+            members,
+            json_pack ("{s:o,s:I,s:s,s:o,s:o,s:s}", "name",
+                       member ? json_string (member->name) : json_null (), "id",
+                       (json_int_t) server->id, "raft", server->address, "api",
+                       member && member->api ? json_string (member->api)
+                                             : json_null (),
+                       "key", member ? json_string (member->key) : json_null (),
+                       "role", s_role_name (server->role)));
+    }
+    return members;
+}
+
 static void
 s_status (hs_api_t *self, api_call_t *call, uint64_t now)
 {
     const char *leader_raft = NULL;
     raft_id leader = hs_ring_leader (self->ring, &leader_raft);
     const s_member_t *leading = s_member_by_id (self, leader);
-    json_t *members = json_array ();
-    for (unsigned at = 0; at < self->n_members; at++) {
-        const s_member_t *member = &self->members [at];
-        json_array_append_new (
-            members,
-            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", member->name, "id",
-                       (json_int_t) member->id, "raft", member->raft, "api",
-                       member->api ? json_string (member->api) : json_null (),
-                       "key", member->key));
-    }
     json_t *result = json_pack (
         "{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "node",
         self->name, "version", SIMFABRIC_VERSION, "raft_id",
@@ -324,20 +350,17 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
         "applied_index", (json_int_t) hs_ring_applied_index (self->ring),
         "last_index", (json_int_t) hs_ring_last_index (self->ring),
         "snapshot_index", (json_int_t) hs_ring_snapshot_index (self->ring),
-        "members", members);
+        "members", s_status_members (self));
     //  The ring's membership as Raft sees it (latest, maybe uncommitted).
-    static const char *roles [] = {"standby", "voter", "spare"};
     const struct raft_configuration *configuration =
         hs_ring_configuration (self->ring);
     json_t *servers = json_array ();
     for (unsigned at = 0; at < configuration->n; at++) {
         const struct raft_server *server = &configuration->servers [at];
         json_array_append_new (
-            servers, json_pack ("{s:I,s:s,s:s}", "id", (json_int_t) server->id,
-                                "raft", server->address, "role",
-                                (unsigned) server->role <= RAFT_SPARE
-                                    ? roles [server->role]
-                                    : "?"));
+            servers,
+            json_pack ("{s:I,s:s,s:s}", "id", (json_int_t) server->id, "raft",
+                       server->address, "role", s_role_name (server->role)));
     }
     json_object_set_new (result, "configuration", servers);
     json_object_set_new (result, "uptime_ms",
@@ -454,11 +477,6 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
          const json_t *args, uint64_t now)
 {
     const char *op = api_call_request (call)->op;
-    sf_fault_t fault;
-    if (hs_fsm_check (op, args, &fault)) {
-        api_router_fail (self->router, &call, fault.error, fault.message);
-        return;
-    }
     if (hs_ring_role (self->ring) != HS_RING_LEADER) {
         s_forward (self, call, principal, now);
         return;
@@ -546,30 +564,20 @@ s_read_now (hs_api_t *self, api_call_t *call, const json_t *args)
     s_reply (self, &call, result);
 }
 
+//  A read, its arguments checked (so a bad one never waits for a
+//  barrier): at once if stale, else behind a leadership check.
 static void
 s_read (hs_api_t *self, api_call_t *call, const char *principal,
         const json_t *args, uint64_t now)
 {
-    const char *consistency = "linearizable";
-    sf_fault_t fault;
-    if (sf_json_string (args, "consistency", false, &consistency, &fault)
-        || (strcmp (consistency, "linearizable")
-            && strcmp (consistency, "stale"))) {
-        api_router_fail (self->router, &call, SF_EINVAL,
-                         "field 'consistency' must be linearizable or stale");
-        return;
-    }
-    if (strcmp (consistency, "stale") == 0) {
+    const char *consistency =
+        json_string_value (json_object_get (args, "consistency"));
+    if (consistency && strcmp (consistency, "stale") == 0) {
         s_read_now (self, call, args);
         return;
     }
     if (hs_ring_role (self->ring) != HS_RING_LEADER) {
         s_forward (self, call, principal, now);
-        return;
-    }
-    //  Check the arguments now, so a bad read never waits for a barrier.
-    if (hs_fsm_check (api_call_request (call)->op, args, &fault)) {
-        api_router_fail (self->router, &call, fault.error, fault.message);
         return;
     }
     zlistx_add_end (self->waiting, call);
@@ -654,6 +662,28 @@ s_job_change (hs_api_t *self, int role, s_stage_t stage, uint64_t now)
     job->term = hs_ring_term (self->ring);
 }
 
+//  cluster.add, its member recorded: make it a standby, to catch up, unless
+//  it is a voter at that address already (added again as it is: there is
+//  nothing to change, and demoting it would only cost a vote meanwhile).
+static void
+s_job_join (hs_api_t *self, uint64_t now)
+{
+    s_job_t *job = self->job;
+    const char *address =
+        json_string_value (json_object_get (job->member, "raft"));
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        if (server->id == job->id && server->role == RAFT_VOTER && address
+            && streq (server->address, address)) {
+            s_job_end (self, SF_OK, NULL);
+            return;
+        }
+    }
+    s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
+}
+
 static void
 s_job_progress (hs_api_t *self, uint64_t now)
 {
@@ -702,7 +732,7 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
     const char *op = api_call_request (call)->op;
     bool add = strcmp (op, "cluster.add") == 0;
     sf_fault_t fault;
-    //  Checked before (s_check_membership).
+    //  Checked by its schema (hs_fsm_check).
     int64_t id = json_integer_value (json_object_get (args, "raft_id"));
     if (hs_ring_role (self->ring) != HS_RING_LEADER) {
         s_forward (self, call, principal, now);
@@ -743,50 +773,6 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
 
 //  --------------------------------------------------------------------------
 
-//  The arguments of a control operation, checked before its access: no
-//  argument beyond "op" and "id".
-static int
-s_check_none (const json_t *args, sf_fault_t *fault)
-{
-    static const char *allowed [] = {"op", "id", NULL};
-    return sf_json_only (args, allowed, fault);
-}
-
-//  trace: sf_trace_answer checks its own.
-static int
-s_check_trace (const json_t *args, sf_fault_t *fault)
-{
-    (void) args;
-    (void) fault;
-    return 0;
-}
-
-static int
-s_check_membership (const json_t *args, sf_fault_t *fault)
-{
-    static const char *allowed [] = {"op", "id", "raft_id", NULL};
-    int64_t id;
-    const char *op = json_string_value (json_object_get (args, "op"));
-    if (op && streq (op, "cluster.add"))
-        return hs_fsm_check (op, args, fault);
-    return sf_json_only (args, allowed, fault)
-                   || sf_json_int (args, "raft_id", true, 1, INT64_MAX, &id,
-                                   fault)
-               ? -1
-               : 0;
-}
-
-static int
-s_check_transfer (const json_t *args, sf_fault_t *fault)
-{
-    static const char *allowed [] = {"op", "id", "to", NULL};
-    int64_t id;
-    return sf_json_only (args, allowed, fault)
-                   || sf_json_int (args, "to", false, 0, INT64_MAX, &id, fault)
-               ? -1
-               : 0;
-}
-
 static void
 s_status_op (hs_api_t *self, api_call_t *call, const char *principal,
              const json_t *args, uint64_t now)
@@ -814,6 +800,7 @@ s_trace_op (hs_api_t *self, api_call_t *call, const char *principal,
     (void) principal;
     (void) now;
     sf_fault_t fault;
+    //  Its schema checked the arguments as sf_trace_answer does again.
     json_t *result = sf_trace_answer (self->trace, args, &fault);
     if (result)
         s_reply (self, &call, result);
@@ -837,27 +824,68 @@ s_transfer_op (hs_api_t *self, api_call_t *call, const char *principal,
                  json_pack ("{s:I}", "transferring_to", (json_int_t) id));
 }
 
-//  What hs_api does for each CONTROL operation of HS_OP_MAP but
-//  ring.forward (hs_api_handle's own): check its arguments, then, once
-//  HS_OP_MAP's access allows the caller, serve it.
-typedef struct {
-    int (*check) (const json_t *args, sf_fault_t *fault);
-    void (*serve) (hs_api_t *self, api_call_t *call, const char *principal,
-                   const json_t *args, uint64_t now);
-} s_control_t;
+static void s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now);
 
-static const s_control_t s_controls [HS_OP_COUNT] = {
-    [HS_OP_STATUS] = {s_check_none, s_status_op},
-    [HS_OP_COUNTERS] = {s_check_none, s_counters_op},
-    [HS_OP_TRACE] = {s_check_trace, s_trace_op},
-    [HS_OP_CLUSTER_ADD] = {s_check_membership, s_membership},
-    [HS_OP_CLUSTER_REMOVE] = {s_check_membership, s_membership},
-    [HS_OP_CLUSTER_TRANSFER] = {s_check_transfer, s_transfer_op},
+//  ring.forward: a member relays a client's request, served here as the
+//  client that sent it (its own arguments and access checked anew).
+static void
+s_ring_forward_op (hs_api_t *self, api_call_t *call, const char *principal,
+                   const json_t *args, uint64_t now)
+{
+    (void) principal;
+    json_t *inner = json_object_get (args, "request");
+    const char *op = json_string_value (json_object_get (inner, "op"));
+    char *client =
+        strdup (json_string_value (json_object_get (args, "principal")));
+    sf_fault_t fault;
+    if (op && strcmp (op, "ring.forward") == 0)
+        api_router_fail (self->router, &call, SF_EREQUEST,
+                         "a forwarded request cannot be a forward");
+    else if (api_call_rewrite (call, inner, client, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
+    else
+        s_dispatch (self, call, now);
+    free (client);
+}
+
+//  The handler of each CONTROL operation of HS_OP_MAP; its arguments and
+//  access come from the table like every operation's (s_dispatch).
+typedef void (s_control_fn) (hs_api_t *self, api_call_t *call,
+                             const char *principal, const json_t *args,
+                             uint64_t now);
+
+static s_control_fn *const s_controls [HS_OP_COUNT] = {
+    [HS_OP_STATUS] = s_status_op,
+    [HS_OP_COUNTERS] = s_counters_op,
+    [HS_OP_TRACE] = s_trace_op,
+    [HS_OP_CLUSTER_ADD] = s_membership,
+    [HS_OP_CLUSTER_REMOVE] = s_membership,
+    [HS_OP_CLUSTER_TRANSFER] = s_transfer_op,
+    [HS_OP_RING_FORWARD] = s_ring_forward_op,
 };
 
-//  Serve CALL as its operation's row in HS_OP_MAP says: control operations
-//  here (arguments, then access, then the handler), writes through the
-//  ring, reads from the state machine.
+//  PRINCIPAL may call ROW as far as HS_OP_MAP's access can be told before
+//  it is served: an administrator's or a ring member's key. Sims and
+//  masters are checked against the applied state, where the command
+//  applies (hs_fsm). Returns 0, or -1 with FAULT.
+static int
+s_access (hs_api_t *self, const hs_op_t *row, const char *principal,
+          sf_fault_t *fault)
+{
+    if (row->access == HS_OP_ADMIN && !zhashx_lookup (self->admins, principal))
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "%s needs an administrator key", row->name);
+    if (row->access == HS_OP_MEMBER && !s_is_member_key (self, principal))
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "only ring members may call %s", row->name);
+    return 0;
+}
+
+//  Serve CALL as its operation's row in HS_OP_MAP says, the same way for
+//  every kind: the operation exists, its arguments fit its schema
+//  (hs_fsm_check), the caller's access, then the handler: control
+//  operations here, writes through the ring, reads from the state
+//  machine.
 static void
 s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
 {
@@ -865,67 +893,28 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
     const char *principal = api_call_principal (call);
     const json_t *args = api_call_request (call)->root;
     const hs_op_t *row = hs_op_find (op);
-    const s_control_t *control = row ? &s_controls [row->id] : NULL;
     sf_fault_t fault;
-    if (!row || (row->kind == HS_OP_CONTROL && !control->serve)
+    if (!row || (row->kind == HS_OP_CONTROL && !s_controls [row->id])
         || (row->id == HS_OP_TRACE && !self->trace)) {
         char message [128];
         snprintf (message, sizeof message, "no such operation '%s'", op);
         api_router_fail (self->router, &call, SF_EUNKNOWNOP, message);
     }
+    else if (hs_fsm_check (op, args, &fault)
+             || s_access (self, row, principal, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
     else if (row->kind == HS_OP_WRITE)
         s_write (self, call, principal, args, now);
     else if (row->kind == HS_OP_READ)
         s_read (self, call, principal, args, now);
-    else if (control->check (args, &fault))
-        api_router_fail (self->router, &call, fault.error, fault.message);
-    else if (row->access == HS_OP_ADMIN
-             && !zhashx_lookup (self->admins, principal)) {
-        char message [128];
-        snprintf (message, sizeof message, "%s needs an administrator key",
-                  row->name);
-        api_router_fail (self->router, &call, SF_EUNAUTHORIZED, message);
-    }
     else
-        control->serve (self, call, principal, args, now);
+        s_controls [row->id](self, call, principal, args, now);
 }
 
 void
 hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now)
 {
-    const api_msg_t *request = api_call_request (call);
-    const hs_op_t *row = hs_op_find (request->op);
-    if (!row || row->id != HS_OP_RING_FORWARD) {
-        s_dispatch (self, call, now);
-        return;
-    }
-    //  A member relays a client's request: only members may, and the
-    //  request is then served as the client that sent it.
-    const char *principal = NULL;
-    json_t *inner = NULL;
-    sf_fault_t fault;
-    if (!s_is_member_key (self, api_call_principal (call)))
-        api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
-                         "only ring members may forward requests");
-    else if (sf_json_string (request->root, "principal", true, &principal,
-                             &fault)
-             || sf_json_object (request->root, "request", true, &inner, &fault))
-        api_router_fail (self->router, &call, fault.error, fault.message);
-    else if (!sf_cert_key_valid (principal))
-        api_router_fail (self->router, &call, SF_EINVAL,
-                         "field 'principal' is not a public key");
-    else {
-        const char *op = json_string_value (json_object_get (inner, "op"));
-        char *client = strdup (principal);
-        if (op && strcmp (op, "ring.forward") == 0)
-            api_router_fail (self->router, &call, SF_EREQUEST,
-                             "a forwarded request cannot be a forward");
-        else if (api_call_rewrite (call, inner, client, &fault))
-            api_router_fail (self->router, &call, fault.error, fault.message);
-        else
-            s_dispatch (self, call, now);
-        free (client);
-    }
+    s_dispatch (self, call, now);
 }
 
 //  --------------------------------------------------------------------------
@@ -1249,7 +1238,7 @@ hs_api_progress (hs_api_t *self, uint64_t now)
     s_expire_sims (self, now);
     s_expire_asks (self, now);
     if (self->job && self->job->stage == S_JOB_STANDBY && self->job->index == 0)
-        s_job_change (self, RAFT_STANDBY, S_JOB_STANDBY, now);
+        s_job_join (self, now);
     s_job_progress (self, now);
     bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
     raft_term term = hs_ring_term (self->ring);

@@ -6,6 +6,7 @@
 #include "common/sf_config.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_trace.h"
 #include "protocol/ring_cmd.h"
 
 #include <assert.h>
@@ -19,6 +20,8 @@
 //  How long an ask transfer waits for its answer by default (ms).
 #define S_ASK_TIMEOUT_MS 2000
 #define S_MAX_LIST 1000
+//  Highest raft id a member may have (the configuration file's limit).
+#define S_MAX_RAFT_ID 4611686018427387903ll
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -92,9 +95,13 @@ static const char *s_schema =
     X (S_SIMS_SILENT,                                                       \
        "SELECT DISTINCT sims.id FROM sims JOIN entities ON "                \
        "entities.authority = sims.id WHERE sims.heartbeat_ms < ?1")         \
+    /*  A member recorded exactly so already writes no row: nothing      \
+        changed. Otherwise it replaces the rows of its name and raft id.  */ \
     X (S_MEMBER_PUT,                                                        \
        "INSERT OR REPLACE INTO members (name, raft_id, raft, api, key) "    \
-       "VALUES (?1, ?2, ?3, ?4, ?5)")                                       \
+       "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM members " \
+       "WHERE name = ?1 AND raft_id = ?2 AND raft = ?3 AND api IS ?4 AND "  \
+       "key = ?5)")                                                         \
     X (S_MEMBER_LIST,                                                       \
        "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
     X (S_ENTITY_GET,                                                        \
@@ -178,9 +185,13 @@ typedef struct {
     const json_t *entities;  //  entity.import
     const json_t *paths;     //  authority.request, the batch form
     int64_t limit;
-    int64_t transfer;    //  authority.answer, authority.expire
-    int64_t timeout_ms;  //  authority.request: how long an ask may wait
-    bool approve;        //  authority.answer
+    int64_t transfer;       //  authority.answer, authority.expire
+    int64_t timeout_ms;     //  authority.request: how long an ask may wait
+    bool approve;           //  authority.answer
+    int64_t to;             //  cluster.transfer: the member to hand over to
+    const char *principal;  //  ring.forward: the client's key
+    json_t *request;        //  ring.forward: the client's request
+    char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
 static int
@@ -310,8 +321,8 @@ static int
 s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
     if (s_name (args, "name", true, &a->name, fault)
-        || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
-                        &a->raft_id, fault)
+        || sf_json_int (args, "raft_id", true, 1, S_MAX_RAFT_ID, &a->raft_id,
+                        fault)
         || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
         || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
         || s_key (args, &a->key, fault))
@@ -320,6 +331,40 @@ s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "cluster.add needs 'raft' and 'key'");
     return 0;
+}
+
+//  cluster.remove
+static int
+s_parse_raft_id (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "raft_id", true, 1, S_MAX_RAFT_ID, &a->raft_id,
+                        fault);
+}
+
+//  cluster.transfer: 0 or absent lets the raft library pick.
+static int
+s_parse_cluster_transfer (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "to", false, 0, S_MAX_RAFT_ID, &a->to, fault);
+}
+
+//  ring.forward: the inner request is checked when it is served.
+static int
+s_parse_ring_forward (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "principal", true, &a->principal, fault)
+        || sf_json_object (args, "request", true, &a->request, fault))
+        return -1;
+    if (!sf_cert_key_valid (a->principal))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'principal' is not a public key");
+    return 0;
+}
+
+static int
+s_parse_trace (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_trace_id (args, a->trace, fault);
 }
 
 static int
@@ -773,7 +818,8 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
         (json_int_t) ctx->cmd->time_ms);
 }
 
-//  Record a ring member's name, raft endpoint, API endpoint and key.
+//  Record a ring member's name, raft endpoint, API endpoint and key; the
+//  same member again, exactly, changes nothing (no event is due).
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
@@ -1527,7 +1573,7 @@ s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 
 typedef struct {
     //  Its arguments besides "op" and "id" (and a read's "consistency",
-    //  which hs_api checks), NULL-terminated: any other is refused.
+    //  which s_parse checks), NULL-terminated: any other is refused.
     const char *fields [8];
     //  Checks them and takes them into an s_args_t; NULL if none.
     int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
@@ -1564,11 +1610,21 @@ s_entity_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
     return s_entity_list (self, a);
 }
 
+//  Every operation's schema; reads' and writes' handlers. A control
+//  operation's handler is hs_api's (cluster.add's command is applied
+//  here).
 // clang-format off
 static const s_op_t s_ops [HS_OP_COUNT] = {
+    [HS_OP_STATUS] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_COUNTERS] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_TRACE] = {{"trace"}, s_parse_trace, NULL, NULL},
     [HS_OP_CLUSTER_ADD] = {
         {"name", "raft_id", "raft", "api", "key"},
         s_parse_cluster_add, s_member_add, NULL},
+    [HS_OP_CLUSTER_REMOVE] = {{"raft_id"}, s_parse_raft_id, NULL, NULL},
+    [HS_OP_CLUSTER_TRANSFER] = {{"to"}, s_parse_cluster_transfer, NULL, NULL},
+    [HS_OP_RING_FORWARD] = {
+        {"principal", "request"}, s_parse_ring_forward, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
     [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},
@@ -1631,7 +1687,7 @@ hs_op_get (hs_op_id_t id)
 }
 
 //  Parse ARGS of operation ROW into A: no field beyond its schema's, then
-//  its own checks. Returns 0, or -1 with FAULT.
+//  a read's consistency, then its own checks. Returns 0, or -1 with FAULT.
 static int
 s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -1647,6 +1703,16 @@ s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
             known = streq (*field, key);
         if (!known)
             return sf_fault_set (fault, SF_EINVAL, "unknown field '%s'", key);
+    }
+    if (row->kind == HS_OP_READ) {
+        const char *consistency = "linearizable";
+        sf_fault_t ignored;
+        if (sf_json_string (args, "consistency", false, &consistency, &ignored)
+            || (strcmp (consistency, "linearizable")
+                && strcmp (consistency, "stale")))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "field 'consistency' must be linearizable "
+                                 "or stale");
     }
     return op->parse ? op->parse (args, a, fault) : 0;
 }
@@ -1678,7 +1744,7 @@ int
 hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
 {
     const hs_op_t *row = hs_op_find (op);
-    if (!row || (!s_ops [row->id].apply && !s_ops [row->id].read))
+    if (!row)
         return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'",
                              op);
     s_args_t parsed;
@@ -1887,6 +1953,34 @@ hs_fsm_test (bool verbose)
     assert (result);
     json_decref (result);
     assert (hs_fsm_last_change (fsm) == changed);
+
+    //  A ring member recorded; the same again changes nothing; another
+    //  endpoint, or no API endpoint, does. Answered alike each time.
+    char member [256];
+    const char *apis [] = {",\"api\":\"tcp://h4:7100\"", "", ""};
+    const bool changes [] = {true, true, false};
+    for (int at = 0; at < 3; at++) {
+        snprintf (member, sizeof member,
+                  "{\"name\":\"hs4\",\"raft_id\":4,\"raft\":"
+                  "\"tcp://h4:7101\",\"key\":\"%s\"%s}",
+                  alice, apis [at]);
+        for (int again = 0; again < 2; again++) {
+            changed = hs_fsm_last_change (fsm);
+            result = s_test_apply (fsm, ++index, "cluster.add", member, bob,
+                                   true, &fault);
+            assert (result);
+            assert (json_integer_value (json_object_get (result, "raft_id"))
+                    == 4);
+            json_decref (result);
+            assert (hs_fsm_last_change (fsm)
+                    == (changes [at] && !again ? index : changed));
+        }
+    }
+    json_t *members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 1);
+    assert (
+        json_is_null (json_object_get (json_array_get (members, 0), "api")));
+    json_decref (members);
 
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",
@@ -2195,7 +2289,9 @@ hs_fsm_test (bool verbose)
         assert ((row->kind == HS_OP_READ) == (op->read != NULL));
         assert (row->kind != HS_OP_WRITE || op->apply);
         assert (row->kind != HS_OP_CONTROL || id == HS_OP_CLUSTER_ADD
-                || (!op->apply && !op->parse && !op->fields [0]));
+                || !op->apply);
+        //  A schema with fields checks their values.
+        assert (!op->fields [0] || op->parse);
     }
     assert (!hs_op_find ("entity.remove"));
     //  Only reads take a consistency: a write's schema has none.
@@ -2208,7 +2304,39 @@ hs_fsm_test (bool verbose)
     rc = hs_fsm_check ("entity.delete", delete_args, &fault);
     assert (rc == 0);
     json_decref (delete_args);
-    rc = hs_fsm_check ("status", NULL, &fault);
+    //  Control operations have their schema here too: unknown fields
+    //  first, then the values.
+    const char *control_checks [][3] = {
+        {"status", "{}", NULL},
+        {"status", "{\"verbose\": true}", "unknown field 'verbose'"},
+        {"counters", "{\"op\": \"counters\", \"id\": 1}", NULL},
+        {"trace", "{\"trace\": 7}", NULL},
+        {"trace", "{\"trace\": \"\"}", "field 'trace'"},
+        {"cluster.remove", "{\"raft_id\": 2}", NULL},
+        {"cluster.remove", "{\"raft_id\": 0}", "'raft_id'"},
+        {"cluster.remove", "{\"raft_id\": 2, \"to\": 1}", "unknown field 'to'"},
+        {"cluster.transfer", "{}", NULL},
+        {"cluster.transfer", "{\"to\": \"hs2\"}", "'to'"},
+        {"ring.forward", "{\"principal\": \"x\", \"request\": {}}",
+         "field 'principal' is not a public key"},
+        {"ring.forward", "{\"request\": {}}", "'principal'"},
+        {"entity.get", "{\"path\": \"/a\", \"consistency\": \"now\"}",
+         "field 'consistency' must be linearizable or stale"},
+    };
+    for (size_t at = 0; at < sizeof control_checks / sizeof control_checks [0];
+         at++) {
+        json_t *args = json_loads (control_checks [at][1], 0, NULL);
+        assert (args);
+        sf_fault_clear (&fault);
+        rc = hs_fsm_check (control_checks [at][0], args, &fault);
+        if (control_checks [at][2])
+            assert (rc == -1 && fault.error == SF_EINVAL
+                    && strstr (fault.message, control_checks [at][2]));
+        else
+            assert (rc == 0);
+        json_decref (args);
+    }
+    rc = hs_fsm_check ("cluster.join", NULL, &fault);
     assert (rc == -1 && fault.error == SF_EUNKNOWNOP);
 
     //  A garbled command is skipped with an error, applied index moves on.

@@ -43,9 +43,10 @@ typedef enum {
 } hs_op_access_t;
 
 //  Every operation of the homeserver API (protocol/homeserver-api.md,
-//  section 7), once: X (id, name, kind, access). hs_fsm holds the argument
-//  schema and handler of each READ and WRITE (and of cluster.add's
-//  command), hs_api those of each CONTROL, both indexed by the id.
+//  section 7), once: X (id, name, kind, access). hs_fsm holds every
+//  operation's argument schema (its fields and their check, hs_fsm_check)
+//  and the handler of each READ and WRITE (and of cluster.add's command);
+//  hs_api the handler of each CONTROL; all indexed by the id.
 // clang-format off
 #define HS_OP_MAP(X)                                                        \
     X (HS_OP_STATUS, "status", HS_OP_CONTROL, HS_OP_ANYONE)                 \
@@ -109,9 +110,11 @@ hs_fsm_t *hs_fsm_new (sf_fault_t *fault);
 //  Destroy it and null the caller's pointer.
 void hs_fsm_destroy (hs_fsm_t **self_p);
 
-//  Check ARGS against the schema of OP (a READ or WRITE, or cluster.add)
-//  before it is submitted or served, so malformed requests fail fast.
-//  Returns 0, or -1 with FAULT naming the field.
+//  Check ARGS against the schema of OP (any operation of HS_OP_MAP)
+//  before it is submitted or served, so malformed requests fail fast: no
+//  field beyond the schema's ("op", "id", and a read's "consistency"
+//  besides), then each value. Returns 0, or -1 with FAULT naming the
+//  field (unknown_op if there is no operation OP).
 int hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault);
 
 //  Apply the command DATA (SIZE bytes) at log INDEX. Returns the result

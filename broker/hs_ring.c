@@ -1024,6 +1024,12 @@ hs_ring_configuration (hs_ring_t *self)
     return &self->raft.configuration;
 }
 
+const struct raft_configuration *
+hs_ring_applied_configuration (hs_ring_t *self)
+{
+    return &self->committed;
+}
+
 raft_index
 hs_ring_match_index (hs_ring_t *self, raft_id id)
 {

@@ -205,6 +205,12 @@ raft_index hs_ring_change (hs_ring_t *self,
 //  The latest configuration (committed or not). Lent until the next call.
 const struct raft_configuration *hs_ring_configuration (hs_ring_t *self);
 
+//  The configuration as of the applied index: the last one committed and
+//  applied (or restored from a snapshot). Empty until this member has
+//  applied one. Lent until the next call.
+const struct raft_configuration *
+hs_ring_applied_configuration (hs_ring_t *self);
+
 //  On the leader: how far member ID's log matches ours (0 if unknown).
 raft_index hs_ring_match_index (hs_ring_t *self, raft_id id);
 

@@ -103,28 +103,34 @@ sf_trace_records (sf_trace_t *self, const char *trace)
     return records;
 }
 
+int
+sf_trace_id (const json_t *args, char *id, sf_fault_t *fault)
+{
+    //  A transfer id may come as the number it is.
+    const json_t *value = json_object_get (args, "trace");
+    char number [24];
+    const char *text = json_string_value (value);
+    if (json_is_integer (value) && json_integer_value (value) > 0) {
+        snprintf (number, sizeof number, "%lld",
+                  (long long) json_integer_value (value));
+        text = number;
+    }
+    if (!text || !*text || strlen (text) > SF_TRACE_MAX_ID)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'trace' must be a trace id: a transfer "
+                             "number or a string of 1..%d bytes",
+                             SF_TRACE_MAX_ID);
+    strcpy (id, text);
+    return 0;
+}
+
 json_t *
 sf_trace_answer (sf_trace_t *self, const json_t *args, sf_fault_t *fault)
 {
     static const char *allowed [] = {"op", "id", "trace", NULL};
-    if (sf_json_only (args, allowed, fault))
+    char id [SF_TRACE_MAX_ID + 1];
+    if (sf_json_only (args, allowed, fault) || sf_trace_id (args, id, fault))
         return NULL;
-    //  A transfer id may come as the number it is.
-    const json_t *value = json_object_get (args, "trace");
-    char trace [24];
-    const char *id = json_string_value (value);
-    if (json_is_integer (value) && json_integer_value (value) > 0) {
-        snprintf (trace, sizeof trace, "%lld",
-                  (long long) json_integer_value (value));
-        id = trace;
-    }
-    if (!id || !*id || strlen (id) > SF_TRACE_MAX_ID) {
-        sf_fault_set (fault, SF_EINVAL,
-                      "field 'trace' must be a trace id: a transfer number "
-                      "or a string of 1..%d bytes",
-                      SF_TRACE_MAX_ID);
-        return NULL;
-    }
     return json_pack ("{s:s,s:s,s:o}", "node", self->node, "trace", id,
                       "records", sf_trace_records (self, id));
 }

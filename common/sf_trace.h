@@ -45,6 +45,12 @@ void sf_trace_transfer (sf_trace_t *self, uint64_t transfer, const char *msg,
 //  Caller owns the array.
 json_t *sf_trace_records (sf_trace_t *self, const char *trace);
 
+//  The trace id the API op "trace" names in ARGS's field "trace" (a
+//  transfer number, or a string of 1..SF_TRACE_MAX_ID bytes), as text into
+//  ID (SF_TRACE_MAX_ID + 1 bytes). Returns 0, or -1 with FAULT naming the
+//  field. Checks that field only: callers refuse unknown ones.
+int sf_trace_id (const json_t *args, char *id, sf_fault_t *fault);
+
 //  Answer the API op "trace" (trace.md section 3) with request ARGS (lent):
 //  {"node", "trace", "records"}, caller owns it; or NULL with FAULT for
 //  bad arguments.

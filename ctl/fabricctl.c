@@ -229,12 +229,16 @@ s_print_ring (json_t *reply)
     json_t *member;
     json_array_foreach (members, at, member)
     {
+        //  A member of the configuration the daemon knows no name of
+        //  shows as "-" (homeserver-api.md, status).
         const char *name = json_string_value (json_object_get (member, "name"));
         const char *api = json_string_value (json_object_get (member, "api"));
         const char *key = json_string_value (json_object_get (member, "key"));
         json_t *status = NULL, *counters = NULL;
-        bool self =
-            streq (name, json_string_value (json_object_get (reply, "node")));
+        bool self = json_integer_value (json_object_get (member, "id"))
+                    == json_integer_value (json_object_get (reply, "raft_id"));
+        if (!name)
+            name = "-";
         if (self)
             status = json_incref (reply);
         if (api && key && sf_cert_key_valid (key)) {

@@ -2,6 +2,8 @@
 continue, then a member is removed; the ring keeps serving throughout."""
 
 import contextlib
+import json
+import subprocess
 import threading
 import time
 
@@ -9,6 +11,7 @@ import pytest
 
 from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_leader
 from simfabric_testing.keys import read_key_pair
+from simfabric_testing.paths import binary
 
 
 def configuration(member):
@@ -104,6 +107,140 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
     assert set(acked) <= present
     assert len(acked) > 10
     assert joiner.stop() == 0, joiner.log()
+
+
+def status_members(member):
+    """The ids and names MEMBER's status lists as the ring's members."""
+    with member.client() as client:
+        status = client.call("status")
+    return {m["id"]: m["name"] for m in status["members"]}
+
+
+def fabricctl_status_names(member):
+    """The NAME column of `fabricctl status` asked of MEMBER."""
+    result = subprocess.run(
+        [str(binary("fabricctl")), "status", "--server", member.endpoint,
+         "--server-key", str(member.keys.public_path)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return [line.split()[0] for line in result.stdout.splitlines()[1:]]
+
+
+def wait_members(member, expected, timeout=15):
+    """Wait until MEMBER's status lists exactly EXPECTED ({id: name})."""
+    deadline = time.monotonic() + timeout
+    while (seen := status_members(member)) != expected:
+        assert time.monotonic() < deadline, (member.name, seen, member.log())
+        time.sleep(0.05)
+
+
+def test_a_removed_member_leaves_status_on_every_member(ring, tmp_path):
+    """Issue 21: status lists the ring's applied configuration, so a member
+    removed with cluster.remove leaves it on the leader and every follower,
+    also after a restart; fabricctl status no longer shows it."""
+    leader, _ = wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    three = {1: "hs1", 2: "hs2", 3: "hs3"}
+    joiner = add_fourth_member(ring, tmp_path, admin)
+    try:
+        for member in ring + [joiner]:
+            wait_members(member, {**three, 4: "hs4"})
+        assert "hs4" in fabricctl_status_names(ring[0])
+        with ring[1].client(keys=admin, timeout=20) as client:
+            client.call("cluster.remove", raft_id=4)
+        for member in ring:
+            wait_members(member, three)
+            assert fabricctl_status_names(member) == ["hs1", "hs2", "hs3"]
+        # The removed member never applies its own removal: it lists the
+        # configuration it last applied and knows no leader
+        # (homeserver-api.md, status).
+        deadline = time.monotonic() + 15
+        while True:
+            with joiner.client() as client:
+                status = client.call("status")
+            if status["leader"] is None:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert {m["id"] for m in status["members"]} == {1, 2, 3, 4}
+        assert status["role"] != "leader"
+        with joiner.client() as client:
+            with pytest.raises(ApiError) as refused:
+                client.call("entity.create", path="/after/removal")
+        assert refused.value.code == "unavailable", refused.value.message
+        # A restarted follower rebuilds the list from its log.
+        follower = next(m for m in ring if m.name != leader)
+        assert follower.stop() == 0, follower.log()
+        follower.start()
+        wait_members(follower, three)
+    finally:
+        joiner.kill()
+
+
+def next_event(socket, timeout=10):
+    """The next event SOCKET receives: (topic, body)."""
+    assert socket.poll(int(timeout * 1000)), "no event came"
+    topic, body = socket.recv_multipart()
+    return topic.decode(), json.loads(body)
+
+
+def prove_live(client, socket):
+    """Write until an event reaches SOCKET (a SUB's subscription reaches
+    the PUB asynchronously), then a fence, and read up to it."""
+    deadline = time.monotonic() + 10
+    number = 0
+    while not socket.poll(20):
+        assert time.monotonic() < deadline, "subscription not live"
+        client.call("entity.create", path=f"/live/{number}")
+        number += 1
+    client.call("entity.create", path="/live/fence")
+    while next_event(socket)[0] != "entity:/live/fence":
+        pass
+
+
+def test_only_membership_records_that_change_something_are_published(ring, tmp_path):
+    """homeserver-events.md: cluster.add is published on ring: when it
+    records a member; adding the same member again exactly as it is
+    changes nothing (no event, no configuration change), and neither
+    does cluster.remove publish anything: configuration changes are
+    Raft's, seen in status."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    socket = ring[0].subscribe("")
+    try:
+        with ring[0].client() as client:
+            prove_live(client, socket)
+        joiner = add_fourth_member(ring, tmp_path, admin)
+        try:
+            topic, added = next_event(socket)
+            assert (topic, added["op"]) == ("ring:", "cluster.add"), added
+            assert added["result"]["name"] == "hs4"
+            members = ring + [joiner]
+            leader_name, _ = wait_leader(members)
+            leader = next(m for m in members if m.name == leader_name)
+            with leader.client(keys=admin, timeout=20) as client:
+                before = client.call("status")["last_index"]
+                again = client.call("cluster.add", name="hs4", raft_id=4,
+                                    raft=joiner.raft_endpoint, api=joiner.endpoint,
+                                    key=joiner.keys.public.decode())
+                assert again["raft_id"] == 4 and again["name"] == "hs4"
+                client.call("entity.create", path="/after/again")
+                # The add's command and the marker: no configuration change.
+                assert client.call("status")["last_index"] == before + 2
+            assert configuration(leader) == {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
+            topic, marker = next_event(socket)
+            assert topic == "entity:/after/again", marker
+            assert marker["prev"] == added["index"]
+            with leader.client(keys=admin, timeout=20) as client:
+                client.call("cluster.remove", raft_id=4)
+            call_any(ring, "entity.create", time.monotonic() + 10, path="/after/remove")
+            topic, last = next_event(socket)
+            assert topic == "entity:/after/remove", last
+            assert last["prev"] == marker["index"]
+        finally:
+            joiner.kill()
+    finally:
+        socket.close()
 
 
 def test_membership_changes_need_an_admin(ring):

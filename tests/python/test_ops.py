@@ -61,3 +61,54 @@ def test_admin_operations_are_refused_to_others(homeserver):
                 client.call(op, **args)
             assert refused.value.code == "unauthorized", op
             assert f"{op} needs an administrator key" in refused.value.message
+
+
+@pytest.mark.parametrize("op", [name for name, _, _ in table_in_code()])
+def test_every_operation_refuses_an_unknown_field_first(homeserver, op):
+    """Every operation's arguments are one schema in the table, control
+    operations' too: an unknown field is refused before any value, access
+    or work is looked at, with the same error. Asked with the member's
+    own key, so ring.forward's access would let it through."""
+    with homeserver.client(keys=homeserver.keys) as client:
+        with pytest.raises(ApiError) as refused:
+            client.call(op, bogus=1)
+    assert refused.value.code == "invalid_argument", refused.value.message
+    assert refused.value.message == "unknown field 'bogus'"
+
+
+@pytest.mark.parametrize("op, args, message", [
+    ("cluster.remove", {}, "raft_id"),
+    ("cluster.remove", {"raft_id": 0}, "raft_id"),
+    ("cluster.transfer", {"to": "hs2"}, "to"),
+    ("cluster.transfer", {"to": -1}, "to"),
+    ("ring.forward", {"principal": "not a key", "request": {"op": "status"}}, "principal"),
+    ("ring.forward", {"principal": "x" * 40}, "request"),
+    ("trace", {"trace": []}, "trace"),
+])
+def test_control_arguments_are_checked_before_access(homeserver, op, args, message):
+    """A control operation's bad value is refused as a write's is, naming
+    the field, whoever calls it (here a key that is neither an
+    administrator's nor a member's)."""
+    with homeserver.client() as client:
+        with pytest.raises(ApiError) as refused:
+            client.call(op, **args)
+    assert refused.value.code == "invalid_argument", refused.value.message
+    assert f"'{message}'" in refused.value.message
+
+
+def test_a_member_forwards_only_a_well_formed_request(homeserver):
+    """ring.forward from a member is served as its inner request, checked
+    as any request is; a forward inside a forward is refused."""
+    principal = homeserver.keys.public.decode()
+    with homeserver.client(keys=homeserver.keys) as client:
+        served = client.call("ring.forward", principal=principal,
+                             request={"op": "status", "id": 1})
+        assert served["node"] == "hs1"
+        with pytest.raises(ApiError) as refused:
+            client.call("ring.forward", principal=principal,
+                        request={"op": "ring.forward", "id": 2})
+        assert refused.value.code == "invalid_request"
+        with pytest.raises(ApiError) as refused:
+            client.call("ring.forward", principal=principal,
+                        request={"op": "status", "id": 3, "verbose": True})
+        assert refused.value.message == "unknown field 'verbose'"
