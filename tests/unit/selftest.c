@@ -36,6 +36,7 @@
 #include <string.h>
 
 int ring_sim_test (bool verbose);
+int authority_sim_test (bool verbose);
 
 typedef struct {
     const char *name;
@@ -73,6 +74,7 @@ static const s_selftest_t s_selftests [] = {
     {"sim_credit", sim_credit_test},
     {"sim_udp", sim_udp_test},
     {"sim_checkpoint", sim_checkpoint_test},
+    {"authority_sim", authority_sim_test},
     {"ctl_scene", ctl_scene_test},
     {"ctl_trace", ctl_trace_test},
     {NULL, NULL},
