@@ -702,20 +702,8 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
     const char *op = api_call_request (call)->op;
     bool add = strcmp (op, "cluster.add") == 0;
     sf_fault_t fault;
-    int64_t id = 0;
-    static const char *remove_allowed [] = {"op", "id", "raft_id", NULL};
-    if (add ? hs_fsm_check (op, args, &fault)
-            : (sf_json_only (args, remove_allowed, &fault)
-               || sf_json_int (args, "raft_id", true, 1, INT64_MAX, &id,
-                               &fault))) {
-        api_router_fail (self->router, &call, fault.error, fault.message);
-        return;
-    }
-    if (!zhashx_lookup (self->admins, principal)) {
-        api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
-                         "cluster changes need an administrator key");
-        return;
-    }
+    //  Checked before (s_check_membership).
+    int64_t id = json_integer_value (json_object_get (args, "raft_id"));
     if (hs_ring_role (self->ring) != HS_RING_LEADER) {
         s_forward (self, call, principal, now);
         return;
@@ -755,74 +743,159 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
 
 //  --------------------------------------------------------------------------
 
+//  The arguments of a control operation, checked before its access: no
+//  argument beyond "op" and "id".
+static int
+s_check_none (const json_t *args, sf_fault_t *fault)
+{
+    static const char *allowed [] = {"op", "id", NULL};
+    return sf_json_only (args, allowed, fault);
+}
+
+//  trace: sf_trace_answer checks its own.
+static int
+s_check_trace (const json_t *args, sf_fault_t *fault)
+{
+    (void) args;
+    (void) fault;
+    return 0;
+}
+
+static int
+s_check_membership (const json_t *args, sf_fault_t *fault)
+{
+    static const char *allowed [] = {"op", "id", "raft_id", NULL};
+    int64_t id;
+    const char *op = json_string_value (json_object_get (args, "op"));
+    if (op && streq (op, "cluster.add"))
+        return hs_fsm_check (op, args, fault);
+    return sf_json_only (args, allowed, fault)
+                   || sf_json_int (args, "raft_id", true, 1, INT64_MAX, &id,
+                                   fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_check_transfer (const json_t *args, sf_fault_t *fault)
+{
+    static const char *allowed [] = {"op", "id", "to", NULL};
+    int64_t id;
+    return sf_json_only (args, allowed, fault)
+                   || sf_json_int (args, "to", false, 0, INT64_MAX, &id, fault)
+               ? -1
+               : 0;
+}
+
+static void
+s_status_op (hs_api_t *self, api_call_t *call, const char *principal,
+             const json_t *args, uint64_t now)
+{
+    (void) principal;
+    (void) args;
+    s_status (self, call, now);
+}
+
+static void
+s_counters_op (hs_api_t *self, api_call_t *call, const char *principal,
+               const json_t *args, uint64_t now)
+{
+    (void) principal;
+    (void) args;
+    (void) now;
+    s_counters (self, call);
+}
+
+//  trace: this member's own records, never forwarded.
+static void
+s_trace_op (hs_api_t *self, api_call_t *call, const char *principal,
+            const json_t *args, uint64_t now)
+{
+    (void) principal;
+    (void) now;
+    sf_fault_t fault;
+    json_t *result = sf_trace_answer (self->trace, args, &fault);
+    if (result)
+        s_reply (self, &call, result);
+    else
+        api_router_fail (self->router, &call, fault.error, fault.message);
+}
+
+//  cluster.transfer: hand the leadership to member "to" (0: any).
+static void
+s_transfer_op (hs_api_t *self, api_call_t *call, const char *principal,
+               const json_t *args, uint64_t now)
+{
+    int64_t id = json_integer_value (json_object_get (args, "to"));
+    sf_fault_t fault;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER)
+        s_forward (self, call, principal, now);
+    else if (hs_ring_transfer (self->ring, (raft_id) id, now, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
+    else
+        s_reply (self, &call,
+                 json_pack ("{s:I}", "transferring_to", (json_int_t) id));
+}
+
+//  What hs_api does for each CONTROL operation of HS_OP_MAP but
+//  ring.forward (hs_api_handle's own): check its arguments, then, once
+//  HS_OP_MAP's access allows the caller, serve it.
+typedef struct {
+    int (*check) (const json_t *args, sf_fault_t *fault);
+    void (*serve) (hs_api_t *self, api_call_t *call, const char *principal,
+                   const json_t *args, uint64_t now);
+} s_control_t;
+
+static const s_control_t s_controls [HS_OP_COUNT] = {
+    [HS_OP_STATUS] = {s_check_none, s_status_op},
+    [HS_OP_COUNTERS] = {s_check_none, s_counters_op},
+    [HS_OP_TRACE] = {s_check_trace, s_trace_op},
+    [HS_OP_CLUSTER_ADD] = {s_check_membership, s_membership},
+    [HS_OP_CLUSTER_REMOVE] = {s_check_membership, s_membership},
+    [HS_OP_CLUSTER_TRANSFER] = {s_check_transfer, s_transfer_op},
+};
+
+//  Serve CALL as its operation's row in HS_OP_MAP says: control operations
+//  here (arguments, then access, then the handler), writes through the
+//  ring, reads from the state machine.
 static void
 s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
 {
     const char *op = api_call_request (call)->op;
     const char *principal = api_call_principal (call);
     const json_t *args = api_call_request (call)->root;
-    if (strcmp (op, "status") == 0) {
-        static const char *allowed [] = {"op", "id", NULL};
-        sf_fault_t fault;
-        if (sf_json_only (args, allowed, &fault))
-            api_router_fail (self->router, &call, fault.error, fault.message);
-        else
-            s_status (self, call, now);
-    }
-    else if (strcmp (op, "counters") == 0) {
-        static const char *allowed [] = {"op", "id", NULL};
-        sf_fault_t fault;
-        if (sf_json_only (args, allowed, &fault))
-            api_router_fail (self->router, &call, fault.error, fault.message);
-        else
-            s_counters (self, call);
-    }
-    else if (strcmp (op, "trace") == 0 && self->trace) {
-        //  This member's own records, never forwarded.
-        sf_fault_t fault;
-        json_t *result = sf_trace_answer (self->trace, args, &fault);
-        if (result)
-            s_reply (self, &call, result);
-        else
-            api_router_fail (self->router, &call, fault.error, fault.message);
-    }
-    else if (strcmp (op, "cluster.add") == 0
-             || strcmp (op, "cluster.remove") == 0)
-        s_membership (self, call, principal, args, now);
-    else if (hs_fsm_is_write (op))
-        s_write (self, call, principal, args, now);
-    else if (hs_fsm_is_read (op))
-        s_read (self, call, principal, args, now);
-    else if (strcmp (op, "cluster.transfer") == 0) {
-        int64_t id = 0;
-        sf_fault_t fault;
-        static const char *allowed [] = {"op", "id", "to", NULL};
-        if (sf_json_only (args, allowed, &fault)
-            || sf_json_int (args, "to", false, 0, INT64_MAX, &id, &fault))
-            api_router_fail (self->router, &call, fault.error, fault.message);
-        else if (!zhashx_lookup (self->admins, principal))
-            api_router_fail (self->router, &call, SF_EUNAUTHORIZED,
-                             "cluster.transfer needs an administrator key");
-        else if (hs_ring_role (self->ring) != HS_RING_LEADER)
-            s_forward (self, call, principal, now);
-        else if (hs_ring_transfer (self->ring, (raft_id) id, now, &fault))
-            api_router_fail (self->router, &call, fault.error, fault.message);
-        else
-            s_reply (self, &call,
-                     json_pack ("{s:I}", "transferring_to", (json_int_t) id));
-    }
-    else {
+    const hs_op_t *row = hs_op_find (op);
+    const s_control_t *control = row ? &s_controls [row->id] : NULL;
+    sf_fault_t fault;
+    if (!row || (row->kind == HS_OP_CONTROL && !control->serve)
+        || (row->id == HS_OP_TRACE && !self->trace)) {
         char message [128];
         snprintf (message, sizeof message, "no such operation '%s'", op);
         api_router_fail (self->router, &call, SF_EUNKNOWNOP, message);
     }
+    else if (row->kind == HS_OP_WRITE)
+        s_write (self, call, principal, args, now);
+    else if (row->kind == HS_OP_READ)
+        s_read (self, call, principal, args, now);
+    else if (control->check (args, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
+    else if (row->access == HS_OP_ADMIN
+             && !zhashx_lookup (self->admins, principal)) {
+        char message [128];
+        snprintf (message, sizeof message, "%s needs an administrator key",
+                  row->name);
+        api_router_fail (self->router, &call, SF_EUNAUTHORIZED, message);
+    }
+    else
+        control->serve (self, call, principal, args, now);
 }
 
 void
 hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now)
 {
     const api_msg_t *request = api_call_request (call);
-    if (strcmp (request->op, "ring.forward") != 0) {
+    const hs_op_t *row = hs_op_find (request->op);
+    if (!row || row->id != HS_OP_RING_FORWARD) {
         s_dispatch (self, call, now);
         return;
     }

@@ -6,7 +6,9 @@
     relays the answer. Reads are linearizable by default: the leader
     batches concurrent reads behind one barrier entry and answers them from
     the state machine once the barrier is applied (Raft thesis 6.4);
-    followers forward them. "consistency": "stale" answers locally.
+    followers forward them. "consistency": "stale" answers locally. Each
+    operation is served as its row of HS_OP_MAP (hs_fsm.h) says: its
+    kind, who may call it, and for control operations a handler here.
 
     The owner feeds it calls from the API socket, applied commands from the
     ring, and replies arriving on the forwarding sockets, and calls

@@ -9,6 +9,7 @@
 #include "protocol/ring_cmd.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,18 +52,118 @@ static const char *s_schema =
     "  to_sim TEXT NOT NULL, player TEXT, epoch INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL);";
 
-//  Prepared statements, keyed by their SQL text's address (every query is
-//  a string literal), so each is compiled once.
-#define S_CACHE 96
+//  The columns s_entity_json reads, in its order.
+#define S_ENTITY_COLUMNS                                                    \
+    "path, owner, authority, master, rule, epoch, checkpoint, created_ms, " \
+    "updated_ms, revision"
+
+//  Every statement the state machine runs, each SQL text once: X (name,
+//  SQL). All are prepared when a database opens (hs_fsm_new, and
+//  hs_fsm_restore for the database it brings in) and run by name, so each
+//  name is always the same SQL, on every member, whatever ran before it.
+//  Integers (times, indexes, epochs, ids, limits) are bound as integers.
+// clang-format off
+#define S_STMT_MAP(X)                                                       \
+    X (S_BEGIN, "BEGIN")                                                    \
+    X (S_COMMIT, "COMMIT")                                                  \
+    X (S_ROLLBACK, "ROLLBACK")                                              \
+    X (S_META_SET, "UPDATE meta SET value = ?2 WHERE key = ?1")             \
+    X (S_META_GET,                                                          \
+       "SELECT (SELECT value FROM meta WHERE key = 'applied'), "            \
+       "(SELECT value FROM meta WHERE key = 'change')")                     \
+    X (S_PLAYER_KEY, "SELECT key FROM players WHERE id = ?1")               \
+    /*  The key it has again writes no row: nothing changed.  */            \
+    X (S_PLAYER_PUT,                                                        \
+       "INSERT INTO players (id, key, registered_ms) VALUES (?1, ?2, ?3) "  \
+       "ON CONFLICT (id) DO UPDATE SET key = ?2 WHERE key IS NOT ?2")       \
+    X (S_SIM_KEY, "SELECT key FROM sims WHERE id = ?1")                     \
+    X (S_SIM_PUT,                                                           \
+       "INSERT INTO sims (id, key, handoff, state, registered_ms, "         \
+       "heartbeat_ms, api) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) "            \
+       "ON CONFLICT (id) DO UPDATE SET key = ?2, handoff = ?3, state = ?4, " \
+       "heartbeat_ms = ?5, registered_ms = ?5, api = ?6")                   \
+    X (S_SIM_HEARTBEAT, "SELECT heartbeat_ms FROM sims WHERE id = ?1")      \
+    X (S_SIM_BEAT,                                                          \
+       "UPDATE sims SET heartbeat_ms = ?2, load = coalesce (?3, load) "     \
+       "WHERE id = ?1")                                                     \
+    X (S_SIM_LIST,                                                          \
+       "SELECT id, key, handoff, state, load, heartbeat_ms, registered_ms, " \
+       "api FROM sims ORDER BY id")                                         \
+    X (S_SIMS_SILENT,                                                       \
+       "SELECT DISTINCT sims.id FROM sims JOIN entities ON "                \
+       "entities.authority = sims.id WHERE sims.heartbeat_ms < ?1")         \
+    X (S_MEMBER_PUT,                                                        \
+       "INSERT OR REPLACE INTO members (name, raft_id, raft, api, key) "    \
+       "VALUES (?1, ?2, ?3, ?4, ?5)")                                       \
+    X (S_MEMBER_LIST,                                                       \
+       "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
+    X (S_ENTITY_GET,                                                        \
+       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE path = ?1")         \
+    X (S_ENTITY_MASTER, "SELECT master FROM entities WHERE path = ?1")      \
+    X (S_ENTITY_HOLDER,                                                     \
+       "SELECT authority, epoch FROM entities WHERE path = ?1")             \
+    X (S_ENTITY_DECIDE,                                                     \
+       "SELECT master, rule, authority, epoch, checkpoint FROM entities "   \
+       "WHERE path = ?1")                                                   \
+    X (S_ENTITY_IMPORTED,                                                   \
+       "SELECT 1 FROM entities WHERE path = ?1 AND authority IS ?2 AND "    \
+       "master = ?3 AND checkpoint IS ?4 AND epoch = ?5")                   \
+    X (S_ENTITY_INSERT,                                                     \
+       "INSERT INTO entities (" S_ENTITY_COLUMNS ") VALUES (?1, ?2, ?3, "   \
+       "?4, ?5, ?6, ?7, ?8, ?8, ?9)")                                       \
+    X (S_ENTITY_CHECKPOINT,                                                 \
+       "UPDATE entities SET checkpoint = ?2, updated_ms = ?5, "             \
+       "revision = ?6 WHERE path = ?1 AND authority = ?3 AND epoch = ?4")   \
+    X (S_ENTITY_SET_RULE,                                                   \
+       "UPDATE entities SET rule = ?2, updated_ms = ?3, revision = ?4 "     \
+       "WHERE path = ?1")                                                   \
+    X (S_ENTITY_DELETE, "DELETE FROM entities WHERE path = ?1")             \
+    X (S_ENTITY_GRANT,                                                      \
+       "UPDATE entities SET authority = ?2, epoch = epoch + 1, "            \
+       "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "      \
+       "WHERE path = ?1")                                                   \
+    X (S_ENTITY_RELEASE,                                                    \
+       "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "  \
+       "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1")       \
+    X (S_ENTITY_ORPHAN,                                                     \
+       "UPDATE entities SET authority = NULL, updated_ms = ?2, "            \
+       "revision = ?3 WHERE authority = ?1")                                \
+    /*  Paths in [?1, ?2) (?1 itself unless ?4), at most ?3 of them.  */   \
+    X (S_ENTITY_LIST,                                                       \
+       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE (path > ?1 OR "     \
+       "(path = ?1 AND NOT ?4)) AND path < ?2 ORDER BY path LIMIT ?3")      \
+    /*  The same, of one authority ?5's entities only.  */                 \
+    X (S_ENTITY_LIST_OF,                                                    \
+       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE (path > ?1 OR "     \
+       "(path = ?1 AND NOT ?4)) AND path < ?2 AND authority = ?5 "          \
+       "ORDER BY path LIMIT ?3")                                            \
+    X (S_TRANSFER_INSERT,                                                   \
+       "INSERT INTO transfers (id, path, from_sim, to_sim, player, epoch, " \
+       "created_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")  \
+    X (S_TRANSFER_GET,                                                      \
+       "SELECT transfers.path, from_sim, to_sim, player, transfers.epoch, " \
+       "deadline_ms, entities.epoch, entities.authority FROM transfers "    \
+       "LEFT JOIN entities ON entities.path = transfers.path "              \
+       "WHERE id = ?1")                                                     \
+    X (S_TRANSFER_DEADLINE,                                                 \
+       "SELECT path, deadline_ms FROM transfers WHERE id = ?1")             \
+    X (S_TRANSFER_DELETE, "DELETE FROM transfers WHERE id = ?1")            \
+    X (S_TRANSFERS_LATE, "SELECT id FROM transfers WHERE deadline_ms < ?1")
+// clang-format on
+
+#define S_STMT_ENUM(name, sql) name,
+typedef enum { S_STMT_MAP (S_STMT_ENUM) S_STMT_COUNT } s_stmt_id_t;
+#undef S_STMT_ENUM
+
+#define S_STMT_SQL(name, sql) sql,
+static const char *s_stmt_sql [S_STMT_COUNT] = {S_STMT_MAP (S_STMT_SQL)};
+#undef S_STMT_SQL
 
 struct _hs_fsm_t {
-    sqlite3 *db;         //  in-memory database
-    raft_index applied;  //  last index applied
-    raft_index change;   //  last index that changed something
-    struct {
-        const char *sql;
-        sqlite3_stmt *stmt;
-    } cache [S_CACHE];
+    sqlite3 *db;                         //  in-memory database
+    sqlite3_stmt *stmts [S_STMT_COUNT];  //  the table's, prepared on db
+    raft_index applied;                  //  last index applied
+    raft_index change;                   //  last index that changed something
 };
 
 //  --------------------------------------------------------------------------
@@ -164,384 +265,361 @@ s_entities (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
-//  Parse the arguments of OP into A. Returns 0, or -1 with FAULT.
+//  The arguments of each operation, parsed into A: one function an
+//  operation (or a few alike), run after the generic check that no field
+//  is unknown (s_parse). Each returns 0, or -1 with FAULT naming the field.
+
 static int
-s_parse (const char *op, const json_t *args, s_args_t *a, sf_fault_t *fault)
+s_parse_player_register (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    memset (a, 0, sizeof *a);
-    if (strcmp (op, "player.register") == 0) {
-        static const char *allowed [] = {"op", "id", "player", "key", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "player", true, &a->player, fault)
-                       || s_key (args, &a->key, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "player.key") == 0) {
-        static const char *allowed [] = {"op", "id", "player", "consistency",
-                                         NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "player", true, &a->player, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.register") == 0) {
-        static const char *allowed [] = {"op",      "id",    "sim", "key",
-                                         "handoff", "state", "api", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || s_key (args, &a->key, fault)
-                       || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
-                                      fault)
-                       || s_endpoint (args, "state", "udp", &a->state, fault)
-                       || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.heartbeat") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "load", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || sf_json_object (args, "load", false, &a->load, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.list") == 0) {
-        static const char *allowed [] = {"op", "id", "consistency", NULL};
-        return sf_json_only (args, allowed, fault);
-    }
-    if (strcmp (op, "cluster.add") == 0) {
-        static const char *allowed [] = {"op",   "id",  "name", "raft_id",
-                                         "raft", "api", "key",  NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "name", true, &a->name, fault)
-            || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
-                            &a->raft_id, fault)
-            || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
-            || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
-            || s_key (args, &a->key, fault))
-            return -1;
-        if (!a->raft || !a->key)
+    return s_name (args, "player", true, &a->player, fault)
+                   || s_key (args, &a->key, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_player (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "player", true, &a->player, fault);
+}
+
+static int
+s_parse_sim_register (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || s_key (args, &a->key, fault)
+                   || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
+                                  fault)
+                   || s_endpoint (args, "state", "udp", &a->state, fault)
+                   || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_sim_heartbeat (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || sf_json_object (args, "load", false, &a->load, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_cluster_add (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "name", true, &a->name, fault)
+        || sf_json_int (args, "raft_id", true, 1, 4611686018427387903ll,
+                        &a->raft_id, fault)
+        || s_endpoint (args, "raft", "tcp|ipc", &a->raft, fault)
+        || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+        || s_key (args, &a->key, fault))
+        return -1;
+    if (!a->raft || !a->key)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "cluster.add needs 'raft' and 'key'");
+    return 0;
+}
+
+static int
+s_parse_entity_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_path (args, "path", &a->path, fault)
+        || s_rule (args, false, &a->rule, fault)
+        || s_name (args, "owner", false, &a->owner, fault)
+        || s_name (args, "authority", false, &a->authority, fault)
+        || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault))
+        return -1;
+    if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'checkpoint' exceeds %d bytes",
+                             S_MAX_CHECKPOINT);
+    if (!a->rule)
+        a->rule = "allow";
+    return 0;
+}
+
+static int
+s_parse_entity_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || s_entities (args, a, fault))
+        return -1;
+    static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (a->entities, index, entity)
+    {
+        const char *path = NULL, *checkpoint = NULL;
+        int64_t epoch = 0;
+        if (!json_is_object (entity) || sf_json_only (entity, fields, fault)
+            || s_path (entity, "path", &path, fault)
+            || sf_json_int (entity, "epoch", true, 1, INT64_MAX, &epoch, fault)
+            || sf_json_string (entity, "checkpoint", true, &checkpoint, fault)
+            || strlen (checkpoint) > S_MAX_CHECKPOINT)
             return sf_fault_set (fault, SF_EINVAL,
-                                 "cluster.add needs 'raft' and 'key'");
-        return 0;
+                                 "entities[%zu]: an object with path, "
+                                 "epoch (>= 1) and checkpoint (a string "
+                                 "of at most %d bytes)",
+                                 index, S_MAX_CHECKPOINT);
     }
-    if (strcmp (op, "entity.create") == 0) {
-        static const char *allowed [] = {"op",         "id",    "path",
-                                         "rule",       "owner", "authority",
-                                         "checkpoint", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_path (args, "path", &a->path, fault)
-            || s_rule (args, false, &a->rule, fault)
-            || s_name (args, "owner", false, &a->owner, fault)
-            || s_name (args, "authority", false, &a->authority, fault)
-            || sf_json_string (args, "checkpoint", false, &a->checkpoint,
-                               fault))
-            return -1;
-        if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+    return 0;
+}
+
+static int
+s_parse_entity_import (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_name (args, "authority", false, &a->authority, fault)
+        || s_entities (args, a, fault))
+        return -1;
+    static const char *fields [] = {"path", "rule", "owner", "checkpoint",
+                                    NULL};
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (a->entities, index, entity)
+    {
+        const char *path = NULL, *rule = NULL, *owner = NULL;
+        const char *checkpoint = NULL;
+        if (!json_is_object (entity))
             return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'checkpoint' exceeds %d bytes",
-                                 S_MAX_CHECKPOINT);
-        if (!a->rule)
-            a->rule = "allow";
-        return 0;
-    }
-    if (strcmp (op, "entity.checkpoint") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "entities", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || s_entities (args, a, fault))
-            return -1;
-        static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
-        size_t index;
-        const json_t *entity;
-        json_array_foreach (a->entities, index, entity)
-        {
-            const char *path = NULL, *checkpoint = NULL;
-            int64_t epoch = 0;
-            if (!json_is_object (entity) || sf_json_only (entity, fields, fault)
-                || s_path (entity, "path", &path, fault)
-                || sf_json_int (entity, "epoch", true, 1, INT64_MAX, &epoch,
-                                fault)
-                || sf_json_string (entity, "checkpoint", true, &checkpoint,
-                                   fault)
-                || strlen (checkpoint) > S_MAX_CHECKPOINT)
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: an object with path, "
-                                     "epoch (>= 1) and checkpoint (a string "
-                                     "of at most %d bytes)",
-                                     index, S_MAX_CHECKPOINT);
+                                 "entities[%zu]: an entity must be an "
+                                 "object with path, rule?, owner?, "
+                                 "checkpoint?",
+                                 index);
+        if (sf_json_only (entity, fields, fault)
+            || s_path (entity, "path", &path, fault)
+            || s_rule (entity, false, &rule, fault)
+            || s_name (entity, "owner", false, &owner, fault)
+            || sf_json_string (entity, "checkpoint", false, &checkpoint,
+                               fault)) {
+            char reason [sizeof fault->message];
+            snprintf (reason, sizeof reason, "%s", fault->message);
+            return sf_fault_set (fault, SF_EINVAL, "entities[%zu]: %s", index,
+                                 reason);
         }
-        return 0;
-    }
-    if (strcmp (op, "entity.import") == 0) {
-        static const char *allowed [] = {"op", "id", "entities", "authority",
-                                         NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "authority", false, &a->authority, fault)
-            || s_entities (args, a, fault))
-            return -1;
-        static const char *fields [] = {"path", "rule", "owner", "checkpoint",
-                                        NULL};
-        size_t index;
-        const json_t *entity;
-        json_array_foreach (a->entities, index, entity)
-        {
-            const char *path = NULL, *rule = NULL, *owner = NULL;
-            const char *checkpoint = NULL;
-            if (!json_is_object (entity))
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: an entity must be an "
-                                     "object with path, rule?, owner?, "
-                                     "checkpoint?",
-                                     index);
-            if (sf_json_only (entity, fields, fault)
-                || s_path (entity, "path", &path, fault)
-                || s_rule (entity, false, &rule, fault)
-                || s_name (entity, "owner", false, &owner, fault)
-                || sf_json_string (entity, "checkpoint", false, &checkpoint,
-                                   fault)) {
-                char reason [sizeof fault->message];
-                snprintf (reason, sizeof reason, "%s", fault->message);
-                return sf_fault_set (fault, SF_EINVAL, "entities[%zu]: %s",
-                                     index, reason);
-            }
-            if (checkpoint && strlen (checkpoint) > S_MAX_CHECKPOINT)
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "entities[%zu]: field 'checkpoint' "
-                                     "exceeds %d bytes",
-                                     index, S_MAX_CHECKPOINT);
-        }
-        return 0;
-    }
-    if (strcmp (op, "entity.get") == 0 || strcmp (op, "entity.delete") == 0) {
-        static const char *allowed [] = {"op", "id", "path", "consistency",
-                                         NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_path (args, "path", &a->path, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "entity.set_rule") == 0) {
-        static const char *allowed [] = {"op", "id", "path", "rule", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || s_path (args, "path", &a->path, fault)
-                       || s_rule (args, true, &a->rule, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "sim.expire") == 0) {
-        static const char *allowed [] = {"op", "id", "sim", "lease_ms", NULL};
-        int64_t lease;
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || sf_json_int (args, "lease_ms", true, 1, INT64_MAX, &lease,
-                            fault))
-            return -1;
-        a->limit = lease;
-        return 0;
-    }
-    if (strcmp (op, "authority.request") == 0) {
-        static const char *allowed [] = {"op",     "id",         "path",  "sim",
-                                         "player", "timeout_ms", "paths", NULL};
-        a->timeout_ms = S_ASK_TIMEOUT_MS;
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || s_name (args, "player", false, &a->player, fault))
-            return -1;
-        if (!json_object_get (args, "paths"))
-            return s_path (args, "path", &a->path, fault)
-                           || sf_json_int (args, "timeout_ms", false, 1, 60000,
-                                           &a->timeout_ms, fault)
-                       ? -1
-                       : 0;
-        //  The batch form never asks, so it has no ask timeout.
-        if (json_object_get (args, "path")
-            || json_object_get (args, "timeout_ms"))
+        if (checkpoint && strlen (checkpoint) > S_MAX_CHECKPOINT)
             return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'paths' goes without 'path' and "
-                                 "'timeout_ms'");
-        a->paths = json_object_get (args, "paths");
-        size_t count = json_array_size (a->paths);
-        if (!json_is_array (a->paths) || count < 1
-            || count > HS_FSM_MAX_REQUESTS)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'paths' must be an array of 1..%d "
-                                 "paths",
-                                 HS_FSM_MAX_REQUESTS);
-        size_t index;
-        const json_t *path;
-        json_array_foreach (a->paths, index, path)
-        {
-            const char *text = json_string_value (path);
-            if (!text || !sf_name_path_valid (text, strlen (text)))
-                return sf_fault_set (fault, SF_EINVAL,
-                                     "paths[%zu] must be a path like "
-                                     "/world/room1/cube",
-                                     index);
-        }
-        return 0;
+                                 "entities[%zu]: field 'checkpoint' "
+                                 "exceeds %d bytes",
+                                 index, S_MAX_CHECKPOINT);
     }
-    if (strcmp (op, "authority.answer") == 0) {
-        static const char *allowed [] = {"op",  "id",      "transfer",
-                                         "sim", "approve", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
-                                       &a->transfer, fault)
-                       || s_name (args, "sim", true, &a->sim, fault)
-                       || sf_json_bool (args, "approve", true, &a->approve,
-                                        fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "authority.expire") == 0) {
-        static const char *allowed [] = {"op", "id", "transfer", NULL};
-        return sf_json_only (args, allowed, fault)
-                       || sf_json_int (args, "transfer", true, 1, INT64_MAX,
-                                       &a->transfer, fault)
-                   ? -1
-                   : 0;
-    }
-    if (strcmp (op, "authority.release") == 0) {
-        static const char *allowed [] = {"op",  "id",         "path",
-                                         "sim", "checkpoint", NULL};
-        if (sf_json_only (args, allowed, fault)
-            || s_path (args, "path", &a->path, fault)
-            || s_name (args, "sim", true, &a->sim, fault)
-            || sf_json_string (args, "checkpoint", false, &a->checkpoint,
-                               fault))
-            return -1;
-        if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'checkpoint' exceeds %d bytes",
-                                 S_MAX_CHECKPOINT);
-        return 0;
-    }
-    if (strcmp (op, "entity.list") == 0) {
-        static const char *allowed [] = {"op",        "id",    "prefix",
-                                         "after",     "limit", "consistency",
-                                         "authority", NULL};
-        a->prefix = "/";
-        a->limit = 100;
-        if (sf_json_only (args, allowed, fault)
-            || s_name (args, "authority", false, &a->authority, fault)
-            || sf_json_string (args, "prefix", false, &a->prefix, fault)
-            || sf_json_string (args, "after", false, &a->after, fault)
-            || sf_json_int (args, "limit", false, 1, S_MAX_LIST, &a->limit,
-                            fault))
-            return -1;
-        if (a->prefix [0] != '/' || strlen (a->prefix) > 256)
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "field 'prefix' must start with '/'");
-        return 0;
-    }
-    return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'", op);
+    return 0;
 }
 
-// clang-format off
-static const char *s_writes [] = {
-    "cluster.add", "player.register", "sim.register", "sim.heartbeat",
-    "entity.create", "entity.import", "entity.checkpoint", "entity.delete",
-    "entity.set_rule",
-    "authority.request", "authority.release", "sim.expire",
-    "authority.answer", "authority.expire", NULL};
-// clang-format on
-static const char *s_reads [] = {"player.key", "sim.list", "entity.get",
-                                 "entity.list", NULL};
-
-static bool
-s_listed (const char *const *list, const char *op)
+static int
+s_parse_path (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    for (; *list; list++)
-        if (strcmp (*list, op) == 0)
-            return true;
-    return false;
+    return s_path (args, "path", &a->path, fault);
 }
 
-bool
-hs_fsm_is_write (const char *op)
+static int
+s_parse_entity_set_rule (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    return s_listed (s_writes, op);
+    return s_path (args, "path", &a->path, fault)
+                   || s_rule (args, true, &a->rule, fault)
+               ? -1
+               : 0;
 }
 
-bool
-hs_fsm_is_read (const char *op)
+static int
+s_parse_sim_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    return s_listed (s_reads, op);
+    int64_t lease;
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || sf_json_int (args, "lease_ms", true, 1, INT64_MAX, &lease, fault))
+        return -1;
+    a->limit = lease;
+    return 0;
 }
 
-int
-hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
+static int
+s_parse_authority_request (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    s_args_t parsed;
-    return s_parse (op, args, &parsed, fault);
+    a->timeout_ms = S_ASK_TIMEOUT_MS;
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || s_name (args, "player", false, &a->player, fault))
+        return -1;
+    if (!json_object_get (args, "paths"))
+        return s_path (args, "path", &a->path, fault)
+                       || sf_json_int (args, "timeout_ms", false, 1, 60000,
+                                       &a->timeout_ms, fault)
+                   ? -1
+                   : 0;
+    //  The batch form never asks, so it has no ask timeout.
+    if (json_object_get (args, "path") || json_object_get (args, "timeout_ms"))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' goes without 'path' and "
+                             "'timeout_ms'");
+    a->paths = json_object_get (args, "paths");
+    size_t count = json_array_size (a->paths);
+    if (!json_is_array (a->paths) || count < 1 || count > HS_FSM_MAX_REQUESTS)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' must be an array of 1..%d "
+                             "paths",
+                             HS_FSM_MAX_REQUESTS);
+    size_t index;
+    const json_t *path;
+    json_array_foreach (a->paths, index, path)
+    {
+        const char *text = json_string_value (path);
+        if (!text || !sf_name_path_valid (text, strlen (text)))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "paths[%zu] must be a path like "
+                                 "/world/room1/cube",
+                                 index);
+    }
+    return 0;
+}
+
+static int
+s_parse_authority_answer (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "transfer", true, 1, INT64_MAX, &a->transfer,
+                        fault)
+                   || s_name (args, "sim", true, &a->sim, fault)
+                   || sf_json_bool (args, "approve", true, &a->approve, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_authority_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return sf_json_int (args, "transfer", true, 1, INT64_MAX, &a->transfer,
+                        fault);
+}
+
+static int
+s_parse_authority_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (s_path (args, "path", &a->path, fault)
+        || s_name (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault))
+        return -1;
+    if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'checkpoint' exceeds %d bytes",
+                             S_MAX_CHECKPOINT);
+    return 0;
+}
+
+static int
+s_parse_entity_list (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->prefix = "/";
+    a->limit = 100;
+    if (s_name (args, "authority", false, &a->authority, fault)
+        || sf_json_string (args, "prefix", false, &a->prefix, fault)
+        || sf_json_string (args, "after", false, &a->after, fault)
+        || sf_json_int (args, "limit", false, 1, S_MAX_LIST, &a->limit, fault))
+        return -1;
+    if (a->prefix [0] != '/' || strlen (a->prefix) > 256)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'prefix' must start with '/'");
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
 //  SQL helpers
 
+//  Finalize every statement in STMTS and close DB; either may be empty.
 static void
-s_cache_clear (hs_fsm_t *self)
+s_close (sqlite3 *db, sqlite3_stmt **stmts)
 {
-    for (int at = 0; at < S_CACHE; at++) {
-        sqlite3_finalize (self->cache [at].stmt);
-        self->cache [at].stmt = NULL;
-        self->cache [at].sql = NULL;
+    for (int id = 0; id < S_STMT_COUNT; id++) {
+        sqlite3_finalize (stmts [id]);
+        stmts [id] = NULL;
     }
+    sqlite3_close (db);
 }
 
-//  The statement for SQL (a string literal), with the texts in VALUES
-//  bound (NULL entries bind NULL). Give it back with s_done.
-static sqlite3_stmt *
-s_prepare (hs_fsm_t *self, const char *sql, int count, const char **values)
+//  Open an in-memory database into *DB_P holding IMAGE (SIZE bytes, lent),
+//  or the empty schema if IMAGE is NULL, and prepare every statement of
+//  S_STMT_MAP on it into STMTS. Returns 0, or -1 with FAULT and nothing
+//  left open.
+static int
+s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
+        sf_fault_t *fault)
 {
-    int slot = 0;
-    while (slot < S_CACHE && self->cache [slot].sql
-           && self->cache [slot].sql != sql)
-        slot++;
-    sqlite3_stmt *stmt = slot < S_CACHE ? self->cache [slot].stmt : NULL;
-    if (!stmt) {
-        if (sqlite3_prepare_v3 (self->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-                                &stmt, NULL)
-            != SQLITE_OK) {
-            sf_log_error ("hs_fsm: %s: %s", sql, sqlite3_errmsg (self->db));
-            return NULL;
-        }
-        if (slot < S_CACHE) {
-            self->cache [slot].sql = sql;
-            self->cache [slot].stmt = stmt;
-        }
+    sqlite3 *db = NULL;
+    memset (stmts, 0, S_STMT_COUNT * sizeof (sqlite3_stmt *));
+    if (sqlite3_open_v2 (":memory:", &db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                             | SQLITE_OPEN_NOMUTEX,
+                         NULL)
+        != SQLITE_OK)
+        goto failed;
+    if (image) {
+        unsigned char *copy = (unsigned char *) sqlite3_malloc64 (size);
+        if (!copy)
+            goto failed;
+        memcpy (copy, image, size);
+        //  SQLite owns COPY from here, and frees it even on failure.
+        if (sqlite3_deserialize (
+                db, "main", copy, (sqlite3_int64) size, (sqlite3_int64) size,
+                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
+            != SQLITE_OK)
+            goto failed;
     }
+    else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
+        goto failed;
+    for (int id = 0; id < S_STMT_COUNT; id++)
+        if (sqlite3_prepare_v3 (db, s_stmt_sql [id], -1,
+                                SQLITE_PREPARE_PERSISTENT, &stmts [id], NULL)
+            != SQLITE_OK)
+            goto failed;
+    *db_p = db;
+    return 0;
+
+failed:
+    sf_fault_set (fault, SF_ESTORE, "state machine: %s",
+                  db ? sqlite3_errmsg (db) : "out of memory");
+    s_close (db, stmts);
+    return -1;
+}
+
+//  Statement ID, ready to bind (s_bind_text, s_bind_int) and step. Give
+//  it back with s_done.
+static sqlite3_stmt *
+s_stmt (hs_fsm_t *self, s_stmt_id_t id)
+{
+    sqlite3_stmt *stmt = self->stmts [id];
+    //  Every statement was prepared when the database opened.
+    assert (stmt);
+    sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
-    for (int index = 0; index < count; index++)
-        if (values [index])
-            sqlite3_bind_text (stmt, index + 1, values [index], -1,
-                               SQLITE_TRANSIENT);
     return stmt;
 }
 
-//  Done with STMT from s_prepare: reset it for its next use.
+//  Bind VALUE (copied; NULL binds NULL) to parameter INDEX of STMT.
 static void
-s_done (hs_fsm_t *self, sqlite3_stmt *stmt)
+s_bind_text (sqlite3_stmt *stmt, int index, const char *value)
 {
-    if (!stmt)
-        return;
-    for (int at = 0; at < S_CACHE; at++)
-        if (self->cache [at].stmt == stmt) {
-            sqlite3_reset (stmt);
-            return;
-        }
-    sqlite3_finalize (stmt);  //  the cache was full
+    sqlite3_bind_text (stmt, index, value, -1, SQLITE_TRANSIENT);
 }
 
-//  Run SQL, a statement without parameters or rows, prepared once.
+//  Bind the integer VALUE to parameter INDEX of STMT.
 static void
-s_exec_sql (hs_fsm_t *self, const char *sql)
+s_bind_int (sqlite3_stmt *stmt, int index, int64_t value)
 {
-    sqlite3_stmt *stmt = s_prepare (self, sql, 0, NULL);
-    if (stmt)
-        sqlite3_step (stmt);
-    s_done (self, stmt);
+    sqlite3_bind_int64 (stmt, index, (sqlite3_int64) value);
+}
+
+//  Done with STMT from s_stmt: end its run, so it holds nothing open.
+static void
+s_done (sqlite3_stmt *stmt)
+{
+    sqlite3_reset (stmt);
+}
+
+//  Run statement ID, one without parameters or rows (BEGIN, COMMIT, ...).
+static void
+s_run (hs_fsm_t *self, s_stmt_id_t id)
+{
+    sqlite3_stmt *stmt = s_stmt (self, id);
+    sqlite3_step (stmt);
+    s_done (stmt);
 }
 
 static const char *
@@ -557,15 +635,17 @@ s_text_or_null (sqlite3_stmt *stmt, int column)
     return text ? json_string (text) : json_null ();
 }
 
-//  Text of a single-value query, copied (caller frees), or NULL.
+//  Column 0 of the first row of statement ID with KEY bound to ?1, as
+//  text copied (caller frees), or NULL if no row or a NULL value.
 static char *
-s_lookup (hs_fsm_t *self, const char *sql, const char *key)
+s_lookup (hs_fsm_t *self, s_stmt_id_t id, const char *key)
 {
-    sqlite3_stmt *stmt = s_prepare (self, sql, 1, &key);
+    sqlite3_stmt *stmt = s_stmt (self, id);
+    s_bind_text (stmt, 1, key);
     char *value = NULL;
-    if (stmt && sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 0))
+    if (sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 0))
         value = strdup (s_column (stmt, 0));
-    s_done (self, stmt);
+    s_done (stmt);
     return value;
 }
 
@@ -599,33 +679,29 @@ s_entity_json (sqlite3_stmt *stmt)
         sqlite3_column_int64 (stmt, 9), s_column (stmt, 6));
 }
 
-#define S_ENTITY_COLUMNS                                                    \
-    "path, owner, authority, master, rule, epoch, checkpoint, created_ms, " \
-    "updated_ms, revision"
-
 static json_t *
 s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
 {
-    sqlite3_stmt *stmt = s_prepare (
-        self, "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE path = ?", 1,
-        &path);
+    sqlite3_stmt *stmt = s_stmt (self, S_ENTITY_GET);
+    s_bind_text (stmt, 1, path);
     json_t *entity = NULL;
-    if (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+    if (sqlite3_step (stmt) == SQLITE_ROW)
         entity = s_entity_json (stmt);
     else
         sf_fault_set (fault, SF_ENOTFOUND, "no entity at '%s'", path);
-    s_done (self, stmt);
+    s_done (stmt);
     return entity;
 }
 
+//  Step STMT (bound) to its end. Returns 0, or -1 with FAULT.
 static int
 s_exec_stmt (hs_fsm_t *self, sqlite3_stmt *stmt, sf_fault_t *fault)
 {
-    int rc = stmt && sqlite3_step (stmt) == SQLITE_DONE ? 0 : -1;
+    int rc = sqlite3_step (stmt) == SQLITE_DONE ? 0 : -1;
     if (rc)
         sf_fault_set (fault, SF_ESTORE, "state machine: %s",
                       sqlite3_errmsg (self->db));
-    s_done (self, stmt);
+    s_done (stmt);
     return rc;
 }
 
@@ -642,30 +718,21 @@ typedef struct {
     bool would_ask;  //  a batch item refused because its rule asks
 } s_apply_t;
 
-//  A command's time and log index as SQL text: every change records them
-//  (updated_ms, revision).
-typedef struct {
-    char ms [24];
-    char revision [24];
-} s_stamp_t;
-
+//  Bind the command's time and log index, which every change records
+//  (updated_ms, revision), to parameters MS and REVISION of STMT.
 static void
-s_stamp (const s_apply_t *ctx, s_stamp_t *stamp)
+s_bind_stamp (const s_apply_t *ctx, sqlite3_stmt *stmt, int ms, int revision)
 {
-    snprintf (stamp->ms, sizeof stamp->ms, "%llu",
-              (unsigned long long) ctx->cmd->time_ms);
-    snprintf (stamp->revision, sizeof stamp->revision, "%llu",
-              (unsigned long long) ctx->index);
+    s_bind_int (stmt, ms, (int64_t) ctx->cmd->time_ms);
+    s_bind_int (stmt, revision, (int64_t) ctx->index);
 }
 
-//  Register (or re-key) a player or sim named NAME in TABLE.
+//  Register (or re-key) player NAME, or sim NAME if SIM.
 static json_t *
-s_register (s_apply_t *ctx, const char *table, const char *name)
+s_register (s_apply_t *ctx, bool sim, const char *name)
 {
     const char *key = ctx->a->key ? ctx->a->key : ctx->principal;
-    char sql [160];
-    snprintf (sql, sizeof sql, "SELECT key FROM %s WHERE id = ?", table);
-    char *current = s_lookup (ctx->self, sql, name);
+    char *current = s_lookup (ctx->self, sim ? S_SIM_KEY : S_PLAYER_KEY, name);
     //  Anyone may register their own key; re-keying takes the current key
     //  or an admin.
     bool allowed = ctx->cmd->admin
@@ -676,33 +743,26 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
         sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
                       "%s '%s' is registered to another key, or the key "
                       "given is not the caller's",
-                      strcmp (table, "sims") == 0 ? "sim" : "player", name);
+                      sim ? "sim" : "player", name);
         return NULL;
     }
-    char ms [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
     sqlite3_stmt *stmt;
-    if (strcmp (table, "players") == 0) {
-        const char *values [] = {name, key, ms};
-        stmt = s_prepare (ctx->self,
-                          "INSERT INTO players (id, key, registered_ms) "
-                          "VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE "
-                          "SET key = ?2",
-                          3, values);
+    if (!sim) {
+        stmt = s_stmt (ctx->self, S_PLAYER_PUT);
+        s_bind_text (stmt, 1, name);
+        s_bind_text (stmt, 2, key);
+        s_bind_int (stmt, 3, (int64_t) ctx->cmd->time_ms);
         if (s_exec_stmt (ctx->self, stmt, ctx->fault))
             return NULL;
         return json_pack ("{s:s,s:s}", "player", name, "key", key);
     }
-    const char *values [] = {name,          key, ctx->a->handoff,
-                             ctx->a->state, ms,  ctx->a->api};
-    stmt =
-        s_prepare (ctx->self,
-                   "INSERT INTO sims (id, key, handoff, state, "
-                   "registered_ms, heartbeat_ms, api) VALUES (?1, ?2, ?3, "
-                   "?4, ?5, ?5, ?6) ON CONFLICT (id) DO UPDATE SET key = ?2, "
-                   "handoff = ?3, state = ?4, heartbeat_ms = ?5, "
-                   "registered_ms = ?5, api = ?6",
-                   6, values);
+    stmt = s_stmt (ctx->self, S_SIM_PUT);
+    s_bind_text (stmt, 1, name);
+    s_bind_text (stmt, 2, key);
+    s_bind_text (stmt, 3, ctx->a->handoff);
+    s_bind_text (stmt, 4, ctx->a->state);
+    s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
+    s_bind_text (stmt, 6, ctx->a->api);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack (
@@ -717,20 +777,12 @@ s_register (s_apply_t *ctx, const char *table, const char *name)
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "cluster.add needs an administrator key");
-        return NULL;
-    }
-    char raft_id [24];
-    snprintf (raft_id, sizeof raft_id, "%lld", (long long) ctx->a->raft_id);
-    const char *values [] = {ctx->a->name, raft_id, ctx->a->raft, ctx->a->api,
-                             ctx->a->key};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "INSERT OR REPLACE INTO members (name, raft_id, raft, api, key) "
-        "VALUES (?1, ?2, ?3, ?4, ?5)",
-        5, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_PUT);
+    s_bind_text (stmt, 1, ctx->a->name);
+    s_bind_int (stmt, 2, ctx->a->raft_id);
+    s_bind_text (stmt, 3, ctx->a->raft);
+    s_bind_text (stmt, 4, ctx->a->api);
+    s_bind_text (stmt, 5, ctx->a->key);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", ctx->a->name, "raft_id",
@@ -742,29 +794,13 @@ s_member_add (s_apply_t *ctx)
 static json_t *
 s_heartbeat (s_apply_t *ctx)
 {
-    char *current =
-        s_lookup (ctx->self, "SELECT key FROM sims WHERE id = ?", ctx->a->sim);
-    if (!current) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
-        return NULL;
-    }
-    bool allowed = ctx->cmd->admin || strcmp (current, ctx->principal) == 0;
-    free (current);
-    if (!allowed) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "a sim may send heartbeats only for itself");
-        return NULL;
-    }
-    char ms [24];
-    snprintf (ms, sizeof ms, "%llu", (unsigned long long) ctx->cmd->time_ms);
     char *load = ctx->a->load
                      ? json_dumps (ctx->a->load, JSON_COMPACT | JSON_SORT_KEYS)
                      : NULL;
-    const char *values [] = {ctx->a->sim, ms, load};
-    sqlite3_stmt *stmt = s_prepare (ctx->self,
-                                    "UPDATE sims SET heartbeat_ms = ?2, "
-                                    "load = coalesce (?3, load) WHERE id = ?1",
-                                    3, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_SIM_BEAT);
+    s_bind_text (stmt, 1, ctx->a->sim);
+    s_bind_int (stmt, 2, (int64_t) ctx->cmd->time_ms);
+    s_bind_text (stmt, 3, load);
     free (load);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
@@ -782,28 +818,25 @@ s_imported_already (s_apply_t *ctx)
 {
     const char *first = json_string_value (
         json_object_get (json_array_get (ctx->a->entities, 0), "path"));
-    char *exists =
-        s_lookup (ctx->self, "SELECT path FROM entities WHERE path = ?", first);
+    char *exists = s_lookup (ctx->self, S_ENTITY_MASTER, first);
     if (!exists)
         return false;
     free (exists);
-    const char *epoch = ctx->a->authority ? "1" : "0";
     size_t index;
     const json_t *entity;
     json_array_foreach (ctx->a->entities, index, entity)
     {
-        const char *values [] = {
-            json_string_value (json_object_get (entity, "path")),
-            ctx->a->authority, ctx->principal,
-            json_string_value (json_object_get (entity, "checkpoint")), epoch};
-        sqlite3_stmt *stmt = s_prepare (
-            ctx->self,
-            "SELECT 1 FROM entities WHERE path = ?1 AND authority IS ?2 AND "
-            "master = ?3 AND checkpoint IS ?4 AND epoch = CAST (?5 AS "
-            "INTEGER)",
-            5, values);
-        bool same = stmt && sqlite3_step (stmt) == SQLITE_ROW;
-        s_done (ctx->self, stmt);
+        sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_IMPORTED);
+        s_bind_text (stmt, 1,
+                     json_string_value (json_object_get (entity, "path")));
+        s_bind_text (stmt, 2, ctx->a->authority);
+        s_bind_text (stmt, 3, ctx->principal);
+        s_bind_text (
+            stmt, 4,
+            json_string_value (json_object_get (entity, "checkpoint")));
+        s_bind_int (stmt, 5, ctx->a->authority ? 1 : 0);
+        bool same = sqlite3_step (stmt) == SQLITE_ROW;
+        s_done (stmt);
         if (!same)
             return false;
     }
@@ -846,7 +879,6 @@ s_entity_import (s_apply_t *ctx)
         (json_int_t) (ctx->a->authority ? 1 : 0), "again", again);
 }
 
-static int s_acts_for_sim (s_apply_t *ctx, const char *name);
 
 //  entity.checkpoint: SIM saves the current state of entities it is the
 //  authority of, each at the epoch it holds it at: a former authority's
@@ -855,33 +887,22 @@ static int s_acts_for_sim (s_apply_t *ctx, const char *name);
 static json_t *
 s_entity_checkpoint (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
     json_int_t saved = 0;
     json_t *stale = json_array ();
     size_t index;
     const json_t *entity;
     json_array_foreach (ctx->a->entities, index, entity)
     {
-        char epoch [24];
-        snprintf (
-            epoch, sizeof epoch, "%lld",
-            (long long) json_integer_value (json_object_get (entity, "epoch")));
-        const char *values [] = {
-            json_string_value (json_object_get (entity, "path")),
-            json_string_value (json_object_get (entity, "checkpoint")),
-            ctx->a->sim,
-            epoch,
-            stamp.ms,
-            stamp.revision};
-        sqlite3_stmt *stmt = s_prepare (
-            ctx->self,
-            "UPDATE entities SET checkpoint = ?2, updated_ms = ?5, "
-            "revision = ?6 WHERE path = ?1 AND authority = ?3 AND epoch = "
-            "CAST (?4 AS INTEGER)",
-            6, values);
+        const char *path = json_string_value (json_object_get (entity, "path"));
+        sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_CHECKPOINT);
+        s_bind_text (stmt, 1, path);
+        s_bind_text (
+            stmt, 2,
+            json_string_value (json_object_get (entity, "checkpoint")));
+        s_bind_text (stmt, 3, ctx->a->sim);
+        s_bind_int (stmt, 4,
+                    json_integer_value (json_object_get (entity, "epoch")));
+        s_bind_stamp (ctx, stmt, 5, 6);
         if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
             json_decref (stale);
             return NULL;
@@ -889,7 +910,7 @@ s_entity_checkpoint (s_apply_t *ctx)
         if (sqlite3_changes (ctx->self->db) == 1)
             saved++;
         else
-            json_array_append_new (stale, json_string (values [0]));
+            json_array_append_new (stale, json_string (path));
     }
     return json_pack ("{s:s,s:I,s:o}", "sim", ctx->a->sim, "saved", saved,
                       "stale", stale);
@@ -916,8 +937,7 @@ s_entity_insert (s_apply_t *ctx)
 {
     const s_args_t *a = ctx->a;
     if (a->owner) {
-        char *found = s_lookup (
-            ctx->self, "SELECT id FROM players WHERE id = ?", a->owner);
+        char *found = s_lookup (ctx->self, S_PLAYER_KEY, a->owner);
         if (!found) {
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'", a->owner);
             return -1;
@@ -925,8 +945,7 @@ s_entity_insert (s_apply_t *ctx)
         free (found);
     }
     if (a->authority) {
-        char *key = s_lookup (ctx->self, "SELECT key FROM sims WHERE id = ?",
-                              a->authority);
+        char *key = s_lookup (ctx->self, S_SIM_KEY, a->authority);
         if (!key) {
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'",
                           a->authority);
@@ -934,18 +953,16 @@ s_entity_insert (s_apply_t *ctx)
         }
         free (key);
     }
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_INSERT);
+    s_bind_text (stmt, 1, a->path);
+    s_bind_text (stmt, 2, a->owner);
+    s_bind_text (stmt, 3, a->authority);
+    s_bind_text (stmt, 4, ctx->principal);
+    s_bind_text (stmt, 5, a->rule);
     //  An entity with an authority starts at epoch 1; orphans at 0.
-    const char *epoch = a->authority ? "1" : "0";
-    const char *values [] = {a->path,        a->owner, a->authority,
-                             ctx->principal, a->rule,  epoch,
-                             a->checkpoint,  stamp.ms, stamp.revision};
-    sqlite3_stmt *stmt = s_prepare (ctx->self,
-                                    "INSERT INTO entities (" S_ENTITY_COLUMNS
-                                    ") VALUES (?1, ?2, ?3, ?4, "
-                                    "?5, ?6, ?7, ?8, ?8, ?9)",
-                                    9, values);
+    s_bind_int (stmt, 6, a->authority ? 1 : 0);
+    s_bind_text (stmt, 7, a->checkpoint);
+    s_bind_stamp (ctx, stmt, 8, 9);
     //  The primary key refuses a second entity at a path: no lookup first.
     int rc = s_exec_stmt (ctx->self, stmt, ctx->fault);
     if (rc
@@ -956,43 +973,32 @@ s_entity_insert (s_apply_t *ctx)
     return rc;
 }
 
-//  Load the entity at PATH and check that the caller is its master (or an
-//  admin). Returns its master key (caller frees) or NULL with FAULT.
-static char *
-s_master_check (s_apply_t *ctx, const char *what)
+//  The principal is the master of the entity at the command's path, or
+//  an administrator. Returns 0, or -1 with FAULT (not_found,
+//  unauthorized).
+static int
+s_is_master (s_apply_t *ctx, const char *op)
 {
-    char *master = s_lookup (
-        ctx->self, "SELECT master FROM entities WHERE path = ?", ctx->a->path);
-    if (!master) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
-                      ctx->a->path);
-        return NULL;
-    }
-    if (!ctx->cmd->admin && strcmp (master, ctx->principal) != 0) {
-        free (master);
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "only the master of '%s' may %s", ctx->a->path, what);
-        return NULL;
-    }
-    return master;
+    char *master = s_lookup (ctx->self, S_ENTITY_MASTER, ctx->a->path);
+    if (!master)
+        return sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
+                             ctx->a->path);
+    bool allowed = ctx->cmd->admin || strcmp (master, ctx->principal) == 0;
+    free (master);
+    if (!allowed)
+        return sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                             "only the master of '%s' may call %s",
+                             ctx->a->path, op);
+    return 0;
 }
 
 static json_t *
 s_entity_set_rule (s_apply_t *ctx)
 {
-    char *master = s_master_check (ctx, "change its rule");
-    if (!master)
-        return NULL;
-    free (master);
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
-    const char *values [] = {ctx->a->path, ctx->a->rule, stamp.ms,
-                             stamp.revision};
-    sqlite3_stmt *stmt = s_prepare (ctx->self,
-                                    "UPDATE entities SET rule = ?2, "
-                                    "updated_ms = ?3, revision = ?4 "
-                                    "WHERE path = ?1",
-                                    4, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_SET_RULE);
+    s_bind_text (stmt, 1, ctx->a->path);
+    s_bind_text (stmt, 2, ctx->a->rule);
+    s_bind_stamp (ctx, stmt, 3, 4);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
@@ -1001,13 +1007,8 @@ s_entity_set_rule (s_apply_t *ctx)
 static json_t *
 s_entity_delete (s_apply_t *ctx)
 {
-    char *master = s_master_check (ctx, "delete it");
-    if (!master)
-        return NULL;
-    free (master);
-    const char *values [] = {ctx->a->path};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self, "DELETE FROM entities WHERE path = ?1", 1, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_DELETE);
+    s_bind_text (stmt, 1, ctx->a->path);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack ("{s:s,s:b}", "path", ctx->a->path, "deleted", 1);
@@ -1018,7 +1019,7 @@ s_entity_delete (s_apply_t *ctx)
 static int
 s_acts_for_sim (s_apply_t *ctx, const char *name)
 {
-    char *key = s_lookup (ctx->self, "SELECT key FROM sims WHERE id = ?", name);
+    char *key = s_lookup (ctx->self, S_SIM_KEY, name);
     if (!key)
         return sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", name);
     bool allowed = ctx->cmd->admin || strcmp (key, ctx->principal) == 0;
@@ -1031,41 +1032,32 @@ s_acts_for_sim (s_apply_t *ctx, const char *name)
     return 0;
 }
 
-//  The ask rule: record a transfer for the current authority FROM to
-//  answer before its deadline. The result says it is pending.
+//  The ask rule: record a transfer of PATH, at EPOCH, for the current
+//  authority FROM to answer before its deadline. The result says it is
+//  pending.
 static json_t *
-s_ask (s_apply_t *ctx, const char *from)
+s_ask (s_apply_t *ctx, const char *path, const char *from, int64_t epoch)
 {
-    char id [24], epoch_text [24], created [24], deadline [24];
-    snprintf (id, sizeof id, "%llu", (unsigned long long) ctx->index);
-    char *epoch = s_lookup (
-        ctx->self, "SELECT epoch FROM entities WHERE path = ?", ctx->a->path);
-    snprintf (epoch_text, sizeof epoch_text, "%s", epoch ? epoch : "0");
-    free (epoch);
-    snprintf (created, sizeof created, "%llu",
-              (unsigned long long) ctx->cmd->time_ms);
-    snprintf (deadline, sizeof deadline, "%llu",
-              (unsigned long long) (ctx->cmd->time_ms
-                                    + (uint64_t) ctx->a->timeout_ms));
-    const char *values [] = {id,          ctx->a->path,   from,
-                             ctx->a->sim, ctx->a->player, epoch_text,
-                             created,     deadline};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "INSERT INTO transfers (id, path, from_sim, to_sim, player, epoch, "
-        "created_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        8, values);
+    uint64_t deadline = ctx->cmd->time_ms + (uint64_t) ctx->a->timeout_ms;
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_TRANSFER_INSERT);
+    s_bind_int (stmt, 1, (int64_t) ctx->index);
+    s_bind_text (stmt, 2, path);
+    s_bind_text (stmt, 3, from);
+    s_bind_text (stmt, 4, ctx->a->sim);
+    s_bind_text (stmt, 5, ctx->a->player);
+    s_bind_int (stmt, 6, epoch);
+    s_bind_int (stmt, 7, (int64_t) ctx->cmd->time_ms);
+    s_bind_int (stmt, 8, (int64_t) deadline);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
-    json_t *result = s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+    json_t *result = s_entity_get (ctx->self, path, ctx->fault);
     if (result) {
         json_object_set_new (result, "pending", json_true ());
         json_object_set_new (result, "transfer",
                              json_integer ((json_int_t) ctx->index));
         json_object_set_new (result, "to", json_string (ctx->a->sim));
-        json_object_set_new (
-            result, "deadline_ms",
-            json_integer ((json_int_t) strtoll (deadline, NULL, 10)));
+        json_object_set_new (result, "deadline_ms",
+                             json_integer ((json_int_t) deadline));
     }
     return result;
 }
@@ -1075,15 +1067,11 @@ s_ask (s_apply_t *ctx, const char *from)
 static int
 s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
 {
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
-    const char *values [] = {path, sim, stamp.ms, stamp.revision, player};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "UPDATE entities SET authority = ?2, epoch = epoch + 1, "
-        "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "
-        "WHERE path = ?1",
-        5, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_GRANT);
+    s_bind_text (stmt, 1, path);
+    s_bind_text (stmt, 2, sim);
+    s_bind_stamp (ctx, stmt, 3, 4);
+    s_bind_text (stmt, 5, player);
     return s_exec_stmt (ctx->self, stmt, ctx->fault);
 }
 
@@ -1101,20 +1089,13 @@ s_transfer_refused (const char *path, int64_t transfer, const char *reason)
 static json_t *
 s_authority_answer (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
-    char id [24];
-    snprintf (id, sizeof id, "%lld", (long long) ctx->a->transfer);
-    const char *values [] = {id};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "SELECT transfers.path, from_sim, to_sim, player, transfers.epoch, "
-        "deadline_ms, entities.epoch, entities.authority FROM transfers "
-        "LEFT JOIN entities ON entities.path = transfers.path WHERE id = ?1",
-        1, values);
-    if (!stmt || sqlite3_step (stmt) != SQLITE_ROW) {
-        s_done (ctx->self, stmt);
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %s", id);
+    int64_t id = ctx->a->transfer;
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_TRANSFER_GET);
+    s_bind_int (stmt, 1, id);
+    if (sqlite3_step (stmt) != SQLITE_ROW) {
+        s_done (stmt);
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %" PRId64,
+                      id);
         return NULL;
     }
     char *path = strdup (s_column (stmt, 0));
@@ -1126,16 +1107,16 @@ s_authority_answer (s_apply_t *ctx)
     int64_t epoch = sqlite3_column_int64 (stmt, 6);
     bool still_from =
         s_column (stmt, 7) && from && strcmp (s_column (stmt, 7), from) == 0;
-    s_done (ctx->self, stmt);
+    s_done (stmt);
     json_t *result = NULL;
     if (!from || strcmp (from, ctx->a->sim) != 0)
         sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
                       "only sim '%s', the authority asked, answers transfer "
-                      "%s",
+                      "%" PRId64,
                       from ? from : "(none)", id);
     else {
-        sqlite3_stmt *drop = s_prepare (
-            ctx->self, "DELETE FROM transfers WHERE id = ?1", 1, values);
+        sqlite3_stmt *drop = s_stmt (ctx->self, S_TRANSFER_DELETE);
+        s_bind_int (drop, 1, id);
         if (s_exec_stmt (ctx->self, drop, ctx->fault))
             goto done;
         if (ctx->cmd->time_ms > deadline)
@@ -1167,32 +1148,30 @@ done:
 static json_t *
 s_authority_expire (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "authority.expire is the ring's own command");
-        return NULL;
+    int64_t id = ctx->a->transfer;
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_TRANSFER_DEADLINE);
+    s_bind_int (stmt, 1, id);
+    char *path = NULL;
+    uint64_t deadline = 0;
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        path = strdup (s_column (stmt, 0));
+        deadline = (uint64_t) sqlite3_column_int64 (stmt, 1);
     }
-    char id [24];
-    snprintf (id, sizeof id, "%lld", (long long) ctx->a->transfer);
-    char *path =
-        s_lookup (ctx->self, "SELECT path FROM transfers WHERE id = ?", id);
-    char *deadline = s_lookup (
-        ctx->self, "SELECT deadline_ms FROM transfers WHERE id = ?", id);
+    s_done (stmt);
     json_t *result = NULL;
     if (!path)
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %s", id);
-    else if (strtoull (deadline, NULL, 10) >= ctx->cmd->time_ms)
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no pending transfer %" PRId64,
+                      id);
+    else if (deadline >= ctx->cmd->time_ms)
         sf_fault_set (ctx->fault, SF_ECONFLICT,
-                      "transfer %s is still within its deadline", id);
+                      "transfer %" PRId64 " is still within its deadline", id);
     else {
-        const char *values [] = {id};
-        sqlite3_stmt *drop = s_prepare (
-            ctx->self, "DELETE FROM transfers WHERE id = ?1", 1, values);
+        sqlite3_stmt *drop = s_stmt (ctx->self, S_TRANSFER_DELETE);
+        s_bind_int (drop, 1, id);
         if (s_exec_stmt (ctx->self, drop, ctx->fault) == 0)
-            result = s_transfer_refused (path, ctx->a->transfer, "timeout");
+            result = s_transfer_refused (path, id, "timeout");
     }
     free (path);
-    free (deadline);
     return result;
 }
 
@@ -1201,16 +1180,11 @@ hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms)
 {
     zlist_t *ids = zlist_new ();
     zlist_autofree (ids);
-    char now [24];
-    snprintf (now, sizeof now, "%llu", (unsigned long long) now_ms);
-    const char *values [] = {now};
-    sqlite3_stmt *stmt = s_prepare (
-        self,
-        "SELECT id FROM transfers WHERE deadline_ms < CAST (?1 AS INTEGER)", 1,
-        values);
-    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+    sqlite3_stmt *stmt = s_stmt (self, S_TRANSFERS_LATE);
+    s_bind_int (stmt, 1, (int64_t) now_ms);
+    while (sqlite3_step (stmt) == SQLITE_ROW)
         zlist_append (ids, (void *) s_column (stmt, 0));
-    s_done (self, stmt);
+    s_done (stmt);
     return ids;
 }
 
@@ -1224,13 +1198,11 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
                bool may_ask, bool brief)
 {
     //  One read of the row: what decides, and what a brief grant tells.
-    sqlite3_stmt *row = s_prepare (ctx->self,
-                                   "SELECT master, rule, authority, epoch, "
-                                   "checkpoint FROM entities WHERE path = ?",
-                                   1, &path);
+    sqlite3_stmt *row = s_stmt (ctx->self, S_ENTITY_DECIDE);
+    s_bind_text (row, 1, path);
     char *master = NULL, *rule = NULL, *authority = NULL, *checkpoint = NULL;
     int64_t epoch = 0;
-    if (row && sqlite3_step (row) == SQLITE_ROW) {
+    if (sqlite3_step (row) == SQLITE_ROW) {
         master = strdup (s_column (row, 0));
         rule = strdup (s_column (row, 1));
         authority = s_column (row, 2) ? strdup (s_column (row, 2)) : NULL;
@@ -1240,7 +1212,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
             && (!authority || strcmp (authority, ctx->a->sim) == 0))
             checkpoint = strdup (s_column (row, 4));
     }
-    s_done (ctx->self, row);
+    s_done (row);
     if (!master) {
         sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'", path);
         return NULL;
@@ -1257,7 +1229,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
     json_t *result = NULL;
     ctx->would_ask = !granted && ask && !may_ask;
     if (!granted && ask && may_ask)
-        result = s_ask (ctx, authority);
+        result = s_ask (ctx, path, authority, epoch);
     else if (ctx->would_ask)
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is ask: request it on its own to ask "
@@ -1344,12 +1316,9 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
 static json_t *
 s_authority_request (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
     char *player_key = NULL;
     if (ctx->a->player) {
-        player_key = s_lookup (
-            ctx->self, "SELECT key FROM players WHERE id = ?", ctx->a->player);
+        player_key = s_lookup (ctx->self, S_PLAYER_KEY, ctx->a->player);
         if (!player_key) {
             sf_fault_set (ctx->fault, SF_ENOTFOUND, "no player '%s'",
                           ctx->a->player);
@@ -1368,36 +1337,27 @@ s_authority_request (s_apply_t *ctx)
 static json_t *
 s_authority_release (s_apply_t *ctx)
 {
-    if (s_acts_for_sim (ctx, ctx->a->sim))
-        return NULL;
-    char *authority =
-        s_lookup (ctx->self, "SELECT authority FROM entities WHERE path = ?",
-                  ctx->a->path);
-    char *exists = s_lookup (
-        ctx->self, "SELECT path FROM entities WHERE path = ?", ctx->a->path);
-    bool holder = authority && strcmp (authority, ctx->a->sim) == 0;
-    free (authority);
+    sqlite3_stmt *row = s_stmt (ctx->self, S_ENTITY_HOLDER);
+    s_bind_text (row, 1, ctx->a->path);
+    bool exists = sqlite3_step (row) == SQLITE_ROW;
+    bool holder = exists && s_column (row, 0)
+                  && strcmp (s_column (row, 0), ctx->a->sim) == 0;
+    s_done (row);
     if (!exists) {
         sf_fault_set (ctx->fault, SF_ENOTFOUND, "no entity at '%s'",
                       ctx->a->path);
         return NULL;
     }
-    free (exists);
     if (!holder) {
         sf_fault_set (ctx->fault, SF_ECONFLICT,
                       "sim '%s' is not the authority of '%s'", ctx->a->sim,
                       ctx->a->path);
         return NULL;
     }
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
-    const char *values [] = {ctx->a->path, stamp.ms, stamp.revision,
-                             ctx->a->checkpoint};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "
-        "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1",
-        4, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_RELEASE);
+    s_bind_text (stmt, 1, ctx->a->path);
+    s_bind_stamp (ctx, stmt, 2, 3);
+    s_bind_text (stmt, 4, ctx->a->checkpoint);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
@@ -1409,33 +1369,24 @@ s_authority_release (s_apply_t *ctx)
 static json_t *
 s_sim_expire (s_apply_t *ctx)
 {
-    if (!ctx->cmd->admin) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "sim.expire is the ring's own command");
-        return NULL;
-    }
-    char *heartbeat = s_lookup (
-        ctx->self, "SELECT heartbeat_ms FROM sims WHERE id = ?", ctx->a->sim);
-    if (!heartbeat) {
+    sqlite3_stmt *row = s_stmt (ctx->self, S_SIM_HEARTBEAT);
+    s_bind_text (row, 1, ctx->a->sim);
+    bool known = sqlite3_step (row) == SQLITE_ROW;
+    uint64_t last = known ? (uint64_t) sqlite3_column_int64 (row, 0) : 0;
+    s_done (row);
+    if (!known) {
         sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
         return NULL;
     }
-    uint64_t last = strtoull (heartbeat, NULL, 10);
-    free (heartbeat);
     if (last + (uint64_t) ctx->a->limit >= ctx->cmd->time_ms) {
         sf_fault_set (ctx->fault, SF_ECONFLICT,
                       "sim '%s' sent a heartbeat within its lease",
                       ctx->a->sim);
         return NULL;
     }
-    s_stamp_t stamp;
-    s_stamp (ctx, &stamp);
-    const char *values [] = {ctx->a->sim, stamp.ms, stamp.revision};
-    sqlite3_stmt *stmt = s_prepare (
-        ctx->self,
-        "UPDATE entities SET authority = NULL, updated_ms = ?2, revision = ?3 "
-        "WHERE authority = ?1",
-        3, values);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_ORPHAN);
+    s_bind_text (stmt, 1, ctx->a->sim);
+    s_bind_stamp (ctx, stmt, 2, 3);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return json_pack ("{s:s,s:I,s:I}", "sim", ctx->a->sim, "orphaned",
@@ -1450,19 +1401,11 @@ hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
     zlist_autofree (names);
     if (now_ms <= lease_ms)
         return names;
-    char limit [24];
-    snprintf (limit, sizeof limit, "%llu",
-              (unsigned long long) (now_ms - lease_ms));
-    const char *values [] = {limit};
-    sqlite3_stmt *stmt =
-        s_prepare (self,
-                   "SELECT DISTINCT sims.id FROM sims JOIN entities ON "
-                   "entities.authority = sims.id WHERE sims.heartbeat_ms < "
-                   "CAST (?1 AS INTEGER)",
-                   1, values);
-    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
+    sqlite3_stmt *stmt = s_stmt (self, S_SIMS_SILENT);
+    s_bind_int (stmt, 1, (int64_t) (now_ms - lease_ms));
+    while (sqlite3_step (stmt) == SQLITE_ROW)
         zlist_append (names, (void *) s_column (stmt, 0));
-    s_done (self, stmt);
+    s_done (stmt);
     return names;
 }
 
@@ -1473,14 +1416,288 @@ hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
 static void
 s_set_meta (hs_fsm_t *self, const char *key, raft_index index)
 {
-    char text [24];
-    snprintf (text, sizeof text, "%llu", (unsigned long long) index);
-    const char *values [] = {text, key};
-    sqlite3_stmt *stmt = s_prepare (
-        self, "UPDATE meta SET value = ?1 WHERE key = ?2", 2, values);
-    if (stmt)
-        sqlite3_step (stmt);
-    s_done (self, stmt);
+    sqlite3_stmt *stmt = s_stmt (self, S_META_SET);
+    s_bind_text (stmt, 1, key);
+    s_bind_int (stmt, 2, (int64_t) index);
+    sqlite3_step (stmt);
+    s_done (stmt);
+}
+
+//  --------------------------------------------------------------------------
+//  Reads
+
+static json_t *
+s_entity_list (hs_fsm_t *self, const s_args_t *a)
+{
+    //  Paths in [prefix, prefix + 0xff): byte order is SQLite's BINARY
+    //  collation, and 0xff never occurs in UTF-8.
+    char *upper = zsys_sprintf ("%s\xff", a->prefix);
+    const char *lower =
+        a->after && strcmp (a->after, a->prefix) > 0 ? a->after : a->prefix;
+    //  With an authority: only that sim's entities (what a sim reads to
+    //  learn what it lost, sim-api.md).
+    sqlite3_stmt *stmt =
+        s_stmt (self, a->authority ? S_ENTITY_LIST_OF : S_ENTITY_LIST);
+    if (a->authority)
+        s_bind_text (stmt, 5, a->authority);
+    s_bind_text (stmt, 1, lower);
+    s_bind_text (stmt, 2, upper);
+    //  One more than asked: it tells whether there is a next page.
+    s_bind_int (stmt, 3, a->limit + 1);
+    s_bind_int (stmt, 4, a->after != NULL);
+    free (upper);
+    json_t *entities = json_array ();
+    json_t *next = json_null ();
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
+        if ((int64_t) json_array_size (entities) == a->limit) {
+            //  One more than asked: there is a next page.
+            json_decref (next);
+            json_t *last =
+                json_array_get (entities, json_array_size (entities) - 1);
+            next = json_incref (json_object_get (last, "path"));
+            break;
+        }
+        json_array_append_new (entities, s_entity_json (stmt));
+    }
+    s_done (stmt);
+    return json_pack ("{s:o,s:o}", "entities", entities, "next", next);
+}
+
+static json_t *
+s_sim_list (hs_fsm_t *self)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_SIM_LIST);
+    json_t *sims = json_array ();
+    while (sqlite3_step (stmt) == SQLITE_ROW) {
+        const char *load = s_column (stmt, 4);
+        json_t *parsed = load ? json_loads (load, 0, NULL) : NULL;
+        json_array_append_new (
+            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "sim",
+                             s_column (stmt, 0), "key", s_column (stmt, 1),
+                             "handoff", s_text_or_null (stmt, 2), "state",
+                             s_text_or_null (stmt, 3), "api",
+                             s_text_or_null (stmt, 7), "load",
+                             parsed ? parsed : json_object (), "heartbeat_ms",
+                             (json_int_t) sqlite3_column_int64 (stmt, 5),
+                             "registered_ms",
+                             (json_int_t) sqlite3_column_int64 (stmt, 6)));
+    }
+    s_done (stmt);
+    return json_pack ("{s:o}", "sims", sims);
+}
+
+json_t *
+hs_fsm_members (hs_fsm_t *self)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_MEMBER_LIST);
+    json_t *members = json_array ();
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (
+            members,
+            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", s_column (stmt, 0),
+                       "raft_id", (json_int_t) sqlite3_column_int64 (stmt, 1),
+                       "raft", s_column (stmt, 2), "api",
+                       s_text_or_null (stmt, 3), "key", s_column (stmt, 4)));
+    s_done (stmt);
+    return members;
+}
+
+//  player.key
+static json_t *
+s_player_key (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    char *key = s_lookup (self, S_PLAYER_KEY, a->player);
+    if (!key) {
+        sf_fault_set (fault, SF_ENOTFOUND, "no player '%s'", a->player);
+        return NULL;
+    }
+    json_t *result = json_pack ("{s:s,s:s}", "player", a->player, "key", key);
+    free (key);
+    return result;
+}
+
+static json_t *
+s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    return s_entity_get (self, a->path, fault);
+}
+
+//  --------------------------------------------------------------------------
+//  The operations' schemas and handlers, by HS_OP_MAP's id
+
+typedef struct {
+    //  Its arguments besides "op" and "id" (and a read's "consistency",
+    //  which hs_api checks), NULL-terminated: any other is refused.
+    const char *fields [8];
+    //  Checks them and takes them into an s_args_t; NULL if none.
+    int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
+    //  A command's handler, once the access is checked (hs_fsm_apply).
+    json_t *(*apply) (s_apply_t *ctx);
+    //  A read's handler (hs_fsm_read).
+    json_t *(*read) (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault);
+} s_op_t;
+
+static json_t *
+s_player_register (s_apply_t *ctx)
+{
+    return s_register (ctx, false, ctx->a->player);
+}
+
+static json_t *
+s_sim_register (s_apply_t *ctx)
+{
+    return s_register (ctx, true, ctx->a->sim);
+}
+
+static json_t *
+s_sim_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) a;
+    (void) fault;
+    return s_sim_list (self);
+}
+
+static json_t *
+s_entity_read_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) fault;
+    return s_entity_list (self, a);
+}
+
+// clang-format off
+static const s_op_t s_ops [HS_OP_COUNT] = {
+    [HS_OP_CLUSTER_ADD] = {
+        {"name", "raft_id", "raft", "api", "key"},
+        s_parse_cluster_add, s_member_add, NULL},
+    [HS_OP_PLAYER_REGISTER] = {
+        {"player", "key"}, s_parse_player_register, s_player_register, NULL},
+    [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},
+    [HS_OP_SIM_REGISTER] = {
+        {"sim", "key", "handoff", "state", "api"},
+        s_parse_sim_register, s_sim_register, NULL},
+    [HS_OP_SIM_HEARTBEAT] = {
+        {"sim", "load"}, s_parse_sim_heartbeat, s_heartbeat, NULL},
+    [HS_OP_SIM_LIST] = {{NULL}, NULL, NULL, s_sim_read_list},
+    [HS_OP_SIM_EXPIRE] = {
+        {"sim", "lease_ms"}, s_parse_sim_expire, s_sim_expire, NULL},
+    [HS_OP_ENTITY_CREATE] = {
+        {"path", "rule", "owner", "authority", "checkpoint"},
+        s_parse_entity_create, s_entity_create, NULL},
+    [HS_OP_ENTITY_IMPORT] = {
+        {"entities", "authority"}, s_parse_entity_import, s_entity_import,
+        NULL},
+    [HS_OP_ENTITY_CHECKPOINT] = {
+        {"sim", "entities"}, s_parse_entity_checkpoint, s_entity_checkpoint,
+        NULL},
+    [HS_OP_ENTITY_GET] = {{"path"}, s_parse_path, NULL, s_entity_read},
+    [HS_OP_ENTITY_LIST] = {
+        {"prefix", "after", "limit", "authority"}, s_parse_entity_list, NULL,
+        s_entity_read_list},
+    [HS_OP_ENTITY_SET_RULE] = {
+        {"path", "rule"}, s_parse_entity_set_rule, s_entity_set_rule, NULL},
+    [HS_OP_ENTITY_DELETE] = {{"path"}, s_parse_path, s_entity_delete, NULL},
+    [HS_OP_AUTHORITY_REQUEST] = {
+        {"path", "sim", "player", "timeout_ms", "paths"},
+        s_parse_authority_request, s_authority_request, NULL},
+    [HS_OP_AUTHORITY_ANSWER] = {
+        {"transfer", "sim", "approve"}, s_parse_authority_answer,
+        s_authority_answer, NULL},
+    [HS_OP_AUTHORITY_EXPIRE] = {
+        {"transfer"}, s_parse_authority_expire, s_authority_expire, NULL},
+    [HS_OP_AUTHORITY_RELEASE] = {
+        {"path", "sim", "checkpoint"}, s_parse_authority_release,
+        s_authority_release, NULL},
+};
+// clang-format on
+
+#define HS_OP_ROW(id, name, kind, access) {id, name, kind, access},
+static const hs_op_t s_op_rows [HS_OP_COUNT] = {HS_OP_MAP (HS_OP_ROW)};
+#undef HS_OP_ROW
+
+const hs_op_t *
+hs_op_find (const char *name)
+{
+    for (int id = 0; id < HS_OP_COUNT; id++)
+        if (strcmp (s_op_rows [id].name, name) == 0)
+            return &s_op_rows [id];
+    return NULL;
+}
+
+const hs_op_t *
+hs_op_get (hs_op_id_t id)
+{
+    assert (id < HS_OP_COUNT);
+    return &s_op_rows [id];
+}
+
+//  Parse ARGS of operation ROW into A: no field beyond its schema's, then
+//  its own checks. Returns 0, or -1 with FAULT.
+static int
+s_parse (const hs_op_t *row, const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    memset (a, 0, sizeof *a);
+    const s_op_t *op = &s_ops [row->id];
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) args, key, value)
+    {
+        bool known = streq (key, "op") || streq (key, "id")
+                     || (row->kind == HS_OP_READ && streq (key, "consistency"));
+        for (const char *const *field = op->fields; *field && !known; field++)
+            known = streq (*field, key);
+        if (!known)
+            return sf_fault_set (fault, SF_EINVAL, "unknown field '%s'", key);
+    }
+    return op->parse ? op->parse (args, a, fault) : 0;
+}
+
+//  The principal may call operation ROW with the parsed arguments, as the
+//  state stands (HS_OP_MAP's access). Returns 0, or -1 with FAULT.
+static int
+s_access (s_apply_t *ctx, const hs_op_t *row)
+{
+    switch (row->access) {
+        case HS_OP_SIM:
+            return s_acts_for_sim (ctx, ctx->a->sim);
+        case HS_OP_MASTER:
+            return s_is_master (ctx, row->name);
+        case HS_OP_ADMIN:
+        case HS_OP_MEMBER:
+            return ctx->cmd->admin ? 0
+                                   : sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                                                   "%s needs an administrator "
+                                                   "key",
+                                                   row->name);
+        case HS_OP_ANYONE:
+            break;
+    }
+    return 0;
+}
+
+int
+hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault)
+{
+    const hs_op_t *row = hs_op_find (op);
+    if (!row || (!s_ops [row->id].apply && !s_ops [row->id].read))
+        return sf_fault_set (fault, SF_EUNKNOWNOP, "no such operation '%s'",
+                             op);
+    s_args_t parsed;
+    return s_parse (row, args, &parsed, fault);
+}
+
+json_t *
+hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
+             sf_fault_t *fault)
+{
+    const hs_op_t *row = hs_op_find (op);
+    if (!row || !s_ops [row->id].read) {
+        sf_fault_set (fault, SF_EUNKNOWNOP, "no such read '%s'", op);
+        return NULL;
+    }
+    s_args_t a;
+    if (s_parse (row, args, &a, fault))
+        return NULL;
+    return s_ops [row->id].read (self, &a, fault);
 }
 
 json_t *
@@ -1501,172 +1718,28 @@ hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data, size_t size,
     s_args_t parsed;
     s_apply_t ctx = {self, index, &cmd, principal, &parsed, fault};
     //  One transaction per command: it applies whole or not at all.
-    s_exec_sql (self, "BEGIN");
-    if (!hs_fsm_is_write (cmd.op))
+    s_run (self, S_BEGIN);
+    //  Whether it changed anything is whether it wrote a row: a request
+    //  that finds what it asks for done already (the current authority
+    //  asking again, a player registering the key it has) is answered but
+    //  due no event. Same statements on the same state: the same on every
+    //  member.
+    sqlite3_int64 writes = sqlite3_total_changes64 (self->db);
+    const hs_op_t *row = hs_op_find (cmd.op);
+    if (!row || !s_ops [row->id].apply)
         sf_fault_set (fault, SF_EUNKNOWNOP, "no such write '%s'", cmd.op);
-    else if (s_parse (cmd.op, cmd.args, &parsed, fault) == 0) {
-        if (strcmp (cmd.op, "cluster.add") == 0)
-            result = s_member_add (&ctx);
-        else if (strcmp (cmd.op, "player.register") == 0)
-            result = s_register (&ctx, "players", parsed.player);
-        else if (strcmp (cmd.op, "sim.register") == 0)
-            result = s_register (&ctx, "sims", parsed.sim);
-        else if (strcmp (cmd.op, "sim.heartbeat") == 0)
-            result = s_heartbeat (&ctx);
-        else if (strcmp (cmd.op, "entity.create") == 0)
-            result = s_entity_create (&ctx);
-        else if (strcmp (cmd.op, "entity.import") == 0)
-            result = s_entity_import (&ctx);
-        else if (strcmp (cmd.op, "entity.checkpoint") == 0)
-            result = s_entity_checkpoint (&ctx);
-        else if (strcmp (cmd.op, "entity.set_rule") == 0)
-            result = s_entity_set_rule (&ctx);
-        else if (strcmp (cmd.op, "entity.delete") == 0)
-            result = s_entity_delete (&ctx);
-        else if (strcmp (cmd.op, "authority.request") == 0)
-            result = s_authority_request (&ctx);
-        else if (strcmp (cmd.op, "authority.release") == 0)
-            result = s_authority_release (&ctx);
-        else if (strcmp (cmd.op, "sim.expire") == 0)
-            result = s_sim_expire (&ctx);
-        else if (strcmp (cmd.op, "authority.answer") == 0)
-            result = s_authority_answer (&ctx);
-        else if (strcmp (cmd.op, "authority.expire") == 0)
-            result = s_authority_expire (&ctx);
-    }
+    else if (s_parse (row, cmd.args, &parsed, fault) == 0
+             && s_access (&ctx, row) == 0)
+        result = s_ops [row->id].apply (&ctx);
     if (result) {
-        self->change = index;
-        s_exec_sql (self, "COMMIT");
+        if (sqlite3_total_changes64 (self->db) != writes)
+            self->change = index;
+        s_run (self, S_COMMIT);
     }
     else
-        s_exec_sql (self, "ROLLBACK");
+        s_run (self, S_ROLLBACK);
     self->applied = index;
     ring_cmd_release (&cmd);
-    return result;
-}
-
-//  --------------------------------------------------------------------------
-//  Reads
-
-static json_t *
-s_entity_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
-{
-    //  Paths in [prefix, prefix + 0xff): byte order is SQLite's BINARY
-    //  collation, and 0xff never occurs in UTF-8.
-    char *upper = zsys_sprintf ("%s\xff", a->prefix);
-    const char *lower =
-        a->after && strcmp (a->after, a->prefix) > 0 ? a->after : a->prefix;
-    char limit [24];
-    snprintf (limit, sizeof limit, "%lld", (long long) a->limit + 1);
-    const char *values [] = {lower, upper, limit, a->after ? "1" : "0",
-                             a->authority};
-    //  With an authority: only that sim's entities (what a sim reads each
-    //  heartbeat to learn what it lost, sim-api.md).
-    sqlite3_stmt *stmt =
-        a->authority
-            ? s_prepare (self,
-                         "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE "
-                         "(path > ?1 OR (path = ?1 AND ?4 = '0')) AND path < "
-                         "?2 AND authority = ?5 ORDER BY path LIMIT ?3",
-                         5, values)
-            : s_prepare (self,
-                         "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE "
-                         "(path > ?1 OR (path = ?1 AND ?4 = '0')) AND path < "
-                         "?2 ORDER BY path LIMIT ?3",
-                         4, values);
-    free (upper);
-    if (!stmt) {
-        sf_fault_set (fault, SF_ESTORE, "state machine query failed");
-        return NULL;
-    }
-    json_t *entities = json_array ();
-    json_t *next = json_null ();
-    while (sqlite3_step (stmt) == SQLITE_ROW) {
-        if ((int64_t) json_array_size (entities) == a->limit) {
-            //  One more than asked: there is a next page.
-            json_decref (next);
-            json_t *last =
-                json_array_get (entities, json_array_size (entities) - 1);
-            next = json_incref (json_object_get (last, "path"));
-            break;
-        }
-        json_array_append_new (entities, s_entity_json (stmt));
-    }
-    s_done (self, stmt);
-    return json_pack ("{s:o,s:o}", "entities", entities, "next", next);
-}
-
-static json_t *
-s_sim_list (hs_fsm_t *self)
-{
-    sqlite3_stmt *stmt = s_prepare (
-        self,
-        "SELECT id, key, handoff, state, load, heartbeat_ms, registered_ms, "
-        "api FROM sims ORDER BY id",
-        0, NULL);
-    json_t *sims = json_array ();
-    while (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
-        const char *load = s_column (stmt, 4);
-        json_t *parsed = load ? json_loads (load, 0, NULL) : NULL;
-        json_array_append_new (
-            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "sim",
-                             s_column (stmt, 0), "key", s_column (stmt, 1),
-                             "handoff", s_text_or_null (stmt, 2), "state",
-                             s_text_or_null (stmt, 3), "api",
-                             s_text_or_null (stmt, 7), "load",
-                             parsed ? parsed : json_object (), "heartbeat_ms",
-                             (json_int_t) sqlite3_column_int64 (stmt, 5),
-                             "registered_ms",
-                             (json_int_t) sqlite3_column_int64 (stmt, 6)));
-    }
-    s_done (self, stmt);
-    return json_pack ("{s:o}", "sims", sims);
-}
-
-json_t *
-hs_fsm_members (hs_fsm_t *self)
-{
-    sqlite3_stmt *stmt = s_prepare (
-        self, "SELECT name, raft_id, raft, api, key FROM members ORDER BY name",
-        0, NULL);
-    json_t *members = json_array ();
-    while (stmt && sqlite3_step (stmt) == SQLITE_ROW)
-        json_array_append_new (
-            members,
-            json_pack ("{s:s,s:I,s:s,s:o,s:s}", "name", s_column (stmt, 0),
-                       "raft_id", (json_int_t) sqlite3_column_int64 (stmt, 1),
-                       "raft", s_column (stmt, 2), "api",
-                       s_text_or_null (stmt, 3), "key", s_column (stmt, 4)));
-    s_done (self, stmt);
-    return members;
-}
-
-json_t *
-hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
-             sf_fault_t *fault)
-{
-    s_args_t a;
-    if (!hs_fsm_is_read (op)) {
-        sf_fault_set (fault, SF_EUNKNOWNOP, "no such read '%s'", op);
-        return NULL;
-    }
-    if (s_parse (op, args, &a, fault))
-        return NULL;
-    if (strcmp (op, "entity.get") == 0)
-        return s_entity_get (self, a.path, fault);
-    if (strcmp (op, "entity.list") == 0)
-        return s_entity_list (self, &a, fault);
-    if (strcmp (op, "sim.list") == 0)
-        return s_sim_list (self);
-    //  player.key
-    char *key =
-        s_lookup (self, "SELECT key FROM players WHERE id = ?", a.player);
-    if (!key) {
-        sf_fault_set (fault, SF_ENOTFOUND, "no player '%s'", a.player);
-        return NULL;
-    }
-    json_t *result = json_pack ("{s:s,s:s}", "player", a.player, "key", key);
-    free (key);
     return result;
 }
 
@@ -1678,15 +1751,9 @@ hs_fsm_new (sf_fault_t *fault)
 {
     hs_fsm_t *self = (hs_fsm_t *) calloc (1, sizeof (hs_fsm_t));
     assert (self);
-    if (sqlite3_open_v2 (":memory:", &self->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                             | SQLITE_OPEN_NOMUTEX,
-                         NULL)
-            != SQLITE_OK
-        || sqlite3_exec (self->db, s_schema, NULL, NULL, NULL) != SQLITE_OK) {
-        sf_fault_set (fault, SF_ESTORE, "state machine: %s",
-                      self->db ? sqlite3_errmsg (self->db) : "out of memory");
-        hs_fsm_destroy (&self);
+    if (s_open (&self->db, self->stmts, NULL, 0, fault)) {
+        free (self);
+        return NULL;
     }
     return self;
 }
@@ -1695,8 +1762,7 @@ void
 hs_fsm_destroy (hs_fsm_t **self_p)
 {
     if (*self_p) {
-        s_cache_clear (*self_p);
-        sqlite3_close ((*self_p)->db);
+        s_close ((*self_p)->db, (*self_p)->stmts);
         free (*self_p);
         *self_p = NULL;
     }
@@ -1739,31 +1805,30 @@ hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data)
 int
 hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data)
 {
-    unsigned char *image = (unsigned char *) sqlite3_malloc64 (data->len);
-    if (!image)
-        return -1;
-    memcpy (image, data->base, data->len);
-    //  No statement may hold the old database open.
-    s_cache_clear (self);
-    if (sqlite3_deserialize (self->db, "main", image, (sqlite3_int64) data->len,
-                             (sqlite3_int64) data->len,
-                             SQLITE_DESERIALIZE_FREEONCLOSE
-                                 | SQLITE_DESERIALIZE_RESIZEABLE)
-        != SQLITE_OK)
-        return -1;
-    sqlite3_stmt *stmt =
-        s_prepare (self,
-                   "SELECT (SELECT value FROM meta WHERE key = 'applied'), "
-                   "(SELECT value FROM meta WHERE key = 'change')",
-                   0, NULL);
-    if (!stmt || sqlite3_step (stmt) != SQLITE_ROW
-        || sqlite3_column_type (stmt, 0) == SQLITE_NULL) {
-        s_done (self, stmt);
+    //  The image opens as a database of its own, with its statements, and
+    //  replaces the current one only once all is well: a bad image leaves
+    //  the state machine as it was. Both are in memory for that moment.
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmts [S_STMT_COUNT];
+    sf_fault_t fault;
+    if (s_open (&db, stmts, data->base, data->len, &fault)) {
+        sf_log_error ("hs_fsm: snapshot image refused: %s", fault.message);
         return -1;
     }
-    self->applied = (raft_index) sqlite3_column_int64 (stmt, 0);
-    self->change = (raft_index) sqlite3_column_int64 (stmt, 1);
-    s_done (self, stmt);
+    sqlite3_stmt *meta = stmts [S_META_GET];
+    if (sqlite3_step (meta) != SQLITE_ROW
+        || sqlite3_column_type (meta, 0) == SQLITE_NULL
+        || sqlite3_column_type (meta, 1) == SQLITE_NULL) {
+        sf_log_error ("hs_fsm: snapshot image without its counters");
+        s_close (db, stmts);
+        return -1;
+    }
+    self->applied = (raft_index) sqlite3_column_int64 (meta, 0);
+    self->change = (raft_index) sqlite3_column_int64 (meta, 1);
+    sqlite3_reset (meta);
+    s_close (self->db, self->stmts);
+    self->db = db;
+    memcpy (self->stmts, stmts, sizeof stmts);
     return 0;
 }
 
@@ -1780,9 +1845,9 @@ s_test_apply (hs_fsm_t *fsm, raft_index index, const char *op,
     assert (args);
     uint8_t *data;
     size_t size;
-    assert (
-        ring_cmd_encode (op, principal, admin, 1000 + index, args, &data, &size)
-        == 0);
+    int rc = ring_cmd_encode (op, principal, admin, 1000 + index, args, &data,
+                              &size);
+    assert (rc == 0);
     json_decref (args);
     json_t *result = hs_fsm_apply (fsm, index, data, size, fault);
     free (data);
@@ -1815,6 +1880,13 @@ hs_fsm_test (bool verbose)
     result = s_test_apply (fsm, ++index, "player.register",
                            "{\"player\":\"alice\"}", bob, false, &fault);
     assert (!result && fault.error == SF_EUNAUTHORIZED);
+    //  The key it has again: answered, but nothing changed, no event due.
+    raft_index changed = hs_fsm_last_change (fsm);
+    result = s_test_apply (fsm, ++index, "player.register",
+                           "{\"player\":\"alice\"}", alice, false, &fault);
+    assert (result);
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == changed);
 
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",
@@ -1823,6 +1895,25 @@ hs_fsm_test (bool verbose)
                            bob, false, &fault);
     assert (result);
     json_decref (result);
+    assert (hs_fsm_last_change (fsm) == index);
+    //  Another key may not re-key a registered sim, whatever was registered
+    //  before it (a player, here: issue 21's takeover).
+    zcert_t *mallory_cert = zcert_new ();
+    result = s_test_apply (fsm, ++index, "sim.register", "{\"sim\":\"sim1\"}",
+                           zcert_public_txt (mallory_cert), false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    assert (strstr (fault.message, "sim 'sim1' is registered to another key"));
+    zcert_destroy (&mallory_cert);
+    json_t *no_args = json_object ();
+    json_t *sims = hs_fsm_read (fsm, "sim.list", no_args, &fault);
+    json_decref (no_args);
+    assert (sims);
+    json_t *listed = json_object_get (sims, "sims");
+    assert (json_array_size (listed) == 1);
+    assert (streq (
+        json_string_value (json_object_get (json_array_get (listed, 0), "key")),
+        bob));
+    json_decref (sims);
     result = s_test_apply (fsm, ++index, "sim.heartbeat",
                            "{\"sim\":\"sim1\",\"load\":{\"entities\":3}}",
                            alice, false, &fault);
@@ -1895,11 +1986,35 @@ hs_fsm_test (bool verbose)
 
     //  A snapshot restores into another state machine, identical.
     struct raft_buffer image;
-    assert (hs_fsm_snapshot (fsm, &image) == 0);
+    int rc = hs_fsm_snapshot (fsm, &image);
+    assert (rc == 0);
     hs_fsm_t *copy = hs_fsm_new (&fault);
-    assert (hs_fsm_restore (copy, &image) == 0);
-    raft_free (image.base);
+    assert (copy);
+    rc = hs_fsm_restore (copy, &image);
+    assert (rc == 0);
     assert (hs_fsm_applied (copy) == index);
+    assert (hs_fsm_last_change (copy) == hs_fsm_last_change (fsm));
+    //  A bad image is refused and leaves the state machine as it was.
+    char garbage [4096];
+    memset (garbage, 'x', sizeof garbage);
+    struct raft_buffer bad = {garbage, sizeof garbage};
+    rc = hs_fsm_restore (copy, &bad);
+    assert (rc == -1);
+    assert (hs_fsm_applied (copy) == index);
+    raft_free (image.base);
+    //  The restored database runs every statement, its own prepared: the
+    //  same command applies alike on both.
+    json_t *on_copy =
+        s_test_apply (copy, index + 1, "entity.create",
+                      "{\"path\":\"/world/copy\"}", alice, false, &fault);
+    assert (on_copy);
+    json_t *on_fsm =
+        s_test_apply (fsm, index + 1, "entity.create",
+                      "{\"path\":\"/world/copy\"}", alice, false, &fault);
+    assert (on_fsm && json_equal (on_copy, on_fsm));
+    json_decref (on_copy);
+    json_decref (on_fsm);
+    index++;
     query = json_pack ("{s:s}", "path", "/world/a");
     json_t *original = hs_fsm_read (fsm, "entity.get", query, &fault);
     json_t *restored = hs_fsm_read (copy, "entity.get", query, &fault);
@@ -1922,8 +2037,8 @@ hs_fsm_test (bool verbose)
     assert (result);
     json_decref (result);
     query = json_pack ("{s:s}", "path", "/world/a");
-    assert (!hs_fsm_read (fsm, "entity.get", query, &fault));
-    assert (fault.error == SF_ENOTFOUND);
+    result = hs_fsm_read (fsm, "entity.get", query, &fault);
+    assert (!result && fault.error == SF_ENOTFOUND);
     json_decref (query);
 
     //  The batch form of authority.request: each path decided on its own,
@@ -1938,19 +2053,23 @@ hs_fsm_test (bool verbose)
                            "{\"path\":\"/world/q\",\"rule\":\"ask\","
                            "\"authority\":\"sim1\"}",
                            bob, false, &fault);
+    assert (result);
     json_decref (result);
     result = s_test_apply (fsm, ++index, "entity.create",
                            "{\"path\":\"/world/d\",\"rule\":\"deny\"}", bob,
                            false, &fault);
+    assert (result);
     json_decref (result);
     result = s_test_apply (fsm, ++index, "entity.create",
                            "{\"path\":\"/world/h\",\"authority\":\"sim1\","
                            "\"checkpoint\":\"held\"}",
                            bob, false, &fault);
+    assert (result);
     json_decref (result);
     result = s_test_apply (fsm, ++index, "entity.create",
                            "{\"path\":\"/world/o\",\"checkpoint\":\"kept\"}",
                            bob, false, &fault);
+    assert (result);
     json_decref (result);
     static const char batch [] =
         "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\",\"/world/z1\","
@@ -2027,6 +2146,31 @@ hs_fsm_test (bool verbose)
     zlist_t *waiting = hs_fsm_expired_transfers (fsm, UINT64_MAX / 2);
     assert (zlist_size (waiting) == 0);
     zlist_destroy (&waiting);
+    //  The current authority asking again, alone or in a batch, is granted
+    //  and changes nothing: no new epoch, no event due.
+    raft_index granted_at = hs_fsm_last_change (fsm);
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"path\":\"/world/z0\"}", carol,
+                           false, &fault);
+    assert (result && json_is_true (json_object_get (result, "granted")));
+    assert (json_integer_value (json_object_get (result, "epoch")) == 1);
+    assert (!json_object_get (result, "transfer"));
+    json_decref (result);
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"paths\":[\"/world/z0\","
+                           "\"/world/d\"]}",
+                           carol, false, &fault);
+    assert (result);
+    assert (json_integer_value (json_object_get (result, "grants")) == 1);
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == granted_at);
+    //  A first grant is a change.
+    result = s_test_apply (fsm, ++index, "authority.request",
+                           "{\"sim\":\"sim2\",\"path\":\"/world/z2\"}", carol,
+                           false, &fault);
+    assert (result && json_object_get (result, "transfer"));
+    json_decref (result);
+    assert (hs_fsm_last_change (fsm) == index);
     static const char *malformed [] = {
         "{\"sim\":\"sim2\",\"paths\":[]}",
         "{\"sim\":\"sim2\",\"paths\":\"/world/z0\"}",
@@ -2041,8 +2185,35 @@ hs_fsm_test (bool verbose)
     }
     zcert_destroy (&carol_cert);
 
+    //  The operations' table: each row's handlers fit its kind, and its
+    //  name finds it.
+    for (int id = 0; id < HS_OP_COUNT; id++) {
+        const hs_op_t *row = hs_op_get ((hs_op_id_t) id);
+        assert (row->id == (hs_op_id_t) id);
+        assert (hs_op_find (row->name) == row);
+        const s_op_t *op = &s_ops [id];
+        assert ((row->kind == HS_OP_READ) == (op->read != NULL));
+        assert (row->kind != HS_OP_WRITE || op->apply);
+        assert (row->kind != HS_OP_CONTROL || id == HS_OP_CLUSTER_ADD
+                || (!op->apply && !op->parse && !op->fields [0]));
+    }
+    assert (!hs_op_find ("entity.remove"));
+    //  Only reads take a consistency: a write's schema has none.
+    json_t *delete_args =
+        json_pack ("{s:s,s:s}", "path", "/world/z0", "consistency", "stale");
+    rc = hs_fsm_check ("entity.delete", delete_args, &fault);
+    assert (rc == -1 && fault.error == SF_EINVAL);
+    assert (strstr (fault.message, "unknown field 'consistency'"));
+    json_object_del (delete_args, "consistency");
+    rc = hs_fsm_check ("entity.delete", delete_args, &fault);
+    assert (rc == 0);
+    json_decref (delete_args);
+    rc = hs_fsm_check ("status", NULL, &fault);
+    assert (rc == -1 && fault.error == SF_EUNKNOWNOP);
+
     //  A garbled command is skipped with an error, applied index moves on.
-    assert (!hs_fsm_apply (fsm, ++index, "garbage", 7, &fault));
+    result = hs_fsm_apply (fsm, ++index, "garbage", 7, &fault);
+    assert (!result && fault.error == SF_EINTERNAL);
     assert (hs_fsm_applied (fsm) == index);
 
     hs_fsm_destroy (&copy);

@@ -7,7 +7,9 @@
     result or a stable error, identically on every member: everything an
     application needs is in the command, never in the member's clock or
     configuration. Snapshots are the database image (sqlite3_serialize);
-    restoring one replaces the database (sqlite3_deserialize).
+    restoring one replaces the database (sqlite3_deserialize). Every SQL
+    statement is prepared when a database opens, from one table in
+    hs_fsm.c, and run by name.
 
     Durability comes from the ring's log and snapshots, not from this
     database: after a restart it is rebuilt from the last snapshot and the
@@ -24,6 +26,77 @@
 
 typedef struct _hs_fsm_t hs_fsm_t;
 
+//  What an operation is: served from the applied state (READ), a ring
+//  command (WRITE), or carried out by hs_api itself (CONTROL; it may
+//  submit ring commands of its own, as cluster.add does).
+typedef enum { HS_OP_READ, HS_OP_WRITE, HS_OP_CONTROL } hs_op_kind_t;
+
+//  Who may call an operation. SIM: the sim its "sim" argument names (its
+//  registered key); MASTER: the master of the entity at its "path"; both
+//  checked against the applied state. An administrator may do anything.
+typedef enum {
+    HS_OP_ANYONE,
+    HS_OP_SIM,
+    HS_OP_MASTER,
+    HS_OP_ADMIN,
+    HS_OP_MEMBER  //  a ring member's key
+} hs_op_access_t;
+
+//  Every operation of the homeserver API (protocol/homeserver-api.md,
+//  section 7), once: X (id, name, kind, access). hs_fsm holds the argument
+//  schema and handler of each READ and WRITE (and of cluster.add's
+//  command), hs_api those of each CONTROL, both indexed by the id.
+// clang-format off
+#define HS_OP_MAP(X)                                                        \
+    X (HS_OP_STATUS, "status", HS_OP_CONTROL, HS_OP_ANYONE)                 \
+    X (HS_OP_COUNTERS, "counters", HS_OP_CONTROL, HS_OP_ANYONE)             \
+    X (HS_OP_TRACE, "trace", HS_OP_CONTROL, HS_OP_ANYONE)                   \
+    X (HS_OP_CLUSTER_ADD, "cluster.add", HS_OP_CONTROL, HS_OP_ADMIN)        \
+    X (HS_OP_CLUSTER_REMOVE, "cluster.remove", HS_OP_CONTROL, HS_OP_ADMIN)  \
+    X (HS_OP_CLUSTER_TRANSFER, "cluster.transfer", HS_OP_CONTROL,           \
+       HS_OP_ADMIN)                                                         \
+    X (HS_OP_RING_FORWARD, "ring.forward", HS_OP_CONTROL, HS_OP_MEMBER)     \
+    X (HS_OP_PLAYER_REGISTER, "player.register", HS_OP_WRITE, HS_OP_ANYONE) \
+    X (HS_OP_PLAYER_KEY, "player.key", HS_OP_READ, HS_OP_ANYONE)            \
+    X (HS_OP_SIM_REGISTER, "sim.register", HS_OP_WRITE, HS_OP_ANYONE)       \
+    X (HS_OP_SIM_HEARTBEAT, "sim.heartbeat", HS_OP_WRITE, HS_OP_SIM)        \
+    X (HS_OP_SIM_LIST, "sim.list", HS_OP_READ, HS_OP_ANYONE)                \
+    X (HS_OP_SIM_EXPIRE, "sim.expire", HS_OP_WRITE, HS_OP_ADMIN)            \
+    X (HS_OP_ENTITY_CREATE, "entity.create", HS_OP_WRITE, HS_OP_ANYONE)     \
+    X (HS_OP_ENTITY_IMPORT, "entity.import", HS_OP_WRITE, HS_OP_ANYONE)     \
+    X (HS_OP_ENTITY_CHECKPOINT, "entity.checkpoint", HS_OP_WRITE,           \
+       HS_OP_SIM)                                                           \
+    X (HS_OP_ENTITY_GET, "entity.get", HS_OP_READ, HS_OP_ANYONE)            \
+    X (HS_OP_ENTITY_LIST, "entity.list", HS_OP_READ, HS_OP_ANYONE)          \
+    X (HS_OP_ENTITY_SET_RULE, "entity.set_rule", HS_OP_WRITE, HS_OP_MASTER) \
+    X (HS_OP_ENTITY_DELETE, "entity.delete", HS_OP_WRITE, HS_OP_MASTER)     \
+    X (HS_OP_AUTHORITY_REQUEST, "authority.request", HS_OP_WRITE,           \
+       HS_OP_SIM)                                                           \
+    X (HS_OP_AUTHORITY_ANSWER, "authority.answer", HS_OP_WRITE, HS_OP_SIM)  \
+    X (HS_OP_AUTHORITY_EXPIRE, "authority.expire", HS_OP_WRITE,             \
+       HS_OP_ADMIN)                                                         \
+    X (HS_OP_AUTHORITY_RELEASE, "authority.release", HS_OP_WRITE,           \
+       HS_OP_SIM)
+// clang-format on
+
+#define HS_OP_ENUM(id, name, kind, access) id,
+typedef enum { HS_OP_MAP (HS_OP_ENUM) HS_OP_COUNT } hs_op_id_t;
+#undef HS_OP_ENUM
+
+//  One row of HS_OP_MAP.
+typedef struct {
+    hs_op_id_t id;          //  its index in the table
+    const char *name;       //  as on the wire
+    hs_op_kind_t kind;      //  read, write or control
+    hs_op_access_t access;  //  who may call it
+} hs_op_t;
+
+//  The operation called NAME, or NULL if there is none. Lent, static.
+const hs_op_t *hs_op_find (const char *name);
+
+//  The operation ID. Lent, static.
+const hs_op_t *hs_op_get (hs_op_id_t id);
+
 //  Most entities one entity.import command creates.
 #define HS_FSM_MAX_IMPORT 1000
 
@@ -36,19 +109,17 @@ hs_fsm_t *hs_fsm_new (sf_fault_t *fault);
 //  Destroy it and null the caller's pointer.
 void hs_fsm_destroy (hs_fsm_t **self_p);
 
-//  True if OP changes state (goes through the ring); false for reads.
-bool hs_fsm_is_write (const char *op);
-
-//  True if OP is served by hs_fsm_read.
-bool hs_fsm_is_read (const char *op);
-
-//  Check the arguments of write OP before it is submitted, so malformed
-//  requests fail fast. Returns 0, or -1 with FAULT naming the field.
+//  Check ARGS against the schema of OP (a READ or WRITE, or cluster.add)
+//  before it is submitted or served, so malformed requests fail fast.
+//  Returns 0, or -1 with FAULT naming the field.
 int hs_fsm_check (const char *op, const json_t *args, sf_fault_t *fault);
 
 //  Apply the command DATA (SIZE bytes) at log INDEX. Returns the result
 //  object to send to the client (a new reference), or NULL with FAULT set
-//  to the error the client gets. Deterministic.
+//  to the error the client gets. Deterministic. A command answered
+//  without changing anything (the current authority asking again, a
+//  player registering the key it has) leaves hs_fsm_last_change as it was:
+//  no event is due (protocol/homeserver-events.md).
 json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
                       size_t size, sf_fault_t *fault);
 
@@ -74,7 +145,8 @@ void hs_fsm_set_applied (hs_fsm_t *self, raft_index index);
 //  The database image, in a new raft_malloc'd buffer. Returns 0 or -1.
 int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 
-//  Replace the database with image DATA (lent). Returns 0 or -1.
+//  Replace the database with image DATA (lent), its statements prepared
+//  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 
 //  Names of the sims that hold entities and whose last heartbeat is older

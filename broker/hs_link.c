@@ -226,6 +226,17 @@ hs_link_send_members (hs_link_t *self, raft_id to, int type,
     free (buffer);
 }
 
+void
+hs_link_send_digest (hs_link_t *self, raft_id to, raft_index index,
+                     const uint8_t *digest)
+{
+    uint8_t buffer [RAFT_MSG_DIGEST_SIZE + RAFT_MSG_MAX_ADDRESS];
+    size_t size = raft_msg_encode_digest (self->id, self->endpoint, index,
+                                          digest, buffer, sizeof buffer);
+    s_send_encoded (self, (s_peer_t *) zhashx_lookup (self->peers, &to), buffer,
+                    size);
+}
+
 unsigned
 hs_link_peer_ids (hs_link_t *self, raft_id *ids, unsigned max)
 {

@@ -78,6 +78,11 @@ void hs_link_send_probe (hs_link_t *self, raft_id to, int type, raft_term term,
 void hs_link_send_members (hs_link_t *self, raft_id to, int type,
                            const raft_msg_member_t *members, unsigned n);
 
+//  Send member TO our replica DIGEST at applied INDEX (raft-wire.md type
+//  11).
+void hs_link_send_digest (hs_link_t *self, raft_id to, raft_index index,
+                          const uint8_t *digest);
+
 //  Ids of the peers known, up to MAX into IDS. Returns how many.
 unsigned hs_link_peer_ids (hs_link_t *self, raft_id *ids, unsigned max);
 

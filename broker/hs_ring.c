@@ -22,9 +22,30 @@
 #include "common/sf_log.h"
 
 #include <assert.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  Replica digests (raft-wire.md section 4): how many applied indexes a
+//  member keeps digests of, the header a snapshot carries its digest in,
+//  and how often a mismatch may be logged.
+#define S_DIGEST_WINDOW 256
+#define S_DIGEST_MAGIC "SFDG\x01"
+#define S_DIGEST_MAGIC_SIZE 5
+#define S_DIGEST_HEADER (S_DIGEST_MAGIC_SIZE + HS_RING_DIGEST_SIZE)
+#define S_DIGEST_LOG_MS 10000
+
+//  What we exchanged digests with one other member.
+typedef struct {
+    raft_id id;
+    raft_index sent_index;      //  applied index of the last digest sent
+    uint64_t sent_at;           //  and when
+    raft_index compared_index;  //  its last index compared (or skipped)
+    raft_index held_index;      //  one of its digests past our applied
+                                //  index, to compare when we get there; 0
+    uint8_t held [HS_RING_DIGEST_SIZE];
+} s_digest_peer_t;
 
 //  A follow-up event, stepped after the current update is carried out.
 typedef struct s_pending_t {
@@ -61,6 +82,20 @@ struct _hs_ring_t {
 
     s_pending_t *queue_head;  //  follow-up events, FIFO
     s_pending_t *queue_tail;
+    uint64_t now;  //  time of the event being carried out
+
+    //  The replica digest D(applied) and D(i) of the last applied indexes,
+    //  at window [i % S_DIGEST_WINDOW] for window_first <= i <= applied.
+    bool digest_known;  //  false after a snapshot without one
+    uint8_t digest [HS_RING_DIGEST_SIZE];
+    uint8_t window [S_DIGEST_WINDOW][HS_RING_DIGEST_SIZE];
+    raft_index window_first;
+    s_digest_peer_t *peers;  //  members we exchanged digests with
+    unsigned n_peers;
+    hs_ring_digest_counters_t digest_counters;
+    uint64_t logged_at;  //  when a mismatch was last logged
+    uint64_t unlogged;   //  mismatches since then
+    bool logged;         //  one was ever logged
 };
 
 //  --------------------------------------------------------------------------
@@ -173,6 +208,185 @@ s_log_append (hs_ring_t *self, const struct raft_entry *entry)
 }
 
 //  --------------------------------------------------------------------------
+//  Replica digests (raft-wire.md section 4)
+
+//  The first 6 bytes of DIGEST in hex, for log lines.
+static void
+s_digest_head (const uint8_t *digest, char text [13])
+{
+    for (unsigned at = 0; at < 6; at++)
+        snprintf (text + 2 * at, 3, "%02x", digest [at]);
+}
+
+//  Start the digest over at INDEX from DIGEST, or with none if NULL.
+static void
+s_digest_reset (hs_ring_t *self, raft_index index, const uint8_t *digest)
+{
+    self->digest_known = digest != NULL;
+    memset (self->digest, 0, sizeof self->digest);
+    if (digest)
+        memcpy (self->digest, digest, sizeof self->digest);
+    memcpy (self->window [index % S_DIGEST_WINDOW], self->digest,
+            sizeof self->digest);
+    self->window_first = index;
+}
+
+//  Our digest at INDEX, or NULL if we have none there (not applied yet,
+//  or no longer kept).
+static const uint8_t *
+s_digest_at (hs_ring_t *self, raft_index index)
+{
+    if (!self->digest_known || index > self->applied
+        || index < self->window_first
+        || self->applied - index >= S_DIGEST_WINDOW)
+        return NULL;
+    return self->window [index % S_DIGEST_WINDOW];
+}
+
+//  The record of member ID, made on first use.
+static s_digest_peer_t *
+s_digest_peer (hs_ring_t *self, raft_id id)
+{
+    for (unsigned at = 0; at < self->n_peers; at++)
+        if (self->peers [at].id == id)
+            return &self->peers [at];
+    self->peers = (s_digest_peer_t *) realloc (
+        self->peers, (self->n_peers + 1) * sizeof (s_digest_peer_t));
+    assert (self->peers);
+    s_digest_peer_t *peer = &self->peers [self->n_peers++];
+    memset (peer, 0, sizeof *peer);
+    peer->id = id;
+    return peer;
+}
+
+//  Compare PEER's DIGEST at INDEX (applied by us) with ours.
+static void
+s_digest_compare (hs_ring_t *self, s_digest_peer_t *peer, raft_index index,
+                  const uint8_t *digest)
+{
+    peer->compared_index = index;
+    const uint8_t *ours = s_digest_at (self, index);
+    if (!ours)
+        return;  //  too old to compare: skipped
+    hs_ring_digest_counters_t *counters = &self->digest_counters;
+    counters->compared++;
+    if (sodium_memcmp (ours, digest, HS_RING_DIGEST_SIZE) == 0)
+        return;
+    counters->mismatches++;
+    counters->mismatch_member = peer->id;
+    counters->mismatch_index = index;
+    self->unlogged++;
+    //  One line per S_DIGEST_LOG_MS at most: a diverged replica differs
+    //  at every index from then on.
+    if (self->logged && self->now - self->logged_at < S_DIGEST_LOG_MS)
+        return;
+    char head_ours [13], head_theirs [13];
+    s_digest_head (ours, head_ours);
+    s_digest_head (digest, head_theirs);
+    sf_log_error ("hs_ring: replica diverged from member %llu at index %llu "
+                  "(digest %s here, %s there; %llu mismatch(es) since the "
+                  "last such line)",
+                  (unsigned long long) peer->id, (unsigned long long) index,
+                  head_ours, head_theirs, (unsigned long long) self->unlogged);
+    self->logged = true;
+    self->logged_at = self->now;
+    self->unlogged = 0;
+}
+
+//  Compare the digests peers sent ahead of us that we have now applied.
+static void
+s_digest_compare_held (hs_ring_t *self)
+{
+    for (unsigned at = 0; at < self->n_peers; at++) {
+        s_digest_peer_t *peer = &self->peers [at];
+        if (peer->held_index && peer->held_index <= self->applied) {
+            if (peer->held_index > peer->compared_index)
+                s_digest_compare (self, peer, peer->held_index, peer->held);
+            peer->held_index = 0;
+        }
+    }
+}
+
+//  Fold the entry at INDEX, and OUTCOME (what applying it did), into the
+//  digest: D(i) = BLAKE2b-16 (D(i-1), i, term, type, length, data,
+//  outcome).
+static void
+s_digest_fold (hs_ring_t *self, raft_index index,
+               const struct raft_entry *entry, const uint8_t *outcome)
+{
+    if (!self->digest_known)
+        return;
+    uint8_t fixed [8 + 8 + 1 + 4];
+    for (unsigned at = 0; at < 8; at++) {
+        fixed [at] = (uint8_t) (index >> (56 - 8 * at));
+        fixed [8 + at] = (uint8_t) (entry->term >> (56 - 8 * at));
+    }
+    fixed [16] = (uint8_t) entry->type;
+    for (unsigned at = 0; at < 4; at++)
+        fixed [17 + at] = (uint8_t) (entry->buf.len >> (24 - 8 * at));
+    crypto_generichash_state state;
+    crypto_generichash_init (&state, NULL, 0, HS_RING_DIGEST_SIZE);
+    crypto_generichash_update (&state, self->digest, HS_RING_DIGEST_SIZE);
+    crypto_generichash_update (&state, fixed, sizeof fixed);
+    if (entry->buf.len)
+        crypto_generichash_update (
+            &state, (const unsigned char *) entry->buf.base, entry->buf.len);
+    crypto_generichash_update (&state, outcome, HS_RING_DIGEST_SIZE);
+    crypto_generichash_final (&state, self->digest, HS_RING_DIGEST_SIZE);
+    memcpy (self->window [index % S_DIGEST_WINDOW], self->digest,
+            HS_RING_DIGEST_SIZE);
+}
+
+//  Send member TO our digest with the raft message we are sending it: at
+//  most once per heartbeat interval, and only if we applied more since
+//  the last one or an election timeout passed (the last may be lost).
+static void
+s_digest_send (hs_ring_t *self, raft_id to)
+{
+    if (!self->io.send_digest || !self->digest_known || self->applied == 0)
+        return;
+    s_digest_peer_t *peer = s_digest_peer (self, to);
+    uint64_t since = self->now - peer->sent_at;
+    if (peer->sent_index
+        && (since < self->options.heartbeat_timeout_ms
+            || (peer->sent_index == self->applied
+                && since < self->options.election_timeout_ms)))
+        return;
+    peer->sent_index = self->applied;
+    peer->sent_at = self->now;
+    self->io.send_digest (self->io.handle, to, self->applied, self->digest);
+}
+
+//  The image inside snapshot DATA, and into *DIGEST the digest it carries
+//  or NULL if it has none (a bare image from before digests).
+static struct raft_buffer
+s_snapshot_image (const struct raft_buffer *data, const uint8_t **digest)
+{
+    *digest = NULL;
+    if (data->len < S_DIGEST_HEADER
+        || memcmp (data->base, S_DIGEST_MAGIC, S_DIGEST_MAGIC_SIZE) != 0)
+        return *data;
+    const uint8_t *bytes = (const uint8_t *) data->base;
+    *digest = bytes + S_DIGEST_MAGIC_SIZE;
+    struct raft_buffer image = {(void *) (bytes + S_DIGEST_HEADER),
+                                data->len - S_DIGEST_HEADER};
+    return image;
+}
+
+//  Replace the state machine with snapshot DATA taken at INDEX, and the
+//  digest with the one it carries. Returns what io.snapshot_restore did.
+static int
+s_snapshot_restore (hs_ring_t *self, raft_index index,
+                    const struct raft_buffer *data)
+{
+    const uint8_t *digest;
+    struct raft_buffer image = s_snapshot_image (data, &digest);
+    int rc = self->io.snapshot_restore (self->io.handle, index, &image);
+    s_digest_reset (self, index, digest);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Carrying out an update
 
 
@@ -258,6 +472,11 @@ s_handle_messages (hs_ring_t *self, struct raft_update *update)
             body->data = self->snapshot_data;
         }
         self->io.send (self->io.handle, message);
+        //  The leader's digest rides with its AppendEntries, a follower's
+        //  with its answers.
+        if (message->type == RAFT_APPEND_ENTRIES
+            || message->type == RAFT_APPEND_ENTRIES_RESULT)
+            s_digest_send (self, message->server_id);
         free (entries);
         if (message->type == RAFT_APPEND_ENTRIES)
             message->append_entries.entries = NULL;
@@ -277,6 +496,18 @@ s_maybe_snapshot (hs_ring_t *self)
     if (self->io.snapshot_take (self->io.handle, &data)) {
         sf_log_error ("hs_ring: cannot serialize the state machine");
         return;
+    }
+    if (self->digest_known) {
+        //  The digest at the snapshot's index goes in front of the image.
+        struct raft_buffer image = data;
+        data.len = S_DIGEST_HEADER + image.len;
+        data.base = raft_malloc (data.len);
+        assert (data.base);
+        memcpy (data.base, S_DIGEST_MAGIC, S_DIGEST_MAGIC_SIZE);
+        memcpy ((uint8_t *) data.base + S_DIGEST_MAGIC_SIZE, self->digest,
+                HS_RING_DIGEST_SIZE);
+        memcpy ((uint8_t *) data.base + S_DIGEST_HEADER, image.base, image.len);
+        raft_free (image.base);
     }
     struct raft_snapshot_metadata metadata = {
         .index = self->applied,
@@ -323,8 +554,8 @@ s_apply_committed (hs_ring_t *self)
 {
     raft_index commit = raft_commit_index (&self->raft);
     if (self->restore_pending && commit >= self->snapshot.index) {
-        if (self->io.snapshot_restore (self->io.handle, self->snapshot.index,
-                                       &self->snapshot_data))
+        if (s_snapshot_restore (self, self->snapshot.index,
+                                &self->snapshot_data))
             sf_log_error ("hs_ring: cannot restore snapshot %llu",
                           self->snapshot.index);
         self->restore_pending = false;
@@ -340,8 +571,10 @@ s_apply_committed (hs_ring_t *self)
         raft_index index = self->applied + 1;
         struct raft_entry *entry = s_log_get (self, index);
         assert (entry);  //  committed entries are in the log tail
+        uint8_t outcome [HS_RING_DIGEST_SIZE] = {0};
         if (entry->type == RAFT_COMMAND)
-            self->io.apply (self->io.handle, index, entry->term, &entry->buf);
+            self->io.apply (self->io.handle, index, entry->term, &entry->buf,
+                            outcome);
         else if (entry->type == RAFT_CHANGE) {
             struct raft_event event = {.type = RAFT_CONFIGURATION};
             event.configuration.index = index;
@@ -363,8 +596,10 @@ s_apply_committed (hs_ring_t *self)
                               index);
             }
         }
+        s_digest_fold (self, index, entry, outcome);
         self->applied = index;
     }
+    s_digest_compare_held (self);
     s_maybe_snapshot (self);
 }
 
@@ -407,6 +642,7 @@ s_step (hs_ring_t *self, struct raft_event *event)
         return 0;
     }
     self->stepping = true;
+    self->now = event->time;
     struct raft_update update;
     memset (&update, 0, sizeof update);
     int rc = raft_step (&self->raft, event, &update);
@@ -484,6 +720,7 @@ hs_ring_destroy (hs_ring_t **self_p)
         raft_configuration_close (&self->snapshot.configuration);
         raft_configuration_close (&self->committed);
         free (self->snapshot_data.base);
+        free (self->peers);
         free (self->address);
         free (self);
         *self_p = NULL;
@@ -525,6 +762,10 @@ hs_ring_start (hs_ring_t *self, const hs_ring_state_t *state, uint64_t now,
 {
     if (self->started)
         return sf_fault_set (fault, SF_EINTERNAL, "ring already started");
+    self->now = now;
+    //  Without a snapshot the digest starts from D(0), all zero.
+    uint8_t genesis [HS_RING_DIGEST_SIZE] = {0};
+    s_digest_reset (self, 0, genesis);
     //  Our own copies: the in-memory log and the snapshot.
     self->log_start = state->start_index ? state->start_index : 1;
     for (unsigned index = 0; index < state->n_entries; index++)
@@ -539,9 +780,10 @@ hs_ring_start (hs_ring_t *self, const hs_ring_state_t *state, uint64_t now,
         self->snapshot_data.base = malloc (state->snapshot_data.len + 1);
         memcpy (self->snapshot_data.base, state->snapshot_data.base,
                 state->snapshot_data.len);
-        //  The state machine starts from the snapshot image.
-        if (self->io.snapshot_restore (self->io.handle, self->snapshot.index,
-                                       &self->snapshot_data))
+        //  The state machine starts from the snapshot image, the digest
+        //  from the one it carries; applying the log recomputes the rest.
+        if (s_snapshot_restore (self, self->snapshot.index,
+                                &self->snapshot_data))
             return sf_fault_set (fault, SF_ESTORE,
                                  "cannot restore snapshot %llu",
                                  self->snapshot.index);
@@ -638,6 +880,43 @@ hs_ring_persisted (hs_ring_t *self, raft_index index, raft_term term,
     struct raft_event event = {.time = now, .type = RAFT_PERSISTED_ENTRIES};
     event.persisted_entries.index = index;
     s_step (self, &event);
+}
+
+void
+hs_ring_digest_received (hs_ring_t *self, raft_id from, raft_index index,
+                         const uint8_t *digest, uint64_t now)
+{
+    if (!self->started || !self->digest_known || index == 0
+        || from == self->raft.id)
+        return;
+    self->now = now;
+    s_digest_peer_t *peer = s_digest_peer (self, from);
+    if (index <= peer->compared_index)
+        return;  //  old, or a duplicate
+    if (index <= self->applied) {
+        s_digest_compare (self, peer, index, digest);
+        return;
+    }
+    //  Ahead of us: hold it until we applied that far. The one held
+    //  already is kept, or a member always ahead would never be compared.
+    if (!peer->held_index) {
+        peer->held_index = index;
+        memcpy (peer->held, digest, HS_RING_DIGEST_SIZE);
+    }
+}
+
+bool
+hs_ring_digest (hs_ring_t *self, raft_index *index, uint8_t *digest)
+{
+    *index = self->digest_known ? self->applied : 0;
+    memcpy (digest, self->digest, HS_RING_DIGEST_SIZE);
+    return self->digest_known;
+}
+
+const hs_ring_digest_counters_t *
+hs_ring_digest_counters (hs_ring_t *self)
+{
+    return &self->digest_counters;
 }
 
 uint64_t

@@ -14,7 +14,15 @@
     (updates.rst): term and vote durable before anything else, entries
     handed to the store, snapshot persisted, messages sent, committed
     entries applied; follow-up events (persisted, configuration, snapshot
-    taken) are stepped after the update is done, never nested. */
+    taken) are stepped after the update is done, never nested.
+
+    The ring also keeps a running digest of what its state machine applied,
+    sends it to the members it talks to and compares theirs at equal
+    indexes, so a member that applied a command differently is noticed
+    (raft-wire.md section 4). The digest travels inside snapshots: the
+    data io.snapshot_take returns is what io.snapshot_restore gets back,
+    but what io.snapshot_save stores and peers receive has the digest in
+    front of it. */
 
 #ifndef HS_RING_H_INCLUDED
 #define HS_RING_H_INCLUDED
@@ -26,6 +34,9 @@
 #include <stdint.h>
 
 typedef struct _hs_ring_t hs_ring_t;
+
+//  Bytes of a replica digest, and of an apply's outcome.
+#define HS_RING_DIGEST_SIZE 16
 
 //  What the ring needs from outside. Callbacks never call back into the
 //  ring, except where noted.
@@ -43,9 +54,11 @@ typedef struct {
     //  message->server_id at message->server_address. Best effort.
     void (*send) (void *handle, const struct raft_message *message);
     //  Apply committed command at INDEX (written in TERM) to the state
-    //  machine.
+    //  machine, and write into OUTCOME (HS_RING_DIGEST_SIZE bytes, zero on
+    //  entry) a digest of what applying it did, the same on every member
+    //  that applied it the same way (raft-wire.md section 4).
     void (*apply) (void *handle, raft_index index, raft_term term,
-                   const struct raft_buffer *command);
+                   const struct raft_buffer *command, uint8_t *outcome);
     //  Serialize the state machine as of the last applied entry into a new
     //  raft_malloc'd buffer DATA. Returns 0 or -1.
     int (*snapshot_take) (void *handle, struct raft_buffer *data);
@@ -62,7 +75,19 @@ typedef struct {
     //  May be NULL.
     void (*configuration) (void *handle,
                            const struct raft_configuration *configuration);
+    //  Send member TO our replica DIGEST (lent) as of applied INDEX: a
+    //  Digest frame (raft-wire.md type 11). Best effort. May be NULL.
+    void (*send_digest) (void *handle, raft_id to, raft_index index,
+                         const uint8_t *digest);
 } hs_ring_io_t;
+
+//  What the divergence detector saw since the member started.
+typedef struct {
+    uint64_t compared;          //  members' digests compared with ours
+    uint64_t mismatches;        //  those that differed: a replica diverged
+    raft_id mismatch_member;    //  who sent the last one that differed, or 0
+    raft_index mismatch_index;  //  at which index, or 0
+} hs_ring_digest_counters_t;
 
 //  Everything a member persisted, handed to hs_ring_start. All lent.
 typedef struct {
@@ -124,6 +149,21 @@ void hs_ring_receive (hs_ring_t *self, struct raft_message *message,
 //  TERM, are durable.
 void hs_ring_persisted (hs_ring_t *self, raft_index index, raft_term term,
                         uint64_t now);
+
+//  Member FROM says its replica digest after applying INDEX is DIGEST
+//  (HS_RING_DIGEST_SIZE bytes, lent): compare it with ours at INDEX, now
+//  or once we applied INDEX. A mismatch is counted and logged, never
+//  acted on.
+void hs_ring_digest_received (hs_ring_t *self, raft_id from, raft_index index,
+                              const uint8_t *digest, uint64_t now);
+
+//  Our replica digest into DIGEST (HS_RING_DIGEST_SIZE bytes) and the
+//  applied index it covers into *INDEX. False if we have none (restored
+//  from a snapshot made before digests).
+bool hs_ring_digest (hs_ring_t *self, raft_index *index, uint8_t *digest);
+
+//  The divergence detector's counters. Lent.
+const hs_ring_digest_counters_t *hs_ring_digest_counters (hs_ring_t *self);
 
 //  When the next timeout is due (absolute, same clock as NOW).
 uint64_t hs_ring_timeout (hs_ring_t *self);

@@ -19,6 +19,7 @@
 #include "protocol/ring_cmd.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <sys/stat.h>
 
 const sf_config_key_t hs_server_schema [] = {
@@ -132,14 +133,32 @@ s_io_send (void *handle, const struct raft_message *message)
     hs_link_send (((hs_server_t *) handle)->link, message);
 }
 
+static void
+s_io_send_digest (void *handle, raft_id to, raft_index index,
+                  const uint8_t *digest)
+{
+    hs_link_send_digest (((hs_server_t *) handle)->link, to, index, digest);
+}
+
 static int s_handle_forward (sf_loop_t *loop, zsock_t *reader, void *arg);
 
-//  The raft link's and the ZAP handler's counters, for the op "counters".
+//  The raft link's, the divergence detector's and the ZAP handler's
+//  counters, for the op "counters".
 static void
 s_counters (void *context, json_t *counters)
 {
     hs_server_t *self = (hs_server_t *) context;
     const hs_link_counters_t *link = hs_link_counters (self->link);
+    //  The replica digest (raft-wire.md section 4): its first 6 bytes as
+    //  an integer that any JSON reader holds exactly.
+    const hs_ring_digest_counters_t *digests =
+        hs_ring_digest_counters (self->ring);
+    raft_index digest_index = 0;
+    uint8_t digest [HS_RING_DIGEST_SIZE];
+    uint64_t digest_head = 0;
+    if (hs_ring_digest (self->ring, &digest_index, digest))
+        for (unsigned at = 0; at < 6; at++)
+            digest_head = (digest_head << 8) | digest [at];
     const struct {
         const char *name;
         uint64_t value;
@@ -150,6 +169,12 @@ s_counters (void *context, json_t *counters)
         {"raft_malformed", link->malformed},
         {"raft_impostor", link->impostor},
         {"raft_handshakes_refused", link->refused},
+        {"ring_digest_index", digest_index},
+        {"ring_digest_head", digest_head},
+        {"ring_digest_compared", digests->compared},
+        {"ring_digest_mismatches", digests->mismatches},
+        {"ring_diverged_from", digests->mismatch_member},
+        {"ring_diverged_at", digests->mismatch_index},
         {"zap_refused", sf_zap_refused (self->zap)},
     };
     for (size_t at = 0; at < sizeof values / sizeof values [0]; at++)
@@ -228,9 +253,38 @@ s_learn_all (hs_server_t *self)
     json_decref (members);
 }
 
+//  What applying a command did, for the replica digest (raft-wire.md
+//  section 4): BLAKE2b-16 of the error's wire code, the last change's index
+//  and the result as sorted, compact JSON, into OUTCOME.
+static void
+s_outcome (const json_t *result, const sf_fault_t *fault,
+           raft_index last_change, uint8_t *outcome)
+{
+    const char *code = sf_error_code (result ? SF_OK : fault->error);
+    size_t code_size = strlen (code);
+    uint8_t fixed [2 + 8];
+    fixed [0] = (uint8_t) (code_size >> 8);
+    fixed [1] = (uint8_t) code_size;
+    for (unsigned at = 0; at < 8; at++)
+        fixed [2 + at] = (uint8_t) (last_change >> (56 - 8 * at));
+    crypto_generichash_state state;
+    crypto_generichash_init (&state, NULL, 0, HS_RING_DIGEST_SIZE);
+    crypto_generichash_update (&state, fixed, 2);
+    crypto_generichash_update (&state, (const unsigned char *) code, code_size);
+    crypto_generichash_update (&state, fixed + 2, 8);
+    char *text = result ? json_dumps (result, JSON_COMPACT | JSON_SORT_KEYS
+                                                  | JSON_ENCODE_ANY)
+                        : NULL;
+    if (text)
+        crypto_generichash_update (&state, (const unsigned char *) text,
+                                   strlen (text));
+    free (text);
+    crypto_generichash_final (&state, outcome, HS_RING_DIGEST_SIZE);
+}
+
 static void
 s_io_apply (void *handle, raft_index index, raft_term term,
-            const struct raft_buffer *command)
+            const struct raft_buffer *command, uint8_t *outcome)
 {
     hs_server_t *self = (hs_server_t *) handle;
     sf_fault_t fault;
@@ -238,9 +292,13 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     raft_index prev = hs_fsm_last_change (self->fsm);
     json_t *result =
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
+    //  Before anything else reads or adds to the result.
+    s_outcome (result, &fault, hs_fsm_last_change (self->fsm), outcome);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
-        if (self->events) {
+        //  Only a change is published: a command answered without one
+        //  leaves the last change where it was.
+        if (self->events && hs_fsm_last_change (self->fsm) == index) {
             //  Stamped before it goes: a subscriber may act on it before
             //  this thread runs again.
             json_t *transfer = json_object_get (result, "transfer");
@@ -469,6 +527,10 @@ s_handle_raft (sf_loop_t *loop, zsock_t *reader, void *arg)
                               sf_time_mono_ms ());
         else if (msg.probe == RAFT_MSG_MEMBERS_QUERY)
             s_tell_members (self, msg.message.server_id);
+        else if (msg.probe == RAFT_MSG_DIGEST)
+            hs_ring_digest_received (self->ring, msg.message.server_id,
+                                     msg.digest_index, msg.digest,
+                                     sf_time_mono_ms ());
         else if (msg.probe == RAFT_MSG_MEMBERS) {
             s_learn_members (self, msg.message.server_id, msg.members,
                              msg.n_members);
@@ -641,6 +703,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         .snapshot_take = s_io_snapshot_take,
         .snapshot_save = s_io_snapshot_save,
         .snapshot_restore = s_io_snapshot_restore,
+        .send_digest = s_io_send_digest,
     };
     hs_ring_options_t options = {
         .election_timeout_ms =

@@ -449,22 +449,26 @@ s_test_quiet (sf_loop_t *loop, zsock_t *reader, void *arg)
 static int
 s_test_add (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
+    int rc;
     s_test_t *test = (s_test_t *) arg;
     char *text = zstr_recv (reader);
     assert (text);
     free (text);
     //  End this reader and add another, from inside a handler.
     sf_loop_reader_end (loop, reader);
-    assert (sf_loop_reader (loop, test->added, s_test_count, test) == 0);
+    rc = sf_loop_reader (loop, test->added, s_test_count, test);
+    assert (rc == 0);
     return 0;
 }
 
 static int
 s_test_fd (sf_loop_t *loop, int fd, void *arg)
 {
+    ssize_t rc;
     s_test_t *test = (s_test_t *) arg;
     char byte;
-    assert (read (fd, &byte, 1) == 1);
+    rc = read (fd, &byte, 1);
+    assert (rc == 1);
     test->received++;
     if (byte == 'x') {
         sf_loop_fd_end (loop, fd);
@@ -476,6 +480,7 @@ s_test_fd (sf_loop_t *loop, int fd, void *arg)
 int
 sf_loop_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sf_loop: ");
 
@@ -486,13 +491,16 @@ sf_loop_test (bool verbose)
         sf_loop_t *loop = sf_loop_new ();
         assert (loop);
         s_test_t test = {0};
-        assert (sf_loop_reader (loop, b, s_test_count, &test) == 0);
-        assert (sf_loop_reader (loop, b, s_test_count, &test) == -1);
+        rc = sf_loop_reader (loop, b, s_test_count, &test);
+        assert (rc == 0);
+        rc = sf_loop_reader (loop, b, s_test_count, &test);
+        assert (rc == -1);
         for (int index = 0; index < 5; index++)
             zstr_send (a, "hello");
         zstr_send (a, "stop");
         sf_loop_timer (loop, 2000, 1, s_test_time_out, &test);
-        assert (sf_loop_start (loop) == 0);
+        rc = sf_loop_start (loop);
+        assert (rc == 0);
         assert (test.received == 6 && !test.timed_out);
         //  Ended, the reader is not called for what follows.
         sf_loop_reader_end (loop, b);
@@ -532,11 +540,14 @@ sf_loop_test (bool verbose)
         zsock_t *d = zsock_new_pair (">inproc://sf_loop_d");
         sf_loop_t *loop = sf_loop_new ();
         s_test_t test = {.peer = c, .added = d};
-        assert (sf_loop_reader (loop, b, s_test_quiet, &test) == 0);
-        assert (sf_loop_reader (loop, d, s_test_count, &test) == 0);
+        rc = sf_loop_reader (loop, b, s_test_quiet, &test);
+        assert (rc == 0);
+        rc = sf_loop_reader (loop, d, s_test_count, &test);
+        assert (rc == 0);
         sf_loop_timer (loop, 2000, 1, s_test_time_out, &test);
         zstr_send (a, "go");
-        assert (sf_loop_start (loop) == 0);
+        rc = sf_loop_start (loop);
+        assert (rc == 0);
         assert (test.received == 1 && !test.timed_out);
         sf_loop_destroy (&loop);
         zsock_destroy (&a);
@@ -551,21 +562,28 @@ sf_loop_test (bool verbose)
         zsock_t *c = zsock_new_pair ("@inproc://sf_loop_f");
         zsock_t *d = zsock_new_pair (">inproc://sf_loop_f");
         int pipes [2];
-        assert (pipe (pipes) == 0);
+        rc = pipe (pipes);
+        assert (rc == 0);
         sf_loop_t *loop = sf_loop_new ();
         s_test_t test = {.added = d};
-        assert (sf_loop_reader (loop, b, s_test_add, &test) == 0);
-        assert (sf_loop_fd (loop, pipes [0], s_test_fd, &test) == 0);
+        rc = sf_loop_reader (loop, b, s_test_add, &test);
+        assert (rc == 0);
+        rc = sf_loop_fd (loop, pipes [0], s_test_fd, &test);
+        assert (rc == 0);
         sf_loop_timer (loop, 2000, 1, s_test_time_out, &test);
         zstr_send (a, "add");
         zstr_send (a, "ignored");  //  b's reader has ended by then
         zstr_send (c, "one");
         zstr_send (c, "stop");
-        assert (sf_loop_start (loop) == 0);
+        rc = sf_loop_start (loop);
+        assert (rc == 0);
         assert (test.received == 2 && !test.timed_out);
-        assert (write (pipes [1], "ab", 2) == 2);
-        assert (write (pipes [1], "x", 1) == 1);
-        assert (sf_loop_start (loop) == 0);
+        ssize_t written = write (pipes [1], "ab", 2);
+        assert (written == 2);
+        written = write (pipes [1], "x", 1);
+        assert (written == 1);
+        rc = sf_loop_start (loop);
+        assert (rc == 0);
         assert (test.received == 5 && !test.timed_out);
         sf_loop_counters_t counters;
         sf_loop_counters (loop, &counters);

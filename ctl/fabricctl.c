@@ -215,13 +215,16 @@ s_print_status (json_t *reply)
 }
 
 //  The ring as a table: ask every member with an API endpoint for its
-//  status (a member that does not answer in 1 s shows as unreachable).
+//  status and counters (a member that does not answer in 1 s shows as
+//  unreachable). DIGEST and DIVERGED are its replica digest's head and
+//  the mismatches it saw (raft-wire.md section 4).
 static void
 s_print_ring (json_t *reply)
 {
     json_t *members = json_object_get (reply, "members");
-    printf ("%-10s %4s %-10s %6s %8s %8s %8s %-8s %s\n", "NAME", "ID", "ROLE",
-            "TERM", "COMMIT", "APPLIED", "SNAPSHOT", "LEADER", "API");
+    printf ("%-10s %4s %-10s %6s %8s %8s %8s %-8s %-12s %8s %s\n", "NAME", "ID",
+            "ROLE", "TERM", "COMMIT", "APPLIED", "SNAPSHOT", "LEADER", "DIGEST",
+            "DIVERGED", "API");
     size_t at;
     json_t *member;
     json_array_foreach (members, at, member)
@@ -229,23 +232,40 @@ s_print_ring (json_t *reply)
         const char *name = json_string_value (json_object_get (member, "name"));
         const char *api = json_string_value (json_object_get (member, "api"));
         const char *key = json_string_value (json_object_get (member, "key"));
-        json_t *status = NULL;
-        if (streq (name, json_string_value (json_object_get (reply, "node"))))
+        json_t *status = NULL, *counters = NULL;
+        bool self =
+            streq (name, json_string_value (json_object_get (reply, "node")));
+        if (self)
             status = json_incref (reply);
-        else if (api && key && sf_cert_key_valid (key)) {
+        if (api && key && sf_cert_key_valid (key)) {
             sf_fault_t fault;
             zcert_t *cert = zcert_new ();
             ctl_client_t *client = ctl_client_new (api, key, &cert, &fault);
-            if (client)
+            if (client && !self)
                 status = ctl_client_call (client, "status", NULL, 1000, &fault);
+            if (client && status)
+                counters =
+                    ctl_client_call (client, "counters", NULL, 1000, &fault);
             ctl_client_destroy (&client);
             zcert_destroy (&cert);
+        }
+        json_t *digests = json_object_get (counters, "counters");
+        char head [16] = "-", diverged [24] = "-";
+        if (json_integer_value (
+                json_object_get (digests, "ring_digest_index"))) {
+            snprintf (head, sizeof head, "%012llx",
+                      (unsigned long long) json_integer_value (
+                          json_object_get (digests, "ring_digest_head")));
+            snprintf (diverged, sizeof diverged, "%lld",
+                      (long long) json_integer_value (
+                          json_object_get (digests, "ring_digest_mismatches")));
         }
         if (status && json_is_true (json_object_get (status, "ok"))) {
             const char *leader =
                 json_string_value (json_object_get (status, "leader"));
             printf (
-                "%-10s %4lld %-10s %6lld %8lld %8lld %8lld %-8s %s\n", name,
+                "%-10s %4lld %-10s %6lld %8lld %8lld %8lld %-8s %-12s %8s %s\n",
+                name,
                 (long long) json_integer_value (json_object_get (member, "id")),
                 json_string_value (json_object_get (status, "role")),
                 (long long) json_integer_value (
@@ -256,14 +276,16 @@ s_print_ring (json_t *reply)
                     json_object_get (status, "applied_index")),
                 (long long) json_integer_value (
                     json_object_get (status, "snapshot_index")),
-                leader ? leader : "-", api ? api : "-");
+                leader ? leader : "-", head, diverged, api ? api : "-");
         }
         else
             printf (
-                "%-10s %4lld %-10s %6s %8s %8s %8s %-8s %s\n", name,
+                "%-10s %4lld %-10s %6s %8s %8s %8s %-8s %-12s %8s %s\n", name,
                 (long long) json_integer_value (json_object_get (member, "id")),
-                "unreachable", "-", "-", "-", "-", "-", api ? api : "-");
+                "unreachable", "-", "-", "-", "-", "-", "-", "-",
+                api ? api : "-");
         json_decref (status);
+        json_decref (counters);
     }
 }
 

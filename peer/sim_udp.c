@@ -161,6 +161,7 @@ sim_udp_default (void)
 int
 sim_udp_test (bool verbose)
 {
+    int rc;
     if (verbose)
         printf (" * sim_udp: ");
     assert (sim_udp_port ("udp://*:5670") == 5670);
@@ -176,12 +177,15 @@ sim_udp_test (bool verbose)
     int udp = socket (AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET};
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert (bind (udp, (struct sockaddr *) &address, sizeof address) == 0);
+    rc = bind (udp, (struct sockaddr *) &address, sizeof address);
+    assert (rc == 0);
     socklen_t size = sizeof address;
-    assert (getsockname (udp, (struct sockaddr *) &address, &size) == 0);
+    rc = getsockname (udp, (struct sockaddr *) &address, &size);
+    assert (rc == 0);
     int port = ntohs (address.sin_port);
     int tcp = socket (AF_INET, SOCK_STREAM, 0);
-    assert (bind (tcp, (struct sockaddr *) &address, sizeof address) == 0);
+    rc = bind (tcp, (struct sockaddr *) &address, sizeof address);
+    assert (rc == 0);
     assert (sim_udp_socket (port) == udp);
 
     //  The buffer asked for is what the kernel gives, up to its cap.
@@ -192,11 +196,14 @@ sim_udp_test (bool verbose)
     assert (given == (cap && cap < asked ? cap : asked));
     int kernel = 0;
     size = sizeof kernel;
-    assert (getsockopt (udp, SOL_SOCKET, SO_RCVBUF, &kernel, &size) == 0);
+    rc = getsockopt (udp, SOL_SOCKET, SO_RCVBUF, &kernel, &size);
+    assert (rc == 0);
     assert ((size_t) kernel == 2 * given);
     //  A smaller buffer may be asked for as well; 0 only reads it.
-    assert (sim_udp_size (port, 65536, 0, &fault) == 65536);
-    assert (sim_udp_size (port, 0, 0, &fault) == 65536);
+    given = sim_udp_size (port, 65536, 0, &fault);
+    assert (given == 65536);
+    given = sim_udp_size (port, 0, 0, &fault);
+    assert (given == 65536);
     close (udp);
     close (tcp);
     assert (sim_udp_default () >= 2048);
@@ -205,9 +212,11 @@ sim_udp_test (bool verbose)
     //  not free, by its address or by every address; once closed, it is.
     int held = socket (AF_INET, SOCK_DGRAM, 0);
     int on = 1;
-    assert (setsockopt (held, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
+    rc = setsockopt (held, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    assert (rc == 0);
     address.sin_port = htons ((uint16_t) port);
-    assert (bind (held, (struct sockaddr *) &address, sizeof address) == 0);
+    rc = bind (held, (struct sockaddr *) &address, sizeof address);
+    assert (rc == 0);
     char endpoint [64];
     snprintf (endpoint, sizeof endpoint, "udp://127.0.0.1:%d", port);
     assert (!sim_udp_free (endpoint));
@@ -218,7 +227,8 @@ sim_udp_test (bool verbose)
     assert (sim_udp_free ("udp://no-port"));
 
     //  No socket on the port: a fault that names it, after the wait.
-    assert (sim_udp_size (port, asked, 2, &fault) == 0);
+    given = sim_udp_size (port, asked, 2, &fault);
+    assert (given == 0);
     char expected [64];
     snprintf (expected, sizeof expected, "bound to port %d", port);
     assert (strstr (fault.message, expected));

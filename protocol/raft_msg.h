@@ -26,6 +26,9 @@
 #define RAFT_MSG_READ_PROBE_ACK 8
 #define RAFT_MSG_MEMBERS_QUERY 9
 #define RAFT_MSG_MEMBERS 10
+#define RAFT_MSG_DIGEST 11
+
+#define RAFT_MSG_DIGEST_BYTES 16u  //  a replica digest (raft-wire.md 4)
 
 #define RAFT_MSG_MAX_MEMBERS 64u
 #define RAFT_MSG_MAX_NAME 64u
@@ -51,6 +54,8 @@ typedef struct {
     uint64_t probe_seq;
     raft_msg_member_t *members;  //  Members: owned, see raft_msg_release
     unsigned n_members;
+    raft_index digest_index;                 //  Digest: applied index, > 0
+    uint8_t digest [RAFT_MSG_DIGEST_BYTES];  //  Digest: the digest there
 } raft_msg_t;
 
 //  Encode a ReadProbe or ReadProbeAck (TYPE) from SENDER at ADDRESS into
@@ -74,6 +79,15 @@ size_t raft_msg_encode_members (int type, raft_id sender, const char *address,
                                 const raft_msg_member_t *members, unsigned n,
                                 uint8_t *buffer, size_t size);
 
+//  Encode a Digest frame (type 11): SENDER at ADDRESS applied INDEX (> 0)
+//  with replica DIGEST (RAFT_MSG_DIGEST_BYTES), into BUFFER (at least
+//  RAFT_MSG_DIGEST_SIZE + address length). Returns the size written, or 0
+//  if anything is invalid or it does not fit.
+#define RAFT_MSG_DIGEST_SIZE (2 + 1 + 1 + 8 + 2 + 8 + RAFT_MSG_DIGEST_BYTES)
+size_t raft_msg_encode_digest (raft_id sender, const char *address,
+                               raft_index index, const uint8_t *digest,
+                               uint8_t *buffer, size_t size);
+
 //  Bytes that raft_msg_encode will write for MESSAGE (whose AppendEntries
 //  entries, if any, must be filled in), sent as SENDER at ADDRESS; 0 if it
 //  cannot be encoded (too large, unknown type, bad address).
@@ -86,7 +100,7 @@ int raft_msg_encode (const struct raft_message *message, raft_id sender,
 
 //  Decode DATA of SIZE bytes into SELF. Returns 0, or -1 if malformed
 //  (then nothing is left allocated). On success SELF may own raft_malloc'd
-//  memory: see raft_msg_release and protocol/raft-wire.md section 5.
+//  memory: see raft_msg_release and protocol/raft-wire.md section 6.
 int raft_msg_decode (raft_msg_t *self, const uint8_t *data, size_t size);
 
 //  Free everything a successful decode allocated (entries array and batch,

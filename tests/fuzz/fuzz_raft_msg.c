@@ -26,6 +26,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         raft_msg_release (&msg);
         return 0;
     }
+    if (msg.probe == RAFT_MSG_DIGEST) {
+        uint8_t again [RAFT_MSG_DIGEST_SIZE + RAFT_MSG_MAX_ADDRESS];
+        size_t again_size = raft_msg_encode_digest (
+            msg.message.server_id, msg.address, msg.digest_index, msg.digest,
+            again, sizeof again);
+        if (again_size != size || memcmp (again, data, size) != 0)
+            abort ();
+        return 0;
+    }
     if (msg.probe) {
         uint8_t again [RAFT_MSG_PROBE_SIZE + RAFT_MSG_MAX_ADDRESS];
         size_t again_size = raft_msg_encode_probe (

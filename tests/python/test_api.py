@@ -133,6 +133,20 @@ def test_refusals_are_logged_one_line_each(homeserver):
     assert "malformed_json" in lines[0]
 
 
+def test_a_player_registration_does_not_open_sim_names_to_anyone(homeserver):
+    """A registered sim keeps its key whatever was registered before it:
+    a player's registration once let any key re-key any sim (issue 21)."""
+    with homeserver.client() as a, homeserver.client() as b, homeserver.client() as c:
+        a.call("player.register", player="alice")
+        b.call("sim.register", sim="sim1")
+        reply = c.request("sim.register", sim="sim1")
+        assert reply["ok"] is False
+        assert reply["error"]["code"] == "unauthorized"
+        assert "sim 'sim1' is registered to another key" in reply["error"]["message"]
+        sims = c.call("sim.list")["sims"]
+    assert [(sim["sim"], sim["key"]) for sim in sims] == [("sim1", b.public_key.decode())]
+
+
 @pytest.fixture
 def guarded(tmp_path):
     """A homeserver that admits only the keys in its clients folder: it,
@@ -203,7 +217,7 @@ def test_fabricctl_status_and_request(homeserver):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "ID", "ROLE", "TERM", "COMMIT", "APPLIED",
-                                "SNAPSHOT", "LEADER", "API"]
+                                "SNAPSHOT", "LEADER", "DIGEST", "DIVERGED", "API"]
     assert lines[1].split()[:3] == ["hs1", "1", "leader"] or lines[1].split()[2] in ("follower", "candidate")
 
     result = subprocess.run([str(binary("fabricctl")), "status", "--json", *common],

@@ -3,6 +3,9 @@ the rules, the master's override, epochs that only grow, release to an
 orphan. Real ring, real keys; the sims here are principals registered with
 the ring (the simulation servers' side of a transfer comes later)."""
 
+import itertools
+import time
+
 import pytest
 
 from simfabric_testing import ApiError, NoReply, call_any, wait_leader, write_key_pair
@@ -72,8 +75,7 @@ def test_a_batch_decides_each_path_alone_in_one_transfer(world, ring):
     master.call("entity.create", path="/b/allow2")
     master.call("entity.create", path="/b/ask", rule="ask", authority="simA")
     master.call("entity.create", path="/b/deny", rule="deny", authority="simA")
-    events = leader.subscribe("sim:simB")
-    time.sleep(0.3)
+    events = _subscribe_live(leader, master, "sim:simB")
     paths = ["/b/allow1", "/b/ask", "/b/deny", "/b/none", "/b/allow2"]
     with pytest.raises(ApiError) as other:
         clients["simA"].call("authority.request", sim="simB", paths=paths)
@@ -132,6 +134,35 @@ def test_only_the_master_changes_the_rule(world):
     assert clients["master"].call("entity.set_rule", path="/w/q", rule="ask")["rule"] == "ask"
 
 
+_markers = itertools.count()
+
+
+def _subscribe_live(member, client, topic):
+    """A SUB socket on MEMBER's events for TOPIC, with the subscription in
+    place. A subscription reaches the PUB asynchronously, and a topic that
+    has no event yet cannot show it; so the socket also subscribes to a
+    marker prefix, CLIENT creates marker entities until one arrives (the
+    PUB applies a socket's subscriptions in order), then one more as a
+    fence, read up to; the marker subscription is then dropped."""
+    marker = f"/live{next(_markers)}/"
+    socket = member.subscribe(topic)
+    socket.subscribe(f"entity:{marker}")
+    deadline = time.monotonic() + 10
+    number = 0
+    while not socket.poll(20):
+        assert time.monotonic() < deadline, f"no event on a subscription to {topic}"
+        client.call("entity.create", path=f"{marker}{number}")
+        number += 1
+    client.call("entity.create", path=f"{marker}fence")
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0 and socket.poll(int(left * 1000)), "the fence event never came"
+        if socket.recv_multipart()[0] == f"entity:{marker}fence".encode():
+            break
+    socket.unsubscribe(f"entity:{marker}")
+    return socket
+
+
 def _ask(leader, keys, sim, path, **extra):
     """Start authority.request for SIM on a thread of its own; returns the
     thread and the dict its reply lands in."""
@@ -166,8 +197,7 @@ def test_ask_waits_for_the_authority_to_approve_or_deny(world, ring):
     leader_name, _ = wait_leader(ring)
     leader = next(m for m in ring if m.name == leader_name)
     clients["master"].call("entity.create", path="/w/ask", rule="ask", authority="simA")
-    events = leader.subscribe("entity:/w/ask")
-    time.sleep(0.3)
+    events = _subscribe_live(leader, clients["master"], "entity:/w/ask")
 
     # simB asks; simA, the authority, learns of it from the ring and approves.
     thread, landed = _ask(leader, keys, "simB", "/w/ask")
@@ -300,8 +330,7 @@ def test_a_silent_sim_is_declared_dead_and_its_entities_orphaned(tmp_path, elect
         clients["master"].call("entity.create", path="/o/silent", authority="silent",
                                checkpoint="last words")
         clients["master"].call("entity.create", path="/o/alive", authority="alive")
-        events = leader.subscribe("sim:silent")
-        time.sleep(0.3)  # the subscription is in place
+        events = _subscribe_live(leader, clients["master"], "sim:silent")
         deadline = time.monotonic() + 10
         while True:
             clients["alive"].call("sim.heartbeat", sim="alive")
@@ -310,7 +339,7 @@ def test_a_silent_sim_is_declared_dead_and_its_entities_orphaned(tmp_path, elect
             if silent["authority"] is None:
                 break
             assert time.monotonic() < deadline, silent
-            time.sleep(0.5)  # leaves the leader idle between rounds
+            time.sleep(0.5)  # paces the rounds: leaves the leader idle between them
         # The one that kept beating keeps its entity.
         assert clients["heir"].call("entity.get", path="/o/alive")["authority"] == "alive"
         # The change was announced, with how many entities it orphaned.
@@ -361,6 +390,8 @@ def test_silence_while_the_ring_could_not_hear_is_not_a_missed_lease(tmp_path, p
         with leader.client() as admin:
             admin.call("entity.create", path="/o/patient", authority="patient")
 
+        beats = []
+
         def beat():
             # Every 200 ms, through whichever member takes it.
             while not stop.is_set():
@@ -368,6 +399,7 @@ def test_silence_while_the_ring_could_not_hear_is_not_a_missed_lease(tmp_path, p
                     with member.client(keys=keys, timeout=0.3) as client:
                         try:
                             if client.request("sim.heartbeat", sim="patient").get("ok"):
+                                beats.append(time.monotonic())
                                 break
                         except NoReply:
                             pass
@@ -375,15 +407,21 @@ def test_silence_while_the_ring_could_not_hear_is_not_a_missed_lease(tmp_path, p
 
         beater = threading.Thread(target=beat)
         beater.start()
-        time.sleep(1.0)
+        # The sim is beating steadily before the pause.
+        until = time.monotonic() + 10
+        while len(beats) < 3:
+            assert time.monotonic() < until, beats
+            stop.wait(0.05)
         stopped = [m for m in ring if paused == "all" or m.name != leader_name]
         for member in stopped:
             os.kill(member.process.pid, signal.SIGSTOP)
-        time.sleep(2.5)  # more than twice the lease
+        time.sleep(2.5)  # the point: a pause of more than twice the lease
         for member in stopped:
             os.kill(member.process.pid, signal.SIGCONT)
         wait_leader(ring)
-        time.sleep(2.0)  # two lease checks of whichever member leads
+        # The point: nothing may happen within two lease checks of
+        # whichever member leads.
+        time.sleep(2.0)
         held = call_any(ring, "entity.get", time.monotonic() + 10, path="/o/patient")
         assert held["authority"] == "patient", held
         assert not any("sim patient missed its heartbeats" in m.log() for m in ring)

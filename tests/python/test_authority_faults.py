@@ -76,7 +76,7 @@ class Editor:
                     self.done += 1
                 except (ApiError, NoReply):
                     self.refused += 1
-                time.sleep(0.005)
+                time.sleep(0.005)  # a game's pace, not a wait
 
     def stop(self):
         self.stopping = True
@@ -115,6 +115,13 @@ def claim(sim, path, deadline=20):
         time.sleep(0.1)
 
 
+def _wait_streaming(editor, watcher):
+    """Wait until EDITOR's updates reach WATCHER: the stream and the
+    watcher's subscription are live before a fault is injected."""
+    wait_for(lambda: editor.done >= 3 and any(u[3].startswith(editor.tag) for u in watcher.updates),
+             timeout=10, what="the editor's updates to reach the watcher")
+
+
 @pytest.fixture
 def fabric(tmp_path):
     ring = make_ring(tmp_path, 3)
@@ -131,7 +138,7 @@ def test_the_old_authority_killed_mid_handoff(fabric):
     watcher = Watcher(sim3, path)
     editor = Editor(sim1, path, "a")
     try:
-        time.sleep(0.2)
+        _wait_streaming(editor, watcher)
         result = {}
         thread = threading.Thread(target=lambda: result.update(claimed=claim(sim2, path)))
         thread.start()
@@ -167,11 +174,11 @@ def test_the_ring_leader_killed_mid_transfer(fabric):
     leader_name, _ = wait_leader(ring)
     leader = next(m for m in ring if m.name == leader_name)
     try:
-        time.sleep(0.2)
+        _wait_streaming(editor, watcher)
         result = {}
         thread = threading.Thread(target=lambda: result.update(claimed=claim(sim2, path)))
         thread.start()
-        time.sleep(0.001)
+        time.sleep(0.001)  # the point: the claim is on its way, not yet granted
         leader.kill()
         thread.join(40)
         editor.stop()
@@ -268,7 +275,7 @@ def test_the_old_authority_cut_off_from_the_ring_keeps_editing(tmp_path):
             game.call("entity.create", path=path, state="start", rule="allow")
         watcher = Watcher(sim3, path)
         editor = Editor(sim1, path, "a")
-        time.sleep(0.3)
+        _wait_streaming(editor, watcher)
         subprocess.run(hosts.exec_prefix(0) + ["nft", "-f", "-"], input=cut, text=True,
                        check=True, capture_output=True)
         subprocess.run(hosts.exec_prefix(0) + ["ss", "-K", "dst", root], check=True,
@@ -281,12 +288,12 @@ def test_the_old_authority_cut_off_from_the_ring_keeps_editing(tmp_path):
         with sim2.client() as game:
             for n in range(20):
                 game.call("entity.update", path=path, state=f"b-{n}")
-                time.sleep(0.01)
+                time.sleep(0.01)  # a game's pace, not a wait
         # sim1 is still editing at epoch 1, unaware: the watcher keeps
         # sim2's state.
         edits_while_cut = editor.done
-        time.sleep(0.5)
-        assert editor.done > edits_while_cut
+        wait_for(lambda: editor.done >= edits_while_cut + 10, timeout=10,
+                 what="sim1 to go on editing while cut off")
         with sim3.client() as client:
             seen = client.call("entity.get", path=path)
             assert (seen["epoch"], seen["source"], seen["state"]) == (2, "sim2", "b-19")

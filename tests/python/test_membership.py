@@ -77,7 +77,11 @@ def test_add_a_fourth_member_and_remove_one_under_writes(ring, tmp_path):
             client.call("cluster.remove", raft_id=victim.raft_id)
         assert victim.raft_id not in configuration(joiner)
         members.remove(victim)
-        time.sleep(0.5)  # writes go on with the smaller ring
+        # Writes go on with the smaller ring.
+        written, until = len(acked), time.monotonic() + 10
+        while len(acked) < written + 5:
+            assert time.monotonic() < until and thread.is_alive(), len(acked)
+            time.sleep(0.02)
     except BaseException:
         if joiner:
             joiner.kill()

@@ -49,7 +49,9 @@ def test_single_member_ring_leads_itself(homeserver):
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.05)
-    assert status["leader"] is None or status["leader_id"] == 1
+    # A leader names itself: a status that leads but names no leader, or
+    # another, would send clients nowhere.
+    assert (status["leader"], status["leader_id"]) == (homeserver.name, 1), status
 
 
 def test_counters_show_the_raft_link_and_forwarded_requests(ring):

@@ -7,10 +7,11 @@ import time
 from simfabric_testing import ApiError, call_any, make_ring, wait_leader
 
 
-def create_many(members, prefix, count, deadline):
+def create_many(members, prefix, count, deadline, acked=None):
     """Create COUNT entities one by one through any live member, retrying
-    through failovers; return the paths acknowledged."""
-    acked = []
+    through failovers; return the paths acknowledged (appended to ACKED,
+    if given, as each is)."""
+    acked = [] if acked is None else acked
     for number in range(count):
         path = f"{prefix}/{number}"
         try:
@@ -44,12 +45,16 @@ def test_leader_killed_under_write_load_loses_no_acknowledged_write(ring):
     done = threading.Event()
 
     def writer():
-        acked.extend(create_many(ring, "/load", 300, deadline))
+        create_many(ring, "/load", 300, deadline, acked)
         done.set()
 
     thread = threading.Thread(target=writer)
     thread.start()
-    time.sleep(0.3)  # let some writes land first
+    # Some writes land before the fault.
+    wait_until = time.monotonic() + 10
+    while len(acked) < 20:
+        assert time.monotonic() < wait_until and thread.is_alive(), len(acked)
+        time.sleep(0.02)
     victim = next(member for member in ring if member.name == leader)
     victim.kill()
     thread.join(70)

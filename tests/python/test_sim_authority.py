@@ -142,12 +142,20 @@ def test_a_claim_takes_a_handoff_only_from_the_former_authority(fabric, tmp_path
 
     ring, (_, sim2) = fabric
     pairs = {name: write_key_pair(tmp_path / name, name) for name in ("py", "px")}
+    registered = {}
     for name, pair in pairs.items():
         with ring[0].client(keys=pair) as client:
-            client.call("sim.register", sim=name)
+            registered[name] = client.call("sim.register", sim=name)["registered_ms"]
     with ring[0].client(keys=pairs["py"]) as as_py:
         as_py.call("entity.create", path="/w/held", authority="py")
-    time.sleep(0.6)  # sim2's directory lists py and px
+
+    def listed():
+        # The handoff channel takes its peers from the same listing as
+        # the stream, before it: the stream's peers show what it knows.
+        with sim2.client() as client:
+            peers = client.call("counters")["peers"]
+        return {(p["sim"], p["registered_ms"]) for p in peers} >= set(registered.items())
+    wait_for(listed, what="sim2's directory to list py and px")
 
     def handoff(name, epoch, state):
         socket = zmq.Context.instance().socket(zmq.DEALER)
@@ -338,7 +346,14 @@ def test_an_unacknowledged_handoff_goes_again_and_is_taken_once(fabric):
         os.kill(sim2.process.pid, signal.SIGCONT)
     wait_for(lambda: counters_of(sim1)["handoffs_acked"] == 1,
              what="sim2 to acknowledge the handoff")
-    time.sleep(0.5)
+
+    def judged():
+        # Every copy sim1 sent, the first and the resent, reached sim2
+        # and was accepted or refused there.
+        sent, taken = counters_of(sim1), counters_of(sim2)
+        return (taken["handoffs_accepted"] + taken["handoffs_refused"]
+                == sent["handoffs_sent"] + sent["handoffs_resent"])
+    wait_for(judged, what="sim2 to judge every copy of the handoff")
     sent, taken = counters_of(sim1), counters_of(sim2)
     assert (sent["handoffs_sent"], sent["handoffs_acked"], sent["handoffs_failed"]) \
         == (1, 1, 0)

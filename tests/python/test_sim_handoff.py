@@ -10,7 +10,7 @@ import zmq
 
 from simfabric_testing import ApiError, make_ring, make_sims, running, write_key_pair
 
-from test_sim_stream import counters
+from test_sim_stream import counters, wait_for
 
 
 @pytest.fixture
@@ -65,6 +65,22 @@ def _register(ring, keys, name, handoff):
         return client.call("sim.register", sim=name, handoff=handoff)
 
 
+def _listed(sim, name, registered_ms):
+    """Wait until SIM's directory holds NAME's registration of
+    REGISTERED_MS. The handoff channel and the stream take their peers
+    from the same directory listing, the channel first, so the stream's
+    peer list (counters) shows what the channel knows."""
+    def seen():
+        peers = counters_peers(sim)
+        return any(p["sim"] == name and p["registered_ms"] == registered_ms for p in peers)
+    wait_for(seen, what=f"{sim.name} to list {name}")
+
+
+def counters_peers(sim):
+    with sim.client() as client:
+        return client.call("counters")["peers"]
+
+
 def _dealer(server, keys=None):
     socket = zmq.Context.instance().socket(zmq.DEALER)
     socket.linger = 0
@@ -87,8 +103,8 @@ def test_only_registered_sims_get_a_session(fabric, tmp_path):
     assert counters(sim2)["chunks_received"] == 0
 
     keys = write_key_pair(tmp_path / "py", "py")
-    _register(ring, keys, "py", "tcp://127.0.0.1:1")
-    time.sleep(0.6)  # three heartbeats: sim2's directory lists py now
+    registered = _register(ring, keys, "py", "tcp://127.0.0.1:1")
+    _listed(sim2, "py", registered["registered_ms"])
     member = _dealer(sim2, keys)
     member.send(frame)
     assert member.poll(5000), "a registered sim got no answer"
@@ -125,8 +141,8 @@ def test_a_server_without_the_directory_key_is_refused(fabric, tmp_path):
     with sim1.client() as game:
         game.call("entity.create", path="/world/secret", state="for py only")
     impostor, endpoint = server(*zmq.curve_keypair())
-    _register(ring, keys, "py", endpoint)
-    time.sleep(0.6)
+    registered = _register(ring, keys, "py", endpoint)
+    _listed(sim1, "py", registered["registered_ms"])
     with sim1.client() as game:
         failed = game.request("entity.copy", to="py", prefix="/world/", timeout=20)
     assert failed["ok"] is False and failed["error"]["code"] == "timeout"
@@ -134,8 +150,8 @@ def test_a_server_without_the_directory_key_is_refused(fabric, tmp_path):
     impostor.close()
 
     genuine, endpoint = server(keys.public, keys.secret)
-    _register(ring, keys, "py", endpoint)
-    time.sleep(0.6)
+    registered = _register(ring, keys, "py", endpoint)
+    _listed(sim1, "py", registered["registered_ms"])
     with sim1.client() as game:
         game.send_raw(b'{"op": "entity.copy", "id": "c", "to": "py", "prefix": "/world/"}')
         assert genuine.poll(5000), "the genuine server heard nothing"

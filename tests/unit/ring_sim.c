@@ -12,7 +12,11 @@
       applied it applied the same command (Raft's State Machine Safety);
     - no acknowledged command is lost: a command applied by the member that
       took it, in the term it was submitted, is at that index everywhere;
-    - after faults stop, every member converges to the same state. */
+    - after faults stop, every member converges to the same state;
+    - the replica digests members exchange match wherever they are
+      compared (through crashes, restarts and snapshots), and when one
+      member applies one command differently (a case of its own), the
+      divergence detector fires and names that member. */
 
 #include "broker/hs_ring.h"
 #include "common/sf_log.h"
@@ -108,6 +112,13 @@ static struct {
     unsigned inflight_count;
     unsigned submitted;
     unsigned snapshots_installed;
+    //  The divergence case: member DIVERGE (0: none) gets a different
+    //  outcome from applying command DIVERGE_TEXT, and at what index it did.
+    unsigned diverge;
+    const char *diverge_text;
+    raft_index diverged_at;
+    //  Each member's digest counters, summed over its lives.
+    hs_ring_digest_counters_t digests [S_MAX_NODES];
 } s_sim;
 
 static void
@@ -245,14 +256,47 @@ s_fsm_clear (s_node_t *node)
     node->applied_count = 0;
 }
 
+//  Send member TO a Digest frame, over the same lossy network.
+static void
+s_send_digest (void *handle, raft_id to, raft_index index,
+               const uint8_t *digest)
+{
+    s_node_t *node = s_node (handle);
+    assert (to >= 1 && to <= s_sim.nodes);
+    uint8_t *frame = (uint8_t *) malloc (RAFT_MSG_DIGEST_SIZE + 32);
+    size_t size = raft_msg_encode_digest ((raft_id) s_node_index (node) + 1,
+                                          node->address, index, digest, frame,
+                                          RAFT_MSG_DIGEST_SIZE + 32);
+    assert (size > 0);
+    if (s_below (100) < s_sim.loss_percent) {
+        free (frame);
+        return;
+    }
+    s_later_t later = {.at = s_sim.now + 1 + s_below (s_sim.max_delay),
+                       .kind = 0,
+                       .to = (int) to - 1,
+                       .data = frame,
+                       .size = size};
+    s_later_add (later);
+}
+
 static void
 s_apply (void *handle, raft_index index, raft_term term,
-         const struct raft_buffer *command)
+         const struct raft_buffer *command, uint8_t *outcome)
 {
     s_node_t *node = s_node (handle);
     char text [64];
     snprintf (text, sizeof text, "%.*s", (int) command->len,
               (const char *) command->base);
+    //  The outcome: what this state machine answered, here the text it
+    //  stored. The diverging member answers one command differently,
+    //  as a state machine with a bug would, though it stores the same.
+    memcpy (outcome, text, strlen (text) < 16 ? strlen (text) : 16);
+    if (s_sim.diverge == (unsigned) s_node_index (node) + 1
+        && strcmp (text, s_sim.diverge_text) == 0) {
+        outcome [15] ^= 1;
+        s_sim.diverged_at = index;
+    }
     //  Entries apply in order, none skipped (non-commands leave a gap).
     assert (index > node->applied_count);
     s_fsm_set (node, index, text);
@@ -379,7 +423,23 @@ static hs_ring_io_t s_io = {
     .snapshot_take = s_snapshot_take,
     .snapshot_save = s_snapshot_save,
     .snapshot_restore = s_snapshot_restore,
+    .send_digest = s_send_digest,
 };
+
+//  Add what NODE's ring counted to its sums, before the ring goes.
+static void
+s_digests_collect (unsigned index)
+{
+    const hs_ring_digest_counters_t *counters =
+        hs_ring_digest_counters (s_sim.node [index].ring);
+    hs_ring_digest_counters_t *sum = &s_sim.digests [index];
+    sum->compared += counters->compared;
+    sum->mismatches += counters->mismatches;
+    if (counters->mismatches) {
+        sum->mismatch_member = counters->mismatch_member;
+        sum->mismatch_index = counters->mismatch_index;
+    }
+}
 
 //  Start NODE from what its disk holds.
 static void
@@ -433,6 +493,7 @@ static void
 s_node_crash (unsigned index)
 {
     s_node_t *node = &s_sim.node [index];
+    s_digests_collect (index);
     hs_ring_destroy (&node->ring);
     s_disk_truncate (node, node->synced + 1);
     s_sim.generation [index]++;
@@ -538,7 +599,11 @@ s_run (uint64_t end, bool crashes, bool submit, bool verbose)
                 raft_msg_t msg;
                 int rc = raft_msg_decode (&msg, later.data, later.size);
                 assert (rc == 0);
-                if (node->ring)
+                if (node->ring && msg.probe == RAFT_MSG_DIGEST)
+                    hs_ring_digest_received (node->ring, msg.message.server_id,
+                                             msg.digest_index, msg.digest,
+                                             s_sim.now);
+                else if (node->ring)
                     hs_ring_receive (node->ring, &msg.message, s_sim.now);
                 else
                     raft_msg_release (&msg);
@@ -614,13 +679,61 @@ s_free_node (s_node_t *node)
     raft_configuration_close (&node->snapshot.configuration);
 }
 
-//  One full run with NODES members from SEED.
+//  The digest counters at the end of a run: without a diverging member no
+//  digest ever differs, though many were compared; with one, members
+//  that compared digests with it saw it diverge, and only it.
 static void
-s_scenario (unsigned nodes, uint64_t seed, bool verbose)
+s_check_digests (bool verbose)
+{
+    uint64_t compared = 0, others_mismatched = 0;
+    for (unsigned at = 0; at < s_sim.nodes; at++) {
+        const hs_ring_digest_counters_t *sum = &s_sim.digests [at];
+        compared += sum->compared;
+        if (verbose)
+            printf ("\n   member %u: %llu digests compared, %llu differed "
+                    "(last from %llu at %llu)",
+                    at + 1, (unsigned long long) sum->compared,
+                    (unsigned long long) sum->mismatches,
+                    (unsigned long long) sum->mismatch_member,
+                    (unsigned long long) sum->mismatch_index);
+        //  Each member compared digests with the others.
+        assert (sum->compared > 0);
+        if (!s_sim.diverge) {
+            if (sum->mismatches) {
+                fprintf (stderr,
+                         "ring_sim: member %u saw a digest mismatch from %llu "
+                         "at %llu with no member diverging\n",
+                         at + 1, (unsigned long long) sum->mismatch_member,
+                         (unsigned long long) sum->mismatch_index);
+                abort ();
+            }
+        }
+        else if (at + 1 == s_sim.diverge)
+            assert (sum->mismatches > 0
+                    && sum->mismatch_index >= s_sim.diverged_at);
+        else if (sum->mismatches) {
+            others_mismatched += sum->mismatches;
+            assert (sum->mismatch_member == s_sim.diverge);
+            assert (sum->mismatch_index >= s_sim.diverged_at);
+        }
+    }
+    assert (compared > 0);
+    if (s_sim.diverge)
+        assert (s_sim.diverged_at > 0 && others_mismatched > 0);
+}
+
+//  One full run with NODES members from SEED, members crashing now and
+//  then if CRASHES. If DIVERGE, that member applies one command
+//  differently.
+static void
+s_scenario (unsigned nodes, uint64_t seed, bool crashes, unsigned diverge,
+            bool verbose)
 {
     memset (&s_sim, 0, sizeof s_sim);
     s_random_state = seed;
     s_sim.nodes = nodes;
+    s_sim.diverge = diverge;
+    s_sim.diverge_text = "c100";
     s_sim.later = (s_later_t *) calloc (S_MAX_QUEUE, sizeof (s_later_t));
     s_sim.loss_percent = 10;
     s_sim.duplicate_percent = 5;
@@ -652,7 +765,7 @@ s_scenario (unsigned nodes, uint64_t seed, bool verbose)
         s_node_start (at);
 
     //  Faults for 30 simulated seconds, then a calm 10 s to converge.
-    s_run (30000, true, true, verbose);
+    s_run (30000, crashes, true, verbose);
     s_check_agreement (false);
     s_sim.loss_percent = 0;
     s_sim.duplicate_percent = 0;
@@ -683,7 +796,10 @@ s_scenario (unsigned nodes, uint64_t seed, bool verbose)
                 s_sim.snapshots_installed);
     //  A sane run acknowledges most of what it submitted.
     assert (s_sim.acked_count > s_sim.submitted / 2);
-    assert (s_sim.snapshots_installed > 0);
+    assert (s_sim.snapshots_installed > 0 || !crashes);
+    for (unsigned at = 0; at < nodes; at++)
+        s_digests_collect (at);
+    s_check_digests (verbose);
 
     for (unsigned at = 0; at < s_sim.acked_count; at++)
         free (s_sim.acked [at]);
@@ -708,8 +824,10 @@ ring_sim_test (bool verbose)
     const char *seeds = getenv ("RING_SIM_SEEDS");
     unsigned runs = seeds ? (unsigned) atoi (seeds) : 4;
     for (unsigned run = 0; run < runs; run++)
-        s_scenario (run % 2 ? 5 : 3, 0x9e3779b97f4a7c15ull * (run + 1),
+        s_scenario (run % 2 ? 5 : 3, 0x9e3779b97f4a7c15ull * (run + 1), true, 0,
                     verbose);
+    //  Member 2 applies one command differently: the detector must fire.
+    s_scenario (3, 0x2545f4914f6cdd1dull, false, 2, verbose);
     if (verbose)
         printf ("   OK\n");
     return 0;
