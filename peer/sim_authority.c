@@ -22,6 +22,11 @@ typedef struct {
     bool held;       //  this sim holds the path
     uint64_t epoch;  //  the epoch it holds it at
     uint64_t seq;    //  the last seq given in that epoch
+    //  Owed: held at this epoch until a newer grant to this sim fenced
+    //  it before the grant to another sim in between was seen here; that
+    //  sim starts from this sim's final state, sent when its grant is
+    //  seen. 0: nothing owed.
+    uint64_t owed;
     //  Claimed: one claim in flight.
     uint64_t claim;               //  its id, 0: none
     bool granted;                 //  the ring granted it (at CLAIM_EPOCH)
@@ -187,14 +192,16 @@ s_act (sim_authority_t *self, sim_authority_action_t action)
 
 static void
 s_answer (sim_authority_t *self, const char *path, uint64_t claim,
-          sf_error_t error, const char *message, sim_authority_from_t from)
+          sf_error_t error, const char *message, sim_authority_from_t from,
+          const char *previous)
 {
     s_act (self, (sim_authority_action_t){.kind = SIM_AUTHORITY_ANSWER,
                                           .path = path,
                                           .claim = claim,
                                           .error = error,
                                           .message = message,
-                                          .from = from});
+                                          .from = from,
+                                          .previous = previous});
 }
 
 //  The first grant to another sim after the granted epoch, or NULL.
@@ -219,6 +226,8 @@ s_finish (sim_authority_t *self, s_path_t *record, const uint8_t *state,
           size_t size, sim_authority_from_t from)
 {
     uint64_t claim = record->claim;
+    char *previous = record->previous ? strdup (record->previous) : NULL;
+    record->owed = 0;  //  the state here changes now
     s_other_t *next = s_overtaking (record);
     if (next) {
         char message [320];  //  two names of at most 64 bytes
@@ -242,8 +251,10 @@ s_finish (sim_authority_t *self, s_path_t *record, const uint8_t *state,
                                               .state = state,
                                               .size = size,
                                               .from = from});
-        s_answer (self, record->path, claim, SF_ECONFLICT, message, from);
+        s_answer (self, record->path, claim, SF_ECONFLICT, message, from,
+                  previous);
         free (to);
+        free (previous);
         return;
     }
     uint64_t epoch = record->claim_epoch;
@@ -259,7 +270,8 @@ s_finish (sim_authority_t *self, s_path_t *record, const uint8_t *state,
                                           .state = state,
                                           .size = size,
                                           .from = from});
-    s_answer (self, record->path, claim, SF_OK, NULL, from);
+    s_answer (self, record->path, claim, SF_OK, NULL, from, previous);
+    free (previous);
 }
 
 uint64_t
@@ -291,6 +303,10 @@ s_fence_missed (sim_authority_t *self, s_path_t *record,
                 const sim_authority_grant_t *grant)
 {
     (void) grant;
+    //  The grant to another sim in between (the one right after ours,
+    //  if any: a reply can overtake the event before it) needs our
+    //  final state: owed until its event comes.
+    record->owed = record->epoch;
     s_fence (self, record, record->epoch, NULL, false);
 }
 
@@ -306,7 +322,7 @@ s_granted (sim_authority_t *self, s_path_t *record,
         uint64_t claim = record->claim;
         s_claim_clear (record);
         s_answer (self, record->path, claim, SF_OK, NULL,
-                  SIM_AUTHORITY_FROM_SELF);
+                  SIM_AUTHORITY_FROM_SELF, self->name);
         return;
     }
     if (grant->epoch <= record->known) {
@@ -321,7 +337,7 @@ s_granted (sim_authority_t *self, s_path_t *record,
         uint64_t claim = record->claim;
         s_claim_clear (record);
         s_answer (self, record->path, claim, SF_ECONFLICT, message,
-                  SIM_AUTHORITY_FROM_SELF);
+                  SIM_AUTHORITY_FROM_SELF, grant->previous);
         return;
     }
     if (record->held && record->epoch < grant->epoch)
@@ -380,7 +396,8 @@ sim_authority_refused (sim_authority_t *self, const char *path, uint64_t claim,
         return;
     }
     s_claim_clear (record);
-    s_answer (self, path, claim, error, message, SIM_AUTHORITY_FROM_HANDOFF);
+    s_answer (self, path, claim, error, message, SIM_AUTHORITY_FROM_HANDOFF,
+              NULL);
 }
 
 //  Fence RECORD, held until now: a replica at EPOCH, its authority TO.
@@ -408,6 +425,33 @@ sim_authority_seen (sim_authority_t *self, const sim_authority_grant_t *grant,
         return;  //  never ours, not claimed: nothing to do
     if (mine && record && record->held && grant->epoch > record->epoch)
         s_fence_missed (self, record, grant);
+    if (record && record->owed && grant->epoch > record->owed) {
+        //  Only the grant right after the epoch this sim held (each grant
+        //  is the next epoch) starts from its final state; any later one
+        //  from its own former authority's.
+        bool next =
+            !mine && grant->authority && grant->epoch == record->owed + 1;
+        record->owed = 0;
+        if (next)
+            s_act (self, (sim_authority_action_t){.kind = SIM_AUTHORITY_HANDOFF,
+                                                  .path = record->path,
+                                                  .epoch = grant->epoch,
+                                                  .to = grant->authority,
+                                                  .transfer = grant->transfer});
+    }
+    if (!mine && record && record->held && grant->epoch > record->epoch) {
+        //  The new authority starts from our final state (Case 2's third
+        //  hop); if it cannot be reached it starts from the checkpoint.
+        //  So even while a claim of the path is in flight here (a claim
+        //  of what this sim holds): that claim learns it gave it up.
+        if (grant->authority)
+            s_act (self, (sim_authority_action_t){.kind = SIM_AUTHORITY_HANDOFF,
+                                                  .path = record->path,
+                                                  .epoch = grant->epoch,
+                                                  .to = grant->authority,
+                                                  .transfer = grant->transfer});
+        s_fence (self, record, grant->epoch, grant->authority, false);
+    }
     if (record && record->claim) {
         //  Its own reply answers the claim; the event is kept for when
         //  the reply was lost. Grants to others are kept to learn, once
@@ -436,18 +480,7 @@ sim_authority_seen (sim_authority_t *self, const sim_authority_grant_t *grant,
         s_granted (self, record, grant, now_ms);
         return;
     }
-    if (record->held && grant->epoch > record->epoch) {
-        //  The new authority starts from our final state (Case 2's third
-        //  hop); if it cannot be reached it starts from the checkpoint.
-        if (grant->authority)
-            s_act (self, (sim_authority_action_t){.kind = SIM_AUTHORITY_HANDOFF,
-                                                  .path = record->path,
-                                                  .epoch = grant->epoch,
-                                                  .to = grant->authority,
-                                                  .transfer = grant->transfer});
-        s_fence (self, record, grant->epoch, grant->authority, false);
-    }
-    else if (grant->epoch > record->known)
+    if (grant->epoch > record->known)
         record->known = grant->epoch;
 }
 

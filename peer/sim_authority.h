@@ -69,8 +69,9 @@ typedef enum {
     //  error with MESSAGE. A claim the core made itself for a grant no
     //  claim here asked for has no calls, unless some joined it.
     SIM_AUTHORITY_ANSWER,
-    //  Send PATH's final state (the store's, as held until now) to sim
-    //  TO, its new authority at EPOCH, for ring transfer TRANSFER.
+    //  Send PATH's final state (the store's, as held until now, or until
+    //  it was fenced by a newer grant to this sim) to sim TO, its new
+    //  authority at EPOCH, for ring transfer TRANSFER.
     SIM_AUTHORITY_HANDOFF,
     //  Send STATE (SIZE bytes), which this sim received for its claim at
     //  an older epoch but never held, on to sim TO at EPOCH (TRANSFER):
@@ -95,6 +96,8 @@ typedef struct {
     sf_error_t error;           //  ANSWER: SF_OK or why the claim failed
     const char *message;        //  ANSWER: the error's message
     bool deleted;               //  FENCE: the ring deleted the path
+    const char *previous;       //  ANSWER: the former authority the ring
+                                //  named in its grant, or NULL
 } sim_authority_action_t;
 
 //  What the core needs from outside: ACT carries out one action.

@@ -358,10 +358,10 @@ s_resynced (sim_server_t *self)
         unsigned long long epoch = strtoull (said, &rest, 10);
         const char *authority = *rest == ' ' ? rest + 1 : "";
         if (epoch >= entity->epoch && !streq (authority, self->name)) {
-            //  A replica from now on, at the epoch of the grant it missed:
-            //  the new authority's updates come at that epoch.
-            entity->epoch = (uint64_t) epoch;
-            sim_api_lost (self->api, entity);
+            //  As the grant's event would have said: handed over and
+            //  fenced, or fenced as an orphan.
+            sim_api_seen (self->api, entity->path, (uint64_t) epoch,
+                          *authority ? authority : NULL);
             lost++;
         }
     }
@@ -428,8 +428,10 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
         const char *said = (const char *) zhashx_lookup (self->confirmed, path);
         char ours [128];
         snprintf (ours, sizeof ours, "%s %s", epoch, self->name);
-        if (said && streq (said, ours))
+        if (said && streq (said, ours)) {
+            sim_api_hold (self->api, path);
             kept++;
+        }
         else {
             sim_store_delete (self->store, path);
             dropped++;

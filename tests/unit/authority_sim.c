@@ -379,9 +379,12 @@ s_act (void *handle, const sim_authority_action_t *action)
             break;
         }
         case SIM_AUTHORITY_HANDOFF:
-            S_CHECK (node->store [path].authority,
-                     "%s hands off %s it does not hold", s_names [sim],
-                     s_paths [path]);
+            //  What it holds, or held until a newer grant to it fenced it.
+            S_CHECK (node->store [path].epoch < action->epoch,
+                     "%s hands off %s at epoch %llu, held at %llu",
+                     s_names [sim], s_paths [path],
+                     (unsigned long long) action->epoch,
+                     (unsigned long long) node->store [path].epoch);
             s_handoff_queue (sim, s_sim_index (action->to), path, action->epoch,
                              node->store [path].state);
             break;
