@@ -42,11 +42,16 @@ struct _sim_api_t {
                              //  not sent yet (sim_api_flush)
     zlist_t *batches;        //  s_batch_t: batch requests on the ring
     //  Fencing without events (sim_api_check).
-    zhashx_t *held;       //  path -> uint64_t epoch: what this sim held
-                          //  when its check of the ring began, or NULL
-    zhashx_t *ring_held;  //  path -> uint64_t epoch: what the ring's
-                          //  pages so far say this sim holds
-    bool checking;        //  a page of that check is on the ring
+    zhashx_t *held;             //  path -> uint64_t epoch: what this sim held
+                                //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;        //  path -> uint64_t epoch: what the ring's
+                                //  pages so far say this sim holds
+    bool checking;              //  a page of that check is on the ring
+    bool checked_once;          //  a check completed since registering
+    uint64_t checked_index;     //  the ring's taken_index it covered
+    uint64_t checking_index;    //  the one the check under way covers
+    uint64_t authority_checks;  //  checks started
+    uint64_t authority_check_pages;  //  entity.list pages they read
 };
 
 //  Claims sent to the ring as one batch request; its waiting calls are
@@ -273,6 +278,8 @@ void
 sim_api_set_registered (sim_api_t *self, uint64_t registered_ms)
 {
     self->registered_ms = registered_ms;
+    if (!registered_ms)
+        self->checked_once = false;  //  a new ring: its indexes are new
 }
 
 //  An entity as the API shows it. A state that is not UTF-8 text (a peer
@@ -714,6 +721,11 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
         sim_saver_counters (self->config.saver, counters);
     if (self->config.ring)
         sim_ring_counters (self->config.ring, counters);
+    json_object_set_new (counters, "authority_checks",
+                         json_integer ((json_int_t) self->authority_checks));
+    json_object_set_new (
+        counters, "authority_check_pages",
+        json_integer ((json_int_t) self->authority_check_pages));
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",
@@ -1729,6 +1741,8 @@ s_check_done (sim_api_t *self)
     }
     zhashx_destroy (&self->held);
     zhashx_destroy (&self->ring_held);
+    self->checked_once = true;
+    self->checked_index = self->checking_index;
 }
 
 //  One page of the entities the ring says this sim holds.
@@ -1769,6 +1783,7 @@ s_check_page (sim_api_t *self, const char *after)
                               "prefix", "/", "limit", S_LIST_LIMIT);
     if (after)
         json_object_set_new (args, "after", json_string (after));
+    self->authority_check_pages++;
     if (sim_ring_call (self->config.ring, "entity.list", &args,
                        S_RING_TIMEOUT_MS, s_check_paged, self)
         == 0)
@@ -1787,10 +1802,14 @@ s_note_held (void *arg, const char *path, uint64_t epoch)
 }
 
 void
-sim_api_check (sim_api_t *self)
+sim_api_check (sim_api_t *self, uint64_t taken_index)
 {
     if (!self->registered_ms || self->held || self->checking)
         return;  //  the check before this one is still on its way
+    if (self->checked_once && taken_index <= self->checked_index)
+        return;  //  nothing was taken from this sim since: O(1)
+    self->checking_index = taken_index;
+    self->authority_checks++;
     self->held = zhashx_new ();
     zhashx_set_destructor (self->held, (zhashx_destructor_fn *) zstr_free);
     self->ring_held = zhashx_new ();

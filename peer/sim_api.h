@@ -97,10 +97,13 @@ void sim_api_tick (sim_api_t *self, uint64_t now_ms);
 //  Check with the ring what this sim is still the authority of: an entity
 //  it holds that the ring gives to another sim (or to none, or deleted)
 //  goes as the ring's event would have said (its final state handed over,
-//  this sim fenced), within one call period and two round trips to the
-//  ring, with or without the ring's events. Call every heartbeat; a check
-//  still on its way is not started again.
-void sim_api_check (sim_api_t *self);
+//  this sim fenced), with or without the ring's events. Call with each
+//  heartbeat reply's TAKEN_INDEX (the raft index of the last change that
+//  took an entity from this sim): the ring's list of what this sim holds
+//  is read only the first time after registering and when that index
+//  moved past the one the last complete check covered; a check still on
+//  its way is not started again.
+void sim_api_check (sim_api_t *self, uint64_t taken_index);
 
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);

@@ -594,12 +594,15 @@ static void
 s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
 {
     sim_server_t *self = (sim_server_t *) arg;
-    (void) reply;
     if (fault && fault->error == SF_ENOTFOUND) {
         //  The ring forgot us (a new ring): register again.
         self->registered_ms = 0;
         sim_api_set_registered (self->api, 0);
     }
+    else if (!fault)
+        //  Fencing never depends on the optional event feed.
+        sim_api_check (self->api, (uint64_t) json_integer_value (
+                                      json_object_get (reply, "taken_index")));
 }
 
 //  The kinds of change s_ring_changed acts on, told from the event's head:
@@ -692,8 +695,6 @@ s_handle_heartbeat (sf_loop_t *loop, int timer_id, void *arg)
         json_pack ("{s:s,s:o}", "sim", self->name, "load", s_load (self));
     sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
     s_list (self);
-    //  Fencing never depends on the optional event feed.
-    sim_api_check (self->api);
     return 0;
 }
 
