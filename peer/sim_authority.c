@@ -444,7 +444,12 @@ sim_authority_seen (sim_authority_t *self, const sim_authority_grant_t *grant,
         //  hop); if it cannot be reached it starts from the checkpoint.
         //  So even while a claim of the path is in flight here (a claim
         //  of what this sim holds): that claim learns it gave it up.
-        if (grant->authority)
+        //  Only to the grant right after ours (each grant is the next
+        //  epoch): a later one's sim starts from its own former
+        //  authority's state, newer than ours, and would take ours if
+        //  that former authority is this sim, granted since but not
+        //  holding yet (its claim passes the right state on).
+        if (grant->authority && grant->epoch == record->epoch + 1)
             s_act (self, (sim_authority_action_t){.kind = SIM_AUTHORITY_HANDOFF,
                                                   .path = record->path,
                                                   .epoch = grant->epoch,

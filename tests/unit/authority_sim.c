@@ -26,11 +26,13 @@
       the newest state acknowledged at an older epoch, unless the state
       is a checkpoint some claim fell back to after its wait (by design:
       the final state did not come in time; those takes are counted).
-      Known open case: a former authority that missed several grants
-      in a row (events lost, reply lost, restarts) can hand on a state
-      older than one a later authority acknowledged (seed 18 shows one
-      in 40 runs). Such takes are counted and printed; with
-      AUTHORITY_SIM_STRICT set they fail the run;
+      A former authority hands its final state only to the grant right
+      after the epoch it held (each grant is the next epoch), also when
+      a newer grant to itself fenced it first: a later grant's sim takes
+      its own former authority's state. (Without that, one that missed
+      several grants in a row handed on an older state than a later
+      authority acknowledged.) Such a take fails the run; with
+      AUTHORITY_SIM_LENIENT set it is only counted and printed;
     - at most one sim holds an entity at any epoch, and so at most one
       believes it is the authority at the ring's newest epoch;
     - every claim is answered at most once, and a claim of a path starts
@@ -700,7 +702,7 @@ s_run (uint64_t seed, unsigned steps, unsigned loss, unsigned duplicate,
     s_sim.duplicate = duplicate;
     s_sim.verbose = verbose;
     s_sim.trace = getenv ("AUTHORITY_SIM_TRACE");
-    s_sim.strict = getenv ("AUTHORITY_SIM_STRICT") != NULL;
+    s_sim.strict = getenv ("AUTHORITY_SIM_LENIENT") == NULL;
     s_sim.states = zhashx_new ();
     zhashx_set_destructor (s_sim.states, (zhashx_destructor_fn *) zstr_free);
     s_sim.fallbacks = zhashx_new ();
