@@ -33,7 +33,11 @@ static const char *s_schema =
     "CREATE TABLE sims ("
     "  id TEXT PRIMARY KEY, key TEXT NOT NULL, handoff TEXT, state TEXT,"
     "  api TEXT, load TEXT, heartbeat_ms INTEGER,"
-    "  registered_ms INTEGER NOT NULL);"
+    "  registered_ms INTEGER NOT NULL,"
+    //  The raft index of the last change that took an entity from the
+    //  sim (granted away, orphaned, released, deleted): its heartbeat
+    //  reply tells it, so it reads what it holds only when this moved.
+    "  taken_index INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE entities ("
     "  path TEXT PRIMARY KEY, owner TEXT, authority TEXT,"
     "  master TEXT NOT NULL,"
@@ -85,7 +89,12 @@ static const char *s_schema =
        "heartbeat_ms, api) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) "            \
        "ON CONFLICT (id) DO UPDATE SET key = ?2, handoff = ?3, state = ?4, " \
        "heartbeat_ms = ?5, registered_ms = ?5, api = ?6")                   \
-    X (S_SIM_HEARTBEAT, "SELECT heartbeat_ms FROM sims WHERE id = ?1")      \
+    X (S_SIM_HEARTBEAT,                                                     \
+       "SELECT heartbeat_ms, taken_index FROM sims WHERE id = ?1")          \
+    /*  Sim ?1, or the authority of entity ?2, loses an entity at ?3.  */  \
+    X (S_SIM_TAKEN,                                                         \
+       "UPDATE sims SET taken_index = ?3 WHERE id = coalesce (?1, "         \
+       "(SELECT authority FROM entities WHERE path = ?2))")                 \
     X (S_SIM_BEAT,                                                          \
        "UPDATE sims SET heartbeat_ms = ?2, load = coalesce (?3, load) "     \
        "WHERE id = ?1")                                                     \
@@ -850,8 +859,26 @@ s_heartbeat (s_apply_t *ctx)
     free (load);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
-    return json_pack ("{s:s,s:I}", "sim", ctx->a->sim, "heartbeat_ms",
-                      (json_int_t) ctx->cmd->time_ms);
+    sqlite3_stmt *row = s_stmt (ctx->self, S_SIM_HEARTBEAT);
+    s_bind_text (row, 1, ctx->a->sim);
+    int64_t taken =
+        sqlite3_step (row) == SQLITE_ROW ? sqlite3_column_int64 (row, 1) : 0;
+    s_done (row);
+    return json_pack ("{s:s,s:I,s:I}", "sim", ctx->a->sim, "heartbeat_ms",
+                      (json_int_t) ctx->cmd->time_ms, "taken_index",
+                      (json_int_t) taken);
+}
+
+//  Sim SIM, or the authority of PATH (one of them NULL), loses an entity
+//  in this command: its next heartbeat reads what it holds again.
+static int
+s_taken (s_apply_t *ctx, const char *sim, const char *path)
+{
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_SIM_TAKEN);
+    s_bind_text (stmt, 1, sim);
+    s_bind_text (stmt, 2, path);
+    s_bind_int (stmt, 3, (int64_t) ctx->index);
+    return s_exec_stmt (ctx->self, stmt, ctx->fault);
 }
 
 static int s_entity_insert (s_apply_t *ctx);
@@ -1053,6 +1080,8 @@ s_entity_set_rule (s_apply_t *ctx)
 static json_t *
 s_entity_delete (s_apply_t *ctx)
 {
+    if (s_taken (ctx, NULL, ctx->a->path))
+        return NULL;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_DELETE);
     s_bind_text (stmt, 1, ctx->a->path);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
@@ -1113,6 +1142,8 @@ s_ask (s_apply_t *ctx, const char *path, const char *from, int64_t epoch)
 static int
 s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
 {
+    if (s_taken (ctx, NULL, path))
+        return -1;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_GRANT);
     s_bind_text (stmt, 1, path);
     s_bind_text (stmt, 2, sim);
@@ -1400,6 +1431,10 @@ s_authority_release (s_apply_t *ctx)
                       ctx->a->path);
         return NULL;
     }
+    //  The sim's own release tells it nothing new; an administrator's
+    //  acting for it does.
+    if (ctx->cmd->admin && s_taken (ctx, ctx->a->sim, NULL))
+        return NULL;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_RELEASE);
     s_bind_text (stmt, 1, ctx->a->path);
     s_bind_stamp (ctx, stmt, 2, 3);
@@ -1430,6 +1465,8 @@ s_sim_expire (s_apply_t *ctx)
                       ctx->a->sim);
         return NULL;
     }
+    if (s_taken (ctx, ctx->a->sim, NULL))
+        return NULL;
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_ORPHAN);
     s_bind_text (stmt, 1, ctx->a->sim);
     s_bind_stamp (ctx, stmt, 2, 3);
@@ -2016,6 +2053,8 @@ hs_fsm_test (bool verbose)
                            "{\"sim\":\"sim1\",\"load\":{\"entities\":3}}", bob,
                            false, &fault);
     assert (result);
+    //  Nothing was taken from it yet.
+    assert (json_integer_value (json_object_get (result, "taken_index")) == 0);
     json_decref (result);
 
     //  Entities: create, refuse duplicates and unknown references.

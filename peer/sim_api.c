@@ -1,6 +1,7 @@
 /*  sim_api: the simulation server's client API. */
 
 #include "peer/sim_api.h"
+#include "peer/sim_authority.h"
 #include "common/sf_json.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
@@ -11,29 +12,14 @@
 //  Requests to the ring wait this long before the client hears timeout.
 #define S_RING_TIMEOUT_MS 3000
 #define S_LIST_LIMIT 1000
-//  How long a granted claim waits for the former authority's final state.
-#define S_HANDOFF_WAIT_MS 2000
 
-//  A claim (entity.claim) granted by the ring, waiting for the former
-//  authority's final state.
+//  The calls of one claim (the core's claim id): the first entity.claim
+//  and those that joined it, all answered alike.
 typedef struct {
-    api_call_t *call;      //  the game's request
-    char *previous;        //  the former authority, who sends the state
-    uint64_t epoch;        //  the epoch the ring granted
-    char *checkpoint;      //  the ring's last checkpoint, the fallback
-    uint64_t started_us;   //  when the claim was sent
-    uint64_t deadline_ms;  //  monotonic: then start from the checkpoint
-    json_t *transfer;      //  the ring's transfer id, or NULL
+    zlist_t *calls;       //  api_call_t
+    uint64_t started_us;  //  when the first call came (monotonic)
+    json_t *transfer;     //  the ring's transfer id, or NULL
 } s_claim_t;
-
-//  A HANDOFF that came before this sim's grant did.
-typedef struct {
-    char *from;      //  the sim that sent it
-    uint64_t epoch;  //  the epoch it names
-    uint8_t *state;  //  the final state
-    size_t size;
-    uint64_t until_ms;  //  kept until then (monotonic)
-} s_early_t;
 
 struct _sim_api_t {
     sim_api_config_t config;  //  what we serve from
@@ -42,23 +28,30 @@ struct _sim_api_t {
     zlistx_t *subscriptions;  //  s_subscription_t
     uint64_t events_sent;     //  events delivered to subscribers
     uint64_t events_missed;   //  events dropped on full queues
-    zhashx_t *claims;         //  path -> s_claim_t
-    zhashx_t *early;          //  path -> s_early_t
     uint64_t traces;          //  traced updates so far (their ids)
-    zhashx_t *overtaken;      //  path -> json array of {epoch, authority,
-                              //  transfer}: grants to others seen while
-                              //  a claim of the path was in progress
-    zlist_t *queued;          //  s_waiting_t: claims of this loop turn,
-                              //  not sent yet (sim_api_flush)
-    zlist_t *batches;         //  s_batch_t: batch requests on the ring
-    zhashx_t *held;           //  path -> uint64_t epoch: what this sim held
-                              //  when its check of the ring began, or NULL
-    zhashx_t *ring_held;      //  path -> uint64_t epoch: what the ring's
-                              //  pages so far say this sim holds
-    bool checking;            //  a page of that check is on the ring
-    zhashx_t *joined;         //  path -> zlist of api_call_t: claims of a
-                              //  path that came while one was in flight;
-                              //  each gets that claim's answer
+    //  What this sim is the authority of, and its claims: the one copy
+    //  of that logic (sim_authority). Its actions come to s_act.
+    sim_authority_t *core;
+    zhashx_t *claims;                //  claim id text -> s_claim_t
+    struct _s_waiting_t *requested;  //  the claim the core just asked for
+    bool take_failed;                //  the store could not take the last TAKE
+    const json_t *event;     //  the ring's event being acted on, or NULL
+    const char *event_node;  //  the member that published it
+    bool *event_traced;      //  whether its hop is recorded already
+    zlist_t *queued;         //  s_waiting_t: claims of this loop turn,
+                             //  not sent yet (sim_api_flush)
+    zlist_t *batches;        //  s_batch_t: batch requests on the ring
+    //  Fencing without events (sim_api_check).
+    zhashx_t *held;             //  path -> uint64_t epoch: what this sim held
+                                //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;        //  path -> uint64_t epoch: what the ring's
+                                //  pages so far say this sim holds
+    bool checking;              //  a page of that check is on the ring
+    bool checked_once;          //  a check completed since registering
+    uint64_t checked_index;     //  the ring's taken_index it covered
+    uint64_t checking_index;    //  the one the check under way covers
+    uint64_t authority_checks;  //  checks started
+    uint64_t authority_check_pages;  //  entity.list pages they read
 };
 
 //  Claims sent to the ring as one batch request; its waiting calls are
@@ -97,14 +90,15 @@ s_subscription_destroy (s_subscription_t **self_p)
     }
 }
 
-//  An entity.create waiting for the ring's answer.
-typedef struct {
+//  A request waiting for the ring's answer.
+typedef struct _s_waiting_t {
     sim_api_t *api;
-    api_call_t *call;
+    api_call_t *call;  //  the game's request, or NULL (a claim's calls
+                       //  are in the API's claims)
     char *path;
-    char *state;   //  initial state, or NULL
-    bool on_ring;  //  waits on the ring client (else on the handoff channel)
-    bool claim;    //  an entity.claim of PATH
+    char *state;     //  initial state, or the claim's player, or NULL
+    bool on_ring;    //  waits on the ring client (else on the handoff channel)
+    uint64_t claim;  //  the core's claim of PATH, or 0
     uint64_t sent_us;  //  wall clock when the ring request went (traces)
     json_t *batch;     //  entity.import: the entities, or NULL
 } s_waiting_t;
@@ -128,22 +122,11 @@ s_claim_destroy (s_claim_t **self_p)
 {
     if (*self_p) {
         s_claim_t *self = *self_p;
-        api_call_destroy (&self->call);
-        free (self->previous);
-        free (self->checkpoint);
+        api_call_t *call;
+        while ((call = (api_call_t *) zlist_pop (self->calls)))
+            api_call_destroy (&call);
+        zlist_destroy (&self->calls);
         json_decref (self->transfer);
-        free (self);
-        *self_p = NULL;
-    }
-}
-
-static void
-s_early_destroy (s_early_t **self_p)
-{
-    if (*self_p) {
-        s_early_t *self = *self_p;
-        free (self->from);
-        free (self->state);
         free (self);
         *self_p = NULL;
     }
@@ -210,26 +193,7 @@ s_trace_reply (sim_api_t *self, const s_waiting_t *waiting, const char *msg,
                        sf_time_wall_us ());
 }
 
-static void
-s_json_release (void **item_p)
-{
-    json_decref ((json_t *) *item_p);
-    *item_p = NULL;
-}
-
-static void s_answer_joined (sim_api_t *self, const char *path,
-                             const json_t *result, const sf_fault_t *fault);
-
-static void
-s_joined_destroy (zlist_t **calls_p)
-{
-    if (*calls_p) {
-        api_call_t *call;
-        while ((call = (api_call_t *) zlist_pop (*calls_p)))
-            api_call_destroy (&call);
-        zlist_destroy (calls_p);
-    }
-}
+static void s_act (void *handle, const sim_authority_action_t *action);
 
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
@@ -237,14 +201,13 @@ sim_api_new (const sim_api_config_t *config)
     sim_api_t *self = (sim_api_t *) zmalloc (sizeof (sim_api_t));
     self->config = *config;
     self->waiting = zlist_new ();
+    sim_authority_io_t io = {self, s_act};
+    self->core = sim_authority_new (config->name, &io);
     self->claims = zhashx_new ();
-    self->early = zhashx_new ();
-    self->overtaken = zhashx_new ();
-    zhashx_set_destructor (self->overtaken,
-                           (zhashx_destructor_fn *) s_json_release);
+    zhashx_set_destructor (self->claims,
+                           (zhashx_destructor_fn *) s_claim_destroy);
     self->queued = zlist_new ();
     self->batches = zlist_new ();
-    self->joined = zhashx_new ();
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
@@ -270,19 +233,8 @@ sim_api_destroy (sim_api_t **self_p)
             s_batch_destroy (&batch);
         zlist_destroy (&self->batches);
         zlistx_destroy (&self->subscriptions);
-        for (s_claim_t *claim = (s_claim_t *) zhashx_first (self->claims);
-             claim; claim = (s_claim_t *) zhashx_next (self->claims))
-            s_claim_destroy (&claim);
-        zhashx_destroy (&self->claims);
-        for (s_early_t *early = (s_early_t *) zhashx_first (self->early); early;
-             early = (s_early_t *) zhashx_next (self->early))
-            s_early_destroy (&early);
-        zhashx_destroy (&self->early);
-        zhashx_destroy (&self->overtaken);
-        for (zlist_t *calls = (zlist_t *) zhashx_first (self->joined); calls;
-             calls = (zlist_t *) zhashx_next (self->joined))
-            s_joined_destroy (&calls);
-        zhashx_destroy (&self->joined);
+        sim_authority_destroy (&self->core);
+        zhashx_destroy (&self->claims);  //  their calls dropped unanswered
         zhashx_destroy (&self->held);
         zhashx_destroy (&self->ring_held);
         free (self);
@@ -302,13 +254,13 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
     s_waiting_t *waiting;
     while ((waiting = (s_waiting_t *) zlist_pop (dropped))) {
         zlist_remove (self->waiting, waiting);
-        sf_fault_t fault;
-        sf_fault_set (&fault, SF_EUNAVAILABLE,
-                      "the sim changed its key meanwhile; retry");
+        static const char *message = "the sim changed its key meanwhile; retry";
         if (waiting->claim)
-            s_answer_joined (self, waiting->path, NULL, &fault);
-        api_router_fail (self->config.router, &waiting->call, fault.error,
-                         fault.message);
+            sim_authority_refused (self->core, waiting->path, waiting->claim,
+                                   SF_EUNAVAILABLE, message,
+                                   sf_time_mono_ms ());
+        api_router_fail (self->config.router, &waiting->call, SF_EUNAVAILABLE,
+                         message);
         s_waiting_destroy (&waiting);
     }
     zlist_destroy (&dropped);
@@ -326,6 +278,8 @@ void
 sim_api_set_registered (sim_api_t *self, uint64_t registered_ms)
 {
     self->registered_ms = registered_ms;
+    if (!registered_ms)
+        self->checked_once = false;  //  a new ring: its indexes are new
 }
 
 //  An entity as the API shows it. A state that is not UTF-8 text (a peer
@@ -414,60 +368,6 @@ s_notify_deleted (sim_api_t *self, const char *path)
     json_decref (event);
 }
 
-//  True if an entity.claim of PATH is in progress here: waiting for the
-//  ring, or granted and waiting for the final state.
-static bool
-s_claiming (sim_api_t *self, const char *path)
-{
-    if (zhashx_lookup (self->claims, path))
-        return true;
-    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
-         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
-        if (waiting->path && streq (waiting->path, path))
-            return true;
-    return false;
-}
-
-//  True if an entity.claim of PATH is in flight here: queued for the
-//  ring, sent to it, or granted and waiting for the final state. Only one
-//  is: a second claim of the path joins it (s_claim).
-static bool
-s_claim_in_flight (sim_api_t *self, const char *path)
-{
-    if (zhashx_lookup (self->claims, path))
-        return true;
-    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->queued);
-         waiting; waiting = (s_waiting_t *) zlist_next (self->queued))
-        if (streq (waiting->path, path))
-            return true;
-    for (s_waiting_t *waiting = (s_waiting_t *) zlist_first (self->waiting);
-         waiting; waiting = (s_waiting_t *) zlist_next (self->waiting))
-        if (waiting->claim && streq (waiting->path, path))
-            return true;
-    return false;
-}
-
-//  The claim of PATH in flight was answered RESULT (lent), or FAULT if
-//  not NULL: the claims that joined it get the same answer.
-static void
-s_answer_joined (sim_api_t *self, const char *path, const json_t *result,
-                 const sf_fault_t *fault)
-{
-    zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
-    if (!calls)
-        return;
-    zhashx_delete (self->joined, path);
-    api_call_t *call;
-    while ((call = (api_call_t *) zlist_pop (calls))) {
-        if (fault)
-            api_router_fail (self->config.router, &call, fault->error,
-                             fault->message);
-        else
-            api_router_reply (self->config.router, &call, result);
-    }
-    zlist_destroy (&calls);
-}
-
 //  The event of a transfer this sim acts on came from homeserver NODE;
 //  recorded once (*TRACED), though a batch's event may be acted on for
 //  several entities.
@@ -485,35 +385,27 @@ s_trace_event (sim_api_t *self, const json_t *result, const char *node,
                            false, node, sf_time_wall_us ());
 }
 
-//  The ring orphaned ENTITY, which this sim was the authority of: a replica
-//  from now on, not streamed; its subscribers hear it was fenced.
-void
-sim_api_lost (sim_api_t *self, sim_entity_t *entity)
+//  The grant the ring's entity ENTITY (lent, as a reply, an event or a
+//  read shows it) says, of PATH unless it names its own. The grant's
+//  strings and checkpoint are ENTITY's.
+static sim_authority_grant_t
+s_grant_of (const json_t *entity, const char *path)
 {
-    entity->authority = false;
-    entity->source [0] = 0;
-    json_t *event =
-        json_pack ("{s:s,s:s,s:I,s:n}", "event", "fenced", "path", entity->path,
-                   "epoch", (json_int_t) entity->epoch, "authority");
-    s_publish (self, entity->path, event);
-    json_decref (event);
-}
-
-static void s_claim_granted (sim_api_t *self, s_waiting_t *waiting,
-                             const json_t *reply);
-
-//  The ring granted PATH to this sim as RESULT (lent) says, though no
-//  claim of it was in flight here: one is made, answering no one.
-static void
-s_adopt (sim_api_t *self, const char *path, const json_t *result)
-{
-    char started [24];
-    snprintf (started, sizeof started, "%llu",
-              (unsigned long long) sf_time_mono_us ());
-    api_call_t *none = NULL;
-    s_waiting_t *waiting = s_waiting_new (self, &none, path, strdup (started));
-    waiting->claim = true;
-    s_claim_granted (self, waiting, result);
+    const char *named = json_string_value (json_object_get (entity, "path"));
+    const char *checkpoint =
+        json_string_value (json_object_get (entity, "checkpoint"));
+    json_t *transfer = json_object_get (entity, "transfer");
+    return (sim_authority_grant_t){
+        .path = named ? named : path,
+        .epoch =
+            (uint64_t) json_integer_value (json_object_get (entity, "epoch")),
+        .authority = json_string_value (json_object_get (entity, "authority")),
+        .previous = json_string_value (json_object_get (entity, "previous")),
+        .checkpoint = (const uint8_t *) checkpoint,
+        .checkpoint_size = checkpoint ? strlen (checkpoint) : 0,
+        .transfer = json_is_integer (transfer)
+                        ? (uint64_t) json_integer_value (transfer)
+                        : 0};
 }
 
 static void
@@ -523,93 +415,46 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
     const char *path = json_string_value (json_object_get (result, "path"));
     const char *authority =
         json_string_value (json_object_get (result, "authority"));
-    json_int_t epoch = json_integer_value (json_object_get (result, "epoch"));
+    uint64_t epoch =
+        (uint64_t) json_integer_value (json_object_get (result, "epoch"));
     const char *expired = json_string_value (json_object_get (result, "sim"));
-    if (streq (op, "sim.expire") && expired
-        && streq (expired, self->config.name)) {
+    //  What the core does about it is traced as this event's hop.
+    self->event = result;
+    self->event_node = node;
+    self->event_traced = traced;
+    if (streq (op, "sim.expire")) {
         //  The ring declared this sim dead and orphaned what it held: it
         //  holds nothing any more (it registers again with its heartbeat).
-        uint32_t slots = sim_store_slots (self->config.store);
-        for (uint32_t slot = 0; slot < slots; slot++) {
-            sim_entity_t *held = sim_store_at (self->config.store, slot);
-            if (held && held->authority)
-                sim_api_lost (self, held);
-        }
-        return;
+        if (expired && streq (expired, self->config.name))
+            sim_authority_expired (self->core);
     }
-    if (!path)
-        return;
-    sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (streq (op, "authority.release")) {
+    else if (!path)
+        ;
+    else if (streq (op, "authority.release")) {
         //  Released by someone acting for this sim (an administrator).
-        if (entity && entity->authority && !authority)
-            sim_api_lost (self, entity);
-        return;
+        if (!authority)
+            sim_authority_orphaned (self->core, path, epoch);
     }
-    //  Granted to another while this sim's own claim is in progress: if
-    //  that grant comes after ours, our claim was overtaken before we held
-    //  the entity, and what we receive must go on to that sim.
-    if (authority && !streq (authority, self->config.name)
-        && !json_is_true (json_object_get (result, "pending"))
-        && s_claiming (self, path)) {
-        json_t *grants = (json_t *) zhashx_lookup (self->overtaken, path);
-        if (!grants) {
-            grants = json_array ();
-            zhashx_insert (self->overtaken, path, grants);
-        }
-        json_array_append_new (
-            grants,
-            json_pack ("{s:I,s:s,s:O?}", "epoch", epoch, "authority", authority,
-                       "transfer", json_object_get (result, "transfer")));
-    }
-    if (json_is_true (json_object_get (result, "pending"))) {
+    else if (json_is_true (json_object_get (result, "pending"))) {
         //  Asked: only the authority asked hears of it.
-        if (!entity || !entity->authority)
-            return;
-        s_trace_event (self, result, node, traced);
-        json_t *event =
-            json_pack ("{s:s,s:s,s:O,s:O,s:O}", "event", "ask", "path", path,
-                       "transfer", json_object_get (result, "transfer"), "to",
-                       json_object_get (result, "to"), "deadline_ms",
-                       json_object_get (result, "deadline_ms"));
-        s_publish (self, path, event);
-        json_decref (event);
-        return;
+        if (sim_authority_holds (self->core, path, NULL)) {
+            s_trace_event (self, result, node, traced);
+            json_t *event = json_pack (
+                "{s:s,s:s,s:O,s:O,s:O}", "event", "ask", "path", path,
+                "transfer", json_object_get (result, "transfer"), "to",
+                json_object_get (result, "to"), "deadline_ms",
+                json_object_get (result, "deadline_ms"));
+            s_publish (self, path, event);
+            json_decref (event);
+        }
     }
-    //  Granted to this sim without a claim of it here (an administrator
-    //  moved it): taken as a claim would take it, with the former
-    //  authority's final state, so that state is not lost.
-    if (authority && streq (authority, self->config.name)
-        && !json_is_true (json_object_get (result, "pending"))
-        && (!entity || !entity->authority || (json_int_t) entity->epoch < epoch)
-        && !s_claim_in_flight (self, path)) {
-        s_trace_event (self, result, node, traced);
-        s_adopt (self, path, result);
-        return;
+    else if (epoch && !json_is_false (json_object_get (result, "granted"))) {
+        //  A grant: to another sim it fences this one, to this sim
+        //  without its claim (an administrator's) it is taken.
+        sim_authority_grant_t grant = s_grant_of (result, path);
+        sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
     }
-    //  Granted to another sim at a newer epoch: this sim is fenced.
-    if (entity && entity->authority && epoch > (json_int_t) entity->epoch
-        && (!authority || !streq (authority, self->config.name))) {
-        //  The new authority starts from our final state (Case 2's third
-        //  hop); if it cannot be reached it starts from the checkpoint.
-        s_trace_event (self, result, node, traced);
-        json_int_t transfer =
-            json_integer_value (json_object_get (result, "transfer"));
-        if (authority && self->config.handoff)
-            sim_handoff_send (self->config.handoff, authority, entity,
-                              (uint64_t) epoch, (uint64_t) transfer);
-        entity->authority = false;
-        entity->epoch = (uint64_t) epoch;
-        entity->seq = 0;
-        snprintf (entity->source, sizeof entity->source, "%s",
-                  authority ? authority : "");
-        json_t *event =
-            json_pack ("{s:s,s:s,s:I,s:o}", "event", "fenced", "path", path,
-                       "epoch", epoch, "authority",
-                       authority ? json_string (authority) : json_null ());
-        s_publish (self, path, event);
-        json_decref (event);
-    }
+    self->event = NULL;
 }
 
 void
@@ -635,6 +480,7 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
 void
 sim_api_forget (sim_api_t *self, const char *path)
 {
+    sim_authority_deleted (self->core, path);  //  held: fenced and dropped
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity || entity->authority)
         return;
@@ -754,14 +600,14 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
-    if (!entity->authority)
+    uint64_t epoch, seq;
+    if (sim_authority_edit (self->core, path, &epoch, &seq))
         return sf_fault_set (fault, SF_EDENIED,
                              "this sim is not the authority of '%s' (a "
                              "replica from '%s')",
                              path, entity->source);
-    if (sim_store_set (self->config.store, entity, entity->epoch,
-                       entity->seq + 1, (const uint8_t *) state, size,
-                       sf_time_wall_ms ()))
+    if (sim_store_set (self->config.store, entity, epoch, seq,
+                       (const uint8_t *) state, size, sf_time_wall_ms ()))
         return sf_fault_set (fault, SF_EINTERNAL, "out of memory");
     //  A traced update (trace.md, Case 3): its id before it is sent.
     char trace [SF_TRACE_MAX_ID + 1] = "";
@@ -875,6 +721,11 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
         sim_saver_counters (self->config.saver, counters);
     if (self->config.ring)
         sim_ring_counters (self->config.ring, counters);
+    json_object_set_new (counters, "authority_checks",
+                         json_integer ((json_int_t) self->authority_checks));
+    json_object_set_new (
+        counters, "authority_check_pages",
+        json_integer ((json_int_t) self->authority_check_pages));
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
     json_object_set_new (counters, "events_missed",
@@ -955,6 +806,7 @@ s_created (void *arg, json_t *reply, const sf_fault_t *fault)
         s_waiting_destroy (&waiting);
         return;
     }
+    sim_authority_hold (self->core, waiting->path, (uint64_t) epoch, 1);
     if (self->config.stream) {
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
@@ -1034,6 +886,7 @@ s_deleted (void *arg, json_t *reply, const sf_fault_t *fault)
         return;
     }
     //  Gone from the ring: no longer held or streamed here.
+    sim_authority_deleted (self->core, waiting->path);
     if (sim_store_delete (self->config.store, waiting->path) == 0)
         s_notify_deleted (self, waiting->path);
     json_t *result =
@@ -1101,8 +954,11 @@ s_released (void *arg, json_t *reply, const sf_fault_t *fault)
         //  Still ours in the ring: ours here again, unless the ring moved
         //  it meanwhile (a newer epoch came with its event).
         uint64_t epoch = (uint64_t) strtoull (waiting->state, NULL, 10);
-        if (entity && entity->epoch == epoch && !entity->source [0])
-            entity->authority = true;
+        if (entity && entity->epoch == epoch && !entity->source [0]) {
+            sim_authority_hold (self->core, waiting->path, epoch, entity->seq);
+            entity->authority =
+                sim_authority_holds (self->core, waiting->path, NULL);
+        }
         api_router_fail (self->config.router, &waiting->call, fault->error,
                          fault->message);
     }
@@ -1136,6 +992,7 @@ s_release (sim_api_t *self, api_call_t **call_p)
     }
     //  No update may change it after the checkpoint is taken: from now on
     //  this sim holds it as a replica.
+    sim_authority_release (self->core, path);
     entity->authority = false;
     entity->source [0] = 0;
     json_t *args = json_pack ("{s:s,s:s,s:o}", "path", path, "sim",
@@ -1217,200 +1074,217 @@ s_take (sim_api_t *self, const char *path, uint64_t epoch, const uint8_t *state,
     return entity;
 }
 
-//  The first grant of PATH to another sim after EPOCH seen during its
-//  claim, or NULL (lent).
-static json_t *
-s_overtaking (sim_api_t *self, const char *path, uint64_t epoch)
+//  The calls of claim ID (the core's), made first if MAKE; else NULL if
+//  it has none (the core's own claim of an administrator's grant).
+static s_claim_t *
+s_claim_calls (sim_api_t *self, uint64_t id, bool make)
 {
-    json_t *grants = (json_t *) zhashx_lookup (self->overtaken, path);
-    json_t *first = NULL;
-    size_t index;
-    json_t *grant;
-    json_array_foreach (grants, index, grant)
-    {
-        json_int_t at = json_integer_value (json_object_get (grant, "epoch"));
-        if ((uint64_t) at > epoch
-            && (!first
-                || at < json_integer_value (json_object_get (first, "epoch"))))
-            first = grant;
+    char key [24];
+    snprintf (key, sizeof key, "%llu", (unsigned long long) id);
+    s_claim_t *claim = (s_claim_t *) zhashx_lookup (self->claims, key);
+    if (!claim && make) {
+        claim = (s_claim_t *) zmalloc (sizeof (s_claim_t));
+        claim->calls = zlist_new ();
+        claim->started_us = sf_time_mono_us ();
+        zhashx_insert (self->claims, key, claim);
     }
-    return first;
+    return claim;
 }
 
-//  CLAIM was granted, but another sim's grant came after it before this
-//  sim held the entity: the state (STATE, SIZE) goes on to that sim, as
-//  the ring's former authority would send it, and the claim fails.
+//  ANSWER: every call of the claim gets the entity as held, or the error.
 static void
-s_claim_overtaken (sim_api_t *self, const char *path, s_claim_t *claim,
-                   const uint8_t *state, size_t size, const json_t *next)
+s_claim_answer (sim_api_t *self, const sim_authority_action_t *action)
 {
-    const char *next_sim =
-        json_string_value (json_object_get (next, "authority"));
-    uint64_t next_epoch =
-        (uint64_t) json_integer_value (json_object_get (next, "epoch"));
-    sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
-        entity = sim_store_create (self->config.store, path, strlen (path),
-                                   claim->epoch, 0, false);
-    if (entity
-        && sim_store_set (self->config.store, entity, claim->epoch, 1, state,
-                          size, sf_time_wall_ms ())
-               == 0) {
-        entity->authority = false;
-        if (self->config.handoff)
-            sim_handoff_send (self->config.handoff, next_sim, entity,
-                              next_epoch,
-                              (uint64_t) json_integer_value (
-                                  json_object_get (next, "transfer")));
-        entity->epoch = next_epoch;
-        entity->seq = 0;
-        snprintf (entity->source, sizeof entity->source, "%s", next_sim);
+    bool take_failed = self->take_failed;
+    self->take_failed = false;
+    s_claim_t *claim = s_claim_calls (self, action->claim, false);
+    if (!claim)
+        return;  //  nobody asked
+    sf_error_t error = action->error;
+    const char *message = action->message;
+    sim_entity_t *entity = sim_store_get (self->config.store, action->path);
+    if (error == SF_OK && (take_failed || !entity)) {
+        error = SF_EINTERNAL;
+        message = "cannot store the entity";
     }
-    char message [200];
-    snprintf (message, sizeof message,
-              "granted at epoch %llu, but sim '%s' took it at epoch %llu "
-              "before this sim held it; its state went on to '%s'",
-              (unsigned long long) claim->epoch, next_sim,
-              (unsigned long long) next_epoch, next_sim);
-    sf_fault_t fault;
-    sf_fault_set (&fault, SF_ECONFLICT, "%s", message);
-    s_answer_joined (self, path, NULL, &fault);
-    api_router_fail (self->config.router, &claim->call, SF_ECONFLICT, message);
-}
-
-//  CLAIM is done: this sim took the entity at PATH from FROM.
-static void
-s_claim_done (sim_api_t *self, const char *path, s_claim_t *claim,
-              const uint8_t *state, size_t size, const char *from)
-{
-    json_t *next = s_overtaking (self, path, claim->epoch);
-    if (next) {
-        s_claim_overtaken (self, path, claim, state, size, next);
-        if (!s_claiming (self, path))
-            zhashx_delete (self->overtaken, path);
-        return;
-    }
-    zhashx_delete (self->overtaken, path);
-    sim_entity_t *entity = s_take (self, path, claim->epoch, state, size);
-    if (!entity) {
-        sf_fault_t fault;
-        sf_fault_set (&fault, SF_EINTERNAL, "cannot store the entity");
-        s_answer_joined (self, path, NULL, &fault);
-        api_router_fail (self->config.router, &claim->call, fault.error,
-                         fault.message);
-    }
-    else {
-        json_t *result = s_entity_json (entity);
-        json_object_set_new (result, "from", json_string (from));
+    json_t *result = NULL;
+    if (error == SF_OK) {
+        static const char *from [] = {"handoff", "checkpoint", "self"};
+        result = s_entity_json (entity);
+        json_object_set_new (result, "from", json_string (from [action->from]));
         json_object_set_new (result, "previous",
-                             claim->previous ? json_string (claim->previous)
-                                             : json_null ());
+                             action->previous ? json_string (action->previous)
+                                              : json_null ());
         json_object_set_new (result, "elapsed_us",
                              json_integer ((json_int_t) (sf_time_mono_us ()
                                                          - claim->started_us)));
         if (claim->transfer)
             json_object_set (result, "transfer", claim->transfer);
-        s_answer_joined (self, path, result, NULL);
-        api_router_reply (self->config.router, &claim->call, result);
-        json_decref (result);
+    }
+    api_call_t *call;
+    while ((call = (api_call_t *) zlist_pop (claim->calls))) {
+        if (result)
+            api_router_reply (self->config.router, &call, result);
+        else
+            api_router_fail (self->config.router, &call, error, message);
+    }
+    json_decref (result);
+    char key [24];
+    snprintf (key, sizeof key, "%llu", (unsigned long long) action->claim);
+    zhashx_delete (self->claims, key);
+}
+
+//  FENCE: the entity is a replica here from now on (or gone, DELETED):
+//  not streamed, updates denied; its subscribers hear it was fenced.
+static void
+s_fence (sim_api_t *self, const sim_authority_action_t *action)
+{
+    sim_entity_t *entity = sim_store_get (self->config.store, action->path);
+    if (!entity)
+        return;
+    entity->authority = false;
+    if (action->epoch > entity->epoch) {
+        //  The new authority's updates come at that epoch, from seq 1.
+        entity->epoch = action->epoch;
+        entity->seq = 0;
+    }
+    snprintf (entity->source, sizeof entity->source, "%s",
+              action->to ? action->to : "");
+    json_t *event =
+        json_pack ("{s:s,s:s,s:I,s:o}", "event", "fenced", "path", action->path,
+                   "epoch", (json_int_t) entity->epoch, "authority",
+                   action->to ? json_string (action->to) : json_null ());
+    s_publish (self, action->path, event);
+    json_decref (event);
+    if (action->deleted) {
+        //  Deleted in the ring: neither held nor kept here.
+        sim_store_delete (self->config.store, action->path);
+        s_notify_deleted (self, action->path);
     }
 }
 
-//  The ring refused the claim of WAITING (taken) with FAULT.
+//  PASS_ON: a state this sim received for its claim but never held goes
+//  on to the sim granted the entity after it, as a former authority's
+//  final state would; kept here as a replica of that sim.
 static void
-s_claim_failed (sim_api_t *self, s_waiting_t *waiting, const sf_fault_t *fault)
+s_pass_on (sim_api_t *self, const sim_authority_action_t *action)
 {
-    if (!s_claiming (self, waiting->path))
-        zhashx_delete (self->overtaken, waiting->path);
-    s_answer_joined (self, waiting->path, NULL, fault);
-    api_router_fail (self->config.router, &waiting->call, fault->error,
-                     fault->message);
+    sim_store_t *store = self->config.store;
+    sim_entity_t *entity = sim_store_get (store, action->path);
+    if (!entity)
+        entity = sim_store_create (store, action->path, strlen (action->path),
+                                   action->epoch, 0, false);
+    if (!entity
+        || sim_store_set (store, entity, action->epoch, 1, action->state,
+                          action->size, sf_time_wall_ms ()))
+        return;  //  out of memory: the new authority takes the checkpoint
+    entity->authority = false;
+    if (self->config.handoff)
+        sim_handoff_send (self->config.handoff, action->to, entity,
+                          action->epoch, action->transfer);
+    entity->seq = 0;
+    snprintf (entity->source, sizeof entity->source, "%s", action->to);
+}
+
+//  What the core asks: into store, stream, handoff channel and replies.
+static void
+s_act (void *handle, const sim_authority_action_t *action)
+{
+    sim_api_t *self = (sim_api_t *) handle;
+    if (self->event && action->kind != SIM_AUTHORITY_ANSWER
+        && action->kind != SIM_AUTHORITY_REQUEST)
+        s_trace_event (self, self->event, self->event_node, self->event_traced);
+    switch (action->kind) {
+        case SIM_AUTHORITY_REQUEST: {
+            //  Sent by the caller of sim_authority_claim (s_claim) once
+            //  the core returns: the core may not be called from here.
+            api_call_t *none = NULL;
+            s_waiting_t *waiting =
+                s_waiting_new (self, &none, action->path, NULL);
+            waiting->claim = action->claim;
+            assert (!self->requested);
+            self->requested = waiting;
+            break;
+        }
+        case SIM_AUTHORITY_TAKE:
+            self->take_failed = !s_take (self, action->path, action->epoch,
+                                         action->state, action->size);
+            break;
+        case SIM_AUTHORITY_ANSWER:
+            s_claim_answer (self, action);
+            break;
+        case SIM_AUTHORITY_HANDOFF: {
+            sim_entity_t *entity =
+                sim_store_get (self->config.store, action->path);
+            if (entity && self->config.handoff)
+                sim_handoff_send (self->config.handoff, action->to, entity,
+                                  action->epoch, action->transfer);
+            break;
+        }
+        case SIM_AUTHORITY_PASS_ON:
+            s_pass_on (self, action);
+            break;
+        case SIM_AUTHORITY_FENCE:
+            s_fence (self, action);
+            break;
+    }
+}
+
+//  The ring answered the claim of WAITING (taken): REPLY (lent) is the
+//  grant, or FAULT why not.
+static void
+s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
+                 const sf_fault_t *fault)
+{
+    uint64_t now_ms = sf_time_mono_ms ();
+    if (fault)
+        sim_authority_refused (self->core, waiting->path, waiting->claim,
+                               fault->error, fault->message, now_ms);
+    else {
+        s_claim_t *claim = s_claim_calls (self, waiting->claim, false);
+        json_t *transfer = json_object_get (reply, "transfer");
+        if (claim && transfer && !claim->transfer)
+            claim->transfer = json_incref (transfer);
+        sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
+        sim_authority_granted (self->core, waiting->claim, &grant, now_ms);
+    }
     s_waiting_destroy (&waiting);
 }
 
-//  The ring granted the claim of WAITING (taken) as REPLY says.
-static void
-s_claim_granted (sim_api_t *self, s_waiting_t *waiting, const json_t *reply)
-{
-    s_claim_t *claim = (s_claim_t *) zmalloc (sizeof (s_claim_t));
-    claim->call = waiting->call;
-    waiting->call = NULL;
-    claim->epoch =
-        (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
-    const char *previous =
-        json_string_value (json_object_get (reply, "previous"));
-    const char *checkpoint =
-        json_string_value (json_object_get (reply, "checkpoint"));
-    claim->previous = previous ? strdup (previous) : NULL;
-    claim->checkpoint = checkpoint ? strdup (checkpoint) : NULL;
-    claim->transfer = json_incref (json_object_get (reply, "transfer"));
-    claim->started_us = (uint64_t) strtoull (waiting->state, NULL, 10);
-    claim->deadline_ms = sf_time_mono_ms () + S_HANDOFF_WAIT_MS;
-    const char *path = waiting->path;
-    s_early_t *early = (s_early_t *) zhashx_lookup (self->early, path);
-    sim_entity_t *held = sim_store_get (self->config.store, path);
-    if (previous && streq (previous, self->config.name) && held
-        && held->authority) {
-        //  Ours already, nothing moved: the entity as it is.
-        json_t *result = s_entity_json (held);
-        json_object_set_new (result, "from", json_string ("self"));
-        s_answer_joined (self, path, result, NULL);
-        api_router_reply (self->config.router, &claim->call, result);
-        json_decref (result);
-        s_claim_destroy (&claim);
-    }
-    else if (!previous || streq (previous, self->config.name)) {
-        //  An orphan: the ring's last checkpoint is the state.
-        s_claim_done (self, path, claim, (const uint8_t *) checkpoint,
-                      checkpoint ? strlen (checkpoint) : 0, "checkpoint");
-        s_claim_destroy (&claim);
-    }
-    else if (early && early->epoch == claim->epoch
-             && streq (early->from, previous)) {
-        s_claim_done (self, path, claim, early->state, early->size, "handoff");
-        s_claim_destroy (&claim);
-        zhashx_delete (self->early, path);
-        s_early_destroy (&early);
-    }
-    else
-        zhashx_insert (self->claims, path, claim);
-    if (!s_claiming (self, path))
-        zhashx_delete (self->overtaken, path);
-    s_waiting_destroy (&waiting);
-}
-
-//  The ring answered an entity.claim.
+//  The ring answered an entity.claim sent on its own.
 static void
 s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
 {
     s_waiting_t *waiting = (s_waiting_t *) arg;
     sim_api_t *self = waiting->api;
     zlist_remove (self->waiting, waiting);
-    if (fault) {
-        s_claim_failed (self, waiting, fault);
-        return;
-    }
-    s_trace_reply (self, waiting, "request", reply);
-    s_claim_granted (self, waiting, reply);
+    if (!fault)
+        s_trace_reply (self, waiting, "request", reply);
+    s_claim_replied (self, waiting, reply, fault);
 }
 
-//  Send the claim of WAITING (taken) to the ring on its own.
+//  Send the claim of WAITING (taken) to the ring on its own, with its
+//  player if it has one.
 static void
 s_claim_send (sim_api_t *self, s_waiting_t *waiting)
 {
     json_t *args = json_pack ("{s:s,s:s}", "path", waiting->path, "sim",
                               self->config.name);
-    char *path = strdup (waiting->path);
-    if (!s_ring_send (self, waiting, "authority.request", args, s_claimed)) {
+    if (waiting->state)
+        json_object_set_new (args, "player", json_string (waiting->state));
+    waiting->sent_us = sf_time_wall_us ();
+    zlist_append (self->waiting, waiting);
+    if (sim_ring_call (self->config.ring, "authority.request", &args,
+                       S_RING_TIMEOUT_MS, s_claimed, waiting)) {
+        zlist_remove (self->waiting, waiting);
         sf_fault_t fault;
         sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");
-        s_answer_joined (self, path, NULL, &fault);
+        s_claim_replied (self, waiting, NULL, &fault);
     }
-    free (path);
 }
 
-//  The ring answered a batch of claims: each call as its item says. An
-//  item refused because its rule asks goes again on its own, to be asked.
+//  The ring answered a batch of claims: each as its item says. An item
+//  refused because its rule asks goes again on its own, to be asked.
 static void
 s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
 {
@@ -1435,9 +1309,9 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
         zlist_remove (self->waiting, waiting);
         const json_t *item = json_array_get (results, at++);
         if (fault)
-            s_claim_failed (self, waiting, fault);
+            s_claim_replied (self, waiting, NULL, fault);
         else if (json_is_true (json_object_get (item, "granted")))
-            s_claim_granted (self, waiting, item);
+            s_claim_replied (self, waiting, item, NULL);
         else if (json_is_true (json_object_get (item, "ask")))
             s_claim_send (self, waiting);
         else {
@@ -1446,7 +1320,7 @@ s_claimed_batch (void *arg, json_t *reply, const sf_fault_t *fault)
                 json_string_value (json_object_get (item, "error")),
                 json_string_value (json_object_get (item, "message")),
                 &refused);
-            s_claim_failed (self, waiting, &refused);
+            s_claim_replied (self, waiting, NULL, &refused);
         }
     }
     s_batch_destroy (&batch);
@@ -1484,7 +1358,9 @@ sim_api_flush (sim_api_t *self)
 
 //  entity.claim: ask the ring for the authority of an entity; once granted,
 //  take it with the former authority's final state (or the ring's last
-//  checkpoint when there is none, or none comes in time).
+//  checkpoint when there is none, or none comes in time). The core keeps
+//  one claim per entity in flight: a second call joins it and gets its
+//  answer, so two replies can never name one epoch with two states.
 static void
 s_claim (sim_api_t *self, api_call_t **call_p)
 {
@@ -1505,32 +1381,22 @@ s_claim (sim_api_t *self, api_call_t **call_p)
                          "this sim is not registered with the ring yet");
         return;
     }
-    if (s_claim_in_flight (self, path)) {
-        //  One claim per entity in flight: this one gets its answer, so
-        //  two replies can never name one epoch with two states.
-        zlist_t *calls = (zlist_t *) zhashx_lookup (self->joined, path);
-        if (!calls) {
-            calls = zlist_new ();
-            zhashx_insert (self->joined, path, calls);
-        }
-        zlist_append (calls, *call_p);
-        *call_p = NULL;
-        return;
+    bool joined;
+    uint64_t id =
+        sim_authority_claim (self->core, path, sf_time_mono_ms (), &joined);
+    s_claim_t *claim = s_claim_calls (self, id, true);
+    zlist_append (claim->calls, *call_p);
+    *call_p = NULL;
+    s_waiting_t *waiting = self->requested;
+    self->requested = NULL;
+    if (!waiting)
+        return;  //  joined the claim in flight
+    if (player) {
+        waiting->state = strdup (player);
+        s_claim_send (self, waiting);
     }
-    //  The start time rides in the state slot: for the reply's latency.
-    char started [24];
-    snprintf (started, sizeof started, "%llu",
-              (unsigned long long) sf_time_mono_us ());
-    s_waiting_t *waiting = s_waiting_new (self, call_p, path, strdup (started));
-    waiting->claim = true;
-    if (!player) {
-        //  Sent with the other claims of this loop turn (sim_api_flush).
+    else  //  sent with the other claims of this loop turn (sim_api_flush)
         zlist_append (self->queued, waiting);
-        return;
-    }
-    json_t *args = json_pack ("{s:s,s:s,s:s}", "path", path, "sim",
-                              self->config.name, "player", player);
-    s_ring_send (self, waiting, "authority.request", args, s_claimed);
 }
 
 uint8_t
@@ -1540,75 +1406,15 @@ sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
     char path [SF_NAME_MAX_PATH + 1];
     memcpy (path, entity->path, entity->path_size);
     path [entity->path_size] = 0;
-    s_claim_t *claim = (s_claim_t *) zhashx_lookup (self->claims, path);
-    if (claim) {
-        if (claim->epoch != entity->epoch || !claim->previous
-            || !streq (claim->previous, from))
-            return HANDOFF_MSG_REFUSED;
-        zhashx_delete (self->claims, path);
-        s_claim_done (self, path, claim, entity->state, entity->state_size,
-                      "handoff");
-        s_claim_destroy (&claim);
-        return HANDOFF_MSG_OK;
-    }
-    //  A repeat of one taken already (its sender heard no ack in time):
-    //  this sim holds the entity at that epoch or a newer one.
-    sim_entity_t *held = sim_store_get (self->config.store, path);
-    if (held && held->authority && held->epoch >= entity->epoch)
-        return HANDOFF_MSG_STALE_EPOCH;
-    //  The grant has not reached this sim yet: keep the state a while; it
-    //  is used only if the grant names this sender and this epoch. One kept
-    //  for this epoch (a repeat) or a newer one stays.
-    s_early_t *old = (s_early_t *) zhashx_lookup (self->early, path);
-    if (old && old->epoch >= entity->epoch)
-        return HANDOFF_MSG_STALE_EPOCH;
-    s_early_t *early = (s_early_t *) zmalloc (sizeof (s_early_t));
-    early->from = strdup (from);
-    early->epoch = entity->epoch;
-    early->size = entity->state_size;
-    early->state = (uint8_t *) malloc (early->size ? early->size : 1);
-    if (early->size)
-        memcpy (early->state, entity->state, early->size);
-    early->until_ms = sf_time_mono_ms () + 10000;
-    if (old) {
-        zhashx_delete (self->early, path);
-        s_early_destroy (&old);
-    }
-    zhashx_insert (self->early, path, early);
-    return HANDOFF_MSG_OK;
+    return sim_authority_handoff (self->core, path, from, entity->epoch,
+                                  entity->state, entity->state_size,
+                                  sf_time_mono_ms ());
 }
 
 void
 sim_api_tick (sim_api_t *self, uint64_t now_ms)
 {
-    //  Claims whose final state did not come: start from the checkpoint.
-    zlist_t *due = zlist_new ();
-    zlist_autofree (due);
-    for (s_claim_t *claim = (s_claim_t *) zhashx_first (self->claims); claim;
-         claim = (s_claim_t *) zhashx_next (self->claims))
-        if (claim->deadline_ms <= now_ms)
-            zlist_append (due, (void *) zhashx_cursor (self->claims));
-    for (char *path = (char *) zlist_first (due); path;
-         path = (char *) zlist_next (due)) {
-        s_claim_t *claim = (s_claim_t *) zhashx_lookup (self->claims, path);
-        zhashx_delete (self->claims, path);
-        s_claim_done (self, path, claim, (const uint8_t *) claim->checkpoint,
-                      claim->checkpoint ? strlen (claim->checkpoint) : 0,
-                      "checkpoint");
-        s_claim_destroy (&claim);
-    }
-    zlist_purge (due);
-    for (s_early_t *early = (s_early_t *) zhashx_first (self->early); early;
-         early = (s_early_t *) zhashx_next (self->early))
-        if (early->until_ms <= now_ms)
-            zlist_append (due, (void *) zhashx_cursor (self->early));
-    for (char *path = (char *) zlist_first (due); path;
-         path = (char *) zlist_next (due)) {
-        s_early_t *early = (s_early_t *) zhashx_lookup (self->early, path);
-        zhashx_delete (self->early, path);
-        s_early_destroy (&early);
-    }
-    zlist_destroy (&due);
+    sim_authority_tick (self->core, now_ms);
 }
 
 //  entity.create: the ring records the entity with this sim as authority
@@ -1686,6 +1492,7 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
             continue;
         entity->authority = true;
         entity->source [0] = 0;
+        sim_authority_hold (self->core, path, epoch, 1);
         //  The ring holds this state already: its first checkpoint.
         entity->saved_epoch = epoch;
         entity->saved_seq = 1;
@@ -1869,6 +1676,28 @@ s_epoch_new (uint64_t epoch)
 
 static void s_check_page (sim_api_t *self, const char *after);
 
+void
+sim_api_seen (sim_api_t *self, const char *path, uint64_t epoch,
+              const char *authority)
+{
+    if (authority)
+        sim_authority_seen (self->core,
+                            &(sim_authority_grant_t){.path = path,
+                                                     .epoch = epoch,
+                                                     .authority = authority},
+                            sf_time_mono_ms ());
+    else
+        sim_authority_orphaned (self->core, path, epoch);
+}
+
+void
+sim_api_hold (sim_api_t *self, const char *path)
+{
+    sim_entity_t *entity = sim_store_get (self->config.store, path);
+    if (entity && entity->authority)
+        sim_authority_hold (self->core, path, entity->epoch, entity->seq);
+}
+
 //  The ring's entity PATH, read because the ring no longer gives it to
 //  this sim at the epoch it holds it at.
 static void
@@ -1877,30 +1706,18 @@ s_check_read (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_t *waiting = (s_waiting_t *) arg;
     sim_api_t *self = waiting->api;
     zlist_remove (self->waiting, waiting);
-    sim_entity_t *entity = sim_store_get (self->config.store, waiting->path);
-    if (!entity || !entity->authority) {
-        s_waiting_destroy (&waiting);  //  learned meanwhile
-        return;
-    }
-    if (fault && fault->error == SF_ENOTFOUND) {
-        //  Deleted in the ring: neither held nor kept here.
-        sim_api_lost (self, entity);
-        sim_api_forget (self, waiting->path);
-    }
+    if (fault && fault->error == SF_ENOTFOUND)
+        sim_authority_deleted (self->core, waiting->path);
     else if (!fault) {
-        const char *authority =
-            json_string_value (json_object_get (reply, "authority"));
-        uint64_t epoch =
-            (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
-        if (!authority) {
-            entity->epoch = epoch > entity->epoch ? epoch : entity->epoch;
-            sim_api_lost (self, entity);
-        }
-        else if (!streq (authority, self->config.name)
-                 || epoch != entity->epoch)
-            //  As the grant's event would have told it: the final state
-            //  goes to the new authority, and this sim is fenced.
-            sim_api_authority_event (self, "authority.request", reply, NULL);
+        //  As the grant's event would have told it: to another sim, the
+        //  final state goes there and this sim is fenced; orphaned, it
+        //  is fenced. Old news (the core learned meanwhile) changes
+        //  nothing.
+        sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
+        if (grant.authority)
+            sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
+        else
+            sim_authority_orphaned (self->core, waiting->path, grant.epoch);
     }
     s_waiting_destroy (&waiting);
 }
@@ -1912,8 +1729,8 @@ s_check_done (sim_api_t *self)
     for (uint64_t *epoch = (uint64_t *) zhashx_first (self->held); epoch;
          epoch = (uint64_t *) zhashx_next (self->held)) {
         const char *path = (const char *) zhashx_cursor (self->held);
-        sim_entity_t *entity = sim_store_get (self->config.store, path);
-        if (!entity || !entity->authority || entity->epoch != *epoch)
+        uint64_t now;
+        if (!sim_authority_holds (self->core, path, &now) || now != *epoch)
             continue;  //  changed meanwhile: judged at the next check
         uint64_t *said = (uint64_t *) zhashx_lookup (self->ring_held, path);
         if (said && *said == *epoch)
@@ -1924,6 +1741,8 @@ s_check_done (sim_api_t *self)
     }
     zhashx_destroy (&self->held);
     zhashx_destroy (&self->ring_held);
+    self->checked_once = true;
+    self->checked_index = self->checking_index;
 }
 
 //  One page of the entities the ring says this sim holds.
@@ -1964,6 +1783,7 @@ s_check_page (sim_api_t *self, const char *after)
                               "prefix", "/", "limit", S_LIST_LIMIT);
     if (after)
         json_object_set_new (args, "after", json_string (after));
+    self->authority_check_pages++;
     if (sim_ring_call (self->config.ring, "entity.list", &args,
                        S_RING_TIMEOUT_MS, s_check_paged, self)
         == 0)
@@ -1974,22 +1794,27 @@ s_check_page (sim_api_t *self, const char *after)
     }
 }
 
+//  sim_authority_each_held: note PATH, held at EPOCH, in HELD.
+static void
+s_note_held (void *arg, const char *path, uint64_t epoch)
+{
+    zhashx_insert ((zhashx_t *) arg, path, s_epoch_new (epoch));
+}
+
 void
-sim_api_check (sim_api_t *self)
+sim_api_check (sim_api_t *self, uint64_t taken_index)
 {
     if (!self->registered_ms || self->held || self->checking)
         return;  //  the check before this one is still on its way
+    if (self->checked_once && taken_index <= self->checked_index)
+        return;  //  nothing was taken from this sim since: O(1)
+    self->checking_index = taken_index;
+    self->authority_checks++;
     self->held = zhashx_new ();
     zhashx_set_destructor (self->held, (zhashx_destructor_fn *) zstr_free);
     self->ring_held = zhashx_new ();
     zhashx_set_destructor (self->ring_held, (zhashx_destructor_fn *) zstr_free);
-    uint32_t slots = sim_store_slots (self->config.store);
-    for (uint32_t slot = 0; slot < slots; slot++) {
-        sim_entity_t *entity = sim_store_at (self->config.store, slot);
-        if (entity && entity->authority)
-            zhashx_insert (self->held, entity->path,
-                           s_epoch_new (entity->epoch));
-    }
+    sim_authority_each_held (self->core, s_note_held, self->held);
     s_check_page (self, NULL);
 }
 

@@ -63,10 +63,16 @@ void sim_api_forget (sim_api_t *self, const char *path);
 void sim_api_authority_event (sim_api_t *self, const char *op,
                               const json_t *result, const char *node);
 
-//  The ring no longer has this sim as the authority of ENTITY (lent), and
-//  nobody will hand it over: a replica from now on, not streamed; its
-//  subscribers get a "fenced" event.
-void sim_api_lost (sim_api_t *self, sim_entity_t *entity);
+//  The ring gives PATH to AUTHORITY (NULL: to none) at EPOCH, as a read of
+//  it says: an entity this sim holds at an older epoch is fenced (its
+//  final state handed to AUTHORITY); a grant to this sim it did not know
+//  of is taken.
+void sim_api_seen (sim_api_t *self, const char *path, uint64_t epoch,
+                   const char *authority);
+
+//  This sim holds ENTITY at PATH, as its store says (resumed from the
+//  local checkpoint, and the ring confirmed it is still ours).
+void sim_api_hold (sim_api_t *self, const char *path);
 
 //  A HANDOFF from sim FROM (sim_handoff's offer handler, ARG the API):
 //  taken if this sim's claim of the entity was granted at its epoch with
@@ -91,10 +97,13 @@ void sim_api_tick (sim_api_t *self, uint64_t now_ms);
 //  Check with the ring what this sim is still the authority of: an entity
 //  it holds that the ring gives to another sim (or to none, or deleted)
 //  goes as the ring's event would have said (its final state handed over,
-//  this sim fenced), within one call period and two round trips to the
-//  ring, with or without the ring's events. Call every heartbeat; a check
-//  still on its way is not started again.
-void sim_api_check (sim_api_t *self);
+//  this sim fenced), with or without the ring's events. Call with each
+//  heartbeat reply's TAKEN_INDEX (the raft index of the last change that
+//  took an entity from this sim): the ring's list of what this sim holds
+//  is read only the first time after registering and when that index
+//  moved past the one the last complete check covered; a check still on
+//  its way is not started again.
+void sim_api_check (sim_api_t *self, uint64_t taken_index);
 
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);

@@ -358,10 +358,10 @@ s_resynced (sim_server_t *self)
         unsigned long long epoch = strtoull (said, &rest, 10);
         const char *authority = *rest == ' ' ? rest + 1 : "";
         if (epoch >= entity->epoch && !streq (authority, self->name)) {
-            //  A replica from now on, at the epoch of the grant it missed:
-            //  the new authority's updates come at that epoch.
-            entity->epoch = (uint64_t) epoch;
-            sim_api_lost (self->api, entity);
+            //  As the grant's event would have said: handed over and
+            //  fenced, or fenced as an orphan.
+            sim_api_seen (self->api, entity->path, (uint64_t) epoch,
+                          *authority ? authority : NULL);
             lost++;
         }
     }
@@ -428,8 +428,10 @@ s_confirmed (void *arg, json_t *reply, const sf_fault_t *fault)
         const char *said = (const char *) zhashx_lookup (self->confirmed, path);
         char ours [128];
         snprintf (ours, sizeof ours, "%s %s", epoch, self->name);
-        if (said && streq (said, ours))
+        if (said && streq (said, ours)) {
+            sim_api_hold (self->api, path);
             kept++;
+        }
         else {
             sim_store_delete (self->store, path);
             dropped++;
@@ -592,12 +594,15 @@ static void
 s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
 {
     sim_server_t *self = (sim_server_t *) arg;
-    (void) reply;
     if (fault && fault->error == SF_ENOTFOUND) {
         //  The ring forgot us (a new ring): register again.
         self->registered_ms = 0;
         sim_api_set_registered (self->api, 0);
     }
+    else if (!fault)
+        //  Fencing never depends on the optional event feed.
+        sim_api_check (self->api, (uint64_t) json_integer_value (
+                                      json_object_get (reply, "taken_index")));
 }
 
 //  The kinds of change s_ring_changed acts on, told from the event's head:
@@ -690,8 +695,6 @@ s_handle_heartbeat (sf_loop_t *loop, int timer_id, void *arg)
         json_pack ("{s:s,s:o}", "sim", self->name, "load", s_load (self));
     sim_ring_call (self->ring, "sim.heartbeat", &args, 2000, s_beaten, self);
     s_list (self);
-    //  Fencing never depends on the optional event feed.
-    sim_api_check (self->api);
     return 0;
 }
 

@@ -142,6 +142,58 @@ def test_a_sim_without_events_loses_what_an_administrator_moved(quiet_fabric):
         assert refused.value.code == "denied"
 
 
+def _heartbeats(ring, sim, count):
+    """Wait until the ring has COUNT more heartbeats of SIM than now."""
+    with ring[0].client() as client:
+        def last():
+            sims = client.call("sim.list")["sims"]
+            return next(s["heartbeat_ms"] for s in sims if s["sim"] == sim.name)
+        start = last()
+        wait_for(lambda: last() >= start + count * HEARTBEAT_MS,
+                 timeout=count * HEARTBEAT_MS / 1000 * 4 + 5,
+                 what=f"{count} heartbeats of {sim.name}")
+
+
+def test_a_sim_reads_what_it_holds_only_when_the_ring_took_something(quiet_fabric):
+    """The steady state of fencing without events is O(1): the heartbeat's
+    reply carries the raft index of the last change that took an entity
+    from the sim (`taken_index`), and the sim pages through what the ring
+    says it holds only when that index moved. Fencing still happens
+    within the bound (a heartbeat and three round trips)."""
+    ring, (sim1, sim2) = quiet_fabric
+    held = 1500  # two pages of entity.list
+    with sim1.client(timeout=10) as game1, sim2.client(timeout=10) as game2:
+        for first in range(0, held, 1000):
+            game1.call("entity.import", entities=[
+                {"path": f"/many/e{n:05d}", "state": f"s{n}"}
+                for n in range(first, min(held, first + 1000))])
+        game1.call("entity.update", path="/many/e00007", state="final from sim1")
+        _heartbeats(ring, sim1, 3)
+        before = game1.call("counters")["counters"]
+        _heartbeats(ring, sim1, 5)
+        after = game1.call("counters")["counters"]
+        assert after["authority_checks"] == before["authority_checks"], (before, after)
+        assert after["authority_check_pages"] == before["authority_check_pages"]
+        # The ring takes one entity from sim1 (sim2 claims it): sim1 learns
+        # from its next heartbeat's reply, reads its two pages once, and
+        # hands the final state over.
+        claimed = game2.call("entity.claim", path="/many/e00007")
+        assert (claimed["from"], claimed["previous"], claimed["state"]) == \
+            ("handoff", "sim1", "final from sim1")
+        assert claimed["elapsed_us"] < 2_000_000
+        with ring[0].client(keys=ring[0].admin) as operator:
+            beat = operator.call("sim.heartbeat", sim="sim1")
+        assert beat["taken_index"] == claimed["transfer"]
+        entity = game1.call("entity.get", path="/many/e00007")
+        assert (entity["authority"], entity["epoch"]) == (False, 2)
+        checked = game1.call("counters")["counters"]
+        assert checked["authority_checks"] == after["authority_checks"] + 1
+        assert checked["authority_check_pages"] == after["authority_check_pages"] + 2
+        _heartbeats(ring, sim1, 5)
+        idle = game1.call("counters")["counters"]
+        assert idle["authority_checks"] == checked["authority_checks"]
+
+
 def test_an_entity_granted_by_an_administrator_keeps_its_state(fabric):
     """An administrator grants sim1's entity to sim2, which did not claim
     it: sim2 takes it with sim1's final state, and when sim1 (its master)

@@ -39,6 +39,7 @@
     X (sim_credit)          \
     X (sim_udp)             \
     X (sim_checkpoint)      \
+    X (authority_sim)       \
     X (ctl_scene)           \
     X (ctl_trace)
 // clang-format on
