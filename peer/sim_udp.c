@@ -172,20 +172,32 @@ sim_udp_test (bool verbose)
     assert (sim_udp_port ("udp://host:12x") == 0);
     assert (sim_udp_port (NULL) == 0);
 
-    //  A UDP socket of ours, bound to a port the kernel picks, is found by
-    //  that port; a TCP socket on the same port is not.
-    int udp = socket (AF_INET, SOCK_DGRAM, 0);
+    //  A UDP socket of ours is found by its port; a TCP socket on the same
+    //  port is not. The kernel picks a port free for TCP, and the UDP
+    //  socket tries it: another process may hold it for UDP (or, the
+    //  other way round, for TCP), so a port where both binds succeed is
+    //  looked for instead of assumed.
+    int udp = -1, tcp = -1, port = 0;
     struct sockaddr_in address = {.sin_family = AF_INET};
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    rc = bind (udp, (struct sockaddr *) &address, sizeof address);
-    assert (rc == 0);
     socklen_t size = sizeof address;
-    rc = getsockname (udp, (struct sockaddr *) &address, &size);
-    assert (rc == 0);
-    int port = ntohs (address.sin_port);
-    int tcp = socket (AF_INET, SOCK_STREAM, 0);
-    rc = bind (tcp, (struct sockaddr *) &address, sizeof address);
-    assert (rc == 0);
+    for (int attempt = 0; attempt < 100 && udp < 0; attempt++) {
+        address.sin_port = 0;
+        address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+        tcp = socket (AF_INET, SOCK_STREAM, 0);
+        rc = bind (tcp, (struct sockaddr *) &address, sizeof address);
+        assert (rc == 0);
+        size = sizeof address;
+        rc = getsockname (tcp, (struct sockaddr *) &address, &size);
+        assert (rc == 0);
+        udp = socket (AF_INET, SOCK_DGRAM, 0);
+        if (bind (udp, (struct sockaddr *) &address, sizeof address)) {
+            close (udp);
+            close (tcp);
+            udp = tcp = -1;
+        }
+    }
+    assert (udp >= 0);
+    port = ntohs (address.sin_port);
     assert (sim_udp_socket (port) == udp);
 
     //  The buffer asked for is what the kernel gives, up to its cap.
