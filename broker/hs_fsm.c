@@ -23,6 +23,14 @@
 //  Highest raft id a member may have (the configuration file's limit).
 #define S_MAX_RAFT_ID 4611686018427387903ll
 
+//  Raft ids removed from the ring's configuration, so no member admits
+//  them again from its configuration file or on another member's word
+//  until a cluster.add records them anew. Created when missing, so an
+//  image from before it opens too.
+#define S_REMOVED_TABLE                    \
+    "CREATE TABLE IF NOT EXISTS removed (" \
+    "  raft_id INTEGER PRIMARY KEY, removed_at INTEGER NOT NULL);"
+
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
@@ -48,7 +56,7 @@ static const char *s_schema =
     //  not hold (keys, API endpoints), so every member can reach them.
     "CREATE TABLE members ("
     "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
-    "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);"
+    "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);" S_REMOVED_TABLE
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -104,6 +112,14 @@ static const char *s_schema =
        "key = ?5)")                                                         \
     X (S_MEMBER_LIST,                                                       \
        "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
+    X (S_MEMBER_NAMED, "SELECT raft_id FROM members WHERE name = ?1")      \
+    X (S_MEMBER_RAFT, "SELECT raft FROM members WHERE raft_id = ?1")       \
+    X (S_MEMBER_DROP, "DELETE FROM members WHERE raft_id = ?1")            \
+    X (S_REMOVED_PUT,                                                       \
+       "INSERT OR REPLACE INTO removed (raft_id, removed_at) "              \
+       "VALUES (?1, ?2)")                                                   \
+    X (S_REMOVED_DROP, "DELETE FROM removed WHERE raft_id = ?1")           \
+    X (S_REMOVED_GET, "SELECT removed_at FROM removed WHERE raft_id = ?1") \
     X (S_ENTITY_GET,                                                        \
        "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE path = ?1")         \
     X (S_ENTITY_MASTER, "SELECT master FROM entities WHERE path = ?1")      \
@@ -606,6 +622,8 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
                 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
             != SQLITE_OK)
             goto failed;
+        if (sqlite3_exec (db, S_REMOVED_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+            goto failed;
     }
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
         goto failed;
@@ -819,11 +837,46 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
 }
 
 //  Record a ring member's name, raft endpoint, API endpoint and key; the
-//  same member again, exactly, changes nothing (no event is due).
+//  same member again, exactly, changes nothing (no event is due). A name
+//  recorded for another raft id, or a raft id recorded at another raft
+//  address, is refused: replacing that row would leave the configuration
+//  and the table disagreeing about a member.
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
-    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_PUT);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_NAMED);
+    s_bind_text (stmt, 1, ctx->a->name);
+    int64_t named = sqlite3_step (stmt) == SQLITE_ROW
+                        ? sqlite3_column_int64 (stmt, 0)
+                        : ctx->a->raft_id;
+    s_done (stmt);
+    if (named != ctx->a->raft_id) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "name '%s' is raft id %lld's; choose another name, or "
+                      "cluster.remove raft id %lld first",
+                      ctx->a->name, (long long) named, (long long) named);
+        return NULL;
+    }
+    stmt = s_stmt (ctx->self, S_MEMBER_RAFT);
+    s_bind_int (stmt, 1, ctx->a->raft_id);
+    char *raft = sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 0)
+                     ? strdup (s_column (stmt, 0))
+                     : NULL;
+    s_done (stmt);
+    if (raft && strcmp (raft, ctx->a->raft) != 0) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "raft id %lld is a member at %s; to move it to %s, "
+                      "cluster.remove it, then cluster.add it again",
+                      (long long) ctx->a->raft_id, raft, ctx->a->raft);
+        free (raft);
+        return NULL;
+    }
+    free (raft);
+    stmt = s_stmt (ctx->self, S_REMOVED_DROP);
+    s_bind_int (stmt, 1, ctx->a->raft_id);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    stmt = s_stmt (ctx->self, S_MEMBER_PUT);
     s_bind_text (stmt, 1, ctx->a->name);
     s_bind_int (stmt, 2, ctx->a->raft_id);
     s_bind_text (stmt, 3, ctx->a->raft);
@@ -1546,6 +1599,58 @@ hs_fsm_members (hs_fsm_t *self)
                        s_text_or_null (stmt, 3), "key", s_column (stmt, 4)));
     s_done (stmt);
     return members;
+}
+
+//  True if ID is in CONFIGURATION.
+static bool
+s_configured (const struct raft_configuration *configuration, raft_id id)
+{
+    for (unsigned at = 0; at < configuration->n; at++)
+        if (configuration->servers [at].id == id)
+            return true;
+    return false;
+}
+
+int
+hs_fsm_configuration_applied (hs_fsm_t *self, raft_index index,
+                              const struct raft_configuration *previous,
+                              const struct raft_configuration *next)
+{
+    sf_fault_t fault;
+    int rc = 0;
+    s_run (self, S_BEGIN);
+    for (unsigned at = 0; at < previous->n && rc == 0; at++) {
+        raft_id id = previous->servers [at].id;
+        if (s_configured (next, id))
+            continue;
+        sqlite3_stmt *stmt = s_stmt (self, S_MEMBER_DROP);
+        s_bind_int (stmt, 1, (int64_t) id);
+        rc = s_exec_stmt (self, stmt, &fault);
+        if (rc == 0) {
+            stmt = s_stmt (self, S_REMOVED_PUT);
+            s_bind_int (stmt, 1, (int64_t) id);
+            s_bind_int (stmt, 2, (int64_t) index);
+            rc = s_exec_stmt (self, stmt, &fault);
+        }
+    }
+    if (rc == 0)
+        s_run (self, S_COMMIT);
+    else {
+        sf_log_error ("hs_fsm: configuration at %llu: %s",
+                      (unsigned long long) index, fault.message);
+        s_run (self, S_ROLLBACK);
+    }
+    return rc;
+}
+
+bool
+hs_fsm_member_removed (hs_fsm_t *self, raft_id id)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_REMOVED_GET);
+    s_bind_int (stmt, 1, (int64_t) id);
+    bool removed = sqlite3_step (stmt) == SQLITE_ROW;
+    s_done (stmt);
+    return removed;
 }
 
 //  player.key
