@@ -2087,6 +2087,79 @@ hs_fsm_test (bool verbose)
         json_is_null (json_object_get (json_array_get (members, 0), "api")));
     json_decref (members);
 
+    //  A name another raft id has, or a raft id at another raft address,
+    //  is refused and leaves the table as it was.
+    const char *clashes [] = {
+        "{\"name\":\"hs4\",\"raft_id\":5,\"raft\":\"tcp://h5:7101\","
+        "\"key\":\"%s\"}",
+        "{\"name\":\"hs5\",\"raft_id\":4,\"raft\":\"tcp://h5:7101\","
+        "\"key\":\"%s\"}",
+    };
+    for (int at = 0; at < 2; at++) {
+        snprintf (member, sizeof member, clashes [at], alice);
+        changed = hs_fsm_last_change (fsm);
+        result = s_test_apply (fsm, ++index, "cluster.add", member, bob, true,
+                               &fault);
+        assert (!result);
+        assert (fault.error == SF_ECONFLICT);
+        assert (hs_fsm_last_change (fsm) == changed);
+        members = hs_fsm_members (fsm);
+        json_t *only = json_array_get (members, 0);
+        assert (json_array_size (members) == 1);
+        assert (
+            streq (json_string_value (json_object_get (only, "name")), "hs4"));
+        assert (json_integer_value (json_object_get (only, "raft_id")) == 4);
+        assert (streq (json_string_value (json_object_get (only, "raft")),
+                       "tcp://h4:7101"));
+        json_decref (members);
+    }
+
+    //  The table follows the configuration: a member that leaves it loses
+    //  its row and is recorded as removed, through snapshots, until it is
+    //  added again. The others stay as they are.
+    struct raft_configuration before, after;
+    raft_configuration_init (&before);
+    raft_configuration_init (&after);
+    int added = raft_configuration_add (&before, 1, "tcp://h1:7101", 1)
+                | raft_configuration_add (&before, 4, "tcp://h4:7101", 1)
+                | raft_configuration_add (&after, 1, "tcp://h1:7101", 1);
+    assert (added == 0);
+    assert (!hs_fsm_member_removed (fsm, 4));
+    changed = hs_fsm_last_change (fsm);
+    int applied = hs_fsm_configuration_applied (fsm, ++index, &before, &after);
+    assert (applied == 0);
+    assert (hs_fsm_last_change (fsm) == changed);
+    assert (hs_fsm_member_removed (fsm, 4));
+    assert (!hs_fsm_member_removed (fsm, 1));
+    members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 0);
+    json_decref (members);
+    struct raft_buffer members_image;
+    int taken = hs_fsm_snapshot (fsm, &members_image);
+    assert (taken == 0);
+    int back = hs_fsm_restore (fsm, &members_image);
+    assert (back == 0);
+    raft_free (members_image.base);
+    assert (hs_fsm_member_removed (fsm, 4));
+    //  The same configuration again: nobody left.
+    applied = hs_fsm_configuration_applied (fsm, ++index, &after, &after);
+    assert (applied == 0);
+    assert (!hs_fsm_member_removed (fsm, 1));
+    snprintf (member, sizeof member,
+              "{\"name\":\"hs4\",\"raft_id\":4,\"raft\":"
+              "\"tcp://h4:7102\",\"key\":\"%s\"}",
+              alice);
+    result =
+        s_test_apply (fsm, ++index, "cluster.add", member, bob, true, &fault);
+    assert (result);
+    json_decref (result);
+    assert (!hs_fsm_member_removed (fsm, 4));
+    members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 1);
+    json_decref (members);
+    raft_configuration_close (&before);
+    raft_configuration_close (&after);
+
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",
                            "{\"sim\":\"sim1\",\"handoff\":\"tcp://h:1\","
