@@ -244,6 +244,33 @@ hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
     return member->dealer;
 }
 
+zsock_t *
+hs_api_remove_member (hs_api_t *self, raft_id id)
+{
+    if (id == self->id)
+        return NULL;
+    for (unsigned at = 0; at < self->n_members; at++) {
+        s_member_t *member = &self->members [at];
+        if (member->id != id)
+            continue;
+        zsock_t *dealer = member->dealer;
+        free (member->name);
+        free (member->api);
+        free (member->raft);
+        self->members [at] = self->members [--self->n_members];
+        if (dealer) {
+            for (unsigned socket = 0; socket < self->n_sockets; socket++)
+                if (self->sockets [socket] == dealer) {
+                    self->sockets [socket] = self->sockets [--self->n_sockets];
+                    self->sockets [self->n_sockets] = NULL;
+                    break;
+                }
+        }
+        return dealer;
+    }
+    return NULL;
+}
+
 void
 hs_api_add_admin (hs_api_t *self, const char *key)
 {
@@ -306,8 +333,7 @@ s_role_name (int role)
 
 //  The ring's members as status lists them: exactly the applied
 //  configuration, each with what this member knows of it (issue 21: a
-//  member removed from the configuration leaves the list, although its
-//  forwarding socket and key stay known).
+//  member removed from the configuration leaves the list).
 static json_t *
 s_status_members (hs_api_t *self)
 {
@@ -724,6 +750,44 @@ s_job_progress (hs_api_t *self, uint64_t now)
         s_job_end (self, SF_OK, NULL);
 }
 
+//  cluster.add's member ARGS against the members known here (the
+//  configuration file's and those added at run time) and the ring's
+//  latest configuration: a name another raft id has, or a raft id that
+//  is a member at another raft address, is refused before anything is
+//  written (hs_fsm refuses the same against the members table when the
+//  command applies). Returns 0, or -1 with FAULT.
+static int
+s_member_clash (hs_api_t *self, const json_t *args, sf_fault_t *fault)
+{
+    //  Checked by its schema (hs_fsm_check).
+    const char *name = json_string_value (json_object_get (args, "name"));
+    raft_id id =
+        (raft_id) json_integer_value (json_object_get (args, "raft_id"));
+    const char *raft = json_string_value (json_object_get (args, "raft"));
+    for (unsigned at = 0; at < self->n_members; at++) {
+        const s_member_t *member = &self->members [at];
+        if (member->id != id && streq (member->name, name))
+            return sf_fault_set (
+                fault, SF_ECONFLICT,
+                "name '%s' is raft id %llu's; choose another name, or "
+                "cluster.remove raft id %llu first",
+                name, (unsigned long long) member->id,
+                (unsigned long long) member->id);
+    }
+    const struct raft_configuration *configuration =
+        hs_ring_configuration (self->ring);
+    for (unsigned at = 0; at < configuration->n; at++) {
+        const struct raft_server *server = &configuration->servers [at];
+        if (server->id == id && !streq (server->address, raft))
+            return sf_fault_set (
+                fault, SF_ECONFLICT,
+                "raft id %llu is a member at %s; to move it to %s, "
+                "cluster.remove it, then cluster.add it again",
+                (unsigned long long) id, server->address, raft);
+    }
+    return 0;
+}
+
 //  cluster.add, cluster.remove: on the leader, from an administrator.
 static void
 s_membership (hs_api_t *self, api_call_t *call, const char *principal,
@@ -742,6 +806,10 @@ s_membership (hs_api_t *self, api_call_t *call, const char *principal,
         api_router_fail (self->router, &call, SF_ECONFLICT,
                          "another membership change is in progress; retry "
                          "when it is done");
+        return;
+    }
+    if (add && s_member_clash (self, args, &fault)) {
+        api_router_fail (self->router, &call, fault.error, fault.message);
         return;
     }
     s_job_t *job = (s_job_t *) zmalloc (sizeof (s_job_t));

@@ -43,6 +43,13 @@ void hs_api_destroy (hs_api_t **self_p);
 zsock_t *hs_api_add_member (hs_api_t *self, const char *name, raft_id id,
                             const char *api, const char *raft, const char *key);
 
+//  Forget ring member ID (removed from the ring): its key no longer
+//  counts as a member's (ring.forward), and requests forwarded to it are
+//  left to time out. Returns its forwarding socket, which the caller
+//  takes (take it off the loop, then destroy it), or NULL. This node
+//  itself is never forgotten.
+zsock_t *hs_api_remove_member (hs_api_t *self, raft_id id);
+
 //  Treat principal KEY as an administrator.
 void hs_api_add_admin (hs_api_t *self, const char *key);
 

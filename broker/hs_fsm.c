@@ -23,6 +23,14 @@
 //  Highest raft id a member may have (the configuration file's limit).
 #define S_MAX_RAFT_ID 4611686018427387903ll
 
+//  Raft ids removed from the ring's configuration, so no member admits
+//  them again from its configuration file or on another member's word
+//  until a cluster.add records them anew. Created when missing, so an
+//  image from before it opens too.
+#define S_REMOVED_TABLE                    \
+    "CREATE TABLE IF NOT EXISTS removed (" \
+    "  raft_id INTEGER PRIMARY KEY, removed_at INTEGER NOT NULL);"
+
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
@@ -52,7 +60,7 @@ static const char *s_schema =
     //  not hold (keys, API endpoints), so every member can reach them.
     "CREATE TABLE members ("
     "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
-    "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);"
+    "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);" S_REMOVED_TABLE
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -113,6 +121,14 @@ static const char *s_schema =
        "key = ?5)")                                                         \
     X (S_MEMBER_LIST,                                                       \
        "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
+    X (S_MEMBER_NAMED, "SELECT raft_id FROM members WHERE name = ?1")      \
+    X (S_MEMBER_RAFT, "SELECT raft FROM members WHERE raft_id = ?1")       \
+    X (S_MEMBER_DROP, "DELETE FROM members WHERE raft_id = ?1")            \
+    X (S_REMOVED_PUT,                                                       \
+       "INSERT OR REPLACE INTO removed (raft_id, removed_at) "              \
+       "VALUES (?1, ?2)")                                                   \
+    X (S_REMOVED_DROP, "DELETE FROM removed WHERE raft_id = ?1")           \
+    X (S_REMOVED_GET, "SELECT removed_at FROM removed WHERE raft_id = ?1") \
     X (S_ENTITY_GET,                                                        \
        "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE path = ?1")         \
     X (S_ENTITY_MASTER, "SELECT master FROM entities WHERE path = ?1")      \
@@ -615,6 +631,8 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
                 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
             != SQLITE_OK)
             goto failed;
+        if (sqlite3_exec (db, S_REMOVED_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+            goto failed;
     }
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
         goto failed;
@@ -828,11 +846,46 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
 }
 
 //  Record a ring member's name, raft endpoint, API endpoint and key; the
-//  same member again, exactly, changes nothing (no event is due).
+//  same member again, exactly, changes nothing (no event is due). A name
+//  recorded for another raft id, or a raft id recorded at another raft
+//  address, is refused: replacing that row would leave the configuration
+//  and the table disagreeing about a member.
 static json_t *
 s_member_add (s_apply_t *ctx)
 {
-    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_PUT);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MEMBER_NAMED);
+    s_bind_text (stmt, 1, ctx->a->name);
+    int64_t named = sqlite3_step (stmt) == SQLITE_ROW
+                        ? sqlite3_column_int64 (stmt, 0)
+                        : ctx->a->raft_id;
+    s_done (stmt);
+    if (named != ctx->a->raft_id) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "name '%s' is raft id %lld's; choose another name, or "
+                      "cluster.remove raft id %lld first",
+                      ctx->a->name, (long long) named, (long long) named);
+        return NULL;
+    }
+    stmt = s_stmt (ctx->self, S_MEMBER_RAFT);
+    s_bind_int (stmt, 1, ctx->a->raft_id);
+    char *raft = sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 0)
+                     ? strdup (s_column (stmt, 0))
+                     : NULL;
+    s_done (stmt);
+    if (raft && strcmp (raft, ctx->a->raft) != 0) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "raft id %lld is a member at %s; to move it to %s, "
+                      "cluster.remove it, then cluster.add it again",
+                      (long long) ctx->a->raft_id, raft, ctx->a->raft);
+        free (raft);
+        return NULL;
+    }
+    free (raft);
+    stmt = s_stmt (ctx->self, S_REMOVED_DROP);
+    s_bind_int (stmt, 1, ctx->a->raft_id);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    stmt = s_stmt (ctx->self, S_MEMBER_PUT);
     s_bind_text (stmt, 1, ctx->a->name);
     s_bind_int (stmt, 2, ctx->a->raft_id);
     s_bind_text (stmt, 3, ctx->a->raft);
@@ -1585,6 +1638,58 @@ hs_fsm_members (hs_fsm_t *self)
     return members;
 }
 
+//  True if ID is in CONFIGURATION.
+static bool
+s_configured (const struct raft_configuration *configuration, raft_id id)
+{
+    for (unsigned at = 0; at < configuration->n; at++)
+        if (configuration->servers [at].id == id)
+            return true;
+    return false;
+}
+
+int
+hs_fsm_configuration_applied (hs_fsm_t *self, raft_index index,
+                              const struct raft_configuration *previous,
+                              const struct raft_configuration *next)
+{
+    sf_fault_t fault;
+    int rc = 0;
+    s_run (self, S_BEGIN);
+    for (unsigned at = 0; at < previous->n && rc == 0; at++) {
+        raft_id id = previous->servers [at].id;
+        if (s_configured (next, id))
+            continue;
+        sqlite3_stmt *stmt = s_stmt (self, S_MEMBER_DROP);
+        s_bind_int (stmt, 1, (int64_t) id);
+        rc = s_exec_stmt (self, stmt, &fault);
+        if (rc == 0) {
+            stmt = s_stmt (self, S_REMOVED_PUT);
+            s_bind_int (stmt, 1, (int64_t) id);
+            s_bind_int (stmt, 2, (int64_t) index);
+            rc = s_exec_stmt (self, stmt, &fault);
+        }
+    }
+    if (rc == 0)
+        s_run (self, S_COMMIT);
+    else {
+        sf_log_error ("hs_fsm: configuration at %llu: %s",
+                      (unsigned long long) index, fault.message);
+        s_run (self, S_ROLLBACK);
+    }
+    return rc;
+}
+
+bool
+hs_fsm_member_removed (hs_fsm_t *self, raft_id id)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_REMOVED_GET);
+    s_bind_int (stmt, 1, (int64_t) id);
+    bool removed = sqlite3_step (stmt) == SQLITE_ROW;
+    s_done (stmt);
+    return removed;
+}
+
 //  player.key
 static json_t *
 s_player_key (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
@@ -2018,6 +2123,79 @@ hs_fsm_test (bool verbose)
     assert (
         json_is_null (json_object_get (json_array_get (members, 0), "api")));
     json_decref (members);
+
+    //  A name another raft id has, or a raft id at another raft address,
+    //  is refused and leaves the table as it was.
+    const char *clashes [] = {
+        "{\"name\":\"hs4\",\"raft_id\":5,\"raft\":\"tcp://h5:7101\","
+        "\"key\":\"%s\"}",
+        "{\"name\":\"hs5\",\"raft_id\":4,\"raft\":\"tcp://h5:7101\","
+        "\"key\":\"%s\"}",
+    };
+    for (int at = 0; at < 2; at++) {
+        snprintf (member, sizeof member, clashes [at], alice);
+        changed = hs_fsm_last_change (fsm);
+        result = s_test_apply (fsm, ++index, "cluster.add", member, bob, true,
+                               &fault);
+        assert (!result);
+        assert (fault.error == SF_ECONFLICT);
+        assert (hs_fsm_last_change (fsm) == changed);
+        members = hs_fsm_members (fsm);
+        json_t *only = json_array_get (members, 0);
+        assert (json_array_size (members) == 1);
+        assert (
+            streq (json_string_value (json_object_get (only, "name")), "hs4"));
+        assert (json_integer_value (json_object_get (only, "raft_id")) == 4);
+        assert (streq (json_string_value (json_object_get (only, "raft")),
+                       "tcp://h4:7101"));
+        json_decref (members);
+    }
+
+    //  The table follows the configuration: a member that leaves it loses
+    //  its row and is recorded as removed, through snapshots, until it is
+    //  added again. The others stay as they are.
+    struct raft_configuration before, after;
+    raft_configuration_init (&before);
+    raft_configuration_init (&after);
+    int added = raft_configuration_add (&before, 1, "tcp://h1:7101", 1)
+                | raft_configuration_add (&before, 4, "tcp://h4:7101", 1)
+                | raft_configuration_add (&after, 1, "tcp://h1:7101", 1);
+    assert (added == 0);
+    assert (!hs_fsm_member_removed (fsm, 4));
+    changed = hs_fsm_last_change (fsm);
+    int applied = hs_fsm_configuration_applied (fsm, ++index, &before, &after);
+    assert (applied == 0);
+    assert (hs_fsm_last_change (fsm) == changed);
+    assert (hs_fsm_member_removed (fsm, 4));
+    assert (!hs_fsm_member_removed (fsm, 1));
+    members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 0);
+    json_decref (members);
+    struct raft_buffer members_image;
+    int taken = hs_fsm_snapshot (fsm, &members_image);
+    assert (taken == 0);
+    int back = hs_fsm_restore (fsm, &members_image);
+    assert (back == 0);
+    raft_free (members_image.base);
+    assert (hs_fsm_member_removed (fsm, 4));
+    //  The same configuration again: nobody left.
+    applied = hs_fsm_configuration_applied (fsm, ++index, &after, &after);
+    assert (applied == 0);
+    assert (!hs_fsm_member_removed (fsm, 1));
+    snprintf (member, sizeof member,
+              "{\"name\":\"hs4\",\"raft_id\":4,\"raft\":"
+              "\"tcp://h4:7102\",\"key\":\"%s\"}",
+              alice);
+    result =
+        s_test_apply (fsm, ++index, "cluster.add", member, bob, true, &fault);
+    assert (result);
+    json_decref (result);
+    assert (!hs_fsm_member_removed (fsm, 4));
+    members = hs_fsm_members (fsm);
+    assert (json_array_size (members) == 1);
+    json_decref (members);
+    raft_configuration_close (&before);
+    raft_configuration_close (&after);
 
     //  A sim registers with endpoints; only it sends its heartbeats.
     result = s_test_apply (fsm, ++index, "sim.register",

@@ -135,6 +135,20 @@ json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
 //  "key"}]. A new reference.
 json_t *hs_fsm_members (hs_fsm_t *self);
 
+//  The committed configuration change at INDEX replaced PREVIOUS (the
+//  configuration applied before it, empty if none) with NEXT (both lent):
+//  every raft id that left is dropped from the members table and
+//  recorded as removed, so the table follows the configuration on every
+//  member alike. Neither a command nor a change that is published.
+//  Returns 0, or -1 (logged) leaving the table as it was.
+int hs_fsm_configuration_applied (hs_fsm_t *self, raft_index index,
+                                  const struct raft_configuration *previous,
+                                  const struct raft_configuration *next);
+
+//  True if raft id ID left the configuration and was not added again
+//  since (hs_fsm_configuration_applied, cluster.add).
+bool hs_fsm_member_removed (hs_fsm_t *self, raft_id id);
+
 //  Index of the last command applied.
 raft_index hs_fsm_applied (hs_fsm_t *self);
 

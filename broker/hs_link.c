@@ -102,6 +102,17 @@ hs_link_destroy (hs_link_t **self_p)
     }
 }
 
+//  True if a peer other than ID has KEY.
+static bool
+s_key_shared (hs_link_t *self, raft_id id, const char *key)
+{
+    for (s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers); peer;
+         peer = (s_peer_t *) zhashx_next (self->peers))
+        if (peer->id != id && streq (peer->key, key))
+            return true;
+    return false;
+}
+
 static void s_connect (hs_link_t *self, s_peer_t *peer);
 
 void
@@ -112,6 +123,10 @@ hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
     peer->id = id;
     peer->address = strdup (address);
     peer->key = strdup (key);
+    s_peer_t *known = (s_peer_t *) zhashx_lookup (self->peers, &id);
+    if (known && !streq (known->key, key)
+        && !s_key_shared (self, id, known->key))
+        sf_zap_revoke (self->zap, HS_LINK_DOMAIN, known->key);
     sf_zap_allow (self->zap, HS_LINK_DOMAIN, key);
     //  Delete first: the table keeps the key pointer of the first insert.
     zhashx_delete (self->peers, &id);
@@ -119,6 +134,17 @@ hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
     //  Connect now: a message sent before the session is up is dropped, and
     //  a candidate's first votes must not be.
     s_connect (self, peer);
+}
+
+void
+hs_link_remove_peer (hs_link_t *self, raft_id id)
+{
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, &id);
+    if (!peer)
+        return;
+    if (!s_key_shared (self, id, peer->key))
+        sf_zap_revoke (self->zap, HS_LINK_DOMAIN, peer->key);
+    zhashx_delete (self->peers, &id);
 }
 
 bool

@@ -29,7 +29,7 @@ typedef struct {
     uint64_t send_dropped;  //  no such peer, or its queue was full
     uint64_t received;      //  frames decoded and accepted
     uint64_t malformed;     //  frames that did not decode
-    uint64_t impostor;      //  sender id not matching the sender's key
+    uint64_t impostor;      //  sender id not a peer, or not the sender's key
     uint64_t refused;       //  handshakes a peer refused (then redialled)
 } hs_link_counters_t;
 
@@ -45,12 +45,19 @@ int hs_link_bind (hs_link_t *self, const char *endpoint, sf_fault_t *fault);
 void hs_link_destroy (hs_link_t **self_p);
 
 //  Know peer ID at raft ADDRESS with public KEY (Z85): admit its key and
-//  connect a DEALER to it. Replaces what was known of ID before. A peer
+//  connect a DEALER to it. Replaces what was known of ID before (another
+//  key it had is no longer admitted). A peer
 //  that refuses our handshake (it did not know our key yet: we joined, or
 //  it restarted and has yet to learn of us from the log) is dialled
 //  again by hs_link_check (sf_curve_redial_at).
 void hs_link_add_peer (hs_link_t *self, raft_id id, const char *address,
                        const char *key);
+
+//  Forget peer ID (a member removed from the ring): close its DEALER and
+//  stop admitting its key on the raft ROUTER. A session it opened before
+//  stays open until it ends, but what arrives on it is dropped as from an
+//  unknown sender (counted as impostor). Nothing if ID is not known.
+void hs_link_remove_peer (hs_link_t *self, raft_id id);
 
 //  Replace the DEALERs whose handshake was refused, once they are due
 //  (libzmq never redials them). Call every HS_LINK_CHECK_MS; NOW is

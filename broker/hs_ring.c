@@ -581,6 +581,9 @@ s_apply_committed (hs_ring_t *self)
             struct raft_configuration decoded;
             raft_configuration_init (&decoded);
             if (raft_msg_conf_decode (&entry->buf, &decoded) == 0) {
+                if (self->io.apply_change)
+                    self->io.apply_change (self->io.handle, index,
+                                           &self->committed, &decoded);
                 raft_configuration_close (&self->committed);
                 if (s_conf_copy (&decoded, &self->committed))
                     abort ();

@@ -71,6 +71,14 @@ typedef struct {
     //  INDEX. Returns 0/-1.
     int (*snapshot_restore) (void *handle, raft_index index,
                              const struct raft_buffer *data);
+    //  Apply the committed configuration change at INDEX, in log order
+    //  with the commands: NEXT (lent) replaces PREVIOUS (lent; empty
+    //  before the first). Called on every member for the same entries
+    //  alike, unlike configuration below, which also reports a
+    //  configuration restored from a snapshot. May be NULL.
+    void (*apply_change) (void *handle, raft_index index,
+                          const struct raft_configuration *previous,
+                          const struct raft_configuration *next);
     //  The committed configuration changed (who may speak raft to us).
     //  May be NULL.
     void (*configuration) (void *handle,

@@ -200,6 +200,26 @@ s_learn_member (hs_server_t *self, raft_id id, const char *name,
     }
 }
 
+//  Member ID left the ring: refuse its key on the raft link and for
+//  ring.forward, and close the sockets to it. Never this node itself.
+static void
+s_forget_member (hs_server_t *self, raft_id id)
+{
+    if (id == self->id)
+        return;
+    bool known = hs_link_knows (self->link, id);
+    hs_link_remove_peer (self->link, id);
+    zsock_t *dealer =
+        self->handler ? hs_api_remove_member (self->handler, id) : NULL;
+    if (dealer && self->loop)
+        sf_loop_reader_end (self->loop, dealer);
+    zsock_destroy (&dealer);
+    if (known)
+        sf_log_notice ("hs_server: member %llu left the ring: its key is "
+                       "no longer admitted",
+                       (unsigned long long) id);
+}
+
 //  The same, from MEMBER's fields as cluster.add names them.
 static void
 s_learn (hs_server_t *self, const json_t *member)
@@ -213,15 +233,65 @@ s_learn (hs_server_t *self, const json_t *member)
         json_string_value (json_object_get (member, "key")));
 }
 
-//  Members added in the log tail, before any of it is applied: after a
-//  restart the entries past the snapshot are applied only once a leader
-//  has told us the commit index, and that leader may be one of them. Its
-//  handshakes are refused until its key is admitted, so it is admitted
-//  now. An entry not yet committed came from a leader of ours all the
-//  same; the raft core, not the link, decides who is a member.
+//  True if ID is in CONFIGURATION.
+static bool
+s_configured (const struct raft_configuration *configuration, raft_id id)
+{
+    for (unsigned at = 0; at < configuration->n; at++)
+        if (configuration->servers [at].id == id)
+            return true;
+    return false;
+}
+
+//  True if ID is in a configuration change among STATE's entries from
+//  FROM on.
+static bool
+s_in_log_configuration (const hs_ring_state_t *state, unsigned from, raft_id id)
+{
+    bool found = false;
+    for (unsigned at = from; at < state->n_entries && !found; at++) {
+        struct raft_configuration decoded;
+        raft_configuration_init (&decoded);
+        if (state->entries [at].type == RAFT_CHANGE
+            && raft_msg_conf_decode (&state->entries [at].buf, &decoded) == 0)
+            found = s_configured (&decoded, id);
+        raft_configuration_close (&decoded);
+    }
+    return found;
+}
+
+//  Membership as the log tail leaves it, before any of it is applied:
+//  after a restart the entries past the snapshot are applied only once a
+//  leader has told us the commit index, and that leader may be a member
+//  added in them. Its handshakes are refused until its key is admitted,
+//  so it is admitted now. An entry not yet committed came from a leader
+//  of ours all the same; the raft core, not the link, decides who votes.
+//  A member the log (or the snapshot's state) shows leaving the latest
+//  configuration is not admitted, even if the configuration file names
+//  it. Called once the ring has started, so its configuration is the
+//  log's latest.
 static void
 s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
 {
+    const struct raft_configuration *latest =
+        hs_ring_configuration (self->ring);
+    if (latest->n > 0) {
+        raft_id ids [RAFT_MSG_MAX_MEMBERS];
+        unsigned n = hs_link_peer_ids (self->link, ids, RAFT_MSG_MAX_MEMBERS);
+        for (unsigned at = 0; at < n; at++)
+            if (!s_configured (latest, ids [at])
+                && (hs_fsm_member_removed (self->fsm, ids [at])
+                    || s_configured (hs_ring_applied_configuration (self->ring),
+                                     ids [at])
+                    || s_in_log_configuration (state, 0, ids [at])))
+                s_forget_member (self, ids [at]);
+    }
+    //  The last configuration change in the tail: a member added before
+    //  it and not in the latest configuration left again.
+    unsigned last_change = state->n_entries;
+    for (unsigned at = 0; at < state->n_entries; at++)
+        if (state->entries [at].type == RAFT_CHANGE)
+            last_change = at;
     for (unsigned at = 0; at < state->n_entries; at++) {
         const struct raft_entry *entry = &state->entries [at];
         char op [RING_CMD_MAX_OP + 1];
@@ -232,7 +302,11 @@ s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
             || ring_cmd_decode (&cmd, entry->buf.base, entry->buf.len))
             continue;
         const char *key = json_string_value (json_object_get (cmd.args, "key"));
-        if (cmd.admin && key && sf_cert_key_valid (key)) {
+        raft_id id = (raft_id) json_integer_value (
+            json_object_get (cmd.args, "raft_id"));
+        bool left = last_change < state->n_entries && at < last_change
+                    && !s_configured (latest, id);
+        if (cmd.admin && key && sf_cert_key_valid (key) && !left) {
             sf_log_info (
                 "hs_server: member %s admitted from the log",
                 json_string_value (json_object_get (cmd.args, "name")));
@@ -314,6 +388,41 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     if (self->handler)
         hs_api_applied (self->handler, index, term, result, &fault);
     json_decref (result);
+}
+
+//  A committed configuration change, applied in log order: the members
+//  table follows it (hs_fsm), and every member that left it is forgotten.
+static void
+s_io_apply_change (void *handle, raft_index index,
+                   const struct raft_configuration *previous,
+                   const struct raft_configuration *next)
+{
+    hs_server_t *self = (hs_server_t *) handle;
+    hs_fsm_configuration_applied (self->fsm, index, previous, next);
+    for (unsigned at = 0; at < previous->n; at++) {
+        raft_id id = previous->servers [at].id;
+        bool stays = false;
+        for (unsigned in = 0; in < next->n && !stays; in++)
+            stays = next->servers [in].id == id;
+        if (!stays)
+            s_forget_member (self, id);
+    }
+}
+
+//  A committed configuration is in force (also one restored from a
+//  snapshot, whose state machine says who was removed before it): forget
+//  the peers the state machine records as removed.
+static void
+s_io_configuration (void *handle,
+                    const struct raft_configuration *configuration)
+{
+    (void) configuration;
+    hs_server_t *self = (hs_server_t *) handle;
+    raft_id ids [RAFT_MSG_MAX_MEMBERS];
+    unsigned n = hs_link_peer_ids (self->link, ids, RAFT_MSG_MAX_MEMBERS);
+    for (unsigned at = 0; at < n; at++)
+        if (hs_fsm_member_removed (self->fsm, ids [at]))
+            s_forget_member (self, ids [at]);
 }
 
 static int
@@ -481,6 +590,10 @@ s_learn_members (hs_server_t *self, raft_id from,
     for (unsigned at = 0; at < n; at++) {
         const raft_msg_member_t *member = &members [at];
         if (member->id == self->id || hs_link_knows (self->link, member->id))
+            continue;
+        //  Our own state says it left the ring (the one telling us is
+        //  behind): its word does not bring it back.
+        if (hs_fsm_member_removed (self->fsm, member->id))
             continue;
         sf_log_notice ("hs_server: member %s (raft id %llu) admitted on "
                        "member %llu's word",
@@ -704,6 +817,8 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         .snapshot_save = s_io_snapshot_save,
         .snapshot_restore = s_io_snapshot_restore,
         .send_digest = s_io_send_digest,
+        .apply_change = s_io_apply_change,
+        .configuration = s_io_configuration,
     };
     hs_ring_options_t options = {
         .election_timeout_ms =
@@ -751,10 +866,11 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     hs_ring_state_t state;
     if (hs_store_load (self->store, &state, fault))
         return -1;
-    s_learn_from_log (self, &state);
     //  From here the store belongs to the persistence thread.
     self->persist = hs_persist_new (&self->store);
     int rc = hs_ring_start (self->ring, &state, sf_time_mono_ms (), fault);
+    if (rc == 0)
+        s_learn_from_log (self, &state);
     hs_store_state_release (&state);
     if (rc)
         return -1;
@@ -771,10 +887,12 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/sim_lease"),
         (uint64_t) sf_config_int (config, "homeserver/heartbeat"));
+    //  Configured members the ring removed are not members any more.
     for (unsigned at = 0; at < self->n_members; at++) {
         s_member_t *member = &self->members [at];
-        hs_api_add_member (self->handler, member->name, member->id, member->api,
-                           member->raft, member->key);
+        if (member->id == self->id || hs_link_knows (self->link, member->id))
+            hs_api_add_member (self->handler, member->name, member->id,
+                               member->api, member->raft, member->key);
     }
     if (self->n_members == 0)
         hs_api_add_member (self->handler, self->name, self->id, NULL,
