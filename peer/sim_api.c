@@ -552,14 +552,10 @@ s_state_arg (sim_api_t *self, const json_t *root, const char *path,
 }
 
 static int
-s_op_status (void *context, const api_msg_t *request, const char *principal,
-             json_t *reply, sf_fault_t *fault)
+s_op_status (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    sim_api_t *self = (sim_api_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op", "id", NULL};
-    if (sf_json_only (request->root, allowed, fault))
-        return -1;
+    (void) call_p, (void) fault;
     sim_store_t *store = self->config.store;
     size_t authoritative = sim_store_authoritative (store);
     s_merge (
@@ -579,23 +575,19 @@ s_op_status (void *context, const api_msg_t *request, const char *principal,
 }
 
 static int
-s_op_update (void *context, const api_msg_t *request, const char *principal,
-             json_t *reply, sf_fault_t *fault)
+s_op_update (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    sim_api_t *self = (sim_api_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op",    "id",    "path",
-                                     "state", "trace", NULL};
+    const json_t *root = api_call_request (*call_p)->root;
     const char *path, *state;
     size_t size;
     bool traced = false;
-    if (sf_json_only (request->root, allowed, fault)
-        || s_path_arg (request->root, "path", &path, fault)
-        || sf_json_bool (request->root, "trace", false, &traced, fault))
+    if (s_path_arg (root, "path", &path, fault)
+        || sf_json_bool (root, "trace", false, &traced, fault))
         return -1;
-    if (!json_object_get (request->root, "state"))
+    if (!json_object_get (root, "state"))
         return sf_fault_set (fault, SF_EINVAL, "field 'state' is required");
-    if (s_state_arg (self, request->root, path, &state, &size, fault))
+    if (s_state_arg (self, root, path, &state, &size, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity)
@@ -635,15 +627,12 @@ s_op_update (void *context, const api_msg_t *request, const char *principal,
 }
 
 static int
-s_op_get (void *context, const api_msg_t *request, const char *principal,
-          json_t *reply, sf_fault_t *fault)
+s_op_get (sim_api_t *self, api_call_t **call_p, json_t *reply,
+          sf_fault_t *fault)
 {
-    sim_api_t *self = (sim_api_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op", "id", "path", NULL};
+    const json_t *root = api_call_request (*call_p)->root;
     const char *path;
-    if (sf_json_only (request->root, allowed, fault)
-        || s_path_arg (request->root, "path", &path, fault))
+    if (s_path_arg (root, "path", &path, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity)
@@ -654,22 +643,15 @@ s_op_get (void *context, const api_msg_t *request, const char *principal,
 
 //  entity.list and entity.match: one page in path order.
 static int
-s_page (sim_api_t *self, const api_msg_t *request, bool match, json_t *reply,
+s_page (sim_api_t *self, const json_t *root, bool match, json_t *reply,
         sf_fault_t *fault)
 {
-    static const char *list_allowed [] = {"op",    "id",    "prefix",
-                                          "after", "limit", NULL};
-    static const char *match_allowed [] = {"op",    "id",    "pattern",
-                                           "after", "limit", NULL};
     const char *selector = "/", *after = NULL;
     int64_t limit = 100;
     const char *field = match ? "pattern" : "prefix";
-    if (sf_json_only (request->root, match ? match_allowed : list_allowed,
-                      fault)
-        || s_prefix_arg (request->root, field, match, &selector, fault)
-        || sf_json_string (request->root, "after", false, &after, fault)
-        || sf_json_int (request->root, "limit", false, 1, S_LIST_LIMIT, &limit,
-                        fault))
+    if (s_prefix_arg (root, field, match, &selector, fault)
+        || sf_json_string (root, "after", false, &after, fault)
+        || sf_json_int (root, "limit", false, 1, S_LIST_LIMIT, &limit, fault))
         return -1;
     sim_entity_t *page [S_LIST_LIMIT];
     bool more;
@@ -688,30 +670,24 @@ s_page (sim_api_t *self, const api_msg_t *request, bool match, json_t *reply,
 }
 
 static int
-s_op_list (void *context, const api_msg_t *request, const char *principal,
-           json_t *reply, sf_fault_t *fault)
+s_op_list (sim_api_t *self, api_call_t **call_p, json_t *reply,
+           sf_fault_t *fault)
 {
-    (void) principal;
-    return s_page ((sim_api_t *) context, request, false, reply, fault);
+    return s_page (self, api_call_request (*call_p)->root, false, reply, fault);
 }
 
 static int
-s_op_match (void *context, const api_msg_t *request, const char *principal,
-            json_t *reply, sf_fault_t *fault)
+s_op_match (sim_api_t *self, api_call_t **call_p, json_t *reply,
+            sf_fault_t *fault)
 {
-    (void) principal;
-    return s_page ((sim_api_t *) context, request, true, reply, fault);
+    return s_page (self, api_call_request (*call_p)->root, true, reply, fault);
 }
 
 static int
-s_op_counters (void *context, const api_msg_t *request, const char *principal,
-               json_t *reply, sf_fault_t *fault)
+s_op_counters (sim_api_t *self, api_call_t **call_p, json_t *reply,
+               sf_fault_t *fault)
 {
-    sim_api_t *self = (sim_api_t *) context;
-    (void) principal;
-    static const char *allowed [] = {"op", "id", NULL};
-    if (sf_json_only (request->root, allowed, fault))
-        return -1;
+    (void) call_p, (void) fault;
     json_t *counters = self->config.stream
                            ? sim_stream_counters (self->config.stream)
                            : json_object ();
@@ -749,14 +725,13 @@ s_op_counters (void *context, const api_msg_t *request, const char *principal,
 }
 
 static int
-s_op_trace (void *context, const api_msg_t *request, const char *principal,
-            json_t *reply, sf_fault_t *fault)
+s_op_trace (sim_api_t *self, api_call_t **call_p, json_t *reply,
+            sf_fault_t *fault)
 {
-    sim_api_t *self = (sim_api_t *) context;
-    (void) principal;
-    json_t *answer = self->config.trace ? sf_trace_answer (self->config.trace,
-                                                           request->root, fault)
-                                        : NULL;
+    const json_t *root = api_call_request (*call_p)->root;
+    json_t *answer = self->config.trace
+                         ? sf_trace_answer (self->config.trace, root, fault)
+                         : NULL;
     if (!answer) {
         if (!self->config.trace)
             sf_fault_set (fault, SF_EUNAVAILABLE, "this sim keeps no traces");
@@ -766,13 +741,6 @@ s_op_trace (void *context, const api_msg_t *request, const char *principal,
     json_decref (answer);
     return 0;
 }
-
-static const api_msg_op_t s_ops [] = {
-    {"status", s_op_status},      {"entity.update", s_op_update},
-    {"entity.get", s_op_get},     {"entity.list", s_op_list},
-    {"entity.match", s_op_match}, {"counters", s_op_counters},
-    {"trace", s_op_trace},        {NULL, NULL},
-};
 
 //  The ring answered an entity.create.
 static void
@@ -839,37 +807,34 @@ s_copied (void *arg, json_t *result, const sf_fault_t *fault)
 
 //  entity.copy: the entities this sim holds under a prefix, to another sim
 //  as replicas, over the handoff channel.
-static void
-s_copy (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_copy (sim_api_t *self, api_call_t **call_p, json_t *reply,
+           sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
+    (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "to", "prefix", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const char *to, *prefix = "/";
-    if (sf_json_only (root, allowed, &fault)
-        || sf_json_string (root, "to", true, &to, &fault)
-        || s_prefix_arg (root, "prefix", false, &prefix, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (!self->config.handoff) {
-        api_router_fail (router, call_p, SF_EUNAVAILABLE,
-                         "this sim has no handoff channel (sim/handoff)");
-        return;
-    }
+    if (sf_json_string (root, "to", true, &to, fault)
+        || s_prefix_arg (root, "prefix", false, &prefix, fault))
+        return -1;
+    if (!self->config.handoff)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "this sim has no handoff channel (sim/handoff)");
     s_waiting_t *waiting = (s_waiting_t *) zmalloc (sizeof (s_waiting_t));
     waiting->api = self;
     waiting->call = *call_p;
     *call_p = NULL;
     zlist_append (self->waiting, waiting);  //  FN may run before copy returns
     if (sim_handoff_copy (self->config.handoff, to, prefix, s_copied, waiting,
-                          &fault)) {
+                          fault)) {
+        //  Not started: the call is answered with FAULT after all.
         zlist_remove (self->waiting, waiting);
-        api_router_fail (router, &waiting->call, fault.error, fault.message);
+        *call_p = waiting->call;
+        waiting->call = NULL;
         s_waiting_destroy (&waiting);
+        return -1;
     }
+    return 0;
 }
 
 //  The ring answered an entity.delete.
@@ -897,49 +862,39 @@ s_deleted (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_destroy (&waiting);
 }
 
-//  The entity a request of only a path names, which this sim must be the
-//  authority of to WHAT it ("deletes", ...); else the call in *CALL_P is
-//  answered with the error and NULL returned.
+//  The entity the "path" of ROOT names, which this sim must be the
+//  authority of to WHAT it ("deletes", ...); else NULL with FAULT set.
 static sim_entity_t *
-s_held_arg (sim_api_t *self, api_call_t **call_p, const char *what)
+s_held_arg (sim_api_t *self, const json_t *root, const char *what,
+            sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
-    const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "path", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const char *path;
-    if (sf_json_only (root, allowed, &fault)
-        || s_path_arg (root, "path", &path, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
+    if (s_path_arg (root, "path", &path, fault))
         return NULL;
-    }
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity) {
-        api_router_fail (router, call_p, SF_ENOTFOUND, "no entity here");
-        return NULL;
-    }
-    if (!entity->authority) {
-        char message [96];
-        snprintf (message, sizeof message,
-                  "a replica: only its authority %s it", what);
-        api_router_fail (router, call_p, SF_EDENIED, message);
-        return NULL;
-    }
-    return entity;
+    if (!entity)
+        sf_fault_set (fault, SF_ENOTFOUND, "no entity here");
+    else if (!entity->authority)
+        sf_fault_set (fault, SF_EDENIED, "a replica: only its authority %s it",
+                      what);
+    return entity && entity->authority ? entity : NULL;
 }
 
 //  entity.delete: an entity this sim is the authority of, from the ring
 //  and from here.
-static void
-s_delete (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_delete (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    sim_entity_t *entity = s_held_arg (self, call_p, "deletes");
+    (void) reply;
+    sim_entity_t *entity =
+        s_held_arg (self, api_call_request (*call_p)->root, "deletes", fault);
     if (!entity)
-        return;
+        return -1;
     json_t *args = json_pack ("{s:s}", "path", entity->path);
     s_ring_wait (self, call_p, "entity.delete", args, entity->path, NULL,
                  s_deleted);
+    return 0;
 }
 
 //  The ring answered an entity.release.
@@ -974,22 +929,22 @@ s_released (void *arg, json_t *reply, const sf_fault_t *fault)
 
 //  entity.release: give up the authority of an entity, its state saved in
 //  the ring as the checkpoint the next authority starts from.
-static void
-s_release (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_release (sim_api_t *self, api_call_t **call_p, json_t *reply,
+              sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
-    sim_entity_t *entity = s_held_arg (self, call_p, "releases");
+    (void) reply;
+    sim_entity_t *entity =
+        s_held_arg (self, api_call_request (*call_p)->root, "releases", fault);
     if (!entity)
-        return;
+        return -1;
     const char *path = entity->path;
     json_t *checkpoint =
         json_stringn ((const char *) entity->state, entity->state_size);
-    if (!checkpoint) {
-        api_router_fail (router, call_p, SF_EINVAL,
-                         "the entity's state is not UTF-8 text: it cannot "
-                         "be the ring's checkpoint");
-        return;
-    }
+    if (!checkpoint)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "the entity's state is not UTF-8 text: it cannot "
+                             "be the ring's checkpoint");
     //  No update may change it after the checkpoint is taken: from now on
     //  this sim holds it as a replica.
     sim_authority_release (self->core, path);
@@ -1001,6 +956,7 @@ s_release (sim_api_t *self, api_call_t **call_p)
     snprintf (epoch, sizeof epoch, "%llu", (unsigned long long) entity->epoch);
     s_ring_wait (self, call_p, "authority.release", args, path, strdup (epoch),
                  s_released);
+    return 0;
 }
 
 //  The ring answered an authority.answer.
@@ -1027,27 +983,23 @@ s_answered (void *arg, json_t *reply, const sf_fault_t *fault)
 }
 
 //  authority.answer: the game answers an ask addressed to this sim.
-static void
-s_answer (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_answer (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
+    (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "transfer", "approve", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     int64_t transfer;
     bool approve;
-    if (sf_json_only (root, allowed, &fault)
-        || sf_json_int (root, "transfer", true, 1, INT64_MAX, &transfer, &fault)
-        || sf_json_bool (root, "approve", true, &approve, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
+    if (sf_json_int (root, "transfer", true, 1, INT64_MAX, &transfer, fault)
+        || sf_json_bool (root, "approve", true, &approve, fault))
+        return -1;
     json_t *args =
         json_pack ("{s:I,s:s,s:b}", "transfer", (json_int_t) transfer, "sim",
                    self->config.name, "approve", approve);
     s_ring_wait (self, call_p, "authority.answer", args, NULL, NULL,
                  s_answered);
+    return 0;
 }
 
 //  This sim is now the authority of PATH at EPOCH, starting from STATE:
@@ -1361,26 +1313,19 @@ sim_api_flush (sim_api_t *self)
 //  checkpoint when there is none, or none comes in time). The core keeps
 //  one claim per entity in flight: a second call joins it and gets its
 //  answer, so two replies can never name one epoch with two states.
-static void
-s_claim (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_claim (sim_api_t *self, api_call_t **call_p, json_t *reply,
+            sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
+    (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "path", "player", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const char *path, *player = NULL;
-    if (sf_json_only (root, allowed, &fault)
-        || s_path_arg (root, "path", &path, &fault)
-        || sf_json_string (root, "player", false, &player, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (!self->registered_ms) {
-        api_router_fail (router, call_p, SF_EUNAVAILABLE,
-                         "this sim is not registered with the ring yet");
-        return;
-    }
+    if (s_path_arg (root, "path", &path, fault)
+        || sf_json_string (root, "player", false, &player, fault))
+        return -1;
+    if (!self->registered_ms)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "this sim is not registered with the ring yet");
     bool joined;
     uint64_t id =
         sim_authority_claim (self->core, path, sf_time_mono_ms (), &joined);
@@ -1390,13 +1335,14 @@ s_claim (sim_api_t *self, api_call_t **call_p)
     s_waiting_t *waiting = self->requested;
     self->requested = NULL;
     if (!waiting)
-        return;  //  joined the claim in flight
+        return 0;  //  joined the claim in flight
     if (player) {
         waiting->state = strdup (player);
         s_claim_send (self, waiting);
     }
     else  //  sent with the other claims of this loop turn (sim_api_flush)
         zlist_append (self->queued, waiting);
+    return 0;
 }
 
 uint8_t
@@ -1419,40 +1365,32 @@ sim_api_tick (sim_api_t *self, uint64_t now_ms)
 
 //  entity.create: the ring records the entity with this sim as authority
 //  (epoch 1), then it is created here.
-static void
-s_create (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_create (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
+    (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "path", "state", "rule", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const char *path, *state, *rule = NULL;
     size_t size;
-    if (sf_json_only (root, allowed, &fault)
-        || s_path_arg (root, "path", &path, &fault)
-        || s_state_arg (self, root, path, &state, &size, &fault)
-        || sf_json_string (root, "rule", false, &rule, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (!self->registered_ms) {
-        api_router_fail (router, call_p, SF_EUNAVAILABLE,
-                         "this sim is not registered with the ring yet");
-        return;
-    }
+    if (s_path_arg (root, "path", &path, fault)
+        || s_state_arg (self, root, path, &state, &size, fault)
+        || sf_json_string (root, "rule", false, &rule, fault))
+        return -1;
+    if (!self->registered_ms)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "this sim is not registered with the ring yet");
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (entity && entity->authority) {
-        api_router_fail (router, call_p, SF_EEXISTS,
-                         "this sim already holds that entity");
-        return;
-    }
+    if (entity && entity->authority)
+        return sf_fault_set (fault, SF_EEXISTS,
+                             "this sim already holds that entity");
     json_t *args =
         json_pack ("{s:s,s:s}", "path", path, "authority", self->config.name);
     if (rule)
         json_object_set_new (args, "rule", json_string (rule));
     s_ring_wait (self, call_p, "entity.create", args, path,
                  state ? strndup (state, size) : NULL, s_created);
+    return 0;
 }
 
 //  The ring answered an entity.import: the batch is this sim's now.
@@ -1521,32 +1459,23 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
 
 //  entity.import: a batch of entities, created in the ring in one command
 //  with this sim as their authority, then held here.
-static void
-s_import (sim_api_t *self, api_call_t **call_p)
+static int
+s_op_import (sim_api_t *self, api_call_t **call_p, json_t *reply,
+             sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
+    (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "entities", NULL};
+    //  Each entity's own schema.
     static const char *fields [] = {"path", "state", "rule", "owner", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const json_t *entities = json_object_get (root, "entities");
-    if (sf_json_only (root, allowed, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
     if (!json_is_array (entities) || json_array_size (entities) < 1
-        || json_array_size (entities) > SIM_API_MAX_IMPORT) {
-        api_router_fail (router, call_p, SF_EINVAL,
-                         "field 'entities' must be an array of 1..1000 "
-                         "entities");
-        return;
-    }
-    if (!self->registered_ms) {
-        api_router_fail (router, call_p, SF_EUNAVAILABLE,
-                         "this sim is not registered with the ring yet");
-        return;
-    }
+        || json_array_size (entities) > SIM_API_MAX_IMPORT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'entities' must be an array of 1..1000 "
+                             "entities");
+    if (!self->registered_ms)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "this sim is not registered with the ring yet");
     //  What the ring records: the state is the entity's first checkpoint.
     json_t *batch = json_array ();
     size_t index;
@@ -1555,28 +1484,24 @@ s_import (sim_api_t *self, api_call_t **call_p)
     {
         const char *path = NULL, *state = NULL;
         size_t size = 0;
-        if (!json_is_object (entity) || sf_json_only (entity, fields, &fault)
-            || s_path_arg (entity, "path", &path, &fault)
-            || s_state_arg (self, entity, path, &state, &size, &fault)) {
-            char message [sizeof fault.message + 32];
-            snprintf (message, sizeof message, "entities[%zu]: %s", index,
-                      json_is_object (entity) ? fault.message
-                                              : "an entity must be an object");
-            api_router_fail (router, call_p,
-                             json_is_object (entity) ? fault.error : SF_EINVAL,
-                             message);
-            json_decref (batch);
-            return;
+        sf_fault_t refused;
+        sf_fault_clear (&refused);
+        if (!json_is_object (entity))
+            sf_fault_set (&refused, SF_EINVAL, "an entity must be an object");
+        else if (sf_json_only (entity, fields, &refused)
+                 || s_path_arg (entity, "path", &path, &refused)
+                 || s_state_arg (self, entity, path, &state, &size, &refused))
+            ;
+        else {
+            sim_entity_t *held = sim_store_get (self->config.store, path);
+            if (held && held->authority)
+                sf_fault_set (&refused, SF_EEXISTS,
+                              "this sim already holds '%s'", path);
         }
-        sim_entity_t *held = sim_store_get (self->config.store, path);
-        if (held && held->authority) {
-            char message [SF_NAME_MAX_PATH + 64];
-            snprintf (message, sizeof message,
-                      "entities[%zu]: this sim already holds '%s'", index,
-                      path);
-            api_router_fail (router, call_p, SF_EEXISTS, message);
+        if (refused.error != SF_OK) {
             json_decref (batch);
-            return;
+            return sf_fault_set (fault, refused.error, "entities[%zu]: %s",
+                                 index, refused.message);
         }
         json_t *item = json_pack ("{s:s}", "path", path);
         if (state)
@@ -1599,6 +1524,7 @@ s_import (sim_api_t *self, api_call_t **call_p)
         waiting->batch = batch;
     else
         json_decref (batch);
+    return 0;
 }
 
 static s_subscription_t *
@@ -1615,30 +1541,22 @@ s_subscription_find (sim_api_t *self, zframe_t *routing_id, const char *prefix)
 }
 
 //  subscribe and unsubscribe: they need the caller's connection.
-static void
-s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
+static int
+s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe,
+             json_t *reply, sf_fault_t *fault)
 {
-    api_router_t *router = self->config.router;
     const json_t *root = api_call_request (*call_p)->root;
-    static const char *allowed [] = {"op", "id", "prefix", NULL};
-    sf_fault_t fault;
-    sf_fault_clear (&fault);
     const char *prefix;
-    if (sf_json_only (root, allowed, &fault)
-        || s_prefix_arg (root, "prefix", true, &prefix, &fault)) {
-        api_router_fail (router, call_p, fault.error, fault.message);
-        return;
-    }
-    if (api_call_delimited (*call_p)) {
-        api_router_fail (router, call_p, SF_EREQUEST,
-                         "events need a DEALER socket; a REQ socket cannot "
-                         "take them");
-        return;
-    }
+    if (s_prefix_arg (root, "prefix", true, &prefix, fault))
+        return -1;
+    if (api_call_delimited (*call_p))
+        return sf_fault_set (fault, SF_EREQUEST,
+                             "events need a DEALER socket; a REQ socket cannot "
+                             "take them");
     zframe_t *routing_id = api_call_routing_id (*call_p);
     s_subscription_t *subscription =
         s_subscription_find (self, routing_id, prefix);
-    json_t *result = json_pack ("{s:s}", "prefix", prefix);
+    json_object_set_new (reply, "prefix", json_string (prefix));
     if (subscribe && !subscription) {
         subscription = (s_subscription_t *) zmalloc (sizeof (s_subscription_t));
         subscription->routing_id = zframe_dup (routing_id);
@@ -1646,14 +1564,27 @@ s_subscribe (sim_api_t *self, api_call_t **call_p, bool subscribe)
         zlistx_add_end (self->subscriptions, subscription);
     }
     else if (!subscribe) {
-        json_object_set_new (result, "unsubscribed",
+        json_object_set_new (reply, "unsubscribed",
                              json_boolean (subscription != NULL));
         if (subscription)
             zlistx_delete (self->subscriptions,
                            zlistx_find (self->subscriptions, subscription));
     }
-    api_router_reply (router, call_p, result);
-    json_decref (result);
+    return 0;
+}
+
+static int
+s_op_subscribe (sim_api_t *self, api_call_t **call_p, json_t *reply,
+                sf_fault_t *fault)
+{
+    return s_subscribe (self, call_p, true, reply, fault);
+}
+
+static int
+s_op_unsubscribe (sim_api_t *self, api_call_t **call_p, json_t *reply,
+                  sf_fault_t *fault)
+{
+    return s_subscribe (self, call_p, false, reply, fault);
 }
 
 //  --------------------------------------------------------------------------
@@ -1818,32 +1749,121 @@ sim_api_check (sim_api_t *self, uint64_t taken_index)
     s_check_page (self, NULL);
 }
 
+//  --------------------------------------------------------------------------
+//  The operations: SIM_OP_MAP's rows, and each one's schema and handler
+
+//  Serve the request of *CALL_P, whose fields fit the op's schema: answer
+//  at once (return 0 with the result's members added to REPLY, or -1 with
+//  FAULT set), or take the call (null *CALL_P and return 0) to answer it
+//  when the ring or a peer has.
+typedef int (s_handler_fn) (sim_api_t *self, api_call_t **call_p, json_t *reply,
+                            sf_fault_t *fault);
+
+typedef struct {
+    //  Its arguments besides "op" and "id", NULL-terminated: any other is
+    //  refused before the handler runs.
+    const char *fields [4];
+    s_handler_fn *handler;
+} s_op_t;
+
+// clang-format off
+static const s_op_t s_ops [SIM_OP_COUNT] = {
+    [SIM_OP_STATUS] = {{NULL}, s_op_status},
+    [SIM_OP_COUNTERS] = {{NULL}, s_op_counters},
+    [SIM_OP_TRACE] = {{"trace"}, s_op_trace},
+    [SIM_OP_SUBSCRIBE] = {{"prefix"}, s_op_subscribe},
+    [SIM_OP_UNSUBSCRIBE] = {{"prefix"}, s_op_unsubscribe},
+    [SIM_OP_ENTITY_CREATE] = {{"path", "state", "rule"}, s_op_create},
+    [SIM_OP_ENTITY_IMPORT] = {{"entities"}, s_op_import},
+    [SIM_OP_ENTITY_UPDATE] = {{"path", "state", "trace"}, s_op_update},
+    [SIM_OP_ENTITY_DELETE] = {{"path"}, s_op_delete},
+    [SIM_OP_ENTITY_CLAIM] = {{"path", "player"}, s_op_claim},
+    [SIM_OP_ENTITY_RELEASE] = {{"path"}, s_op_release},
+    [SIM_OP_ENTITY_COPY] = {{"to", "prefix"}, s_op_copy},
+    [SIM_OP_AUTHORITY_ANSWER] = {{"transfer", "approve"}, s_op_answer},
+    [SIM_OP_ENTITY_GET] = {{"path"}, s_op_get},
+    [SIM_OP_ENTITY_LIST] = {{"prefix", "after", "limit"}, s_op_list},
+    [SIM_OP_ENTITY_MATCH] = {{"pattern", "after", "limit"}, s_op_match},
+};
+// clang-format on
+
+#define SIM_OP_ROW(id, name, kind, access) {id, name, kind, access},
+static const sim_op_t s_op_rows [SIM_OP_COUNT] = {SIM_OP_MAP (SIM_OP_ROW)};
+#undef SIM_OP_ROW
+
+const sim_op_t *
+sim_op_find (const char *name)
+{
+    for (int id = 0; id < SIM_OP_COUNT; id++)
+        if (streq (s_op_rows [id].name, name))
+            return &s_op_rows [id];
+    return NULL;
+}
+
+//  ARGS has no field beyond the schema of operation ROW ("op" and "id"
+//  besides). Returns 0, or -1 with FAULT naming the first other.
+static int
+s_check_fields (const sim_op_t *row, const json_t *args, sf_fault_t *fault)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) args, key, value)
+    {
+        bool known = streq (key, "op") || streq (key, "id");
+        for (const char *const *field = s_ops [row->id].fields;
+             *field && !known; field++)
+            known = streq (*field, key);
+        if (!known)
+            return sf_fault_set (fault, SF_EINVAL, "unknown field '%s'", key);
+    }
+    return 0;
+}
+
+//  The caller may call operation ROW. Every row is open to any client
+//  the API socket admitted: the ZAP handler decided when its session
+//  began (sim/clients).
+static int
+s_access (const sim_op_t *row, sf_fault_t *fault)
+{
+    (void) fault;
+    switch (row->access) {
+        case SIM_OP_CLIENT:
+            break;
+    }
+    return 0;
+}
+
 int
 sim_api_handle (sim_api_t *self)
 {
-    api_call_t *call = api_router_recv (self->config.router, "sim_api");
+    api_router_t *router = self->config.router;
+    api_call_t *call = api_router_recv (router, "sim_api");
     if (!call)
         return 0;
-    const char *op = api_call_request (call)->op;
-    if (strcmp (op, "entity.create") == 0)
-        s_create (self, &call);
-    else if (strcmp (op, "entity.delete") == 0)
-        s_delete (self, &call);
-    else if (strcmp (op, "authority.answer") == 0)
-        s_answer (self, &call);
-    else if (strcmp (op, "entity.claim") == 0)
-        s_claim (self, &call);
-    else if (strcmp (op, "entity.release") == 0)
-        s_release (self, &call);
-    else if (strcmp (op, "entity.import") == 0)
-        s_import (self, &call);
-    else if (strcmp (op, "entity.copy") == 0)
-        s_copy (self, &call);
-    else if (strcmp (op, "subscribe") == 0)
-        s_subscribe (self, &call, true);
-    else if (strcmp (op, "unsubscribe") == 0)
-        s_subscribe (self, &call, false);
+    //  In the spec's order (sim-api.md section 3): the op exists, no
+    //  field beyond its schema, access, then the op itself.
+    const api_msg_t *request = api_call_request (call);
+    const sim_op_t *row = sim_op_find (request->op);
+    json_t *reply = json_object ();
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    int rc;
+    if (!row)
+        rc = sf_fault_set (&fault, SF_EUNKNOWNOP, "no such operation '%s'",
+                           request->op);
+    else if (s_check_fields (row, request->root, &fault)
+             || s_access (row, &fault))
+        rc = -1;
     else
-        api_router_dispatch (self->config.router, &call, s_ops, self);
+        rc = s_ops [row->id].handler (self, &call, reply, &fault);
+    if (!call)
+        ;  //  taken: answered later, or already
+    else if (rc == 0)
+        api_router_reply (router, &call, reply);
+    else
+        api_router_fail (router, &call,
+                         fault.error == SF_OK ? SF_EINTERNAL : fault.error,
+                         fault.message);
+    json_decref (reply);
     return 0;
 }

@@ -16,6 +16,58 @@
 
 typedef struct _sim_api_t sim_api_t;
 
+//  What an operation is: answered from what this sim holds, changing
+//  nothing (READ); a change of entities, here, in the ring or at another
+//  sim (WRITE); about the sim itself: its status, counters, traces and
+//  subscriptions (CONTROL).
+typedef enum { SIM_OP_READ, SIM_OP_WRITE, SIM_OP_CONTROL } sim_op_kind_t;
+
+//  Who may call an operation. CLIENT: any key the API socket admits
+//  (every CURVE client, or only those in sim/clients), which the ZAP
+//  handler decides per connection before any request is read.
+typedef enum { SIM_OP_CLIENT } sim_op_access_t;
+
+//  Every operation of the sim's API (protocol/sim-api.md, section 3),
+//  once: X (id, name, kind, access). sim_api holds each one's argument
+//  schema (the fields it takes; any other is refused before the
+//  operation runs) and its handler, indexed by the id.
+// clang-format off
+#define SIM_OP_MAP(X)                                                      \
+    X (SIM_OP_STATUS, "status", SIM_OP_CONTROL, SIM_OP_CLIENT)             \
+    X (SIM_OP_COUNTERS, "counters", SIM_OP_CONTROL, SIM_OP_CLIENT)         \
+    X (SIM_OP_TRACE, "trace", SIM_OP_CONTROL, SIM_OP_CLIENT)               \
+    X (SIM_OP_SUBSCRIBE, "subscribe", SIM_OP_CONTROL, SIM_OP_CLIENT)       \
+    X (SIM_OP_UNSUBSCRIBE, "unsubscribe", SIM_OP_CONTROL, SIM_OP_CLIENT)   \
+    X (SIM_OP_ENTITY_CREATE, "entity.create", SIM_OP_WRITE, SIM_OP_CLIENT) \
+    X (SIM_OP_ENTITY_IMPORT, "entity.import", SIM_OP_WRITE, SIM_OP_CLIENT) \
+    X (SIM_OP_ENTITY_UPDATE, "entity.update", SIM_OP_WRITE, SIM_OP_CLIENT) \
+    X (SIM_OP_ENTITY_DELETE, "entity.delete", SIM_OP_WRITE, SIM_OP_CLIENT) \
+    X (SIM_OP_ENTITY_CLAIM, "entity.claim", SIM_OP_WRITE, SIM_OP_CLIENT)   \
+    X (SIM_OP_ENTITY_RELEASE, "entity.release", SIM_OP_WRITE,              \
+       SIM_OP_CLIENT)                                                      \
+    X (SIM_OP_ENTITY_COPY, "entity.copy", SIM_OP_WRITE, SIM_OP_CLIENT)     \
+    X (SIM_OP_AUTHORITY_ANSWER, "authority.answer", SIM_OP_WRITE,          \
+       SIM_OP_CLIENT)                                                      \
+    X (SIM_OP_ENTITY_GET, "entity.get", SIM_OP_READ, SIM_OP_CLIENT)        \
+    X (SIM_OP_ENTITY_LIST, "entity.list", SIM_OP_READ, SIM_OP_CLIENT)      \
+    X (SIM_OP_ENTITY_MATCH, "entity.match", SIM_OP_READ, SIM_OP_CLIENT)
+// clang-format on
+
+#define SIM_OP_ENUM(id, name, kind, access) id,
+typedef enum { SIM_OP_MAP (SIM_OP_ENUM) SIM_OP_COUNT } sim_op_id_t;
+#undef SIM_OP_ENUM
+
+//  One row of SIM_OP_MAP.
+typedef struct {
+    sim_op_id_t id;          //  its index in the table
+    const char *name;        //  as on the wire
+    sim_op_kind_t kind;      //  read, write or control
+    sim_op_access_t access;  //  who may call it
+} sim_op_t;
+
+//  The operation called NAME, or NULL if there is none. Lent, static.
+const sim_op_t *sim_op_find (const char *name);
+
 //  Most entities one entity.import takes (the ring's entity.import bound).
 #define SIM_API_MAX_IMPORT 1000
 
