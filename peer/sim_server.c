@@ -32,7 +32,8 @@ const sf_config_key_t sim_server_schema [] = {
      "this node's secret certificate (mode 0600)"},
     {"sim/clients", "clients", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of client certificates allowed to connect (default: any "
-     "CURVE client; requests are then authorised per principal)"},
+     "CURVE client; every client may call every operation: the API is the "
+     "game side's, so set this where others can reach it)"},
     {"sim/state", "state", SF_CONFIG_ENDPOINT, false, NULL, "udp",
      "UDP endpoint the state stream's DISH binds (udp://*:PORT)"},
     {"sim/state_public", "state-public", SF_CONFIG_ENDPOINT, false, NULL, "udp",
