@@ -2709,14 +2709,15 @@ hs_fsm_test (bool verbose)
     snprintf (ring_args, sizeof ring_args,
               "{\"public\":\"%s\",\"secret\":\"%s\",\"grace_ms\":5000}",
               public_text, secret_text);
-    result = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
-                           false, &fault);
-    assert (!result && fault.error == SF_EUNAUTHORIZED);
-    result = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
-                           true, &fault);
-    assert (result);
-    assert (json_integer_value (json_object_get (result, "key_id")) == 2);
-    json_decref (result);
+    json_t *rotation;
+    rotation = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
+                             false, &fault);
+    assert (!rotation && fault.error == SF_EUNAUTHORIZED);
+    rotation = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
+                             true, &fault);
+    assert (rotation);
+    assert (json_integer_value (json_object_get (rotation, "key_id")) == 2);
+    json_decref (rotation);
     json_t *keys = hs_fsm_ring_keys (fsm);
     assert (json_array_size (keys) == 2);
     assert (json_integer_value (
