@@ -30,6 +30,19 @@
 #define S_MAX_GRACE_MS 86400000
 #define S_MAX_TOKEN_TTL_MS (30ll * 86400000)
 
+//  The ring's Ed25519 signing keys (grants.md section 2): the current one
+//  has no retires_ms; a retired one's secret is forgotten (NULL) by the
+//  first rotation after its grace. One-use join tokens (grants.md section
+//  6), by their BLAKE2b-256 hash (Z85): the token itself is never stored.
+#define S_GRANT_TABLES                                                 \
+    "CREATE TABLE IF NOT EXISTS ring_keys ("                           \
+    "  key_id INTEGER PRIMARY KEY, public TEXT NOT NULL, secret BLOB," \
+    "  created_ms INTEGER NOT NULL, retires_ms INTEGER);"              \
+    "CREATE TABLE IF NOT EXISTS tokens ("                              \
+    "  hash TEXT PRIMARY KEY, sim TEXT NOT NULL,"                      \
+    "  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"      \
+    "  used_ms INTEGER);"
+
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
@@ -53,19 +66,7 @@ static const char *s_schema =
     "  revision INTEGER NOT NULL,"
     //  The transfer that granted the current epoch (0: create, import):
     //  part of the grant, so it is signed alike whenever handed out.
-    "  transfer INTEGER NOT NULL DEFAULT 0);"
-    //  The ring's Ed25519 signing keys (grants.md section 2): the current
-    //  one has no retires_ms; a retired one's secret is forgotten (NULL)
-    //  by the first rotation after its grace.
-    "CREATE TABLE ring_keys ("
-    "  key_id INTEGER PRIMARY KEY, public TEXT NOT NULL, secret BLOB,"
-    "  created_ms INTEGER NOT NULL, retires_ms INTEGER);"
-    //  One-use join tokens (grants.md section 6), by their BLAKE2b-256
-    //  hash (Z85): the token itself is never stored.
-    "CREATE TABLE tokens ("
-    "  hash TEXT PRIMARY KEY, sim TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-    "  used_ms INTEGER);"
+    "  transfer INTEGER NOT NULL DEFAULT 0);" S_GRANT_TABLES
     //  Ring members added at run time: what the raft configuration does
     //  not hold (keys, API endpoints), so every member can reach them.
     "CREATE TABLE members ("
@@ -710,6 +711,19 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
             goto failed;
     }
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
+        goto failed;
+    //  An image from before grants (issue 22) gains their tables and
+    //  column, alike on every member that restores it.
+    if (image
+        && (sqlite3_exec (db, S_GRANT_TABLES, NULL, NULL, NULL) != SQLITE_OK
+            || (sqlite3_exec (db, "SELECT transfer FROM entities LIMIT 0", NULL,
+                              NULL, NULL)
+                    != SQLITE_OK
+                && sqlite3_exec (db,
+                                 "ALTER TABLE entities ADD COLUMN transfer "
+                                 "INTEGER NOT NULL DEFAULT 0",
+                                 NULL, NULL, NULL)
+                       != SQLITE_OK)))
         goto failed;
     for (int id = 0; id < S_STMT_COUNT; id++)
         if (sqlite3_prepare_v3 (db, s_stmt_sql [id], -1,
@@ -2732,6 +2746,25 @@ hs_fsm_test (bool verbose)
     assert (rc == 0 && grant.key_id == 2 && grant.epoch == 2);
     rc = grant_msg_verify (&grant, ring_public);
     assert (rc == 0);
+    //  An image from before grants restores, with their tables and column.
+    {
+        hs_fsm_t *old = hs_fsm_new (&fault);
+        rc = sqlite3_exec (old->db,
+                           "DROP TABLE ring_keys; DROP TABLE tokens; "
+                           "ALTER TABLE entities DROP COLUMN transfer",
+                           NULL, NULL, NULL);
+        assert (rc == SQLITE_OK);
+        struct raft_buffer old_image;
+        rc = hs_fsm_snapshot (old, &old_image);
+        assert (rc == 0);
+        hs_fsm_t *upgraded = hs_fsm_new (&fault);
+        rc = hs_fsm_restore (upgraded, &old_image);
+        assert (rc == 0);
+        raft_free (old_image.base);
+        assert (!hs_fsm_has_ring_key (upgraded));
+        hs_fsm_destroy (&upgraded);
+        hs_fsm_destroy (&old);
+    }
     //  A member restored from a snapshot signs the same bytes.
     struct raft_buffer grant_image;
     rc = hs_fsm_snapshot (fsm, &grant_image);
