@@ -89,8 +89,10 @@ def test_a_batch_decides_each_path_alone_in_one_transfer(world, ring):
     assert (items["/b/allow2"]["granted"], items["/b/allow2"]["epoch"]) == (True, 1)
     assert items["/b/allow1"]["transfer"] == batch["transfer"]
     # A grant in brief, true to the entity it changed.
+    # A grant in brief carries the ring's signed grant (grants.md section 3).
     assert set(items["/b/allow1"]) == {"path", "granted", "authority", "epoch",
-                                       "previous", "transfer"}
+                                       "previous", "transfer", "grant"}
+    assert (items["/b/allow1"]["grant"]["epoch"], items["/b/allow1"]["grant"]["sim"]) == (2, "simB")
     read = clients["simB"].call("entity.get", path="/b/allow1")
     assert (read["authority"], read["epoch"]) == ("simB", 2)
     # The ask path is refused, not asked: nothing waits, simA keeps it.
