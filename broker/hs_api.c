@@ -8,6 +8,8 @@
 #include "common/sf_time.h"
 #include "protocol/ring_cmd.h"
 
+#include <sodium.h>
+
 #define S_MAX_MEMBERS 16
 
 typedef struct {
@@ -26,7 +28,23 @@ typedef struct {
     raft_term term;
     uint8_t *command;  //  encoded, until submitted
     size_t size;
+    char *token;  //  token.create: the token to answer (Z85), or NULL
 } s_write_t;
+
+//  Free *WRITE_P and what it holds but its call; null the pointer.
+static void
+s_write_free (s_write_t **write_p)
+{
+    s_write_t *write = *write_p;
+    if (write) {
+        free (write->command);
+        if (write->token)
+            sodium_memzero (write->token, strlen (write->token));
+        free (write->token);
+        free (write);
+        *write_p = NULL;
+    }
+}
 
 //  Reads waiting for one confirmation of leadership: a probe round (or,
 //  until the leader has committed in its term, a barrier entry).
@@ -105,7 +123,9 @@ struct _hs_api_t {
     sf_trace_t *trace;      //  lent, or NULL: hop records (trace.md)
     hs_api_counters_fn *counters_fn;  //  the daemon's own counters, or NULL
     void *counters_context;
-    uint64_t forwarded;  //  requests relayed to the leader
+    uint64_t forwarded;      //  requests relayed to the leader
+    bool registration_open;  //  any key may register a new sim name
+    raft_term key_term;      //  term whose first signing key is seen to
 };
 
 static const s_member_t *
@@ -172,7 +192,7 @@ hs_api_destroy (hs_api_t **self_p)
         s_write_t *write = (s_write_t *) zlistx_first (self->writes);
         while (write) {
             api_call_destroy (&write->call);
-            free (write);
+            s_write_free (&write);
             write = (s_write_t *) zlistx_next (self->writes);
         }
         zlistx_destroy (&self->writes);
@@ -183,8 +203,7 @@ hs_api_destroy (hs_api_t **self_p)
         write = (s_write_t *) zlistx_first (self->unsubmitted);
         while (write) {
             api_call_destroy (&write->call);
-            free (write->command);
-            free (write);
+            s_write_free (&write);
             write = (s_write_t *) zlistx_next (self->unsubmitted);
         }
         zlistx_destroy (&self->unsubmitted);
@@ -394,6 +413,10 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
     json_object_set_new (result, "leader_raft",
                          leader_raft ? json_string (leader_raft)
                                      : json_null ());
+    json_object_set_new (result, "ring_keys", hs_fsm_ring_keys (self->fsm));
+    json_object_set_new (
+        result, "registration",
+        json_string (self->registration_open ? "open" : "token"));
     api_router_reply (self->router, &call, result);
     json_decref (result);
 }
@@ -498,6 +521,51 @@ s_encode (const char *op, const char *principal, bool admin, const json_t *args,
     return rc;
 }
 
+//  Add a fresh Ed25519 key pair to ARGS as "public" and "secret" (Z85):
+//  the ring's keys are made by the leader and travel in the command, so
+//  every member applies the same key (grants.md section 2).
+static void
+s_add_key_pair (json_t *args)
+{
+    uint8_t public [32], secret [64];
+    char public_text [41], secret_text [81];
+    crypto_sign_keypair (public, secret);
+    zmq_z85_encode (public_text, public, sizeof public);
+    zmq_z85_encode (secret_text, secret, sizeof secret);
+    json_object_set_new (args, "public", json_string (public_text));
+    json_object_set_new (args, "secret", json_string (secret_text));
+    sodium_memzero (secret, sizeof secret);
+    sodium_memzero (secret_text, sizeof secret_text);
+}
+
+//  What only the leader decides, written into the arguments ARGS of
+//  write OP before it becomes a command; whatever the client put in those
+//  fields is replaced. token.create: returns the new token (Z85, the
+//  caller frees), whose hash alone the command carries.
+static char *
+s_stamp_leader (hs_api_t *self, const char *op, json_t *args)
+{
+    if (streq (op, "sim.register")) {
+        json_object_del (args, "registration");
+        if (self->registration_open)
+            json_object_set_new (args, "registration", json_string ("open"));
+    }
+    else if (streq (op, "ring.key") || streq (op, "ring.rotate_key"))
+        s_add_key_pair (args);
+    else if (streq (op, "token.create")) {
+        uint8_t token [32], hash [32];
+        char hash_text [41], *text = (char *) zmalloc (41);
+        randombytes_buf (token, sizeof token);
+        crypto_generichash (hash, sizeof hash, token, sizeof token, NULL, 0);
+        zmq_z85_encode (text, token, sizeof token);
+        zmq_z85_encode (hash_text, hash, sizeof hash);
+        sodium_memzero (token, sizeof token);
+        json_object_set_new (args, "hash", json_string (hash_text));
+        return text;
+    }
+    return NULL;
+}
+
 static void
 s_write (hs_api_t *self, api_call_t *call, const char *principal,
          const json_t *args, uint64_t now)
@@ -516,11 +584,13 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
         && !json_object_get (stamped, "paths"))
         json_object_set_new (stamped, "timeout_ms",
                              json_integer ((json_int_t) self->ask_timeout_ms));
+    char *token = s_stamp_leader (self, op, stamped);
     int rc = s_encode (op, principal,
                        zhashx_lookup (self->admins, principal) != NULL, stamped,
                        &data, &size);
     json_decref (stamped);
     if (rc) {
+        free (token);
         api_router_fail (self->router, &call, SF_EINVAL,
                          "request cannot be encoded as a command (too large?)");
         return;
@@ -531,8 +601,11 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     write->call = call;
     write->command = data;
     write->size = size;
+    write->token = token;
     zlistx_add_end (self->unsubmitted, write);
 }
+
+static void s_ensure_ring_key (hs_api_t *self, uint64_t now);
 
 void
 hs_api_submit (hs_api_t *self, uint64_t now)
@@ -540,6 +613,7 @@ hs_api_submit (hs_api_t *self, uint64_t now)
     size_t count = zlistx_size (self->unsubmitted);
     if (count == 0)
         return;
+    s_ensure_ring_key (self, now);
     struct raft_buffer *commands =
         (struct raft_buffer *) calloc (count, sizeof (struct raft_buffer));
     size_t at = 0;
@@ -567,7 +641,7 @@ hs_api_submit (hs_api_t *self, uint64_t now)
         else {
             api_router_fail (self->router, &write->call, fault.error,
                              fault.message);
-            free (write);
+            s_write_free (&write);
         }
         write = (s_write_t *) zlistx_next (self->unsubmitted);
     }
@@ -1030,6 +1104,11 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 json_t *copy = json_deep_copy (result);
                 json_object_set_new (copy, "index",
                                      json_integer ((json_int_t) index));
+                //  Answered once, to the administrator who asked: the
+                //  ring keeps only its hash.
+                if (write->token)
+                    json_object_set_new (copy, "token",
+                                         json_string (write->token));
                 s_reply (self, &write->call, copy);
             }
             else
@@ -1041,7 +1120,7 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
             api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
                              "leadership changed before the write was "
                              "committed; it was not applied, retry");
-        free (write);
+        s_write_free (&write);
         write = (s_write_t *) zlistx_first (self->writes);
     }
 }
@@ -1056,7 +1135,7 @@ s_fail_all (hs_api_t *self, const char *message)
         api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
                          "leadership changed while the write was in flight; "
                          "it may or may not be applied: re-read, then retry");
-        free (write);
+        s_write_free (&write);
         write = (s_write_t *) zlistx_next (self->writes);
     }
     zlistx_purge (self->writes);
@@ -1178,6 +1257,12 @@ hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms)
     self->ask_timeout_ms = timeout_ms;
 }
 
+void
+hs_api_set_registration_open (hs_api_t *self, bool open)
+{
+    self->registration_open = open;
+}
+
 //  A command's RESULT decided an ask transfer this leader holds the
 //  request of: answer it.
 static void
@@ -1292,9 +1377,32 @@ s_expire_sims (hs_api_t *self, uint64_t now)
     zlist_destroy (&expired);
 }
 
+//  A leader that finds no signing key in the applied state submits
+//  ring.key, once per term, before the writes it takes (grants.md section
+//  2). The applied state may lag the log: a key committed but not yet
+//  applied makes this one refused, which changes nothing.
+static void
+s_ensure_ring_key (hs_api_t *self, uint64_t now)
+{
+    raft_term term = hs_ring_term (self->ring);
+    if (hs_ring_role (self->ring) != HS_RING_LEADER || self->key_term == term)
+        return;
+    if (hs_fsm_has_ring_key (self->fsm)) {
+        self->key_term = term;
+        return;
+    }
+    json_t *args = json_object ();
+    s_add_key_pair (args);
+    if (s_submit_own (self, "ring.key", args, now)) {
+        self->key_term = term;
+        sf_log_notice ("hs_api: the ring has no signing key: submitted one");
+    }
+}
+
 void
 hs_api_progress (hs_api_t *self, uint64_t now)
 {
+    s_ensure_ring_key (self, now);
     bool paused = now - self->progressed > self->pause_ms;
     self->progressed = now;
     if (hs_ring_role (self->ring) != HS_RING_LEADER)
@@ -1323,7 +1431,7 @@ hs_api_progress (hs_api_t *self, uint64_t now)
         api_router_fail (self->router, &write->call, SF_EUNAVAILABLE,
                          "the write was replaced by another leader's entry; "
                          "retry");
-        free (write);
+        s_write_free (&write);
         write = (s_write_t *) zlistx_first (self->writes);
     }
 

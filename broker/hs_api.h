@@ -79,6 +79,11 @@ void hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);
 
+//  Let any key register a new sim name if OPEN (homeserver/registration
+//  = open); else a new name needs a join token or an administrator
+//  (grants.md section 6). As leader, this member decides for the ring.
+void hs_api_set_registration_open (hs_api_t *self, bool open);
+
 //  The command at INDEX (written in TERM) was applied with RESULT (lent),
 //  or failed with FAULT when RESULT is NULL.
 void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,

@@ -7,10 +7,12 @@
 #include "common/sf_json.h"
 #include "common/sf_log.h"
 #include "common/sf_trace.h"
+#include "protocol/grant_msg.h"
 #include "protocol/ring_cmd.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,24 @@
 #define S_MAX_LIST 1000
 //  Highest raft id a member may have (the configuration file's limit).
 #define S_MAX_RAFT_ID 4611686018427387903ll
+//  How long a rotated ring key still signs-as-valid by default (ms).
+#define S_KEY_GRACE_MS 60000
+//  Longest grace of a rotated key, and longest life of a join token (ms).
+#define S_MAX_GRACE_MS 86400000
+#define S_MAX_TOKEN_TTL_MS (30ll * 86400000)
+
+//  The ring's Ed25519 signing keys (grants.md section 2): the current one
+//  has no retires_ms; a retired one's secret is forgotten (NULL) by the
+//  first rotation after its grace. One-use join tokens (grants.md section
+//  6), by their BLAKE2b-256 hash (Z85): the token itself is never stored.
+#define S_GRANT_TABLES                                                 \
+    "CREATE TABLE IF NOT EXISTS ring_keys ("                           \
+    "  key_id INTEGER PRIMARY KEY, public TEXT NOT NULL, secret BLOB," \
+    "  created_ms INTEGER NOT NULL, retires_ms INTEGER);"              \
+    "CREATE TABLE IF NOT EXISTS tokens ("                              \
+    "  hash TEXT PRIMARY KEY, sim TEXT NOT NULL,"                      \
+    "  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"      \
+    "  used_ms INTEGER);"
 
 //  Raft ids removed from the ring's configuration, so no member admits
 //  them again from its configuration file or on another member's word
@@ -55,7 +75,10 @@ static const char *s_schema =
     "    CHECK (rule = 'allow' OR rule = 'ask' OR rule = 'deny'),"
     "  epoch INTEGER NOT NULL, checkpoint TEXT,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-    "  revision INTEGER NOT NULL);"
+    "  revision INTEGER NOT NULL,"
+    //  The transfer that granted the current epoch (0: create, import):
+    //  part of the grant, so it is signed alike whenever handed out.
+    "  transfer INTEGER NOT NULL DEFAULT 0);" S_GRANT_TABLES
     //  Ring members added at run time: what the raft configuration does
     //  not hold (keys, API endpoints), so every member can reach them.
     "CREATE TABLE members ("
@@ -152,8 +175,34 @@ static const char *s_schema =
     X (S_ENTITY_DELETE, "DELETE FROM entities WHERE path = ?1")             \
     X (S_ENTITY_GRANT,                                                      \
        "UPDATE entities SET authority = ?2, epoch = epoch + 1, "            \
-       "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4 "      \
-       "WHERE path = ?1")                                                   \
+       "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4, "     \
+       "transfer = ?6 WHERE path = ?1")                                     \
+    /*  What a grant of the current epoch says (grants.md section 3).  */ \
+    X (S_ENTITY_GRANT_OF,                                                   \
+       "SELECT entities.authority, entities.epoch, entities.transfer, "     \
+       "sims.key FROM entities JOIN sims ON sims.id = entities.authority "  \
+       "WHERE entities.path = ?1")                                          \
+    X (S_KEY_CURRENT,                                                       \
+       "SELECT key_id, secret FROM ring_keys WHERE retires_ms IS NULL "     \
+       "AND secret IS NOT NULL")                                            \
+    X (S_KEY_LIST,                                                          \
+       "SELECT key_id, public, retires_ms FROM ring_keys ORDER BY key_id")  \
+    X (S_KEY_INSERT,                                                        \
+       "INSERT INTO ring_keys (key_id, public, secret, created_ms) SELECT " \
+       "coalesce (max (key_id), 0) + 1, ?1, ?2, ?3 FROM ring_keys")         \
+    /*  ?1: the command's time.  */                                       \
+    X (S_KEY_FORGET,                                                        \
+       "UPDATE ring_keys SET secret = NULL WHERE retires_ms < ?1 AND "      \
+       "secret IS NOT NULL")                                                \
+    /*  ?1: the command's time, ?2: the grace of the key retired now.  */ \
+    X (S_KEY_RETIRE,                                                        \
+       "UPDATE ring_keys SET retires_ms = ?1 + ?2 WHERE retires_ms IS NULL") \
+    X (S_TOKEN_INSERT,                                                      \
+       "INSERT INTO tokens (hash, sim, created_ms, expires_ms) VALUES "     \
+       "(?1, ?2, ?3, ?4)")                                                  \
+    X (S_TOKEN_GET,                                                         \
+       "SELECT sim, expires_ms, used_ms FROM tokens WHERE hash = ?1")       \
+    X (S_TOKEN_USE, "UPDATE tokens SET used_ms = ?2 WHERE hash = ?1")       \
     X (S_ENTITY_RELEASE,                                                    \
        "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "  \
        "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1")       \
@@ -215,7 +264,13 @@ typedef struct {
     bool approve;           //  authority.answer
     int64_t to;             //  cluster.transfer: the member to hand over to
     const char *principal;  //  ring.forward: the client's key
-    json_t *request;        //  ring.forward: the client's request
+    const char *public, *secret;  //  ring.key, ring.rotate_key (Z85)
+    int64_t grace_ms;             //  ring.rotate_key
+    const char *hash;             //  token.create: the token's hash (Z85)
+    int64_t ttl_ms;               //  token.create
+    const char *token;            //  sim.register: a join token (Z85)
+    bool open;        //  sim.register: the leader's registration is open
+    json_t *request;  //  ring.forward: the client's request
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -320,15 +375,63 @@ s_parse_player (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return s_name (args, "player", true, &a->player, fault);
 }
 
+//  A Z85 text field KEY of BYTES bytes once decoded (optional).
+static int
+s_z85 (const json_t *args, const char *key, size_t bytes, const char **value,
+       sf_fault_t *fault)
+{
+    if (sf_json_string (args, key, false, value, fault))
+        return -1;
+    uint8_t decoded [64];
+    assert (bytes <= sizeof decoded);
+    if (*value
+        && (strlen (*value) != bytes * 5 / 4
+            || !zmq_z85_decode (decoded, *value)))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field '%s' must be %zu characters of Z85", key,
+                             bytes * 5 / 4);
+    return 0;
+}
+
 static int
 s_parse_sim_register (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
+    const char *registration = NULL;
+    if (s_name (args, "sim", true, &a->sim, fault)
+        || s_key (args, &a->key, fault)
+        || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff, fault)
+        || s_endpoint (args, "state", "udp", &a->state, fault)
+        || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+        || s_z85 (args, "token", 32, &a->token, fault)
+        || sf_json_string (args, "registration", false, &registration, fault))
+        return -1;
+    //  Set by the leader only (hs_api), from homeserver/registration.
+    a->open = registration && streq (registration, "open");
+    return 0;
+}
+
+//  ring.key, ring.rotate_key: the key pair is the leader's (hs_api adds
+//  it), so a request may come without it.
+static int
+s_parse_ring_key (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->grace_ms = S_KEY_GRACE_MS;
+    return s_z85 (args, "public", 32, &a->public, fault)
+                   || s_z85 (args, "secret", 64, &a->secret, fault)
+                   || sf_json_int (args, "grace_ms", false, 0, S_MAX_GRACE_MS,
+                                   &a->grace_ms, fault)
+               ? -1
+               : 0;
+}
+
+//  token.create: the hash is the leader's (hs_api makes the token).
+static int
+s_parse_token_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
     return s_name (args, "sim", true, &a->sim, fault)
-                   || s_key (args, &a->key, fault)
-                   || s_endpoint (args, "handoff", "tcp|ipc", &a->handoff,
-                                  fault)
-                   || s_endpoint (args, "state", "udp", &a->state, fault)
-                   || s_endpoint (args, "api", "tcp|ipc", &a->api, fault)
+                   || sf_json_int (args, "ttl_ms", true, 1000,
+                                   S_MAX_TOKEN_TTL_MS, &a->ttl_ms, fault)
+                   || s_z85 (args, "hash", 32, &a->hash, fault)
                ? -1
                : 0;
 }
@@ -636,6 +739,19 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
     }
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
         goto failed;
+    //  An image from before grants (issue 22) gains their tables and
+    //  column, alike on every member that restores it.
+    if (image
+        && (sqlite3_exec (db, S_GRANT_TABLES, NULL, NULL, NULL) != SQLITE_OK
+            || (sqlite3_exec (db, "SELECT transfer FROM entities LIMIT 0", NULL,
+                              NULL, NULL)
+                    != SQLITE_OK
+                && sqlite3_exec (db,
+                                 "ALTER TABLE entities ADD COLUMN transfer "
+                                 "INTEGER NOT NULL DEFAULT 0",
+                                 NULL, NULL, NULL)
+                       != SQLITE_OK)))
+        goto failed;
     for (int id = 0; id < S_STMT_COUNT; id++)
         if (sqlite3_prepare_v3 (db, s_stmt_sql [id], -1,
                                 SQLITE_PREPARE_PERSISTENT, &stmts [id], NULL)
@@ -765,6 +881,70 @@ s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
     return entity;
 }
 
+//  The grant of PATH's current epoch (grants.md section 3), signed now
+//  with the ring's current key: a new reference, or json_null () if PATH
+//  has no authority or the ring no key yet. Signatures are deterministic,
+//  so every member hands out the same bytes for the same state.
+static json_t *
+s_grant_of (hs_fsm_t *self, const char *path)
+{
+    grant_msg_t grant;
+    memset (&grant, 0, sizeof grant);
+    bool found = false;
+    sqlite3_stmt *stmt = s_stmt (self, S_ENTITY_GRANT_OF);
+    s_bind_text (stmt, 1, path);
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        snprintf (grant.path, sizeof grant.path, "%s", path);
+        snprintf (grant.sim, sizeof grant.sim, "%s", s_column (stmt, 0));
+        grant.epoch = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        grant.transfer = (uint64_t) sqlite3_column_int64 (stmt, 2);
+        //  Checked when the sim registered.
+        found = zmq_z85_decode (grant.key, s_column (stmt, 3)) != NULL;
+    }
+    s_done (stmt);
+    if (!found)
+        return json_null ();
+    json_t *result = NULL;
+    stmt = s_stmt (self, S_KEY_CURRENT);
+    if (sqlite3_step (stmt) == SQLITE_ROW
+        && sqlite3_column_bytes (stmt, 1) == GRANT_MSG_SECRET_SIZE
+        && grant_msg_sign (&grant, (uint32_t) sqlite3_column_int64 (stmt, 0),
+                           sqlite3_column_blob (stmt, 1))
+               == 0)
+        result = grant_msg_to_json (&grant);
+    s_done (stmt);
+    sodium_memzero (&grant, sizeof grant);
+    return result ? result : json_null ();
+}
+
+bool
+hs_fsm_has_ring_key (hs_fsm_t *self)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_KEY_CURRENT);
+    bool found = sqlite3_step (stmt) == SQLITE_ROW;
+    s_done (stmt);
+    return found;
+}
+
+json_t *
+hs_fsm_ring_keys (hs_fsm_t *self)
+{
+    json_t *keys = json_array ();
+    sqlite3_stmt *stmt = s_stmt (self, S_KEY_LIST);
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (
+            keys,
+            json_pack ("{s:I,s:s,s:o}", "key_id",
+                       (json_int_t) sqlite3_column_int64 (stmt, 0), "public",
+                       s_column (stmt, 1), "retires_ms",
+                       sqlite3_column_type (stmt, 2) == SQLITE_NULL
+                           ? json_null ()
+                           : json_integer (
+                               (json_int_t) sqlite3_column_int64 (stmt, 2))));
+    s_done (stmt);
+    return keys;
+}
+
 //  Step STMT (bound) to its end. Returns 0, or -1 with FAULT.
 static int
 s_exec_stmt (hs_fsm_t *self, sqlite3_stmt *stmt, sf_fault_t *fault)
@@ -799,6 +979,45 @@ s_bind_stamp (const s_apply_t *ctx, sqlite3_stmt *stmt, int ms, int revision)
     s_bind_int (stmt, revision, (int64_t) ctx->index);
 }
 
+//  Admit new sim NAME by the join token in CTX's arguments, consuming
+//  it. Returns 0, or -1 with FAULT saying what is wrong with the token.
+static int
+s_admit (s_apply_t *ctx, const char *name)
+{
+    if (!ctx->a->token)
+        return sf_fault_set (
+            ctx->fault, SF_EUNAUTHORIZED,
+            "sim '%s' is not registered: a new sim needs a join token from "
+            "an administrator (fabricctl token create --sim %s)",
+            name, name);
+    uint8_t token [32], hash [32];
+    char hash_text [41];
+    zmq_z85_decode (token, ctx->a->token);  //  checked by s_parse
+    crypto_generichash (hash, sizeof hash, token, sizeof token, NULL, 0);
+    zmq_z85_encode (hash_text, hash, sizeof hash);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_TOKEN_GET);
+    s_bind_text (stmt, 1, hash_text);
+    const char *problem = "is unknown";
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        if (!streq (s_column (stmt, 0), name))
+            problem = "is for another sim name";
+        else if (sqlite3_column_type (stmt, 2) != SQLITE_NULL)
+            problem = "was used already";
+        else if ((uint64_t) sqlite3_column_int64 (stmt, 1) < ctx->cmd->time_ms)
+            problem = "has expired";
+        else
+            problem = NULL;
+    }
+    s_done (stmt);
+    if (problem)
+        return sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                             "the join token for sim '%s' %s", name, problem);
+    stmt = s_stmt (ctx->self, S_TOKEN_USE);
+    s_bind_text (stmt, 1, hash_text);
+    s_bind_int (stmt, 2, (int64_t) ctx->cmd->time_ms);
+    return s_exec_stmt (ctx->self, stmt, ctx->fault);
+}
+
 //  Register (or re-key) player NAME, or sim NAME if SIM.
 static json_t *
 s_register (s_apply_t *ctx, bool sim, const char *name)
@@ -810,6 +1029,7 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
     bool allowed = ctx->cmd->admin
                    || (current ? strcmp (current, ctx->principal) == 0
                                : strcmp (key, ctx->principal) == 0);
+    bool new_sim = sim && !current;
     free (current);
     if (!allowed) {
         sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
@@ -818,6 +1038,10 @@ s_register (s_apply_t *ctx, bool sim, const char *name)
                       sim ? "sim" : "player", name);
         return NULL;
     }
+    //  A new sim name is admitted by an administrator: its own call, or
+    //  a join token it issued (grants.md section 6).
+    if (new_sim && !ctx->cmd->admin && !ctx->a->open && s_admit (ctx, name))
+        return NULL;
     sqlite3_stmt *stmt;
     if (!sim) {
         stmt = s_stmt (ctx->self, S_PLAYER_PUT);
@@ -996,13 +1220,24 @@ s_entity_import (s_apply_t *ctx)
     }
     const json_t *first = json_array_get (ctx->a->entities, 0);
     const json_t *last = json_array_get (ctx->a->entities, index - 1);
-    return json_pack (
+    json_t *result = json_pack (
         "{s:I,s:o,s:s,s:s,s:I,s:b}", "imported", (json_int_t) index,
         "authority",
         ctx->a->authority ? json_string (ctx->a->authority) : json_null (),
         "first", json_string_value (json_object_get (first, "path")), "last",
         json_string_value (json_object_get (last, "path")), "epoch",
         (json_int_t) (ctx->a->authority ? 1 : 0), "again", again);
+    //  The authority's grants, in the batch's order (grants.md section 3).
+    if (result && ctx->a->authority) {
+        json_t *grants = json_array ();
+        json_array_foreach (ctx->a->entities, index, entity)
+            json_array_append_new (
+                grants,
+                s_grant_of (ctx->self, json_string_value (
+                                           json_object_get (entity, "path"))));
+        json_object_set_new (result, "grants", grants);
+    }
+    return result;
 }
 
 
@@ -1051,9 +1286,12 @@ s_entity_create (s_apply_t *ctx)
         return NULL;
     const s_args_t *a = ctx->a;
     int64_t ms = (int64_t) ctx->cmd->time_ms;
-    return s_entity_pack (a->path, a->owner, a->authority, ctx->principal,
-                          a->rule, a->authority ? 1 : 0, ms, ms,
-                          (int64_t) ctx->index, a->checkpoint);
+    json_t *entity = s_entity_pack (
+        a->path, a->owner, a->authority, ctx->principal, a->rule,
+        a->authority ? 1 : 0, ms, ms, (int64_t) ctx->index, a->checkpoint);
+    if (entity && a->authority)
+        json_object_set_new (entity, "grant", s_grant_of (ctx->self, a->path));
+    return entity;
 }
 
 //  Insert the entity of CTX's arguments. Returns 0, or -1 with FAULT
@@ -1190,10 +1428,11 @@ s_ask (s_apply_t *ctx, const char *path, const char *from, int64_t epoch)
     return result;
 }
 
-//  Make SIM the authority of PATH at the next epoch, PLAYER (may be NULL)
-//  the owner. Returns 0 or -1 with FAULT.
+//  Make SIM the authority of PATH at the next epoch by TRANSFER, PLAYER
+//  (may be NULL) the owner. Returns 0 or -1 with FAULT.
 static int
-s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
+s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player,
+         int64_t transfer)
 {
     if (s_taken (ctx, NULL, path))
         return -1;
@@ -1202,6 +1441,7 @@ s_grant (s_apply_t *ctx, const char *path, const char *sim, const char *player)
     s_bind_text (stmt, 2, sim);
     s_bind_stamp (ctx, stmt, 3, 4);
     s_bind_text (stmt, 5, player);
+    s_bind_int (stmt, 6, transfer);
     return s_exec_stmt (ctx->self, stmt, ctx->fault);
 }
 
@@ -1255,9 +1495,11 @@ s_authority_answer (s_apply_t *ctx)
             result = s_transfer_refused (path, ctx->a->transfer, "stale");
         else if (!ctx->a->approve)
             result = s_transfer_refused (path, ctx->a->transfer, "denied");
-        else if (s_grant (ctx, path, to, player) == 0) {
+        else if (s_grant (ctx, path, to, player, ctx->a->transfer) == 0) {
             result = s_entity_get (ctx->self, path, ctx->fault);
             if (result) {
+                json_object_set_new (result, "grant",
+                                     s_grant_of (ctx->self, path));
                 json_object_set_new (result, "granted", json_true ());
                 json_object_set_new (result, "previous", json_string (from));
                 json_object_set_new (
@@ -1370,7 +1612,10 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
                       "the rule of '%s' is deny: only its master may take it",
                       path);
     //  Every grant is a new epoch: the fencing token receivers check.
-    else if (already || s_grant (ctx, path, ctx->a->sim, ctx->a->player) == 0) {
+    else if (already
+             || s_grant (ctx, path, ctx->a->sim, ctx->a->player,
+                         (int64_t) ctx->index)
+                    == 0) {
         //  Brief: the row as the grant left it, without reading it again.
         result = brief ? json_pack ("{s:s,s:s,s:I}", "path", path, "authority",
                                     ctx->a->sim, "epoch",
@@ -1389,6 +1634,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
             if (checkpoint)
                 json_object_set_new (result, "checkpoint",
                                      json_string (checkpoint));
+            json_object_set_new (result, "grant", s_grant_of (ctx->self, path));
         }
         else
             //  The row was just read and written: only storage fails here.
@@ -1495,6 +1741,111 @@ s_authority_release (s_apply_t *ctx)
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     return s_entity_get (ctx->self, ctx->a->path, ctx->fault);
+}
+
+//  The key pair of a ring.key or ring.rotate_key into SECRET, checked:
+//  the public key is the secret key's. Returns 0, or -1 with FAULT.
+static int
+s_key_pair (s_apply_t *ctx, uint8_t secret [64])
+{
+    uint8_t public [32], derived [32];
+    if (!ctx->a->public || !ctx->a->secret)
+        return sf_fault_set (ctx->fault, SF_EINVAL,
+                             "%s carries the leader's key pair ('public', "
+                             "'secret')",
+                             ctx->cmd->op);
+    zmq_z85_decode (public, ctx->a->public);  //  checked by s_parse
+    zmq_z85_decode (secret, ctx->a->secret);
+    crypto_sign_ed25519_sk_to_pk (derived, secret);
+    if (sodium_memcmp (derived, public, sizeof public) != 0)
+        return sf_fault_set (ctx->fault, SF_EINVAL,
+                             "field 'public' is not the secret key's");
+    return 0;
+}
+
+//  Add the key pair of CTX as the ring's current key. Returns its
+//  key_id's row as listed, or NULL with FAULT.
+static json_t *
+s_key_add (s_apply_t *ctx, const uint8_t secret [64])
+{
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_KEY_INSERT);
+    s_bind_text (stmt, 1, ctx->a->public);
+    sqlite3_bind_blob (stmt, 2, secret, 64, SQLITE_TRANSIENT);
+    s_bind_int (stmt, 3, (int64_t) ctx->cmd->time_ms);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:I,s:s,s:n}", "key_id",
+                      (json_int_t) sqlite3_last_insert_rowid (ctx->self->db),
+                      "public", ctx->a->public, "retires_ms");
+}
+
+//  ring.key: the ring's first signing key, submitted by a leader that
+//  found none. A second one (another leader's, before it saw the first)
+//  is refused and changes nothing.
+static json_t *
+s_ring_key (s_apply_t *ctx)
+{
+    uint8_t secret [64];
+    json_t *result = NULL;
+    if (s_key_pair (ctx, secret) == 0) {
+        if (hs_fsm_has_ring_key (ctx->self))
+            sf_fault_set (ctx->fault, SF_ECONFLICT,
+                          "the ring has a signing key already; "
+                          "ring.rotate_key replaces it");
+        else
+            result = s_key_add (ctx, secret);
+    }
+    sodium_memzero (secret, sizeof secret);
+    return result;
+}
+
+//  ring.rotate_key: a new current key; the previous one retires after
+//  grace_ms, and retired keys past their grace lose their secrets.
+static json_t *
+s_ring_rotate_key (s_apply_t *ctx)
+{
+    uint8_t secret [64];
+    json_t *result = NULL;
+    if (s_key_pair (ctx, secret) == 0) {
+        sqlite3_stmt *forget = s_stmt (ctx->self, S_KEY_FORGET);
+        s_bind_int (forget, 1, (int64_t) ctx->cmd->time_ms);
+        sqlite3_stmt *retire = NULL;
+        if (s_exec_stmt (ctx->self, forget, ctx->fault) == 0) {
+            retire = s_stmt (ctx->self, S_KEY_RETIRE);
+            s_bind_int (retire, 1, (int64_t) ctx->cmd->time_ms);
+            s_bind_int (retire, 2, ctx->a->grace_ms);
+        }
+        if (retire && s_exec_stmt (ctx->self, retire, ctx->fault) == 0)
+            result = s_key_add (ctx, secret);
+        if (result)
+            json_object_set_new (result, "ring_keys",
+                                 hs_fsm_ring_keys (ctx->self));
+    }
+    sodium_memzero (secret, sizeof secret);
+    return result;
+}
+
+//  token.create: a one-use join token for sim SIM, kept as its hash; the
+//  leader answers the token itself to the administrator (hs_api).
+static json_t *
+s_token_create (s_apply_t *ctx)
+{
+    if (!ctx->a->hash) {
+        sf_fault_set (ctx->fault, SF_EINVAL,
+                      "token.create carries the token's hash (the leader "
+                      "adds it)");
+        return NULL;
+    }
+    int64_t expires = (int64_t) ctx->cmd->time_ms + ctx->a->ttl_ms;
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_TOKEN_INSERT);
+    s_bind_text (stmt, 1, ctx->a->hash);
+    s_bind_text (stmt, 2, ctx->a->sim);
+    s_bind_int (stmt, 3, (int64_t) ctx->cmd->time_ms);
+    s_bind_int (stmt, 4, expires);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:s,s:I}", "sim", ctx->a->sim, "expires_ms",
+                      (json_int_t) expires);
 }
 
 //  sim.expire: issued by the leader (never by clients) for a sim whose
@@ -1619,7 +1970,8 @@ s_sim_list (hs_fsm_t *self)
                              (json_int_t) sqlite3_column_int64 (stmt, 6)));
     }
     s_done (stmt);
-    return json_pack ("{s:o}", "sims", sims);
+    return json_pack ("{s:o,s:o}", "sims", sims, "ring_keys",
+                      hs_fsm_ring_keys (self));
 }
 
 json_t *
@@ -1704,10 +2056,36 @@ s_player_key (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
     return result;
 }
 
+//  entity.get: the entity, with the grant of its current epoch (null
+//  while it has no authority, or the ring no key).
 static json_t *
 s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 {
-    return s_entity_get (self, a->path, fault);
+    json_t *entity = s_entity_get (self, a->path, fault);
+    if (entity)
+        json_object_set_new (entity, "grant", s_grant_of (self, a->path));
+    return entity;
+}
+
+//  entity.grant: the grant alone, for a sim that lacks it.
+static json_t *
+s_entity_grant (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    json_t *grant = s_grant_of (self, a->path);
+    if (json_is_object (grant))
+        return json_pack ("{s:s,s:o}", "path", a->path, "grant", grant);
+    json_decref (grant);
+    char *master = s_lookup (self, S_ENTITY_MASTER, a->path);
+    if (!master)
+        sf_fault_set (fault, SF_ENOTFOUND, "no entity at '%s'", a->path);
+    else if (!hs_fsm_has_ring_key (self))
+        sf_fault_set (fault, SF_EUNAVAILABLE,
+                      "the ring has no signing key yet; retry shortly");
+    else
+        sf_fault_set (fault, SF_ENOTFOUND, "'%s' has no authority, so no grant",
+                      a->path);
+    free (master);
+    return NULL;
 }
 
 //  --------------------------------------------------------------------------
@@ -1771,7 +2149,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
     [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},
     [HS_OP_SIM_REGISTER] = {
-        {"sim", "key", "handoff", "state", "api"},
+        {"sim", "key", "handoff", "state", "api", "token", "registration"},
         s_parse_sim_register, s_sim_register, NULL},
     [HS_OP_SIM_HEARTBEAT] = {
         {"sim", "load"}, s_parse_sim_heartbeat, s_heartbeat, NULL},
@@ -1805,6 +2183,15 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_AUTHORITY_RELEASE] = {
         {"path", "sim", "checkpoint"}, s_parse_authority_release,
         s_authority_release, NULL},
+    [HS_OP_ENTITY_GRANT] = {{"path"}, s_parse_path, NULL, s_entity_grant},
+    [HS_OP_RING_KEY] = {
+        {"public", "secret"}, s_parse_ring_key, s_ring_key, NULL},
+    [HS_OP_RING_ROTATE_KEY] = {
+        {"grace_ms", "public", "secret"}, s_parse_ring_key,
+        s_ring_rotate_key, NULL},
+    [HS_OP_TOKEN_CREATE] = {
+        {"sim", "ttl_ms", "hash"}, s_parse_token_create, s_token_create,
+        NULL},
 };
 // clang-format on
 
@@ -2197,14 +2584,78 @@ hs_fsm_test (bool verbose)
     raft_configuration_close (&before);
     raft_configuration_close (&after);
 
+    //  A new sim needs a join token (grants.md section 6): none, an unknown
+    //  one, one for another name, an expired one are refused; a valid one
+    //  admits it once.
+    const char *sim1 = "{\"sim\":\"sim1\",\"handoff\":\"tcp://h:1\","
+                       "\"state\":\"udp://h:2\"%s%s%s}";
+    char register_args [512];
+    snprintf (register_args, sizeof register_args, sim1, "", "", "");
+    result = s_test_apply (fsm, ++index, "sim.register", register_args, bob,
+                           false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    assert (strstr (fault.message, "needs a join token"));
+    char tokens [4][41];
+    for (int at = 0; at < 4; at++) {
+        uint8_t token [32], hash [32];
+        char hash_text [41];
+        randombytes_buf (token, sizeof token);
+        zmq_z85_encode (tokens [at], token, sizeof token);
+        crypto_generichash (hash, sizeof hash, token, sizeof token, NULL, 0);
+        zmq_z85_encode (hash_text, hash, sizeof hash);
+        //  0: for sim1; 1: for another name; 2: expires at once; 3: unknown
+        if (at == 3)
+            break;
+        snprintf (register_args, sizeof register_args,
+                  "{\"sim\":\"%s\",\"ttl_ms\":%d,\"hash\":\"%s\"}",
+                  at == 1 ? "other" : "sim1", at == 2 ? 1000 : 60000,
+                  hash_text);
+        result = s_test_apply (fsm, ++index, "token.create", register_args,
+                               alice, false, &fault);
+        assert (!result && fault.error == SF_EUNAUTHORIZED);
+        result = s_test_apply (fsm, ++index, "token.create", register_args,
+                               alice, true, &fault);
+        assert (result);
+        assert (!json_object_get (result, "hash"));
+        json_decref (result);
+    }
+    index += 2000;  //  token 2 expires
+    const char *problems [] = {"is for another sim name", "has expired",
+                               "is unknown"};
+    for (int at = 1; at < 4; at++) {
+        snprintf (register_args, sizeof register_args, sim1, ",\"token\":\"",
+                  tokens [at], "\"");
+        changed = hs_fsm_last_change (fsm);
+        result = s_test_apply (fsm, ++index, "sim.register", register_args, bob,
+                               false, &fault);
+        assert (!result && fault.error == SF_EUNAUTHORIZED);
+        assert (strstr (fault.message, problems [at - 1]));
+        assert (hs_fsm_last_change (fsm) == changed);
+    }
     //  A sim registers with endpoints; only it sends its heartbeats.
-    result = s_test_apply (fsm, ++index, "sim.register",
-                           "{\"sim\":\"sim1\",\"handoff\":\"tcp://h:1\","
-                           "\"state\":\"udp://h:2\"}",
-                           bob, false, &fault);
+    snprintf (register_args, sizeof register_args, sim1, ",\"token\":\"",
+              tokens [0], "\"");
+    result = s_test_apply (fsm, ++index, "sim.register", register_args, bob,
+                           false, &fault);
     assert (result);
     json_decref (result);
     assert (hs_fsm_last_change (fsm) == index);
+    //  Once registered it needs no token; the used one admits nobody else.
+    result = s_test_apply (fsm, ++index, "sim.register", register_args, bob,
+                           false, &fault);
+    assert (result);
+    json_decref (result);
+    zcert_t *eve_cert = zcert_new ();
+    result = s_test_apply (fsm, ++index, "sim.register", "{\"sim\":\"sim1\"}",
+                           zcert_public_txt (eve_cert), false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    snprintf (register_args, sizeof register_args,
+              "{\"sim\":\"eve\",\"token\":\"%s\"}", tokens [0]);
+    result = s_test_apply (fsm, ++index, "sim.register", register_args,
+                           zcert_public_txt (eve_cert), false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    assert (strstr (fault.message, "is for another sim name"));
+    zcert_destroy (&eve_cert);
     //  Another key may not re-key a registered sim, whatever was registered
     //  before it (a player, here: issue 21's takeover).
     zcert_t *mallory_cert = zcert_new ();
@@ -2352,11 +2803,40 @@ hs_fsm_test (bool verbose)
     assert (!result && fault.error == SF_ENOTFOUND);
     json_decref (query);
 
+    //  The ring's first signing key (grants.md section 2); a second, or a
+    //  pair that does not match, is refused. The secret is never answered.
+    uint8_t ring_public [32], ring_secret [64];
+    char ring_args [256], public_text [41], secret_text [81];
+    crypto_sign_keypair (ring_public, ring_secret);
+    zmq_z85_encode (public_text, ring_public, 32);
+    zmq_z85_encode (secret_text, ring_secret, 64);
+    assert (!hs_fsm_has_ring_key (fsm));
+    snprintf (ring_args, sizeof ring_args,
+              "{\"public\":\"%s\",\"secret\":\"%s\"}", alice, secret_text);
+    result =
+        s_test_apply (fsm, ++index, "ring.key", ring_args, bob, true, &fault);
+    assert (!result && fault.error == SF_EINVAL);
+    snprintf (ring_args, sizeof ring_args,
+              "{\"public\":\"%s\",\"secret\":\"%s\"}", public_text,
+              secret_text);
+    result =
+        s_test_apply (fsm, ++index, "ring.key", ring_args, bob, true, &fault);
+    assert (result);
+    assert (json_integer_value (json_object_get (result, "key_id")) == 1);
+    assert (!json_object_get (result, "secret"));
+    json_decref (result);
+    assert (hs_fsm_has_ring_key (fsm));
+    result =
+        s_test_apply (fsm, ++index, "ring.key", ring_args, bob, true, &fault);
+    assert (!result && fault.error == SF_ECONFLICT);
+
     //  The batch form of authority.request: each path decided on its own,
     //  none asked; one failed item changes nothing of the others.
     zcert_t *carol_cert = zcert_new ();
     const char *carol = zcert_public_txt (carol_cert);
-    result = s_test_apply (fsm, ++index, "sim.register", "{\"sim\":\"sim2\"}",
+    //  Registration the leader says is open needs no token.
+    result = s_test_apply (fsm, ++index, "sim.register",
+                           "{\"sim\":\"sim2\",\"registration\":\"open\"}",
                            carol, false, &fault);
     assert (result);
     json_decref (result);
@@ -2422,7 +2902,7 @@ hs_fsm_test (bool verbose)
     //  no sim hands the state over.
     json_t *held = json_array_get (items, 6),
            *orphan = json_array_get (items, 7);
-    assert (json_object_size (held) == 6);
+    assert (json_object_size (held) == 7);
     assert (streq (json_string_value (json_object_get (held, "authority")),
                    "sim2"));
     assert (
@@ -2435,6 +2915,89 @@ hs_fsm_test (bool verbose)
                    "kept"));
     assert (!json_object_get (json_array_get (items, 0), "checkpoint"));
     assert (!json_object_get (json_array_get (items, 5), "transfer"));
+    //  Each grant item carries the ring's signed grant of its epoch.
+    grant_msg_t grant;
+    rc = grant_msg_from_json (&grant, json_object_get (held, "grant"), &fault);
+    assert (rc == 0);
+    assert (grant.epoch == 2 && grant.transfer == (uint64_t) index);
+    assert (streq (grant.sim, "sim2") && grant.key_id == 1);
+    uint8_t carol_key [32];
+    zmq_z85_decode (carol_key, carol);
+    assert (memcmp (grant.key, carol_key, 32) == 0);
+    rc = grant_msg_verify (&grant, ring_public);
+    assert (rc == 0);
+    //  entity.grant hands out the same bytes; after a rotation, the new
+    //  key signs and the old one is listed with its retirement.
+    query = json_pack ("{s:O}", "path", json_object_get (held, "path"));
+    json_t *read = hs_fsm_read (fsm, "entity.grant", query, &fault);
+    assert (read);
+    assert (json_equal (json_object_get (read, "grant"),
+                        json_object_get (held, "grant")));
+    json_decref (read);
+    crypto_sign_keypair (ring_public, ring_secret);
+    zmq_z85_encode (public_text, ring_public, 32);
+    zmq_z85_encode (secret_text, ring_secret, 64);
+    snprintf (ring_args, sizeof ring_args,
+              "{\"public\":\"%s\",\"secret\":\"%s\",\"grace_ms\":5000}",
+              public_text, secret_text);
+    json_t *rotation;
+    rotation = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
+                             false, &fault);
+    assert (!rotation && fault.error == SF_EUNAUTHORIZED);
+    rotation = s_test_apply (fsm, ++index, "ring.rotate_key", ring_args, bob,
+                             true, &fault);
+    assert (rotation);
+    assert (json_integer_value (json_object_get (rotation, "key_id")) == 2);
+    json_decref (rotation);
+    json_t *keys = hs_fsm_ring_keys (fsm);
+    assert (json_array_size (keys) == 2);
+    assert (json_integer_value (
+                json_object_get (json_array_get (keys, 0), "retires_ms"))
+            == (json_int_t) (1000 + index + 5000));
+    assert (json_is_null (
+        json_object_get (json_array_get (keys, 1), "retires_ms")));
+    json_decref (keys);
+    read = hs_fsm_read (fsm, "entity.grant", query, &fault);
+    assert (read);
+    rc = grant_msg_from_json (&grant, json_object_get (read, "grant"), &fault);
+    assert (rc == 0 && grant.key_id == 2 && grant.epoch == 2);
+    rc = grant_msg_verify (&grant, ring_public);
+    assert (rc == 0);
+    //  An image from before grants restores, with their tables and column.
+    {
+        hs_fsm_t *old = hs_fsm_new (&fault);
+        rc = sqlite3_exec (old->db,
+                           "DROP TABLE ring_keys; DROP TABLE tokens; "
+                           "ALTER TABLE entities DROP COLUMN transfer",
+                           NULL, NULL, NULL);
+        assert (rc == SQLITE_OK);
+        struct raft_buffer old_image;
+        rc = hs_fsm_snapshot (old, &old_image);
+        assert (rc == 0);
+        hs_fsm_t *upgraded = hs_fsm_new (&fault);
+        rc = hs_fsm_restore (upgraded, &old_image);
+        assert (rc == 0);
+        raft_free (old_image.base);
+        assert (!hs_fsm_has_ring_key (upgraded));
+        hs_fsm_destroy (&upgraded);
+        hs_fsm_destroy (&old);
+    }
+    //  A member restored from a snapshot signs the same bytes.
+    struct raft_buffer grant_image;
+    rc = hs_fsm_snapshot (fsm, &grant_image);
+    assert (rc == 0);
+    hs_fsm_t *follower = hs_fsm_new (&fault);
+    rc = hs_fsm_restore (follower, &grant_image);
+    assert (rc == 0);
+    raft_free (grant_image.base);
+    json_t *again = hs_fsm_read (follower, "entity.grant", query, &fault);
+    assert (again && json_equal (again, read));
+    json_decref (again);
+    hs_fsm_destroy (&follower);
+    json_decref (read);
+    json_decref (query);
+    //  The orphan taken over is granted like any other path.
+    assert (json_is_object (json_object_get (orphan, "grant")));
     for (size_t at = 6; at < 8; at++) {
         json_t *item = json_array_get (items, at);
         query = json_pack ("{s:O}", "path", json_object_get (item, "path"));

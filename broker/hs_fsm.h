@@ -77,7 +77,11 @@ typedef enum {
     X (HS_OP_AUTHORITY_EXPIRE, "authority.expire", HS_OP_WRITE,             \
        HS_OP_ADMIN)                                                         \
     X (HS_OP_AUTHORITY_RELEASE, "authority.release", HS_OP_WRITE,           \
-       HS_OP_SIM)
+       HS_OP_SIM)                                                           \
+    X (HS_OP_ENTITY_GRANT, "entity.grant", HS_OP_READ, HS_OP_ANYONE)        \
+    X (HS_OP_RING_KEY, "ring.key", HS_OP_WRITE, HS_OP_ADMIN)                \
+    X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN)  \
+    X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access) id,
@@ -165,6 +169,14 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 //  Replace the database with image DATA (lent), its statements prepared
 //  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
+
+//  True if the applied state holds a current ring signing key (grants.md
+//  section 2): a new leader submits ring.key first when it does not.
+bool hs_fsm_has_ring_key (hs_fsm_t *self);
+
+//  The ring's public signing keys: [{"key_id", "public" (Z85),
+//  "retires_ms" (null for the current key)}], by key_id. A new reference.
+json_t *hs_fsm_ring_keys (hs_fsm_t *self);
 
 //  Names of the sims that hold entities and whose last heartbeat is older
 //  than LEASE_MS at NOW_MS (wall clock): the ones to expire. Caller

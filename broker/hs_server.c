@@ -69,6 +69,10 @@ const sf_config_key_t hs_server_schema [] = {
      "bootstrapping a new one"},
     {"homeserver/admins", "admins", SF_CONFIG_PATH, false, NULL, NULL,
      "folder of administrators' public certificates"},
+    {"homeserver/registration", "registration", SF_CONFIG_CHOICE, false,
+     "token", "token|open",
+     "who may register a new sim name: holders of a join token from an "
+     "administrator (token), or any key (open: development rings only)"},
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
     SF_PROGRAM_LOG_KEYS,
@@ -883,6 +887,9 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     hs_api_set_ask_timeout (
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/ask_timeout"));
+    hs_api_set_registration_open (
+        self->handler,
+        streq (sf_config_str (config, "homeserver/registration"), "open"));
     hs_api_set_sim_lease (
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/sim_lease"),

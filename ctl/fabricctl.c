@@ -47,6 +47,10 @@ static const sf_config_key_t s_schema [] = {
      "import: requests in flight"},
     {"fabricctl/copy_to", "copy-to", SF_CONFIG_STRING, false, NULL, NULL,
      "import: then copy the scene to this sim over the handoff channel"},
+    {"fabricctl/sim", "sim", SF_CONFIG_STRING, false, NULL, NULL,
+     "token create: the sim name the join token admits"},
+    {"fabricctl/ttl", "ttl", SF_CONFIG_STRING, false, "10m", NULL,
+     "token create: how long the token is valid (e.g. 90s, 10m, 24h, 7d)"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -71,7 +75,11 @@ static const sf_program_t s_program = {
     "  request OP [ARGS]    send one API request; ARGS is a JSON object (to a "
     "ring:\n"
     "                       straight to its leader)\n"
-    "  raw TEXT             send TEXT unchanged as a request (debugging)\n",
+    "  raw TEXT             send TEXT unchanged as a request (debugging)\n"
+    "  token create --sim NAME [--ttl 10m]\n"
+    "                       a one-use join token admitting sim NAME (needs "
+    "an\n"
+    "                       administrator's --key); prints the token\n",
     s_schema,
 };
 
@@ -384,6 +392,57 @@ s_request (sf_config_t *config, zlist_t *args)
     return code;
 }
 
+//  Milliseconds in TEXT, a duration: digits and a unit (ms, s, m, h, d).
+//  Returns 0 if it is not one.
+static int64_t
+s_duration_ms (const char *text)
+{
+    char *unit = NULL;
+    long long count = strtoll (text, &unit, 10);
+    if (unit == text || count <= 0 || *text == '+' || *text == ' ')
+        return 0;
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units [] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    for (size_t at = 0; at < sizeof units / sizeof units [0]; at++)
+        if (streq (unit, units [at].unit))
+            return count > INT64_MAX / units [at].ms ? 0
+                                                     : count * units [at].ms;
+    return 0;
+}
+
+static void
+s_print_token (json_t *reply)
+{
+    printf ("%s\n", json_string_value (json_object_get (reply, "token")));
+}
+
+//  token create --sim NAME --ttl DURATION: the ring's token.create.
+static int
+s_token (sf_config_t *config, zlist_t *args)
+{
+    const char *sub = (const char *) zlist_first (args);
+    const char *sim = sf_config_str (config, "fabricctl/sim");
+    if (zlist_size (args) != 1 || !streq (sub, "create") || !sim)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl token create --sim NAME "
+                         "[--ttl DURATION] --key ADMIN.cert_secret");
+    const char *ttl = sf_config_str (config, "fabricctl/ttl");
+    int64_t ttl_ms = s_duration_ms (ttl);
+    if (ttl_ms == 0)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "--ttl '%s' is not a duration like 90s, 10m, 24h or "
+                         "7d",
+                         ttl);
+    json_t *request =
+        json_pack ("{s:s,s:I}", "sim", sim, "ttl_ms", (json_int_t) ttl_ms);
+    int code = s_call (config, "token.create", request, s_print_token);
+    json_decref (request);
+    return code;
+}
+
 //  Ask the daemon the directory ENTRY describes (a ring member from
 //  status, or a sim from sim.list, named by its NAME_KEY member) for its
 //  records of the trace in ARGS, adding them to RECORDS. A daemon without
@@ -679,6 +738,8 @@ main (int argc, char *argv [])
         code = s_import (config, args);
     else if (streq (command, "raw"))
         code = s_raw (config, args);
+    else if (streq (command, "token"))
+        code = s_token (config, args);
     else
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                          "unknown command '%s' (see fabricctl --help)",

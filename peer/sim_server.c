@@ -70,6 +70,9 @@ const sf_config_key_t sim_server_schema [] = {
      "only on release)"},
     {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
      "ms between heartbeats and directory refreshes"},
+    {"sim/token", "token", SF_CONFIG_STRING, false, NULL, NULL,
+     "join token from an administrator (fabricctl token create), for the "
+     "first registration of this sim's name"},
     {"ring/member/*/api", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp|ipc",
      "API endpoint of homeserver NAME"},
     {"ring/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,
@@ -106,6 +109,7 @@ struct _sim_server_t {
     sim_handoff_t *handoff;  //  handoff channel, or NULL without sim/handoff
     char *handoff_public;    //  handoff endpoint as registered
     char *api_public;        //  API endpoint as registered, or NULL
+    char *token;             //  join token for sim.register, or NULL
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
     sim_saver_t *saver;      //  entity states saved in the ring
@@ -214,6 +218,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     //  Tools reach the API at the registered endpoint; one that binds every
     //  address or lives in-process is not registered without a public one.
     const char *api = sf_config_str (config, "sim/api");
+    if (sf_config_str (config, "sim/token"))
+        self->token = strdup (sf_config_str (config, "sim/token"));
     const char *api_public = sf_config_str (config, "sim/api_public");
     if (api_public)
         self->api_public = strdup (api_public);
@@ -307,6 +313,7 @@ sim_server_destroy (sim_server_t **self_p)
         free (self->state_public);
         free (self->handoff_public);
         free (self->api_public);
+        free (self->token);
         free (self->name);
         free (self);
         *self_p = NULL;
@@ -521,6 +528,9 @@ s_register (sim_server_t *self)
     if (self->registering)
         return;
     json_t *args = s_register_args (self, NULL);
+    //  Admits a new name once; a registered sim's is ignored.
+    if (self->token)
+        json_object_set_new (args, "token", json_string (self->token));
     if (sim_ring_call (self->ring, "sim.register", &args, 2000, s_registered,
                        self)
         == 0)

@@ -119,7 +119,12 @@ mkdir -p "$WORK/keys"
 for name in hs1 hs2 hs3 sim1 sim2; do
     "$FABRICCTL" keygen "$name" --dir "$WORK/keys" >/dev/null
 done
-sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1 and sim2 in $WORK/keys"
+#  The administrator: its public certificate in the ring's admins folder.
+#  It admits each sim with a join token (grants.md section 6).
+mkdir -p "$WORK/keys/admins"
+"$FABRICCTL" keygen admin --dir "$WORK/keys" >/dev/null
+cp "$WORK/keys/admin.cert" "$WORK/keys/admins/"
+sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1, sim2 and admin in $WORK/keys"
 
 #  The ring: three homeservers that list each other as members. A sim
 #  silent for 2 s is declared dead (the demo kills one).
@@ -140,7 +145,7 @@ for n in 1 2 3; do
 "
 done
 for n in 1 2 3; do
-    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = hs%s-data\n    sim_lease = %s\n' \
+    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = hs%s-data\n    sim_lease = %s\n    admins = keys/admins\n' \
         "$n" "${RAFT_PORT[hs$n]}" "${EVENTS_PORT[hs$n]}" "$n" "$SIM_LEASE" \
         | write_config "hs$n" homeserver "${API_PORT[hs$n]}"
     printf 'ring\n    member\n%s' "$RING" >>"$WORK/hs$n.cfg"
@@ -175,13 +180,19 @@ sf_say "run-local: ring elected $leader as leader in $((($(date +%s%N) - begun) 
     --server-key "$WORK/keys/$leader.cert" | sed 's/^/    /' >&2
 
 #  Two simulation servers of the ring, each streaming state over UDP and
-#  handing authority over on its CURVE handoff channel.
+#  handing authority over on its CURVE handoff channel, each admitted by
+#  a join token the administrator issues.
 for n in 1 2; do
     API_PORT[sim$n]=${PORTS[$((6 + 3 * n))]}
     STATE_PORT[sim$n]=${PORTS[$((7 + 3 * n))]}
     HANDOFF_PORT[sim$n]=${PORTS[$((8 + 3 * n))]}
-    printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n' \
-        "${STATE_PORT[sim$n]}" "${HANDOFF_PORT[sim$n]}" \
+    token=$("$FABRICCTL" token create --sim "sim$n" --ttl 10m \
+        --server "tcp://127.0.0.1:${API_PORT[$leader]}" \
+        --server-key "$WORK/keys/$leader.cert" --key "$WORK/keys/admin.cert_secret") \
+        || sf_die "run-local: the ring issued no join token for sim$n"
+    sf_say "run-local: the administrator issued a join token for sim$n"
+    printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n    token = %s\n' \
+        "${STATE_PORT[sim$n]}" "${HANDOFF_PORT[sim$n]}" "$token" \
         | write_config "sim$n" sim "${API_PORT[sim$n]}"
     printf 'ring\n    member\n%s' "$RING" >>"$WORK/sim$n.cfg"
     start_daemon simserver "sim$n" "${API_PORT[sim$n]}"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import zmq
 
-from simfabric_testing import ApiClient, ApiError, NoReply, binary, write_key_pair
+from simfabric_testing import ApiClient, ApiError, NoReply, admit, binary, write_key_pair
 
 
 @pytest.fixture(params=["homeserver", "simserver"])
@@ -138,7 +138,7 @@ def test_a_player_registration_does_not_open_sim_names_to_anyone(homeserver):
     a player's registration once let any key re-key any sim (issue 21)."""
     with homeserver.client() as a, homeserver.client() as b, homeserver.client() as c:
         a.call("player.register", player="alice")
-        b.call("sim.register", sim="sim1")
+        b.call("sim.register", sim="sim1", token=admit(homeserver, "sim1"))
         reply = c.request("sim.register", sim="sim1")
         assert reply["ok"] is False
         assert reply["error"]["code"] == "unauthorized"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from simfabric_testing import ApiError, NoReply, call_any, wait_leader, write_key_pair
+from simfabric_testing import ApiError, NoReply, admit, call_any, wait_leader, write_key_pair
 from simfabric_testing.keys import read_key_pair
 
 
@@ -21,8 +21,8 @@ def world(ring, tmp_path):
             for name in ("simA", "simB", "ada", "master")}
     clients = {name: leader.client(keys=pair) for name, pair in keys.items()}
     clients["admin"] = leader.client(keys=read_key_pair(ring[0].admin.secret_path))
-    clients["simA"].call("sim.register", sim="simA")
-    clients["simB"].call("sim.register", sim="simB")
+    clients["simA"].call("sim.register", sim="simA", token=admit(ring, "simA"))
+    clients["simB"].call("sim.register", sim="simB", token=admit(ring, "simB"))
     clients["ada"].call("player.register", player="ada")
     yield clients, keys
     for client in clients.values():
@@ -89,8 +89,10 @@ def test_a_batch_decides_each_path_alone_in_one_transfer(world, ring):
     assert (items["/b/allow2"]["granted"], items["/b/allow2"]["epoch"]) == (True, 1)
     assert items["/b/allow1"]["transfer"] == batch["transfer"]
     # A grant in brief, true to the entity it changed.
+    # A grant in brief carries the ring's signed grant (grants.md section 3).
     assert set(items["/b/allow1"]) == {"path", "granted", "authority", "epoch",
-                                       "previous", "transfer"}
+                                       "previous", "transfer", "grant"}
+    assert (items["/b/allow1"]["grant"]["epoch"], items["/b/allow1"]["grant"]["sim"]) == (2, "simB")
     read = clients["simB"].call("entity.get", path="/b/allow1")
     assert (read["authority"], read["epoch"]) == ("simB", 2)
     # The ask path is refused, not asked: nothing waits, simA keeps it.
@@ -326,7 +328,7 @@ def test_a_silent_sim_is_declared_dead_and_its_entities_orphaned(tmp_path, elect
                 for name in ("silent", "alive", "heir", "master")}
         clients = {name: leader.client(keys=pair) for name, pair in keys.items()}
         for name in ("silent", "alive", "heir"):
-            clients[name].call("sim.register", sim=name)
+            clients[name].call("sim.register", sim=name, token=admit(ring, name))
         clients["master"].call("entity.create", path="/o/silent", authority="silent",
                                checkpoint="last words")
         clients["master"].call("entity.create", path="/o/alive", authority="alive")
@@ -386,7 +388,7 @@ def test_silence_while_the_ring_could_not_hear_is_not_a_missed_lease(tmp_path, p
         leader = next(m for m in ring if m.name == leader_name)
         keys = write_key_pair(tmp_path / "keys", "patient")
         with leader.client(keys=keys) as client:
-            client.call("sim.register", sim="patient")
+            client.call("sim.register", sim="patient", token=admit(ring, "patient"))
         with leader.client() as admin:
             admin.call("entity.create", path="/o/patient", authority="patient")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from simfabric_testing import ApiError, wait_leader, write_key_pair
+from simfabric_testing import ApiError, admit, wait_leader, write_key_pair
 from simfabric_testing.keys import read_key_pair
 
 
@@ -90,7 +90,7 @@ def test_players_and_sims_register_their_own_keys(ring):
     wait_leader(ring)
     sim_keys = write_key_pair(ring[0].folder / "users", "sim1")
     with ring[1].client(keys=sim_keys) as sim:
-        reply = sim.call("sim.register", sim="sim1", handoff="tcp://127.0.0.1:9001",
+        reply = sim.call("sim.register", sim="sim1", token=admit(ring, "sim1"), handoff="tcp://127.0.0.1:9001",
                          state="udp://127.0.0.1:9002")
         assert reply["key"] == sim_keys.public.decode()
         sim.call("sim.heartbeat", sim="sim1", load={"entities": 12, "cpu": 0.5})

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from simfabric_testing import ApiError, make_ring, make_sims, running, write_key_pair
+from simfabric_testing import ApiError, admit, make_ring, make_sims, running, write_key_pair
 
 from test_sim_stream import wait_for
 
@@ -33,7 +33,7 @@ def test_the_game_answers_an_ask_and_its_sim_is_fenced(fabric, tmp_path):
     ring, (sim1, _) = fabric
     keys = write_key_pair(tmp_path / "py", "py")
     with ring[0].client(keys=keys) as py:
-        py.call("sim.register", sim="py")
+        py.call("sim.register", sim="py", token=admit(ring, "py"))
     with sim1.client() as game:
         game.call("subscribe", prefix="/w/")
         game.call("entity.create", path="/w/asked", state="mine", rule="ask")
@@ -145,7 +145,8 @@ def test_a_claim_takes_a_handoff_only_from_the_former_authority(fabric, tmp_path
     registered = {}
     for name, pair in pairs.items():
         with ring[0].client(keys=pair) as client:
-            registered[name] = client.call("sim.register", sim=name)["registered_ms"]
+            registered[name] = client.call("sim.register", sim=name,
+                                           token=admit(ring, name))["registered_ms"]
     with ring[0].client(keys=pairs["py"]) as as_py:
         as_py.call("entity.create", path="/w/held", authority="py")
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import zmq
 
-from simfabric_testing import ApiError, make_ring, make_sims, running, write_key_pair
+from simfabric_testing import ApiError, admit, make_ring, make_sims, running, write_key_pair
 
 from test_sim_stream import counters, wait_for
 
@@ -62,7 +62,8 @@ def test_copy_carries_many_entities_in_chunks(fabric):
 
 def _register(ring, keys, name, handoff):
     with ring[0].client(keys=keys) as client:
-        return client.call("sim.register", sim=name, handoff=handoff)
+        return client.call("sim.register", sim=name, handoff=handoff,
+                           token=admit(ring, name))
 
 
 def _listed(sim, name, registered_ms):

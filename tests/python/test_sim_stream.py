@@ -14,7 +14,8 @@ import time
 import pytest
 import zmq
 
-from simfabric_testing import ApiError, make_ring, make_sims, wait_registered, write_key_pair, running
+from simfabric_testing import (ApiError, admit, make_ring, make_sims, running, wait_registered,
+                               write_key_pair)
 from simfabric_testing import state as sd
 from simfabric_testing.paths import sanitized
 
@@ -139,7 +140,8 @@ def intruder(fabric, tmp_path):
     udp.settimeout(5)
     endpoint = f"udp://127.0.0.1:{udp.getsockname()[1]}"
     with ring[0].client(keys=keys) as client:
-        registered = client.call("sim.register", sim="py", state=endpoint)["registered_ms"]
+        registered = client.call("sim.register", sim="py", state=endpoint,
+                                 token=admit(ring, "py"))["registered_ms"]
 
     def known():
         return all("py" in {p["sim"] for p in _peers(sim)} for sim in sims)
@@ -531,7 +533,8 @@ def test_sims_learn_a_new_peer_from_the_ring_events(tmp_path):
     with running(ring, sims):
         keys = write_key_pair(tmp_path / "py", "py")
         with ring[0].client(keys=keys) as client:
-            client.call("sim.register", sim="py", state="udp://127.0.0.1:9")
+            client.call("sim.register", sim="py", state="udp://127.0.0.1:9",
+                        token=admit(ring, "py"))
         begun = time.monotonic()
         # Wait past the next heartbeat, so a sim that learned of py only
         # from it is measured, not cut off by the wait's own bound.

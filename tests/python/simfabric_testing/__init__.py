@@ -13,8 +13,9 @@ See README.md ("Testing with Python") for the fixtures and classes.
 """
 
 from simfabric_testing.client import ApiClient, ApiError, NoReply, call_any, ring_paths
-from simfabric_testing.daemon import (Daemon, DaemonFailed, leader_client, make_ring, make_sims,
-                                     ring_statuses, running, wait_leader, wait_registered)
+from simfabric_testing.daemon import (Daemon, DaemonFailed, admit, leader_client, make_ring,
+                                     make_sims, ring_statuses, running, wait_leader,
+                                     wait_registered)
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
 
@@ -26,6 +27,7 @@ __all__ = [
     "ring_paths",
     "Daemon",
     "DaemonFailed",
+    "admit",
     "leader_client",
     "make_ring",
     "make_sims",

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from simfabric_testing.client import ApiClient, NoReply
-from simfabric_testing.keys import KeyPair, write_key_pair
+from simfabric_testing.keys import KeyPair, read_key_pair, write_key_pair
 from simfabric_testing.paths import binary
 
 
@@ -160,7 +160,17 @@ class Daemon:
 
     def start(self, timeout: float = 10.0, keys: KeyPair | None = None):
         """Start the process and wait until it answers status (asked as
-        KEYS, or as a fresh principal)."""
+        KEYS, or as a fresh principal). A simulation server of a running
+        ring is admitted the way an operator does it: the ring's
+        administrator issues it a join token (grants.md section 6), unless
+        its section names one."""
+        if self.kind == "simserver" and self.ring and "token" not in self.section:
+            token = admit(self.ring, self.name, required=False)
+            if token:
+                self.section["token"] = token
+                self.write_config()
+                # Used once: a later start of the same sim needs none.
+                del self.section["token"]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.command(),
@@ -219,6 +229,38 @@ class Daemon:
 
     def kill(self) -> int:
         return self.stop(signal.SIGKILL)
+
+
+def admit(ring, sim: str, ttl_ms: int = 600_000, required: bool = True,
+          timeout: float = 15.0) -> str | None:
+    """A one-use join token admitting SIM to RING (a homeserver Daemon or a
+    list of them), issued by the ring's administrator (token.create) on a
+    live member, retried through elections until TIMEOUT. Without a live
+    member, None if not REQUIRED."""
+    members = ring if isinstance(ring, list) else [ring]
+    admin = read_key_pair(members[0].admin.secret_path)
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        live = [m for m in members if m.kind == "homeserver" and m.alive()]
+        if not live and not required:
+            return None
+        for member in live:
+            with member.client(keys=admin, timeout=2) as client:
+                try:
+                    reply = client.request("token.create", sim=sim, ttl_ms=ttl_ms)
+                except NoReply as error:
+                    last = error
+                    continue
+            if reply.get("ok"):
+                return reply["token"]
+            last = reply["error"]
+            if last["code"] not in ("not_leader", "unavailable", "timeout"):
+                raise DaemonFailed(f"token.create for {sim} refused: {last}")
+        time.sleep(0.05)
+    if required:
+        raise DaemonFailed(f"no ring member issued a join token for {sim}: {last}")
+    return None
 
 
 def make_sims(folder, ring, count: int = 2, extra: dict | None = None,
