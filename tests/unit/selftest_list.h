@@ -24,6 +24,7 @@
     X (api_msg)             \
     X (api_router)          \
     X (event_head)          \
+    X (grant_msg)           \
     X (handoff_msg)         \
     X (raft_msg)            \
     X (ring_cmd)            \

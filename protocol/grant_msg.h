@@ -1,0 +1,81 @@
+/*  grant_msg: codec for grants (protocol/grants.md section 3), the ring's
+    signed statement that a sim is the authority of one entity at one
+    epoch: the binary form (datagrams, CHUNKs), the message the ring signs,
+    signing and checking with Ed25519, and the JSON form (replies, events).
+
+    A grant is a small value copied out of the frame: a receiver keeps one
+    per watched entity, so it must not point into a datagram. Decoding
+    allocates nothing and refuses anything that its encoder would not
+    write. */
+
+#ifndef GRANT_MSG_H_INCLUDED
+#define GRANT_MSG_H_INCLUDED
+
+#include "common/sf_error.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRANT_MSG_MAX_PATH 256          //  bytes of a path (SF_NAME_MAX_PATH)
+#define GRANT_MSG_MAX_SIM 64            //  bytes of a sim name
+#define GRANT_MSG_KEY_SIZE 32           //  a CURVE or Ed25519 public key
+#define GRANT_MSG_SECRET_SIZE 64        //  an Ed25519 secret key (libsodium's)
+#define GRANT_MSG_SIGNATURE 64          //  an Ed25519 signature
+#define GRANT_MSG_FIXED 121             //  bytes besides path and sim
+#define GRANT_MSG_MIN_SIZE 123          //  one-byte path and sim
+#define GRANT_MSG_MAX_SIZE 441          //  longest path and sim
+#define GRANT_MSG_MAX_NUMBER INT64_MAX  //  epoch, transfer: JSON integers
+#define GRANT_MSG_SIGNATURE_TEXT 80     //  Z85 characters of a signature
+
+typedef struct {
+    char path [GRANT_MSG_MAX_PATH + 1];  //  entity path, NUL-terminated
+    uint64_t epoch;                      //  the epoch granted, >= 1
+    char sim [GRANT_MSG_MAX_SIM + 1];    //  authority's name, NUL-terminated
+    uint8_t key [GRANT_MSG_KEY_SIZE];    //  authority's CURVE public key
+    uint64_t transfer;  //  ring transfer id; 0 for create or import
+    uint32_t key_id;    //  ring key that signed it, >= 1
+    uint8_t signature [GRANT_MSG_SIGNATURE];  //  Ed25519, see grants.md
+} grant_msg_t;
+
+//  Encode SELF into OUT (CAPACITY bytes). Returns its size, or 0 if it
+//  does not fit or a field is invalid (path, sim name, epoch 0, epoch or
+//  transfer above GRANT_MSG_MAX_NUMBER).
+size_t grant_msg_encode (const grant_msg_t *self, uint8_t *out,
+                         size_t capacity);
+
+//  Decode exactly SIZE bytes at DATA into SELF. Returns 0, or -1 if
+//  malformed (then SELF is zeroed). The signature is not checked.
+int grant_msg_decode (grant_msg_t *self, const uint8_t *data, size_t size);
+
+//  Bytes the grant starting at DATA takes, read from its two length
+//  fields, for a grant embedded in a larger frame; 0 if SIZE bytes cannot
+//  hold it or its magic or lengths are wrong. Decode those bytes next.
+size_t grant_msg_measure (const uint8_t *data, size_t size);
+
+//  Sign SELF with the ring key KEY_ID whose libsodium secret key is
+//  SECRET: sets key_id and signature. Returns 0, or -1 if a field is
+//  invalid. Deterministic: the same grant and key give the same bytes.
+int grant_msg_sign (grant_msg_t *self, uint32_t key_id,
+                    const uint8_t secret [GRANT_MSG_SECRET_SIZE]);
+
+//  Check SELF's signature against the ring public key PUBLIC (the key
+//  listed for self->key_id). Returns 0 if it verifies, else -1.
+int grant_msg_verify (const grant_msg_t *self,
+                      const uint8_t public [GRANT_MSG_KEY_SIZE]);
+
+//  The JSON form of SELF: {"path", "epoch", "sim", "key", "transfer",
+//  "key_id", "signature"}, keys Z85. Returns a new reference, or NULL if
+//  out of memory.
+json_t *grant_msg_to_json (const grant_msg_t *self);
+
+//  Read the JSON form OBJECT into SELF. Returns 0, or -1 with FAULT
+//  (SF_EINVAL) naming the bad field. The signature is not checked.
+int grant_msg_from_json (grant_msg_t *self, const json_t *object,
+                         sf_fault_t *fault);
+
+//  Self test; returns 0 on success.
+int grant_msg_test (bool verbose);
+
+#endif
