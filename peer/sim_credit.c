@@ -13,8 +13,10 @@ typedef struct {
     uint32_t sent_generation;  //  generation of the last state sent
     uint64_t sent_epoch;       //  the last state sent
     uint64_t sent_seq;
-    uint64_t acked_epoch;  //  the newest state acknowledged (of
-    uint64_t acked_seq;    //  sent_generation)
+    uint64_t acked_epoch;       //  the newest state acknowledged (of
+    uint64_t acked_seq;         //  sent_generation)
+    uint32_t grant_generation;  //  a grant acknowledged: of this generation
+    uint64_t grant_epoch;       //  and this epoch, 0: none
 } s_slot_t;
 
 //  One datagram sent.
@@ -355,6 +357,12 @@ sim_credit_ack (sim_credit_t *self, uint64_t top, uint64_t bits,
                 entry->acked_epoch = item->epoch;
                 entry->acked_seq = item->seq;
             }
+            if (item->grant
+                && (entry->grant_generation != item->generation
+                    || item->epoch > entry->grant_epoch)) {
+                entry->grant_generation = item->generation;
+                entry->grant_epoch = item->epoch;
+            }
         }
     }
     self->cap += (uint32_t) acked;
@@ -390,6 +398,15 @@ sim_credit_expire (sim_credit_t *self, uint64_t now_us)
     return lost;
 }
 
+bool
+sim_credit_grant_due (sim_credit_t *self, uint32_t slot, uint32_t generation,
+                      uint64_t epoch)
+{
+    return slot >= self->slot_count
+           || self->slots [slot].grant_generation != generation
+           || self->slots [slot].grant_epoch != epoch;
+}
+
 void
 sim_credit_reset (sim_credit_t *self)
 {
@@ -403,6 +420,8 @@ sim_credit_reset (sim_credit_t *self)
         entry->sent_generation = 0;
         entry->sent_epoch = entry->sent_seq = 0;
         entry->acked_epoch = entry->acked_seq = 0;
+        entry->grant_generation = 0;
+        entry->grant_epoch = 0;
     }
     self->granted = self->cap = SIM_CREDIT_INITIAL_WINDOW;
     self->stats.srtt_us = 0;
@@ -588,6 +607,41 @@ sim_credit_test (bool verbose)
     assert (taken && slot == 8 && generation == 2);
     taken = sim_credit_take (credit, &slot, &generation);
     assert (!taken);
+
+    //  Grants: due until a datagram carrying one is acknowledged, per
+    //  epoch and generation; due again after a reset
+    sim_credit_destroy (&credit);
+    credit = sim_credit_new (8);
+    counter = 0;
+    assert (sim_credit_grant_due (credit, 3, 1, 5));
+    rc = sim_credit_dirty (credit, 3, 1);  //  sent entities were dirty first
+    assert (rc == 0);
+    taken = sim_credit_take (credit, &slot, &generation);
+    assert (taken && slot == 3);
+    sim_credit_item_t with = {3, 1, 5, 1, true}, without = {3, 1, 5, 2, false};
+    rc = sim_credit_sent (credit, ++counter, now_us, &with, 1);  //  lost
+    assert (rc == 0);
+    rc = sim_credit_sent (credit, ++counter, now_us, &without, 1);
+    assert (rc == 0);
+    sim_credit_ack (credit, 2, 0, 8, now_us);  //  only the one without
+    assert (sim_credit_grant_due (credit, 3, 1, 5));
+    rc = sim_credit_sent (credit, ++counter, now_us, &with, 1);
+    assert (rc == 0);
+    sim_credit_ack (credit, 3, 0, 8, now_us);
+    assert (!sim_credit_grant_due (credit, 3, 1, 5));
+    assert (sim_credit_grant_due (credit, 3, 1, 6));  //  a new epoch
+    assert (sim_credit_grant_due (credit, 3, 2, 5));  //  a reused slot
+    assert (sim_credit_grant_due (credit, 4, 1, 5));
+    //  An older epoch's grant acknowledged late does not undo a newer
+    sim_credit_item_t newer = {3, 1, 6, 1, true}, older = {3, 1, 5, 3, true};
+    rc = sim_credit_sent (credit, ++counter, now_us, &older, 1);
+    assert (rc == 0);
+    rc = sim_credit_sent (credit, ++counter, now_us, &newer, 1);
+    assert (rc == 0);
+    sim_credit_ack (credit, 5, 1, 8, now_us);  //  5, and 4 by its bit
+    assert (!sim_credit_grant_due (credit, 3, 1, 6));
+    sim_credit_reset (credit);
+    assert (sim_credit_grant_due (credit, 3, 1, 6));
     sim_credit_destroy (&credit);
     assert (!credit);
     if (verbose)

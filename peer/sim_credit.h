@@ -32,6 +32,7 @@ typedef struct {
     uint32_t generation;  //  and its generation
     uint64_t epoch;       //  the epoch and seq sent
     uint64_t seq;
+    bool grant;  //  the grant of that epoch went before it
 } sim_credit_item_t;
 
 //  What the core has counted since it was made.
@@ -90,9 +91,16 @@ size_t sim_credit_ack (sim_credit_t *self, uint64_t top, uint64_t bits,
 //  many were lost.
 size_t sim_credit_expire (sim_credit_t *self, uint64_t now_us);
 
-//  Forget everything in flight and every acknowledgement (the peer
-//  restarted or re-keyed): every entity ever sent must be sent again.
-//  Dirty entities stay due. The caller re-marks the others dirty.
+//  True unless the peer acknowledged a datagram that carried the grant of
+//  EPOCH of the entity in SLOT, GENERATION (grants.md section 5): the
+//  grant goes before the entity's update until then.
+bool sim_credit_grant_due (sim_credit_t *self, uint32_t slot,
+                           uint32_t generation, uint64_t epoch);
+
+//  Forget everything in flight and every acknowledgement, of states and
+//  of grants (the peer restarted or re-keyed): every entity ever sent
+//  must be sent again, with its grant. Dirty entities stay due. The
+//  caller re-marks the others dirty.
 void sim_credit_reset (sim_credit_t *self);
 
 //  Copy the counters into STATS.

@@ -89,7 +89,13 @@ typedef struct {
     X (handoffs_failed)                                                   \
     X (handoffs_refused_by_peer)        \
     X (handoff_dropped)                 \
-    X (handshakes_refused)
+    X (handshakes_refused)              \
+    X (copy_update_unproven)            \
+    X (copy_grants_proven)              \
+    X (copy_grant_bad_signature)        \
+    X (copy_grant_retired_key)          \
+    X (copy_grant_wrong_sender)         \
+    X (copy_grant_stale)
 // clang-format on
 
 #define S_FIELD(name) uint64_t name;
@@ -113,7 +119,8 @@ struct _sim_handoff_t {
     void *offer_arg;
     sim_handoff_changed_fn *listener;
     void *listener_arg;
-    sf_trace_t *trace;  //  hop records (lent), or NULL
+    sf_trace_t *trace;            //  hop records (lent), or NULL
+    sim_grant_keys_t grant_keys;  //  the ring's keys, to check grants
     s_counters_t counters;
 };
 
@@ -263,6 +270,13 @@ sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
     if (self->loop)
         sf_loop_reader (self->loop, self->router, s_handle_router, self);
     return 0;
+}
+
+void
+sim_handoff_set_ring_keys (sim_handoff_t *self, const sim_grant_key_t *keys,
+                           size_t count)
+{
+    sim_grant_keys_set (&self->grant_keys, keys, count);
 }
 
 void
@@ -456,9 +470,17 @@ s_build (sim_handoff_t *self, s_copy_t *copy, uint32_t number, bool first)
         sim_entity_t *entity = sim_store_get (self->store, copy->paths [index]);
         if (!entity || !entity->authority)
             continue;
-        handoff_msg_entity_t item = {entity->path,  entity->path_size,
-                                     entity->epoch, entity->seq,
-                                     entity->state, entity->state_size};
+        //  Every entity carries its grant (handoff.md section 3); one
+        //  without, once the ring signs grants, is refused there.
+        bool has_grant = entity->grant && entity->grant_epoch == entity->epoch;
+        handoff_msg_entity_t item = {entity->path,
+                                     entity->path_size,
+                                     entity->epoch,
+                                     entity->seq,
+                                     entity->state,
+                                     entity->state_size,
+                                     has_grant ? entity->grant : NULL,
+                                     has_grant ? entity->grant_size : 0};
         if (handoff_msg_chunk_put (self->frame, S_CHUNK_SIZE, &used, &item))
             break;
         count++;
@@ -779,6 +801,37 @@ sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
 //  --------------------------------------------------------------------------
 //  Receiving
 
+//  Check the grant of the CHUNK entity ITEM from a sender with SENDER's
+//  keys; kept if it passes, counted if not.
+static void
+s_check_grant (sim_handoff_t *self, const handoff_msg_entity_t *item,
+               const sim_store_sender_t *sender, uint64_t now_ms)
+{
+    switch (sim_grant_check (&self->grant_keys, self->store, item->path,
+                             item->path_size, item->epoch, item->grant,
+                             item->grant_size, sender, now_ms)) {
+        case SIM_GRANT_PROVEN:
+            self->counters.copy_grants_proven++;
+            break;
+        case SIM_GRANT_BAD_SIGNATURE:
+            self->counters.copy_grant_bad_signature++;
+            break;
+        case SIM_GRANT_RETIRED_KEY:
+            self->counters.copy_grant_retired_key++;
+            break;
+        case SIM_GRANT_WRONG_SENDER:
+            self->counters.copy_grant_wrong_sender++;
+            break;
+        case SIM_GRANT_STALE:
+            self->counters.copy_grant_stale++;
+            break;
+        case SIM_GRANT_KEPT:
+        case SIM_GRANT_OURS:
+        case SIM_GRANT_NO_MEMORY:
+            break;  //  the entity's offer decides
+    }
+}
+
 //  Apply a CHUNK from PEER in order; returns the highest chunk applied.
 static uint32_t
 s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
@@ -801,18 +854,29 @@ s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
     size_t offset = 0;
     handoff_msg_entity_t item;
     uint64_t wall = sf_time_wall_ms ();
+    //  The sender's key on this channel is what its grants must name
+    //  (handoff.md section 4).
+    uint8_t sender_key [32];
+    sim_store_sender_t sender = {
+        {sender_key, NULL}, zmq_z85_decode (sender_key, peer->key) ? 1 : 0};
+    const sim_store_sender_t *proof =
+        self->grant_keys.enforced ? &sender : NULL;
     while (handoff_msg_next (msg, &offset, &item)) {
+        if (item.grant && proof)
+            s_check_grant (self, &item, proof, wall);
         sim_entity_t *entity = NULL;
-        if (sim_store_offer (
-                self->store, item.path, item.path_size,
-                sim_store_hash (self->store, item.path, item.path_size),
-                item.epoch, item.seq, item.state, item.state_size, peer->name,
-                wall, &entity)
-            == SIM_STORE_APPLIED) {
+        sim_store_offer_t offered = sim_store_offer (
+            self->store, item.path, item.path_size,
+            sim_store_hash (self->store, item.path, item.path_size), item.epoch,
+            item.seq, item.state, item.state_size, peer->name, proof, wall,
+            &entity);
+        if (offered == SIM_STORE_APPLIED) {
             self->counters.copy_entities_received++;
             if (self->listener)
                 self->listener (self->listener_arg, entity);
         }
+        else if (offered == SIM_STORE_UNPROVEN)
+            self->counters.copy_update_unproven++;
     }
     self->counters.chunks_received++;
     receiving->expected++;

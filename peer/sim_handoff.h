@@ -12,6 +12,7 @@
 #include "common/sf_error.h"
 #include "common/sf_loop.h"
 #include "common/sf_trace.h"
+#include "peer/sim_grant.h"
 #include "peer/sim_store.h"
 #include "protocol/handoff_msg.h"
 
@@ -59,6 +60,13 @@ int sim_handoff_attach (sim_handoff_t *self, sf_loop_t *loop);
 //  Call FN with ARG when a copy changes a replica here.
 void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
                                void *arg);
+
+//  The ring's signing keys are the COUNT at KEYS (copied), as for
+//  sim_stream_set_ring_keys: once any was set, a copied entity becomes a
+//  replica only with a grant proven for exactly its (path, epoch) naming
+//  the sender's key on this channel (handoff.md section 4).
+void sim_handoff_set_ring_keys (sim_handoff_t *self,
+                                const sim_grant_key_t *keys, size_t count);
 
 //  Decide on HANDOFFs with FN and ARG (without one, every HANDOFF is
 //  refused: authority moves only when the ring grants it).

@@ -2,6 +2,7 @@
 
 #include "peer/sim_store.h"
 #include "common/sf_name.h"
+#include "protocol/grant_msg.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -37,6 +38,7 @@ s_entity_destroy (sim_entity_t **self_p)
     if (*self_p) {
         sim_entity_t *self = *self_p;
         free (self->state);
+        free (self->grant);
         free (self->path);
         free (self);
         *self_p = NULL;
@@ -300,19 +302,35 @@ sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
     return 0;
 }
 
+//  True if ENTITY keeps a grant for EPOCH naming one of SENDER's keys.
+static bool
+s_proven (const sim_entity_t *entity, uint64_t epoch,
+          const sim_store_sender_t *sender)
+{
+    if (!entity || entity->grant_epoch != epoch)
+        return false;
+    for (size_t at = 0; at < sender->count; at++)
+        if (memcmp (entity->grant_key, sender->keys [at], 32) == 0)
+            return true;
+    return false;
+}
+
 sim_store_offer_t
 sim_store_offer (sim_store_t *self, const char *path, size_t size,
                  uint64_t hash, uint64_t epoch, uint64_t seq,
                  const uint8_t *state, size_t state_size, const char *source,
-                 uint64_t now_ms, sim_entity_t **entity_p)
+                 const sim_store_sender_t *sender, uint64_t now_ms,
+                 sim_entity_t **entity_p)
 {
     sim_entity_t *entity = s_probe (self, path, size, hash)->entity;
+    if (entity && entity->authority)
+        return SIM_STORE_CONFLICT;  //  ours: no one else sets it here
+    if (entity && epoch < entity->epoch)
+        return SIM_STORE_STALE_EPOCH;
+    if (sender && !s_proven (entity, epoch, sender))
+        return SIM_STORE_UNPROVEN;
     bool same_source = false;  //  a new replica has no source yet
     if (entity) {
-        if (entity->authority)
-            return SIM_STORE_CONFLICT;  //  ours: no one else sets it here
-        if (epoch < entity->epoch)
-            return SIM_STORE_STALE_EPOCH;
         same_source = strcmp (entity->source, source) == 0;
         if (epoch == entity->epoch && entity->seq && !same_source)
             return SIM_STORE_CONFLICT;  //  two authorities cannot share an epoch
@@ -327,6 +345,58 @@ sim_store_offer (sim_store_t *self, const char *path, size_t size,
         snprintf (entity->source, sizeof entity->source, "%s", source);
     *entity_p = entity;
     return SIM_STORE_APPLIED;
+}
+
+bool
+sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
+                      const uint8_t *key, const uint8_t *signature)
+{
+    return entity && entity->grant_epoch == epoch
+           && memcmp (entity->grant_key, key, 32) == 0
+           && memcmp (entity->grant_signature, signature, 64) == 0;
+}
+
+sim_store_offer_t
+sim_store_keep_grant (sim_store_t *self, const char *path, size_t size,
+                      uint64_t hash, uint64_t epoch, const uint8_t *key,
+                      const uint8_t *signature, sim_entity_t **entity_p)
+{
+    sim_entity_t *entity = s_probe (self, path, size, hash)->entity;
+    if (entity && entity->authority)
+        return SIM_STORE_CONFLICT;
+    if (entity && (epoch < entity->epoch || epoch < entity->grant_epoch))
+        return SIM_STORE_STALE_EPOCH;
+    //  A replica proven but not yet set: epoch 0 and seq 0 until its first
+    //  update, so that update is newer whatever its epoch.
+    if (!entity && !(entity = sim_store_create (self, path, size, 0, 0, false)))
+        return SIM_STORE_NO_MEMORY;
+    entity->grant_epoch = epoch;
+    memcpy (entity->grant_key, key, 32);
+    memcpy (entity->grant_signature, signature, 64);
+    *entity_p = entity;
+    return SIM_STORE_APPLIED;
+}
+
+int
+sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
+                     const uint8_t *grant, size_t size)
+{
+    (void) self;
+    grant_msg_t decoded = {0};
+    if (grant
+        && (grant_msg_decode (&decoded, grant, size)
+            || strcmp (decoded.path, entity->path) != 0))
+        return -1;
+    uint8_t *copy = NULL;
+    if (grant && !(copy = (uint8_t *) malloc (size)))
+        return -1;
+    if (copy)
+        memcpy (copy, grant, size);
+    free (entity->grant);
+    entity->grant = copy;
+    entity->grant_size = copy ? size : 0;
+    entity->grant_epoch = decoded.epoch;
+    return 0;
 }
 
 int
@@ -430,7 +500,31 @@ s_offer (sim_store_t *store, const char *path, uint64_t epoch, uint64_t seq,
     size_t size = strlen (path);
     return sim_store_offer (store, path, size,
                             sim_store_hash (store, path, size), epoch, seq,
-                            (const uint8_t *) "s", 1, source, 1, replica);
+                            (const uint8_t *) "s", 1, source, NULL, 1, replica);
+}
+
+//  Offer a one-byte state for PATH from SOURCE holding KEY (and FORMER).
+static sim_store_offer_t
+s_offer_keyed (sim_store_t *store, const char *path, uint64_t epoch,
+               uint64_t seq, const char *source, const uint8_t *key,
+               const uint8_t *former, sim_entity_t **replica)
+{
+    size_t size = strlen (path);
+    sim_store_sender_t sender = {{key, former}, former ? 2 : 1};
+    return sim_store_offer (
+        store, path, size, sim_store_hash (store, path, size), epoch, seq,
+        (const uint8_t *) "s", 1, source, &sender, 1, replica);
+}
+
+//  Keep the grant of EPOCH naming KEY with SIGNATURE for PATH.
+static sim_store_offer_t
+s_keep (sim_store_t *store, const char *path, uint64_t epoch,
+        const uint8_t *key, const uint8_t *signature, sim_entity_t **replica)
+{
+    size_t size = strlen (path);
+    return sim_store_keep_grant (store, path, size,
+                                 sim_store_hash (store, path, size), epoch, key,
+                                 signature, replica);
 }
 
 int
@@ -524,6 +618,80 @@ sim_store_test (bool verbose)
     //  Ours: never set from outside.
     offered = s_offer (store, "/mine", 9, 1, "simB", &replica);
     assert (offered == SIM_STORE_CONFLICT);
+
+    //  Grants (grants.md section 4): an update applies only with a kept
+    //  grant for exactly its epoch naming the sender's key.
+    uint8_t key_a [32], key_b [32], signature [64], other [64];
+    memset (key_a, 0xaa, sizeof key_a);
+    memset (key_b, 0xbb, sizeof key_b);
+    memset (signature, 0x51, sizeof signature);
+    memset (other, 0x52, sizeof other);
+    offered = s_offer_keyed (store, "/g", 5, 1, "simA", key_a, NULL, &replica);
+    assert (offered == SIM_STORE_UNPROVEN);
+    assert (!sim_store_get (store, "/g"));  //  nothing kept for it
+    offered = s_keep (store, "/g", 5, key_a, signature, &replica);
+    assert (offered == SIM_STORE_APPLIED);
+    assert (replica->grant_epoch == 5 && replica->epoch == 0 && !replica->seq);
+    assert (sim_store_grant_kept (replica, 5, key_a, signature));
+    assert (!sim_store_grant_kept (replica, 5, key_a, other));
+    assert (!sim_store_grant_kept (replica, 5, key_b, signature));
+    assert (!sim_store_grant_kept (replica, 6, key_a, signature));
+    assert (!sim_store_grant_kept (NULL, 5, key_a, signature));
+    //  Another sender's key, another epoch: unproven, whatever the epoch
+    offered = s_offer_keyed (store, "/g", 5, 1, "simB", key_b, NULL, &replica);
+    assert (offered == SIM_STORE_UNPROVEN);
+    offered =
+        s_offer_keyed (store, "/g", 1000000, 1, "simA", key_a, NULL, &replica);
+    assert (offered == SIM_STORE_UNPROVEN);
+    offered = s_offer_keyed (store, "/g", 5, 1, "simA", key_a, NULL, &replica);
+    assert (offered == SIM_STORE_APPLIED);
+    assert (replica->epoch == 5 && replica->seq == 1);
+    //  The former key in its grace proves it as well
+    offered = s_offer_keyed (store, "/g", 5, 2, "simA", key_b, key_a, &replica);
+    assert (offered == SIM_STORE_APPLIED);
+    assert (replica->seq == 2);
+    //  Older grants and updates are stale; a newer grant replaces the kept
+    offered = s_keep (store, "/g", 4, key_b, other, &replica);
+    assert (offered == SIM_STORE_STALE_EPOCH);
+    offered = s_offer_keyed (store, "/g", 4, 9, "simA", key_a, NULL, &replica);
+    assert (offered == SIM_STORE_STALE_EPOCH);
+    offered = s_keep (store, "/g", 7, key_b, other, &replica);
+    assert (offered == SIM_STORE_APPLIED);
+    assert (replica->grant_epoch == 7 && replica->epoch == 5);
+    offered = s_offer_keyed (store, "/g", 5, 3, "simA", key_a, NULL, &replica);
+    assert (offered == SIM_STORE_UNPROVEN);  //  fenced by the newer grant
+    offered = s_keep (store, "/g", 6, key_a, signature, &replica);
+    assert (offered == SIM_STORE_STALE_EPOCH);
+    offered = s_offer_keyed (store, "/g", 7, 1, "simB", key_b, NULL, &replica);
+    assert (offered == SIM_STORE_APPLIED);
+    assert (replica->epoch == 7 && strcmp (replica->source, "simB") == 0);
+    //  Ours keeps no replica grant, and keeps its own grant's bytes
+    offered = s_keep (store, "/mine", 9, key_b, other, &replica);
+    assert (offered == SIM_STORE_CONFLICT);
+    entity = sim_store_get (store, "/mine");
+    assert (!entity->grant && entity->grant_size == 0);
+    grant_msg_t own = {.path = "/mine", .epoch = 4, .sim = "simA", .key_id = 1};
+    uint8_t bytes [GRANT_MSG_MAX_SIZE];
+    size_t size = grant_msg_encode (&own, bytes, sizeof bytes);
+    assert (size > 0);
+    rc = sim_store_set_grant (store, entity, bytes, size);
+    assert (rc == 0);
+    assert (entity->grant_size == size && entity->grant_epoch == 4);
+    assert (memcmp (entity->grant, bytes, size) == 0);
+    rc = sim_store_set_grant (store, entity, bytes, size - 1);
+    assert (rc == -1);  //  does not decode
+    snprintf (own.path, sizeof own.path, "/r");
+    size_t other_size = grant_msg_encode (&own, bytes, sizeof bytes);
+    rc = sim_store_set_grant (store, entity, bytes, other_size);
+    assert (rc == -1);  //  another entity's
+    assert (entity->grant_size == size && entity->grant_epoch == 4);
+    rc = sim_store_set_grant (store, entity, NULL, 0);
+    assert (rc == 0);
+    assert (!entity->grant && entity->grant_size == 0 && !entity->grant_epoch);
+    snprintf (own.path, sizeof own.path, "/mine");
+    size = grant_msg_encode (&own, bytes, sizeof bytes);
+    rc = sim_store_set_grant (store, entity, bytes, size);
+    assert (rc == 0);  //  freed with the store
     sim_store_destroy (&store);
     assert (!store);
 

@@ -33,6 +33,16 @@ typedef struct {
     uint64_t saved_seq;    //  this epoch and seq (sim_saver), 0: none
     uint32_t slot;         //  dense index, reused after delete
     uint32_t generation;   //  bumped each time the slot is reused
+    //  Replica: the newest grant proven for it (grants.md section 4), so
+    //  updates are checked against it and the same grant is not verified
+    //  again; authority: the epoch of GRANT below. 0: none.
+    uint64_t grant_epoch;
+    uint8_t grant_key [32];        //  the authority's key it names
+    uint8_t grant_signature [64];  //  its signature
+    //  Authority: our own grant of the current epoch, sent before our
+    //  updates (grants.md section 5). NULL: none yet.
+    uint8_t *grant;
+    size_t grant_size;
 } sim_entity_t;
 
 //  A new, empty store. Returns NULL if out of memory or libsodium (its
@@ -84,19 +94,57 @@ typedef enum {
     SIM_STORE_CONFLICT,     //  same epoch from another sim, or ours
     SIM_STORE_SUPERSEDED,   //  same epoch and sim, seq not newer
     SIM_STORE_NO_MEMORY,    //  could not be stored
+    SIM_STORE_UNPROVEN,     //  no grant kept for that epoch naming the sender
 } sim_store_offer_t;
 
+//  The keys a sender may hold (its current key, and its former one during
+//  a key rotation's grace): an update is proven if the replica's grant
+//  names one of them.
+typedef struct {
+    const uint8_t *keys [2];  //  32 bytes each
+    size_t count;             //  0..2
+} sim_store_sender_t;
+
 //  Offer the replica state (EPOCH, SEQ, STATE) of the entity at PATH
-//  (SIZE bytes, a valid path, HASH its sim_store_hash) from sim SOURCE:
-//  applied if its epoch is newer, or if it is the same epoch from the
-//  same sim with a newer seq; an entity this sim is the authority of is
-//  never changed. Creates the replica if there is none. *ENTITY is set to
-//  it when applied.
+//  (SIZE bytes, a valid path, HASH its sim_store_hash) from sim SOURCE
+//  holding the keys SENDER (state-datagram.md section 5): an older epoch
+//  is stale; then, unless SENDER is NULL (grants not checked: the ring's
+//  keys are not known), the replica must keep a grant for exactly EPOCH
+//  naming one of SENDER's keys; then it is applied if its epoch is newer,
+//  or if it is the same epoch from the same sim with a newer seq. An
+//  entity this sim is the authority of is never changed. Creates the
+//  replica if there is none (only when SENDER is NULL: otherwise the
+//  grant made it). *ENTITY is set to it when applied.
 sim_store_offer_t sim_store_offer (sim_store_t *self, const char *path,
                                    size_t size, uint64_t hash, uint64_t epoch,
                                    uint64_t seq, const uint8_t *state,
                                    size_t state_size, const char *source,
+                                   const sim_store_sender_t *sender,
                                    uint64_t now_ms, sim_entity_t **entity);
+
+//  True if the replica ENTITY (may be NULL) keeps exactly the grant of
+//  EPOCH naming KEY with SIGNATURE: then it was verified already.
+bool sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
+                           const uint8_t *key, const uint8_t *signature);
+
+//  Keep the grant of EPOCH naming KEY, with SIGNATURE, that the caller
+//  has verified, for the replica at PATH (SIZE bytes, HASH): replaces an
+//  older grant; a replica without state is made if there is none.
+//  Returns SIM_STORE_APPLIED (*ENTITY set), SIM_STORE_STALE_EPOCH (older
+//  than the replica's epoch or the grant kept), SIM_STORE_CONFLICT (the
+//  entity is ours), or SIM_STORE_NO_MEMORY.
+sim_store_offer_t sim_store_keep_grant (sim_store_t *self, const char *path,
+                                        size_t size, uint64_t hash,
+                                        uint64_t epoch, const uint8_t *key,
+                                        const uint8_t *signature,
+                                        sim_entity_t **entity);
+
+//  Set the grant of our own ENTITY to the SIZE bytes at GRANT (copied;
+//  NULL: none), and grant_epoch to its epoch: it is sent while that is
+//  the entity's epoch. Returns 0, or -1 if the grant does not decode, is
+//  for another path, or memory ran out (then ENTITY is unchanged).
+int sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
+                         const uint8_t *grant, size_t size);
 
 //  Delete the entity at PATH. Returns 0, or -1 if there is none.
 int sim_store_delete (sim_store_t *self, const char *path);

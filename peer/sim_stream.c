@@ -5,9 +5,11 @@
 #include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "peer/sim_credit.h"
+#include "peer/sim_grant.h"
 #include "peer/sim_udp.h"
 #include "peer/sim_seal.h"
 #include "peer/sim_window.h"
+#include "protocol/grant_msg.h"
 #include "protocol/state_msg.h"
 
 //  Refresh an ACK this often to a sender heard from recently, so a sender
@@ -78,7 +80,14 @@ typedef struct {
     X (update_stale_epoch)   \
     X (update_conflict)      \
     X (update_superseded)    \
-    X (update_unwatched)
+    X (update_unwatched)     \
+    X (update_unproven)      \
+    X (grants_sent)          \
+    X (grants_proven)        \
+    X (grant_bad_signature)  \
+    X (grant_retired_key)    \
+    X (grant_wrong_sender)   \
+    X (grant_stale)
 // clang-format on
 
 #define S_FIELD(name) uint64_t name;
@@ -122,6 +131,7 @@ struct _sim_stream_t {
     uint8_t *buffer;              //  scratch: one datagram
     sim_stream_fn *listener;      //  replica changes go here
     void *listener_arg;
+    sim_grant_keys_t grant_keys;  //  the ring's keys, to check grants
     s_counters_t counters;
 };
 
@@ -286,6 +296,13 @@ sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg)
 {
     self->listener = fn;
     self->listener_arg = arg;
+}
+
+void
+sim_stream_set_ring_keys (sim_stream_t *self, const sim_grant_key_t *keys,
+                          size_t count)
+{
+    sim_grant_keys_set (&self->grant_keys, keys, count);
 }
 
 uint64_t
@@ -469,9 +486,11 @@ sim_stream_changed (sim_stream_t *self, sim_entity_t *entity)
 size_t
 sim_stream_state_limit (sim_stream_t *self, const char *path)
 {
-    //  The update's varints at their widest: epoch and seq 10 bytes each,
-    //  lengths 2 each.
-    size_t fixed = STATE_MSG_OVERHEAD + strlen (path) + 24;
+    //  The update's type and varints at their widest: epoch and seq 10
+    //  bytes each, lengths 2 each; and room for the grant before it
+    //  (its record type, the path again and the longest sim name).
+    size_t fixed = STATE_MSG_OVERHEAD + STATE_MSG_UPDATE_EXTRA + strlen (path)
+                   + 1 + GRANT_MSG_FIXED + strlen (path) + GRANT_MSG_MAX_SIM;
     return self->datagram_size > fixed ? self->datagram_size - fixed : 0;
 }
 
@@ -553,11 +572,42 @@ s_watched (sim_stream_t *self, const char *path, size_t size)
     return false;
 }
 
+//  Check the grant before UPDATE from a sender with SENDER's keys, keep it
+//  if it passes, count it if not.
+static void
+s_check_grant (sim_stream_t *self, const state_msg_update_t *update,
+               const sim_store_sender_t *sender, uint64_t now_ms)
+{
+    switch (sim_grant_check (&self->grant_keys, self->store, update->path,
+                             update->path_size, update->epoch, update->grant,
+                             update->grant_size, sender, now_ms)) {
+        case SIM_GRANT_PROVEN:
+            self->counters.grants_proven++;
+            break;
+        case SIM_GRANT_BAD_SIGNATURE:
+            self->counters.grant_bad_signature++;
+            break;
+        case SIM_GRANT_RETIRED_KEY:
+            self->counters.grant_retired_key++;
+            break;
+        case SIM_GRANT_WRONG_SENDER:
+            self->counters.grant_wrong_sender++;
+            break;
+        case SIM_GRANT_STALE:
+            self->counters.grant_stale++;
+            break;
+        case SIM_GRANT_KEPT:
+        case SIM_GRANT_OURS:
+        case SIM_GRANT_NO_MEMORY:
+            break;  //  the update decides
+    }
+}
+
 //  Apply the COUNT updates decoded from a verified STATE body from PEER
 //  (section 5). Every path is hashed and its lookup prefetched before the
 //  first is applied: the lookups' cache misses then overlap.
 static void
-s_apply (sim_stream_t *self, s_peer_t *peer, size_t count)
+s_apply (sim_stream_t *self, s_peer_t *peer, size_t count, uint64_t now_us)
 {
     for (size_t at = 0; at < count; at++) {
         const state_msg_update_t *update = &self->updates [at];
@@ -566,17 +616,27 @@ s_apply (sim_stream_t *self, s_peer_t *peer, size_t count)
         sim_store_prefetch (self->store, self->hashes [at]);
     }
     uint64_t now_ms = sf_time_wall_ms ();
+    //  The keys this peer may send from: a grant must name one of them
+    //  (grants.md section 4). Until the ring's keys are known, none is
+    //  asked for.
+    sim_store_sender_t sender = {{peer->key, NULL}, 1};
+    if (peer->former_until_us > now_us)
+        sender.keys [sender.count++] = peer->former.key;
+    const sim_store_sender_t *proof =
+        self->grant_keys.enforced ? &sender : NULL;
     for (size_t at = 0; at < count; at++) {
         const state_msg_update_t *update = &self->updates [at];
         if (!s_watched (self, update->path, update->path_size)) {
             self->counters.update_unwatched++;
             continue;
         }
+        if (update->grant && proof)
+            s_check_grant (self, update, &sender, now_ms);
         sim_entity_t *entity = NULL;
         switch (sim_store_offer (self->store, update->path, update->path_size,
                                  self->hashes [at], update->epoch, update->seq,
                                  update->state, update->state_size, peer->name,
-                                 now_ms, &entity)) {
+                                 proof, now_ms, &entity)) {
             case SIM_STORE_APPLIED:
                 self->counters.updates_applied++;
                 if (self->listener)
@@ -590,6 +650,9 @@ s_apply (sim_stream_t *self, s_peer_t *peer, size_t count)
                 break;
             case SIM_STORE_SUPERSEDED:
                 self->counters.update_superseded++;
+                break;
+            case SIM_STORE_UNPROVEN:
+                self->counters.update_unproven++;
                 break;
             case SIM_STORE_NO_MEMORY:
                 break;  //  it stays due at the sender
@@ -702,7 +765,7 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         //  The old key's last words: applied, not acknowledged (its
         //  sender has moved to a new session and credit).
         if (header.kind == STATE_MSG_STATE)
-            s_apply (self, peer, (size_t) count);
+            s_apply (self, peer, (size_t) count, now_us);
         return;
     }
     peer->heard_us = now_us;
@@ -718,7 +781,7 @@ s_receive_one (sim_stream_t *self, const uint8_t *data, size_t size,
         }
         return;
     }
-    s_apply (self, peer, (size_t) count);
+    s_apply (self, peer, (size_t) count, now_us);
     //  Credit comes back sooner than after a whole drained batch.
     if (++peer->unacked >= S_ACK_EVERY && peer->unacked >= peer->granted / 4)
         s_send_ack (self, peer, now_us);
@@ -851,15 +914,30 @@ s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
         sim_entity_t *entity = sim_store_slot (self->store, slot, generation);
         if (!entity || !entity->authority)
             continue;  //  deleted, or no longer ours
-        state_msg_update_t update = {entity->path,  entity->path_size,
-                                     entity->epoch, entity->seq,
-                                     entity->state, entity->state_size};
+        //  Our grant of this epoch goes first until the peer acknowledged
+        //  it (grants.md section 5). Without one, once the ring signs
+        //  grants, the entity waits for it (sim_stream_changed then).
+        bool has_grant = entity->grant && entity->grant_epoch == entity->epoch;
+        if (!has_grant && self->grant_keys.enforced)
+            continue;
+        bool with_grant = has_grant
+                          && sim_credit_grant_due (peer->credit, slot,
+                                                   generation, entity->epoch);
+        state_msg_update_t update = {entity->path,
+                                     entity->path_size,
+                                     entity->epoch,
+                                     entity->seq,
+                                     entity->state,
+                                     entity->state_size,
+                                     with_grant ? entity->grant : NULL,
+                                     with_grant ? entity->grant_size : 0};
         if (state_msg_update_put (&update, body, capacity, &used)) {
             sim_credit_untake (peer->credit, slot, generation);
             break;
         }
-        self->items [count++] =
-            (sim_credit_item_t){slot, generation, entity->epoch, entity->seq};
+        self->counters.grants_sent += with_grant;
+        self->items [count++] = (sim_credit_item_t){
+            slot, generation, entity->epoch, entity->seq, with_grant};
     }
     if (count == 0)
         return false;

@@ -14,6 +14,7 @@
 
 #include "common/sf_error.h"
 #include "common/sf_trace.h"
+#include "peer/sim_grant.h"
 #include "peer/sim_store.h"
 
 #include <czmq.h>
@@ -65,6 +66,15 @@ int sim_stream_fd (sim_stream_t *self);
 
 //  Call FN with ARG whenever a replica changes.
 void sim_stream_set_listener (sim_stream_t *self, sim_stream_fn *fn, void *arg);
+
+//  The ring's signing keys are the COUNT at KEYS (copied), as the ring
+//  lists them (sim.list's ring_keys, sim_grant_keys_from_json). Once any
+//  key was set, an update applies only with a grant proven for exactly
+//  its (path, epoch) naming its sender (state-datagram.md section 5), and
+//  an authoritative entity is sent only with its own grant (sim_store_
+//  set_grant, then sim_stream_changed); before, neither is asked for.
+void sim_stream_set_ring_keys (sim_stream_t *self, const sim_grant_key_t *keys,
+                               size_t count);
 
 //  Start sending, in SESSION (state-datagram.md section 4).
 void sim_stream_start (sim_stream_t *self, uint64_t session);

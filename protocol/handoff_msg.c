@@ -2,6 +2,7 @@
 
 #include "protocol/handoff_msg.h"
 #include "common/sf_name.h"
+#include "protocol/grant_msg.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -89,6 +90,33 @@ s_get_entity (const uint8_t *data, size_t size, size_t *at,
     return 0;
 }
 
+//  Read the grant after a CHUNK entity at DATA[*AT..SIZE) into ENTITY:
+//  none, or one that decodes and is for the entity's path and epoch.
+//  Returns 0 or -1.
+static int
+s_get_grant (const uint8_t *data, size_t size, size_t *at,
+             handoff_msg_entity_t *entity)
+{
+    if (size - *at < 2)
+        return -1;
+    size_t length = (size_t) s_get (data + *at, 2);
+    *at += 2;
+    if (length > size - *at)
+        return -1;
+    entity->grant = length ? data + *at : NULL;
+    entity->grant_size = length;
+    *at += length;
+    if (length == 0)
+        return 0;
+    grant_msg_t grant;
+    if (grant_msg_decode (&grant, entity->grant, length)
+        || grant.epoch != entity->epoch
+        || strlen (grant.path) != entity->path_size
+        || memcmp (grant.path, entity->path, entity->path_size) != 0)
+        return -1;
+    return 0;
+}
+
 int
 handoff_msg_decode (handoff_msg_t *self, const uint8_t *frame, size_t size)
 {
@@ -133,7 +161,8 @@ handoff_msg_decode (handoff_msg_t *self, const uint8_t *frame, size_t size)
             //  Check every entity now, so applying never meets a bad one.
             handoff_msg_entity_t entity;
             for (uint16_t index = 0; index < self->count; index++)
-                if (s_get_entity (frame, size, &at, &entity))
+                if (s_get_entity (frame, size, &at, &entity)
+                    || s_get_grant (frame, size, &at, &entity))
                     return -1;
             break;
         }
@@ -161,6 +190,8 @@ handoff_msg_next (const handoff_msg_t *self, size_t *offset,
         return false;
     //  Checked whole by handoff_msg_decode: cannot fail here.
     int rc = s_get_entity (self->entries, self->entries_size, offset, entity);
+    assert (rc == 0);
+    rc = s_get_grant (self->entries, self->entries_size, offset, entity);
     assert (rc == 0);
     return true;
 }
@@ -198,10 +229,14 @@ int
 handoff_msg_chunk_put (uint8_t *out, size_t capacity, size_t *used,
                        const handoff_msg_entity_t *entity)
 {
-    size_t size = handoff_msg_entity_size (entity);
-    if (*used > capacity || size > capacity - *used)
+    size_t grant_size = entity->grant ? entity->grant_size : 0;
+    size_t size = handoff_msg_entity_size (entity) + 2 + grant_size;
+    if (*used > capacity || size > capacity - *used || grant_size > 65535)
         return -1;
-    s_put_entity (out + *used, entity);
+    uint8_t *at = s_put_entity (out + *used, entity);
+    s_put (at, grant_size, 2);
+    if (grant_size)
+        memcpy (at + 2, entity->grant, grant_size);
     *used += size;
     return 0;
 }
@@ -239,7 +274,7 @@ handoff_msg_test (bool verbose)
 
     //  HANDOFF round trip; every truncation and any extra byte refused
     handoff_msg_entity_t entity = {
-        "/world/a", 8, 3, 17, (const uint8_t *) "final", 5};
+        "/world/a", 8, 3, 17, (const uint8_t *) "final", 5, NULL, 0};
     size_t size = handoff_msg_encode_handoff (frame, sizeof frame, 9, &entity);
     assert (size == 12 + 2 + 8 + 20 + 5);
     rc = handoff_msg_decode (&msg, frame, size);
@@ -276,7 +311,8 @@ handoff_msg_test (bool verbose)
     while (true) {
         snprintf (path, sizeof path, "/world/e%u", count);
         handoff_msg_entity_t item = {
-            path, strlen (path), 1, count + 1u, (const uint8_t *) "state", 5};
+            path, strlen (path), 1, count + 1u, (const uint8_t *) "state",
+            5,    NULL,          0};
         if (handoff_msg_chunk_put (frame, 1000, &used, &item))
             break;
         count++;
@@ -308,6 +344,68 @@ handoff_msg_test (bool verbose)
     handoff_msg_chunk_finish (frame, used, 9, 0, true, count);
     rc = handoff_msg_decode (&msg, frame, size);
     assert (rc == -1);  //  chunk 0
+
+    //  CHUNK entities with grants: for their own path and epoch only
+    grant_msg_t grant = {.path = "/world/g",
+                         .epoch = 4,
+                         .sim = "sim1",
+                         .transfer = 2,
+                         .key_id = 1};
+    uint8_t grant_bytes [GRANT_MSG_MAX_SIZE];
+    size_t grant_size =
+        grant_msg_encode (&grant, grant_bytes, sizeof grant_bytes);
+    assert (grant_size > 0);
+    handoff_msg_entity_t granted = {"/world/g", 8, 4,           1,
+                                    NULL,       0, grant_bytes, grant_size};
+    used = HANDOFF_MSG_CHUNK_HEADER;
+    rc = handoff_msg_chunk_put (frame, sizeof frame, &used, &granted);
+    assert (rc == 0);
+    size_t first = used;
+    handoff_msg_entity_t bare = {"/world/h", 8, 1, 1, NULL, 0, NULL, 0};
+    rc = handoff_msg_chunk_put (frame, sizeof frame, &used, &bare);
+    assert (rc == 0);
+    size = handoff_msg_chunk_finish (frame, used, 9, 2, false, 2);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
+    offset = 0;
+    bool next = handoff_msg_next (&msg, &offset, &item);
+    assert (next && item.grant_size == grant_size && item.epoch == 4);
+    assert (memcmp (item.grant, grant_bytes, grant_size) == 0);
+    next = handoff_msg_next (&msg, &offset, &item);
+    assert (next && !item.grant && item.grant_size == 0);
+    next = handoff_msg_next (&msg, &offset, &item);
+    assert (!next);
+    for (size_t cut = 0; cut < size; cut++) {
+        rc = handoff_msg_decode (&msg, frame, cut);
+        assert (rc == -1);
+    }
+    //  The grant of another epoch, of another path, or one that does not
+    //  decode makes the chunk malformed
+    granted.epoch = 5;
+    used = HANDOFF_MSG_CHUNK_HEADER;
+    rc = handoff_msg_chunk_put (frame, sizeof frame, &used, &granted);
+    assert (rc == 0 && used == first);
+    size = handoff_msg_chunk_finish (frame, used, 9, 2, false, 1);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);
+    granted.epoch = 4;
+    granted.path = "/world/f";
+    used = HANDOFF_MSG_CHUNK_HEADER;
+    rc = handoff_msg_chunk_put (frame, sizeof frame, &used, &granted);
+    assert (rc == 0);
+    size = handoff_msg_chunk_finish (frame, used, 9, 2, false, 1);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);
+    granted.path = "/world/g";
+    used = HANDOFF_MSG_CHUNK_HEADER;
+    rc = handoff_msg_chunk_put (frame, sizeof frame, &used, &granted);
+    assert (rc == 0);
+    size = handoff_msg_chunk_finish (frame, used, 9, 2, false, 1);
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == 0);
+    frame [size - grant_size] = 'X';  //  its magic
+    rc = handoff_msg_decode (&msg, frame, size);
+    assert (rc == -1);
 
     //  CHUNK_ACK
     size = handoff_msg_encode_chunk_ack (frame, 9, 4, 8, HANDOFF_MSG_OK);

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HANDOFF_MSG_VERSION 1
+#define HANDOFF_MSG_VERSION 2
 #define HANDOFF_MSG_MAX_SIZE 1048576  //  one frame
 #define HANDOFF_MSG_MAX_STATE 65536   //  one entity's state
 #define HANDOFF_MSG_MAX_COUNT 4096    //  entities per chunk
@@ -39,6 +39,10 @@ typedef struct {
     uint64_t seq;
     const uint8_t *state;  //  NULL when STATE_SIZE is 0
     size_t state_size;
+    //  CHUNK entities only: the ring's grant of this path at this epoch
+    //  (grants.md section 3; decoded and matched, not verified), or NULL.
+    const uint8_t *grant;
+    size_t grant_size;
 } handoff_msg_entity_t;
 
 //  A decoded frame; which members are set depends on TYPE.
@@ -63,7 +67,7 @@ int handoff_msg_decode (handoff_msg_t *self, const uint8_t *frame, size_t size);
 bool handoff_msg_next (const handoff_msg_t *self, size_t *offset,
                        handoff_msg_entity_t *entity);
 
-//  Bytes ENTITY takes in a frame.
+//  Bytes ENTITY takes in a HANDOFF (without its grant).
 size_t handoff_msg_entity_size (const handoff_msg_entity_t *entity);
 
 //  Encode a HANDOFF into OUT (CAPACITY bytes). Returns its size, or 0 if
@@ -78,8 +82,9 @@ size_t handoff_msg_encode_handoff_ack (uint8_t *out, size_t capacity,
                                        uint8_t status, const char *path,
                                        size_t path_size);
 
-//  Append ENTITY to a CHUNK being built in OUT: *USED starts at
-//  HANDOFF_MSG_CHUNK_HEADER. Returns 0, or -1 if it does not fit.
+//  Append ENTITY, with its grant (NULL: none), to a CHUNK being built in
+//  OUT: *USED starts at HANDOFF_MSG_CHUNK_HEADER. Returns 0, or -1 if it
+//  does not fit.
 int handoff_msg_chunk_put (uint8_t *out, size_t capacity, size_t *used,
                            const handoff_msg_entity_t *entity);
 

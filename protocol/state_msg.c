@@ -2,6 +2,7 @@
 
 #include "protocol/state_msg.h"
 #include "common/sf_name.h"
+#include "protocol/grant_msg.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -118,7 +119,7 @@ size_t
 state_msg_update_size (size_t path_size, uint64_t epoch, uint64_t seq,
                        size_t state_size)
 {
-    return s_varint_size (path_size) + path_size + s_varint_size (epoch)
+    return 1 + s_varint_size (path_size) + path_size + s_varint_size (epoch)
            + s_varint_size (seq) + s_varint_size (state_size) + state_size;
 }
 
@@ -126,11 +127,19 @@ int
 state_msg_update_put (const state_msg_update_t *update, uint8_t *body,
                       size_t capacity, size_t *used)
 {
-    size_t size = state_msg_update_size (update->path_size, update->epoch,
-                                         update->seq, update->state_size);
+    size_t grant_size = update->grant ? 1 + update->grant_size : 0;
+    size_t size = grant_size
+                  + state_msg_update_size (update->path_size, update->epoch,
+                                           update->seq, update->state_size);
     if (*used > capacity || size > capacity - *used)
         return -1;
     uint8_t *out = body + *used;
+    if (update->grant) {
+        *out++ = STATE_MSG_RECORD_GRANT;
+        memcpy (out, update->grant, update->grant_size);
+        out += update->grant_size;
+    }
+    *out++ = STATE_MSG_RECORD_UPDATE;
     out = s_varint_put (out, update->path_size);
     memcpy (out, update->path, update->path_size);
     out += update->path_size;
@@ -150,6 +159,21 @@ state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
     if (*offset == size)
         return 0;
     size_t at = *offset;
+    update->grant = NULL;
+    update->grant_size = 0;
+    if (body [at] == STATE_MSG_RECORD_GRANT) {
+        at++;
+        size_t grant_size = grant_msg_measure (body + at, size - at);
+        if (grant_size == 0)
+            return -1;
+        update->grant = body + at;
+        update->grant_size = grant_size;
+        at += grant_size;
+        if (at == size)
+            return -1;  //  a grant must precede an update
+    }
+    if (body [at++] != STATE_MSG_RECORD_UPDATE)
+        return -1;
     uint64_t path_size, state_size;
     if (s_varint_get (body, size, &at, &path_size) || path_size == 0
         || path_size > SF_NAME_MAX_PATH || path_size > size - at)
@@ -166,6 +190,16 @@ state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
         return -1;
     update->state = state_size ? body + at : NULL;
     update->state_size = (size_t) state_size;
+    if (update->grant) {
+        //  Strict: the grant decodes, and proves this update's (path,
+        //  epoch), not another's.
+        grant_msg_t grant;
+        if (grant_msg_decode (&grant, update->grant, update->grant_size)
+            || grant.epoch != update->epoch
+            || strlen (grant.path) != update->path_size
+            || memcmp (grant.path, update->path, update->path_size) != 0)
+            return -1;
+    }
     *offset = at + (size_t) state_size;
     return 1;
 }
@@ -259,7 +293,10 @@ state_msg_test (bool verbose)
     assert (rc == 0);
     rc = state_msg_header_decode (&decoded, datagram, STATE_MSG_MAX_SIZE + 1);
     assert (rc == -1);
-    datagram [2] = 2;  //  unknown version
+    datagram [2] = 1;  //  draft 1, whose bodies had no record types
+    rc = state_msg_header_decode (&decoded, datagram, 100);
+    assert (rc == -1);
+    datagram [2] = 3;  //  unknown version
     rc = state_msg_header_decode (&decoded, datagram, 100);
     assert (rc == -1);
     datagram [2] = STATE_MSG_VERSION;
@@ -356,10 +393,10 @@ state_msg_test (bool verbose)
     assert (rc == 0);
     rc = s_decodes (small, used);
     assert (rc == -1);
-    const uint8_t long_form [] = {0x82, 0x00, '/', 'a', 1, 1, 0};
+    const uint8_t long_form [] = {0x01, 0x82, 0x00, '/', 'a', 1, 1, 0};
     rc = s_decodes (long_form, sizeof long_form);
     assert (rc == -1);
-    const uint8_t short_form [] = {0x02, '/', 'a', 1, 1, 0};
+    const uint8_t short_form [] = {0x01, 0x02, '/', 'a', 1, 1, 0};
     rc = s_decodes (short_form, sizeof short_form);
     assert (rc == 1);
     //  The smallest updates fill a largest body: STATE_MSG_MAX_UPDATES
@@ -371,16 +408,103 @@ state_msg_test (bool verbose)
     }
     rc = s_decodes (full, filled);
     assert (rc == STATE_MSG_MAX_UPDATES);
-    const uint8_t huge [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
-                             0xff, 0xff, 0xff, 0xff, 0x02, 1,    0};
+    const uint8_t huge [] = {0x01, 0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff,
+                             0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 1,    0};
     rc = s_decodes (huge, sizeof huge);
     assert (rc == -1);
-    const uint8_t max [] = {0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff, 0xff,
-                            0xff, 0xff, 0xff, 0xff, 0x01, 1,    0};
+    const uint8_t max [] = {0x01, 0x02, '/',  'a',  0xff, 0xff, 0xff, 0xff,
+                            0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1,    0};
     offset = 0;
     rc = state_msg_update_next (max, sizeof max, &offset, &update);
     assert (rc == 1);
     assert (update.epoch == UINT64_MAX);
+    uint8_t unknown [sizeof short_form];
+    memcpy (unknown, short_form, sizeof short_form);
+    for (unsigned type = 0; type < 256; type++) {
+        unknown [0] = (uint8_t) type;
+        rc = s_decodes (unknown, sizeof unknown);
+        assert ((rc == 1) == (type == STATE_MSG_RECORD_UPDATE));
+    }
+
+    //  Grant records: round trip, before their update only
+    grant_msg_t grant = {.path = "/world/a",
+                         .epoch = 7,
+                         .sim = "sim1",
+                         .transfer = 3,
+                         .key_id = 1};
+    memset (grant.key, 0x11, sizeof grant.key);
+    memset (grant.signature, 0x22, sizeof grant.signature);
+    uint8_t grant_bytes [GRANT_MSG_MAX_SIZE];
+    size_t grant_size =
+        grant_msg_encode (&grant, grant_bytes, sizeof grant_bytes);
+    assert (grant_size == GRANT_MSG_FIXED + 8 + 4);
+    state_msg_update_t granted = {"/world/a", 8, 7,           2,
+                                  state,      4, grant_bytes, grant_size};
+    state_msg_update_t bare = {"/world/b", 8, 9, 1, NULL, 0, NULL, 0};
+    uint8_t two [600];
+    used = 0;
+    rc = state_msg_update_put (&granted, two, sizeof two, &used);
+    assert (rc == 0);
+    size_t first = used;
+    assert (first == 1 + grant_size + state_msg_update_size (8, 7, 2, 4));
+    assert (two [0] == STATE_MSG_RECORD_GRANT && two [1] == 'S');
+    rc = state_msg_update_put (&bare, two, sizeof two, &used);
+    assert (rc == 0);
+    rc = state_msg_body_decode (two, used, all, 12);
+    assert (rc == 2);
+    assert (all [0].grant == two + 1 && all [0].grant_size == grant_size);
+    assert (all [0].epoch == 7 && all [0].seq == 2 && all [0].state_size == 4);
+    assert (!all [1].grant && all [1].grant_size == 0 && all [1].epoch == 9);
+    //  Every truncation but the ends of entries is refused
+    for (size_t size = 0; size < used; size++) {
+        rc = s_decodes (two, size);
+        assert ((rc > 0) == (size == first));
+    }
+    //  A grant and nothing, or a grant before a grant, is refused
+    uint8_t bad [600];
+    used = 0;
+    state_msg_update_t lone = granted;
+    rc = state_msg_update_put (&lone, bad, sizeof bad, &used);
+    assert (rc == 0);
+    memmove (bad + 1 + grant_size, bad, used);  //  grant grant update
+    rc = s_decodes (bad, used + 1 + grant_size);
+    assert (rc == -1);
+    rc = s_decodes (bad, 1 + grant_size);
+    assert (rc == -1);
+    //  A grant for another epoch, or another path, than its update's
+    state_msg_update_t other = granted;
+    other.epoch = 8;
+    used = 0;
+    rc = state_msg_update_put (&other, bad, sizeof bad, &used);
+    assert (rc == 0);
+    rc = s_decodes (bad, used);
+    assert (rc == -1);
+    other = granted;
+    other.path = "/world/c";
+    used = 0;
+    rc = state_msg_update_put (&other, bad, sizeof bad, &used);
+    assert (rc == 0);
+    rc = s_decodes (bad, used);
+    assert (rc == -1);
+    other.path = "/world/a";
+    used = 0;
+    rc = state_msg_update_put (&other, bad, sizeof bad, &used);
+    assert (rc == 0);
+    rc = s_decodes (bad, used);
+    assert (rc == 1);
+    //  A grant that does not decode (bad magic, zero key id)
+    bad [1] = 'X';
+    rc = s_decodes (bad, used);
+    assert (rc == -1);
+    bad [1] = 'S';
+    bad [1 + grant_size - 65] = 0;  //  key id 1 -> 0
+    rc = s_decodes (bad, used);
+    assert (rc == -1);
+    //  A grant that does not fit is not written
+    used = sizeof two - state_msg_update_size (8, 7, 2, 4);
+    rc = state_msg_update_put (&granted, two, sizeof two, &used);
+    assert (rc == -1
+            && used == sizeof two - state_msg_update_size (8, 7, 2, 4));
 
     //  ACK round trip and its checks
     state_msg_ack_t ack = {77, 1000, 0xfffffffffffffffeu, 64}, back;

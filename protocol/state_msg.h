@@ -1,5 +1,6 @@
 /*  state_msg: codec for state datagrams (protocol/state-datagram.md): the
-    clear header, the STATE body (packed entity updates) and the ACK body.
+    clear header, the STATE body (packed entity updates, each preceded by
+    its grant while the peer may lack it) and the ACK body.
     Sealing is not here (peer/sim_seal); this module only lays out bytes
     and checks them, without allocating. */
 
@@ -10,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATE_MSG_VERSION 1
+#define STATE_MSG_VERSION 2
 #define STATE_MSG_HEADER 36      //  clear header, the AEAD's associated data
 #define STATE_MSG_TAG 16         //  AEAD tag after the body
 #define STATE_MSG_OVERHEAD 52    //  header + tag
@@ -18,10 +19,15 @@
 #define STATE_MSG_ACK_BODY 28    //  fixed size of an ACK body
 #define STATE_MSG_MAX_SIZE 8192  //  libzmq drops larger UDP messages
 #define STATE_MSG_MIN_SIZE 512   //  smallest datagram_size allowed
-//  Bytes of one update besides its path and state, at most (4 varints).
-#define STATE_MSG_UPDATE_EXTRA 24
-//  The most updates a body can hold: each takes at least 6 bytes.
-#define STATE_MSG_MAX_UPDATES ((STATE_MSG_MAX_SIZE - STATE_MSG_OVERHEAD) / 6)
+//  Bytes of one update besides its path and state, at most (its type and
+//  4 varints).
+#define STATE_MSG_UPDATE_EXTRA 25
+//  The most updates a body can hold: each takes at least 7 bytes.
+#define STATE_MSG_MAX_UPDATES ((STATE_MSG_MAX_SIZE - STATE_MSG_OVERHEAD) / 7)
+
+//  Record types of a STATE body.
+#define STATE_MSG_RECORD_UPDATE 1
+#define STATE_MSG_RECORD_GRANT 2
 
 typedef enum {
     STATE_MSG_STATE = 1,  //  entity updates
@@ -37,7 +43,8 @@ typedef struct {
     uint64_t counter;                     //  send counter, > 0
 } state_msg_header_t;
 
-//  One update, decoded in place: PATH and STATE point into the body.
+//  One update, decoded in place: PATH, STATE and GRANT point into the
+//  body.
 typedef struct {
     const char *path;      //  not NUL-terminated
     size_t path_size;      //  1..256, a valid entity path
@@ -45,6 +52,9 @@ typedef struct {
     uint64_t seq;          //  >= 1
     const uint8_t *state;  //  may be NULL when STATE_SIZE is 0
     size_t state_size;
+    const uint8_t *grant;  //  the grant record before it (grants.md section
+                           //  3, for this path and epoch), or NULL
+    size_t grant_size;     //  its bytes, 0 when GRANT is NULL
 } state_msg_update_t;
 
 //  The ACK body.
@@ -63,18 +73,24 @@ void state_msg_header_encode (const state_msg_header_t *header, uint8_t *out);
 int state_msg_header_decode (state_msg_header_t *header, const uint8_t *data,
                              size_t size);
 
-//  Bytes one update with PATH_SIZE and STATE_SIZE takes in a body, with
-//  EPOCH and SEQ.
+//  Bytes the update record of one update with PATH_SIZE and STATE_SIZE
+//  takes in a body, with EPOCH and SEQ (a grant record before it takes 1
+//  more than the grant's size).
 size_t state_msg_update_size (size_t path_size, uint64_t epoch, uint64_t seq,
                               size_t state_size);
 
-//  Append UPDATE to the body in BODY[*USED..CAPACITY). Returns 0 and
-//  advances *USED, or -1 if it does not fit (nothing written).
+//  Append UPDATE to the body in BODY[*USED..CAPACITY): its grant record
+//  first if it has a grant (the caller's bytes, for UPDATE's path and
+//  epoch), then its update record. Returns 0 and advances *USED, or -1 if
+//  they do not fit (nothing written).
 int state_msg_update_put (const state_msg_update_t *update, uint8_t *body,
                           size_t capacity, size_t *used);
 
-//  Read the next update of BODY (SIZE bytes) at *OFFSET into UPDATE.
-//  Returns 1 and advances *OFFSET, 0 at the end, -1 if malformed.
+//  Read the next update of BODY (SIZE bytes) at *OFFSET into UPDATE, with
+//  the grant record before it if there is one: the grant must decode
+//  (grant_msg) and be for the update's path and epoch; its signature is
+//  not checked. Returns 1 and advances *OFFSET, 0 at the end, -1 if
+//  malformed.
 int state_msg_update_next (const uint8_t *body, size_t size, size_t *offset,
                            state_msg_update_t *update);
 

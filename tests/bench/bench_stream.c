@@ -10,7 +10,9 @@
           millisecond and changing N entities of 64-byte state U times a
           second in all (0: saturated, half again as many each tick as
           the receiver applied in the last one): updates applied per
-          second, datagrams, loss, the age of applied updates.
+          second, datagrams, loss, the age of applied updates. Every
+          entity has its grant, signed by a ring key both sides know, so
+          the receiver checks grants as a sim does (grants.md section 4).
       bench_stream enet --seconds S
           ENet, unreliable unsequenced 64-byte packets as fast as the
           client can send them (built when libenet-dev is installed).
@@ -27,7 +29,10 @@
 #include "peer/sim_udp.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
+#include "protocol/grant_msg.h"
 #include "tests/bench/bench_stats.h"
+
+#include <sodium.h>
 
 #include <czmq.h>
 #include <pthread.h>
@@ -286,6 +291,12 @@ s_sealed (const s_options_t *options)
     sim_stream_peer_set (b.stream, "a", zcert_public_txt (cert_a), endpoint_a,
                          registered_a, &fault);
     sim_stream_peers_end (b.stream);
+    //  A ring key both sides know, and a grant for every entity of a's
+    sim_grant_key_t ring_key = {1, {0}, 0};
+    uint8_t ring_secret [64];
+    crypto_sign_keypair (ring_key.public_key, ring_secret);
+    sim_stream_set_ring_keys (a.stream, &ring_key, 1);
+    sim_stream_set_ring_keys (b.stream, &ring_key, 1);
     sim_stream_start (a.stream, registered_a << 16 | 1);
     sim_stream_start (b.stream, registered_b << 16 | 1);
     sim_stream_set_listener (b.stream, s_applied, &b);
@@ -299,6 +310,17 @@ s_sealed (const s_options_t *options)
                   index);
         entities [index] =
             sim_store_create (a.store, path, strlen (path), 1, 0, true);
+        grant_msg_t grant = {.epoch = 1, .sim = "a"};
+        snprintf (grant.path, sizeof grant.path, "%s", path);
+        memcpy (grant.key, zcert_public_key (cert_a), 32);
+        uint8_t bytes [GRANT_MSG_MAX_SIZE];
+        if (grant_msg_sign (&grant, 1, ring_secret)
+            || sim_store_set_grant (
+                a.store, entities [index], bytes,
+                grant_msg_encode (&grant, bytes, sizeof bytes))) {
+            fprintf (stderr, "bench_stream: cannot make a grant\n");
+            return 1;
+        }
     }
     zclock_sleep (100);
     pthread_t thread;
@@ -373,7 +395,8 @@ s_sealed (const s_options_t *options)
         "\"datagrams_lost\": "
         "%llu, \"loss\": %.6f, \"datagrams_per_s\": %.0f, \"p50_us\": %.1f, "
         "\"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
-        "\"cpu_sender_s\": %.3f, \"cpu_receiver_s\": %.3f}\n",
+        "\"cpu_sender_s\": %.3f, \"cpu_receiver_s\": %.3f, "
+        "\"grants_proven\": %llu, \"update_unproven\": %llu}\n",
         options->size, options->rate, options->entities, options->seconds,
         (unsigned long long) (changes - measured_changes),
         (unsigned long long) applied, (double) applied / options->seconds,
@@ -381,7 +404,9 @@ s_sealed (const s_options_t *options)
         sent ? (double) lost / (double) sent : 0,
         (double) sent / options->seconds, s_percentile (&b.samples, 0.5),
         s_percentile (&b.samples, 0.99), s_percentile (&b.samples, 0.999),
-        s_percentile (&b.samples, 1), cpu, b.cpu);
+        s_percentile (&b.samples, 1), cpu, b.cpu,
+        (unsigned long long) s_counter (b.stream, "grants_proven"),
+        (unsigned long long) s_counter (b.stream, "update_unproven"));
     free (entities);
     free (b.samples.values);
     sim_stream_destroy (&a.stream);

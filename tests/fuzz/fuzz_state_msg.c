@@ -44,7 +44,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         if (state_msg_update_next (body, body_size, &offset, &update) != 1
             || update.path != updates [at].path
             || update.seq != updates [at].seq
-            || update.state_size != updates [at].state_size)
+            || update.state_size != updates [at].state_size
+            || update.grant != updates [at].grant
+            || update.grant_size != updates [at].grant_size)
             abort ();
         if (state_msg_update_put (&updates [at], again, sizeof again, &used))
             abort ();

@@ -166,7 +166,7 @@ def test_a_claim_takes_a_handoff_only_from_the_former_authority(fabric, tmp_path
         socket.curve_secretkey = pairs[name].secret
         socket.connect(sim2.handoff_endpoint)
         path = b"/w/held"
-        socket.send(b"SH\x01\x01" + struct.pack(">Q", 1) + struct.pack(">H", len(path)) + path
+        socket.send(b"SH\x02\x01" + struct.pack(">Q", 1) + struct.pack(">H", len(path)) + path
                     + struct.pack(">QQI", epoch, 7, len(state)) + state)
         assert socket.poll(5000), f"no answer to {name}"
         answer = socket.recv()

@@ -31,24 +31,29 @@ def entity(path: str, epoch: int, seq: int, state: bytes) -> bytes:
     return struct.pack(">H", len(raw)) + raw + struct.pack(">QQI", epoch, seq, len(state)) + state
 
 
+def chunk_entity(path: str, epoch: int, seq: int, state: bytes, grant: bytes = b"") -> bytes:
+    """A CHUNK's entity: the entity, then its grant (none: length 0)."""
+    return entity(path, epoch, seq, state) + struct.pack(">H", len(grant)) + grant
+
+
 def chunk(transfer: int, number: int, entities: list[bytes], last=True) -> bytes:
-    return (b"SH\x01\x03" + struct.pack(">QIBH", transfer, number, 1 if last else 0, len(entities))
+    return (b"SH\x02\x03" + struct.pack(">QIBH", transfer, number, 1 if last else 0, len(entities))
             + b"".join(entities))
 
 
 def test_copy_carries_many_entities_in_chunks(fabric):
     _, (sim1, sim2) = fabric
-    state = "x" * 1000
+    state = "x" * 800  # room for the grant before it in a datagram
     with sim1.client() as game:
-        for n in range(300):
+        for n in range(400):
             game.call("entity.create", path=f"/world/big/e{n:03d}", state=f"{n:03d}{state}")
         game.call("entity.create", path="/other/skipped", state="not under the prefix")
         result = game.call("entity.copy", to="sim2", prefix="/world/big/", timeout=30)
-    assert result["entities"] == 300
-    assert result["chunks"] >= 2  # 300 kB in chunks of at most 256 KiB
+    assert result["entities"] == 400
+    assert result["chunks"] >= 2  # 320 kB in chunks of at most 256 KiB
     with sim2.client() as reader:
         page = reader.call("entity.list", prefix="/", limit=1000)["entities"]
-    assert [e["path"] for e in page] == [f"/world/big/e{n:03d}" for n in range(300)]
+    assert [e["path"] for e in page] == [f"/world/big/e{n:03d}" for n in range(400)]
     assert all(e["source"] == "sim1" and e["state"].startswith(e["path"][-3:]) for e in page)
     assert counters(sim2)["update_unwatched"] >= 300  # the stream did not bring them
     assert counters(sim2)["chunks_received"] == result["chunks"]
@@ -96,7 +101,7 @@ def _dealer(server, keys=None):
 
 def test_only_registered_sims_get_a_session(fabric, tmp_path):
     ring, (_, sim2) = fabric
-    frame = chunk(5, 1, [entity("/py/copied", 1, 1, b"from py")])
+    frame = chunk(5, 1, [chunk_entity("/py/copied", 1, 1, b"from py")])
     stranger = _dealer(sim2)
     stranger.send(frame)
     assert not stranger.poll(1500), "an unregistered key got an answer"
@@ -110,15 +115,15 @@ def test_only_registered_sims_get_a_session(fabric, tmp_path):
     member.send(frame)
     assert member.poll(5000), "a registered sim got no answer"
     ack = member.recv()
-    assert ack[:4] == b"SH\x01\x04"
+    assert ack[:4] == b"SH\x02\x04"
     transfer, number, credit, status = struct.unpack(">QIIB", ack[4:])
     assert (transfer, number, status) == (5, 1, 0) and credit >= 1
     # An authority handoff moves nothing by itself: sim2 holds it for a
     # grant of its own that never comes, and stays a replica.
-    member.send(b"SH\x01\x01" + struct.pack(">Q", 6) + entity("/py/copied", 9, 1, b"mine now"))
+    member.send(b"SH\x02\x01" + struct.pack(">Q", 6) + entity("/py/copied", 9, 1, b"mine now"))
     assert member.poll(5000)
     answer = member.recv()
-    assert answer[:4] == b"SH\x01\x02"
+    assert answer[:4] == b"SH\x02\x02"
     member.close()
     with sim2.client() as reader:
         copied = reader.call("entity.get", path="/py/copied")
@@ -157,9 +162,9 @@ def test_a_server_without_the_directory_key_is_refused(fabric, tmp_path):
         game.send_raw(b'{"op": "entity.copy", "id": "c", "to": "py", "prefix": "/world/"}')
         assert genuine.poll(5000), "the genuine server heard nothing"
         routing, frame = genuine.recv_multipart()
-        assert frame[:4] == b"SH\x01\x03" and b"for py only" in frame
+        assert frame[:4] == b"SH\x02\x03" and b"for py only" in frame
         transfer, number = struct.unpack(">QI", frame[4:16])
-        genuine.send_multipart([routing, b"SH\x01\x04" + struct.pack(">QIIB", transfer, number, 4, 0)])
+        genuine.send_multipart([routing, b"SH\x02\x04" + struct.pack(">QIIB", transfer, number, 4, 0)])
         reply = game.recv_raw(5)
     assert b'"ok":true' in reply[-1].replace(b" ", b"") and b'"entities":1' in reply[-1].replace(b" ", b"")
     genuine.close()

@@ -36,6 +36,7 @@
     X (sim_window)          \
     X (sim_seal)            \
     X (sim_store)           \
+    X (sim_grant)           \
     X (sim_handoff)         \
     X (sim_credit)          \
     X (sim_udp)             \

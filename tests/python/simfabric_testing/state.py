@@ -1,6 +1,8 @@
 """State datagrams (protocol/state-datagram.md) from Python: build, seal
 and open them as a simulation server does, to test a sim with raw UDP
-(forged, replayed, truncated datagrams) or to read what it sends.
+(forged, replayed, truncated datagrams) or to read what it sends; and
+grants (protocol/grants.md section 3), signed with a ring key of the
+test's own to forge them, or taken from the ring's replies.
 
 Sealing uses the machine's libsodium through ctypes; BLAKE2b is Python's
 own hashlib.
@@ -16,7 +18,9 @@ import zmq.utils.z85
 GROUP = b"sf"
 HEADER = 36
 TAG = 16
+VERSION = 2
 STATE, ACK = 1, 2
+RECORD_UPDATE, RECORD_GRANT = 1, 2
 
 _sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
 if _sodium.sodium_init() < 0:
@@ -70,7 +74,7 @@ def open_sealed(key: bytes, datagram: bytes) -> bytes | None:
 
 
 def header(kind: int, sender: bytes, receiver: bytes, session: int, counter: int) -> bytes:
-    return b"SD" + bytes([1, kind]) + sender[:8] + receiver[:8] + struct.pack(">QQ", session, counter)
+    return b"SD" + bytes([VERSION, kind]) + sender[:8] + receiver[:8] + struct.pack(">QQ", session, counter)
 
 
 def parse_header(datagram: bytes) -> dict:
@@ -100,26 +104,93 @@ def read_varint(data: bytes, at: int) -> tuple[int, int]:
 
 
 def state_body(updates) -> bytes:
-    """UPDATES: (path, epoch, seq, state bytes) tuples."""
+    """UPDATES: (path, epoch, seq, state bytes) tuples, or (path, epoch,
+    seq, state, grant bytes) to put a grant record before the update."""
     body = b""
-    for path, epoch, seq, state in updates:
+    for path, epoch, seq, state, *grant in updates:
+        if grant and grant[0] is not None:
+            body += bytes([RECORD_GRANT]) + grant[0]
         path = path.encode()
-        body += varint(len(path)) + path + varint(epoch) + varint(seq) + varint(len(state)) + state
+        body += (bytes([RECORD_UPDATE]) + varint(len(path)) + path + varint(epoch)
+                 + varint(seq) + varint(len(state)) + state)
     return body
 
 
-def parse_state_body(body: bytes) -> list[tuple[str, int, int, bytes]]:
+def grant_size(data: bytes, at: int = 0) -> int:
+    """Bytes of the grant starting at DATA[AT] (grants.md section 3)."""
+    path_size = data[at + 3] + 1
+    sim_size = data[at + 4 + path_size + 8]
+    return 121 + path_size + sim_size
+
+
+def parse_state_entries(body: bytes) -> list[tuple[str, int, int, bytes, bytes | None]]:
+    """(path, epoch, seq, state, grant or None) per update of BODY."""
     updates, at = [], 0
     while at < len(body):
+        grant = None
+        if body[at] == RECORD_GRANT:
+            size = grant_size(body, at + 1)
+            grant = body[at + 1:at + 1 + size]
+            at += 1 + size
+        assert body[at] == RECORD_UPDATE, "not an update record"
+        at += 1
         size, at = read_varint(body, at)
         path = body[at:at + size].decode()
         at += size
         epoch, at = read_varint(body, at)
         seq, at = read_varint(body, at)
         size, at = read_varint(body, at)
-        updates.append((path, epoch, seq, body[at:at + size]))
+        updates.append((path, epoch, seq, body[at:at + size], grant))
         at += size
     return updates
+
+
+def parse_state_body(body: bytes) -> list[tuple[str, int, int, bytes]]:
+    return [entry[:4] for entry in parse_state_entries(body)]
+
+
+#  Grants (grants.md section 3)
+
+GRANT_CONTEXT = b"simfabric grant 1"
+
+
+def ring_keypair(seed: bytes | None = None) -> tuple[bytes, bytes]:
+    """An Ed25519 key pair (public 32 bytes, libsodium secret 64 bytes),
+    from SEED (32 bytes) or at random."""
+    public = ctypes.create_string_buffer(32)
+    secret = ctypes.create_string_buffer(64)
+    if seed is None:
+        _sodium.crypto_sign_keypair(public, secret)
+    else:
+        _sodium.crypto_sign_seed_keypair(public, secret, seed)
+    return public.raw, secret.raw
+
+
+def grant_unsigned(path: str, epoch: int, sim: str, key, transfer: int = 0,
+                   key_id: int = 1) -> bytes:
+    """A grant's bytes but its signature."""
+    path, sim = path.encode(), sim.encode()
+    return (b"SG1" + bytes([len(path) - 1]) + path + struct.pack(">Q", epoch)
+            + bytes([len(sim)]) + sim + key_bytes(key)
+            + struct.pack(">QI", transfer, key_id))
+
+
+def grant(path: str, epoch: int, sim: str, key, secret: bytes, transfer: int = 0,
+          key_id: int = 1) -> bytes:
+    """A grant signed with the ring secret key SECRET (64 bytes)."""
+    unsigned = grant_unsigned(path, epoch, sim, key, transfer, key_id)
+    signed = GRANT_CONTEXT + unsigned
+    signature = ctypes.create_string_buffer(64)
+    _sodium.crypto_sign_detached(signature, None, signed,
+                                 ctypes.c_ulonglong(len(signed)), secret)
+    return unsigned + signature.raw
+
+
+def grant_from_json(value: dict) -> bytes:
+    """The binary form of a grant in the ring's JSON form."""
+    return (grant_unsigned(value["path"], value["epoch"], value["sim"], value["key"],
+                           value["transfer"], value["key_id"])
+            + zmq.utils.z85.decode(value["signature"].encode()))
 
 
 def ack_body(session: int, top: int, bits: int, window: int) -> bytes:
