@@ -182,8 +182,17 @@ def test_fabricctl_token_create_prints_a_token_that_admits(homeserver):
 def test_grants_are_identical_on_every_member_and_verify(ring, tmp_path):
     keys = wait_ring_key(ring)
     assert len(keys) == 1 and keys[0]["retires_ms"] is None and keys[0]["key_id"] == 1
-    leader_name, statuses = wait_leader(ring)
-    assert all(s["ring_keys"] == keys for s in statuses.values() if s["applied_index"] > 0)
+    # Every member lists the key once it has applied the leader's ring.key
+    # (a follower may still be an entry behind when the leader answers).
+    def every_member_lists_it():
+        _, statuses = wait_leader(ring)
+        return all(s["ring_keys"] == keys for s in statuses.values())
+
+    deadline = time.monotonic() + 10
+    while not every_member_lists_it():
+        assert time.monotonic() < deadline, "a member never listed the ring's key"
+        time.sleep(0.05)
+    leader_name, _ = wait_leader(ring)
     leader = next(m for m in ring if m.name == leader_name)
     sim_keys = write_key_pair(tmp_path / "keys", "simA")
     with leader.client(keys=sim_keys) as sim:
