@@ -140,6 +140,20 @@ s_replica_changed (void *arg, sim_entity_t *entity)
 sim_server_t *
 sim_server_new (sf_config_t *config, sf_fault_t *fault)
 {
+    //  A join token is 32 bytes in Z85. Z85 has '#', which starts a comment
+    //  in ZPL, so an unquoted token in a config file arrives cut short:
+    //  say so here rather than let the ring refuse it at every retry.
+    const char *token = sf_config_str (config, "sim/token");
+    uint8_t decoded [32];
+    if (token && (strlen (token) != 40 || !zmq_z85_decode (decoded, token))) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "sim/token is %zu characters, not the 40 of Z85 that "
+                      "'fabricctl token create' prints; in a config file "
+                      "quote it (token = \"...\"): Z85 may hold '#', "
+                      "which starts a comment",
+                      strlen (token));
+        return NULL;
+    }
     sim_server_t *self = (sim_server_t *) zmalloc (sizeof (sim_server_t));
     self->name = strdup (sf_config_str (config, "sim/name"));
     self->started_ms = sf_time_mono_ms ();

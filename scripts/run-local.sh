@@ -191,7 +191,7 @@ for n in 1 2; do
         --server-key "$WORK/keys/$leader.cert" --key "$WORK/keys/admin.cert_secret") \
         || sf_die "run-local: the ring issued no join token for sim$n"
     sf_say "run-local: the administrator issued a join token for sim$n"
-    printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n    token = %s\n' \
+    printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n    token = "%s"\n' \
         "${STATE_PORT[sim$n]}" "${HANDOFF_PORT[sim$n]}" "$token" \
         | write_config "sim$n" sim "${API_PORT[sim$n]}"
     printf 'ring\n    member\n%s' "$RING" >>"$WORK/sim$n.cfg"

@@ -186,3 +186,17 @@ def test_flags_override_the_file(tmp_path, keys):
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_a_join_token_cut_short_by_a_comment_is_named(tmp_path, keys):
+    """Z85 holds '#', which starts a ZPL comment: an unquoted token in a
+    sim's config arrives cut short. The sim stops at start naming the key
+    and the cure, instead of registering with it forever in vain."""
+    path = config(tmp_path,
+                  "sim\n    name = sim1\n    api = tcp://127.0.0.1:1\n"
+                  f"    secret_key = {keys.secret_path.name}\n"
+                  "    token = 0123456789abcdefghij#klmnopqrstuvwxyzABCDEFG\n")
+    result = start("simserver", "--config", path)
+    assert result.returncode == 2, result.stderr
+    assert "sim/token is 20 characters" in result.stderr
+    assert 'quote it (token = "...")' in result.stderr
