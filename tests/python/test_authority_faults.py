@@ -16,7 +16,7 @@ from simfabric_testing import (ApiError, NoReply, leader_client, make_ring, make
                                running, wait_leader, wait_registered)
 from simfabric_testing.daemon import free_port
 
-from test_sim_stream import wait_for
+from simfabric_testing.wait import wait_for
 
 RETRYABLE = {"unavailable", "timeout", "not_leader"}
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from simfabric_testing import wait_leader
+from simfabric_testing import wait_for, wait_leader
 from simfabric_testing.daemon import free_port
 
 
@@ -65,8 +65,14 @@ def test_counters_show_the_raft_link_and_forwarded_requests(ring):
     counters = after["counters"]
     assert counters["api_forwarded"] == before["api_forwarded"] + 1
     # The follower hears from the leader and answers it: both ways count.
-    assert counters["raft_received"] > before["raft_received"]
-    assert counters["raft_sent"] > before["raft_sent"]
+    # Not necessarily before the write's reply: the leader commits with the
+    # other follower's answer, and this one may still be reading its copy.
+    def both_ways():
+        with follower.client() as client:
+            now = client.call("counters")["counters"]
+        return (now["raft_received"] > before["raft_received"]
+                and now["raft_sent"] > before["raft_sent"]) and now
+    counters = wait_for(both_ways, timeout=10, what="the follower's raft traffic counted")
     assert counters["raft_malformed"] == 0 and counters["raft_impostor"] == 0
     with next(m for m in ring if m.name == leader).client() as client:
         counters = client.call("counters")["counters"]

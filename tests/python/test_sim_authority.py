@@ -10,7 +10,7 @@ import pytest
 
 from simfabric_testing import ApiError, admit, make_ring, make_sims, running, write_key_pair
 
-from test_sim_stream import wait_for
+from simfabric_testing.wait import wait_for
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from simfabric_testing import make_ring, make_sims, wait_registered, running
 from simfabric_testing.daemon import free_port, free_udp_port
 
-from test_sim_stream import _get, wait_for
+from simfabric_testing.wait import wait_for
+from test_sim_stream import _get
 
 SEQ_JUMP = 1 << 20
 

@@ -16,7 +16,7 @@ import pytest
 
 from simfabric_testing import ApiError, NoReply, make_ring, make_sims, running
 
-from test_sim_stream import wait_for
+from simfabric_testing.wait import wait_for
 
 HEARTBEAT_MS = 200
 

@@ -10,7 +10,8 @@ import zmq
 
 from simfabric_testing import ApiError, admit, make_ring, make_sims, running, write_key_pair
 
-from test_sim_stream import counters, wait_for
+from simfabric_testing.wait import wait_for
+from test_sim_stream import counters
 
 
 @pytest.fixture

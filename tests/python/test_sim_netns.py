@@ -14,7 +14,8 @@ from simfabric_testing import netns
 from simfabric_testing.daemon import free_port
 from simfabric_testing.relay import UdpRelay
 
-from test_sim_stream import counters, wait_for
+from simfabric_testing.wait import wait_for
+from test_sim_stream import counters
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
 

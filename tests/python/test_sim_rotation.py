@@ -9,7 +9,8 @@ import pytest
 
 from simfabric_testing import make_ring, make_sims, running, write_key_pair
 
-from test_sim_stream import _get, _peers, wait_for
+from simfabric_testing.wait import wait_for
+from test_sim_stream import _get, _peers
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import time
 import pytest
 import zmq
 
-from simfabric_testing import (ApiError, admit, make_ring, make_sims, running, wait_registered,
-                               write_key_pair)
+from simfabric_testing import (ApiError, admit, make_ring, make_sims, running, wait_for,
+                               wait_registered, write_key_pair)
 from simfabric_testing import state as sd
 from simfabric_testing.paths import sanitized
 
@@ -34,16 +34,6 @@ def fabric(tmp_path):
 def counters(sim) -> dict:
     with sim.client() as client:
         return client.call("counters")["counters"]
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_updates_reach_the_other_sim_in_order(fabric):

@@ -18,6 +18,7 @@ from simfabric_testing.daemon import (Daemon, DaemonFailed, admit, leader_client
                                      wait_registered)
 from simfabric_testing.keys import KeyPair, read_public_key, write_key_pair
 from simfabric_testing.paths import build_dir, binary
+from simfabric_testing.wait import wait_for
 
 __all__ = [
     "ApiClient",
@@ -40,4 +41,5 @@ __all__ = [
     "write_key_pair",
     "build_dir",
     "binary",
+    "wait_for",
 ]
