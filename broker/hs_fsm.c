@@ -711,6 +711,24 @@ s_close (sqlite3 *db, sqlite3_stmt **stmts)
 //  or the empty schema if IMAGE is NULL, and prepare every statement of
 //  S_STMT_MAP on it into STMTS. Returns 0, or -1 with FAULT and nothing
 //  left open.
+
+//  Add COLUMN of DECLARATION to TABLE unless it has it: a snapshot taken
+//  before the column existed restores with it. Returns 0 or -1.
+static int
+s_ensure_column (sqlite3 *db, const char *table, const char *column,
+                 const char *declaration)
+{
+    char *probe = sqlite3_mprintf ("SELECT %s FROM %s LIMIT 0", column, table);
+    int rc = probe ? sqlite3_exec (db, probe, NULL, NULL, NULL) : SQLITE_NOMEM;
+    sqlite3_free (probe);
+    if (rc == SQLITE_OK)
+        return 0;
+    char *alter = sqlite3_mprintf ("ALTER TABLE %s ADD COLUMN %s %s", table,
+                                   column, declaration);
+    rc = alter ? sqlite3_exec (db, alter, NULL, NULL, NULL) : SQLITE_NOMEM;
+    sqlite3_free (alter);
+    return rc == SQLITE_OK ? 0 : -1;
+}
 static int
 s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
         sf_fault_t *fault)
@@ -740,17 +758,14 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
         goto failed;
     //  An image from before grants (issue 22) gains their tables and
-    //  column, alike on every member that restores it.
+    //  column, and one from before fencing by heartbeat its taken_index,
+    //  alike on every member that restores it.
     if (image
         && (sqlite3_exec (db, S_GRANT_TABLES, NULL, NULL, NULL) != SQLITE_OK
-            || (sqlite3_exec (db, "SELECT transfer FROM entities LIMIT 0", NULL,
-                              NULL, NULL)
-                    != SQLITE_OK
-                && sqlite3_exec (db,
-                                 "ALTER TABLE entities ADD COLUMN transfer "
-                                 "INTEGER NOT NULL DEFAULT 0",
-                                 NULL, NULL, NULL)
-                       != SQLITE_OK)))
+            || s_ensure_column (db, "entities", "transfer",
+                                "INTEGER NOT NULL DEFAULT 0")
+            || s_ensure_column (db, "sims", "taken_index",
+                                "INTEGER NOT NULL DEFAULT 0")))
         goto failed;
     for (int id = 0; id < S_STMT_COUNT; id++)
         if (sqlite3_prepare_v3 (db, s_stmt_sql [id], -1,
@@ -2963,12 +2978,14 @@ hs_fsm_test (bool verbose)
     assert (rc == 0 && grant.key_id == 2 && grant.epoch == 2);
     rc = grant_msg_verify (&grant, ring_public);
     assert (rc == 0);
-    //  An image from before grants restores, with their tables and column.
+    //  An image from before grants and taken_index restores, with their
+    //  tables and columns (every statement prepares on it).
     {
         hs_fsm_t *old = hs_fsm_new (&fault);
         rc = sqlite3_exec (old->db,
                            "DROP TABLE ring_keys; DROP TABLE tokens; "
-                           "ALTER TABLE entities DROP COLUMN transfer",
+                           "ALTER TABLE entities DROP COLUMN transfer; "
+                           "ALTER TABLE sims DROP COLUMN taken_index",
                            NULL, NULL, NULL);
         assert (rc == SQLITE_OK);
         struct raft_buffer old_image;
