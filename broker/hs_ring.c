@@ -42,8 +42,9 @@ typedef struct {
     raft_index sent_index;      //  applied index of the last digest sent
     uint64_t sent_at;           //  and when
     raft_index compared_index;  //  its last index compared (or skipped)
-    raft_index held_index;      //  one of its digests past our applied
-                                //  index, to compare when we get there; 0
+    uint8_t compared [HS_RING_DIGEST_SIZE];  //  and its digest there
+    raft_index held_index;  //  one of its digests past our applied
+                            //  index, to compare when we get there; 0
     uint8_t held [HS_RING_DIGEST_SIZE];
 } s_digest_peer_t;
 
@@ -265,6 +266,7 @@ s_digest_compare (hs_ring_t *self, s_digest_peer_t *peer, raft_index index,
                   const uint8_t *digest)
 {
     peer->compared_index = index;
+    memcpy (peer->compared, digest, HS_RING_DIGEST_SIZE);
     const uint8_t *ours = s_digest_at (self, index);
     if (!ours)
         return;  //  too old to compare: skipped
@@ -894,8 +896,14 @@ hs_ring_digest_received (hs_ring_t *self, raft_id from, raft_index index,
         return;
     self->now = now;
     s_digest_peer_t *peer = s_digest_peer (self, from);
-    if (index <= peer->compared_index)
-        return;  //  old, or a duplicate
+    //  Old, or a repeat. The same index with another digest is not a
+    //  repeat: the member restarted and re-applied its log differently
+    //  (say its stored log was altered), and nothing new was written since.
+    if (index < peer->compared_index
+        || (index == peer->compared_index
+            && sodium_memcmp (digest, peer->compared, HS_RING_DIGEST_SIZE)
+                   == 0))
+        return;
     if (index <= self->applied) {
         s_digest_compare (self, peer, index, digest);
         return;
