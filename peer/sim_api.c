@@ -484,8 +484,10 @@ sim_api_forget (sim_api_t *self, const char *path)
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity || entity->authority)
         return;
+    bool shown = !entity->placeholder;
     sim_store_delete (self->config.store, path);
-    s_notify_deleted (self, path);
+    if (shown)
+        s_notify_deleted (self, path);
 }
 
 static void
@@ -590,7 +592,7 @@ s_op_update (sim_api_t *self, api_call_t **call_p, json_t *reply,
     if (s_state_arg (self, root, path, &state, &size, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
     uint64_t epoch, seq;
     if (sim_authority_edit (self->core, path, &epoch, &seq))
@@ -635,7 +637,7 @@ s_op_get (sim_api_t *self, api_call_t **call_p, json_t *reply,
     if (s_path_arg (root, "path", &path, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
     s_merge (reply, s_entity_json (entity));
     return 0;
@@ -872,7 +874,7 @@ s_held_arg (sim_api_t *self, const json_t *root, const char *what,
     if (s_path_arg (root, "path", &path, fault))
         return NULL;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         sf_fault_set (fault, SF_ENOTFOUND, "no entity here");
     else if (!entity->authority)
         sf_fault_set (fault, SF_EDENIED, "a replica: only its authority %s it",
