@@ -487,7 +487,7 @@ s_grant_set (sim_api_t *self, sim_entity_t *entity, const grant_msg_t *grant,
     else
         s_grant_missing (self, entity);
     if (self->config.stream)
-        sim_stream_changed (self->config.stream, entity);
+        sim_stream_grant_changed (self->config.stream, entity);
 }
 
 //  The ring's grant JSON (its JSON form, lent; may be NULL or null): if
