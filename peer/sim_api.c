@@ -3,15 +3,38 @@
 #include "peer/sim_api.h"
 #include "peer/sim_authority.h"
 #include "common/sf_json.h"
+#include "common/sf_log.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
+#include "protocol/grant_msg.h"
 
 #include <sodium.h>
 
 //  Requests to the ring wait this long before the client hears timeout.
 #define S_RING_TIMEOUT_MS 3000
 #define S_LIST_LIMIT 1000
+//  Grants asked of the ring (entity.grant) at once, at most.
+#define S_GRANT_FETCHES 64
+//  A grant the ring could not give yet is asked for again after this.
+#define S_GRANT_RETRY_MS 1000
+//  A grant of ours for an epoch not held yet (a claim's, before its final
+//  state comes) is kept this long; claims wait far less.
+#define S_GRANT_KEEP_MS 30000
+
+//  A grant of ours that came before the epoch it proves was taken.
+typedef struct {
+    uint64_t epoch;    //  the epoch it proves
+    uint64_t kept_ms;  //  when it came (monotonic)
+    size_t size;       //  bytes of its binary form
+    uint8_t bytes [GRANT_MSG_MAX_SIZE];
+} s_early_grant_t;
+
+//  An entity held without the grant of its epoch naming our key.
+typedef struct {
+    bool asking;       //  an entity.grant is on the ring
+    uint64_t next_ms;  //  not asked again before (monotonic)
+} s_grant_need_t;
 
 //  The calls of one claim (the core's claim id): the first entity.claim
 //  and those that joined it, all answered alike.
@@ -52,6 +75,15 @@ struct _sim_api_t {
     uint64_t checking_index;    //  the one the check under way covers
     uint64_t authority_checks;  //  checks started
     uint64_t authority_check_pages;  //  entity.list pages they read
+    //  Our own grants (grants.md section 5): once the ring signs them, an
+    //  entity held here is streamed only with the grant of its epoch.
+    bool enforced;            //  a ring key is known: grants are needed
+    uint8_t key [32];         //  our CURVE public key, which they name
+    bool has_key;             //  KEY is set
+    zhashx_t *early_grants;   //  path -> s_early_grant_t
+    zhashx_t *grantless;      //  path -> s_grant_need_t
+    size_t grant_fetches;     //  entity.grant requests on the ring
+    uint64_t grants_fetched;  //  entity.grant answers with a grant
 };
 
 //  Claims sent to the ring as one batch request; its waiting calls are
@@ -195,6 +227,14 @@ s_trace_reply (sim_api_t *self, const s_waiting_t *waiting, const char *msg,
 
 static void s_act (void *handle, const sim_authority_action_t *action);
 
+//  zhashx destructor for items made with malloc.
+static void
+s_free_item (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
 sim_api_t *
 sim_api_new (const sim_api_config_t *config)
 {
@@ -211,6 +251,10 @@ sim_api_new (const sim_api_config_t *config)
     self->subscriptions = zlistx_new ();
     zlistx_set_destructor (self->subscriptions,
                            (zlistx_destructor_fn *) s_subscription_destroy);
+    self->early_grants = zhashx_new ();
+    zhashx_set_destructor (self->early_grants, s_free_item);
+    self->grantless = zhashx_new ();
+    zhashx_set_destructor (self->grantless, s_free_item);
     return self;
 }
 
@@ -237,6 +281,8 @@ sim_api_destroy (sim_api_t **self_p)
         zhashx_destroy (&self->claims);  //  their calls dropped unanswered
         zhashx_destroy (&self->held);
         zhashx_destroy (&self->ring_held);
+        zhashx_destroy (&self->early_grants);
+        zhashx_destroy (&self->grantless);
         free (self);
         *self_p = NULL;
     }
@@ -267,8 +313,14 @@ sim_api_set_ring (sim_api_t *self, sim_ring_t *ring)
     s_batch_t *batch;
     while ((batch = (s_batch_t *) zlist_pop (self->batches)))
         s_batch_destroy (&batch);
-    //  So were the check's pages: the next heartbeat starts it again.
+    //  So were the check's pages: the next heartbeat starts it again;
+    //  and the grants asked for: the next tick asks again.
     self->checking = false;
+    for (s_grant_need_t *need =
+             (s_grant_need_t *) zhashx_first (self->grantless);
+         need; need = (s_grant_need_t *) zhashx_next (self->grantless))
+        need->asking = false, need->next_ms = 0;
+    self->grant_fetches = 0;
     zhashx_destroy (&self->held);
     zhashx_destroy (&self->ring_held);
     self->config.ring = ring;
@@ -385,6 +437,228 @@ s_trace_event (sim_api_t *self, const json_t *result, const char *node,
                            false, node, sf_time_wall_us ());
 }
 
+//  --------------------------------------------------------------------------
+//  Our own grants (grants.md section 5). The ring's reply or event that
+//  makes this sim an authority carries the grant of that epoch; an entity
+//  held without one (resumed from a checkpoint, granted before the ring
+//  had a key, or named by our former key after a rotation) gets one by
+//  entity.grant. The stream sends an entity only with its grant.
+
+//  True if ENTITY, held here, has the grant of its epoch naming our key.
+static bool
+s_grant_current (sim_api_t *self, const sim_entity_t *entity)
+{
+    if (!entity->grant || entity->grant_epoch != entity->epoch)
+        return false;
+    if (!self->has_key)
+        return true;
+    grant_msg_t grant;
+    return grant_msg_decode (&grant, entity->grant, entity->grant_size) == 0
+           && memcmp (grant.key, self->key, sizeof self->key) == 0;
+}
+
+//  Note that our ENTITY lacks its grant: the tick asks the ring for it.
+static void
+s_grant_missing (sim_api_t *self, const sim_entity_t *entity)
+{
+    if (!zhashx_lookup (self->grantless, entity->path))
+        zhashx_insert (self->grantless, entity->path,
+                       zmalloc (sizeof (s_grant_need_t)));
+}
+
+//  Give our ENTITY, held at GRANT's epoch, the grant GRANT (BYTES, SIZE)
+//  and stream it again. One naming a former key of ours only stands in
+//  while nothing better is there (peers accept it during that key's
+//  grace), and the current one is asked for.
+static void
+s_grant_set (sim_api_t *self, sim_entity_t *entity, const grant_msg_t *grant,
+             const uint8_t *bytes, size_t size)
+{
+    bool current =
+        !self->has_key || memcmp (grant->key, self->key, sizeof self->key) == 0;
+    if (!current && entity->grant && entity->grant_epoch == entity->epoch)
+        return;
+    if (sim_store_set_grant (self->config.store, entity, bytes, size)) {
+        s_grant_missing (self, entity);  //  out of memory: asked again
+        return;
+    }
+    if (current)
+        zhashx_delete (self->grantless, entity->path);
+    else
+        s_grant_missing (self, entity);
+    if (self->config.stream)
+        sim_stream_grant_changed (self->config.stream, entity);
+}
+
+//  The ring's grant JSON (its JSON form, lent; may be NULL or null): if
+//  it is ours, given to the entity it proves, or kept until that epoch
+//  is taken here (a claim's grant comes before its final state).
+static void
+s_grant_adopt (sim_api_t *self, const json_t *json)
+{
+    //  Most grants a sim hears of (events) are other sims': not decoded.
+    const char *sim = json_string_value (json_object_get (json, "sim"));
+    if (!sim || !streq (sim, self->config.name))
+        return;
+    grant_msg_t grant;
+    sf_fault_t fault;
+    if (grant_msg_from_json (&grant, json, &fault)) {
+        sf_log_warning ("sim_api: a grant from the ring does not decode: %s",
+                        fault.message);
+        return;
+    }
+    uint8_t bytes [GRANT_MSG_MAX_SIZE];
+    size_t size = grant_msg_encode (&grant, bytes, sizeof bytes);
+    if (!size)
+        return;  //  from_json refuses what encode would
+    sim_entity_t *entity = sim_store_get (self->config.store, grant.path);
+    if (entity && entity->authority && entity->epoch == grant.epoch) {
+        s_grant_set (self, entity, &grant, bytes, size);
+        return;
+    }
+    if (entity && entity->epoch > grant.epoch)
+        return;  //  old news
+    s_early_grant_t *early =
+        (s_early_grant_t *) zhashx_lookup (self->early_grants, grant.path);
+    if (early && early->epoch > grant.epoch)
+        return;
+    if (!early) {
+        early = (s_early_grant_t *) zmalloc (sizeof (s_early_grant_t));
+        zhashx_insert (self->early_grants, grant.path, early);
+    }
+    early->epoch = grant.epoch;
+    early->kept_ms = sf_time_mono_ms ();
+    early->size = size;
+    memcpy (early->bytes, bytes, size);
+}
+
+//  ENTITY (may be NULL) is held here at its epoch from now on: it gets
+//  that epoch's grant if it came already, else the tick asks for it.
+static void
+s_grant_need (sim_api_t *self, sim_entity_t *entity)
+{
+    if (!entity || !entity->authority)
+        return;
+    s_early_grant_t *early =
+        (s_early_grant_t *) zhashx_lookup (self->early_grants, entity->path);
+    if (early && early->epoch == entity->epoch
+        && !s_grant_current (self, entity)) {
+        grant_msg_t grant;
+        if (grant_msg_decode (&grant, early->bytes, early->size) == 0)
+            s_grant_set (self, entity, &grant, early->bytes, early->size);
+    }
+    if (early && early->epoch <= entity->epoch)
+        zhashx_delete (self->early_grants, entity->path);
+    if (s_grant_current (self, entity))
+        zhashx_delete (self->grantless, entity->path);
+    else if (self->enforced)
+        s_grant_missing (self, entity);
+}
+
+//  Every entity held here needs its grant again (the ring's first key,
+//  or our new key).
+static void
+s_grant_need_all (sim_api_t *self)
+{
+    uint32_t slots = sim_store_slots (self->config.store);
+    for (uint32_t slot = 0; slot < slots; slot++)
+        s_grant_need (self, sim_store_at (self->config.store, slot));
+}
+
+//  The ring answered an entity.grant.
+static void
+s_grant_fetched (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    self->grant_fetches--;
+    if (!fault) {
+        self->grants_fetched++;
+        s_grant_adopt (self, json_object_get (reply, "grant"));
+    }
+    //  Still missing (no key yet, another epoch, our former key): later.
+    s_grant_need_t *need =
+        (s_grant_need_t *) zhashx_lookup (self->grantless, waiting->path);
+    if (need) {
+        need->asking = false;
+        need->next_ms = sf_time_mono_ms () + S_GRANT_RETRY_MS;
+    }
+    if (self->config.stream)
+        sim_stream_flush (self->config.stream, sf_time_mono_us ());
+    s_waiting_destroy (&waiting);
+}
+
+//  Ask the ring for the grants still missing; forget early grants no
+//  claim took.
+static void
+s_grant_tick (sim_api_t *self, uint64_t now_ms)
+{
+    zlist_t *done = zlist_new ();
+    zlist_autofree (done);
+    for (s_early_grant_t *early =
+             (s_early_grant_t *) zhashx_first (self->early_grants);
+         early; early = (s_early_grant_t *) zhashx_next (self->early_grants))
+        if (now_ms - early->kept_ms > S_GRANT_KEEP_MS)
+            zlist_append (done, (void *) zhashx_cursor (self->early_grants));
+    char *path;
+    while ((path = (char *) zlist_pop (done))) {
+        zhashx_delete (self->early_grants, path);
+        free (path);
+    }
+    if (!self->enforced || !self->registered_ms || !self->config.ring) {
+        zlist_destroy (&done);
+        return;
+    }
+    for (s_grant_need_t *need =
+             (s_grant_need_t *) zhashx_first (self->grantless);
+         need; need = (s_grant_need_t *) zhashx_next (self->grantless)) {
+        const char *held = (const char *) zhashx_cursor (self->grantless);
+        sim_entity_t *entity = sim_store_get (self->config.store, held);
+        if (!entity || !entity->authority || s_grant_current (self, entity)) {
+            zlist_append (done, (void *) held);
+            continue;
+        }
+        if (need->asking || now_ms < need->next_ms
+            || self->grant_fetches >= S_GRANT_FETCHES)
+            continue;
+        need->asking = true;
+        self->grant_fetches++;
+        json_t *args = json_pack ("{s:s}", "path", held);
+        api_call_t *none = NULL;
+        if (!s_ring_wait (self, &none, "entity.grant", args, held, NULL,
+                          s_grant_fetched)) {
+            need->asking = false;
+            need->next_ms = now_ms + S_GRANT_RETRY_MS;
+            self->grant_fetches--;
+        }
+    }
+    while ((path = (char *) zlist_pop (done))) {
+        zhashx_delete (self->grantless, path);
+        free (path);
+    }
+    zlist_destroy (&done);
+}
+
+void
+sim_api_set_ring_keys (sim_api_t *self, size_t count)
+{
+    if (count && !self->enforced) {
+        self->enforced = true;
+        s_grant_need_all (self);
+    }
+}
+
+void
+sim_api_set_key (sim_api_t *self, const uint8_t *key)
+{
+    if (self->has_key && memcmp (self->key, key, sizeof self->key) == 0)
+        return;
+    memcpy (self->key, key, sizeof self->key);
+    self->has_key = true;
+    s_grant_need_all (self);
+}
+
 //  The grant the ring's entity ENTITY (lent, as a reply, an event or a
 //  read shows it) says, of PATH unless it names its own. The grant's
 //  strings and checkpoint are ENTITY's.
@@ -450,7 +724,9 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
     }
     else if (epoch && !json_is_false (json_object_get (result, "granted"))) {
         //  A grant: to another sim it fences this one, to this sim
-        //  without its claim (an administrator's) it is taken.
+        //  without its claim (an administrator's) it is taken, with the
+        //  signed grant it carries.
+        s_grant_adopt (self, json_object_get (result, "grant"));
         sim_authority_grant_t grant = s_grant_of (result, path);
         sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
     }
@@ -484,8 +760,10 @@ sim_api_forget (sim_api_t *self, const char *path)
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity || entity->authority)
         return;
+    bool shown = !entity->placeholder;
     sim_store_delete (self->config.store, path);
-    s_notify_deleted (self, path);
+    if (shown)
+        s_notify_deleted (self, path);
 }
 
 static void
@@ -590,7 +868,7 @@ s_op_update (sim_api_t *self, api_call_t **call_p, json_t *reply,
     if (s_state_arg (self, root, path, &state, &size, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
     uint64_t epoch, seq;
     if (sim_authority_edit (self->core, path, &epoch, &seq))
@@ -635,7 +913,7 @@ s_op_get (sim_api_t *self, api_call_t **call_p, json_t *reply,
     if (s_path_arg (root, "path", &path, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
     s_merge (reply, s_entity_json (entity));
     return 0;
@@ -704,6 +982,11 @@ s_op_counters (sim_api_t *self, api_call_t **call_p, json_t *reply,
         json_integer ((json_int_t) self->authority_check_pages));
     json_object_set_new (counters, "events_sent",
                          json_integer ((json_int_t) self->events_sent));
+    json_object_set_new (counters, "grants_fetched",
+                         json_integer ((json_int_t) self->grants_fetched));
+    json_object_set_new (
+        counters, "grants_missing",
+        json_integer ((json_int_t) zhashx_size (self->grantless)));
     json_object_set_new (counters, "events_missed",
                          json_integer ((json_int_t) self->events_missed));
     const api_router_counters_t *served =
@@ -775,6 +1058,8 @@ s_created (void *arg, json_t *reply, const sf_fault_t *fault)
         return;
     }
     sim_authority_hold (self->core, waiting->path, (uint64_t) epoch, 1);
+    s_grant_adopt (self, json_object_get (reply, "grant"));
+    s_grant_need (self, entity);
     if (self->config.stream) {
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
@@ -872,7 +1157,7 @@ s_held_arg (sim_api_t *self, const json_t *root, const char *what,
     if (s_path_arg (root, "path", &path, fault))
         return NULL;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (!entity)
+    if (!entity || entity->placeholder)
         sf_fault_set (fault, SF_ENOTFOUND, "no entity here");
     else if (!entity->authority)
         sf_fault_set (fault, SF_EDENIED, "a replica: only its authority %s it",
@@ -913,6 +1198,7 @@ s_released (void *arg, json_t *reply, const sf_fault_t *fault)
             sim_authority_hold (self->core, waiting->path, epoch, entity->seq);
             entity->authority =
                 sim_authority_holds (self->core, waiting->path, NULL);
+            s_grant_need (self, entity);
         }
         api_router_fail (self->config.router, &waiting->call, fault->error,
                          fault->message);
@@ -1018,6 +1304,7 @@ s_take (sim_api_t *self, const char *path, uint64_t epoch, const uint8_t *state,
         return NULL;
     entity->authority = true;
     entity->source [0] = 0;
+    s_grant_need (self, entity);
     if (self->config.stream) {
         sim_stream_changed (self->config.stream, entity);
         sim_stream_flush (self->config.stream, sf_time_mono_us ());
@@ -1197,6 +1484,8 @@ s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
         json_t *transfer = json_object_get (reply, "transfer");
         if (claim && transfer && !claim->transfer)
             claim->transfer = json_incref (transfer);
+        //  Kept until the epoch is taken (s_take), if not at once.
+        s_grant_adopt (self, json_object_get (reply, "grant"));
         sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
         sim_authority_granted (self->core, waiting->claim, &grant, now_ms);
     }
@@ -1361,6 +1650,7 @@ void
 sim_api_tick (sim_api_t *self, uint64_t now_ms)
 {
     sim_authority_tick (self->core, now_ms);
+    s_grant_tick (self, now_ms);
 }
 
 //  entity.create: the ring records the entity with this sim as authority
@@ -1409,6 +1699,7 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
     uint64_t epoch =
         (uint64_t) json_integer_value (json_object_get (reply, "epoch"));
     uint64_t now_ms = sf_time_wall_ms ();
+    const json_t *grants = json_object_get (reply, "grants");
     size_t index;
     json_t *item;
     size_t stored = 0;
@@ -1431,6 +1722,8 @@ s_imported (void *arg, json_t *reply, const sf_fault_t *fault)
         entity->authority = true;
         entity->source [0] = 0;
         sim_authority_hold (self->core, path, epoch, 1);
+        s_grant_adopt (self, json_array_get (grants, index));
+        s_grant_need (self, entity);
         //  The ring holds this state already: its first checkpoint.
         entity->saved_epoch = epoch;
         entity->saved_seq = 1;
@@ -1625,8 +1918,10 @@ void
 sim_api_hold (sim_api_t *self, const char *path)
 {
     sim_entity_t *entity = sim_store_get (self->config.store, path);
-    if (entity && entity->authority)
+    if (entity && entity->authority) {
         sim_authority_hold (self->core, path, entity->epoch, entity->seq);
+        s_grant_need (self, entity);
+    }
 }
 
 //  The ring's entity PATH, read because the ring no longer gives it to
@@ -1644,6 +1939,7 @@ s_check_read (void *arg, json_t *reply, const sf_fault_t *fault)
         //  final state goes there and this sim is fenced; orphaned, it
         //  is fenced. Old news (the core learned meanwhile) changes
         //  nothing.
+        s_grant_adopt (self, json_object_get (reply, "grant"));
         sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
         if (grant.authority)
             sim_authority_seen (self->core, &grant, sf_time_mono_ms ());

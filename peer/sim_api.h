@@ -96,6 +96,16 @@ void sim_api_destroy (sim_api_t **self_p);
 //  The ring client was replaced (key rotation): use RING (lent) from now.
 void sim_api_set_ring (sim_api_t *self, sim_ring_t *ring);
 
+//  The ring lists COUNT signing keys (sim.list's ring_keys). From the
+//  first, every entity this sim holds is streamed only with the grant of
+//  its epoch (grants.md section 5): from the reply or event that made
+//  this sim its authority, else asked of the ring (entity.grant).
+void sim_api_set_ring_keys (sim_api_t *self, size_t count);
+
+//  This sim's CURVE public key is KEY (32 bytes, copied), at start and
+//  after a rotation: grants naming another key are asked for again.
+void sim_api_set_key (sim_api_t *self, const uint8_t *key);
+
 //  The sim registered with the ring (REGISTERED_MS) or lost it (0).
 void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 

@@ -408,6 +408,15 @@ sim_credit_grant_due (sim_credit_t *self, uint32_t slot, uint32_t generation,
 }
 
 void
+sim_credit_grant_changed (sim_credit_t *self, uint32_t slot)
+{
+    if (slot < self->slot_count) {
+        self->slots [slot].grant_generation = 0;
+        self->slots [slot].grant_epoch = 0;
+    }
+}
+
+void
 sim_credit_reset (sim_credit_t *self)
 {
     for (uint32_t at = 0; at < self->record_length; at++)

@@ -97,6 +97,11 @@ size_t sim_credit_expire (sim_credit_t *self, uint64_t now_us);
 bool sim_credit_grant_due (sim_credit_t *self, uint32_t slot,
                            uint32_t generation, uint64_t epoch);
 
+//  The entity in SLOT has another grant of the same epoch (its sim's key
+//  changed): forget that the peer acknowledged the former one, so the new
+//  one goes before its next update.
+void sim_credit_grant_changed (sim_credit_t *self, uint32_t slot);
+
 //  Forget everything in flight and every acknowledgement, of states and
 //  of grants (the peer restarted or re-keyed): every entity ever sent
 //  must be sent again, with its grant. Dirty entities stay due. The

@@ -833,8 +833,11 @@ s_check_grant (sim_handoff_t *self, const handoff_msg_entity_t *item,
 }
 
 //  Apply a CHUNK from PEER in order; returns the highest chunk applied.
+//  *REFUSED is set if an entity of it was refused as unproven (the
+//  CHUNK_ACK then says so, and the sender gives the copy up).
 static uint32_t
-s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
+s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg,
+                 bool *refused)
 {
     char key [80];
     snprintf (key, sizeof key, "%s/%llu", peer->key,
@@ -875,8 +878,10 @@ s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg)
             if (self->listener)
                 self->listener (self->listener_arg, entity);
         }
-        else if (offered == SIM_STORE_UNPROVEN)
+        else if (offered == SIM_STORE_UNPROVEN) {
             self->counters.copy_update_unproven++;
+            *refused = true;
+        }
     }
     self->counters.chunks_received++;
     receiving->expected++;
@@ -903,9 +908,11 @@ s_router_one (sim_handoff_t *self, zsock_t *router)
     uint8_t reply [64 + 256];
     size_t size = 0;
     if (msg.type == HANDOFF_MSG_CHUNK) {
-        uint32_t applied = s_receive_chunk (self, peer, &msg);
-        size = handoff_msg_encode_chunk_ack (reply, msg.transfer, applied,
-                                             S_CREDIT, HANDOFF_MSG_OK);
+        bool refused = false;
+        uint32_t applied = s_receive_chunk (self, peer, &msg, &refused);
+        size = handoff_msg_encode_chunk_ack (
+            reply, msg.transfer, applied, S_CREDIT,
+            refused ? HANDOFF_MSG_REFUSED : HANDOFF_MSG_OK);
     }
     else if (msg.type == HANDOFF_MSG_HANDOFF) {
         s_trace (self, msg.transfer, "handoff", false, peer);

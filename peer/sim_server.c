@@ -278,6 +278,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         self->name, self->router, self->store, self->stream,     self->handoff,
         self->ring, self->trace,  self->saver, self->started_ms, self->zap};
     self->api = sim_api_new (&api_config);
+    sim_api_set_key (self->api, zcert_public_key (self->cert));
     if (self->stream)
         sim_stream_set_listener (self->stream, s_replica_changed, self->api);
     if (self->handoff)
@@ -551,6 +552,31 @@ s_register (sim_server_t *self)
         self->registering = true;
 }
 
+//  The ring's signing keys as the directory lists them (ARRAY, lent; NULL
+//  from a ring that predates grants): to the stream and the handoff
+//  channel, which check peers' grants with them, and to the API, which
+//  from then on streams what this sim holds only with its grants.
+static void
+s_ring_keys (sim_server_t *self, const json_t *array)
+{
+    if (!array)
+        return;
+    sim_grant_key_t keys [SIM_GRANT_MAX_KEYS];
+    size_t count;
+    sf_fault_t fault;
+    if (sim_grant_keys_from_json (array, keys, &count, &fault)) {
+        sf_log_warning ("sim_server: the ring's keys are not understood, "
+                        "kept as they were: %s",
+                        fault.message);
+        return;
+    }
+    if (self->stream)
+        sim_stream_set_ring_keys (self->stream, keys, count);
+    if (self->handoff)
+        sim_handoff_set_ring_keys (self->handoff, keys, count);
+    sim_api_set_ring_keys (self->api, count);
+}
+
 static void
 s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
 {
@@ -562,6 +588,7 @@ s_listed (void *arg, json_t *reply, const sf_fault_t *fault)
     }
     if (fault)
         return;
+    s_ring_keys (self, json_object_get (reply, "ring_keys"));
     json_t *sims = json_object_get (reply, "sims");
     if (self->handoff) {
         sim_handoff_peers_begin (self->handoff);
@@ -867,6 +894,8 @@ s_rekey (sf_loop_t *loop, int timer_id, void *arg)
     sim_ring_on_gap (self->ring, s_gap, self);
     sim_ring_attach (self->ring, loop);
     sim_api_set_ring (self->api, self->ring);
+    //  The ring's grants name the new key from now on: fetched again.
+    sim_api_set_key (self->api, zcert_public_key (self->cert));
     sim_saver_set_ring (self->saver, self->ring);
     if (self->stream)
         sim_stream_rekey (self->stream, self->cert, self->session);

@@ -23,6 +23,7 @@ struct _sim_store_t {
     uint8_t hash_key [crypto_shorthash_KEYBYTES];
     sim_entity_t **sorted;   //  every entity, in path order
     size_t count;            //  entities
+    size_t placeholders;     //  of them, replicas made by a grant alone
     size_t sorted_capacity;  //  length of sorted
     sim_entity_t **by_slot;  //  slot -> entity or NULL
     uint32_t *generations;   //  slot -> its current generation
@@ -285,7 +286,6 @@ sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
                uint64_t seq, const uint8_t *state, size_t state_size,
                uint64_t now_ms)
 {
-    (void) self;
     if (state_size > entity->capacity) {
         uint8_t *grown = (uint8_t *) realloc (entity->state, state_size);
         if (!grown)
@@ -299,6 +299,10 @@ sim_store_set (sim_store_t *self, sim_entity_t *entity, uint64_t epoch,
     entity->epoch = epoch;
     entity->seq = seq;
     entity->updated_ms = now_ms;
+    if (entity->placeholder) {
+        entity->placeholder = false;  //  an entity from now on
+        self->placeholders--;
+    }
     return 0;
 }
 
@@ -368,8 +372,14 @@ sim_store_keep_grant (sim_store_t *self, const char *path, size_t size,
         return SIM_STORE_STALE_EPOCH;
     //  A replica proven but not yet set: epoch 0 and seq 0 until its first
     //  update, so that update is newer whatever its epoch.
-    if (!entity && !(entity = sim_store_create (self, path, size, 0, 0, false)))
-        return SIM_STORE_NO_MEMORY;
+    //  Until then a placeholder: no entity to anyone outside, so a grant
+    //  alone never shows a path nobody has updated.
+    if (!entity) {
+        if (!(entity = sim_store_create (self, path, size, 0, 0, false)))
+            return SIM_STORE_NO_MEMORY;
+        entity->placeholder = true;
+        self->placeholders++;
+    }
     entity->grant_epoch = epoch;
     memcpy (entity->grant_key, key, 32);
     memcpy (entity->grant_signature, signature, 64);
@@ -414,6 +424,7 @@ sim_store_delete (sim_store_t *self, const char *path)
     memmove (self->sorted + at, self->sorted + at + 1,
              (self->count - at - 1) * sizeof (sim_entity_t *));
     self->count--;
+    self->placeholders -= entity->placeholder ? 1 : 0;
     self->by_slot [entity->slot] = NULL;
     self->free_slots [self->free_count++] = entity->slot;
     s_entity_destroy (&entity);
@@ -423,7 +434,7 @@ sim_store_delete (sim_store_t *self, const char *path)
 size_t
 sim_store_size (sim_store_t *self)
 {
-    return self->count;
+    return self->count - self->placeholders;
 }
 
 size_t
@@ -460,7 +471,8 @@ s_walk (sim_store_t *self, const char *prefix, const char *pattern,
         sim_entity_t *entity = self->sorted [at];
         if (strncmp (entity->path, prefix, prefix_size) != 0)
             break;
-        if (pattern && !sf_name_path_match (pattern, entity->path))
+        if (entity->placeholder
+            || (pattern && !sf_name_path_match (pattern, entity->path)))
             continue;
         if (taken == limit) {
             *more = true;
@@ -632,6 +644,15 @@ sim_store_test (bool verbose)
     offered = s_keep (store, "/g", 5, key_a, signature, &replica);
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->grant_epoch == 5 && replica->epoch == 0 && !replica->seq);
+    //  A placeholder until its first update: not listed, not counted
+    assert (replica->placeholder);
+    size_t shown = sim_store_size (store);
+    sim_entity_t *listed [4];
+    size_t matched = sim_store_list (store, "/g", NULL, listed, 4, &more);
+    assert (matched == 0);
+    matched = sim_store_match (store, "/*", NULL, listed, 4, &more);
+    for (size_t at = 0; at < matched; at++)
+        assert (listed [at] != replica);
     assert (sim_store_grant_kept (replica, 5, key_a, signature));
     assert (!sim_store_grant_kept (replica, 5, key_a, other));
     assert (!sim_store_grant_kept (replica, 5, key_b, signature));
@@ -646,6 +667,10 @@ sim_store_test (bool verbose)
     offered = s_offer_keyed (store, "/g", 5, 1, "simA", key_a, NULL, &replica);
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->epoch == 5 && replica->seq == 1);
+    assert (!replica->placeholder);
+    assert (sim_store_size (store) == shown + 1);
+    matched = sim_store_list (store, "/g", NULL, listed, 4, &more);
+    assert (matched == 1 && listed [0] == replica);
     //  The former key in its grace proves it as well
     offered = s_offer_keyed (store, "/g", 5, 2, "simA", key_b, key_a, &replica);
     assert (offered == SIM_STORE_APPLIED);

@@ -43,6 +43,10 @@ typedef struct {
     //  updates (grants.md section 5). NULL: none yet.
     uint8_t *grant;
     size_t grant_size;
+    //  A replica made by its grant, before its first update: it has no
+    //  state yet and is no entity to anyone outside (not listed, not
+    //  counted; callers showing entities one by one check it).
+    bool placeholder;
 } sim_entity_t;
 
 //  A new, empty store. Returns NULL if out of memory or libsodium (its
@@ -129,7 +133,8 @@ bool sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
 
 //  Keep the grant of EPOCH naming KEY, with SIGNATURE, that the caller
 //  has verified, for the replica at PATH (SIZE bytes, HASH): replaces an
-//  older grant; a replica without state is made if there is none.
+//  older grant; a placeholder replica (no state, not listed or counted
+//  until its first update) is made if there is none.
 //  Returns SIM_STORE_APPLIED (*ENTITY set), SIM_STORE_STALE_EPOCH (older
 //  than the replica's epoch or the grant kept), SIM_STORE_CONFLICT (the
 //  entity is ours), or SIM_STORE_NO_MEMORY.
@@ -149,7 +154,7 @@ int sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
 //  Delete the entity at PATH. Returns 0, or -1 if there is none.
 int sim_store_delete (sim_store_t *self, const char *path);
 
-//  Number of entities.
+//  Number of entities, placeholders aside.
 size_t sim_store_size (sim_store_t *self);
 
 //  Number of entities this sim is the authority of.
@@ -158,7 +163,8 @@ size_t sim_store_authoritative (sim_store_t *self);
 //  Highest slot in use plus one: the length per-slot arrays need.
 uint32_t sim_store_slots (sim_store_t *self);
 
-//  Up to LIMIT entities whose path starts with PREFIX, in path order,
+//  Up to LIMIT entities (placeholders aside) whose path starts with
+//  PREFIX, in path order,
 //  starting after path AFTER (NULL: from the first) into OUT (LIMIT
 //  pointers). Returns how many; *MORE tells if there are further ones.
 size_t sim_store_list (sim_store_t *self, const char *prefix, const char *after,

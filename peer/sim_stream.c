@@ -483,6 +483,16 @@ sim_stream_changed (sim_stream_t *self, sim_entity_t *entity)
         sim_credit_dirty (peer->credit, entity->slot, entity->generation);
 }
 
+void
+sim_stream_grant_changed (sim_stream_t *self, sim_entity_t *entity)
+{
+    for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
+         peer = (s_peer_t *) zlistx_next (self->peers)) {
+        sim_credit_grant_changed (peer->credit, entity->slot);
+        sim_credit_dirty (peer->credit, entity->slot, entity->generation);
+    }
+}
+
 size_t
 sim_stream_state_limit (sim_stream_t *self, const char *path)
 {
@@ -975,6 +985,9 @@ sim_stream_counters (sim_stream_t *self)
     json_object_set_new (counters, #name, \
                          json_integer ((json_int_t) self->counters.name));
     S_COUNTERS (S_JSON)
+    //  The ring keys grants are checked with (0: not checked yet)
+    json_object_set_new (counters, "ring_keys",
+                         json_integer ((json_int_t) self->grant_keys.count));
     //  Flow control, summed over peers
     sim_credit_stats_t sum = {0}, stats;
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;

@@ -102,6 +102,12 @@ void sim_stream_peers_end (sim_stream_t *self);
 //  The authoritative ENTITY changed: due to every peer.
 void sim_stream_changed (sim_stream_t *self, sim_entity_t *entity);
 
+//  Our ENTITY has a new grant (sim_store_set_grant), maybe of the same
+//  epoch as the one peers acknowledged (after a rotation of our key, the
+//  ring's grant names the new one): it goes before the entity's next
+//  update to every peer, and the entity is due.
+void sim_stream_grant_changed (sim_stream_t *self, sim_entity_t *entity);
+
 //  Bytes left for the state of an update of PATH in a datagram.
 size_t sim_stream_state_limit (sim_stream_t *self, const char *path);
 

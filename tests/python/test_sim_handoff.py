@@ -11,6 +11,7 @@ import zmq
 from simfabric_testing import ApiError, admit, make_ring, make_sims, running, write_key_pair
 
 from simfabric_testing.wait import wait_for
+from simfabric_testing.grants import own
 from test_sim_stream import counters
 
 
@@ -112,6 +113,9 @@ def test_only_registered_sims_get_a_session(fabric, tmp_path):
     keys = write_key_pair(tmp_path / "py", "py")
     registered = _register(ring, keys, "py", "tcp://127.0.0.1:1")
     _listed(sim2, "py", registered["registered_ms"])
+    # py's entity by the ring's grant, which a receiver needs to apply it.
+    grant = own(ring[0], keys, "py", "/py/copied")
+    frame = chunk(5, 1, [chunk_entity("/py/copied", 1, 1, b"from py", grant)])
     member = _dealer(sim2, keys)
     member.send(frame)
     assert member.poll(5000), "a registered sim got no answer"

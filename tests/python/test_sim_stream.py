@@ -17,6 +17,7 @@ import zmq
 from simfabric_testing import (ApiError, admit, make_ring, make_sims, running, wait_for,
                                wait_registered, write_key_pair)
 from simfabric_testing import state as sd
+from simfabric_testing.grants import own, regrant
 from simfabric_testing.paths import sanitized
 
 HEARTBEAT = {"heartbeat": 200, "key_grace": 1500}
@@ -152,8 +153,13 @@ def _state_port(sim) -> tuple[str, int]:
 
 
 def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
-    _, (sim1, sim2) = fabric
+    ring, (sim1, sim2) = fabric
     keys, registered, udp = intruder
+    # py is the authority of /py/e1 at epoch 2 by the ring's grant, and
+    # was at epoch 1.
+    own(ring[0], keys, "py", "/py/e1")
+    epoch, grant = regrant(ring[0], keys, "py", "/py/e1")
+    assert epoch == 2
     target = _state_port(sim2)
     session = registered << 16 | 7
     peer = sd.Peer(keys.public, keys.secret, sim2.keys.public, session)
@@ -166,7 +172,7 @@ def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
 
     # A good datagram first: our sealing is the daemon's.
     before = counters(sim2)
-    good = peer.state([("/py/e1", 5, 1, b"first")])
+    good = peer.state([("/py/e1", 2, 1, b"first", grant)])
     send(good)
     before = delta(before, updates_applied=1)
     with sim2.client() as reader:
@@ -175,29 +181,29 @@ def test_bad_datagrams_are_dropped_and_counted_by_reason(fabric, intruder):
     send(good)  # replayed
     before = delta(before, drop_replay=1)
 
-    flipped = bytearray(peer.state([("/py/e1", 5, 2, b"second")]))
+    flipped = bytearray(peer.state([("/py/e1", 2, 2, b"second")]))
     flipped[-20] ^= 0x04  # a bit of the body
     send(bytes(flipped))
     before = delta(before, drop_forged=1)
     send(bytes(flipped[:30]))  # truncated inside the header
     before = delta(before, drop_malformed=1)
-    send(peer.state([("/py/e1", 5, 3, b"third")])[:-5])  # truncated tag
+    send(peer.state([("/py/e1", 2, 3, b"third")])[:-5])  # truncated tag
     before = delta(before, drop_forged=1)
 
     stranger = sd.Peer(*zmq.curve_keypair(), sim2.keys.public, session)
-    send(stranger.state([("/py/e1", 5, 4, b"nobody")]))
+    send(stranger.state([("/py/e1", 2, 4, b"nobody")]))
     before = delta(before, drop_unknown_sender=1)
 
-    stale = peer.state([("/py/e1", 4, 9, b"old epoch")])
+    stale = peer.state([("/py/e1", 1, 9, b"old epoch")])
     send(stale)
     before = delta(before, update_stale_epoch=1)
 
     old_run = sd.Peer(keys.public, keys.secret, sim2.keys.public, (registered - 1000) << 16)
-    send(old_run.state([("/py/e1", 5, 5, b"from before a restart")]))
+    send(old_run.state([("/py/e1", 2, 5, b"from before a restart")]))
     before = delta(before, drop_stale_session=1)
 
     elsewhere = sd.Peer(keys.public, keys.secret, sim1.keys.public, session)
-    send(elsewhere.state([("/py/e1", 5, 6, b"for sim1")]))
+    send(elsewhere.state([("/py/e1", 2, 6, b"for sim1")]))
     before = delta(before, drop_wrong_receiver=1)
 
     with sim2.client() as reader:
@@ -442,8 +448,9 @@ def test_a_rekeyed_peer_is_accepted_under_both_keys_for_the_grace_period(fabric,
         udp.sendto(sd.udp_payload(datagram), target)
 
     old = sd.Peer(keys.public, keys.secret, sim2.keys.public, registered << 16 | 1)
+    grant = own(ring[0], keys, "py", "/py/r")  # names the old key
     before = counters(sim2)
-    send(old.state([("/py/r", 1, 1, b"old key")]))
+    send(old.state([("/py/r", 1, 1, b"old key", grant)]))
     before = expect_delta(sim2, before, updates_applied=1)
 
     # py re-registers with a new key, signing with the current one.
