@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_leader
+from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_for, wait_leader
 from simfabric_testing.keys import read_key_pair
 from simfabric_testing.paths import binary
 
@@ -36,7 +36,11 @@ def add_fourth_member(ring, tmp_path, admin):
                                 raft=joiner.raft_endpoint, api=joiner.endpoint,
                                 key=joiner.keys.public.decode())
         assert added["raft_id"] == 4
-        assert configuration(ring[1]) == {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
+        # ring[1] relayed the add; the leader answered once the change was
+        # committed, which ring[1] may apply a moment later.
+        every_voter = {1: "voter", 2: "voter", 3: "voter", 4: "voter"}
+        wait_for(lambda: configuration(ring[1]) == every_voter, timeout=10,
+                 what="ring[1] applying hs4 as a voter")
         # The new member follows the leader and holds everything written.
         deadline = time.monotonic() + 15
         while True:
