@@ -494,6 +494,16 @@ hs_api_forward_reply (hs_api_t *self, zsock_t *socket)
             json_object_set_new (reply, "node", json_string (self->name));
             api_router_reply (self->router, &forward->call, reply);
         }
+        else if (fault.error == SF_ENOTMEMBER) {
+            //  The leader no longer counts us a member: we were removed,
+            //  and were not told. The client should ask another member.
+            sf_fault_set (&fault, SF_EUNAVAILABLE,
+                          "%s is no longer a member of the ring (the leader "
+                          "refused its forward): ask another member",
+                          self->name);
+            api_router_fail (self->router, &forward->call, fault.error,
+                             fault.message);
+        }
         else
             api_router_fail (self->router, &forward->call, fault.error,
                              fault.message);
@@ -1018,7 +1028,7 @@ s_access (hs_api_t *self, const hs_op_t *row, const char *principal,
         return sf_fault_set (fault, SF_EUNAUTHORIZED,
                              "%s needs an administrator key", row->name);
     if (row->access == HS_OP_MEMBER && !s_is_member_key (self, principal))
-        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+        return sf_fault_set (fault, SF_ENOTMEMBER,
                              "only ring members may call %s", row->name);
     return 0;
 }

@@ -20,6 +20,7 @@
     X (SF_EUNKNOWNOP, "unknown_op", "no such operation")                  \
     X (SF_EINVAL, "invalid_argument", "a field is missing or invalid")    \
     X (SF_EUNAUTHORIZED, "unauthorized", "principal may not do this")     \
+    X (SF_ENOTMEMBER, "not_member", "caller is not a member of the ring") \
     X (SF_ENOTFOUND, "not_found", "no such object")                       \
     X (SF_EEXISTS, "already_exists", "object already exists")             \
     X (SF_ECONFLICT, "conflict", "state changed concurrently")            \
