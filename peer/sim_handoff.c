@@ -31,17 +31,19 @@ typedef struct {
 
 //  One peer sim as the directory lists it.
 typedef struct {
-    char *name;           //  its sim name
-    char key [41];        //  its public key, Z85
-    char *endpoint;       //  its handoff endpoint, or NULL
-    zsock_t *dealer;      //  our client to it, made on first use
-    zsock_t *refusals;    //  its failed handshakes (sf_curve_watch)
-    uint64_t checked_ms;  //  when REFUSALS was last looked at
-    uint64_t redial_ms;   //  when a refused DEALER is replaced, or 0
-    uint64_t dialled_ms;  //  when the DEALER was made
-    zlistx_t *handoffs;   //  s_handoff_t not yet acknowledged, oldest first
-    bool waiting;         //  some of them wait for libzmq to take them
-    bool seen;            //  set in the current directory sweep
+    char *name;                //  its sim name
+    char key [41];             //  its public key, Z85
+    uint8_t former [32];       //  its key before its last re-key, in grace
+    uint64_t former_until_ms;  //  until when (monotonic), 0: none
+    char *endpoint;            //  its handoff endpoint, or NULL
+    zsock_t *dealer;           //  our client to it, made on first use
+    zsock_t *refusals;         //  its failed handshakes (sf_curve_watch)
+    uint64_t checked_ms;       //  when REFUSALS was last looked at
+    uint64_t redial_ms;        //  when a refused DEALER is replaced, or 0
+    uint64_t dialled_ms;       //  when the DEALER was made
+    zlistx_t *handoffs;  //  s_handoff_t not yet acknowledged, oldest first
+    bool waiting;        //  some of them wait for libzmq to take them
+    bool seen;           //  set in the current directory sweep
 } s_peer_t;
 
 //  A copy we send.
@@ -121,6 +123,7 @@ struct _sim_handoff_t {
     void *listener_arg;
     sf_trace_t *trace;            //  hop records (lent), or NULL
     sim_grant_keys_t grant_keys;  //  the ring's keys, to check grants
+    uint32_t key_grace_ms;        //  a re-keyed peer's former key, accepted
     s_counters_t counters;
 };
 
@@ -273,6 +276,12 @@ sim_handoff_rekey (sim_handoff_t *self, zcert_t *cert, sf_fault_t *fault)
 }
 
 void
+sim_handoff_set_key_grace (sim_handoff_t *self, uint32_t grace_ms)
+{
+    self->key_grace_ms = grace_ms;
+}
+
+void
 sim_handoff_set_ring_keys (sim_handoff_t *self, const sim_grant_key_t *keys,
                            size_t count)
 {
@@ -373,6 +382,12 @@ sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
     bool moved = (peer->endpoint == NULL) != (endpoint == NULL)
                  || (endpoint && strcmp (peer->endpoint, endpoint) != 0);
     if (rekeyed) {
+        //  Its grants name the key they were made for until it fetches new
+        //  ones: the former key proves its CHUNKs for the grace period.
+        peer->former_until_ms = 0;
+        if (peer->key [0] && self->key_grace_ms
+            && zmq_z85_decode (peer->former, peer->key))
+            peer->former_until_ms = sf_time_mono_ms () + self->key_grace_ms;
         if (peer->key [0])
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
         strcpy (peer->key, key);
@@ -862,6 +877,8 @@ s_receive_chunk (sim_handoff_t *self, s_peer_t *peer, const handoff_msg_t *msg,
     uint8_t sender_key [32];
     sim_store_sender_t sender = {
         {sender_key, NULL}, zmq_z85_decode (sender_key, peer->key) ? 1 : 0};
+    if (sender.count && peer->former_until_ms > now)
+        sender.keys [sender.count++] = peer->former;
     const sim_store_sender_t *proof =
         self->grant_keys.enforced ? &sender : NULL;
     while (handoff_msg_next (msg, &offset, &item)) {

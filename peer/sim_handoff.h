@@ -61,6 +61,10 @@ int sim_handoff_attach (sim_handoff_t *self, sf_loop_t *loop);
 void sim_handoff_set_listener (sim_handoff_t *self, sim_handoff_changed_fn *fn,
                                void *arg);
 
+//  How long, after a peer re-keys, the grants its CHUNKs carry may still
+//  name its former key (sim/key_grace; default 0: not at all).
+void sim_handoff_set_key_grace (sim_handoff_t *self, uint32_t grace_ms);
+
 //  The ring's signing keys are the COUNT at KEYS (copied), as for
 //  sim_stream_set_ring_keys: once any was set, a copied entity becomes a
 //  replica only with a grant proven for exactly its (path, epoch) naming

@@ -219,6 +219,8 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
                                          self->zap, self->store, fault);
         if (!self->handoff)
             goto failed;
+        sim_handoff_set_key_grace (
+            self->handoff, (uint32_t) sf_config_int (config, "sim/key_grace"));
         const char *public = sf_config_str (config, "sim/handoff_public");
         if (!public && strstr (handoff, "://*:")) {
             sf_fault_set (fault, SF_EINVAL,

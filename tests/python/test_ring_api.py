@@ -155,7 +155,7 @@ def test_forward_is_for_members_only(ring):
         with pytest.raises(ApiError) as refused:
             client.call("ring.forward", principal=client.public_key.decode(),
                         request={"op": "entity.create", "path": "/sneak"})
-        assert refused.value.code == "unauthorized"
+        assert refused.value.code == "not_member"
 
 
 def test_transfer_leadership_to_a_named_member(ring):
