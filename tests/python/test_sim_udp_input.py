@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from simfabric_testing import NoReply, binary, make_ring, make_sims, running
+from simfabric_testing import NoReply, binary, make_ring, make_sims, running, wait_for
 from simfabric_testing import state as sd
 from simfabric_testing.daemon import free_udp_port
 from simfabric_testing.paths import build_dir
@@ -48,16 +48,6 @@ def counters(sim) -> dict:
 
 def assert_alive(sim):
     assert sim.alive(), f"{sim.name} died: {sim.log()[-2000:]}"
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def state_address(sim) -> tuple[str, int]:
