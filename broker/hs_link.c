@@ -186,7 +186,7 @@ s_connect (hs_link_t *self, s_peer_t *peer)
 static void
 s_disconnect (s_peer_t *peer)
 {
-    zsock_destroy (&peer->refusals);
+    sf_curve_unwatch (peer->dealer, &peer->refusals);
     zsock_destroy (&peer->dealer);
     peer->redial_at = 0;
 }

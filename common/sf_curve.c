@@ -23,7 +23,7 @@ sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key)
 }
 
 zsock_t *
-sf_curve_watch (zsock_t *socket)
+sf_curve_watch_events (zsock_t *socket, int events)
 {
     //  Each monitor needs an endpoint of its own, and a closed socket's is
     //  released only later, by libzmq's reaper: never reuse a name.
@@ -31,12 +31,39 @@ sf_curve_watch (zsock_t *socket)
     char endpoint [64];
     snprintf (endpoint, sizeof endpoint, "inproc://sf-curve-watch-%u",
               s_watches++);
-    if (zmq_socket_monitor (zsock_resolve (socket), endpoint,
-                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+    if (zmq_socket_monitor (zsock_resolve (socket), endpoint, events))
         return NULL;
-    return zsock_new_pair (endpoint);
+    //  A receive mark of 0 here leaves the inproc pipe from the monitor
+    //  unbounded (libzmq sums the two ends' marks only when neither is 0),
+    //  so the I/O thread's blocking send always finds room.
+    zsock_t *watch = zsock_new (ZMQ_PAIR);
+    if (watch) {
+        zsock_set_rcvhwm (watch, 0);
+        if (zsock_connect (watch, "%s", endpoint))
+            zsock_destroy (&watch);
+    }
+    if (!watch)
+        zmq_socket_monitor (zsock_resolve (socket), NULL, 0);
+    return watch;
+}
+
+zsock_t *
+sf_curve_watch (zsock_t *socket)
+{
+    return sf_curve_watch_events (socket,
+                                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+}
+
+void
+sf_curve_unwatch (zsock_t *socket, zsock_t **watch_p)
+{
+    //  Under the socket's monitor lock: no event is being sent once this
+    //  returns, and none is sent after, so the reader may go.
+    if (*watch_p && socket)
+        zmq_socket_monitor (zsock_resolve (socket), NULL, 0);
+    zsock_destroy (watch_p);
 }
 
 bool
@@ -97,6 +124,21 @@ sf_curve_send (zsock_t *router, zframe_t *routing_id, bool delimited,
         zmsg_addmem (msg, NULL, 0);
     zmsg_addmem (msg, body, size);
     return zmsg_send (&msg, router);
+}
+
+//  Send one message from CLIENT and read it on SERVER, within a bound
+//  far above any scheduling delay: proof that the I/O thread still runs.
+static void
+s_test_ping (zsock_t *client, zsock_t *server)
+{
+    zstr_send (client, "ping");
+    zpoller_t *poller = zpoller_new (server, NULL);
+    void *ready = zpoller_wait (poller, 20000);
+    assert (ready == server);
+    zmsg_t *msg = zmsg_recv (server);
+    assert (msg && zmsg_size (msg) == 2);
+    zmsg_destroy (&msg);
+    zpoller_destroy (&poller);
 }
 
 int
@@ -165,16 +207,42 @@ sf_curve_test (bool verbose)
     zpoller_t *poller = zpoller_new (server, NULL);
     void *ready = zpoller_wait (poller, 300);
     assert (ready == NULL);
-    //  ... and says so through its watch, once.
+    //  ... and says so through its watch (again at each redial).
     int64_t give_up = zclock_mono () + 30000;
     while (!sf_curve_refused (watch)) {
         assert (zclock_mono () < give_up);
         zclock_sleep (10);
     }
-    bool refused = sf_curve_refused (watch);
-    assert (!refused);
-    zsock_destroy (&watch);
+    sf_curve_unwatch (intruder, &watch);
     zsock_destroy (&intruder);
+
+    //  A watch left unread, and one ended while its socket still redials,
+    //  stall nothing: libzmq's I/O thread, which every socket here shares,
+    //  sends each event with a blocking send. Redials every millisecond,
+    //  with every kind of event watched, pass libzmq's default marks
+    //  (2,000 events queued) within a second or two.
+    zsock_t *noisy = zsock_new (ZMQ_DEALER);
+    sf_curve_client (noisy, client_cert, zcert_public_txt (other));
+    zsock_set_reconnect_ivl (noisy, 1);
+    watch = sf_curve_watch_events (noisy, ZMQ_EVENT_ALL);
+    assert (watch);
+    rc = zsock_connect (noisy, "%s", endpoint);
+    assert (rc == 0);
+    size_t events = 0;
+    for (int nap = 1000; events <= 2000; nap *= 2) {
+        assert (nap <= 16000);
+        zclock_sleep (nap);
+        s_test_ping (client, server);
+        for (events = 0; zsock_events (watch) & ZMQ_POLLIN; events++) {
+            zmsg_t *event = zmsg_recv (watch);
+            zmsg_destroy (&event);
+        }
+    }
+    sf_curve_unwatch (noisy, &watch);
+    assert (!watch);
+    zclock_sleep (100);
+    s_test_ping (client, server);
+    zsock_destroy (&noisy);
 
     //  A key the ZAP handler does not admit is refused, and a new session
     //  succeeds once it is admitted: the refused one never would.
@@ -196,6 +264,10 @@ sf_curve_test (bool verbose)
         assert (zclock_mono () < give_up);
         zclock_sleep (10);
     }
+    //  A refused session is never dialled again, so it is reported once.
+    zclock_sleep (300);
+    bool refused = sf_curve_refused (watch);
+    assert (!refused);
     sf_zap_allow (zap, "picky", zcert_public_txt (client_cert));
     zsock_t *later = zsock_new (ZMQ_DEALER);
     sf_curve_client (later, client_cert, zcert_public_txt (server_cert));
@@ -208,7 +280,7 @@ sf_curve_test (bool verbose)
     zframe_destroy (&body);
     free (principal);
     zsock_destroy (&later);
-    zsock_destroy (&watch);
+    sf_curve_unwatch (early, &watch);
     zsock_destroy (&early);
     zsock_destroy (&picky);
     zpoller_destroy (&poller);

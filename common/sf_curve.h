@@ -20,11 +20,24 @@ void sf_curve_server (zsock_t *socket, zcert_t *cert, const char *domain);
 //  (Z85 text).
 void sf_curve_client (zsock_t *socket, zcert_t *cert, const char *server_key);
 
+//  Watch SOCKET's connection EVENTS (ZMQ_EVENT_* bits). Returns a new
+//  monitor socket to read them from, or NULL; end it with sf_curve_unwatch,
+//  never with zsock_destroy. libzmq's I/O thread sends each event with a
+//  blocking send, so an event for a watch already closed, or one its owner
+//  stopped reading, would stall every socket of the process: the watch
+//  queues without limit, and sf_curve_unwatch stops the events first.
+zsock_t *sf_curve_watch_events (zsock_t *socket, int events);
+
 //  Watch client SOCKET's failed handshakes. libzmq never redials a session
-//  whose handshake failed (the server did not know our key yet, or we pin
-//  a key that is not the server's), so the owner must replace SOCKET.
-//  Returns a new monitor socket, which the caller destroys before SOCKET.
+//  refused by the server's ZAP handler (the server did not know our key
+//  yet), and a session that pins a key that is not the server's fails
+//  every redial, so the owner must replace SOCKET. Returns a new watch as
+//  sf_curve_watch_events does.
 zsock_t *sf_curve_watch (zsock_t *socket);
+
+//  Stop SOCKET's events and destroy *WATCH_P (NULL is fine); call it
+//  before SOCKET is destroyed.
+void sf_curve_unwatch (zsock_t *socket, zsock_t **watch_p);
 
 //  True if a handshake of the socket WATCH watches has failed since the
 //  last call. Cheap enough to ask before each send, though not free.

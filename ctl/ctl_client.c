@@ -38,15 +38,7 @@ ctl_client_new (const char *endpoint, const char *server_key, zcert_t **cert,
     sf_curve_client (self->dealer, self->cert, server_key);
     //  Without the monitor a missing reply is only "no reply"; with it,
     //  the message can say why.
-    char monitor [64];
-    snprintf (monitor, sizeof monitor, "inproc://ctl-client-%p", (void *) self);
-    if (zmq_socket_monitor (zsock_resolve (self->dealer), monitor,
-                            CTL_CLIENT_EVENTS)
-        == 0) {
-        self->monitor = zsock_new (ZMQ_PAIR);
-        if (self->monitor && zsock_connect (self->monitor, "%s", monitor) < 0)
-            zsock_destroy (&self->monitor);
-    }
+    self->monitor = sf_curve_watch_events (self->dealer, CTL_CLIENT_EVENTS);
     if (zsock_connect (self->dealer, "%s", endpoint) < 0) {
         sf_fault_set (fault, SF_EINVAL, "cannot connect to %s: %s", endpoint,
                       zmq_strerror (zmq_errno ()));
@@ -60,7 +52,7 @@ ctl_client_destroy (ctl_client_t **self_p)
 {
     if (*self_p) {
         ctl_client_t *self = *self_p;
-        zsock_destroy (&self->monitor);
+        sf_curve_unwatch (self->dealer, &self->monitor);
         zsock_destroy (&self->dealer);
         zcert_destroy (&self->cert);
         free (self->endpoint);

@@ -145,7 +145,7 @@ s_peer_destroy (s_peer_t **self_p)
     if (*self_p) {
         s_peer_t *self = *self_p;
         zlistx_destroy (&self->handoffs);
-        zsock_destroy (&self->refusals);
+        sf_curve_unwatch (self->dealer, &self->refusals);
         zsock_destroy (&self->dealer);
         free (self->endpoint);
         free (self->name);
@@ -232,7 +232,7 @@ s_peer_close (sim_handoff_t *self, s_peer_t *peer)
 {
     if (peer->dealer && self->loop)
         sf_loop_reader_end (self->loop, peer->dealer);
-    zsock_destroy (&peer->refusals);
+    sf_curve_unwatch (peer->dealer, &peer->refusals);
     zsock_destroy (&peer->dealer);
     peer->redial_ms = 0;
     for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
@@ -463,7 +463,7 @@ s_dealer (sim_handoff_t *self, s_peer_t *peer)
         peer->refusals = sf_curve_watch (peer->dealer);
         if (!peer->refusals
             || zsock_connect (peer->dealer, "%s", peer->endpoint)) {
-            zsock_destroy (&peer->refusals);
+            sf_curve_unwatch (peer->dealer, &peer->refusals);
             zsock_destroy (&peer->dealer);
             return NULL;
         }
@@ -779,6 +779,8 @@ sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
         }
         if (zlistx_size (peer->handoffs))
             s_handoffs_send (self, peer, now_ms);
+        else if (peer->dealer && s_refused (self, peer))
+            s_peer_close (self, peer);  //  not redialled until next used
     }
     s_copy_t *copy = (s_copy_t *) zlistx_first (self->copies);
     while (copy) {
