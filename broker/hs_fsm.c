@@ -2005,9 +2005,8 @@ hs_fsm_members (hs_fsm_t *self)
     return members;
 }
 
-//  True if ID is in CONFIGURATION.
-static bool
-s_configured (const struct raft_configuration *configuration, raft_id id)
+bool
+hs_fsm_configured (const struct raft_configuration *configuration, raft_id id)
 {
     for (unsigned at = 0; at < configuration->n; at++)
         if (configuration->servers [at].id == id)
@@ -2025,7 +2024,7 @@ hs_fsm_configuration_applied (hs_fsm_t *self, raft_index index,
     s_run (self, S_BEGIN);
     for (unsigned at = 0; at < previous->n && rc == 0; at++) {
         raft_id id = previous->servers [at].id;
-        if (s_configured (next, id))
+        if (hs_fsm_configured (next, id))
             continue;
         sqlite3_stmt *stmt = s_stmt (self, S_MEMBER_DROP);
         s_bind_int (stmt, 1, (int64_t) id);

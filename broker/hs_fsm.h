@@ -139,6 +139,10 @@ json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
 //  "key"}]. A new reference.
 json_t *hs_fsm_members (hs_fsm_t *self);
 
+//  True if raft id ID is a server of CONFIGURATION (lent).
+bool hs_fsm_configured (const struct raft_configuration *configuration,
+                        raft_id id);
+
 //  The committed configuration change at INDEX replaced PREVIOUS (the
 //  configuration applied before it, empty if none) with NEXT (both lent):
 //  every raft id that left is dropped from the members table and

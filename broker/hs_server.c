@@ -237,16 +237,6 @@ s_learn (hs_server_t *self, const json_t *member)
         json_string_value (json_object_get (member, "key")));
 }
 
-//  True if ID is in CONFIGURATION.
-static bool
-s_configured (const struct raft_configuration *configuration, raft_id id)
-{
-    for (unsigned at = 0; at < configuration->n; at++)
-        if (configuration->servers [at].id == id)
-            return true;
-    return false;
-}
-
 //  True if ID is in a configuration change among STATE's entries from
 //  FROM on.
 static bool
@@ -258,7 +248,7 @@ s_in_log_configuration (const hs_ring_state_t *state, unsigned from, raft_id id)
         raft_configuration_init (&decoded);
         if (state->entries [at].type == RAFT_CHANGE
             && raft_msg_conf_decode (&state->entries [at].buf, &decoded) == 0)
-            found = s_configured (&decoded, id);
+            found = hs_fsm_configured (&decoded, id);
         raft_configuration_close (&decoded);
     }
     return found;
@@ -283,10 +273,10 @@ s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
         raft_id ids [RAFT_MSG_MAX_MEMBERS];
         unsigned n = hs_link_peer_ids (self->link, ids, RAFT_MSG_MAX_MEMBERS);
         for (unsigned at = 0; at < n; at++)
-            if (!s_configured (latest, ids [at])
+            if (!hs_fsm_configured (latest, ids [at])
                 && (hs_fsm_member_removed (self->fsm, ids [at])
-                    || s_configured (hs_ring_applied_configuration (self->ring),
-                                     ids [at])
+                    || hs_fsm_configured (
+                        hs_ring_applied_configuration (self->ring), ids [at])
                     || s_in_log_configuration (state, 0, ids [at])))
                 s_forget_member (self, ids [at]);
     }
@@ -309,7 +299,7 @@ s_learn_from_log (hs_server_t *self, const hs_ring_state_t *state)
         raft_id id = (raft_id) json_integer_value (
             json_object_get (cmd.args, "raft_id"));
         bool left = last_change < state->n_entries && at < last_change
-                    && !s_configured (latest, id);
+                    && !hs_fsm_configured (latest, id);
         if (cmd.admin && key && sf_cert_key_valid (key) && !left) {
             sf_log_info (
                 "hs_server: member %s admitted from the log",
@@ -405,10 +395,7 @@ s_io_apply_change (void *handle, raft_index index,
     hs_fsm_configuration_applied (self->fsm, index, previous, next);
     for (unsigned at = 0; at < previous->n; at++) {
         raft_id id = previous->servers [at].id;
-        bool stays = false;
-        for (unsigned in = 0; in < next->n && !stays; in++)
-            stays = next->servers [in].id == id;
-        if (!stays)
+        if (!hs_fsm_configured (next, id))
             s_forget_member (self, id);
     }
 }
