@@ -40,6 +40,7 @@
       call joins the first and gets its answer). */
 
 #include "peer/sim_authority.h"
+#include "tests/unit/test_random.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -55,24 +56,6 @@
 #define S_RING_TIMEOUT_MS 3000
 #define S_HEARTBEAT_MS 1000
 #define S_RESEND_MS 300
-
-//  Deterministic randomness (xorshift64*).
-static uint64_t s_random_state;
-
-static uint64_t
-s_random (void)
-{
-    s_random_state ^= s_random_state >> 12;
-    s_random_state ^= s_random_state << 25;
-    s_random_state ^= s_random_state >> 27;
-    return s_random_state * 2685821657736338717ull;
-}
-
-static unsigned
-s_below (unsigned bound)
-{
-    return (unsigned) (s_random () % bound);
-}
 
 static const char *s_names [S_SIMS] = {"sim0", "sim1", "sim2"};
 static const char *s_paths [S_PATHS] = {"/w/a", "/w/b", "/w/c", "/w/d"};
@@ -204,13 +187,13 @@ s_send (s_msg_t msg)
     //  new sockets get nothing the old ones were sent.
     if (msg.kind == S_REPLY || msg.kind == S_EVENT)
         msg.life = s_sim.node [msg.to].life;
-    if (s_below (100) < s_sim.loss)
+    if (test_random_below (100) < s_sim.loss)
         return;
-    unsigned copies = s_below (100) < s_sim.duplicate ? 2 : 1;
+    unsigned copies = test_random_below (100) < s_sim.duplicate ? 2 : 1;
     for (unsigned copy = 0; copy < copies; copy++) {
         if (s_sim.later_count == S_MAX_LATER)
             return;  //  a full network drops
-        msg.at = s_sim.now + 1 + s_below (120);
+        msg.at = s_sim.now + 1 + test_random_below (120);
         s_sim.later [s_sim.later_count++] = msg;
     }
 }
@@ -594,7 +577,7 @@ s_edit (int sim, int path)
 static void
 s_step (void)
 {
-    s_sim.now += 1 + s_below (10);
+    s_sim.now += 1 + test_random_below (10);
     //  Messages due, in the order they are found (so reordered).
     for (unsigned at = 0; at < s_sim.later_count;) {
         if (s_sim.later [at].at <= s_sim.now) {
@@ -637,15 +620,15 @@ s_step (void)
         }
     }
     s_check ();
-    int sim = (int) s_below (S_SIMS);
-    int path = (int) s_below (S_PATHS);
+    int sim = (int) test_random_below (S_SIMS);
+    int path = (int) test_random_below (S_PATHS);
     s_node_t *node = &s_sim.node [sim];
-    unsigned roll = s_below (1000);
+    unsigned roll = test_random_below (1000);
     if (roll < 500)
         s_edit (sim, path);
     else if (roll < 560) {
         s_claim (sim, path);
-        if (s_below (3) == 0)
+        if (test_random_below (3) == 0)
             s_claim (sim, path);  //  a second call joins the first
     }
     else if (roll < 570) {
@@ -697,7 +680,7 @@ s_run (uint64_t seed, unsigned steps, unsigned loss, unsigned duplicate,
        bool verbose)
 {
     memset (&s_sim, 0, sizeof s_sim);
-    s_random_state = seed * 2 + 1;
+    test_random_seed (seed * 2 + 1);
     s_sim.loss = loss;
     s_sim.duplicate = duplicate;
     s_sim.verbose = verbose;

@@ -21,6 +21,7 @@
 #include "broker/hs_ring.h"
 #include "common/sf_log.h"
 #include "protocol/raft_msg.h"
+#include "tests/unit/test_random.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -29,24 +30,6 @@
 
 #define S_MAX_NODES 5
 #define S_MAX_QUEUE 200000
-
-//  Deterministic randomness (xorshift64*).
-static uint64_t s_random_state;
-
-static uint64_t
-s_random (void)
-{
-    s_random_state ^= s_random_state >> 12;
-    s_random_state ^= s_random_state << 25;
-    s_random_state ^= s_random_state >> 27;
-    return s_random_state * 2685821657736338717ull;
-}
-
-static unsigned
-s_below (unsigned bound)
-{
-    return (unsigned) (s_random () % bound);
-}
 
 //  A durable log entry on a simulated disk.
 typedef struct {
@@ -187,7 +170,7 @@ s_append (void *handle, raft_index index, const struct raft_entry *entries,
     if (n == 0)
         return;
     s_later_t later = {
-        .at = s_sim.now + 1 + s_below (s_sim.max_disk_delay),
+        .at = s_sim.now + 1 + test_random_below (s_sim.max_disk_delay),
         .kind = 1,
         .to = s_node_index (node),
         .index = index + n - 1,
@@ -209,18 +192,19 @@ s_send (void *handle, const struct raft_message *message)
     int rc = raft_msg_encode (message, (raft_id) s_node_index (node) + 1,
                               node->address, frame, size);
     assert (rc == 0);
-    if (s_below (100) < s_sim.loss_percent) {
+    if (test_random_below (100) < s_sim.loss_percent) {
         free (frame);
         return;
     }
-    int copies = s_below (100) < s_sim.duplicate_percent ? 2 : 1;
+    int copies = test_random_below (100) < s_sim.duplicate_percent ? 2 : 1;
     for (int copy = 0; copy < copies; copy++) {
         uint8_t *data = frame;
         if (copy) {
             data = (uint8_t *) malloc (size);
             memcpy (data, frame, size);
         }
-        s_later_t later = {.at = s_sim.now + 1 + s_below (s_sim.max_delay),
+        s_later_t later = {.at = s_sim.now + 1
+                                 + test_random_below (s_sim.max_delay),
                            .kind = 0,
                            .to = to,
                            .data = data,
@@ -268,11 +252,12 @@ s_send_digest (void *handle, raft_id to, raft_index index,
                                           node->address, index, digest, frame,
                                           RAFT_MSG_DIGEST_SIZE + 32);
     assert (size > 0);
-    if (s_below (100) < s_sim.loss_percent) {
+    if (test_random_below (100) < s_sim.loss_percent) {
         free (frame);
         return;
     }
-    s_later_t later = {.at = s_sim.now + 1 + s_below (s_sim.max_delay),
+    s_later_t later = {.at =
+                           s_sim.now + 1 + test_random_below (s_sim.max_delay),
                        .kind = 0,
                        .to = (int) to - 1,
                        .data = frame,
@@ -453,7 +438,7 @@ s_node_start (unsigned index)
         .heartbeat_timeout_ms = 30,
         .snapshot_threshold = 64,
         .snapshot_trailing = 16,
-        .seed = (unsigned) s_random (),
+        .seed = (unsigned) test_random (),
     };
     node->ring = hs_ring_new (index + 1, node->address, &io, &options);
     assert (node->ring);
@@ -548,7 +533,7 @@ s_run (uint64_t end, bool crashes, bool submit, bool verbose)
         if (next > s_sim.now)
             s_sim.now = next;
         if (which == -2) {
-            next_submit = s_sim.now + 2 + s_below (4);
+            next_submit = s_sim.now + 2 + test_random_below (4);
             for (unsigned at = 0; at < s_sim.nodes; at++) {
                 hs_ring_t *ring = s_sim.node [at].ring;
                 if (!ring || hs_ring_role (ring) != HS_RING_LEADER)
@@ -573,12 +558,13 @@ s_run (uint64_t end, bool crashes, bool submit, bool verbose)
         else if (which == -3) {
             //  One member crashes, or (one time in four) all of them at
             //  once, as in a power cut: only what was synced survives.
-            crashed = s_below (4) == 0 ? (int) s_sim.nodes
-                                       : (int) s_below (s_sim.nodes);
+            crashed = test_random_below (4) == 0
+                          ? (int) s_sim.nodes
+                          : (int) test_random_below (s_sim.nodes);
             for (unsigned at = 0; at < s_sim.nodes; at++)
                 if ((int) at == crashed || crashed == (int) s_sim.nodes)
                     s_node_crash (at);
-            restart_at = s_sim.now + 300 + s_below (2000);
+            restart_at = s_sim.now + 300 + test_random_below (2000);
             if (verbose)
                 printf (
                     "\n   t=%llu crash %s%d", (unsigned long long) s_sim.now,
@@ -589,7 +575,7 @@ s_run (uint64_t end, bool crashes, bool submit, bool verbose)
                 if ((int) at == crashed || crashed == (int) s_sim.nodes)
                     s_node_start (at);
             crashed = -1;
-            next_crash = s_sim.now + 500 + s_below (2500);
+            next_crash = s_sim.now + 500 + test_random_below (2500);
         }
         else if (which >= 0) {
             s_later_t later = s_sim.later [which];
@@ -731,7 +717,7 @@ s_scenario (unsigned nodes, uint64_t seed, bool crashes, unsigned diverge,
 {
     int rc;
     memset (&s_sim, 0, sizeof s_sim);
-    s_random_state = seed;
+    test_random_seed (seed);
     s_sim.nodes = nodes;
     s_sim.diverge = diverge;
     s_sim.diverge_text = "c100";
