@@ -836,10 +836,10 @@ s_job_progress (hs_api_t *self, uint64_t now)
 
 //  cluster.add's member ARGS against the members known here (the
 //  configuration file's and those added at run time) and the ring's
-//  latest configuration: a name another raft id has, or a raft id that
-//  is a member at another raft address, is refused before anything is
-//  written (hs_fsm refuses the same against the members table when the
-//  command applies). Returns 0, or -1 with FAULT.
+//  latest configuration: a name or a key another raft id has, or a raft
+//  id that is a member at another raft address, is refused before
+//  anything is written (hs_fsm refuses the same against the members
+//  table when the command applies). Returns 0, or -1 with FAULT.
 static int
 s_member_clash (hs_api_t *self, const json_t *args, sf_fault_t *fault)
 {
@@ -848,6 +848,7 @@ s_member_clash (hs_api_t *self, const json_t *args, sf_fault_t *fault)
     raft_id id =
         (raft_id) json_integer_value (json_object_get (args, "raft_id"));
     const char *raft = json_string_value (json_object_get (args, "raft"));
+    const char *key = json_string_value (json_object_get (args, "key"));
     for (unsigned at = 0; at < self->n_members; at++) {
         const s_member_t *member = &self->members [at];
         if (member->id != id && streq (member->name, name))
@@ -857,6 +858,14 @@ s_member_clash (hs_api_t *self, const json_t *args, sf_fault_t *fault)
                 "cluster.remove raft id %llu first",
                 name, (unsigned long long) member->id,
                 (unsigned long long) member->id);
+        //  Members know each other by key: one shared by two raft ids
+        //  would let one speak as the other.
+        if (member->id != id && streq (member->key, key))
+            return sf_fault_set (fault, SF_ECONFLICT,
+                                 "key %s is raft id %llu's; each member needs "
+                                 "a key of its own (make one with fabricctl "
+                                 "keygen)",
+                                 key, (unsigned long long) member->id);
     }
     const struct raft_configuration *configuration =
         hs_ring_configuration (self->ring);

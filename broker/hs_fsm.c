@@ -146,6 +146,8 @@ static const char *s_schema =
        "SELECT name, raft_id, raft, api, key FROM members ORDER BY name")   \
     X (S_MEMBER_NAMED, "SELECT raft_id FROM members WHERE name = ?1")      \
     X (S_MEMBER_RAFT, "SELECT raft FROM members WHERE raft_id = ?1")       \
+    X (S_MEMBER_KEYED,                                                      \
+       "SELECT raft_id FROM members WHERE key = ?1 AND raft_id <> ?2")      \
     X (S_MEMBER_DROP, "DELETE FROM members WHERE raft_id = ?1")            \
     X (S_REMOVED_PUT,                                                       \
        "INSERT OR REPLACE INTO removed (raft_id, removed_at) "              \
@@ -1120,6 +1122,21 @@ s_member_add (s_apply_t *ctx)
         return NULL;
     }
     free (raft);
+    //  Members know each other by key: one shared by two raft ids would
+    //  let one speak as the other.
+    stmt = s_stmt (ctx->self, S_MEMBER_KEYED);
+    s_bind_text (stmt, 1, ctx->a->key);
+    s_bind_int (stmt, 2, ctx->a->raft_id);
+    int64_t keyed =
+        sqlite3_step (stmt) == SQLITE_ROW ? sqlite3_column_int64 (stmt, 0) : 0;
+    s_done (stmt);
+    if (keyed) {
+        sf_fault_set (ctx->fault, SF_ECONFLICT,
+                      "key %s is raft id %lld's; each member needs a key of "
+                      "its own (make one with fabricctl keygen)",
+                      ctx->a->key, (long long) keyed);
+        return NULL;
+    }
     stmt = s_stmt (ctx->self, S_REMOVED_DROP);
     s_bind_int (stmt, 1, ctx->a->raft_id);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
@@ -2525,15 +2542,17 @@ hs_fsm_test (bool verbose)
         json_is_null (json_object_get (json_array_get (members, 0), "api")));
     json_decref (members);
 
-    //  A name another raft id has, or a raft id at another raft address,
-    //  is refused and leaves the table as it was.
+    //  A name or a key another raft id has, or a raft id at another raft
+    //  address, is refused and leaves the table as it was.
     const char *clashes [] = {
         "{\"name\":\"hs4\",\"raft_id\":5,\"raft\":\"tcp://h5:7101\","
         "\"key\":\"%s\"}",
         "{\"name\":\"hs5\",\"raft_id\":4,\"raft\":\"tcp://h5:7101\","
         "\"key\":\"%s\"}",
+        "{\"name\":\"hs5\",\"raft_id\":5,\"raft\":\"tcp://h5:7101\","
+        "\"key\":\"%s\"}",
     };
-    for (int at = 0; at < 2; at++) {
+    for (int at = 0; at < 3; at++) {
         snprintf (member, sizeof member, clashes [at], alice);
         changed = hs_fsm_last_change (fsm);
         result = s_test_apply (fsm, ++index, "cluster.add", member, bob, true,

@@ -214,6 +214,11 @@ def test_cluster_add_refuses_a_clash_with_a_member(ring, tmp_path):
              ["raft id 4", joiner.raft_endpoint, "cluster.remove"]),
             (dict(name="hs2", raft_id=2, raft=elsewhere, key=ring[1].keys.public.decode()),
              ["raft id 2", ring[1].raft_endpoint, "cluster.remove"]),
+            # A configured member's key, and a member added at run time's:
+            # members know each other by key.
+            (dict(name="hs5", raft_id=5, raft=elsewhere, key=ring[1].keys.public.decode()),
+             ["raft id 2", "key of its own"]),
+            (dict(name="hs5", raft_id=5, raft=elsewhere, key=key), ["raft id 4", "key of its own"]),
         ]
         with leader_client(ring, keys=admin, timeout=40) as client:
             before = client.call("status")["last_index"]
