@@ -532,6 +532,33 @@ s_grant_adopt (sim_api_t *self, const json_t *json)
     memcpy (early->bytes, bytes, size);
 }
 
+//  The ring's grant JSON (lent; may be NULL or null) to another sim, heard
+//  from the ring itself: kept for our replica of its entity as if proven,
+//  so that the new authority's first update costs no signature check
+//  (grants.md section 4). The ring's word, over its CURVE session, is
+//  what the signature stands for. Only an entity already here: a grant
+//  alone makes no replica.
+static void
+s_grant_learn (sim_api_t *self, const json_t *json)
+{
+    const char *sim = json_string_value (json_object_get (json, "sim"));
+    if (!sim || streq (sim, self->config.name))
+        return;
+    const char *path = json_string_value (json_object_get (json, "path"));
+    sim_entity_t *entity =
+        path ? sim_store_get (self->config.store, path) : NULL;
+    if (!entity || entity->authority)
+        return;
+    grant_msg_t grant;
+    sf_fault_t fault;
+    if (grant_msg_from_json (&grant, json, &fault) == 0)
+        sim_store_keep_grant (self->config.store, grant.path,
+                              strlen (grant.path),
+                              sim_store_hash (self->config.store, grant.path,
+                                              strlen (grant.path)),
+                              grant.epoch, grant.key, grant.signature, &entity);
+}
+
 //  ENTITY (may be NULL) is held here at its epoch from now on: it gets
 //  that epoch's grant if it came already, else the tick asks for it.
 static void
@@ -729,6 +756,8 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
         s_grant_adopt (self, json_object_get (result, "grant"));
         sim_authority_grant_t grant = s_grant_of (result, path);
         sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
+        //  After the core: a former authority holds a replica from now on.
+        s_grant_learn (self, json_object_get (result, "grant"));
     }
     self->event = NULL;
 }

@@ -204,6 +204,35 @@ def test_chunks_from_an_outsider_change_nothing_and_are_refused(fabric):
              what="sim1's next update at sim2")
 
 
+def test_a_former_authority_takes_the_new_grant_from_the_ring_unverified(fabric):
+    """grants.md section 4: sim1, fenced by the ring's grant of TARGET to
+    sim2, keeps that grant as the ring told it: sim2's first update at
+    the new epoch is applied at sim1 with no signature check. What it
+    keeps proves sim2 alone: evil sending at that epoch with sim2's real
+    grant is still refused."""
+    ring, sim1, sim2, keys, peer, udp = fabric
+    before = counters(sim1)
+    with sim2.client() as game:
+        claimed = game.call("entity.claim", path=TARGET)
+        epoch = claimed["epoch"]
+        game.call("entity.update", path=TARGET, state="moved-1")
+    wait_for(lambda: (_get(sim1, TARGET) or {}).get("state") == "moved-1",
+             what="sim2's first update at sim1")
+    now = counters(sim1)
+    assert now["grants_proven"] == before["grants_proven"]
+    assert now["update_unproven"] == before["update_unproven"]
+    assert (_get(sim1, TARGET)["epoch"], _get(sim1, TARGET)["source"]) == (epoch, "sim2")
+    to_sim1 = sd.Peer(keys.public, keys.secret, sim1.keys.public, peer.session)
+    grant = _ring_grant(ring[0], TARGET)
+    assert (grant["sim"], grant["epoch"]) == ("sim2", epoch)
+    before = counters(sim1)
+    sealed = to_sim1.state([(TARGET, epoch, 9, b"evil", sd.grant_from_json(grant))])
+    udp.sendto(sd.udp_payload(sealed), _state_port(sim1))
+    expect_delta(sim1, before, update_unproven=1)
+    assert counters(sim1)["grant_wrong_sender"] == before["grant_wrong_sender"] + 1
+    assert _get(sim1, TARGET)["state"] == "moved-1"
+
+
 def test_a_grant_of_a_rotated_ring_key_is_refused_after_its_grace(fabric):
     ring, sim1, sim2, keys, peer, udp = fabric
     # Grants signed by the first key, of evil's own entities.
