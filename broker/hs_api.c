@@ -1084,6 +1084,20 @@ hs_api_handle (hs_api_t *self, api_call_t *call, uint64_t now)
 static void s_ask_decided (hs_api_t *self, raft_index index,
                            const json_t *result);
 
+bool
+hs_api_awaits (hs_api_t *self, raft_index index)
+{
+    if (zhashx_size (self->asks))
+        return true;
+    //  Writes wait in index order.
+    for (s_write_t *write = (s_write_t *) zlistx_first (self->writes);
+         write && write->index <= index;
+         write = (s_write_t *) zlistx_next (self->writes))
+        if (write->index == index)
+            return true;
+    return false;
+}
+
 void
 hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 const json_t *result, const sf_fault_t *fault)

@@ -84,6 +84,11 @@ void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);
 //  (grants.md section 6). As leader, this member decides for the ring.
 void hs_api_set_registration_open (hs_api_t *self, bool open);
 
+//  True if a client here may be answered with the result of the command
+//  at INDEX: its own write's, or any ask's decision (an ask waits for a
+//  later command).
+bool hs_api_awaits (hs_api_t *self, raft_index index);
+
 //  The command at INDEX (written in TERM) was applied with RESULT (lent),
 //  or failed with FAULT when RESULT is NULL.
 void hs_api_applied (hs_api_t *self, raft_index index, raft_term term,

@@ -6,9 +6,11 @@
 #include "protocol/api_router.h"
 
 struct _hs_events_t {
-    zsock_t *pub;    //  PUB, CURVE server
-    char *endpoint;  //  as bound
-    char *node;      //  this member's name
+    zsock_t *pub;        //  XPUB, CURVE server
+    char *endpoint;      //  as bound
+    char *node;          //  this member's name
+    zhashx_t *heard;     //  topics some subscriber asked for (values unused)
+    uint64_t published;  //  events sent since start
 };
 
 hs_events_t *
@@ -17,7 +19,10 @@ hs_events_new (const char *endpoint, zcert_t *cert, const char *node,
 {
     hs_events_t *self = (hs_events_t *) zmalloc (sizeof (hs_events_t));
     self->node = strdup (node);
-    self->pub = zsock_new (ZMQ_PUB);
+    self->heard = zhashx_new ();
+    //  XPUB, not PUB, to learn whether anyone listens: a member nobody
+    //  follows publishes nothing, and its grants need no signature.
+    self->pub = zsock_new (ZMQ_XPUB);
     //  A slow subscriber loses events (and sees the gap) rather than
     //  growing our memory.
     zsock_set_sndhwm (self->pub, 100000);
@@ -38,6 +43,7 @@ hs_events_destroy (hs_events_t **self_p)
 {
     if (*self_p) {
         zsock_destroy (&(*self_p)->pub);
+        zhashx_destroy (&(*self_p)->heard);
         free ((*self_p)->endpoint);
         free ((*self_p)->node);
         free (*self_p);
@@ -49,6 +55,36 @@ const char *
 hs_events_endpoint (hs_events_t *self)
 {
     return self->endpoint;
+}
+
+bool
+hs_events_wanted (hs_events_t *self)
+{
+    //  libzmq passes a topic's first subscription and its last
+    //  unsubscription (a subscriber's going away included), one frame
+    //  each: 1 or 0, then the topic.
+    while (zsock_events (self->pub) & ZMQ_POLLIN) {
+        zframe_t *frame = zframe_recv (self->pub);
+        size_t size = frame ? zframe_size (frame) : 0;
+        if (size >= 1) {
+            const char *data = (const char *) zframe_data (frame);
+            char *topic = (char *) zmalloc (size);
+            memcpy (topic, data + 1, size - 1);
+            if (data [0] == 1)
+                zhashx_update (self->heard, topic, self);
+            else if (data [0] == 0)
+                zhashx_delete (self->heard, topic);
+            free (topic);
+        }
+        zframe_destroy (&frame);
+    }
+    return zhashx_size (self->heard) > 0;
+}
+
+uint64_t
+hs_events_published (hs_events_t *self)
+{
+    return self->published;
 }
 
 void
@@ -68,6 +104,7 @@ hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
                                "op", op, "result", result, "node", self->node);
     char *text = sf_json_text (event);
     zstr_sendx (self->pub, topic, text, NULL);
+    self->published++;
     free (text);
     json_decref (event);
     free (topic);

@@ -28,6 +28,13 @@ void hs_events_destroy (hs_events_t **self_p);
 //  The endpoint as bound. Lent.
 const char *hs_events_endpoint (hs_events_t *self);
 
+//  True if some subscriber listens now (subscriptions are read here, as
+//  they come: call it before each publish).
+bool hs_events_wanted (hs_events_t *self);
+
+//  How many events were published since start.
+uint64_t hs_events_published (hs_events_t *self);
+
 //  Publish that OP, applied at INDEX, gave RESULT (lent); PREV is the index
 //  of the change published before it (0 if none).
 void hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,

@@ -247,6 +247,7 @@ struct _hs_fsm_t {
     sqlite3_stmt *stmts [S_STMT_COUNT];  //  the table's, prepared on db
     raft_index applied;                  //  last index applied
     raft_index change;                   //  last index that changed something
+    uint64_t signed_grants;              //  grants signed since start
 };
 
 //  --------------------------------------------------------------------------
@@ -898,40 +899,97 @@ s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
     return entity;
 }
 
-//  The grant of PATH's current epoch (grants.md section 3), signed now
-//  with the ring's current key: a new reference, or json_null () if PATH
-//  has no authority or the ring no key yet. Signatures are deterministic,
-//  so every member hands out the same bytes for the same state.
+//  The grant of PATH's current epoch (grants.md section 3), not signed
+//  yet: {"path", "epoch", "sim", "key", "transfer"}, a new reference; or
+//  json_null () if PATH has no authority or the ring no key yet. Signed
+//  by s_grant_sign where it leaves this member (hs_fsm_sign_grants): a
+//  signature costs more than the rest of a grant's command, and most
+//  members hand most grants to nobody.
 static json_t *
 s_grant_of (hs_fsm_t *self, const char *path)
 {
-    grant_msg_t grant;
-    memset (&grant, 0, sizeof grant);
-    bool found = false;
+    json_t *grant = NULL;
     sqlite3_stmt *stmt = s_stmt (self, S_ENTITY_GRANT_OF);
     s_bind_text (stmt, 1, path);
-    if (sqlite3_step (stmt) == SQLITE_ROW) {
-        snprintf (grant.path, sizeof grant.path, "%s", path);
-        snprintf (grant.sim, sizeof grant.sim, "%s", s_column (stmt, 0));
-        grant.epoch = (uint64_t) sqlite3_column_int64 (stmt, 1);
-        grant.transfer = (uint64_t) sqlite3_column_int64 (stmt, 2);
-        //  Checked when the sim registered.
-        found = zmq_z85_decode (grant.key, s_column (stmt, 3)) != NULL;
-    }
+    if (sqlite3_step (stmt) == SQLITE_ROW)
+        grant = json_pack ("{s:s,s:s,s:I,s:s,s:I}", "path", path, "sim",
+                           s_column (stmt, 0), "epoch",
+                           (json_int_t) sqlite3_column_int64 (stmt, 1), "key",
+                           s_column (stmt, 3), "transfer",
+                           (json_int_t) sqlite3_column_int64 (stmt, 2));
     s_done (stmt);
-    if (!found)
-        return json_null ();
-    json_t *result = NULL;
-    stmt = s_stmt (self, S_KEY_CURRENT);
+    if (grant && hs_fsm_has_ring_key (self))
+        return grant;
+    json_decref (grant);
+    return json_null ();
+}
+
+//  Sign GRANT (s_grant_of's, lent; anything else is left alone) in place
+//  with the ring's current key. Signatures are deterministic, so every
+//  member that signs hands out the same bytes for the same state.
+static void
+s_grant_sign (hs_fsm_t *self, json_t *grant)
+{
+    if (!json_is_object (grant) || json_object_get (grant, "signature"))
+        return;
+    grant_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    const char *path = json_string_value (json_object_get (grant, "path"));
+    const char *sim = json_string_value (json_object_get (grant, "sim"));
+    const char *key = json_string_value (json_object_get (grant, "key"));
+    if (!path || !sim || !key || strlen (key) != SF_CERT_KEY_TEXT)
+        return;
+    snprintf (msg.path, sizeof msg.path, "%s", path);
+    snprintf (msg.sim, sizeof msg.sim, "%s", sim);
+    msg.epoch =
+        (uint64_t) json_integer_value (json_object_get (grant, "epoch"));
+    msg.transfer =
+        (uint64_t) json_integer_value (json_object_get (grant, "transfer"));
+    //  Checked when the sim registered.
+    if (!zmq_z85_decode (msg.key, key))
+        return;
+    json_t *signed_grant = NULL;
+    sqlite3_stmt *stmt = s_stmt (self, S_KEY_CURRENT);
     if (sqlite3_step (stmt) == SQLITE_ROW
         && sqlite3_column_bytes (stmt, 1) == GRANT_MSG_SECRET_SIZE
-        && grant_msg_sign (&grant, (uint32_t) sqlite3_column_int64 (stmt, 0),
+        && grant_msg_sign (&msg, (uint32_t) sqlite3_column_int64 (stmt, 0),
                            sqlite3_column_blob (stmt, 1))
                == 0)
-        result = grant_msg_to_json (&grant);
+        signed_grant = grant_msg_to_json (&msg);
     s_done (stmt);
-    sodium_memzero (&grant, sizeof grant);
-    return result ? result : json_null ();
+    sodium_memzero (&msg, sizeof msg);
+    if (signed_grant) {
+        json_object_update (grant, signed_grant);
+        self->signed_grants++;
+    }
+    json_decref (signed_grant);
+}
+
+//  PATH's grant, signed (for reads).
+static json_t *
+s_grant_signed (hs_fsm_t *self, const char *path)
+{
+    json_t *grant = s_grant_of (self, path);
+    s_grant_sign (self, grant);
+    return grant;
+}
+
+uint64_t
+hs_fsm_signed_grants (hs_fsm_t *self)
+{
+    return self->signed_grants;
+}
+
+void
+hs_fsm_sign_grants (hs_fsm_t *self, json_t *result)
+{
+    s_grant_sign (self, json_object_get (result, "grant"));
+    size_t index;
+    json_t *item;
+    json_array_foreach (json_object_get (result, "grants"), index, item)
+        s_grant_sign (self, item);
+    json_array_foreach (json_object_get (result, "results"), index, item)
+        s_grant_sign (self, json_object_get (item, "grant"));
 }
 
 bool
@@ -2094,7 +2152,7 @@ s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 {
     json_t *entity = s_entity_get (self, a->path, fault);
     if (entity)
-        json_object_set_new (entity, "grant", s_grant_of (self, a->path));
+        json_object_set_new (entity, "grant", s_grant_signed (self, a->path));
     return entity;
 }
 
@@ -2102,7 +2160,7 @@ s_entity_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 static json_t *
 s_entity_grant (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 {
-    json_t *grant = s_grant_of (self, a->path);
+    json_t *grant = s_grant_signed (self, a->path);
     if (json_is_object (grant))
         return json_pack ("{s:s,s:o}", "path", a->path, "grant", grant);
     json_decref (grant);
@@ -2948,7 +3006,11 @@ hs_fsm_test (bool verbose)
                    "kept"));
     assert (!json_object_get (json_array_get (items, 0), "checkpoint"));
     assert (!json_object_get (json_array_get (items, 5), "transfer"));
-    //  Each grant item carries the ring's signed grant of its epoch.
+    //  Each grant item carries the ring's grant of its epoch: unsigned as
+    //  applied (the outcome digest is taken so), signed where it leaves.
+    assert (json_is_object (json_object_get (held, "grant")));
+    assert (!json_object_get (json_object_get (held, "grant"), "signature"));
+    hs_fsm_sign_grants (fsm, result);
     grant_msg_t grant;
     rc = grant_msg_from_json (&grant, json_object_get (held, "grant"), &fault);
     assert (rc == 0);

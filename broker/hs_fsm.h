@@ -178,6 +178,17 @@ int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 //  section 2): a new leader submits ring.key first when it does not.
 bool hs_fsm_has_ring_key (hs_fsm_t *self);
 
+//  Sign the grants in RESULT (an applied command's, lent; grants.md
+//  section 3) with the current ring key: "grant", each of "grants", and
+//  each "grant" of "results". hs_fsm_apply leaves them unsigned, and its
+//  caller signs them only where they leave this member (a reply, an event
+//  someone listens to): the outcome digest is taken before.
+void hs_fsm_sign_grants (hs_fsm_t *self, json_t *result);
+
+//  How many grants this member signed since it started (replies, events
+//  and reads): the ring's costliest step per grant, counted.
+uint64_t hs_fsm_signed_grants (hs_fsm_t *self);
+
 //  The ring's public signing keys: [{"key_id", "public" (Z85),
 //  "retires_ms" (null for the current key)}], by key_id. A new reference.
 json_t *hs_fsm_ring_keys (hs_fsm_t *self);

@@ -180,6 +180,9 @@ s_counters (void *context, json_t *counters)
         {"ring_diverged_from", digests->mismatch_member},
         {"ring_diverged_at", digests->mismatch_index},
         {"zap_refused", sf_zap_refused (self->zap)},
+        {"grants_signed", hs_fsm_signed_grants (self->fsm)},
+        {"events_published",
+         self->events ? hs_events_published (self->events) : 0},
     };
     for (size_t at = 0; at < sizeof values / sizeof values [0]; at++)
         json_object_set_new (counters, values [at].name,
@@ -362,11 +365,19 @@ s_io_apply (void *handle, raft_index index, raft_term term,
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
     //  Before anything else reads or adds to the result.
     s_outcome (result, &fault, hs_fsm_last_change (self->fsm), outcome);
+    //  Only a change is published (a command answered without one leaves
+    //  the last change where it was), and only if someone listens.
+    bool publish = result && self->events
+                   && hs_fsm_last_change (self->fsm) == index
+                   && hs_events_wanted (self->events);
+    //  Its grants are signed only where they leave this member: a member
+    //  nobody follows, with no client waiting, pays no signature.
+    if (result
+        && (publish || (self->handler && hs_api_awaits (self->handler, index))))
+        hs_fsm_sign_grants (self->fsm, result);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
-        //  Only a change is published: a command answered without one
-        //  leaves the last change where it was.
-        if (self->events && hs_fsm_last_change (self->fsm) == index) {
+        if (publish) {
             //  Stamped before it goes: a subscriber may act on it before
             //  this thread runs again.
             json_t *transfer = json_object_get (result, "transfer");

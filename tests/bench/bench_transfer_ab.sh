@@ -17,8 +17,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for which in before after; do
         build=$BEFORE
         [ "$which" = after ] && build=$AFTER
+        #  Each build is driven by its own tree's harness: how a fabric
+        #  is set up (keys, admission) changes with the build.
+        tree=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' \
+            "$build/CMakeCache.txt")
         out=$(SIMFABRIC_BUILD=$build /usr/bin/python3 \
-            "$ROOT/tests/bench/bench_transfer.py" --repeats 1 "$@")
+            "${tree:-$ROOT}/tests/bench/bench_transfer.py" --repeats 1 "$@")
         echo "$which $(echo "$out" | tr '\n' ' ')"
     done
 done | /usr/bin/python3 -c '

@@ -12,6 +12,7 @@ and 6): real homeservers, real sockets.
   retires_ms.
 """
 
+import json
 import struct
 import subprocess
 import time
@@ -221,6 +222,80 @@ def test_grants_are_identical_on_every_member_and_verify(ring, tmp_path):
         forged = dict(created["grant"], **{field: value})
         with pytest.raises(InvalidSignature):
             verify(forged, keys)
+
+
+def counters(member):
+    with member.client() as client:
+        return client.call("counters")["counters"]
+
+
+def wait_applied(members, index, timeout=10.0):
+    """Until every member of MEMBERS has applied INDEX."""
+    deadline = time.monotonic() + timeout
+    for member in members:
+        while True:
+            with member.client() as client:
+                if client.call("status")["applied_index"] >= index:
+                    break
+            assert time.monotonic() < deadline, f"{member.name} never applied {index}"
+            time.sleep(0.02)
+
+
+def test_a_member_signs_grants_only_where_they_leave_it(ring, tmp_path):
+    """grants.md section 3: the leader signs the grants it answers a
+    client with; a follower nobody subscribes to signs none and
+    publishes nothing. Once someone subscribes to a follower's events it
+    signs the grants it publishes there, and they verify."""
+    keys = wait_ring_key(ring)
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    listened, quiet = [m for m in ring if m is not leader]
+    sim_keys = write_key_pair(tmp_path / "keys", "simA")
+    with leader.client(keys=sim_keys) as sim:
+        sim.call("sim.register", sim="simA", token=admit(ring, "simA"))
+        first = sim.call("entity.create", path="/quiet/first")
+        wait_applied(ring, first["index"])
+        before = {m.name: counters(m) for m in ring}
+        for number in range(5):
+            created = sim.call("entity.create", path=f"/quiet/{number}", authority="simA")
+            verify(created["grant"], keys)
+        wait_applied(ring, created["index"])
+    after = {m.name: counters(m) for m in ring}
+    def grew(member, counter):
+        return after[member.name][counter] - before[member.name][counter]
+    assert grew(leader, "grants_signed") == 5
+    for follower in (listened, quiet):
+        assert grew(follower, "grants_signed") == 0, follower.name
+        assert grew(follower, "events_published") == 0, follower.name
+    socket = listened.subscribe("")
+    try:
+        with leader.client(keys=sim_keys) as sim:
+            deadline = time.monotonic() + 10
+            number = 0
+            while not socket.poll(20):
+                assert time.monotonic() < deadline, "subscription not live"
+                sim.call("entity.create", path=f"/live/{number}")
+                number += 1
+            fence = sim.call("entity.create", path="/live/fence")
+            wait_applied(ring, fence["index"])
+            before = {m.name: counters(m) for m in ring}
+            created = sim.call("entity.create", path="/heard/a", authority="simA")
+            wait_applied(ring, created["index"])
+        while True:
+            assert socket.poll(10000), "no event for /heard/a"
+            topic, body = socket.recv_multipart()
+            if topic == b"entity:/heard/a":
+                break
+        event = json.loads(body)
+        assert event["node"] == listened.name
+        assert event["result"]["grant"] == created["grant"]
+        verify(event["result"]["grant"], keys)
+        after = {m.name: counters(m) for m in ring}
+        assert grew(listened, "grants_signed") == 1
+        assert grew(listened, "events_published") == 1
+        assert grew(quiet, "grants_signed") == 0
+    finally:
+        socket.close()
 
 
 def test_a_rotated_key_signs_and_the_old_one_is_listed_until_it_retires(ring, tmp_path):
