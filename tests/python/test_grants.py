@@ -12,7 +12,6 @@ and 6): real homeservers, real sockets.
   retires_ms.
 """
 
-import json
 import struct
 import subprocess
 import time
@@ -24,6 +23,7 @@ from zmq.utils import z85
 
 from simfabric_testing import (ApiError, Daemon, admit, binary, call_any, make_ring, running,
                                wait_leader, write_key_pair)
+from simfabric_testing.events import next_event, prove_live
 from simfabric_testing.keys import read_key_pair
 
 CONTEXT = b"simfabric grant 1"
@@ -270,23 +270,13 @@ def test_a_member_signs_grants_only_where_they_leave_it(ring, tmp_path):
     socket = listened.subscribe("")
     try:
         with leader.client(keys=sim_keys) as sim:
-            deadline = time.monotonic() + 10
-            number = 0
-            while not socket.poll(20):
-                assert time.monotonic() < deadline, "subscription not live"
-                sim.call("entity.create", path=f"/live/{number}")
-                number += 1
-            fence = sim.call("entity.create", path="/live/fence")
-            wait_applied(ring, fence["index"])
+            wait_applied(ring, prove_live(sim, socket)["index"])
             before = {m.name: counters(m) for m in ring}
             created = sim.call("entity.create", path="/heard/a", authority="simA")
             wait_applied(ring, created["index"])
-        while True:
-            assert socket.poll(10000), "no event for /heard/a"
-            topic, body = socket.recv_multipart()
-            if topic == b"entity:/heard/a":
-                break
-        event = json.loads(body)
+        topic, event = next_event(socket)
+        while topic != "entity:/heard/a":
+            topic, event = next_event(socket)
         assert event["node"] == listened.name
         assert event["result"]["grant"] == created["grant"]
         verify(event["result"]["grant"], keys)

@@ -2,7 +2,6 @@
 continue, then a member is removed; the ring keeps serving throughout."""
 
 import contextlib
-import json
 import subprocess
 import threading
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 
 from simfabric_testing import ApiError, Daemon, call_any, leader_client, wait_for, wait_leader
+from simfabric_testing.events import next_event, prove_live
 from simfabric_testing.keys import read_key_pair
 from simfabric_testing.paths import binary
 
@@ -179,27 +179,6 @@ def test_a_removed_member_leaves_status_on_every_member(ring, tmp_path):
         wait_members(follower, three)
     finally:
         joiner.kill()
-
-
-def next_event(socket, timeout=10):
-    """The next event SOCKET receives: (topic, body)."""
-    assert socket.poll(int(timeout * 1000)), "no event came"
-    topic, body = socket.recv_multipart()
-    return topic.decode(), json.loads(body)
-
-
-def prove_live(client, socket):
-    """Write until an event reaches SOCKET (a SUB's subscription reaches
-    the PUB asynchronously), then a fence, and read up to it."""
-    deadline = time.monotonic() + 10
-    number = 0
-    while not socket.poll(20):
-        assert time.monotonic() < deadline, "subscription not live"
-        client.call("entity.create", path=f"/live/{number}")
-        number += 1
-    client.call("entity.create", path="/live/fence")
-    while next_event(socket)[0] != "entity:/live/fence":
-        pass
 
 
 def test_only_membership_records_that_change_something_are_published(ring, tmp_path):
