@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from zmq.utils import z85
 
-from simfabric_testing import (ApiError, Daemon, admit, binary, call_any, make_ring, running,
+from simfabric_testing import (Daemon, admit, binary, call_any, make_ring, running,
                                wait_leader, write_key_pair)
 from simfabric_testing.events import next_event, prove_live
 from simfabric_testing.keys import read_key_pair
