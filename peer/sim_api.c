@@ -478,6 +478,11 @@ s_grant_set (sim_api_t *self, sim_entity_t *entity, const grant_msg_t *grant,
         !self->has_key || memcmp (grant->key, self->key, sizeof self->key) == 0;
     if (!current && entity->grant && entity->grant_epoch == entity->epoch)
         return;
+    //  The claim's reply and the ring's event carry the same grant: the
+    //  second changes nothing, and must not send the entity again.
+    if (entity->grant && entity->grant_size == size
+        && memcmp (entity->grant, bytes, size) == 0)
+        return;
     if (sim_store_set_grant (self->config.store, entity, bytes, size)) {
         s_grant_missing (self, entity);  //  out of memory: asked again
         return;
