@@ -9,7 +9,7 @@ struct _hs_events_t {
     zsock_t *pub;        //  XPUB, CURVE server
     char *endpoint;      //  as bound
     char *node;          //  this member's name
-    zhashx_t *heard;     //  topics some subscriber asked for (values unused)
+    size_t topics;       //  topics some subscriber asked for
     uint64_t published;  //  events sent since start
 };
 
@@ -19,7 +19,6 @@ hs_events_new (const char *endpoint, zcert_t *cert, const char *node,
 {
     hs_events_t *self = (hs_events_t *) zmalloc (sizeof (hs_events_t));
     self->node = strdup (node);
-    self->heard = zhashx_new ();
     //  XPUB, not PUB, to learn whether anyone listens: a member nobody
     //  follows publishes nothing, and its grants need no signature.
     self->pub = zsock_new (ZMQ_XPUB);
@@ -43,7 +42,6 @@ hs_events_destroy (hs_events_t **self_p)
 {
     if (*self_p) {
         zsock_destroy (&(*self_p)->pub);
-        zhashx_destroy (&(*self_p)->heard);
         free ((*self_p)->endpoint);
         free ((*self_p)->node);
         free (*self_p);
@@ -60,25 +58,23 @@ hs_events_endpoint (hs_events_t *self)
 bool
 hs_events_wanted (hs_events_t *self)
 {
-    //  libzmq passes a topic's first subscription and its last
+    //  libzmq passes only a topic's first subscription and its last
     //  unsubscription (a subscriber's going away included), one frame
-    //  each: 1 or 0, then the topic.
+    //  each: 1 or 0, then the topic. So counting them counts the topics,
+    //  whatever bytes the topics hold. Anything else a client sends is
+    //  dropped here.
     while (zsock_events (self->pub) & ZMQ_POLLIN) {
         zframe_t *frame = zframe_recv (self->pub);
-        size_t size = frame ? zframe_size (frame) : 0;
-        if (size >= 1) {
-            const char *data = (const char *) zframe_data (frame);
-            char *topic = (char *) zmalloc (size);
-            memcpy (topic, data + 1, size - 1);
+        const uint8_t *data = frame ? zframe_data (frame) : NULL;
+        if (frame && zframe_size (frame) >= 1) {
             if (data [0] == 1)
-                zhashx_update (self->heard, topic, self);
-            else if (data [0] == 0)
-                zhashx_delete (self->heard, topic);
-            free (topic);
+                self->topics++;
+            else if (data [0] == 0 && self->topics > 0)
+                self->topics--;
         }
         zframe_destroy (&frame);
     }
-    return zhashx_size (self->heard) > 0;
+    return self->topics > 0;
 }
 
 uint64_t

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from zmq.utils import z85
 
 from simfabric_testing import (Daemon, admit, binary, call_any, make_ring, running,
-                               wait_leader, write_key_pair)
+                               wait_for, wait_leader, write_key_pair)
 from simfabric_testing.events import next_event, prove_live
 from simfabric_testing.keys import read_key_pair
 
@@ -284,6 +284,15 @@ def test_a_member_signs_grants_only_where_they_leave_it(ring, tmp_path):
         assert grew(listened, "grants_signed") == 1
         assert grew(listened, "events_published") == 1
         assert grew(quiet, "grants_signed") == 0
+        # Once its only subscriber has gone, it publishes nothing again.
+        socket.close()
+        with leader.client(keys=sim_keys) as sim:
+            def unheard():
+                published = counters(listened)["events_published"]
+                made = sim.call("entity.create", path=f"/gone/{time.monotonic_ns()}")
+                wait_applied(ring, made["index"])
+                return counters(listened)["events_published"] == published
+            wait_for(unheard, what="the follower to stop publishing")
     finally:
         socket.close()
 
