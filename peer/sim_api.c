@@ -448,13 +448,9 @@ s_trace_event (sim_api_t *self, const json_t *result, const char *node,
 static bool
 s_grant_current (sim_api_t *self, const sim_entity_t *entity)
 {
-    if (!entity->grant || entity->grant_epoch != entity->epoch)
-        return false;
-    if (!self->has_key)
-        return true;
-    grant_msg_t grant;
-    return grant_msg_decode (&grant, entity->grant, entity->grant_size) == 0
-           && memcmp (grant.key, self->key, sizeof self->key) == 0;
+    return entity->grant && entity->grant_epoch == entity->epoch
+           && (!self->has_key
+               || memcmp (entity->grant_key, self->key, sizeof self->key) == 0);
 }
 
 //  Note that our ENTITY lacks its grant: the tick asks the ring for it.

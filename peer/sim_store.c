@@ -406,6 +406,9 @@ sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
     entity->grant = copy;
     entity->grant_size = copy ? size : 0;
     entity->grant_epoch = decoded.epoch;
+    memcpy (entity->grant_key, decoded.key, sizeof entity->grant_key);
+    memcpy (entity->grant_signature, decoded.signature,
+            sizeof entity->grant_signature);
     return 0;
 }
 

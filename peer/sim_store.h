@@ -35,7 +35,7 @@ typedef struct {
     uint32_t generation;   //  bumped each time the slot is reused
     //  Replica: the newest grant proven for it (grants.md section 4), so
     //  updates are checked against it and the same grant is not verified
-    //  again; authority: the epoch of GRANT below. 0: none.
+    //  again; authority: those of GRANT below. 0: none.
     uint64_t grant_epoch;
     uint8_t grant_key [32];        //  the authority's key it names
     uint8_t grant_signature [64];  //  its signature
@@ -145,8 +145,8 @@ sim_store_offer_t sim_store_keep_grant (sim_store_t *self, const char *path,
                                         sim_entity_t **entity);
 
 //  Set the grant of our own ENTITY to the SIZE bytes at GRANT (copied;
-//  NULL: none), and grant_epoch to its epoch: it is sent while that is
-//  the entity's epoch. Returns 0, or -1 if the grant does not decode, is
+//  NULL: none), and grant_epoch, grant_key and grant_signature to its
+//  own: it is sent while that is the entity's epoch. Returns 0, or -1 if the grant does not decode, is
 //  for another path, or memory ran out (then ENTITY is unchanged).
 int sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
                          const uint8_t *grant, size_t size);
