@@ -901,10 +901,7 @@ s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
 
 //  The grant of PATH's current epoch (grants.md section 3), not signed
 //  yet: {"path", "epoch", "sim", "key", "transfer"}, a new reference; or
-//  json_null () if PATH has no authority or the ring no key yet. Signed
-//  by s_grant_sign where it leaves this member (hs_fsm_sign_grants): a
-//  signature costs more than the rest of a grant's command, and most
-//  members hand most grants to nobody.
+//  json_null () if PATH has no authority or the ring no key yet.
 static json_t *
 s_grant_of (hs_fsm_t *self, const char *path)
 {
@@ -922,6 +919,18 @@ s_grant_of (hs_fsm_t *self, const char *path)
         return grant;
     json_decref (grant);
     return json_null ();
+}
+
+//  What an applied command's result carries where it grants PATH: the
+//  path itself, a JSON string, which hs_fsm_make_grants replaces by the
+//  signed grant where the result leaves this member. Grants are made
+//  there, not here: most members hand most results to nobody, and a
+//  grant's row lookup and signature cost more than the rest of a grant's
+//  command.
+static json_t *
+s_grant_due (const char *path)
+{
+    return json_string (path);
 }
 
 //  Sign GRANT (s_grant_of's, lent; anything else is left alone) in place
@@ -980,16 +989,30 @@ hs_fsm_signed_grants (hs_fsm_t *self)
     return self->signed_grants;
 }
 
-void
-hs_fsm_sign_grants (hs_fsm_t *self, json_t *result)
+//  The grant DUE stands for (s_grant_due's), made and signed; NULL if DUE
+//  is none (a grant made already, or null).
+static json_t *
+s_grant_made (hs_fsm_t *self, const json_t *due)
 {
-    s_grant_sign (self, json_object_get (result, "grant"));
+    return json_is_string (due) ? s_grant_signed (self, json_string_value (due))
+                                : NULL;
+}
+
+void
+hs_fsm_make_grants (hs_fsm_t *self, json_t *result)
+{
+    json_t *made = s_grant_made (self, json_object_get (result, "grant"));
+    if (made)
+        json_object_set_new (result, "grant", made);
+    json_t *grants = json_object_get (result, "grants");
     size_t index;
     json_t *item;
-    json_array_foreach (json_object_get (result, "grants"), index, item)
-        s_grant_sign (self, item);
+    json_array_foreach (grants, index, item)
+        if ((made = s_grant_made (self, item)))
+            json_array_set_new (grants, index, made);
     json_array_foreach (json_object_get (result, "results"), index, item)
-        s_grant_sign (self, json_object_get (item, "grant"));
+        if ((made = s_grant_made (self, json_object_get (item, "grant"))))
+            json_object_set_new (item, "grant", made);
 }
 
 bool
@@ -1323,8 +1346,8 @@ s_entity_import (s_apply_t *ctx)
         json_array_foreach (ctx->a->entities, index, entity)
             json_array_append_new (
                 grants,
-                s_grant_of (ctx->self, json_string_value (
-                                           json_object_get (entity, "path"))));
+                s_grant_due (
+                    json_string_value (json_object_get (entity, "path"))));
         json_object_set_new (result, "grants", grants);
     }
     return result;
@@ -1380,7 +1403,7 @@ s_entity_create (s_apply_t *ctx)
         a->path, a->owner, a->authority, ctx->principal, a->rule,
         a->authority ? 1 : 0, ms, ms, (int64_t) ctx->index, a->checkpoint);
     if (entity && a->authority)
-        json_object_set_new (entity, "grant", s_grant_of (ctx->self, a->path));
+        json_object_set_new (entity, "grant", s_grant_due (a->path));
     return entity;
 }
 
@@ -1588,8 +1611,7 @@ s_authority_answer (s_apply_t *ctx)
         else if (s_grant (ctx, path, to, player, ctx->a->transfer) == 0) {
             result = s_entity_get (ctx->self, path, ctx->fault);
             if (result) {
-                json_object_set_new (result, "grant",
-                                     s_grant_of (ctx->self, path));
+                json_object_set_new (result, "grant", s_grant_due (path));
                 json_object_set_new (result, "granted", json_true ());
                 json_object_set_new (result, "previous", json_string (from));
                 json_object_set_new (
@@ -1724,7 +1746,7 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
             if (checkpoint)
                 json_object_set_new (result, "checkpoint",
                                      json_string (checkpoint));
-            json_object_set_new (result, "grant", s_grant_of (ctx->self, path));
+            json_object_set_new (result, "grant", s_grant_due (path));
         }
         else
             //  The row was just read and written: only storage fails here.
@@ -3006,11 +3028,11 @@ hs_fsm_test (bool verbose)
                    "kept"));
     assert (!json_object_get (json_array_get (items, 0), "checkpoint"));
     assert (!json_object_get (json_array_get (items, 5), "transfer"));
-    //  Each grant item carries the ring's grant of its epoch: unsigned as
-    //  applied (the outcome digest is taken so), signed where it leaves.
-    assert (json_is_object (json_object_get (held, "grant")));
-    assert (!json_object_get (json_object_get (held, "grant"), "signature"));
-    hs_fsm_sign_grants (fsm, result);
+    //  Each grant item names the path granted as applied (the outcome
+    //  digest is taken so); its grant is made where the result leaves.
+    assert (streq (json_string_value (json_object_get (held, "grant")),
+                   json_string_value (json_object_get (held, "path"))));
+    hs_fsm_make_grants (fsm, result);
     grant_msg_t grant;
     rc = grant_msg_from_json (&grant, json_object_get (held, "grant"), &fault);
     assert (rc == 0);

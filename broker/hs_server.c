@@ -374,7 +374,7 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     //  nobody follows, with no client waiting, pays no signature.
     if (result
         && (publish || (self->handler && hs_api_awaits (self->handler, index))))
-        hs_fsm_sign_grants (self->fsm, result);
+        hs_fsm_make_grants (self->fsm, result);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
         if (publish) {
