@@ -899,28 +899,6 @@ s_entity_get (hs_fsm_t *self, const char *path, sf_fault_t *fault)
     return entity;
 }
 
-//  The grant of PATH's current epoch (grants.md section 3), not signed
-//  yet: {"path", "epoch", "sim", "key", "transfer"}, a new reference; or
-//  json_null () if PATH has no authority or the ring no key yet.
-static json_t *
-s_grant_of (hs_fsm_t *self, const char *path)
-{
-    json_t *grant = NULL;
-    sqlite3_stmt *stmt = s_stmt (self, S_ENTITY_GRANT_OF);
-    s_bind_text (stmt, 1, path);
-    if (sqlite3_step (stmt) == SQLITE_ROW)
-        grant = json_pack ("{s:s,s:s,s:I,s:s,s:I}", "path", path, "sim",
-                           s_column (stmt, 0), "epoch",
-                           (json_int_t) sqlite3_column_int64 (stmt, 1), "key",
-                           s_column (stmt, 3), "transfer",
-                           (json_int_t) sqlite3_column_int64 (stmt, 2));
-    s_done (stmt);
-    if (grant && hs_fsm_has_ring_key (self))
-        return grant;
-    json_decref (grant);
-    return json_null ();
-}
-
 //  What an applied command's result carries where it grants PATH: the
 //  path itself, a JSON string, which hs_fsm_make_grants replaces by the
 //  signed grant where the result leaves this member. Grants are made
@@ -933,54 +911,68 @@ s_grant_due (const char *path)
     return json_string (path);
 }
 
-//  Sign GRANT (s_grant_of's, lent; anything else is left alone) in place
-//  with the ring's current key. Signatures are deterministic, so every
-//  member that signs hands out the same bytes for the same state.
-static void
-s_grant_sign (hs_fsm_t *self, json_t *grant)
+//  Read the grant of PATH's current epoch into GRANT, unsigned. Returns
+//  0, or -1 if PATH has no authority.
+static int
+s_grant_read (hs_fsm_t *self, const char *path, grant_msg_t *grant)
 {
-    if (!json_is_object (grant) || json_object_get (grant, "signature"))
-        return;
-    grant_msg_t msg;
-    memset (&msg, 0, sizeof msg);
-    const char *path = json_string_value (json_object_get (grant, "path"));
-    const char *sim = json_string_value (json_object_get (grant, "sim"));
-    const char *key = json_string_value (json_object_get (grant, "key"));
-    if (!path || !sim || !key || strlen (key) != SF_CERT_KEY_TEXT)
-        return;
-    snprintf (msg.path, sizeof msg.path, "%s", path);
-    snprintf (msg.sim, sizeof msg.sim, "%s", sim);
-    msg.epoch =
-        (uint64_t) json_integer_value (json_object_get (grant, "epoch"));
-    msg.transfer =
-        (uint64_t) json_integer_value (json_object_get (grant, "transfer"));
-    //  Checked when the sim registered.
-    if (!zmq_z85_decode (msg.key, key))
-        return;
-    json_t *signed_grant = NULL;
-    sqlite3_stmt *stmt = s_stmt (self, S_KEY_CURRENT);
-    if (sqlite3_step (stmt) == SQLITE_ROW
-        && sqlite3_column_bytes (stmt, 1) == GRANT_MSG_SECRET_SIZE
-        && grant_msg_sign (&msg, (uint32_t) sqlite3_column_int64 (stmt, 0),
-                           sqlite3_column_blob (stmt, 1))
-               == 0)
-        signed_grant = grant_msg_to_json (&msg);
-    s_done (stmt);
-    sodium_memzero (&msg, sizeof msg);
-    if (signed_grant) {
-        json_object_update (grant, signed_grant);
-        self->signed_grants++;
+    memset (grant, 0, sizeof *grant);
+    sqlite3_stmt *stmt = s_stmt (self, S_ENTITY_GRANT_OF);
+    s_bind_text (stmt, 1, path);
+    int rc = -1;
+    //  The sim's key was checked when it registered.
+    if (sqlite3_step (stmt) == SQLITE_ROW && s_column (stmt, 3)
+        && strlen (s_column (stmt, 3)) == SF_CERT_KEY_TEXT
+        && zmq_z85_decode (grant->key, s_column (stmt, 3))) {
+        snprintf (grant->path, sizeof grant->path, "%s", path);
+        snprintf (grant->sim, sizeof grant->sim, "%s", s_column (stmt, 0));
+        grant->epoch = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        grant->transfer = (uint64_t) sqlite3_column_int64 (stmt, 2);
+        rc = 0;
     }
-    json_decref (signed_grant);
+    s_done (stmt);
+    return rc;
 }
 
-//  PATH's grant, signed (for reads).
+//  Sign the COUNT grants at GRANTS with the ring's current key, in trees
+//  of at most GRANT_MSG_MAX_LEAVES: one signature per tree (grants.md
+//  section 3). Returns 0, or -1 (none signed) if the ring has no key yet.
+static int
+s_grants_sign (hs_fsm_t *self, grant_msg_t *grants, size_t count)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_KEY_CURRENT);
+    int rc = -1;
+    if (sqlite3_step (stmt) == SQLITE_ROW
+        && sqlite3_column_bytes (stmt, 1) == GRANT_MSG_SECRET_SIZE) {
+        uint32_t key_id = (uint32_t) sqlite3_column_int64 (stmt, 0);
+        const uint8_t *secret = sqlite3_column_blob (stmt, 1);
+        rc = 0;
+        for (size_t at = 0; at < count && rc == 0;
+             at += GRANT_MSG_MAX_LEAVES) {
+            size_t tree = count - at < GRANT_MSG_MAX_LEAVES
+                              ? count - at
+                              : GRANT_MSG_MAX_LEAVES;
+            rc = grant_msg_sign_batch (grants + at, tree, key_id, secret);
+        }
+        if (rc == 0)
+            self->signed_grants += count;
+    }
+    s_done (stmt);
+    return rc;
+}
+
+//  PATH's grant, signed alone (for reads): a new reference, or
+//  json_null () if PATH has no authority or the ring no key yet.
 static json_t *
 s_grant_signed (hs_fsm_t *self, const char *path)
 {
-    json_t *grant = s_grant_of (self, path);
-    s_grant_sign (self, grant);
-    return grant;
+    grant_msg_t grant;
+    json_t *json = s_grant_read (self, path, &grant) == 0
+                           && s_grants_sign (self, &grant, 1) == 0
+                       ? grant_msg_to_json (&grant)
+                       : json_null ();
+    sodium_memzero (&grant, sizeof grant);
+    return json;
 }
 
 uint64_t
@@ -989,30 +981,72 @@ hs_fsm_signed_grants (hs_fsm_t *self)
     return self->signed_grants;
 }
 
-//  The grant DUE stands for (s_grant_due's), made and signed; NULL if DUE
-//  is none (a grant made already, or null).
-static json_t *
-s_grant_made (hs_fsm_t *self, const json_t *due)
+//  Where a result names a grant to make: OBJECT's KEY, or ARRAY's INDEX.
+typedef struct {
+    json_t *object;
+    const char *key;
+    json_t *array;
+    size_t index;
+} s_grant_slot_t;
+
+//  Add the slot at OBJECT's KEY or ARRAY's INDEX to SLOTS (COUNT so far,
+//  room for all) if it names a grant to make (s_grant_due's).
+static void
+s_grant_slot_add (s_grant_slot_t *slots, size_t *count, json_t *object,
+                  const char *key, json_t *array, size_t index)
 {
-    return json_is_string (due) ? s_grant_signed (self, json_string_value (due))
-                                : NULL;
+    json_t *due =
+        object ? json_object_get (object, key) : json_array_get (array, index);
+    if (json_is_string (due))
+        slots [(*count)++] = (s_grant_slot_t) {object, key, array, index};
 }
 
 void
 hs_fsm_make_grants (hs_fsm_t *self, json_t *result)
 {
-    json_t *made = s_grant_made (self, json_object_get (result, "grant"));
-    if (made)
-        json_object_set_new (result, "grant", made);
     json_t *grants = json_object_get (result, "grants");
-    size_t index;
+    json_t *results = json_object_get (result, "results");
+    size_t room = 1 + json_array_size (grants) + json_array_size (results);
+    s_grant_slot_t *slots = malloc (room * sizeof *slots);
+    grant_msg_t *made = malloc (room * sizeof *made);
+    bool *held = malloc (room * sizeof *held);
+    size_t count = 0, index;
     json_t *item;
-    json_array_foreach (grants, index, item)
-        if ((made = s_grant_made (self, item)))
-            json_array_set_new (grants, index, made);
-    json_array_foreach (json_object_get (result, "results"), index, item)
-        if ((made = s_grant_made (self, json_object_get (item, "grant"))))
-            json_object_set_new (item, "grant", made);
+    if (slots && made && held) {
+        s_grant_slot_add (slots, &count, result, "grant", NULL, 0);
+        json_array_foreach (grants, index, item)
+            s_grant_slot_add (slots, &count, NULL, NULL, grants, index);
+        json_array_foreach (results, index, item)
+            s_grant_slot_add (slots, &count, item, "grant", NULL, 0);
+    }
+    //  All the result's grants in as few signatures as trees allow; a path
+    //  without an authority (or a ring without a key) gets null.
+    size_t signing = 0;
+    for (size_t at = 0; at < count; at++) {
+        const s_grant_slot_t *slot = &slots [at];
+        json_t *due = slot->object ? json_object_get (slot->object, slot->key)
+                                   : json_array_get (slot->array, slot->index);
+        held [at] =
+            s_grant_read (self, json_string_value (due), &made [signing]) == 0;
+        signing += held [at];
+    }
+    bool signed_all = s_grants_sign (self, made, signing) == 0;
+    for (size_t at = 0, next = 0; at < count; at++) {
+        const s_grant_slot_t *slot = &slots [at];
+        json_t *grant = signed_all && held [at]
+                            ? grant_msg_to_json (&made [next])
+                            : json_null ();
+        next += held [at];
+        if (slot->object)
+            json_object_set_new (slot->object, slot->key, grant);
+        else
+            json_array_set_new (slot->array, slot->index, grant);
+    }
+    if (made)
+        sodium_memzero (made, room * sizeof *made);
+    free (held);
+    free (made);
+    free (slots);
 }
 
 bool
@@ -3043,13 +3077,27 @@ hs_fsm_test (bool verbose)
     assert (memcmp (grant.key, carol_key, 32) == 0);
     rc = grant_msg_verify (&grant, ring_public);
     assert (rc == 0);
-    //  entity.grant hands out the same bytes; after a rotation, the new
-    //  key signs and the old one is listed with its retirement.
+    //  The batch's grants share one signature, each with its own proof.
+    grant_msg_t sibling;
+    rc = grant_msg_from_json (&sibling, json_object_get (orphan, "grant"),
+                              &fault);
+    assert (rc == 0 && sibling.leaves == grant.leaves && grant.leaves >= 2);
+    assert (sibling.leaf != grant.leaf);
+    assert (memcmp (sibling.signature, grant.signature, 64) == 0);
+    assert (grant_msg_verify (&sibling, ring_public) == 0);
+    //  entity.grant hands out the same grant, signed alone; after a
+    //  rotation, the new key signs and the old one is listed with its
+    //  retirement.
     query = json_pack ("{s:O}", "path", json_object_get (held, "path"));
     json_t *read = hs_fsm_read (fsm, "entity.grant", query, &fault);
     assert (read);
-    assert (json_equal (json_object_get (read, "grant"),
-                        json_object_get (held, "grant")));
+    grant_msg_t alone;
+    rc = grant_msg_from_json (&alone, json_object_get (read, "grant"), &fault);
+    assert (rc == 0 && alone.leaves == 1 && alone.key_id == 1);
+    assert (grant_msg_verify (&alone, ring_public) == 0);
+    assert (streq (alone.path, grant.path) && alone.epoch == grant.epoch
+            && streq (alone.sim, grant.sim) && alone.transfer == grant.transfer
+            && memcmp (alone.key, grant.key, 32) == 0);
     json_decref (read);
     crypto_sign_keypair (ring_public, ring_secret);
     zmq_z85_encode (public_text, ring_public, 32);

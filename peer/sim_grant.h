@@ -28,13 +28,29 @@ typedef struct {
     uint64_t retires_ms;  //  grants refused from then (wall clock), 0: never
 } sim_grant_key_t;
 
-//  The ring keys a sim knows. A value: copy it, no destructor.
+//  Tree roots verified lately: the grants the ring signs together share
+//  one signature, so a receiver checks it once for all of them.
+#define SIM_GRANT_ROOTS 8
+
+//  A root the ring's key KEY_ID signed, over a tree of LEAVES grants.
+typedef struct {
+    uint32_t key_id;  //  0: an empty slot
+    uint8_t leaves;
+    uint8_t root [32];
+    uint8_t signature [64];
+} sim_grant_root_t;
+
+//  The ring keys a sim knows, and the roots it verified with them. A
+//  value: copy it, no destructor.
 typedef struct {
     sim_grant_key_t keys [SIM_GRANT_MAX_KEYS];
     size_t count;
     //  Set once any key was known, never cleared: from then on every
     //  update needs a grant (until then the ring predates grants).
     bool enforced;
+    sim_grant_root_t roots [SIM_GRANT_ROOTS];
+    size_t next_root;  //  the slot the next verified root takes
+    uint64_t verified;  //  Ed25519 checks made (the rest hit a root)
 } sim_grant_keys_t;
 
 //  What checking a grant came to. The names after OK are the counters.
@@ -66,8 +82,9 @@ int sim_grant_keys_from_json (const json_t *array, sim_grant_key_t *out,
 //  that the path is watched): its key id is known and not retired; it
 //  names one of the sender's keys; it is not older than the replica's
 //  epoch or the grant kept; unless it is the grant kept, its signature
-//  verifies. A grant that passes is kept in STORE.
-sim_grant_result_t sim_grant_check (const sim_grant_keys_t *keys,
+//  verifies (once per tree: KEYS keeps the roots it verified). A grant
+//  that passes is kept in STORE.
+sim_grant_result_t sim_grant_check (sim_grant_keys_t *keys,
                                     sim_store_t *store, const char *path,
                                     size_t path_size, uint64_t epoch,
                                     const uint8_t *grant, size_t size,

@@ -698,7 +698,8 @@ sim_store_test (bool verbose)
     assert (offered == SIM_STORE_CONFLICT);
     entity = sim_store_get (store, "/mine");
     assert (!entity->grant && entity->grant_size == 0);
-    grant_msg_t own = {.path = "/mine", .epoch = 4, .sim = "simA", .key_id = 1};
+    grant_msg_t own = {
+        .path = "/mine", .epoch = 4, .sim = "simA", .key_id = 1, .leaves = 1};
     uint8_t bytes [GRANT_MSG_MAX_SIZE];
     size_t size = grant_msg_encode (&own, bytes, sizeof bytes);
     assert (size > 0);

@@ -350,7 +350,8 @@ handoff_msg_test (bool verbose)
                          .epoch = 4,
                          .sim = "sim1",
                          .transfer = 2,
-                         .key_id = 1};
+                         .key_id = 1,
+                         .leaves = 1};
     uint8_t grant_bytes [GRANT_MSG_MAX_SIZE];
     size_t grant_size =
         grant_msg_encode (&grant, grant_bytes, sizeof grant_bytes);

@@ -431,7 +431,8 @@ state_msg_test (bool verbose)
                          .epoch = 7,
                          .sim = "sim1",
                          .transfer = 3,
-                         .key_id = 1};
+                         .key_id = 1,
+                         .leaves = 1};
     memset (grant.key, 0x11, sizeof grant.key);
     memset (grant.signature, 0x22, sizeof grant.signature);
     uint8_t grant_bytes [GRANT_MSG_MAX_SIZE];
@@ -497,7 +498,7 @@ state_msg_test (bool verbose)
     rc = s_decodes (bad, used);
     assert (rc == -1);
     bad [1] = 'S';
-    bad [1 + grant_size - 65] = 0;  //  key id 1 -> 0
+    bad [1 + grant_size - 67] = 0;  //  key id 1 -> 0 (before leaves, leaf)
     rc = s_decodes (bad, used);
     assert (rc == -1);
     //  A grant that does not fit is not written

@@ -12,7 +12,6 @@ and 6): real homeservers, real sockets.
   retires_ms.
 """
 
-import struct
 import subprocess
 import time
 
@@ -23,27 +22,21 @@ from zmq.utils import z85
 
 from simfabric_testing import (Daemon, admit, binary, call_any, make_ring, running,
                                wait_for, wait_leader, write_key_pair)
+from simfabric_testing import state as sd
 from simfabric_testing.events import next_event, prove_live
 from simfabric_testing.keys import read_key_pair
 
-CONTEXT = b"simfabric grant 1"
-
-
-def grant_bytes(grant: dict) -> bytes:
-    """The binary form of a grant's JSON form (grants.md section 3)."""
-    path, sim = grant["path"].encode(), grant["sim"].encode()
-    return (b"SG1" + bytes([len(path) - 1]) + path + struct.pack(">Q", grant["epoch"])
-            + bytes([len(sim)]) + sim + z85.decode(grant["key"])
-            + struct.pack(">QI", grant["transfer"], grant["key_id"])
-            + z85.decode(grant["signature"]))
-
-
 def verify(grant: dict, ring_keys: list) -> dict:
-    """Check GRANT's signature with the listed key it names; return that
-    key's listing. Raises InvalidSignature if it does not verify."""
+    """Check GRANT's proof and signature with the listed key it names
+    (grants.md section 3); return that key's listing. Raises
+    InvalidSignature if it does not verify."""
     (listed,) = [key for key in ring_keys if key["key_id"] == grant["key_id"]]
     public = Ed25519PublicKey.from_public_bytes(z85.decode(listed["public"]))
-    public.verify(z85.decode(grant["signature"]), CONTEXT + grant_bytes(grant)[:-64])
+    body = sd.grant_body(grant["path"], grant["epoch"], grant["sim"], grant["key"],
+                         grant["transfer"])
+    root = sd.grant_root(body, grant["leaves"], grant["leaf"], z85.decode(grant["proof"]))
+    public.verify(z85.decode(grant["signature"]),
+                  sd.grant_signed_message(grant["key_id"], grant["leaves"], root))
     return listed
 
 
@@ -207,8 +200,15 @@ def test_grants_are_identical_on_every_member_and_verify(ring, tmp_path):
     assert created["grant"]["key"] == sim_keys.public.decode()
     assert granted["grant"]["epoch"] == granted["epoch"]
     assert granted["grant"]["transfer"] == granted["transfer"]
-    # The current authority asking again gets the same grant back.
-    assert [r["grant"] for r in batch["results"]] == [created["grant"], granted["grant"]]
+    # The current authority asking again gets the same grants back, signed
+    # together: one signature, each grant its own leaf of the tree.
+    again = [r["grant"] for r in batch["results"]]
+    assert [content(g) for g in again] == [content(created["grant"]), content(granted["grant"])]
+    assert [(g["leaves"], g["leaf"]) for g in again] == [(2, 0), (2, 1)]
+    assert again[0]["signature"] == again[1]["signature"]
+    assert created["grant"]["leaves"] == 1 and created["grant"]["proof"] == ""
+    for grant in again:
+        verify(grant, keys)
     for grant in (created["grant"], granted["grant"]):
         assert verify(grant, keys)["retires_ms"] is None
         # Any member, asked for the same (path, epoch), answers the same.
@@ -217,11 +217,19 @@ def test_grants_are_identical_on_every_member_and_verify(ring, tmp_path):
                 read = client.call("entity.grant", path=grant["path"], consistency="stale")
                 got = client.call("entity.get", path=grant["path"], consistency="stale")
             assert read["grant"] == grant == got["grant"], member.name
-    # A forged grant does not verify: another epoch, another sim.
+    # A forged grant does not verify: another epoch, another sim, another
+    # path, or a batch's grant moved to its sibling's leaf.
     for field, value in (("epoch", 7), ("sim", "simB"), ("path", "/w/c")):
         forged = dict(created["grant"], **{field: value})
         with pytest.raises(InvalidSignature):
             verify(forged, keys)
+    with pytest.raises(InvalidSignature):
+        verify(dict(again[0], leaf=1, proof=again[1]["proof"]), keys)
+
+
+def content(grant: dict) -> dict:
+    """What a grant says, without how it was signed."""
+    return {k: v for k, v in grant.items() if k not in ("leaves", "leaf", "proof", "signature")}
 
 
 def counters(member):

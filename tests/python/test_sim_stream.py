@@ -361,7 +361,7 @@ def test_the_state_socket_gets_the_receive_buffer_asked_for(tmp_path):
         port = int(sim2.state_endpoint.rsplit(":", 1)[1])
         # The kernel doubles a request for its bookkeeping.
         assert kernel_receive_buffer(port) == 2 * given
-        # Full datagrams (one 7,800-byte state each, with room for the grant
+        # Full datagrams (one 7,700-byte state each, with room for the grant
         # that goes before it, state-datagram.md section 3): the credit sim2 grants
         # sim1 is its configured credit, 64, where the kernel's default
         # buffer would hold 13 of them. The grant is what the buffer decides;
@@ -369,7 +369,7 @@ def test_the_state_socket_gets_the_receive_buffer_asked_for(tmp_path):
         # shrinks on losses, which a busy machine's scheduling can cause.
         with sim1.client() as game:
             for n in range(100):
-                game.call("entity.create", path=f"/world/big{n:03d}", state="x" * 7800)
+                game.call("entity.create", path=f"/world/big{n:03d}", state="x" * 7700)
         expected = min(64, given // 8189)
 
         def peer(sim, name):

@@ -151,7 +151,7 @@ def parse_state_body(body: bytes) -> list[tuple[str, int, int, bytes]]:
 
 #  Grants (grants.md section 3)
 
-GRANT_CONTEXT = b"simfabric grant 1"
+GRANT_CONTEXT = b"simfabric grants 2"
 
 
 def ring_keypair(seed: bytes | None = None) -> tuple[bytes, bytes]:
@@ -166,30 +166,53 @@ def ring_keypair(seed: bytes | None = None) -> tuple[bytes, bytes]:
     return public.raw, secret.raw
 
 
-def grant_unsigned(path: str, epoch: int, sim: str, key, transfer: int = 0,
-                   key_id: int = 1) -> bytes:
-    """A grant's bytes but its signature."""
+def grant_body(path: str, epoch: int, sim: str, key, transfer: int = 0) -> bytes:
+    """What a grant's leaf hashes: its fields from path-len to transfer."""
     path, sim = path.encode(), sim.encode()
-    return (b"SG1" + bytes([len(path) - 1]) + path + struct.pack(">Q", epoch)
-            + bytes([len(sim)]) + sim + key_bytes(key)
-            + struct.pack(">QI", transfer, key_id))
+    return (bytes([len(path) - 1]) + path + struct.pack(">Q", epoch)
+            + bytes([len(sim)]) + sim + key_bytes(key) + struct.pack(">Q", transfer))
+
+
+def _blake2b(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def grant_root(body: bytes, leaves: int, leaf: int, proof: bytes) -> bytes:
+    """The root a grant's proof leads to (grants.md section 3)."""
+    node, used = _blake2b(b"\x00" + body), 0
+    while leaves > 1:
+        if leaf ^ 1 < leaves:
+            sibling = proof[32 * used:32 * used + 32]
+            node = _blake2b(b"\x01" + (sibling + node if leaf % 2 else node + sibling))
+            used += 1
+        leaf, leaves = leaf // 2, (leaves + 1) // 2
+    assert 32 * used == len(proof), "the proof's length does not fit its leaf"
+    return node
+
+
+def grant_signed_message(key_id: int, leaves: int, root: bytes) -> bytes:
+    """What the ring signs for a tree of LEAVES grants with root ROOT."""
+    return GRANT_CONTEXT + struct.pack(">IB", key_id, leaves) + root
 
 
 def grant(path: str, epoch: int, sim: str, key, secret: bytes, transfer: int = 0,
           key_id: int = 1) -> bytes:
-    """A grant signed with the ring secret key SECRET (64 bytes)."""
-    unsigned = grant_unsigned(path, epoch, sim, key, transfer, key_id)
-    signed = GRANT_CONTEXT + unsigned
+    """A grant signed alone (a tree of one) with the ring secret key SECRET
+    (64 bytes)."""
+    body = grant_body(path, epoch, sim, key, transfer)
+    signed = grant_signed_message(key_id, 1, grant_root(body, 1, 0, b""))
     signature = ctypes.create_string_buffer(64)
     _sodium.crypto_sign_detached(signature, None, signed,
                                  ctypes.c_ulonglong(len(signed)), secret)
-    return unsigned + signature.raw
+    return b"SG2" + body + struct.pack(">IBB", key_id, 1, 0) + signature.raw
 
 
 def grant_from_json(value: dict) -> bytes:
     """The binary form of a grant in the ring's JSON form."""
-    return (grant_unsigned(value["path"], value["epoch"], value["sim"], value["key"],
-                           value["transfer"], value["key_id"])
+    return (b"SG2" + grant_body(value["path"], value["epoch"], value["sim"], value["key"],
+                                value["transfer"])
+            + struct.pack(">IBB", value["key_id"], value["leaves"], value["leaf"])
+            + zmq.utils.z85.decode(value["proof"].encode())
             + zmq.utils.z85.decode(value["signature"].encode()))
 
 
