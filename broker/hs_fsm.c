@@ -989,20 +989,39 @@ typedef struct {
     size_t index;
 } s_grant_slot_t;
 
-//  Add the slot at OBJECT's KEY or ARRAY's INDEX to SLOTS (COUNT so far,
-//  room for all) if it names a grant to make (s_grant_due's).
-static void
-s_grant_slot_add (s_grant_slot_t *slots, size_t *count, json_t *object,
-                  const char *key, json_t *array, size_t index)
+static json_t *
+s_grant_slot_value (const s_grant_slot_t *slot)
 {
-    json_t *due =
-        object ? json_object_get (object, key) : json_array_get (array, index);
-    if (json_is_string (due))
-        slots [(*count)++] = (s_grant_slot_t) {object, key, array, index};
+    return slot->object ? json_object_get (slot->object, slot->key)
+                        : json_array_get (slot->array, slot->index);
+}
+
+static void
+s_grant_slot_set (const s_grant_slot_t *slot, json_t *value)
+{
+    if (slot->object)
+        json_object_set_new (slot->object, slot->key, value);
+    else
+        json_array_set_new (slot->array, slot->index, value);
+}
+
+//  Add the slot at OBJECT's KEY or ARRAY's INDEX to SLOTS (COUNT so far,
+//  room for all) if it still has a grant to make: the path granted
+//  (s_grant_due's) or, when SIGNING, the grant unsigned.
+static void
+s_grant_slot_add (s_grant_slot_t *slots, size_t *count, bool signing,
+                  json_t *object, const char *key, json_t *array, size_t index)
+{
+    slots [*count] = (s_grant_slot_t) {object, key, array, index};
+    json_t *value = s_grant_slot_value (&slots [*count]);
+    if (json_is_string (value)
+        || (signing && json_is_object (value)
+            && !json_object_get (value, "signature")))
+        (*count)++;
 }
 
 void
-hs_fsm_make_grants (hs_fsm_t *self, json_t *result)
+hs_fsm_make_grants (hs_fsm_t *self, json_t *result, bool sign)
 {
     json_t *grants = json_object_get (result, "grants");
     json_t *results = json_object_get (result, "results");
@@ -1013,34 +1032,36 @@ hs_fsm_make_grants (hs_fsm_t *self, json_t *result)
     size_t count = 0, index;
     json_t *item;
     if (slots && made && held) {
-        s_grant_slot_add (slots, &count, result, "grant", NULL, 0);
+        s_grant_slot_add (slots, &count, sign, result, "grant", NULL, 0);
         json_array_foreach (grants, index, item)
-            s_grant_slot_add (slots, &count, NULL, NULL, grants, index);
+            s_grant_slot_add (slots, &count, sign, NULL, NULL, grants, index);
         json_array_foreach (results, index, item)
-            s_grant_slot_add (slots, &count, item, "grant", NULL, 0);
+            s_grant_slot_add (slots, &count, sign, item, "grant", NULL, 0);
     }
-    //  All the result's grants in as few signatures as trees allow; a path
-    //  without an authority (or a ring without a key) gets null.
-    size_t signing = 0;
+    //  Signed: all the result's grants in as few signatures as trees
+    //  allow. A path without an authority (or, signing, a ring without a
+    //  key) gets null.
+    size_t held_count = 0;
     for (size_t at = 0; at < count; at++) {
-        const s_grant_slot_t *slot = &slots [at];
-        json_t *due = slot->object ? json_object_get (slot->object, slot->key)
-                                   : json_array_get (slot->array, slot->index);
-        held [at] =
-            s_grant_read (self, json_string_value (due), &made [signing]) == 0;
-        signing += held [at];
+        json_t *value = s_grant_slot_value (&slots [at]);
+        held [at] = json_is_string (value)
+                        ? s_grant_read (self, json_string_value (value),
+                                        &made [held_count])
+                              == 0
+                        : grant_msg_statement_from_json (
+                              &made [held_count], value, NULL)
+                              == 0;
+        held_count += held [at];
     }
-    bool signed_all = s_grants_sign (self, made, signing) == 0;
+    bool signed_all = sign && s_grants_sign (self, made, held_count) == 0;
     for (size_t at = 0, next = 0; at < count; at++) {
-        const s_grant_slot_t *slot = &slots [at];
-        json_t *grant = signed_all && held [at]
-                            ? grant_msg_to_json (&made [next])
-                            : json_null ();
+        json_t *grant = json_null ();
+        if (held [at] && signed_all)
+            grant = grant_msg_to_json (&made [next]);
+        else if (held [at] && !sign)
+            grant = grant_msg_statement_to_json (&made [next]);
         next += held [at];
-        if (slot->object)
-            json_object_set_new (slot->object, slot->key, grant);
-        else
-            json_array_set_new (slot->array, slot->index, grant);
+        s_grant_slot_set (&slots [at], grant);
     }
     if (made)
         sodium_memzero (made, room * sizeof *made);
@@ -3066,7 +3087,12 @@ hs_fsm_test (bool verbose)
     //  digest is taken so); its grant is made where the result leaves.
     assert (streq (json_string_value (json_object_get (held, "grant")),
                    json_string_value (json_object_get (held, "path"))));
-    hs_fsm_make_grants (fsm, result);
+    //  For an event: the statement, unsigned; for a reply then: signed.
+    hs_fsm_make_grants (fsm, result, false);
+    assert (json_is_object (json_object_get (held, "grant")));
+    assert (!json_object_get (json_object_get (held, "grant"), "signature"));
+    assert (hs_fsm_signed_grants (fsm) == 0);
+    hs_fsm_make_grants (fsm, result, true);
     grant_msg_t grant;
     rc = grant_msg_from_json (&grant, json_object_get (held, "grant"), &fault);
     assert (rc == 0);

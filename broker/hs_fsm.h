@@ -178,14 +178,14 @@ int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 //  section 2): a new leader submits ring.key first when it does not.
 bool hs_fsm_has_ring_key (hs_fsm_t *self);
 
-//  Make and sign the grants RESULT (an applied command's, lent; grants.md
-//  section 3) names: "grant", each of "grants", and each "grant" of
-//  "results". hs_fsm_apply puts there only the path granted, and its
-//  caller makes the grants only where the result leaves this member (a
-//  reply, an event someone listens to), before this thread applies
-//  anything else: the grant is of the state the command left. The outcome
-//  digest is taken before.
-void hs_fsm_make_grants (hs_fsm_t *self, json_t *result);
+//  Make the grants RESULT (an applied command's, lent; grants.md section
+//  3) names: "grant", each of "grants", and each "grant" of "results".
+//  hs_fsm_apply puts there only the path granted, and its caller makes
+//  the grants only where the result leaves this member, before this
+//  thread applies anything else (the grant is of the state the command
+//  left): unsigned for an event, signed (and its unsigned grants signed
+//  too) for a reply. The outcome digest is taken before.
+void hs_fsm_make_grants (hs_fsm_t *self, json_t *result, bool sign);
 
 //  How many grants this member signed since it started (replies, events
 //  and reads): the ring's costliest step per grant, counted.

@@ -370,11 +370,12 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     bool publish = result && self->events
                    && hs_fsm_last_change (self->fsm) == index
                    && hs_events_wanted (self->events);
-    //  Its grants are signed only where they leave this member: a member
-    //  nobody follows, with no client waiting, pays no signature.
-    if (result
-        && (publish || (self->handler && hs_api_awaits (self->handler, index))))
-        hs_fsm_make_grants (self->fsm, result);
+    //  Its grants are made only where they leave this member, and signed
+    //  only for a client (grants.md section 3): events carry them
+    //  unsigned. A member nobody follows, with no client waiting, pays
+    //  for neither.
+    if (publish)
+        hs_fsm_make_grants (self->fsm, result, false);
     char op [RING_CMD_MAX_OP + 1];
     if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
         if (publish) {
@@ -390,6 +391,8 @@ s_io_apply (void *handle, raft_index index, raft_term term,
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);
     }
+    if (result && self->handler && hs_api_awaits (self->handler, index))
+        hs_fsm_make_grants (self->fsm, result, true);
     if (self->handler)
         hs_api_applied (self->handler, index, term, result, &fault);
     json_decref (result);

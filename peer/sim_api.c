@@ -498,8 +498,11 @@ static void
 s_grant_adopt (sim_api_t *self, const json_t *json)
 {
     //  Most grants a sim hears of (events) are other sims': not decoded.
+    //  An event's are unsigned (grants.md section 3): the reply, or
+    //  entity.grant, brings ours signed.
     const char *sim = json_string_value (json_object_get (json, "sim"));
-    if (!sim || !streq (sim, self->config.name))
+    if (!sim || !streq (sim, self->config.name)
+        || !json_object_get (json, "signature"))
         return;
     grant_msg_t grant;
     sf_fault_t fault;
@@ -552,12 +555,13 @@ s_grant_learn (sim_api_t *self, const json_t *json)
         return;
     grant_msg_t grant;
     sf_fault_t fault;
-    if (grant_msg_from_json (&grant, json, &fault) == 0)
+    if (grant_msg_from_json (&grant, json, &fault) == 0
+        || grant_msg_statement_from_json (&grant, json, &fault) == 0)
         sim_store_keep_grant (self->config.store, grant.path,
                               strlen (grant.path),
                               sim_store_hash (self->config.store, grant.path,
                                               strlen (grant.path)),
-                              grant.epoch, grant.key, grant.signature, &entity);
+                              grant.epoch, grant.key, &entity);
 }
 
 //  ENTITY (may be NULL) is held here at its epoch from now on: it gets
@@ -752,8 +756,8 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
     }
     else if (epoch && !json_is_false (json_object_get (result, "granted"))) {
         //  A grant: to another sim it fences this one, to this sim
-        //  without its claim (an administrator's) it is taken, with the
-        //  signed grant it carries.
+        //  without its claim (an administrator's) it is taken; its
+        //  signed grant comes from entity.grant (an event's is not).
         s_grant_adopt (self, json_object_get (result, "grant"));
         sim_authority_grant_t grant = s_grant_of (result, path);
         sim_authority_seen (self->core, &grant, sf_time_mono_ms ());

@@ -136,13 +136,13 @@ sim_grant_check (sim_grant_keys_t *keys, sim_store_t *store,
         return SIM_GRANT_OURS;
     if (entity && (epoch < entity->epoch || epoch < entity->grant_epoch))
         return SIM_GRANT_STALE;
-    if (sim_store_grant_kept (entity, epoch, grant.key, grant.signature))
+    if (sim_store_grant_kept (entity, epoch, grant.key))
         return SIM_GRANT_KEPT;
     if (!s_signed (keys, key, &grant))
         return SIM_GRANT_BAD_SIGNATURE;
     switch (sim_store_keep_grant (store, path, path_size,
                                   sim_store_hash (store, path, path_size),
-                                  epoch, grant.key, grant.signature, &entity)) {
+                                  epoch, grant.key, &entity)) {
         case SIM_STORE_APPLIED:
             return SIM_GRANT_PROVEN;
         case SIM_STORE_STALE_EPOCH:

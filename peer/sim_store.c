@@ -353,17 +353,16 @@ sim_store_offer (sim_store_t *self, const char *path, size_t size,
 
 bool
 sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
-                      const uint8_t *key, const uint8_t *signature)
+                      const uint8_t *key)
 {
     return entity && entity->grant_epoch == epoch
-           && memcmp (entity->grant_key, key, 32) == 0
-           && memcmp (entity->grant_signature, signature, 64) == 0;
+           && memcmp (entity->grant_key, key, 32) == 0;
 }
 
 sim_store_offer_t
 sim_store_keep_grant (sim_store_t *self, const char *path, size_t size,
                       uint64_t hash, uint64_t epoch, const uint8_t *key,
-                      const uint8_t *signature, sim_entity_t **entity_p)
+                      sim_entity_t **entity_p)
 {
     sim_entity_t *entity = s_probe (self, path, size, hash)->entity;
     if (entity && entity->authority)
@@ -382,7 +381,6 @@ sim_store_keep_grant (sim_store_t *self, const char *path, size_t size,
     }
     entity->grant_epoch = epoch;
     memcpy (entity->grant_key, key, 32);
-    memcpy (entity->grant_signature, signature, 64);
     *entity_p = entity;
     return SIM_STORE_APPLIED;
 }
@@ -407,8 +405,6 @@ sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
     entity->grant_size = copy ? size : 0;
     entity->grant_epoch = decoded.epoch;
     memcpy (entity->grant_key, decoded.key, sizeof entity->grant_key);
-    memcpy (entity->grant_signature, decoded.signature,
-            sizeof entity->grant_signature);
     return 0;
 }
 
@@ -531,15 +527,15 @@ s_offer_keyed (sim_store_t *store, const char *path, uint64_t epoch,
         (const uint8_t *) "s", 1, source, &sender, 1, replica);
 }
 
-//  Keep the grant of EPOCH naming KEY with SIGNATURE for PATH.
+//  Keep the grant of EPOCH naming KEY for PATH.
 static sim_store_offer_t
 s_keep (sim_store_t *store, const char *path, uint64_t epoch,
-        const uint8_t *key, const uint8_t *signature, sim_entity_t **replica)
+        const uint8_t *key, sim_entity_t **replica)
 {
     size_t size = strlen (path);
     return sim_store_keep_grant (store, path, size,
                                  sim_store_hash (store, path, size), epoch, key,
-                                 signature, replica);
+                                 replica);
 }
 
 int
@@ -636,15 +632,13 @@ sim_store_test (bool verbose)
 
     //  Grants (grants.md section 4): an update applies only with a kept
     //  grant for exactly its epoch naming the sender's key.
-    uint8_t key_a [32], key_b [32], signature [64], other [64];
+    uint8_t key_a [32], key_b [32];
     memset (key_a, 0xaa, sizeof key_a);
     memset (key_b, 0xbb, sizeof key_b);
-    memset (signature, 0x51, sizeof signature);
-    memset (other, 0x52, sizeof other);
     offered = s_offer_keyed (store, "/g", 5, 1, "simA", key_a, NULL, &replica);
     assert (offered == SIM_STORE_UNPROVEN);
     assert (!sim_store_get (store, "/g"));  //  nothing kept for it
-    offered = s_keep (store, "/g", 5, key_a, signature, &replica);
+    offered = s_keep (store, "/g", 5, key_a, &replica);
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->grant_epoch == 5 && replica->epoch == 0 && !replica->seq);
     //  A placeholder until its first update: not listed, not counted
@@ -656,11 +650,10 @@ sim_store_test (bool verbose)
     matched = sim_store_match (store, "/*", NULL, listed, 4, &more);
     for (size_t at = 0; at < matched; at++)
         assert (listed [at] != replica);
-    assert (sim_store_grant_kept (replica, 5, key_a, signature));
-    assert (!sim_store_grant_kept (replica, 5, key_a, other));
-    assert (!sim_store_grant_kept (replica, 5, key_b, signature));
-    assert (!sim_store_grant_kept (replica, 6, key_a, signature));
-    assert (!sim_store_grant_kept (NULL, 5, key_a, signature));
+    assert (sim_store_grant_kept (replica, 5, key_a));
+    assert (!sim_store_grant_kept (replica, 5, key_b));
+    assert (!sim_store_grant_kept (replica, 6, key_a));
+    assert (!sim_store_grant_kept (NULL, 5, key_a));
     //  Another sender's key, another epoch: unproven, whatever the epoch
     offered = s_offer_keyed (store, "/g", 5, 1, "simB", key_b, NULL, &replica);
     assert (offered == SIM_STORE_UNPROVEN);
@@ -679,22 +672,22 @@ sim_store_test (bool verbose)
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->seq == 2);
     //  Older grants and updates are stale; a newer grant replaces the kept
-    offered = s_keep (store, "/g", 4, key_b, other, &replica);
+    offered = s_keep (store, "/g", 4, key_b, &replica);
     assert (offered == SIM_STORE_STALE_EPOCH);
     offered = s_offer_keyed (store, "/g", 4, 9, "simA", key_a, NULL, &replica);
     assert (offered == SIM_STORE_STALE_EPOCH);
-    offered = s_keep (store, "/g", 7, key_b, other, &replica);
+    offered = s_keep (store, "/g", 7, key_b, &replica);
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->grant_epoch == 7 && replica->epoch == 5);
     offered = s_offer_keyed (store, "/g", 5, 3, "simA", key_a, NULL, &replica);
     assert (offered == SIM_STORE_UNPROVEN);  //  fenced by the newer grant
-    offered = s_keep (store, "/g", 6, key_a, signature, &replica);
+    offered = s_keep (store, "/g", 6, key_a, &replica);
     assert (offered == SIM_STORE_STALE_EPOCH);
     offered = s_offer_keyed (store, "/g", 7, 1, "simB", key_b, NULL, &replica);
     assert (offered == SIM_STORE_APPLIED);
     assert (replica->epoch == 7 && strcmp (replica->source, "simB") == 0);
     //  Ours keeps no replica grant, and keeps its own grant's bytes
-    offered = s_keep (store, "/mine", 9, key_b, other, &replica);
+    offered = s_keep (store, "/mine", 9, key_b, &replica);
     assert (offered == SIM_STORE_CONFLICT);
     entity = sim_store_get (store, "/mine");
     assert (!entity->grant && entity->grant_size == 0);

@@ -37,8 +37,7 @@ typedef struct {
     //  updates are checked against it and the same grant is not verified
     //  again; authority: those of GRANT below. 0: none.
     uint64_t grant_epoch;
-    uint8_t grant_key [32];        //  the authority's key it names
-    uint8_t grant_signature [64];  //  its signature
+    uint8_t grant_key [32];  //  the authority's key it names
     //  Authority: our own grant of the current epoch, sent before our
     //  updates (grants.md section 5). NULL: none yet.
     uint8_t *grant;
@@ -126,13 +125,15 @@ sim_store_offer_t sim_store_offer (sim_store_t *self, const char *path,
                                    const sim_store_sender_t *sender,
                                    uint64_t now_ms, sim_entity_t **entity);
 
-//  True if the replica ENTITY (may be NULL) keeps exactly the grant of
-//  EPOCH naming KEY with SIGNATURE: then it was verified already.
+//  True if the replica ENTITY (may be NULL) keeps the grant of EPOCH
+//  naming KEY: what such a grant proves is proven already, however it
+//  was signed (alone, or in another tree).
 bool sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
-                           const uint8_t *key, const uint8_t *signature);
+                           const uint8_t *key);
 
-//  Keep the grant of EPOCH naming KEY, with SIGNATURE, that the caller
-//  has verified, for the replica at PATH (SIZE bytes, HASH): replaces an
+//  Keep the grant of EPOCH naming KEY, that the caller has verified (or
+//  heard from the ring itself), for the replica at PATH (SIZE bytes,
+//  HASH): replaces an
 //  older grant; a placeholder replica (no state, not listed or counted
 //  until its first update) is made if there is none.
 //  Returns SIM_STORE_APPLIED (*ENTITY set), SIM_STORE_STALE_EPOCH (older
@@ -141,13 +142,13 @@ bool sim_store_grant_kept (const sim_entity_t *entity, uint64_t epoch,
 sim_store_offer_t sim_store_keep_grant (sim_store_t *self, const char *path,
                                         size_t size, uint64_t hash,
                                         uint64_t epoch, const uint8_t *key,
-                                        const uint8_t *signature,
                                         sim_entity_t **entity);
 
 //  Set the grant of our own ENTITY to the SIZE bytes at GRANT (copied;
-//  NULL: none), and grant_epoch, grant_key and grant_signature to its
-//  own: it is sent while that is the entity's epoch. Returns 0, or -1 if the grant does not decode, is
-//  for another path, or memory ran out (then ENTITY is unchanged).
+//  NULL: none), and grant_epoch and grant_key to its own: it is sent
+//  while that is the entity's epoch. Returns 0, or -1 if the grant does
+//  not decode, is for another path, or memory ran out (then ENTITY is
+//  unchanged).
 int sim_store_set_grant (sim_store_t *self, sim_entity_t *entity,
                          const uint8_t *grant, size_t size);
 

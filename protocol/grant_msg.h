@@ -107,6 +107,18 @@ json_t *grant_msg_to_json (const grant_msg_t *self);
 int grant_msg_from_json (grant_msg_t *self, const json_t *object,
                          sf_fault_t *fault);
 
+//  The unsigned JSON form of SELF, the statement alone (in events):
+//  {"path", "epoch", "sim", "key", "transfer"}. Returns a new reference,
+//  or NULL if out of memory.
+json_t *grant_msg_statement_to_json (const grant_msg_t *self);
+
+//  Read an unsigned JSON form OBJECT (grant_msg_statement_to_json's) into
+//  SELF, whose signing fields are left zero: a statement to believe only
+//  from the ring itself, never to send. Returns 0, or -1 with FAULT
+//  (SF_EINVAL) naming the bad field.
+int grant_msg_statement_from_json (grant_msg_t *self, const json_t *object,
+                                   sf_fault_t *fault);
+
 //  Self test; returns 0 on success.
 int grant_msg_test (bool verbose);
 
