@@ -115,6 +115,7 @@ static const char *s_schema =
        "INSERT INTO players (id, key, registered_ms) VALUES (?1, ?2, ?3) "  \
        "ON CONFLICT (id) DO UPDATE SET key = ?2 WHERE key IS NOT ?2")       \
     X (S_SIM_KEY, "SELECT key FROM sims WHERE id = ?1")                     \
+    X (S_SIM_LOOKUP, "SELECT key, handoff, state FROM sims WHERE id = ?1")  \
     X (S_SIM_PUT,                                                           \
        "INSERT INTO sims (id, key, handoff, state, registered_ms, "         \
        "heartbeat_ms, api) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) "            \
@@ -1068,6 +1069,43 @@ hs_fsm_make_grants (hs_fsm_t *self, json_t *result, bool sign)
     free (held);
     free (made);
     free (slots);
+}
+
+json_t *
+hs_fsm_lookup (hs_fsm_t *self, const char *kind, const char *name,
+               sf_fault_t *fault)
+{
+    json_t *entry = NULL;
+    if (streq (kind, "player")) {
+        char *key = s_lookup (self, S_PLAYER_KEY, name);
+        if (key)
+            entry = json_pack ("{s:s,s:s,s:s}", "name", name, "kind", kind,
+                               "key", key);
+        free (key);
+    }
+    else if (streq (kind, "sim")) {
+        sqlite3_stmt *stmt = s_stmt (self, S_SIM_LOOKUP);
+        s_bind_text (stmt, 1, name);
+        if (sqlite3_step (stmt) == SQLITE_ROW) {
+            entry = json_pack ("{s:s,s:s,s:s}", "name", name, "kind", kind,
+                               "key", s_column (stmt, 0));
+            if (s_column (stmt, 1))
+                json_object_set_new (entry, "handoff",
+                                     json_string (s_column (stmt, 1)));
+            if (s_column (stmt, 2))
+                json_object_set_new (entry, "state",
+                                     json_string (s_column (stmt, 2)));
+        }
+        s_done (stmt);
+    }
+    else {
+        sf_fault_set (fault, SF_EINVAL,
+                      "field 'kind' must be \"sim\" or \"player\"");
+        return NULL;
+    }
+    if (!entry)
+        sf_fault_set (fault, SF_ENOTFOUND, "no %s '%s'", kind, name);
+    return entry;
 }
 
 bool

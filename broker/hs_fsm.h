@@ -174,6 +174,13 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 //  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
 
+//  The directory's entry for the sim or player (KIND "sim" or "player")
+//  NAME, for another instance (federation.md section 4): {"name", "kind",
+//  "key", "handoff"?, "state"?} from the applied state, a new reference;
+//  or NULL with FAULT (not_found, or invalid_argument for KIND).
+json_t *hs_fsm_lookup (hs_fsm_t *self, const char *kind, const char *name,
+                       sf_fault_t *fault);
+
 //  True if the applied state holds a current ring signing key (grants.md
 //  section 2): a new leader submits ring.key first when it does not.
 bool hs_fsm_has_ring_key (hs_fsm_t *self);

@@ -3,6 +3,7 @@
 #include "broker/hs_server.h"
 #include "broker/hs_api.h"
 #include "broker/hs_events.h"
+#include "broker/hs_fed.h"
 #include "broker/hs_fsm.h"
 #include "broker/hs_link.h"
 #include "broker/hs_persist.h"
@@ -75,6 +76,7 @@ const sf_config_key_t hs_server_schema [] = {
      "administrator (token), or any key (open: development rings only)"},
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
+    HS_FED_KEYS,
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -101,6 +103,7 @@ struct _hs_server_t {
     hs_fsm_t *fsm;          //  the state machine
     hs_api_t *handler;      //  JSON requests over the ring
     hs_events_t *events;    //  applied changes, published; or NULL
+    hs_fed_t *fed;          //  the federation socket; or NULL
     sf_trace_t *trace;      //  hop records of transfers (trace.md)
     s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
@@ -187,6 +190,26 @@ s_counters (void *context, json_t *counters)
     for (size_t at = 0; at < sizeof values / sizeof values [0]; at++)
         json_object_set_new (counters, values [at].name,
                              json_integer ((json_int_t) values [at].value));
+    if (self->fed)
+        hs_fed_counters (self->fed, counters);
+}
+
+//  What fed.status tells a peer instance of this member: its role and
+//  whom it follows (federation.md section 3).
+static json_t *
+s_fed_status (void *arg)
+{
+    hs_server_t *self = (hs_server_t *) arg;
+    raft_id leader = hs_ring_leader (self->ring, NULL);
+    const char *leader_name = leader == self->id ? self->name : NULL;
+    for (unsigned at = 0; at < self->n_members && !leader_name; at++)
+        if (leader && self->members [at].id == leader)
+            leader_name = self->members [at].name;
+    return json_pack ("{s:s,s:o,s:I}", "role",
+                      hs_ring_role_name (hs_ring_role (self->ring)), "leader",
+                      leader_name ? json_string (leader_name) : json_null (),
+                      "applied_index",
+                      (json_int_t) hs_ring_applied_index (self->ring));
 }
 
 //  A member added at run time: reach member ID over raft at RAFT, forward
@@ -933,11 +956,17 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
              < 0)
         goto failed;
     self->api = api_router_new (sf_config_str (config, "homeserver/api"),
-                                self->cert, fault);
+                                self->cert, API_ROUTER_DOMAIN, fault);
     if (!self->api)
         goto failed;
     if (s_ring_setup (self, config, fault))
         goto failed;
+    if (hs_fed_configured (config)) {
+        self->fed = hs_fed_new (config, self->name, self->cert, self->zap,
+                                self->fsm, s_fed_status, self, fault);
+        if (!self->fed)
+            goto failed;
+    }
     return self;
 failed:
     hs_server_destroy (&self);
@@ -950,6 +979,7 @@ hs_server_destroy (hs_server_t **self_p)
     if (*self_p) {
         hs_server_t *self = *self_p;
         hs_api_destroy (&self->handler);
+        hs_fed_destroy (&self->fed);
         hs_events_destroy (&self->events);
         sf_trace_destroy (&self->trace);
         hs_ring_destroy (&self->ring);
@@ -1046,6 +1076,17 @@ s_handle_pipe (sf_loop_t *loop, zsock_t *pipe, void *arg)
     return rc;
 }
 
+static int
+s_handle_fed (sf_loop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop, (void) reader;
+    hs_server_t *self = (hs_server_t *) arg;
+    for (int count = 0; count < 64 && (zsock_events (reader) & ZMQ_POLLIN);
+         count++)
+        hs_fed_handle (self->fed);
+    return 0;
+}
+
 void
 hs_server_actor (zsock_t *pipe, void *args)
 {
@@ -1053,6 +1094,8 @@ hs_server_actor (zsock_t *pipe, void *args)
     sf_loop_t *loop = sf_loop_new ();
     sf_loop_reader (loop, pipe, s_handle_pipe, self);
     sf_loop_reader (loop, api_router_socket (self->api), s_handle_api, self);
+    if (self->fed)
+        sf_loop_reader (loop, hs_fed_socket (self->fed), s_handle_fed, self);
     sf_loop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
     sf_loop_reader (loop, hs_persist_socket (self->persist), s_handle_persisted,
                     self);

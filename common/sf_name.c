@@ -34,6 +34,19 @@ sf_name_valid (const char *name)
 }
 
 bool
+sf_name_instance_valid (const char *name)
+{
+    size_t size = strlen (name);
+    if (size == 0 || size > SF_NAME_MAX_INSTANCE)
+        return false;
+    for (const char *cursor = name; *cursor; cursor++)
+        if (!((*cursor >= 'a' && *cursor <= 'z')
+              || (*cursor >= '0' && *cursor <= '9') || *cursor == '-'))
+            return false;
+    return true;
+}
+
+bool
 sf_name_path_valid (const char *path, size_t size)
 {
     if (size < 2 || size > SF_NAME_MAX_PATH || path [0] != '/'
@@ -91,6 +104,13 @@ sf_name_test (bool verbose)
 {
     if (verbose)
         printf (" * sf_name: ");
+    assert (sf_name_instance_valid ("east-2"));
+    assert (sf_name_instance_valid ("abcdefghijklmnopqrstuvwxyz012345"));
+    assert (!sf_name_instance_valid ("abcdefghijklmnopqrstuvwxyz0123456"));
+    assert (!sf_name_instance_valid (""));
+    assert (!sf_name_instance_valid ("East"));
+    assert (!sf_name_instance_valid ("a_b"));
+    assert (!sf_name_instance_valid ("a@b"));
     assert (sf_name_path_valid ("/world/room1/cube42", 19));
     assert (sf_name_path_valid ("/a", 2));
     assert (sf_name_path_valid ("/a/bc", 4));  //  only the SIZE bytes count

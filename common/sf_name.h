@@ -14,6 +14,13 @@
 //  True if NAME (NUL-terminated) is 1..64 letters, digits, '_', '-', '.'.
 bool sf_name_valid (const char *name);
 
+//  Longest instance name, in bytes.
+#define SF_NAME_MAX_INSTANCE 32
+
+//  True if NAME is an instance name (federation.md section 1): 1..32 of
+//  'a'-'z', '0'-'9' and '-'.
+bool sf_name_instance_valid (const char *name);
+
 //  True if the SIZE bytes at PATH (no terminator needed) are an entity
 //  path: '/' then segments of 1..64 letters, digits, '_', '-', '.', ':'
 //  joined by '/', no trailing '/', at most SF_NAME_MAX_PATH bytes.

@@ -176,7 +176,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
              < 0)
         goto failed;
     self->router = api_router_new (sf_config_str (config, "sim/api"),
-                                   self->api_cert, fault);
+                                   self->api_cert, API_ROUTER_DOMAIN, fault);
     if (!self->router)
         goto failed;
     self->ring = sim_ring_new (config, self->cert, fault);

@@ -25,7 +25,8 @@ struct _api_router_t {
 };
 
 api_router_t *
-api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
+api_router_new (const char *endpoint, zcert_t *cert, const char *domain,
+                sf_fault_t *fault)
 {
     api_router_t *self = (api_router_t *) zmalloc (sizeof (api_router_t));
     self->socket = zsock_new (ZMQ_ROUTER);
@@ -33,10 +34,10 @@ api_router_new (const char *endpoint, zcert_t *cert, sf_fault_t *fault)
     //  at libzmq's default of 1,000 a burst of pipelined requests answered
     //  together could lose some before the I/O thread drained the queue.
     zsock_set_sndhwm (self->socket, API_ROUTER_MAX_UNREAD);
-    sf_curve_server (self->socket, cert, API_ROUTER_DOMAIN);
+    sf_curve_server (self->socket, cert, domain);
     if (zsock_bind (self->socket, "%s", endpoint) < 0) {
-        sf_fault_set (fault, SF_EUNAVAILABLE, "cannot bind api endpoint %s: %s",
-                      endpoint, zmq_strerror (zmq_errno ()));
+        sf_fault_set (fault, SF_EUNAVAILABLE, "cannot bind %s endpoint %s: %s",
+                      domain, endpoint, zmq_strerror (zmq_errno ()));
         api_router_destroy (&self);
         return NULL;
     }
@@ -307,11 +308,11 @@ api_router_test (bool verbose)
     const char *server_key = zcert_public_txt (server_cert);
     sf_fault_t fault;
     api_router_t *router =
-        api_router_new ("tcp://256.0.0.1:1", server_cert, &fault);
+        api_router_new ("tcp://256.0.0.1:1", server_cert, API_ROUTER_DOMAIN, &fault);
     assert (!router);
     assert (strstr (fault.message, "cannot bind api endpoint"));
 
-    router = api_router_new ("tcp://127.0.0.1:*", server_cert, &fault);
+    router = api_router_new ("tcp://127.0.0.1:*", server_cert, API_ROUTER_DOMAIN, &fault);
     assert (router);
     zcert_t *client_cert = zcert_new ();
     zsock_t *client = zsock_new (ZMQ_DEALER);

@@ -1,6 +1,7 @@
 /*  api_router: serves the JSON API (homeserver-api.md) on a CURVE ROUTER.
 
-    Owns the API socket (ZAP domain "api"; the daemon's sf_zap handler
+    Owns the API socket (ZAP domain "api", or another for a socket with the
+    same envelope, such as federation's; the daemon's sf_zap handler
     decides who may connect). Its daemon registers the socket on its loop and calls
     api_router_handle when it is readable: one request is read, dispatched
     through an op table, answered, and logged in one line if refused. */
@@ -22,9 +23,11 @@ typedef struct _api_router_t api_router_t;
 #define API_ROUTER_MAX_UNREAD 100000
 
 //  Bind a CURVE ROUTER on ENDPOINT serving with CERT (lent; must outlive
-//  the router). Returns NULL with FAULT set if the endpoint cannot be bound.
+//  the router), its clients admitted by the ZAP policy of DOMAIN (static
+//  text: API_ROUTER_DOMAIN, or another socket's). Returns NULL with FAULT
+//  set if the endpoint cannot be bound.
 api_router_t *api_router_new (const char *endpoint, zcert_t *cert,
-                              sf_fault_t *fault);
+                              const char *domain, sf_fault_t *fault);
 
 //  Destroy the router and null the caller's pointer.
 void api_router_destroy (api_router_t **self_p);

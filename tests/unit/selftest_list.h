@@ -33,6 +33,7 @@
     X (hs_store)            \
     X (hs_persist)          \
     X (hs_fsm)              \
+    X (hs_fed)              \
     X (sim_window)          \
     X (sim_seal)            \
     X (sim_store)           \

@@ -133,6 +133,8 @@ class Daemon:
         section.update(extra or {})
         self.section = section
         self.ring: list["Daemon"] = []
+        # Peer instances (federation.md section 2): {instance: [members]}.
+        self.peers: dict[str, list["Daemon"]] = {}
         self.write_config()
         self.log_path = self.folder / f"{name}.log"
         self.process: subprocess.Popen | None = None
@@ -151,6 +153,14 @@ class Daemon:
                          f'            key = "{member.keys.public_path}"\n')
                 if getattr(member, "events_endpoint", None):
                     text += f'            events = "{member.events_endpoint}"\n'
+        if self.peers:
+            text += "federation\n"
+            for instance, members in self.peers.items():
+                text += f"    {instance}\n        member\n"
+                for member in members:
+                    text += (f"            {member.name}\n"
+                             f'                federation = "{member.federation_endpoint}"\n'
+                             f'                key = "{member.keys.public_path}"\n')
         self.config = self.folder / f"{self.name}.cfg"
         self.config.write_text(text)
 

@@ -1,0 +1,78 @@
+/*  hs_fed: this homeserver's side of federation (protocol/federation.md
+    sections 2 and 3): the instance it belongs to, the peer instances and
+    their members as configured, and the federation socket, a CURVE ROUTER
+    that admits only those members' keys and serves fed.* requests.
+
+    The server registers the socket on its loop and calls hs_fed_handle
+    when it is readable. Which instance a request speaks for is known from
+    the key that opened the session, never from the request. */
+
+#ifndef HS_FED_H_INCLUDED
+#define HS_FED_H_INCLUDED
+
+#include "broker/hs_fsm.h"
+#include "common/sf_config.h"
+#include "common/sf_error.h"
+
+#include <czmq.h>
+#include <jansson.h>
+
+typedef struct _hs_fed_t hs_fed_t;
+
+//  ZAP domain of the federation socket.
+#define HS_FED_DOMAIN "federation"
+
+//  The configuration keys of federation, for the homeserver's schema.
+#define HS_FED_KEYS                                                          \
+    {"homeserver/instance", "instance", SF_CONFIG_STRING, false, NULL, NULL, \
+     "this instance's name (federation.md), the same on every member"},     \
+        {"homeserver/federation", "federation", SF_CONFIG_ENDPOINT, false,   \
+         NULL, "tcp", "this member's federation endpoint (a ROUTER)"},       \
+        {"federation/*/member/*/federation", NULL, SF_CONFIG_ENDPOINT,       \
+         false, NULL, "tcp", "a peer instance's member's federation "        \
+                             "endpoint"},                                    \
+        {"federation/*/member/*/key", NULL, SF_CONFIG_PATH, false, NULL,     \
+         NULL, "a peer instance's member's public certificate"}
+
+//  What fed.status says of this member besides its instance and name: a
+//  new JSON object ({"role", "leader", "applied_index"}).
+typedef json_t *(hs_fed_status_fn) (void *arg);
+
+//  True if CONFIG asks for federation (a federation endpoint, or peers).
+bool hs_fed_configured (sf_config_t *config);
+
+//  Read the federation section of CONFIG, admit the peer members' keys on
+//  ZAP (the process's handler) and bind the federation socket with CERT
+//  (lent, must outlive it). NODE is this member's name. FSM (lent) answers
+//  lookups; STATUS and ARG fill fed.status. Returns NULL with FAULT naming
+//  the config key at fault, or the endpoint that cannot be bound.
+hs_fed_t *hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert,
+                      zactor_t *zap, hs_fsm_t *fsm, hs_fed_status_fn *status,
+                      void *arg, sf_fault_t *fault);
+
+//  Destroy and null the caller's pointer.
+void hs_fed_destroy (hs_fed_t **self_p);
+
+//  The federation socket, to register on a loop. Lent.
+zsock_t *hs_fed_socket (hs_fed_t *self);
+
+//  The federation endpoint as bound. Lent.
+const char *hs_fed_endpoint (hs_fed_t *self);
+
+//  This instance's name. Lent.
+const char *hs_fed_instance (hs_fed_t *self);
+
+//  The peer instance whose member holds KEY (Z85), or NULL. Lent.
+const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
+
+//  Serve one request waiting on the socket. Returns 0.
+int hs_fed_handle (hs_fed_t *self);
+
+//  Requests served and refused on the federation socket, into COUNTERS
+//  (a JSON object, lent) as federation_requests and federation_refused.
+void hs_fed_counters (hs_fed_t *self, json_t *counters);
+
+//  Self test; returns 0 on success.
+int hs_fed_test (bool verbose);
+
+#endif
