@@ -122,6 +122,8 @@ struct _hs_api_t {
                             //  hs_api_submit (index 0 until then)
     sf_trace_t *trace;      //  lent, or NULL: hop records (trace.md)
     hs_api_counters_fn *counters_fn;  //  the daemon's own counters, or NULL
+    hs_api_foreign_fn *foreign_fn;    //  answers foreign names, or NULL
+    void *foreign_context;
     void *counters_context;
     uint64_t forwarded;      //  requests relayed to the leader
     bool registration_open;  //  any key may register a new sim name
@@ -1055,6 +1057,23 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
     const json_t *args = api_call_request (call)->root;
     const hs_op_t *row = hs_op_find (op);
     sf_fault_t fault;
+    //  A foreign player's key is its instance's to answer (federation.md
+    //  section 4); a name of this instance comes back as a local one.
+    const char *player = json_string_value (json_object_get (args, "player"));
+    if (op && streq (op, "player.key") && player && strchr (player, '@')) {
+        if (!self->foreign_fn) {
+            api_router_fail (self->router, &call, SF_ENOTFOUND,
+                             "no federation: this ring knows no other "
+                             "instance");
+            return;
+        }
+        self->foreign_fn (self->foreign_context, &call, "player", player);
+        if (!call)
+            return;
+        op = api_call_request (call)->op;
+        principal = api_call_principal (call);
+        args = api_call_request (call)->root;
+    }
     if (!row || (row->kind == HS_OP_CONTROL && !s_controls [row->id])
         || (row->id == HS_OP_TRACE && !self->trace)) {
         char message [128];
@@ -1274,6 +1293,14 @@ void
 hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
 {
     self->trace = trace;
+}
+
+void
+hs_api_set_foreign (hs_api_t *self, hs_api_foreign_fn *foreign_fn,
+                    void *context)
+{
+    self->foreign_fn = foreign_fn;
+    self->foreign_context = context;
 }
 
 void

@@ -2,9 +2,11 @@
 
 #include "broker/hs_fed.h"
 #include "common/sf_cert.h"
+#include "common/sf_curve.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
 #include "common/sf_name.h"
+#include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "protocol/api_router.h"
 
@@ -20,6 +22,33 @@ typedef struct {
     char key [SF_CERT_KEY_TEXT + 1];  //  its public key, Z85
 } s_peer_t;
 
+//  Longest global name: a name, '@', an instance.
+#define S_GLOBAL_MAX (64 + 1 + SF_NAME_MAX_INSTANCE)
+
+//  Per member tried, how long a request waits for its answer.
+#define S_ATTEMPT_MS 1000
+
+//  Foreign names kept at most; past that the cache starts over.
+#define S_CACHE_MAX 10000
+
+//  A lookup waiting for a peer instance's answer.
+typedef struct {
+    uint64_t id;                   //  the request's id
+    char kind [8];                 //  "sim" or "player"
+    char name [S_GLOBAL_MAX + 1];  //  NAME@INSTANCE
+    size_t member;     //  the peer member asked (index into peers)
+    size_t tried;      //  members of its instance asked so far
+    uint64_t due_ms;   //  when the member asked is given up on
+    hs_fed_lookup_fn *fn;
+    void *arg;
+} s_lookup_t;
+
+//  A foreign name's entry, as its instance answered it.
+typedef struct {
+    json_t *entry;
+    uint64_t fetched_ms;
+} s_cached_t;
+
 struct _hs_fed_t {
     char *instance;          //  this instance's name
     char *node;              //  this member's name
@@ -29,7 +58,33 @@ struct _hs_fed_t {
     void *status_arg;
     s_peer_t *peers;
     size_t n_peers;
+    zsock_t **links;         //  a DEALER per peer member, NULL-terminated
+    zlistx_t *lookups;       //  s_lookup_t waiting for answers
+    zhashx_t *cache;         //  "KIND NAME@INSTANCE" -> s_cached_t
+    uint64_t key_ttl_ms;
+    uint64_t next_id;
 };
+
+static void s_lookup_end (hs_fed_t *self, void *cursor, s_lookup_t *lookup,
+                          const json_t *entry, const sf_fault_t *fault);
+
+static void
+s_lookup_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_cached_destroy (void **item)
+{
+    s_cached_t *cached = (s_cached_t *) *item;
+    if (cached) {
+        json_decref (cached->entry);
+        free (cached);
+    }
+    *item = NULL;
+}
 
 bool
 hs_fed_configured (sf_config_t *config)
@@ -110,6 +165,28 @@ s_peers_load (hs_fed_t *self, sf_config_t *config, sf_fault_t *fault)
     return rc;
 }
 
+//  The cache's key for KIND's NAME (global).
+static void
+s_cache_key (char *out, size_t size, const char *kind, const char *name)
+{
+    snprintf (out, size, "%s %s", kind, name);
+}
+
+//  Keep ENTRY (lent) as KIND's NAME at NOW.
+static void
+s_cache_put (hs_fed_t *self, const char *kind, const char *name,
+             const json_t *entry, uint64_t now)
+{
+    if (zhashx_size (self->cache) >= S_CACHE_MAX)
+        zhashx_purge (self->cache);
+    char key [S_GLOBAL_MAX + 16];
+    s_cache_key (key, sizeof key, kind, name);
+    s_cached_t *cached = (s_cached_t *) zmalloc (sizeof (s_cached_t));
+    cached->entry = json_deep_copy (entry);
+    cached->fetched_ms = now;
+    zhashx_update (self->cache, key, cached);
+}
+
 //  fed.status: who this member is, and whether it leads.
 static int
 s_fed_status (void *context, const api_msg_t *request, const char *principal,
@@ -169,9 +246,51 @@ s_fed_lookup (void *context, const api_msg_t *request, const char *principal,
     return 0;
 }
 
+//  fed.rekeyed: a peer instance's name has a new key. Only the instance
+//  PRINCIPAL speaks for may say so of its names.
+static int
+s_fed_rekeyed (void *context, const api_msg_t *request, const char *principal,
+               json_t *reply, sf_fault_t *fault)
+{
+    (void) reply;
+    hs_fed_t *self = (hs_fed_t *) context;
+    static const char *const fields [] = {"op",   "id",  "name",
+                                          "kind", "key", NULL};
+    const char *name, *kind, *key;
+    if (sf_json_only (request->root, fields, fault)
+        || sf_json_string (request->root, "name", true, &name, fault)
+        || sf_json_string (request->root, "kind", true, &kind, fault)
+        || sf_json_string (request->root, "key", true, &key, fault))
+        return -1;
+    const char *instance = hs_fed_instance_of (self, principal);
+    const char *at = strchr (name, '@');
+    if (!instance || !at || !streq (at + 1, instance))
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "instance '%s' speaks only for its own names, "
+                             "not '%s'",
+                             instance ? instance : "?", name);
+    if ((!streq (kind, "sim") && !streq (kind, "player"))
+        || strlen (key) != SF_CERT_KEY_TEXT || strlen (name) > S_GLOBAL_MAX)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "fed.rekeyed needs a kind (sim or player) and a "
+                             "40-character key");
+    //  Kept as if looked up now: the push is the instance's own word.
+    char cache_key [S_GLOBAL_MAX + 16];
+    s_cache_key (cache_key, sizeof cache_key, kind, name);
+    s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, cache_key);
+    json_t *entry = cached ? json_deep_copy (cached->entry)
+                           : json_pack ("{s:s,s:s}", "name", name, "kind",
+                                        kind);
+    json_object_set_new (entry, "key", json_string (key));
+    s_cache_put (self, kind, name, entry, sf_time_mono_ms ());
+    json_decref (entry);
+    return 0;
+}
+
 static const api_msg_op_t s_ops [] = {
     {"fed.status", s_fed_status},
     {"fed.lookup", s_fed_lookup},
+    {"fed.rekeyed", s_fed_rekeyed},
     {NULL, NULL},
 };
 
@@ -220,6 +339,25 @@ hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert,
     self->router = api_router_new (endpoint, cert, HS_FED_DOMAIN, fault);
     if (!self->router)
         goto failed;
+    self->key_ttl_ms =
+        (uint64_t) sf_config_int (config, "homeserver/federation_key_ttl");
+    if (!self->key_ttl_ms)
+        self->key_ttl_ms = 10000;
+    self->lookups = zlistx_new ();
+    zlistx_set_destructor (self->lookups, s_lookup_destroy);
+    self->cache = zhashx_new ();
+    zhashx_set_destructor (self->cache, s_cached_destroy);
+    self->links = (zsock_t **) zmalloc ((self->n_peers + 1) * sizeof (zsock_t *));
+    for (size_t at = 0; at < self->n_peers; at++) {
+        //  Dialled at once and kept: libzmq reconnects by itself, and a
+        //  request to a member that is down waits S_ATTEMPT_MS at most.
+        zsock_t *link = zsock_new (ZMQ_DEALER);
+        zsock_set_linger (link, 0);
+        zsock_set_sndhwm (link, 1000);
+        sf_curve_client (link, cert, self->peers [at].key);
+        zsock_connect (link, "%s", self->peers [at].endpoint);
+        self->links [at] = link;
+    }
     return self;
 failed:
     hs_fed_destroy (&self);
@@ -232,6 +370,20 @@ hs_fed_destroy (hs_fed_t **self_p)
     if (*self_p) {
         hs_fed_t *self = *self_p;
         api_router_destroy (&self->router);
+        //  Whoever waits is told, so it can answer its own caller.
+        s_lookup_t *lookup;
+        while (self->lookups
+               && (lookup = (s_lookup_t *) zlistx_first (self->lookups))) {
+            sf_fault_t fault;
+            sf_fault_set (&fault, SF_EUNAVAILABLE, "this homeserver is stopping");
+            s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
+                          &fault);
+        }
+        for (size_t at = 0; self->links && self->links [at]; at++)
+            zsock_destroy (&self->links [at]);
+        free (self->links);
+        zlistx_destroy (&self->lookups);
+        zhashx_destroy (&self->cache);
         for (size_t at = 0; at < self->n_peers; at++) {
             free (self->peers [at].instance);
             free (self->peers [at].name);
@@ -276,6 +428,208 @@ int
 hs_fed_handle (hs_fed_t *self)
 {
     return api_router_handle (self->router, s_ops, self, "hs_fed");
+}
+
+//  --------------------------------------------------------------------------
+//  Asking peer instances
+
+zsock_t **
+hs_fed_links (hs_fed_t *self)
+{
+    return self->links;
+}
+
+//  The index of the next member of INSTANCE after AFTER (SIZE_MAX: the
+//  first), or SIZE_MAX if there is none.
+static size_t
+s_member_next (hs_fed_t *self, const char *instance, size_t after)
+{
+    for (size_t at = after == SIZE_MAX ? 0 : after + 1; at < self->n_peers;
+         at++)
+        if (streq (self->peers [at].instance, instance))
+            return at;
+    return SIZE_MAX;
+}
+
+//  Send REQUEST (lent) to peer member AT without blocking. Returns 0, or
+//  -1 if its queue is full (the attempt then times out like any other).
+static int
+s_send (hs_fed_t *self, size_t at, const json_t *request)
+{
+    char *text = json_dumps (request, JSON_COMPACT);
+    if (!text)
+        return -1;
+    int rc = zmq_send (zsock_resolve (self->links [at]), text, strlen (text),
+                       ZMQ_DONTWAIT);
+    free (text);
+    return rc < 0 ? -1 : 0;
+}
+
+//  Ask LOOKUP's current member for its name, due S_ATTEMPT_MS after NOW.
+static void
+s_ask (hs_fed_t *self, s_lookup_t *lookup, uint64_t now)
+{
+    json_t *request =
+        json_pack ("{s:s,s:I,s:s,s:s}", "op", "fed.lookup", "id",
+                   (json_int_t) lookup->id, "name", lookup->name, "kind",
+                   lookup->kind);
+    s_send (self, lookup->member, request);
+    json_decref (request);
+    lookup->tried++;
+    lookup->due_ms = now + S_ATTEMPT_MS;
+}
+
+//  End LOOKUP (at CURSOR in the list) with ENTRY or FAULT.
+static void
+s_lookup_end (hs_fed_t *self, void *cursor, s_lookup_t *lookup,
+              const json_t *entry, const sf_fault_t *fault)
+{
+    hs_fed_lookup_fn *fn = lookup->fn;
+    void *arg = lookup->arg;
+    zlistx_delete (self->lookups, cursor);
+    fn (arg, entry, fault);
+}
+
+void
+hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name,
+               uint64_t now, hs_fed_lookup_fn *fn, void *arg)
+{
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    const char *at = strchr (name, '@');
+    if (!at || strlen (name) > S_GLOBAL_MAX) {
+        sf_fault_set (&fault, SF_EINVAL, "'%s' is not NAME@INSTANCE", name);
+        fn (arg, NULL, &fault);
+        return;
+    }
+    char key [S_GLOBAL_MAX + 16];
+    s_cache_key (key, sizeof key, kind, name);
+    s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, key);
+    if (cached && now - cached->fetched_ms < self->key_ttl_ms) {
+        fn (arg, cached->entry, NULL);
+        return;
+    }
+    size_t member = s_member_next (self, at + 1, SIZE_MAX);
+    if (member == SIZE_MAX) {
+        sf_fault_set (&fault, SF_ENOTFOUND, "no instance '%s' in federation",
+                      at + 1);
+        fn (arg, NULL, &fault);
+        return;
+    }
+    s_lookup_t *lookup = (s_lookup_t *) zmalloc (sizeof (s_lookup_t));
+    lookup->id = ++self->next_id;
+    snprintf (lookup->kind, sizeof lookup->kind, "%s", kind);
+    snprintf (lookup->name, sizeof lookup->name, "%s", name);
+    lookup->member = member;
+    lookup->fn = fn;
+    lookup->arg = arg;
+    zlistx_add_end (self->lookups, lookup);
+    s_ask (self, lookup, now);
+}
+
+int
+hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
+{
+    for (int count = 0; count < 64 && (zsock_events (link) & ZMQ_POLLIN);
+         count++) {
+        zframe_t *frame = zframe_recv (link);
+        json_t *reply =
+            frame ? json_loadb ((const char *) zframe_data (frame),
+                                zframe_size (frame), 0, NULL)
+                  : NULL;
+        zframe_destroy (&frame);
+        json_t *id = json_object_get (reply, "id");
+        for (s_lookup_t *lookup = (s_lookup_t *) zlistx_first (self->lookups);
+             lookup && json_is_integer (id);
+             lookup = (s_lookup_t *) zlistx_next (self->lookups)) {
+            if ((json_int_t) lookup->id != json_integer_value (id))
+                continue;
+            sf_fault_t fault;
+            sf_fault_clear (&fault);
+            if (api_msg_reply_fault (reply, &fault)) {
+                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
+                              NULL, &fault);
+                break;
+            }
+            //  Only what the instance answers for its own name is kept.
+            json_t *entry = json_pack (
+                "{s:O?,s:O?,s:O?,s:O?,s:O?}", "name",
+                json_object_get (reply, "name"), "kind",
+                json_object_get (reply, "kind"), "key",
+                json_object_get (reply, "key"), "handoff",
+                json_object_get (reply, "handoff"), "state",
+                json_object_get (reply, "state"));
+            if (entry && streq (lookup->name, json_string_value (json_object_get (
+                                                  entry, "name"))
+                                                  ?: "")) {
+                s_cache_put (self, lookup->kind, lookup->name, entry, now);
+                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
+                              entry, NULL);
+            }
+            else {
+                sf_fault_set (&fault, SF_EINTERNAL,
+                              "instance answered for another name than '%s'",
+                              lookup->name);
+                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
+                              NULL, &fault);
+            }
+            json_decref (entry);
+            break;
+        }
+        json_decref (reply);
+    }
+    return 0;
+}
+
+void
+hs_fed_tick (hs_fed_t *self, uint64_t now)
+{
+    //  Ending a lookup calls its owner, which may start another: the walk
+    //  starts over after each end.
+    bool ended = true;
+    while (ended) {
+        ended = false;
+        for (s_lookup_t *lookup = (s_lookup_t *) zlistx_first (self->lookups);
+             lookup; lookup = (s_lookup_t *) zlistx_next (self->lookups)) {
+            if (now < lookup->due_ms)
+                continue;
+            const char *instance = strchr (lookup->name, '@') + 1;
+            size_t members = 0;
+            for (size_t at = 0; at < self->n_peers; at++)
+                members += streq (self->peers [at].instance, instance);
+            if (lookup->tried < members) {
+                size_t member = s_member_next (self, instance, lookup->member);
+                lookup->member = member != SIZE_MAX
+                                     ? member
+                                     : s_member_next (self, instance, SIZE_MAX);
+                s_ask (self, lookup, now);
+                continue;
+            }
+            sf_fault_t fault;
+            sf_fault_set (&fault, SF_EUNAVAILABLE,
+                          "instance '%s' did not answer (%zu member%s asked)",
+                          instance, lookup->tried,
+                          lookup->tried == 1 ? "" : "s");
+            s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
+                          &fault);
+            ended = true;
+            break;
+        }
+    }
+}
+
+void
+hs_fed_push_key (hs_fed_t *self, const char *kind, const char *name,
+                 const char *key)
+{
+    char global [S_GLOBAL_MAX + 1];
+    snprintf (global, sizeof global, "%s@%s", name, self->instance);
+    json_t *push = json_pack ("{s:s,s:I,s:s,s:s,s:s}", "op", "fed.rekeyed",
+                              "id", (json_int_t) ++self->next_id, "name",
+                              global, "kind", kind, "key", key);
+    for (size_t at = 0; at < self->n_peers; at++)
+        s_send (self, at, push);
+    json_decref (push);
 }
 
 void

@@ -32,7 +32,10 @@ typedef struct _hs_fed_t hs_fed_t;
          false, NULL, "tcp", "a peer instance's member's federation "        \
                              "endpoint"},                                    \
         {"federation/*/member/*/key", NULL, SF_CONFIG_PATH, false, NULL,     \
-         NULL, "a peer instance's member's public certificate"}
+         NULL, "a peer instance's member's public certificate"},             \
+        {"homeserver/federation_key_ttl", "federation-key-ttl",              \
+         SF_CONFIG_INT, false, "10000", "100..3600000",                      \
+         "ms a foreign name's key is kept before it is asked again"}
 
 //  What fed.status says of this member besides its instance and name: a
 //  new JSON object ({"role", "leader", "applied_index"}).
@@ -67,6 +70,37 @@ const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
 
 //  Serve one request waiting on the socket. Returns 0.
 int hs_fed_handle (hs_fed_t *self);
+
+//  The sockets to the peer instances' members, NULL-terminated, to
+//  register on a loop; call hs_fed_receive when one is readable. Lent.
+zsock_t **hs_fed_links (hs_fed_t *self);
+
+//  Read the replies waiting on LINK (one of hs_fed_links) at NOW (ms,
+//  monotonic). Returns 0.
+int hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now);
+
+//  Give up on requests past their time, trying the instance's next member
+//  (federation.md section 3). Call every 100 ms or so with NOW.
+void hs_fed_tick (hs_fed_t *self, uint64_t now);
+
+//  What a lookup came to: ENTRY (lent; {"name", "kind", "key", ...}) or
+//  NULL with FAULT.
+typedef void (hs_fed_lookup_fn) (void *arg, const json_t *entry,
+                                 const sf_fault_t *fault);
+
+//  Look up the sim or player (KIND) NAME, a global name NAME@INSTANCE of
+//  a peer instance (federation.md section 4): from the cache if asked
+//  within federation_key_ttl, else from that instance. FN is called once
+//  with ARG, at once or when the answer comes (not_found for an instance
+//  not configured; unavailable if no member answered).
+void hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name,
+                    uint64_t now, hs_fed_lookup_fn *fn, void *arg);
+
+//  Tell every peer instance that this instance's KIND NAME (local) has
+//  KEY now (fed.rekeyed), so their caches need not wait for their expiry.
+//  Fire and forget: a push lost is bounded by the expiry.
+void hs_fed_push_key (hs_fed_t *self, const char *kind, const char *name,
+                      const char *key);
 
 //  Requests served and refused on the federation socket, into COUNTERS
 //  (a JSON object, lent) as federation_requests and federation_refused.

@@ -194,6 +194,61 @@ s_counters (void *context, json_t *counters)
         hs_fed_counters (self->fed, counters);
 }
 
+//  A caller waiting for a foreign name's key.
+typedef struct {
+    hs_server_t *server;
+    api_call_t *call;
+    char kind [8];
+} s_foreign_t;
+
+static void
+s_foreign_answered (void *arg, const json_t *entry, const sf_fault_t *fault)
+{
+    s_foreign_t *asked = (s_foreign_t *) arg;
+    if (entry) {
+        json_t *result = json_pack ("{s:O,s:O}", asked->kind,
+                                    json_object_get (entry, "name"), "key",
+                                    json_object_get (entry, "key"));
+        api_router_reply (asked->server->api, &asked->call, result);
+        json_decref (result);
+    }
+    else
+        api_router_fail (asked->server->api, &asked->call, fault->error,
+                         fault->message);
+    free (asked);
+}
+
+//  A request naming KIND's NAME@INSTANCE: this instance's own names are
+//  the ring's (the request goes on with the bare name), others are asked
+//  of their instance (hs_fed_lookup).
+static void
+s_foreign (void *context, api_call_t **call, const char *kind,
+           const char *name)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    const char *at = strchr (name, '@');
+    if (streq (at + 1, hs_fed_instance (self->fed))) {
+        char local [65], principal [SF_CERT_KEY_TEXT + 1];
+        snprintf (local, sizeof local, "%.*s", (int) (at - name), name);
+        snprintf (principal, sizeof principal, "%s",
+                  api_call_principal (*call));
+        json_t *request = json_deep_copy (api_call_request (*call)->root);
+        json_object_set_new (request, kind, json_string (local));
+        sf_fault_t fault;
+        if (api_call_rewrite (*call, request, principal, &fault))
+            api_router_fail (self->api, call, fault.error, fault.message);
+        json_decref (request);
+        return;
+    }
+    s_foreign_t *asked = (s_foreign_t *) zmalloc (sizeof (s_foreign_t));
+    asked->server = self;
+    asked->call = *call;
+    *call = NULL;
+    snprintf (asked->kind, sizeof asked->kind, "%s", kind);
+    hs_fed_lookup (self->fed, kind, name, sf_time_mono_ms (),
+                   s_foreign_answered, asked);
+}
+
 //  What fed.status tells a peer instance of this member: its role and
 //  whom it follows (federation.md section 3).
 static json_t *
@@ -413,6 +468,17 @@ s_io_apply (void *handle, raft_index index, raft_term term,
         }
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);
+        //  A key that changed here is pushed to the peer instances by the
+        //  leader (federation.md section 4).
+        bool rekey = streq (op, "player.register") || streq (op, "sim.register");
+        if (rekey && self->fed && hs_fsm_last_change (self->fsm) == index
+            && hs_ring_role (self->ring) == HS_RING_LEADER) {
+            const char *kind = streq (op, "sim.register") ? "sim" : "player";
+            const char *name = json_string_value (json_object_get (result, kind));
+            const char *key = json_string_value (json_object_get (result, "key"));
+            if (name && key)
+                hs_fed_push_key (self->fed, kind, name, key);
+        }
     }
     if (result && self->handler && hs_api_awaits (self->handler, index))
         hs_fsm_make_grants (self->fsm, result, true);
@@ -640,6 +706,8 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     uint64_t now = sf_time_mono_ms ();
     hs_link_check (self->link, now);
     s_ask_members (self, now);
+    if (self->fed)
+        hs_fed_tick (self->fed, now);
     return 0;
 }
 
@@ -966,6 +1034,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
                                 self->fsm, s_fed_status, self, fault);
         if (!self->fed)
             goto failed;
+        hs_api_set_foreign (self->handler, s_foreign, self);
     }
     return self;
 failed:
@@ -1077,6 +1146,14 @@ s_handle_pipe (sf_loop_t *loop, zsock_t *pipe, void *arg)
 }
 
 static int
+s_handle_fed_link (sf_loop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    hs_server_t *self = (hs_server_t *) arg;
+    return hs_fed_receive (self->fed, reader, sf_time_mono_ms ());
+}
+
+static int
 s_handle_fed (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop, (void) reader;
@@ -1094,8 +1171,11 @@ hs_server_actor (zsock_t *pipe, void *args)
     sf_loop_t *loop = sf_loop_new ();
     sf_loop_reader (loop, pipe, s_handle_pipe, self);
     sf_loop_reader (loop, api_router_socket (self->api), s_handle_api, self);
-    if (self->fed)
+    if (self->fed) {
         sf_loop_reader (loop, hs_fed_socket (self->fed), s_handle_fed, self);
+        for (zsock_t **link = hs_fed_links (self->fed); *link; link++)
+            sf_loop_reader (loop, *link, s_handle_fed_link, self);
+    }
     sf_loop_reader (loop, hs_link_socket (self->link), s_handle_raft, self);
     sf_loop_reader (loop, hs_persist_socket (self->persist), s_handle_persisted,
                     self);

@@ -8,14 +8,20 @@ one.
 - Any other key gets no session, and the two sockets do not share
   operations: fed.* is not served on the API, the API not on federation.
 - A malformed federation section stops the start and names the key.
+- player.key of NAME@INSTANCE is answered by that instance and cached; a
+  re-key there reaches the other instance at once by push, and within
+  the cache's expiry when the push is lost.
 """
 
 import subprocess
+import time
+import types
 
 import pytest
 
 from simfabric_testing import (ApiError, Daemon, NoReply, admit, binary, running,
-                               wait_leader, write_key_pair)
+                               wait_for, wait_leader, write_key_pair)
+from simfabric_testing.daemon import free_port
 from simfabric_testing.federation import fed_client, federate
 
 
@@ -140,3 +146,80 @@ def test_a_malformed_federation_section_stops_the_start(tmp_path):
     west.peers["east"] = [west]
     west.write_config()
     assert "this member's own key" in _start_fails(west)
+
+
+def _key_at(member, name):
+    with member.client() as client:
+        return client.call("player.key", player=name)["key"]
+
+
+def test_a_foreign_players_key_comes_from_its_instance_and_a_rekey_follows(instances, tmp_path):
+    """federation.md section 4: east answers player.key for alice@west from
+    west; west's leader pushes alice's new key, so east answers it within
+    a second, well inside the cache's expiry (10 s by default)."""
+    west, east = instances
+    first = write_key_pair(tmp_path / "keys", "alice")
+    second = write_key_pair(tmp_path / "keys2", "alice")
+    with west.client(keys=first) as alice:
+        alice.call("player.register", player="alice")
+    assert _key_at(east, "alice@west") == first.public.decode()
+    # A name of this instance is the ring's own; other names and instances
+    # are refused clearly.
+    assert _key_at(west, "alice@west") == first.public.decode()
+    refused = {"alice@east": "no player 'alice'", "bob@west": "no player 'bob'",
+               "alice@north": "no instance 'north' in federation"}
+    for name, words in refused.items():
+        with east.client() as client:
+            with pytest.raises(ApiError) as error:
+                client.call("player.key", player=name)
+        assert error.value.code == "not_found" and words in error.value.message, name
+    with west.client(keys=first) as alice:
+        alice.call("player.register", player="alice", key=second.public.decode())
+    started = time.monotonic()
+    wait_for(lambda: _key_at(east, "alice@west") == second.public.decode(),
+             timeout=1.0, what="east to answer alice's new key")
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_rekey_whose_push_is_lost_reaches_the_peer_within_the_expiry(tmp_path):
+    """federation.md section 4: when the push cannot reach east (west dials
+    a wrong endpoint for it), east keeps answering the key it cached until
+    federation_key_ttl has passed, then the new one: the stated bound."""
+    ttl = 1.0
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1",
+                  extra={"federation_key_ttl": int(ttl * 1000)})
+    federate({"west": [west], "east": [east]})
+    unreachable = types.SimpleNamespace(name="hs1", keys=east.keys,
+                                        federation_endpoint=f"tcp://127.0.0.1:{free_port()}")
+    west.peers = {"east": [unreachable]}
+    west.write_config()
+    first = write_key_pair(tmp_path / "keys", "alice")
+    second = write_key_pair(tmp_path / "keys2", "alice")
+    with running([west, east]):
+        wait_leader([west])
+        wait_leader([east])
+        with west.client(keys=first) as alice:
+            alice.call("player.register", player="alice")
+        cached_at = time.monotonic()
+        assert _key_at(east, "alice@west") == first.public.decode()
+        with west.client(keys=first) as alice:
+            alice.call("player.register", player="alice", key=second.public.decode())
+        # Still the cached key while it is fresh ...
+        if time.monotonic() - cached_at < ttl * 0.8:
+            assert _key_at(east, "alice@west") == first.public.decode()
+        # ... and the new one once it has expired.
+        wait_for(lambda: _key_at(east, "alice@west") == second.public.decode(),
+                 timeout=ttl + 2.0, what="east's cache to expire")
+        assert time.monotonic() - cached_at < ttl + 2.0
+        # An instance that does not answer: unavailable, within a second
+        # per member asked.
+        west.stop()
+        asked = time.monotonic()
+        with east.client() as client:
+            with pytest.raises(ApiError) as error:
+                client.call("player.key", player="carol@west")
+        assert error.value.code == "unavailable"
+        assert "instance 'west' did not answer" in error.value.message
+        assert time.monotonic() - asked < 2.5
+        west.start()
