@@ -221,20 +221,14 @@ s_fed_lookup (void *context, const api_msg_t *request, const char *principal,
         || sf_json_string (request->root, "kind", true, &kind, fault))
         return -1;
     //  NAME@INSTANCE must be ours; a bare name is.
-    char local [65];
-    const char *at = strchr (name, '@');
-    size_t size = at ? (size_t) (at - name) : strlen (name);
-    if (at && !streq (at + 1, self->instance))
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (!sf_name_split (name, local, instance))
+        return sf_fault_set (fault, SF_EINVAL, "field 'name' is not a name");
+    if (instance [0] && !streq (instance, self->instance))
         return sf_fault_set (fault, SF_EINVAL,
                              "'%s' is not a name of instance '%s': ask its "
                              "own instance",
                              name, self->instance);
-    if (size == 0 || size >= sizeof local)
-        return sf_fault_set (fault, SF_EINVAL, "field 'name' is not a name");
-    memcpy (local, name, size);
-    local [size] = 0;
-    if (!sf_name_valid (local))
-        return sf_fault_set (fault, SF_EINVAL, "field 'name' is not a name");
     json_t *entry = hs_fsm_lookup (self->fsm, kind, local, fault);
     if (!entry)
         return -1;
@@ -262,15 +256,16 @@ s_fed_rekeyed (void *context, const api_msg_t *request, const char *principal,
         || sf_json_string (request->root, "kind", true, &kind, fault)
         || sf_json_string (request->root, "key", true, &key, fault))
         return -1;
-    const char *instance = hs_fed_instance_of (self, principal);
-    const char *at = strchr (name, '@');
-    if (!instance || !at || !streq (at + 1, instance))
+    const char *speaker = hs_fed_instance_of (self, principal);
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (!sf_name_split (name, local, instance) || !speaker
+        || !streq (instance, speaker))
         return sf_fault_set (fault, SF_EUNAUTHORIZED,
                              "instance '%s' speaks only for its own names, "
                              "not '%s'",
-                             instance ? instance : "?", name);
+                             speaker ? speaker : "?", name);
     if ((!streq (kind, "sim") && !streq (kind, "player"))
-        || strlen (key) != SF_CERT_KEY_TEXT || strlen (name) > S_GLOBAL_MAX)
+        || strlen (key) != SF_CERT_KEY_TEXT)
         return sf_fault_set (fault, SF_EINVAL,
                              "fed.rekeyed needs a kind (sim or player) and a "
                              "40-character key");
@@ -496,8 +491,8 @@ hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name,
 {
     sf_fault_t fault;
     sf_fault_clear (&fault);
-    const char *at = strchr (name, '@');
-    if (!at || strlen (name) > S_GLOBAL_MAX) {
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (!sf_name_split (name, local, instance) || !instance [0]) {
         sf_fault_set (&fault, SF_EINVAL, "'%s' is not NAME@INSTANCE", name);
         fn (arg, NULL, &fault);
         return;
@@ -509,10 +504,10 @@ hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name,
         fn (arg, cached->entry, NULL);
         return;
     }
-    size_t member = s_member_next (self, at + 1, SIZE_MAX);
+    size_t member = s_member_next (self, instance, SIZE_MAX);
     if (member == SIZE_MAX) {
         sf_fault_set (&fault, SF_ENOTFOUND, "no instance '%s' in federation",
-                      at + 1);
+                      instance);
         fn (arg, NULL, &fault);
         return;
     }

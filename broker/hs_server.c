@@ -13,6 +13,7 @@
 #include "common/sf_json.h"
 #include "common/sf_log.h"
 #include "common/sf_loop.h"
+#include "common/sf_name.h"
 #include "common/sf_program.h"
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
@@ -226,10 +227,10 @@ s_foreign (void *context, api_call_t **call, const char *kind,
            const char *name)
 {
     hs_server_t *self = (hs_server_t *) context;
-    const char *at = strchr (name, '@');
-    if (streq (at + 1, hs_fed_instance (self->fed))) {
-        char local [65], principal [SF_CERT_KEY_TEXT + 1];
-        snprintf (local, sizeof local, "%.*s", (int) (at - name), name);
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (sf_name_split (name, local, instance)
+        && streq (instance, hs_fed_instance (self->fed))) {
+        char principal [SF_CERT_KEY_TEXT + 1];
         snprintf (principal, sizeof principal, "%s",
                   api_call_principal (*call));
         json_t *request = json_deep_copy (api_call_request (*call)->root);

@@ -47,6 +47,24 @@ sf_name_instance_valid (const char *name)
 }
 
 bool
+sf_name_split (const char *name, char *local, char *instance)
+{
+    const char *at = strchr (name, '@');
+    size_t size = at ? (size_t) (at - name) : strlen (name);
+    local [0] = instance [0] = 0;
+    if (size > 64 || (at && strlen (at + 1) > SF_NAME_MAX_INSTANCE))
+        return false;
+    memcpy (local, name, size);
+    local [size] = 0;
+    if (at)
+        strcpy (instance, at + 1);
+    if (sf_name_valid (local) && (!at || sf_name_instance_valid (instance)))
+        return true;
+    local [0] = instance [0] = 0;
+    return false;
+}
+
+bool
 sf_name_path_valid (const char *path, size_t size)
 {
     if (size < 2 || size > SF_NAME_MAX_PATH || path [0] != '/'
@@ -111,6 +129,16 @@ sf_name_test (bool verbose)
     assert (!sf_name_instance_valid ("East"));
     assert (!sf_name_instance_valid ("a_b"));
     assert (!sf_name_instance_valid ("a@b"));
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    assert (sf_name_split ("b@east", local, instance));
+    assert (!strcmp (local, "b") && !strcmp (instance, "east"));
+    assert (sf_name_split ("sim-1.a", local, instance));
+    assert (!strcmp (local, "sim-1.a") && !instance [0]);
+    assert (!sf_name_split ("@east", local, instance) && !local [0]);
+    assert (!sf_name_split ("b@", local, instance));
+    assert (!sf_name_split ("b@East", local, instance) && !instance [0]);
+    assert (!sf_name_split ("b@e@f", local, instance));
+    assert (!sf_name_split ("a b@east", local, instance));
     assert (sf_name_path_valid ("/world/room1/cube42", 19));
     assert (sf_name_path_valid ("/a", 2));
     assert (sf_name_path_valid ("/a/bc", 4));  //  only the SIZE bytes count

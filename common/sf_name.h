@@ -21,6 +21,12 @@ bool sf_name_valid (const char *name);
 //  'a'-'z', '0'-'9' and '-'.
 bool sf_name_instance_valid (const char *name);
 
+//  Split NAME, "LOCAL" or "LOCAL@INSTANCE" (a global name), into LOCAL
+//  (65 bytes) and INSTANCE (SF_NAME_MAX_INSTANCE + 1 bytes; "" if NAME
+//  names none). Returns true if LOCAL is a name and INSTANCE, if any, an
+//  instance name; else false, with both empty.
+bool sf_name_split (const char *name, char *local, char *instance);
+
 //  True if the SIZE bytes at PATH (no terminator needed) are an entity
 //  path: '/' then segments of 1..64 letters, digits, '_', '-', '.', ':'
 //  joined by '/', no trailing '/', at most SF_NAME_MAX_PATH bytes.
