@@ -36,9 +36,9 @@ typedef struct {
     uint64_t id;                   //  the request's id
     char kind [8];                 //  "sim" or "player"
     char name [S_GLOBAL_MAX + 1];  //  NAME@INSTANCE
-    size_t member;     //  the peer member asked (index into peers)
-    size_t tried;      //  members of its instance asked so far
-    uint64_t due_ms;   //  when the member asked is given up on
+    size_t member;                 //  the peer member asked (index into peers)
+    size_t tried;                  //  members of its instance asked so far
+    uint64_t due_ms;               //  when the member asked is given up on
     hs_fed_lookup_fn *fn;
     void *arg;
 } s_lookup_t;
@@ -50,17 +50,17 @@ typedef struct {
 } s_cached_t;
 
 struct _hs_fed_t {
-    char *instance;          //  this instance's name
-    char *node;              //  this member's name
-    api_router_t *router;    //  the federation socket
-    hs_fsm_t *fsm;           //  the applied state, for lookups
+    char *instance;        //  this instance's name
+    char *node;            //  this member's name
+    api_router_t *router;  //  the federation socket
+    hs_fsm_t *fsm;         //  the applied state, for lookups
     hs_fed_status_fn *status;
     void *status_arg;
     s_peer_t *peers;
     size_t n_peers;
-    zsock_t **links;         //  a DEALER per peer member, NULL-terminated
-    zlistx_t *lookups;       //  s_lookup_t waiting for answers
-    zhashx_t *cache;         //  "KIND NAME@INSTANCE" -> s_cached_t
+    zsock_t **links;    //  a DEALER per peer member, NULL-terminated
+    zlistx_t *lookups;  //  s_lookup_t waiting for answers
+    zhashx_t *cache;    //  "KIND NAME@INSTANCE" -> s_cached_t
     uint64_t key_ttl_ms;
     uint64_t next_id;
 };
@@ -103,8 +103,8 @@ s_peers_load (hs_fed_t *self, sf_config_t *config, sf_fault_t *fault)
     const char *file = sf_config_filename (config);
     zlist_t *instances = sf_config_names (config, "federation");
     int rc = 0;
-    for (char *instance = (char *) zlist_first (instances);
-         instance && rc == 0; instance = (char *) zlist_next (instances)) {
+    for (char *instance = (char *) zlist_first (instances); instance && rc == 0;
+         instance = (char *) zlist_next (instances)) {
         char prefix [300], path [400];
         snprintf (prefix, sizeof prefix, "federation/%s/member", instance);
         zlist_t *members = sf_config_names (config, prefix);
@@ -123,8 +123,8 @@ s_peers_load (hs_fed_t *self, sf_config_t *config, sf_fault_t *fault)
                                "config %s: federation/%s has no member", file,
                                instance);
         self->peers = (s_peer_t *) realloc (
-            self->peers, (self->n_peers + zlist_size (members) + 1)
-                             * sizeof (s_peer_t));
+            self->peers,
+            (self->n_peers + zlist_size (members) + 1) * sizeof (s_peer_t));
         for (char *name = (char *) zlist_first (members); name && rc == 0;
              name = (char *) zlist_next (members)) {
             snprintf (path, sizeof path, "%s/%s/federation", prefix, name);
@@ -273,9 +273,9 @@ s_fed_rekeyed (void *context, const api_msg_t *request, const char *principal,
     char cache_key [S_GLOBAL_MAX + 16];
     s_cache_key (cache_key, sizeof cache_key, kind, name);
     s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, cache_key);
-    json_t *entry = cached ? json_deep_copy (cached->entry)
-                           : json_pack ("{s:s,s:s}", "name", name, "kind",
-                                        kind);
+    json_t *entry = cached
+                        ? json_deep_copy (cached->entry)
+                        : json_pack ("{s:s,s:s}", "name", name, "kind", kind);
     json_object_set_new (entry, "key", json_string (key));
     s_cache_put (self, kind, name, entry, sf_time_mono_ms ());
     json_decref (entry);
@@ -290,19 +290,19 @@ static const api_msg_op_t s_ops [] = {
 };
 
 hs_fed_t *
-hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert,
-            zactor_t *zap, hs_fsm_t *fsm, hs_fed_status_fn *status, void *arg,
+hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert, zactor_t *zap,
+            hs_fsm_t *fsm, hs_fed_status_fn *status, void *arg,
             sf_fault_t *fault)
 {
     const char *file = sf_config_filename (config);
     const char *instance = sf_config_str (config, "homeserver/instance");
     const char *endpoint = sf_config_str (config, "homeserver/federation");
     if (!instance || !endpoint) {
-        sf_fault_set (fault, SF_EINVAL,
-                      "config %s: federation needs homeserver/instance and "
-                      "homeserver/federation (missing %s)",
-                      file, !instance ? "homeserver/instance"
-                                      : "homeserver/federation");
+        sf_fault_set (
+            fault, SF_EINVAL,
+            "config %s: federation needs homeserver/instance and "
+            "homeserver/federation (missing %s)",
+            file, !instance ? "homeserver/instance" : "homeserver/federation");
         return NULL;
     }
     if (!sf_name_instance_valid (instance)) {
@@ -342,7 +342,8 @@ hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert,
     zlistx_set_destructor (self->lookups, s_lookup_destroy);
     self->cache = zhashx_new ();
     zhashx_set_destructor (self->cache, s_cached_destroy);
-    self->links = (zsock_t **) zmalloc ((self->n_peers + 1) * sizeof (zsock_t *));
+    self->links =
+        (zsock_t **) zmalloc ((self->n_peers + 1) * sizeof (zsock_t *));
     for (size_t at = 0; at < self->n_peers; at++) {
         //  Dialled at once and kept: libzmq reconnects by itself, and a
         //  request to a member that is down waits S_ATTEMPT_MS at most.
@@ -370,7 +371,8 @@ hs_fed_destroy (hs_fed_t **self_p)
         while (self->lookups
                && (lookup = (s_lookup_t *) zlistx_first (self->lookups))) {
             sf_fault_t fault;
-            sf_fault_set (&fault, SF_EUNAVAILABLE, "this homeserver is stopping");
+            sf_fault_set (&fault, SF_EUNAVAILABLE,
+                          "this homeserver is stopping");
             s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
                           &fault);
         }
@@ -464,10 +466,9 @@ s_send (hs_fed_t *self, size_t at, const json_t *request)
 static void
 s_ask (hs_fed_t *self, s_lookup_t *lookup, uint64_t now)
 {
-    json_t *request =
-        json_pack ("{s:s,s:I,s:s,s:s}", "op", "fed.lookup", "id",
-                   (json_int_t) lookup->id, "name", lookup->name, "kind",
-                   lookup->kind);
+    json_t *request = json_pack ("{s:s,s:I,s:s,s:s}", "op", "fed.lookup", "id",
+                                 (json_int_t) lookup->id, "name", lookup->name,
+                                 "kind", lookup->kind);
     s_send (self, lookup->member, request);
     json_decref (request);
     lookup->tried++;
@@ -486,8 +487,8 @@ s_lookup_end (hs_fed_t *self, void *cursor, s_lookup_t *lookup,
 }
 
 void
-hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name,
-               uint64_t now, hs_fed_lookup_fn *fn, void *arg)
+hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name, uint64_t now,
+               hs_fed_lookup_fn *fn, void *arg)
 {
     sf_fault_t fault;
     sf_fault_clear (&fault);
@@ -528,10 +529,9 @@ hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
     for (int count = 0; count < 64 && (zsock_events (link) & ZMQ_POLLIN);
          count++) {
         zframe_t *frame = zframe_recv (link);
-        json_t *reply =
-            frame ? json_loadb ((const char *) zframe_data (frame),
-                                zframe_size (frame), 0, NULL)
-                  : NULL;
+        json_t *reply = frame ? json_loadb ((const char *) zframe_data (frame),
+                                            zframe_size (frame), 0, NULL)
+                              : NULL;
         zframe_destroy (&frame);
         json_t *id = json_object_get (reply, "id");
         for (s_lookup_t *lookup = (s_lookup_t *) zlistx_first (self->lookups);
@@ -542,21 +542,22 @@ hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
             sf_fault_t fault;
             sf_fault_clear (&fault);
             if (api_msg_reply_fault (reply, &fault)) {
-                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
-                              NULL, &fault);
+                s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
+                              &fault);
                 break;
             }
             //  Only what the instance answers for its own name is kept.
-            json_t *entry = json_pack (
-                "{s:O?,s:O?,s:O?,s:O?,s:O?}", "name",
-                json_object_get (reply, "name"), "kind",
-                json_object_get (reply, "kind"), "key",
-                json_object_get (reply, "key"), "handoff",
-                json_object_get (reply, "handoff"), "state",
-                json_object_get (reply, "state"));
-            if (entry && streq (lookup->name, json_string_value (json_object_get (
-                                                  entry, "name"))
-                                                  ?: "")) {
+            json_t *entry =
+                json_pack ("{s:O?,s:O?,s:O?,s:O?,s:O?}", "name",
+                           json_object_get (reply, "name"), "kind",
+                           json_object_get (reply, "kind"), "key",
+                           json_object_get (reply, "key"), "handoff",
+                           json_object_get (reply, "handoff"), "state",
+                           json_object_get (reply, "state"));
+            if (entry
+                && streq (lookup->name,
+                          json_string_value (json_object_get (entry, "name"))
+                              ?: "")) {
                 s_cache_put (self, lookup->kind, lookup->name, entry, now);
                 s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
                               entry, NULL);
@@ -565,8 +566,8 @@ hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
                 sf_fault_set (&fault, SF_EINTERNAL,
                               "instance answered for another name than '%s'",
                               lookup->name);
-                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
-                              NULL, &fault);
+                s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
+                              &fault);
             }
             json_decref (entry);
             break;
@@ -753,8 +754,8 @@ hs_fed_test (bool verbose)
     assert (!fed && strstr (fault.message, "speaks for one instance"));
     sf_config_destroy (&config);
     //  A federation endpoint without an instance name
-    config = s_test_config (
-        "homeserver\n    federation = \"tcp://127.0.0.1:*\"\n");
+    config =
+        s_test_config ("homeserver\n    federation = \"tcp://127.0.0.1:*\"\n");
     fed = hs_fed_new (config, "hs1", cert, zap, NULL, NULL, NULL, &fault);
     assert (!fed && strstr (fault.message, "missing homeserver/instance"));
     sf_config_destroy (&config);

@@ -23,19 +23,20 @@ typedef struct _hs_fed_t hs_fed_t;
 #define HS_FED_DOMAIN "federation"
 
 //  The configuration keys of federation, for the homeserver's schema.
+// clang-format off
 #define HS_FED_KEYS                                                          \
     {"homeserver/instance", "instance", SF_CONFIG_STRING, false, NULL, NULL, \
      "this instance's name (federation.md), the same on every member"},     \
-        {"homeserver/federation", "federation", SF_CONFIG_ENDPOINT, false,   \
-         NULL, "tcp", "this member's federation endpoint (a ROUTER)"},       \
-        {"federation/*/member/*/federation", NULL, SF_CONFIG_ENDPOINT,       \
-         false, NULL, "tcp", "a peer instance's member's federation "        \
-                             "endpoint"},                                    \
-        {"federation/*/member/*/key", NULL, SF_CONFIG_PATH, false, NULL,     \
-         NULL, "a peer instance's member's public certificate"},             \
-        {"homeserver/federation_key_ttl", "federation-key-ttl",              \
-         SF_CONFIG_INT, false, "10000", "100..3600000",                      \
-         "ms a foreign name's key is kept before it is asked again"}
+    {"homeserver/federation", "federation", SF_CONFIG_ENDPOINT, false, NULL, \
+     "tcp", "this member's federation endpoint (a ROUTER)"},                \
+    {"federation/*/member/*/federation", NULL, SF_CONFIG_ENDPOINT, false,    \
+     NULL, "tcp", "a peer instance's member's federation endpoint"},        \
+    {"federation/*/member/*/key", NULL, SF_CONFIG_PATH, false, NULL, NULL,   \
+     "a peer instance's member's public certificate"},                      \
+    {"homeserver/federation_key_ttl", "federation-key-ttl", SF_CONFIG_INT,   \
+     false, "10000", "100..3600000",                                         \
+     "ms a foreign name's key is kept before it is asked again"}
+// clang-format on
 
 //  What fed.status says of this member besides its instance and name: a
 //  new JSON object ({"role", "leader", "applied_index"}).

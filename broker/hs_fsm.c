@@ -948,8 +948,7 @@ s_grants_sign (hs_fsm_t *self, grant_msg_t *grants, size_t count)
         uint32_t key_id = (uint32_t) sqlite3_column_int64 (stmt, 0);
         const uint8_t *secret = sqlite3_column_blob (stmt, 1);
         rc = 0;
-        for (size_t at = 0; at < count && rc == 0;
-             at += GRANT_MSG_MAX_LEAVES) {
+        for (size_t at = 0; at < count && rc == 0; at += GRANT_MSG_MAX_LEAVES) {
             size_t tree = count - at < GRANT_MSG_MAX_LEAVES
                               ? count - at
                               : GRANT_MSG_MAX_LEAVES;
@@ -1013,7 +1012,7 @@ static void
 s_grant_slot_add (s_grant_slot_t *slots, size_t *count, bool signing,
                   json_t *object, const char *key, json_t *array, size_t index)
 {
-    slots [*count] = (s_grant_slot_t) {object, key, array, index};
+    slots [*count] = (s_grant_slot_t){object, key, array, index};
     json_t *value = s_grant_slot_value (&slots [*count]);
     if (json_is_string (value)
         || (signing && json_is_object (value)
@@ -1049,8 +1048,8 @@ hs_fsm_make_grants (hs_fsm_t *self, json_t *result, bool sign)
                         ? s_grant_read (self, json_string_value (value),
                                         &made [held_count])
                               == 0
-                        : grant_msg_statement_from_json (
-                              &made [held_count], value, NULL)
+                        : grant_msg_statement_from_json (&made [held_count],
+                                                         value, NULL)
                               == 0;
         held_count += held [at];
     }
@@ -1437,10 +1436,9 @@ s_entity_import (s_apply_t *ctx)
     if (result && ctx->a->authority) {
         json_t *grants = json_array ();
         json_array_foreach (ctx->a->entities, index, entity)
-            json_array_append_new (
-                grants,
-                s_grant_due (
-                    json_string_value (json_object_get (entity, "path"))));
+            json_array_append_new (grants,
+                                   s_grant_due (json_string_value (
+                                       json_object_get (entity, "path"))));
         json_object_set_new (result, "grants", grants);
     }
     return result;

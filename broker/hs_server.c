@@ -223,8 +223,7 @@ s_foreign_answered (void *arg, const json_t *entry, const sf_fault_t *fault)
 //  the ring's (the request goes on with the bare name), others are asked
 //  of their instance (hs_fed_lookup).
 static void
-s_foreign (void *context, api_call_t **call, const char *kind,
-           const char *name)
+s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
 {
     hs_server_t *self = (hs_server_t *) context;
     char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
@@ -261,11 +260,10 @@ s_fed_status (void *arg)
     for (unsigned at = 0; at < self->n_members && !leader_name; at++)
         if (leader && self->members [at].id == leader)
             leader_name = self->members [at].name;
-    return json_pack ("{s:s,s:o,s:I}", "role",
-                      hs_ring_role_name (hs_ring_role (self->ring)), "leader",
-                      leader_name ? json_string (leader_name) : json_null (),
-                      "applied_index",
-                      (json_int_t) hs_ring_applied_index (self->ring));
+    return json_pack (
+        "{s:s,s:o,s:I}", "role", hs_ring_role_name (hs_ring_role (self->ring)),
+        "leader", leader_name ? json_string (leader_name) : json_null (),
+        "applied_index", (json_int_t) hs_ring_applied_index (self->ring));
 }
 
 //  A member added at run time: reach member ID over raft at RAFT, forward
@@ -471,12 +469,15 @@ s_io_apply (void *handle, raft_index index, raft_term term,
             s_learn (self, result);
         //  A key that changed here is pushed to the peer instances by the
         //  leader (federation.md section 4).
-        bool rekey = streq (op, "player.register") || streq (op, "sim.register");
+        bool rekey =
+            streq (op, "player.register") || streq (op, "sim.register");
         if (rekey && self->fed && hs_fsm_last_change (self->fsm) == index
             && hs_ring_role (self->ring) == HS_RING_LEADER) {
             const char *kind = streq (op, "sim.register") ? "sim" : "player";
-            const char *name = json_string_value (json_object_get (result, kind));
-            const char *key = json_string_value (json_object_get (result, "key"));
+            const char *name =
+                json_string_value (json_object_get (result, kind));
+            const char *key =
+                json_string_value (json_object_get (result, "key"));
             if (name && key)
                 hs_fed_push_key (self->fed, kind, name, key);
         }

@@ -105,10 +105,9 @@ s_signed (sim_grant_keys_t *keys, const sim_grant_key_t *key,
 }
 
 sim_grant_result_t
-sim_grant_check (sim_grant_keys_t *keys, sim_store_t *store,
-                 const char *path, size_t path_size, uint64_t epoch,
-                 const uint8_t *bytes, size_t size,
-                 const sim_store_sender_t *sender, uint64_t now_ms)
+sim_grant_check (sim_grant_keys_t *keys, sim_store_t *store, const char *path,
+                 size_t path_size, uint64_t epoch, const uint8_t *bytes,
+                 size_t size, const sim_store_sender_t *sender, uint64_t now_ms)
 {
     grant_msg_t grant;
     if (grant_msg_decode (&grant, bytes, size) || grant.epoch != epoch
@@ -291,7 +290,7 @@ sim_grant_test (bool verbose)
     //  signature or proof changed is checked (and refused), not matched
     grant_msg_t batch [3];
     for (int at = 0; at < 3; at++) {
-        batch [at] = (grant_msg_t) {.epoch = 1, .sim = "simA", .transfer = 5};
+        batch [at] = (grant_msg_t){.epoch = 1, .sim = "simA", .transfer = 5};
         snprintf (batch [at].path, sizeof batch [at].path, "/w/t%d", at);
         memcpy (batch [at].key, key_a, 32);
     }

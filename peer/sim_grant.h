@@ -49,7 +49,7 @@ typedef struct {
     //  update needs a grant (until then the ring predates grants).
     bool enforced;
     sim_grant_root_t roots [SIM_GRANT_ROOTS];
-    size_t next_root;  //  the slot the next verified root takes
+    size_t next_root;   //  the slot the next verified root takes
     uint64_t verified;  //  Ed25519 checks made (the rest hit a root)
 } sim_grant_keys_t;
 
@@ -84,10 +84,10 @@ int sim_grant_keys_from_json (const json_t *array, sim_grant_key_t *out,
 //  epoch or the grant kept; unless it is the grant kept, its signature
 //  verifies (once per tree: KEYS keeps the roots it verified). A grant
 //  that passes is kept in STORE.
-sim_grant_result_t sim_grant_check (sim_grant_keys_t *keys,
-                                    sim_store_t *store, const char *path,
-                                    size_t path_size, uint64_t epoch,
-                                    const uint8_t *grant, size_t size,
+sim_grant_result_t sim_grant_check (sim_grant_keys_t *keys, sim_store_t *store,
+                                    const char *path, size_t path_size,
+                                    uint64_t epoch, const uint8_t *grant,
+                                    size_t size,
                                     const sim_store_sender_t *sender,
                                     uint64_t now_ms);
 

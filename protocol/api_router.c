@@ -307,12 +307,13 @@ api_router_test (bool verbose)
     zcert_t *server_cert = zcert_new ();
     const char *server_key = zcert_public_txt (server_cert);
     sf_fault_t fault;
-    api_router_t *router =
-        api_router_new ("tcp://256.0.0.1:1", server_cert, API_ROUTER_DOMAIN, &fault);
+    api_router_t *router = api_router_new ("tcp://256.0.0.1:1", server_cert,
+                                           API_ROUTER_DOMAIN, &fault);
     assert (!router);
     assert (strstr (fault.message, "cannot bind api endpoint"));
 
-    router = api_router_new ("tcp://127.0.0.1:*", server_cert, API_ROUTER_DOMAIN, &fault);
+    router = api_router_new ("tcp://127.0.0.1:*", server_cert,
+                             API_ROUTER_DOMAIN, &fault);
     assert (router);
     zcert_t *client_cert = zcert_new ();
     zsock_t *client = zsock_new (ZMQ_DEALER);

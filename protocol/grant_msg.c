@@ -116,8 +116,8 @@ grant_msg_encode (const grant_msg_t *self, uint8_t *out, size_t capacity)
         return 0;
     size_t proof_size =
         GRANT_MSG_HASH * grant_msg_proof_length (self->leaves, self->leaf);
-    size_t size = GRANT_MSG_FIXED + strlen (self->path) + strlen (self->sim)
-                  + proof_size;
+    size_t size =
+        GRANT_MSG_FIXED + strlen (self->path) + strlen (self->sim) + proof_size;
     if (size > capacity)
         return 0;
     memcpy (out, s_magic, 3);
@@ -352,9 +352,8 @@ grant_msg_to_json (const grant_msg_t *self)
                       "path", self->path, "epoch", (json_int_t) self->epoch,
                       "sim", self->sim, "key", key, "transfer",
                       (json_int_t) self->transfer, "key_id",
-                      (json_int_t) self->key_id, "leaves", self->leaves,
-                      "leaf", self->leaf, "proof", proof, "signature",
-                      signature);
+                      (json_int_t) self->key_id, "leaves", self->leaves, "leaf",
+                      self->leaf, "proof", proof, "signature", signature);
 }
 
 //  Read Z85 field NAME of OBJECT, SIZE bytes once decoded, into OUT.
@@ -377,9 +376,9 @@ grant_msg_statement_to_json (const grant_msg_t *self)
 {
     char key [41];
     zmq_z85_encode (key, self->key, GRANT_MSG_KEY_SIZE);
-    return json_pack ("{s:s, s:I, s:s, s:s, s:I}", "path", self->path,
-                      "epoch", (json_int_t) self->epoch, "sim", self->sim,
-                      "key", key, "transfer", (json_int_t) self->transfer);
+    return json_pack ("{s:s, s:I, s:s, s:s, s:I}", "path", self->path, "epoch",
+                      (json_int_t) self->epoch, "sim", self->sim, "key", key,
+                      "transfer", (json_int_t) self->transfer);
 }
 
 //  Read the statement's fields of OBJECT (the signed fields are the
@@ -418,8 +417,8 @@ int
 grant_msg_statement_from_json (grant_msg_t *self, const json_t *object,
                                sf_fault_t *fault)
 {
-    static const char *const fields [] = {"path", "epoch", "sim", "key",
-                                          "transfer", NULL};
+    static const char *const fields [] = {"path", "epoch",    "sim",
+                                          "key",  "transfer", NULL};
     if (s_statement_from_json (self, object, fault)
         || sf_json_only (object, fields, fault)) {
         memset (self, 0, sizeof *self);
@@ -618,9 +617,10 @@ grant_msg_test (bool verbose)
             rc = grant_msg_verify (&batch [at], public);
             assert (rc == 0);
             size = grant_msg_encode (&batch [at], big, sizeof big);
-            assert (size == GRANT_MSG_FIXED + strlen (batch [at].path) + 5
-                                + GRANT_MSG_HASH
-                                      * grant_msg_proof_length (count, at));
+            assert (size
+                    == GRANT_MSG_FIXED + strlen (batch [at].path) + 5
+                           + GRANT_MSG_HASH
+                                 * grant_msg_proof_length (count, at));
             assert (grant_msg_measure (big, sizeof big) == size);
             rc = grant_msg_decode (&copy, big, size);
             assert (rc == 0 && memcmp (&copy, &batch [at], sizeof copy) == 0);

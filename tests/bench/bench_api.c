@@ -88,9 +88,8 @@ s_codec_floor (void)
 static void
 s_serve_api (zsock_t *pipe, void *args)
 {
-    api_router_t *router =
-        api_router_new ("tcp://127.0.0.1:*", (zcert_t *) args,
-                        API_ROUTER_DOMAIN, NULL);
+    api_router_t *router = api_router_new (
+        "tcp://127.0.0.1:*", (zcert_t *) args, API_ROUTER_DOMAIN, NULL);
     zsock_signal (pipe, 0);
     zstr_send (pipe, api_router_endpoint (router));
     zpoller_t *poller = zpoller_new (pipe, api_router_socket (router), NULL);
