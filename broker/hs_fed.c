@@ -31,6 +31,10 @@ typedef struct {
 //  Foreign names kept at most; past that the cache starts over.
 #define S_CACHE_MAX 10000
 
+//  Lookups waiting at most; past that a new one is refused at once, so a
+//  peer instance that does not answer costs bounded memory.
+#define S_LOOKUPS_MAX 1000
+
 //  A lookup waiting for a peer instance's answer.
 typedef struct {
     uint64_t id;                   //  the request's id
@@ -503,6 +507,14 @@ hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name, uint64_t now,
     s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, key);
     if (cached && now - cached->fetched_ms < self->key_ttl_ms) {
         fn (arg, cached->entry, NULL);
+        return;
+    }
+    if (zlistx_size (self->lookups) >= S_LOOKUPS_MAX) {
+        sf_fault_set (&fault, SF_EUNAVAILABLE,
+                      "%d lookups wait for peer instances already; retry "
+                      "later",
+                      S_LOOKUPS_MAX);
+        fn (arg, NULL, &fault);
         return;
     }
     size_t member = s_member_next (self, instance, SIZE_MAX);

@@ -223,3 +223,23 @@ def test_a_rekey_whose_push_is_lost_reaches_the_peer_within_the_expiry(tmp_path)
         assert "instance 'west' did not answer" in error.value.message
         assert time.monotonic() - asked < 2.5
         west.start()
+
+
+def test_a_peer_speaks_only_for_its_own_names(instances, tmp_path):
+    """federation.md sections 4 and 9: a key pushed by east's member is
+    taken for east's names only. East cannot change what west, or anyone
+    asking west, believes of a name of another instance."""
+    west, east = instances
+    alice = write_key_pair(tmp_path / "keys", "alice")
+    with west.client(keys=alice) as client:
+        client.call("player.register", player="alice")
+    forged = write_key_pair(tmp_path / "forged", "forged").public.decode()
+    with fed_client(west, east.keys) as peer:
+        for name in ("alice@west", "alice", "carol@north", "bad name@east"):
+            with pytest.raises(ApiError) as error:
+                peer.call("fed.rekeyed", name=name, kind="player", key=forged)
+            assert error.value.code == "unauthorized", name
+        # Its own name: taken as its word (and cached as such).
+        peer.call("fed.rekeyed", name="bob@east", kind="player", key=forged)
+    assert _key_at(west, "alice@west") == alice.public.decode()
+    assert _key_at(west, "bob@east") == forged
