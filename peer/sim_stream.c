@@ -497,11 +497,12 @@ size_t
 sim_stream_state_limit (sim_stream_t *self, const char *path)
 {
     //  The update's type and varints at their widest: epoch and seq 10
-    //  bytes each, lengths 2 each; and room for the grant before it
-    //  (its record type, the path again, the longest sim name and the
-    //  deepest proof).
+    //  bytes each, lengths 2 each; and room for the grant before it (its
+    //  record type, the path again, this sim's name with the longest
+    //  instance a foreign home adds to it, and the deepest proof).
     size_t fixed = STATE_MSG_OVERHEAD + STATE_MSG_UPDATE_EXTRA + strlen (path)
-                   + 1 + GRANT_MSG_FIXED + strlen (path) + GRANT_MSG_MAX_SIM
+                   + 1 + GRANT_MSG_FIXED + strlen (path) + strlen (self->name)
+                   + 1 + SF_NAME_MAX_INSTANCE
                    + GRANT_MSG_MAX_DEPTH * GRANT_MSG_HASH;
     return self->datagram_size > fixed ? self->datagram_size - fixed : 0;
 }

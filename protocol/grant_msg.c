@@ -71,6 +71,15 @@ grant_msg_proof_length (size_t leaves, size_t leaf)
     return length;
 }
 
+//  True if SIM is a sim's name as a ring knows it: a local name, or a
+//  global one, NAME@INSTANCE.
+static bool
+s_sim_valid (const char *sim)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    return sf_name_split (sim, local, instance);
+}
+
 //  True if SELF's grant fields (all but what signing sets) can be encoded.
 static bool
 s_valid_grant (const grant_msg_t *self)
@@ -79,7 +88,7 @@ s_valid_grant (const grant_msg_t *self)
     return path_size >= 1 && path_size <= GRANT_MSG_MAX_PATH
            && sf_name_path_valid (self->path, path_size)
            && strnlen (self->sim, sizeof self->sim) <= GRANT_MSG_MAX_SIM
-           && sf_name_valid (self->sim) && self->epoch >= 1
+           && s_sim_valid (self->sim) && self->epoch >= 1
            && self->epoch <= GRANT_MSG_MAX_NUMBER
            && self->transfer <= GRANT_MSG_MAX_NUMBER;
 }
@@ -402,7 +411,7 @@ s_statement_from_json (grant_msg_t *self, const json_t *object,
     if (!sf_name_path_valid (path, strlen (path)))
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'path' is not an entity path");
-    if (!sf_name_valid (sim))
+    if (strlen (sim) > GRANT_MSG_MAX_SIM || !s_sim_valid (sim))
         return sf_fault_set (fault, SF_EINVAL, "field 'sim' is not a sim name");
     if (s_z85_field (object, "key", self->key, GRANT_MSG_KEY_SIZE, fault))
         return -1;
@@ -665,7 +674,11 @@ grant_msg_test (bool verbose)
     for (int at = 64; at < GRANT_MSG_MAX_PATH; at += 64)
         longest.path [at] = '/';
     longest.path [GRANT_MSG_MAX_PATH - 1] = 'q';
-    memset (longest.sim, 's', GRANT_MSG_MAX_SIM);
+    //  A global name at its longest: 64 bytes, '@', a 32-byte instance
+    memset (longest.sim, 's', 64);
+    longest.sim [64] = '@';
+    memset (longest.sim + 65, 'i', SF_NAME_MAX_INSTANCE);
+    longest.sim [GRANT_MSG_MAX_SIM] = 0;
     longest.leaves = GRANT_MSG_MAX_LEAVES;
     size = grant_msg_encode (&longest, big, sizeof big);
     assert (size == GRANT_MSG_MAX_SIZE);
@@ -679,9 +692,22 @@ grant_msg_test (bool verbose)
     assert (grant_msg_encode (&invalid, big, sizeof big) == 0);
     rc = grant_msg_sign (&invalid, 1, secret);
     assert (rc == -1);
-    invalid = grant;
-    snprintf (invalid.sim, sizeof invalid.sim, "no way");
-    assert (grant_msg_encode (&invalid, big, sizeof big) == 0);
+    static const char *const bad_sims [] = {"no way", "b@East", "b@", "@east",
+                                            "b@e@f"};
+    for (size_t at = 0; at < sizeof bad_sims / sizeof bad_sims [0]; at++) {
+        invalid = grant;
+        snprintf (invalid.sim, sizeof invalid.sim, "%s", bad_sims [at]);
+        assert (grant_msg_encode (&invalid, big, sizeof big) == 0);
+    }
+    //  A foreign sim's grant (federation.md section 5) round trips
+    grant_msg_t foreign = grant;
+    snprintf (foreign.sim, sizeof foreign.sim, "b@east");
+    rc = grant_msg_sign (&foreign, 1, secret);
+    assert (rc == 0);
+    size = grant_msg_encode (&foreign, big, sizeof big);
+    rc = grant_msg_decode (&copy, big, size);
+    assert (rc == 0 && streq (copy.sim, "b@east"));
+    assert (grant_msg_verify (&copy, public) == 0);
     rc = grant_msg_sign (&grant, 0, secret);
     assert (rc == -1);
 

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define GRANT_MSG_MAX_PATH 256          //  bytes of a path (SF_NAME_MAX_PATH)
-#define GRANT_MSG_MAX_SIM 64            //  bytes of a sim name
+#define GRANT_MSG_MAX_SIM 97            //  bytes of NAME@INSTANCE (64 + 1 + 32)
 #define GRANT_MSG_KEY_SIZE 32           //  a CURVE or Ed25519 public key
 #define GRANT_MSG_SECRET_SIZE 64        //  an Ed25519 secret key (libsodium's)
 #define GRANT_MSG_SIGNATURE 64          //  an Ed25519 signature
@@ -29,15 +29,17 @@
 #define GRANT_MSG_MAX_DEPTH 4           //  proof hashes of 16 leaves
 #define GRANT_MSG_FIXED 123             //  bytes besides path, sim, proof
 #define GRANT_MSG_MIN_SIZE 125          //  one-byte path and sim, no proof
-#define GRANT_MSG_MAX_SIZE 571          //  longest path and sim, deepest proof
+#define GRANT_MSG_MAX_SIZE 604          //  longest path and sim, deepest proof
 #define GRANT_MSG_MAX_NUMBER INT64_MAX  //  epoch, transfer: JSON integers
 #define GRANT_MSG_SIGNATURE_TEXT 80     //  Z85 characters of a signature
 
 typedef struct {
     char path [GRANT_MSG_MAX_PATH + 1];  //  entity path, NUL-terminated
     uint64_t epoch;                      //  the epoch granted, >= 1
-    char sim [GRANT_MSG_MAX_SIM + 1];    //  authority's name, NUL-terminated
-    uint8_t key [GRANT_MSG_KEY_SIZE];    //  authority's CURVE public key
+    //  The authority's name as its home ring knows it: a local name, or
+    //  NAME@INSTANCE for a foreign sim (federation.md), NUL-terminated.
+    char sim [GRANT_MSG_MAX_SIM + 1];
+    uint8_t key [GRANT_MSG_KEY_SIZE];  //  authority's CURVE public key
     uint64_t transfer;  //  ring transfer id; 0 for create or import
     uint32_t key_id;    //  ring key that signed it, >= 1
     uint8_t leaves;     //  grants signed together, 1..GRANT_MSG_MAX_LEAVES
