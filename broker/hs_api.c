@@ -1041,6 +1041,13 @@ s_access (hs_api_t *self, const hs_op_t *row, const char *principal,
     if (row->access == HS_OP_MEMBER && !s_is_member_key (self, principal))
         return sf_fault_set (fault, SF_ENOTMEMBER,
                              "only ring members may call %s", row->name);
+    //  A peer instance's, relayed by the federation socket (hs_fed) with
+    //  the peer's name: never from a client of the API.
+    if (row->access == HS_OP_PEER)
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "%s comes from other instances, over "
+                             "federation only",
+                             row->name);
     return 0;
 }
 
@@ -1293,6 +1300,30 @@ void
 hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
 {
     self->trace = trace;
+}
+
+void
+hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
+                    uint64_t now)
+{
+    const api_msg_t *request = api_call_request (call);
+    sf_fault_t fault;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        const s_member_t *leader =
+            s_member_by_id (self, hs_ring_leader (self->ring, NULL));
+        char message [128];
+        snprintf (message, sizeof message, "try %s",
+                  leader ? leader->name : "again shortly: no leader is known");
+        api_router_fail (self->router, &call, SF_ENOTLEADER, message);
+        return;
+    }
+    json_t *args = json_deep_copy (request->root);
+    json_object_set_new (args, "instance", json_string (instance));
+    if (hs_fsm_check (request->op, args, &fault))
+        api_router_fail (self->router, &call, fault.error, fault.message);
+    else
+        s_write (self, call, api_call_principal (call), args, now);
+    json_decref (args);
 }
 
 void

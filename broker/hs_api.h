@@ -83,6 +83,14 @@ typedef void (hs_api_foreign_fn) (void *context, api_call_t **call,
 void hs_api_set_foreign (hs_api_t *self, hs_api_foreign_fn *foreign_fn,
                          void *context);
 
+//  Serve CALL (taken), a fed.claim that peer instance INSTANCE's member
+//  sent over federation (federation.md section 5): on the leader, a ring
+//  command that names INSTANCE as the instance vouching (whatever the
+//  request says), answered once committed, on the socket it came on;
+//  elsewhere not_leader, naming the leader.
+void hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
+                         uint64_t now);
+
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);

@@ -60,6 +60,8 @@ struct _hs_fed_t {
     hs_fsm_t *fsm;         //  the applied state, for lookups
     hs_fed_status_fn *status;
     void *status_arg;
+    hs_fed_claim_fn *claim;  //  serves fed.claim, or NULL
+    void *claim_arg;
     s_peer_t *peers;
     size_t n_peers;
     zsock_t **links;    //  a DEALER per peer member, NULL-terminated
@@ -425,10 +427,28 @@ hs_fed_instance_of (hs_fed_t *self, const char *key)
     return NULL;
 }
 
+void
+hs_fed_on_claim (hs_fed_t *self, hs_fed_claim_fn *fn, void *arg)
+{
+    self->claim = fn;
+    self->claim_arg = arg;
+}
+
 int
 hs_fed_handle (hs_fed_t *self)
 {
-    return api_router_handle (self->router, s_ops, self, "hs_fed");
+    api_call_t *call = api_router_recv (self->router, "hs_fed");
+    if (!call)
+        return 0;
+    const char *op = api_call_request (call)->op;
+    //  A claim waits for its commit: served by the ring's handler, with
+    //  the instance its sender's key speaks for.
+    if (op && streq (op, "fed.claim") && self->claim)
+        self->claim (self->claim_arg, call,
+                     hs_fed_instance_of (self, api_call_principal (call)));
+    else
+        api_router_dispatch (self->router, &call, s_ops, self);
+    return 0;
 }
 
 //  --------------------------------------------------------------------------

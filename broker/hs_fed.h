@@ -13,6 +13,7 @@
 #include "broker/hs_fsm.h"
 #include "common/sf_config.h"
 #include "common/sf_error.h"
+#include "protocol/api_router.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -68,6 +69,12 @@ const char *hs_fed_instance (hs_fed_t *self);
 
 //  The peer instance whose member holds KEY (Z85), or NULL. Lent.
 const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
+
+//  Who serves fed.claim (federation.md section 5): FN takes the call and
+//  the name of the peer instance whose member sent it.
+typedef void (hs_fed_claim_fn) (void *arg, api_call_t *call,
+                                const char *instance);
+void hs_fed_on_claim (hs_fed_t *self, hs_fed_claim_fn *fn, void *arg);
 
 //  Serve one request waiting on the socket. Returns 0.
 int hs_fed_handle (hs_fed_t *self);

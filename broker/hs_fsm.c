@@ -1,11 +1,11 @@
 /*  hs_fsm: the ring's state machine, in an in-memory SQLite database. */
 
 #include "broker/hs_fsm.h"
-#include "common/sf_name.h"
 #include "common/sf_cert.h"
 #include "common/sf_config.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_name.h"
 #include "common/sf_trace.h"
 #include "protocol/grant_msg.h"
 #include "protocol/ring_cmd.h"
@@ -51,6 +51,16 @@
     "CREATE TABLE IF NOT EXISTS removed (" \
     "  raft_id INTEGER PRIMARY KEY, removed_at INTEGER NOT NULL);"
 
+//  Claims from other instances (federation.md section 6), by the request
+//  id their instance gave them, with the result this ring answered: the
+//  same claim again is answered from here and changes nothing. Created
+//  when missing, so an image from before it opens too.
+#define S_FED_TABLE                                   \
+    "CREATE TABLE IF NOT EXISTS fed_claims ("         \
+    "  request TEXT PRIMARY KEY, path TEXT NOT NULL," \
+    "  sim TEXT NOT NULL, epoch INTEGER NOT NULL,"    \
+    "  result TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
@@ -84,6 +94,7 @@ static const char *s_schema =
     "CREATE TABLE members ("
     "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
     "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);" S_REMOVED_TABLE
+        S_FED_TABLE
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -116,6 +127,20 @@ static const char *s_schema =
        "ON CONFLICT (id) DO UPDATE SET key = ?2 WHERE key IS NOT ?2")       \
     X (S_SIM_KEY, "SELECT key FROM sims WHERE id = ?1")                     \
     X (S_SIM_LOOKUP, "SELECT key, handoff, state FROM sims WHERE id = ?1")  \
+    /*  A foreign sim as its instance vouched for it: no heartbeat here  \
+        (its lease is its own instance's), so never found silent.  */    \
+    X (S_SIM_FOREIGN_PUT,                                                   \
+       "INSERT INTO sims (id, key, handoff, state, registered_ms) "         \
+       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET "        \
+       "key = ?2, handoff = ?3, state = ?4 WHERE key IS NOT ?2 OR "         \
+       "handoff IS NOT ?3 OR state IS NOT ?4")                              \
+    X (S_FED_CLAIM_GET,                                                     \
+       "SELECT fed_claims.result, fed_claims.epoch = entities.epoch AND "   \
+       "fed_claims.sim IS entities.authority FROM fed_claims LEFT JOIN "    \
+       "entities ON entities.path = fed_claims.path WHERE request = ?1")    \
+    X (S_FED_CLAIM_PUT,                                                     \
+       "INSERT INTO fed_claims (request, path, sim, epoch, result, "        \
+       "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                       \
     X (S_SIM_PUT,                                                           \
        "INSERT INTO sims (id, key, handoff, state, registered_ms, "         \
        "heartbeat_ms, api) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) "            \
@@ -273,8 +298,10 @@ typedef struct {
     const char *hash;             //  token.create: the token's hash (Z85)
     int64_t ttl_ms;               //  token.create
     const char *token;            //  sim.register: a join token (Z85)
-    bool open;        //  sim.register: the leader's registration is open
-    json_t *request;  //  ring.forward: the client's request
+    bool open;             //  sim.register: the leader's registration is open
+    json_t *request;       //  ring.forward: the client's request
+    const char *claim;     //  fed.claim: the request id its instance gave
+    const char *instance;  //  fed.claim: the instance that vouches (leader's)
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -610,6 +637,38 @@ s_parse_sim_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  fed.claim (federation.md section 5): a claim that another instance's
+//  leader relays for one of its sims, named NAME@INSTANCE, vouching for
+//  its key and endpoints; "instance" is this leader's own word of who
+//  relayed it (the peer's key), never the peer's.
+static int
+s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->timeout_ms = S_ASK_TIMEOUT_MS;
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (sf_json_string (args, "request", true, &a->claim, fault)
+        || s_path (args, "path", &a->path, fault)
+        || sf_json_string (args, "sim", true, &a->sim, fault)
+        || s_key (args, &a->key, fault)
+        || s_endpoint (args, "handoff", "tcp", &a->handoff, fault)
+        || s_endpoint (args, "state", "udp", &a->state, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault)
+        || sf_json_int (args, "timeout_ms", false, 1, 60000, &a->timeout_ms,
+                        fault))
+        return -1;
+    if (strlen (a->claim) < 1 || strlen (a->claim) > 200)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'request' must be 1 to 200 characters");
+    if (!sf_name_split (a->sim, local, instance) || !instance [0])
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be a global name, "
+                             "NAME@INSTANCE");
+    if (!a->key)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "fed.claim carries the sim's key ('key')");
+    return 0;
+}
+
 static int
 s_parse_authority_request (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -756,7 +815,8 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
                 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
             != SQLITE_OK)
             goto failed;
-        if (sqlite3_exec (db, S_REMOVED_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec (db, S_REMOVED_TABLE S_FED_TABLE, NULL, NULL, NULL)
+            != SQLITE_OK)
             goto failed;
     }
     else if (sqlite3_exec (db, s_schema, NULL, NULL, NULL) != SQLITE_OK)
@@ -1911,6 +1971,73 @@ s_authority_request (s_apply_t *ctx)
     return result;
 }
 
+//  fed.claim: a foreign sim's claim, decided as a local sim's would be
+//  (the rule, a new epoch, the former authority fenced by the event). The
+//  foreign sim gets a row as its instance vouched for it. The same
+//  request again is answered from fed_claims and changes nothing; its
+//  grant only while the entity is still at the epoch it granted.
+static json_t *
+s_fed_claim (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' speaks only for its own sims, not '%s'",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+        return NULL;
+    }
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_GET);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    json_t *again = NULL;
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        again = json_loads (s_column (stmt, 0), 0, NULL);
+        bool current = sqlite3_column_int (stmt, 1) == 1;
+        if (json_is_object (again)) {
+            json_object_set_new (again, "grant",
+                                 current ? s_grant_due (ctx->a->path)
+                                         : json_null ());
+            json_object_set_new (again, "again", json_true ());
+        }
+    }
+    s_done (stmt);
+    if (again)
+        return again;
+    stmt = s_stmt (ctx->self, S_SIM_FOREIGN_PUT);
+    s_bind_text (stmt, 1, ctx->a->sim);
+    s_bind_text (stmt, 2, ctx->a->key);
+    s_bind_text (stmt, 3, ctx->a->handoff);
+    s_bind_text (stmt, 4, ctx->a->state);
+    s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    json_t *result = s_request_one (ctx, ctx->a->path, NULL, true, false);
+    if (!result || json_is_true (json_object_get (result, "pending")))
+        return result;
+    //  Kept without its grant: a grant is made from the state where it
+    //  leaves (hs_fsm_make_grants), and only while it is still this one.
+    json_t *kept = json_deep_copy (result);
+    json_object_del (kept, "grant");
+    char *text = json_dumps (kept, JSON_COMPACT);
+    json_decref (kept);
+    stmt = s_stmt (ctx->self, S_FED_CLAIM_PUT);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 2, ctx->a->path);
+    s_bind_text (stmt, 3, ctx->a->sim);
+    s_bind_int (stmt, 4,
+                json_integer_value (json_object_get (result, "epoch")));
+    s_bind_text (stmt, 5, text);
+    s_bind_int (stmt, 6, (int64_t) ctx->cmd->time_ms);
+    int rc = text ? s_exec_stmt (ctx->self, stmt, ctx->fault) : -1;
+    free (text);
+    if (rc) {
+        json_decref (result);
+        return NULL;
+    }
+    json_object_set_new (result, "request", json_string (ctx->a->claim));
+    return result;
+}
+
 //  authority.release: SIM, the authority of PATH, gives it up with its
 //  final checkpoint; the entity is orphaned until someone takes it.
 static json_t *
@@ -2296,7 +2423,7 @@ s_entity_grant (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 typedef struct {
     //  Its arguments besides "op" and "id" (and a read's "consistency",
     //  which s_parse checks), NULL-terminated: any other is refused.
-    const char *fields [8];
+    const char *fields [10];
     //  Checks them and takes them into an s_args_t; NULL if none.
     int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
     //  A command's handler, once the access is checked (hs_fsm_apply).
@@ -2377,6 +2504,10 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_AUTHORITY_REQUEST] = {
         {"path", "sim", "player", "timeout_ms", "paths"},
         s_parse_authority_request, s_authority_request, NULL},
+    [HS_OP_FED_CLAIM] = {
+        {"request", "path", "sim", "key", "handoff", "state", "instance",
+         "timeout_ms"},
+        s_parse_fed_claim, s_fed_claim, NULL},
     [HS_OP_AUTHORITY_ANSWER] = {
         {"transfer", "sim", "approve"}, s_parse_authority_answer,
         s_authority_answer, NULL},
@@ -2458,6 +2589,10 @@ s_access (s_apply_t *ctx, const hs_op_t *row)
             return s_acts_for_sim (ctx, ctx->a->sim);
         case HS_OP_MASTER:
             return s_is_master (ctx, row->name);
+        case HS_OP_PEER:
+            //  Only a leader puts it in the log, for a peer instance it
+            //  admitted (hs_fed), with the instance's name in "instance".
+            return 0;
         case HS_OP_ADMIN:
         case HS_OP_MEMBER:
             return ctx->cmd->admin ? 0
@@ -3190,6 +3325,99 @@ hs_fsm_test (bool verbose)
     assert (rc == 0 && grant.key_id == 2 && grant.epoch == 2);
     rc = grant_msg_verify (&grant, ring_public);
     assert (rc == 0);
+    //  fed.claim (federation.md section 5): a foreign sim's claim is
+    //  decided by the rule like a local one, the sim gets a row as its
+    //  instance vouched for it, and the same request again changes
+    //  nothing; an instance speaks only for its own sims.
+    {
+        zcert_t *foreign_cert = zcert_new ();
+        const char *foreign = zcert_public_txt (foreign_cert);
+        char claim [512];
+        result = s_test_apply (fsm, ++index, "entity.create",
+                               "{\"path\":\"/fed/a\",\"authority\":\"sim2\"}",
+                               carol, false, &fault);
+        assert (result);
+        json_decref (result);
+        result = s_test_apply (fsm, ++index, "entity.create",
+                               "{\"path\":\"/fed/d\",\"rule\":\"deny\"}", carol,
+                               false, &fault);
+        assert (result);
+        json_decref (result);
+        snprintf (claim, sizeof claim,
+                  "{\"request\":\"b@east/1\",\"path\":\"/fed/a\","
+                  "\"sim\":\"b@east\",\"key\":\"%s\","
+                  "\"handoff\":\"tcp://10.0.2.9:7300\",\"instance\":\"east\"}",
+                  foreign);
+        result =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (result && json_is_true (json_object_get (result, "granted")));
+        assert (
+            streq (json_string_value (json_object_get (result, "authority")),
+                   "b@east"));
+        assert (streq (json_string_value (json_object_get (result, "previous")),
+                       "sim2"));
+        assert (json_integer_value (json_object_get (result, "epoch")) == 2);
+        assert (hs_fsm_last_change (fsm) == index);
+        raft_index granted_at = index;
+        //  Not yet: its signed grant. grants.md's sim names are local
+        //  names (1..64 bytes, no '@'), so the codec refuses "b@east";
+        //  the grant form of a global name is still to be specified.
+        json_decref (result);
+        json_t *vouched = hs_fsm_lookup (fsm, "sim", "b@east", &fault);
+        assert (vouched
+                && streq (json_string_value (json_object_get (vouched, "key")),
+                          foreign));
+        json_decref (vouched);
+        //  Its instance keeps its lease: never found silent here.
+        zlist_t *silent = hs_fsm_expired_sims (fsm, 1ull << 40, 1);
+        for (char *name = (char *) zlist_first (silent); name;
+             name = (char *) zlist_next (silent))
+            assert (!streq (name, "b@east"));
+        zlist_destroy (&silent);
+        //  The same request again: its answer, no change, its grant.
+        result =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (result && json_is_true (json_object_get (result, "again")));
+        assert (json_integer_value (json_object_get (result, "epoch")) == 2);
+        assert (hs_fsm_last_change (fsm) == granted_at);
+        assert (json_is_string (json_object_get (result, "grant")));
+        json_decref (result);
+        //  Once another grant moved the entity on, no grant with it.
+        result = s_test_apply (fsm, ++index, "authority.request",
+                               "{\"sim\":\"sim2\",\"path\":\"/fed/a\"}", carol,
+                               false, &fault);
+        assert (result);
+        json_decref (result);
+        result =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (result && json_is_null (json_object_get (result, "grant")));
+        json_decref (result);
+        //  Refused: another instance's sim, a rule that denies (and the
+        //  refusal writes no row of the sim), no key.
+        raft_index unchanged = hs_fsm_last_change (fsm);
+        snprintf (claim, sizeof claim,
+                  "{\"request\":\"c@west/1\",\"path\":\"/fed/a\","
+                  "\"sim\":\"c@west\",\"key\":\"%s\",\"instance\":\"east\"}",
+                  foreign);
+        result =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (!result && fault.error == SF_EUNAUTHORIZED);
+        snprintf (claim, sizeof claim,
+                  "{\"request\":\"d@east/1\",\"path\":\"/fed/d\","
+                  "\"sim\":\"d@east\",\"key\":\"%s\",\"instance\":\"east\"}",
+                  foreign);
+        result =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (!result && fault.error == SF_EDENIED);
+        assert (!hs_fsm_lookup (fsm, "sim", "d@east", &fault));
+        assert (hs_fsm_last_change (fsm) == unchanged);
+        result = s_test_apply (fsm, ++index, "fed.claim",
+                               "{\"request\":\"e@east/1\",\"path\":\"/fed/a\","
+                               "\"sim\":\"e@east\",\"instance\":\"east\"}",
+                               bob, false, &fault);
+        assert (!result && fault.error == SF_EINVAL);
+        zcert_destroy (&foreign_cert);
+    }
     //  An image from before grants and taken_index restores, with their
     //  tables and columns (every statement prepares on it).
     {

@@ -39,7 +39,8 @@ typedef enum {
     HS_OP_SIM,
     HS_OP_MASTER,
     HS_OP_ADMIN,
-    HS_OP_MEMBER  //  a ring member's key
+    HS_OP_MEMBER,  //  a ring member's key
+    HS_OP_PEER     //  a peer instance's member, over federation only
 } hs_op_access_t;
 
 //  Every operation of the homeserver API (protocol/homeserver-api.md,
@@ -81,7 +82,8 @@ typedef enum {
     X (HS_OP_ENTITY_GRANT, "entity.grant", HS_OP_READ, HS_OP_ANYONE)        \
     X (HS_OP_RING_KEY, "ring.key", HS_OP_WRITE, HS_OP_ADMIN)                \
     X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN)  \
-    X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)
+    X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)        \
+    X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access) id,

@@ -249,6 +249,13 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
                    s_foreign_answered, asked);
 }
 
+static void
+s_fed_claim (void *arg, api_call_t *call, const char *instance)
+{
+    hs_server_t *self = (hs_server_t *) arg;
+    hs_api_submit_peer (self->handler, call, instance, sf_time_mono_ms ());
+}
+
 //  What fed.status tells a peer instance of this member: its role and
 //  whom it follows (federation.md section 3).
 static json_t *
@@ -1037,6 +1044,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         if (!self->fed)
             goto failed;
         hs_api_set_foreign (self->handler, s_foreign, self);
+        hs_fed_on_claim (self->fed, s_fed_claim, self);
     }
     return self;
 failed:
@@ -1163,6 +1171,9 @@ s_handle_fed (sf_loop_t *loop, zsock_t *reader, void *arg)
     for (int count = 0; count < 64 && (zsock_events (reader) & ZMQ_POLLIN);
          count++)
         hs_fed_handle (self->fed);
+    //  Claims taken here go to the ring as the API's writes do.
+    hs_api_submit (self->handler, sf_time_mono_ms ());
+    s_after_ring (self);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <assert.h>
 
 struct _api_call_t {
+    api_router_t *router;  //  the socket it came on, where it is answered
     zframe_t *routing_id;  //  the client's connection
     bool delimited;        //  answer with an empty delimiter (REQ client)
     char *principal;       //  client's public key
@@ -73,6 +74,7 @@ api_call_t *
 api_router_recv (api_router_t *self, const char *log_name)
 {
     api_call_t *call = (api_call_t *) zmalloc (sizeof (api_call_t));
+    call->router = self;
     call->received_us = sf_time_wall_us ();
     self->counters.requests++;
     zframe_t *body;
@@ -136,10 +138,15 @@ api_call_rewrite (api_call_t *call, const json_t *request,
     return 0;
 }
 
+//  Answer *CALL_P with REPLY on the socket the call came on (SELF for a
+//  call made elsewhere), so a daemon that serves two sockets with one
+//  handler answers each caller where it asked.
 static void
 s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
 {
     api_call_t *call = *call_p;
+    if (call->router)
+        self = call->router;
     char *text = api_msg_encode (reply);
     sf_curve_send (self->socket, call->routing_id, call->delimited, text,
                    strlen (text));

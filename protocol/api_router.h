@@ -91,7 +91,8 @@ int api_router_push (api_router_t *self, zframe_t *routing_id,
                      const json_t *body);
 
 //  Answer CALL with success, copying RESULT's members (may be NULL) into
-//  the reply; destroys the call. A NULL *CALL (a command the daemon
+//  the reply, on the router CALL came on (SELF only for a call of no
+//  router); destroys the call. A NULL *CALL (a command the daemon
 //  issued itself) is answered by nobody.
 void api_router_reply (api_router_t *self, api_call_t **call,
                        const json_t *result);

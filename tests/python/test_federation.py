@@ -19,9 +19,10 @@ import types
 
 import pytest
 
-from simfabric_testing import (ApiError, Daemon, NoReply, admit, binary, running,
+from simfabric_testing import (ApiError, Daemon, NoReply, admit, binary, make_sims, running,
                                wait_for, wait_leader, write_key_pair)
 from simfabric_testing.daemon import free_port
+from simfabric_testing.keys import read_key_pair
 from simfabric_testing.federation import fed_client, federate
 
 
@@ -243,3 +244,85 @@ def test_a_peer_speaks_only_for_its_own_names(instances, tmp_path):
         peer.call("fed.rekeyed", name="bob@east", kind="player", key=forged)
     assert _key_at(west, "alice@west") == alice.public.decode()
     assert _key_at(west, "bob@east") == forged
+
+
+def test_fed_claim_is_never_taken_from_an_api_client(instances):
+    """federation.md section 9: the home ring takes a foreign sim's claim
+    only from a peer instance over federation; on the API, whoever asks,
+    administrators included, it is refused and changes nothing."""
+    west, _ = instances
+    with west.client() as client:
+        client.call("entity.create", path="/fed/x")
+    admin = read_key_pair(west.admin.secret_path)
+    for keys in (None, admin):
+        with west.client(keys=keys) as client:
+            with pytest.raises(ApiError) as error:
+                client.call("fed.claim", request="b@east/1", path="/fed/x", sim="b@east",
+                            key=admin.public.decode(), instance="east")
+            assert error.value.code == "unauthorized"
+            assert "over federation only" in error.value.message
+    with west.client() as client:
+        assert client.call("entity.get", path="/fed/x")["authority"] is None
+
+
+def test_the_home_ring_decides_a_foreign_claim_once(tmp_path):
+    """federation.md sections 5 and 6, the home's side: east's member
+    relays b@east's claim of west's /fed/e; west's ring grants it under
+    the rule like a local claim (a new epoch, signed for b@east with the
+    key east vouched for, west's sim fenced), and the same request again
+    is answered the same and changes nothing. East may claim only for its
+    own sims, and only the rule decides."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    b = write_key_pair(tmp_path / "b", "b")
+    with running([west, east], [s1]):
+        with s1.client() as game:
+            game.call("entity.create", path="/fed/e", state="start")
+        with west.client() as client:
+            client.call("entity.create", path="/fed/d", rule="deny")
+            keys = client.call("sim.list")["ring_keys"]
+        claim = {"request": "b@east/1", "path": "/fed/e", "sim": "b@east",
+                 "key": b.public.decode(), "handoff": f"tcp://127.0.0.1:{free_port()}",
+                 "instance": "west"}  # forged: the leader writes the sender's
+        with fed_client(west, east.keys) as peer:
+            granted = peer.call("fed.claim", **claim)
+            assert (granted["authority"], granted["previous"], granted["epoch"]) == \
+                ("b@east", "s1", 2)
+            grant = granted["grant"]
+            assert (grant["sim"], grant["key"], grant["epoch"]) == ("b@east", b.public.decode(), 2)
+            _verify(grant, keys)
+            again = peer.call("fed.claim", **claim)
+            assert again["again"] is True and again["epoch"] == 2
+            assert again["grant"]["sim"] == "b@east"
+            for other, code in ((dict(claim, request="c@west/1", sim="c@west"), "unauthorized"),
+                                (dict(claim, request="b@east/2", path="/fed/d"), "denied")):
+                with pytest.raises(ApiError) as error:
+                    peer.call("fed.claim", **other)
+                assert error.value.code == code
+        with west.client() as client:
+            entity = client.call("entity.get", path="/fed/e")
+        assert (entity["authority"], entity["epoch"]) == ("b@east", 2)
+        # West's sim is fenced by the grant's event, as for a local claim.
+        wait_for(lambda: not _sim_entity(s1, "/fed/e")["authority"],
+                 what="s1 to be fenced")
+
+
+def _sim_entity(sim, path):
+    with sim.client() as game:
+        return game.call("entity.get", path=path)
+
+
+def _verify(grant, ring_keys):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from zmq.utils import z85
+
+    from simfabric_testing import state as sd
+    (listed,) = [key for key in ring_keys if key["key_id"] == grant["key_id"]]
+    body = sd.grant_body(grant["path"], grant["epoch"], grant["sim"], grant["key"],
+                         grant["transfer"])
+    root = sd.grant_root(body, grant["leaves"], grant["leaf"], z85.decode(grant["proof"]))
+    Ed25519PublicKey.from_public_bytes(z85.decode(listed["public"])).verify(
+        z85.decode(grant["signature"]),
+        sd.grant_signed_message(grant["key_id"], grant["leaves"], root))

@@ -12,7 +12,8 @@ from simfabric_testing import ApiError
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = {"HS_OP_READ": "read", "HS_OP_WRITE": "write", "HS_OP_CONTROL": "control"}
 ACCESS = {"HS_OP_ANYONE": "anyone", "HS_OP_SIM": "the sim", "HS_OP_MASTER": "the master",
-          "HS_OP_ADMIN": "an administrator", "HS_OP_MEMBER": "ring members"}
+          "HS_OP_ADMIN": "an administrator", "HS_OP_MEMBER": "ring members",
+          "HS_OP_PEER": "peer instances"}
 
 
 def table_in_code():
