@@ -3330,39 +3330,40 @@ hs_fsm_test (bool verbose)
     //  instance vouched for it, and the same request again changes
     //  nothing; an instance speaks only for its own sims.
     {
+        json_t *claimed;
         zcert_t *foreign_cert = zcert_new ();
         const char *foreign = zcert_public_txt (foreign_cert);
         char claim [512];
-        result = s_test_apply (fsm, ++index, "entity.create",
-                               "{\"path\":\"/fed/a\",\"authority\":\"sim2\"}",
-                               carol, false, &fault);
-        assert (result);
-        json_decref (result);
-        result = s_test_apply (fsm, ++index, "entity.create",
-                               "{\"path\":\"/fed/d\",\"rule\":\"deny\"}", carol,
-                               false, &fault);
-        assert (result);
-        json_decref (result);
+        claimed = s_test_apply (fsm, ++index, "entity.create",
+                                "{\"path\":\"/fed/a\",\"authority\":\"sim2\"}",
+                                carol, false, &fault);
+        assert (claimed);
+        json_decref (claimed);
+        claimed = s_test_apply (fsm, ++index, "entity.create",
+                                "{\"path\":\"/fed/d\",\"rule\":\"deny\"}",
+                                carol, false, &fault);
+        assert (claimed);
+        json_decref (claimed);
         snprintf (claim, sizeof claim,
                   "{\"request\":\"b@east/1\",\"path\":\"/fed/a\","
                   "\"sim\":\"b@east\",\"key\":\"%s\","
                   "\"handoff\":\"tcp://10.0.2.9:7300\",\"instance\":\"east\"}",
                   foreign);
-        result =
+        claimed =
             s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
-        assert (result && json_is_true (json_object_get (result, "granted")));
+        assert (claimed && json_is_true (json_object_get (claimed, "granted")));
         assert (
-            streq (json_string_value (json_object_get (result, "authority")),
+            streq (json_string_value (json_object_get (claimed, "authority")),
                    "b@east"));
-        assert (streq (json_string_value (json_object_get (result, "previous")),
-                       "sim2"));
-        assert (json_integer_value (json_object_get (result, "epoch")) == 2);
+        assert (streq (
+            json_string_value (json_object_get (claimed, "previous")), "sim2"));
+        assert (json_integer_value (json_object_get (claimed, "epoch")) == 2);
         assert (hs_fsm_last_change (fsm) == index);
         raft_index granted_at = index;
         //  Not yet: its signed grant. grants.md's sim names are local
         //  names (1..64 bytes, no '@'), so the codec refuses "b@east";
         //  the grant form of a global name is still to be specified.
-        json_decref (result);
+        json_decref (claimed);
         json_t *vouched = hs_fsm_lookup (fsm, "sim", "b@east", &fault);
         assert (vouched
                 && streq (json_string_value (json_object_get (vouched, "key")),
@@ -3375,23 +3376,23 @@ hs_fsm_test (bool verbose)
             assert (!streq (name, "b@east"));
         zlist_destroy (&silent);
         //  The same request again: its answer, no change, its grant.
-        result =
+        claimed =
             s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
-        assert (result && json_is_true (json_object_get (result, "again")));
-        assert (json_integer_value (json_object_get (result, "epoch")) == 2);
+        assert (claimed && json_is_true (json_object_get (claimed, "again")));
+        assert (json_integer_value (json_object_get (claimed, "epoch")) == 2);
         assert (hs_fsm_last_change (fsm) == granted_at);
-        assert (json_is_string (json_object_get (result, "grant")));
-        json_decref (result);
+        assert (json_is_string (json_object_get (claimed, "grant")));
+        json_decref (claimed);
         //  Once another grant moved the entity on, no grant with it.
-        result = s_test_apply (fsm, ++index, "authority.request",
-                               "{\"sim\":\"sim2\",\"path\":\"/fed/a\"}", carol,
-                               false, &fault);
-        assert (result);
-        json_decref (result);
-        result =
+        claimed = s_test_apply (fsm, ++index, "authority.request",
+                                "{\"sim\":\"sim2\",\"path\":\"/fed/a\"}", carol,
+                                false, &fault);
+        assert (claimed);
+        json_decref (claimed);
+        claimed =
             s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
-        assert (result && json_is_null (json_object_get (result, "grant")));
-        json_decref (result);
+        assert (claimed && json_is_null (json_object_get (claimed, "grant")));
+        json_decref (claimed);
         //  Refused: another instance's sim, a rule that denies (and the
         //  refusal writes no row of the sim), no key.
         raft_index unchanged = hs_fsm_last_change (fsm);
@@ -3399,23 +3400,23 @@ hs_fsm_test (bool verbose)
                   "{\"request\":\"c@west/1\",\"path\":\"/fed/a\","
                   "\"sim\":\"c@west\",\"key\":\"%s\",\"instance\":\"east\"}",
                   foreign);
-        result =
+        claimed =
             s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
-        assert (!result && fault.error == SF_EUNAUTHORIZED);
+        assert (!claimed && fault.error == SF_EUNAUTHORIZED);
         snprintf (claim, sizeof claim,
                   "{\"request\":\"d@east/1\",\"path\":\"/fed/d\","
                   "\"sim\":\"d@east\",\"key\":\"%s\",\"instance\":\"east\"}",
                   foreign);
-        result =
+        claimed =
             s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
-        assert (!result && fault.error == SF_EDENIED);
+        assert (!claimed && fault.error == SF_EDENIED);
         assert (!hs_fsm_lookup (fsm, "sim", "d@east", &fault));
         assert (hs_fsm_last_change (fsm) == unchanged);
-        result = s_test_apply (fsm, ++index, "fed.claim",
-                               "{\"request\":\"e@east/1\",\"path\":\"/fed/a\","
-                               "\"sim\":\"e@east\",\"instance\":\"east\"}",
-                               bob, false, &fault);
-        assert (!result && fault.error == SF_EINVAL);
+        claimed = s_test_apply (fsm, ++index, "fed.claim",
+                                "{\"request\":\"e@east/1\",\"path\":\"/fed/a\","
+                                "\"sim\":\"e@east\",\"instance\":\"east\"}",
+                                bob, false, &fault);
+        assert (!claimed && fault.error == SF_EINVAL);
         zcert_destroy (&foreign_cert);
     }
     //  An image from before grants and taken_index restores, with their
