@@ -212,6 +212,19 @@ s_fed_status (void *context, const api_msg_t *request, const char *principal,
     return 0;
 }
 
+//  Read REQUEST's "name" and "kind" into NAME and KIND; FIELDS lists
+//  every field it may have. Returns 0, or -1 with FAULT.
+static int
+s_name_kind (const api_msg_t *request, const char *const *fields,
+             const char **name, const char **kind, sf_fault_t *fault)
+{
+    return sf_json_only (request->root, fields, fault)
+                   || sf_json_string (request->root, "name", true, name, fault)
+                   || sf_json_string (request->root, "kind", true, kind, fault)
+               ? -1
+               : 0;
+}
+
 //  fed.lookup: a name of this instance, from the applied state. An
 //  instance answers for its own names only.
 static int
@@ -222,9 +235,7 @@ s_fed_lookup (void *context, const api_msg_t *request, const char *principal,
     hs_fed_t *self = (hs_fed_t *) context;
     static const char *const fields [] = {"op", "id", "name", "kind", NULL};
     const char *name, *kind;
-    if (sf_json_only (request->root, fields, fault)
-        || sf_json_string (request->root, "name", true, &name, fault)
-        || sf_json_string (request->root, "kind", true, &kind, fault))
+    if (s_name_kind (request, fields, &name, &kind, fault))
         return -1;
     //  NAME@INSTANCE must be ours; a bare name is.
     char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
@@ -257,9 +268,7 @@ s_fed_rekeyed (void *context, const api_msg_t *request, const char *principal,
     static const char *const fields [] = {"op",   "id",  "name",
                                           "kind", "key", NULL};
     const char *name, *kind, *key;
-    if (sf_json_only (request->root, fields, fault)
-        || sf_json_string (request->root, "name", true, &name, fault)
-        || sf_json_string (request->root, "kind", true, &kind, fault)
+    if (s_name_kind (request, fields, &name, &kind, fault)
         || sf_json_string (request->root, "key", true, &key, fault))
         return -1;
     const char *speaker = hs_fed_instance_of (self, principal);

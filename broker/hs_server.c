@@ -476,9 +476,8 @@ s_io_apply (void *handle, raft_index index, raft_term term,
             s_learn (self, result);
         //  A key that changed here is pushed to the peer instances by the
         //  leader (federation.md section 4).
-        bool rekey =
-            streq (op, "player.register") || streq (op, "sim.register");
-        if (rekey && self->fed && hs_fsm_last_change (self->fsm) == index
+        if (self->fed && hs_fsm_last_change (self->fsm) == index
+            && (streq (op, "player.register") || streq (op, "sim.register"))
             && hs_ring_role (self->ring) == HS_RING_LEADER) {
             const char *kind = streq (op, "sim.register") ? "sim" : "player";
             const char *name =
