@@ -5,6 +5,7 @@
 #include "common/sf_curve.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "protocol/ring_cmd.h"
 
@@ -1065,16 +1066,33 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
     const hs_op_t *row = hs_op_find (op);
     sf_fault_t fault;
     //  A foreign player's key is its instance's to answer (federation.md
-    //  section 4); a name of this instance comes back as a local one.
+    //  section 4), and a foreign entity's claim its home's (section 5,
+    //  sent on by the leader, which vouches for the sim); a name of this
+    //  instance comes back as a local one.
     const char *player = json_string_value (json_object_get (args, "player"));
-    if (op && streq (op, "player.key") && player && strchr (player, '@')) {
+    const char *path = json_string_value (json_object_get (args, "path"));
+    const char *kind = NULL, *foreign = NULL;
+    if (op && streq (op, "player.key") && player && strchr (player, '@'))
+        kind = "player", foreign = player;
+    else if (op && streq (op, "authority.request") && path
+             && strchr (path, '@'))
+        kind = "path", foreign = path;
+    if (kind) {
         if (!self->foreign_fn) {
-            api_router_fail (self->router, &call, SF_ENOTFOUND,
-                             "no federation: this ring knows no other "
-                             "instance");
+            char message [SF_NAME_MAX_PATH + 96];
+            snprintf (message, sizeof message,
+                      "no federation: this ring knows no other instance "
+                      "than its own ('%s')",
+                      foreign);
+            api_router_fail (self->router, &call, SF_ENOTFOUND, message);
             return;
         }
-        self->foreign_fn (self->foreign_context, &call, "player", player);
+        if (streq (kind, "path")
+            && hs_ring_role (self->ring) != HS_RING_LEADER) {
+            s_forward (self, call, principal, now);
+            return;
+        }
+        self->foreign_fn (self->foreign_context, &call, kind, foreign);
         if (!call)
             return;
         op = api_call_request (call)->op;

@@ -75,9 +75,11 @@ typedef void (hs_api_counters_fn) (void *context, json_t *counters);
 void hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
                           void *context);
 
-//  A request naming a foreign NAME (NAME@INSTANCE, federation.md section
-//  4) of KIND ("player"): the daemon takes *CALL and answers it (through
-//  federation), or leaves it for the ring (a name of this instance).
+//  A request naming a foreign NAME (NAME@INSTANCE, federation.md sections
+//  4 and 5) of KIND: "player" (player.key), or "path" (an authority.request
+//  of PATH@INSTANCE, on the leader only). The daemon takes *CALL and
+//  answers it (through federation), or leaves it for the ring with the
+//  name made local (a name of this instance).
 typedef void (hs_api_foreign_fn) (void *context, api_call_t **call,
                                   const char *kind, const char *name);
 void hs_api_set_foreign (hs_api_t *self, hs_api_foreign_fn *foreign_fn,

@@ -20,32 +20,39 @@ typedef struct {
     char *name;                       //  its section name
     char *endpoint;                   //  its federation endpoint
     char key [SF_CERT_KEY_TEXT + 1];  //  its public key, Z85
+    bool leads;                       //  its instance's requests go to it first
 } s_peer_t;
 
 //  Longest global name: a name, '@', an instance.
 #define S_GLOBAL_MAX (64 + 1 + SF_NAME_MAX_INSTANCE)
 
-//  Per member tried, how long a request waits for its answer.
+//  Per member tried, how long a lookup waits for its answer.
 #define S_ATTEMPT_MS 1000
+
+//  After a member answers that it cannot serve now (not the leader, none
+//  known, unavailable), how long before the next member is tried.
+#define S_RETRY_MS 200
 
 //  Foreign names kept at most; past that the cache starts over.
 #define S_CACHE_MAX 10000
 
-//  Lookups waiting at most; past that a new one is refused at once, so a
+//  Requests waiting at most; past that a new one is refused at once, so a
 //  peer instance that does not answer costs bounded memory.
-#define S_LOOKUPS_MAX 1000
+#define S_CALLS_MAX 1000
 
-//  A lookup waiting for a peer instance's answer.
+//  A request waiting for a peer instance's answer.
 typedef struct {
-    uint64_t id;                   //  the request's id
-    char kind [8];                 //  "sim" or "player"
-    char name [S_GLOBAL_MAX + 1];  //  NAME@INSTANCE
-    size_t member;                 //  the peer member asked (index into peers)
-    size_t tried;                  //  members of its instance asked so far
-    uint64_t due_ms;               //  when the member asked is given up on
-    hs_fed_lookup_fn *fn;
+    uint64_t id;                               //  the request's id
+    char instance [SF_NAME_MAX_INSTANCE + 1];  //  the instance asked
+    json_t *request;                           //  op and arguments
+    size_t member;         //  the peer member asked (index into peers)
+    size_t tried;          //  attempts so far
+    uint64_t attempt_ms;   //  how long one member is given
+    uint64_t due_ms;       //  when the member asked is given up on
+    uint64_t deadline_ms;  //  when the request is given up on
+    hs_fed_reply_fn *fn;
     void *arg;
-} s_lookup_t;
+} s_call_t;
 
 //  A foreign name's entry, as its instance answered it.
 typedef struct {
@@ -64,20 +71,23 @@ struct _hs_fed_t {
     void *claim_arg;
     s_peer_t *peers;
     size_t n_peers;
-    zsock_t **links;    //  a DEALER per peer member, NULL-terminated
-    zlistx_t *lookups;  //  s_lookup_t waiting for answers
-    zhashx_t *cache;    //  "KIND NAME@INSTANCE" -> s_cached_t
+    zsock_t **links;  //  a DEALER per peer member, NULL-terminated
+    zlistx_t *calls;  //  s_call_t waiting for answers
+    zhashx_t *cache;  //  "KIND NAME@INSTANCE" -> s_cached_t
     uint64_t key_ttl_ms;
     uint64_t next_id;
 };
 
-static void s_lookup_end (hs_fed_t *self, void *cursor, s_lookup_t *lookup,
-                          const json_t *entry, const sf_fault_t *fault);
+static void s_call_end (hs_fed_t *self, void *cursor, s_call_t *call,
+                        const json_t *reply, const sf_fault_t *fault);
 
 static void
-s_lookup_destroy (void **item)
+s_call_destroy (void **item)
 {
-    free (*item);
+    s_call_t *call = (s_call_t *) *item;
+    if (call)
+        json_decref (call->request);
+    free (call);
     *item = NULL;
 }
 
@@ -353,8 +363,8 @@ hs_fed_new (sf_config_t *config, const char *node, zcert_t *cert, zactor_t *zap,
         (uint64_t) sf_config_int (config, "homeserver/federation_key_ttl");
     if (!self->key_ttl_ms)
         self->key_ttl_ms = 10000;
-    self->lookups = zlistx_new ();
-    zlistx_set_destructor (self->lookups, s_lookup_destroy);
+    self->calls = zlistx_new ();
+    zlistx_set_destructor (self->calls, s_call_destroy);
     self->cache = zhashx_new ();
     zhashx_set_destructor (self->cache, s_cached_destroy);
     self->links =
@@ -382,19 +392,18 @@ hs_fed_destroy (hs_fed_t **self_p)
         hs_fed_t *self = *self_p;
         api_router_destroy (&self->router);
         //  Whoever waits is told, so it can answer its own caller.
-        s_lookup_t *lookup;
-        while (self->lookups
-               && (lookup = (s_lookup_t *) zlistx_first (self->lookups))) {
+        s_call_t *call;
+        while (self->calls
+               && (call = (s_call_t *) zlistx_first (self->calls))) {
             sf_fault_t fault;
             sf_fault_set (&fault, SF_EUNAVAILABLE,
                           "this homeserver is stopping");
-            s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
-                          &fault);
+            s_call_end (self, zlistx_cursor (self->calls), call, NULL, &fault);
         }
         for (size_t at = 0; self->links && self->links [at]; at++)
             zsock_destroy (&self->links [at]);
         free (self->links);
-        zlistx_destroy (&self->lookups);
+        zlistx_destroy (&self->calls);
         zhashx_destroy (&self->cache);
         for (size_t at = 0; at < self->n_peers; at++) {
             free (self->peers [at].instance);
@@ -481,6 +490,36 @@ s_member_next (hs_fed_t *self, const char *instance, size_t after)
     return SIZE_MAX;
 }
 
+//  The member of INSTANCE a request goes to first: the one that last led,
+//  else the first configured.
+static size_t
+s_member_first (hs_fed_t *self, const char *instance)
+{
+    for (size_t at = 0; at < self->n_peers; at++)
+        if (self->peers [at].leads
+            && streq (self->peers [at].instance, instance))
+            return at;
+    return s_member_next (self, instance, SIZE_MAX);
+}
+
+//  The member of INSTANCE after AFTER, round and round.
+static size_t
+s_member_after (hs_fed_t *self, const char *instance, size_t after)
+{
+    size_t member = s_member_next (self, instance, after);
+    return member != SIZE_MAX ? member
+                              : s_member_next (self, instance, SIZE_MAX);
+}
+
+//  Make AT the member its instance's requests go to first.
+static void
+s_member_leads (hs_fed_t *self, size_t at)
+{
+    for (size_t other = 0; other < self->n_peers; other++)
+        if (streq (self->peers [other].instance, self->peers [at].instance))
+            self->peers [other].leads = other == at;
+}
+
 //  Send REQUEST (lent) to peer member AT without blocking. Returns 0, or
 //  -1 if its queue is full (the attempt then times out like any other).
 static int
@@ -495,73 +534,89 @@ s_send (hs_fed_t *self, size_t at, const json_t *request)
     return rc < 0 ? -1 : 0;
 }
 
-//  Ask LOOKUP's current member for its name, due S_ATTEMPT_MS after NOW.
+//  Send CALL to its current member, due an attempt after NOW (never past
+//  its deadline).
 static void
-s_ask (hs_fed_t *self, s_lookup_t *lookup, uint64_t now)
+s_attempt (hs_fed_t *self, s_call_t *call, uint64_t now)
 {
-    json_t *request = json_pack ("{s:s,s:I,s:s,s:s}", "op", "fed.lookup", "id",
-                                 (json_int_t) lookup->id, "name", lookup->name,
-                                 "kind", lookup->kind);
-    s_send (self, lookup->member, request);
-    json_decref (request);
-    lookup->tried++;
-    lookup->due_ms = now + S_ATTEMPT_MS;
+    json_object_set_new (call->request, "id",
+                         json_integer ((json_int_t) call->id));
+    s_send (self, call->member, call->request);
+    call->tried++;
+    call->due_ms = now + call->attempt_ms;
+    if (call->due_ms > call->deadline_ms)
+        call->due_ms = call->deadline_ms;
 }
 
-//  End LOOKUP (at CURSOR in the list) with ENTRY or FAULT.
+//  End CALL (at CURSOR in the list) with REPLY or FAULT.
 static void
-s_lookup_end (hs_fed_t *self, void *cursor, s_lookup_t *lookup,
-              const json_t *entry, const sf_fault_t *fault)
+s_call_end (hs_fed_t *self, void *cursor, s_call_t *call, const json_t *reply,
+            const sf_fault_t *fault)
 {
-    hs_fed_lookup_fn *fn = lookup->fn;
-    void *arg = lookup->arg;
-    zlistx_delete (self->lookups, cursor);
-    fn (arg, entry, fault);
+    hs_fed_reply_fn *fn = call->fn;
+    void *arg = call->arg;
+    json_t *kept = json_incref ((json_t *) reply);
+    zlistx_delete (self->calls, cursor);
+    fn (arg, kept, fault);
+    json_decref (kept);
 }
 
 void
-hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name, uint64_t now,
-               hs_fed_lookup_fn *fn, void *arg)
+hs_fed_call (hs_fed_t *self, const char *instance, json_t **request_p,
+             uint64_t attempt_ms, uint64_t timeout_ms, uint64_t now,
+             hs_fed_reply_fn *fn, void *arg)
 {
+    json_t *request = *request_p;
+    *request_p = NULL;
     sf_fault_t fault;
-    sf_fault_clear (&fault);
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    if (!sf_name_split (name, local, instance) || !instance [0]) {
-        sf_fault_set (&fault, SF_EINVAL, "'%s' is not NAME@INSTANCE", name);
-        fn (arg, NULL, &fault);
-        return;
-    }
-    char key [S_GLOBAL_MAX + 16];
-    s_cache_key (key, sizeof key, kind, name);
-    s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, key);
-    if (cached && now - cached->fetched_ms < self->key_ttl_ms) {
-        fn (arg, cached->entry, NULL);
-        return;
-    }
-    if (zlistx_size (self->lookups) >= S_LOOKUPS_MAX) {
-        sf_fault_set (&fault, SF_EUNAVAILABLE,
-                      "%d lookups wait for peer instances already; retry "
-                      "later",
-                      S_LOOKUPS_MAX);
-        fn (arg, NULL, &fault);
-        return;
-    }
-    size_t member = s_member_next (self, instance, SIZE_MAX);
-    if (member == SIZE_MAX) {
+    size_t member = s_member_first (self, instance);
+    if (member == SIZE_MAX)
         sf_fault_set (&fault, SF_ENOTFOUND, "no instance '%s' in federation",
                       instance);
-        fn (arg, NULL, &fault);
+    else if (zlistx_size (self->calls) >= S_CALLS_MAX)
+        sf_fault_set (&fault, SF_EUNAVAILABLE,
+                      "%d requests wait for peer instances already; retry "
+                      "later",
+                      S_CALLS_MAX);
+    else {
+        s_call_t *call = (s_call_t *) zmalloc (sizeof (s_call_t));
+        call->id = ++self->next_id;
+        snprintf (call->instance, sizeof call->instance, "%s", instance);
+        call->request = request;
+        call->member = member;
+        call->attempt_ms = attempt_ms;
+        call->deadline_ms = now + timeout_ms;
+        call->fn = fn;
+        call->arg = arg;
+        zlistx_add_end (self->calls, call);
+        s_attempt (self, call, now);
         return;
     }
-    s_lookup_t *lookup = (s_lookup_t *) zmalloc (sizeof (s_lookup_t));
-    lookup->id = ++self->next_id;
-    snprintf (lookup->kind, sizeof lookup->kind, "%s", kind);
-    snprintf (lookup->name, sizeof lookup->name, "%s", name);
-    lookup->member = member;
-    lookup->fn = fn;
-    lookup->arg = arg;
-    zlistx_add_end (self->lookups, lookup);
-    s_ask (self, lookup, now);
+    json_decref (request);
+    fn (arg, NULL, &fault);
+}
+
+//  A member answered CALL that it cannot serve it now (FAULT): send it to
+//  the leader it names at once, else to the next member shortly.
+static void
+s_call_redirect (hs_fed_t *self, s_call_t *call, const sf_fault_t *fault,
+                 uint64_t now)
+{
+    const char *named = fault->error == SF_ENOTLEADER
+                                && strncmp (fault->message, "try ", 4) == 0
+                            ? fault->message + 4
+                            : NULL;
+    for (size_t at = 0; named && at < self->n_peers; at++)
+        if (at != call->member
+            && streq (self->peers [at].instance, call->instance)
+            && streq (self->peers [at].name, named)) {
+            s_member_leads (self, at);
+            call->member = at;
+            s_attempt (self, call, now);
+            return;
+        }
+    call->due_ms = now + S_RETRY_MS < call->deadline_ms ? now + S_RETRY_MS
+                                                        : call->deadline_ms;
 }
 
 int
@@ -575,42 +630,22 @@ hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
                               : NULL;
         zframe_destroy (&frame);
         json_t *id = json_object_get (reply, "id");
-        for (s_lookup_t *lookup = (s_lookup_t *) zlistx_first (self->lookups);
-             lookup && json_is_integer (id);
-             lookup = (s_lookup_t *) zlistx_next (self->lookups)) {
-            if ((json_int_t) lookup->id != json_integer_value (id))
+        for (s_call_t *call = (s_call_t *) zlistx_first (self->calls);
+             call && json_is_integer (id);
+             call = (s_call_t *) zlistx_next (self->calls)) {
+            if ((json_int_t) call->id != json_integer_value (id))
                 continue;
             sf_fault_t fault;
             sf_fault_clear (&fault);
-            if (api_msg_reply_fault (reply, &fault)) {
-                s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
-                              &fault);
-                break;
-            }
-            //  Only what the instance answers for its own name is kept.
-            json_t *entry =
-                json_pack ("{s:O?,s:O?,s:O?,s:O?,s:O?}", "name",
-                           json_object_get (reply, "name"), "kind",
-                           json_object_get (reply, "kind"), "key",
-                           json_object_get (reply, "key"), "handoff",
-                           json_object_get (reply, "handoff"), "state",
-                           json_object_get (reply, "state"));
-            if (entry
-                && streq (lookup->name,
-                          json_string_value (json_object_get (entry, "name"))
-                              ?: "")) {
-                s_cache_put (self, lookup->kind, lookup->name, entry, now);
-                s_lookup_end (self, zlistx_cursor (self->lookups), lookup,
-                              entry, NULL);
-            }
-            else {
-                sf_fault_set (&fault, SF_EINTERNAL,
-                              "instance answered for another name than '%s'",
-                              lookup->name);
-                s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
-                              &fault);
-            }
-            json_decref (entry);
+            if (!api_msg_reply_fault (reply, &fault))
+                s_call_end (self, zlistx_cursor (self->calls), call, reply,
+                            NULL);
+            else if (fault.error == SF_ENOTLEADER
+                     || fault.error == SF_EUNAVAILABLE)
+                s_call_redirect (self, call, &fault, now);
+            else
+                s_call_end (self, zlistx_cursor (self->calls), call, NULL,
+                            &fault);
             break;
         }
         json_decref (reply);
@@ -621,38 +656,115 @@ hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now)
 void
 hs_fed_tick (hs_fed_t *self, uint64_t now)
 {
-    //  Ending a lookup calls its owner, which may start another: the walk
+    //  Ending a request calls its owner, which may start another: the walk
     //  starts over after each end.
     bool ended = true;
     while (ended) {
         ended = false;
-        for (s_lookup_t *lookup = (s_lookup_t *) zlistx_first (self->lookups);
-             lookup; lookup = (s_lookup_t *) zlistx_next (self->lookups)) {
-            if (now < lookup->due_ms)
+        for (s_call_t *call = (s_call_t *) zlistx_first (self->calls); call;
+             call = (s_call_t *) zlistx_next (self->calls)) {
+            if (now < call->due_ms)
                 continue;
-            const char *instance = strchr (lookup->name, '@') + 1;
-            size_t members = 0;
-            for (size_t at = 0; at < self->n_peers; at++)
-                members += streq (self->peers [at].instance, instance);
-            if (lookup->tried < members) {
-                size_t member = s_member_next (self, instance, lookup->member);
-                lookup->member = member != SIZE_MAX
-                                     ? member
-                                     : s_member_next (self, instance, SIZE_MAX);
-                s_ask (self, lookup, now);
+            //  The member asked did not answer in time: the next one is
+            //  asked first from now on, and this request goes on to it.
+            call->member = s_member_after (self, call->instance, call->member);
+            s_member_leads (self, call->member);
+            if (now < call->deadline_ms) {
+                s_attempt (self, call, now);
                 continue;
             }
             sf_fault_t fault;
-            sf_fault_set (&fault, SF_EUNAVAILABLE,
-                          "instance '%s' did not answer (%zu member%s asked)",
-                          instance, lookup->tried,
-                          lookup->tried == 1 ? "" : "s");
-            s_lookup_end (self, zlistx_cursor (self->lookups), lookup, NULL,
-                          &fault);
+            sf_fault_set (&fault, SF_ETIMEOUT,
+                          "instance '%s' did not answer (%zu attempt%s)",
+                          call->instance, call->tried,
+                          call->tried == 1 ? "" : "s");
+            s_call_end (self, zlistx_cursor (self->calls), call, NULL, &fault);
             ended = true;
             break;
         }
     }
+}
+
+//  A lookup waiting for its instance's answer.
+typedef struct {
+    hs_fed_t *fed;
+    char kind [8];                 //  "sim" or "player"
+    char name [S_GLOBAL_MAX + 1];  //  NAME@INSTANCE
+    hs_fed_lookup_fn *fn;
+    void *arg;
+} s_lookup_t;
+
+//  What LOOKUP's instance answered: only what it says of the name asked
+//  is kept.
+static void
+s_looked_up (void *arg, const json_t *reply, const sf_fault_t *fault)
+{
+    s_lookup_t *lookup = (s_lookup_t *) arg;
+    sf_fault_t why;
+    json_t *entry = NULL;
+    if (reply) {
+        entry = json_pack ("{s:O?,s:O?,s:O?,s:O?,s:O?}", "name",
+                           json_object_get (reply, "name"), "kind",
+                           json_object_get (reply, "kind"), "key",
+                           json_object_get (reply, "key"), "handoff",
+                           json_object_get (reply, "handoff"), "state",
+                           json_object_get (reply, "state"));
+        const char *name = json_string_value (json_object_get (entry, "name"));
+        if (entry && name && streq (lookup->name, name))
+            s_cache_put (lookup->fed, lookup->kind, lookup->name, entry,
+                         sf_time_mono_ms ());
+        else {
+            json_decref (entry);
+            entry = NULL;
+            fault = &why;
+            sf_fault_set (&why, SF_EINTERNAL,
+                          "instance answered for another name than '%s'",
+                          lookup->name);
+        }
+    }
+    else if (fault->error == SF_ETIMEOUT) {
+        //  A name that cannot be looked up is unavailable, not late.
+        sf_fault_set (&why, SF_EUNAVAILABLE, "%s", fault->message);
+        fault = &why;
+    }
+    lookup->fn (lookup->arg, entry, entry ? NULL : fault);
+    json_decref (entry);
+    free (lookup);
+}
+
+void
+hs_fed_lookup (hs_fed_t *self, const char *kind, const char *name, uint64_t now,
+               hs_fed_lookup_fn *fn, void *arg)
+{
+    sf_fault_t fault;
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (!sf_name_split (name, local, instance) || !instance [0]) {
+        sf_fault_set (&fault, SF_EINVAL, "'%s' is not NAME@INSTANCE", name);
+        fn (arg, NULL, &fault);
+        return;
+    }
+    char key [S_GLOBAL_MAX + 16];
+    s_cache_key (key, sizeof key, kind, name);
+    s_cached_t *cached = (s_cached_t *) zhashx_lookup (self->cache, key);
+    if (cached && now - cached->fetched_ms < self->key_ttl_ms) {
+        fn (arg, cached->entry, NULL);
+        return;
+    }
+    size_t members = 0;
+    for (size_t at = 0; at < self->n_peers; at++)
+        members += streq (self->peers [at].instance, instance);
+    s_lookup_t *lookup = (s_lookup_t *) zmalloc (sizeof (s_lookup_t));
+    lookup->fed = self;
+    snprintf (lookup->kind, sizeof lookup->kind, "%s", kind);
+    snprintf (lookup->name, sizeof lookup->name, "%s", name);
+    lookup->fn = fn;
+    lookup->arg = arg;
+    json_t *request = json_pack ("{s:s,s:s,s:s}", "op", "fed.lookup", "name",
+                                 name, "kind", kind);
+    //  Each member is given one attempt.
+    hs_fed_call (self, instance, &request, S_ATTEMPT_MS,
+                 (members ? members : 1) * S_ATTEMPT_MS, now, s_looked_up,
+                 lookup);
 }
 
 void

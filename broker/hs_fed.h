@@ -91,6 +91,24 @@ int hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now);
 //  (federation.md section 3). Call every 100 ms or so with NOW.
 void hs_fed_tick (hs_fed_t *self, uint64_t now);
 
+//  What a request to a peer instance came to: REPLY (lent; the whole
+//  envelope, "ok": true) or NULL with FAULT: the instance's own error, or
+//  timeout (no member answered in time; what it did is unknown), or
+//  not_found (no such instance), or unavailable (too many waiting).
+typedef void (hs_fed_reply_fn) (void *arg, const json_t *reply,
+                                const sf_fault_t *fault);
+
+//  Send REQUEST (taken: "op" and arguments; its "id" is set here) to peer
+//  INSTANCE: to the member that last led it, else the first configured.
+//  A member that names another as leader (not_leader "try NAME") or
+//  cannot serve now has it sent on; one silent for ATTEMPT_MS is given up
+//  on and the next member tried, until TIMEOUT_MS after NOW. So a request
+//  may reach more than one member: only idempotent ones are sent. FN is
+//  called once with ARG, at once or from hs_fed_receive or hs_fed_tick.
+void hs_fed_call (hs_fed_t *self, const char *instance, json_t **request_p,
+                  uint64_t attempt_ms, uint64_t timeout_ms, uint64_t now,
+                  hs_fed_reply_fn *fn, void *arg);
+
 //  What a lookup came to: ENTRY (lent; {"name", "kind", "key", ...}) or
 //  NULL with FAULT.
 typedef void (hs_fed_lookup_fn) (void *arg, const json_t *entry,

@@ -1717,6 +1717,8 @@ s_transfer_refused (const char *path, int64_t transfer, const char *reason)
                       (json_int_t) transfer, "granted", 0, "reason", reason);
 }
 
+static void s_foreign_contact (hs_fsm_t *self, json_t *result);
+
 //  authority.answer: the sim asked (the transfer's from_sim) approves or
 //  denies; a transfer past its deadline, or overtaken by another grant,
 //  is refused whatever the answer.
@@ -1768,6 +1770,7 @@ s_authority_answer (s_apply_t *ctx)
                 json_object_set_new (
                     result, "transfer",
                     json_integer ((json_int_t) ctx->a->transfer));
+                s_foreign_contact (ctx->self, result);
             }
         }
     }
@@ -1971,6 +1974,34 @@ s_authority_request (s_apply_t *ctx)
     return result;
 }
 
+//  A result granting a foreign sim (NAME@INSTANCE) carries what that
+//  sim cannot learn from its own ring (federation.md section 5): the
+//  former authority's key and handoff endpoint, to admit its HANDOFF,
+//  and this ring's signing keys, to check the grants it carries.
+static void
+s_foreign_contact (hs_fsm_t *self, json_t *result)
+{
+    const char *authority =
+        json_string_value (json_object_get (result, "authority"));
+    const char *previous =
+        json_string_value (json_object_get (result, "previous"));
+    if (!authority || !strchr (authority, '@'))
+        return;
+    if (previous) {
+        sf_fault_t fault;
+        json_t *entry = hs_fsm_lookup (self, "sim", previous, &fault);
+        if (entry) {
+            json_object_set (result, "previous_key",
+                             json_object_get (entry, "key"));
+            if (json_object_get (entry, "handoff"))
+                json_object_set (result, "previous_handoff",
+                                 json_object_get (entry, "handoff"));
+        }
+        json_decref (entry);
+    }
+    json_object_set_new (result, "ring_keys", hs_fsm_ring_keys (self));
+}
+
 //  fed.claim: a foreign sim's claim, decided as a local sim's would be
 //  (the rule, a new epoch, the former authority fenced by the event). The
 //  foreign sim gets a row as its instance vouched for it. The same
@@ -1998,6 +2029,7 @@ s_fed_claim (s_apply_t *ctx)
                                  current ? s_grant_due (ctx->a->path)
                                          : json_null ());
             json_object_set_new (again, "again", json_true ());
+            s_foreign_contact (ctx->self, again);
         }
     }
     s_done (stmt);
@@ -2035,6 +2067,7 @@ s_fed_claim (s_apply_t *ctx)
         return NULL;
     }
     json_object_set_new (result, "request", json_string (ctx->a->claim));
+    s_foreign_contact (ctx->self, result);
     return result;
 }
 

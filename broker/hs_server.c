@@ -7,6 +7,7 @@
 #include "broker/hs_fsm.h"
 #include "broker/hs_link.h"
 #include "broker/hs_persist.h"
+#include "broker/hs_relay.h"
 #include "broker/hs_ring.h"
 #include "broker/hs_store.h"
 #include "common/sf_cert.h"
@@ -105,6 +106,7 @@ struct _hs_server_t {
     hs_api_t *handler;      //  JSON requests over the ring
     hs_events_t *events;    //  applied changes, published; or NULL
     hs_fed_t *fed;          //  the federation socket; or NULL
+    hs_relay_t *relay;      //  claims sent on to peer instances; or NULL
     sf_trace_t *trace;      //  hop records of transfers (trace.md)
     s_member_t *members;    //  configured members (this node included)
     unsigned n_members;
@@ -219,16 +221,18 @@ s_foreign_answered (void *arg, const json_t *entry, const sf_fault_t *fault)
     free (asked);
 }
 
-//  A request naming KIND's NAME@INSTANCE: this instance's own names are
-//  the ring's (the request goes on with the bare name), others are asked
-//  of their instance (hs_fed_lookup).
+//  A request naming KIND's NAME@INSTANCE (a player, or an entity's path):
+//  this instance's own names are the ring's (the request goes on with the
+//  bare name); a player is asked of its instance (hs_fed_lookup), and an
+//  entity's claim is sent on to its home (hs_relay).
 static void
 s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
 {
     hs_server_t *self = (hs_server_t *) context;
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    if (sf_name_split (name, local, instance)
-        && streq (instance, hs_fed_instance (self->fed))) {
+    const char *at = strrchr (name, '@');
+    if (at && streq (at + 1, hs_fed_instance (self->fed))) {
+        char local [SF_NAME_MAX_PATH + 1];
+        snprintf (local, sizeof local, "%.*s", (int) (at - name), name);
         char principal [SF_CERT_KEY_TEXT + 1];
         snprintf (principal, sizeof principal, "%s",
                   api_call_principal (*call));
@@ -238,6 +242,11 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
         if (api_call_rewrite (*call, request, principal, &fault))
             api_router_fail (self->api, call, fault.error, fault.message);
         json_decref (request);
+        return;
+    }
+    if (streq (kind, "path")) {
+        hs_relay_claim (self->relay, *call, sf_time_mono_ms ());
+        *call = NULL;
         return;
     }
     s_foreign_t *asked = (s_foreign_t *) zmalloc (sizeof (s_foreign_t));
@@ -1044,6 +1053,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
             goto failed;
         hs_api_set_foreign (self->handler, s_foreign, self);
         hs_fed_on_claim (self->fed, s_fed_claim, self);
+        self->relay = hs_relay_new (self->fed, self->fsm);
     }
     return self;
 failed:
@@ -1058,6 +1068,7 @@ hs_server_destroy (hs_server_t **self_p)
         hs_server_t *self = *self_p;
         hs_api_destroy (&self->handler);
         hs_fed_destroy (&self->fed);
+        hs_relay_destroy (&self->relay);
         hs_events_destroy (&self->events);
         sf_trace_destroy (&self->trace);
         hs_ring_destroy (&self->ring);

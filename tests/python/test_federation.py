@@ -326,3 +326,69 @@ def _verify(grant, ring_keys):
     Ed25519PublicKey.from_public_bytes(z85.decode(listed["public"])).verify(
         z85.decode(grant["signature"]),
         sd.grant_signed_message(grant["key_id"], grant["leaves"], root))
+
+
+def test_a_sims_claim_of_a_foreign_entity_goes_through_its_own_ring(tmp_path):
+    """federation.md section 5, the requester's side: sim b of east asks
+    its own ring for /fed/e@west; east's leader vouches for b (its
+    registered key and endpoints) and sends the claim on; b gets west's
+    grant, with what it needs to take the entity from s1 (s1's key and
+    handoff endpoint, west's signing keys) and names made global. The same
+    request id again is the same claim; a key not b's, an instance not in
+    the federation and a malformed path are refused and change nothing."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    b = write_key_pair(tmp_path / "b", "b")
+    other = write_key_pair(tmp_path / "other", "other")
+    handoff = f"tcp://127.0.0.1:{free_port()}"
+    with running([west, east], [s1]):
+        with s1.client() as game:
+            game.call("entity.create", path="/fed/e", state="start")
+        with west.client() as client:
+            client.call("entity.create", path="/fed/x")
+            keys = client.call("sim.list")["ring_keys"]
+            s1_row = next(sim for sim in client.call("sim.list")["sims"] if sim["sim"] == "s1")
+        with east.client(keys=b) as sim_b:
+            sim_b.call("sim.register", sim="b", token=admit(east, "b"), handoff=handoff)
+            for path, code, words in (("/fed/e@north", "not_found", "no instance 'north'"),
+                                      ("/fed/nothing@west", "not_found", "/fed/nothing"),
+                                      ("fed@west", "invalid_argument", "PATH@INSTANCE"),
+                                      ("/fed/e@West", "invalid_argument", "PATH@INSTANCE")):
+                with pytest.raises(ApiError) as error:
+                    sim_b.call("authority.request", path=path, sim="b")
+                assert error.value.code == code and words in error.value.message, path
+            granted = sim_b.call("authority.request", path="/fed/e@west", sim="b",
+                                 request="r1")
+            assert (granted["path"], granted["home"], granted["home_path"]) == \
+                ("/fed/e@west", "west", "/fed/e")
+            assert (granted["authority"], granted["previous"], granted["epoch"]) == \
+                ("b", "s1@west", 2)
+            assert granted["granted"] is True
+            assert (granted["previous_key"], granted["previous_handoff"]) == \
+                (s1_row["key"], s1_row["handoff"])
+            grant = granted["grant"]
+            assert (grant["sim"], grant["key"], grant["path"], grant["epoch"]) == \
+                ("b@east", b.public.decode(), "/fed/e", 2)
+            assert [k["public"] for k in granted["ring_keys"]] == [k["public"] for k in keys]
+            _verify(grant, granted["ring_keys"])
+            again = sim_b.call("authority.request", path="/fed/e@west", sim="b", request="r1")
+            assert (again["epoch"], again["again"]) == (2, True)
+        # Only b's own key claims for b.
+        with east.client(keys=other) as outsider:
+            with pytest.raises(ApiError) as error:
+                outsider.call("authority.request", path="/fed/x@west", sim="b")
+            assert error.value.code == "unauthorized"
+        # A path of east itself is east's own entity, claimed as usual.
+        with east.client(keys=b) as sim_b:
+            with pytest.raises(ApiError) as error:
+                sim_b.call("authority.request", path="/fed/e@east", sim="b")
+            assert error.value.code == "not_found" and "'/fed/e'" in error.value.message
+        with west.client() as client:
+            assert client.call("entity.get", path="/fed/x")["authority"] is None
+            entity = client.call("entity.get", path="/fed/e")
+            assert (entity["authority"], entity["epoch"]) == ("b@east", 2)
+            foreign = next(sim for sim in client.call("sim.list")["sims"]
+                           if sim["sim"] == "b@east")
+            assert (foreign["key"], foreign["handoff"]) == (b.public.decode(), handoff)

@@ -1,0 +1,228 @@
+/*  hs_relay: a local sim's claim sent on to the entity's home instance. */
+
+#include "broker/hs_relay.h"
+#include "common/sf_json.h"
+#include "common/sf_name.h"
+
+#include <sodium.h>
+#include <string.h>
+
+//  Longest request id a sim may give (its global form adds its name).
+#define S_REQUEST_MAX 100
+
+//  Longest global name: a name, '@', an instance.
+#define S_GLOBAL_MAX (64 + 1 + SF_NAME_MAX_INSTANCE)
+
+struct _hs_relay_t {
+    hs_fed_t *fed;    //  lent
+    hs_fsm_t *fsm;    //  lent
+    zlistx_t *waits;  //  s_wait_t of claims sent on
+    uint64_t next;    //  claims given an id here
+    uint32_t nonce;   //  makes those ids unique across restarts
+};
+
+//  A claim sent on, waiting for its home's answer.
+typedef struct {
+    hs_relay_t *relay;
+    api_call_t *call;                          //  the sim's request
+    void *cursor;                              //  its place in waits
+    char instance [SF_NAME_MAX_INSTANCE + 1];  //  the entity's home
+    char path [SF_NAME_MAX_PATH + 1];          //  the home's path
+    char sim [65];                             //  the sim, a local name
+    uint64_t ttl_ms;
+} s_wait_t;
+
+hs_relay_t *
+hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm)
+{
+    hs_relay_t *self = (hs_relay_t *) zmalloc (sizeof (hs_relay_t));
+    self->fed = fed;
+    self->fsm = fsm;
+    self->waits = zlistx_new ();
+    self->nonce = randombytes_random ();
+    return self;
+}
+
+void
+hs_relay_destroy (hs_relay_t **self_p)
+{
+    if (*self_p) {
+        hs_relay_t *self = *self_p;
+        //  The waits' own answers never come: hs_fed answers them first
+        //  (it is destroyed before this), so only calls are left here.
+        s_wait_t *wait;
+        while ((wait = (s_wait_t *) zlistx_detach (self->waits, NULL))) {
+            api_router_fail (NULL, &wait->call, SF_EUNAVAILABLE,
+                             "this homeserver is stopping; the entity's home "
+                             "may have decided the claim: ask again with the "
+                             "same request id");
+            wait->relay = NULL;
+        }
+        zlistx_destroy (&self->waits);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+size_t
+hs_relay_waiting (hs_relay_t *self)
+{
+    return zlistx_size (self->waits);
+}
+
+//  Set FIELD of RESULT to NAME@INSTANCE, if it is a name of the home's
+//  (a bare name); a name with an instance already is left as it is.
+static void
+s_globalize (json_t *result, const char *field, const char *instance)
+{
+    const char *name = json_string_value (json_object_get (result, field));
+    if (!name || strchr (name, '@'))
+        return;
+    char global [S_GLOBAL_MAX + 1];
+    snprintf (global, sizeof global, "%s@%s", name, instance);
+    json_object_set_new (result, field, json_string (global));
+}
+
+//  The home's answer to WAIT's claim (federation.md section 5), told to
+//  the sim in its own instance's terms.
+static void
+s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
+{
+    s_wait_t *wait = (s_wait_t *) arg;
+    hs_relay_t *self = wait->relay;
+    if (self)
+        zlistx_delete (self->waits, wait->cursor);
+    if (reply) {
+        json_t *result = json_deep_copy (reply);
+        json_object_del (result, "id");
+        json_object_del (result, "ok");
+        char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+        snprintf (global, sizeof global, "%s@%s", wait->path, wait->instance);
+        json_object_set_new (result, "path", json_string (global));
+        json_object_set_new (result, "home", json_string (wait->instance));
+        json_object_set_new (result, "home_path", json_string (wait->path));
+        //  The sim is "b" here; the home calls it "b@HERE" (and so does
+        //  the grant, which stays as the home signed it).
+        if (json_object_get (result, "authority"))
+            json_object_set_new (result, "authority", json_string (wait->sim));
+        s_globalize (result, "previous", wait->instance);
+        s_globalize (result, "master", wait->instance);
+        api_router_reply (NULL, &wait->call, result);
+        json_decref (result);
+    }
+    else if (fault->error == SF_ETIMEOUT) {
+        char message [sizeof fault->message + 320];
+        snprintf (message, sizeof message,
+                  "outcome unknown: instance '%s' did not answer within "
+                  "%llu ms (%s); the entity's home decides the claim: ask "
+                  "again with the same request id",
+                  wait->instance, (unsigned long long) wait->ttl_ms,
+                  fault->message);
+        api_router_fail (NULL, &wait->call, SF_ETIMEOUT, message);
+    }
+    else
+        api_router_fail (NULL, &wait->call, fault->error, fault->message);
+    free (wait);
+}
+
+//  Read CALL's arguments into WAIT and the home's fed.claim into CLAIM
+//  (a new object). Returns 0, or -1 with FAULT.
+static int
+s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
+              json_t **claim, sf_fault_t *fault)
+{
+    const json_t *args = api_call_request (call)->root;
+    static const char *const fields [] = {"op",     "id",      "path",
+                                          "sim",    "request", "timeout_ms",
+                                          "ttl_ms", "player",  NULL};
+    const char *path, *sim, *request = NULL;
+    int64_t timeout_ms = 0, ttl_ms = HS_RELAY_TTL_MS;
+    if (sf_json_only (args, fields, fault)
+        || sf_json_string (args, "path", true, &path, fault)
+        || sf_json_string (args, "sim", true, &sim, fault)
+        || sf_json_string (args, "request", false, &request, fault)
+        || sf_json_int (args, "timeout_ms", false, 1, 60000, &timeout_ms, fault)
+        || sf_json_int (args, "ttl_ms", false, 100, HS_RELAY_TTL_MAX_MS,
+                        &ttl_ms, fault))
+        return -1;
+    if (json_object_get (args, "player"))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "a master's claim across instances ('player' "
+                             "with PATH@INSTANCE) is not supported yet");
+    const char *at = strrchr (path, '@');
+    size_t size = at ? (size_t) (at - path) : 0;
+    if (!at || !sf_name_path_valid (path, size)
+        || !sf_name_instance_valid (at + 1))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'path' must be PATH@INSTANCE, an entity "
+                             "path and an instance name");
+    if (!sf_name_valid (sim))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be the name of a sim of this "
+                             "instance");
+    if (request && (!*request || strlen (request) > S_REQUEST_MAX))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'request' must be 1 to %d characters",
+                             S_REQUEST_MAX);
+    //  This instance vouches for SIM: its own key asks, and the key and
+    //  endpoints the home will record are the ones registered here.
+    json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
+    if (!entry)
+        return -1;
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    if (!key || strcmp (key, api_call_principal (call)) != 0) {
+        json_decref (entry);
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "only sim '%s' (its registered key) may claim "
+                             "for it",
+                             sim);
+    }
+    memcpy (wait->path, path, size);
+    wait->path [size] = 0;
+    snprintf (wait->instance, sizeof wait->instance, "%s", at + 1);
+    snprintf (wait->sim, sizeof wait->sim, "%s", sim);
+    wait->ttl_ms = (uint64_t) ttl_ms;
+    const char *here = hs_fed_instance (self->fed);
+    char global [S_GLOBAL_MAX + 1], id [S_GLOBAL_MAX + S_REQUEST_MAX + 32];
+    snprintf (global, sizeof global, "%s@%s", sim, here);
+    //  The sim's id makes a retry the same claim at the home; without one
+    //  the claim is new each time.
+    if (request)
+        snprintf (id, sizeof id, "%s/%s", global, request);
+    else
+        snprintf (id, sizeof id, "%s/~%08x.%llu", global, self->nonce,
+                  (unsigned long long) ++self->next);
+    *claim = json_pack ("{s:s,s:s,s:s,s:s,s:s}", "op", "fed.claim", "request",
+                        id, "path", wait->path, "sim", global, "key", key);
+    for (const char *const *field =
+             (const char *const []){"handoff", "state", NULL};
+         *field; field++)
+        if (json_object_get (entry, *field))
+            json_object_set (*claim, *field, json_object_get (entry, *field));
+    if (timeout_ms)
+        json_object_set_new (*claim, "timeout_ms",
+                             json_integer ((json_int_t) timeout_ms));
+    json_decref (entry);
+    return 0;
+}
+
+void
+hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
+{
+    s_wait_t *wait = (s_wait_t *) zmalloc (sizeof (s_wait_t));
+    json_t *claim = NULL;
+    sf_fault_t fault;
+    if (s_read_claim (self, call, wait, &claim, &fault)) {
+        api_router_fail (NULL, &call, fault.error, fault.message);
+        free (wait);
+        return;
+    }
+    wait->relay = self;
+    wait->call = call;
+    wait->cursor = zlistx_add_end (self->waits, wait);
+    //  One attempt spans the whole time: a claim may wait at its home for
+    //  an ask, and a member silent that long is given up on for the next
+    //  claim (hs_fed_tick).
+    hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
+                 now, s_answered, wait);
+}

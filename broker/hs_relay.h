@@ -1,0 +1,38 @@
+/*  hs_relay: the requester's side of a claim across instances
+    (protocol/federation.md section 5). A sim of this instance asks for
+    PATH@INSTANCE, an entity whose home is a peer instance; this ring's
+    leader vouches for the sim (its registered key and endpoints) and
+    sends the claim on as fed.claim, under a request id that makes it
+    idempotent, then answers the sim with what the home decided, in the
+    sim's terms: the home's path and names made global. */
+
+#ifndef HS_RELAY_H_INCLUDED
+#define HS_RELAY_H_INCLUDED
+
+#include "broker/hs_fed.h"
+#include "broker/hs_fsm.h"
+#include "protocol/api_router.h"
+
+typedef struct _hs_relay_t hs_relay_t;
+
+//  How long a claim waits for its home by default (ttl_ms), and at most.
+#define HS_RELAY_TTL_MS 5000
+#define HS_RELAY_TTL_MAX_MS 120000
+
+//  A relay sending through FED, vouching from FSM's applied state (both
+//  lent, must outlive it).
+hs_relay_t *hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm);
+
+//  Destroy and null the caller's pointer; claims still waiting are
+//  answered unavailable.
+void hs_relay_destroy (hs_relay_t **self_p);
+
+//  Serve CALL (taken), an authority.request of PATH@INSTANCE where
+//  INSTANCE is a peer instance, on this ring's leader at NOW (ms,
+//  monotonic). The caller must be the sim it names (its registered key).
+void hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now);
+
+//  Claims sent on and waiting for their home's answer.
+size_t hs_relay_waiting (hs_relay_t *self);
+
+#endif
