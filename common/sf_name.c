@@ -88,6 +88,22 @@ sf_name_path_valid (const char *path, size_t size)
     return true;
 }
 
+bool
+sf_name_global_path_valid (const char *path, size_t size)
+{
+    const char *at = (const char *) memchr (path, '@', size);
+    if (!at)
+        return sf_name_path_valid (path, size);
+    size_t local = (size_t) (at - path), rest = size - local - 1;
+    char instance [SF_NAME_MAX_INSTANCE + 1];
+    if (rest > SF_NAME_MAX_INSTANCE)
+        return false;
+    memcpy (instance, at + 1, rest);
+    instance [rest] = 0;
+    return sf_name_path_valid (path, local)
+           && sf_name_instance_valid (instance);
+}
+
 //  Length of the segment starting at TEXT (up to '/' or the end).
 static size_t
 s_segment (const char *text)
@@ -160,6 +176,19 @@ sf_name_test (bool verbose)
     long_path [sizeof long_path - 1] = 0;
     assert (sf_name_path_valid (long_path, SF_NAME_MAX_PATH));
     assert (!sf_name_path_valid (long_path, SF_NAME_MAX_PATH + 1));
+    //  A path of another instance's entity
+    static const struct {
+        const char *path;
+        bool valid;
+    } global [] = {{"/w/e@east", true}, {"/w/e", true},
+                   {"/w/e@", false},    {"/w/e@East", false},
+                   {"@east", false},    {"/w/e@a@b", false},
+                   {"/w/@east", false}, {"/w/e@e_1", false}};
+    for (size_t at = 0; at < sizeof global / sizeof global [0]; at++)
+        assert (sf_name_global_path_valid (global [at].path,
+                                           strlen (global [at].path))
+                == global [at].valid);
+    assert (!sf_name_path_valid ("/w/e@east", 9));
     //  Segments of 64 characters pass, 65 do not, first, middle or last
     char segments [3 * 66 + 1];
     for (int longer = 0; longer < 3; longer++) {

@@ -32,6 +32,11 @@ bool sf_name_split (const char *name, char *local, char *instance);
 //  joined by '/', no trailing '/', at most SF_NAME_MAX_PATH bytes.
 bool sf_name_path_valid (const char *path, size_t size);
 
+//  True if the SIZE bytes at PATH are an entity path, or one followed by
+//  '@' and an instance name: a path of another instance's entity as its
+//  sims call it (federation.md section 5, "PATH@INSTANCE").
+bool sf_name_global_path_valid (const char *path, size_t size);
+
 //  True if PATH matches PATTERN segment by segment: "*" matches exactly one
 //  segment, "**" (only as the last segment) one or more, anything else
 //  itself.

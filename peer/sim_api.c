@@ -13,6 +13,15 @@
 
 //  Requests to the ring wait this long before the client hears timeout.
 #define S_RING_TIMEOUT_MS 3000
+
+//  How long a claim of another instance's entity may wait for its home
+//  (authority.request ttl_ms): answered by this instance's ring before
+//  the call above gives up.
+#define S_FOREIGN_TTL_MS 2500
+
+//  How long the former authority of a foreign entity claimed here may
+//  open a session on the handoff channel (federation.md section 5).
+#define S_VISIT_MS 30000
 #define S_LIST_LIMIT 1000
 //  Grants asked of the ring (entity.grant) at once, at most.
 #define S_GRANT_FETCHES 64
@@ -821,6 +830,23 @@ s_path_arg (const json_t *root, const char *field, const char **path,
     return 0;
 }
 
+//  As s_path_arg, or another instance's entity, PATH@INSTANCE
+//  (federation.md section 5): for what a sim may do with one it holds.
+static int
+s_any_path_arg (const json_t *root, const char *field, const char **path,
+                sf_fault_t *fault)
+{
+    if (sf_json_string (root, field, true, path, fault))
+        return -1;
+    if (!sf_name_global_path_valid (*path, strlen (*path)))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field '%s' must be an entity path such as "
+                             "/world/room1/cube42, or one of another "
+                             "instance such as /world/room1/cube42@east",
+                             field);
+    return 0;
+}
+
 //  Read the selector FIELD (a prefix or pattern; REQUIRED or left as it
 //  is): it starts with '/' and is at most a path's length.
 static int
@@ -894,7 +920,7 @@ s_op_update (sim_api_t *self, api_call_t **call_p, json_t *reply,
     const char *path, *state;
     size_t size;
     bool traced = false;
-    if (s_path_arg (root, "path", &path, fault)
+    if (s_any_path_arg (root, "path", &path, fault)
         || sf_json_bool (root, "trace", false, &traced, fault))
         return -1;
     if (!json_object_get (root, "state"))
@@ -944,7 +970,7 @@ s_op_get (sim_api_t *self, api_call_t **call_p, json_t *reply,
 {
     const json_t *root = api_call_request (*call_p)->root;
     const char *path;
-    if (s_path_arg (root, "path", &path, fault))
+    if (s_any_path_arg (root, "path", &path, fault))
         return -1;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity || entity->placeholder)
@@ -1520,6 +1546,17 @@ s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
             claim->transfer = json_incref (transfer);
         //  Kept until the epoch is taken (s_take), if not at once.
         s_grant_adopt (self, json_object_get (reply, "grant"));
+        //  The home's former authority hands the state over to us: it may
+        //  open a session for that (federation.md section 5).
+        const char *previous =
+            json_string_value (json_object_get (reply, "previous"));
+        const char *key =
+            json_string_value (json_object_get (reply, "previous_key"));
+        if (previous && key && strchr (previous, '@') && self->config.handoff)
+            sim_handoff_visit (
+                self->config.handoff, previous, key,
+                json_string_value (json_object_get (reply, "previous_handoff")),
+                now_ms + S_VISIT_MS);
         sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
         sim_authority_granted (self->core, waiting->claim, &grant, now_ms);
     }
@@ -1547,6 +1584,17 @@ s_claim_send (sim_api_t *self, s_waiting_t *waiting)
                               self->config.name);
     if (waiting->state)
         json_object_set_new (args, "player", json_string (waiting->state));
+    //  Another instance's entity: the claim goes on from the ring to its
+    //  home under an id of this sim's, so the ring's own retries are one
+    //  claim there (federation.md section 6).
+    if (strchr (waiting->path, '@')) {
+        char request [48];
+        snprintf (request, sizeof request, "%llu.%llu",
+                  (unsigned long long) self->registered_ms,
+                  (unsigned long long) waiting->claim);
+        json_object_set_new (args, "request", json_string (request));
+        json_object_set_new (args, "ttl_ms", json_integer (S_FOREIGN_TTL_MS));
+    }
     waiting->sent_us = sf_time_wall_us ();
     zlist_append (self->waiting, waiting);
     if (sim_ring_call (self->config.ring, "authority.request", &args,
@@ -1643,7 +1691,7 @@ s_op_claim (sim_api_t *self, api_call_t **call_p, json_t *reply,
     (void) reply;
     const json_t *root = api_call_request (*call_p)->root;
     const char *path, *player = NULL;
-    if (s_path_arg (root, "path", &path, fault)
+    if (s_any_path_arg (root, "path", &path, fault)
         || sf_json_string (root, "player", false, &player, fault))
         return -1;
     if (!self->registered_ms)
@@ -1659,8 +1707,8 @@ s_op_claim (sim_api_t *self, api_call_t **call_p, json_t *reply,
     self->requested = NULL;
     if (!waiting)
         return 0;  //  joined the claim in flight
-    if (player) {
-        waiting->state = strdup (player);
+    if (player || strchr (path, '@')) {
+        waiting->state = player ? strdup (player) : NULL;
         s_claim_send (self, waiting);
     }
     else  //  sent with the other claims of this loop turn (sim_api_flush)
@@ -1672,9 +1720,20 @@ uint8_t
 sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
 {
     sim_api_t *self = (sim_api_t *) arg;
-    char path [SF_NAME_MAX_PATH + 1];
+    char path [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
     memcpy (path, entity->path, entity->path_size);
     path [entity->path_size] = 0;
+    //  Another instance's sim hands over its instance's entity, which this
+    //  sim claimed as PATH@INSTANCE, or this instance's entity that it was
+    //  the foreign authority of (federation.md section 5).
+    const char *instance = strchr (from, '@');
+    if (instance) {
+        char global [sizeof path];
+        snprintf (global, sizeof global, "%s%s", path, instance);
+        if (sim_authority_claiming (self->core, global)
+            || sim_authority_holds (self->core, global, NULL))
+            strcpy (path, global);
+    }
     return sim_authority_handoff (self->core, path, from, entity->epoch,
                                   entity->state, entity->state_size,
                                   sf_time_mono_ms ());

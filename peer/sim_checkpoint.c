@@ -101,7 +101,8 @@ sim_checkpoint_save (sim_checkpoint_t *self, sim_store_t *store,
     uint32_t slots = sim_store_slots (store);
     for (uint32_t slot = 0; slot < slots; slot++) {
         sim_entity_t *entity = sim_store_at (store, slot);
-        if (!entity || !entity->authority)
+        //  A foreign entity's authority after a restart is its home's word.
+        if (!entity || !entity->authority || entity->foreign)
             continue;
         sqlite3_reset (insert);
         sqlite3_bind_text (insert, 1, entity->path, -1, SQLITE_STATIC);

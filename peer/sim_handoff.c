@@ -44,6 +44,12 @@ typedef struct {
     zlistx_t *handoffs;  //  s_handoff_t not yet acknowledged, oldest first
     bool waiting;        //  some of them wait for libzmq to take them
     bool seen;           //  set in the current directory sweep
+    //  A sim of another instance admitted for one transfer until then
+    //  (monotonic; federation.md section 5), whatever the directory says.
+    uint64_t visiting_until_ms;
+    //  Its instance if it is another instance's sim (NAME@INSTANCE), or
+    //  NULL: a pointer into NAME.
+    const char *instance;
 } s_peer_t;
 
 //  A copy we send.
@@ -121,6 +127,8 @@ struct _sim_handoff_t {
     void *offer_arg;
     sim_handoff_changed_fn *listener;
     void *listener_arg;
+    sim_handoff_unknown_fn *unknown_fn;  //  told of unlisted sims, or NULL
+    void *unknown_arg;
     sf_trace_t *trace;            //  hop records (lent), or NULL
     sim_grant_keys_t grant_keys;  //  the ring's keys, to check grants
     uint32_t key_grace_ms;        //  a re-keyed peer's former key, accepted
@@ -362,22 +370,64 @@ sim_handoff_peers_begin (sim_handoff_t *self)
         peer->seen = false;
 }
 
+//  The peer named NAME, made (without key or endpoint) if it is new.
+static s_peer_t *
+s_peer_require (sim_handoff_t *self, const char *name)
+{
+    s_peer_t *peer = s_peer_named (self, name);
+    if (!peer) {
+        peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+        peer->name = strdup (name);
+        const char *at = strchr (peer->name, '@');
+        peer->instance = at ? at + 1 : NULL;
+        peer->handoffs = zlistx_new ();
+        zlistx_set_destructor (peer->handoffs,
+                               (zlistx_destructor_fn *) s_handoff_destroy);
+        zlistx_add_end (self->peers, peer);
+    }
+    return peer;
+}
+
+//  PEER now has KEY (Z85) and ENDPOINT (NULL: none): admitted on ZAP, and
+//  dialled again on next use if either changed.
+static void s_peer_learn (sim_handoff_t *self, s_peer_t *peer, const char *key,
+                          const char *endpoint);
+
 void
 sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
                       const char *endpoint)
 {
     if (strcmp (name, self->name) == 0 || strlen (key) != 40)
         return;
-    s_peer_t *peer = s_peer_named (self, name);
-    if (!peer) {
-        peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
-        peer->name = strdup (name);
-        peer->handoffs = zlistx_new ();
-        zlistx_set_destructor (peer->handoffs,
-                               (zlistx_destructor_fn *) s_handoff_destroy);
-        zlistx_add_end (self->peers, peer);
-    }
+    s_peer_t *peer = s_peer_require (self, name);
     peer->seen = true;
+    s_peer_learn (self, peer, key, endpoint);
+}
+
+void
+sim_handoff_visit (sim_handoff_t *self, const char *name, const char *key,
+                   const char *endpoint, uint64_t until_ms)
+{
+    if (!strchr (name, '@') || strlen (key) != 40)
+        return;
+    s_peer_t *peer = s_peer_require (self, name);
+    if (peer->visiting_until_ms < until_ms)
+        peer->visiting_until_ms = until_ms;
+    s_peer_learn (self, peer, key, endpoint);
+}
+
+void
+sim_handoff_on_unknown (sim_handoff_t *self, sim_handoff_unknown_fn *fn,
+                        void *arg)
+{
+    self->unknown_fn = fn;
+    self->unknown_arg = arg;
+}
+
+static void
+s_peer_learn (sim_handoff_t *self, s_peer_t *peer, const char *key,
+              const char *endpoint)
+{
     bool rekeyed = strcmp (peer->key, key) != 0;
     bool moved = (peer->endpoint == NULL) != (endpoint == NULL)
                  || (endpoint && strcmp (peer->endpoint, endpoint) != 0);
@@ -401,13 +451,24 @@ sim_handoff_peer_set (sim_handoff_t *self, const char *name, const char *key,
     }
 }
 
+//  True if PEER, not in the directory, is kept anyway: a visitor in its
+//  time, or a sim never listed that HANDOFFs wait for (until they are
+//  given up on).
+static bool
+s_peer_kept (const s_peer_t *peer, uint64_t now_ms)
+{
+    return peer->visiting_until_ms > now_ms
+           || (!peer->key [0] && zlistx_size (peer->handoffs) > 0);
+}
+
 void
 sim_handoff_peers_end (sim_handoff_t *self)
 {
+    uint64_t now = sf_time_mono_ms ();
     s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
     while (peer) {
         s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
-        if (!peer->seen) {
+        if (!peer->seen && !s_peer_kept (peer, now)) {
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
             s_peer_close (self, peer);
             //  Gone from the directory: its grants expire with it.
@@ -782,6 +843,18 @@ sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
         else if (peer->dealer && s_refused (self, peer))
             s_peer_close (self, peer);  //  not redialled until next used
     }
+    s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
+    while (peer) {
+        s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
+        if (!peer->seen && !s_peer_kept (peer, now_ms)
+            && (peer->visiting_until_ms || !peer->key [0])) {
+            if (peer->key [0])
+                sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
+            s_peer_close (self, peer);
+            zlistx_delete (self->peers, zlistx_find (self->peers, peer));
+        }
+        peer = next;
+    }
     s_copy_t *copy = (s_copy_t *) zlistx_first (self->copies);
     while (copy) {
         s_copy_t *next = (s_copy_t *) zlistx_next (self->copies);
@@ -926,7 +999,14 @@ s_router_one (sim_handoff_t *self, zsock_t *router)
     }
     uint8_t reply [64 + 256];
     size_t size = 0;
-    if (msg.type == HANDOFF_MSG_CHUNK) {
+    if (msg.type == HANDOFF_MSG_CHUNK && peer->instance) {
+        //  Copies (replicas) across instances are not in this version
+        //  (federation.md section 9): refused, so the sender gives up.
+        self->counters.copy_update_unproven++;
+        size = handoff_msg_encode_chunk_ack (reply, msg.transfer, 0, S_CREDIT,
+                                             HANDOFF_MSG_REFUSED);
+    }
+    else if (msg.type == HANDOFF_MSG_CHUNK) {
         bool refused = false;
         uint32_t applied = s_receive_chunk (self, peer, &msg, &refused);
         size = handoff_msg_encode_chunk_ack (
@@ -1001,9 +1081,25 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
                   const sim_entity_t *entity, uint64_t epoch, uint64_t transfer)
 {
     s_peer_t *peer = s_peer_named (self, to);
-    if (!peer || !peer->endpoint)
-        return -1;
-    handoff_msg_entity_t item = {entity->path,  entity->path_size,
+    if (peer && !peer->endpoint && peer->key [0])
+        return -1;  //  listed, without a handoff channel
+    //  Not listed (yet): kept for it while the directory is read again,
+    //  and given up on like any HANDOFF unacknowledged.
+    bool unknown = !peer;
+    if (unknown) {
+        if (strcmp (to, self->name) == 0 || strlen (to) > 64 + 33)
+            return -1;
+        peer = s_peer_require (self, to);
+    }
+    //  A foreign entity goes back to its home by the home's own path
+    //  (PATH@HOME is this instance's name for it, never on the wire).
+    size_t path_size = entity->path_size;
+    const char *at = entity->foreign ? strrchr (entity->path, '@') : NULL;
+    if (at && peer->instance && strcmp (at + 1, peer->instance) == 0)
+        path_size = (size_t) (at - entity->path);
+    else if (at)
+        return -1;  //  only its home's sims may take it from here
+    handoff_msg_entity_t item = {entity->path,  path_size,
                                  epoch,         entity->seq,
                                  entity->state, entity->state_size};
     //  The ring's transfer id travels in the frame, so both ends record
@@ -1017,7 +1113,7 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     s_handoff_t *handoff = (s_handoff_t *) zmalloc (sizeof (s_handoff_t));
     handoff->transfer = transfer;
     handoff->epoch = epoch;
-    handoff->path = strdup (entity->path);
+    handoff->path = strndup (entity->path, path_size);
     handoff->frame = (uint8_t *) malloc (size);
     memcpy (handoff->frame, self->frame, size);
     handoff->size = size;
@@ -1027,6 +1123,8 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
     if (!peer->waiting
         && s_handoff_push (self, peer, handoff, handoff->queued_ms))
         peer->waiting = true;
+    if (unknown && self->unknown_fn)
+        self->unknown_fn (self->unknown_arg, to);
     return 0;
 }
 

@@ -30,7 +30,9 @@ typedef void (sim_handoff_fn) (void *arg, json_t *result,
 
 //  An authority HANDOFF from sim FROM: ENTITY (lent) holds the final state
 //  and the epoch the ring granted this sim. Returns the status to answer
-//  (handoff_msg_status_t).
+//  (handoff_msg_status_t). FROM is NAME@INSTANCE for another instance's
+//  sim; ENTITY's path is then that instance's entity (PATH@INSTANCE here)
+//  or this instance's, which the handler tells by what it claimed.
 typedef uint8_t (sim_handoff_offer_fn) (void *arg, const char *from,
                                         const handoff_msg_entity_t *entity);
 
@@ -79,7 +81,10 @@ void sim_handoff_set_offer_handler (sim_handoff_t *self,
 
 //  Send ENTITY's final state to sim TO, the new authority, at EPOCH, for
 //  the ring's TRANSFER (0 if unknown). Returns 0, or -1 if TO cannot be
-//  reached (no handoff endpoint). Kept until TO acknowledges it: sent when
+//  reached (listed without a handoff endpoint; or ENTITY is another
+//  instance's and TO is not of that instance). TO not listed yet: kept
+//  for it (sim_handoff_on_unknown). An entity of another instance
+//  (PATH@INSTANCE) goes by that instance's path. Kept until TO acknowledges it: sent when
 //  libzmq has room, again after 1 s unacknowledged, given up after 10 s
 //  (handoffs_failed). The answer is counted (handoffs_acked,
 //  handoffs_refused_by_peer).
@@ -92,11 +97,29 @@ int sim_handoff_send (sim_handoff_t *self, const char *to,
 void sim_handoff_set_trace (sim_handoff_t *self, sf_trace_t *trace);
 
 //  Directory sweep, as sim_stream's: begin, one set per registered sim,
-//  end. ENDPOINT may be NULL (a sim without a handoff channel).
+//  end. ENDPOINT may be NULL (a sim without a handoff channel). A sim of
+//  another instance (NAME@INSTANCE, the authority of an entity of this
+//  one) may be listed: its HANDOFFs are taken, its copies refused
+//  (federation.md section 9).
 void sim_handoff_peers_begin (sim_handoff_t *self);
 void sim_handoff_peer_set (sim_handoff_t *self, const char *name,
                            const char *key, const char *endpoint);
 void sim_handoff_peers_end (sim_handoff_t *self);
+
+//  Admit sim NAME (NAME@INSTANCE, another instance's) with KEY (Z85) at
+//  ENDPOINT (NULL: none) until UNTIL_MS (monotonic), whatever the
+//  directory says: the former authority of an entity this sim claimed
+//  from that instance, whose HANDOFF it waits for (federation.md section
+//  5).
+void sim_handoff_visit (sim_handoff_t *self, const char *name, const char *key,
+                        const char *endpoint, uint64_t until_ms);
+
+//  A HANDOFF was queued for sim NAME, which the directory does not list
+//  (yet): the caller reads the directory again. The HANDOFF waits for
+//  the sim to be listed, and is given up on as any other.
+typedef void (sim_handoff_unknown_fn) (void *arg, const char *name);
+void sim_handoff_on_unknown (sim_handoff_t *self, sim_handoff_unknown_fn *fn,
+                             void *arg);
 
 //  Copy the entities this sim is the authority of under PREFIX to sim TO,
 //  as replicas there; call FN with ARG when TO has acknowledged them all,

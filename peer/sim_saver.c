@@ -94,7 +94,7 @@ sim_saver_tick (sim_saver_t *self)
     for (uint32_t slot = 0; slot < slots && self->n_sent < S_BATCH_COUNT;
          slot++) {
         sim_entity_t *entity = sim_store_at (self->store, slot);
-        if (!entity || !entity->authority
+        if (!entity || !entity->authority || entity->foreign
             || (entity->saved_epoch == entity->epoch
                 && entity->saved_seq == entity->seq))
             continue;

@@ -137,6 +137,17 @@ s_replica_changed (void *arg, sim_entity_t *entity)
     sim_api_notify ((sim_api_t *) arg, entity);
 }
 
+static void s_list (sim_server_t *self);
+//  A HANDOFF waits for a sim the directory does not list yet (a sim that
+//  registered since, or another instance's that the ring just granted an
+//  entity to): read the directory now rather than at the next beat.
+static void
+s_unknown_peer (void *arg, const char *name)
+{
+    (void) name;
+    s_list ((sim_server_t *) arg);
+}
+
 sim_server_t *
 sim_server_new (sf_config_t *config, sf_fault_t *fault)
 {
@@ -287,6 +298,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         sim_handoff_set_listener (self->handoff, s_replica_changed, self->api);
     if (self->handoff) {
         sim_handoff_set_offer_handler (self->handoff, sim_api_offer, self->api);
+        sim_handoff_on_unknown (self->handoff, s_unknown_peer, self);
         sim_handoff_set_trace (self->handoff, self->trace);
     }
     if (self->stream) {
@@ -345,8 +357,6 @@ sim_server_endpoint (sim_server_t *self)
 
 //  --------------------------------------------------------------------------
 //  The ring: registration, heartbeats, the directory of peers
-
-static void s_list (sim_server_t *self);
 
 //  Registered, and the resumed entities sorted out: stream and serve.
 static void

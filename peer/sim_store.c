@@ -241,7 +241,7 @@ sim_entity_t *
 sim_store_create (sim_store_t *self, const char *path, size_t size,
                   uint64_t epoch, uint64_t seq, bool authority)
 {
-    assert (sf_name_path_valid (path, size));
+    assert (sf_name_global_path_valid (path, size));
     uint64_t hash = sim_store_hash (self, path, size);
     s_bucket_t *bucket = s_probe (self, path, size, hash);
     if (bucket->entity || s_reserve (self))
@@ -260,6 +260,7 @@ sim_store_create (sim_store_t *self, const char *path, size_t size,
         return NULL;
     }
     entity->path_size = size;
+    entity->foreign = memchr (path, '@', size) != NULL;
     entity->epoch = epoch;
     entity->seq = seq;
     entity->authority = authority;

@@ -46,6 +46,11 @@ typedef struct {
     //  state yet and is no entity to anyone outside (not listed, not
     //  counted; callers showing entities one by one check it).
     bool placeholder;
+    //  Its home is another instance (PATH@INSTANCE, federation.md section
+    //  5): held here by that home's grant, checkpointed and streamed
+    //  through it only (not yet: federation.md section 9), so neither to
+    //  this instance's ring nor to this instance's sims.
+    bool foreign;
 } sim_entity_t;
 
 //  A new, empty store. Returns NULL if out of memory or libsodium (its

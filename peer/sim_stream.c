@@ -925,8 +925,8 @@ s_send_state (sim_stream_t *self, s_peer_t *peer, uint64_t now_us)
     while (count < self->items_capacity
            && sim_credit_take (peer->credit, &slot, &generation)) {
         sim_entity_t *entity = sim_store_slot (self->store, slot, generation);
-        if (!entity || !entity->authority)
-            continue;  //  deleted, or no longer ours
+        if (!entity || !entity->authority || entity->foreign)
+            continue;  //  deleted, no longer ours, or another instance's
         //  Our grant of this epoch goes first until the peer acknowledged
         //  it (grants.md section 5). Without one, once the ring signs
         //  grants, the entity waits for it (sim_stream_changed then).

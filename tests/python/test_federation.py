@@ -392,3 +392,57 @@ def test_a_sims_claim_of_a_foreign_entity_goes_through_its_own_ring(tmp_path):
             foreign = next(sim for sim in client.call("sim.list")["sims"]
                            if sim["sim"] == "b@east")
             assert (foreign["key"], foreign["handoff"]) == (b.public.decode(), handoff)
+
+
+def _counters(daemon):
+    with daemon.client() as client:
+        return client.call("counters")["counters"]
+
+
+@pytest.fixture
+def two_worlds(tmp_path):
+    """West (a ring of one, sim s1) and east (a ring of one, sim b),
+    federated, every sim real."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    (b,) = make_sims(tmp_path / "east", [east], 1, names=["b"])
+    # Each instance's sims know their own instance's only.
+    with running([west, east]), running([], [s1]), running([], [b]):
+        yield west, east, s1, b
+
+
+def test_case_1_a_sim_takes_another_instances_entity_with_its_final_state(two_worlds):
+    """federation.md section 5 end to end: b (east) claims /fed/e@west
+    from its own sim API; west's ring grants it, s1 is fenced and hands
+    its final state to b over the handoff channel, whose session b admits
+    for that transfer only. b then holds the entity as /fed/e@west with
+    s1's last state and edits it; s1 may no longer."""
+    west, east, s1, b = two_worlds
+    with s1.client() as game1:
+        game1.call("entity.create", path="/fed/e", state="v1")
+        game1.call("entity.update", path="/fed/e", state="final from s1")
+    with b.client() as game_b:
+        claimed = game_b.call("entity.claim", path="/fed/e@west", timeout=10)
+        assert (claimed["authority"], claimed["epoch"], claimed["previous"]) == \
+            (True, 2, "s1@west")
+        assert claimed["from"] == "handoff" and claimed["state"] == "final from s1"
+        game_b.call("entity.update", path="/fed/e@west", state="b now")
+        entity = game_b.call("entity.get", path="/fed/e@west")
+        assert (entity["authority"], entity["epoch"], entity["state"]) == (True, 2, "b now")
+        # Nothing of east's own is touched: /fed/e here is another entity.
+        with pytest.raises(ApiError) as error:
+            game_b.call("entity.get", path="/fed/e")
+        assert error.value.code == "not_found"
+    with west.client() as client:
+        entity = client.call("entity.get", path="/fed/e")
+    assert (entity["authority"], entity["epoch"]) == ("b@east", 2)
+    with s1.client() as game1:
+        wait_for(lambda: game1.call("entity.get", path="/fed/e")["authority"] is False,
+                 what="s1 to be fenced")
+        with pytest.raises(ApiError) as denied:
+            game1.call("entity.update", path="/fed/e", state="late")
+        assert denied.value.code == "denied"
+    assert _counters(b)["handoffs_accepted"] == 1
+    assert _counters(s1)["handoffs_acked"] == 1
