@@ -459,9 +459,10 @@ hs_fed_handle (hs_fed_t *self)
     if (!call)
         return 0;
     const char *op = api_call_request (call)->op;
-    //  A claim waits for its commit: served by the ring's handler, with
-    //  the instance its sender's key speaks for.
-    if (op && streq (op, "fed.claim") && self->claim)
+    //  A claim or a fence waits for its commit: served by the ring's
+    //  handler, with the instance its sender's key speaks for.
+    if (op && (streq (op, "fed.claim") || streq (op, "fed.fenced"))
+        && self->claim)
         self->claim (self->claim_arg, call,
                      hs_fed_instance_of (self, api_call_principal (call)));
     else

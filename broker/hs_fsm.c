@@ -55,11 +55,16 @@
 //  id their instance gave them, with the result this ring answered: the
 //  same claim again is answered from here and changes nothing. Created
 //  when missing, so an image from before it opens too.
-#define S_FED_TABLE                                   \
-    "CREATE TABLE IF NOT EXISTS fed_claims ("         \
-    "  request TEXT PRIMARY KEY, path TEXT NOT NULL," \
-    "  sim TEXT NOT NULL, epoch INTEGER NOT NULL,"    \
-    "  result TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+#define S_FED_TABLE                                                                                                                \
+    "CREATE TABLE IF NOT EXISTS fed_claims ("                                                                                      \
+    "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                                                                              \
+    "  sim TEXT NOT NULL, epoch INTEGER NOT NULL,"                                                                                 \
+    "  result TEXT NOT NULL, created_ms INTEGER NOT NULL);" /*  This instance's sims fenced at another instance's entities, as   \
+        that home told (fed.fenced), by the global path: the newest      \
+        epoch told, so a repeat changes nothing.  */ \
+    "CREATE TABLE IF NOT EXISTS fed_fenced ("                                                                                      \
+    "  path TEXT PRIMARY KEY, epoch INTEGER NOT NULL,"                                                                             \
+    "  sim TEXT NOT NULL, authority TEXT, told_ms INTEGER NOT NULL);"
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -129,6 +134,11 @@ static const char *s_schema =
     X (S_SIM_LOOKUP, "SELECT key, handoff, state FROM sims WHERE id = ?1")  \
     /*  A foreign sim as its instance vouched for it: no heartbeat here  \
         (its lease is its own instance's), so never found silent.  */    \
+    X (S_FENCED_GET, "SELECT epoch FROM fed_fenced WHERE path = ?1")        \
+    X (S_FENCED_PUT,                                                        \
+       "INSERT INTO fed_fenced (path, epoch, sim, authority, told_ms) "     \
+       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (path) DO UPDATE SET "      \
+       "epoch = ?2, sim = ?3, authority = ?4, told_ms = ?5")                \
     X (S_SIM_FOREIGN_PUT,                                                   \
        "INSERT INTO sims (id, key, handoff, state, registered_ms) "         \
        "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET "        \
@@ -301,7 +311,8 @@ typedef struct {
     bool open;             //  sim.register: the leader's registration is open
     json_t *request;       //  ring.forward: the client's request
     const char *claim;     //  fed.claim: the request id its instance gave
-    const char *instance;  //  fed.claim: the instance that vouches (leader's)
+    const char *instance;  //  fed.*: the peer instance that sent it (leader's)
+    int64_t epoch;         //  fed.fenced: the home's new epoch
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -666,6 +677,28 @@ s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
     if (!a->key)
         return sf_fault_set (fault, SF_EINVAL,
                              "fed.claim carries the sim's key ('key')");
+    return 0;
+}
+
+//  fed.fenced (federation.md section 6): an entity's home tells that one
+//  of this instance's sims no longer holds it from EPOCH on; "instance"
+//  is the home, as for fed.claim.
+static int
+s_parse_fed_fenced (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (s_path (args, "path", &a->path, fault)
+        || sf_json_int (args, "epoch", true, 1, INT64_MAX, &a->epoch, fault)
+        || s_name (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "authority", false, &a->authority, fault)
+        || s_key (args, &a->key, fault)
+        || s_endpoint (args, "handoff", "tcp", &a->handoff, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault))
+        return -1;
+    if (a->authority && !sf_name_split (a->authority, local, instance))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'authority' must be a name or "
+                             "NAME@INSTANCE");
     return 0;
 }
 
@@ -2071,6 +2104,59 @@ s_fed_claim (s_apply_t *ctx)
     return result;
 }
 
+//  fed.fenced: a home told that SIM of this instance no longer holds its
+//  entity PATH (PATH@HOME here) from EPOCH on: AUTHORITY holds it, or
+//  no one. Recorded so that the sim hears it through this ring's feed
+//  (an event, as for a grant here) and a repeat changes nothing.
+static json_t *
+s_fed_fenced (s_apply_t *ctx)
+{
+    if (!ctx->a->instance) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "fed.fenced comes from the entity's home instance");
+        return NULL;
+    }
+    char *key = s_lookup (ctx->self, S_SIM_KEY, ctx->a->sim);
+    bool registered = key != NULL;
+    free (key);
+    if (!registered) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+        return NULL;
+    }
+    char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+    snprintf (global, sizeof global, "%s@%s", ctx->a->path, ctx->a->instance);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FENCED_GET);
+    s_bind_text (stmt, 1, global);
+    bool known = sqlite3_step (stmt) == SQLITE_ROW
+                 && sqlite3_column_int64 (stmt, 0) >= ctx->a->epoch;
+    s_done (stmt);
+    json_t *result = json_pack (
+        "{s:s,s:I,s:s,s:s,s:o,s:b}", "path", global, "epoch",
+        (json_int_t) ctx->a->epoch, "home", ctx->a->instance, "sim",
+        ctx->a->sim, "authority",
+        ctx->a->authority ? json_string (ctx->a->authority) : json_null (),
+        "granted", ctx->a->authority != NULL);
+    if (ctx->a->key)
+        json_object_set_new (result, "authority_key",
+                             json_string (ctx->a->key));
+    if (ctx->a->handoff)
+        json_object_set_new (result, "authority_handoff",
+                             json_string (ctx->a->handoff));
+    if (known)
+        return result;
+    stmt = s_stmt (ctx->self, S_FENCED_PUT);
+    s_bind_text (stmt, 1, global);
+    s_bind_int (stmt, 2, ctx->a->epoch);
+    s_bind_text (stmt, 3, ctx->a->sim);
+    s_bind_text (stmt, 4, ctx->a->authority);
+    s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
+        json_decref (result);
+        return NULL;
+    }
+    return result;
+}
+
 //  authority.release: SIM, the authority of PATH, gives it up with its
 //  final checkpoint; the entity is orphaned until someone takes it.
 static json_t *
@@ -2541,6 +2627,9 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
          "timeout_ms"},
         s_parse_fed_claim, s_fed_claim, NULL},
+    [HS_OP_FED_FENCED] = {
+        {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},
+        s_parse_fed_fenced, s_fed_fenced, NULL},
     [HS_OP_AUTHORITY_ANSWER] = {
         {"transfer", "sim", "approve"}, s_parse_authority_answer,
         s_authority_answer, NULL},
@@ -3393,9 +3482,6 @@ hs_fsm_test (bool verbose)
         assert (json_integer_value (json_object_get (claimed, "epoch")) == 2);
         assert (hs_fsm_last_change (fsm) == index);
         raft_index granted_at = index;
-        //  Not yet: its signed grant. grants.md's sim names are local
-        //  names (1..64 bytes, no '@'), so the codec refuses "b@east";
-        //  the grant form of a global name is still to be specified.
         json_decref (claimed);
         json_t *vouched = hs_fsm_lookup (fsm, "sim", "b@east", &fault);
         assert (vouched
@@ -3451,6 +3537,38 @@ hs_fsm_test (bool verbose)
                                 bob, false, &fault);
         assert (!claimed && fault.error == SF_EINVAL);
         zcert_destroy (&foreign_cert);
+    }
+    //  fed.fenced (federation.md section 6): a home tells that a sim of
+    //  this instance lost its entity; recorded once per epoch, so the
+    //  event goes out once, and only from the home, of a sim here.
+    {
+        static const char *fence =
+            "{\"path\":\"/far/e\",\"epoch\":3,\"sim\":\"sim2\","
+            "\"authority\":\"a@west\",\"instance\":\"west\"}";
+        json_t *told = s_test_apply (fsm, ++index, "fed.fenced", fence, bob,
+                                     false, &fault);
+        assert (told && hs_fsm_last_change (fsm) == index);
+        assert (streq (json_string_value (json_object_get (told, "path")),
+                       "/far/e@west"));
+        assert (streq (json_string_value (json_object_get (told, "authority")),
+                       "a@west"));
+        json_decref (told);
+        raft_index fenced_at = index;
+        told = s_test_apply (fsm, ++index, "fed.fenced", fence, bob, false,
+                             &fault);
+        assert (told && hs_fsm_last_change (fsm) == fenced_at);
+        json_decref (told);
+        told = s_test_apply (fsm, ++index, "fed.fenced",
+                             "{\"path\":\"/far/e\",\"epoch\":4,"
+                             "\"sim\":\"nobody\",\"instance\":\"west\"}",
+                             bob, false, &fault);
+        assert (!told && fault.error == SF_ENOTFOUND);
+        told =
+            s_test_apply (fsm, ++index, "fed.fenced",
+                          "{\"path\":\"/far/e\",\"epoch\":4,\"sim\":\"sim2\"}",
+                          bob, false, &fault);
+        assert (!told && fault.error == SF_EUNAUTHORIZED);
+        assert (hs_fsm_last_change (fsm) == fenced_at);
     }
     //  An image from before grants and taken_index restores, with their
     //  tables and columns (every statement prepares on it).

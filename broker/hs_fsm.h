@@ -83,7 +83,8 @@ typedef enum {
     X (HS_OP_RING_KEY, "ring.key", HS_OP_WRITE, HS_OP_ADMIN)                \
     X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN)  \
     X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)        \
-    X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)
+    X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)               \
+    X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER)
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access) id,

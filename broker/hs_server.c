@@ -258,11 +258,114 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
                    s_foreign_answered, asked);
 }
 
+//  A peer instance's write (fed.claim, fed.fenced) for the ring. A fence
+//  names this instance's sim, and maybe its new authority, as
+//  NAME@HERE: the ring knows them by their bare names.
 static void
-s_fed_claim (void *arg, api_call_t *call, const char *instance)
+s_fed_write (void *arg, api_call_t *call, const char *instance)
 {
     hs_server_t *self = (hs_server_t *) arg;
+    const json_t *args = api_call_request (call)->root;
+    if (streq (api_call_request (call)->op, "fed.fenced")) {
+        const char *here = hs_fed_instance (self->fed);
+        json_t *request = json_deep_copy (args);
+        static const char *const fields [] = {"sim", "authority", NULL};
+        for (const char *const *field = fields; *field; field++) {
+            const char *name =
+                json_string_value (json_object_get (request, *field));
+            char local [65], named [SF_NAME_MAX_INSTANCE + 1];
+            bool ours = name && sf_name_split (name, local, named)
+                        && streq (named, here);
+            if (ours)
+                json_object_set_new (request, *field, json_string (local));
+            else if (streq (*field, "sim")) {
+                json_decref (request);
+                api_router_fail (self->api, &call, SF_EINVAL,
+                                 "fed.fenced names a sim of this instance, "
+                                 "NAME@HERE, in 'sim'");
+                return;
+            }
+        }
+        char principal [SF_CERT_KEY_TEXT + 1];
+        snprintf (principal, sizeof principal, "%s", api_call_principal (call));
+        sf_fault_t fault;
+        int rc = api_call_rewrite (call, request, principal, &fault);
+        json_decref (request);
+        if (rc) {
+            api_router_fail (self->api, &call, fault.error, fault.message);
+            return;
+        }
+    }
     hs_api_submit_peer (self->handler, call, instance, sf_time_mono_ms ());
+}
+
+//  A fence sent to a peer instance came to REPLY or FAULT: only logged;
+//  a fence lost is found by the sim's own check (federation.md 6).
+static void
+s_fence_sent (void *arg, const json_t *reply, const sf_fault_t *fault)
+{
+    (void) reply;
+    char *what = (char *) arg;
+    if (fault)
+        sf_log_warning ("hs_server: fed.fenced of %s not delivered: %s", what,
+                        fault->message);
+    free (what);
+}
+
+//  RESULT (one item) took an entity from another instance's sim: that
+//  sim's instance is told (fed.fenced), so the sim stops and hands its
+//  state to the new authority, whose key and endpoint go with it.
+static void
+s_fence_one (hs_server_t *self, const json_t *result)
+{
+    const char *path = json_string_value (json_object_get (result, "path"));
+    const char *previous =
+        json_string_value (json_object_get (result, "previous"));
+    const char *authority =
+        json_string_value (json_object_get (result, "authority"));
+    json_int_t epoch = json_integer_value (json_object_get (result, "epoch"));
+    const char *at = previous ? strchr (previous, '@') : NULL;
+    if (!path || !at || !epoch
+        || !json_is_true (json_object_get (result, "granted"))
+        || (authority && streq (authority, previous)))
+        return;
+    json_t *fence = json_pack ("{s:s,s:s,s:I,s:s}", "op", "fed.fenced", "path",
+                               path, "epoch", epoch, "sim", previous);
+    if (authority) {
+        char global [64 + 2 + SF_NAME_MAX_INSTANCE];
+        snprintf (global, sizeof global, "%s%s%s", authority,
+                  strchr (authority, '@') ? "" : "@",
+                  strchr (authority, '@') ? "" : hs_fed_instance (self->fed));
+        json_object_set_new (fence, "authority", json_string (global));
+        sf_fault_t fault;
+        json_t *entry = hs_fsm_lookup (self->fsm, "sim", authority, &fault);
+        if (entry) {
+            json_object_set (fence, "key", json_object_get (entry, "key"));
+            if (json_object_get (entry, "handoff"))
+                json_object_set (fence, "handoff",
+                                 json_object_get (entry, "handoff"));
+        }
+        json_decref (entry);
+    }
+    hs_fed_call (self->fed, at + 1, &fence, 1000, 10000, sf_time_mono_ms (),
+                 s_fence_sent,
+                 zsys_sprintf ("%s at epoch %lld", path, (long long) epoch));
+}
+
+static void
+s_fence_foreign (hs_server_t *self, const json_t *result)
+{
+    const json_t *items = json_object_get (result, "results");
+    if (!json_is_array (items)) {
+        s_fence_one (self, result);
+        return;
+    }
+    size_t index;
+    const json_t *item;
+    json_array_foreach (items, index, item)
+    {
+        s_fence_one (self, item);
+    }
 }
 
 //  What fed.status tells a peer instance of this member: its role and
@@ -496,6 +599,9 @@ s_io_apply (void *handle, raft_index index, raft_term term,
             if (name && key)
                 hs_fed_push_key (self->fed, kind, name, key);
         }
+        if (self->fed && hs_fsm_last_change (self->fsm) == index
+            && hs_ring_role (self->ring) == HS_RING_LEADER)
+            s_fence_foreign (self, result);
     }
     if (result && self->handler && hs_api_awaits (self->handler, index))
         hs_fsm_make_grants (self->fsm, result, true);
@@ -1052,7 +1158,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         if (!self->fed)
             goto failed;
         hs_api_set_foreign (self->handler, s_foreign, self);
-        hs_fed_on_claim (self->fed, s_fed_claim, self);
+        hs_fed_on_claim (self->fed, s_fed_write, self);
         self->relay = hs_relay_new (self->fed, self->fsm);
     }
     return self;

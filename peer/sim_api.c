@@ -750,6 +750,27 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
         if (!authority)
             sim_authority_orphaned (self->core, path, epoch);
     }
+    else if (streq (op, "fed.fenced")) {
+        //  Another instance, this entity's home, took it from this sim
+        //  (federation.md section 6): the state goes to its new authority,
+        //  which may be reached for that even if it is that instance's.
+        if (expired && streq (expired, self->config.name)) {
+            const char *key =
+                json_string_value (json_object_get (result, "authority_key"));
+            if (authority && key && strchr (authority, '@')
+                && self->config.handoff)
+                sim_handoff_visit (self->config.handoff, authority, key,
+                                   json_string_value (json_object_get (
+                                       result, "authority_handoff")),
+                                   sf_time_mono_ms () + S_VISIT_MS);
+            if (!authority)
+                sim_authority_orphaned (self->core, path, epoch);
+            else {
+                sim_authority_grant_t grant = s_grant_of (result, path);
+                sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
+            }
+        }
+    }
     else if (json_is_true (json_object_get (result, "pending"))) {
         //  Asked: only the authority asked hears of it.
         if (sim_authority_holds (self->core, path, NULL)) {

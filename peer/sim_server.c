@@ -682,7 +682,7 @@ s_ring_wants (void *arg, const char *topic, const char *op)
                || !streq (topic + 4, self->name);
     return streq (op, "sim.register") || streq (op, "entity.delete")
            || streq (op, "sim.expire") || streq (op, "authority.answer")
-           || streq (op, "authority.release");
+           || streq (op, "authority.release") || streq (op, "fed.fenced");
 }
 
 //  A change s_ring_wants wanted. A sim registered, re-keyed or moved:

@@ -446,3 +446,28 @@ def test_case_1_a_sim_takes_another_instances_entity_with_its_final_state(two_wo
         assert denied.value.code == "denied"
     assert _counters(b)["handoffs_accepted"] == 1
     assert _counters(s1)["handoffs_acked"] == 1
+
+
+def test_the_home_takes_its_entity_back_and_the_foreign_sim_is_fenced(two_worlds):
+    """federation.md section 6: when west grants /fed/e to s1 again, west
+    tells east (fed.fenced), east's feed tells b, and b stops and hands
+    s1 its final state: one authority, and the state b wrote survives."""
+    west, east, s1, b = two_worlds
+    with s1.client() as game1:
+        game1.call("entity.create", path="/fed/e", state="v1")
+    with b.client() as game_b:
+        game_b.call("entity.claim", path="/fed/e@west", timeout=10)
+        game_b.call("entity.update", path="/fed/e@west", state="written by b")
+    with s1.client() as game1:
+        back = game1.call("entity.claim", path="/fed/e", timeout=10)
+    assert (back["authority"], back["epoch"], back["previous"]) == (True, 3, "b@east")
+    assert back["from"] == "handoff" and back["state"] == "written by b"
+    with b.client() as game_b:
+        wait_for(lambda: game_b.call("entity.get", path="/fed/e@west")["authority"] is False,
+                 what="b to be fenced")
+        with pytest.raises(ApiError) as denied:
+            game_b.call("entity.update", path="/fed/e@west", state="late")
+        assert denied.value.code == "denied"
+    with west.client() as client:
+        entity = client.call("entity.get", path="/fed/e")
+    assert (entity["authority"], entity["epoch"]) == ("s1", 3)
