@@ -313,6 +313,7 @@ typedef struct {
     const char *claim;     //  fed.claim: the request id its instance gave
     const char *instance;  //  fed.*: the peer instance that sent it (leader's)
     int64_t epoch;         //  fed.fenced: the home's new epoch
+    const char *player_key;  //  fed.claim: the player's key, as vouched
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -665,8 +666,19 @@ s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
         || s_endpoint (args, "state", "udp", &a->state, fault)
         || sf_json_string (args, "instance", false, &a->instance, fault)
         || sf_json_int (args, "timeout_ms", false, 1, 60000, &a->timeout_ms,
-                        fault))
+                        fault)
+        || sf_json_string (args, "player", false, &a->player, fault)
+        || sf_json_string (args, "player_key", false, &a->player_key, fault))
         return -1;
+    //  A master's claim: its instance vouches for the player's key, which
+    //  the rule compares with the master's, as for a local player.
+    if ((a->player != NULL) != (a->player_key != NULL)
+        || (a->player
+            && (!sf_name_split (a->player, local, instance) || !instance [0]
+                || !sf_cert_key_valid (a->player_key))))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "fields 'player' (NAME@INSTANCE) and "
+                             "'player_key' (its key) go together");
     if (strlen (a->claim) < 1 || strlen (a->claim) > 200)
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'request' must be 1 to 200 characters");
@@ -2076,7 +2088,8 @@ s_fed_claim (s_apply_t *ctx)
     s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
-    json_t *result = s_request_one (ctx, ctx->a->path, NULL, true, false);
+    json_t *result =
+        s_request_one (ctx, ctx->a->path, ctx->a->player_key, true, false);
     if (!result || json_is_true (json_object_get (result, "pending")))
         return result;
     //  Kept without its grant: a grant is made from the state where it
@@ -2625,7 +2638,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         s_parse_authority_request, s_authority_request, NULL},
     [HS_OP_FED_CLAIM] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
-         "timeout_ms"},
+         "timeout_ms", "player", "player_key"},
         s_parse_fed_claim, s_fed_claim, NULL},
     [HS_OP_FED_FENCED] = {
         {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},

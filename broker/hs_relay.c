@@ -135,7 +135,7 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
     static const char *const fields [] = {"op",     "id",      "path",
                                           "sim",    "request", "timeout_ms",
                                           "ttl_ms", "player",  NULL};
-    const char *path, *sim, *request = NULL;
+    const char *path, *sim, *request = NULL, *player = NULL;
     int64_t timeout_ms = 0, ttl_ms = HS_RELAY_TTL_MS;
     if (sf_json_only (args, fields, fault)
         || sf_json_string (args, "path", true, &path, fault)
@@ -143,12 +143,9 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
         || sf_json_string (args, "request", false, &request, fault)
         || sf_json_int (args, "timeout_ms", false, 1, 60000, &timeout_ms, fault)
         || sf_json_int (args, "ttl_ms", false, 100, HS_RELAY_TTL_MAX_MS,
-                        &ttl_ms, fault))
+                        &ttl_ms, fault)
+        || sf_json_string (args, "player", false, &player, fault))
         return -1;
-    if (json_object_get (args, "player"))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "a master's claim across instances ('player' "
-                             "with PATH@INSTANCE) is not supported yet");
     const char *at = strrchr (path, '@');
     size_t size = at ? (size_t) (at - path) : 0;
     if (!at || !sf_name_path_valid (path, size)
@@ -164,14 +161,27 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'request' must be 1 to %d characters",
                              S_REQUEST_MAX);
+    if (player && !sf_name_valid (player))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'player' must be the name of a player of "
+                             "this instance");
+    //  The player the sim acts for, as this instance knows it: the home
+    //  compares its key with the entity's master's.
+    json_t *player_entry =
+        player ? hs_fsm_lookup (self->fsm, "player", player, fault) : NULL;
+    if (player && !player_entry)
+        return -1;
     //  This instance vouches for SIM: its own key asks, and the key and
     //  endpoints the home will record are the ones registered here.
     json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
-    if (!entry)
+    if (!entry) {
+        json_decref (player_entry);
         return -1;
+    }
     const char *key = json_string_value (json_object_get (entry, "key"));
     if (!key || strcmp (key, api_call_principal (call)) != 0) {
         json_decref (entry);
+        json_decref (player_entry);
         return sf_fault_set (fault, SF_EUNAUTHORIZED,
                              "only sim '%s' (its registered key) may claim "
                              "for it",
@@ -202,6 +212,13 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
     if (timeout_ms)
         json_object_set_new (*claim, "timeout_ms",
                              json_integer ((json_int_t) timeout_ms));
+    if (player_entry) {
+        snprintf (global, sizeof global, "%s@%s", player, here);
+        json_object_set_new (*claim, "player", json_string (global));
+        json_object_set (*claim, "player_key",
+                         json_object_get (player_entry, "key"));
+    }
+    json_decref (player_entry);
     json_decref (entry);
     return 0;
 }

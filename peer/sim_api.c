@@ -15,9 +15,9 @@
 #define S_RING_TIMEOUT_MS 3000
 
 //  How long a claim of another instance's entity may wait for its home
-//  (authority.request ttl_ms): answered by this instance's ring before
-//  the call above gives up.
-#define S_FOREIGN_TTL_MS 2500
+//  (authority.request ttl_ms): the ring is given a second more to say
+//  what came of it.
+#define S_FOREIGN_TTL_MS 5000
 
 //  How long the former authority of a foreign entity claimed here may
 //  open a session on the handoff channel (federation.md section 5).
@@ -1618,8 +1618,10 @@ s_claim_send (sim_api_t *self, s_waiting_t *waiting)
     }
     waiting->sent_us = sf_time_wall_us ();
     zlist_append (self->waiting, waiting);
+    int timeout_ms = strchr (waiting->path, '@') ? S_FOREIGN_TTL_MS + 1000
+                                                 : S_RING_TIMEOUT_MS;
     if (sim_ring_call (self->config.ring, "authority.request", &args,
-                       S_RING_TIMEOUT_MS, s_claimed, waiting)) {
+                       timeout_ms, s_claimed, waiting)) {
         zlist_remove (self->waiting, waiting);
         sf_fault_t fault;
         sf_fault_set (&fault, SF_EUNAVAILABLE, "cannot reach the ring");

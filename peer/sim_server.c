@@ -677,7 +677,9 @@ static bool
 s_ring_wants (void *arg, const char *topic, const char *op)
 {
     sim_server_t *self = (sim_server_t *) arg;
-    if (streq (op, "authority.request"))
+    //  Another instance's sim's claim (fed.claim) moves authority here
+    //  as a local one does.
+    if (streq (op, "authority.request") || streq (op, "fed.claim"))
         return strncmp (topic, "sim:", 4) != 0
                || !streq (topic + 4, self->name);
     return streq (op, "sim.register") || streq (op, "entity.delete")

@@ -471,3 +471,82 @@ def test_the_home_takes_its_entity_back_and_the_foreign_sim_is_fenced(two_worlds
     with west.client() as client:
         entity = client.call("entity.get", path="/fed/e")
     assert (entity["authority"], entity["epoch"]) == ("s1", 3)
+
+
+def _claim_in_background(sim, path, **args):
+    """Claim PATH from SIM's API in a thread; the reply lands in the dict."""
+    import threading
+    landed = {}
+
+    def claim():
+        with sim.client(timeout=15) as game:
+            landed["reply"] = game.request("entity.claim", path=path, **args)
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    return thread, landed
+
+
+def _next_event(client, kind, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
+        if event["event"] == kind:
+            return event
+
+
+def test_the_home_applies_every_rule_to_a_foreign_claim(two_worlds, tmp_path):
+    """federation.md section 5: ask (the authority's game approves, denies,
+    or does not answer in time), deny, and a master's claim: the player
+    b acts for has, in b's instance, the key of the entity's master in
+    the home, so its claim passes the deny rule; another player's does
+    not. Each refusal changes nothing at the home."""
+    west, east, s1, b = two_worlds
+    alice = write_key_pair(tmp_path / "alice", "alice")
+    mallory = write_key_pair(tmp_path / "mallory", "mallory")
+    with west.client(keys=alice) as player:
+        player.call("player.register", player="alice")
+    for keys in (alice, mallory):
+        with east.client(keys=keys) as player:
+            player.call("player.register", player=keys.public_path.stem)
+    with s1.client() as game1:
+        for name in ("approved", "refused", "unanswered"):
+            game1.call("entity.create", path=f"/fed/{name}", state=name, rule="ask")
+        game1.call("entity.create", path="/fed/denied", state="no", rule="deny")
+    with west.client(keys=alice) as player:
+        # Created by alice's key: she is its master (homeserver-api.md).
+        player.call("entity.create", path="/fed/mastered", rule="deny", authority="s1",
+                    checkpoint="m")
+    with s1.client() as game1:
+        game1.call("subscribe", prefix="/fed/")
+        for name, approve in (("approved", True), ("refused", False)):
+            thread, landed = _claim_in_background(b, f"/fed/{name}@west")
+            ask = _next_event(game1, "ask")
+            assert (ask["path"], ask["to"]) == (f"/fed/{name}", "b@east")
+            game1.call("authority.answer", transfer=ask["transfer"], approve=approve)
+            thread.join(15)
+            reply = landed["reply"]
+            if approve:
+                assert reply["ok"] and (reply["epoch"], reply["state"], reply["from"]) == \
+                    (2, name, "handoff"), reply
+            else:
+                assert reply["error"]["code"] == "denied", reply
+        thread, landed = _claim_in_background(b, "/fed/unanswered@west")
+        assert _next_event(game1, "ask")["path"] == "/fed/unanswered"
+        thread.join(15)
+        assert landed["reply"]["error"]["code"] == "denied", landed["reply"]
+    with b.client() as game_b:
+        for path, player in (("/fed/denied@west", None), ("/fed/mastered@west", "mallory")):
+            with pytest.raises(ApiError) as error:
+                game_b.call("entity.claim", path=path, timeout=10,
+                            **({"player": player} if player else {}))
+            assert error.value.code == "denied", path
+        mastered = game_b.call("entity.claim", path="/fed/mastered@west", player="alice",
+                               timeout=10)
+        assert (mastered["authority"], mastered["epoch"]) == (True, 2)
+    with west.client() as client:
+        held = {name: client.call("entity.get", path=f"/fed/{name}")
+                for name in ("approved", "refused", "unanswered", "denied", "mastered")}
+    assert {name: (e["authority"], e["epoch"]) for name, e in held.items()} == {
+        "approved": ("b@east", 2), "refused": ("s1", 1), "unanswered": ("s1", 1),
+        "denied": ("s1", 1), "mastered": ("b@east", 2)}
