@@ -592,7 +592,7 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     size_t size;
     //  An ask waits the configured time unless the request says otherwise.
     json_t *stamped = json_deep_copy (args);
-    if (streq (op, "authority.request")
+    if ((streq (op, "authority.request") || streq (op, "fed.claim"))
         && !json_object_get (stamped, "timeout_ms")
         && !json_object_get (stamped, "paths"))
         json_object_set_new (stamped, "timeout_ms",
@@ -1174,6 +1174,21 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 //  (or its deadline passes), by s_ask_decided.
                 char id [24];
                 snprintf (id, sizeof id, "%llu", (unsigned long long) index);
+                json_t *transfer = json_object_get (result, "transfer");
+                //  A repeat (fed.claim again, federation.md section 6)
+                //  waits for the transfer it started: its answer goes to
+                //  the newest caller, the older one is told to ask again.
+                if (json_is_integer (transfer))
+                    snprintf (id, sizeof id, "%lld",
+                              (long long) json_integer_value (transfer));
+                api_call_t *older =
+                    (api_call_t *) zhashx_lookup (self->asks, id);
+                if (older) {
+                    zhashx_delete (self->asks, id);
+                    api_router_fail (self->router, &older, SF_EUNAVAILABLE,
+                                     "the same request came again: the "
+                                     "answer goes to the newest");
+                }
                 zhashx_insert (self->asks, id, write->call);
                 write->call = NULL;
             }

@@ -134,6 +134,13 @@ static const char *s_schema =
     X (S_SIM_LOOKUP, "SELECT key, handoff, state FROM sims WHERE id = ?1")  \
     /*  A foreign sim as its instance vouched for it: no heartbeat here  \
         (its lease is its own instance's), so never found silent.  */    \
+    X (S_FED_CLAIM_DECIDE,                                                  \
+       "UPDATE fed_claims SET result = ?2, epoch = ?3 WHERE "               \
+       "json_extract (result, '$.pending') AND "                            \
+       "json_extract (result, '$.transfer') = ?1")                          \
+    X (S_FED_CLAIM_PRUNE,                                                   \
+       "DELETE FROM fed_claims WHERE created_ms < ?1 AND NOT "              \
+       "coalesce (json_extract (result, '$.pending'), 0)")                  \
     X (S_FENCED_GET, "SELECT epoch FROM fed_fenced WHERE path = ?1")        \
     X (S_FENCED_PUT,                                                        \
        "INSERT INTO fed_fenced (path, epoch, sim, authority, told_ms) "     \
@@ -1764,6 +1771,30 @@ s_transfer_refused (const char *path, int64_t transfer, const char *reason)
 
 static void s_foreign_contact (hs_fsm_t *self, json_t *result);
 
+//  How long a decided fed.claim is remembered (federation.md section 6).
+#define S_FED_CLAIM_KEEP_MS (10 * 60 * 1000)
+
+//  The ask of TRANSFER was decided as RESULT (a grant, or a refusal): a
+//  foreign claim waiting on it is decided too, so the same request again
+//  is answered as it was (fed.claim). Returns 0, or -1 with FAULT.
+static int
+s_fed_decided (s_apply_t *ctx, int64_t transfer, const json_t *result)
+{
+    json_t *kept = json_deep_copy (result);
+    json_object_del (kept, "grant");
+    char *text = json_dumps (kept, JSON_COMPACT);
+    json_decref (kept);
+    if (!text)
+        return sf_fault_set (ctx->fault, SF_EINTERNAL, "out of memory");
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_DECIDE);
+    s_bind_int (stmt, 1, transfer);
+    s_bind_text (stmt, 2, text);
+    s_bind_int (stmt, 3,
+                json_integer_value (json_object_get (result, "epoch")));
+    free (text);
+    return s_exec_stmt (ctx->self, stmt, ctx->fault);
+}
+
 //  authority.answer: the sim asked (the transfer's from_sim) approves or
 //  denies; a transfer past its deadline, or overtaken by another grant,
 //  is refused whatever the answer.
@@ -1818,6 +1849,10 @@ s_authority_answer (s_apply_t *ctx)
                 s_foreign_contact (ctx->self, result);
             }
         }
+        if (result && s_fed_decided (ctx, ctx->a->transfer, result)) {
+            json_decref (result);
+            result = NULL;
+        }
     }
 done:
     free (path);
@@ -1853,6 +1888,10 @@ s_authority_expire (s_apply_t *ctx)
         s_bind_int (drop, 1, id);
         if (s_exec_stmt (ctx->self, drop, ctx->fault) == 0)
             result = s_transfer_refused (path, id, "timeout");
+        if (result && s_fed_decided (ctx, id, result)) {
+            json_decref (result);
+            result = NULL;
+        }
     }
     free (path);
     return result;
@@ -2069,17 +2108,36 @@ s_fed_claim (s_apply_t *ctx)
     if (sqlite3_step (stmt) == SQLITE_ROW) {
         again = json_loads (s_column (stmt, 0), 0, NULL);
         bool current = sqlite3_column_int (stmt, 1) == 1;
-        if (json_is_object (again)) {
+        if (json_is_object (again)
+            && !json_is_true (json_object_get (again, "pending"))
+            && !json_is_false (json_object_get (again, "granted"))) {
             json_object_set_new (again, "grant",
                                  current ? s_grant_due (ctx->a->path)
                                          : json_null ());
-            json_object_set_new (again, "again", json_true ());
             s_foreign_contact (ctx->self, again);
         }
+        if (json_is_object (again))
+            json_object_set_new (again, "again", json_true ());
     }
     s_done (stmt);
+    //  An ask still waiting is answered when decided (as the first time);
+    //  one refused is refused again.
+    if (json_is_false (json_object_get (again, "granted"))) {
+        const char *reason =
+            json_string_value (json_object_get (again, "reason"));
+        sf_fault_set (ctx->fault, SF_EDENIED,
+                      "claim %s was refused (%s); nothing changed",
+                      ctx->a->claim, reason ? reason : "denied");
+        json_decref (again);
+        return NULL;
+    }
     if (again)
         return again;
+    //  Requests decided long ago are forgotten (federation.md section 6).
+    stmt = s_stmt (ctx->self, S_FED_CLAIM_PRUNE);
+    s_bind_int (stmt, 1, (int64_t) ctx->cmd->time_ms - S_FED_CLAIM_KEEP_MS);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
     stmt = s_stmt (ctx->self, S_SIM_FOREIGN_PUT);
     s_bind_text (stmt, 1, ctx->a->sim);
     s_bind_text (stmt, 2, ctx->a->key);
@@ -2090,10 +2148,11 @@ s_fed_claim (s_apply_t *ctx)
         return NULL;
     json_t *result =
         s_request_one (ctx, ctx->a->path, ctx->a->player_key, true, false);
-    if (!result || json_is_true (json_object_get (result, "pending")))
-        return result;
+    if (!result)
+        return NULL;
     //  Kept without its grant: a grant is made from the state where it
     //  leaves (hs_fsm_make_grants), and only while it is still this one.
+    //  An ask is kept pending until decided (s_fed_decided).
     json_t *kept = json_deep_copy (result);
     json_object_del (kept, "grant");
     char *text = json_dumps (kept, JSON_COMPACT);

@@ -22,6 +22,11 @@
 //  How long the former authority of a foreign entity claimed here may
 //  open a session on the handoff channel (federation.md section 5).
 #define S_VISIT_MS 30000
+
+//  A claim of a foreign entity whose outcome is unknown (the ring or the
+//  home did not answer) goes again under its request id for this long:
+//  the home answers a repeat with what it decided (federation.md 6).
+#define S_FOREIGN_RETRY_MS 20000
 #define S_LIST_LIMIT 1000
 //  Grants asked of the ring (entity.grant) at once, at most.
 #define S_GRANT_FETCHES 64
@@ -140,8 +145,9 @@ typedef struct _s_waiting_t {
     char *state;     //  initial state, or the claim's player, or NULL
     bool on_ring;    //  waits on the ring client (else on the handoff channel)
     uint64_t claim;  //  the core's claim of PATH, or 0
-    uint64_t sent_us;  //  wall clock when the ring request went (traces)
-    json_t *batch;     //  entity.import: the entities, or NULL
+    uint64_t sent_us;         //  wall clock when the ring request went (traces)
+    json_t *batch;            //  entity.import: the entities, or NULL
+    uint64_t retry_until_ms;  //  a foreign claim: sent again until then
 } s_waiting_t;
 
 static void
@@ -1584,6 +1590,8 @@ s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
     s_waiting_destroy (&waiting);
 }
 
+static void s_claim_send (sim_api_t *self, s_waiting_t *waiting);
+
 //  The ring answered an entity.claim sent on its own.
 static void
 s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
@@ -1593,6 +1601,15 @@ s_claimed (void *arg, json_t *reply, const sf_fault_t *fault)
     zlist_remove (self->waiting, waiting);
     if (!fault)
         s_trace_reply (self, waiting, "request", reply);
+    else if (waiting->retry_until_ms
+             && (fault->error == SF_EUNAVAILABLE || fault->error == SF_ETIMEOUT
+                 || fault->error == SF_ENOTLEADER)
+             && sf_time_mono_ms () < waiting->retry_until_ms) {
+        sf_log_info ("sim_api: claim of %s: %s; asking again", waiting->path,
+                     fault->message);
+        s_claim_send (self, waiting);
+        return;
+    }
     s_claim_replied (self, waiting, reply, fault);
 }
 
@@ -1609,6 +1626,8 @@ s_claim_send (sim_api_t *self, s_waiting_t *waiting)
     //  home under an id of this sim's, so the ring's own retries are one
     //  claim there (federation.md section 6).
     if (strchr (waiting->path, '@')) {
+        if (!waiting->retry_until_ms)
+            waiting->retry_until_ms = sf_time_mono_ms () + S_FOREIGN_RETRY_MS;
         char request [48];
         snprintf (request, sizeof request, "%llu.%llu",
                   (unsigned long long) self->registered_ms,

@@ -11,12 +11,13 @@
 #include <sodium.h>
 #include <stdio.h>
 
-#define S_CHUNK_SIZE 262144        //  bytes of one chunk at most
-#define S_CREDIT 4                 //  chunks in flight per copy
-#define S_RESEND_MS 2000           //  resend a chunk after this long unheard
-#define S_HANDOFF_RESEND_MS 1000   //  resend a HANDOFF after this long unacked
-#define S_GIVE_UP_MS 10000         //  fail after this long unheard
-#define S_RECEIVING_IDLE_MS 60000  //  forget a half-received copy
+#define S_CHUNK_SIZE 262144         //  bytes of one chunk at most
+#define S_CREDIT 4                  //  chunks in flight per copy
+#define S_RESEND_MS 2000            //  resend a chunk after this long unheard
+#define S_HANDOFF_RESEND_MS 1000    //  resend a HANDOFF after this long unacked
+#define S_GIVE_UP_MS 10000          //  fail after this long unheard
+#define S_FOREIGN_GIVE_UP_MS 30000  //  a HANDOFF to another instance's sim
+#define S_RECEIVING_IDLE_MS 60000   //  forget a half-received copy
 
 //  A HANDOFF kept until its HANDOFF_ACK comes (handoff.md section 5).
 typedef struct {
@@ -826,14 +827,18 @@ sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
     //  authority has started from the checkpoint by then), send the rest.
     for (s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers); peer;
          peer = (s_peer_t *) zlistx_next (self->peers)) {
+        //  Another instance's sim may learn that it may take the state
+        //  only after its claim's outcome was found again across a crash
+        //  (federation.md section 6): it is given longer.
+        uint64_t give_up_ms =
+            peer->instance ? S_FOREIGN_GIVE_UP_MS : S_GIVE_UP_MS;
         s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
-        while (handoff
-               && now_ms - handoff->queued_ms >= (uint64_t) S_GIVE_UP_MS) {
+        while (handoff && now_ms - handoff->queued_ms >= give_up_ms) {
             sf_log_warning ("sim_handoff: no ack from '%s' for the handoff of "
-                            "%s at epoch %llu in %d s; given up",
+                            "%s at epoch %llu in %llu s; given up",
                             peer->name, handoff->path,
                             (unsigned long long) handoff->epoch,
-                            S_GIVE_UP_MS / 1000);
+                            (unsigned long long) give_up_ms / 1000);
             self->counters.handoffs_failed++;
             zlistx_delete (peer->handoffs, zlistx_cursor (peer->handoffs));
             handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
