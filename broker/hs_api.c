@@ -1420,6 +1420,19 @@ s_ask_decided (hs_api_t *self, raft_index index, const json_t *result)
     api_router_fail (self->router, &call, SF_EDENIED, message);
 }
 
+static bool s_submit_own (hs_api_t *self, const char *op, json_t *args,
+                          uint64_t now);
+
+bool
+hs_api_submit_own (hs_api_t *self, const char *op, json_t *args, uint64_t now)
+{
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        json_decref (args);
+        return false;
+    }
+    return s_submit_own (self, op, args, now);
+}
+
 //  Submit OP with ARGS (taken) as a command of the ring's own, signed by
 //  this member as an administrator, answered by nobody. Returns true if
 //  it was submitted.

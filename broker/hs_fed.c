@@ -461,7 +461,9 @@ hs_fed_handle (hs_fed_t *self)
     const char *op = api_call_request (call)->op;
     //  A claim or a fence waits for its commit: served by the ring's
     //  handler, with the instance its sender's key speaks for.
-    if (op && (streq (op, "fed.claim") || streq (op, "fed.fenced"))
+    if (op
+        && (streq (op, "fed.claim") || streq (op, "fed.fenced")
+            || streq (op, "fed.withdraw"))
         && self->claim)
         self->claim (self->claim_arg, call,
                      hs_fed_instance_of (self, api_call_principal (call)));

@@ -70,8 +70,8 @@ const char *hs_fed_instance (hs_fed_t *self);
 //  The peer instance whose member holds KEY (Z85), or NULL. Lent.
 const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
 
-//  Who serves the writes of peer instances, fed.claim and fed.fenced
-//  (federation.md sections 5 and 6): FN takes the call and the name of
+//  Who serves the writes of peer instances, fed.claim, fed.fenced and
+//  fed.withdraw (federation.md sections 5 and 6): FN takes the call and the name of
 //  the peer instance whose member sent it.
 typedef void (hs_fed_claim_fn) (void *arg, api_call_t *call,
                                 const char *instance);

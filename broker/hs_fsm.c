@@ -51,19 +51,24 @@
     "CREATE TABLE IF NOT EXISTS removed (" \
     "  raft_id INTEGER PRIMARY KEY, removed_at INTEGER NOT NULL);"
 
-//  Claims from other instances (federation.md section 6), by the request
-//  id their instance gave them, with the result this ring answered: the
-//  same claim again is answered from here and changes nothing. Created
-//  when missing, so an image from before it opens too.
-#define S_FED_TABLE                                                                                                                \
-    "CREATE TABLE IF NOT EXISTS fed_claims ("                                                                                      \
-    "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                                                                              \
-    "  sim TEXT NOT NULL, epoch INTEGER NOT NULL,"                                                                                 \
-    "  result TEXT NOT NULL, created_ms INTEGER NOT NULL);" /*  This instance's sims fenced at another instance's entities, as   \
-        that home told (fed.fenced), by the global path: the newest      \
-        epoch told, so a repeat changes nothing.  */ \
-    "CREATE TABLE IF NOT EXISTS fed_fenced ("                                                                                      \
-    "  path TEXT PRIMARY KEY, epoch INTEGER NOT NULL,"                                                                             \
+//  Federation's records (federation.md sections 5 and 6), created when
+//  missing, so an image from before them opens too. fed_claims: claims
+//  from other instances by the request id their instance gave them,
+//  with the result this ring answered (the same claim again is answered
+//  from here and changes nothing). fed_intents: claims this ring sent on
+//  to an entity's home, until their outcome is known. fed_fenced: this
+//  instance's sims fenced at other instances' entities, as the home told
+//  (the newest epoch per global path, so a repeat changes nothing).
+#define S_FED_TABLE                                                    \
+    "CREATE TABLE IF NOT EXISTS fed_claims ("                          \
+    "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                  \
+    "  sim TEXT NOT NULL, epoch INTEGER NOT NULL,"                     \
+    "  result TEXT NOT NULL, created_ms INTEGER NOT NULL);"            \
+    "CREATE TABLE IF NOT EXISTS fed_intents ("                         \
+    "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                  \
+    "  sim TEXT NOT NULL, created_ms INTEGER NOT NULL, outcome TEXT);" \
+    "CREATE TABLE IF NOT EXISTS fed_fenced ("                          \
+    "  path TEXT PRIMARY KEY, epoch INTEGER NOT NULL,"                 \
     "  sim TEXT NOT NULL, authority TEXT, told_ms INTEGER NOT NULL);"
 
 static const char *s_schema =
@@ -141,6 +146,21 @@ static const char *s_schema =
     X (S_FED_CLAIM_PRUNE,                                                   \
        "DELETE FROM fed_claims WHERE created_ms < ?1 AND NOT "              \
        "coalesce (json_extract (result, '$.pending'), 0)")                  \
+    X (S_FED_WITHDRAW,                                                      \
+       "INSERT INTO fed_claims (request, path, sim, epoch, result, "        \
+       "created_ms) VALUES (?1, '', '', 0, ?2, ?3)")                        \
+    X (S_INTENT_PUT,                                                        \
+       "INSERT INTO fed_intents (request, path, sim, created_ms) VALUES "   \
+       "(?1, ?2, ?3, ?4) ON CONFLICT (request) DO NOTHING")                 \
+    X (S_INTENT_DECIDE,                                                     \
+       "UPDATE fed_intents SET outcome = ?2 WHERE request = ?1 AND "        \
+       "outcome IS NULL")                                                   \
+    X (S_INTENT_PRUNE,                                                      \
+       "DELETE FROM fed_intents WHERE created_ms < ?1 AND outcome IS NOT "  \
+       "NULL")                                                              \
+    X (S_INTENTS_OPEN,                                                      \
+       "SELECT request, path, sim FROM fed_intents WHERE outcome IS NULL "  \
+       "AND created_ms < ?1 ORDER BY created_ms LIMIT 100")                 \
     X (S_FENCED_GET, "SELECT epoch FROM fed_fenced WHERE path = ?1")        \
     X (S_FENCED_PUT,                                                        \
        "INSERT INTO fed_fenced (path, epoch, sim, authority, told_ms) "     \
@@ -321,6 +341,7 @@ typedef struct {
     const char *instance;  //  fed.*: the peer instance that sent it (leader's)
     int64_t epoch;         //  fed.fenced: the home's new epoch
     const char *player_key;  //  fed.claim: the player's key, as vouched
+    json_t *outcome;         //  fed.outcome: what the home answered
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -718,6 +739,58 @@ s_parse_fed_fenced (const json_t *args, s_args_t *a, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'authority' must be a name or "
                              "NAME@INSTANCE");
+    return 0;
+}
+
+//  The request id REQUEST of a foreign claim is its sim's global name,
+//  '/', and the sim's own id (federation.md section 6): an instance
+//  names only its own sims' requests.
+static bool
+s_request_of (const char *request, const char *instance)
+{
+    const char *slash = strchr (request, '/');
+    const char *at =
+        slash ? memchr (request, '@', (size_t) (slash - request)) : NULL;
+    return at && instance && (size_t) (slash - at - 1) == strlen (instance)
+           && strncmp (at + 1, instance, strlen (instance)) == 0;
+}
+
+//  fed.withdraw (federation.md section 6): "request", and "instance" as
+//  for fed.claim.
+static int
+s_parse_fed_withdraw (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "request", true, &a->claim, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault))
+        return -1;
+    if (strlen (a->claim) < 1 || strlen (a->claim) > 200)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'request' must be 1 to 200 characters");
+    return 0;
+}
+
+//  fed.intent and fed.outcome: this ring's own record of a claim it sent
+//  on to an entity's home (federation.md section 6).
+static int
+s_parse_fed_intent (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "request", true, &a->claim, fault)
+        || sf_json_string (args, "path", true, &a->path, fault)
+        || s_name (args, "sim", true, &a->sim, fault))
+        return -1;
+    if (!sf_name_global_path_valid (a->path, strlen (a->path))
+        || !strchr (a->path, '@'))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'path' must be PATH@INSTANCE");
+    return 0;
+}
+
+static int
+s_parse_fed_outcome (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "request", true, &a->claim, fault)
+        || sf_json_object (args, "outcome", true, &a->outcome, fault))
+        return -1;
     return 0;
 }
 
@@ -2096,10 +2169,13 @@ s_fed_claim (s_apply_t *ctx)
 {
     char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
     sf_name_split (ctx->a->sim, local, instance);
-    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
+    if (!ctx->a->instance || !streq (instance, ctx->a->instance)
+        || !s_request_of (ctx->a->claim, ctx->a->instance)) {
         sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "instance '%s' speaks only for its own sims, not '%s'",
-                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+                      "instance '%s' speaks only for its own sims and "
+                      "requests, not '%s' ('%s')",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim,
+                      ctx->a->claim);
         return NULL;
     }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_GET);
@@ -2174,6 +2250,113 @@ s_fed_claim (s_apply_t *ctx)
     json_object_set_new (result, "request", json_string (ctx->a->claim));
     s_foreign_contact (ctx->self, result);
     return result;
+}
+
+//  fed.withdraw: the instance that sent claim REQUEST gives up waiting
+//  for it. Decided already, it is answered as fed.claim would answer it
+//  again; else it is recorded as withdrawn, so a copy of the claim that
+//  arrives later is refused: the outcome is final either way.
+static json_t *
+s_fed_withdraw (s_apply_t *ctx)
+{
+    if (!s_request_of (ctx->a->claim, ctx->a->instance)) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' withdraws only its own requests, not "
+                      "'%s'",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->claim);
+        return NULL;
+    }
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_GET);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    json_t *known = NULL;
+    bool current = false;
+    if (sqlite3_step (stmt) == SQLITE_ROW) {
+        known = json_loads (s_column (stmt, 0), 0, NULL);
+        current = sqlite3_column_int (stmt, 1) == 1;
+    }
+    s_done (stmt);
+    if (json_is_object (known)) {
+        const char *path = json_string_value (json_object_get (known, "path"));
+        if (path && json_is_true (json_object_get (known, "granted"))) {
+            json_object_set_new (known, "grant",
+                                 current ? s_grant_due (path) : json_null ());
+            s_foreign_contact (ctx->self, known);
+        }
+        json_object_set_new (known, "again", json_true ());
+        return known;
+    }
+    json_decref (known);
+    json_t *withdrawn = json_pack ("{s:s,s:b,s:s}", "request", ctx->a->claim,
+                                   "granted", 0, "reason", "withdrawn");
+    char *text = json_dumps (withdrawn, JSON_COMPACT);
+    stmt = s_stmt (ctx->self, S_FED_WITHDRAW);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 2, text);
+    s_bind_int (stmt, 3, (int64_t) ctx->cmd->time_ms);
+    free (text);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault)) {
+        json_decref (withdrawn);
+        return NULL;
+    }
+    return withdrawn;
+}
+
+//  fed.intent: this ring's leader sent sim SIM's claim REQUEST of PATH
+//  (PATH@HOME) on to its home; recorded until its outcome is known, so a
+//  new leader finishes it (hs_relay), and published on the path's topic.
+static json_t *
+s_fed_intent (s_apply_t *ctx)
+{
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_INTENT_PRUNE);
+    s_bind_int (stmt, 1, (int64_t) ctx->cmd->time_ms - S_FED_CLAIM_KEEP_MS);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    stmt = s_stmt (ctx->self, S_INTENT_PUT);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 2, ctx->a->path);
+    s_bind_text (stmt, 3, ctx->a->sim);
+    s_bind_int (stmt, 4, (int64_t) ctx->cmd->time_ms);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:s,s:s,s:s}", "request", ctx->a->claim, "path",
+                      ctx->a->path, "sim", ctx->a->sim);
+}
+
+//  fed.outcome: what the home decided of claim REQUEST (the sim's view:
+//  hs_relay's translation of the home's answer), once: published on the
+//  path's topic, where the sim takes a grant it did not hear in reply.
+static json_t *
+s_fed_outcome (s_apply_t *ctx)
+{
+    char *text = json_dumps (ctx->a->outcome, JSON_COMPACT);
+    if (!text) {
+        sf_fault_set (ctx->fault, SF_EINTERNAL, "out of memory");
+        return NULL;
+    }
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_INTENT_DECIDE);
+    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 2, text);
+    free (text);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    json_t *result = json_deep_copy (ctx->a->outcome);
+    json_object_set_new (result, "request", json_string (ctx->a->claim));
+    return result;
+}
+
+json_t *
+hs_fsm_open_intents (hs_fsm_t *self, uint64_t before_ms)
+{
+    json_t *open = json_array ();
+    sqlite3_stmt *stmt = s_stmt (self, S_INTENTS_OPEN);
+    s_bind_int (stmt, 1, (int64_t) before_ms);
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (open, json_pack ("{s:s,s:s,s:s}", "request",
+                                                s_column (stmt, 0), "path",
+                                                s_column (stmt, 1), "sim",
+                                                s_column (stmt, 2)));
+    s_done (stmt);
+    return open;
 }
 
 //  fed.fenced: a home told that SIM of this instance no longer holds its
@@ -2699,6 +2882,12 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
          "timeout_ms", "player", "player_key"},
         s_parse_fed_claim, s_fed_claim, NULL},
+    [HS_OP_FED_WITHDRAW] = {
+        {"request", "instance"}, s_parse_fed_withdraw, s_fed_withdraw, NULL},
+    [HS_OP_FED_INTENT] = {
+        {"request", "path", "sim"}, s_parse_fed_intent, s_fed_intent, NULL},
+    [HS_OP_FED_OUTCOME] = {
+        {"request", "outcome"}, s_parse_fed_outcome, s_fed_outcome, NULL},
     [HS_OP_FED_FENCED] = {
         {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},
         s_parse_fed_fenced, s_fed_fenced, NULL},

@@ -84,7 +84,10 @@ typedef enum {
     X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN)  \
     X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)        \
     X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)               \
-    X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER)
+    X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER)             \
+    X (HS_OP_FED_WITHDRAW, "fed.withdraw", HS_OP_WRITE, HS_OP_PEER)         \
+    X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN)            \
+    X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access) id,
@@ -176,6 +179,11 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 //  Replace the database with image DATA (lent), its statements prepared
 //  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
+
+//  Claims this ring sent on to other instances (fed.intent) before
+//  BEFORE_MS (wall clock) whose outcome it has not recorded: a new array
+//  of {"request", "path", "sim"}, oldest first, at most 100.
+json_t *hs_fsm_open_intents (hs_fsm_t *self, uint64_t before_ms);
 
 //  The directory's entry for the sim or player (KIND "sim" or "player")
 //  NAME, for another instance (federation.md section 4): {"name", "kind",

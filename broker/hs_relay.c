@@ -3,6 +3,7 @@
 #include "broker/hs_relay.h"
 #include "common/sf_json.h"
 #include "common/sf_name.h"
+#include "common/sf_time.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -13,12 +14,23 @@
 //  Longest global name: a name, '@', an instance.
 #define S_GLOBAL_MAX (64 + 1 + SF_NAME_MAX_INSTANCE)
 
+//  Longest global request id: a global name, '/', the sim's id.
+#define S_ID_MAX (S_GLOBAL_MAX + S_REQUEST_MAX + 32)
+
+//  A claim whose outcome is unknown this long after it was sent on is
+//  withdrawn at its home (federation.md section 6): by then its sim has
+//  stopped asking again, and a leader that has it in flight does not.
+#define S_RECOVER_MS 15000
+
 struct _hs_relay_t {
-    hs_fed_t *fed;    //  lent
-    hs_fsm_t *fsm;    //  lent
-    zlistx_t *waits;  //  s_wait_t of claims sent on
-    uint64_t next;    //  claims given an id here
-    uint32_t nonce;   //  makes those ids unique across restarts
+    hs_fed_t *fed;        //  lent
+    hs_fsm_t *fsm;        //  lent
+    hs_api_t *api;        //  lent: submits fed.intent and fed.outcome
+    zlistx_t *waits;      //  s_wait_t of claims sent on
+    zhashx_t *inflight;   //  request ids sent on or being withdrawn
+    uint64_t next;        //  claims given an id here
+    uint32_t nonce;       //  makes those ids unique across restarts
+    uint64_t checked_ms;  //  when open intents were last looked at
 };
 
 //  A claim sent on, waiting for its home's answer.
@@ -29,16 +41,19 @@ typedef struct {
     char instance [SF_NAME_MAX_INSTANCE + 1];  //  the entity's home
     char path [SF_NAME_MAX_PATH + 1];          //  the home's path
     char sim [65];                             //  the sim, a local name
+    char request [S_ID_MAX];                   //  the global request id
     uint64_t ttl_ms;
 } s_wait_t;
 
 hs_relay_t *
-hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm)
+hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api)
 {
     hs_relay_t *self = (hs_relay_t *) zmalloc (sizeof (hs_relay_t));
     self->fed = fed;
     self->fsm = fsm;
+    self->api = api;
     self->waits = zlistx_new ();
+    self->inflight = zhashx_new ();
     self->nonce = randombytes_random ();
     return self;
 }
@@ -59,6 +74,7 @@ hs_relay_destroy (hs_relay_t **self_p)
             wait->relay = NULL;
         }
         zlistx_destroy (&self->waits);
+        zhashx_destroy (&self->inflight);
         free (self);
         *self_p = NULL;
     }
@@ -83,34 +99,60 @@ s_globalize (json_t *result, const char *field, const char *instance)
     json_object_set_new (result, field, json_string (global));
 }
 
+//  The home's answer REPLY (lent) to the claim of SIM of HOME's PATH, in
+//  the sim's terms: a new object.
+static json_t *
+s_translate (const json_t *reply, const char *home, const char *path,
+             const char *sim)
+{
+    json_t *result = json_deep_copy (reply);
+    json_object_del (result, "id");
+    json_object_del (result, "ok");
+    char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+    snprintf (global, sizeof global, "%s@%s", path, home);
+    json_object_set_new (result, "path", json_string (global));
+    json_object_set_new (result, "home", json_string (home));
+    json_object_set_new (result, "home_path", json_string (path));
+    //  The sim is "b" here; the home calls it "b@HERE" (and so does the
+    //  grant, which stays as the home signed it).
+    if (json_object_get (result, "authority"))
+        json_object_set_new (result, "authority", json_string (sim));
+    s_globalize (result, "previous", home);
+    s_globalize (result, "master", home);
+    return result;
+}
+
+//  Record the outcome of REQUEST (OUTCOME taken) in this ring, off the
+//  sim's critical path: its feed tells the sim a grant it did not hear.
+static void
+s_record (hs_relay_t *self, const char *request, json_t *outcome)
+{
+    hs_api_submit_own (
+        self->api, "fed.outcome",
+        json_pack ("{s:s,s:o}", "request", request, "outcome", outcome),
+        sf_time_mono_ms ());
+}
+
 //  The home's answer to WAIT's claim (federation.md section 5), told to
-//  the sim in its own instance's terms.
+//  the sim in its own instance's terms, and recorded unless unknown.
 static void
 s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
 {
     s_wait_t *wait = (s_wait_t *) arg;
     hs_relay_t *self = wait->relay;
-    if (self)
+    if (self) {
         zlistx_delete (self->waits, wait->cursor);
+        zhashx_delete (self->inflight, wait->request);
+    }
     if (reply) {
-        json_t *result = json_deep_copy (reply);
-        json_object_del (result, "id");
-        json_object_del (result, "ok");
-        char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
-        snprintf (global, sizeof global, "%s@%s", wait->path, wait->instance);
-        json_object_set_new (result, "path", json_string (global));
-        json_object_set_new (result, "home", json_string (wait->instance));
-        json_object_set_new (result, "home_path", json_string (wait->path));
-        //  The sim is "b" here; the home calls it "b@HERE" (and so does
-        //  the grant, which stays as the home signed it).
-        if (json_object_get (result, "authority"))
-            json_object_set_new (result, "authority", json_string (wait->sim));
-        s_globalize (result, "previous", wait->instance);
-        s_globalize (result, "master", wait->instance);
+        json_t *result =
+            s_translate (reply, wait->instance, wait->path, wait->sim);
+        if (self)
+            s_record (self, wait->request, json_deep_copy (result));
         api_router_reply (NULL, &wait->call, result);
         json_decref (result);
     }
-    else if (fault->error == SF_ETIMEOUT) {
+    else if (fault->error == SF_ETIMEOUT || fault->error == SF_EUNAVAILABLE) {
         char message [sizeof fault->message + 320];
         snprintf (message, sizeof message,
                   "outcome unknown: instance '%s' did not answer within "
@@ -120,8 +162,14 @@ s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
                   fault->message);
         api_router_fail (NULL, &wait->call, SF_ETIMEOUT, message);
     }
-    else
+    else {
+        if (self)
+            s_record (self, wait->request,
+                      json_pack ("{s:b,s:s,s:s}", "granted", 0, "error",
+                                 sf_error_code (fault->error), "message",
+                                 fault->message));
         api_router_fail (NULL, &wait->call, fault->error, fault->message);
+    }
     free (wait);
 }
 
@@ -193,14 +241,14 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
     snprintf (wait->sim, sizeof wait->sim, "%s", sim);
     wait->ttl_ms = (uint64_t) ttl_ms;
     const char *here = hs_fed_instance (self->fed);
-    char global [S_GLOBAL_MAX + 1], id [S_GLOBAL_MAX + S_REQUEST_MAX + 32];
+    char global [S_GLOBAL_MAX + 1], *id = wait->request;
     snprintf (global, sizeof global, "%s@%s", sim, here);
     //  The sim's id makes a retry the same claim at the home; without one
     //  the claim is new each time.
     if (request)
-        snprintf (id, sizeof id, "%s/%s", global, request);
+        snprintf (id, S_ID_MAX, "%s/%s", global, request);
     else
-        snprintf (id, sizeof id, "%s/~%08x.%llu", global, self->nonce,
+        snprintf (id, S_ID_MAX, "%s/~%08x.%llu", global, self->nonce,
                   (unsigned long long) ++self->next);
     *claim = json_pack ("{s:s,s:s,s:s,s:s,s:s}", "op", "fed.claim", "request",
                         id, "path", wait->path, "sim", global, "key", key);
@@ -237,9 +285,78 @@ hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
     wait->relay = self;
     wait->call = call;
     wait->cursor = zlistx_add_end (self->waits, wait);
+    zhashx_update (self->inflight, wait->request, self);
+    //  Recorded while it goes (not waited for): a leader that takes over
+    //  finds it and learns its outcome (hs_relay_tick).
+    char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+    snprintf (global, sizeof global, "%s@%s", wait->path, wait->instance);
+    hs_api_submit_own (self->api, "fed.intent",
+                       json_pack ("{s:s,s:s,s:s}", "request", wait->request,
+                                  "path", global, "sim", wait->sim),
+                       now);
     //  One attempt spans the whole time: a claim may wait at its home for
     //  an ask, and a member silent that long is given up on for the next
     //  claim (hs_fed_tick).
     hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
                  now, s_answered, wait);
+}
+
+//  A withdrawal on its way: what to record when the home answers.
+typedef struct {
+    hs_relay_t *relay;
+    char request [S_ID_MAX];
+    char instance [SF_NAME_MAX_INSTANCE + 1];
+    char path [SF_NAME_MAX_PATH + 1];
+    char sim [65];
+} s_withdraw_t;
+
+static void
+s_withdrawn (void *arg, const json_t *reply, const sf_fault_t *fault)
+{
+    (void) fault;
+    s_withdraw_t *withdraw = (s_withdraw_t *) arg;
+    hs_relay_t *self = withdraw->relay;
+    zhashx_delete (self->inflight, withdraw->request);
+    //  Unanswered, or an ask still waiting: looked at again next time.
+    if (reply && !json_is_true (json_object_get (reply, "pending")))
+        s_record (self, withdraw->request,
+                  s_translate (reply, withdraw->instance, withdraw->path,
+                               withdraw->sim));
+    free (withdraw);
+}
+
+void
+hs_relay_tick (hs_relay_t *self, uint64_t now)
+{
+    if (now - self->checked_ms < 1000)
+        return;
+    self->checked_ms = now;
+    json_t *open =
+        hs_fsm_open_intents (self->fsm, sf_time_wall_ms () - S_RECOVER_MS);
+    size_t index;
+    json_t *intent;
+    json_array_foreach (open, index, intent)
+    {
+        const char *request =
+            json_string_value (json_object_get (intent, "request"));
+        const char *path = json_string_value (json_object_get (intent, "path"));
+        const char *sim = json_string_value (json_object_get (intent, "sim"));
+        const char *at = path ? strrchr (path, '@') : NULL;
+        if (!request || !at || !sim || strlen (request) >= S_ID_MAX
+            || zhashx_lookup (self->inflight, request))
+            continue;
+        s_withdraw_t *withdraw = (s_withdraw_t *) zmalloc (sizeof *withdraw);
+        withdraw->relay = self;
+        snprintf (withdraw->request, sizeof withdraw->request, "%s", request);
+        snprintf (withdraw->instance, sizeof withdraw->instance, "%s", at + 1);
+        snprintf (withdraw->path, sizeof withdraw->path, "%.*s",
+                  (int) (at - path), path);
+        snprintf (withdraw->sim, sizeof withdraw->sim, "%s", sim);
+        zhashx_update (self->inflight, request, self);
+        json_t *ask =
+            json_pack ("{s:s,s:s}", "op", "fed.withdraw", "request", request);
+        hs_fed_call (self->fed, withdraw->instance, &ask, 2000, 2000, now,
+                     s_withdrawn, withdraw);
+    }
+    json_decref (open);
 }

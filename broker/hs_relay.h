@@ -9,6 +9,7 @@
 #ifndef HS_RELAY_H_INCLUDED
 #define HS_RELAY_H_INCLUDED
 
+#include "broker/hs_api.h"
 #include "broker/hs_fed.h"
 #include "broker/hs_fsm.h"
 #include "protocol/api_router.h"
@@ -19,9 +20,10 @@ typedef struct _hs_relay_t hs_relay_t;
 #define HS_RELAY_TTL_MS 5000
 #define HS_RELAY_TTL_MAX_MS 120000
 
-//  A relay sending through FED, vouching from FSM's applied state (both
-//  lent, must outlive it).
-hs_relay_t *hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm);
+//  A relay sending through FED, vouching from FSM's applied state, and
+//  recording what it sends and learns through API (fed.intent,
+//  fed.outcome). All lent, must outlive it.
+hs_relay_t *hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api);
 
 //  Destroy and null the caller's pointer; claims still waiting are
 //  answered unavailable.
@@ -31,6 +33,13 @@ void hs_relay_destroy (hs_relay_t **self_p);
 //  INSTANCE is a peer instance, on this ring's leader at NOW (ms,
 //  monotonic). The caller must be the sim it names (its registered key).
 void hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now);
+
+//  On the leader, once a second or so: claims this ring recorded as sent
+//  on (fed.intent) whose outcome is still unknown well after, and that
+//  no one here waits for, are withdrawn at their home (fed.withdraw),
+//  which answers what it decided or makes the refusal final; the outcome
+//  is recorded (fed.outcome), and the sim learns a grant from the feed.
+void hs_relay_tick (hs_relay_t *self, uint64_t now);
 
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);

@@ -831,6 +831,9 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     s_ask_members (self, now);
     if (self->fed)
         hs_fed_tick (self->fed, now);
+    if (self->relay && hs_ring_role (self->ring) == HS_RING_LEADER
+        && hs_ring_read_ready (self->ring))
+        hs_relay_tick (self->relay, now);
     return 0;
 }
 
@@ -1159,7 +1162,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
             goto failed;
         hs_api_set_foreign (self->handler, s_foreign, self);
         hs_fed_on_claim (self->fed, s_fed_write, self);
-        self->relay = hs_relay_new (self->fed, self->fsm);
+        self->relay = hs_relay_new (self->fed, self->fsm, self->handler);
     }
     return self;
 failed:

@@ -26,7 +26,7 @@
 //  A claim of a foreign entity whose outcome is unknown (the ring or the
 //  home did not answer) goes again under its request id for this long:
 //  the home answers a repeat with what it decided (federation.md 6).
-#define S_FOREIGN_RETRY_MS 20000
+#define S_FOREIGN_RETRY_MS 12000
 #define S_LIST_LIMIT 1000
 //  Grants asked of the ring (entity.grant) at once, at most.
 #define S_GRANT_FETCHES 64
@@ -729,6 +729,23 @@ s_grant_of (const json_t *entity, const char *path)
                         : 0};
 }
 
+//  A grant of another instance's entity (RESULT, lent): its former
+//  authority there hands the state over to us, and may open a session
+//  for that (federation.md section 5).
+static void
+s_visit_previous (sim_api_t *self, const json_t *result, uint64_t now_ms)
+{
+    const char *previous =
+        json_string_value (json_object_get (result, "previous"));
+    const char *key =
+        json_string_value (json_object_get (result, "previous_key"));
+    if (previous && key && strchr (previous, '@') && self->config.handoff)
+        sim_handoff_visit (
+            self->config.handoff, previous, key,
+            json_string_value (json_object_get (result, "previous_handoff")),
+            now_ms + S_VISIT_MS);
+}
+
 static void
 s_authority_one (sim_api_t *self, const char *op, const json_t *result,
                  const char *node, bool *traced)
@@ -743,6 +760,12 @@ s_authority_one (sim_api_t *self, const char *op, const json_t *result,
     self->event = result;
     self->event_node = node;
     self->event_traced = traced;
+    //  A claim's outcome that this ring learned from the entity's home
+    //  after the claim's answer was lost (federation.md section 6): taken
+    //  below as a grant heard from the ring.
+    if (streq (op, "fed.outcome") && authority
+        && streq (authority, self->config.name))
+        s_visit_previous (self, result, sf_time_mono_ms ());
     if (streq (op, "sim.expire")) {
         //  The ring declared this sim dead and orphaned what it held: it
         //  holds nothing any more (it registers again with its heartbeat).
@@ -1573,17 +1596,7 @@ s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
             claim->transfer = json_incref (transfer);
         //  Kept until the epoch is taken (s_take), if not at once.
         s_grant_adopt (self, json_object_get (reply, "grant"));
-        //  The home's former authority hands the state over to us: it may
-        //  open a session for that (federation.md section 5).
-        const char *previous =
-            json_string_value (json_object_get (reply, "previous"));
-        const char *key =
-            json_string_value (json_object_get (reply, "previous_key"));
-        if (previous && key && strchr (previous, '@') && self->config.handoff)
-            sim_handoff_visit (
-                self->config.handoff, previous, key,
-                json_string_value (json_object_get (reply, "previous_handoff")),
-                now_ms + S_VISIT_MS);
+        s_visit_previous (self, reply, now_ms);
         sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
         sim_authority_granted (self->core, waiting->claim, &grant, now_ms);
     }

@@ -684,7 +684,8 @@ s_ring_wants (void *arg, const char *topic, const char *op)
                || !streq (topic + 4, self->name);
     return streq (op, "sim.register") || streq (op, "entity.delete")
            || streq (op, "sim.expire") || streq (op, "authority.answer")
-           || streq (op, "authority.release") || streq (op, "fed.fenced");
+           || streq (op, "authority.release") || streq (op, "fed.fenced")
+           || streq (op, "fed.outcome");
 }
 
 //  A change s_ring_wants wanted. A sim registered, re-keyed or moved:
