@@ -1,0 +1,147 @@
+"""Two instances on two hosts (network namespaces on one bridge), each a
+homeserver and a sim: the link between them is cut (nftables) while a
+claim across them waits at the home, and healed only after the
+requester's sim has given up asking (protocol/federation.md section 6).
+
+The home decided the claim during the cut; neither the reply nor the
+former authority's HANDOFF got through. Checked from outside once the
+link is back: the requesting ring learned the outcome from the home
+(fed.withdraw) and told its sim through its feed; the entity has exactly
+one authority, the one the home recorded, holding the former
+authority's final state; both instances' feeds show the transfer.
+"""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from simfabric_testing import netns, wait_for, wait_registered
+from simfabric_testing.federation import federate
+
+pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
+
+
+@pytest.fixture
+def hosts():
+    hosts = netns.Hosts(2, prefix="sff")
+    yield hosts
+    hosts.close()
+
+
+def _place(daemon, address):
+    """Bind every endpoint of DAEMON on ADDRESS rather than loopback."""
+    for attribute in ("endpoint", "raft_endpoint", "events_endpoint", "state_endpoint",
+                      "handoff_endpoint", "federation_endpoint"):
+        value = getattr(daemon, attribute, None)
+        if value:
+            setattr(daemon, attribute, value.replace("127.0.0.1", address))
+    for key, value in daemon.section.items():
+        if isinstance(value, str) and "127.0.0.1" in value:
+            daemon.section[key] = value.replace("127.0.0.1", address)
+
+
+def _cut_between(hosts, index, other):
+    """Drop everything between host INDEX and host OTHER, at INDEX."""
+    peer = hosts.address(other)
+    rules = ("table inet sffcut {\n"
+             "  chain input { type filter hook input priority 0;\n"
+             f"    ip saddr {peer} drop\n  }}\n"
+             "  chain output { type filter hook output priority 0;\n"
+             f"    ip daddr {peer} drop\n  }}\n}}\n")
+    subprocess.run(hosts.exec_prefix(index) + ["nft", "-f", "-"], input=rules, text=True,
+                   check=True, capture_output=True)
+
+
+def _heal_between(hosts, index):
+    subprocess.run(hosts.exec_prefix(index) + ["nft", "delete", "table", "inet", "sffcut"],
+                   check=True, capture_output=True)
+
+
+def _next_event(client, kind, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
+        if event["event"] == kind:
+            return event
+
+
+def _feed_ops(socket, seconds=1.0):
+    ops = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if socket.poll(100):
+            topic, body = socket.recv_multipart()
+            ops.append((topic.decode(), json.loads(body)["op"]))
+    return ops
+
+
+def test_a_claim_decided_while_the_instances_were_cut_off_is_finished(hosts, tmp_path):
+    west = netns.NetnsDaemon(hosts, 0, "homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = netns.NetnsDaemon(hosts, 1, "homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    s1 = netns.NetnsDaemon(hosts, 0, "simserver", "s1", tmp_path / "west" / "s1",
+                           extra={"ring_checkpoint": 200})
+    b = netns.NetnsDaemon(hosts, 1, "simserver", "b", tmp_path / "east" / "b")
+    s1.ring, b.ring = [west], [east]
+    for index, daemon in ((0, west), (1, east), (0, s1), (1, b)):
+        _place(daemon, hosts.address(index))
+    for daemon in (west, east):
+        daemon.peers = {other: [peer] for other, peer in (("west", west), ("east", east))
+                        if peer is not daemon}
+    daemons = [west, east, s1, b]
+    try:
+        for daemon in daemons:
+            daemon.write_config()
+            daemon.start()
+        wait_registered([s1])
+        wait_registered([b])
+        west_feed, east_feed = west.subscribe(""), east.subscribe("")
+        with s1.client(timeout=10) as game1:
+            game1.call("subscribe", prefix="/fed/")
+            game1.call("entity.create", path="/fed/k", state="v1", rule="ask")
+            game1.call("entity.update", path="/fed/k", state="final from s1")
+            landed = {}
+
+            def claim():
+                with b.client(timeout=40) as game_b:
+                    landed["reply"] = game_b.request("entity.claim", path="/fed/k@west")
+
+            thread = threading.Thread(target=claim)
+            thread.start()
+            ask = _next_event(game1, "ask")
+            _cut_between(hosts, 1, 0)
+            assert game1.call("authority.answer", transfer=ask["transfer"],
+                              approve=True)["granted"] is True
+        # The requester cannot know: its sim is told so, and stops asking.
+        thread.join(40)
+        refused = landed["reply"]
+        assert not refused["ok"] and refused["error"]["code"] == "timeout", refused
+        assert "outcome unknown" in refused["error"]["message"]
+        _heal_between(hosts, 1)
+
+        def held():
+            with b.client() as game_b:
+                reply = game_b.request("entity.get", path="/fed/k@west")
+            return reply.get("ok") and reply["authority"] is True and reply
+
+        entity = wait_for(held, timeout=30, what="b to take the entity it was granted")
+        assert (entity["epoch"], entity["state"]) == (2, "final from s1")
+        with west.client() as client:
+            home = client.call("entity.get", path="/fed/k")
+        assert (home["authority"], home["epoch"]) == ("b@east", 2)
+        with s1.client() as game1:
+            fenced = game1.call("entity.get", path="/fed/k")
+        assert (fenced["authority"], fenced["epoch"]) == (False, 2)
+        # Both feeds show the transfer: the home's claim, the requester's
+        # intent and outcome.
+        west_ops = _feed_ops(west_feed, 0.5)
+        east_ops = _feed_ops(east_feed, 0.5)
+        assert ("entity:/fed/k", "fed.claim") in west_ops
+        assert ("entity:/fed/k@west", "fed.intent") in east_ops
+        assert ("entity:/fed/k@west", "fed.outcome") in east_ops
+    finally:
+        codes = {f"{d.name}@{d.folder.parent.name}": d.stop() for d in reversed(daemons)}
+    assert set(codes.values()) == {0}, codes
