@@ -1420,17 +1420,23 @@ s_ask_decided (hs_api_t *self, raft_index index, const json_t *result)
     api_router_fail (self->router, &call, SF_EDENIED, message);
 }
 
-static bool s_submit_own (hs_api_t *self, const char *op, json_t *args,
-                          uint64_t now);
-
 bool
-hs_api_submit_own (hs_api_t *self, const char *op, json_t *args, uint64_t now)
+hs_api_submit_own (hs_api_t *self, const char *op, json_t *args)
 {
-    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
-        json_decref (args);
+    uint8_t *data;
+    size_t size;
+    int rc = hs_ring_role (self->ring) == HS_RING_LEADER ? s_encode (
+                 op, zcert_public_txt (self->cert), true, args, &data, &size)
+                                                         : -1;
+    json_decref (args);
+    if (rc)
         return false;
-    }
-    return s_submit_own (self, op, args, now);
+    //  With the writes of this loop turn: one append, one flush.
+    s_write_t *write = (s_write_t *) zmalloc (sizeof (s_write_t));
+    write->command = data;
+    write->size = size;
+    zlistx_add_end (self->unsubmitted, write);
+    return true;
 }
 
 //  Submit OP with ARGS (taken) as a command of the ring's own, signed by

@@ -93,11 +93,10 @@ void hs_api_set_foreign (hs_api_t *self, hs_api_foreign_fn *foreign_fn,
 void hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
                          uint64_t now);
 
-//  On the leader, submit OP with ARGS (taken) as a command of the ring's
-//  own, answered by nobody (fed.intent, fed.outcome). Returns true if it
-//  was submitted; false elsewhere.
-bool hs_api_submit_own (hs_api_t *self, const char *op, json_t *args,
-                        uint64_t now);
+//  On the leader, queue OP with ARGS (taken) as a command of the ring's
+//  own, answered by nobody (fed.intent, fed.outcome), for the next
+//  hs_api_submit. Returns true if queued; false elsewhere.
+bool hs_api_submit_own (hs_api_t *self, const char *op, json_t *args);
 
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).

@@ -58,7 +58,8 @@
 //  from here and changes nothing). fed_intents: claims this ring sent on
 //  to an entity's home, until their outcome is known. fed_fenced: this
 //  instance's sims fenced at other instances' entities, as the home told
-//  (the newest epoch per global path, so a repeat changes nothing).
+//  (the newest epoch per global path, so a repeat changes nothing). Every
+//  claim prunes and every ask's answer decides: indexed, so neither scans.
 #define S_FED_TABLE                                                    \
     "CREATE TABLE IF NOT EXISTS fed_claims ("                          \
     "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                  \
@@ -69,7 +70,16 @@
     "  sim TEXT NOT NULL, created_ms INTEGER NOT NULL, outcome TEXT);" \
     "CREATE TABLE IF NOT EXISTS fed_fenced ("                          \
     "  path TEXT PRIMARY KEY, epoch INTEGER NOT NULL,"                 \
-    "  sim TEXT NOT NULL, authority TEXT, told_ms INTEGER NOT NULL);"
+    "  sim TEXT NOT NULL, authority TEXT, told_ms INTEGER NOT NULL);"  \
+    "CREATE INDEX IF NOT EXISTS fed_claims_age ON fed_claims"          \
+    "  (created_ms);"                                                  \
+    "CREATE INDEX IF NOT EXISTS fed_claims_asking ON fed_claims"       \
+    "  (json_extract (result, '$.transfer'))"                          \
+    "  WHERE json_extract (result, '$.pending');"                      \
+    "CREATE INDEX IF NOT EXISTS fed_intents_age ON fed_intents"        \
+    "  (created_ms);"                                                  \
+    "CREATE INDEX IF NOT EXISTS fed_intents_open ON fed_intents"       \
+    "  (created_ms) WHERE outcome IS NULL;"
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -144,8 +154,7 @@ static const char *s_schema =
        "json_extract (result, '$.pending') AND "                            \
        "json_extract (result, '$.transfer') = ?1")                          \
     X (S_FED_CLAIM_PRUNE,                                                   \
-       "DELETE FROM fed_claims WHERE created_ms < ?1 AND NOT "              \
-       "coalesce (json_extract (result, '$.pending'), 0)")                  \
+       "DELETE FROM fed_claims WHERE created_ms < ?1")                      \
     X (S_FED_WITHDRAW,                                                      \
        "INSERT INTO fed_claims (request, path, sim, epoch, result, "        \
        "created_ms) VALUES (?1, '', '', 0, ?2, ?3)")                        \

@@ -129,8 +129,7 @@ s_record (hs_relay_t *self, const char *request, json_t *outcome)
 {
     hs_api_submit_own (
         self->api, "fed.outcome",
-        json_pack ("{s:s,s:o}", "request", request, "outcome", outcome),
-        sf_time_mono_ms ());
+        json_pack ("{s:s,s:o}", "request", request, "outcome", outcome));
 }
 
 //  The home's answer to WAIT's claim (federation.md section 5), told to
@@ -292,8 +291,7 @@ hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
     snprintf (global, sizeof global, "%s@%s", wait->path, wait->instance);
     hs_api_submit_own (self->api, "fed.intent",
                        json_pack ("{s:s,s:s,s:s}", "request", wait->request,
-                                  "path", global, "sim", wait->sim),
-                       now);
+                                  "path", global, "sim", wait->sim));
     //  One attempt spans the whole time: a claim may wait at its home for
     //  an ask, and a member silent that long is given up on for the next
     //  claim (hs_fed_tick).

@@ -1279,7 +1279,11 @@ s_handle_fed_link (sf_loop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
     hs_server_t *self = (hs_server_t *) arg;
-    return hs_fed_receive (self->fed, reader, sf_time_mono_ms ());
+    hs_fed_receive (self->fed, reader, sf_time_mono_ms ());
+    //  Outcomes learnt here go to the ring as the API's writes do.
+    hs_api_submit (self->handler, sf_time_mono_ms ());
+    s_after_ring (self);
+    return 0;
 }
 
 static int

@@ -7,7 +7,13 @@
 
     Usage: bench_transfer SIM1_API SIM1_CERT SIM2_API SIM2_CERT
                           LEADER_API LEADER_CERT ENTITIES CONCURRENCY
-                          SECONDS
+                          SECONDS [@HOME FED_API FED_CERT CLIENT_SECRET]
+
+    With @HOME, sim2 is a sim of another instance (Case 1, federation.md
+    section 5): it claims PATH@HOME, and the floor adds one round trip
+    between the instances, a fed.status to FED_API (a member of the home,
+    its public certificate FED_CERT) from the requesting instance's
+    member (its secret certificate CLIENT_SECRET), over the same link.
 
     ENTITIES entities are created on sim1 under the rule allow; each
     transfer is an entity.claim sent to the sim that does not hold the
@@ -40,6 +46,9 @@ typedef struct {
     zcert_t *cert;
 } s_client_t;
 
+//  The home's suffix of sim2's claims ("@west"), or "" within one ring.
+static const char *s_suffix = "";
+
 //  Median, p99 and maximum of COUNT samples (sorted in place), in microseconds.
 static json_t *
 s_summary (uint64_t *samples, size_t count)
@@ -54,8 +63,11 @@ s_summary (uint64_t *samples, size_t count)
         (double) bench_stats_rank (samples, count, 1) / 1e3);
 }
 
+//  Connect CLIENT to ENDPOINT, pinning CERT_PATH's key, as OWN (a secret
+//  certificate's path) or as a fresh key pair when OWN is NULL.
 static int
-s_connect (s_client_t *client, const char *endpoint, const char *cert_path)
+s_connect_as (s_client_t *client, const char *endpoint, const char *cert_path,
+              const char *own)
 {
     char key [SF_CERT_KEY_TEXT + 1];
     sf_fault_t fault;
@@ -63,12 +75,22 @@ s_connect (s_client_t *client, const char *endpoint, const char *cert_path)
         fprintf (stderr, "bench_transfer: %s\n", fault.message);
         return -1;
     }
-    client->cert = zcert_new ();
+    client->cert = own ? zcert_load (own) : zcert_new ();
+    if (!client->cert) {
+        fprintf (stderr, "bench_transfer: cannot load %s\n", own);
+        return -1;
+    }
     client->socket = zsock_new (ZMQ_DEALER);
     zsock_set_rcvhwm (client->socket, 100000);
     zsock_set_sndhwm (client->socket, 100000);
     sf_curve_client (client->socket, client->cert, key);
     return zsock_connect (client->socket, "%s", endpoint);
+}
+
+static int
+s_connect (s_client_t *client, const char *endpoint, const char *cert_path)
+{
+    return s_connect_as (client, endpoint, cert_path, NULL);
 }
 
 static void
@@ -104,23 +126,31 @@ s_call (s_client_t *client, const char *request)
     return ok ? took : 0;
 }
 
+//  Claim ENTITY from CLIENT; sim2 (FOREIGN) names it PATH@HOME.
 static void
-s_claim (s_client_t *client, int entity)
+s_claim (s_client_t *client, int entity, bool foreign)
 {
-    zstr_sendf (
-        client->socket,
-        "{\"op\":\"entity.claim\",\"id\":%d,\"path\":\"/bench/t/%d/%d\"}",
-        entity, (int) getpid (), entity);
+    zstr_sendf (client->socket,
+                "{\"op\":\"entity.claim\",\"id\":%d,\"path\":"
+                "\"/bench/t/%d/%d%s\"}",
+                entity, (int) getpid (), entity, foreign ? s_suffix : "");
 }
 
 int
 main (int argc, char *argv [])
 {
-    if (argc != 10) {
+    if (argc != 10 && argc != 14) {
         fprintf (stderr,
                  "usage: bench_transfer SIM1_API SIM1_CERT SIM2_API SIM2_CERT "
-                 "LEADER_API LEADER_CERT ENTITIES CONCURRENCY SECONDS\n");
+                 "LEADER_API LEADER_CERT ENTITIES CONCURRENCY SECONDS "
+                 "[@HOME FED_API FED_CERT CLIENT_SECRET]\n");
         return 2;
+    }
+    s_client_t fed = {NULL, NULL};
+    if (argc == 14) {
+        s_suffix = argv [10];
+        if (s_connect_as (&fed, argv [11], argv [12], argv [13]))
+            return 2;
     }
     int entities = atoi (argv [7]);
     int concurrency = atoi (argv [8]);
@@ -157,8 +187,8 @@ main (int argc, char *argv [])
     }
 
     //  The floor: a durable commit seen by a client, and a round trip.
-    uint64_t commits [200], trips [200];
-    size_t n_commits = 0, n_trips = 0;
+    uint64_t commits [200], trips [200], fed_trips [200];
+    size_t n_commits = 0, n_trips = 0, n_fed_trips = 0;
     for (int at = 0; at < 200; at++) {
         char request [160];
         snprintf (request, sizeof request,
@@ -171,6 +201,10 @@ main (int argc, char *argv [])
         took = s_call (&sims [1], "{\"op\":\"status\",\"id\":1}");
         if (took)
             trips [n_trips++] = took;
+        took =
+            fed.socket ? s_call (&fed, "{\"op\":\"fed.status\",\"id\":1}") : 0;
+        if (took)
+            fed_trips [n_fed_trips++] = took;
     }
 
     //  Latency: one transfer at a time.
@@ -184,7 +218,7 @@ main (int argc, char *argv [])
         int entity = at % entities;
         s_client_t *to = &sims [1 - holder [entity]];
         uint64_t started = sf_time_mono_ns ();
-        s_claim (to, entity);
+        s_claim (to, entity, to == &sims [1]);
         json_t *reply = s_reply (to);
         uint64_t took = sf_time_mono_ns () - started;
         if (json_is_true (json_object_get (reply, "ok"))) {
@@ -220,7 +254,7 @@ main (int argc, char *argv [])
     for (; in_flight < concurrency; in_flight++, next = (next + 1) % entities) {
         sent_at [next] = sf_time_mono_ns ();
         busy [next] = true;
-        s_claim (&sims [1 - holder [next]], next);
+        s_claim (&sims [1 - holder [next]], next, holder [next] == 0);
     }
     while (in_flight > 0) {
         zsock_t *which = (zsock_t *) zpoller_wait (poller, 10000);
@@ -254,7 +288,7 @@ main (int argc, char *argv [])
                 next = (next + 1) % entities;
             sent_at [next] = sf_time_mono_ns ();
             busy [next] = true;
-            s_claim (&sims [1 - holder [next]], next);
+            s_claim (&sims [1 - holder [next]], next, holder [next] == 0);
             next = (next + 1) % entities;
             in_flight++;
         }
@@ -269,12 +303,17 @@ main (int argc, char *argv [])
 
     json_t *commit = s_summary (commits, n_commits);
     json_t *trip = s_summary (trips, n_trips);
-    double floor_us = json_real_value (json_object_get (commit, "p50_us"))
-                      + json_real_value (json_object_get (trip, "p50_us"));
-    json_t *result = json_pack ("{s:{s:o,s:o,s:f},s:o,s:o,s:o,s:i}", "floor",
-                                "commit", commit, "round_trip", trip, "p50_us",
-                                floor_us, "latency", latency, "throughput",
-                                throughput, "traced", traced, "errors", errors);
+    json_t *fed_trip = s_summary (fed_trips, n_fed_trips);
+    double floor_us =
+        json_real_value (json_object_get (commit, "p50_us"))
+        + json_real_value (json_object_get (trip, "p50_us"))
+        + (n_fed_trips ? json_real_value (json_object_get (fed_trip, "p50_us"))
+                       : 0);
+    json_t *result =
+        json_pack ("{s:{s:o,s:o,s:o,s:f},s:o,s:o,s:o,s:i}", "floor", "commit",
+                   commit, "round_trip", trip, "fed_round_trip", fed_trip,
+                   "p50_us", floor_us, "latency", latency, "throughput",
+                   throughput, "traced", traced, "errors", errors);
     char *text = json_dumps (result, JSON_COMPACT);
     printf ("%s\n", text);
     free (text);
@@ -283,6 +322,8 @@ main (int argc, char *argv [])
     s_disconnect (&sims [0]);
     s_disconnect (&sims [1]);
     s_disconnect (&leader);
+    if (fed.socket)
+        s_disconnect (&fed);
     free (samples);
     free (sent_at);
     free (busy);
