@@ -162,8 +162,9 @@ static const char *s_schema =
        "INSERT INTO fed_intents (request, path, sim, created_ms) VALUES "   \
        "(?1, ?2, ?3, ?4) ON CONFLICT (request) DO NOTHING")                 \
     X (S_INTENT_DECIDE,                                                     \
-       "UPDATE fed_intents SET outcome = ?2 WHERE request = ?1 AND "        \
-       "outcome IS NULL")                                                   \
+       "INSERT INTO fed_intents (request, path, sim, created_ms, outcome) " \
+       "VALUES (?1, ?3, ?4, ?5, ?2) ON CONFLICT (request) DO UPDATE SET "   \
+       "outcome = ?2 WHERE outcome IS NULL")                                \
     X (S_INTENT_PRUNE,                                                      \
        "DELETE FROM fed_intents WHERE created_ms < ?1 AND outcome IS NOT "  \
        "NULL")                                                              \
@@ -797,10 +798,10 @@ s_parse_fed_intent (const json_t *args, s_args_t *a, sf_fault_t *fault)
 static int
 s_parse_fed_outcome (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    if (sf_json_string (args, "request", true, &a->claim, fault)
-        || sf_json_object (args, "outcome", true, &a->outcome, fault))
-        return -1;
-    return 0;
+    return s_parse_fed_intent (args, a, fault)
+                   || sf_json_object (args, "outcome", true, &a->outcome, fault)
+               ? -1
+               : 0;
 }
 
 static int
@@ -2311,8 +2312,9 @@ s_fed_withdraw (s_apply_t *ctx)
 }
 
 //  fed.intent: this ring's leader sent sim SIM's claim REQUEST of PATH
-//  (PATH@HOME) on to its home; recorded until its outcome is known, so a
-//  new leader finishes it (hs_relay), and published on the path's topic.
+//  (PATH@HOME) on to its home and did not hear what came of it; recorded
+//  until its outcome is known, so a leader finishes it (hs_relay), and
+//  published on the path's topic.
 static json_t *
 s_fed_intent (s_apply_t *ctx)
 {
@@ -2345,6 +2347,9 @@ s_fed_outcome (s_apply_t *ctx)
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_INTENT_DECIDE);
     s_bind_text (stmt, 1, ctx->a->claim);
     s_bind_text (stmt, 2, text);
+    s_bind_text (stmt, 3, ctx->a->path);
+    s_bind_text (stmt, 4, ctx->a->sim);
+    s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
     free (text);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
@@ -2896,7 +2901,8 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_FED_INTENT] = {
         {"request", "path", "sim"}, s_parse_fed_intent, s_fed_intent, NULL},
     [HS_OP_FED_OUTCOME] = {
-        {"request", "outcome"}, s_parse_fed_outcome, s_fed_outcome, NULL},
+        {"request", "path", "sim", "outcome"}, s_parse_fed_outcome,
+        s_fed_outcome, NULL},
     [HS_OP_FED_FENCED] = {
         {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},
         s_parse_fed_fenced, s_fed_fenced, NULL},

@@ -31,7 +31,14 @@ struct _hs_relay_t {
     uint64_t next;        //  claims given an id here
     uint32_t nonce;       //  makes those ids unique across restarts
     uint64_t checked_ms;  //  when open intents were last looked at
+    json_t *outcomes;     //  fed.outcome arguments not submitted yet
+    uint64_t flushed_ms;  //  when they were last submitted
 };
+
+//  Known outcomes wait this long to go to the ring together: they only
+//  put the transfer in this instance's feed (the sim heard the reply), so
+//  one commit carries many, rather than one commit each.
+#define S_OUTCOMES_MS 250
 
 //  A claim sent on, waiting for its home's answer.
 typedef struct {
@@ -54,6 +61,7 @@ hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api)
     self->api = api;
     self->waits = zlistx_new ();
     self->inflight = zhashx_new ();
+    self->outcomes = json_array ();
     self->nonce = randombytes_random ();
     return self;
 }
@@ -75,6 +83,7 @@ hs_relay_destroy (hs_relay_t **self_p)
         }
         zlistx_destroy (&self->waits);
         zhashx_destroy (&self->inflight);
+        json_decref (self->outcomes);
         free (self);
         *self_p = NULL;
     }
@@ -122,14 +131,43 @@ s_translate (const json_t *reply, const char *home, const char *path,
     return result;
 }
 
-//  Record the outcome of REQUEST (OUTCOME taken) in this ring, off the
-//  sim's critical path: its feed tells the sim a grant it did not hear.
+//  Record in this ring that sim SIM's claim REQUEST of HOME's PATH was
+//  sent on and its outcome is unknown (OUTCOME NULL: fed.intent), or what
+//  it came to (OUTCOME taken: fed.outcome), off the sim's critical path.
+//  An intent lets a later leader finish the claim (hs_relay_tick); an
+//  outcome puts the transfer in this instance's feed, where the sim
+//  learns a grant it did not hear.
 static void
-s_record (hs_relay_t *self, const char *request, json_t *outcome)
+s_record (hs_relay_t *self, const char *request, const char *home,
+          const char *path, const char *sim, json_t *outcome)
 {
-    hs_api_submit_own (
-        self->api, "fed.outcome",
-        json_pack ("{s:s,s:o}", "request", request, "outcome", outcome));
+    char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+    snprintf (global, sizeof global, "%s@%s", path, home);
+    json_t *args = json_pack ("{s:s,s:s,s:s}", "request", request, "path",
+                              global, "sim", sim);
+    if (outcome) {
+        json_object_set_new (args, "outcome", outcome);
+        json_array_append_new (self->outcomes, args);
+    }
+    else
+        hs_api_submit_own (self->api, "fed.intent", args);
+}
+
+bool
+hs_relay_flush (hs_relay_t *self, uint64_t now)
+{
+    if (!json_array_size (self->outcomes)
+        || now - self->flushed_ms < S_OUTCOMES_MS)
+        return false;
+    self->flushed_ms = now;
+    size_t index;
+    json_t *args;
+    json_array_foreach (self->outcomes, index, args)
+    {
+        hs_api_submit_own (self->api, "fed.outcome", json_incref (args));
+    }
+    json_array_clear (self->outcomes);
+    return true;
 }
 
 //  The home's answer to WAIT's claim (federation.md section 5), told to
@@ -146,10 +184,12 @@ s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
     if (reply) {
         json_t *result =
             s_translate (reply, wait->instance, wait->path, wait->sim);
-        if (self)
-            s_record (self, wait->request, json_deep_copy (result));
         api_router_reply (NULL, &wait->call, result);
-        json_decref (result);
+        if (self)
+            s_record (self, wait->request, wait->instance, wait->path,
+                      wait->sim, result);
+        else
+            json_decref (result);
     }
     else if (fault->error == SF_ETIMEOUT || fault->error == SF_EUNAVAILABLE) {
         char message [sizeof fault->message + 320];
@@ -160,10 +200,14 @@ s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
                   wait->instance, (unsigned long long) wait->ttl_ms,
                   fault->message);
         api_router_fail (NULL, &wait->call, SF_ETIMEOUT, message);
+        if (self)
+            s_record (self, wait->request, wait->instance, wait->path,
+                      wait->sim, NULL);
     }
     else {
         if (self)
-            s_record (self, wait->request,
+            s_record (self, wait->request, wait->instance, wait->path,
+                      wait->sim,
                       json_pack ("{s:b,s:s,s:s}", "granted", 0, "error",
                                  sf_error_code (fault->error), "message",
                                  fault->message));
@@ -285,13 +329,6 @@ hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
     wait->call = call;
     wait->cursor = zlistx_add_end (self->waits, wait);
     zhashx_update (self->inflight, wait->request, self);
-    //  Recorded while it goes (not waited for): a leader that takes over
-    //  finds it and learns its outcome (hs_relay_tick).
-    char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
-    snprintf (global, sizeof global, "%s@%s", wait->path, wait->instance);
-    hs_api_submit_own (self->api, "fed.intent",
-                       json_pack ("{s:s,s:s,s:s}", "request", wait->request,
-                                  "path", global, "sim", wait->sim));
     //  One attempt spans the whole time: a claim may wait at its home for
     //  an ask, and a member silent that long is given up on for the next
     //  claim (hs_fed_tick).
@@ -317,7 +354,8 @@ s_withdrawn (void *arg, const json_t *reply, const sf_fault_t *fault)
     zhashx_delete (self->inflight, withdraw->request);
     //  Unanswered, or an ask still waiting: looked at again next time.
     if (reply && !json_is_true (json_object_get (reply, "pending")))
-        s_record (self, withdraw->request,
+        s_record (self, withdraw->request, withdraw->instance, withdraw->path,
+                  withdraw->sim,
                   s_translate (reply, withdraw->instance, withdraw->path,
                                withdraw->sim));
     free (withdraw);

@@ -41,6 +41,11 @@ void hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now);
 //  is recorded (fed.outcome), and the sim learns a grant from the feed.
 void hs_relay_tick (hs_relay_t *self, uint64_t now);
 
+//  Queue the outcomes learnt (fed.outcome) for the ring, at most every
+//  250 ms, so that one commit carries many. Returns true if it queued
+//  any (the caller then calls hs_api_submit).
+bool hs_relay_flush (hs_relay_t *self, uint64_t now);
+
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);
 

@@ -832,8 +832,13 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     if (self->fed)
         hs_fed_tick (self->fed, now);
     if (self->relay && hs_ring_role (self->ring) == HS_RING_LEADER
-        && hs_ring_read_ready (self->ring))
+        && hs_ring_read_ready (self->ring)) {
         hs_relay_tick (self->relay, now);
+        if (hs_relay_flush (self->relay, now)) {
+            hs_api_submit (self->handler, now);
+            s_after_ring (self);
+        }
+    }
     return 0;
 }
 
