@@ -167,6 +167,24 @@ def step_moves(fabric, scene):
     say(f"deny: sim2's claim of {deny} refused in {ms(took)}: {reply.code}: {reply.message}")
 
 
+def step_visit(fabric, scene):
+    """Case 1 (federation.md section 5): the visitor, a sim of instance
+    east, takes one of west's entities through its own ring, then sim1
+    takes it back."""
+    path = [e["path"] for e in scene if e["rule"] == "allow"][1]
+    reply, took = claim(fabric, "visitor", f"{path}@west")
+    if isinstance(reply, ApiError):
+        sys.exit(f"demo: the visitor's claim of {path}@west failed: {reply}")
+    say(f"across instances: visitor (east) took {path}@west from sim1 (west) in {ms(took)}, "
+        f"west's epoch {reply['epoch']}, state from its {reply['from']}; hops: not traced "
+        f"across instances yet (federation.md section 10)")
+    reply, took = claim(fabric, "sim1", path)
+    if isinstance(reply, ApiError):
+        sys.exit(f"demo: sim1's claim back of {path} failed: {reply}")
+    say(f"across instances: sim1 took {path} back from {reply['previous']} in {ms(took)}, epoch "
+        f"{reply['epoch']}, state from its {reply['from']}")
+
+
 def step_recover(fabric):
     """sim1 was killed: wait for the ring to orphan what it held, then
     take one of its entities from sim2."""
@@ -199,6 +217,7 @@ def main():
             scene = step_import(fabric)
             step_edits(fabric, scene)
             step_moves(fabric, scene)
+            step_visit(fabric, scene)
         else:
             step_recover(fabric)
     except (ApiError, NoReply, KeyError, StopIteration) as error:

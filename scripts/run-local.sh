@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 #  Start a local simfabric instance on loopback and run the fabric's main
 #  job on it: keys and data in a temporary folder, a ring of three
-#  homeservers and two simulation servers, each checked with fabricctl;
-#  then the demo (scripts/demo.py): the example scene imported, transforms
-#  edited and streamed to the other sim, authority moved under each rule,
-#  a sim killed and its entities recovered, each step with its measured
-#  latency and hop count. Runs until Ctrl-C (or --duration), then stops
-#  every daemon it started and reports how each exited.
+#  homeservers and two simulation servers (instance "west"), and a second
+#  instance "east" federated with it (a ring of one and a sim, "visitor"),
+#  each checked with fabricctl; then the demo (scripts/demo.py): the
+#  example scene imported, transforms edited and streamed to the other
+#  sim, authority moved under each rule and across the instances, a sim
+#  killed and its entities recovered, each step with its measured latency
+#  and hop count. Runs until Ctrl-C (or --duration), then stops every
+#  daemon it started and reports how each exited.
 #
 #  Usage: scripts/run-local.sh [--duration SECONDS] [--keep] [--no-demo]
 #    --duration SECONDS  stop by itself after SECONDS
@@ -116,7 +118,7 @@ start_daemon ()
 
 sf_say "run-local: working in $WORK"
 mkdir -p "$WORK/keys"
-for name in hs1 hs2 hs3 sim1 sim2; do
+for name in hs1 hs2 hs3 sim1 sim2 ehs1 visitor; do
     "$FABRICCTL" keygen "$name" --dir "$WORK/keys" >/dev/null
 done
 #  The administrator: its public certificate in the ring's admins folder.
@@ -124,13 +126,13 @@ done
 mkdir -p "$WORK/keys/admins"
 "$FABRICCTL" keygen admin --dir "$WORK/keys" >/dev/null
 cp "$WORK/keys/admin.cert" "$WORK/keys/admins/"
-sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1, sim2 and admin in $WORK/keys"
+sf_say "run-local: made key pairs for hs1, hs2, hs3, sim1, sim2, ehs1, visitor and admin in $WORK/keys"
 
 #  The ring: three homeservers that list each other as members. A sim
 #  silent for 2 s is declared dead (the demo kills one).
 SIM_LEASE=2000
-read -r -a PORTS <<<"$(free_ports 15)"
-declare -A API_PORT RAFT_PORT EVENTS_PORT STATE_PORT HANDOFF_PORT
+read -r -a PORTS <<<"$(free_ports 25)"
+declare -A API_PORT RAFT_PORT EVENTS_PORT STATE_PORT HANDOFF_PORT FED_PORT
 RING=""
 for n in 1 2 3; do
     API_PORT[hs$n]=${PORTS[$((3 * n - 3))]}
@@ -144,11 +146,37 @@ for n in 1 2 3; do
             key = keys/hs$n.cert
 "
 done
+#  Federation (protocol/federation.md): west's members and east's one
+#  each listen on a federation endpoint and list the other instance's.
 for n in 1 2 3; do
-    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = hs%s-data\n    sim_lease = %s\n    admins = keys/admins\n' \
-        "$n" "${RAFT_PORT[hs$n]}" "${EVENTS_PORT[hs$n]}" "$n" "$SIM_LEASE" \
+    FED_PORT[hs$n]=${PORTS[$((14 + n))]}
+done
+API_PORT[ehs1]=${PORTS[18]}
+RAFT_PORT[ehs1]=${PORTS[19]}
+EVENTS_PORT[ehs1]=${PORTS[20]}
+FED_PORT[ehs1]=${PORTS[21]}
+WEST_PEERS="federation
+    east
+        member
+            ehs1
+                federation = tcp://127.0.0.1:${FED_PORT[ehs1]}
+                key = keys/ehs1.cert
+"
+EAST_PEERS="federation
+    west
+        member
+"
+for n in 1 2 3; do
+    EAST_PEERS+="            hs$n
+                federation = tcp://127.0.0.1:${FED_PORT[hs$n]}
+                key = keys/hs$n.cert
+"
+done
+for n in 1 2 3; do
+    printf '    id = %s\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = hs%s-data\n    sim_lease = %s\n    admins = keys/admins\n    instance = west\n    federation = tcp://127.0.0.1:%s\n' \
+        "$n" "${RAFT_PORT[hs$n]}" "${EVENTS_PORT[hs$n]}" "$n" "$SIM_LEASE" "${FED_PORT[hs$n]}" \
         | write_config "hs$n" homeserver "${API_PORT[hs$n]}"
-    printf 'ring\n    member\n%s' "$RING" >>"$WORK/hs$n.cfg"
+    printf 'ring\n    member\n%s%s' "$RING" "$WEST_PEERS" >>"$WORK/hs$n.cfg"
 done
 for n in 1 2 3; do
     start_daemon homeserver "hs$n" "${API_PORT[hs$n]}"
@@ -198,11 +226,43 @@ for n in 1 2; do
     start_daemon simserver "sim$n" "${API_PORT[sim$n]}"
 done
 
+#  The second instance, east: a ring of one and a sim that visits west's
+#  entities (PATH@west) through its own ring.
+EAST_RING="        ehs1
+            id = 1
+            raft = tcp://127.0.0.1:${RAFT_PORT[ehs1]}
+            api = tcp://127.0.0.1:${API_PORT[ehs1]}
+            events = tcp://127.0.0.1:${EVENTS_PORT[ehs1]}
+            key = keys/ehs1.cert
+"
+printf '    id = 1\n    raft = tcp://127.0.0.1:%s\n    events = tcp://127.0.0.1:%s\n    data = ehs1-data\n    admins = keys/admins\n    instance = east\n    federation = tcp://127.0.0.1:%s\n' \
+    "${RAFT_PORT[ehs1]}" "${EVENTS_PORT[ehs1]}" "${FED_PORT[ehs1]}" \
+    | write_config ehs1 homeserver "${API_PORT[ehs1]}"
+printf 'ring\n    member\n%s%s' "$EAST_RING" "$EAST_PEERS" >>"$WORK/ehs1.cfg"
+start_daemon homeserver ehs1 "${API_PORT[ehs1]}"
+API_PORT[visitor]=${PORTS[22]}
+STATE_PORT[visitor]=${PORTS[23]}
+HANDOFF_PORT[visitor]=${PORTS[24]}
+begun=$(date +%s%N)
+until token=$("$FABRICCTL" token create --sim visitor --ttl 10m \
+    --server "tcp://127.0.0.1:${API_PORT[ehs1]}" \
+    --server-key "$WORK/keys/ehs1.cert" --key "$WORK/keys/admin.cert_secret" 2>/dev/null); do
+    [ $((($(date +%s%N) - begun) / 1000000000)) -lt 15 ] \
+        || sf_die "run-local: east issued no join token for visitor"
+    sleep 0.05
+done
+printf '    state = udp://127.0.0.1:%s\n    handoff = tcp://127.0.0.1:%s\n    heartbeat = 500\n    token = "%s"\n' \
+    "${STATE_PORT[visitor]}" "${HANDOFF_PORT[visitor]}" "$token" \
+    | write_config visitor sim "${API_PORT[visitor]}"
+printf 'ring\n    member\n%s' "$EAST_RING" >>"$WORK/visitor.cfg"
+start_daemon simserver visitor "${API_PORT[visitor]}"
+sf_say "run-local: instance east (ehs1, visitor) federated with west (hs1, hs2, hs3)"
+
 #  What the demo (and any tool) needs to find the daemons.
 {
     printf '{"fabricctl": "%s", "sim_lease_ms": %s, "daemons": {' "$FABRICCTL" "$SIM_LEASE"
     sep=""
-    for name in hs1 hs2 hs3 sim1 sim2; do
+    for name in hs1 hs2 hs3 sim1 sim2 ehs1 visitor; do
         printf '%s"%s": {"api": "tcp://127.0.0.1:%s"}' "$sep" "$name" "${API_PORT[$name]}"
         sep=", "
     done

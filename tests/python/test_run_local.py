@@ -38,12 +38,18 @@ def test_run_local_starts_and_stops_cleanly(tmp_path):
                      r"handoff\)|4 hops \(request, event, answer, reply\))", log), log
     assert re.search(r"demo: ask, denied: .* refused in [\d.]+ ms: denied", log)
     assert re.search(r"demo: deny: .* refused in [\d.]+ ms: denied", log)
+    # Case 1: the second instance's sim takes a west entity, and back.
+    assert "run-local: instance east (ehs1, visitor) federated with west" in log
+    assert re.search(r"demo: across instances: visitor \(east\) took (\S+)@west from sim1 "
+                     r"\(west\) in [\d.]+ ms, west's epoch 2, state from its handoff", log), log
+    assert re.search(r"demo: across instances: sim1 took \S+ back from visitor@east in "
+                     r"[\d.]+ ms, epoch 3, state from its handoff", log), log
     assert re.search(r"demo: the ring declared sim1 dead and orphaned its entities", log)
     assert re.search(r"demo: recovered: sim2 took orphan \S+ in [\d.]+ ms, epoch 2, from the "
                      r"ring's checkpoint", log), log
     for name in ("hs1", "hs2", "hs3"):
         assert f"run-local: {name} stopped cleanly" in log
-    for name in ("sim1", "sim2"):
+    for name in ("sim1", "sim2", "ehs1", "visitor"):
         assert f"run-local: {name} stopped cleanly" in log
     # The temporary folder (keys, configs, logs) is removed.
     assert list(tmp_path.iterdir()) == []
