@@ -124,6 +124,7 @@ struct _hs_api_t {
     sf_trace_t *trace;      //  lent, or NULL: hop records (trace.md)
     hs_api_counters_fn *counters_fn;  //  the daemon's own counters, or NULL
     hs_api_foreign_fn *foreign_fn;    //  answers foreign names, or NULL
+    char *instance;                   //  this instance's name, or NULL
     void *foreign_context;
     void *counters_context;
     uint64_t forwarded;      //  requests relayed to the leader
@@ -237,6 +238,7 @@ hs_api_destroy (hs_api_t **self_p)
             zsock_destroy (&self->members [at].dealer);
         }
         free (self->name);
+        free (self->instance);
         free (self);
         *self_p = NULL;
     }
@@ -316,14 +318,18 @@ static void
 s_trace_reply (hs_api_t *self, api_call_t *call, const json_t *result)
 {
     const api_msg_t *request = api_call_request (call);
-    const char *msg = streq (request->op, "authority.request")  ? "request"
+    const char *msg = streq (request->op, "authority.request")
+                              || streq (request->op, "fed.claim")
+                          ? "request"
                       : streq (request->op, "authority.answer") ? "answer"
                                                                 : NULL;
     json_t *transfer = json_object_get (result, "transfer");
     if (!msg || !json_is_integer (transfer))
         return;
+    //  Another instance's claim came from that instance's member.
     const char *sim =
-        json_string_value (json_object_get (request->root, "sim"));
+        api_call_label (call)
+            ?: json_string_value (json_object_get (request->root, "sim"));
     uint64_t id = (uint64_t) json_integer_value (transfer);
     sf_trace_transfer (self->trace, id, msg, false, sim,
                        api_call_received_us (call));
@@ -399,6 +405,8 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
         "last_index", (json_int_t) hs_ring_last_index (self->ring),
         "snapshot_index", (json_int_t) hs_ring_snapshot_index (self->ring),
         "members", s_status_members (self));
+    if (self->instance)
+        json_object_set_new (result, "instance", json_string (self->instance));
     //  The ring's membership as Raft sees it (latest, maybe uncommitted).
     const struct raft_configuration *configuration =
         hs_ring_configuration (self->ring);
@@ -1357,6 +1365,13 @@ hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
     else
         s_write (self, call, api_call_principal (call), args, now);
     json_decref (args);
+}
+
+void
+hs_api_set_instance (hs_api_t *self, const char *instance)
+{
+    free (self->instance);
+    self->instance = instance ? strdup (instance) : NULL;
 }
 
 void

@@ -75,6 +75,10 @@ typedef void (hs_api_counters_fn) (void *context, json_t *counters);
 void hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
                           void *context);
 
+//  This ring's instance name (federation.md section 1; NULL: none), for
+//  status.
+void hs_api_set_instance (hs_api_t *self, const char *instance);
+
 //  A request naming a foreign NAME (NAME@INSTANCE, federation.md sections
 //  4 and 5) of KIND: "player" (player.key), or "path" (an authority.request
 //  of PATH@INSTANCE, on the leader only). The daemon takes *CALL and

@@ -437,6 +437,12 @@ hs_fed_instance (hs_fed_t *self)
 }
 
 const char *
+hs_fed_node (hs_fed_t *self)
+{
+    return self->node;
+}
+
+const char *
 hs_fed_instance_of (hs_fed_t *self, const char *key)
 {
     for (size_t at = 0; at < self->n_peers; at++)
@@ -459,6 +465,14 @@ hs_fed_handle (hs_fed_t *self)
     if (!call)
         return 0;
     const char *op = api_call_request (call)->op;
+    //  Traces name the sender as its instance's member, "hs1@east".
+    for (size_t at = 0; at < self->n_peers; at++)
+        if (streq (self->peers [at].key, api_call_principal (call))) {
+            char label [S_GLOBAL_MAX + 1];
+            snprintf (label, sizeof label, "%s@%s", self->peers [at].name,
+                      self->peers [at].instance);
+            api_call_set_label (call, label);
+        }
     //  A claim or a fence waits for its commit: served by the ring's
     //  handler, with the instance its sender's key speaks for.
     if (op
@@ -559,8 +573,11 @@ s_call_end (hs_fed_t *self, void *cursor, s_call_t *call, const json_t *reply,
     hs_fed_reply_fn *fn = call->fn;
     void *arg = call->arg;
     json_t *kept = json_incref ((json_t *) reply);
+    char member [S_GLOBAL_MAX + 1];
+    snprintf (member, sizeof member, "%s@%s", self->peers [call->member].name,
+              call->instance);
     zlistx_delete (self->calls, cursor);
-    fn (arg, kept, fault);
+    fn (arg, kept, reply ? member : NULL, fault);
     json_decref (kept);
 }
 
@@ -596,7 +613,7 @@ hs_fed_call (hs_fed_t *self, const char *instance, json_t **request_p,
         return;
     }
     json_decref (request);
-    fn (arg, NULL, &fault);
+    fn (arg, NULL, NULL, &fault);
 }
 
 //  A member answered CALL that it cannot serve it now (FAULT): send it to
@@ -700,8 +717,10 @@ typedef struct {
 //  What LOOKUP's instance answered: only what it says of the name asked
 //  is kept.
 static void
-s_looked_up (void *arg, const json_t *reply, const sf_fault_t *fault)
+s_looked_up (void *arg, const json_t *reply, const char *member,
+             const sf_fault_t *fault)
 {
+    (void) member;
     s_lookup_t *lookup = (s_lookup_t *) arg;
     sf_fault_t why;
     json_t *entry = NULL;

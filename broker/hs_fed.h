@@ -67,6 +67,9 @@ const char *hs_fed_endpoint (hs_fed_t *self);
 //  This instance's name. Lent.
 const char *hs_fed_instance (hs_fed_t *self);
 
+//  This member's name. Lent.
+const char *hs_fed_node (hs_fed_t *self);
+
 //  The peer instance whose member holds KEY (Z85), or NULL. Lent.
 const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
 
@@ -93,11 +96,12 @@ int hs_fed_receive (hs_fed_t *self, zsock_t *link, uint64_t now);
 void hs_fed_tick (hs_fed_t *self, uint64_t now);
 
 //  What a request to a peer instance came to: REPLY (lent; the whole
-//  envelope, "ok": true) or NULL with FAULT: the instance's own error, or
+//  envelope, "ok": true) from MEMBER ("NAME@INSTANCE", lent), or NULL
+//  with FAULT: the instance's own error, or
 //  timeout (no member answered in time; what it did is unknown), or
 //  not_found (no such instance), or unavailable (too many waiting).
 typedef void (hs_fed_reply_fn) (void *arg, const json_t *reply,
-                                const sf_fault_t *fault);
+                                const char *member, const sf_fault_t *fault);
 
 //  Send REQUEST (taken: "op" and arguments; its "id" is set here) to peer
 //  INSTANCE: to the member that last led it, else the first configured.

@@ -4,6 +4,7 @@
 #include "common/sf_json.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
+#include "common/sf_trace.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct _hs_relay_t {
     hs_fed_t *fed;        //  lent
     hs_fsm_t *fsm;        //  lent
     hs_api_t *api;        //  lent: submits fed.intent and fed.outcome
+    sf_trace_t *trace;    //  lent: hop records (trace.md), or NULL
     zlistx_t *waits;      //  s_wait_t of claims sent on
     zhashx_t *inflight;   //  request ids sent on or being withdrawn
     uint64_t next;        //  claims given an id here
@@ -50,12 +52,14 @@ typedef struct {
     char sim [65];                             //  the sim, a local name
     char request [S_ID_MAX];                   //  the global request id
     uint64_t ttl_ms;
+    uint64_t sent_us;  //  wall clock when it went to the home
 } s_wait_t;
 
 hs_relay_t *
-hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api)
+hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api, sf_trace_t *trace)
 {
     hs_relay_t *self = (hs_relay_t *) zmalloc (sizeof (hs_relay_t));
+    self->trace = trace;
     self->fed = fed;
     self->fsm = fsm;
     self->api = api;
@@ -112,11 +116,14 @@ s_globalize (json_t *result, const char *field, const char *instance)
 //  the sim's terms: a new object.
 static json_t *
 s_translate (const json_t *reply, const char *home, const char *path,
-             const char *sim)
+             const char *sim, const char *node)
 {
     json_t *result = json_deep_copy (reply);
     json_object_del (result, "id");
     json_object_del (result, "ok");
+    //  Who answered is this instance's member (the home's names its own).
+    json_object_del (result, "leader");
+    json_object_set_new (result, "node", json_string (node));
     char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
     snprintf (global, sizeof global, "%s@%s", path, home);
     json_object_set_new (result, "path", json_string (global));
@@ -172,9 +179,32 @@ hs_relay_flush (hs_relay_t *self, uint64_t now)
 
 //  The home's answer to WAIT's claim (federation.md section 5), told to
 //  the sim in its own instance's terms, and recorded unless unknown.
+//  The four hops of WAIT's claim seen here (trace.md): the sim's request
+//  and the reply to it, the claim sent on to MEMBER and its answer, under
+//  the home's transfer id TRANSFER, written TRANSFER@HOME.
 static void
-s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
+s_trace_hops (hs_relay_t *self, s_wait_t *wait, const json_t *transfer,
+              const char *member, uint64_t received_us)
 {
+    if (!self || !self->trace || !json_is_integer (transfer) || !member
+        || !wait->call)
+        return;
+    char id [SF_TRACE_MAX_ID + 1];
+    snprintf (id, sizeof id, "%lld@%s",
+              (long long) json_integer_value (transfer), wait->instance);
+    sf_trace_record (self->trace, id, "request", false, wait->sim,
+                     api_call_received_us (wait->call));
+    sf_trace_record (self->trace, id, "request", true, member, wait->sent_us);
+    sf_trace_record (self->trace, id, "reply", false, member, received_us);
+    sf_trace_record (self->trace, id, "reply", true, wait->sim,
+                     sf_time_wall_us ());
+}
+
+static void
+s_answered (void *arg, const json_t *reply, const char *member,
+            const sf_fault_t *fault)
+{
+    uint64_t received_us = sf_time_wall_us ();
     s_wait_t *wait = (s_wait_t *) arg;
     hs_relay_t *self = wait->relay;
     if (self) {
@@ -183,7 +213,10 @@ s_answered (void *arg, const json_t *reply, const sf_fault_t *fault)
     }
     if (reply) {
         json_t *result =
-            s_translate (reply, wait->instance, wait->path, wait->sim);
+            s_translate (reply, wait->instance, wait->path, wait->sim,
+                         self ? hs_fed_node (self->fed) : "");
+        s_trace_hops (self, wait, json_object_get (reply, "transfer"), member,
+                      received_us);
         api_router_reply (NULL, &wait->call, result);
         if (self)
             s_record (self, wait->request, wait->instance, wait->path,
@@ -332,6 +365,7 @@ hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
     //  One attempt spans the whole time: a claim may wait at its home for
     //  an ask, and a member silent that long is given up on for the next
     //  claim (hs_fed_tick).
+    wait->sent_us = sf_time_wall_us ();
     hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
                  now, s_answered, wait);
 }
@@ -346,9 +380,10 @@ typedef struct {
 } s_withdraw_t;
 
 static void
-s_withdrawn (void *arg, const json_t *reply, const sf_fault_t *fault)
+s_withdrawn (void *arg, const json_t *reply, const char *member,
+             const sf_fault_t *fault)
 {
-    (void) fault;
+    (void) fault, (void) member;
     s_withdraw_t *withdraw = (s_withdraw_t *) arg;
     hs_relay_t *self = withdraw->relay;
     zhashx_delete (self->inflight, withdraw->request);
@@ -357,7 +392,7 @@ s_withdrawn (void *arg, const json_t *reply, const sf_fault_t *fault)
         s_record (self, withdraw->request, withdraw->instance, withdraw->path,
                   withdraw->sim,
                   s_translate (reply, withdraw->instance, withdraw->path,
-                               withdraw->sim));
+                               withdraw->sim, hs_fed_node (self->fed)));
     free (withdraw);
 }
 

@@ -20,10 +20,13 @@ typedef struct _hs_relay_t hs_relay_t;
 #define HS_RELAY_TTL_MS 5000
 #define HS_RELAY_TTL_MAX_MS 120000
 
-//  A relay sending through FED, vouching from FSM's applied state, and
+//  A relay sending through FED, vouching from FSM's applied state,
 //  recording what it sends and learns through API (fed.intent,
-//  fed.outcome). All lent, must outlive it.
-hs_relay_t *hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api);
+//  fed.outcome), and the hops of each claim in TRACE (NULL: none) under
+//  the home's transfer id, TRANSFER@HOME (trace.md). All lent, must
+//  outlive it.
+hs_relay_t *hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api,
+                          sf_trace_t *trace);
 
 //  Destroy and null the caller's pointer; claims still waiting are
 //  answered unavailable.

@@ -302,9 +302,10 @@ s_fed_write (void *arg, api_call_t *call, const char *instance)
 //  A fence sent to a peer instance came to REPLY or FAULT: only logged;
 //  a fence lost is found by the sim's own check (federation.md 6).
 static void
-s_fence_sent (void *arg, const json_t *reply, const sf_fault_t *fault)
+s_fence_sent (void *arg, const json_t *reply, const char *member,
+              const sf_fault_t *fault)
 {
-    (void) reply;
+    (void) reply, (void) member;
     char *what = (char *) arg;
     if (fault)
         sf_log_warning ("hs_server: fed.fenced of %s not delivered: %s", what,
@@ -1166,8 +1167,10 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         if (!self->fed)
             goto failed;
         hs_api_set_foreign (self->handler, s_foreign, self);
+        hs_api_set_instance (self->handler, hs_fed_instance (self->fed));
         hs_fed_on_claim (self->fed, s_fed_write, self);
-        self->relay = hs_relay_new (self->fed, self->fsm, self->handler);
+        self->relay =
+            hs_relay_new (self->fed, self->fsm, self->handler, self->trace);
     }
     return self;
 failed:

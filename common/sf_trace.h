@@ -21,7 +21,7 @@ typedef struct _sf_trace_t sf_trace_t;
 #define SF_TRACE_CAPACITY 8192
 
 //  Longest trace id and peer name kept, in bytes; longer ones are cut.
-#define SF_TRACE_MAX_ID 31
+#define SF_TRACE_MAX_ID 63
 #define SF_TRACE_MAX_PEER 64
 
 //  A recorder for the daemon called NODE (copied), with room for CAPACITY

@@ -33,6 +33,11 @@ static const sf_config_key_t s_schema [] = {
      "the daemon's public key: its .cert file or Z85 text"},
     {"fabricctl/key", "key", SF_CONFIG_PATH, false, NULL, NULL,
      "our secret certificate (default: a new throwaway key)"},
+    {"fabricctl/peer_server", "peer-server", SF_CONFIG_ENDPOINT, false, NULL,
+     "tcp|ipc",
+     "trace N@INSTANCE: a member of that instance, to read its records"},
+    {"fabricctl/peer_server_key", "peer-server-key", SF_CONFIG_STRING, false,
+     NULL, NULL, "that member's public key: its .cert file or Z85 text"},
     {"fabricctl/timeout", "timeout", SF_CONFIG_INT, false, "5000", "1..3600000",
      "milliseconds to wait for a reply"},
     {"fabricctl/json", "json", SF_CONFIG_BOOL, false, "false", NULL,
@@ -469,8 +474,93 @@ s_trace_from (sf_config_t *config, const json_t *entry, const char *name_key,
     return name;
 }
 
+//  Every record of trace ID held by the ring CLIENT is a member of: its
+//  members' (status) and its registered sims' (sim.list), added to
+//  RECORDS and the members' names to RING. The ring's instance name into
+//  INSTANCE (NULL: none). FROM and KEY (Z85) are the member CLIENT asks,
+//  reached there even if its ring does not list its API. Exits if CLIENT
+//  is no ring member.
+static void
+s_trace_ring (sf_config_t *config, ctl_client_t *client, const char *from,
+              const char *key, const char *id, json_t *records, json_t *ring,
+              json_t **instance)
+{
+    json_t *status = s_ask (config, client, "status", NULL, "status");
+    json_t *sims = s_ask (config, client, "sim.list", NULL, "sim.list");
+    if (!status || !json_object_get (status, "members") || !sims
+        || !json_is_true (json_object_get (sims, "ok")))
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE,
+                         "%s is not a ring member that answers status and "
+                         "sim.list",
+                         from);
+    json_t *request = json_pack ("{s:s}", "trace", id);
+    size_t index;
+    json_t *member;
+    const char *asked = json_string_value (json_object_get (status, "node"));
+    json_array_foreach (json_object_get (status, "members"), index, member)
+    {
+        json_t *entry = json_deep_copy (member);
+        const char *name = json_string_value (json_object_get (entry, "name"));
+        if (name && asked && streq (name, asked)
+            && !json_is_string (json_object_get (entry, "api"))) {
+            json_object_set_new (entry, "api", json_string (from));
+            json_object_set_new (entry, "key", json_string (key));
+        }
+        name = s_trace_from (config, entry, "name", request, records);
+        if (name)
+            json_array_append_new (ring, json_string (name));
+        json_decref (entry);
+    }
+    //  Another instance's sims are its to trace, not this ring's.
+    json_array_foreach (
+        json_object_get (sims, "sims"), index,
+        member) if (!json_object_get (member, "instance")
+                    && !strchr (
+                        json_string_value (json_object_get (member, "sim"))
+                            ?: "@",
+                        '@'))
+        s_trace_from (config, member, "sim", request, records);
+    *instance = json_incref (json_object_get (status, "instance"));
+    json_decref (request);
+    json_decref (status);
+    json_decref (sims);
+}
+
+//  Name every daemon in RECORDS from index FIRST on (and in RING) as one
+//  of INSTANCE, NAME@INSTANCE, and their trace TRACE: records of two
+//  instances then pair by name (trace.md section 3).
+static void
+s_trace_qualify (json_t *records, size_t first, json_t *ring,
+                 const char *instance, const char *trace)
+{
+    char global [200];
+    for (size_t at = first; at < json_array_size (records); at++) {
+        json_t *record = json_array_get (records, at);
+        static const char *const fields [] = {"node", "peer", NULL};
+        for (const char *const *field = fields; *field; field++) {
+            const char *name =
+                json_string_value (json_object_get (record, *field));
+            if (!name || !*name || strchr (name, '@')
+                || streq (name, "subscribers"))
+                continue;
+            snprintf (global, sizeof global, "%s@%s", name, instance);
+            json_object_set_new (record, *field, json_string (global));
+        }
+        json_object_set_new (record, "trace", json_string (trace));
+    }
+    for (size_t at = 0; at < json_array_size (ring); at++) {
+        const char *name = json_string_value (json_array_get (ring, at));
+        if (name && !strchr (name, '@')) {
+            snprintf (global, sizeof global, "%s@%s", name, instance);
+            json_array_set_new (ring, at, json_string (global));
+        }
+    }
+}
+
 //  trace TRACE: every ring member's and registered sim's records of it,
-//  put together (trace.md section 3).
+//  put together (trace.md section 3). TRACE@INSTANCE, another instance's
+//  transfer (federation.md section 8), adds that instance's records, read
+//  from --peer-server, every daemon named NAME@ITS_INSTANCE.
 static int
 s_trace (sf_config_t *config, zlist_t *args)
 {
@@ -478,32 +568,60 @@ s_trace (sf_config_t *config, zlist_t *args)
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                          "usage: fabricctl trace TRACE");
     const char *id = (const char *) zlist_first (args);
-    ctl_client_t *client = s_connect (config);
-    json_t *status = s_ask (config, client, "status", NULL, "status");
-    json_t *sims = s_ask (config, client, "sim.list", NULL, "sim.list");
-    ctl_client_destroy (&client);
-    if (!status || !json_object_get (status, "members") || !sims
-        || !json_is_true (json_object_get (sims, "ok")))
-        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE,
-                         "%s is not a ring member that answers status and "
-                         "sim.list",
-                         sf_config_str (config, "fabricctl/server"));
-    json_t *request = json_pack ("{s:s}", "trace", id);
+    const char *home = strchr (id, '@');
     json_t *records = json_array ();
-    const char *ring [64] = {NULL};
-    size_t n_ring = 0;
-    size_t index;
-    json_t *member;
-    json_array_foreach (json_object_get (status, "members"), index, member)
-    {
-        const char *name =
-            s_trace_from (config, member, "name", request, records);
-        if (name && n_ring < 63)
-            ring [n_ring++] = name;
+    json_t *ring = json_array ();
+    json_t *here = NULL;
+    char key [SF_CERT_KEY_TEXT + 1];
+    sf_fault_t fault;
+    const char *server_key = sf_config_str (config, "fabricctl/server_key");
+    if (!server_key || sf_cert_load_public (server_key, key, &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "trace needs the member's public key (--server-key)");
+    ctl_client_t *client = s_connect (config);
+    s_trace_ring (config, client, sf_config_str (config, "fabricctl/server"),
+                  key, id, records, ring, &here);
+    ctl_client_destroy (&client);
+    const char *peer = sf_config_str (config, "fabricctl/peer_server");
+    if (home && !json_is_string (here))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "trace %s is another instance's, but %s names no "
+                         "instance of its own (homeserver/instance)",
+                         id, sf_config_str (config, "fabricctl/server"));
+    if (home) {
+        s_trace_qualify (records, 0, ring, json_string_value (here), id);
+        if (!peer)
+            fprintf (stderr,
+                     "fabricctl: instance %s's records not read (give a "
+                     "member with --peer-server and --peer-server-key): "
+                     "the path stops at its edge\n",
+                     home + 1);
     }
-    json_array_foreach (json_object_get (sims, "sims"), index, member)
-        s_trace_from (config, member, "sim", request, records);
-    json_t *analysis = ctl_trace_analyse (id, records, ring);
+    if (home && peer) {
+        const char *peer_key =
+            sf_config_str (config, "fabricctl/peer_server_key");
+        if (!peer_key || sf_cert_load_public (peer_key, key, &fault))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "--peer-server needs --peer-server-key, the "
+                             "member's public key");
+        char local [32];
+        snprintf (local, sizeof local, "%.*s", (int) (home - id), id);
+        size_t first = json_array_size (records);
+        json_t *theirs = json_array ();
+        json_t *there = NULL;
+        client = s_connect_to (config, peer, key);
+        s_trace_ring (config, client, peer, key, local, records, theirs,
+                      &there);
+        ctl_client_destroy (&client);
+        s_trace_qualify (records, first, theirs, home + 1, id);
+        json_array_extend (ring, theirs);
+        json_decref (theirs);
+        json_decref (there);
+    }
+    const char *names [129] = {NULL};
+    for (size_t at = 0; at < json_array_size (ring) && at < 128; at++)
+        names [at] = json_string_value (json_array_get (ring, at));
+    json_t *analysis = ctl_trace_analyse (id, records, names);
     int code = json_array_size (records) ? SF_EXIT_OK : SF_EXIT_FAILURE;
     if (!json_array_size (records))
         fprintf (stderr, "fabricctl: no daemon has records of trace %s\n", id);
@@ -516,9 +634,8 @@ s_trace (sf_config_t *config, zlist_t *args)
         ctl_trace_print (analysis);
     json_decref (analysis);
     json_decref (records);
-    json_decref (request);
-    json_decref (status);
-    json_decref (sims);
+    json_decref (ring);
+    json_decref (here);
     return code;
 }
 

@@ -233,11 +233,15 @@ s_trace_reply (sim_api_t *self, const s_waiting_t *waiting, const char *msg,
     const char *node = json_string_value (json_object_get (reply, "node"));
     if (!self->config.trace || !json_is_integer (transfer))
         return;
-    uint64_t id = (uint64_t) json_integer_value (transfer);
-    sf_trace_transfer (self->config.trace, id, msg, true, node,
-                       waiting->sent_us);
-    sf_trace_transfer (self->config.trace, id, "reply", false, node,
-                       sf_time_wall_us ());
+    //  Another instance's transfer is TRANSFER@HOME (trace.md).
+    const char *home = json_string_value (json_object_get (reply, "home"));
+    char id [SF_TRACE_MAX_ID + 1];
+    snprintf (id, sizeof id, "%lld%s%s",
+              (long long) json_integer_value (transfer), home ? "@" : "",
+              home ? home : "");
+    sf_trace_record (self->config.trace, id, msg, true, node, waiting->sent_us);
+    sf_trace_record (self->config.trace, id, "reply", false, node,
+                     sf_time_wall_us ());
 }
 
 static void s_act (void *handle, const sim_authority_action_t *action);
@@ -1772,7 +1776,8 @@ s_op_claim (sim_api_t *self, api_call_t **call_p, json_t *reply,
 }
 
 uint8_t
-sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
+sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity,
+               char *trace)
 {
     sim_api_t *self = (sim_api_t *) arg;
     char path [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
@@ -1786,8 +1791,12 @@ sim_api_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
         char global [sizeof path];
         snprintf (global, sizeof global, "%s%s", path, instance);
         if (sim_authority_claiming (self->core, global)
-            || sim_authority_holds (self->core, global, NULL))
+            || sim_authority_holds (self->core, global, NULL)) {
             strcpy (path, global);
+            //  That instance's transfer: TRANSFER@INSTANCE (trace.md).
+            size_t used = strlen (trace);
+            snprintf (trace + used, SF_TRACE_MAX_ID + 1 - used, "%s", instance);
+        }
     }
     return sim_authority_handoff (self->core, path, from, entity->epoch,
                                   entity->state, entity->state_size,

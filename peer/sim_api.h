@@ -141,7 +141,7 @@ void sim_api_hold (sim_api_t *self, const char *path);
 //  FROM as the former authority; kept a while if the grant has not come
 //  yet. Returns the handoff_msg_status_t to answer.
 uint8_t sim_api_offer (void *arg, const char *from,
-                       const handoff_msg_entity_t *entity);
+                       const handoff_msg_entity_t *entity, char *trace);
 
 //  Most claims sent to the ring in one request (their paths fit well in
 //  one ring command, homeserver-api.md).

@@ -17,6 +17,7 @@
 #define S_HANDOFF_RESEND_MS 1000    //  resend a HANDOFF after this long unacked
 #define S_GIVE_UP_MS 10000          //  fail after this long unheard
 #define S_FOREIGN_GIVE_UP_MS 30000  //  a HANDOFF to another instance's sim
+#define S_FOREIGN_REDIAL_MS 20      //  its refused handshake tried again
 #define S_RECEIVING_IDLE_MS 60000   //  forget a half-received copy
 
 //  A HANDOFF kept until its HANDOFF_ACK comes (handoff.md section 5).
@@ -28,6 +29,8 @@ typedef struct {
     size_t size;
     uint64_t queued_ms;  //  monotonic
     uint64_t sent_ms;    //  last handed to libzmq; 0 while it would not take it
+    char trace [SF_TRACE_MAX_ID + 1];  //  its trace id: TRANSFER, or
+                                       //  TRANSFER@HOME (another's entity)
 } s_handoff_t;
 
 //  One peer sim as the directory lists it.
@@ -333,21 +336,15 @@ s_peer_of_dealer (sim_handoff_t *self, zsock_t *dealer)
     return NULL;
 }
 
-//  A HANDOFF (or its ack) of the ring's TRANSFER went to or came from PEER.
+//  A HANDOFF (or its ack) of trace ID (a transfer; "0": none) went to or
+//  came from PEER at US.
 static void
-s_trace_at (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
+s_trace_at (sim_handoff_t *self, const char *id, const char *msg, bool sent,
             const s_peer_t *peer, uint64_t us)
 {
-    if (self->trace && transfer)
-        sf_trace_transfer (self->trace, transfer, msg, sent,
-                           peer ? peer->name : "", us);
-}
-
-static void
-s_trace (sim_handoff_t *self, uint64_t transfer, const char *msg, bool sent,
-         const s_peer_t *peer)
-{
-    s_trace_at (self, transfer, msg, sent, peer, sf_time_wall_us ());
+    if (self->trace && id [0] && !streq (id, "0"))
+        sf_trace_record (self->trace, id, msg, sent, peer ? peer->name : "",
+                         us);
 }
 
 static s_peer_t *
@@ -462,6 +459,9 @@ s_peer_kept (const s_peer_t *peer, uint64_t now_ms)
            || (!peer->key [0] && zlistx_size (peer->handoffs) > 0);
 }
 
+static void s_handoffs_send (sim_handoff_t *self, s_peer_t *peer,
+                             uint64_t now_ms);
+
 void
 sim_handoff_peers_end (sim_handoff_t *self)
 {
@@ -469,6 +469,10 @@ sim_handoff_peers_end (sim_handoff_t *self)
     s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
     while (peer) {
         s_peer_t *next = (s_peer_t *) zlistx_next (self->peers);
+        //  HANDOFFs kept for a sim the directory did not list go as soon
+        //  as it does.
+        if (peer->seen && peer->endpoint && peer->waiting)
+            s_handoffs_send (self, peer, now);
         if (!peer->seen && !s_peer_kept (peer, now)) {
             sf_zap_revoke (self->zap, SIM_HANDOFF_DOMAIN, peer->key);
             s_peer_close (self, peer);
@@ -496,6 +500,10 @@ s_refused (sim_handoff_t *self, s_peer_t *peer)
     peer->checked_ms = now;
     if (!peer->redial_ms) {
         peer->redial_ms = sf_curve_redial_at (peer->refusals, peer->dialled_ms);
+        //  Another instance's sim admits us only once its own ring told it
+        //  our key, just after our ring told us to hand over: soon.
+        if (peer->redial_ms && peer->instance)
+            peer->redial_ms = peer->dialled_ms + S_FOREIGN_REDIAL_MS;
         if (peer->redial_ms) {
             self->counters.handshakes_refused++;
             sf_log_info ("sim_handoff: sim '%s' refused our handshake; "
@@ -724,7 +732,7 @@ s_handoff_push (sim_handoff_t *self, s_peer_t *peer, s_handoff_t *handoff,
     if (handoff->sent_ms)
         self->counters.handoffs_resent++;
     else {
-        s_trace_at (self, handoff->transfer, "handoff", true, peer, sent_us);
+        s_trace_at (self, handoff->trace, "handoff", true, peer, sent_us);
         self->counters.handoffs_sent++;
     }
     handoff->sent_ms = now_ms;
@@ -750,10 +758,10 @@ s_handoffs_send (sim_handoff_t *self, s_peer_t *peer, uint64_t now_ms)
     peer->waiting = false;
 }
 
-//  PEER acknowledged the HANDOFF MSG names: forget it. False if it was
-//  not waiting (a repeat's second ack).
+//  PEER acknowledged the HANDOFF MSG names: forget it, its trace id into
+//  TRACE. False if it was not waiting (a repeat's second ack).
 static bool
-s_handoff_acked (s_peer_t *peer, const handoff_msg_t *msg)
+s_handoff_acked (s_peer_t *peer, const handoff_msg_t *msg, char *trace)
 {
     for (s_handoff_t *handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
          handoff; handoff = (s_handoff_t *) zlistx_next (peer->handoffs))
@@ -762,6 +770,7 @@ s_handoff_acked (s_peer_t *peer, const handoff_msg_t *msg)
             && strlen (handoff->path) == msg->entity.path_size
             && memcmp (handoff->path, msg->entity.path, msg->entity.path_size)
                    == 0) {
+            strcpy (trace, handoff->trace);
             zlistx_delete (peer->handoffs, zlistx_cursor (peer->handoffs));
             return true;
         }
@@ -781,8 +790,10 @@ s_handle_dealer (sf_loop_t *loop, zsock_t *dealer, void *arg)
     if (handoff_msg_decode (&msg, zframe_data (frame), zframe_size (frame)) == 0
         && msg.type == HANDOFF_MSG_HANDOFF_ACK) {
         s_peer_t *peer = s_peer_of_dealer (self, dealer);
-        s_trace (self, msg.transfer, "handoff_ack", false, peer);
-        if (peer && s_handoff_acked (peer, &msg)) {
+        uint64_t heard_us = sf_time_wall_us ();
+        char trace [SF_TRACE_MAX_ID + 1];
+        if (peer && s_handoff_acked (peer, &msg, trace)) {
+            s_trace_at (self, trace, "handoff_ack", false, peer, heard_us);
             if (msg.status == HANDOFF_MSG_OK)
                 self->counters.handoffs_acked++;
             else
@@ -843,10 +854,12 @@ sim_handoff_tick (sim_handoff_t *self, uint64_t now_ms)
             zlistx_delete (peer->handoffs, zlistx_cursor (peer->handoffs));
             handoff = (s_handoff_t *) zlistx_first (peer->handoffs);
         }
+        //  A refused handshake loses what was queued on it: dialled
+        //  again, everything unacknowledged goes again at once.
+        if (peer->dealer && s_refused (self, peer))
+            s_peer_close (self, peer);  //  redialled by the next send
         if (zlistx_size (peer->handoffs))
             s_handoffs_send (self, peer, now_ms);
-        else if (peer->dealer && s_refused (self, peer))
-            s_peer_close (self, peer);  //  not redialled until next used
     }
     s_peer_t *peer = (s_peer_t *) zlistx_first (self->peers);
     while (peer) {
@@ -1019,13 +1032,17 @@ s_router_one (sim_handoff_t *self, zsock_t *router)
             refused ? HANDOFF_MSG_REFUSED : HANDOFF_MSG_OK);
     }
     else if (msg.type == HANDOFF_MSG_HANDOFF) {
-        s_trace (self, msg.transfer, "handoff", false, peer);
+        uint64_t heard_us = sf_time_wall_us ();
+        char trace [SF_TRACE_MAX_ID + 1];
+        snprintf (trace, sizeof trace, "%llu",
+                  (unsigned long long) msg.transfer);
         //  Authority moves only when the ring grants it: the handler
-        //  checks this sim's grant (without one, refused).
-        uint8_t status =
-            self->offer_fn
-                ? self->offer_fn (self->offer_arg, peer->name, &msg.entity)
-                : HANDOFF_MSG_REFUSED;
+        //  checks this sim's grant (without one, refused), and names the
+        //  trace another instance's transfer is (TRANSFER@HOME).
+        uint8_t status = self->offer_fn ? self->offer_fn (
+                             self->offer_arg, peer->name, &msg.entity, trace)
+                                        : HANDOFF_MSG_REFUSED;
+        s_trace_at (self, trace, "handoff", false, peer, heard_us);
         if (status == HANDOFF_MSG_OK)
             self->counters.handoffs_accepted++;
         else
@@ -1033,7 +1050,7 @@ s_router_one (sim_handoff_t *self, zsock_t *router)
         size = handoff_msg_encode_handoff_ack (
             reply, sizeof reply, msg.transfer, msg.entity.epoch, status,
             msg.entity.path, msg.entity.path_size);
-        s_trace (self, msg.transfer, "handoff_ack", true, peer);
+        s_trace_at (self, trace, "handoff_ack", true, peer, sf_time_wall_us ());
     }
     else
         self->counters.handoff_dropped++;
@@ -1117,6 +1134,8 @@ sim_handoff_send (sim_handoff_t *self, const char *to,
         return -1;
     s_handoff_t *handoff = (s_handoff_t *) zmalloc (sizeof (s_handoff_t));
     handoff->transfer = transfer;
+    snprintf (handoff->trace, sizeof handoff->trace, "%llu%s%s",
+              (unsigned long long) transfer, at ? "@" : "", at ? at + 1 : "");
     handoff->epoch = epoch;
     handoff->path = strndup (entity->path, path_size);
     handoff->frame = (uint8_t *) malloc (size);
@@ -1145,9 +1164,10 @@ typedef struct {
 } s_test_t;
 
 static uint8_t
-s_test_offer (void *arg, const char *from, const handoff_msg_entity_t *entity)
+s_test_offer (void *arg, const char *from, const handoff_msg_entity_t *entity,
+              char *trace)
 {
-    (void) from, (void) entity;
+    (void) from, (void) entity, (void) trace;
     ((s_test_t *) arg)->offers++;
     return HANDOFF_MSG_OK;
 }

@@ -32,9 +32,12 @@ typedef void (sim_handoff_fn) (void *arg, json_t *result,
 //  and the epoch the ring granted this sim. Returns the status to answer
 //  (handoff_msg_status_t). FROM is NAME@INSTANCE for another instance's
 //  sim; ENTITY's path is then that instance's entity (PATH@INSTANCE here)
-//  or this instance's, which the handler tells by what it claimed.
+//  or this instance's, which the handler tells by what it claimed, and
+//  then names the trace in TRACE (SF_TRACE_MAX_ID + 1 bytes, the transfer
+//  in decimal when called): TRANSFER@INSTANCE for that instance's.
 typedef uint8_t (sim_handoff_offer_fn) (void *arg, const char *from,
-                                        const handoff_msg_entity_t *entity);
+                                        const handoff_msg_entity_t *entity,
+                                        char *trace);
 
 //  Called when a replica changed from a copy.
 typedef void (sim_handoff_changed_fn) (void *arg, sim_entity_t *entity);

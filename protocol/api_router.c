@@ -16,6 +16,7 @@ struct _api_call_t {
     char *principal;       //  client's public key
     api_msg_t request;     //  decoded request
     uint64_t received_us;  //  wall clock when it was taken off the socket
+    char label [80];       //  who sent it, as the daemon names it, or ""
 };
 
 struct _api_router_t {
@@ -102,6 +103,18 @@ const api_msg_t *
 api_call_request (api_call_t *call)
 {
     return &call->request;
+}
+
+void
+api_call_set_label (api_call_t *call, const char *label)
+{
+    snprintf (call->label, sizeof call->label, "%s", label ? label : "");
+}
+
+const char *
+api_call_label (api_call_t *call)
+{
+    return call->label [0] ? call->label : NULL;
 }
 
 uint64_t

@@ -70,6 +70,13 @@ const char *api_call_principal (api_call_t *call);
 //  received, for traces (trace.md).
 uint64_t api_call_received_us (api_call_t *call);
 
+//  Name CALL's sender as the daemon knows it (LABEL copied, NULL: none),
+//  for the records of traces (a peer instance's member, "hs1@east").
+void api_call_set_label (api_call_t *call, const char *label);
+
+//  CALL's label, or NULL. Lent.
+const char *api_call_label (api_call_t *call);
+
 //  Make CALL stand for REQUEST (a JSON object, lent) sent by PRINCIPAL,
 //  keeping CALL's id for the answer: how a relayed request is served.
 //  Returns 0, or -1 with FAULT if REQUEST is not a valid request.

@@ -51,18 +51,23 @@ class Fabric:
         with self.client("hs1") as client:
             return client.call("status")["leader"] or "hs1"
 
-    def hops(self, trace, at_least):
+    def hops(self, trace, at_least, via=None):
         """Hops of TRACE's critical path, and their names, by fabricctl:
         read again for up to 5 s while the last acknowledgements may still
-        be on their way (fewer than AT_LEAST hops seen)."""
+        be on their way (fewer than AT_LEAST hops seen). VIA: the member
+        of the other instance to ask first (a trace N@west), this one's
+        leader then read as its peer."""
         member = self.leader()
+        ask = [self.fabricctl, "trace", str(trace), "--json", "--server",
+               self.endpoint(member), "--server-key", self.cert(member)]
+        if via:
+            ask = [self.fabricctl, "trace", str(trace), "--json", "--server",
+                   self.endpoint(via), "--server-key", self.cert(via), "--peer-server",
+                   self.endpoint(member), "--peer-server-key", self.cert(member)]
         found = (0, "not traced")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            done = subprocess.run(
-                [self.fabricctl, "trace", str(trace), "--json", "--server",
-                 self.endpoint(member), "--server-key", self.cert(member)],
-                capture_output=True, text=True, timeout=30)
+            done = subprocess.run(ask, capture_output=True, text=True, timeout=30)
             if done.returncode == 0:
                 analysis = json.loads(done.stdout)
                 path = [m["msg"] for m in analysis["messages"] if m["critical"]]
@@ -175,9 +180,10 @@ def step_visit(fabric, scene):
     reply, took = claim(fabric, "visitor", f"{path}@west")
     if isinstance(reply, ApiError):
         sys.exit(f"demo: the visitor's claim of {path}@west failed: {reply}")
+    hops, hop_names = fabric.hops(f"{reply['transfer']}@west", 4, via="ehs1")
     say(f"across instances: visitor (east) took {path}@west from sim1 (west) in {ms(took)}, "
-        f"west's epoch {reply['epoch']}, state from its {reply['from']}; hops: not traced "
-        f"across instances yet (federation.md section 10)")
+        f"west's epoch {reply['epoch']}, state from its {reply['from']}; {hops} hops "
+        f"({hop_names}), at most 3 + 2H = 5")
     reply, took = claim(fabric, "sim1", path)
     if isinstance(reply, ApiError):
         sys.exit(f"demo: sim1's claim back of {path} failed: {reply}")

@@ -13,6 +13,7 @@ one.
   the cache's expiry when the push is lost.
 """
 
+import json
 import subprocess
 import time
 import types
@@ -23,7 +24,8 @@ from simfabric_testing import (ApiError, Daemon, NoReply, admit, binary, make_si
                                wait_for, wait_leader, write_key_pair)
 from simfabric_testing.daemon import free_port
 from simfabric_testing.keys import read_key_pair
-from simfabric_testing.federation import fed_client, federate
+from simfabric_testing.federation import (claim_in_background, fed_client, federate,
+                                          next_event)
 
 
 @pytest.fixture
@@ -473,28 +475,6 @@ def test_the_home_takes_its_entity_back_and_the_foreign_sim_is_fenced(two_worlds
     assert (entity["authority"], entity["epoch"]) == ("s1", 3)
 
 
-def _claim_in_background(sim, path, **args):
-    """Claim PATH from SIM's API in a thread; the reply lands in the dict."""
-    import threading
-    landed = {}
-
-    def claim():
-        with sim.client(timeout=15) as game:
-            landed["reply"] = game.request("entity.claim", path=path, **args)
-
-    thread = threading.Thread(target=claim)
-    thread.start()
-    return thread, landed
-
-
-def _next_event(client, kind, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
-        if event["event"] == kind:
-            return event
-
-
 def test_the_home_applies_every_rule_to_a_foreign_claim(two_worlds, tmp_path):
     """federation.md section 5: ask (the authority's game approves, denies,
     or does not answer in time), deny, and a master's claim: the player
@@ -520,8 +500,8 @@ def test_the_home_applies_every_rule_to_a_foreign_claim(two_worlds, tmp_path):
     with s1.client() as game1:
         game1.call("subscribe", prefix="/fed/")
         for name, approve in (("approved", True), ("refused", False)):
-            thread, landed = _claim_in_background(b, f"/fed/{name}@west")
-            ask = _next_event(game1, "ask")
+            thread, landed = claim_in_background(b, f"/fed/{name}@west")
+            ask = next_event(game1, "ask")
             assert (ask["path"], ask["to"]) == (f"/fed/{name}", "b@east")
             game1.call("authority.answer", transfer=ask["transfer"], approve=approve)
             thread.join(15)
@@ -531,8 +511,8 @@ def test_the_home_applies_every_rule_to_a_foreign_claim(two_worlds, tmp_path):
                     (2, name, "handoff"), reply
             else:
                 assert reply["error"]["code"] == "denied", reply
-        thread, landed = _claim_in_background(b, "/fed/unanswered@west")
-        assert _next_event(game1, "ask")["path"] == "/fed/unanswered"
+        thread, landed = claim_in_background(b, "/fed/unanswered@west")
+        assert next_event(game1, "ask")["path"] == "/fed/unanswered"
         thread.join(15)
         assert landed["reply"]["error"]["code"] == "denied", landed["reply"]
     with b.client() as game_b:
@@ -550,3 +530,38 @@ def test_the_home_applies_every_rule_to_a_foreign_claim(two_worlds, tmp_path):
     assert {name: (e["authority"], e["epoch"]) for name, e in held.items()} == {
         "approved": ("b@east", 2), "refused": ("s1", 1), "unanswered": ("s1", 1),
         "denied": ("s1", 1), "mastered": ("b@east", 2)}
+
+
+def test_fabricctl_traces_a_transfer_across_instances_and_counts_its_hops(two_worlds):
+    """federation.md section 8: the Case 1 transfer's id is the home's,
+    written TRANSFER@west on the requester's side; fabricctl trace reads
+    east's daemons and, with --peer-server, west's, and walks the critical
+    path across both: 3 + 2H hops at most (H = 1 here), the same 4 either
+    way (request, request, event, handoff, or request, request, reply,
+    reply)."""
+    west, east, s1, b = two_worlds
+    with s1.client() as game1:
+        game1.call("entity.create", path="/fed/t", state="v1")
+    with b.client() as game_b:
+        claimed = game_b.call("entity.claim", path="/fed/t@west", timeout=10)
+    trace = f"{claimed['transfer']}@west"
+    command = [str(binary("fabricctl")), "trace", trace, "--json", "--server", east.endpoint,
+               "--server-key", str(east.keys.public_path), "--peer-server", west.endpoint,
+               "--peer-server-key", str(west.keys.public_path)]
+
+    def walked():
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        analysis = json.loads(done.stdout)
+        return analysis["hops"] >= 4 and analysis
+
+    analysis = wait_for(walked, timeout=5, what="the whole path in the records")
+    path = [(m["msg"], m["from"], m["to"]) for m in analysis["messages"] if m["critical"]]
+    assert analysis["hops"] == 4 <= 3 + 2 * 1, path
+    assert path[:2] == [("request", "b@east", "hs1@east"), ("request", "hs1@east", "hs1@west")]
+    assert path[2:] in ([("event", "hs1@west", "s1@west"), ("handoff", "s1@west", "b@east")],
+                        [("reply", "hs1@west", "hs1@east"), ("reply", "hs1@east", "b@east")])
+    # Without the other instance's records the walk stops at its edge,
+    # and says so.
+    done = subprocess.run(command[:-4], capture_output=True, text=True, timeout=30)
+    assert "instance west's records not read" in done.stderr

@@ -12,33 +12,12 @@ reading both rings and every sim:
   request id, and the home answers what it decided.
 """
 
-import threading
 import time
 
 import pytest
 
 from simfabric_testing import Daemon, make_ring, make_sims, running, wait_for, wait_leader
-from simfabric_testing.federation import federate
-
-
-def _next_event(client, kind, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
-        if event["event"] == kind:
-            return event
-
-
-def _claim_in_background(sim, path):
-    landed = {}
-
-    def claim():
-        with sim.client(timeout=40) as game:
-            landed["reply"] = game.request("entity.claim", path=path)
-
-    thread = threading.Thread(target=claim)
-    thread.start()
-    return thread, landed
+from simfabric_testing.federation import claim_in_background, federate, next_event
 
 
 def _kill_leader(ring):
@@ -84,55 +63,36 @@ def _entity(ring, path):
     raise AssertionError("no live member answered")
 
 
-def test_the_requesters_leader_dies_while_the_home_decides(tmp_path):
-    """East (the requester) is a ring of three; its leader dies after it
-    sent b's claim on and before west answered. West decides (s1's game
-    approves); b's sim asks again through east's new leader under the
-    same request id and west answers the grant it committed."""
-    west = [Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")]
-    east = make_ring(tmp_path / "east", 3)
+@pytest.mark.parametrize("dying", ["requester", "home"])
+def test_a_leader_dies_while_the_home_decides(dying, tmp_path):
+    """The requester's leader (east, a ring of three) dies after it sent
+    b's claim on and before west answered; or the home's (west, a ring of
+    three) dies while b's claim waits on the ask there. West decides
+    either way (s1's game approves, through west's new leader if need
+    be), and b's sim, which heard nothing, asks again under the same
+    request id: east's new leader sends it on, or east sends it to west's
+    next member, and west answers what it committed."""
+    three = {"ask_timeout": 20000}
+    if dying == "requester":
+        west = [Daemon("homeserver", "hs1", tmp_path / "west" / "hs1", extra=three)]
+        east = make_ring(tmp_path / "east", 3)
+    else:
+        west = make_ring(tmp_path / "west", 3, extra=three)
+        east = [Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")]
     federate({"west": west, "east": east})
     (s1,) = make_sims(tmp_path / "west", west, 1, names=["s1"])
     (b,) = make_sims(tmp_path / "east", east, 1, names=["b"])
+    ring = east if dying == "requester" else west
     with running(west + east), running([], [s1]), running([], [b]):
-        wait_leader(east)
-        with s1.client() as game1:
-            game1.call("subscribe", prefix="/fed/")
-            game1.call("entity.create", path="/fed/k", state="v1", rule="ask")
-            game1.call("entity.update", path="/fed/k", state="final from s1")
-            thread, landed = _claim_in_background(b, "/fed/k@west")
-            ask = _next_event(game1, "ask")
-            _kill_leader(east)
-            assert _answer(game1, ask["transfer"])["ok"]
-        thread.join(45)
-        reply = landed["reply"]
-        assert reply["ok"], reply
-        assert (reply["epoch"], reply["from"], reply["state"]) == \
-            (2, "handoff", "final from s1")
-        _one_authority(west, b, s1, "/fed/k", "/fed/k@west", 2)
-
-
-def test_the_homes_leader_dies_while_it_decides(tmp_path):
-    """West (the home) is a ring of three; its leader dies while b's claim
-    waits on the ask. West's new leader holds the ask it committed; s1's
-    game approves through it; east, whose request went unanswered, sends
-    it again to west's next member under the same id and is answered the
-    decision."""
-    west = make_ring(tmp_path / "west", 3, extra={"ask_timeout": 20000})
-    east = [Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")]
-    federate({"west": west, "east": east})
-    (s1,) = make_sims(tmp_path / "west", west, 1, names=["s1"])
-    (b,) = make_sims(tmp_path / "east", east, 1, names=["b"])
-    with running(west + east), running([], [s1]), running([], [b]):
-        wait_leader(west)
+        wait_leader(ring)
         with s1.client(timeout=10) as game1:
             game1.call("subscribe", prefix="/fed/")
             game1.call("entity.create", path="/fed/k", state="v1", rule="ask")
             game1.call("entity.update", path="/fed/k", state="final from s1")
-            thread, landed = _claim_in_background(b, "/fed/k@west")
-            ask = _next_event(game1, "ask")
-            _kill_leader(west)
-            wait_leader(west)
+            thread, landed = claim_in_background(b, "/fed/k@west")
+            ask = next_event(game1, "ask")
+            _kill_leader(ring)
+            wait_leader(ring)
             assert _answer(game1, ask["transfer"])["ok"]
         thread.join(45)
         reply = landed["reply"]

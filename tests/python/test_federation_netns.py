@@ -19,7 +19,7 @@ import time
 import pytest
 
 from simfabric_testing import netns, wait_for, wait_registered
-from simfabric_testing.federation import federate
+from simfabric_testing.federation import federate, next_event
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
 
@@ -58,14 +58,6 @@ def _cut_between(hosts, index, other):
 def _heal_between(hosts, index):
     subprocess.run(hosts.exec_prefix(index) + ["nft", "delete", "table", "inet", "sffcut"],
                    check=True, capture_output=True)
-
-
-def _next_event(client, kind, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
-        if event["event"] == kind:
-            return event
 
 
 def _feed_ops(socket, seconds=1.0):
@@ -111,7 +103,7 @@ def test_a_claim_decided_while_the_instances_were_cut_off_is_finished(hosts, tmp
 
             thread = threading.Thread(target=claim)
             thread.start()
-            ask = _next_event(game1, "ask")
+            ask = next_event(game1, "ask")
             _cut_between(hosts, 1, 0)
             assert game1.call("authority.answer", transfer=ask["transfer"],
                               approve=True)["granted"] is True

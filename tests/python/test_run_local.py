@@ -41,7 +41,9 @@ def test_run_local_starts_and_stops_cleanly(tmp_path):
     # Case 1: the second instance's sim takes a west entity, and back.
     assert "run-local: instance east (ehs1, visitor) federated with west" in log
     assert re.search(r"demo: across instances: visitor \(east\) took (\S+)@west from sim1 "
-                     r"\(west\) in [\d.]+ ms, west's epoch 2, state from its handoff", log), log
+                     r"\(west\) in [\d.]+ ms, west's epoch 2, state from its handoff; 4 hops "
+                     r"\(request, request, (event, handoff|reply, reply)\), at most 3 \+ 2H = 5",
+                     log), log
     assert re.search(r"demo: across instances: sim1 took \S+ back from visitor@east in "
                      r"[\d.]+ ms, epoch 3, state from its handoff", log), log
     assert re.search(r"demo: the ring declared sim1 dead and orphaned its entities", log)

@@ -133,7 +133,7 @@ def test_trace_refuses_bad_ids_and_knows_nothing_of_unknown_ones(fabric):
     ring, (sim1, _) = fabric
     for daemon in (ring[0], sim1):
         with daemon.client() as client:
-            for bad in ([1], "", "x" * 40, -4):
+            for bad in ([1], "", "x" * 64, -4):
                 with pytest.raises(ApiError) as error:
                     client.call("trace", trace=bad)
                 assert error.value.code == "invalid_argument"

@@ -2,6 +2,9 @@
 ring's members get an instance name and a federation endpoint, and every
 member lists the members of every other instance."""
 
+import threading
+import time
+
 from simfabric_testing.client import ApiClient
 from simfabric_testing.keys import KeyPair
 from simfabric_testing.daemon import free_port
@@ -28,3 +31,27 @@ def fed_client(member, keys: KeyPair, timeout: float = 5.0) -> ApiClient:
     a member of a peer instance, or of anyone the test wants refused)."""
     return ApiClient(member.federation_endpoint, member.keys.public, keys=keys,
                      timeout=timeout)
+
+
+def next_event(client, kind: str, timeout: float = 15.0) -> dict:
+    """The next event of KIND ("ask", "fenced", ...) a sim API CLIENT
+    subscribed to receives, skipping others."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event = client.next_event(timeout=max(0.1, deadline - time.monotonic()))
+        if event["event"] == kind:
+            return event
+
+
+def claim_in_background(sim, path: str, timeout: float = 40.0, **args):
+    """entity.claim of PATH from SIM's API on a thread: (thread, landed),
+    landed["reply"] its whole reply once the thread is joined."""
+    landed = {}
+
+    def claim():
+        with sim.client(timeout=timeout) as game:
+            landed["reply"] = game.request("entity.claim", path=path, **args)
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    return thread, landed
