@@ -15,11 +15,13 @@ import json
 import subprocess
 import threading
 import time
+import types
 
 import pytest
 
-from simfabric_testing import netns, wait_for, wait_registered
+from simfabric_testing import binary, netns, wait_for, wait_registered
 from simfabric_testing.federation import federate, next_event
+from simfabric_testing.relay import TcpRelay
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
 
@@ -136,4 +138,89 @@ def test_a_claim_decided_while_the_instances_were_cut_off_is_finished(hosts, tmp
         assert ("entity:/fed/k@west", "fed.outcome") in east_ops
     finally:
         codes = {f"{d.name}@{d.folder.parent.name}": d.stop() for d in reversed(daemons)}
+    assert set(codes.values()) == {0}, codes
+
+
+def test_case_1_across_a_slow_link_under_each_rule(hosts, tmp_path):
+    """The instances' homeservers 10 ms apart each way (a TCP relay on the
+    bridge), the sims on their own hosts: a claim across them pays the
+    link twice on its critical path (2 + 2H hops, H = 1 but 10 ms long),
+    fabricctl trace counts 4 hops (3 + 2H at most), and the home applies
+    each rule: allow and an approved ask arrive with their final state,
+    deny is refused and changes nothing."""
+    west = netns.NetnsDaemon(hosts, 0, "homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = netns.NetnsDaemon(hosts, 1, "homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    s1 = netns.NetnsDaemon(hosts, 0, "simserver", "s1", tmp_path / "west" / "s1")
+    b = netns.NetnsDaemon(hosts, 1, "simserver", "b", tmp_path / "east" / "b")
+    s1.ring, b.ring = [west], [east]
+    for index, daemon in ((0, west), (1, east), (0, s1), (1, b)):
+        _place(daemon, hosts.address(index))
+    root = f"10.77.{hosts.net}.254"
+    relays = {}
+    for daemon in (west, east):
+        host, port = daemon.federation_endpoint.rsplit("/", 1)[1].rsplit(":", 1)
+        relays[daemon] = TcpRelay((root, 0), (host, int(port)), delay_ms=10)
+    for daemon, other, name in ((west, east, "east"), (east, west, "west")):
+        daemon.peers = {name: [types.SimpleNamespace(
+            name=other.name, keys=other.keys,
+            federation_endpoint=f"tcp://{root}:{relays[other].address[1]}")]}
+    daemons = [west, east, s1, b]
+    try:
+        for daemon in daemons:
+            daemon.write_config()
+            daemon.start()
+        wait_registered([s1])
+        wait_registered([b])
+        with s1.client(timeout=10) as game1:
+            game1.call("subscribe", prefix="/slow/")
+            for name, rule in (("allowed", "allow"), ("asked", "ask"), ("denied", "deny")):
+                game1.call("entity.create", path=f"/slow/{name}", state=f"{name} v1", rule=rule)
+                game1.call("entity.update", path=f"/slow/{name}", state=f"{name} final")
+        with b.client(timeout=15) as game_b:
+            started = time.monotonic()
+            allowed = game_b.call("entity.claim", path="/slow/allowed@west")
+            took = time.monotonic() - started
+        assert (allowed["epoch"], allowed["state"], allowed["from"]) == \
+            (2, "allowed final", "handoff")
+        assert took >= 0.020, took  # the link, there and back
+        trace = [str(binary("fabricctl")), "trace", f"{allowed['transfer']}@west", "--json",
+                 "--server", east.endpoint, "--server-key", str(east.keys.public_path),
+                 "--peer-server", west.endpoint, "--peer-server-key",
+                 str(west.keys.public_path)]
+
+        def hops():
+            done = subprocess.run(trace, capture_output=True, text=True, timeout=30)
+            return done.returncode == 0 and json.loads(done.stdout)["hops"] >= 4 and \
+                json.loads(done.stdout)
+
+        analysis = wait_for(hops, timeout=5, what="the transfer's records")
+        assert analysis["hops"] == 4 <= 3 + 2 * 1
+        with s1.client(timeout=10) as game1:
+            game1.call("subscribe", prefix="/slow/")
+            landed = {}
+
+            def claim():
+                with b.client(timeout=15) as game_b:
+                    landed["reply"] = game_b.request("entity.claim", path="/slow/asked@west")
+
+            thread = threading.Thread(target=claim)
+            thread.start()
+            ask = next_event(game1, "ask")
+            assert ask["to"] == "b@east"
+            game1.call("authority.answer", transfer=ask["transfer"], approve=True)
+            thread.join(20)
+        asked = landed["reply"]
+        assert asked["ok"] and (asked["epoch"], asked["state"]) == (2, "asked final"), asked
+        with b.client(timeout=15) as game_b:
+            denied = game_b.request("entity.claim", path="/slow/denied@west")
+        assert denied["error"]["code"] == "denied", denied
+        with west.client() as client:
+            held = {name: client.call("entity.get", path=f"/slow/{name}")["authority"]
+                    for name in ("allowed", "asked", "denied")}
+        assert held == {"allowed": "b@east", "asked": "b@east", "denied": "s1"}
+    finally:
+        codes = {f"{d.name}@{d.folder.parent.name}": d.stop() for d in reversed(daemons)}
+        for relay in relays.values():
+            relay.close()
     assert set(codes.values()) == {0}, codes
