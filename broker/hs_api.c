@@ -1085,6 +1085,8 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
     else if (op && streq (op, "authority.request") && path
              && strchr (path, '@'))
         kind = "path", foreign = path;
+    else if (op && streq (op, "entity.get") && path && strchr (path, '@'))
+        kind = "read", foreign = path;
     if (kind) {
         if (!self->foreign_fn) {
             char message [SF_NAME_MAX_PATH + 96];

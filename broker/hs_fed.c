@@ -477,7 +477,7 @@ hs_fed_handle (hs_fed_t *self)
     //  handler, with the instance its sender's key speaks for.
     if (op
         && (streq (op, "fed.claim") || streq (op, "fed.fenced")
-            || streq (op, "fed.withdraw"))
+            || streq (op, "fed.withdraw") || streq (op, "fed.read"))
         && self->claim)
         self->claim (self->claim_arg, call,
                      hs_fed_instance_of (self, api_call_principal (call)));

@@ -73,9 +73,9 @@ const char *hs_fed_node (hs_fed_t *self);
 //  The peer instance whose member holds KEY (Z85), or NULL. Lent.
 const char *hs_fed_instance_of (hs_fed_t *self, const char *key);
 
-//  Who serves the writes of peer instances, fed.claim, fed.fenced and
-//  fed.withdraw (federation.md sections 5 and 6): FN takes the call and the name of
-//  the peer instance whose member sent it.
+//  Who serves what peer instances ask of the ring: fed.claim, fed.fenced,
+//  fed.withdraw and fed.read (federation.md sections 5 to 7): FN takes
+//  the call and the name of the peer instance whose member sent it.
 typedef void (hs_fed_claim_fn) (void *arg, api_call_t *call,
                                 const char *instance);
 void hs_fed_on_claim (hs_fed_t *self, hs_fed_claim_fn *fn, void *arg);

@@ -23,6 +23,9 @@
 //  stopped asking again, and a leader that has it in flight does not.
 #define S_RECOVER_MS 15000
 
+//  How long a read of another instance's entity waits for its home.
+#define S_READ_MS 2000
+
 struct _hs_relay_t {
     hs_fed_t *fed;        //  lent
     hs_fsm_t *fsm;        //  lent
@@ -430,4 +433,90 @@ hs_relay_tick (hs_relay_t *self, uint64_t now)
                      s_withdrawn, withdraw);
     }
     json_decref (open);
+}
+
+//  A read of another instance's entity on its way.
+typedef struct {
+    api_call_t *call;
+    char *here;                                //  this instance
+    char instance [SF_NAME_MAX_INSTANCE + 1];  //  the entity's home
+} s_read_t;
+
+//  NAME (a name of the home's, or NAME@INSTANCE) as this instance says
+//  it: its own sims by their bare names, the home's and others' global.
+static void
+s_localize (json_t *result, const char *field, const char *here,
+            const char *home)
+{
+    const char *name = json_string_value (json_object_get (result, field));
+    const char *at = name ? strchr (name, '@') : NULL;
+    if (at && streq (at + 1, here)) {
+        char local [65];
+        snprintf (local, sizeof local, "%.*s", (int) (at - name), name);
+        json_object_set_new (result, field, json_string (local));
+    }
+    else
+        s_globalize (result, field, home);
+}
+
+static void
+s_read_answered (void *arg, const json_t *reply, const char *member,
+                 const sf_fault_t *fault)
+{
+    (void) member;
+    s_read_t *read = (s_read_t *) arg;
+    if (reply) {
+        json_t *result = json_deep_copy (reply);
+        json_object_del (result, "id");
+        json_object_del (result, "ok");
+        json_object_del (result, "leader");
+        const char *path = json_string_value (json_object_get (result, "path"));
+        if (path) {
+            char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+            snprintf (global, sizeof global, "%s@%s", path, read->instance);
+            json_object_set_new (result, "home_path", json_string (path));
+            json_object_set_new (result, "path", json_string (global));
+        }
+        json_object_set_new (result, "home", json_string (read->instance));
+        s_localize (result, "authority", read->here, read->instance);
+        s_localize (result, "owner", read->here, read->instance);
+        api_router_reply (NULL, &read->call, result);
+        json_decref (result);
+    }
+    else
+        api_router_fail (NULL, &read->call, fault->error, fault->message);
+    free (read->here);
+    free (read);
+}
+
+void
+hs_relay_read (hs_relay_t *self, api_call_t *call, uint64_t now)
+{
+    const json_t *args = api_call_request (call)->root;
+    static const char *const fields [] = {"op", "id", "path", "consistency",
+                                          NULL};
+    const char *path = NULL;
+    sf_fault_t fault;
+    if (sf_json_only (args, fields, &fault)
+        || sf_json_string (args, "path", true, &path, &fault)) {
+        api_router_fail (NULL, &call, fault.error, fault.message);
+        return;
+    }
+    const char *at = strrchr (path, '@');
+    size_t size = at ? (size_t) (at - path) : 0;
+    if (!at || !sf_name_path_valid (path, size)
+        || !sf_name_instance_valid (at + 1)) {
+        api_router_fail (NULL, &call, SF_EINVAL,
+                         "field 'path' must be PATH@INSTANCE, an entity path "
+                         "and an instance name");
+        return;
+    }
+    s_read_t *read = (s_read_t *) zmalloc (sizeof (s_read_t));
+    read->call = call;
+    read->here = strdup (hs_fed_instance (self->fed));
+    snprintf (read->instance, sizeof read->instance, "%s", at + 1);
+    json_t *ask =
+        json_pack ("{s:s,s:s%}", "op", "fed.read", "path", path, size);
+    hs_fed_call (self->fed, read->instance, &ask, S_READ_MS, S_READ_MS, now,
+                 s_read_answered, read);
 }

@@ -49,6 +49,12 @@ void hs_relay_tick (hs_relay_t *self, uint64_t now);
 //  any (the caller then calls hs_api_submit).
 bool hs_relay_flush (hs_relay_t *self, uint64_t now);
 
+//  Serve CALL (taken), an entity.get of PATH@INSTANCE where INSTANCE is a
+//  peer instance (federation.md section 7): read at the home (fed.read,
+//  linearizable there), answered in this instance's terms (PATH@HOME,
+//  this instance's sims by their bare names, the home's as NAME@HOME).
+void hs_relay_read (hs_relay_t *self, api_call_t *call, uint64_t now);
+
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);
 

@@ -237,15 +237,20 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
         snprintf (principal, sizeof principal, "%s",
                   api_call_principal (*call));
         json_t *request = json_deep_copy (api_call_request (*call)->root);
-        json_object_set_new (request, kind, json_string (local));
+        json_object_set_new (request,
+                             streq (kind, "player") ? "player" : "path",
+                             json_string (local));
         sf_fault_t fault;
         if (api_call_rewrite (*call, request, principal, &fault))
             api_router_fail (self->api, call, fault.error, fault.message);
         json_decref (request);
         return;
     }
-    if (streq (kind, "path")) {
-        hs_relay_claim (self->relay, *call, sf_time_mono_ms ());
+    if (streq (kind, "path") || streq (kind, "read")) {
+        if (streq (kind, "path"))
+            hs_relay_claim (self->relay, *call, sf_time_mono_ms ());
+        else
+            hs_relay_read (self->relay, *call, sf_time_mono_ms ());
         *call = NULL;
         return;
     }
@@ -258,7 +263,8 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
                    s_foreign_answered, asked);
 }
 
-//  A peer instance's write (fed.claim, fed.fenced) for the ring. A fence
+//  A peer instance's request of the ring (fed.claim, fed.fenced,
+//  fed.withdraw, fed.read). A fence
 //  names this instance's sim, and maybe its new authority, as
 //  NAME@HERE: the ring knows them by their bare names.
 static void
@@ -266,6 +272,27 @@ s_fed_write (void *arg, api_call_t *call, const char *instance)
 {
     hs_server_t *self = (hs_server_t *) arg;
     const json_t *args = api_call_request (call)->root;
+    //  A read of this instance's entity (federation.md section 7): served
+    //  as the same read from any client, linearizable.
+    if (streq (api_call_request (call)->op, "fed.read")) {
+        const char *path = json_string_value (json_object_get (args, "path"));
+        json_t *read = json_pack ("{s:s,s:O,s:s?}", "op", "entity.get", "id",
+                                  json_object_get (args, "id"), "path", path);
+        char principal [SF_CERT_KEY_TEXT + 1];
+        snprintf (principal, sizeof principal, "%s", api_call_principal (call));
+        sf_fault_t fault;
+        int rc = path && !strchr (path, '@')
+                     ? api_call_rewrite (call, read, principal, &fault)
+                     : sf_fault_set (&fault, SF_EINVAL,
+                                     "fed.read needs a path of this "
+                                     "instance's");
+        json_decref (read);
+        if (rc)
+            api_router_fail (self->api, &call, fault.error, fault.message);
+        else
+            hs_api_handle (self->handler, call, sf_time_mono_ms ());
+        return;
+    }
     if (streq (api_call_request (call)->op, "fed.fenced")) {
         const char *here = hs_fed_instance (self->fed);
         json_t *request = json_deep_copy (args);
@@ -600,8 +627,12 @@ s_io_apply (void *handle, raft_index index, raft_term term,
             if (name && key)
                 hs_fed_push_key (self->fed, kind, name, key);
         }
+        //  Only this ring's own grants fence: a recorded outcome of a
+        //  claim elsewhere (fed.outcome) names another home's entity.
         if (self->fed && hs_fsm_last_change (self->fsm) == index
-            && hs_ring_role (self->ring) == HS_RING_LEADER)
+            && hs_ring_role (self->ring) == HS_RING_LEADER
+            && (streq (op, "authority.request") || streq (op, "fed.claim")
+                || streq (op, "authority.answer")))
             s_fence_foreign (self, result);
     }
     if (result && self->handler && hs_api_awaits (self->handler, index))

@@ -79,15 +79,16 @@ struct _sim_api_t {
                              //  not sent yet (sim_api_flush)
     zlist_t *batches;        //  s_batch_t: batch requests on the ring
     //  Fencing without events (sim_api_check).
-    zhashx_t *held;             //  path -> uint64_t epoch: what this sim held
-                                //  when its check of the ring began, or NULL
-    zhashx_t *ring_held;        //  path -> uint64_t epoch: what the ring's
-                                //  pages so far say this sim holds
-    bool checking;              //  a page of that check is on the ring
-    bool checked_once;          //  a check completed since registering
-    uint64_t checked_index;     //  the ring's taken_index it covered
-    uint64_t checking_index;    //  the one the check under way covers
-    uint64_t authority_checks;  //  checks started
+    zhashx_t *held;               //  path -> uint64_t epoch: what this sim held
+                                  //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;          //  path -> uint64_t epoch: what the ring's
+                                  //  pages so far say this sim holds
+    bool checking;                //  a page of that check is on the ring
+    bool checked_once;            //  a check completed since registering
+    uint64_t checked_index;       //  the ring's taken_index it covered
+    uint64_t checking_index;      //  the one the check under way covers
+    uint64_t authority_checks;    //  checks started
+    uint64_t foreign_checked_ms;  //  when foreign entities were last checked
     uint64_t authority_check_pages;  //  entity.list pages they read
     //  Our own grants (grants.md section 5): once the ring signs them, an
     //  entity held here is streamed only with the grant of its epoch.
@@ -666,7 +667,10 @@ s_grant_tick (sim_api_t *self, uint64_t now_ms)
          need; need = (s_grant_need_t *) zhashx_next (self->grantless)) {
         const char *held = (const char *) zhashx_cursor (self->grantless);
         sim_entity_t *entity = sim_store_get (self->config.store, held);
-        if (!entity || !entity->authority || s_grant_current (self, entity)) {
+        //  Another instance's entity is not streamed (federation.md
+        //  section 9): its grant, the home's, is not fetched here.
+        if (!entity || !entity->authority || entity->foreign
+            || s_grant_current (self, entity)) {
             zlist_append (done, (void *) held);
             continue;
         }
@@ -2200,6 +2204,85 @@ sim_api_check (sim_api_t *self, uint64_t taken_index)
     zhashx_set_destructor (self->ring_held, (zhashx_destructor_fn *) zstr_free);
     sim_authority_each_held (self->core, s_note_held, self->held);
     s_check_page (self, NULL);
+}
+
+//  Foreign entities checked at their home at most this often, and at most
+//  this many each time (federation.md section 6).
+#define S_FOREIGN_CHECK_MS 3000
+#define S_FOREIGN_CHECKS 64
+
+//  One held foreign entity's check: the home's word on it.
+typedef struct {
+    sim_api_t *api;
+    char *path;      //  PATH@HOME
+    uint64_t epoch;  //  the epoch held here when asked
+} s_foreign_check_t;
+
+static void
+s_note_foreign (void *arg, const char *path, uint64_t epoch)
+{
+    zlist_t *held = (zlist_t *) arg;
+    if (strchr (path, '@') && zlist_size (held) < S_FOREIGN_CHECKS)
+        zlist_append (
+            held, zsys_sprintf ("%llu %s", (unsigned long long) epoch, path));
+}
+
+//  The home's answer on a foreign entity held here: a newer epoch means
+//  it was taken from this sim and the fence never came (a leader that
+//  died, a link cut): this sim stops, as the fence would have told it.
+static void
+s_foreign_checked (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_foreign_check_t *check = (s_foreign_check_t *) arg;
+    sim_api_t *self = check->api;
+    uint64_t epoch =
+        reply ? (uint64_t) json_integer_value (json_object_get (reply, "epoch"))
+              : 0;
+    const char *authority =
+        reply ? json_string_value (json_object_get (reply, "authority")) : NULL;
+    if (!fault && epoch > check->epoch
+        && sim_authority_holds (self->core, check->path, NULL)) {
+        sf_log_notice ("sim_api: %s is %s's at epoch %llu at its home: this "
+                       "sim stops holding it",
+                       check->path, authority ? authority : "no one's",
+                       (unsigned long long) epoch);
+        if (!authority)
+            sim_authority_orphaned (self->core, check->path, epoch);
+        else {
+            sim_authority_grant_t grant = s_grant_of (reply, check->path);
+            grant.path = check->path;
+            sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
+        }
+    }
+    free (check->path);
+    free (check);
+}
+
+void
+sim_api_check_foreign (sim_api_t *self, uint64_t now_ms)
+{
+    if (!self->registered_ms || !self->config.ring
+        || now_ms - self->foreign_checked_ms < S_FOREIGN_CHECK_MS)
+        return;
+    self->foreign_checked_ms = now_ms;
+    zlist_t *held = zlist_new ();
+    zlist_autofree (held);
+    sim_authority_each_held (self->core, s_note_foreign, held);
+    for (char *item = (char *) zlist_first (held); item;
+         item = (char *) zlist_next (held)) {
+        s_foreign_check_t *check =
+            (s_foreign_check_t *) zmalloc (sizeof (s_foreign_check_t));
+        check->api = self;
+        check->epoch = strtoull (item, NULL, 10);
+        check->path = strdup (strchr (item, ' ') + 1);
+        json_t *args = json_pack ("{s:s}", "path", check->path);
+        if (sim_ring_call (self->config.ring, "entity.get", &args,
+                           S_RING_TIMEOUT_MS, s_foreign_checked, check)) {
+            free (check->path);
+            free (check);
+        }
+    }
+    zlist_destroy (&held);
 }
 
 //  --------------------------------------------------------------------------

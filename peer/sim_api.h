@@ -167,6 +167,12 @@ void sim_api_tick (sim_api_t *self, uint64_t now_ms);
 //  its way is not started again.
 void sim_api_check (sim_api_t *self, uint64_t taken_index);
 
+//  Ask the homes of the foreign entities this sim holds (PATH@INSTANCE)
+//  whether they are still its, every 3 s at most, at NOW_MS (monotonic):
+//  one that was granted on and whose fence never came is let go
+//  (federation.md section 6).
+void sim_api_check_foreign (sim_api_t *self, uint64_t now_ms);
+
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 

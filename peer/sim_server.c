@@ -663,10 +663,12 @@ s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
         self->registered_ms = 0;
         sim_api_set_registered (self->api, 0);
     }
-    else if (!fault)
+    else if (!fault) {
         //  Fencing never depends on the optional event feed.
         sim_api_check (self->api, (uint64_t) json_integer_value (
                                       json_object_get (reply, "taken_index")));
+        sim_api_check_foreign (self->api, sf_time_mono_ms ());
+    }
 }
 
 //  The kinds of change s_ring_changed acts on, told from the event's head:

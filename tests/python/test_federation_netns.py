@@ -19,7 +19,8 @@ import types
 
 import pytest
 
-from simfabric_testing import binary, netns, wait_for, wait_registered
+from simfabric_testing import (binary, make_ring, netns, wait_for, wait_leader,
+                               wait_registered)
 from simfabric_testing.federation import federate, next_event
 from simfabric_testing.relay import TcpRelay
 
@@ -223,4 +224,58 @@ def test_case_1_across_a_slow_link_under_each_rule(hosts, tmp_path):
         codes = {f"{d.name}@{d.folder.parent.name}": d.stop() for d in reversed(daemons)}
         for relay in relays.values():
             relay.close()
+    assert set(codes.values()) == {0}, codes
+
+
+def test_a_fence_lost_with_the_homes_leader_is_found_by_the_foreign_sim(hosts, tmp_path):
+    """b (east) holds west's /fed/f; west gives it back to s1 while the
+    instances are cut off, and west's leader, which would have told east
+    (fed.fenced), dies before the link heals, its message with it. No
+    one tells b any more: b's own check of its foreign entities, through
+    east and west's new leader (fed.read), finds the newer epoch and b
+    stops: one authority, the one west recorded."""
+    # The home is a ring of three, all on host 0.
+    west = make_ring(tmp_path / "west3", 3, daemon=lambda n, *a, **k: netns.NetnsDaemon(
+        hosts, 0, *a, **k))
+    east = netns.NetnsDaemon(hosts, 1, "homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": west, "east": [east]})
+    s1 = netns.NetnsDaemon(hosts, 0, "simserver", "s1", tmp_path / "west" / "s1")
+    b = netns.NetnsDaemon(hosts, 1, "simserver", "b", tmp_path / "east" / "b")
+    s1.ring, b.ring = west, [east]
+    for daemon in west + [s1]:
+        _place(daemon, hosts.address(0))
+    for daemon in (east, b):
+        _place(daemon, hosts.address(1))
+    daemons = west + [east, s1, b]
+    try:
+        for daemon in daemons:
+            daemon.write_config()
+            daemon.start()
+        wait_leader(west)
+        wait_registered([s1])
+        wait_registered([b])
+        with s1.client(timeout=10) as game1:
+            game1.call("entity.create", path="/fed/f", state="v1")
+        with b.client(timeout=15) as game_b:
+            game_b.call("entity.claim", path="/fed/f@west")
+            game_b.call("entity.update", path="/fed/f@west", state="b's")
+        _cut_between(hosts, 1, 0)
+        with s1.client(timeout=15) as game1:
+            back = game1.call("entity.claim", path="/fed/f")
+        assert (back["epoch"], back["authority"]) == (3, True)
+        name, _ = wait_leader(west)
+        next(m for m in west if m.name == name).kill()
+        wait_leader(west, exclude=(name,))
+        _heal_between(hosts, 1)
+
+        def let_go():
+            with b.client() as game_b:
+                return game_b.call("entity.get", path="/fed/f@west")["authority"] is False
+
+        wait_for(let_go, timeout=20, what="b to find it no longer holds /fed/f")
+        with east.client() as client:
+            seen = client.call("entity.get", path="/fed/f@west")
+        assert (seen["path"], seen["authority"], seen["epoch"]) == ("/fed/f@west", "s1@west", 3)
+    finally:
+        codes = {f"{d.name}@{d.folder.parent.name}": d.stop() for d in reversed(daemons)}
     assert set(codes.values()) == {0}, codes
