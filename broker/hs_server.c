@@ -1214,9 +1214,11 @@ hs_server_destroy (hs_server_t **self_p)
 {
     if (*self_p) {
         hs_server_t *self = *self_p;
-        hs_api_destroy (&self->handler);
+        //  Federation first: the requests it gives up on answer their
+        //  callers and record their outcomes through the handler.
         hs_fed_destroy (&self->fed);
         hs_relay_destroy (&self->relay);
+        hs_api_destroy (&self->handler);
         hs_events_destroy (&self->events);
         sf_trace_destroy (&self->trace);
         hs_ring_destroy (&self->ring);

@@ -565,3 +565,18 @@ def test_fabricctl_traces_a_transfer_across_instances_and_counts_its_hops(two_wo
     # and says so.
     done = subprocess.run(command[:-4], capture_output=True, text=True, timeout=30)
     assert "instance west's records not read" in done.stderr
+
+
+def test_a_homeserver_stops_cleanly_with_a_claim_on_its_way(two_worlds):
+    """A requesting member stopped while a claim it sent on waits at the
+    home (on an ask): it answers the sim unavailable and exits cleanly,
+    having nothing left to do for a claim it gave up on."""
+    west, east, s1, b = two_worlds
+    with s1.client() as game1:
+        game1.call("subscribe", prefix="/fed/")
+        game1.call("entity.create", path="/fed/s", state="v1", rule="ask")
+        thread, landed = claim_in_background(b, "/fed/s@west", timeout=20)
+        next_event(game1, "ask")
+        assert east.stop() == 0
+    thread.join(30)
+    assert not landed["reply"]["ok"]
