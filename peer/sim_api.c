@@ -2222,9 +2222,11 @@ static void
 s_note_foreign (void *arg, const char *path, uint64_t epoch)
 {
     zlist_t *held = (zlist_t *) arg;
+    char item [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 32];
+    snprintf (item, sizeof item, "%llu %s", (unsigned long long) epoch, path);
+    //  The list copies what it is given (autofree).
     if (strchr (path, '@') && zlist_size (held) < S_FOREIGN_CHECKS)
-        zlist_append (
-            held, zsys_sprintf ("%llu %s", (unsigned long long) epoch, path));
+        zlist_append (held, item);
 }
 
 //  The home's answer on a foreign entity held here: a newer epoch means

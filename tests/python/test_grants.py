@@ -212,8 +212,12 @@ def test_grants_are_identical_on_every_member_and_verify(ring, tmp_path):
     for grant in (created["grant"], granted["grant"]):
         assert verify(grant, keys)["retires_ms"] is None
         # Any member, asked for the same (path, epoch), answers the same.
+        # (A follower may not have applied the write yet: read until it has.)
         for member in ring:
             with member.client() as client:
+                wait_for(lambda c=client: c.request("entity.get", path=grant["path"],
+                                                    consistency="stale").get("epoch")
+                         == grant["epoch"], what=f"{member.name} to apply {grant['path']}")
                 read = client.call("entity.grant", path=grant["path"], consistency="stale")
                 got = client.call("entity.get", path=grant["path"], consistency="stale")
             assert read["grant"] == grant == got["grant"], member.name
