@@ -27,6 +27,10 @@
 //  home did not answer) goes again under its request id for this long:
 //  the home answers a repeat with what it decided (federation.md 6).
 #define S_FOREIGN_RETRY_MS 12000
+
+//  After a foreign claim's outcome was left unknown, the ring's feed is
+//  followed for outcomes this long (the home remembers a claim 10 min).
+#define S_OUTCOME_WAIT_MS (10 * 60 * 1000)
 #define S_LIST_LIMIT 1000
 //  Grants asked of the ring (entity.grant) at once, at most.
 #define S_GRANT_FETCHES 64
@@ -89,6 +93,8 @@ struct _sim_api_t {
     uint64_t checking_index;      //  the one the check under way covers
     uint64_t authority_checks;    //  checks started
     uint64_t foreign_checked_ms;  //  when foreign entities were last checked
+    uint64_t unknown_until_ms;    //  a foreign claim's outcome may come in
+                                  //  the ring's feed until then
     uint64_t authority_check_pages;  //  entity.list pages they read
     //  Our own grants (grants.md section 5): once the ring signs them, an
     //  entity held here is streamed only with the grant of its epoch.
@@ -1594,6 +1600,11 @@ s_claim_replied (sim_api_t *self, s_waiting_t *waiting, const json_t *reply,
                  const sf_fault_t *fault)
 {
     uint64_t now_ms = sf_time_mono_ms ();
+    //  Not told what came of it: the ring's feed will say (fed.outcome),
+    //  within the home's memory of it (ten minutes).
+    if (fault && strchr (waiting->path, '@')
+        && (fault->error == SF_ETIMEOUT || fault->error == SF_EUNAVAILABLE))
+        self->unknown_until_ms = now_ms + S_OUTCOME_WAIT_MS;
     if (fault)
         sim_authority_refused (self->core, waiting->path, waiting->claim,
                                fault->error, fault->message, now_ms);
@@ -2258,6 +2269,12 @@ s_foreign_checked (void *arg, json_t *reply, const sf_fault_t *fault)
     }
     free (check->path);
     free (check);
+}
+
+bool
+sim_api_awaits_outcomes (sim_api_t *self)
+{
+    return self->unknown_until_ms > sf_time_mono_ms ();
 }
 
 void

@@ -167,6 +167,10 @@ void sim_api_tick (sim_api_t *self, uint64_t now_ms);
 //  its way is not started again.
 void sim_api_check (sim_api_t *self, uint64_t taken_index);
 
+//  True while a claim of a foreign entity's outcome is unknown here (its
+//  answer was lost): the ring's feed may bring it (fed.outcome).
+bool sim_api_awaits_outcomes (sim_api_t *self);
+
 //  Ask the homes of the foreign entities this sim holds (PATH@INSTANCE)
 //  whether they are still its, every 3 s at most, at NOW_MS (monotonic):
 //  one that was granted on and whose fence never came is let go

@@ -684,10 +684,13 @@ s_ring_wants (void *arg, const char *topic, const char *op)
     if (streq (op, "authority.request") || streq (op, "fed.claim"))
         return strncmp (topic, "sim:", 4) != 0
                || !streq (topic + 4, self->name);
+    //  A claim's outcome recorded by the ring matters only to a sim that
+    //  was not told it (federation.md section 6): the others let it by.
+    if (streq (op, "fed.outcome"))
+        return sim_api_awaits_outcomes (self->api);
     return streq (op, "sim.register") || streq (op, "entity.delete")
            || streq (op, "sim.expire") || streq (op, "authority.answer")
-           || streq (op, "authority.release") || streq (op, "fed.fenced")
-           || streq (op, "fed.outcome");
+           || streq (op, "authority.release") || streq (op, "fed.fenced");
 }
 
 //  A change s_ring_wants wanted. A sim registered, re-keyed or moved:
