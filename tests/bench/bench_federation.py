@@ -7,6 +7,7 @@ the floor of the same run."""
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,31 @@ def _through(member, relay):
     """MEMBER as a peer sees it: its federation endpoint is RELAY's."""
     return types.SimpleNamespace(name=member.name, keys=member.keys,
                                  federation_endpoint=f"tcp://127.0.0.1:{relay.address[1]}")
+
+
+def _cpu(daemons):
+    """CPU seconds (user + system) each of DAEMONS has used so far."""
+    used = {}
+    for daemon in daemons:
+        try:
+            fields = open(f"/proc/{daemon.process.pid}/stat").read().rsplit(")", 1)[1].split()
+        except (AttributeError, OSError):
+            continue
+        used[f"{daemon.name}@{daemon.folder.parent.name}"] = \
+            (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def _throughput(options, sim1, sim2, leader, daemons, home=None):
+    """bench_transfer at options.concurrency, with every daemon's CPU time
+    per transfer finished over it (microseconds)."""
+    before = _cpu(daemons)
+    result = _bench(options, sim1, sim2, leader, options.concurrency, home)
+    after = _cpu(daemons)
+    done = max(1, result["throughput"]["n"])
+    result["cpu_us"] = {name: (after[name] - before.get(name, 0)) * 1e6 / done
+                        for name in after}
+    return result
 
 
 def _bench(options, sim1, sim2, leader, concurrency, home=None):
@@ -70,13 +96,13 @@ def one_fabric(options, delay):
                 home = ["@west", f"tcp://127.0.0.1:{reach.address[1]}" if reach
                         else leader.federation_endpoint,
                         str(leader.keys.public_path), str(east[0].keys.secret_path)]
+                daemons = west + east + [s1, s2, b]
                 return {
                     "case2": {"latency": _bench(options, s1, s2, leader, 0),
-                              "throughput": _bench(options, s1, s2, leader,
-                                                   options.concurrency)},
+                              "throughput": _throughput(options, s1, s2, leader, daemons)},
                     "case1": {"latency": _bench(options, s1, b, leader, 0, home),
-                              "throughput": _bench(options, s1, b, leader,
-                                                   options.concurrency, home)}}
+                              "throughput": _throughput(options, s1, b, leader, daemons,
+                                                        home)}}
         finally:
             for relay in relays.values():
                 relay.close()
@@ -111,6 +137,11 @@ def main():
         print(f"  Case 1, {options.concurrency} in flight: "
               f"{rate['per_s']:.0f}/s, p50 {rate['p50_us']:.0f} us, p99 {rate['p99_us']:.0f} us; "
               f"{rate['per_s'] / c2_rate:.2f}x Case 2 (target >= 0.5x)")
+        for case in ("case2", "case1"):
+            cpu = run[case]["throughput"]["cpu_us"]
+            print(f"  CPU per transfer, {case[:4].title()} {case[4]}, {options.concurrency} in "
+                  f"flight: total {sum(cpu.values()):.0f} us; " + ", ".join(
+                      f"{name} {us:.0f}" for name, us in sorted(cpu.items()) if us >= 1))
 
 
 if __name__ == "__main__":
