@@ -2233,7 +2233,7 @@ s_fed_claim (s_apply_t *ctx)
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
     json_t *result =
-        s_request_one (ctx, ctx->a->path, ctx->a->player_key, true, false);
+        s_request_one (ctx, ctx->a->path, ctx->a->player_key, true, true);
     if (!result)
         return NULL;
     //  Kept without its grant: a grant is made from the state where it
