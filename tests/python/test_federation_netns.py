@@ -13,7 +13,6 @@ authority's final state; both instances' feeds show the transfer.
 
 import json
 import subprocess
-import threading
 import time
 import types
 
@@ -21,7 +20,7 @@ import pytest
 
 from simfabric_testing import (binary, make_ring, netns, wait_for, wait_leader,
                                wait_registered)
-from simfabric_testing.federation import federate, next_event
+from simfabric_testing.federation import claim_in_background, federate, next_event
 from simfabric_testing.relay import TcpRelay
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
@@ -98,14 +97,7 @@ def test_a_claim_decided_while_the_instances_were_cut_off_is_finished(hosts, tmp
             game1.call("subscribe", prefix="/fed/")
             game1.call("entity.create", path="/fed/k", state="v1", rule="ask")
             game1.call("entity.update", path="/fed/k", state="final from s1")
-            landed = {}
-
-            def claim():
-                with b.client(timeout=40) as game_b:
-                    landed["reply"] = game_b.request("entity.claim", path="/fed/k@west")
-
-            thread = threading.Thread(target=claim)
-            thread.start()
+            thread, landed = claim_in_background(b, "/fed/k@west")
             ask = next_event(game1, "ask")
             _cut_between(hosts, 1, 0)
             assert game1.call("authority.answer", transfer=ask["transfer"],
@@ -199,14 +191,7 @@ def test_case_1_across_a_slow_link_under_each_rule(hosts, tmp_path):
         assert analysis["hops"] == 4 <= 3 + 2 * 1
         with s1.client(timeout=10) as game1:
             game1.call("subscribe", prefix="/slow/")
-            landed = {}
-
-            def claim():
-                with b.client(timeout=15) as game_b:
-                    landed["reply"] = game_b.request("entity.claim", path="/slow/asked@west")
-
-            thread = threading.Thread(target=claim)
-            thread.start()
+            thread, landed = claim_in_background(b, "/slow/asked@west", timeout=15)
             ask = next_event(game1, "ask")
             assert ask["to"] == "b@east"
             game1.call("authority.answer", transfer=ask["transfer"], approve=True)
