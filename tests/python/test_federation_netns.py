@@ -82,9 +82,6 @@ def test_a_claim_decided_while_the_instances_were_cut_off_is_finished(hosts, tmp
     s1.ring, b.ring = [west], [east]
     for index, daemon in ((0, west), (1, east), (0, s1), (1, b)):
         _place(daemon, hosts.address(index))
-    for daemon in (west, east):
-        daemon.peers = {other: [peer] for other, peer in (("west", west), ("east", east))
-                        if peer is not daemon}
     daemons = [west, east, s1, b]
     try:
         for daemon in daemons:
