@@ -602,7 +602,8 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     json_t *stamped = json_deep_copy (args);
     if ((streq (op, "authority.request") || streq (op, "fed.claim"))
         && !json_object_get (stamped, "timeout_ms")
-        && !json_object_get (stamped, "paths"))
+        && !json_object_get (stamped, "paths")
+        && !json_object_get (stamped, "claims"))
         json_object_set_new (stamped, "timeout_ms",
                              json_integer ((json_int_t) self->ask_timeout_ms));
     char *token = s_stamp_leader (self, op, stamped);

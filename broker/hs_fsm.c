@@ -334,6 +334,7 @@ typedef struct {
     json_t *load;
     const json_t *entities;  //  entity.import
     const json_t *paths;     //  authority.request, the batch form
+    const json_t *claims;    //  fed.claim, the batch form
     int64_t limit;
     int64_t transfer;       //  authority.answer, authority.expire
     int64_t timeout_ms;     //  authority.request: how long an ask may wait
@@ -691,13 +692,63 @@ s_parse_sim_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
 //  leader relays for one of its sims, named NAME@INSTANCE, vouching for
 //  its key and endpoints; "instance" is this leader's own word of who
 //  relayed it (the peer's key), never the peer's.
+//  The batch form's claims: 1 to HS_FSM_MAX_REQUESTS objects, each a
+//  request id and a path, no request twice.
+static int
+s_parse_fed_claims (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    static const char *const fields [] = {"request", "path", NULL};
+    a->claims = json_object_get (args, "claims");
+    size_t count = json_array_size (a->claims);
+    if (!json_is_array (a->claims) || count < 1 || count > HS_FSM_MAX_REQUESTS)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'claims' must be an array of 1..%d "
+                             "claims",
+                             HS_FSM_MAX_REQUESTS);
+    size_t index;
+    const json_t *claim;
+    json_array_foreach (a->claims, index, claim)
+    {
+        const char *request, *path;
+        if (!json_is_object (claim) || sf_json_only (claim, fields, fault)
+            || sf_json_string (claim, "request", true, &request, fault)
+            || sf_json_string (claim, "path", true, &path, fault)
+            || strlen (request) < 1 || strlen (request) > 200
+            || !sf_name_path_valid (path, strlen (path)))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "claims[%zu] must be {\"request\": 1 to 200 "
+                                 "characters, \"path\": a path like "
+                                 "/world/room1/cube}",
+                                 index);
+        for (size_t before = 0; before < index; before++)
+            if (streq (request,
+                       json_string_value (json_object_get (
+                           json_array_get (a->claims, before), "request"))))
+                return sf_fault_set (fault, SF_EINVAL,
+                                     "claims[%zu] repeats request '%s'", index,
+                                     request);
+    }
+    return 0;
+}
+
 static int
 s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
     a->timeout_ms = S_ASK_TIMEOUT_MS;
     char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    if (sf_json_string (args, "request", true, &a->claim, fault)
-        || s_path (args, "path", &a->path, fault)
+    bool batch = json_object_get (args, "claims") != NULL;
+    //  The batch form never asks and never speaks for a player.
+    if (batch
+        && (json_object_get (args, "request") || json_object_get (args, "path")
+            || json_object_get (args, "timeout_ms")
+            || json_object_get (args, "player")
+            || json_object_get (args, "player_key")))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'claims' goes without 'request', 'path', "
+                             "'timeout_ms', 'player' and 'player_key'");
+    if ((batch ? s_parse_fed_claims (args, a, fault)
+               : sf_json_string (args, "request", true, &a->claim, fault)
+                     || s_path (args, "path", &a->path, fault))
         || sf_json_string (args, "sim", true, &a->sim, fault)
         || s_key (args, &a->key, fault)
         || s_endpoint (args, "handoff", "tcp", &a->handoff, fault)
@@ -717,7 +768,7 @@ s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "fields 'player' (NAME@INSTANCE) and "
                              "'player_key' (its key) go together");
-    if (strlen (a->claim) < 1 || strlen (a->claim) > 200)
+    if (a->claim && (strlen (a->claim) < 1 || strlen (a->claim) > 200))
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'request' must be 1 to 200 characters");
     if (!sf_name_split (a->sim, local, instance) || !instance [0])
@@ -2169,38 +2220,30 @@ s_foreign_contact (hs_fsm_t *self, json_t *result)
     json_object_set_new (result, "ring_keys", hs_fsm_ring_keys (self));
 }
 
-//  fed.claim: a foreign sim's claim, decided as a local sim's would be
-//  (the rule, a new epoch, the former authority fenced by the event). The
-//  foreign sim gets a row as its instance vouched for it. The same
-//  request again is answered from fed_claims and changes nothing; its
-//  grant only while the entity is still at the epoch it granted.
-static json_t *
-s_fed_claim (s_apply_t *ctx)
+//  What the ring answered claim REQUEST before, as a repeat gets it, in
+//  *AGAIN (a new object; NULL for a request never seen): a grant (with
+//  its grant only while the entity is still at the epoch it granted) or
+//  an ask still waiting. Returns 0, or -1 with FAULT denied for a claim
+//  refused.
+static int
+s_fed_again (s_apply_t *ctx, const char *request, bool contact,
+             json_t **again_p)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    sf_name_split (ctx->a->sim, local, instance);
-    if (!ctx->a->instance || !streq (instance, ctx->a->instance)
-        || !s_request_of (ctx->a->claim, ctx->a->instance)) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "instance '%s' speaks only for its own sims and "
-                      "requests, not '%s' ('%s')",
-                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim,
-                      ctx->a->claim);
-        return NULL;
-    }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_GET);
-    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 1, request);
     json_t *again = NULL;
     if (sqlite3_step (stmt) == SQLITE_ROW) {
         again = json_loads (s_column (stmt, 0), 0, NULL);
         bool current = sqlite3_column_int (stmt, 1) == 1;
+        const char *path = json_string_value (json_object_get (again, "path"));
         if (json_is_object (again)
             && !json_is_true (json_object_get (again, "pending"))
             && !json_is_false (json_object_get (again, "granted"))) {
             json_object_set_new (again, "grant",
-                                 current ? s_grant_due (ctx->a->path)
-                                         : json_null ());
-            s_foreign_contact (ctx->self, again);
+                                 current && path ? s_grant_due (path)
+                                                 : json_null ());
+            if (contact)
+                s_foreign_contact (ctx->self, again);
         }
         if (json_is_object (again))
             json_object_set_new (again, "again", json_true ());
@@ -2212,15 +2255,152 @@ s_fed_claim (s_apply_t *ctx)
         const char *reason =
             json_string_value (json_object_get (again, "reason"));
         sf_fault_set (ctx->fault, SF_EDENIED,
-                      "claim %s was refused (%s); nothing changed",
-                      ctx->a->claim, reason ? reason : "denied");
+                      "claim %s was refused (%s); nothing changed", request,
+                      reason ? reason : "denied");
         json_decref (again);
+        return -1;
+    }
+    *again_p = again;
+    return 0;
+}
+
+//  Claim REQUEST of PATH for the foreign sim of CTX, decided as a local
+//  sim's would be, and recorded against REQUEST; asking the authority
+//  only if MAY_ASK. NULL with FAULT when refused (nothing recorded).
+static json_t *
+s_fed_claim_one (s_apply_t *ctx, const char *request, const char *path,
+                 bool may_ask)
+{
+    json_t *result =
+        s_request_one (ctx, path, ctx->a->player_key, may_ask, true);
+    if (!result)
+        return NULL;
+    //  Kept without its grant: a grant is made from the state where it
+    //  leaves (hs_fsm_make_grants), and only while it is still this one.
+    //  An ask is kept pending until decided (s_fed_decided).
+    json_t *kept = json_deep_copy (result);
+    json_object_del (kept, "grant");
+    char *text = json_dumps (kept, JSON_COMPACT);
+    json_decref (kept);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_PUT);
+    s_bind_text (stmt, 1, request);
+    s_bind_text (stmt, 2, path);
+    s_bind_text (stmt, 3, ctx->a->sim);
+    s_bind_int (stmt, 4,
+                json_integer_value (json_object_get (result, "epoch")));
+    s_bind_text (stmt, 5, text);
+    s_bind_int (stmt, 6, (int64_t) ctx->cmd->time_ms);
+    int rc = text ? s_exec_stmt (ctx->self, stmt, ctx->fault)
+                  : sf_fault_set (ctx->fault, SF_ESTORE, "out of memory");
+    free (text);
+    if (rc) {
+        json_decref (result);
         return NULL;
     }
-    if (again)
-        return again;
+    json_object_set_new (result, "request", json_string (request));
+    return result;
+}
+
+//  The batch form: each claim decided on its own, in order, never
+//  asking; one command and one transfer for all it grants. A claim that
+//  would ask, or waits on an ask already, is refused with "ask" so its
+//  instance sends it alone; a refusal records nothing. A storage
+//  failure, no claim's outcome, fails the whole command.
+static json_t *
+s_fed_claim_batch (s_apply_t *ctx)
+{
+    json_t *results = json_array ();
+    size_t granted = 0, index;
+    const json_t *claim;
+    json_array_foreach (ctx->a->claims, index, claim)
+    {
+        const char *request =
+            json_string_value (json_object_get (claim, "request"));
+        const char *path = json_string_value (json_object_get (claim, "path"));
+        sf_fault_t fault;
+        sf_fault_clear (&fault);
+        s_apply_t one = *ctx;
+        one.fault = &fault;
+        json_t *result = NULL;
+        int was_refused = s_fed_again (&one, request, false, &result);
+        bool ask = json_is_true (json_object_get (result, "pending"));
+        if (ask) {
+            json_decref (result);
+            result = NULL;
+            sf_fault_set (&fault, SF_EDENIED,
+                          "claim %s waits on the authority of '%s': send it "
+                          "on its own",
+                          request, path);
+        }
+        else if (!result && !was_refused) {
+            result = s_fed_claim_one (&one, request, path, false);
+            ask = one.would_ask;
+        }
+        if (!result && fault.error == SF_ESTORE) {
+            *ctx->fault = fault;
+            json_decref (results);
+            return NULL;
+        }
+        if (result) {
+            granted++;
+            s_foreign_contact (ctx->self, result);
+            json_object_del (result, "ring_keys");
+            json_array_append_new (results, result);
+            continue;
+        }
+        json_t *refused =
+            json_pack ("{s:s,s:s,s:b,s:s,s:s}", "request", request, "path",
+                       path, "granted", false, "error",
+                       sf_error_code (fault.error), "message", fault.message);
+        if (ask)
+            json_object_set_new (refused, "ask", json_true ());
+        json_array_append_new (results, refused);
+    }
+    return json_pack ("{s:s,s:I,s:I,s:o,s:o}", "sim", ctx->a->sim, "transfer",
+                      (json_int_t) ctx->index, "grants", (json_int_t) granted,
+                      "ring_keys", hs_fsm_ring_keys (ctx->self), "results",
+                      results);
+}
+
+//  fed.claim: a foreign sim's claim, decided as a local sim's would be
+//  (the rule, a new epoch, the former authority fenced by the event). The
+//  foreign sim gets a row as its instance vouched for it. The same
+//  request again is answered from fed_claims and changes nothing; its
+//  grant only while the entity is still at the epoch it granted.
+static json_t *
+s_fed_claim (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    bool own = ctx->a->instance && streq (instance, ctx->a->instance);
+    const char *stray =
+        ctx->a->claim && !s_request_of (ctx->a->claim, ctx->a->instance)
+            ? ctx->a->claim
+            : NULL;
+    size_t index;
+    const json_t *claim;
+    json_array_foreach (ctx->a->claims, index, claim)
+    {
+        const char *request =
+            json_string_value (json_object_get (claim, "request"));
+        if (!stray && !s_request_of (request, ctx->a->instance))
+            stray = request;
+    }
+    if (!own || stray) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' speaks only for its own sims and "
+                      "requests, not '%s' ('%s')",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim,
+                      stray ? stray : "");
+        return NULL;
+    }
+    json_t *again = NULL;
+    if (ctx->a->claim) {
+        if (s_fed_again (ctx, ctx->a->claim, true, &again) || again)
+            return again;
+    }
     //  Requests decided long ago are forgotten (federation.md section 6).
-    stmt = s_stmt (ctx->self, S_FED_CLAIM_PRUNE);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_FED_CLAIM_PRUNE);
     s_bind_int (stmt, 1, (int64_t) ctx->cmd->time_ms - S_FED_CLAIM_KEEP_MS);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
@@ -2232,33 +2412,11 @@ s_fed_claim (s_apply_t *ctx)
     s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
-    json_t *result =
-        s_request_one (ctx, ctx->a->path, ctx->a->player_key, true, true);
-    if (!result)
-        return NULL;
-    //  Kept without its grant: a grant is made from the state where it
-    //  leaves (hs_fsm_make_grants), and only while it is still this one.
-    //  An ask is kept pending until decided (s_fed_decided).
-    json_t *kept = json_deep_copy (result);
-    json_object_del (kept, "grant");
-    char *text = json_dumps (kept, JSON_COMPACT);
-    json_decref (kept);
-    stmt = s_stmt (ctx->self, S_FED_CLAIM_PUT);
-    s_bind_text (stmt, 1, ctx->a->claim);
-    s_bind_text (stmt, 2, ctx->a->path);
-    s_bind_text (stmt, 3, ctx->a->sim);
-    s_bind_int (stmt, 4,
-                json_integer_value (json_object_get (result, "epoch")));
-    s_bind_text (stmt, 5, text);
-    s_bind_int (stmt, 6, (int64_t) ctx->cmd->time_ms);
-    int rc = text ? s_exec_stmt (ctx->self, stmt, ctx->fault) : -1;
-    free (text);
-    if (rc) {
-        json_decref (result);
-        return NULL;
-    }
-    json_object_set_new (result, "request", json_string (ctx->a->claim));
-    s_foreign_contact (ctx->self, result);
+    if (ctx->a->claims)
+        return s_fed_claim_batch (ctx);
+    json_t *result = s_fed_claim_one (ctx, ctx->a->claim, ctx->a->path, true);
+    if (result)
+        s_foreign_contact (ctx->self, result);
     return result;
 }
 
@@ -2808,10 +2966,13 @@ s_entity_grant (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 //  --------------------------------------------------------------------------
 //  The operations' schemas and handlers, by HS_OP_MAP's id
 
+//  Room for an operation's fields and the NULL that ends them.
+#define S_OP_FIELDS 12
+
 typedef struct {
     //  Its arguments besides "op" and "id" (and a read's "consistency",
     //  which s_parse checks), NULL-terminated: any other is refused.
-    const char *fields [10];
+    const char *fields [S_OP_FIELDS];
     //  Checks them and takes them into an s_args_t; NULL if none.
     int (*parse) (const json_t *args, s_args_t *a, sf_fault_t *fault);
     //  A command's handler, once the access is checked (hs_fsm_apply).
@@ -2894,7 +3055,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         s_parse_authority_request, s_authority_request, NULL},
     [HS_OP_FED_CLAIM] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
-         "timeout_ms", "player", "player_key"},
+         "timeout_ms", "player", "player_key", "claims"},
         s_parse_fed_claim, s_fed_claim, NULL},
     [HS_OP_FED_WITHDRAW] = {
         {"request", "instance"}, s_parse_fed_withdraw, s_fed_withdraw, NULL},
@@ -3812,6 +3973,125 @@ hs_fsm_test (bool verbose)
                                 "\"sim\":\"e@east\",\"instance\":\"east\"}",
                                 bob, false, &fault);
         assert (!claimed && fault.error == SF_EINVAL);
+        //  The batch form: each claim on its own, in order, one command;
+        //  a claim that would ask is sent back to go alone, and neither it
+        //  nor another refusal is recorded.
+        claimed = s_test_apply (fsm, ++index, "entity.create",
+                                "{\"path\":\"/fed/k\",\"rule\":\"ask\","
+                                "\"authority\":\"sim2\"}",
+                                carol, false, &fault);
+        assert (claimed);
+        json_decref (claimed);
+        claimed = s_test_apply (fsm, ++index, "entity.create",
+                                "{\"path\":\"/fed/b\",\"authority\":\"sim2\"}",
+                                carol, false, &fault);
+        assert (claimed);
+        json_decref (claimed);
+        char claims [1024];
+        snprintf (claims, sizeof claims,
+                  "{\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\","
+                  "\"claims\":[{\"request\":\"b@east/20\",\"path\":\"/fed/b\"},"
+                  "{\"request\":\"b@east/21\",\"path\":\"/fed/k\"},"
+                  "{\"request\":\"b@east/22\",\"path\":\"/fed/d\"},"
+                  "{\"request\":\"b@east/23\",\"path\":\"/fed/none\"},"
+                  "{\"request\":\"b@east/1\",\"path\":\"/fed/a\"}]}",
+                  foreign);
+        claimed = s_test_apply (fsm, ++index, "fed.claim", claims, bob, false,
+                                &fault);
+        assert (claimed);
+        raft_index batched_at = index;
+        assert (hs_fsm_last_change (fsm) == batched_at);
+        assert (json_integer_value (json_object_get (claimed, "grants")) == 2);
+        assert (json_integer_value (json_object_get (claimed, "transfer"))
+                == (json_int_t) batched_at);
+        assert (json_is_array (json_object_get (claimed, "ring_keys")));
+        const json_t *claimed_items = json_object_get (claimed, "results");
+        assert (json_array_size (claimed_items) == 5);
+        const json_t *item = json_array_get (claimed_items, 0);
+        assert (json_is_true (json_object_get (item, "granted")));
+        assert (streq (json_string_value (json_object_get (item, "request")),
+                       "b@east/20"));
+        assert (streq (json_string_value (json_object_get (item, "authority")),
+                       "b@east"));
+        assert (json_is_string (json_object_get (item, "previous_key")));
+        assert (!json_object_get (item, "ring_keys"));
+        item = json_array_get (claimed_items, 1);
+        assert (json_is_false (json_object_get (item, "granted"))
+                && json_is_true (json_object_get (item, "ask")));
+        item = json_array_get (claimed_items, 2);
+        assert (json_is_false (json_object_get (item, "granted"))
+                && !json_object_get (item, "ask")
+                && streq (json_string_value (json_object_get (item, "error")),
+                          "denied"));
+        item = json_array_get (claimed_items, 3);
+        assert (streq (json_string_value (json_object_get (item, "error")),
+                       "not_found"));
+        //  b@east/1 was decided before: answered as it was.
+        item = json_array_get (claimed_items, 4);
+        assert (json_is_true (json_object_get (item, "again")));
+        json_decref (claimed);
+        //  The same claims again: the same answers, nothing changes; the
+        //  claim that would ask goes alone and waits on its authority,
+        //  and a claims naming it then is told so again.
+        claimed = s_test_apply (fsm, ++index, "fed.claim", claims, bob, false,
+                                &fault);
+        assert (claimed && hs_fsm_last_change (fsm) == batched_at);
+        item = json_array_get (json_object_get (claimed, "results"), 0);
+        assert (json_is_true (json_object_get (item, "again")));
+        assert (json_is_string (json_object_get (item, "grant")));
+        json_decref (claimed);
+        snprintf (claim, sizeof claim,
+                  "{\"request\":\"b@east/21\",\"path\":\"/fed/k\","
+                  "\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\"}",
+                  foreign);
+        claimed =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (claimed && json_is_true (json_object_get (claimed, "pending")));
+        json_int_t asked =
+            json_integer_value (json_object_get (claimed, "transfer"));
+        json_decref (claimed);
+        claimed = s_test_apply (fsm, ++index, "fed.claim", claims, bob, false,
+                                &fault);
+        assert (claimed);
+        item = json_array_get (json_object_get (claimed, "results"), 1);
+        assert (json_is_true (json_object_get (item, "ask")));
+        json_decref (claimed);
+        //  Refused whole: a request of another instance's, a request
+        //  twice, a claims with a player.
+        static const char *const refused [] = {
+            "{\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\","
+            "\"claims\":[{\"request\":\"b@west/1\",\"path\":\"/fed/b\"}]}",
+            "{\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\","
+            "\"claims\":[{\"request\":\"b@east/30\",\"path\":\"/fed/b\"},"
+            "{\"request\":\"b@east/30\",\"path\":\"/fed/a\"}]}",
+            "{\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\","
+            "\"player\":\"p@east\",\"player_key\":\"%s\","
+            "\"claims\":[{\"request\":\"b@east/31\",\"path\":\"/fed/b\"}]}",
+            "{\"sim\":\"b@east\",\"key\":\"%s\",\"instance\":\"east\","
+            "\"claims\":[]}",
+            NULL};
+        static const int refused_codes [] = {SF_EUNAUTHORIZED, SF_EINVAL,
+                                             SF_EINVAL, SF_EINVAL};
+        for (int at = 0; refused [at]; at++) {
+            snprintf (claims, sizeof claims, refused [at], foreign, foreign);
+            claimed = s_test_apply (fsm, ++index, "fed.claim", claims, bob,
+                                    false, &fault);
+            assert (!claimed && (int) fault.error == refused_codes [at]);
+        }
+        assert (hs_fsm_last_change (fsm) == batched_at + 2);
+        //  Its authority says no: the claim is decided, and refused again.
+        char answer [128];
+        snprintf (answer, sizeof answer,
+                  "{\"transfer\":%lld,\"sim\":\"sim2\",\"approve\":false}",
+                  (long long) asked);
+        claimed = s_test_apply (fsm, ++index, "authority.answer", answer, bob,
+                                true, &fault);
+        assert (claimed
+                && json_is_false (json_object_get (claimed, "granted")));
+        json_decref (claimed);
+        claimed =
+            s_test_apply (fsm, ++index, "fed.claim", claim, bob, false, &fault);
+        assert (!claimed && fault.error == SF_EDENIED);
         zcert_destroy (&foreign_cert);
     }
     //  fed.fenced (federation.md section 6): a home tells that a sim of
@@ -3957,6 +4237,8 @@ hs_fsm_test (bool verbose)
                 || !op->apply);
         //  A schema with fields checks their values.
         assert (!op->fields [0] || op->parse);
+        //  The list ends inside its array (s_parse reads to the NULL).
+        assert (!op->fields [S_OP_FIELDS - 1]);
     }
     assert (!hs_op_find ("entity.remove"));
     //  Only reads take a consistency: a write's schema has none.

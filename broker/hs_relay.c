@@ -2,6 +2,7 @@
 
 #include "broker/hs_relay.h"
 #include "common/sf_json.h"
+#include "protocol/api_msg.h"
 #include "common/sf_name.h"
 #include "common/sf_time.h"
 #include "common/sf_trace.h"
@@ -38,7 +39,12 @@ struct _hs_relay_t {
     uint64_t checked_ms;  //  when open intents were last looked at
     json_t *outcomes;     //  fed.outcome arguments not submitted yet
     uint64_t flushed_ms;  //  when they were last submitted
+    zlistx_t *queued;     //  s_wait_t taken this turn, not sent yet
 };
+
+//  Claims sent to one home in one fed.claim at most (federation.md
+//  section 5, the batch form): a turn's worth at 64 in flight.
+#define S_BATCH_MAX 64
 
 //  Known outcomes wait this long to go to the ring together: they only
 //  put the transfer in this instance's feed (the sim heard the reply), so
@@ -56,7 +62,16 @@ typedef struct {
     char request [S_ID_MAX];                   //  the global request id
     uint64_t ttl_ms;
     uint64_t sent_us;  //  wall clock when it went to the home
+    json_t *claim;     //  its fed.claim, until sent alone
+    bool batchable;    //  no player, no ask timeout: may go in a batch
 } s_wait_t;
+
+//  Claims of one sim to one home sent together.
+typedef struct {
+    hs_relay_t *relay;
+    size_t count;
+    s_wait_t *waits [S_BATCH_MAX];
+} s_batch_t;
 
 hs_relay_t *
 hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api, sf_trace_t *trace)
@@ -69,6 +84,7 @@ hs_relay_new (hs_fed_t *fed, hs_fsm_t *fsm, hs_api_t *api, sf_trace_t *trace)
     self->waits = zlistx_new ();
     self->inflight = zhashx_new ();
     self->outcomes = json_array ();
+    self->queued = zlistx_new ();
     self->nonce = randombytes_random ();
     return self;
 }
@@ -87,8 +103,11 @@ hs_relay_destroy (hs_relay_t **self_p)
                              "may have decided the claim: ask again with the "
                              "same request id");
             wait->relay = NULL;
+            json_decref (wait->claim);
+            free (wait);
         }
         zlistx_destroy (&self->waits);
+        zlistx_destroy (&self->queued);
         zhashx_destroy (&self->inflight);
         json_decref (self->outcomes);
         free (self);
@@ -204,12 +223,22 @@ s_trace_hops (hs_relay_t *self, s_wait_t *wait, const json_t *transfer,
 }
 
 static void
-s_answered (void *arg, const json_t *reply, const char *member,
-            const sf_fault_t *fault)
+s_wait_free (s_wait_t **wait_p)
 {
-    uint64_t received_us = sf_time_wall_us ();
-    s_wait_t *wait = (s_wait_t *) arg;
-    hs_relay_t *self = wait->relay;
+    if (*wait_p) {
+        json_decref ((*wait_p)->claim);
+        free (*wait_p);
+        *wait_p = NULL;
+    }
+}
+
+//  WAIT's claim answered (REPLY, the home's result, from MEMBER, at
+//  RECEIVED_US) or not (FAULT): the sim is told, the outcome recorded
+//  unless unknown, and WAIT destroyed.
+static void
+s_settle (hs_relay_t *self, s_wait_t *wait, const json_t *reply,
+          const char *member, const sf_fault_t *fault, uint64_t received_us)
+{
     if (self) {
         zlistx_delete (self->waits, wait->cursor);
         zhashx_delete (self->inflight, wait->request);
@@ -249,7 +278,134 @@ s_answered (void *arg, const json_t *reply, const char *member,
                                  fault->message));
         api_router_fail (NULL, &wait->call, fault->error, fault->message);
     }
-    free (wait);
+    s_wait_free (&wait);
+}
+
+static void
+s_answered (void *arg, const json_t *reply, const char *member,
+            const sf_fault_t *fault)
+{
+    s_wait_t *wait = (s_wait_t *) arg;
+    s_settle (wait->relay, wait, reply, member, fault, sf_time_wall_us ());
+}
+
+//  Send WAIT's claim to its home on its own (the single form).
+static void
+s_send_alone (hs_relay_t *self, s_wait_t *wait, uint64_t now)
+{
+    json_t *claim = json_deep_copy (wait->claim);
+    //  One attempt spans the whole time: a claim may wait at its home for
+    //  an ask, and a member silent that long is given up on for the next
+    //  claim (hs_fed_tick).
+    wait->sent_us = sf_time_wall_us ();
+    hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
+                 now, s_answered, wait);
+}
+
+//  The home answered a batch: each claim as its item says; one that
+//  would ask goes again on its own, to be asked.
+static void
+s_batch_answered (void *arg, const json_t *reply, const char *member,
+                  const sf_fault_t *fault)
+{
+    uint64_t received_us = sf_time_wall_us ();
+    s_batch_t *batch = (s_batch_t *) arg;
+    hs_relay_t *self = batch->relay;
+    const json_t *results = reply ? json_object_get (reply, "results") : NULL;
+    sf_fault_t mismatch;
+    if (reply && json_array_size (results) != batch->count) {
+        sf_fault_set (&mismatch, SF_EINTERNAL,
+                      "the entity's home answered %zu claims of a batch of "
+                      "%zu",
+                      json_array_size (results), batch->count);
+        fault = &mismatch;
+        reply = NULL;
+    }
+    for (size_t at = 0; at < batch->count; at++) {
+        s_wait_t *wait = batch->waits [at];
+        const json_t *item = json_array_get (results, at);
+        const char *request =
+            json_string_value (json_object_get (item, "request"));
+        sf_fault_t refused;
+        if (!reply)
+            s_settle (self, wait, NULL, NULL, fault, received_us);
+        else if (!request || !streq (request, wait->request)) {
+            sf_fault_set (&refused, SF_EINTERNAL,
+                          "the entity's home answered claim %s in place of "
+                          "%s",
+                          request ? request : "(none)", wait->request);
+            s_settle (self, wait, NULL, NULL, &refused, received_us);
+        }
+        else if (json_is_true (json_object_get (item, "granted"))) {
+            json_t *grant = json_deep_copy (item);
+            json_object_set (grant, "ring_keys",
+                             json_object_get (reply, "ring_keys"));
+            s_settle (self, wait, grant, member, NULL, received_us);
+            json_decref (grant);
+        }
+        else if (json_is_true (json_object_get (item, "ask")) && self)
+            s_send_alone (self, wait, sf_time_mono_ms ());
+        else {
+            api_msg_code_fault (
+                json_string_value (json_object_get (item, "error")),
+                json_string_value (json_object_get (item, "message")),
+                &refused);
+            s_settle (self, wait, NULL, NULL, &refused, received_us);
+        }
+    }
+    free (batch);
+}
+
+void
+hs_relay_send (hs_relay_t *self, uint64_t now)
+{
+    size_t count = zlistx_size (self->queued);
+    if (!count)
+        return;
+    s_wait_t **all = (s_wait_t **) malloc (count * sizeof *all);
+    for (size_t at = 0; at < count; at++)
+        all [at] = (s_wait_t *) zlistx_detach (self->queued, NULL);
+    //  One sim's claims of one home, in the order they came.
+    for (size_t first = 0; first < count; first++) {
+        if (!all [first])
+            continue;
+        s_wait_t *lead = all [first];
+        s_batch_t *batch = (s_batch_t *) zmalloc (sizeof (s_batch_t));
+        batch->relay = self;
+        for (size_t at = first; at < count && batch->count < S_BATCH_MAX; at++)
+            if (all [at] && streq (all [at]->instance, lead->instance)
+                && streq (all [at]->sim, lead->sim)) {
+                batch->waits [batch->count++] = all [at];
+                all [at] = NULL;
+            }
+        if (batch->count == 1) {
+            s_send_alone (self, lead, now);
+            free (batch);
+            continue;
+        }
+        json_t *claims = json_array ();
+        uint64_t ttl_ms = lead->ttl_ms, sent_us = sf_time_wall_us ();
+        for (size_t at = 0; at < batch->count; at++) {
+            s_wait_t *wait = batch->waits [at];
+            json_array_append_new (claims, json_pack ("{s:s,s:s}", "request",
+                                                      wait->request, "path",
+                                                      wait->path));
+            wait->sent_us = sent_us;
+            if (wait->ttl_ms < ttl_ms)
+                ttl_ms = wait->ttl_ms;
+        }
+        json_t *request =
+            json_pack ("{s:s,s:o}", "op", "fed.claim", "claims", claims);
+        for (const char *const *field =
+                 (const char *const []){"sim", "key", "handoff", "state", NULL};
+             *field; field++)
+            if (json_object_get (lead->claim, *field))
+                json_object_set (request, *field,
+                                 json_object_get (lead->claim, *field));
+        hs_fed_call (self->fed, lead->instance, &request, ttl_ms, ttl_ms, now,
+                     s_batch_answered, batch);
+    }
+    free (all);
 }
 
 //  Read CALL's arguments into WAIT and the home's fed.claim into CLAIM
@@ -288,6 +444,7 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'request' must be 1 to %d characters",
                              S_REQUEST_MAX);
+    wait->batchable = !player && !timeout_ms;
     if (player && !sf_name_valid (player))
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'player' must be the name of a player of "
@@ -354,23 +511,22 @@ void
 hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now)
 {
     s_wait_t *wait = (s_wait_t *) zmalloc (sizeof (s_wait_t));
-    json_t *claim = NULL;
     sf_fault_t fault;
-    if (s_read_claim (self, call, wait, &claim, &fault)) {
+    if (s_read_claim (self, call, wait, &wait->claim, &fault)) {
         api_router_fail (NULL, &call, fault.error, fault.message);
-        free (wait);
+        s_wait_free (&wait);
         return;
     }
     wait->relay = self;
     wait->call = call;
     wait->cursor = zlistx_add_end (self->waits, wait);
     zhashx_update (self->inflight, wait->request, self);
-    //  One attempt spans the whole time: a claim may wait at its home for
-    //  an ask, and a member silent that long is given up on for the next
-    //  claim (hs_fed_tick).
-    wait->sent_us = sf_time_wall_us ();
-    hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
-                 now, s_answered, wait);
+    //  Sent with the other claims of this turn (hs_relay_send), unless it
+    //  may ask or names a player: those go alone.
+    if (wait->batchable)
+        zlistx_add_end (self->queued, wait);
+    else
+        s_send_alone (self, wait, now);
 }
 
 //  A withdrawal on its way: what to record when the home answers.

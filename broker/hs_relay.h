@@ -37,6 +37,12 @@ void hs_relay_destroy (hs_relay_t **self_p);
 //  monotonic). The caller must be the sim it names (its registered key).
 void hs_relay_claim (hs_relay_t *self, api_call_t *call, uint64_t now);
 
+//  Send the claims taken since the last call (hs_relay_claim) to their
+//  homes: one sim's claims of one home as one fed.claim (the batch form,
+//  federation.md section 5). The owner calls it after taking every
+//  request waiting.
+void hs_relay_send (hs_relay_t *self, uint64_t now);
+
 //  On the leader, once a second or so: claims this ring recorded as sent
 //  on (fed.intent) whose outcome is still unknown well after, and that
 //  no one here waits for, are withdrawn at their home (fed.withdraw),

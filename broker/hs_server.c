@@ -863,6 +863,9 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     s_ask_members (self, now);
     if (self->fed)
         hs_fed_tick (self->fed, now);
+    //  None is left from a turn, as a rule.
+    if (self->relay)
+        hs_relay_send (self->relay, now);
     if (self->relay && hs_ring_role (self->ring) == HS_RING_LEADER
         && hs_ring_read_ready (self->ring)) {
         hs_relay_tick (self->relay, now);
@@ -1261,6 +1264,10 @@ s_handle_api (sf_loop_t *loop, zsock_t *reader, void *arg)
         if (call)
             hs_api_handle (self->handler, call, sf_time_mono_ms ());
     }
+    //  Claims of other instances' entities taken in this turn go on
+    //  together, as the ring's writes do.
+    if (self->relay)
+        hs_relay_send (self->relay, sf_time_mono_ms ());
     hs_api_submit (self->handler, sf_time_mono_ms ());
     s_after_ring (self);
     return 0;

@@ -311,6 +311,137 @@ def test_the_home_ring_decides_a_foreign_claim_once(tmp_path):
                  what="s1 to be fenced")
 
 
+def test_the_home_decides_a_batch_of_foreign_claims_each_on_its_own(tmp_path):
+    """federation.md section 5, the batch form: one fed.claim of many
+    claims is one command at the home, each claim decided as it would be
+    alone and answered in order under its own request id. A claim whose
+    rule would ask is sent back to go alone (and asks then); no refusal is
+    recorded; the batch again changes nothing; a batch with another
+    instance's request, a request twice or a player is refused whole."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    b = write_key_pair(tmp_path / "b", "b")
+    with running([west, east], [s1]):
+        with s1.client() as game:
+            for name in ("e0", "e1", "e2"):
+                game.call("entity.create", path=f"/fed/{name}", state=name)
+            game.call("entity.create", path="/fed/k", state="k", rule="ask")
+        with west.client() as client:
+            client.call("entity.create", path="/fed/d", rule="deny")
+            keys = client.call("sim.list")["ring_keys"]
+            s1_row = next(sim for sim in client.call("sim.list")["sims"] if sim["sim"] == "s1")
+        paths = ["/fed/e0", "/fed/k", "/fed/e1", "/fed/d", "/fed/none", "/fed/e2"]
+        claims = [{"request": f"b@east/{n}", "path": path} for n, path in enumerate(paths)]
+        batch = {"sim": "b@east", "key": b.public.decode(),
+                 "handoff": f"tcp://127.0.0.1:{free_port()}", "claims": claims}
+        with fed_client(west, east.keys) as peer:
+            answered = peer.call("fed.claim", **batch)
+            items = answered["results"]
+            assert [item["request"] for item in items] == [c["request"] for c in claims]
+            assert answered["grants"] == 3
+            granted = [item for item in items if item["granted"]]
+            assert [item["path"] for item in granted] == ["/fed/e0", "/fed/e1", "/fed/e2"]
+            for item in granted:
+                # One command: one transfer id for all it grants.
+                assert (item["authority"], item["previous"], item["epoch"],
+                        item["transfer"]) == ("b@east", "s1", 2, answered["transfer"])
+                assert (item["previous_key"], item["previous_handoff"]) == \
+                    (s1_row["key"], s1_row["handoff"])
+                assert item["grant"]["sim"] == "b@east"
+                _verify(item["grant"], answered["ring_keys"])
+            assert [k["public"] for k in answered["ring_keys"]] == [k["public"] for k in keys]
+            refused = {item["path"]: item for item in items if not item["granted"]}
+            assert refused["/fed/k"]["ask"] is True and "on its own" in refused["/fed/k"]["message"]
+            assert (refused["/fed/d"]["error"], "ask" in refused["/fed/d"]) == ("denied", False)
+            assert refused["/fed/none"]["error"] == "not_found"
+            again = peer.call("fed.claim", **batch)
+            assert [item.get("again", False) for item in again["results"]] == \
+                [True, False, True, False, False, True]
+            # Alone, the claim that would ask asks (unanswered: refused at
+            # its deadline), and is refused again from then on.
+            with pytest.raises(ApiError) as error:
+                peer.call("fed.claim", request="b@east/1", path="/fed/k", sim="b@east",
+                          key=b.public.decode(), timeout_ms=300)
+            assert error.value.code == "denied"
+            assert peer.call("fed.claim", **batch)["results"][1]["error"] == "denied"
+            for forged, code in (
+                    (dict(batch, claims=[{"request": "b@west/9", "path": "/fed/e0"}]),
+                     "unauthorized"),
+                    (dict(batch, claims=[claims[0], dict(claims[0], path="/fed/e1")]),
+                     "invalid_argument"),
+                    (dict(batch, player="alice@east", player_key=b.public.decode()),
+                     "invalid_argument"),
+                    (dict(batch, claims=[]), "invalid_argument"),
+                    (dict(batch, claims=[{"request": "b@east/9"}]), "invalid_argument")):
+                with pytest.raises(ApiError) as error:
+                    peer.call("fed.claim", **forged)
+                assert error.value.code == code, forged
+        with west.client() as client:
+            held = {path: client.call("entity.get", path=path)
+                    for path in ("/fed/e0", "/fed/e1", "/fed/e2", "/fed/k", "/fed/d")}
+        assert {path: (e["authority"], e["epoch"]) for path, e in held.items()} == {
+            "/fed/e0": ("b@east", 2), "/fed/e1": ("b@east", 2), "/fed/e2": ("b@east", 2),
+            "/fed/k": ("s1", 1), "/fed/d": (None, 0)}
+        # The batch's one event fences s1 of each entity it granted.
+        for name in ("e0", "e1", "e2"):
+            wait_for(lambda: not _sim_entity(s1, f"/fed/{name}")["authority"],
+                     what=f"s1 to be fenced of /fed/{name}")
+        assert _sim_entity(s1, "/fed/k")["authority"] is True
+
+
+def test_a_burst_of_foreign_claims_goes_to_the_home_together(tmp_path):
+    """federation.md section 5, the batch form on the requester's side: b's
+    claims that reach east in one turn go to west as one fed.claim, and
+    each is answered as it would be alone: the grants share west's
+    transfer id, the claim whose rule asks is asked (and refused when its
+    authority does not answer), the denied one is denied."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1")
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    b = write_key_pair(tmp_path / "b", "b")
+    with running([west, east], [s1]):
+        with s1.client() as game:
+            for n in range(12):
+                game.call("entity.create", path=f"/fed/e{n}", state=f"e{n}")
+            game.call("entity.create", path="/fed/k", state="k", rule="ask")
+        with west.client() as client:
+            client.call("entity.create", path="/fed/d", rule="deny")
+        paths = [f"/fed/e{n}" for n in range(6)] + ["/fed/k", "/fed/d"] + \
+            [f"/fed/e{n}" for n in range(6, 12)]
+        with east.client(keys=b) as sim_b:
+            sim_b.call("sim.register", sim="b", token=admit(east, "b"),
+                       handoff=f"tcp://127.0.0.1:{free_port()}")
+            # Sent at once, as a sim sends the claims of one turn.
+            for n, path in enumerate(paths):
+                sim_b.send_raw(json.dumps({"op": "authority.request", "id": 1000 + n,
+                                           "path": f"{path}@west", "sim": "b",
+                                           "request": f"burst{n}"}).encode())
+            replies = {}
+            deadline = time.monotonic() + 15
+            while len(replies) < len(paths) and time.monotonic() < deadline:
+                reply = json.loads(sim_b.recv_raw(15)[-1])
+                replies[paths[reply["id"] - 1000]] = reply
+        assert len(replies) == len(paths)
+        grants = [replies[path] for path in paths if path.startswith("/fed/e")]
+        assert all(reply["ok"] and (reply["authority"], reply["epoch"], reply["previous"])
+                   == ("b", 2, "s1@west") for reply in grants), grants
+        assert all(reply["ring_keys"] and reply["grant"]["sim"] == "b@east"
+                   for reply in grants)
+        transfers = [reply["transfer"] for reply in grants]
+        assert max(transfers.count(t) for t in transfers) >= 2, transfers
+        asked = replies["/fed/k"]
+        assert asked["error"]["code"] == "denied" and "on its own" not in \
+            asked["error"]["message"], asked
+        assert replies["/fed/d"]["error"]["code"] == "denied"
+        with west.client() as client:
+            assert client.call("entity.get", path="/fed/k")["authority"] == "s1"
+            assert {client.call("entity.get", path=path)["authority"]
+                    for path in paths if path.startswith("/fed/e")} == {"b@east"}
+
+
 def _sim_entity(sim, path):
     with sim.client() as game:
         return game.call("entity.get", path=path)
