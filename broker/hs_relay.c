@@ -28,18 +28,20 @@
 #define S_READ_MS 2000
 
 struct _hs_relay_t {
-    hs_fed_t *fed;        //  lent
-    hs_fsm_t *fsm;        //  lent
-    hs_api_t *api;        //  lent: submits fed.intent and fed.outcome
-    sf_trace_t *trace;    //  lent: hop records (trace.md), or NULL
-    zlistx_t *waits;      //  s_wait_t of claims sent on
-    zhashx_t *inflight;   //  request ids sent on or being withdrawn
-    uint64_t next;        //  claims given an id here
-    uint32_t nonce;       //  makes those ids unique across restarts
-    uint64_t checked_ms;  //  when open intents were last looked at
-    json_t *outcomes;     //  fed.outcome arguments not submitted yet
-    uint64_t flushed_ms;  //  when they were last submitted
-    zlistx_t *queued;     //  s_wait_t taken this turn, not sent yet
+    hs_fed_t *fed;           //  lent
+    hs_fsm_t *fsm;           //  lent
+    hs_api_t *api;           //  lent: submits fed.intent and fed.outcome
+    sf_trace_t *trace;       //  lent: hop records (trace.md), or NULL
+    zlistx_t *waits;         //  s_wait_t of claims sent on
+    zhashx_t *inflight;      //  request ids sent on or being withdrawn
+    uint64_t next;           //  claims given an id here
+    uint32_t nonce;          //  makes those ids unique across restarts
+    uint64_t checked_ms;     //  when open intents were last looked at
+    json_t *outcomes;        //  fed.outcome arguments not submitted yet
+    uint64_t flushed_ms;     //  when they were last submitted
+    zlistx_t *queued;        //  s_wait_t taken this turn, not sent yet
+    uint64_t claims_sent;    //  claims sent to their homes, again or not
+    uint64_t messages_sent;  //  fed.claim messages that carried them
 };
 
 //  Claims sent to one home in one fed.claim at most (federation.md
@@ -113,6 +115,15 @@ hs_relay_destroy (hs_relay_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+hs_relay_counters (hs_relay_t *self, json_t *counters)
+{
+    json_object_set_new (counters, "federation_claims_sent",
+                         json_integer ((json_int_t) self->claims_sent));
+    json_object_set_new (counters, "federation_claim_messages",
+                         json_integer ((json_int_t) self->messages_sent));
 }
 
 size_t
@@ -298,6 +309,8 @@ s_send_alone (hs_relay_t *self, s_wait_t *wait, uint64_t now)
     //  an ask, and a member silent that long is given up on for the next
     //  claim (hs_fed_tick).
     wait->sent_us = sf_time_wall_us ();
+    self->claims_sent++;
+    self->messages_sent++;
     hs_fed_call (self->fed, wait->instance, &claim, wait->ttl_ms, wait->ttl_ms,
                  now, s_answered, wait);
 }
@@ -402,6 +415,8 @@ hs_relay_send (hs_relay_t *self, uint64_t now)
             if (json_object_get (lead->claim, *field))
                 json_object_set (request, *field,
                                  json_object_get (lead->claim, *field));
+        self->claims_sent += batch->count;
+        self->messages_sent++;
         hs_fed_call (self->fed, lead->instance, &request, ttl_ms, ttl_ms, now,
                      s_batch_answered, batch);
     }

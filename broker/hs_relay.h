@@ -61,6 +61,11 @@ bool hs_relay_flush (hs_relay_t *self, uint64_t now);
 //  this instance's sims by their bare names, the home's as NAME@HOME).
 void hs_relay_read (hs_relay_t *self, api_call_t *call, uint64_t now);
 
+//  Add the relay's counters to COUNTERS (lent): claims sent on to their
+//  homes (federation_claims_sent) and the fed.claim messages that
+//  carried them (federation_claim_messages; fewer under the batch form).
+void hs_relay_counters (hs_relay_t *self, json_t *counters);
+
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);
 

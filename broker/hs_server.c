@@ -195,6 +195,8 @@ s_counters (void *context, json_t *counters)
                              json_integer ((json_int_t) values [at].value));
     if (self->fed)
         hs_fed_counters (self->fed, counters);
+    if (self->relay)
+        hs_relay_counters (self->relay, counters);
 }
 
 //  A caller waiting for a foreign name's key.

@@ -29,39 +29,32 @@ def _through(member, relay):
                                  federation_endpoint=f"tcp://127.0.0.1:{relay.address[1]}")
 
 
-def _cpu(daemons):
-    """CPU seconds (user + system) each of DAEMONS has used so far."""
-    used = {}
-    for daemon in daemons:
-        try:
-            fields = open(f"/proc/{daemon.process.pid}/stat").read().rsplit(")", 1)[1].split()
-        except (AttributeError, OSError):
-            continue
-        used[f"{daemon.name}@{daemon.folder.parent.name}"] = \
-            (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return used
-
-
 def _throughput(options, sim1, sim2, leader, daemons, home=None):
     """bench_transfer at options.concurrency, with every daemon's CPU time
-    per transfer finished over it (microseconds)."""
-    before = _cpu(daemons)
-    result = _bench(options, sim1, sim2, leader, options.concurrency, home)
-    after = _cpu(daemons)
-    done = max(1, result["throughput"]["n"])
-    result["cpu_us"] = {name: (after[name] - before.get(name, 0)) * 1e6 / done
-                        for name in after}
+    per transfer finished over the throughput phase (microseconds; the
+    setup's creations are not in it)."""
+    pids = ",".join(f"{d.name}@{d.folder.parent.name}:{d.process.pid}" for d in daemons)
+    result = _bench(options, sim1, sim2, leader, options.concurrency, home, pids)
+    result["cpu_us"] = result["throughput"]["cpu_us"]
     return result
 
 
-def _bench(options, sim1, sim2, leader, concurrency, home=None):
+def _relayed(member):
+    """(claims sent on to their homes, fed.claim messages carrying them)."""
+    with member.client() as client:
+        counters = client.call("counters")["counters"]
+    return counters["federation_claims_sent"], counters["federation_claim_messages"]
+
+
+def _bench(options, sim1, sim2, leader, concurrency, home=None, pids=""):
     command = [str(binary("bench_transfer")), sim1.endpoint, str(sim1.keys.public_path),
                sim2.endpoint, str(sim2.keys.public_path), leader.endpoint,
                str(leader.keys.public_path), str(options.entities), str(concurrency),
                str(options.seconds)]
     if home:
         command += home
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, SIMFABRIC_BENCH_PIDS=pids))
     if done.returncode:
         sys.exit(f"bench_transfer failed: {done.stderr}{done.stdout}")
     return json.loads(done.stdout)
@@ -97,12 +90,14 @@ def one_fabric(options, delay):
                         else leader.federation_endpoint,
                         str(leader.keys.public_path), str(east[0].keys.secret_path)]
                 daemons = west + east + [s1, s2, b]
-                return {
-                    "case2": {"latency": _bench(options, s1, s2, leader, 0),
-                              "throughput": _throughput(options, s1, s2, leader, daemons)},
-                    "case1": {"latency": _bench(options, s1, b, leader, 0, home),
-                              "throughput": _throughput(options, s1, b, leader, daemons,
-                                                        home)}}
+                case2 = {"latency": _bench(options, s1, s2, leader, 0),
+                         "throughput": _throughput(options, s1, s2, leader, daemons)}
+                case1 = {"latency": _bench(options, s1, b, leader, 0, home)}
+                claims, messages = _relayed(east[0])
+                case1["throughput"] = _throughput(options, s1, b, leader, daemons, home)
+                after = _relayed(east[0])
+                case1["per_message"] = (after[0] - claims) / max(1, after[1] - messages)
+                return {"case2": case2, "case1": case1}
         finally:
             for relay in relays.values():
                 relay.close()
@@ -136,7 +131,8 @@ def main():
               f"(target <= 1.5x); from the handoff {lat['from_handoff']} of {lat['n']}")
         print(f"  Case 1, {options.concurrency} in flight: "
               f"{rate['per_s']:.0f}/s, p50 {rate['p50_us']:.0f} us, p99 {rate['p99_us']:.0f} us; "
-              f"{rate['per_s'] / c2_rate:.2f}x Case 2 (target >= 0.5x)")
+              f"{rate['per_s'] / c2_rate:.2f}x Case 2 (target >= 0.5x); "
+              f"{run['case1']['per_message']:.1f} claims per fed.claim")
         for case in ("case2", "case1"):
             cpu = run[case]["throughput"]["cpu_us"]
             print(f"  CPU per transfer, {case[:4].title()} {case[4]}, {options.concurrency} in "

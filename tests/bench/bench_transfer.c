@@ -24,7 +24,9 @@
     trace reads them). Entity paths carry the process id, so runs against
     the same fabric do not collide. Prints one JSON object: the floor's parts, latency and
     throughput figures, and the transfer ids of some latency samples for
-    fabricctl trace. */
+    fabricctl trace. With SIMFABRIC_BENCH_PIDS set ("NAME:PID,..."), the
+    throughput figures add each process's CPU time per transfer over the
+    throughput phase alone ("cpu_us"), without the setup's creations. */
 
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
@@ -45,6 +47,57 @@ typedef struct {
     zsock_t *socket;
     zcert_t *cert;
 } s_client_t;
+
+//  Processes whose CPU time the throughput phase reports.
+#define S_PIDS_MAX 16
+
+typedef struct {
+    char name [64];
+    int pid;
+    double cpu_s;  //  user + system, at the phase's start
+} s_pid_t;
+
+//  User + system seconds process PID has used (0 if unreadable).
+static double
+s_cpu_s (int pid)
+{
+    char path [64], text [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", pid);
+    FILE *file = fopen (path, "r");
+    size_t size = file ? fread (text, 1, sizeof text - 1, file) : 0;
+    if (file)
+        fclose (file);
+    text [size] = 0;
+    //  The fields after the command's closing parenthesis: state is the
+    //  first, utime the 12th, stime the 13th.
+    char *rest = strrchr (text, ')');
+    unsigned long long utime = 0, stime = 0;
+    if (!rest
+        || sscanf (rest + 2,
+                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                   &utime, &stime)
+               != 2)
+        return 0;
+    return (double) (utime + stime) / (double) sysconf (_SC_CLK_TCK);
+}
+
+//  The processes named by SIMFABRIC_BENCH_PIDS into PIDS; their count.
+static size_t
+s_pids_read (s_pid_t *pids)
+{
+    const char *list = getenv ("SIMFABRIC_BENCH_PIDS");
+    size_t count = 0;
+    while (list && *list && count < S_PIDS_MAX) {
+        s_pid_t *entry = &pids [count];
+        int used = 0;
+        if (sscanf (list, "%63[^:]:%d%n", entry->name, &entry->pid, &used) != 2)
+            break;
+        count++;
+        list += used;
+        list += *list == ',';
+    }
+    return count;
+}
 
 //  The home's suffix of sim2's claims ("@west"), or "" within one ring.
 static const char *s_suffix = "";
@@ -248,6 +301,10 @@ main (int argc, char *argv [])
     size_t n_throughput = 0;
     int from_checkpoint = 0;  //  the handoff did not come in time
     zpoller_t *poller = zpoller_new (sims [0].socket, sims [1].socket, NULL);
+    s_pid_t pids [S_PIDS_MAX];
+    size_t n_pids = s_pids_read (pids);
+    for (size_t at = 0; at < n_pids; at++)
+        pids [at].cpu_s = s_cpu_s (pids [at].pid);
     uint64_t started = sf_time_mono_ns ();
     uint64_t end = started + (uint64_t) (seconds * 1e9);
     int next = 0, in_flight = 0;
@@ -294,7 +351,14 @@ main (int argc, char *argv [])
         }
     }
     double elapsed = (double) (sf_time_mono_ns () - started) / 1e9;
+    json_t *cpu = json_object ();
+    for (size_t at = 0; at < n_pids; at++)
+        json_object_set_new (
+            cpu, pids [at].name,
+            json_real ((s_cpu_s (pids [at].pid) - pids [at].cpu_s) * 1e6
+                       / (double) (n_throughput ? n_throughput : 1)));
     json_t *throughput = s_summary (samples, n_throughput);
+    json_object_set_new (throughput, "cpu_us", cpu);
     json_object_set_new (throughput, "per_s",
                          json_real ((double) n_throughput / elapsed));
     json_object_set_new (throughput, "concurrency", json_integer (concurrency));
