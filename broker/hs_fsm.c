@@ -334,7 +334,7 @@ typedef struct {
     json_t *load;
     const json_t *entities;  //  entity.import
     const json_t *paths;     //  authority.request, the batch form
-    const json_t *claims;    //  fed.claim, the batch form
+    const json_t *claims;    //  fed.claim and fed.outcome, the batch form
     int64_t limit;
     int64_t transfer;       //  authority.answer, authority.expire
     int64_t timeout_ms;     //  authority.request: how long an ask may wait
@@ -849,10 +849,46 @@ s_parse_fed_intent (const json_t *args, s_args_t *a, sf_fault_t *fault)
 static int
 s_parse_fed_outcome (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    return s_parse_fed_intent (args, a, fault)
-                   || sf_json_object (args, "outcome", true, &a->outcome, fault)
-               ? -1
-               : 0;
+    if (!json_object_get (args, "outcomes"))
+        return s_parse_fed_intent (args, a, fault)
+                       || sf_json_object (args, "outcome", true, &a->outcome,
+                                          fault)
+                   ? -1
+                   : 0;
+    //  The batch form: one sim's outcomes learnt together.
+    if (json_object_get (args, "request") || json_object_get (args, "path")
+        || json_object_get (args, "outcome"))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'outcomes' goes without 'request', "
+                             "'path' and 'outcome'");
+    if (s_name (args, "sim", true, &a->sim, fault))
+        return -1;
+    a->claims = json_object_get (args, "outcomes");
+    size_t count = json_array_size (a->claims);
+    if (!json_is_array (a->claims) || count < 1 || count > HS_FSM_MAX_REQUESTS)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'outcomes' must be an array of 1..%d "
+                             "outcomes",
+                             HS_FSM_MAX_REQUESTS);
+    static const char *const fields [] = {"request", "path", "outcome", NULL};
+    size_t index;
+    const json_t *item;
+    json_array_foreach (a->claims, index, item)
+    {
+        s_args_t one = {.sim = a->sim};
+        if (!json_is_object (item) || sf_json_only (item, fields, fault)
+            || sf_json_string (item, "request", true, &one.claim, fault)
+            || sf_json_string (item, "path", true, &one.path, fault)
+            || sf_json_object (item, "outcome", true, &one.outcome, fault)
+            || !sf_name_global_path_valid (one.path, strlen (one.path))
+            || !strchr (one.path, '@'))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "outcomes[%zu] must be {\"request\", "
+                                 "\"path\": PATH@INSTANCE, \"outcome\": an "
+                                 "object}",
+                                 index);
+    }
+    return 0;
 }
 
 static int
@@ -2494,26 +2530,67 @@ s_fed_intent (s_apply_t *ctx)
 //  fed.outcome: what the home decided of claim REQUEST (the sim's view:
 //  hs_relay's translation of the home's answer), once: published on the
 //  path's topic, where the sim takes a grant it did not hear in reply.
+//  Record that claim REQUEST of PATH by SIM came to OUTCOME (lent), and
+//  return what the feed tells of it: OUTCOME with its request and path.
+//  The ring keeps only its gist (whether granted, the epoch, the home's
+//  transfer, the error): the whole of it, a signed grant and keys, is
+//  for the sim, which has it from the event.
 static json_t *
-s_fed_outcome (s_apply_t *ctx)
+s_fed_outcome_one (s_apply_t *ctx, const char *request, const char *path,
+                   const json_t *outcome)
 {
-    char *text = json_dumps (ctx->a->outcome, JSON_COMPACT);
+    json_t *gist = json_object ();
+    static const char *const kept [] = {"granted", "epoch", "transfer", "error",
+                                        NULL};
+    for (const char *const *field = kept; *field; field++)
+        if (json_object_get (outcome, *field))
+            json_object_set (gist, *field, json_object_get (outcome, *field));
+    char *text = json_dumps (gist, JSON_COMPACT);
+    json_decref (gist);
     if (!text) {
         sf_fault_set (ctx->fault, SF_EINTERNAL, "out of memory");
         return NULL;
     }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_INTENT_DECIDE);
-    s_bind_text (stmt, 1, ctx->a->claim);
+    s_bind_text (stmt, 1, request);
     s_bind_text (stmt, 2, text);
-    s_bind_text (stmt, 3, ctx->a->path);
+    s_bind_text (stmt, 3, path);
     s_bind_text (stmt, 4, ctx->a->sim);
     s_bind_int (stmt, 5, (int64_t) ctx->cmd->time_ms);
     free (text);
     if (s_exec_stmt (ctx->self, stmt, ctx->fault))
         return NULL;
-    json_t *result = json_deep_copy (ctx->a->outcome);
-    json_object_set_new (result, "request", json_string (ctx->a->claim));
+    json_t *result = json_deep_copy (outcome);
+    json_object_set_new (result, "request", json_string (request));
+    if (!json_object_get (result, "path"))
+        json_object_set_new (result, "path", json_string (path));
     return result;
+}
+
+static json_t *
+s_fed_outcome (s_apply_t *ctx)
+{
+    if (!ctx->a->claims)
+        return s_fed_outcome_one (ctx, ctx->a->claim, ctx->a->path,
+                                  ctx->a->outcome);
+    //  The batch form: one command and one event (on sim:SIM) for a sim's
+    //  outcomes learnt together.
+    json_t *results = json_array ();
+    size_t index;
+    const json_t *item;
+    json_array_foreach (ctx->a->claims, index, item)
+    {
+        json_t *result = s_fed_outcome_one (
+            ctx, json_string_value (json_object_get (item, "request")),
+            json_string_value (json_object_get (item, "path")),
+            json_object_get (item, "outcome"));
+        if (!result) {
+            json_decref (results);
+            return NULL;
+        }
+        json_array_append_new (results, result);
+    }
+    return json_pack ("{s:s,s:o}", "sim", ctx->a->sim, "results", results);
 }
 
 json_t *
@@ -3062,7 +3139,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_FED_INTENT] = {
         {"request", "path", "sim"}, s_parse_fed_intent, s_fed_intent, NULL},
     [HS_OP_FED_OUTCOME] = {
-        {"request", "path", "sim", "outcome"}, s_parse_fed_outcome,
+        {"request", "path", "sim", "outcome", "outcomes"}, s_parse_fed_outcome,
         s_fed_outcome, NULL},
     [HS_OP_FED_FENCED] = {
         {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},
@@ -4125,6 +4202,58 @@ hs_fsm_test (bool verbose)
                           bob, false, &fault);
         assert (!told && fault.error == SF_EUNAUTHORIZED);
         assert (hs_fsm_last_change (fsm) == fenced_at);
+    }
+    //  fed.intent and fed.outcome (federation.md section 6): an intent
+    //  is open until its outcome is recorded, alone or with the sim's
+    //  others (the batch form: one command, one event on sim:SIM); an
+    //  outcome recorded stays as it was.
+    {
+        json_t *recorded = s_test_apply (
+            fsm, ++index, "fed.intent",
+            "{\"request\":\"sim2@here/1\",\"path\":\"/far/i@west\","
+            "\"sim\":\"sim2\"}",
+            bob, true, &fault);
+        assert (recorded);
+        json_decref (recorded);
+        json_t *open = hs_fsm_open_intents (fsm, UINT64_MAX / 2);
+        assert (json_array_size (open) == 1);
+        json_decref (open);
+        static const char *learnt =
+            "{\"sim\":\"sim2\",\"outcomes\":["
+            "{\"request\":\"sim2@here/1\",\"path\":\"/far/i@west\","
+            "\"outcome\":{\"path\":\"/far/i@west\",\"granted\":true,"
+            "\"epoch\":4,\"authority\":\"sim2\"}},"
+            "{\"request\":\"sim2@here/2\",\"path\":\"/far/j@west\","
+            "\"outcome\":{\"granted\":false,\"error\":\"denied\"}}]}";
+        recorded = s_test_apply (fsm, ++index, "fed.outcome", learnt, bob, true,
+                                 &fault);
+        assert (recorded && hs_fsm_last_change (fsm) == index);
+        assert (streq (json_string_value (json_object_get (recorded, "sim")),
+                       "sim2"));
+        const json_t *told = json_object_get (recorded, "results");
+        assert (json_array_size (told) == 2);
+        assert (json_integer_value (
+                    json_object_get (json_array_get (told, 0), "epoch"))
+                == 4);
+        //  A refusal has no path of its own: the feed names the claim's.
+        assert (streq (json_string_value (
+                           json_object_get (json_array_get (told, 1), "path")),
+                       "/far/j@west"));
+        json_decref (recorded);
+        open = hs_fsm_open_intents (fsm, UINT64_MAX / 2);
+        assert (json_array_size (open) == 0);
+        json_decref (open);
+        raft_index recorded_at = index;
+        recorded = s_test_apply (fsm, ++index, "fed.outcome", learnt, bob, true,
+                                 &fault);
+        assert (recorded && hs_fsm_last_change (fsm) == recorded_at);
+        json_decref (recorded);
+        recorded =
+            s_test_apply (fsm, ++index, "fed.outcome",
+                          "{\"sim\":\"sim2\",\"outcomes\":[{\"request\":\"x\","
+                          "\"path\":\"/far/i\",\"outcome\":{}}]}",
+                          bob, true, &fault);
+        assert (!recorded && fault.error == SF_EINVAL);
     }
     //  An image from before grants and taken_index restores, with their
     //  tables and columns (every statement prepares on it).

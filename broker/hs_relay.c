@@ -200,12 +200,41 @@ hs_relay_flush (hs_relay_t *self, uint64_t now)
         || now - self->flushed_ms < S_OUTCOMES_MS)
         return false;
     self->flushed_ms = now;
-    size_t index;
-    json_t *args;
-    json_array_foreach (self->outcomes, index, args)
-    {
-        hs_api_submit_own (self->api, "fed.outcome", json_incref (args));
+    //  One sim's outcomes as one command (the batch form): they cost the
+    //  ring one entry, one apply and one event rather than one each.
+    size_t count = json_array_size (self->outcomes);
+    bool *sent = (bool *) calloc (count, sizeof (bool));
+    for (size_t first = 0; first < count; first++) {
+        if (sent [first])
+            continue;
+        json_t *lead = json_array_get (self->outcomes, first);
+        const char *sim = json_string_value (json_object_get (lead, "sim"));
+        json_t *outcomes = json_array ();
+        for (size_t at = first;
+             at < count && json_array_size (outcomes) < HS_FSM_MAX_REQUESTS;
+             at++) {
+            json_t *args = json_array_get (self->outcomes, at);
+            if (sent [at]
+                || !streq (json_string_value (json_object_get (args, "sim")),
+                           sim))
+                continue;
+            sent [at] = true;
+            json_array_append_new (
+                outcomes, json_pack ("{s:O,s:O,s:O}", "request",
+                                     json_object_get (args, "request"), "path",
+                                     json_object_get (args, "path"), "outcome",
+                                     json_object_get (args, "outcome")));
+        }
+        if (json_array_size (outcomes) == 1) {
+            json_decref (outcomes);
+            hs_api_submit_own (self->api, "fed.outcome", json_incref (lead));
+        }
+        else
+            hs_api_submit_own (
+                self->api, "fed.outcome",
+                json_pack ("{s:s,s:o}", "sim", sim, "outcomes", outcomes));
     }
+    free (sent);
     json_array_clear (self->outcomes);
     return true;
 }
