@@ -1346,6 +1346,26 @@ hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
     self->trace = trace;
 }
 
+int
+hs_api_sim_lease (hs_api_t *self, uint64_t heartbeat_ms, uint64_t now,
+                  sf_fault_t *fault)
+{
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        const s_member_t *leader =
+            s_member_by_id (self, hs_ring_leader (self->ring, NULL));
+        return sf_fault_set (fault, SF_ENOTLEADER, "try %s",
+                             leader ? leader->name
+                                    : "again shortly: no leader is known");
+    }
+    //  As for this ring's own expiries (s_expire_sims): a lease spanning
+    //  an election or a pause says nothing about the sim.
+    if (!self->sim_lease_ms || self->leading_term != hs_ring_term (self->ring)
+        || now - self->leading_since < self->sim_lease_ms)
+        return sf_fault_set (fault, SF_EUNAVAILABLE,
+                             "this leader has not led for a whole lease yet");
+    return heartbeat_ms + self->sim_lease_ms >= sf_time_wall_ms () ? 1 : 0;
+}
+
 void
 hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
                     uint64_t now)

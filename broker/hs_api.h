@@ -103,6 +103,14 @@ void hs_api_submit_peer (hs_api_t *self, api_call_t *call, const char *instance,
 //  hs_api_submit. Returns true if queued; false elsewhere.
 bool hs_api_submit_own (hs_api_t *self, const char *op, json_t *args);
 
+//  Whether a sim whose last heartbeat this ring committed at
+//  HEARTBEAT_MS (wall clock) holds its lease, by this leader's word
+//  (federation.md section 6): 1 held, 0 expired, or -1 with FAULT:
+//  not_leader (naming the leader), or unavailable while this leader has
+//  not led for a whole lease (no sim could beat meanwhile).
+int hs_api_sim_lease (hs_api_t *self, uint64_t heartbeat_ms, uint64_t now,
+                      sf_fault_t *fault);
+
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);

@@ -76,6 +76,8 @@ struct _hs_fed_t {
     zhashx_t *cache;  //  "KIND NAME@INSTANCE" -> s_cached_t
     uint64_t key_ttl_ms;
     uint64_t next_id;
+    hs_fed_lease_fn *lease;  //  says whether a sim's lease holds
+    void *lease_arg;
 };
 
 static void s_call_end (hs_fed_t *self, void *cursor, s_call_t *call,
@@ -243,9 +245,12 @@ s_fed_lookup (void *context, const api_msg_t *request, const char *principal,
 {
     (void) principal;
     hs_fed_t *self = (hs_fed_t *) context;
-    static const char *const fields [] = {"op", "id", "name", "kind", NULL};
+    static const char *const fields [] = {"op",   "id",    "name",
+                                          "kind", "lease", NULL};
     const char *name, *kind;
-    if (s_name_kind (request, fields, &name, &kind, fault))
+    bool lease = false;
+    if (s_name_kind (request, fields, &name, &kind, fault)
+        || sf_json_bool (request->root, "lease", false, &lease, fault))
         return -1;
     //  NAME@INSTANCE must be ours; a bare name is.
     char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
@@ -259,6 +264,26 @@ s_fed_lookup (void *context, const api_msg_t *request, const char *principal,
     json_t *entry = hs_fsm_lookup (self->fsm, kind, local, fault);
     if (!entry)
         return -1;
+    //  Whether the sim's lease here holds, by this ring's leader: its
+    //  homes orphan what it holds there when it does not (federation.md
+    //  section 6, the pull).
+    json_t *beat = json_object_get (entry, "heartbeat_ms");
+    if (lease) {
+        int held =
+            json_is_integer (beat) && self->lease
+                ? self->lease (self->lease_arg,
+                               (uint64_t) json_integer_value (beat), fault)
+                : sf_fault_set (fault, SF_EINVAL,
+                                "only a sim of this instance has a "
+                                "lease here");
+        if (held < 0) {
+            json_decref (entry);
+            return -1;
+        }
+        json_object_set_new (entry, "lease",
+                             json_string (held ? "held" : "expired"));
+    }
+    json_object_del (entry, "heartbeat_ms");
     char global [65 + SF_NAME_MAX_INSTANCE + 1];
     snprintf (global, sizeof global, "%s@%s", local, self->instance);
     json_object_set_new (entry, "name", json_string (global));
@@ -477,7 +502,8 @@ hs_fed_handle (hs_fed_t *self)
     //  handler, with the instance its sender's key speaks for.
     if (op
         && (streq (op, "fed.claim") || streq (op, "fed.fenced")
-            || streq (op, "fed.withdraw") || streq (op, "fed.read"))
+            || streq (op, "fed.withdraw") || streq (op, "fed.read")
+            || streq (op, "fed.expired"))
         && self->claim)
         self->claim (self->claim_arg, call,
                      hs_fed_instance_of (self, api_call_principal (call)));
@@ -801,6 +827,29 @@ hs_fed_push_key (hs_fed_t *self, const char *kind, const char *name,
     for (size_t at = 0; at < self->n_peers; at++)
         s_send (self, at, push);
     json_decref (push);
+}
+
+void
+hs_fed_on_lease (hs_fed_t *self, hs_fed_lease_fn *fn, void *arg)
+{
+    self->lease = fn;
+    self->lease_arg = arg;
+}
+
+json_t *
+hs_fed_peer_instances (hs_fed_t *self)
+{
+    json_t *names = json_array ();
+    for (size_t at = 0; at < self->n_peers; at++) {
+        bool listed = false;
+        for (size_t before = 0; before < at && !listed; before++)
+            listed = streq (self->peers [before].instance,
+                            self->peers [at].instance);
+        if (!listed)
+            json_array_append_new (names,
+                                   json_string (self->peers [at].instance));
+    }
+    return names;
 }
 
 void

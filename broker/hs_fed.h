@@ -137,6 +137,17 @@ void hs_fed_push_key (hs_fed_t *self, const char *kind, const char *name,
 //  (a JSON object, lent) as federation_requests and federation_refused.
 void hs_fed_counters (hs_fed_t *self, json_t *counters);
 
+//  Whether a sim of this instance whose last heartbeat was committed at
+//  HEARTBEAT_MS holds its lease: 1, 0, or -1 with FAULT (hs_api_sim_lease).
+//  fed.lookup with "lease": true answers with it, "held" or "expired"
+//  (federation.md section 6).
+typedef int (hs_fed_lease_fn) (void *arg, uint64_t heartbeat_ms,
+                               sf_fault_t *fault);
+void hs_fed_on_lease (hs_fed_t *self, hs_fed_lease_fn *fn, void *arg);
+
+//  The peer instances' names, each once: a new array.
+json_t *hs_fed_peer_instances (hs_fed_t *self);
+
 //  Self test; returns 0 on success.
 int hs_fed_test (bool verbose);
 

@@ -59,7 +59,9 @@
 //  to an entity's home, until their outcome is known. fed_fenced: this
 //  instance's sims fenced at other instances' entities, as the home told
 //  (the newest epoch per global path, so a repeat changes nothing). Every
-//  claim prunes and every ask's answer decides: indexed, so neither scans.
+//  claim prunes and every ask's answer decides: indexed, so neither scans;
+//  so are the entities foreign sims hold, which the leader looks up
+//  every few seconds (section 6), a few among many.
 #define S_FED_TABLE                                                    \
     "CREATE TABLE IF NOT EXISTS fed_claims ("                          \
     "  request TEXT PRIMARY KEY, path TEXT NOT NULL,"                  \
@@ -79,7 +81,9 @@
     "CREATE INDEX IF NOT EXISTS fed_intents_age ON fed_intents"        \
     "  (created_ms);"                                                  \
     "CREATE INDEX IF NOT EXISTS fed_intents_open ON fed_intents"       \
-    "  (created_ms) WHERE outcome IS NULL;"
+    "  (created_ms) WHERE outcome IS NULL;"                            \
+    "CREATE INDEX IF NOT EXISTS entities_foreign ON entities"          \
+    "  (authority) WHERE authority LIKE '%@%';"
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -146,7 +150,12 @@ static const char *s_schema =
        "INSERT INTO players (id, key, registered_ms) VALUES (?1, ?2, ?3) "  \
        "ON CONFLICT (id) DO UPDATE SET key = ?2 WHERE key IS NOT ?2")       \
     X (S_SIM_KEY, "SELECT key FROM sims WHERE id = ?1")                     \
-    X (S_SIM_LOOKUP, "SELECT key, handoff, state FROM sims WHERE id = ?1")  \
+    X (S_SIM_LOOKUP,                                                        \
+       "SELECT key, handoff, state, heartbeat_ms FROM sims WHERE id = ?1")  \
+    /*  Foreign sims (NAME@INSTANCE) that hold an entity here.  */         \
+    X (S_FOREIGN_HOLDERS,                                                   \
+       "SELECT DISTINCT authority FROM entities WHERE authority LIKE "      \
+       "'%@%'")                                                             \
     /*  A foreign sim as its instance vouched for it: no heartbeat here  \
         (its lease is its own instance's), so never found silent.  */    \
     X (S_FED_CLAIM_DECIDE,                                                  \
@@ -281,6 +290,9 @@ static const char *s_schema =
     X (S_ENTITY_RELEASE,                                                    \
        "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "  \
        "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1")       \
+    X (S_ENTITY_ORPHAN_FOREIGN,                                             \
+       "UPDATE entities SET authority = NULL, updated_ms = ?2, "            \
+       "revision = ?3 WHERE authority = ?1 AND authority LIKE '%@%'")       \
     X (S_ENTITY_ORPHAN,                                                     \
        "UPDATE entities SET authority = NULL, updated_ms = ?2, "            \
        "revision = ?3 WHERE authority = ?1")                                \
@@ -814,6 +826,22 @@ s_request_of (const char *request, const char *instance)
         slash ? memchr (request, '@', (size_t) (slash - request)) : NULL;
     return at && instance && (size_t) (slash - at - 1) == strlen (instance)
            && strncmp (at + 1, instance, strlen (instance)) == 0;
+}
+
+//  fed.expired (federation.md section 6): "sim", a global name, and
+//  "instance" as for fed.claim.
+static int
+s_parse_fed_expired (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (sf_json_string (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault))
+        return -1;
+    if (!sf_name_split (a->sim, local, instance) || !instance [0])
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be a global name, "
+                             "NAME@INSTANCE");
+    return 0;
 }
 
 //  fed.withdraw (federation.md section 6): "request", and "instance" as
@@ -1376,6 +1404,10 @@ hs_fsm_lookup (hs_fsm_t *self, const char *kind, const char *name,
             if (s_column (stmt, 2))
                 json_object_set_new (entry, "state",
                                      json_string (s_column (stmt, 2)));
+            if (s_column (stmt, 3))
+                json_object_set_new (
+                    entry, "heartbeat_ms",
+                    json_integer (sqlite3_column_int64 (stmt, 3)));
         }
         s_done (stmt);
     }
@@ -2456,6 +2488,45 @@ s_fed_claim (s_apply_t *ctx)
     return result;
 }
 
+//  fed.expired: the instance of foreign sim SIM expired it (its own
+//  lease), or this ring's leader learnt so (an administrator's word):
+//  every entity it holds here is orphaned, as sim.expire does for a
+//  local sim. Again, it orphans nothing more.
+static json_t *
+s_fed_expired (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    if (!ctx->cmd->admin
+        && (!ctx->a->instance || !streq (instance, ctx->a->instance))) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' speaks only for its own sims, not '%s'",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+        return NULL;
+    }
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_ORPHAN_FOREIGN);
+    s_bind_text (stmt, 1, ctx->a->sim);
+    s_bind_stamp (ctx, stmt, 2, 3);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    //  Who said so: the sim's instance (its push), or none (this ring's
+    //  leader, from that instance's answer, or an administrator).
+    return json_pack ("{s:s,s:I,s:s?}", "sim", ctx->a->sim, "orphaned",
+                      (json_int_t) sqlite3_changes (ctx->self->db), "instance",
+                      ctx->a->instance);
+}
+
+json_t *
+hs_fsm_foreign_holders (hs_fsm_t *self)
+{
+    json_t *names = json_array ();
+    sqlite3_stmt *stmt = s_stmt (self, S_FOREIGN_HOLDERS);
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (names, json_string (s_column (stmt, 0)));
+    s_done (stmt);
+    return names;
+}
+
 //  fed.withdraw: the instance that sent claim REQUEST gives up waiting
 //  for it. Decided already, it is answered as fed.claim would answer it
 //  again; else it is recorded as withdrawn, so a copy of the claim that
@@ -3134,6 +3205,8 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
          "timeout_ms", "player", "player_key", "claims"},
         s_parse_fed_claim, s_fed_claim, NULL},
+    [HS_OP_FED_EXPIRED] = {
+        {"sim", "instance"}, s_parse_fed_expired, s_fed_expired, NULL},
     [HS_OP_FED_WITHDRAW] = {
         {"request", "instance"}, s_parse_fed_withdraw, s_fed_withdraw, NULL},
     [HS_OP_FED_INTENT] = {
@@ -4156,6 +4229,38 @@ hs_fsm_test (bool verbose)
             assert (!claimed && (int) fault.error == refused_codes [at]);
         }
         assert (hs_fsm_last_change (fsm) == batched_at + 2);
+        //  fed.expired (federation.md section 6): b@east's instance expired
+        //  it; what it holds here is orphaned, once; only east (or this
+        //  ring itself) says so.
+        json_t *holders = hs_fsm_foreign_holders (fsm);
+        assert (json_array_size (holders) == 1
+                && streq (json_string_value (json_array_get (holders, 0)),
+                          "b@east"));
+        json_decref (holders);
+        claimed = s_test_apply (fsm, ++index, "fed.expired",
+                                "{\"sim\":\"b@east\",\"instance\":\"west\"}",
+                                bob, false, &fault);
+        assert (!claimed && fault.error == SF_EUNAUTHORIZED);
+        claimed = s_test_apply (fsm, ++index, "fed.expired",
+                                "{\"sim\":\"b@east\",\"instance\":\"east\"}",
+                                bob, false, &fault);
+        assert (claimed
+                && json_integer_value (json_object_get (claimed, "orphaned"))
+                       == 1);
+        json_decref (claimed);
+        holders = hs_fsm_foreign_holders (fsm);
+        assert (json_array_size (holders) == 0);
+        json_decref (holders);
+        claimed = s_test_apply (fsm, ++index, "fed.expired",
+                                "{\"sim\":\"b@east\"}", bob, true, &fault);
+        assert (claimed
+                && json_integer_value (json_object_get (claimed, "orphaned"))
+                       == 0);
+        json_decref (claimed);
+        claimed = s_test_apply (fsm, ++index, "fed.expired",
+                                "{\"sim\":\"b\",\"instance\":\"east\"}", bob,
+                                false, &fault);
+        assert (!claimed && fault.error == SF_EINVAL);
         //  Its authority says no: the claim is decided, and refused again.
         char answer [128];
         snprintf (answer, sizeof answer,

@@ -86,6 +86,7 @@ typedef enum {
     X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)               \
     X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER)             \
     X (HS_OP_FED_WITHDRAW, "fed.withdraw", HS_OP_WRITE, HS_OP_PEER)         \
+    X (HS_OP_FED_EXPIRED, "fed.expired", HS_OP_WRITE, HS_OP_PEER)           \
     X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN)            \
     X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)
 // clang-format on
@@ -179,6 +180,10 @@ int hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data);
 //  Replace the database with image DATA (lent), its statements prepared
 //  anew. Returns 0, or -1 leaving the state machine as it was.
 int hs_fsm_restore (hs_fsm_t *self, const struct raft_buffer *data);
+
+//  The foreign sims (NAME@INSTANCE) that hold an entity here: a new
+//  array of names (federation.md section 6, the pull).
+json_t *hs_fsm_foreign_holders (hs_fsm_t *self);
 
 //  Claims this ring sent on to other instances (fed.intent) before
 //  BEFORE_MS (wall clock) whose outcome it has not recorded: a new array

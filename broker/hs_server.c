@@ -115,6 +115,7 @@ struct _hs_server_t {
     unsigned election_timeout_ms;
     uint64_t leader_seen_ms;    //  when a leader was last known
     uint64_t members_asked_ms;  //  when members were last asked (types 9, 10)
+    uint64_t holders_asked_ms;  //  when foreign sims' leases were last asked
 };
 
 //  --------------------------------------------------------------------------
@@ -198,6 +199,15 @@ s_counters (void *context, json_t *counters)
     if (self->relay)
         hs_relay_counters (self->relay, counters);
 }
+
+//  How often the leader asks about the foreign sims holding entities.
+#define S_HOLDERS_ASK_MS 5000
+
+//  A foreign sim whose instance is asked about its lease.
+typedef struct {
+    hs_server_t *server;
+    char name [64 + 2 + SF_NAME_MAX_INSTANCE];
+} s_asked_t;
 
 //  A caller waiting for a foreign name's key.
 typedef struct {
@@ -396,6 +406,100 @@ s_fence_foreign (hs_server_t *self, const json_t *result)
     {
         s_fence_one (self, item);
     }
+}
+
+static int
+s_sim_lease (void *arg, uint64_t heartbeat_ms, sf_fault_t *fault)
+{
+    hs_server_t *self = (hs_server_t *) arg;
+    return hs_api_sim_lease (self->handler, heartbeat_ms, sf_time_mono_ms (),
+                             fault);
+}
+
+//  A sim expiry told to a peer instance came to REPLY or FAULT: only
+//  logged; a push lost is made up for by that instance's own asking.
+static void
+s_expiry_sent (void *arg, const json_t *reply, const char *member,
+               const sf_fault_t *fault)
+{
+    (void) reply, (void) member;
+    char *what = (char *) arg;
+    if (fault)
+        sf_log_warning ("hs_server: fed.expired of %s not delivered: %s", what,
+                        fault->message);
+    free (what);
+}
+
+//  This ring expired its sim NAME: every peer instance orphans what the
+//  sim holds there (federation.md section 6, the push).
+static void
+s_expired_foreign (hs_server_t *self, const char *name)
+{
+    json_t *instances = hs_fed_peer_instances (self->fed);
+    size_t index;
+    json_t *instance;
+    json_array_foreach (instances, index, instance)
+    {
+        json_t *told = json_pack ("{s:s,s:s++}", "op", "fed.expired", "sim",
+                                  name, "@", hs_fed_instance (self->fed));
+        hs_fed_call (
+            self->fed, json_string_value (instance), &told, 1000, 10000,
+            sf_time_mono_ms (), s_expiry_sent,
+            zsys_sprintf ("%s to %s", name, json_string_value (instance)));
+    }
+    json_decref (instances);
+}
+
+//  A peer instance answered whether foreign sim NAME's lease holds: one
+//  it says expired, or does not know, is expired here (fed.expired).
+static void
+s_holder_checked (void *arg, const json_t *reply, const char *member,
+                  const sf_fault_t *fault)
+{
+    (void) member;
+    s_asked_t *asked = (s_asked_t *) arg;
+    hs_server_t *self = asked->server;
+    const char *lease = json_string_value (json_object_get (reply, "lease"));
+    if ((lease && streq (lease, "expired"))
+        || (!reply && fault->error == SF_ENOTFOUND)) {
+        sf_log_notice ("hs_server: %s's instance %s: orphaning what it "
+                       "holds here",
+                       asked->name,
+                       lease ? "says its lease expired" : "does not know it");
+        //  Submitted by the caller, with the loop turn's other writes.
+        hs_api_submit_own (self->handler, "fed.expired",
+                           json_pack ("{s:s}", "sim", asked->name));
+    }
+    free (asked);
+}
+
+//  On the leader, every few seconds: ask the instance of each foreign sim
+//  holding an entity here whether its lease there holds (federation.md
+//  section 6, the pull).
+static void
+s_ask_holders (hs_server_t *self, uint64_t now)
+{
+    if (now - self->holders_asked_ms < S_HOLDERS_ASK_MS)
+        return;
+    self->holders_asked_ms = now;
+    json_t *holders = hs_fsm_foreign_holders (self->fsm);
+    size_t index;
+    json_t *holder;
+    json_array_foreach (holders, index, holder)
+    {
+        const char *name = json_string_value (holder);
+        const char *at = strrchr (name, '@');
+        if (!at || strlen (name) >= sizeof ((s_asked_t *) 0)->name)
+            continue;
+        s_asked_t *asked = (s_asked_t *) zmalloc (sizeof (s_asked_t));
+        asked->server = self;
+        snprintf (asked->name, sizeof asked->name, "%s", name);
+        json_t *ask = json_pack ("{s:s,s:s,s:s,s:b}", "op", "fed.lookup",
+                                 "name", name, "kind", "sim", "lease", 1);
+        hs_fed_call (self->fed, at + 1, &ask, 1000, 3000, now, s_holder_checked,
+                     asked);
+    }
+    json_decref (holders);
 }
 
 //  What fed.status tells a peer instance of this member: its role and
@@ -628,6 +732,15 @@ s_io_apply (void *handle, raft_index index, raft_term term,
                 json_string_value (json_object_get (result, "key"));
             if (name && key)
                 hs_fed_push_key (self->fed, kind, name, key);
+        }
+        //  A sim of this instance's expired: its other homes are told.
+        if (self->fed && hs_fsm_last_change (self->fsm) == index
+            && hs_ring_role (self->ring) == HS_RING_LEADER
+            && streq (op, "sim.expire")) {
+            const char *name =
+                json_string_value (json_object_get (result, "sim"));
+            if (name && !strchr (name, '@'))
+                s_expired_foreign (self, name);
         }
         //  Only this ring's own grants fence: a recorded outcome of a
         //  claim elsewhere (fed.outcome) names another home's entity.
@@ -871,10 +984,12 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     if (self->relay && hs_ring_role (self->ring) == HS_RING_LEADER
         && hs_ring_read_ready (self->ring)) {
         hs_relay_tick (self->relay, now);
-        if (hs_relay_flush (self->relay, now)) {
-            hs_api_submit (self->handler, now);
-            s_after_ring (self);
-        }
+        s_ask_holders (self, now);
+        hs_relay_flush (self->relay, now);
+        //  What those queued (outcomes; an expiry a peer's answer named
+        //  before it came back) goes with one append.
+        hs_api_submit (self->handler, now);
+        s_after_ring (self);
     }
     return 0;
 }
@@ -1205,6 +1320,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         hs_api_set_foreign (self->handler, s_foreign, self);
         hs_api_set_instance (self->handler, hs_fed_instance (self->fed));
         hs_fed_on_claim (self->fed, s_fed_write, self);
+        hs_fed_on_lease (self->fed, s_sim_lease, self);
         self->relay =
             hs_relay_new (self->fed, self->fsm, self->handler, self->trace);
     }

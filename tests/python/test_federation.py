@@ -711,3 +711,70 @@ def test_a_homeserver_stops_cleanly_with_a_claim_on_its_way(two_worlds):
         assert east.stop() == 0
     thread.join(30)
     assert not landed["reply"]["ok"]
+
+
+@pytest.mark.parametrize("told", ["push", "pull"])
+def test_a_dead_foreign_sims_entities_are_orphaned_at_their_home(tmp_path, told):
+    """federation.md section 6: b (east) holds two of west's entities and
+    dies. West orphans what b held there, told by east when east's ring
+    expires b (the push: b held one of east's entities too), or by asking
+    east, whose leader says b's lease there expired (the pull: b held
+    nothing of east's, so east had nothing to expire). The next claim at
+    west starts from the entity's checkpoint; west's other entities stay
+    as they were."""
+    west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
+    east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1", extra={"sim_lease": 1500})
+    federate({"west": [west], "east": [east]})
+    (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
+    (b,) = make_sims(tmp_path / "east", [east], 1, names=["b"], extra={"heartbeat": 200})
+    with running([west, east]), running([], [s1]):
+        b.start()
+        try:
+            with s1.client() as game1:
+                for name in ("e", "f", "g"):
+                    game1.call("entity.create", path=f"/fed/{name}", state=name)
+            with b.client() as game_b:
+                if told == "push":
+                    game_b.call("entity.create", path="/east/own", state="b's")
+                for name in ("e", "f"):
+                    game_b.call("entity.claim", path=f"/fed/{name}@west", timeout=10)
+            with west.client() as client:
+                assert client.call("entity.get", path="/fed/e")["authority"] == "b@east"
+            feed = west.subscribe("sim:b@east")
+            try:
+                b.kill()
+                expired = _next_op(feed, "fed.expired", timeout=20)["result"]
+                # Who said so: east (its push), or none (west's own command,
+                # which may come first: west asks every 5 s, and then the
+                # push still comes, orphaning nothing more).
+                if told == "push" and "instance" not in expired:
+                    expired = _next_op(feed, "fed.expired", timeout=20)["result"]
+            finally:
+                feed.close(0)
+            assert expired["sim"] == "b@east"
+            assert expired.get("instance") == ("east" if told == "push" else None)
+            if told == "pull":
+                assert "b@east's instance says its lease expired" in west.log()
+            with west.client() as client:
+                wait_for(lambda: {client.call("entity.get", path=f"/fed/{name}")["authority"]
+                                  for name in ("e", "f")} == {None},
+                         what="west to orphan what b held")
+                entity = client.call("entity.get", path="/fed/e")
+                assert entity["epoch"] == 2  # the epoch stays; the next grant is 3
+                assert client.call("entity.get", path="/fed/g")["authority"] == "s1"
+            with s1.client() as game1:
+                back = game1.call("entity.claim", path="/fed/e", timeout=10)
+            assert (back["epoch"], back["from"]) == (3, "checkpoint")
+        finally:
+            b.stop()
+
+
+def _next_op(feed, op, timeout):
+    """The next event of OP on FEED (a SUB socket of a homeserver)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if feed.poll(int(max(0.01, deadline - time.monotonic()) * 1000)):
+            event = json.loads(feed.recv_multipart()[-1])
+            if event["op"] == op:
+                return event
+    raise AssertionError(f"no {op} event in {timeout} s")
