@@ -1088,6 +1088,14 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
         kind = "path", foreign = path;
     else if (op && streq (op, "entity.get") && path && strchr (path, '@'))
         kind = "read", foreign = path;
+    else if (op && streq (op, "entity.checkpoint")) {
+        //  Another instance's entities' states go to their home (section
+        //  7); the relay checks that every path is of one home.
+        const char *first = json_string_value (json_object_get (
+            json_array_get (json_object_get (args, "entities"), 0), "path"));
+        if (first && strchr (first, '@'))
+            kind = "checkpoint", foreign = first;
+    }
     if (kind) {
         if (!self->foreign_fn) {
             char message [SF_NAME_MAX_PATH + 96];

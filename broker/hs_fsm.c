@@ -607,12 +607,38 @@ s_parse_entity_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+static int s_checkpoints (s_args_t *a, sf_fault_t *fault);
+
 static int
 s_parse_entity_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    if (s_name (args, "sim", true, &a->sim, fault)
-        || s_entities (args, a, fault))
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || s_entities (args, a, fault) || s_checkpoints (a, fault)
+               ? -1
+               : 0;
+}
+
+//  fed.checkpoint (federation.md section 7): entity.checkpoint's for a
+//  foreign sim, a global name, and "instance" as for fed.claim.
+static int
+s_parse_fed_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (sf_json_string (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault)
+        || s_entities (args, a, fault) || s_checkpoints (a, fault))
         return -1;
+    if (!sf_name_split (a->sim, local, instance) || !instance [0])
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be a global name, "
+                             "NAME@INSTANCE");
+    return 0;
+}
+
+//  Each of entity.checkpoint's entities: a path, an epoch, a state.
+static int
+s_checkpoints (s_args_t *a, sf_fault_t *fault)
+{
     static const char *fields [] = {"path", "epoch", "checkpoint", NULL};
     size_t index;
     const json_t *entity;
@@ -1793,6 +1819,22 @@ s_entity_checkpoint (s_apply_t *ctx)
     }
     return json_pack ("{s:s,s:I,s:o}", "sim", ctx->a->sim, "saved", saved,
                       "stale", stale);
+}
+
+//  fed.checkpoint: a foreign authority's states, as its instance vouched
+//  for them: saved as entity.checkpoint saves a local sim's.
+static json_t *
+s_fed_checkpoint (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' speaks only for its own sims, not '%s'",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+        return NULL;
+    }
+    return s_entity_checkpoint (ctx);
 }
 
 //  The new entity as s_entity_json would read it back: built from what was
@@ -3205,6 +3247,9 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
          "timeout_ms", "player", "player_key", "claims"},
         s_parse_fed_claim, s_fed_claim, NULL},
+    [HS_OP_FED_CHECKPOINT] = {
+        {"sim", "entities", "instance"}, s_parse_fed_checkpoint,
+        s_fed_checkpoint, NULL},
     [HS_OP_FED_EXPIRED] = {
         {"sim", "instance"}, s_parse_fed_expired, s_fed_expired, NULL},
     [HS_OP_FED_WITHDRAW] = {
@@ -4229,6 +4274,36 @@ hs_fsm_test (bool verbose)
             assert (!claimed && (int) fault.error == refused_codes [at]);
         }
         assert (hs_fsm_last_change (fsm) == batched_at + 2);
+        //  fed.checkpoint (federation.md section 7): b@east's states, as
+        //  east vouched for them, saved only where b@east holds that epoch.
+        {
+            json_t *saved = s_test_apply (
+                fsm, ++index, "fed.checkpoint",
+                "{\"sim\":\"b@east\",\"instance\":\"east\",\"entities\":["
+                "{\"path\":\"/fed/b\",\"epoch\":2,\"checkpoint\":\"by b\"},"
+                "{\"path\":\"/fed/b\",\"epoch\":1,\"checkpoint\":\"old\"},"
+                "{\"path\":\"/fed/a\",\"epoch\":2,\"checkpoint\":\"not "
+                "b's\"}]}",
+                bob, false, &fault);
+            assert (saved
+                    && json_integer_value (json_object_get (saved, "saved"))
+                           == 1);
+            assert (json_array_size (json_object_get (saved, "stale")) == 2);
+            json_decref (saved);
+            json_t *where = json_pack ("{s:s}", "path", "/fed/b");
+            saved = hs_fsm_read (fsm, "entity.get", where, &fault);
+            assert (streq (
+                json_string_value (json_object_get (saved, "checkpoint")),
+                "by b"));
+            json_decref (saved);
+            json_decref (where);
+            saved = s_test_apply (
+                fsm, ++index, "fed.checkpoint",
+                "{\"sim\":\"b@east\",\"instance\":\"west\",\"entities\":["
+                "{\"path\":\"/fed/b\",\"epoch\":2,\"checkpoint\":\"x\"}]}",
+                bob, false, &fault);
+            assert (!saved && fault.error == SF_EUNAUTHORIZED);
+        }
         //  fed.expired (federation.md section 6): b@east's instance expired
         //  it; what it holds here is orphaned, once; only east (or this
         //  ring itself) says so.

@@ -720,3 +720,116 @@ hs_relay_read (hs_relay_t *self, api_call_t *call, uint64_t now)
     hs_fed_call (self->fed, read->instance, &ask, S_READ_MS, S_READ_MS, now,
                  s_read_answered, read);
 }
+
+//  A checkpoint of another instance's entities on its way.
+typedef struct {
+    api_call_t *call;
+    char sim [65];                             //  the sim, a local name
+    char instance [SF_NAME_MAX_INSTANCE + 1];  //  the entities' home
+} s_saving_t;
+
+static void
+s_saved (void *arg, const json_t *reply, const char *member,
+         const sf_fault_t *fault)
+{
+    (void) member;
+    s_saving_t *saving = (s_saving_t *) arg;
+    if (reply) {
+        json_t *stale = json_array ();
+        size_t index;
+        json_t *path;
+        json_array_foreach (json_object_get (reply, "stale"), index, path)
+        {
+            char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+            snprintf (global, sizeof global, "%s@%s",
+                      json_string_value (path) ? json_string_value (path) : "",
+                      saving->instance);
+            json_array_append_new (stale, json_string (global));
+        }
+        json_t *result =
+            json_pack ("{s:s,s:O,s:o}", "sim", saving->sim, "saved",
+                       json_object_get (reply, "saved"), "stale", stale);
+        api_router_reply (NULL, &saving->call, result);
+        json_decref (result);
+    }
+    else
+        api_router_fail (NULL, &saving->call, fault->error, fault->message);
+    free (saving);
+}
+
+//  CALL's entities in their home's terms, into ENTITIES (a new array),
+//  and that home into SAVING. Returns 0, or -1 with FAULT.
+static int
+s_read_checkpoint (hs_relay_t *self, api_call_t *call, s_saving_t *saving,
+                   json_t **entities, sf_fault_t *fault)
+{
+    const json_t *args = api_call_request (call)->root;
+    static const char *const fields [] = {"op", "id", "sim", "entities", NULL};
+    const char *sim;
+    const json_t *given = json_object_get (args, "entities");
+    if (sf_json_only (args, fields, fault)
+        || sf_json_string (args, "sim", true, &sim, fault))
+        return -1;
+    if (!sf_name_valid (sim))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be the name of a sim of this "
+                             "instance");
+    json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
+    if (!entry)
+        return -1;
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    bool own = key && streq (key, api_call_principal (call));
+    json_decref (entry);
+    if (!own)
+        return sf_fault_set (fault, SF_EUNAUTHORIZED,
+                             "only sim '%s' (its registered key) may save "
+                             "its entities",
+                             sim);
+    snprintf (saving->sim, sizeof saving->sim, "%s", sim);
+    *entities = json_array ();
+    size_t index;
+    const json_t *entity;
+    json_array_foreach (given, index, entity)
+    {
+        const char *path = json_string_value (json_object_get (entity, "path"));
+        const char *at = path ? strrchr (path, '@') : NULL;
+        if (!at || !sf_name_instance_valid (at + 1)
+            || (index && !streq (at + 1, saving->instance))) {
+            json_decref (*entities);
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "entities[%zu]: every path must be "
+                                 "PATH@INSTANCE of one instance (send each "
+                                 "home's entities, and this instance's, "
+                                 "apart)",
+                                 index);
+        }
+        if (!index)
+            snprintf (saving->instance, sizeof saving->instance, "%s", at + 1);
+        json_t *copy = json_deep_copy (entity);
+        json_object_set_new (copy, "path",
+                             json_stringn (path, (size_t) (at - path)));
+        json_array_append_new (*entities, copy);
+    }
+    return 0;
+}
+
+void
+hs_relay_checkpoint (hs_relay_t *self, api_call_t *call, uint64_t now)
+{
+    s_saving_t *saving = (s_saving_t *) zmalloc (sizeof (s_saving_t));
+    json_t *entities = NULL;
+    sf_fault_t fault;
+    if (s_read_checkpoint (self, call, saving, &entities, &fault)) {
+        api_router_fail (NULL, &call, fault.error, fault.message);
+        free (saving);
+        return;
+    }
+    saving->call = call;
+    char global [S_GLOBAL_MAX + 1];
+    snprintf (global, sizeof global, "%s@%s", saving->sim,
+              hs_fed_instance (self->fed));
+    json_t *request = json_pack ("{s:s,s:s,s:o}", "op", "fed.checkpoint", "sim",
+                                 global, "entities", entities);
+    hs_fed_call (self->fed, saving->instance, &request, S_READ_MS, S_READ_MS,
+                 now, s_saved, saving);
+}

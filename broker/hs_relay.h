@@ -66,6 +66,12 @@ void hs_relay_read (hs_relay_t *self, api_call_t *call, uint64_t now);
 //  carried them (federation_claim_messages; fewer under the batch form).
 void hs_relay_counters (hs_relay_t *self, json_t *counters);
 
+//  Serve CALL (taken), an entity.checkpoint of a sim of this instance
+//  whose paths are PATH@INSTANCE of one peer instance (federation.md
+//  section 7): the caller must be the sim; the states go to their home as
+//  fed.checkpoint, and its answer comes back in the sim's terms.
+void hs_relay_checkpoint (hs_relay_t *self, api_call_t *call, uint64_t now);
+
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);
 

@@ -22,6 +22,7 @@ struct _sim_saver_t {
     s_sent_t *sent;      //  the batch in flight
     size_t n_sent;
     bool in_flight;
+    bool foreign_last;  //  the last batch was another instance's
     uint64_t saved, stale, failed, unsaved;
 };
 
@@ -82,6 +83,36 @@ s_saved (void *arg, json_t *reply, const sf_fault_t *fault)
     sim_saver_tick (self);  //  the next batch, if any is due
 }
 
+//  ENTITY is held here and changed since it was last saved.
+static bool
+s_due (const sim_entity_t *entity)
+{
+    return entity && entity->authority
+           && (entity->saved_epoch != entity->epoch
+               || entity->saved_seq != entity->seq);
+}
+
+//  The home of the next batch: "" (this instance) or "@HOME" of the first
+//  entity due, one of another instance's if FOREIGN and there is one;
+//  NULL if none is due.
+static const char *
+s_home (sim_saver_t *self, bool foreign)
+{
+    const char *home = NULL;
+    uint32_t slots = sim_store_slots (self->store);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        sim_entity_t *entity = sim_store_at (self->store, slot);
+        if (!s_due (entity))
+            continue;
+        const char *suffix = entity->foreign ? strrchr (entity->path, '@') : "";
+        if (suffix && (entity->foreign == foreign))
+            return suffix;
+        if (suffix && !home)
+            home = suffix;
+    }
+    return home;
+}
+
 void
 sim_saver_tick (sim_saver_t *self)
 {
@@ -90,13 +121,24 @@ sim_saver_tick (sim_saver_t *self)
     json_t *entities = json_array ();
     size_t bytes = 256;
     self->n_sent = 0;
+    //  One home's entities per batch: this instance's, or one other
+    //  instance's (PATH@HOME), which this sim's ring sends on to their
+    //  home (federation.md section 7). Turn about, so that a home out of
+    //  reach does not keep this instance's from being saved.
+    const char *home = s_home (self, !self->foreign_last);
+    if (!home) {
+        json_decref (entities);
+        return;
+    }
+    self->foreign_last = *home != 0;
     uint32_t slots = sim_store_slots (self->store);
     for (uint32_t slot = 0; slot < slots && self->n_sent < S_BATCH_COUNT;
          slot++) {
         sim_entity_t *entity = sim_store_at (self->store, slot);
-        if (!entity || !entity->authority || entity->foreign
-            || (entity->saved_epoch == entity->epoch
-                && entity->saved_seq == entity->seq))
+        if (!s_due (entity))
+            continue;
+        const char *suffix = entity->foreign ? strrchr (entity->path, '@') : "";
+        if (!suffix || !streq (suffix, home))
             continue;
         size_t size = entity->path_size + entity->state_size + 64;
         if (bytes + size > S_BATCH_BYTES && self->n_sent)

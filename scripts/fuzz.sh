@@ -10,6 +10,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
 
+#  CZMQ's own harmless overlap (tests/sanitizers/asan.supp), for the
+#  targets that reach its zsys_init.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-suppressions=$ROOT/tests/sanitizers/asan.supp}
+
 SECONDS_EACH=${1:-60}
 shift || true
 BUILD=${SIMFABRIC_FUZZ_BUILD:-$ROOT/build-fuzz}

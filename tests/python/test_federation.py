@@ -719,14 +719,16 @@ def test_a_dead_foreign_sims_entities_are_orphaned_at_their_home(tmp_path, told)
     dies. West orphans what b held there, told by east when east's ring
     expires b (the push: b held one of east's entities too), or by asking
     east, whose leader says b's lease there expired (the pull: b held
-    nothing of east's, so east had nothing to expire). The next claim at
-    west starts from the entity's checkpoint; west's other entities stay
-    as they were."""
+    nothing of east's, so east had nothing to expire). b saved what it
+    wrote to west through east (fed.checkpoint, section 7), so the next
+    claim at west starts from b's last state; west's other entities stay
+    as they were. Only b's key saves for b."""
     west = Daemon("homeserver", "hs1", tmp_path / "west" / "hs1")
     east = Daemon("homeserver", "hs1", tmp_path / "east" / "hs1", extra={"sim_lease": 1500})
     federate({"west": [west], "east": [east]})
     (s1,) = make_sims(tmp_path / "west", [west], 1, names=["s1"])
-    (b,) = make_sims(tmp_path / "east", [east], 1, names=["b"], extra={"heartbeat": 200})
+    (b,) = make_sims(tmp_path / "east", [east], 1, names=["b"],
+                     extra={"heartbeat": 200, "ring_checkpoint": 200})
     with running([west, east]), running([], [s1]):
         b.start()
         try:
@@ -738,8 +740,17 @@ def test_a_dead_foreign_sims_entities_are_orphaned_at_their_home(tmp_path, told)
                     game_b.call("entity.create", path="/east/own", state="b's")
                 for name in ("e", "f"):
                     game_b.call("entity.claim", path=f"/fed/{name}@west", timeout=10)
+                game_b.call("entity.update", path="/fed/e@west", state="written by b")
             with west.client() as client:
                 assert client.call("entity.get", path="/fed/e")["authority"] == "b@east"
+                wait_for(lambda: client.call("entity.get", path="/fed/e").get("checkpoint")
+                         == "written by b", what="b's state to be saved at west")
+            # A key not b's saves nothing for b.
+            with east.client() as outsider:
+                with pytest.raises(ApiError) as error:
+                    outsider.call("entity.checkpoint", sim="b", entities=[
+                        {"path": "/fed/e@west", "epoch": 2, "checkpoint": "forged"}])
+                assert error.value.code == "unauthorized"
             feed = west.subscribe("sim:b@east")
             try:
                 b.kill()
@@ -764,7 +775,8 @@ def test_a_dead_foreign_sims_entities_are_orphaned_at_their_home(tmp_path, told)
                 assert client.call("entity.get", path="/fed/g")["authority"] == "s1"
             with s1.client() as game1:
                 back = game1.call("entity.claim", path="/fed/e", timeout=10)
-            assert (back["epoch"], back["from"]) == (3, "checkpoint")
+            assert (back["epoch"], back["from"], back["state"]) == \
+                (3, "checkpoint", "written by b")
         finally:
             b.stop()
 
