@@ -1088,6 +1088,9 @@ s_dispatch (hs_api_t *self, api_call_t *call, uint64_t now)
         kind = "path", foreign = path;
     else if (op && streq (op, "entity.get") && path && strchr (path, '@'))
         kind = "read", foreign = path;
+    else if (op && streq (op, "authority.release") && path
+             && strchr (path, '@'))
+        kind = "release", foreign = path;
     else if (op && streq (op, "entity.checkpoint")) {
         //  Another instance's entities' states go to their home (section
         //  7); the relay checks that every path is of one home.

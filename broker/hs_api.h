@@ -82,8 +82,9 @@ void hs_api_set_instance (hs_api_t *self, const char *instance);
 //  A request naming a foreign NAME (NAME@INSTANCE, federation.md sections
 //  4, 5 and 7) of KIND: "player" (player.key), "path" (an
 //  authority.request of PATH@INSTANCE, on the leader only), "read" (an
-//  entity.get of PATH@INSTANCE), or "checkpoint" (an entity.checkpoint
-//  whose first path is PATH@INSTANCE). The daemon takes *CALL and
+//  entity.get of PATH@INSTANCE), "checkpoint" (an entity.checkpoint
+//  whose first path is PATH@INSTANCE) or "release" (an authority.release
+//  of PATH@INSTANCE). The daemon takes *CALL and
 //  answers it (through federation), or leaves it for the ring with the
 //  name made local (a name of this instance).
 typedef void (hs_api_foreign_fn) (void *context, api_call_t **call,

@@ -503,7 +503,8 @@ hs_fed_handle (hs_fed_t *self)
     if (op
         && (streq (op, "fed.claim") || streq (op, "fed.fenced")
             || streq (op, "fed.withdraw") || streq (op, "fed.read")
-            || streq (op, "fed.expired") || streq (op, "fed.checkpoint"))
+            || streq (op, "fed.expired") || streq (op, "fed.checkpoint")
+            || streq (op, "fed.release"))
         && self->claim)
         self->claim (self->claim_arg, call,
                      hs_fed_instance_of (self, api_call_principal (call)));

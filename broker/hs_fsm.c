@@ -1016,6 +1016,28 @@ s_parse_authority_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  fed.release (federation.md section 7): authority.release's for a
+//  foreign sim, a global name, and "instance" as for fed.claim.
+static int
+s_parse_fed_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (s_path (args, "path", &a->path, fault)
+        || sf_json_string (args, "sim", true, &a->sim, fault)
+        || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault)
+        || sf_json_string (args, "instance", false, &a->instance, fault))
+        return -1;
+    if (!sf_name_split (a->sim, local, instance) || !instance [0])
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be a global name, "
+                             "NAME@INSTANCE");
+    if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'checkpoint' exceeds %d bytes",
+                             S_MAX_CHECKPOINT);
+    return 0;
+}
+
 static int
 s_parse_entity_list (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -1835,6 +1857,24 @@ s_fed_checkpoint (s_apply_t *ctx)
         return NULL;
     }
     return s_entity_checkpoint (ctx);
+}
+
+static json_t *s_authority_release (s_apply_t *ctx);
+
+//  fed.release: a foreign authority gives its entity up, as its instance
+//  vouched: orphaned as authority.release orphans a local sim's.
+static json_t *
+s_fed_release (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
+        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                      "instance '%s' speaks only for its own sims, not '%s'",
+                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+        return NULL;
+    }
+    return s_authority_release (ctx);
 }
 
 //  The new entity as s_entity_json would read it back: built from what was
@@ -3247,6 +3287,9 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
         {"request", "path", "sim", "key", "handoff", "state", "instance",
          "timeout_ms", "player", "player_key", "claims"},
         s_parse_fed_claim, s_fed_claim, NULL},
+    [HS_OP_FED_RELEASE] = {
+        {"path", "sim", "checkpoint", "instance"}, s_parse_fed_release,
+        s_fed_release, NULL},
     [HS_OP_FED_CHECKPOINT] = {
         {"sim", "entities", "instance"}, s_parse_fed_checkpoint,
         s_fed_checkpoint, NULL},
@@ -4336,6 +4379,40 @@ hs_fsm_test (bool verbose)
                                 "{\"sim\":\"b\",\"instance\":\"east\"}", bob,
                                 false, &fault);
         assert (!claimed && fault.error == SF_EINVAL);
+        //  fed.release (federation.md section 7): b@east gives /fed/b up
+        //  (claimed again first), as its instance vouched; only it may.
+        {
+            char again [512];
+            snprintf (again, sizeof again,
+                      "{\"request\":\"b@east/40\",\"path\":\"/fed/b\","
+                      "\"sim\":\"b@east\",\"key\":\"%s\","
+                      "\"instance\":\"east\"}",
+                      foreign);
+            json_t *released = s_test_apply (fsm, ++index, "fed.claim", again,
+                                             bob, false, &fault);
+            assert (released);
+            json_decref (released);
+            released = s_test_apply (
+                fsm, ++index, "fed.release",
+                "{\"path\":\"/fed/b\",\"sim\":\"b@east\",\"checkpoint\":"
+                "\"left by b\",\"instance\":\"west\"}",
+                bob, false, &fault);
+            assert (!released && fault.error == SF_EUNAUTHORIZED);
+            released = s_test_apply (
+                fsm, ++index, "fed.release",
+                "{\"path\":\"/fed/b\",\"sim\":\"b@east\",\"checkpoint\":"
+                "\"left by b\",\"instance\":\"east\"}",
+                bob, false, &fault);
+            assert (released
+                    && json_is_null (json_object_get (released, "authority")));
+            json_decref (released);
+            released = s_test_apply (
+                fsm, ++index, "fed.release",
+                "{\"path\":\"/fed/b\",\"sim\":\"b@east\",\"instance\":"
+                "\"east\"}",
+                bob, false, &fault);
+            assert (!released && fault.error == SF_ECONFLICT);
+        }
         //  Its authority says no: the claim is decided, and refused again.
         char answer [128];
         snprintf (answer, sizeof answer,

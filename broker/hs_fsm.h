@@ -88,6 +88,7 @@ typedef enum {
     X (HS_OP_FED_WITHDRAW, "fed.withdraw", HS_OP_WRITE, HS_OP_PEER)         \
     X (HS_OP_FED_EXPIRED, "fed.expired", HS_OP_WRITE, HS_OP_PEER)           \
     X (HS_OP_FED_CHECKPOINT, "fed.checkpoint", HS_OP_WRITE, HS_OP_PEER)     \
+    X (HS_OP_FED_RELEASE, "fed.release", HS_OP_WRITE, HS_OP_PEER)           \
     X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN)            \
     X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)
 // clang-format on

@@ -833,3 +833,91 @@ hs_relay_checkpoint (hs_relay_t *self, api_call_t *call, uint64_t now)
     hs_fed_call (self->fed, saving->instance, &request, S_READ_MS, S_READ_MS,
                  now, s_saved, saving);
 }
+
+//  A release of another instance's entity on its way.
+typedef struct {
+    api_call_t *call;
+    char sim [65];                             //  the sim, a local name
+    char instance [SF_NAME_MAX_INSTANCE + 1];  //  the entity's home
+} s_releasing_t;
+
+static void
+s_released (void *arg, const json_t *reply, const char *member,
+            const sf_fault_t *fault)
+{
+    (void) member;
+    s_releasing_t *releasing = (s_releasing_t *) arg;
+    if (reply) {
+        json_t *result = json_deep_copy (reply);
+        json_object_del (result, "id");
+        json_object_del (result, "ok");
+        json_object_del (result, "leader");
+        const char *path = json_string_value (json_object_get (result, "path"));
+        if (path) {
+            char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+            snprintf (global, sizeof global, "%s@%s", path,
+                      releasing->instance);
+            json_object_set_new (result, "home_path", json_string (path));
+            json_object_set_new (result, "path", json_string (global));
+        }
+        json_object_set_new (result, "home", json_string (releasing->instance));
+        json_object_set_new (result, "sim", json_string (releasing->sim));
+        api_router_reply (NULL, &releasing->call, result);
+        json_decref (result);
+    }
+    else
+        api_router_fail (NULL, &releasing->call, fault->error, fault->message);
+    free (releasing);
+}
+
+void
+hs_relay_release (hs_relay_t *self, api_call_t *call, uint64_t now)
+{
+    const json_t *args = api_call_request (call)->root;
+    static const char *const fields [] = {"op",  "id",         "path",
+                                          "sim", "checkpoint", NULL};
+    const char *path, *sim, *checkpoint = NULL;
+    sf_fault_t fault;
+    json_t *entry = NULL;
+    if (sf_json_only (args, fields, &fault)
+        || sf_json_string (args, "path", true, &path, &fault)
+        || sf_json_string (args, "sim", true, &sim, &fault)
+        || sf_json_string (args, "checkpoint", false, &checkpoint, &fault)) {
+        api_router_fail (NULL, &call, fault.error, fault.message);
+        return;
+    }
+    const char *at = strrchr (path, '@');
+    size_t size = at ? (size_t) (at - path) : 0;
+    if (!at || !sf_name_path_valid (path, size)
+        || !sf_name_instance_valid (at + 1) || !sf_name_valid (sim)) {
+        api_router_fail (NULL, &call, SF_EINVAL,
+                         "fields 'path' (PATH@INSTANCE) and 'sim' (a sim of "
+                         "this instance) are needed");
+        return;
+    }
+    entry = hs_fsm_lookup (self->fsm, "sim", sim, &fault);
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    bool own = key && streq (key, api_call_principal (call));
+    json_decref (entry);
+    if (!own) {
+        char message [160];
+        snprintf (message, sizeof message,
+                  "only sim '%s' (its registered key) may release what it "
+                  "holds",
+                  sim);
+        api_router_fail (NULL, &call, SF_EUNAUTHORIZED, message);
+        return;
+    }
+    s_releasing_t *releasing = (s_releasing_t *) zmalloc (sizeof *releasing);
+    releasing->call = call;
+    snprintf (releasing->sim, sizeof releasing->sim, "%s", sim);
+    snprintf (releasing->instance, sizeof releasing->instance, "%s", at + 1);
+    char global [S_GLOBAL_MAX + 1];
+    snprintf (global, sizeof global, "%s@%s", sim, hs_fed_instance (self->fed));
+    json_t *request = json_pack ("{s:s,s:s%,s:s}", "op", "fed.release", "path",
+                                 path, size, "sim", global);
+    if (checkpoint)
+        json_object_set_new (request, "checkpoint", json_string (checkpoint));
+    hs_fed_call (self->fed, releasing->instance, &request, S_READ_MS, S_READ_MS,
+                 now, s_released, releasing);
+}

@@ -72,6 +72,12 @@ void hs_relay_counters (hs_relay_t *self, json_t *counters);
 //  fed.checkpoint, and its answer comes back in the sim's terms.
 void hs_relay_checkpoint (hs_relay_t *self, api_call_t *call, uint64_t now);
 
+//  Serve CALL (taken), an authority.release of PATH@INSTANCE by a sim of
+//  this instance (federation.md section 7): the caller must be the sim;
+//  its home orphans the entity (fed.release) with the state given, and
+//  its answer comes back in the sim's terms.
+void hs_relay_release (hs_relay_t *self, api_call_t *call, uint64_t now);
+
 //  Claims sent on and waiting for their home's answer.
 size_t hs_relay_waiting (hs_relay_t *self);
 

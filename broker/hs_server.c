@@ -259,13 +259,15 @@ s_foreign (void *context, api_call_t **call, const char *kind, const char *name)
         return;
     }
     if (streq (kind, "path") || streq (kind, "read")
-        || streq (kind, "checkpoint")) {
+        || streq (kind, "checkpoint") || streq (kind, "release")) {
         if (streq (kind, "path"))
             hs_relay_claim (self->relay, *call, sf_time_mono_ms ());
         else if (streq (kind, "read"))
             hs_relay_read (self->relay, *call, sf_time_mono_ms ());
-        else
+        else if (streq (kind, "checkpoint"))
             hs_relay_checkpoint (self->relay, *call, sf_time_mono_ms ());
+        else
+            hs_relay_release (self->relay, *call, sf_time_mono_ms ());
         *call = NULL;
         return;
     }

@@ -1278,7 +1278,10 @@ s_held_arg (sim_api_t *self, const json_t *root, const char *what,
             sf_fault_t *fault)
 {
     const char *path;
-    if (s_path_arg (root, "path", &path, fault))
+    //  Another instance's entity is released to its home (federation.md
+    //  section 7); deleting one is its master's, at its home.
+    if (streq (what, "releases") ? s_any_path_arg (root, "path", &path, fault)
+                                 : s_path_arg (root, "path", &path, fault))
         return NULL;
     sim_entity_t *entity = sim_store_get (self->config.store, path);
     if (!entity || entity->placeholder)
@@ -1333,6 +1336,10 @@ s_released (void *arg, json_t *reply, const sf_fault_t *fault)
         json_object_set (result, "index", json_object_get (reply, "index"));
         api_router_reply (self->config.router, &waiting->call, result);
         json_decref (result);
+        //  Another instance's entity is not kept as a replica here: no
+        //  one streams it to this instance (federation.md section 9).
+        if (entity && entity->foreign && !entity->authority)
+            sim_api_forget (self, waiting->path);
     }
     s_waiting_destroy (&waiting);
 }

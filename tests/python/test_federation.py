@@ -256,13 +256,21 @@ def test_fed_claim_is_never_taken_from_an_api_client(instances):
     with west.client() as client:
         client.call("entity.create", path="/fed/x")
     admin = read_key_pair(west.admin.secret_path)
+    forged = {
+        "fed.claim": dict(request="b@east/1", path="/fed/x", sim="b@east",
+                          key=admin.public.decode(), instance="east"),
+        "fed.expired": dict(sim="b@east", instance="east"),
+        "fed.checkpoint": dict(sim="b@east", instance="east", entities=[
+            {"path": "/fed/x", "epoch": 1, "checkpoint": "forged"}]),
+        "fed.release": dict(path="/fed/x", sim="b@east", instance="east"),
+    }
     for keys in (None, admin):
         with west.client(keys=keys) as client:
-            with pytest.raises(ApiError) as error:
-                client.call("fed.claim", request="b@east/1", path="/fed/x", sim="b@east",
-                            key=admin.public.decode(), instance="east")
-            assert error.value.code == "unauthorized"
-            assert "over federation only" in error.value.message
+            for op, args in forged.items():
+                with pytest.raises(ApiError) as error:
+                    client.call(op, **args)
+                assert error.value.code == "unauthorized", op
+                assert "over federation only" in error.value.message
     with west.client() as client:
         assert client.call("entity.get", path="/fed/x")["authority"] is None
 
@@ -790,3 +798,44 @@ def _next_op(feed, op, timeout):
             if event["op"] == op:
                 return event
     raise AssertionError(f"no {op} event in {timeout} s")
+
+
+def test_a_foreign_authority_releases_the_entity_to_its_home(two_worlds, tmp_path):
+    """federation.md section 7: b (east) gives up west's /fed/e with its
+    last state; east vouches for b and west orphans the entity with that
+    state as its checkpoint, so s1's next claim starts from it. b keeps no
+    replica of it; a key not b's releases nothing; releasing what b does
+    not hold is a conflict."""
+    west, east, s1, b = two_worlds
+    with s1.client() as game1:
+        game1.call("entity.create", path="/fed/e", state="v1")
+        game1.call("entity.create", path="/fed/k", state="k")
+    with b.client() as game_b:
+        game_b.call("entity.claim", path="/fed/e@west", timeout=10)
+        game_b.call("entity.update", path="/fed/e@west", state="released by b")
+    outsider_keys = write_key_pair(tmp_path / "outsider", "outsider")
+    with east.client(keys=outsider_keys) as outsider:
+        with pytest.raises(ApiError) as error:
+            outsider.call("authority.release", path="/fed/e@west", sim="b", checkpoint="x")
+        assert error.value.code == "unauthorized"
+    with b.client() as game_b:
+        released = game_b.call("entity.release", path="/fed/e@west")
+        assert released["released"] is True
+        with pytest.raises(ApiError) as error:
+            game_b.call("entity.get", path="/fed/e@west")
+        assert error.value.code == "not_found"
+        with pytest.raises(ApiError) as error:
+            game_b.call("entity.release", path="/fed/k@west")
+        assert error.value.code in ("not_found", "denied")
+    with west.client() as client:
+        entity = client.call("entity.get", path="/fed/e")
+    assert (entity["authority"], entity["epoch"], entity["checkpoint"]) == \
+        (None, 2, "released by b")
+    with east.client(keys=b.keys) as as_b:
+        # b's own key, but b no longer holds it: west says so.
+        with pytest.raises(ApiError) as error:
+            as_b.call("authority.release", path="/fed/e@west", sim="b")
+        assert error.value.code == "conflict"
+    with s1.client() as game1:
+        back = game1.call("entity.claim", path="/fed/e", timeout=10)
+    assert (back["epoch"], back["from"], back["state"]) == (3, "checkpoint", "released by b")
