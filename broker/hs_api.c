@@ -1,6 +1,7 @@
 /*  hs_api: the homeserver's JSON request handler (homeserver-api.md). */
 
 #include "broker/hs_api.h"
+#include "broker/hs_load.h"
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
 #include "common/sf_json.h"
@@ -95,6 +96,7 @@ struct _hs_api_t {
     hs_fsm_t *fsm;            //  lent
     api_router_t *router;     //  lent
     zcert_t *cert;            //  lent, for forwarding
+    hs_load_t *load;          //  the latest load reports, as leader
     uint64_t sim_lease_ms;    //  heartbeats older than this orphan, 0: never
     uint64_t ask_timeout_ms;  //  default wait of an ask transfer
     zhashx_t *asks;           //  transfer id text -> api_call_t waiting for
@@ -169,6 +171,7 @@ hs_api_new (const char *name, raft_id id, hs_ring_t *ring, hs_fsm_t *fsm,
     self->waiting = zlistx_new ();
     self->forwards = zhashx_new ();
     self->unsubmitted = zlistx_new ();
+    self->load = hs_load_new ();
     self->next_forward = 1;
     return self;
 }
@@ -217,6 +220,7 @@ hs_api_destroy (hs_api_t **self_p)
             call = (api_call_t *) zlistx_next (self->waiting);
         }
         zlistx_destroy (&self->waiting);
+        hs_load_destroy (&self->load);
         s_batch_destroy (&self->batch);
         s_forward_t *forward = (s_forward_t *) zhashx_first (self->forwards);
         while (forward) {
@@ -587,6 +591,23 @@ s_stamp_leader (hs_api_t *self, const char *op, json_t *args)
     return NULL;
 }
 
+//  Keep the load report of the heartbeat ARGS if PRINCIPAL is its sim
+//  (its registered key) or an administrator.
+static void
+s_keep_report (hs_api_t *self, const char *principal, const json_t *args,
+               uint64_t now)
+{
+    const char *sim = json_string_value (json_object_get (args, "sim"));
+    sf_fault_t fault;
+    json_t *entry = sim ? hs_fsm_lookup (self->fsm, "sim", sim, &fault) : NULL;
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    if ((key && streq (key, principal))
+        || (entry && zhashx_lookup (self->admins, principal)))
+        hs_load_put (self->load, "sim", sim,
+                     json_deep_copy (json_object_get (args, "load")), now);
+    json_decref (entry);
+}
+
 static void
 s_write (hs_api_t *self, api_call_t *call, const char *principal,
          const json_t *args, uint64_t now)
@@ -600,6 +621,12 @@ s_write (hs_api_t *self, api_call_t *call, const char *principal,
     size_t size;
     //  An ask waits the configured time unless the request says otherwise.
     json_t *stamped = json_deep_copy (args);
+    //  A heartbeat's load report stays in the leader's memory, never in
+    //  the log (load.md section 2), and only from the sim itself.
+    if (streq (op, "sim.heartbeat") && json_object_get (stamped, "load")) {
+        s_keep_report (self, principal, stamped, now);
+        json_object_del (stamped, "load");
+    }
     if ((streq (op, "authority.request") || streq (op, "fed.claim"))
         && !json_object_get (stamped, "timeout_ms")
         && !json_object_get (stamped, "paths")
@@ -683,6 +710,22 @@ s_read_now (hs_api_t *self, api_call_t *call, const json_t *args)
     json_object_set_new (
         result, "applied_index",
         json_integer ((json_int_t) hs_ring_applied_index (self->ring)));
+    //  Load reports live in the leader's memory (load.md section 2): the
+    //  leader's answer has each sim's latest, a follower's none.
+    if (streq (api_call_request (call)->op, "sim.list")) {
+        bool leading = hs_ring_role (self->ring) == HS_RING_LEADER;
+        size_t index;
+        json_t *sim;
+        json_array_foreach (json_object_get (result, "sims"), index, sim)
+        {
+            const char *name = json_string_value (json_object_get (sim, "sim"));
+            json_t *report =
+                leading && name
+                    ? hs_load_get (self->load, "sim", name, sf_time_mono_ms ())
+                    : NULL;
+            json_object_set_new (sim, "load", report ? report : json_null ());
+        }
+    }
     s_reply (self, &call, result);
 }
 
@@ -981,6 +1024,20 @@ s_trace_op (hs_api_t *self, api_call_t *call, const char *principal,
         api_router_fail (self->router, &call, fault.error, fault.message);
 }
 
+//  load: the latest load reports (load.md section 2), which only the
+//  leader has: a follower forwards it.
+static void
+s_load_op (hs_api_t *self, api_call_t *call, const char *principal,
+           const json_t *args, uint64_t now)
+{
+    (void) args;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        s_forward (self, call, principal, now);
+        return;
+    }
+    s_reply (self, &call, hs_load_all (self->load, sf_time_mono_ms ()));
+}
+
 //  cluster.transfer: hand the leadership to member "to" (0: any).
 static void
 s_transfer_op (hs_api_t *self, api_call_t *call, const char *principal,
@@ -1035,6 +1092,7 @@ static s_control_fn *const s_controls [HS_OP_COUNT] = {
     [HS_OP_CLUSTER_REMOVE] = s_membership,
     [HS_OP_CLUSTER_TRANSFER] = s_transfer_op,
     [HS_OP_RING_FORWARD] = s_ring_forward_op,
+    [HS_OP_LOAD] = s_load_op,
 };
 
 //  PRINCIPAL may call ROW as far as HS_OP_MAP's access can be told before
@@ -1597,8 +1655,12 @@ hs_api_progress (hs_api_t *self, uint64_t now)
     s_ensure_ring_key (self, now);
     bool paused = now - self->progressed > self->pause_ms;
     self->progressed = now;
-    if (hs_ring_role (self->ring) != HS_RING_LEADER)
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        //  A later leadership starts from fresh reports.
+        if (self->leading_term)
+            hs_load_clear (self->load);
         self->leading_term = 0;
+    }
     else if (self->leading_term != hs_ring_term (self->ring) || paused) {
         self->leading_term = hs_ring_term (self->ring);
         self->leading_since = now;

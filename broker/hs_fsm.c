@@ -3253,6 +3253,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_CLUSTER_TRANSFER] = {{"to"}, s_parse_cluster_transfer, NULL, NULL},
     [HS_OP_RING_FORWARD] = {
         {"principal", "request"}, s_parse_ring_forward, NULL, NULL},
+    [HS_OP_LOAD] = {{NULL}, NULL, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
     [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},

@@ -8,6 +8,7 @@
         import SCENE         load a scene file onto a simulation server
         request OP [ARGS]    send one raw API request (ARGS: a JSON object);
                              to a homeserver ring, straight to its leader
+        top                  the ring's load reports, refreshed in place
 
     Human output by default, --json for scripts; exit codes are those of
     sf_program.h. */
@@ -56,6 +57,8 @@ static const sf_config_key_t s_schema [] = {
      "token create: the sim name the join token admits"},
     {"fabricctl/ttl", "ttl", SF_CONFIG_STRING, false, "10m", NULL,
      "token create: how long the token is valid (e.g. 90s, 10m, 24h, 7d)"},
+    {"fabricctl/once", "once", SF_CONFIG_BOOL, false, "false", NULL,
+     "top: print the table once and exit"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -80,6 +83,9 @@ static const sf_program_t s_program = {
     "  request OP [ARGS]    send one API request; ARGS is a JSON object (to a "
     "ring:\n"
     "                       straight to its leader)\n"
+    "  top [--once]         the ring's load reports, one line per sim, "
+    "busiest first,\n"
+    "                       refreshed every second until interrupted\n"
     "  raw TEXT             send TEXT unchanged as a request (debugging)\n"
     "  token create --sim NAME [--ttl 10m]\n"
     "                       a one-use join token admitting sim NAME (needs "
@@ -797,6 +803,109 @@ s_import (sf_config_t *config, zlist_t *args)
     return code;
 }
 
+//  A number of REPORT's FIELD, or 0.
+static double
+s_figure (const json_t *report, const char *field)
+{
+    return json_number_value (json_object_get (report, field));
+}
+
+//  REPORT's CPU per second per unit of its capacity.
+static double
+s_per_capacity (const json_t *report)
+{
+    double capacity = s_figure (report, "capacity");
+    return s_figure (report, "cpu_per_s") / (capacity >= 1 ? capacity : 1);
+}
+
+//  Reports by the CPU they spend per unit of capacity, the busiest first.
+static int
+s_by_load (const void *a, const void *b)
+{
+    const json_t *left = *(const json_t *const *) a;
+    const json_t *right = *(const json_t *const *) b;
+    double l = s_per_capacity (json_object_get (left, "report"));
+    double r = s_per_capacity (json_object_get (right, "report"));
+    if (l != r)
+        return l > r ? -1 : 1;
+    return strcmp (json_string_value (json_object_get (left, "name")),
+                   json_string_value (json_object_get (right, "name")));
+}
+
+//  The table of the ring's load reports (protocol/load.md section 8).
+static void
+s_print_top (json_t *reply)
+{
+    json_t *sims = json_object_get (reply, "sims");
+    size_t count = json_object_size (sims), at = 0;
+    json_t **rows = (json_t **) malloc ((count + 1) * sizeof *rows);
+    const char *name;
+    json_t *report;
+    json_object_foreach (sims, name, report)
+    {
+        rows [at++] = json_pack ("{s:s,s:O}", "name", name, "report", report);
+    }
+    qsort (rows, count, sizeof *rows, s_by_load);
+    printf ("%-16s %4s %7s %8s %7s %9s %9s %7s %7s %6s  %s\n", "SIM", "CAP",
+            "HELD", "REPLICAS", "CPU/S", "UPD_OUT/S", "UPD_IN/S", "API/S",
+            "RSS_MB", "AGE", "BUSIEST ROOM");
+    for (at = 0; at < count; at++) {
+        report = json_object_get (rows [at], "report");
+        const json_t *busiest =
+            json_array_get (json_object_get (report, "groups"), 0);
+        printf ("%-16s %4.0f %7.0f %8.0f %7.3f %9.0f %9.0f %7.0f %7.1f %5.1fs  "
+                "%s\n",
+                json_string_value (json_object_get (rows [at], "name")),
+                s_figure (report, "capacity"),
+                s_figure (report, "authoritative"),
+                s_figure (report, "replicas"), s_figure (report, "cpu_per_s"),
+                s_figure (report, "updates_sent_per_s"),
+                s_figure (report, "updates_received_per_s"),
+                s_figure (report, "api_per_s"),
+                s_figure (report, "rss_bytes") / (1024.0 * 1024.0),
+                s_figure (report, "age_ms") / 1000.0,
+                busiest ? json_string_value (json_object_get (busiest, "group"))
+                        : "-");
+        json_decref (rows [at]);
+    }
+    free (rows);
+    if (!count)
+        printf ("(no sim has reported to the leader yet)\n");
+}
+
+//  top: the load table, refreshed in place every second until
+//  interrupted; --once prints it once.
+static int
+s_top (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl top [--once]");
+    if (sf_config_bool (config, "fabricctl/once"))
+        return s_call (config, "load", NULL, s_print_top);
+    ctl_client_t *client = s_connect (config);
+    int code = SF_EXIT_OK;
+    while (!zsys_interrupted) {
+        sf_fault_t fault;
+        json_t *reply = ctl_client_call (
+            client, "load", NULL,
+            (int) sf_config_int (config, "fabricctl/timeout"), &fault);
+        //  Home the cursor and clear: the table is redrawn in place.
+        printf ("\033[H\033[2J");
+        if (!reply)
+            printf ("fabricctl: %s\n", fault.message);
+        else if (api_msg_reply_fault (reply, &fault))
+            printf ("fabricctl: error: %s\n", fault.message);
+        else
+            s_print_top (reply);
+        fflush (stdout);
+        json_decref (reply);
+        zclock_sleep (1000);
+    }
+    ctl_client_destroy (&client);
+    return code;
+}
+
 static int
 s_raw (sf_config_t *config, zlist_t *args)
 {
@@ -855,6 +964,8 @@ main (int argc, char *argv [])
         code = s_import (config, args);
     else if (streq (command, "raw"))
         code = s_raw (config, args);
+    else if (streq (command, "top"))
+        code = s_top (config, args);
     else if (streq (command, "token"))
         code = s_token (config, args);
     else

@@ -9,6 +9,7 @@
 #include "common/sf_time.h"
 #include "common/sf_zap.h"
 #include "peer/sim_api.h"
+#include "peer/sim_load.h"
 #include "peer/sim_saver.h"
 #include "peer/sim_checkpoint.h"
 #include "peer/sim_handoff.h"
@@ -61,6 +62,9 @@ const sf_config_key_t sim_server_schema [] = {
     {"sim/checkpoint", "checkpoint", SF_CONFIG_PATH, false, NULL, NULL,
      "local SQLite file the entities this sim is the authority of are "
      "saved to, and resumed from at start (default: none)"},
+    {"sim/capacity", "capacity", SF_CONFIG_INT, false, "1", "1..1000",
+     "this sim's capacity weight: the balancer gives a sim of capacity 2 "
+     "twice the load of a sim of capacity 1 (protocol/load.md)"},
     {"sim/checkpoint_interval", "checkpoint-interval", SF_CONFIG_INT, false,
      "5000", "100..3600000", "ms between checkpoint saves"},
     {"sim/ring_checkpoint", "ring-checkpoint", SF_CONFIG_INT, false, "2000",
@@ -113,6 +117,7 @@ struct _sim_server_t {
     sim_ring_t *ring;        //  homeserver ring client
     sim_api_t *api;          //  the API's ops
     sim_saver_t *saver;      //  entity states saved in the ring
+    sim_load_t *load;        //  the load report of each heartbeat
     int ring_checkpoint_ms;  //  between saves, 0: none
     sf_trace_t *trace;       //  hop records (trace.md)
     sim_checkpoint_t *checkpoint;  //  local checkpoint file, or NULL
@@ -285,6 +290,7 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
         goto failed;
     }
     self->saver = sim_saver_new (self->name, self->store);
+    self->load = sim_load_new (sf_config_int (config, "sim/capacity"));
     self->ring_checkpoint_ms =
         (int) sf_config_int (config, "sim/ring_checkpoint");
     sim_api_config_t api_config = {
@@ -319,6 +325,7 @@ sim_server_destroy (sim_server_t **self_p)
         sim_ring_destroy (&self->retired);
         sim_api_destroy (&self->api);
         sim_saver_destroy (&self->saver);
+        sim_load_destroy (&self->load);
         if (self->checkpoint) {
             sf_fault_t fault;
             if (sim_checkpoint_save (self->checkpoint, self->store,
@@ -720,31 +727,18 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
             json_string_value (json_object_get (body, "node")));
 }
 
-//  Load figures for the ring (sim.heartbeat): what this sim holds, what
-//  it streams, and the CPU it has used, so operators and placement can
-//  compare sims.
+//  The load report for the ring (sim.heartbeat, protocol/load.md
+//  section 2): what this sim holds and streams, per second since the
+//  last beat, its CPU and memory, and the rooms it spends most on.
 static json_t *
 s_load (sim_server_t *self)
 {
-    size_t authoritative = sim_store_authoritative (self->store);
-    double cpu = sf_time_cpu_s (RUSAGE_SELF);
-    json_t *load =
-        json_pack ("{s:I,s:I,s:I,s:f}", "entities",
-                   (json_int_t) sim_store_size (self->store), "authoritative",
-                   (json_int_t) authoritative, "replicas",
-                   (json_int_t) (sim_store_size (self->store) - authoritative),
-                   "cpu_s", cpu);
-    if (self->stream) {
-        json_t *counters = sim_stream_counters (self->stream);
-        static const char *names [] = {"updates_sent",   "updates_applied",
-                                       "datagrams_sent", "datagrams_received",
-                                       "entities_due",   NULL};
-        for (int at = 0; names [at]; at++)
-            json_object_set (load, names [at],
-                             json_object_get (counters, names [at]));
-        json_decref (counters);
-    }
-    return load;
+    json_t *counters = self->stream ? sim_stream_counters (self->stream) : NULL;
+    json_t *report = sim_load_report (
+        self->load, self->store, counters,
+        api_router_counters (self->router)->requests, sf_time_mono_us ());
+    json_decref (counters);
+    return report;
 }
 
 //  Every heartbeat: register if not yet, else beat and refresh peers.

@@ -83,16 +83,21 @@ def test_many_entities_converge_to_their_newest_state(fabric):
     assert len(rooms["entities"]) == 50
     assert counters(sim1)["updates_sent"] >= 200
 
-    # The heartbeats carry the load figures to the ring.
+    # The heartbeats carry the load reports to the ring's leader
+    # (protocol/load.md section 2).
     def load_of(name):
         with ring[0].client() as client:
-            sims = client.call("sim.list")["sims"]
-        return next(s["load"] for s in sims if s["sim"] == name) or {}
+            return client.call("load")["sims"].get(name) or {}
 
     wait_for(lambda: load_of("sim1").get("authoritative") == 200, what="sim1's load")
     load = load_of("sim1")
     assert load["entities"] == 200 and load["replicas"] == 0
-    assert load["updates_sent"] >= 200 and load["cpu_s"] > 0
+    assert load["capacity"] == 1 and load["rss_bytes"] > 1 << 20
+    assert load["cpu_per_s"] >= 0 and load["age_ms"] < 5000
+    # The 4 rooms of 50 entities each that sim1 holds.
+    assert sorted(g["group"] for g in load["groups"]) == \
+        [f"/world/room{n}" for n in range(4)]
+    assert {g["entities"] for g in load["groups"]} == {50} and load["rest"]["groups"] == 0
     wait_for(lambda: load_of("sim2").get("replicas") == 200, what="sim2's load")
 
 

@@ -34,6 +34,7 @@
     X (hs_persist)          \
     X (hs_fsm)              \
     X (hs_fed)              \
+    X (hs_load)             \
     X (sim_window)          \
     X (sim_seal)            \
     X (sim_store)           \
@@ -42,6 +43,7 @@
     X (sim_credit)          \
     X (sim_udp)             \
     X (sim_checkpoint)      \
+    X (sim_load)            \
     X (authority_sim)       \
     X (ctl_scene)           \
     X (ctl_trace)

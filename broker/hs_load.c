@@ -1,0 +1,165 @@
+/*  hs_load: the leader's load reports. */
+
+#include "broker/hs_load.h"
+
+#include <assert.h>
+#include <czmq.h>
+
+struct _hs_load_t {
+    zhashx_t *sims;         //  name -> s_report_t
+    zhashx_t *homeservers;  //  name -> s_report_t
+};
+
+typedef struct {
+    json_t *report;
+    uint64_t received_ms;
+} s_report_t;
+
+static void
+s_report_destroy (void **item)
+{
+    s_report_t *report = (s_report_t *) *item;
+    if (report)
+        json_decref (report->report);
+    free (report);
+    *item = NULL;
+}
+
+static zhashx_t *
+s_table_new (void)
+{
+    zhashx_t *table = zhashx_new ();
+    zhashx_set_destructor (table, s_report_destroy);
+    return table;
+}
+
+hs_load_t *
+hs_load_new (void)
+{
+    hs_load_t *self = (hs_load_t *) zmalloc (sizeof (hs_load_t));
+    self->sims = s_table_new ();
+    self->homeservers = s_table_new ();
+    return self;
+}
+
+void
+hs_load_destroy (hs_load_t **self_p)
+{
+    if (*self_p) {
+        hs_load_t *self = *self_p;
+        zhashx_destroy (&self->sims);
+        zhashx_destroy (&self->homeservers);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static zhashx_t *
+s_table (hs_load_t *self, const char *kind)
+{
+    return streq (kind, "sim") ? self->sims : self->homeservers;
+}
+
+void
+hs_load_put (hs_load_t *self, const char *kind, const char *name,
+             json_t *report, uint64_t now_ms)
+{
+    zhashx_t *table = s_table (self, kind);
+    s_report_t *kept = (s_report_t *) zhashx_lookup (table, name);
+    if (!json_is_object (report)
+        || (!kept && zhashx_size (table) >= HS_LOAD_MAX)) {
+        json_decref (report);
+        return;
+    }
+    if (!kept) {
+        kept = (s_report_t *) zmalloc (sizeof (s_report_t));
+        zhashx_insert (table, name, kept);
+    }
+    json_decref (kept->report);
+    kept->report = report;
+    kept->received_ms = now_ms;
+}
+
+//  REPORT's figures and its age at NOW_MS: a new object.
+static json_t *
+s_aged (const s_report_t *report, uint64_t now_ms)
+{
+    json_t *copy = json_deep_copy (report->report);
+    json_object_set_new (
+        copy, "age_ms",
+        json_integer ((json_int_t) (now_ms > report->received_ms
+                                        ? now_ms - report->received_ms
+                                        : 0)));
+    return copy;
+}
+
+json_t *
+hs_load_get (hs_load_t *self, const char *kind, const char *name,
+             uint64_t now_ms)
+{
+    s_report_t *report =
+        (s_report_t *) zhashx_lookup (s_table (self, kind), name);
+    return report ? s_aged (report, now_ms) : NULL;
+}
+
+static json_t *
+s_all (zhashx_t *table, uint64_t now_ms)
+{
+    json_t *all = json_object ();
+    for (s_report_t *report = (s_report_t *) zhashx_first (table); report;
+         report = (s_report_t *) zhashx_next (table))
+        json_object_set_new (all, (const char *) zhashx_cursor (table),
+                             s_aged (report, now_ms));
+    return all;
+}
+
+json_t *
+hs_load_all (hs_load_t *self, uint64_t now_ms)
+{
+    return json_pack ("{s:o,s:o}", "sims", s_all (self->sims, now_ms),
+                      "homeservers", s_all (self->homeservers, now_ms));
+}
+
+void
+hs_load_clear (hs_load_t *self)
+{
+    zhashx_purge (self->sims);
+    zhashx_purge (self->homeservers);
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+int
+hs_load_test (bool verbose)
+{
+    if (verbose)
+        printf (" * hs_load: ");
+    hs_load_t *load = hs_load_new ();
+    assert (!hs_load_get (load, "sim", "s1", 0));
+    hs_load_put (load, "sim", "s1", json_pack ("{s:f}", "cpu_per_s", 0.25),
+                 1000);
+    hs_load_put (load, "homeserver", "hs1", json_pack ("{s:i}", "apply_lag", 3),
+                 1500);
+    //  The newer report of s1 replaces the older one; a non-object is
+    //  dropped.
+    hs_load_put (load, "sim", "s1", json_pack ("{s:f}", "cpu_per_s", 0.5),
+                 2000);
+    hs_load_put (load, "sim", "s1", json_string ("nonsense"), 2100);
+    json_t *report = hs_load_get (load, "sim", "s1", 2600);
+    assert (json_real_value (json_object_get (report, "cpu_per_s")) == 0.5);
+    assert (json_integer_value (json_object_get (report, "age_ms")) == 600);
+    json_decref (report);
+    json_t *all = hs_load_all (load, 2600);
+    assert (json_object_size (json_object_get (all, "sims")) == 1);
+    report = json_object_get (json_object_get (all, "homeservers"), "hs1");
+    assert (json_integer_value (json_object_get (report, "apply_lag")) == 3);
+    assert (json_integer_value (json_object_get (report, "age_ms")) == 1100);
+    json_decref (all);
+    hs_load_clear (load);
+    assert (!hs_load_get (load, "homeserver", "hs1", 3000));
+    hs_load_destroy (&load);
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}

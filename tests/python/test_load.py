@@ -1,0 +1,128 @@
+"""Load reports (protocol/load.md section 2): each sim's heartbeat
+carries its report to the ring's leader, which keeps the latest of each
+in memory, never in the log, and serves them (`load`, and `sim.list`).
+
+- A real ring of three and two sims: the reports' figures follow what the
+  sims hold and do (a room edited often shows its updates per second);
+  any member answers `load` (followers forward it).
+- `fabricctl top --once` prints one line per sim, busiest first.
+- A report under a key not the sim's is dropped; the log never carries
+  a report (a follower's stale sim.list has none); a new leader starts
+  from fresh reports and has every sim's again within a few heartbeats.
+"""
+
+import subprocess
+import time
+
+import pytest
+
+from simfabric_testing import (ApiError, binary, make_ring, make_sims, running, wait_for,
+                               wait_leader, write_key_pair)
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    ring = make_ring(tmp_path, 3)
+    sims = make_sims(tmp_path, ring, 2, extra={"heartbeat": 200})
+    sims[1].section["capacity"] = "3"
+    sims[1].write_config()
+    with running(ring, sims):
+        wait_leader(ring)
+        yield ring, sims
+
+
+def _reports(member):
+    with member.client() as client:
+        return client.call("load")["sims"]
+
+
+def test_reports_follow_what_each_sim_holds_and_does(loaded):
+    ring, (sim1, sim2) = loaded
+    with sim1.client() as game:
+        for room in ("quiet", "busy"):
+            for n in range(5):
+                game.call("entity.create", path=f"/world/{room}/e{n}", state="0")
+    wait_for(lambda: _reports(ring[0]).get("sim1", {}).get("authoritative") == 10
+             and "sim2" in _reports(ring[0]), what="both sims' reports")
+    for member in ring:  # any member answers; followers forward
+        reports = _reports(member)
+        assert set(reports) == {"sim1", "sim2"}
+    report = _reports(ring[1])["sim1"]
+    assert (report["entities"], report["authoritative"], report["capacity"]) == (10, 10, 1)
+    assert _reports(ring[2])["sim2"]["capacity"] == 3
+    assert set(report["dropped"]) == {"malformed", "wrong_receiver", "unknown_sender",
+                                      "stale_session", "replay", "forged"}
+    assert report["groups"][0]["group"] in ("/world/busy", "/world/quiet")
+    assert {g["group"] for g in report["groups"]} == {"/world/busy", "/world/quiet"}
+
+
+def test_busy_room_shows_its_updates(loaded):
+    ring, (sim1, _) = loaded
+    with sim1.client() as game:
+        for room in ("quiet", "busy"):
+            for n in range(5):
+                game.call("entity.create", path=f"/world/{room}/e{n}", state="0")
+
+        def busy_report():
+            for _ in range(10):
+                game.call("entity.update", path="/world/busy/e0", state=str(time.monotonic()))
+            groups = _reports(ring[0])["sim1"].get("groups", [])
+            rates = {g["group"]: g["updates_per_s"] for g in groups}
+            # A report after the creations (each counts as an update).
+            return rates.get("/world/busy", 0) > 5 and rates.get("/world/quiet") == 0 \
+                and groups
+        groups = wait_for(busy_report, timeout=15,
+                          what="the busy room's updates in sim1's report")
+    # The dearest group first.
+    assert [g["group"] for g in groups] == ["/world/busy", "/world/quiet"]
+
+
+def test_a_forged_report_is_dropped_and_reports_stay_out_of_the_log(loaded, tmp_path):
+    ring, (sim1, sim2) = loaded
+    wait_for(lambda: "sim1" in _reports(ring[0]), what="sim1's report")
+    outsider = write_key_pair(tmp_path / "outsider", "outsider")
+    with ring[0].client(keys=outsider) as client:
+        with pytest.raises(ApiError) as error:
+            client.call("sim.heartbeat", sim="sim1", load={"entities": 999999})
+        assert error.value.code == "unauthorized"
+    assert _reports(ring[0])["sim1"]["entities"] != 999999
+    # A follower's stale read comes from its applied state: no report.
+    leader, _ = wait_leader(ring)
+    follower = next(m for m in ring if m.name != leader)
+    with follower.client() as client:
+        sims = client.call("sim.list", consistency="stale")["sims"]
+    assert {s["sim"]: s["load"] for s in sims} == {"sim1": None, "sim2": None}
+
+
+def test_a_new_leader_has_every_report_again_within_a_few_heartbeats(loaded):
+    ring, (sim1, sim2) = loaded
+    wait_for(lambda: set(_reports(ring[0])) == {"sim1", "sim2"}, what="both reports")
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    leader.kill()
+    others = [m for m in ring if m is not leader]
+    wait_leader(others)
+    wait_for(lambda: set(_reports(others[0])) == {"sim1", "sim2"}, timeout=15,
+             what="the new leader's reports")
+    assert all(r["age_ms"] < 3000 for r in _reports(others[1]).values())
+
+
+def test_fabricctl_top_prints_each_sim_busiest_first(loaded):
+    ring, (sim1, sim2) = loaded
+    with sim1.client() as game:
+        for n in range(20):
+            game.call("entity.create", path=f"/world/hall/e{n}", state="0")
+    wait_for(lambda: _reports(ring[0]).get("sim1", {}).get("authoritative") == 20
+             and "sim2" in _reports(ring[0]), what="both reports")
+    follower = ring[1]
+    result = subprocess.run([str(binary("fabricctl")), "top", "--once",
+                             "--server", follower.endpoint,
+                             "--server-key", str(follower.keys.public_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["SIM", "CAP", "HELD", "REPLICAS"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"sim1", "sim2"}
+    assert (rows["sim1"][1], rows["sim1"][2]) == ("1", "20")
+    assert rows["sim1"][-1] == "/world/hall" and rows["sim2"][1] == "3"
