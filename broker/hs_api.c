@@ -89,14 +89,22 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;               //  this node's name
-    raft_id id;               //  this node's raft id
-    uint64_t started_ms;      //  monotonic start, for uptime
-    hs_ring_t *ring;          //  lent
-    hs_fsm_t *fsm;            //  lent
-    api_router_t *router;     //  lent
-    zcert_t *cert;            //  lent, for forwarding
-    hs_load_t *load;          //  the latest load reports, as leader
+    char *name;            //  this node's name
+    raft_id id;            //  this node's raft id
+    uint64_t started_ms;   //  monotonic start, for uptime
+    hs_ring_t *ring;       //  lent
+    hs_fsm_t *fsm;         //  lent
+    api_router_t *router;  //  lent
+    zcert_t *cert;         //  lent, for forwarding
+    hs_load_t *load;       //  the latest load reports, as leader
+    //  This member's own figures since its last report (load.md section
+    //  2): writes' receipt-to-commit times, and where counts stood.
+    uint64_t latencies [4096];
+    size_t n_latencies;
+    uint64_t reported_us;
+    raft_index reported_commit;
+    uint64_t reported_requests;
+    uint64_t next_report;
     uint64_t sim_lease_ms;    //  heartbeats older than this orphan, 0: never
     uint64_t ask_timeout_ms;  //  default wait of an ask transfer
     zhashx_t *asks;           //  transfer id text -> api_call_t waiting for
@@ -1024,6 +1032,109 @@ s_trace_op (hs_api_t *self, api_call_t *call, const char *principal,
         api_router_fail (self->router, &call, fault.error, fault.message);
 }
 
+static int
+s_by_value (const void *a, const void *b)
+{
+    uint64_t left = *(const uint64_t *) a, right = *(const uint64_t *) b;
+    return left < right ? -1 : left > right;
+}
+
+void
+hs_api_report_load (hs_api_t *self, json_t *figures, uint64_t now)
+{
+    (void) now;
+    uint64_t now_us = sf_time_mono_us ();
+    double seconds = self->reported_us && now_us > self->reported_us
+                         ? (double) (now_us - self->reported_us) / 1e6
+                         : 1;
+    raft_index commit = hs_ring_commit_index (self->ring);
+    uint64_t requests = api_router_counters (self->router)->requests;
+    uint64_t p99 = 0;
+    if (self->n_latencies) {
+        qsort (self->latencies, self->n_latencies, sizeof (uint64_t),
+               s_by_value);
+        p99 =
+            self->latencies [(self->n_latencies * 99) / 100 < self->n_latencies
+                                 ? (self->n_latencies * 99) / 100
+                                 : self->n_latencies - 1];
+    }
+    raft_index last = hs_ring_last_index (self->ring);
+    raft_index applied = hs_ring_applied_index (self->ring);
+    json_object_set_new (
+        figures, "role",
+        json_string (hs_ring_role_name (hs_ring_role (self->ring))));
+    json_object_set_new (
+        figures, "commits_per_s",
+        json_real (self->reported_us
+                       ? (double) (commit - self->reported_commit) / seconds
+                       : 0));
+    json_object_set_new (figures, "commit_p99_us",
+                         self->n_latencies ? json_integer ((json_int_t) p99)
+                                           : json_null ());
+    json_object_set_new (
+        figures, "apply_lag",
+        json_integer ((json_int_t) (last > applied ? last - applied : 0)));
+    size_t pending = zlistx_size (self->waiting);
+    if (self->batch)
+        pending += zlistx_size (self->batch->calls);
+    json_object_set_new (figures, "pending_reads",
+                         json_integer ((json_int_t) pending));
+    json_object_set_new (
+        figures, "api_per_s",
+        json_real (self->reported_us
+                       ? (double) (requests - self->reported_requests) / seconds
+                       : 0));
+    self->reported_us = now_us;
+    self->reported_commit = commit;
+    self->reported_requests = requests;
+    self->n_latencies = 0;
+    if (hs_ring_role (self->ring) == HS_RING_LEADER) {
+        hs_load_put (self->load, "homeserver", self->name, figures,
+                     sf_time_mono_ms ());
+        return;
+    }
+    //  To the leader, as this member (load.member): its answer is not
+    //  waited for, and a report lost is replaced a second later.
+    const s_member_t *leader =
+        s_member_by_id (self, hs_ring_leader (self->ring, NULL));
+    if (leader && leader->dealer) {
+        char id [32];
+        snprintf (id, sizeof id, "load.%llu",
+                  (unsigned long long) ++self->next_report);
+        json_t *request = json_pack ("{s:s,s:s,s:o}", "op", "load.member", "id",
+                                     id, "report", figures);
+        char *text = sf_json_text (request);
+        json_decref (request);
+        zmq_send (zsock_resolve (leader->dealer), text, strlen (text),
+                  ZMQ_DONTWAIT);
+        free (text);
+    }
+    else
+        json_decref (figures);
+}
+
+//  load.member: a member's own report, kept by the leader under the name
+//  its key has in the ring (never the name it claims).
+static void
+s_load_member_op (hs_api_t *self, api_call_t *call, const char *principal,
+                  const json_t *args, uint64_t now)
+{
+    (void) now;
+    if (hs_ring_role (self->ring) != HS_RING_LEADER) {
+        api_router_fail (self->router, &call, SF_ENOTLEADER,
+                         "load reports go to the leader");
+        return;
+    }
+    for (unsigned at = 0; at < self->n_members; at++)
+        if (streq (self->members [at].key, principal)) {
+            hs_load_put (self->load, "homeserver", self->members [at].name,
+                         json_deep_copy (json_object_get (args, "report")),
+                         sf_time_mono_ms ());
+            break;
+        }
+    s_reply (self, &call, json_object ());
+}
+
 //  load: the latest load reports (load.md section 2), which only the
 //  leader has: a follower forwards it.
 static void
@@ -1093,6 +1204,7 @@ static s_control_fn *const s_controls [HS_OP_COUNT] = {
     [HS_OP_CLUSTER_TRANSFER] = s_transfer_op,
     [HS_OP_RING_FORWARD] = s_ring_forward_op,
     [HS_OP_LOAD] = s_load_op,
+    [HS_OP_LOAD_MEMBER] = s_load_member_op,
 };
 
 //  PRINCIPAL may call ROW as far as HS_OP_MAP's access can be told before
@@ -1273,6 +1385,13 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 write->call = NULL;
             }
             else if (result) {
+                //  A client's write's time from its receipt to its commit here
+                //  (the ring's own commands have no client).
+                if (write->call
+                    && self->n_latencies < sizeof self->latencies
+                                               / sizeof self->latencies [0])
+                    self->latencies [self->n_latencies++] =
+                        sf_time_wall_us () - api_call_received_us (write->call);
                 json_t *copy = json_deep_copy (result);
                 json_object_set_new (copy, "index",
                                      json_integer ((json_int_t) index));

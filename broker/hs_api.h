@@ -113,6 +113,13 @@ bool hs_api_submit_own (hs_api_t *self, const char *op, json_t *args);
 int hs_api_sim_lease (hs_api_t *self, uint64_t heartbeat_ms, uint64_t now,
                       sf_fault_t *fault);
 
+//  This member's load report (load.md section 2), every second: FIGURES
+//  (taken: what the daemon measures, CPU, memory, the log's size) plus
+//  the API's and the ring's (commits per second, commit p99, apply lag,
+//  pending reads, requests per second). The leader keeps its own; any
+//  other member sends its report to the leader (load.member).
+void hs_api_report_load (hs_api_t *self, json_t *figures, uint64_t now);
+
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);

@@ -726,6 +726,19 @@ s_parse_sim_expire (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  load.member (load.md section 2): a member's report, an object.
+static int
+s_parse_report (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    (void) a;
+    const json_t *report = json_object_get (args, "report");
+    if (!json_is_object (report) || json_object_size (report) > 64)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'report' must be an object of at most 64 "
+                             "figures");
+    return 0;
+}
+
 //  fed.claim (federation.md section 5): a claim that another instance's
 //  leader relays for one of its sims, named NAME@INSTANCE, vouching for
 //  its key and endpoints; "instance" is this leader's own word of who
@@ -3254,6 +3267,7 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_RING_FORWARD] = {
         {"principal", "request"}, s_parse_ring_forward, NULL, NULL},
     [HS_OP_LOAD] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_LOAD_MEMBER] = {{"report"}, s_parse_report, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
     [HS_OP_PLAYER_KEY] = {{"player"}, s_parse_player, NULL, s_player_key},

@@ -59,6 +59,7 @@ typedef enum {
        HS_OP_ADMIN)                                                         \
     X (HS_OP_RING_FORWARD, "ring.forward", HS_OP_CONTROL, HS_OP_MEMBER)     \
     X (HS_OP_LOAD, "load", HS_OP_CONTROL, HS_OP_ANYONE)                     \
+    X (HS_OP_LOAD_MEMBER, "load.member", HS_OP_CONTROL, HS_OP_MEMBER)       \
     X (HS_OP_PLAYER_REGISTER, "player.register", HS_OP_WRITE, HS_OP_ANYONE) \
     X (HS_OP_PLAYER_KEY, "player.key", HS_OP_READ, HS_OP_ANYONE)            \
     X (HS_OP_SIM_REGISTER, "sim.register", HS_OP_WRITE, HS_OP_ANYONE)       \

@@ -23,7 +23,10 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const sf_config_key_t hs_server_schema [] = {
     {"homeserver/name", "name", SF_CONFIG_STRING, true, NULL, NULL,
@@ -116,6 +119,9 @@ struct _hs_server_t {
     uint64_t leader_seen_ms;    //  when a leader was last known
     uint64_t members_asked_ms;  //  when members were last asked (types 9, 10)
     uint64_t holders_asked_ms;  //  when foreign sims' leases were last asked
+    uint64_t reported_ms;       //  when this member last reported its load
+    double reported_cpu_s;      //  its CPU seconds then
+    char *log_path;             //  raft.db, whose size the report gives
 };
 
 //  --------------------------------------------------------------------------
@@ -973,6 +979,41 @@ s_learn_members (hs_server_t *self, raft_id from,
     }
 }
 
+//  Bytes of FILE and of its write-ahead log (0 if unreadable).
+static uint64_t
+s_file_bytes (const char *file)
+{
+    struct stat info;
+    uint64_t bytes =
+        file && stat (file, &info) == 0 ? (uint64_t) info.st_size : 0;
+    char wal [PATH_MAX];
+    snprintf (wal, sizeof wal, "%s-wal", file ? file : "");
+    if (file && stat (wal, &info) == 0)
+        bytes += (uint64_t) info.st_size;
+    return bytes;
+}
+
+//  Every second: this member's load report (load.md section 2), with
+//  what the daemon measures; the API adds the ring's figures and takes it
+//  to the leader.
+static void
+s_report_load (hs_server_t *self, uint64_t now)
+{
+    if (now - self->reported_ms < 1000 || !self->handler)
+        return;
+    double cpu_s = sf_time_cpu_s (RUSAGE_SELF);
+    double seconds =
+        self->reported_ms ? (double) (now - self->reported_ms) / 1e3 : 0;
+    json_t *figures =
+        json_pack ("{s:f,s:I,s:I}", "cpu_per_s",
+                   seconds > 0 ? (cpu_s - self->reported_cpu_s) / seconds : 0.0,
+                   "rss_bytes", (json_int_t) sf_time_rss_bytes (), "log_bytes",
+                   (json_int_t) s_file_bytes (self->log_path));
+    self->reported_ms = now;
+    self->reported_cpu_s = cpu_s;
+    hs_api_report_load (self->handler, figures, now);
+}
+
 static int
 s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
 {
@@ -981,6 +1022,7 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     uint64_t now = sf_time_mono_ms ();
     hs_link_check (self->link, now);
     s_ask_members (self, now);
+    s_report_load (self, now);
     if (self->fed)
         hs_fed_tick (self->fed, now);
     //  None is left from a turn, as a rule.
@@ -1188,7 +1230,7 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
                              data);
     char *path = zsys_sprintf ("%s/raft.db", data);
     self->store = hs_store_new (path, fault);
-    free (path);
+    self->log_path = path;
     if (!self->store)
         return -1;
     hs_ring_io_t io = {
@@ -1352,6 +1394,7 @@ hs_server_destroy (hs_server_t **self_p)
         hs_link_destroy (&self->link);
         hs_persist_destroy (&self->persist);
         hs_store_destroy (&self->store);
+        free (self->log_path);
         for (unsigned at = 0; at < self->n_members; at++) {
             free (self->members [at].name);
             free (self->members [at].raft);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t
 s_clock_ns (clockid_t clock)
@@ -67,6 +68,17 @@ sf_time_cpu_s (int who)
            + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+uint64_t
+sf_time_rss_bytes (void)
+{
+    FILE *file = fopen ("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    int read = file ? fscanf (file, "%llu %llu", &size, &resident) : 0;
+    if (file)
+        fclose (file);
+    return read == 2 ? resident * (uint64_t) sysconf (_SC_PAGESIZE) : 0;
+}
+
 int
 sf_time_test (bool verbose)
 {
@@ -95,6 +107,9 @@ sf_time_test (bool verbose)
     assert (strcmp (text, "1970-01-01T00:00:00.000Z") == 0);
     sf_time_format_iso (1795477500123u, text, sizeof text);
     assert (strcmp (text, "2026-11-23T23:45:00.123Z") == 0);
+    //  This process holds at least a page, and not a terabyte.
+    uint64_t rss = sf_time_rss_bytes ();
+    assert (rss >= 4096 && rss < (1ull << 40));
     if (verbose)
         printf ("OK\n");
     return 0;

@@ -27,6 +27,10 @@ uint64_t sf_time_wall_us (void);
 //  getrusage (2) takes it: RUSAGE_SELF, RUSAGE_THREAD, RUSAGE_CHILDREN.
 double sf_time_cpu_s (int who);
 
+//  Resident memory of this process in bytes, as /proc/self/statm says
+//  (0 if unknown): beside its CPU time, what a load report gives.
+uint64_t sf_time_rss_bytes (void);
+
 //  Write WALL_MS as "2026-11-23T23:45:00.123Z" into BUFFER (>= 25 bytes).
 void sf_time_format_iso (uint64_t wall_ms, char *buffer, unsigned size);
 

@@ -871,6 +871,29 @@ s_print_top (json_t *reply)
     free (rows);
     if (!count)
         printf ("(no sim has reported to the leader yet)\n");
+    json_t *members = json_object_get (reply, "homeservers");
+    if (!json_object_size (members))
+        return;
+    printf ("\n%-16s %-9s %7s %9s %8s %6s %6s %7s %7s %6s\n", "HOMESERVER",
+            "ROLE", "CPU/S", "COMMITS/S", "P99_MS", "LAG", "READS", "RSS_MB",
+            "LOG_MB", "AGE");
+    json_object_foreach (members, name, report)
+    {
+        const json_t *p99 = json_object_get (report, "commit_p99_us");
+        char p99_text [16] = "-";
+        if (json_is_integer (p99))
+            snprintf (p99_text, sizeof p99_text, "%.1f",
+                      (double) json_integer_value (p99) / 1e3);
+        const char *role = json_string_value (json_object_get (report, "role"));
+        printf ("%-16s %-9s %7.3f %9.0f %8s %6.0f %6.0f %7.1f %7.1f %5.1fs\n",
+                name, role ? role : "-", s_figure (report, "cpu_per_s"),
+                s_figure (report, "commits_per_s"), p99_text,
+                s_figure (report, "apply_lag"),
+                s_figure (report, "pending_reads"),
+                s_figure (report, "rss_bytes") / (1024.0 * 1024.0),
+                s_figure (report, "log_bytes") / (1024.0 * 1024.0),
+                s_figure (report, "age_ms") / 1000.0);
+    }
 }
 
 //  top: the load table, refreshed in place every second until

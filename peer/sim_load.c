@@ -7,7 +7,6 @@
 #include <assert.h>
 #include <czmq.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 //  Where an entity's seq stood at the last report, by store slot.
 typedef struct {
@@ -87,18 +86,6 @@ s_delta (sim_load_t *self, const json_t *counters, const char *name)
     return now > then ? (uint64_t) (now - then) : 0;
 }
 
-//  Resident memory of this process, in bytes (0 if unknown).
-static uint64_t
-s_rss_bytes (void)
-{
-    FILE *file = fopen ("/proc/self/statm", "r");
-    unsigned long long size = 0, resident = 0;
-    int read = file ? fscanf (file, "%llu %llu", &size, &resident) : 0;
-    if (file)
-        fclose (file);
-    return read == 2 ? resident * (uint64_t) sysconf (_SC_PAGESIZE) : 0;
-}
-
 //  Groups by cost, the dearest first.
 static int
 s_by_cost (const void *a, const void *b)
@@ -170,7 +157,8 @@ sim_load_report (sim_load_t *self, sim_store_t *store, const json_t *counters,
         (json_int_t) (sim_store_size (store) - authoritative), "cpu_per_s",
         (cpu_s - self->last_cpu_s) / seconds, "api_per_s",
         (double) (requests - self->last_requests) / seconds, "rss_bytes",
-        (json_int_t) s_rss_bytes (), "capacity", (json_int_t) self->capacity);
+        (json_int_t) sf_time_rss_bytes (), "capacity",
+        (json_int_t) self->capacity);
     json_t *dropped = json_object ();
     for (size_t at = 0; at < sizeof s_rates / sizeof s_rates [0]; at++)
         json_object_set_new (

@@ -5,6 +5,9 @@ in memory, never in the log, and serves them (`load`, and `sim.list`).
 - A real ring of three and two sims: the reports' figures follow what the
   sims hold and do (a room edited often shows its updates per second);
   any member answers `load` (followers forward it).
+- Every ring member reports to the leader each second (load.member):
+  its role, commits per second, the leader's commit p99, apply lag; a
+  key not a member's reports nothing.
 - `fabricctl top --once` prints one line per sim, busiest first.
 - A report under a key not the sim's is dropped; the log never carries
   a report (a follower's stale sim.list has none); a new leader starts
@@ -114,6 +117,9 @@ def test_fabricctl_top_prints_each_sim_busiest_first(loaded):
             game.call("entity.create", path=f"/world/hall/e{n}", state="0")
     wait_for(lambda: _reports(ring[0]).get("sim1", {}).get("authoritative") == 20
              and "sim2" in _reports(ring[0]), what="both reports")
+    with ring[0].client() as client:
+        wait_for(lambda: len(client.call("load")["homeservers"]) == 3,
+                 what="every member's report")
     follower = ring[1]
     result = subprocess.run([str(binary("fabricctl")), "top", "--once",
                              "--server", follower.endpoint,
@@ -122,7 +128,44 @@ def test_fabricctl_top_prints_each_sim_busiest_first(loaded):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["SIM", "CAP", "HELD", "REPLICAS"]
-    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    sim_lines = lines[1:lines.index("")] if "" in lines else lines[1:]
+    rows = {line.split()[0]: line.split() for line in sim_lines}
     assert set(rows) == {"sim1", "sim2"}
     assert (rows["sim1"][1], rows["sim1"][2]) == ("1", "20")
     assert rows["sim1"][-1] == "/world/hall" and rows["sim2"][1] == "3"
+    # Then the ring's members: one leader, two followers.
+    header = next(at for at, line in enumerate(lines) if line.startswith("HOMESERVER"))
+    roles = sorted(line.split()[1] for line in lines[header + 1:])
+    assert roles == ["follower", "follower", "leader"]
+
+
+def test_every_member_reports_to_the_leader(loaded, tmp_path):
+    ring, (sim1, _) = loaded
+    with sim1.client() as game:
+        for n in range(50):
+            game.call("entity.create", path=f"/world/writes/e{n}", state="0")
+
+    def members():
+        with ring[2].client() as client:
+            return client.call("load")["homeservers"]
+    reports = wait_for(lambda: len(members()) == 3 and members(), timeout=10,
+                       what="every member's report")
+    leader_name, _ = wait_leader(ring)
+    assert {name: r["role"] for name, r in reports.items()} == {
+        m.name: ("leader" if m.name == leader_name else "follower") for m in ring}
+    for report in reports.values():
+        assert report["age_ms"] < 3000 and report["apply_lag"] >= 0
+        assert report["rss_bytes"] > 1 << 20 and report["log_bytes"] > 0
+        assert report["cpu_per_s"] >= 0 and report["commits_per_s"] >= 0
+    # The leader times its writes from receipt to commit.
+    def leader_p99():
+        with sim1.client() as game:
+            game.call("entity.create", path=f"/world/writes/x{time.monotonic_ns()}")
+        return members()[leader_name].get("commit_p99_us")
+    assert wait_for(leader_p99, what="the leader's commit p99") > 0
+    outsider = write_key_pair(tmp_path / "outsider", "outsider")
+    with ring[0].client(keys=outsider) as client:
+        with pytest.raises(ApiError) as error:
+            client.call("load.member", report={"cpu_per_s": 99})
+        assert error.value.code == "not_member"
+    assert all(r["cpu_per_s"] != 99 for r in members().values())
