@@ -739,10 +739,6 @@ s_parse_report (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
-//  fed.claim (federation.md section 5): a claim that another instance's
-//  leader relays for one of its sims, named NAME@INSTANCE, vouching for
-//  its key and endpoints; "instance" is this leader's own word of who
-//  relayed it (the peer's key), never the peer's.
 //  The batch form's claims: 1 to HS_FSM_MAX_REQUESTS objects, each a
 //  request id and a path, no request twice.
 static int
@@ -782,6 +778,10 @@ s_parse_fed_claims (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  fed.claim (federation.md section 5): a claim that another instance's
+//  leader relays for one of its sims, named NAME@INSTANCE, vouching for
+//  its key and endpoints; "instance" is this leader's own word of who
+//  relayed it (the peer's key), never the peer's.
 static int
 s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {

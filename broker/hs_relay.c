@@ -635,6 +635,27 @@ hs_relay_tick (hs_relay_t *self, uint64_t now)
     json_decref (open);
 }
 
+//  REPLY (lent), the home's answer about its entity, in this instance's
+//  terms: a new object without the home's envelope, its path as
+//  PATH@HOME, with "home_path" and "home".
+static json_t *
+s_home_terms (const json_t *reply, const char *home)
+{
+    json_t *result = json_deep_copy (reply);
+    json_object_del (result, "id");
+    json_object_del (result, "ok");
+    json_object_del (result, "leader");
+    const char *path = json_string_value (json_object_get (result, "path"));
+    if (path) {
+        char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
+        snprintf (global, sizeof global, "%s@%s", path, home);
+        json_object_set_new (result, "home_path", json_string (path));
+        json_object_set_new (result, "path", json_string (global));
+    }
+    json_object_set_new (result, "home", json_string (home));
+    return result;
+}
+
 //  A read of another instance's entity on its way.
 typedef struct {
     api_call_t *call;
@@ -666,18 +687,7 @@ s_read_answered (void *arg, const json_t *reply, const char *member,
     (void) member;
     s_read_t *read = (s_read_t *) arg;
     if (reply) {
-        json_t *result = json_deep_copy (reply);
-        json_object_del (result, "id");
-        json_object_del (result, "ok");
-        json_object_del (result, "leader");
-        const char *path = json_string_value (json_object_get (result, "path"));
-        if (path) {
-            char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
-            snprintf (global, sizeof global, "%s@%s", path, read->instance);
-            json_object_set_new (result, "home_path", json_string (path));
-            json_object_set_new (result, "path", json_string (global));
-        }
-        json_object_set_new (result, "home", json_string (read->instance));
+        json_t *result = s_home_terms (reply, read->instance);
         s_localize (result, "authority", read->here, read->instance);
         s_localize (result, "owner", read->here, read->instance);
         api_router_reply (NULL, &read->call, result);
@@ -848,19 +858,7 @@ s_released (void *arg, const json_t *reply, const char *member,
     (void) member;
     s_releasing_t *releasing = (s_releasing_t *) arg;
     if (reply) {
-        json_t *result = json_deep_copy (reply);
-        json_object_del (result, "id");
-        json_object_del (result, "ok");
-        json_object_del (result, "leader");
-        const char *path = json_string_value (json_object_get (result, "path"));
-        if (path) {
-            char global [SF_NAME_MAX_PATH + SF_NAME_MAX_INSTANCE + 2];
-            snprintf (global, sizeof global, "%s@%s", path,
-                      releasing->instance);
-            json_object_set_new (result, "home_path", json_string (path));
-            json_object_set_new (result, "path", json_string (global));
-        }
-        json_object_set_new (result, "home", json_string (releasing->instance));
+        json_t *result = s_home_terms (reply, releasing->instance);
         json_object_set_new (result, "sim", json_string (releasing->sim));
         api_router_reply (NULL, &releasing->call, result);
         json_decref (result);

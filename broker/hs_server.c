@@ -494,13 +494,24 @@ s_ask_holders (hs_server_t *self, uint64_t now)
         return;
     self->holders_asked_ms = now;
     json_t *holders = hs_fsm_foreign_holders (self->fsm);
+    //  Only configured instances: a not_found must be the instance's own
+    //  word that it does not know the sim, never "no such instance here".
+    json_t *peers = hs_fed_peer_instances (self->fed);
     size_t index;
     json_t *holder;
     json_array_foreach (holders, index, holder)
     {
         const char *name = json_string_value (holder);
         const char *at = strrchr (name, '@');
-        if (!at || strlen (name) >= sizeof ((s_asked_t *) 0)->name)
+        bool known = false;
+        size_t peer;
+        json_t *instance;
+        json_array_foreach (peers, peer, instance)
+        {
+            known =
+                known || (at && streq (json_string_value (instance), at + 1));
+        }
+        if (!known || strlen (name) >= sizeof ((s_asked_t *) 0)->name)
             continue;
         s_asked_t *asked = (s_asked_t *) zmalloc (sizeof (s_asked_t));
         asked->server = self;
@@ -511,6 +522,7 @@ s_ask_holders (hs_server_t *self, uint64_t now)
                      asked);
     }
     json_decref (holders);
+    json_decref (peers);
 }
 
 //  What fed.status tells a peer instance of this member: its role and

@@ -348,6 +348,37 @@ s_print_counters (json_t *reply)
     }
 }
 
+//  After the ring's table: each member the leader finds overloaded
+//  (load.md section 3), with what to do. Returns SF_EXIT_FAILURE if one
+//  is, else SF_EXIT_OK (also when the leader cannot say).
+static int
+s_print_overload (sf_config_t *config)
+{
+    ctl_client_t *client = s_connect (config);
+    sf_fault_t fault;
+    json_t *load = ctl_client_call (
+        client, "load", NULL, (int) sf_config_int (config, "fabricctl/timeout"),
+        &fault);
+    ctl_client_destroy (&client);
+    int code = SF_EXIT_OK;
+    const char *name;
+    json_t *report;
+    json_object_foreach (json_object_get (load, "homeservers"), name, report)
+    {
+        json_t *over = json_object_get (report, "overloaded");
+        if (!over)
+            continue;
+        printf ("%s: overloaded (%s for %.0f s): %s\n", name,
+                json_string_value (json_object_get (over, "reason")),
+                (double) json_integer_value (json_object_get (over, "since_ms"))
+                    / 1e3,
+                json_string_value (json_object_get (over, "action")));
+        code = SF_EXIT_FAILURE;
+    }
+    json_decref (load);
+    return code;
+}
+
 static int
 s_call (sf_config_t *config, const char *op, const json_t *args,
         void (*print) (json_t *))
@@ -370,7 +401,7 @@ s_call (sf_config_t *config, const char *op, const json_t *args,
         && json_is_true (json_object_get (reply, "ok"))) {
         s_print_ring (reply);
         json_decref (reply);
-        return SF_EXIT_OK;
+        return s_print_overload (config);
     }
     return s_finish (config, reply, print);
 }

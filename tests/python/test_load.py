@@ -169,3 +169,38 @@ def test_every_member_reports_to_the_leader(loaded, tmp_path):
             client.call("load.member", report={"cpu_per_s": 99})
         assert error.value.code == "not_member"
     assert all(r["cpu_per_s"] != 99 for r in members().values())
+
+
+def test_status_names_a_member_overloaded_for_ten_seconds(loaded):
+    """load.md section 3: a member whose reports stay over a bound for
+    10 s is overloaded; fabricctl status says so, with the action, and
+    exits 1. The member is frozen (SIGSTOP) and its key made to report a
+    commit p99 of 84 ms, as a slow member would."""
+    import os
+    import signal
+    ring, _ = loaded
+    leader_name, _ = wait_leader(ring)
+    leader = next(m for m in ring if m.name == leader_name)
+    slow = next(m for m in ring if m is not leader)
+    common = ["--server", leader.endpoint, "--server-key", str(leader.keys.public_path)]
+    calm = subprocess.run([str(binary("fabricctl")), "status", *common],
+                          capture_output=True, text=True, timeout=30)
+    assert calm.returncode == 0 and "overloaded" not in calm.stdout, calm.stdout
+    os.kill(slow.process.pid, signal.SIGSTOP)
+    try:
+        with leader.client(keys=slow.keys) as as_member:
+            deadline = time.monotonic() + 11
+            while time.monotonic() < deadline:
+                as_member.call("load.member", report={
+                    "role": "follower", "commit_p99_us": 84000, "apply_lag": 0,
+                    "cpu_per_s": 0.1})
+                time.sleep(0.5)
+        result = subprocess.run([str(binary("fabricctl")), "status", *common],
+                                capture_output=True, text=True, timeout=30)
+    finally:
+        os.kill(slow.process.pid, signal.SIGCONT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if "overloaded" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"{slow.name}: overloaded (commit p99 84 ms"), \
+        result.stdout
+    assert "cluster.add" in lines[0] and "another instance" in lines[0]
