@@ -85,6 +85,19 @@
     "CREATE INDEX IF NOT EXISTS entities_foreign ON entities"          \
     "  (authority) WHERE authority LIKE '%@%';"
 
+//  The balancer's records (load.md sections 6 and 7), created when
+//  missing, so an image from before them opens too: its decisions (the
+//  last 1,000, by the index of the command that made each) and the sims
+//  draining.
+#define S_BALANCE_TABLES                                                    \
+    "CREATE TABLE IF NOT EXISTS moves ("                                    \
+    "  id INTEGER PRIMARY KEY, move TEXT NOT NULL, at_ms INTEGER NOT NULL," \
+    "  grp TEXT NOT NULL, from_sim TEXT NOT NULL, to_sim TEXT NOT NULL,"    \
+    "  moved INTEGER NOT NULL, skipped INTEGER NOT NULL,"                   \
+    "  reason TEXT NOT NULL);"                                              \
+    "CREATE TABLE IF NOT EXISTS draining ("                                 \
+    "  sim TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);"
+
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT INTO meta VALUES ('applied', 0);"
@@ -118,7 +131,7 @@ static const char *s_schema =
     "CREATE TABLE members ("
     "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
     "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);" S_REMOVED_TABLE
-        S_FED_TABLE
+        S_FED_TABLE S_BALANCE_TABLES
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -213,7 +226,27 @@ static const char *s_schema =
        "WHERE id = ?1")                                                     \
     X (S_SIM_LIST,                                                          \
        "SELECT id, key, handoff, state, load, heartbeat_ms, registered_ms, " \
-       "api FROM sims ORDER BY id")                                         \
+       "api, EXISTS (SELECT 1 FROM draining WHERE draining.sim = sims.id) " \
+       "FROM sims ORDER BY id")                                             \
+    X (S_MOVE_PUT,                                                          \
+       "INSERT INTO moves (id, move, at_ms, grp, from_sim, to_sim, moved, " \
+       "skipped, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")      \
+    X (S_MOVES_PRUNE,                                                       \
+       "DELETE FROM moves WHERE id <= (SELECT id FROM moves ORDER BY id "   \
+       "DESC LIMIT 1 OFFSET 1000)")                                         \
+    X (S_MOVES_LIST,                                                        \
+       "SELECT move, id, at_ms, grp, from_sim, to_sim, moved, skipped, "    \
+       "reason FROM moves ORDER BY id DESC LIMIT ?1")                       \
+    X (S_DRAIN_PUT,                                                         \
+       "INSERT OR IGNORE INTO draining (sim, since_ms) VALUES (?1, ?2)")    \
+    X (S_DRAIN_DROP, "DELETE FROM draining WHERE sim = ?1")                 \
+    X (S_DRAIN_GET, "SELECT since_ms FROM draining WHERE sim = ?1")         \
+    X (S_DRAINING, "SELECT sim FROM draining ORDER BY sim")                 \
+    /*  A group's entities held by ?3 (load.md section 5): the paths in   \
+        [?1, ?2), in path order, after ?4.  */                             \
+    X (S_GROUP_HELD,                                                        \
+       "SELECT path, rule FROM entities WHERE path > ?4 AND path >= ?1 "    \
+       "AND path < ?2 AND authority = ?3 ORDER BY path LIMIT ?5")           \
     X (S_SIMS_SILENT,                                                       \
        "SELECT DISTINCT sims.id FROM sims JOIN entities ON "                \
        "entities.authority = sims.id WHERE sims.heartbeat_ms < ?1")         \
@@ -365,6 +398,9 @@ typedef struct {
     int64_t epoch;         //  fed.fenced: the home's new epoch
     const char *player_key;  //  fed.claim: the player's key, as vouched
     json_t *outcome;         //  fed.outcome: what the home answered
+    const char *move, *from, *reason;  //  balance.move (a->sim is "to")
+    bool ask;                          //  balance.move: ask for the path
+    bool drain;                        //  sim.drain
     char trace [SF_TRACE_MAX_ID + 1];  //  trace: the trace id
 } s_args_t;
 
@@ -1051,6 +1087,71 @@ s_parse_fed_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  balance.move (load.md section 6): a group's paths, from one sim to
+//  another, with why; "ask" with one path under ask.
+static int
+s_parse_balance_move (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->timeout_ms = S_ASK_TIMEOUT_MS;
+    if (sf_json_string (args, "move", true, &a->move, fault)
+        || s_name (args, "from", true, &a->from, fault)
+        || s_name (args, "to", true, &a->sim, fault)
+        || sf_json_string (args, "group", true, &a->prefix, fault)
+        || sf_json_string (args, "reason", true, &a->reason, fault)
+        || sf_json_bool (args, "ask", false, &a->ask, fault)
+        || sf_json_int (args, "timeout_ms", false, 1, 60000, &a->timeout_ms,
+                        fault))
+        return -1;
+    if (strcmp (a->prefix, "/")
+        && !sf_name_path_valid (a->prefix, strlen (a->prefix)))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'group' must be / or a path like "
+                             "/world/room1");
+    if (strlen (a->move) > 64 || strlen (a->reason) > 256)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "fields 'move' and 'reason' must be at most 64 "
+                             "and 256 bytes");
+    if (strcmp (a->from, a->sim) == 0)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "fields 'from' and 'to' must name two sims");
+    a->paths = json_object_get (args, "paths");
+    size_t count = json_array_size (a->paths);
+    if (!json_is_array (a->paths) || count < 1 || count > HS_FSM_MAX_REQUESTS
+        || (a->ask && count != 1))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' must be an array of 1..%d paths "
+                             "(one with 'ask')",
+                             HS_FSM_MAX_REQUESTS);
+    size_t index;
+    const json_t *path;
+    json_array_foreach (a->paths, index, path)
+    {
+        const char *text = json_string_value (path);
+        if (!text || !sf_name_path_valid (text, strlen (text)))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "paths[%zu] must be a path like "
+                                 "/world/room1/cube",
+                                 index);
+    }
+    return 0;
+}
+
+static int
+s_parse_sim_drain (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_name (args, "sim", true, &a->sim, fault)
+                   || sf_json_bool (args, "drain", true, &a->drain, fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_balance_moves (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->limit = 50;
+    return sf_json_int (args, "limit", false, 1, 1000, &a->limit, fault);
+}
+
 static int
 s_parse_entity_list (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -1126,7 +1227,8 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
                 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
             != SQLITE_OK)
             goto failed;
-        if (sqlite3_exec (db, S_REMOVED_TABLE S_FED_TABLE, NULL, NULL, NULL)
+        if (sqlite3_exec (db, S_REMOVED_TABLE S_FED_TABLE S_BALANCE_TABLES,
+                          NULL, NULL, NULL)
             != SQLITE_OK)
             goto failed;
     }
@@ -2207,6 +2309,27 @@ hs_fsm_expired_transfers (hs_fsm_t *self, uint64_t now_ms)
     return ids;
 }
 
+//  Whether SIM is draining (load.md section 7).
+static bool
+s_draining (hs_fsm_t *self, const char *sim)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_DRAIN_GET);
+    s_bind_text (stmt, 1, sim);
+    bool draining = sqlite3_step (stmt) == SQLITE_ROW;
+    s_done (stmt);
+    return draining;
+}
+
+//  Refuse a grant to SIM while it drains. Returns 0, or -1 with FAULT.
+static int
+s_not_draining (s_apply_t *ctx, const char *sim)
+{
+    if (!s_draining (ctx->self, sim))
+        return 0;
+    return sf_fault_set (ctx->fault, SF_EUNAVAILABLE,
+                         "sim '%s' is draining: it takes no entity", sim);
+}
+
 //  authority.request (homeserver-api.md) of one PATH: grant SIM its
 //  authority under its rule, with the next epoch; a request by the master
 //  (the caller, or the player of PLAYER_KEY it acts for) is always granted.
@@ -2339,6 +2462,8 @@ s_request_batch (s_apply_t *ctx, const char *player_key)
 static json_t *
 s_authority_request (s_apply_t *ctx)
 {
+    if (s_not_draining (ctx, ctx->a->sim))
+        return NULL;
     char *player_key = NULL;
     if (ctx->a->player) {
         player_key = s_lookup (ctx->self, S_PLAYER_KEY, ctx->a->player);
@@ -3000,6 +3125,216 @@ s_sim_expire (s_apply_t *ctx)
                       "heartbeat_ms", (json_int_t) last);
 }
 
+//  One path of a balance.move: granted to the move's target if FROM
+//  holds it under allow (the brief grant of a batch request), asked for
+//  if the move asks and its rule is ask, else NULL with *SKIPPED the
+//  reason.
+static json_t *
+s_move_one (s_apply_t *ctx, const char *path, const char **skipped)
+{
+    sqlite3_stmt *row = s_stmt (ctx->self, S_ENTITY_DECIDE);
+    s_bind_text (row, 1, path);
+    char *rule = NULL, *authority = NULL;
+    int64_t epoch = 0;
+    if (sqlite3_step (row) == SQLITE_ROW) {
+        rule = strdup (s_column (row, 1));
+        authority = s_column (row, 2) ? strdup (s_column (row, 2)) : NULL;
+        epoch = sqlite3_column_int64 (row, 3);
+    }
+    s_done (row);
+    json_t *result = NULL;
+    if (!rule)
+        *skipped = "gone";
+    else if (!authority || strcmp (authority, ctx->a->from))
+        *skipped = "moved";
+    else if (streq (rule, "deny"))
+        *skipped = "deny";
+    else if (streq (rule, "ask") && !ctx->a->ask)
+        *skipped = "ask";
+    else if (streq (rule, "ask"))
+        result = s_ask (ctx, path, authority, epoch);
+    else if (s_grant (ctx, path, ctx->a->sim, NULL, (int64_t) ctx->index)
+             == 0) {
+        result = json_pack (
+            "{s:s,s:s,s:I,s:b,s:s,s:I}", "path", path, "authority", ctx->a->sim,
+            "epoch", (json_int_t) (epoch + 1), "granted", true, "previous",
+            authority, "transfer", (json_int_t) ctx->index);
+        json_object_set_new (result, "grant", s_grant_due (path));
+    }
+    free (rule);
+    free (authority);
+    return result;
+}
+
+//  balance.move (load.md section 6): a balancer's decision, recorded
+//  with the grants it makes, in one command.
+static json_t *
+s_balance_move (s_apply_t *ctx)
+{
+    sqlite3_stmt *known = s_stmt (ctx->self, S_SIM_KEY);
+    s_bind_text (known, 1, ctx->a->sim);
+    bool exists = sqlite3_step (known) == SQLITE_ROW;
+    s_done (known);
+    if (!exists) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+        return NULL;
+    }
+    if (s_not_draining (ctx, ctx->a->sim))
+        return NULL;
+    json_t *results = json_array (), *skipped = json_array ();
+    json_t *asked = NULL;
+    size_t index;
+    const json_t *item;
+    json_array_foreach (ctx->a->paths, index, item)
+    {
+        const char *path = json_string_value (item);
+        const char *reason = NULL;
+        json_t *result = s_move_one (ctx, path, &reason);
+        if (!result && !reason) {  //  storage: no path's outcome
+            json_decref (results);
+            json_decref (skipped);
+            return NULL;
+        }
+        if (result && json_is_true (json_object_get (result, "pending")))
+            asked = result;
+        else if (result)
+            json_array_append_new (results, result);
+        else
+            json_array_append_new (skipped, json_pack ("{s:s,s:s}", "path",
+                                                       path, "reason", reason));
+    }
+    size_t moved = json_array_size (results);
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_MOVE_PUT);
+    s_bind_int (stmt, 1, (int64_t) ctx->index);
+    s_bind_text (stmt, 2, ctx->a->move);
+    s_bind_int (stmt, 3, (int64_t) ctx->cmd->time_ms);
+    s_bind_text (stmt, 4, ctx->a->prefix);
+    s_bind_text (stmt, 5, ctx->a->from);
+    s_bind_text (stmt, 6, ctx->a->sim);
+    s_bind_int (stmt, 7, (int64_t) moved);
+    s_bind_int (stmt, 8, (int64_t) json_array_size (skipped));
+    s_bind_text (stmt, 9, ctx->a->reason);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault)
+        || s_exec_stmt (ctx->self, s_stmt (ctx->self, S_MOVES_PRUNE),
+                        ctx->fault)) {
+        json_decref (results);
+        json_decref (skipped);
+        json_decref (asked);
+        return NULL;
+    }
+    //  An ask is an ask's result (its event on entity:PATH, for the
+    //  authority's game); a move, a batch's (on ring:).
+    json_t *result = asked ? asked : json_object ();
+    json_object_update_new (
+        result,
+        json_pack ("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "move", ctx->a->move,
+                   "group", ctx->a->prefix, "from", ctx->a->from, "to",
+                   ctx->a->sim, "reason", ctx->a->reason, "moved",
+                   (json_int_t) moved, "results", results, "skipped", skipped));
+    return result;
+}
+
+//  sim.drain (load.md section 7).
+static json_t *
+s_sim_drain (s_apply_t *ctx)
+{
+    sqlite3_stmt *known = s_stmt (ctx->self, S_SIM_KEY);
+    s_bind_text (known, 1, ctx->a->sim);
+    bool exists = sqlite3_step (known) == SQLITE_ROW;
+    s_done (known);
+    if (!exists) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+        return NULL;
+    }
+    sqlite3_stmt *stmt =
+        s_stmt (ctx->self, ctx->a->drain ? S_DRAIN_PUT : S_DRAIN_DROP);
+    s_bind_text (stmt, 1, ctx->a->sim);
+    if (ctx->a->drain)
+        s_bind_int (stmt, 2, (int64_t) ctx->cmd->time_ms);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    json_t *since = json_null ();
+    sqlite3_stmt *get = s_stmt (ctx->self, S_DRAIN_GET);
+    s_bind_text (get, 1, ctx->a->sim);
+    if (sqlite3_step (get) == SQLITE_ROW)
+        since = json_integer ((json_int_t) sqlite3_column_int64 (get, 0));
+    s_done (get);
+    return json_pack ("{s:s,s:b,s:o}", "sim", ctx->a->sim, "draining",
+                      ctx->a->drain, "since_ms", since);
+}
+
+static json_t *
+s_balance_moves_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) fault;
+    return json_pack ("{s:o}", "moves", hs_fsm_moves (self, a->limit));
+}
+
+json_t *
+hs_fsm_moves (hs_fsm_t *self, int64_t limit)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_MOVES_LIST);
+    s_bind_int (stmt, 1, limit);
+    json_t *moves = json_array ();
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (
+            moves,
+            json_pack ("{s:s,s:I,s:I,s:s,s:s,s:s,s:I,s:I,s:s}", "move",
+                       s_column (stmt, 0), "index",
+                       (json_int_t) sqlite3_column_int64 (stmt, 1), "at_ms",
+                       (json_int_t) sqlite3_column_int64 (stmt, 2), "group",
+                       s_column (stmt, 3), "from", s_column (stmt, 4), "to",
+                       s_column (stmt, 5), "moved",
+                       (json_int_t) sqlite3_column_int64 (stmt, 6), "skipped",
+                       (json_int_t) sqlite3_column_int64 (stmt, 7), "reason",
+                       s_column (stmt, 8)));
+    s_done (stmt);
+    return moves;
+}
+
+zlist_t *
+hs_fsm_draining (hs_fsm_t *self)
+{
+    zlist_t *names = zlist_new ();
+    zlist_autofree (names);
+    sqlite3_stmt *stmt = s_stmt (self, S_DRAINING);
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        zlist_append (names, (void *) s_column (stmt, 0));
+    s_done (stmt);
+    return names;
+}
+
+json_t *
+hs_fsm_group_held (hs_fsm_t *self, const char *group, const char *sim,
+                   const char *after, size_t limit)
+{
+    //  The group's direct children: paths under GROUP/ whose last '/'
+    //  is the one after GROUP.
+    size_t base = streq (group, "/") ? 1 : strlen (group) + 1;
+    char *lower =
+        streq (group, "/") ? strdup ("/") : zsys_sprintf ("%s/", group);
+    char *upper = zsys_sprintf ("%s\xff", lower);
+    sqlite3_stmt *stmt = s_stmt (self, S_GROUP_HELD);
+    s_bind_text (stmt, 1, lower);
+    s_bind_text (stmt, 2, upper);
+    s_bind_text (stmt, 3, sim);
+    s_bind_text (stmt, 4, after ? after : "");
+    s_bind_int (stmt, 5, -1);
+    json_t *held = json_array ();
+    while (json_array_size (held) < limit
+           && sqlite3_step (stmt) == SQLITE_ROW) {
+        const char *path = s_column (stmt, 0);
+        if (strchr (path + base, '/'))
+            continue;  //  a deeper group's
+        json_array_append_new (held, json_pack ("{s:s,s:s}", "path", path,
+                                                "rule", s_column (stmt, 1)));
+    }
+    s_done (stmt);
+    free (lower);
+    free (upper);
+    return held;
+}
+
 zlist_t *
 hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
 {
@@ -3078,7 +3413,7 @@ s_sim_list (hs_fsm_t *self)
         const char *load = s_column (stmt, 4);
         json_t *parsed = load ? json_loads (load, 0, NULL) : NULL;
         json_array_append_new (
-            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I}", "sim",
+            sims, json_pack ("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:b}", "sim",
                              s_column (stmt, 0), "key", s_column (stmt, 1),
                              "handoff", s_text_or_null (stmt, 2), "state",
                              s_text_or_null (stmt, 3), "api",
@@ -3086,7 +3421,8 @@ s_sim_list (hs_fsm_t *self)
                              parsed ? parsed : json_object (), "heartbeat_ms",
                              (json_int_t) sqlite3_column_int64 (stmt, 5),
                              "registered_ms",
-                             (json_int_t) sqlite3_column_int64 (stmt, 6)));
+                             (json_int_t) sqlite3_column_int64 (stmt, 6),
+                             "draining", sqlite3_column_int (stmt, 8) != 0));
     }
     s_done (stmt);
     return json_pack ("{s:o,s:o}", "sims", sims, "ring_keys",
@@ -3317,6 +3653,13 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_FED_OUTCOME] = {
         {"request", "path", "sim", "outcome", "outcomes"}, s_parse_fed_outcome,
         s_fed_outcome, NULL},
+    [HS_OP_BALANCE_MOVE] = {
+        {"move", "group", "from", "to", "paths", "reason", "ask",
+         "timeout_ms"},
+        s_parse_balance_move, s_balance_move, NULL},
+    [HS_OP_BALANCE_MOVES] = {
+        {"limit"}, s_parse_balance_moves, NULL, s_balance_moves_read},
+    [HS_OP_SIM_DRAIN] = {{"sim", "drain"}, s_parse_sim_drain, s_sim_drain, NULL},
     [HS_OP_FED_FENCED] = {
         {"path", "epoch", "sim", "authority", "key", "handoff", "instance"},
         s_parse_fed_fenced, s_fed_fenced, NULL},
@@ -3596,6 +3939,177 @@ s_test_apply (hs_fsm_t *fsm, raft_index index, const char *op,
     json_t *result = hs_fsm_apply (fsm, index, data, size, fault);
     free (data);
     return result;
+}
+
+//  balance.move and sim.drain (load.md sections 6 and 7): a decision
+//  grants what FROM holds under allow, skips the rest with a reason,
+//  asks with "ask", and is kept; a draining sim takes nothing.
+static void
+s_test_balance (void)
+{
+    sf_fault_t fault;
+    hs_fsm_t *fsm = hs_fsm_new (&fault);
+    assert (fsm);
+    zcert_t *admin_cert = zcert_new ();
+    const char *admin = zcert_public_txt (admin_cert);
+    raft_index index = 1;
+    char text [512];
+    static const char *const sims [] = {"a", "b", "c"};
+    for (size_t at = 0; at < 3; at++) {
+        zcert_t *cert = zcert_new ();
+        snprintf (text, sizeof text, "{\"sim\":\"%s\",\"key\":\"%s\"}",
+                  sims [at], zcert_public_txt (cert));
+        json_t *done = s_test_apply (fsm, ++index, "sim.register", text, admin,
+                                     true, &fault);
+        assert (done);
+        json_decref (done);
+        zcert_destroy (&cert);
+    }
+    //  /r/1 allow, /r/2 deny, /r/3 ask, /r/4 allow but held by c; all a's
+    //  but the last.
+    static const char *const made [][3] = {{"/r/1", "allow", "a"},
+                                           {"/r/2", "deny", "a"},
+                                           {"/r/3", "ask", "a"},
+                                           {"/r/4", "allow", "c"},
+                                           {"/r/5/deep", "allow", "a"}};
+    for (size_t at = 0; at < 5; at++) {
+        snprintf (text, sizeof text,
+                  "{\"path\":\"%s\",\"rule\":\"%s\",\"authority\":\"%s\"}",
+                  made [at][0], made [at][1], made [at][2]);
+        json_t *done = s_test_apply (fsm, ++index, "entity.create", text, admin,
+                                     true, &fault);
+        assert (done);
+        json_decref (done);
+    }
+    json_t *held = hs_fsm_group_held (fsm, "/r", "a", NULL, 10);
+    assert (json_array_size (held) == 3);  //  not /r/4 (c's), nor /r/5/deep
+    json_decref (held);
+    held = hs_fsm_group_held (fsm, "/r", "a", "/r/1", 1);
+    assert (json_array_size (held) == 1
+            && streq (json_string_value (
+                          json_object_get (json_array_get (held, 0), "path")),
+                      "/r/2"));
+    json_decref (held);
+
+    static const char *move =
+        "{\"move\":\"1.1\",\"group\":\"/r\",\"from\":\"a\",\"to\":\"b\","
+        "\"paths\":[\"/r/1\",\"/r/2\",\"/r/3\",\"/r/4\",\"/r/9\"],"
+        "\"reason\":\"above band\"}";
+    //  Only an administrator (the ring's own) decides.
+    json_t *result =
+        s_test_apply (fsm, ++index, "balance.move", move, admin, false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    result =
+        s_test_apply (fsm, ++index, "balance.move", move, admin, true, &fault);
+    assert (result);
+    assert (json_integer_value (json_object_get (result, "moved")) == 1);
+    const json_t *granted =
+        json_array_get (json_object_get (result, "results"), 0);
+    assert (
+        streq (json_string_value (json_object_get (granted, "path")), "/r/1"));
+    assert (json_integer_value (json_object_get (granted, "epoch")) == 2);
+    assert (
+        streq (json_string_value (json_object_get (granted, "previous")), "a"));
+    static const char *const reasons [][2] = {
+        {"/r/2", "deny"}, {"/r/3", "ask"}, {"/r/4", "moved"}, {"/r/9", "gone"}};
+    const json_t *skipped = json_object_get (result, "skipped");
+    assert (json_array_size (skipped) == 4);
+    for (size_t at = 0; at < 4; at++) {
+        const json_t *item = json_array_get (skipped, at);
+        assert (streq (json_string_value (json_object_get (item, "path")),
+                       reasons [at][0]));
+        assert (streq (json_string_value (json_object_get (item, "reason")),
+                       reasons [at][1]));
+    }
+    json_decref (result);
+    //  The same decision again moves nothing: /r/1 is b's now.
+    result =
+        s_test_apply (fsm, ++index, "balance.move", move, admin, true, &fault);
+    assert (result
+            && json_integer_value (json_object_get (result, "moved")) == 0);
+    json_decref (result);
+    json_t *moves = hs_fsm_moves (fsm, 50);
+    assert (json_array_size (moves) == 2);
+    assert (json_integer_value (
+                json_object_get (json_array_get (moves, 1), "moved"))
+            == 1);
+    assert (json_integer_value (
+                json_object_get (json_array_get (moves, 0), "index"))
+            == (json_int_t) index);
+    json_decref (moves);
+    //  The ask form asks a for /r/3, for b.
+    result = s_test_apply (fsm, ++index, "balance.move",
+                           "{\"move\":\"1.2\",\"group\":\"/r\",\"from\":"
+                           "\"a\",\"to\":\"b\",\"paths\":[\"/r/3\"],"
+                           "\"reason\":\"above band\",\"ask\":true}",
+                           admin, true, &fault);
+    assert (result && json_is_true (json_object_get (result, "pending")));
+    assert (streq (json_string_value (json_object_get (result, "to")), "b"));
+    json_decref (result);
+    //  Refused whole: an unknown target, the same sim twice, two paths
+    //  with ask.
+    result = s_test_apply (fsm, ++index, "balance.move",
+                           "{\"move\":\"1.3\",\"group\":\"/r\",\"from\":"
+                           "\"a\",\"to\":\"zz\",\"paths\":[\"/r/1\"],"
+                           "\"reason\":\"x\"}",
+                           admin, true, &fault);
+    assert (!result && fault.error == SF_ENOTFOUND);
+    result = s_test_apply (fsm, ++index, "balance.move",
+                           "{\"move\":\"1.3\",\"group\":\"/r\",\"from\":"
+                           "\"a\",\"to\":\"a\",\"paths\":[\"/r/1\"],"
+                           "\"reason\":\"x\"}",
+                           admin, true, &fault);
+    assert (!result && fault.error == SF_EINVAL);
+    result = s_test_apply (fsm, ++index, "balance.move",
+                           "{\"move\":\"1.3\",\"group\":\"/r\",\"from\":"
+                           "\"a\",\"to\":\"b\",\"paths\":[\"/r/1\",\"/r/2\"],"
+                           "\"reason\":\"x\",\"ask\":true}",
+                           admin, true, &fault);
+    assert (!result && fault.error == SF_EINVAL);
+
+    //  Draining c: listed, takes nothing, by a move or its own claim.
+    result =
+        s_test_apply (fsm, ++index, "sim.drain",
+                      "{\"sim\":\"c\",\"drain\":true}", admin, false, &fault);
+    assert (!result && fault.error == SF_EUNAUTHORIZED);
+    result =
+        s_test_apply (fsm, ++index, "sim.drain",
+                      "{\"sim\":\"c\",\"drain\":true}", admin, true, &fault);
+    assert (result && json_is_true (json_object_get (result, "draining")));
+    json_decref (result);
+    zlist_t *draining = hs_fsm_draining (fsm);
+    assert (zlist_size (draining) == 1
+            && streq ((const char *) zlist_first (draining), "c"));
+    zlist_destroy (&draining);
+    result = s_test_apply (fsm, ++index, "balance.move",
+                           "{\"move\":\"1.4\",\"group\":\"/r\",\"from\":"
+                           "\"b\",\"to\":\"c\",\"paths\":[\"/r/1\"],"
+                           "\"reason\":\"x\"}",
+                           admin, true, &fault);
+    assert (!result && fault.error == SF_EUNAVAILABLE);
+    result =
+        s_test_apply (fsm, ++index, "authority.request",
+                      "{\"path\":\"/r/1\",\"sim\":\"c\"}", admin, true, &fault);
+    assert (!result && fault.error == SF_EUNAVAILABLE);
+    result = hs_fsm_read (fsm, "sim.list", NULL, &fault);
+    const json_t *listed = json_object_get (result, "sims");
+    for (size_t at = 0; at < json_array_size (listed); at++) {
+        const json_t *sim = json_array_get (listed, at);
+        bool is_c =
+            streq (json_string_value (json_object_get (sim, "sim")), "c");
+        assert (json_is_true (json_object_get (sim, "draining")) == is_c);
+    }
+    json_decref (result);
+    result =
+        s_test_apply (fsm, ++index, "sim.drain",
+                      "{\"sim\":\"c\",\"drain\":false}", admin, true, &fault);
+    assert (result && json_is_false (json_object_get (result, "draining")));
+    json_decref (result);
+    draining = hs_fsm_draining (fsm);
+    assert (zlist_size (draining) == 0);
+    zlist_destroy (&draining);
+    hs_fsm_destroy (&fsm);
+    zcert_destroy (&admin_cert);
 }
 
 int
@@ -4695,6 +5209,7 @@ hs_fsm_test (bool verbose)
     hs_fsm_destroy (&copy);
     hs_fsm_destroy (&fsm);
     hs_fsm_destroy (&fsm);
+    s_test_balance ();
     zcert_destroy (&alice_cert);
     zcert_destroy (&bob_cert);
     if (verbose)

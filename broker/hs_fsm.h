@@ -92,7 +92,10 @@ typedef enum {
     X (HS_OP_FED_CHECKPOINT, "fed.checkpoint", HS_OP_WRITE, HS_OP_PEER)     \
     X (HS_OP_FED_RELEASE, "fed.release", HS_OP_WRITE, HS_OP_PEER)           \
     X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN)            \
-    X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)
+    X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)         \
+    X (HS_OP_SIM_DRAIN, "sim.drain", HS_OP_WRITE, HS_OP_ADMIN)              \
+    X (HS_OP_BALANCE_MOVE, "balance.move", HS_OP_WRITE, HS_OP_ADMIN)        \
+    X (HS_OP_BALANCE_MOVES, "balance.moves", HS_OP_READ, HS_OP_ANYONE)
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access) id,
@@ -145,6 +148,20 @@ json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
 //  object (new reference) or NULL with FAULT.
 json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
                      sf_fault_t *fault);
+
+//  The balancer's last LIMIT decisions (load.md section 6), newest
+//  first: [{"move", "index", "at_ms", "group", "from", "to", "moved",
+//  "skipped", "reason"}]. A new reference.
+json_t *hs_fsm_moves (hs_fsm_t *self, int64_t limit);
+
+//  The names of the sims draining (load.md section 7). A new list.
+zlist_t *hs_fsm_draining (hs_fsm_t *self);
+
+//  At most LIMIT entities of GROUP (a parent path, "/" for the top) that
+//  SIM holds, in path order after AFTER (NULL: from the first):
+//  [{"path", "rule"}]. A new reference.
+json_t *hs_fsm_group_held (hs_fsm_t *self, const char *group,
+                           const char *sim, const char *after, size_t limit);
 
 //  Members added with cluster.add: [{"name", "raft_id", "raft", "api",
 //  "key"}]. A new reference.
