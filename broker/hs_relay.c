@@ -452,6 +452,26 @@ hs_relay_send (hs_relay_t *self, uint64_t now)
     free (all);
 }
 
+//  The caller of CALL is sim SIM of this instance (its registered key), so
+//  this instance vouches for it: SIM's directory entry, a new reference.
+//  Or NULL with FAULT: not_found if there is no such sim, unauthorized
+//  ("only sim 'SIM' (its registered key) may DEED") if the key is another's.
+static json_t *
+s_vouch (hs_relay_t *self, api_call_t *call, const char *sim, const char *deed,
+         sf_fault_t *fault)
+{
+    json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
+    if (!entry)
+        return NULL;
+    const char *key = json_string_value (json_object_get (entry, "key"));
+    if (key && streq (key, api_call_principal (call)))
+        return entry;
+    json_decref (entry);
+    sf_fault_set (fault, SF_EUNAUTHORIZED,
+                  "only sim '%s' (its registered key) may %s", sim, deed);
+    return NULL;
+}
+
 //  Read CALL's arguments into WAIT and the home's fed.claim into CLAIM
 //  (a new object). Returns 0, or -1 with FAULT.
 static int
@@ -501,20 +521,12 @@ s_read_claim (hs_relay_t *self, api_call_t *call, s_wait_t *wait,
         return -1;
     //  This instance vouches for SIM: its own key asks, and the key and
     //  endpoints the home will record are the ones registered here.
-    json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
+    json_t *entry = s_vouch (self, call, sim, "claim for it", fault);
     if (!entry) {
         json_decref (player_entry);
         return -1;
     }
     const char *key = json_string_value (json_object_get (entry, "key"));
-    if (!key || strcmp (key, api_call_principal (call)) != 0) {
-        json_decref (entry);
-        json_decref (player_entry);
-        return sf_fault_set (fault, SF_EUNAUTHORIZED,
-                             "only sim '%s' (its registered key) may claim "
-                             "for it",
-                             sim);
-    }
     memcpy (wait->path, path, size);
     wait->path [size] = 0;
     snprintf (wait->instance, sizeof wait->instance, "%s", at + 1);
@@ -784,17 +796,10 @@ s_read_checkpoint (hs_relay_t *self, api_call_t *call, s_saving_t *saving,
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'sim' must be the name of a sim of this "
                              "instance");
-    json_t *entry = hs_fsm_lookup (self->fsm, "sim", sim, fault);
+    json_t *entry = s_vouch (self, call, sim, "save its entities", fault);
     if (!entry)
         return -1;
-    const char *key = json_string_value (json_object_get (entry, "key"));
-    bool own = key && streq (key, api_call_principal (call));
     json_decref (entry);
-    if (!own)
-        return sf_fault_set (fault, SF_EUNAUTHORIZED,
-                             "only sim '%s' (its registered key) may save "
-                             "its entities",
-                             sim);
     snprintf (saving->sim, sizeof saving->sim, "%s", sim);
     *entities = json_array ();
     size_t index;
@@ -876,7 +881,6 @@ hs_relay_release (hs_relay_t *self, api_call_t *call, uint64_t now)
                                           "sim", "checkpoint", NULL};
     const char *path, *sim, *checkpoint = NULL;
     sf_fault_t fault;
-    json_t *entry = NULL;
     if (sf_json_only (args, fields, &fault)
         || sf_json_string (args, "path", true, &path, &fault)
         || sf_json_string (args, "sim", true, &sim, &fault)
@@ -893,19 +897,12 @@ hs_relay_release (hs_relay_t *self, api_call_t *call, uint64_t now)
                          "this instance) are needed");
         return;
     }
-    entry = hs_fsm_lookup (self->fsm, "sim", sim, &fault);
-    const char *key = json_string_value (json_object_get (entry, "key"));
-    bool own = key && streq (key, api_call_principal (call));
-    json_decref (entry);
-    if (!own) {
-        char message [160];
-        snprintf (message, sizeof message,
-                  "only sim '%s' (its registered key) may release what it "
-                  "holds",
-                  sim);
-        api_router_fail (NULL, &call, SF_EUNAUTHORIZED, message);
+    json_t *entry = s_vouch (self, call, sim, "release what it holds", &fault);
+    if (!entry) {
+        api_router_fail (NULL, &call, fault.error, fault.message);
         return;
     }
+    json_decref (entry);
     s_releasing_t *releasing = (s_releasing_t *) zmalloc (sizeof *releasing);
     releasing->call = call;
     snprintf (releasing->sim, sizeof releasing->sim, "%s", sim);
