@@ -22,7 +22,9 @@ struct _sim_saver_t {
     s_sent_t *sent;      //  the batch in flight
     size_t n_sent;
     bool in_flight;
-    bool foreign_last;  //  the last batch was another instance's
+    bool foreign_last;     //  the last batch was another instance's
+    sim_entity_t **aside;  //  a walk's entities of a home it may batch
+    uint32_t aside_max;    //  room in aside, in entities
     uint64_t saved, stale, failed, unsaved;
 };
 
@@ -42,6 +44,7 @@ sim_saver_destroy (sim_saver_t **self_p)
     if (*self_p) {
         sim_saver_t *self = *self_p;
         free (self->sent);
+        free (self->aside);
         free (self->name);
         free (self);
         *self_p = NULL;
@@ -92,25 +95,41 @@ s_due (const sim_entity_t *entity)
                || entity->saved_seq != entity->seq);
 }
 
-//  The home of the next batch: "" (this instance) or "@HOME" of the first
-//  entity due, one of another instance's if FOREIGN and there is one;
-//  NULL if none is due.
+//  "" if ENTITY is this instance's, "@HOME" if it is another instance's;
+//  NULL if its path names no home.
 static const char *
-s_home (sim_saver_t *self, bool foreign)
+s_suffix (const sim_entity_t *entity)
 {
-    const char *home = NULL;
-    uint32_t slots = sim_store_slots (self->store);
-    for (uint32_t slot = 0; slot < slots; slot++) {
-        sim_entity_t *entity = sim_store_at (self->store, slot);
-        if (!s_due (entity))
-            continue;
-        const char *suffix = entity->foreign ? strrchr (entity->path, '@') : "";
-        if (suffix && (entity->foreign == foreign))
-            return suffix;
-        if (suffix && !home)
-            home = suffix;
+    return entity->foreign ? strrchr (entity->path, '@') : "";
+}
+
+//  Put ENTITY in the batch in ENTITIES, which is BYTES big, unless it is
+//  full. Returns false if it is (ENTITY is left out).
+static bool
+s_add (sim_saver_t *self, json_t *entities, size_t *bytes, sim_entity_t *entity)
+{
+    if (self->n_sent == S_BATCH_COUNT)
+        return false;
+    size_t size = entity->path_size + entity->state_size + 64;
+    if (*bytes + size > S_BATCH_BYTES && self->n_sent)
+        return false;
+    json_t *state =
+        json_stringn ((const char *) entity->state, entity->state_size);
+    if (!state) {
+        //  Not text: it cannot be a checkpoint. Not tried again until it
+        //  changes.
+        self->unsaved++;
+        entity->saved_epoch = entity->epoch;
+        entity->saved_seq = entity->seq;
+        return true;
     }
-    return home;
+    json_array_append_new (
+        entities, json_pack ("{s:s,s:I,s:o}", "path", entity->path, "epoch",
+                             (json_int_t) entity->epoch, "checkpoint", state));
+    self->sent [self->n_sent++] = (s_sent_t){entity->slot, entity->generation,
+                                             entity->epoch, entity->seq};
+    *bytes += size;
+    return true;
 }
 
 void
@@ -118,49 +137,57 @@ sim_saver_tick (sim_saver_t *self)
 {
     if (!self->ring || self->in_flight)
         return;
-    json_t *entities = json_array ();
-    size_t bytes = 256;
-    self->n_sent = 0;
     //  One home's entities per batch: this instance's, or one other
     //  instance's (PATH@HOME), which this sim's ring sends on to their
     //  home (federation.md section 7). Turn about, so that a home out of
-    //  reach does not keep this instance's from being saved.
-    const char *home = s_home (self, !self->foreign_last);
-    if (!home) {
-        json_decref (entities);
-        return;
-    }
-    self->foreign_last = *home != 0;
+    //  reach does not keep this instance's from being saved: the batch is
+    //  of the first due entity's home of the kind whose turn it is, else
+    //  of the first due entity's home.
+    bool foreign = !self->foreign_last;
     uint32_t slots = sim_store_slots (self->store);
-    for (uint32_t slot = 0; slot < slots && self->n_sent < S_BATCH_COUNT;
-         slot++) {
+    if (slots > self->aside_max) {
+        sim_entity_t **aside = (sim_entity_t **) realloc (
+            self->aside, slots * sizeof (sim_entity_t *));
+        if (!aside)
+            return;  //  tried again next tick
+        self->aside = aside;
+        self->aside_max = slots;
+    }
+    //  One walk. Once the turn's home is found, its entities go straight
+    //  into the batch (none before it is of that home); until then, the
+    //  first home's are put aside, and batched if the turn's never comes.
+    json_t *entities = json_array ();
+    size_t bytes = 256, n_aside = 0;
+    const char *home = NULL, *first = NULL;
+    self->n_sent = 0;
+    for (uint32_t slot = 0; slot < slots; slot++) {
         sim_entity_t *entity = sim_store_at (self->store, slot);
         if (!s_due (entity))
             continue;
-        const char *suffix = entity->foreign ? strrchr (entity->path, '@') : "";
-        if (!suffix || !streq (suffix, home))
+        const char *suffix = s_suffix (entity);
+        if (!suffix)
             continue;
-        size_t size = entity->path_size + entity->state_size + 64;
-        if (bytes + size > S_BATCH_BYTES && self->n_sent)
-            break;
-        json_t *state =
-            json_stringn ((const char *) entity->state, entity->state_size);
-        if (!state) {
-            //  Not text: it cannot be a checkpoint. Not tried again until
-            //  it changes.
-            self->unsaved++;
-            entity->saved_epoch = entity->epoch;
-            entity->saved_seq = entity->seq;
-            continue;
+        if (!home && entity->foreign == foreign)
+            home = suffix;
+        if (home) {
+            if (streq (suffix, home) && !s_add (self, entities, &bytes, entity))
+                break;
         }
-        json_array_append_new (entities,
-                               json_pack ("{s:s,s:I,s:o}", "path", entity->path,
-                                          "epoch", (json_int_t) entity->epoch,
-                                          "checkpoint", state));
-        self->sent [self->n_sent++] = (s_sent_t){
-            entity->slot, entity->generation, entity->epoch, entity->seq};
-        bytes += size;
+        else {
+            if (!first)
+                first = suffix;
+            if (streq (suffix, first))
+                self->aside [n_aside++] = entity;
+        }
     }
+    if (!home) {
+        home = first;
+        for (size_t at = 0; at < n_aside; at++)
+            if (!s_add (self, entities, &bytes, self->aside [at]))
+                break;
+    }
+    if (home)
+        self->foreign_last = *home != 0;
     if (!self->n_sent) {
         json_decref (entities);
         return;
