@@ -1,6 +1,7 @@
 /*  hs_api: the homeserver's JSON request handler (homeserver-api.md). */
 
 #include "broker/hs_api.h"
+#include "broker/hs_balance.h"
 #include "broker/hs_load.h"
 #include "common/sf_cert.h"
 #include "common/sf_curve.h"
@@ -89,14 +90,15 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;            //  this node's name
-    raft_id id;            //  this node's raft id
-    uint64_t started_ms;   //  monotonic start, for uptime
-    hs_ring_t *ring;       //  lent
-    hs_fsm_t *fsm;         //  lent
-    api_router_t *router;  //  lent
-    zcert_t *cert;         //  lent, for forwarding
-    hs_load_t *load;       //  the latest load reports, as leader
+    char *name;             //  this node's name
+    raft_id id;             //  this node's raft id
+    uint64_t started_ms;    //  monotonic start, for uptime
+    hs_ring_t *ring;        //  lent
+    hs_fsm_t *fsm;          //  lent
+    api_router_t *router;   //  lent
+    zcert_t *cert;          //  lent, for forwarding
+    hs_load_t *load;        //  the latest load reports, as leader
+    hs_balance_t *balance;  //  the balancer (NULL: none configured)
     //  This member's own figures since its last report (load.md section
     //  2): writes' receipt-to-commit times, and where counts stood.
     uint64_t latencies [4096];
@@ -229,6 +231,7 @@ hs_api_destroy (hs_api_t **self_p)
         }
         zlistx_destroy (&self->waiting);
         hs_load_destroy (&self->load);
+        hs_balance_destroy (&self->balance);
         s_batch_destroy (&self->batch);
         s_forward_t *forward = (s_forward_t *) zhashx_first (self->forwards);
         while (forward) {
@@ -1146,7 +1149,58 @@ s_load_op (hs_api_t *self, api_call_t *call, const char *principal,
         s_forward (self, call, principal, now);
         return;
     }
-    s_reply (self, &call, hs_load_all (self->load, sf_time_mono_ms ()));
+    json_t *all = hs_load_all (self->load, sf_time_mono_ms ());
+    //  The balancer's view of each sim, and its last decisions.
+    json_t *sims = json_object_get (all, "sims");
+    zlist_t *draining = hs_fsm_draining (self->fsm);
+    hs_balance_config_t none = {.band = 0.15,
+                                .interval_ms = 2000,
+                                .entity_cost = 20e-6,
+                                .update_cost = 40e-6};
+    hs_balance_t *balance =
+        self->balance ? self->balance : hs_balance_new (&none, now);
+    json_t *view = hs_balance_view (balance, sims, draining);
+    const char *name;
+    json_t *report;
+    json_object_foreach (sims, name, report)
+    {
+        json_object_update (report, json_object_get (view, name));
+    }
+    json_decref (view);
+    zlist_destroy (&draining);
+    json_object_set_new (all, "balancer",
+                         json_pack ("{s:b,s:f,s:o}", "enabled",
+                                    hs_balance_enabled (balance), "band",
+                                    hs_balance_band (balance), "moves",
+                                    hs_fsm_moves (self->fsm, 50)));
+    if (balance != self->balance)
+        hs_balance_destroy (&balance);
+    s_reply (self, &call, all);
+}
+
+void
+hs_api_set_balance (hs_api_t *self, const hs_balance_config_t *config)
+{
+    hs_balance_destroy (&self->balance);
+    self->balance = hs_balance_new (config, sf_time_mono_ms ());
+}
+
+void
+hs_api_balance (hs_api_t *self, uint64_t now)
+{
+    if (!self->balance || !hs_balance_enabled (self->balance)
+        || hs_ring_role (self->ring) != HS_RING_LEADER)
+        return;
+    json_t *all = hs_load_all (self->load, now);
+    json_t *decisions =
+        hs_balance_round (self->balance, json_object_get (all, "sims"),
+                          self->fsm, hs_ring_term (self->ring), now);
+    size_t index;
+    json_t *decision;
+    json_array_foreach (decisions, index, decision)
+        hs_api_submit_own (self, "balance.move", json_incref (decision));
+    json_decref (decisions);
+    json_decref (all);
 }
 
 //  cluster.transfer: hand the leadership to member "to" (0: any).
@@ -1783,6 +1837,9 @@ hs_api_progress (hs_api_t *self, uint64_t now)
     else if (self->leading_term != hs_ring_term (self->ring) || paused) {
         self->leading_term = hs_ring_term (self->ring);
         self->leading_since = now;
+        //  Its first round waits for every sim's report to this leader.
+        if (self->balance)
+            hs_balance_reset (self->balance, now);
     }
     s_expire_sims (self, now);
     s_expire_asks (self, now);

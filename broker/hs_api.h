@@ -17,6 +17,7 @@
 #ifndef HS_API_H_INCLUDED
 #define HS_API_H_INCLUDED
 
+#include "broker/hs_balance.h"
 #include "broker/hs_fsm.h"
 #include "broker/hs_ring.h"
 #include "common/sf_trace.h"
@@ -119,6 +120,13 @@ int hs_api_sim_lease (hs_api_t *self, uint64_t heartbeat_ms, uint64_t now,
 //  pending reads, requests per second). The leader keeps its own; any
 //  other member sends its report to the leader (load.member).
 void hs_api_report_load (hs_api_t *self, json_t *figures, uint64_t now);
+
+//  Balance the sims' load with CONFIG (load.md section 5) as leader.
+void hs_api_set_balance (hs_api_t *self, const hs_balance_config_t *config);
+
+//  As leader, a balancer's round if one is due at NOW: its decisions
+//  queued for the next hs_api_submit.
+void hs_api_balance (hs_api_t *self, uint64_t now);
 
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).

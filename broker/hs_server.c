@@ -82,6 +82,7 @@ const sf_config_key_t hs_server_schema [] = {
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
     HS_FED_KEYS,
+    HS_BALANCE_KEYS,
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -1035,6 +1036,12 @@ s_handle_link_check (sf_loop_t *loop, int timer_id, void *arg)
     hs_link_check (self->link, now);
     s_ask_members (self, now);
     s_report_load (self, now);
+    if (hs_ring_role (self->ring) == HS_RING_LEADER
+        && hs_ring_read_ready (self->ring)) {
+        hs_api_balance (self->handler, now);
+        hs_api_submit (self->handler, now);
+        s_after_ring (self);
+    }
     if (self->fed)
         hs_fed_tick (self->fed, now);
     //  None is left from a turn, as a rule.
@@ -1328,6 +1335,20 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         self->handler,
         (uint64_t) sf_config_int (config, "homeserver/sim_lease"),
         (uint64_t) sf_config_int (config, "homeserver/heartbeat"));
+    hs_balance_config_t balance = {
+        .enabled = sf_config_bool (config, "balance/enabled"),
+        .band = (double) sf_config_int (config, "balance/band") / 100.0,
+        .interval_ms = (uint64_t) sf_config_int (config, "balance/interval"),
+        .moves_per_s = (double) sf_config_int (config, "balance/moves_per_s"),
+        .settle_ms = (uint64_t) sf_config_int (config, "balance/settle_ms"),
+        .ask_timeout_ms =
+            (uint64_t) sf_config_int (config, "balance/ask_timeout_ms"),
+        .entity_cost =
+            (double) sf_config_int (config, "balance/entity_cost_us") / 1e6,
+        .update_cost =
+            (double) sf_config_int (config, "balance/update_cost_us") / 1e6,
+    };
+    hs_api_set_balance (self->handler, &balance);
     //  Configured members the ring removed are not members any more.
     for (unsigned at = 0; at < self->n_members; at++) {
         s_member_t *member = &self->members [at];

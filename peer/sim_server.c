@@ -695,9 +695,11 @@ s_ring_wants (void *arg, const char *topic, const char *op)
     //  was not told it (federation.md section 6): the others let it by.
     if (streq (op, "fed.outcome"))
         return sim_api_awaits_outcomes (self->api);
+    //  The balancer's moves (load.md section 6): grants no sim asked for.
     return streq (op, "sim.register") || streq (op, "entity.delete")
-           || streq (op, "sim.expire") || streq (op, "authority.answer")
-           || streq (op, "authority.release") || streq (op, "fed.fenced");
+           || streq (op, "balance.move") || streq (op, "sim.expire")
+           || streq (op, "authority.answer") || streq (op, "authority.release")
+           || streq (op, "fed.fenced");
 }
 
 //  A change s_ring_wants wanted. A sim registered, re-keyed or moved:

@@ -35,6 +35,7 @@
     X (hs_fsm)              \
     X (hs_fed)              \
     X (hs_load)             \
+    X (hs_balance)          \
     X (sim_window)          \
     X (sim_seal)            \
     X (sim_store)           \

@@ -142,6 +142,8 @@ class Daemon:
     def write_config(self):
         """(Re)write the config file, with ring members if any."""
         sections = {self.SECTION[self.kind]: self.section, "log": {"level": "info"}}
+        # More sections of the same file (for example "balance").
+        sections.update(getattr(self, "sections", {}))
         text = _zpl(sections)
         if self.ring:
             text += "ring\n    member\n"

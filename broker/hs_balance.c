@@ -1,0 +1,734 @@
+/*  hs_balance: the balancer. */
+
+#include "broker/hs_balance.h"
+#include "common/sf_name.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+//  A sim's report counts a move once it was received this long after
+//  the move (a heartbeat's worth: the sim saw the event and took the
+//  state by then), and no sooner than this long after it.
+#define S_SHOWN_MS 1000
+#define S_FROZEN_MS 2000
+//  Ask moves per round at most: each is a command and a question to a
+//  game.
+#define S_ASKS_PER_ROUND 16
+//  Loads this close are equal (the model's sums are not exact).
+#define S_EPSILON 1e-9
+
+//  One group of a sim's report.
+typedef struct {
+    const char *name;  //  lent: the report's
+    double entities, load;
+} s_group_t;
+
+//  One candidate sim, as modelled.
+typedef struct {
+    const char *name;  //  lent: the reports'
+    double capacity, load, share;
+    bool draining, frozen;
+    s_group_t *groups;  //  by load, the heaviest first
+    size_t n_groups;
+} s_sim_t;
+
+//  One planned move: ENTITIES of GROUP (0: the whole group).
+typedef struct {
+    const char *group, *from, *to;  //  lent: the sims'
+    size_t entities;
+    char reason [160];
+} s_plan_t;
+
+struct _hs_balance_t {
+    hs_balance_config_t config;
+    uint64_t next_ms;    //  the next round is due then
+    uint64_t refill_ms;  //  the budget is counted to then
+    double tokens;       //  entities that may move now
+    zhashx_t *settled;   //  group -> ms until it may move again
+    zhashx_t *moved;     //  sim -> ms of its last move
+    uint64_t decisions;  //  made by this member, for ids
+};
+
+static void *
+s_stamp_new (uint64_t ms)
+{
+    uint64_t *stamp = (uint64_t *) malloc (sizeof (uint64_t));
+    if (stamp)
+        *stamp = ms;
+    return stamp;
+}
+
+static void
+s_stamp_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static uint64_t
+s_stamp (zhashx_t *table, const char *key)
+{
+    uint64_t *stamp = (uint64_t *) zhashx_lookup (table, key);
+    return stamp ? *stamp : 0;
+}
+
+static void
+s_stamp_set (zhashx_t *table, const char *key, uint64_t ms)
+{
+    zhashx_update (table, key, s_stamp_new (ms));
+}
+
+hs_balance_t *
+hs_balance_new (const hs_balance_config_t *config, uint64_t now_ms)
+{
+    hs_balance_t *self = (hs_balance_t *) zmalloc (sizeof (hs_balance_t));
+    self->config = *config;
+    self->settled = zhashx_new ();
+    zhashx_set_destructor (self->settled, s_stamp_free);
+    self->moved = zhashx_new ();
+    zhashx_set_destructor (self->moved, s_stamp_free);
+    hs_balance_reset (self, now_ms);
+    return self;
+}
+
+void
+hs_balance_destroy (hs_balance_t **self_p)
+{
+    if (*self_p) {
+        hs_balance_t *self = *self_p;
+        zhashx_destroy (&self->settled);
+        zhashx_destroy (&self->moved);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+bool
+hs_balance_enabled (hs_balance_t *self)
+{
+    return self->config.enabled;
+}
+
+double
+hs_balance_band (hs_balance_t *self)
+{
+    return self->config.band;
+}
+
+void
+hs_balance_reset (hs_balance_t *self, uint64_t now_ms)
+{
+    zhashx_purge (self->settled);
+    zhashx_purge (self->moved);
+    self->next_ms = now_ms + self->config.interval_ms;
+    self->refill_ms = now_ms;
+    self->tokens = 0;
+}
+
+//  The most the budget holds: two intervals' worth.
+static double
+s_budget_cap (const hs_balance_config_t *config)
+{
+    return config->moves_per_s * 2.0 * (double) config->interval_ms / 1000.0;
+}
+
+static double
+s_number (const json_t *object, const char *key)
+{
+    return json_number_value (json_object_get (object, key));
+}
+
+static int
+s_by_name (const void *a, const void *b)
+{
+    return strcmp (((const s_sim_t *) a)->name, ((const s_sim_t *) b)->name);
+}
+
+static int
+s_by_load (const void *a, const void *b)
+{
+    const s_group_t *left = (const s_group_t *) a;
+    const s_group_t *right = (const s_group_t *) b;
+    if (fabs (left->load - right->load) > S_EPSILON)
+        return left->load > right->load ? -1 : 1;
+    return strcmp (left->name, right->name);
+}
+
+static bool
+s_listed (zlist_t *names, const char *name)
+{
+    for (const char *at = (const char *) zlist_first (names); at;
+         at = (const char *) zlist_next (names))
+        if (streq (at, name))
+            return true;
+    return false;
+}
+
+//  The candidates of SIMS (reports, lent) at NOW_MS, by name, with their
+//  modelled loads and shares: *COUNT of them. A new array (free each
+//  one's groups, then it).
+static s_sim_t *
+s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
+         uint64_t now_ms, size_t *count)
+{
+    const hs_balance_config_t *config = &self->config;
+    s_sim_t *model =
+        (s_sim_t *) calloc (json_object_size (sims) + 1, sizeof (s_sim_t));
+    size_t at = 0;
+    const char *name;
+    const json_t *report;
+    json_object_foreach ((json_t *) sims, name, report)
+    {
+        double age = s_number (report, "age_ms");
+        if (age >= 3.0 * (double) config->interval_ms || age < 0)
+            continue;  //  silent: not a candidate
+        s_sim_t *sim = &model [at++];
+        sim->name = name;
+        sim->capacity = s_number (report, "capacity");
+        if (sim->capacity <= 0)
+            sim->capacity = 1;
+        sim->draining = draining && s_listed (draining, name);
+        //  A move this sim's report cannot show yet.
+        uint64_t moved = s_stamp (self->moved, name);
+        uint64_t received = now_ms - (uint64_t) age;
+        sim->frozen =
+            moved
+            && (now_ms < moved + S_FROZEN_MS || received < moved + S_SHOWN_MS);
+        const json_t *groups = json_object_get (report, "groups");
+        sim->groups = (s_group_t *) calloc (json_array_size (groups) + 1,
+                                            sizeof (s_group_t));
+        size_t index;
+        const json_t *group;
+        json_array_foreach (groups, index, group)
+        {
+            const char *group_name =
+                json_string_value (json_object_get (group, "group"));
+            if (!group_name)
+                continue;
+            s_group_t *kept = &sim->groups [sim->n_groups++];
+            kept->name = group_name;
+            kept->entities = s_number (group, "entities");
+            kept->load =
+                config->entity_cost * kept->entities
+                + config->update_cost * s_number (group, "updates_per_s");
+            sim->load += kept->load;
+        }
+        const json_t *rest = json_object_get (report, "rest");
+        sim->load += config->entity_cost * s_number (rest, "entities")
+                     + config->update_cost * s_number (rest, "updates_per_s");
+        qsort (sim->groups, sim->n_groups, sizeof (s_group_t), s_by_load);
+    }
+    *count = at;
+    qsort (model, at, sizeof (s_sim_t), s_by_name);
+    //  Shares: the total load over the capacity of the sims not draining.
+    double total = 0, capacity = 0;
+    for (size_t sim = 0; sim < at; sim++) {
+        total += model [sim].load;
+        if (!model [sim].draining)
+            capacity += model [sim].capacity;
+    }
+    for (size_t sim = 0; sim < at; sim++)
+        model [sim].share = model [sim].draining || capacity <= 0
+                                ? 0
+                                : total * model [sim].capacity / capacity;
+    return model;
+}
+
+static void
+s_model_free (s_sim_t **model_p, size_t count)
+{
+    for (size_t at = 0; at < count; at++)
+        free ((*model_p) [at].groups);
+    free (*model_p);
+    *model_p = NULL;
+}
+
+static bool
+s_balanced (const s_sim_t *sim, double band)
+{
+    if (sim->draining)
+        return sim->load <= S_EPSILON;
+    return fabs (sim->load - sim->share) <= band * sim->share + S_EPSILON;
+}
+
+json_t *
+hs_balance_view (hs_balance_t *self, const json_t *sims, zlist_t *draining)
+{
+    size_t count;
+    s_sim_t *model = s_model (self, sims, draining, zclock_mono (), &count);
+    json_t *view = json_object ();
+    for (size_t at = 0; at < count; at++)
+        json_object_set_new (
+            view, model [at].name,
+            json_pack ("{s:f,s:f,s:b,s:b}", "load", model [at].load, "share",
+                       model [at].share, "balanced",
+                       s_balanced (&model [at], self->config.band), "draining",
+                       model [at].draining));
+    s_model_free (&model, count);
+    //  A silent sim is no candidate: its share is not known.
+    const char *name;
+    const json_t *report;
+    json_object_foreach ((json_t *) sims, name, report)
+    {
+        if (!json_object_get (view, name))
+            json_object_set_new (
+                view, name,
+                json_pack ("{s:n,s:n,s:n,s:b}", "load", "share", "balanced",
+                           "draining", draining && s_listed (draining, name)));
+    }
+    return view;
+}
+
+//  Whether a source still gives: above its share's upper hysteresis
+//  bound, or draining with anything left.
+static bool
+s_giving (const s_sim_t *sim, double band)
+{
+    if (sim->draining)
+        return sim->load > S_EPSILON || sim->n_groups > 0;
+    return sim->load > (1 + band / 2) * sim->share + S_EPSILON;
+}
+
+//  The target with the most room for a group from SOURCE, or NULL.
+static s_sim_t *
+s_target (s_sim_t *model, size_t count, const s_sim_t *source)
+{
+    s_sim_t *best = NULL;
+    for (size_t at = 0; at < count; at++) {
+        s_sim_t *sim = &model [at];
+        if (sim == source || sim->frozen || sim->draining
+            || sim->load >= sim->share - S_EPSILON)
+            continue;
+        //  By name on a tie: the model is sorted by name.
+        if (!best
+            || sim->share - sim->load > best->share - best->load + S_EPSILON)
+            best = sim;
+    }
+    return best;
+}
+
+//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
+//  moved, at most MAX moves into PLANS; NOW_MS for the groups settling.
+//  Returns the moves planned; MODEL's loads are as after them.
+static size_t
+s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
+        uint64_t now_ms, s_plan_t *plans, size_t max)
+{
+    double band = self->config.band;
+    size_t planned = 0;
+    //  Sources by excess, the largest first; a drain before all.
+    s_sim_t **sources = (s_sim_t **) calloc (count + 1, sizeof *sources);
+    size_t n_sources = 0;
+    for (size_t at = 0; at < count; at++) {
+        s_sim_t *sim = &model [at];
+        if (!sim->frozen
+            && (sim->draining
+                    ? sim->n_groups > 0
+                    : sim->load > (1 + band) * sim->share + S_EPSILON))
+            sources [n_sources++] = sim;
+    }
+    for (size_t at = 1; at < n_sources; at++)
+        for (size_t back = at; back > 0; back--) {
+            s_sim_t *left = sources [back - 1], *right = sources [back];
+            double left_excess =
+                left->draining ? INFINITY : left->load - left->share;
+            double right_excess =
+                right->draining ? INFINITY : right->load - right->share;
+            if (right_excess > left_excess + S_EPSILON
+                || (fabs (right_excess - left_excess) <= S_EPSILON
+                    && strcmp (right->name, left->name) < 0)) {
+                sources [back - 1] = right;
+                sources [back] = left;
+            }
+        }
+    double cap = s_budget_cap (&self->config);
+    for (size_t at = 0; at < n_sources && planned < max; at++) {
+        s_sim_t *source = sources [at];
+        for (size_t group = 0; group < source->n_groups && planned < max;
+             group++) {
+            if (!s_giving (source, band))
+                break;
+            s_group_t *moving = &source->groups [group];
+            if (moving->entities < 1
+                || (moving->load <= S_EPSILON && !source->draining)
+                || s_stamp (self->settled, moving->name) > now_ms)
+                continue;
+            s_sim_t *target = s_target (model, count, source);
+            if (!target)
+                break;
+            double room = target->share - target->load;
+            double per_entity = moving->load / moving->entities;
+            double entities = moving->entities;
+            bool fits = moving->load <= room + S_EPSILON;
+            bool keeps =
+                source->draining
+                || source->load - moving->load >= source->share - S_EPSILON;
+            if (!(fits && keeps)) {
+                //  Split only a room that alone exceeds a sim's share, or
+                //  what a drain must move anyway.
+                if (!source->draining && moving->load <= target->share)
+                    continue;
+                double part = per_entity > 0 ? floor (room / per_entity)
+                                             : moving->entities;
+                if (!source->draining && per_entity > 0)
+                    part = fmin (part, floor ((source->load - source->share)
+                                              / per_entity));
+                if (source->draining && part < 1)
+                    part = moving->entities;  //  no room fits it: anywhere
+                if (part < 1)
+                    continue;
+                entities = fmin (part, moving->entities);
+            }
+            //  The budget: a group larger than it all goes when it is full.
+            if (entities > budget + S_EPSILON
+                && !(budget >= cap - S_EPSILON && entities > cap))
+                goto done;
+            s_plan_t *plan = &plans [planned++];
+            plan->group = moving->name;
+            plan->from = source->name;
+            plan->to = target->name;
+            plan->entities =
+                entities >= moving->entities ? 0 : (size_t) entities;
+            if (source->draining)
+                snprintf (plan->reason, sizeof plan->reason, "draining");
+            else
+                snprintf (plan->reason, sizeof plan->reason,
+                          "above band: %.6f > %.2f * %.6f", source->load,
+                          1 + band, source->share);
+            double load = per_entity * entities;
+            source->load -= load;
+            target->load += load;
+            moving->entities -= entities;
+            moving->load -= load;
+            budget -= entities;
+            s_stamp_set (self->settled, moving->name,
+                         now_ms + self->config.settle_ms);
+        }
+    }
+done:
+    free (sources);
+    return planned;
+}
+
+//  Append to DECISIONS the balance.move arguments of PLAN: its paths, as
+//  FSM has them, in commands of at most HS_FSM_MAX_REQUESTS; an ask
+//  each for those under ask while *ASKS lasts.
+static void
+s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
+           uint64_t term, json_t *decisions, size_t *asks)
+{
+    size_t wanted = plan->entities ? plan->entities : SIZE_MAX;
+    json_t *paths = json_array ();
+    char *after = NULL;
+    size_t taken = 0;
+    while (taken < wanted) {
+        json_t *held = hs_fsm_group_held (fsm, plan->group, plan->from, after,
+                                          HS_FSM_MAX_REQUESTS);
+        size_t index;
+        json_t *item;
+        json_array_foreach (held, index, item)
+        {
+            if (taken >= wanted)
+                break;
+            const char *path =
+                json_string_value (json_object_get (item, "path"));
+            const char *rule =
+                json_string_value (json_object_get (item, "rule"));
+            if (streq (rule, "deny"))
+                continue;  //  pinned: never moves
+            taken++;
+            if (streq (rule, "ask")) {
+                if (*asks == 0)
+                    continue;
+                (*asks)--;
+                json_array_append_new (
+                    decisions,
+                    json_pack ("{s:s,s:s,s:s,s:s,s:[s],s:s,s:b,s:I}", "move",
+                               "", "group", plan->group, "from", plan->from,
+                               "to", plan->to, "paths", path, "reason",
+                               plan->reason, "ask", true, "timeout_ms",
+                               (json_int_t) self->config.ask_timeout_ms));
+                continue;
+            }
+            json_array_append_new (paths, json_string (path));
+            if (json_array_size (paths) == HS_FSM_MAX_REQUESTS) {
+                json_array_append_new (
+                    decisions,
+                    json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s}", "move", "", "group",
+                               plan->group, "from", plan->from, "to", plan->to,
+                               "paths", paths, "reason", plan->reason));
+                paths = json_array ();
+            }
+        }
+        size_t got = json_array_size (held);
+        free (after);
+        after = got ? strdup (json_string_value (
+                    json_object_get (json_array_get (held, got - 1), "path")))
+                    : NULL;
+        json_decref (held);
+        if (got < HS_FSM_MAX_REQUESTS)
+            break;
+    }
+    free (after);
+    if (json_array_size (paths))
+        json_array_append_new (decisions,
+                               json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s}", "move",
+                                          "", "group", plan->group, "from",
+                                          plan->from, "to", plan->to, "paths",
+                                          paths, "reason", plan->reason));
+    else
+        json_decref (paths);
+    (void) term;
+}
+
+json_t *
+hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
+                  uint64_t term, uint64_t now_ms)
+{
+    json_t *decisions = json_array ();
+    if (!self->config.enabled || now_ms < self->next_ms)
+        return decisions;
+    self->next_ms = now_ms + self->config.interval_ms;
+    double cap = s_budget_cap (&self->config);
+    self->tokens =
+        fmin (cap, self->tokens
+                       + self->config.moves_per_s
+                             * (double) (now_ms - self->refill_ms) / 1000.0);
+    self->refill_ms = now_ms;
+    zlist_t *draining = hs_fsm_draining (fsm);
+    size_t count;
+    s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
+    zlist_destroy (&draining);
+    size_t max = 0;
+    for (size_t at = 0; at < count; at++)
+        max += model [at].n_groups;
+    s_plan_t *plans = (s_plan_t *) calloc (max + 1, sizeof (s_plan_t));
+    size_t planned =
+        s_plan (self, model, count, self->tokens, now_ms, plans, max);
+    size_t asks = S_ASKS_PER_ROUND;
+    for (size_t at = 0; at < planned; at++) {
+        size_t before = json_array_size (decisions);
+        s_resolve (self, &plans [at], fsm, term, decisions, &asks);
+        //  What moves now: the paths, not the report's count.
+        for (size_t made = before; made < json_array_size (decisions); made++) {
+            json_t *decision = json_array_get (decisions, made);
+            char id [48];
+            snprintf (id, sizeof id, "%llu.%llu", (unsigned long long) term,
+                      (unsigned long long) ++self->decisions);
+            json_object_set_new (decision, "move", json_string (id));
+            self->tokens -=
+                (double) json_array_size (json_object_get (decision, "paths"));
+        }
+        if (json_array_size (decisions) > before) {
+            s_stamp_set (self->moved, plans [at].from, now_ms);
+            s_stamp_set (self->moved, plans [at].to, now_ms);
+        }
+    }
+    free (plans);
+    s_model_free (&model, count);
+    return decisions;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  A report of GROUPS groups of ENTITIES entities each, named
+//  PREFIX/roomN, the first with HOT updates per second, received AGE ms
+//  ago.
+static json_t *
+s_test_report (const char *prefix, size_t groups, size_t entities, double hot,
+               double age)
+{
+    json_t *list = json_array ();
+    for (size_t at = 0; at < groups; at++) {
+        char name [64];
+        snprintf (name, sizeof name, "%s/room%02zu", prefix, at);
+        json_array_append_new (
+            list, json_pack ("{s:s,s:I,s:f}", "group", name, "entities",
+                             (json_int_t) entities, "updates_per_s",
+                             at == 0 ? hot : 0.0));
+    }
+    return json_pack ("{s:f,s:i,s:o,s:{s:i,s:i,s:f}}", "age_ms", age,
+                      "capacity", 1, "groups", list, "rest", "groups", 0,
+                      "entities", 0, "updates_per_s", 0.0);
+}
+
+//  Apply PLANS to SIMS' reports as the sims would report them after.
+static void
+s_test_apply (json_t *sims, const s_plan_t *plans, size_t planned)
+{
+    for (size_t at = 0; at < planned; at++) {
+        json_t *from = json_object_get (sims, plans [at].from);
+        json_t *to = json_object_get (sims, plans [at].to);
+        json_t *groups = json_object_get (from, "groups");
+        size_t index;
+        json_t *group;
+        json_array_foreach (groups, index, group)
+        {
+            if (!streq (json_string_value (json_object_get (group, "group")),
+                        plans [at].group))
+                continue;
+            json_int_t held =
+                json_integer_value (json_object_get (group, "entities"));
+            json_int_t moved =
+                plans [at].entities ? (json_int_t) plans [at].entities : held;
+            double rate = s_number (group, "updates_per_s");
+            double moved_rate = rate * (double) moved / (double) held;
+            json_array_append_new (
+                json_object_get (to, "groups"),
+                json_pack ("{s:s,s:I,s:f}", "group", plans [at].group,
+                           "entities", moved, "updates_per_s", moved_rate));
+            json_object_set_new (group, "entities",
+                                 json_integer (held - moved));
+            json_object_set_new (group, "updates_per_s",
+                                 json_real (rate - moved_rate));
+            break;
+        }
+    }
+}
+
+int
+hs_balance_test (bool verbose)
+{
+    if (verbose)
+        printf (" * hs_balance: ");
+    hs_balance_config_t config = {
+        .enabled = true,
+        .band = 0.15,
+        .interval_ms = 2000,
+        .moves_per_s = 1000000,
+        .settle_ms = 30000,
+        .ask_timeout_ms = 5000,
+        .entity_cost = 20e-6,
+        .update_cost = 40e-6,
+    };
+    hs_balance_t *self = hs_balance_new (&config, 0);
+
+    //  200 rooms of 100 entities on a; b, c and d empty: one round puts
+    //  every sim in the band, rooms whole, and moves no entity twice.
+    json_t *sims = json_pack ("{s:o,s:o,s:o,s:o}", "a",
+                              s_test_report ("/w", 200, 100, 0, 10), "b",
+                              s_test_report ("/w", 0, 0, 0, 10), "c",
+                              s_test_report ("/w", 0, 0, 0, 10), "d",
+                              s_test_report ("/w", 0, 0, 0, 10));
+    size_t count;
+    s_sim_t *model = s_model (self, sims, NULL, 100000, &count);
+    assert (count == 4 && streq (model [0].name, "a"));
+    assert (fabs (model [0].share - 0.1) < 1e-9);
+    s_plan_t plans [512];
+    size_t planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    size_t moved = 0;
+    for (size_t at = 0; at < planned; at++) {
+        assert (plans [at].entities == 0);  //  whole rooms
+        assert (streq (plans [at].from, "a"));
+        for (size_t other = 0; other < at; other++)
+            assert (!streq (plans [at].group, plans [other].group));
+        moved += 100;
+    }
+    for (size_t at = 0; at < count; at++)
+        assert (s_balanced (&model [at], config.band));
+    //  The fewest moves to the band: each of b, c, d at least 0.85 of
+    //  its share (4,250 entities), a at most 1.15 (5,750).
+    assert (moved >= 3 * 4300 && moved <= 15000);
+    s_test_apply (sims, plans, planned);
+    s_model_free (&model, count);
+
+    //  The same reports give the same decisions (a new leader's).
+    hs_balance_t *again = hs_balance_new (&config, 0);
+    json_t *before =
+        json_pack ("{s:o,s:o}", "a", s_test_report ("/w", 200, 100, 0, 10), "b",
+                   s_test_report ("/v", 0, 0, 0, 10));
+    s_plan_t first [256], second [256];
+    model = s_model (self, before, NULL, 100000, &count);
+    zhashx_purge (self->settled);
+    size_t first_count = s_plan (self, model, count, 1e9, 100000, first, 256);
+    s_model_free (&model, count);
+    model = s_model (again, before, NULL, 100000, &count);
+    size_t second_count =
+        s_plan (again, model, count, 1e9, 100000, second, 256);
+    s_model_free (&model, count);
+    assert (first_count == second_count && first_count > 0);
+    for (size_t at = 0; at < first_count; at++)
+        assert (streq (first [at].group, second [at].group)
+                && streq (first [at].to, second [at].to));
+    json_decref (before);
+    hs_balance_destroy (&again);
+
+    //  After the moves: in the band, nothing more to do; the moved sims
+    //  wait for reports that show the move.
+    model = s_model (self, sims, NULL, 100000, &count);
+    for (size_t at = 0; at < count; at++)
+        assert (s_balanced (&model [at], config.band));
+    assert (s_plan (self, model, count, 1e9, 100000, plans, 512) == 0);
+    s_model_free (&model, count);
+    json_decref (sims);
+
+    //  A skewed load: one room of 100 entities with 2,000 updates/s (80
+    //  ms/s) against 20 rooms of 100 idle ones (2 ms/s each), on a; b
+    //  empty. The hot room alone is above the share: it is split, and b
+    //  ends with fewer entities than a loads.
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/s", 21, 100, 2000, 10),
+                      "b", s_test_report ("/s", 0, 0, 0, 10));
+    model = s_model (self, sims, NULL, 100000, &count);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    assert (planned >= 1);
+    for (size_t at = 0; at < count; at++)
+        assert (s_balanced (&model [at], config.band));
+    s_model_free (&model, count);
+    s_test_apply (sims, plans, planned);
+    json_t *b_groups = json_object_get (json_object_get (sims, "b"), "groups");
+    double b_entities = 0;
+    for (size_t at = 0; at < json_array_size (b_groups); at++)
+        b_entities += s_number (json_array_get (b_groups, at), "entities");
+    assert (b_entities > 0 && b_entities < 1050);  //  a holds the other 1,000+
+    json_decref (sims);
+
+    //  A drain: everything of c goes to a and b, whatever the band; a
+    //  frozen sim (moved 500 ms ago) neither gives nor takes.
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o,s:o}", "a", s_test_report ("/x", 10, 10, 0, 10),
+                      "b", s_test_report ("/y", 10, 10, 0, 10), "c",
+                      s_test_report ("/z", 3, 10, 0, 10));
+    zlist_t *draining = zlist_new ();
+    zlist_append (draining, (void *) "c");
+    model = s_model (self, sims, draining, 100000, &count);
+    assert (model [2].share == 0 && model [2].draining);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    assert (planned == 3);
+    for (size_t at = 0; at < planned; at++)
+        assert (streq (plans [at].from, "c")
+                && streq (plans [at].reason, "draining"));
+    s_model_free (&model, count);
+    s_stamp_set (self->moved, "a", 99500);
+    zhashx_purge (self->settled);
+    model = s_model (self, sims, draining, 100000, &count);
+    assert (model [0].frozen && !model [1].frozen);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    for (size_t at = 0; at < planned; at++)
+        assert (streq (plans [at].to, "b"));
+    s_model_free (&model, count);
+    //  The budget: 15 entities allow one room of 10 now, not two.
+    zhashx_purge (self->settled);
+    zhashx_purge (self->moved);
+    model = s_model (self, sims, draining, 100000, &count);
+    assert (s_plan (self, model, count, 15, 100000, plans, 512) == 1);
+    s_model_free (&model, count);
+    zlist_destroy (&draining);
+    json_decref (sims);
+
+    //  A silent sim (no report for three intervals) is no candidate.
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/q", 4, 10, 0, 10), "b",
+                      s_test_report ("/q", 0, 0, 0, 6000));
+    model = s_model (self, sims, NULL, 100000, &count);
+    assert (count == 1);
+    s_model_free (&model, count);
+    json_decref (sims);
+
+    hs_balance_destroy (&self);
+    if (verbose)
+        printf ("OK\n");
+    return 0;
+}
