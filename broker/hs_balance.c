@@ -282,13 +282,26 @@ hs_balance_view (hs_balance_t *self, const json_t *sims, zlist_t *draining)
 }
 
 //  Whether a source still gives: above its share's upper hysteresis
-//  bound, or draining with anything left.
+//  bound (above the share itself while a sim is STARVED), or draining
+//  with anything left.
 static bool
-s_giving (const s_sim_t *sim, double band)
+s_giving (const s_sim_t *sim, double band, bool starved)
 {
     if (sim->draining)
         return sim->load > S_EPSILON || sim->n_groups > 0;
-    return sim->load > (1 + band / 2) * sim->share + S_EPSILON;
+    return sim->load > (starved ? 1 : 1 + band / 2) * sim->share + S_EPSILON;
+}
+
+//  Whether a sim that may take is below the band: then any sim above
+//  its share gives, so the band holds on both sides.
+static bool
+s_starved (const s_sim_t *model, size_t count, double band)
+{
+    for (size_t at = 0; at < count; at++)
+        if (!model [at].frozen && !model [at].draining
+            && model [at].load < (1 - band) * model [at].share - S_EPSILON)
+            return true;
+    return false;
 }
 
 //  The target with the most room for a group from SOURCE, or NULL.
@@ -321,12 +334,13 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
     //  Sources by excess, the largest first; a drain before all.
     s_sim_t **sources = (s_sim_t **) calloc (count + 1, sizeof *sources);
     size_t n_sources = 0;
+    bool starved = s_starved (model, count, band);
+    double above = starved ? 1 : 1 + band;
     for (size_t at = 0; at < count; at++) {
         s_sim_t *sim = &model [at];
         if (!sim->frozen
-            && (sim->draining
-                    ? sim->n_groups > 0
-                    : sim->load > (1 + band) * sim->share + S_EPSILON))
+            && (sim->draining ? sim->n_groups > 0
+                              : sim->load > above * sim->share + S_EPSILON))
             sources [n_sources++] = sim;
     }
     for (size_t at = 1; at < n_sources; at++)
@@ -348,7 +362,7 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
         s_sim_t *source = sources [at];
         for (size_t group = 0; group < source->n_groups && planned < max;
              group++) {
-            if (!s_giving (source, band))
+            if (!s_giving (source, band, starved))
                 break;
             s_group_t *moving = &source->groups [group];
             if (moving->entities < 1
@@ -393,6 +407,10 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
                 entities >= moving->entities ? 0 : (size_t) entities;
             if (source->draining)
                 snprintf (plan->reason, sizeof plan->reason, "draining");
+            else if (starved)
+                snprintf (plan->reason, sizeof plan->reason,
+                          "below band: %.6f < %.2f * %.6f", target->load,
+                          1 - band, target->share);
             else
                 snprintf (plan->reason, sizeof plan->reason,
                           "above band: %.6f > %.2f * %.6f", source->load,
@@ -717,6 +735,24 @@ hs_balance_test (bool verbose)
     assert (s_plan (self, model, count, 15, 100000, plans, 512) == 1);
     s_model_free (&model, count);
     zlist_destroy (&draining);
+    json_decref (sims);
+
+    //  Below the band with nobody above it (three sims at 1.07 of the
+    //  share, a fourth at 0.8): those above their share give to it.
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o,s:o,s:o}", "a",
+                      s_test_report ("/a", 16, 50, 0, 10), "b",
+                      s_test_report ("/b", 16, 50, 0, 10), "c",
+                      s_test_report ("/c", 16, 50, 0, 10), "d",
+                      s_test_report ("/d", 12, 50, 0, 10));
+    model = s_model (self, sims, NULL, 100000, &count);
+    assert (!s_balanced (&model [3], config.band));
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    assert (planned == 3);
+    for (size_t at = 0; at < count; at++)
+        assert (s_balanced (&model [at], config.band));
+    assert (strstr (plans [0].reason, "below band"));
+    s_model_free (&model, count);
     json_decref (sims);
 
     //  A silent sim (no report for three intervals) is no candidate.

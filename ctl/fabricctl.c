@@ -9,6 +9,7 @@
         request OP [ARGS]    send one raw API request (ARGS: a JSON object);
                              to a homeserver ring, straight to its leader
         top                  the ring's load reports, refreshed in place
+        drain SIM            move everything away from a sim, wait until none
 
     Human output by default, --json for scripts; exit codes are those of
     sf_program.h. */
@@ -59,6 +60,10 @@ static const sf_config_key_t s_schema [] = {
      "token create: how long the token is valid (e.g. 90s, 10m, 24h, 7d)"},
     {"fabricctl/once", "once", SF_CONFIG_BOOL, false, "false", NULL,
      "top: print the table once and exit"},
+    {"fabricctl/cancel", "cancel", SF_CONFIG_BOOL, false, "false", NULL,
+     "drain: end the sim's drain instead"},
+    {"fabricctl/wait", "wait", SF_CONFIG_INT, false, "600", "1..86400",
+     "drain: seconds to wait for the sim to be empty"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -86,6 +91,14 @@ static const sf_program_t s_program = {
     "  top [--once]         the ring's load reports, one line per sim, "
     "busiest first,\n"
     "                       refreshed every second until interrupted\n"
+    "  drain SIM [--cancel] move everything SIM holds to other sims (needs "
+    "an\n"
+    "                       administrator's --key and balance/enabled on "
+    "the ring);\n"
+    "                       prints what is left each second, exits 0 when "
+    "it is empty\n"
+    "                       (1 after --wait seconds); --cancel ends a "
+    "drain\n"
     "  raw TEXT             send TEXT unchanged as a request (debugging)\n"
     "  token create --sim NAME [--ttl 10m]\n"
     "                       a one-use join token admitting sim NAME (needs "
@@ -864,6 +877,29 @@ s_by_load (const void *a, const void *b)
 }
 
 //  The table of the ring's load reports (protocol/load.md section 8).
+//  The balancer's state and its last decisions, newest first.
+static void
+s_print_moves (const json_t *balancer)
+{
+    if (!balancer)
+        return;
+    const json_t *moves = json_object_get (balancer, "moves");
+    printf ("\nbalancer %s, band %.0f%%; last moves:%s\n",
+            json_is_true (json_object_get (balancer, "enabled")) ? "on" : "off",
+            100 * s_figure (balancer, "band"),
+            json_array_size (moves) ? "" : " none");
+    for (size_t at = 0; at < json_array_size (moves) && at < 10; at++) {
+        const json_t *move = json_array_get (moves, at);
+        printf ("  %-10s %s -> %s  %s: %.0f moved, %.0f skipped (%s)\n",
+                json_string_value (json_object_get (move, "move")),
+                json_string_value (json_object_get (move, "from")),
+                json_string_value (json_object_get (move, "to")),
+                json_string_value (json_object_get (move, "group")),
+                s_figure (move, "moved"), s_figure (move, "skipped"),
+                json_string_value (json_object_get (move, "reason")));
+    }
+}
+
 static void
 s_print_top (json_t *reply)
 {
@@ -877,20 +913,29 @@ s_print_top (json_t *reply)
         rows [at++] = json_pack ("{s:s,s:O}", "name", name, "report", report);
     }
     qsort (rows, count, sizeof *rows, s_by_load);
-    printf ("%-16s %4s %7s %8s %7s %9s %9s %7s %7s %6s  %s\n", "SIM", "CAP",
-            "HELD", "REPLICAS", "CPU/S", "UPD_OUT/S", "UPD_IN/S", "API/S",
-            "RSS_MB", "AGE", "BUSIEST ROOM");
+    printf ("%-16s %4s %7s %8s %7s %7s %9s %9s %7s %7s %6s  %s\n", "SIM", "CAP",
+            "HELD", "REPLICAS", "CPU/S", "SHARE%", "UPD_OUT/S", "UPD_IN/S",
+            "API/S", "RSS_MB", "AGE", "BUSIEST ROOM");
     for (at = 0; at < count; at++) {
         report = json_object_get (rows [at], "report");
         const json_t *busiest =
             json_array_get (json_object_get (report, "groups"), 0);
-        printf ("%-16s %4.0f %7.0f %8.0f %7.3f %9.0f %9.0f %7.0f %7.1f %5.1fs  "
-                "%s\n",
+        //  The modelled load against its share (load.md section 4); a
+        //  draining sim's share is none.
+        char share [16] = "-";
+        if (json_is_true (json_object_get (report, "draining")))
+            snprintf (share, sizeof share, "drain");
+        else if (s_figure (report, "share") > 0)
+            snprintf (share, sizeof share, "%.0f",
+                      100 * s_figure (report, "load")
+                          / s_figure (report, "share"));
+        printf ("%-16s %4.0f %7.0f %8.0f %7.3f %7s %9.0f %9.0f %7.0f %7.1f "
+                "%5.1fs  %s\n",
                 json_string_value (json_object_get (rows [at], "name")),
                 s_figure (report, "capacity"),
                 s_figure (report, "authoritative"),
                 s_figure (report, "replicas"), s_figure (report, "cpu_per_s"),
-                s_figure (report, "updates_sent_per_s"),
+                share, s_figure (report, "updates_sent_per_s"),
                 s_figure (report, "updates_received_per_s"),
                 s_figure (report, "api_per_s"),
                 s_figure (report, "rss_bytes") / (1024.0 * 1024.0),
@@ -902,6 +947,7 @@ s_print_top (json_t *reply)
     free (rows);
     if (!count)
         printf ("(no sim has reported to the leader yet)\n");
+    s_print_moves (json_object_get (reply, "balancer"));
     json_t *members = json_object_get (reply, "homeservers");
     if (!json_object_size (members))
         return;
@@ -954,6 +1000,90 @@ s_top (sf_config_t *config, zlist_t *args)
             s_print_top (reply);
         fflush (stdout);
         json_decref (reply);
+        zclock_sleep (1000);
+    }
+    ctl_client_destroy (&client);
+    return code;
+}
+
+//  How many entities SIM holds, as the ring says: 0, 1, or -1 if it
+//  could not be read (FAULT); "at least one" is all a drain waits on.
+static int
+s_holds_any (sf_config_t *config, ctl_client_t *client, const char *sim,
+             sf_fault_t *fault)
+{
+    json_t *args = json_pack ("{s:s,s:i}", "authority", sim, "limit", 1);
+    json_t *reply = ctl_client_call (
+        client, "entity.list", args,
+        (int) sf_config_int (config, "fabricctl/timeout"), fault);
+    json_decref (args);
+    int held = -1;
+    if (reply && api_msg_reply_fault (reply, fault) == 0)
+        held = json_array_size (json_object_get (reply, "entities")) ? 1 : 0;
+    json_decref (reply);
+    return held;
+}
+
+//  drain SIM (load.md section 7): start the drain, then print what the
+//  sim still holds (its last report's count) every second until the
+//  ring shows nothing held by it.
+static int
+s_drain (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl drain SIM [--cancel] [--wait S]");
+    const char *sim = (const char *) zlist_first (args);
+    bool cancel = sf_config_bool (config, "fabricctl/cancel");
+    json_t *drain = json_pack ("{s:s,s:b}", "sim", sim, "drain", !cancel);
+    ctl_client_t *client = s_connect (config);
+    json_t *reply = s_ask (config, client, "sim.drain", drain, "sim.drain");
+    json_decref (drain);
+    sf_fault_t fault;
+    if (!reply || api_msg_reply_fault (reply, &fault)) {
+        if (reply)
+            fprintf (stderr, "fabricctl: error: %s: %s\n",
+                     sf_error_code (fault.error), fault.message);
+        json_decref (reply);
+        ctl_client_destroy (&client);
+        return reply ? SF_EXIT_FAILURE : SF_EXIT_UNREACHABLE;
+    }
+    json_decref (reply);
+    if (cancel) {
+        printf ("%s: drain cancelled\n", sim);
+        ctl_client_destroy (&client);
+        return SF_EXIT_OK;
+    }
+    uint64_t deadline =
+        sf_time_mono_ms ()
+        + (uint64_t) sf_config_int (config, "fabricctl/wait") * 1000;
+    int code = SF_EXIT_FAILURE;
+    while (!zsys_interrupted) {
+        int held = s_holds_any (config, client, sim, &fault);
+        if (held == 0) {
+            printf ("%s: empty\n", sim);
+            code = SF_EXIT_OK;
+            break;
+        }
+        json_t *load = ctl_client_call (
+            client, "load", NULL,
+            (int) sf_config_int (config, "fabricctl/timeout"), &fault);
+        const json_t *report =
+            json_object_get (json_object_get (load, "sims"), sim);
+        if (held < 0)
+            printf ("%s: %s\n", sim, fault.message);
+        else if (report)
+            printf ("%s: %.0f entities left\n", sim,
+                    s_figure (report, "authoritative"));
+        else
+            printf ("%s: entities left (no report from it yet)\n", sim);
+        fflush (stdout);
+        json_decref (load);
+        if (sf_time_mono_ms () >= deadline) {
+            fprintf (stderr, "fabricctl: %s is not empty after %lld s\n", sim,
+                     (long long) sf_config_int (config, "fabricctl/wait"));
+            break;
+        }
         zclock_sleep (1000);
     }
     ctl_client_destroy (&client);
@@ -1020,6 +1150,8 @@ main (int argc, char *argv [])
         code = s_raw (config, args);
     else if (streq (command, "top"))
         code = s_top (config, args);
+    else if (streq (command, "drain"))
+        code = s_drain (config, args);
     else if (streq (command, "token"))
         code = s_token (config, args);
     else
