@@ -3223,14 +3223,17 @@ s_balance_move (s_apply_t *ctx)
         return NULL;
     }
     //  An ask is an ask's result (its event on entity:PATH, for the
-    //  authority's game); a move, a batch's (on ring:).
-    json_t *result = asked ? asked : json_object ();
-    json_object_update_new (
-        result,
-        json_pack ("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "move", ctx->a->move,
-                   "group", ctx->a->prefix, "from", ctx->a->from, "to",
-                   ctx->a->sim, "reason", ctx->a->reason, "moved",
-                   (json_int_t) moved, "results", results, "skipped", skipped));
+    //  authority's game), without "results": a sim reads those as a
+    //  batch's grants; a move, a batch's (on ring:).
+    json_t *result = asked ? asked : json_pack ("{s:o}", "results", results);
+    if (asked)
+        json_decref (results);
+    json_object_update_new (result,
+                            json_pack ("{s:s,s:s,s:s,s:s,s:s,s:I,s:o}", "move",
+                                       ctx->a->move, "group", ctx->a->prefix,
+                                       "from", ctx->a->from, "to", ctx->a->sim,
+                                       "reason", ctx->a->reason, "moved",
+                                       (json_int_t) moved, "skipped", skipped));
     return result;
 }
 

@@ -120,7 +120,14 @@ s_walk (sim_load_t *self, sim_store_t *store, zhashx_t *groups)
         }
         bool same = mark->known && mark->generation == entity->generation
                     && mark->epoch == entity->epoch && mark->seq <= entity->seq;
-        uint64_t updates = same ? entity->seq - mark->seq : entity->seq;
+        //  An entity new here (created, imported, moved in) has no mark:
+        //  its history is not this interval's load, or every move would
+        //  look like a burst at its target.
+        uint64_t updates =
+            same ? entity->seq - mark->seq
+            : mark->known && mark->generation == entity->generation
+                ? entity->seq
+                : 0;
         *mark =
             (s_mark_t){entity->generation, entity->epoch, entity->seq, true};
         if (!entity->authority || entity->foreign || entity->placeholder)
