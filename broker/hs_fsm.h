@@ -160,8 +160,8 @@ zlist_t *hs_fsm_draining (hs_fsm_t *self);
 //  At most LIMIT entities of GROUP (a parent path, "/" for the top) that
 //  SIM holds, in path order after AFTER (NULL: from the first):
 //  [{"path", "rule"}]. A new reference.
-json_t *hs_fsm_group_held (hs_fsm_t *self, const char *group,
-                           const char *sim, const char *after, size_t limit);
+json_t *hs_fsm_group_held (hs_fsm_t *self, const char *group, const char *sim,
+                           const char *after, size_t limit);
 
 //  Members added with cluster.add: [{"name", "raft_id", "raft", "api",
 //  "key"}]. A new reference.
