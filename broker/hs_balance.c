@@ -9,13 +9,21 @@
 #include <string.h>
 
 //  A sim's report counts a move once it was received this long after
-//  the move (a heartbeat's worth: the sim saw the event and took the
-//  state by then), and no sooner than this long after it.
-#define S_SHOWN_MS 1000
-#define S_FROZEN_MS 2000
+//  the move was sent (its commit, the event and the handover take a few
+//  milliseconds; this leaves a hundred times that), and no sooner.
+#define S_SHOWN_MS 500
+#define S_FROZEN_MS 500
+//  How soon a round that found only such sims looks again.
+#define S_RETRY_MS 100
 //  Ask moves per round at most: each is a command and a question to a
 //  game.
 #define S_ASKS_PER_ROUND 16
+//  Paths per balance.move: each is one loop turn's work at the sims
+//  (fence, hand over, take), so a move never holds a sim's other
+//  requests for long.
+#ifndef S_MOVE_PATHS
+#define S_MOVE_PATHS 64
+#endif
 //  Loads this close are equal (the model's sums are not exact).
 #define S_EPSILON 1e-9
 
@@ -46,6 +54,7 @@ struct _hs_balance_t {
     uint64_t next_ms;    //  the next round is due then
     uint64_t refill_ms;  //  the budget is counted to then
     double tokens;       //  entities that may move now
+    json_t *queue;       //  decisions of the last round not sent yet
     zhashx_t *settled;   //  group -> ms until it may move again
     zhashx_t *moved;     //  sim -> ms of its last move
     uint64_t decisions;  //  made by this member, for ids
@@ -89,6 +98,7 @@ hs_balance_new (const hs_balance_config_t *config, uint64_t now_ms)
     zhashx_set_destructor (self->settled, s_stamp_free);
     self->moved = zhashx_new ();
     zhashx_set_destructor (self->moved, s_stamp_free);
+    self->queue = json_array ();
     hs_balance_reset (self, now_ms);
     return self;
 }
@@ -100,6 +110,7 @@ hs_balance_destroy (hs_balance_t **self_p)
         hs_balance_t *self = *self_p;
         zhashx_destroy (&self->settled);
         zhashx_destroy (&self->moved);
+        json_decref (self->queue);
         free (self);
         *self_p = NULL;
     }
@@ -125,13 +136,16 @@ hs_balance_reset (hs_balance_t *self, uint64_t now_ms)
     self->next_ms = now_ms + self->config.interval_ms;
     self->refill_ms = now_ms;
     self->tokens = 0;
+    json_array_clear (self->queue);
 }
 
-//  The most the budget holds: two intervals' worth.
+//  The most the sending budget holds: a tenth of a second's worth, and
+//  at least one whole command, so moves go out as a stream, not as one
+//  burst per round that would stall every sim's loop at once.
 static double
 s_budget_cap (const hs_balance_config_t *config)
 {
-    return config->moves_per_s * 2.0 * (double) config->interval_ms / 1000.0;
+    return fmax (S_MOVE_PATHS, config->moves_per_s / 10.0);
 }
 
 static double
@@ -357,7 +371,6 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
                 sources [back] = left;
             }
         }
-    double cap = s_budget_cap (&self->config);
     for (size_t at = 0; at < n_sources && planned < max; at++) {
         s_sim_t *source = sources [at];
         for (size_t group = 0; group < source->n_groups && planned < max;
@@ -395,9 +408,8 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
                     continue;
                 entities = fmin (part, moving->entities);
             }
-            //  The budget: a group larger than it all goes when it is full.
-            if (entities > budget + S_EPSILON
-                && !(budget >= cap - S_EPSILON && entities > cap))
+            //  The round's budget; a group larger than it all goes alone.
+            if (entities > budget + S_EPSILON && planned > 0)
                 goto done;
             s_plan_t *plan = &plans [planned++];
             plan->group = moving->name;
@@ -431,11 +443,11 @@ done:
 }
 
 //  Append to DECISIONS the balance.move arguments of PLAN: its paths, as
-//  FSM has them, in commands of at most HS_FSM_MAX_REQUESTS; an ask
+//  FSM has them, in commands of at most S_MOVE_PATHS; an ask
 //  each for those under ask while *ASKS lasts.
 static void
 s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
-           uint64_t term, json_t *decisions, size_t *asks)
+           json_t *decisions, size_t *asks)
 {
     size_t wanted = plan->entities ? plan->entities : SIZE_MAX;
     json_t *paths = json_array ();
@@ -471,7 +483,7 @@ s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
                 continue;
             }
             json_array_append_new (paths, json_string (path));
-            if (json_array_size (paths) == HS_FSM_MAX_REQUESTS) {
+            if (json_array_size (paths) == S_MOVE_PATHS) {
                 json_array_append_new (
                     decisions,
                     json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s}", "move", "", "group",
@@ -498,7 +510,6 @@ s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
                                           paths, "reason", plan->reason));
     else
         json_decref (paths);
-    (void) term;
 }
 
 json_t *
@@ -506,46 +517,64 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
                   uint64_t term, uint64_t now_ms)
 {
     json_t *decisions = json_array ();
-    if (!self->config.enabled || now_ms < self->next_ms)
+    if (!self->config.enabled)
         return decisions;
-    self->next_ms = now_ms + self->config.interval_ms;
-    double cap = s_budget_cap (&self->config);
     self->tokens =
-        fmin (cap, self->tokens
-                       + self->config.moves_per_s
-                             * (double) (now_ms - self->refill_ms) / 1000.0);
+        fmin (s_budget_cap (&self->config),
+              self->tokens
+                  + self->config.moves_per_s
+                        * (double) (now_ms - self->refill_ms) / 1000.0);
     self->refill_ms = now_ms;
-    zlist_t *draining = hs_fsm_draining (fsm);
-    size_t count;
-    s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
-    zlist_destroy (&draining);
-    size_t max = 0;
-    for (size_t at = 0; at < count; at++)
-        max += model [at].n_groups;
-    s_plan_t *plans = (s_plan_t *) calloc (max + 1, sizeof (s_plan_t));
-    size_t planned =
-        s_plan (self, model, count, self->tokens, now_ms, plans, max);
-    size_t asks = S_ASKS_PER_ROUND;
-    for (size_t at = 0; at < planned; at++) {
-        size_t before = json_array_size (decisions);
-        s_resolve (self, &plans [at], fsm, term, decisions, &asks);
-        //  What moves now: the paths, not the report's count.
-        for (size_t made = before; made < json_array_size (decisions); made++) {
-            json_t *decision = json_array_get (decisions, made);
-            char id [48];
-            snprintf (id, sizeof id, "%llu.%llu", (unsigned long long) term,
-                      (unsigned long long) ++self->decisions);
-            json_object_set_new (decision, "move", json_string (id));
-            self->tokens -=
-                (double) json_array_size (json_object_get (decision, "paths"));
-        }
-        if (json_array_size (decisions) > before) {
-            s_stamp_set (self->moved, plans [at].from, now_ms);
-            s_stamp_set (self->moved, plans [at].to, now_ms);
-        }
+    //  A round plans an interval's worth of moves once the last one's
+    //  are all sent.
+    if (json_array_size (self->queue) == 0 && now_ms >= self->next_ms) {
+        self->next_ms = now_ms + self->config.interval_ms;
+        zlist_t *draining = hs_fsm_draining (fsm);
+        size_t count;
+        s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
+        zlist_destroy (&draining);
+        size_t max = 0;
+        for (size_t at = 0; at < count; at++)
+            max += model [at].n_groups;
+        s_plan_t *plans = (s_plan_t *) calloc (max + 1, sizeof (s_plan_t));
+        double budget = self->config.moves_per_s
+                        * (double) self->config.interval_ms / 1000.0;
+        size_t planned =
+            s_plan (self, model, count, budget, now_ms, plans, max);
+        //  Nothing to do while a sim waits for its report: look again
+        //  soon, not an interval later.
+        bool waiting = false;
+        for (size_t at = 0; at < count; at++)
+            waiting |= model [at].frozen;
+        if (!planned && waiting)
+            self->next_ms = now_ms + S_RETRY_MS;
+        size_t asks = S_ASKS_PER_ROUND;
+        for (size_t at = 0; at < planned; at++)
+            s_resolve (self, &plans [at], fsm, self->queue, &asks);
+        free (plans);
+        s_model_free (&model, count);
     }
-    free (plans);
-    s_model_free (&model, count);
+    //  Sent as the budget allows, each with its id; its sims wait for
+    //  reports that show it.
+    while (json_array_size (self->queue)) {
+        json_t *decision = json_array_get (self->queue, 0);
+        double paths =
+            (double) json_array_size (json_object_get (decision, "paths"));
+        if (paths > self->tokens + S_EPSILON)
+            break;
+        self->tokens -= paths;
+        char id [48];
+        snprintf (id, sizeof id, "%llu.%llu", (unsigned long long) term,
+                  (unsigned long long) ++self->decisions);
+        json_object_set_new (decision, "move", json_string (id));
+        const char *from =
+            json_string_value (json_object_get (decision, "from"));
+        const char *to = json_string_value (json_object_get (decision, "to"));
+        s_stamp_set (self->moved, from, now_ms);
+        s_stamp_set (self->moved, to, now_ms);
+        json_array_append (decisions, decision);
+        json_array_remove (self->queue, 0);
+    }
     return decisions;
 }
 

@@ -724,14 +724,19 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     bool publish = result && self->events
                    && hs_fsm_last_change (self->fsm) == index
                    && hs_events_wanted (self->events);
+    char op [RING_CMD_MAX_OP + 1];
+    bool named =
+        result && ring_cmd_peek_op (command->base, command->len, op) == 0;
     //  Its grants are made only where they leave this member, and signed
     //  only for a client (grants.md section 3): events carry them
     //  unsigned. A member nobody follows, with no client waiting, pays
-    //  for neither.
+    //  for neither. A balancer's move has no client: its target takes
+    //  the grants from the event, signed (one signature per move), or
+    //  would ask the ring for each.
     if (publish)
-        hs_fsm_make_grants (self->fsm, result, false);
-    char op [RING_CMD_MAX_OP + 1];
-    if (result && ring_cmd_peek_op (command->base, command->len, op) == 0) {
+        hs_fsm_make_grants (self->fsm, result,
+                            named && streq (op, "balance.move"));
+    if (named) {
         if (publish) {
             //  Stamped before it goes: a subscriber may act on it before
             //  this thread runs again.
