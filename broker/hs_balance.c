@@ -154,6 +154,17 @@ s_number (const json_t *object, const char *key)
     return json_number_value (json_object_get (object, key));
 }
 
+//  A sim's own figure, which only it vouches for: anything but a
+//  number in [0, S_FIGURE_MAX] counts as its nearest bound, so a report
+//  that lies moves nothing the sim does not hold and keeps every sum
+//  finite.
+#define S_FIGURE_MAX 1e9
+static double
+s_figure (const json_t *object, const char *key)
+{
+    return fmin (S_FIGURE_MAX, fmax (0, s_number (object, key)));
+}
+
 static int
 s_by_name (const void *a, const void *b)
 {
@@ -200,9 +211,7 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
             continue;  //  silent: not a candidate
         s_sim_t *sim = &model [at++];
         sim->name = name;
-        sim->capacity = s_number (report, "capacity");
-        if (sim->capacity <= 0)
-            sim->capacity = 1;
+        sim->capacity = fmin (1000, fmax (1, s_figure (report, "capacity")));
         sim->draining = draining && s_listed (draining, name);
         //  A move this sim's report cannot show yet.
         uint64_t moved = s_stamp (self->moved, name);
@@ -223,15 +232,15 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
                 continue;
             s_group_t *kept = &sim->groups [sim->n_groups++];
             kept->name = group_name;
-            kept->entities = s_number (group, "entities");
+            kept->entities = floor (s_figure (group, "entities"));
             kept->load =
                 config->entity_cost * kept->entities
-                + config->update_cost * s_number (group, "updates_per_s");
+                + config->update_cost * s_figure (group, "updates_per_s");
             sim->load += kept->load;
         }
         const json_t *rest = json_object_get (report, "rest");
-        sim->load += config->entity_cost * s_number (rest, "entities")
-                     + config->update_cost * s_number (rest, "updates_per_s");
+        sim->load += config->entity_cost * s_figure (rest, "entities")
+                     + config->update_cost * s_figure (rest, "updates_per_s");
         qsort (sim->groups, sim->n_groups, sizeof (s_group_t), s_by_load);
     }
     *count = at;

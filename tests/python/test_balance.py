@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from simfabric_testing import (ApiError, binary, make_ring, make_sims, running, wait_for,
-                               wait_leader)
+from simfabric_testing import (ApiError, admit, binary, make_ring, make_sims, running, wait_for,
+                               wait_leader, write_key_pair)
 
 BALANCE = {"enabled": "true", "interval": "500", "moves_per_s": "20000",
            "settle_ms": "30000"}
@@ -323,3 +323,34 @@ def test_a_skewed_room_moves_load_not_entity_counts(tmp_path):
         other = "sim2" if hot_sim == "sim1" else "sim1"
         assert 60 <= counts[hot_sim] <= 140 and 260 <= counts[other] <= 340, counts
         editor.check()
+
+
+def test_a_sim_that_lies_in_its_report_moves_nothing_it_does_not_hold(tmp_path):
+    """A registered sim may say anything of itself: here that it carries
+    a billion entities of sim1's rooms at 1e300 updates a second, amid
+    figures that are not numbers. The leader keeps serving, its sums stay
+    finite, and the balancer moves nothing: the rooms it names are not
+    the liar's to give. Nor may it decide a move itself."""
+    ring, sims = _fabric(tmp_path, sims=1)
+    with running(ring, sims):
+        wait_leader(ring)
+        paths = _import(sims[0], 10, 10, prefix="/l")
+        keys = write_key_pair(tmp_path / "py", "py")
+        lie = {"capacity": -5, "rest": [1], "groups": [
+            {"group": "/l/room000", "entities": 1e12, "updates_per_s": 1e300},
+            {"group": 7}, 5, {"group": "/l/room001", "entities": "many"}]}
+        with ring[0].client(keys=keys) as py:
+            py.call("sim.register", sim="py", token=admit(ring, "py"))
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                py.call("sim.heartbeat", sim="py", load=lie)
+                time.sleep(0.25)
+            with pytest.raises(ApiError) as error:
+                py.call("balance.move", move="9.9", group="/l/room000", **{"from": "sim1"},
+                        to="py", paths=[paths[0]], reason="mine")
+            assert error.value.code == "unauthorized"
+        view = _load(ring)["sims"]["py"]
+        # Each figure counts as at most 1e9: 60 ms of modelled load per unit.
+        assert view["balanced"] is False and 0 < view["load"] <= 2 * 60e3
+        assert set(_authorities(ring).values()) == {"sim1"}
+        assert not any(m["from"] == "py" or m["to"] == "py" for m in _moves(ring))
