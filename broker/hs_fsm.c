@@ -654,20 +654,30 @@ s_parse_entity_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
                : 0;
 }
 
+//  Field "sim" is a global name, NAME@INSTANCE (federation.md section
+//  1). Returns 0, or -1 with FAULT.
+static int
+s_global_sim (const s_args_t *a, sf_fault_t *fault)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    if (!sf_name_split (a->sim, local, instance) || !instance [0])
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'sim' must be a global name, "
+                             "NAME@INSTANCE");
+    return 0;
+}
+
 //  fed.checkpoint (federation.md section 7): entity.checkpoint's for a
 //  foreign sim, a global name, and "instance" as for fed.claim.
 static int
 s_parse_fed_checkpoint (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
     if (sf_json_string (args, "sim", true, &a->sim, fault)
         || sf_json_string (args, "instance", false, &a->instance, fault)
         || s_entities (args, a, fault) || s_checkpoints (a, fault))
         return -1;
-    if (!sf_name_split (a->sim, local, instance) || !instance [0])
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'sim' must be a global name, "
-                             "NAME@INSTANCE");
+    if (s_global_sim (a, fault))
+        return -1;
     return 0;
 }
 
@@ -858,10 +868,8 @@ s_parse_fed_claim (const json_t *args, s_args_t *a, sf_fault_t *fault)
     if (a->claim && (strlen (a->claim) < 1 || strlen (a->claim) > 200))
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'request' must be 1 to 200 characters");
-    if (!sf_name_split (a->sim, local, instance) || !instance [0])
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'sim' must be a global name, "
-                             "NAME@INSTANCE");
+    if (s_global_sim (a, fault))
+        return -1;
     if (!a->key)
         return sf_fault_set (fault, SF_EINVAL,
                              "fed.claim carries the sim's key ('key')");
@@ -908,14 +916,11 @@ s_request_of (const char *request, const char *instance)
 static int
 s_parse_fed_expired (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
     if (sf_json_string (args, "sim", true, &a->sim, fault)
         || sf_json_string (args, "instance", false, &a->instance, fault))
         return -1;
-    if (!sf_name_split (a->sim, local, instance) || !instance [0])
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'sim' must be a global name, "
-                             "NAME@INSTANCE");
+    if (s_global_sim (a, fault))
+        return -1;
     return 0;
 }
 
@@ -1070,16 +1075,13 @@ s_parse_authority_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
 static int
 s_parse_fed_release (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
     if (s_path (args, "path", &a->path, fault)
         || sf_json_string (args, "sim", true, &a->sim, fault)
         || sf_json_string (args, "checkpoint", false, &a->checkpoint, fault)
         || sf_json_string (args, "instance", false, &a->instance, fault))
         return -1;
-    if (!sf_name_split (a->sim, local, instance) || !instance [0])
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'sim' must be a global name, "
-                             "NAME@INSTANCE");
+    if (s_global_sim (a, fault))
+        return -1;
     if (a->checkpoint && strlen (a->checkpoint) > S_MAX_CHECKPOINT)
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'checkpoint' exceeds %d bytes",
@@ -1958,19 +1960,29 @@ s_entity_checkpoint (s_apply_t *ctx)
                       "stale", stale);
 }
 
+//  Whether the instance that sent this command (its leader's word,
+//  "instance") speaks for the foreign sim it names: only for its own.
+//  Returns 0, or -1 with FAULT (unauthorized).
+static int
+s_vouched (s_apply_t *ctx)
+{
+    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
+    sf_name_split (ctx->a->sim, local, instance);
+    if (ctx->a->instance && streq (instance, ctx->a->instance))
+        return 0;
+    return sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
+                         "instance '%s' speaks only for its own sims, not '%s'",
+                         ctx->a->instance ? ctx->a->instance : "?",
+                         ctx->a->sim);
+}
+
 //  fed.checkpoint: a foreign authority's states, as its instance vouched
 //  for them: saved as entity.checkpoint saves a local sim's.
 static json_t *
 s_fed_checkpoint (s_apply_t *ctx)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    sf_name_split (ctx->a->sim, local, instance);
-    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "instance '%s' speaks only for its own sims, not '%s'",
-                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+    if (s_vouched (ctx))
         return NULL;
-    }
     return s_entity_checkpoint (ctx);
 }
 
@@ -1981,14 +1993,8 @@ static json_t *s_authority_release (s_apply_t *ctx);
 static json_t *
 s_fed_release (s_apply_t *ctx)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    sf_name_split (ctx->a->sim, local, instance);
-    if (!ctx->a->instance || !streq (instance, ctx->a->instance)) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "instance '%s' speaks only for its own sims, not '%s'",
-                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+    if (s_vouched (ctx))
         return NULL;
-    }
     return s_authority_release (ctx);
 }
 
@@ -2715,15 +2721,9 @@ s_fed_claim (s_apply_t *ctx)
 static json_t *
 s_fed_expired (s_apply_t *ctx)
 {
-    char local [65], instance [SF_NAME_MAX_INSTANCE + 1];
-    sf_name_split (ctx->a->sim, local, instance);
-    if (!ctx->cmd->admin
-        && (!ctx->a->instance || !streq (instance, ctx->a->instance))) {
-        sf_fault_set (ctx->fault, SF_EUNAUTHORIZED,
-                      "instance '%s' speaks only for its own sims, not '%s'",
-                      ctx->a->instance ? ctx->a->instance : "?", ctx->a->sim);
+    //  An administrator's word is the ring's own (its leader learnt it).
+    if (!ctx->cmd->admin && s_vouched (ctx))
         return NULL;
-    }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_ENTITY_ORPHAN_FOREIGN);
     s_bind_text (stmt, 1, ctx->a->sim);
     s_bind_stamp (ctx, stmt, 2, 3);
