@@ -33,6 +33,7 @@ struct _sim_ring_t {
     sim_ring_event_fn *event_fn;  //  whom to tell of a change
     void *event_arg;
     uint64_t event_index;      //  newest change seen
+    uint64_t chain_from;       //  every change from this one on was seen
     uint64_t events_followed;  //  changes seen, each index once
     uint64_t events_read;      //  of which parsed and passed on
     sim_ring_gap_fn *gap_fn;   //  told of lost events, or NULL
@@ -281,6 +282,8 @@ static void
 s_advance (sim_ring_t *self, uint64_t index, uint64_t prev)
 {
     bool gap = self->event_index && prev > self->event_index;
+    if (!self->event_index || gap)
+        self->chain_from = index;
     self->event_index = index;
     self->events_followed++;
     if (gap && self->gap_fn)
@@ -353,6 +356,19 @@ s_handle_event (sf_loop_t *loop, zsock_t *events, void *arg)
          count++)
         s_event_one (self, events);
     return 0;
+}
+
+uint64_t
+sim_ring_event_index (sim_ring_t *self)
+{
+    return self->event_index;
+}
+
+bool
+sim_ring_saw (sim_ring_t *self, uint64_t after, uint64_t through)
+{
+    return self->chain_from && self->chain_from <= after + 1
+           && through <= self->event_index;
 }
 
 void

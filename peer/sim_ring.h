@@ -71,6 +71,14 @@ void sim_ring_counters (sim_ring_t *self, json_t *counters);
 typedef void (sim_ring_gap_fn) (void *arg);
 void sim_ring_on_gap (sim_ring_t *self, sim_ring_gap_fn *fn, void *arg);
 
+//  The index of the newest change seen (0: none yet).
+uint64_t sim_ring_event_index (sim_ring_t *self);
+
+//  Whether every change after index AFTER up to THROUGH was seen here,
+//  each passed on as it came (no gap in the chain since): what such a
+//  change did, the follower knows already.
+bool sim_ring_saw (sim_ring_t *self, uint64_t after, uint64_t through);
+
 //  Name of the member requests go to now. Lent.
 const char *sim_ring_target (sim_ring_t *self);
 

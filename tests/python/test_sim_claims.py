@@ -194,6 +194,26 @@ def test_a_sim_reads_what_it_holds_only_when_the_ring_took_something(quiet_fabri
         assert idle["authority_checks"] == checked["authority_checks"]
 
 
+def test_a_sim_that_saw_every_change_as_an_event_reads_nothing(fabric):
+    """With the event feed followed without a gap, the change that took
+    an entity from the sim fenced it as it came: the heartbeat's
+    taken_index then costs no read of what the sim holds."""
+    ring, (sim1, sim2) = fabric
+    with sim1.client(timeout=10) as game1, sim2.client(timeout=10) as game2:
+        game1.call("entity.import", entities=[
+            {"path": f"/seen/e{n:04d}", "state": "0"} for n in range(1000)])
+        _heartbeats(ring, sim1, 3)
+        before = game1.call("counters")["counters"]
+        claimed = game2.call("entity.claim", path="/seen/e0007")
+        assert claimed["previous"] == "sim1"
+        _heartbeats(ring, sim1, 3)
+        after = game1.call("counters")["counters"]
+        assert (game1.call("entity.get", path="/seen/e0007")["authority"]) is False
+    assert after["authority_checks"] == before["authority_checks"], (before, after)
+    assert after["authority_check_pages"] == before["authority_check_pages"]
+    assert after["authority_checks_seen"] > before["authority_checks_seen"]
+
+
 def test_an_entity_granted_by_an_administrator_keeps_its_state(fabric):
     """An administrator grants sim1's entity to sim2, which did not claim
     it: sim2 takes it with sim1's final state, and when sim1 (its master)
