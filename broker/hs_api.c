@@ -1151,30 +1151,24 @@ s_load_op (hs_api_t *self, api_call_t *call, const char *principal,
     }
     json_t *all = hs_load_all (self->load, sf_time_mono_ms ());
     //  The balancer's view of each sim, and its last decisions.
-    json_t *sims = json_object_get (all, "sims");
-    zlist_t *draining = hs_fsm_draining (self->fsm);
-    hs_balance_config_t none = {.band = 0.15,
-                                .interval_ms = 2000,
-                                .entity_cost = 20e-6,
-                                .update_cost = 40e-6};
-    hs_balance_t *balance =
-        self->balance ? self->balance : hs_balance_new (&none, now);
-    json_t *view = hs_balance_view (balance, sims, draining);
-    const char *name;
-    json_t *report;
-    json_object_foreach (sims, name, report)
-    {
-        json_object_update (report, json_object_get (view, name));
+    if (self->balance) {
+        json_t *sims = json_object_get (all, "sims");
+        zlist_t *draining = hs_fsm_draining (self->fsm);
+        json_t *view = hs_balance_view (self->balance, sims, draining);
+        const char *name;
+        json_t *report;
+        json_object_foreach (sims, name, report)
+        {
+            json_object_update (report, json_object_get (view, name));
+        }
+        json_decref (view);
+        zlist_destroy (&draining);
+        json_object_set_new (all, "balancer",
+                             json_pack ("{s:b,s:f,s:o}", "enabled",
+                                        hs_balance_enabled (self->balance),
+                                        "band", hs_balance_band (self->balance),
+                                        "moves", hs_fsm_moves (self->fsm, 50)));
     }
-    json_decref (view);
-    zlist_destroy (&draining);
-    json_object_set_new (all, "balancer",
-                         json_pack ("{s:b,s:f,s:o}", "enabled",
-                                    hs_balance_enabled (balance), "band",
-                                    hs_balance_band (balance), "moves",
-                                    hs_fsm_moves (self->fsm, 50)));
-    if (balance != self->balance)
-        hs_balance_destroy (&balance);
     s_reply (self, &call, all);
 }
 

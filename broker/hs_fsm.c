@@ -999,6 +999,32 @@ s_parse_fed_outcome (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return 0;
 }
 
+//  Field "paths": an array of 1 to MAX paths. Returns 0, or -1 with
+//  FAULT.
+static int
+s_paths (const json_t *args, s_args_t *a, size_t max, sf_fault_t *fault)
+{
+    a->paths = json_object_get (args, "paths");
+    size_t count = json_array_size (a->paths);
+    if (!json_is_array (a->paths) || count < 1 || count > max)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'paths' must be an array of 1..%zu "
+                             "paths",
+                             max);
+    size_t index;
+    const json_t *path;
+    json_array_foreach (a->paths, index, path)
+    {
+        const char *text = json_string_value (path);
+        if (!text || !sf_name_path_valid (text, strlen (text)))
+            return sf_fault_set (fault, SF_EINVAL,
+                                 "paths[%zu] must be a path like "
+                                 "/world/room1/cube",
+                                 index);
+    }
+    return 0;
+}
+
 static int
 s_parse_authority_request (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -1017,25 +1043,7 @@ s_parse_authority_request (const json_t *args, s_args_t *a, sf_fault_t *fault)
         return sf_fault_set (fault, SF_EINVAL,
                              "field 'paths' goes without 'path' and "
                              "'timeout_ms'");
-    a->paths = json_object_get (args, "paths");
-    size_t count = json_array_size (a->paths);
-    if (!json_is_array (a->paths) || count < 1 || count > HS_FSM_MAX_REQUESTS)
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'paths' must be an array of 1..%d "
-                             "paths",
-                             HS_FSM_MAX_REQUESTS);
-    size_t index;
-    const json_t *path;
-    json_array_foreach (a->paths, index, path)
-    {
-        const char *text = json_string_value (path);
-        if (!text || !sf_name_path_valid (text, strlen (text)))
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "paths[%zu] must be a path like "
-                                 "/world/room1/cube",
-                                 index);
-    }
-    return 0;
+    return s_paths (args, a, HS_FSM_MAX_REQUESTS, fault);
 }
 
 static int
@@ -1116,26 +1124,8 @@ s_parse_balance_move (const json_t *args, s_args_t *a, sf_fault_t *fault)
     if (strcmp (a->from, a->sim) == 0)
         return sf_fault_set (fault, SF_EINVAL,
                              "fields 'from' and 'to' must name two sims");
-    a->paths = json_object_get (args, "paths");
-    size_t count = json_array_size (a->paths);
-    if (!json_is_array (a->paths) || count < 1 || count > HS_FSM_MAX_REQUESTS
-        || (a->ask && count != 1))
-        return sf_fault_set (fault, SF_EINVAL,
-                             "field 'paths' must be an array of 1..%d paths "
-                             "(one with 'ask')",
-                             HS_FSM_MAX_REQUESTS);
-    size_t index;
-    const json_t *path;
-    json_array_foreach (a->paths, index, path)
-    {
-        const char *text = json_string_value (path);
-        if (!text || !sf_name_path_valid (text, strlen (text)))
-            return sf_fault_set (fault, SF_EINVAL,
-                                 "paths[%zu] must be a path like "
-                                 "/world/room1/cube",
-                                 index);
-    }
-    return 0;
+    //  An ask is one path's.
+    return s_paths (args, a, a->ask ? 1 : HS_FSM_MAX_REQUESTS, fault);
 }
 
 static int
