@@ -110,8 +110,10 @@ static const char *s_schema =
     "  api TEXT, load TEXT, heartbeat_ms INTEGER,"
     "  registered_ms INTEGER NOT NULL,"
     //  The raft index of the last change that took an entity from the
-    //  sim (granted away, orphaned, released, deleted): its heartbeat
-    //  reply tells it, so it reads what it holds only when this moved.
+    //  sim (granted away, orphaned, released, deleted) or gave it one it
+    //  did not ask for (an administrator's grant, a balancer's move):
+    //  its heartbeat reply tells it, so it reads what it holds only when
+    //  this moved.
     "  taken_index INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE entities ("
     "  path TEXT PRIMARY KEY, owner TEXT, authority TEXT,"
@@ -125,7 +127,9 @@ static const char *s_schema =
     "  revision INTEGER NOT NULL,"
     //  The transfer that granted the current epoch (0: create, import):
     //  part of the grant, so it is signed alike whenever handed out.
-    "  transfer INTEGER NOT NULL DEFAULT 0);" S_GRANT_TABLES
+    "  transfer INTEGER NOT NULL DEFAULT 0,"
+    //  The authority before the current epoch's grant (null: none).
+    "  previous TEXT);" S_GRANT_TABLES
     //  Ring members added at run time: what the raft configuration does
     //  not hold (keys, API endpoints), so every member can reach them.
     "CREATE TABLE members ("
@@ -138,10 +142,14 @@ static const char *s_schema =
     "  to_sim TEXT NOT NULL, player TEXT, epoch INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL);";
 
-//  The columns s_entity_json reads, in its order.
+//  The columns of a new entity, in s_entity_json's order.
 #define S_ENTITY_COLUMNS                                                    \
     "path, owner, authority, master, rule, epoch, checkpoint, created_ms, " \
     "updated_ms, revision"
+//  The columns s_entity_json reads: and the authority before the current
+//  epoch's grant, so a sim that missed that grant's event knows whose
+//  final state to wait for (sim-api.md section 3).
+#define S_ENTITY_READ S_ENTITY_COLUMNS ", previous"
 
 //  Every statement the state machine runs, each SQL text once: X (name,
 //  SQL). All are prepared when a database opens (hs_fsm_new, and
@@ -270,7 +278,7 @@ static const char *s_schema =
     X (S_REMOVED_DROP, "DELETE FROM removed WHERE raft_id = ?1")           \
     X (S_REMOVED_GET, "SELECT removed_at FROM removed WHERE raft_id = ?1") \
     X (S_ENTITY_GET,                                                        \
-       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE path = ?1")         \
+       "SELECT " S_ENTITY_READ " FROM entities WHERE path = ?1")            \
     X (S_ENTITY_MASTER, "SELECT master FROM entities WHERE path = ?1")      \
     X (S_ENTITY_HOLDER,                                                     \
        "SELECT authority, epoch FROM entities WHERE path = ?1")             \
@@ -291,7 +299,8 @@ static const char *s_schema =
        "WHERE path = ?1")                                                   \
     X (S_ENTITY_DELETE, "DELETE FROM entities WHERE path = ?1")             \
     X (S_ENTITY_GRANT,                                                      \
-       "UPDATE entities SET authority = ?2, epoch = epoch + 1, "            \
+       "UPDATE entities SET previous = authority, authority = ?2, "         \
+       "epoch = epoch + 1, "                                                \
        "owner = COALESCE (?5, owner), updated_ms = ?3, revision = ?4, "     \
        "transfer = ?6 WHERE path = ?1")                                     \
     /*  What a grant of the current epoch says (grants.md section 3).  */ \
@@ -331,11 +340,11 @@ static const char *s_schema =
        "revision = ?3 WHERE authority = ?1")                                \
     /*  Paths in [?1, ?2) (?1 itself unless ?4), at most ?3 of them.  */   \
     X (S_ENTITY_LIST,                                                       \
-       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE (path > ?1 OR "     \
+       "SELECT " S_ENTITY_READ " FROM entities WHERE (path > ?1 OR "        \
        "(path = ?1 AND NOT ?4)) AND path < ?2 ORDER BY path LIMIT ?3")      \
     /*  The same, of one authority ?5's entities only.  */                 \
     X (S_ENTITY_LIST_OF,                                                    \
-       "SELECT " S_ENTITY_COLUMNS " FROM entities WHERE (path > ?1 OR "     \
+       "SELECT " S_ENTITY_READ " FROM entities WHERE (path > ?1 OR "        \
        "(path = ?1 AND NOT ?4)) AND path < ?2 AND authority = ?5 "          \
        "ORDER BY path LIMIT ?3")                                            \
     X (S_TRANSFER_INSERT,                                                   \
@@ -1234,7 +1243,8 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
             || s_ensure_column (db, "entities", "transfer",
                                 "INTEGER NOT NULL DEFAULT 0")
             || s_ensure_column (db, "sims", "taken_index",
-                                "INTEGER NOT NULL DEFAULT 0")))
+                                "INTEGER NOT NULL DEFAULT 0")
+            || s_ensure_column (db, "entities", "previous", "TEXT")))
         goto failed;
     for (int id = 0; id < S_STMT_COUNT; id++)
         if (sqlite3_prepare_v3 (db, s_stmt_sql [id], -1,
@@ -1340,15 +1350,17 @@ s_entity_pack (const char *path, const char *owner, const char *authority,
     return entity;
 }
 
-//  The entity in STMT's row (the columns of S_ENTITY_COLUMNS).
+//  The entity in STMT's row (the columns of S_ENTITY_READ).
 static json_t *
 s_entity_json (sqlite3_stmt *stmt)
 {
-    return s_entity_pack (
+    json_t *entity = s_entity_pack (
         s_column (stmt, 0), s_column (stmt, 1), s_column (stmt, 2),
         s_column (stmt, 3), s_column (stmt, 4), sqlite3_column_int64 (stmt, 5),
         sqlite3_column_int64 (stmt, 7), sqlite3_column_int64 (stmt, 8),
         sqlite3_column_int64 (stmt, 9), s_column (stmt, 6));
+    json_object_set_new (entity, "previous", s_text_or_null (stmt, 10));
+    return entity;
 }
 
 static json_t *
@@ -2377,11 +2389,15 @@ s_request_one (s_apply_t *ctx, const char *path, const char *player_key,
         sf_fault_set (ctx->fault, SF_EDENIED,
                       "the rule of '%s' is deny: only its master may take it",
                       path);
-    //  Every grant is a new epoch: the fencing token receivers check.
+    //  Every grant is a new epoch: the fencing token receivers check. A
+    //  sim granted by an administrator did not ask: its heartbeat's
+    //  taken_index tells it to look, should the event not reach it.
     else if (already
-             || s_grant (ctx, path, ctx->a->sim, ctx->a->player,
-                         (int64_t) ctx->index)
-                    == 0) {
+             || (s_grant (ctx, path, ctx->a->sim, ctx->a->player,
+                          (int64_t) ctx->index)
+                     == 0
+                 && (!ctx->cmd->admin
+                     || s_taken (ctx, ctx->a->sim, NULL) == 0))) {
         //  Brief: the row as the grant left it, without reading it again.
         result = brief ? json_pack ("{s:s,s:s,s:I}", "path", path, "authority",
                                     ctx->a->sim, "epoch",
@@ -3194,6 +3210,14 @@ s_balance_move (s_apply_t *ctx)
                                                        path, "reason", reason));
     }
     size_t moved = json_array_size (results);
+    //  The target did not ask: its heartbeat's taken_index tells it to
+    //  look, should the event not reach it.
+    if (moved && s_taken (ctx, ctx->a->sim, NULL)) {
+        json_decref (results);
+        json_decref (skipped);
+        json_decref (asked);
+        return NULL;
+    }
     sqlite3_stmt *stmt = s_stmt (ctx->self, S_MOVE_PUT);
     s_bind_int (stmt, 1, (int64_t) ctx->index);
     s_bind_text (stmt, 2, ctx->a->move);

@@ -83,17 +83,19 @@ struct _sim_api_t {
                              //  not sent yet (sim_api_flush)
     zlist_t *batches;        //  s_batch_t: batch requests on the ring
     //  Fencing without events (sim_api_check).
-    zhashx_t *held;             //  path -> uint64_t epoch: what this sim held
-                                //  when its check of the ring began, or NULL
-    zhashx_t *ring_held;        //  path -> uint64_t epoch: what the ring's
-                                //  pages so far say this sim holds
-    bool checking;              //  a page of that check is on the ring
-    bool checked_once;          //  a check completed since registering
-    uint64_t checked_index;     //  the ring's taken_index it covered
-    uint64_t checking_index;    //  the one the check under way covers
-    uint64_t checked_seen;      //  the newest event seen when it started
-    uint64_t checking_seen;     //  the same, for the check under way
-    uint64_t authority_checks;  //  checks started
+    zhashx_t *held;              //  path -> uint64_t epoch: what this sim held
+                                 //  when its check of the ring began, or NULL
+    zhashx_t *ring_held;         //  path -> uint64_t epoch: what the ring's
+                                 //  pages so far say this sim holds
+    bool checking;               //  a page of that check is on the ring
+    bool checked_once;           //  a check completed since registering
+    uint64_t checked_index;      //  the ring's taken_index it covered
+    uint64_t checking_index;     //  the one the check under way covers
+    uint64_t checked_seen;       //  the newest event seen when it started
+    uint64_t checking_seen;      //  the same, for the check under way
+    json_t *error_details;       //  what the failing request's error adds
+    uint64_t authority_checks;   //  checks started
+    uint64_t authority_adopted;  //  grants taken from a check, not an event
     uint64_t authority_checks_seen;  //  skipped: the events told it all
     uint64_t foreign_checked_ms;     //  when foreign entities were last checked
     uint64_t unknown_until_ms;       //  a foreign claim's outcome may come in
@@ -301,6 +303,7 @@ sim_api_destroy (sim_api_t **self_p)
         while ((waiting = (s_waiting_t *) zlist_pop (self->queued)))
             s_waiting_destroy (&waiting);
         zlist_destroy (&self->queued);
+        json_decref (self->error_details);
         s_batch_t *batch;
         while ((batch = (s_batch_t *) zlist_pop (self->batches)))
             s_batch_destroy (&batch);
@@ -998,11 +1001,17 @@ s_op_update (sim_api_t *self, api_call_t **call_p, json_t *reply,
     if (!entity || entity->placeholder)
         return sf_fault_set (fault, SF_ENOTFOUND, "no entity '%s' here", path);
     uint64_t epoch, seq;
-    if (sim_authority_edit (self->core, path, &epoch, &seq))
+    if (sim_authority_edit (self->core, path, &epoch, &seq)) {
+        //  Where to send it instead, as this sim last heard: the client
+        //  goes there, not to the ring first.
+        if (entity->source [0])
+            self->error_details =
+                json_pack ("{s:s}", "authority", entity->source);
         return sf_fault_set (fault, SF_EDENIED,
                              "this sim is not the authority of '%s' (a "
                              "replica from '%s')",
                              path, entity->source);
+    }
     if (sim_store_set (self->config.store, entity, epoch, seq,
                        (const uint8_t *) state, size, sf_time_wall_ms ()))
         return sf_fault_set (fault, SF_EINTERNAL, "out of memory");
@@ -1107,6 +1116,8 @@ s_op_counters (sim_api_t *self, api_call_t **call_p, json_t *reply,
     json_object_set_new (
         counters, "authority_checks_seen",
         json_integer ((json_int_t) self->authority_checks_seen));
+    json_object_set_new (counters, "authority_adopted",
+                         json_integer ((json_int_t) self->authority_adopted));
     json_object_set_new (
         counters, "authority_check_pages",
         json_integer ((json_int_t) self->authority_check_pages));
@@ -2134,6 +2145,28 @@ s_check_read (void *arg, json_t *reply, const sf_fault_t *fault)
     s_waiting_destroy (&waiting);
 }
 
+//  The ring's answer to one entity.get of the check, of an entity it
+//  says is this sim's and this sim does not hold at that epoch: a grant
+//  without its claim whose event never came (a gap in the feed, or no
+//  feed). Taken as that event would have had it taken: the former
+//  authority's final state by handoff, else the checkpoint.
+static void
+s_adopt_read (void *arg, json_t *reply, const sf_fault_t *fault)
+{
+    s_waiting_t *waiting = (s_waiting_t *) arg;
+    sim_api_t *self = waiting->api;
+    zlist_remove (self->waiting, waiting);
+    if (!fault) {
+        sim_authority_grant_t grant = s_grant_of (reply, waiting->path);
+        if (grant.authority && streq (grant.authority, self->config.name)) {
+            s_grant_adopt (self, json_object_get (reply, "grant"));
+            sim_authority_seen (self->core, &grant, sf_time_mono_ms ());
+            self->authority_adopted++;
+        }
+    }
+    s_waiting_destroy (&waiting);
+}
+
 //  The check's pages are all in: judge what this sim held when it began.
 static void
 s_check_done (sim_api_t *self)
@@ -2150,6 +2183,18 @@ s_check_done (sim_api_t *self)
         json_t *args = json_pack ("{s:s}", "path", path);
         api_call_t *none = NULL;
         s_ring_wait (self, &none, "entity.get", args, path, NULL, s_check_read);
+    }
+    //  And what the ring says is this sim's but it does not hold.
+    for (uint64_t *said = (uint64_t *) zhashx_first (self->ring_held); said;
+         said = (uint64_t *) zhashx_next (self->ring_held)) {
+        const char *path = (const char *) zhashx_cursor (self->ring_held);
+        uint64_t now;
+        if (strchr (path, '@')
+            || (sim_authority_holds (self->core, path, &now) && now >= *said))
+            continue;
+        json_t *args = json_pack ("{s:s}", "path", path);
+        api_call_t *none = NULL;
+        s_ring_wait (self, &none, "entity.get", args, path, NULL, s_adopt_read);
     }
     zhashx_destroy (&self->held);
     zhashx_destroy (&self->ring_held);
@@ -2439,16 +2484,23 @@ sim_api_handle (sim_api_t *self)
     else if (s_check_fields (row, request->root, &fault)
              || s_access (row, &fault))
         rc = -1;
-    else
+    else {
+        json_decref (self->error_details);  //  only this request's
+        self->error_details = NULL;
         rc = s_ops [row->id].handler (self, &call, reply, &fault);
+    }
     if (!call)
         ;  //  taken: answered later, or already
     else if (rc == 0)
         api_router_reply (router, &call, reply);
-    else
-        api_router_fail (router, &call,
-                         fault.error == SF_OK ? SF_EINTERNAL : fault.error,
-                         fault.message);
+    else {
+        api_router_fail_with (router, &call,
+                              fault.error == SF_OK ? SF_EINTERNAL : fault.error,
+                              fault.message, self->error_details);
+        self->error_details = NULL;
+    }
+    json_decref (self->error_details);  //  a request answered later
+    self->error_details = NULL;
     json_decref (reply);
     return 0;
 }

@@ -197,6 +197,22 @@ api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
 }
 
 void
+api_router_fail_with (api_router_t *self, api_call_t **call, sf_error_t error,
+                      const char *message, json_t *details)
+{
+    if (!*call) {
+        json_decref (details);
+        return;
+    }
+    json_t *reply = api_msg_reply_error ((*call)->request.id, error, message);
+    json_t *fields = json_object_get (reply, "error");
+    //  The code and the message stay the codec's.
+    json_object_update_missing (fields, details);
+    json_decref (details);
+    s_answer (self, call, reply);
+}
+
+void
 api_call_destroy (api_call_t **call_p)
 {
     if (*call_p) {
@@ -391,10 +407,25 @@ api_router_test (bool verbose)
     reply = zstr_recv (client);
     assert (strstr (reply, "\"code\":\"not_leader\",\"message\":\"try hs2\""));
     zstr_free (&reply);
-    //  Five requests read (one of them two frames, one malformed); three
+    //  An error that says more; its code and message stay the codec's.
+    zstr_send (client, "{\"op\":\"edit\",\"id\":3}");
+    call = api_router_recv (router, "test");
+    api_router_fail_with (
+        router, &call, SF_EDENIED, "a replica",
+        json_pack ("{s:s,s:s}", "authority", "sim2", "code", "forged"));
+    reply = zstr_recv (client);
+    json_t *parsed = json_loads (reply, 0, NULL);
+    const json_t *error = json_object_get (parsed, "error");
+    assert (
+        streq (json_string_value (json_object_get (error, "code")), "denied"));
+    assert (streq (json_string_value (json_object_get (error, "authority")),
+                   "sim2"));
+    json_decref (parsed);
+    zstr_free (&reply);
+    //  Six requests read (one of them two frames, one malformed); four
     //  refused.
     const api_router_counters_t *counters = api_router_counters (router);
-    assert (counters->requests == 5 && counters->refused == 3);
+    assert (counters->requests == 6 && counters->refused == 4);
 
     zsock_destroy (&client);
     zcert_destroy (&client_cert);

@@ -108,6 +108,13 @@ void api_router_reply (api_router_t *self, api_call_t **call,
 void api_router_fail (api_router_t *self, api_call_t **call, sf_error_t error,
                       const char *message);
 
+//  As api_router_fail, with DETAILS (taken; an object, or NULL): more
+//  fields of the error object that say what to do next (sim-api.md:
+//  entity.update's denied names the authority).
+void api_router_fail_with (api_router_t *self, api_call_t **call,
+                           sf_error_t error, const char *message,
+                           json_t *details);
+
 //  Drop CALL without an answer (its client goes away, or times out).
 void api_call_destroy (api_call_t **call);
 

@@ -31,9 +31,10 @@ def percentile(values, share):
 
 
 class Edits(threading.Thread):
-    """PATHS edited round-robin at RATE per second, each at its authority;
-    the latency of each acknowledged edit in microseconds, refusals and
-    retries included."""
+    """PATHS edited round-robin at RATE per second, each at its authority
+    (after a refusal, where the refusing sim says, else where the ring
+    says); the latency of each acknowledged edit in microseconds,
+    refusals and retries included."""
 
     def __init__(self, leader, sims, paths, rate):
         super().__init__(daemon=True)
@@ -54,15 +55,23 @@ class Edits(threading.Thread):
                 n += 1
                 start = time.perf_counter()
                 retries = self.retries
+                tried = set()
                 while True:
                     where = self.where.get(path) or ring.call("entity.get", path=path)["authority"]
                     try:
                         clients[where].call("entity.update", path=path, state=str(n))
                         break
-                    except ApiError:
-                        self.where[path] = None
+                    except ApiError as error:
+                        # A fenced sim names the authority it heard of: go
+                        # there; one still taking the entity names the one
+                        # before it: wait a moment and ask the ring.
                         self.retries += 1
-                        time.sleep(0.005)
+                        tried.add(where)
+                        hint = error.reply["error"].get("authority")
+                        self.where[path] = hint if hint not in tried else None
+                        if not self.where[path]:
+                            tried.clear()
+                            time.sleep(0.002)
                 self.where[path] = where
                 self.latencies.append((time.perf_counter() - start) * 1e6)
                 if self.retries > retries:

@@ -209,6 +209,12 @@ def test_a_sim_that_saw_every_change_as_an_event_reads_nothing(fabric):
         _heartbeats(ring, sim1, 3)
         after = game1.call("counters")["counters"]
         assert (game1.call("entity.get", path="/seen/e0007")["authority"]) is False
+        # An update sent to the former authority is denied, naming the
+        # new one, so a client goes there next.
+        with pytest.raises(ApiError) as denied:
+            game1.call("entity.update", path="/seen/e0007", state="late")
+        assert denied.value.code == "denied"
+        assert denied.value.reply["error"]["authority"] == "sim2"
     assert after["authority_checks"] == before["authority_checks"], (before, after)
     assert after["authority_check_pages"] == before["authority_check_pages"]
     assert after["authority_checks_seen"] > before["authority_checks_seen"]
