@@ -1180,6 +1180,13 @@ hs_api_set_balance (hs_api_t *self, const hs_balance_config_t *config)
 }
 
 void
+hs_api_balance_applied (hs_api_t *self, const json_t *result, raft_index index)
+{
+    if (self->balance)
+        hs_balance_applied (self->balance, result, (uint64_t) index);
+}
+
+void
 hs_api_balance (hs_api_t *self, uint64_t now)
 {
     if (!self->balance || !hs_balance_enabled (self->balance)

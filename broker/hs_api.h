@@ -128,6 +128,10 @@ void hs_api_set_balance (hs_api_t *self, const hs_balance_config_t *config);
 //  queued for the next hs_api_submit.
 void hs_api_balance (hs_api_t *self, uint64_t now);
 
+//  A balance.move was applied at INDEX with RESULT (lent).
+void hs_api_balance_applied (hs_api_t *self, const json_t *result,
+                             raft_index index);
+
 //  How long an ask transfer waits for the authority's answer unless the
 //  request says (authority.request timeout_ms).
 void hs_api_set_ask_timeout (hs_api_t *self, uint64_t timeout_ms);

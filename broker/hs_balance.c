@@ -2,17 +2,18 @@
 
 #include "broker/hs_balance.h"
 #include "common/sf_name.h"
+#include "common/sf_time.h"
 
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-//  A sim's report counts a move once it was received this long after
-//  the move was sent (its commit, the event and the handover take a few
-//  milliseconds; this leaves a hundred times that), and no sooner.
-#define S_SHOWN_MS 500
-#define S_FROZEN_MS 500
+//  A sim's report shows a move once the sim acted on the move's change
+//  (its "ring_index" is the move's index or newer) and takes nothing any
+//  more ("taking" is 0). A sim that follows no event feed says no index:
+//  its report counts once received this long after the move was sent.
+#define S_SHOWN_MS 1000
 //  How soon a round that found only such sims looks again.
 #define S_RETRY_MS 100
 //  Ask moves per round at most: each is a command and a question to a
@@ -89,6 +90,38 @@ s_stamp_set (zhashx_t *table, const char *key, uint64_t ms)
     zhashx_update (table, key, s_stamp_new (ms));
 }
 
+//  A sim's last move: when it was sent, and the index it was applied at
+//  (0: not yet).
+typedef struct {
+    uint64_t sent_ms, index;
+} s_moved_t;
+
+//  SIM's move sent at SENT_MS, not applied yet. Returns it, or NULL.
+static s_moved_t *
+s_moved_set (zhashx_t *table, const char *sim, uint64_t sent_ms)
+{
+    s_moved_t *moved = (s_moved_t *) malloc (sizeof (s_moved_t));
+    if (moved) {
+        *moved = (s_moved_t){sent_ms, 0};
+        zhashx_update (table, sim, moved);
+    }
+    return moved;
+}
+
+void
+hs_balance_applied (hs_balance_t *self, const json_t *result, uint64_t index)
+{
+    static const char *const sides [] = {"from", "to"};
+    for (size_t at = 0; at < 2; at++) {
+        const char *sim =
+            json_string_value (json_object_get (result, sides [at]));
+        s_moved_t *moved =
+            sim ? (s_moved_t *) zhashx_lookup (self->moved, sim) : NULL;
+        if (moved && index > moved->index)
+            moved->index = index;
+    }
+}
+
 hs_balance_t *
 hs_balance_new (const hs_balance_config_t *config, uint64_t now_ms)
 {
@@ -97,7 +130,7 @@ hs_balance_new (const hs_balance_config_t *config, uint64_t now_ms)
     self->settled = zhashx_new ();
     zhashx_set_destructor (self->settled, s_stamp_free);
     self->moved = zhashx_new ();
-    zhashx_set_destructor (self->moved, s_stamp_free);
+    zhashx_set_destructor (self->moved, s_stamp_free);  //  plain malloc
     self->queue = json_array ();
     hs_balance_reset (self, now_ms);
     return self;
@@ -214,11 +247,17 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
         sim->capacity = fmin (1000, fmax (1, s_figure (report, "capacity")));
         sim->draining = draining && s_listed (draining, name);
         //  A move this sim's report cannot show yet.
-        uint64_t moved = s_stamp (self->moved, name);
+        s_moved_t *moved = (s_moved_t *) zhashx_lookup (self->moved, name);
         uint64_t received = now_ms - (uint64_t) age;
-        sim->frozen =
-            moved
-            && (now_ms < moved + S_FROZEN_MS || received < moved + S_SHOWN_MS);
+        double seen = s_number (report, "ring_index");
+        if (moved && !moved->index)
+            sim->frozen = true;  //  not applied yet
+        else if (moved && seen > 0)
+            sim->frozen =
+                seen < (double) moved->index || s_number (report, "taking") > 0;
+        else if (moved)
+            sim->frozen = received < moved->sent_ms + S_SHOWN_MS
+                          || s_number (report, "taking") > 0;
         const json_t *groups = json_object_get (report, "groups");
         sim->groups = (s_group_t *) calloc (json_array_size (groups) + 1,
                                             sizeof (s_group_t));
@@ -521,6 +560,45 @@ s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
         json_decref (paths);
 }
 
+//  What the ring's recent decisions (FSM's moves table) say at NOW_MS:
+//  the groups still settling and each sim's newest move, whichever
+//  leader made them. So a new leader paces as the old one did.
+static void
+s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
+{
+    uint64_t wall_ms = sf_time_wall_ms ();
+    json_t *moves = hs_fsm_moves (fsm, 1000);
+    size_t index;
+    const json_t *move;
+    json_array_foreach (moves, index, move)
+    {
+        uint64_t at_ms = (uint64_t) s_number (move, "at_ms");
+        uint64_t age = wall_ms > at_ms ? wall_ms - at_ms : 0;
+        if (age >= now_ms)
+            continue;  //  older than this member's clock can say
+        const char *group = json_string_value (json_object_get (move, "group"));
+        if (group && age < self->config.settle_ms) {
+            uint64_t until = now_ms + (self->config.settle_ms - age);
+            if (s_stamp (self->settled, group) < until)
+                s_stamp_set (self->settled, group, until);
+        }
+        uint64_t applied = (uint64_t) s_number (move, "index");
+        static const char *const sides [] = {"from", "to"};
+        for (size_t side = 0; side < 2; side++) {
+            const char *sim =
+                json_string_value (json_object_get (move, sides [side]));
+            s_moved_t *moved =
+                sim ? (s_moved_t *) zhashx_lookup (self->moved, sim) : NULL;
+            if (!sim || (moved && (!moved->index || moved->index >= applied)))
+                continue;  //  one of ours on its way, or newer
+            moved = s_moved_set (self->moved, sim, now_ms - age);
+            if (moved)
+                moved->index = applied;
+        }
+    }
+    json_decref (moves);
+}
+
 json_t *
 hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
                   uint64_t term, uint64_t now_ms)
@@ -538,6 +616,7 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
     //  are all sent.
     if (json_array_size (self->queue) == 0 && now_ms >= self->next_ms) {
         self->next_ms = now_ms + self->config.interval_ms;
+        s_recall (self, fsm, now_ms);
         zlist_t *draining = hs_fsm_draining (fsm);
         size_t count;
         s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
@@ -579,8 +658,8 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
         const char *from =
             json_string_value (json_object_get (decision, "from"));
         const char *to = json_string_value (json_object_get (decision, "to"));
-        s_stamp_set (self->moved, from, now_ms);
-        s_stamp_set (self->moved, to, now_ms);
+        s_moved_set (self->moved, from, now_ms);
+        s_moved_set (self->moved, to, now_ms);
         json_array_append (decisions, decision);
         json_array_remove (self->queue, 0);
     }
@@ -758,7 +837,7 @@ hs_balance_test (bool verbose)
         assert (streq (plans [at].from, "c")
                 && streq (plans [at].reason, "draining"));
     s_model_free (&model, count);
-    s_stamp_set (self->moved, "a", 99500);
+    s_moved_set (self->moved, "a", 99500);
     zhashx_purge (self->settled);
     model = s_model (self, sims, draining, 100000, &count);
     assert (model [0].frozen && !model [1].frozen);

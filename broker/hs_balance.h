@@ -85,6 +85,11 @@ json_t *hs_balance_view (hs_balance_t *self, const json_t *sims,
 json_t *hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
                           uint64_t term, uint64_t now_ms);
 
+//  A decision of this member's (RESULT, balance.move's, lent) was applied
+//  at INDEX: its sims' reports show it once they acted on that change.
+void hs_balance_applied (hs_balance_t *self, const json_t *result,
+                         uint64_t index);
+
 //  Self test.
 int hs_balance_test (bool verbose);
 

@@ -749,6 +749,8 @@ s_io_apply (void *handle, raft_index index, raft_term term,
         }
         if (strcmp (op, "cluster.add") == 0)
             s_learn (self, result);
+        if (self->handler && streq (op, "balance.move"))
+            hs_api_balance_applied (self->handler, result, index);
         //  A key that changed here is pushed to the peer instances by the
         //  leader (federation.md section 4).
         if (self->fed && hs_fsm_last_change (self->fsm) == index

@@ -866,6 +866,12 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
     }
 }
 
+size_t
+sim_api_taking (sim_api_t *self)
+{
+    return sim_authority_taking (self->core);
+}
+
 void
 sim_api_forget (sim_api_t *self, const char *path)
 {

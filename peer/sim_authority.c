@@ -626,6 +626,16 @@ sim_authority_claiming (sim_authority_t *self, const char *path)
     return record && record->claim;
 }
 
+size_t
+sim_authority_taking (sim_authority_t *self)
+{
+    size_t taking = 0;
+    for (s_path_t *record = (s_path_t *) zhashx_first (self->paths); record;
+         record = (s_path_t *) zhashx_next (self->paths))
+        taking += record->claim && record->granted && !record->held;
+    return taking;
+}
+
 void
 sim_authority_each_held (sim_authority_t *self,
                          void (*fn) (void *arg, const char *path,

@@ -201,6 +201,10 @@ bool sim_authority_holds (sim_authority_t *self, const char *path,
 //  True if a claim of PATH is in flight here.
 bool sim_authority_claiming (sim_authority_t *self, const char *path);
 
+//  Paths granted to this sim whose state it waits for (a handoff, or
+//  the checkpoint at the deadline): held soon, not yet. O(paths).
+size_t sim_authority_taking (sim_authority_t *self);
+
 //  Call FN with ARG for every held path and its epoch (the heartbeat's
 //  check takes a snapshot this way). FN must not call into the core.
 void sim_authority_each_held (sim_authority_t *self,

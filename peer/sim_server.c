@@ -740,6 +740,14 @@ s_load (sim_server_t *self)
         self->load, self->store, counters,
         api_router_counters (self->router)->requests, sf_time_mono_us ());
     json_decref (counters);
+    //  What the balancer needs to know this report shows its moves: the
+    //  newest change this sim acted on, and what it is still taking.
+    json_object_set_new (
+        report, "ring_index",
+        json_integer ((json_int_t) sim_ring_event_index (self->ring)));
+    json_object_set_new (
+        report, "taking",
+        json_integer ((json_int_t) sim_api_taking (self->api)));
     return report;
 }
 

@@ -146,7 +146,10 @@ class Editor(threading.Thread):
 
 
 def test_an_imported_scene_spreads_over_four_sims_within_the_band(tmp_path):
-    ring, sims = _fabric(tmp_path)
+    # A room moved stays put for the whole test: on a slow build the
+    # balancer spreads the scene while it is still being imported, and
+    # once a room settled (30 s by default) it may rightly move again.
+    ring, sims = _fabric(tmp_path, balance={"settle_ms": "600000"})
     with running(ring, sims):
         wait_leader(ring)
         paths = _import(sims[0], 200, 100)
@@ -238,8 +241,8 @@ def test_a_sim_that_joins_takes_its_share_and_a_drain_empties_one(tmp_path):
             fifth.stop()
 
 
-def test_the_new_leader_finishes_a_rebalance_without_a_move_made_twice(tmp_path):
-    ring, sims = _fabric(tmp_path, balance={"moves_per_s": "1500"})
+def test_the_new_leader_finishes_a_rebalance_and_loses_no_move(tmp_path):
+    ring, sims = _fabric(tmp_path, balance={"moves_per_s": "1500", "settle_ms": "600000"})
     with running(ring, sims):
         leader_name, _ = wait_leader(ring)
         paths = _import(sims[0], 150, 100)
@@ -255,8 +258,18 @@ def test_the_new_leader_finishes_a_rebalance_without_a_move_made_twice(tmp_path)
         counts = Counter(held.values())
         moves = _moves(others)
         terms = {m["move"].split(".")[0] for m in moves}
-        assert len(terms) == 2, terms  # both leaders decided
-        assert sum(m["moved"] for m in moves) == len(paths) - counts["sim1"]
+        assert len(terms) >= 2, terms  # both leaders decided
+        assert len({m["move"] for m in moves}) == len(moves)  # none twice
+        # No move lost: every entity is held, at the ring's epoch, by the
+        # sim the ring names. A sim that missed a move's event in the
+        # change of leader takes it late (its check), so the model may
+        # misjudge it for a moment: a room may move once more, within the
+        # issue's bound of 1.2 times the fewest moves.
+        assert sum(m["moved"] for m in moves) <= 1.2 * (len(paths) - counts["sim1"])
+        by_sim = {s.name: s for s in sims}
+        for path in paths[::97]:
+            with by_sim[held[path]].client() as game:
+                assert game.call("entity.get", path=path)["authority"] is True, path
 
 
 def test_deny_never_moves_and_ask_moves_only_with_the_games_yes(tmp_path):
