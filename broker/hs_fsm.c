@@ -3172,19 +3172,24 @@ s_move_one (s_apply_t *ctx, const char *path, const char **skipped)
     return result;
 }
 
+//  SIM is registered here. Returns 0, or -1 with FAULT (not_found).
+static int
+s_sim_known (s_apply_t *ctx, const char *sim)
+{
+    char *key = s_lookup (ctx->self, S_SIM_KEY, sim);
+    bool known = key != NULL;
+    free (key);
+    return known ? 0
+                 : sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", sim);
+}
+
 //  balance.move (load.md section 6): a balancer's decision, recorded
 //  with the grants it makes, in one command.
 static json_t *
 s_balance_move (s_apply_t *ctx)
 {
-    sqlite3_stmt *known = s_stmt (ctx->self, S_SIM_KEY);
-    s_bind_text (known, 1, ctx->a->sim);
-    bool exists = sqlite3_step (known) == SQLITE_ROW;
-    s_done (known);
-    if (!exists) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+    if (s_sim_known (ctx, ctx->a->sim))
         return NULL;
-    }
     if (s_not_draining (ctx, ctx->a->sim))
         return NULL;
     json_t *results = json_array (), *skipped = json_array ();
@@ -3255,14 +3260,8 @@ s_balance_move (s_apply_t *ctx)
 static json_t *
 s_sim_drain (s_apply_t *ctx)
 {
-    sqlite3_stmt *known = s_stmt (ctx->self, S_SIM_KEY);
-    s_bind_text (known, 1, ctx->a->sim);
-    bool exists = sqlite3_step (known) == SQLITE_ROW;
-    s_done (known);
-    if (!exists) {
-        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no sim '%s'", ctx->a->sim);
+    if (s_sim_known (ctx, ctx->a->sim))
         return NULL;
-    }
     sqlite3_stmt *stmt =
         s_stmt (ctx->self, ctx->a->drain ? S_DRAIN_PUT : S_DRAIN_DROP);
     s_bind_text (stmt, 1, ctx->a->sim);
