@@ -267,11 +267,20 @@ def test_the_new_leader_finishes_a_rebalance_and_loses_no_move(tmp_path):
         # issue's bound of 1.2 times the fewest moves.
         assert sum(m["moved"] for m in moves) <= 1.2 * (len(paths) - counts["sim1"])
         by_sim = {s.name: s for s in sims}
-        for path in paths[::97]:
-            # A sim that missed the move's event takes it at its next check.
-            with by_sim[held[path]].client() as game:
-                wait_for(lambda: game.call("entity.get", path=path)["authority"] is True,
-                         timeout=30, what=f"{path} held by {held[path]}")
+        serving = next(m for m in others if m.name == wait_leader(others)[0])
+        with serving.client() as client:
+
+            def taken(path):
+                # The ring's authority now (the balancer may still be
+                # finishing, inside the band), holding at the ring's epoch.
+                ring_view = client.call("entity.get", path=path)
+                with by_sim[ring_view["authority"]].client() as game:
+                    sim_view = game.call("entity.get", path=path)
+                return sim_view["authority"] is True and sim_view["epoch"] == ring_view["epoch"]
+
+            for path in paths[::97]:
+                # A sim that missed the move's event takes it at its next check.
+                wait_for(lambda: taken(path), timeout=30, what=f"{path} held by its authority")
 
 
 def test_deny_never_moves_and_ask_moves_only_with_the_games_yes(tmp_path):
