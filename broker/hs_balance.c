@@ -25,6 +25,9 @@
 #ifndef S_MOVE_PATHS
 #define S_MOVE_PATHS 64
 #endif
+//  Entities players own read per sim and round, to link its rooms: a
+//  bound on the round's cost (an index range each).
+#define S_OWNED_MAX 4096
 //  Loads this close are equal (the model's sums are not exact).
 #define S_EPSILON 1e-9
 
@@ -32,6 +35,7 @@
 typedef struct {
     const char *name;  //  lent: the report's
     double entities, load;
+    size_t unit;  //  the heaviest group it goes with: its own index if none
 } s_group_t;
 
 //  One candidate sim, as modelled.
@@ -281,6 +285,8 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
         sim->load += config->entity_cost * s_figure (rest, "entities")
                      + config->update_cost * s_figure (rest, "updates_per_s");
         qsort (sim->groups, sim->n_groups, sizeof (s_group_t), s_by_load);
+        for (size_t kept = 0; kept < sim->n_groups; kept++)
+            sim->groups [kept].unit = kept;
     }
     *count = at;
     qsort (model, at, sizeof (s_sim_t), s_by_name);
@@ -305,6 +311,63 @@ s_model_free (s_sim_t **model_p, size_t count)
         free ((*model_p) [at].groups);
     free (*model_p);
     *model_p = NULL;
+}
+
+//  The unit of GROUP in SIM: the heaviest group it is linked to.
+static size_t
+s_unit (const s_sim_t *sim, size_t group)
+{
+    while (sim->groups [group].unit != group)
+        group = sim->groups [group].unit;
+    return group;
+}
+
+//  Link the groups of SIM that a player's entities share: OWNED (lent)
+//  lists what players own that SIM holds, by owner (hs_fsm_owned_held).
+//  Each group's unit becomes the heaviest group linked to it, so the
+//  rooms where the same players act move together (load.md section 5).
+//  Groups outside the report's are not linked: their load is not known.
+static void
+s_link (s_sim_t *sim, const json_t *owned)
+{
+    zhashx_t *index = zhashx_new ();
+    for (size_t group = 0; group < sim->n_groups; group++)
+        zhashx_insert (index, sim->groups [group].name,
+                       (void *) (uintptr_t) (group + 1));
+    const char *owner = NULL;
+    size_t first = 0;  //  the owner's first group found, + 1
+    size_t at;
+    const json_t *item;
+    json_array_foreach (owned, at, item)
+    {
+        const char *path = json_string_value (json_object_get (item, "path"));
+        const char *by = json_string_value (json_object_get (item, "owner"));
+        if (!path || !by)
+            continue;
+        if (!owner || !streq (owner, by))
+            first = 0;
+        owner = by;
+        //  The group of PATH as the sims count it: its parent path.
+        const char *slash = strrchr (path, '/');
+        char name [SF_NAME_MAX_PATH + 1];
+        snprintf (name, sizeof name, "%.*s",
+                  (int) (slash && slash != path ? slash - path : 1), path);
+        size_t group = (size_t) (uintptr_t) zhashx_lookup (index, name);
+        if (!group)
+            continue;
+        if (!first) {
+            first = group;
+            continue;
+        }
+        size_t left = s_unit (sim, first - 1), right = s_unit (sim, group - 1);
+        if (left < right)
+            sim->groups [right].unit = left;
+        else
+            sim->groups [left].unit = right;
+    }
+    for (size_t group = 0; group < sim->n_groups; group++)
+        sim->groups [group].unit = s_unit (sim, group);
+    zhashx_destroy (&index);
 }
 
 static bool
@@ -384,7 +447,52 @@ s_target (s_sim_t *model, size_t count, const s_sim_t *source)
     return best;
 }
 
-//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
+//  Whether GROUP of SOURCE may move this round: it has entities, costs
+//  something (or its sim drains) and is not settling.
+static bool
+s_movable (hs_balance_t *self, const s_sim_t *source, const s_group_t *group,
+           uint64_t now_ms)
+{
+    return group->entities >= 1 && (group->load > S_EPSILON || source->draining)
+           && s_stamp (self->settled, group->name) <= now_ms;
+}
+
+//  Fill PLAN: ENTITIES of MOVING from SOURCE to TARGET (one of MEMBERS
+//  rooms moving together), the model's loads and *BUDGET as after it.
+static void
+s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
+            s_sim_t *target, s_group_t *moving, double entities, bool starved,
+            size_t members, uint64_t now_ms, double *budget)
+{
+    double band = self->config.band;
+    plan->group = moving->name;
+    plan->from = source->name;
+    plan->to = target->name;
+    plan->entities = entities >= moving->entities ? 0 : (size_t) entities;
+    int size;
+    if (source->draining)
+        size = snprintf (plan->reason, sizeof plan->reason, "draining");
+    else if (starved)
+        size = snprintf (plan->reason, sizeof plan->reason,
+                         "below band: %.6f < %.2f * %.6f", target->load,
+                         1 - band, target->share);
+    else
+        size = snprintf (plan->reason, sizeof plan->reason,
+                         "above band: %.6f > %.2f * %.6f", source->load,
+                         1 + band, source->share);
+    if (members > 1 && size > 0 && (size_t) size < sizeof plan->reason)
+        snprintf (plan->reason + size, sizeof plan->reason - (size_t) size,
+                  "; with %zu rooms that players share", members - 1);
+    double load = moving->load / moving->entities * entities;
+    source->load -= load;
+    target->load += load;
+    moving->entities -= entities;
+    moving->load -= load;
+    *budget -= entities;
+    s_stamp_set (self->settled, moving->name, now_ms + self->config.settle_ms);
+}
+
+//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
 //  moved, at most MAX moves into PLANS; NOW_MS for the groups settling.
 //  Returns the moves planned; MODEL's loads are as after them.
 static size_t
@@ -426,14 +534,51 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
             if (!s_giving (source, band, starved))
                 break;
             s_group_t *moving = &source->groups [group];
-            if (moving->entities < 1
-                || (moving->load <= S_EPSILON && !source->draining)
-                || s_stamp (self->settled, moving->name) > now_ms)
-                continue;
+            if (moving->unit != group
+                || !s_movable (self, source, moving, now_ms))
+                continue;  //  it goes with the heavier room it is linked to
             s_sim_t *target = s_target (model, count, source);
             if (!target)
                 break;
             double room = target->share - target->load;
+            //  Rooms the same players act in go together, if they fit.
+            size_t members = 0;
+            double unit_load = 0, unit_entities = 0;
+            for (size_t other = group; other < source->n_groups; other++) {
+                s_group_t *member = &source->groups [other];
+                if (member->unit == group
+                    && s_movable (self, source, member, now_ms)) {
+                    members++;
+                    unit_load += member->load;
+                    unit_entities += member->entities;
+                }
+            }
+            if (members > 1) {
+                bool keeps =
+                    source->draining
+                    || source->load - unit_load >= source->share - S_EPSILON;
+                if (unit_load <= room + S_EPSILON && keeps) {
+                    if (unit_entities > budget + S_EPSILON && planned > 0)
+                        goto done;
+                    for (size_t other = group;
+                         other < source->n_groups && planned < max; other++) {
+                        s_group_t *member = &source->groups [other];
+                        if (member->unit == group
+                            && s_movable (self, source, member, now_ms))
+                            s_plan_add (self, &plans [planned++], source,
+                                        target, member, member->entities,
+                                        starved, members, now_ms, &budget);
+                    }
+                    continue;
+                }
+                //  Parted only as a room is split: together they alone
+                //  exceed a sim's share, or a drain must move them.
+                if (!source->draining && unit_load <= target->share)
+                    continue;
+                for (size_t other = group; other < source->n_groups; other++)
+                    if (source->groups [other].unit == group)
+                        source->groups [other].unit = other;
+            }
             double per_entity = moving->load / moving->entities;
             double entities = moving->entities;
             bool fits = moving->load <= room + S_EPSILON;
@@ -459,30 +604,8 @@ s_plan (hs_balance_t *self, s_sim_t *model, size_t count, double budget,
             //  The round's budget; a group larger than it all goes alone.
             if (entities > budget + S_EPSILON && planned > 0)
                 goto done;
-            s_plan_t *plan = &plans [planned++];
-            plan->group = moving->name;
-            plan->from = source->name;
-            plan->to = target->name;
-            plan->entities =
-                entities >= moving->entities ? 0 : (size_t) entities;
-            if (source->draining)
-                snprintf (plan->reason, sizeof plan->reason, "draining");
-            else if (starved)
-                snprintf (plan->reason, sizeof plan->reason,
-                          "below band: %.6f < %.2f * %.6f", target->load,
-                          1 - band, target->share);
-            else
-                snprintf (plan->reason, sizeof plan->reason,
-                          "above band: %.6f > %.2f * %.6f", source->load,
-                          1 + band, source->share);
-            double load = per_entity * entities;
-            source->load -= load;
-            target->load += load;
-            moving->entities -= entities;
-            moving->load -= load;
-            budget -= entities;
-            s_stamp_set (self->settled, moving->name,
-                         now_ms + self->config.settle_ms);
+            s_plan_add (self, &plans [planned++], source, target, moving,
+                        entities, starved, 1, now_ms, &budget);
         }
     }
 done:
@@ -621,6 +744,17 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
         size_t count;
         s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
         zlist_destroy (&draining);
+        //  Only a sim that may give needs its rooms linked.
+        for (size_t at = 0; at < count; at++) {
+            if (model [at].frozen
+                || (!model [at].draining
+                    && model [at].load <= model [at].share))
+                continue;
+            json_t *owned =
+                hs_fsm_owned_held (fsm, model [at].name, S_OWNED_MAX);
+            s_link (&model [at], owned);
+            json_decref (owned);
+        }
         size_t max = 0;
         for (size_t at = 0; at < count; at++)
             max += model [at].n_groups;
@@ -870,6 +1004,48 @@ hs_balance_test (bool verbose)
         assert (s_balanced (&model [at], config.band));
     assert (strstr (plans [0].reason, "below band"));
     s_model_free (&model, count);
+    json_decref (sims);
+
+    //  Rooms the same players own entities in go together: 8 equal rooms
+    //  on a would part 00-03 from 04-07; ada's 01 and 06, and bob's 02 and
+    //  05, end on one sim each. Together above a share, they part.
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/w", 8, 25, 0, 10), "b",
+                      s_test_report ("/w", 0, 0, 0, 10));
+    json_t *owned = json_pack (
+        "[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "path",
+        "/w/room01/e1", "owner", "ada", "path", "/w/room06/e2", "owner", "ada",
+        "path", "/w/room02/e3", "owner", "bob", "path", "/w/room05/e4", "owner",
+        "bob", "path", "/elsewhere/e5", "owner", "bob");
+    model = s_model (self, sims, NULL, 100000, &count);
+    s_link (&model [0], owned);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    zhashx_t *where = zhashx_new ();
+    for (size_t at = 0; at < planned; at++)
+        zhashx_insert (where, plans [at].group, (void *) plans [at].to);
+    assert (zhashx_lookup (where, "/w/room01")
+            == zhashx_lookup (where, "/w/room06"));
+    assert (zhashx_lookup (where, "/w/room02")
+            == zhashx_lookup (where, "/w/room05"));
+    assert (zhashx_size (where) == 4);
+    for (size_t at = 0; at < count; at++)
+        assert (s_balanced (&model [at], config.band));
+    zhashx_destroy (&where);
+    s_model_free (&model, count);
+    json_decref (sims);
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/w", 2, 25, 0, 10), "b",
+                      s_test_report ("/w", 0, 0, 0, 10));
+    model = s_model (self, sims, NULL, 100000, &count);
+    json_decref (owned);
+    owned = json_pack ("[{s:s,s:s},{s:s,s:s}]", "path", "/w/room00/e1", "owner",
+                       "ada", "path", "/w/room01/e2", "owner", "ada");
+    s_link (&model [0], owned);
+    assert (model [0].groups [1].unit == 0);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    assert (planned == 1 && plans [0].entities == 0);
+    s_model_free (&model, count);
+    json_decref (owned);
     json_decref (sims);
 
     //  A silent sim (no report for three intervals) is no candidate.

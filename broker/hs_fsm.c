@@ -88,7 +88,9 @@
 //  The balancer's records (load.md sections 6 and 7), created when
 //  missing, so an image from before them opens too: its decisions (the
 //  last 1,000, by the index of the command that made each) and the sims
-//  draining.
+//  draining. The entities players own, by sim, for the rooms that go
+//  together (section 5): partial, so an entity without an owner costs
+//  no index write.
 #define S_BALANCE_TABLES                                                    \
     "CREATE TABLE IF NOT EXISTS moves ("                                    \
     "  id INTEGER PRIMARY KEY, move TEXT NOT NULL, at_ms INTEGER NOT NULL," \
@@ -96,7 +98,9 @@
     "  moved INTEGER NOT NULL, skipped INTEGER NOT NULL,"                   \
     "  reason TEXT NOT NULL);"                                              \
     "CREATE TABLE IF NOT EXISTS draining ("                                 \
-    "  sim TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);"
+    "  sim TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);"                   \
+    "CREATE INDEX IF NOT EXISTS entities_owned ON entities"                 \
+    "  (authority, owner, path) WHERE owner IS NOT NULL;"
 
 static const char *s_schema =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -255,6 +259,11 @@ static const char *s_schema =
     X (S_GROUP_HELD,                                                        \
        "SELECT path, rule FROM entities WHERE path > ?4 AND path >= ?1 "    \
        "AND path < ?2 AND authority = ?3 ORDER BY path LIMIT ?5")           \
+    /*  The entities players own that ?1 holds, by owner (load.md      \
+        section 5).  */                                                    \
+    X (S_OWNED_HELD,                                                        \
+       "SELECT path, owner FROM entities WHERE authority = ?1 AND owner "   \
+       "IS NOT NULL ORDER BY owner, path LIMIT ?2")                         \
     X (S_SIMS_SILENT,                                                       \
        "SELECT DISTINCT sims.id FROM sims JOIN entities ON "                \
        "entities.authority = sims.id WHERE sims.heartbeat_ms < ?1")         \
@@ -3351,6 +3360,21 @@ hs_fsm_group_held (hs_fsm_t *self, const char *group, const char *sim,
     return held;
 }
 
+json_t *
+hs_fsm_owned_held (hs_fsm_t *self, const char *sim, size_t limit)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_OWNED_HELD);
+    s_bind_text (stmt, 1, sim);
+    s_bind_int (stmt, 2, (int64_t) limit);
+    json_t *owned = json_array ();
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (owned, json_pack ("{s:s,s:s}", "path",
+                                                 s_column (stmt, 0), "owner",
+                                                 s_column (stmt, 1)));
+    s_done (stmt);
+    return owned;
+}
+
 zlist_t *
 hs_fsm_expired_sims (hs_fsm_t *self, uint64_t now_ms, uint64_t lease_ms)
 {
@@ -3999,6 +4023,31 @@ s_test_balance (void)
     }
     json_t *held = hs_fsm_group_held (fsm, "/r", "a", NULL, 10);
     assert (json_array_size (held) == 3);  //  not /r/4 (c's), nor /r/5/deep
+    json_decref (held);
+    //  What players own, by the sim holding it: a's /s/1 only.
+    zcert_t *player_cert = zcert_new ();
+    snprintf (text, sizeof text, "{\"player\":\"p\",\"key\":\"%s\"}",
+              zcert_public_txt (player_cert));
+    json_t *registered = s_test_apply (fsm, ++index, "player.register", text,
+                                       admin, true, &fault);
+    assert (registered);
+    json_decref (registered);
+    zcert_destroy (&player_cert);
+    static const char *const owned [][2] = {{"/s/1", "a"}, {"/s/2", "c"}};
+    for (size_t at = 0; at < 2; at++) {
+        snprintf (text, sizeof text,
+                  "{\"path\":\"%s\",\"owner\":\"p\",\"authority\":\"%s\"}",
+                  owned [at][0], owned [at][1]);
+        json_t *done = s_test_apply (fsm, ++index, "entity.create", text, admin,
+                                     true, &fault);
+        assert (done);
+        json_decref (done);
+    }
+    held = hs_fsm_owned_held (fsm, "a", 10);
+    assert (json_array_size (held) == 1);
+    const json_t *mine = json_array_get (held, 0);
+    assert (streq (json_string_value (json_object_get (mine, "path")), "/s/1"));
+    assert (streq (json_string_value (json_object_get (mine, "owner")), "p"));
     json_decref (held);
     held = hs_fsm_group_held (fsm, "/r", "a", "/r/1", 1);
     assert (json_array_size (held) == 1

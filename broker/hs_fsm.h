@@ -163,6 +163,11 @@ zlist_t *hs_fsm_draining (hs_fsm_t *self);
 json_t *hs_fsm_group_held (hs_fsm_t *self, const char *group, const char *sim,
                            const char *after, size_t limit);
 
+//  At most LIMIT entities that SIM holds and a player owns, by owner,
+//  then path: [{"path", "owner"}] (load.md section 5: the rooms that go
+//  together). A new reference.
+json_t *hs_fsm_owned_held (hs_fsm_t *self, const char *sim, size_t limit);
+
 //  Members added with cluster.add: [{"name", "raft_id", "raft", "api",
 //  "key"}]. A new reference.
 json_t *hs_fsm_members (hs_fsm_t *self);

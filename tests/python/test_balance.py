@@ -30,12 +30,16 @@ def _fabric(tmp_path, sims=4, balance=None, sim_extra=None):
     return ring, made
 
 
-def _import(sim, rooms, per_room, prefix="/scene", rule="allow"):
-    """ROOMS rooms of PER_ROOM entities onto SIM, 1,000 per call."""
+def _import(sim, rooms, per_room, prefix="/scene", rule="allow", owners=None):
+    """ROOMS rooms of PER_ROOM entities onto SIM, 1,000 per call; OWNERS
+    maps a path to the player that owns it."""
     paths = [f"{prefix}/room{r:03d}/e{e:03d}" for r in range(rooms) for e in range(per_room)]
+    owners = owners or {}
     with sim.client(timeout=30) as client:
         for at in range(0, len(paths), 1000):
-            batch = [{"path": p, "state": "0", "rule": rule} for p in paths[at:at + 1000]]
+            batch = [dict({"path": p, "state": "0", "rule": rule},
+                          **({"owner": owners[p]} if p in owners else {}))
+                     for p in paths[at:at + 1000]]
             # As sim-api.md says: on unavailable (no leader for a moment,
             # as on a slow machine) send it again; the ring takes the same
             # batch again as done.
@@ -332,6 +336,34 @@ def test_a_room_stays_whole_unless_it_alone_exceeds_a_share(tmp_path):
             assert len({held[p] for p in small if f"/room{room:03d}/" in p}) == 1
         # 500 of 600 is more than a share (300): the only room split.
         assert {held[p] for p in big} == {"sim1", "sim2"}
+
+
+def test_rooms_where_the_same_players_own_entities_move_together(tmp_path):
+    """8 equal rooms on sim1: balanced alone, rooms 0-3 would go and 4-7
+    stay. ada owns an entity in rooms 1 and 6, bob in rooms 2 and 5:
+    the ring sees that (claims for a player make it the owner), and
+    each pair ends on one sim."""
+    ring, sims = _fabric(tmp_path, sims=2)
+    with running(ring, sims):
+        leader, _ = wait_leader(ring)
+        member = next(m for m in ring if m.name == leader)
+        for player in ("ada", "bob"):
+            with member.client() as client:
+                client.call("player.register", player=player)
+        owners = {"/p/room001/e003": "ada", "/p/room006/e010": "ada",
+                  "/p/room002/e000": "bob", "/p/room005/e024": "bob"}
+        paths = _import(sims[0], 8, 25, prefix="/p", owners=owners)
+        wait_for(lambda: _all_balanced(ring, ["sim1", "sim2"], len(paths)),
+                 timeout=60, what="both sims in the band")
+        held = _authorities(ring, "/p/")
+        rooms = defaultdict(set)
+        for path, sim in held.items():
+            rooms[path.split("/")[2]].add(sim)
+        assert all(len(at) == 1 for at in rooms.values()), rooms  # rooms whole
+        assert rooms["room001"] == rooms["room006"], rooms
+        assert rooms["room002"] == rooms["room005"], rooms
+        assert Counter(held.values()) == {"sim1": 100, "sim2": 100}
+        assert any("players share" in m["reason"] for m in _moves(ring))
 
 
 def test_a_skewed_room_moves_load_not_entity_counts(tmp_path):
