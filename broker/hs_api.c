@@ -1167,7 +1167,8 @@ s_load_op (hs_api_t *self, api_call_t *call, const char *principal,
                              json_pack ("{s:b,s:f,s:o}", "enabled",
                                         hs_balance_enabled (self->balance),
                                         "band", hs_balance_band (self->balance),
-                                        "moves", hs_fsm_moves (self->fsm, 50)));
+                                        "moves",
+                                        hs_fsm_moves (self->fsm, 0, 50)));
     }
     s_reply (self, &call, all);
 }

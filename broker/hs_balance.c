@@ -63,6 +63,7 @@ struct _hs_balance_t {
     zhashx_t *settled;   //  group -> ms until it may move again
     zhashx_t *moved;     //  sim -> ms of its last move
     uint64_t decisions;  //  made by this member, for ids
+    uint64_t recalled;   //  the ring's decisions are read up to this index
 };
 
 static void *
@@ -170,6 +171,7 @@ hs_balance_reset (hs_balance_t *self, uint64_t now_ms)
 {
     zhashx_purge (self->settled);
     zhashx_purge (self->moved);
+    self->recalled = 0;
     self->next_ms = now_ms + self->config.interval_ms;
     self->refill_ms = now_ms;
     self->tokens = 0;
@@ -690,11 +692,15 @@ static void
 s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
 {
     uint64_t wall_ms = sf_time_wall_ms ();
-    json_t *moves = hs_fsm_moves (fsm, 1000);
+    //  Those read before are in the tables already: a round that waits
+    //  for reports looks again ten times a second.
+    json_t *moves = hs_fsm_moves (fsm, self->recalled, 1000);
     size_t index;
     const json_t *move;
     json_array_foreach (moves, index, move)
     {
+        if ((uint64_t) s_number (move, "index") > self->recalled)
+            self->recalled = (uint64_t) s_number (move, "index");
         uint64_t at_ms = (uint64_t) s_number (move, "at_ms");
         uint64_t age = wall_ms > at_ms ? wall_ms - at_ms : 0;
         if (age >= now_ms)

@@ -248,17 +248,18 @@ static const char *s_schema =
        "DESC LIMIT 1 OFFSET 1000)")                                         \
     X (S_MOVES_LIST,                                                        \
        "SELECT move, id, at_ms, grp, from_sim, to_sim, moved, skipped, "    \
-       "reason FROM moves ORDER BY id DESC LIMIT ?1")                       \
+       "reason FROM moves WHERE id > ?2 ORDER BY id DESC LIMIT ?1")         \
     X (S_DRAIN_PUT,                                                         \
        "INSERT OR IGNORE INTO draining (sim, since_ms) VALUES (?1, ?2)")    \
     X (S_DRAIN_DROP, "DELETE FROM draining WHERE sim = ?1")                 \
     X (S_DRAIN_GET, "SELECT since_ms FROM draining WHERE sim = ?1")         \
     X (S_DRAINING, "SELECT sim FROM draining ORDER BY sim")                 \
     /*  A group's entities held by ?3 (load.md section 5): the paths in   \
-        [?1, ?2), in path order, after ?4.  */                             \
+        (?1, ?2), in path order. One lower bound: given two, SQLite ranges \
+        the index on one of them only, which may be the table's start.  */ \
     X (S_GROUP_HELD,                                                        \
-       "SELECT path, rule FROM entities WHERE path > ?4 AND path >= ?1 "    \
-       "AND path < ?2 AND authority = ?3 ORDER BY path LIMIT ?5")           \
+       "SELECT path, rule FROM entities WHERE path > ?1 AND path < ?2 "     \
+       "AND authority = ?3 ORDER BY path LIMIT ?4")                         \
     /*  The entities players own that ?1 holds, by owner (load.md      \
         section 5).  */                                                    \
     X (S_OWNED_HELD,                                                        \
@@ -3292,14 +3293,15 @@ static json_t *
 s_balance_moves_read (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
 {
     (void) fault;
-    return json_pack ("{s:o}", "moves", hs_fsm_moves (self, a->limit));
+    return json_pack ("{s:o}", "moves", hs_fsm_moves (self, 0, a->limit));
 }
 
 json_t *
-hs_fsm_moves (hs_fsm_t *self, int64_t limit)
+hs_fsm_moves (hs_fsm_t *self, uint64_t after, int64_t limit)
 {
     sqlite3_stmt *stmt = s_stmt (self, S_MOVES_LIST);
     s_bind_int (stmt, 1, limit);
+    s_bind_int (stmt, 2, (int64_t) after);
     json_t *moves = json_array ();
     while (sqlite3_step (stmt) == SQLITE_ROW)
         json_array_append_new (
@@ -3340,11 +3342,11 @@ hs_fsm_group_held (hs_fsm_t *self, const char *group, const char *sim,
         streq (group, "/") ? strdup ("/") : zsys_sprintf ("%s/", group);
     char *upper = zsys_sprintf ("%s\xff", lower);
     sqlite3_stmt *stmt = s_stmt (self, S_GROUP_HELD);
-    s_bind_text (stmt, 1, lower);
+    //  Every path of the group sorts after LOWER ("GROUP/" is no path).
+    s_bind_text (stmt, 1, after && strcmp (after, lower) > 0 ? after : lower);
     s_bind_text (stmt, 2, upper);
     s_bind_text (stmt, 3, sim);
-    s_bind_text (stmt, 4, after ? after : "");
-    s_bind_int (stmt, 5, -1);
+    s_bind_int (stmt, 4, -1);
     json_t *held = json_array ();
     while (json_array_size (held) < limit
            && sqlite3_step (stmt) == SQLITE_ROW) {
@@ -4093,7 +4095,7 @@ s_test_balance (void)
     assert (result
             && json_integer_value (json_object_get (result, "moved")) == 0);
     json_decref (result);
-    json_t *moves = hs_fsm_moves (fsm, 50);
+    json_t *moves = hs_fsm_moves (fsm, 0, 50);
     assert (json_array_size (moves) == 2);
     assert (json_integer_value (
                 json_object_get (json_array_get (moves, 1), "moved"))

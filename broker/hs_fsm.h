@@ -149,10 +149,11 @@ json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
 json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
                      sf_fault_t *fault);
 
-//  The balancer's last LIMIT decisions (load.md section 6), newest
-//  first: [{"move", "index", "at_ms", "group", "from", "to", "moved",
-//  "skipped", "reason"}]. A new reference.
-json_t *hs_fsm_moves (hs_fsm_t *self, int64_t limit);
+//  The balancer's last LIMIT decisions (load.md section 6) made by
+//  commands after index AFTER (0: any), newest first: [{"move", "index",
+//  "at_ms", "group", "from", "to", "moved", "skipped", "reason"}]. A new
+//  reference.
+json_t *hs_fsm_moves (hs_fsm_t *self, uint64_t after, int64_t limit);
 
 //  The names of the sims draining (load.md section 7). A new list.
 zlist_t *hs_fsm_draining (hs_fsm_t *self);

@@ -51,7 +51,11 @@ struct _sim_authority_t {
     char *name;             //  this sim
     sim_authority_io_t io;  //  the world
     zhashx_t *paths;        //  path -> s_path_t
-    uint64_t claims;        //  the last claim id given
+    //  path -> s_path_t (lent: PATHS'): those with a deadline (a granted
+    //  claim, an early state), so the tick walks them, not every path
+    //  (a sim may hold 100,000). Left when the tick finds none.
+    zhashx_t *timed;
+    uint64_t claims;  //  the last claim id given
 };
 
 static uint8_t *
@@ -151,6 +155,7 @@ sim_authority_new (const char *name, const sim_authority_io_t *io)
     self->paths = zhashx_new ();
     zhashx_set_destructor (self->paths,
                            (zhashx_destructor_fn *) s_path_destroy);
+    self->timed = zhashx_new ();
     return self;
 }
 
@@ -159,6 +164,7 @@ sim_authority_destroy (sim_authority_t **self_p)
 {
     if (*self_p) {
         sim_authority_t *self = *self_p;
+        zhashx_destroy (&self->timed);
         zhashx_destroy (&self->paths);
         free (self->name);
         free (self);
@@ -350,6 +356,7 @@ s_granted (sim_authority_t *self, s_path_t *record,
         record->checkpoint_size = grant->checkpoint_size;
     }
     record->deadline_ms = now_ms + SIM_AUTHORITY_HANDOFF_WAIT_MS;
+    zhashx_update (self->timed, record->path, record);
     s_grant_free (&record->mine);
     if (!grant->previous || s_same (grant->previous, self->name)) {
         //  An orphan (or ours, lost meanwhile): the ring's checkpoint.
@@ -505,8 +512,10 @@ sim_authority_deleted (sim_authority_t *self, const char *path)
         return;
     if (record->held)
         s_fence (self, record, record->epoch, NULL, true);
-    if (!record->claim)
+    if (!record->claim) {
+        zhashx_delete (self->timed, path);
         zhashx_delete (self->paths, path);
+    }
 }
 
 void
@@ -543,6 +552,7 @@ sim_authority_handoff (sim_authority_t *self, const char *path,
     record->early_state = s_copy (state, size);
     record->early_size = size;
     record->early_until = now_ms + SIM_AUTHORITY_EARLY_KEEP_MS;
+    zhashx_update (self->timed, record->path, record);
     return 0;
 }
 
@@ -552,13 +562,20 @@ sim_authority_tick (sim_authority_t *self, uint64_t now_ms)
     //  s_finish acts, and the world may not change the table meanwhile,
     //  but the cursor must not move under us: collect first.
     zlist_t *due = zlist_new ();
-    for (s_path_t *record = (s_path_t *) zhashx_first (self->paths); record;
-         record = (s_path_t *) zhashx_next (self->paths)) {
+    zlist_t *idle = zlist_new ();
+    for (s_path_t *record = (s_path_t *) zhashx_first (self->timed); record;
+         record = (s_path_t *) zhashx_next (self->timed)) {
         if (record->early_from && record->early_until <= now_ms)
             s_early_clear (record);
         if (record->claim && record->granted && record->deadline_ms <= now_ms)
             zlist_append (due, record);
+        else if (!record->early_from && !(record->claim && record->granted))
+            zlist_append (idle, record);
     }
+    for (s_path_t *record = (s_path_t *) zlist_first (idle); record;
+         record = (s_path_t *) zlist_next (idle))
+        zhashx_delete (self->timed, record->path);
+    zlist_destroy (&idle);
     for (s_path_t *record = (s_path_t *) zlist_first (due); record;
          record = (s_path_t *) zlist_next (due)) {
         uint8_t *checkpoint = record->checkpoint;
@@ -629,9 +646,10 @@ sim_authority_claiming (sim_authority_t *self, const char *path)
 size_t
 sim_authority_taking (sim_authority_t *self)
 {
+    //  A granted claim has a deadline: it is timed.
     size_t taking = 0;
-    for (s_path_t *record = (s_path_t *) zhashx_first (self->paths); record;
-         record = (s_path_t *) zhashx_next (self->paths))
+    for (s_path_t *record = (s_path_t *) zhashx_first (self->timed); record;
+         record = (s_path_t *) zhashx_next (self->timed))
         taking += record->claim && record->granted && !record->held;
     return taking;
 }

@@ -346,12 +346,19 @@ s_event_one (sim_ring_t *self, zsock_t *events)
     zmsg_destroy (&msg);
 }
 
+//  Time the events may take per turn of the loop: a burst of moves (64
+//  paths an event, each fenced, handed over or taken) must not hold the
+//  sim's API for the whole burst; the loop calls again next turn.
+#define S_EVENTS_US 1000
+
 static int
 s_handle_event (sf_loop_t *loop, zsock_t *events, void *arg)
 {
     (void) loop;
     sim_ring_t *self = (sim_ring_t *) arg;
+    uint64_t until = sf_time_mono_us () + S_EVENTS_US;
     for (int count = 0; count < S_DRAIN && !self->detached
+                        && (count == 0 || sf_time_mono_us () < until)
                         && (zsock_events (events) & ZMQ_POLLIN);
          count++)
         s_event_one (self, events);
