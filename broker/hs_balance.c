@@ -494,7 +494,7 @@ s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
     s_stamp_set (self->settled, moving->name, now_ms + self->config.settle_ms);
 }
 
-//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
+//  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
 //  moved, at most MAX moves into PLANS; NOW_MS for the groups settling.
 //  Returns the moves planned; MODEL's loads are as after them.
 static size_t

@@ -93,8 +93,6 @@ struct _sim_api_t {
     uint64_t checking_index;     //  the one the check under way covers
     uint64_t checked_seen;       //  the newest event seen when it started
     uint64_t checking_seen;      //  the same, for the check under way
-    uint64_t waited_through;     //  the newest event when a check last
-                                 //  waited for the events to catch up
     json_t *error_details;       //  what the failing request's error adds
     uint64_t authority_checks;   //  checks started
     uint64_t authority_adopted;  //  grants taken from a check, not an event
@@ -2297,12 +2295,11 @@ sim_api_check (sim_api_t *self, uint64_t taken_index)
         //  and a sim takes them a little at a time: under a stream of moves
         //  they lag it. What a whole chain covered is known; the rest waits
         //  for the next heartbeat, as long as the events move on (they
-        //  fence this sim as they come). Events that stopped, or a gap,
-        //  and it reads.
-        if (through > shown && sim_ring_saw (self->config.ring, shown, through)
-            && through > self->waited_through) {
+        //  fence this sim as they come; SHOWN is where they were at the
+        //  last heartbeat). Events that stopped, or a gap, and it reads.
+        if (through > shown
+            && sim_ring_saw (self->config.ring, shown, through)) {
             self->checked_index = through;
-            self->waited_through = through;
             self->authority_checks_waited++;
             return;
         }
