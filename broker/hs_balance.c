@@ -699,8 +699,9 @@ s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
     const json_t *move;
     json_array_foreach (moves, index, move)
     {
-        if ((uint64_t) s_number (move, "index") > self->recalled)
-            self->recalled = (uint64_t) s_number (move, "index");
+        uint64_t applied = (uint64_t) s_number (move, "index");
+        if (applied > self->recalled)
+            self->recalled = applied;
         uint64_t at_ms = (uint64_t) s_number (move, "at_ms");
         uint64_t age = wall_ms > at_ms ? wall_ms - at_ms : 0;
         if (age >= now_ms)
@@ -711,7 +712,6 @@ s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
             if (s_stamp (self->settled, group) < until)
                 s_stamp_set (self->settled, group, until);
         }
-        uint64_t applied = (uint64_t) s_number (move, "index");
         static const char *const sides [] = {"from", "to"};
         for (size_t side = 0; side < 2; side++) {
             const char *sim =

@@ -202,7 +202,8 @@ bool sim_authority_holds (sim_authority_t *self, const char *path,
 bool sim_authority_claiming (sim_authority_t *self, const char *path);
 
 //  Paths granted to this sim whose state it waits for (a handoff, or
-//  the checkpoint at the deadline): held soon, not yet. O(paths).
+//  the checkpoint at the deadline): held soon, not yet. O(paths with
+//  a deadline).
 size_t sim_authority_taking (sim_authority_t *self);
 
 //  Call FN with ARG for every held path and its epoch (the heartbeat's
