@@ -10,12 +10,16 @@
 #include <string.h>
 
 //  A sim's report shows a move once the sim acted on the move's change
-//  (its "ring_index" is the move's index or newer) and takes nothing any
-//  more ("taking" is 0). A sim that follows no event feed says no index:
-//  its report counts once received this long after the move was sent.
+//  (its "ring_index" is the move's index or newer: what it takes counts
+//  as held from the grant on). A sim that follows no event feed says no
+//  index: its report counts once received this long after the move was
+//  sent.
 #define S_SHOWN_MS 1000
 //  How soon a round that found only such sims looks again.
 #define S_RETRY_MS 100
+//  A move of this member's not applied this long after it was sent was
+//  refused whole (its sim drains, or is gone): it counts no more.
+#define S_APPLY_MS 5000
 //  Ask moves per round at most: each is a command and a question to a
 //  game.
 #define S_ASKS_PER_ROUND 16
@@ -30,6 +34,8 @@
 #define S_OWNED_MAX 4096
 //  Loads this close are equal (the model's sums are not exact).
 #define S_EPSILON 1e-9
+//  A queued decision's modelled load, taken off before it is sent.
+#define S_LOAD_KEY "load"
 
 //  One group of a sim's report.
 typedef struct {
@@ -51,17 +57,33 @@ typedef struct {
 typedef struct {
     const char *group, *from, *to;  //  lent: the sims'
     size_t entities;
+    double per_entity;  //  the load of each
     char reason [160];
 } s_plan_t;
 
+//  One side of a move this member sent, which that sim's report does not
+//  show yet: LOAD (negative at the source) counts in its model until it
+//  does, so the round after goes on without waiting for a heartbeat
+//  (load.md section 5, step 1).
+typedef struct {
+    char *sim, *move;  //  owned
+    uint64_t sent_ms;
+    uint64_t index;  //  applied at (0: not yet)
+    double load;
+    size_t paths;  //  sent
+} s_pending_t;
+
 struct _hs_balance_t {
     hs_balance_config_t config;
-    uint64_t next_ms;    //  the next round is due then
-    uint64_t refill_ms;  //  the budget is counted to then
-    double tokens;       //  entities that may move now
-    json_t *queue;       //  decisions of the last round not sent yet
-    zhashx_t *settled;   //  group -> ms until it may move again
-    zhashx_t *moved;     //  sim -> ms of its last move
+    uint64_t next_ms;      //  the next round is due then
+    uint64_t refill_ms;    //  the budget is counted to then
+    double tokens;         //  entities that may move now
+    json_t *queue;         //  decisions of the last round not sent yet
+    zhashx_t *settled;     //  group -> ms until it may move again
+    zhashx_t *moved;       //  sim -> another leader's last move of it
+    s_pending_t *pending;  //  this member's moves not shown, oldest first
+    size_t n_pending, max_pending;
+    uint64_t term;       //  this member leads in it (its ids' prefix)
     uint64_t decisions;  //  made by this member, for ids
     uint64_t recalled;   //  the ring's decisions are read up to this index
 };
@@ -95,35 +117,109 @@ s_stamp_set (zhashx_t *table, const char *key, uint64_t ms)
     zhashx_update (table, key, s_stamp_new (ms));
 }
 
-//  A sim's last move: when it was sent, and the index it was applied at
-//  (0: not yet).
+//  Another leader's last move of a sim: when it was made, and the index
+//  it was applied at. Its load is not known here: the sim waits for a
+//  report that shows it.
 typedef struct {
     uint64_t sent_ms, index;
 } s_moved_t;
 
-//  SIM's move sent at SENT_MS, not applied yet. Returns it, or NULL.
-static s_moved_t *
-s_moved_set (zhashx_t *table, const char *sim, uint64_t sent_ms)
+static void
+s_moved_set (zhashx_t *table, const char *sim, uint64_t sent_ms, uint64_t index)
 {
     s_moved_t *moved = (s_moved_t *) malloc (sizeof (s_moved_t));
     if (moved) {
-        *moved = (s_moved_t){sent_ms, 0};
+        *moved = (s_moved_t){sent_ms, index};
         zhashx_update (table, sim, moved);
     }
-    return moved;
+}
+
+//  Forget every pending move.
+static void
+s_pending_clear (hs_balance_t *self)
+{
+    for (size_t at = 0; at < self->n_pending; at++) {
+        free (self->pending [at].sim);
+        free (self->pending [at].move);
+    }
+    self->n_pending = 0;
+}
+
+//  Count LOAD of MOVE (PATHS paths) at SIM from SENT_MS on.
+static void
+s_pending_add (hs_balance_t *self, const char *sim, const char *move,
+               size_t paths, double load, uint64_t sent_ms)
+{
+    if (self->n_pending == self->max_pending) {
+        size_t max = self->max_pending ? 2 * self->max_pending : 64;
+        s_pending_t *grown =
+            (s_pending_t *) realloc (self->pending, max * sizeof (s_pending_t));
+        if (!grown)
+            return;  //  counted by the sim's next report instead
+        self->pending = grown;
+        self->max_pending = max;
+    }
+    self->pending [self->n_pending++] =
+        (s_pending_t){strdup (sim), strdup (move), sent_ms, 0, load, paths};
+}
+
+//  Whether REPORT (of PENDING's sim, received at RECEIVED_MS) shows it.
+static bool
+s_pending_shown (const s_pending_t *pending, const json_t *report,
+                 uint64_t received_ms)
+{
+    if (!pending->index)
+        return false;  //  not applied yet
+    double seen = json_number_value (json_object_get (report, "ring_index"));
+    if (seen > 0)
+        return seen >= (double) pending->index;
+    return received_ms >= pending->sent_ms + S_SHOWN_MS;
+}
+
+//  Drop the moves SIMS' reports (lent) show at NOW_MS, and those never
+//  applied.
+static void
+s_pending_prune (hs_balance_t *self, const json_t *sims, uint64_t now_ms)
+{
+    size_t kept = 0;
+    for (size_t at = 0; at < self->n_pending; at++) {
+        s_pending_t *pending = &self->pending [at];
+        //  A sim with no report is no candidate: nothing to count at.
+        const json_t *report = json_object_get (sims, pending->sim);
+        double age = json_number_value (json_object_get (report, "age_ms"));
+        bool done =
+            pending->index
+                ? !report
+                      || s_pending_shown (pending, report,
+                                          now_ms - (uint64_t) fmax (0, age))
+                : now_ms >= pending->sent_ms + S_APPLY_MS;
+        if (done) {
+            free (pending->sim);
+            free (pending->move);
+        }
+        else
+            self->pending [kept++] = *pending;
+    }
+    self->n_pending = kept;
 }
 
 void
 hs_balance_applied (hs_balance_t *self, const json_t *result, uint64_t index)
 {
-    static const char *const sides [] = {"from", "to"};
-    for (size_t at = 0; at < 2; at++) {
-        const char *sim =
-            json_string_value (json_object_get (result, sides [at]));
-        s_moved_t *moved =
-            sim ? (s_moved_t *) zhashx_lookup (self->moved, sim) : NULL;
-        if (moved && index > moved->index)
-            moved->index = index;
+    //  What it moved: paths skipped (moved meanwhile, gone, an ask) are
+    //  no load of the move's.
+    const char *move = json_string_value (json_object_get (result, "move"));
+    json_int_t moved = json_integer_value (json_object_get (result, "moved"));
+    if (!move)
+        return;
+    for (size_t at = 0; at < self->n_pending; at++) {
+        s_pending_t *pending = &self->pending [at];
+        if (streq (pending->move, move) && !pending->index) {
+            pending->index = index;
+            if (pending->paths)
+                pending->load =
+                    pending->load * (double) moved / (double) pending->paths;
+        }
     }
 }
 
@@ -148,6 +244,8 @@ hs_balance_destroy (hs_balance_t **self_p)
         hs_balance_t *self = *self_p;
         zhashx_destroy (&self->settled);
         zhashx_destroy (&self->moved);
+        s_pending_clear (self);
+        free (self->pending);
         json_decref (self->queue);
         free (self);
         *self_p = NULL;
@@ -171,6 +269,7 @@ hs_balance_reset (hs_balance_t *self, uint64_t now_ms)
 {
     zhashx_purge (self->settled);
     zhashx_purge (self->moved);
+    s_pending_clear (self);
     self->recalled = 0;
     self->next_ms = now_ms + self->config.interval_ms;
     self->refill_ms = now_ms;
@@ -231,11 +330,12 @@ s_listed (zlist_t *names, const char *name)
 }
 
 //  The candidates of SIMS (reports, lent) at NOW_MS, by name, with their
-//  modelled loads and shares: *COUNT of them. A new array (free each
-//  one's groups, then it).
+//  modelled loads and shares, with this member's moves the reports do not
+//  show yet if IN_FLIGHT (else as reported): *COUNT of them. A new array
+//  (free each one's groups, then it).
 static s_sim_t *
 s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
-         uint64_t now_ms, size_t *count)
+         uint64_t now_ms, bool in_flight, size_t *count)
 {
     const hs_balance_config_t *config = &self->config;
     s_sim_t *model =
@@ -252,18 +352,15 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
         sim->name = name;
         sim->capacity = fmin (1000, fmax (1, s_figure (report, "capacity")));
         sim->draining = draining && s_listed (draining, name);
-        //  A move this sim's report cannot show yet.
+        //  Another leader's move this sim's report cannot show yet: its
+        //  load is not known here, so the sim waits.
         s_moved_t *moved = (s_moved_t *) zhashx_lookup (self->moved, name);
         uint64_t received = now_ms - (uint64_t) age;
         double seen = s_number (report, "ring_index");
-        if (moved && !moved->index)
-            sim->frozen = true;  //  not applied yet
-        else if (moved && seen > 0)
-            sim->frozen =
-                seen < (double) moved->index || s_number (report, "taking") > 0;
+        if (moved && seen > 0)
+            sim->frozen = seen < (double) moved->index;
         else if (moved)
-            sim->frozen = received < moved->sent_ms + S_SHOWN_MS
-                          || s_number (report, "taking") > 0;
+            sim->frozen = received < moved->sent_ms + S_SHOWN_MS;
         const json_t *groups = json_object_get (report, "groups");
         sim->groups = (s_group_t *) calloc (json_array_size (groups) + 1,
                                             sizeof (s_group_t));
@@ -286,6 +383,14 @@ s_model (hs_balance_t *self, const json_t *sims, zlist_t *draining,
         const json_t *rest = json_object_get (report, "rest");
         sim->load += config->entity_cost * s_figure (rest, "entities")
                      + config->update_cost * s_figure (rest, "updates_per_s");
+        //  This member's moves the report does not show yet.
+        for (size_t pending = 0; in_flight && pending < self->n_pending;
+             pending++)
+            if (streq (self->pending [pending].sim, name)
+                && !s_pending_shown (&self->pending [pending], report,
+                                     received))
+                sim->load += self->pending [pending].load;
+        sim->load = fmax (0, sim->load);
         qsort (sim->groups, sim->n_groups, sizeof (s_group_t), s_by_load);
         for (size_t kept = 0; kept < sim->n_groups; kept++)
             sim->groups [kept].unit = kept;
@@ -384,7 +489,8 @@ json_t *
 hs_balance_view (hs_balance_t *self, const json_t *sims, zlist_t *draining)
 {
     size_t count;
-    s_sim_t *model = s_model (self, sims, draining, zclock_mono (), &count);
+    s_sim_t *model =
+        s_model (self, sims, draining, zclock_mono (), false, &count);
     json_t *view = json_object ();
     for (size_t at = 0; at < count; at++)
         json_object_set_new (
@@ -471,6 +577,7 @@ s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
     plan->from = source->name;
     plan->to = target->name;
     plan->entities = entities >= moving->entities ? 0 : (size_t) entities;
+    plan->per_entity = moving->load / moving->entities;
     int size;
     if (source->draining)
         size = snprintf (plan->reason, sizeof plan->reason, "draining");
@@ -485,7 +592,7 @@ s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
     if (members > 1 && size > 0 && (size_t) size < sizeof plan->reason)
         snprintf (plan->reason + size, sizeof plan->reason - (size_t) size,
                   "; with %zu rooms that players share", members - 1);
-    double load = moving->load / moving->entities * entities;
+    double load = plan->per_entity * entities;
     source->load -= load;
     target->load += load;
     moving->entities -= entities;
@@ -615,6 +722,19 @@ done:
     return planned;
 }
 
+//  Append to DECISIONS a balance.move of PLAN's PATHS (taken), with the
+//  load they carry.
+static void
+s_decide (json_t *decisions, const s_plan_t *plan, json_t *paths)
+{
+    double load = plan->per_entity * (double) json_array_size (paths);
+    json_array_append_new (
+        decisions,
+        json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s,s:f}", "move", "", "group",
+                   plan->group, "from", plan->from, "to", plan->to, "paths",
+                   paths, "reason", plan->reason, S_LOAD_KEY, load));
+}
+
 //  Append to DECISIONS the balance.move arguments of PLAN: its paths, as
 //  FSM has them, in commands of at most S_MOVE_PATHS; an ask
 //  each for those under ask while *ASKS lasts.
@@ -648,20 +768,18 @@ s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
                 (*asks)--;
                 json_array_append_new (
                     decisions,
-                    json_pack ("{s:s,s:s,s:s,s:s,s:[s],s:s,s:b,s:I}", "move",
-                               "", "group", plan->group, "from", plan->from,
-                               "to", plan->to, "paths", path, "reason",
-                               plan->reason, "ask", true, "timeout_ms",
-                               (json_int_t) self->config.ask_timeout_ms));
+                    json_pack ("{s:s,s:s,s:s,s:s,s:[s],s:s,s:b,s:I,s:f}",
+                               "move", "", "group", plan->group, "from",
+                               plan->from, "to", plan->to, "paths", path,
+                               "reason", plan->reason, "ask", true,
+                               "timeout_ms",
+                               (json_int_t) self->config.ask_timeout_ms,
+                               S_LOAD_KEY, plan->per_entity));
                 continue;
             }
             json_array_append_new (paths, json_string (path));
             if (json_array_size (paths) == S_MOVE_PATHS) {
-                json_array_append_new (
-                    decisions,
-                    json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s}", "move", "", "group",
-                               plan->group, "from", plan->from, "to", plan->to,
-                               "paths", paths, "reason", plan->reason));
+                s_decide (decisions, plan, paths);
                 paths = json_array ();
             }
         }
@@ -676,18 +794,25 @@ s_resolve (hs_balance_t *self, const s_plan_t *plan, hs_fsm_t *fsm,
     }
     free (after);
     if (json_array_size (paths))
-        json_array_append_new (decisions,
-                               json_pack ("{s:s,s:s,s:s,s:s,s:o,s:s}", "move",
-                                          "", "group", plan->group, "from",
-                                          plan->from, "to", plan->to, "paths",
-                                          paths, "reason", plan->reason));
+        s_decide (decisions, plan, paths);
     else
         json_decref (paths);
 }
 
+//  Whether MOVE's id is this member's, in the term it leads: counted in
+//  its pending moves already.
+static bool
+s_own (hs_balance_t *self, const char *move)
+{
+    char prefix [32];
+    int size = snprintf (prefix, sizeof prefix, "%llu.",
+                         (unsigned long long) self->term);
+    return move && strncmp (move, prefix, (size_t) size) == 0;
+}
+
 //  What the ring's recent decisions (FSM's moves table) say at NOW_MS:
-//  the groups still settling and each sim's newest move, whichever
-//  leader made them. So a new leader paces as the old one did.
+//  the groups still settling and each sim's newest move of another
+//  leader's. So a new leader paces as the old one did.
 static void
 s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
 {
@@ -712,17 +837,16 @@ s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
             if (s_stamp (self->settled, group) < until)
                 s_stamp_set (self->settled, group, until);
         }
+        if (s_own (self, json_string_value (json_object_get (move, "move"))))
+            continue;
         static const char *const sides [] = {"from", "to"};
         for (size_t side = 0; side < 2; side++) {
             const char *sim =
                 json_string_value (json_object_get (move, sides [side]));
             s_moved_t *moved =
                 sim ? (s_moved_t *) zhashx_lookup (self->moved, sim) : NULL;
-            if (!sim || (moved && (!moved->index || moved->index >= applied)))
-                continue;  //  one of ours on its way, or newer
-            moved = s_moved_set (self->moved, sim, now_ms - age);
-            if (moved)
-                moved->index = applied;
+            if (sim && (!moved || moved->index < applied))
+                s_moved_set (self->moved, sim, now_ms - age, applied);
         }
     }
     json_decref (moves);
@@ -735,6 +859,7 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
     json_t *decisions = json_array ();
     if (!self->config.enabled)
         return decisions;
+    self->term = term;
     self->tokens =
         fmin (s_budget_cap (&self->config),
               self->tokens
@@ -746,9 +871,10 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
     if (json_array_size (self->queue) == 0 && now_ms >= self->next_ms) {
         self->next_ms = now_ms + self->config.interval_ms;
         s_recall (self, fsm, now_ms);
+        s_pending_prune (self, sims, now_ms);
         zlist_t *draining = hs_fsm_draining (fsm);
         size_t count;
-        s_sim_t *model = s_model (self, sims, draining, now_ms, &count);
+        s_sim_t *model = s_model (self, sims, draining, now_ms, true, &count);
         zlist_destroy (&draining);
         //  Only a sim that may give needs its rooms linked.
         for (size_t at = 0; at < count; at++) {
@@ -782,24 +908,26 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
         free (plans);
         s_model_free (&model, count);
     }
-    //  Sent as the budget allows, each with its id; its sims wait for
-    //  reports that show it.
+    //  Sent as the budget allows, each with its id; its load counts at
+    //  its sims until their reports show it.
     while (json_array_size (self->queue)) {
         json_t *decision = json_array_get (self->queue, 0);
-        double paths =
-            (double) json_array_size (json_object_get (decision, "paths"));
-        if (paths > self->tokens + S_EPSILON)
+        size_t paths = json_array_size (json_object_get (decision, "paths"));
+        if ((double) paths > self->tokens + S_EPSILON)
             break;
-        self->tokens -= paths;
+        self->tokens -= (double) paths;
         char id [48];
         snprintf (id, sizeof id, "%llu.%llu", (unsigned long long) term,
                   (unsigned long long) ++self->decisions);
         json_object_set_new (decision, "move", json_string (id));
-        const char *from =
-            json_string_value (json_object_get (decision, "from"));
-        const char *to = json_string_value (json_object_get (decision, "to"));
-        s_moved_set (self->moved, from, now_ms);
-        s_moved_set (self->moved, to, now_ms);
+        double load = s_number (decision, S_LOAD_KEY);
+        json_object_del (decision, S_LOAD_KEY);
+        s_pending_add (self,
+                       json_string_value (json_object_get (decision, "from")),
+                       id, paths, -load, now_ms);
+        s_pending_add (self,
+                       json_string_value (json_object_get (decision, "to")), id,
+                       paths, load, now_ms);
         json_array_append (decisions, decision);
         json_array_remove (self->queue, 0);
     }
@@ -889,7 +1017,7 @@ hs_balance_test (bool verbose)
                               s_test_report ("/w", 0, 0, 0, 10), "d",
                               s_test_report ("/w", 0, 0, 0, 10));
     size_t count;
-    s_sim_t *model = s_model (self, sims, NULL, 100000, &count);
+    s_sim_t *model = s_model (self, sims, NULL, 100000, true, &count);
     assert (count == 4 && streq (model [0].name, "a"));
     assert (fabs (model [0].share - 0.1) < 1e-9);
     s_plan_t plans [512];
@@ -916,11 +1044,11 @@ hs_balance_test (bool verbose)
         json_pack ("{s:o,s:o}", "a", s_test_report ("/w", 200, 100, 0, 10), "b",
                    s_test_report ("/v", 0, 0, 0, 10));
     s_plan_t first [256], second [256];
-    model = s_model (self, before, NULL, 100000, &count);
+    model = s_model (self, before, NULL, 100000, true, &count);
     zhashx_purge (self->settled);
     size_t first_count = s_plan (self, model, count, 1e9, 100000, first, 256);
     s_model_free (&model, count);
-    model = s_model (again, before, NULL, 100000, &count);
+    model = s_model (again, before, NULL, 100000, true, &count);
     size_t second_count =
         s_plan (again, model, count, 1e9, 100000, second, 256);
     s_model_free (&model, count);
@@ -933,7 +1061,7 @@ hs_balance_test (bool verbose)
 
     //  After the moves: in the band, nothing more to do; the moved sims
     //  wait for reports that show the move.
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     for (size_t at = 0; at < count; at++)
         assert (s_balanced (&model [at], config.band));
     assert (s_plan (self, model, count, 1e9, 100000, plans, 512) == 0);
@@ -947,7 +1075,7 @@ hs_balance_test (bool verbose)
     zhashx_purge (self->settled);
     sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/s", 21, 100, 2000, 10),
                       "b", s_test_report ("/s", 0, 0, 0, 10));
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
     assert (planned >= 1);
     for (size_t at = 0; at < count; at++)
@@ -962,14 +1090,15 @@ hs_balance_test (bool verbose)
     json_decref (sims);
 
     //  A drain: everything of c goes to a and b, whatever the band; a
-    //  frozen sim (moved 500 ms ago) neither gives nor takes.
+    //  frozen sim (moved by another leader 500 ms ago) neither gives nor
+    //  takes.
     zhashx_purge (self->settled);
     sims = json_pack ("{s:o,s:o,s:o}", "a", s_test_report ("/x", 10, 10, 0, 10),
                       "b", s_test_report ("/y", 10, 10, 0, 10), "c",
                       s_test_report ("/z", 3, 10, 0, 10));
     zlist_t *draining = zlist_new ();
     zlist_append (draining, (void *) "c");
-    model = s_model (self, sims, draining, 100000, &count);
+    model = s_model (self, sims, draining, 100000, true, &count);
     assert (model [2].share == 0 && model [2].draining);
     planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
     assert (planned == 3);
@@ -977,9 +1106,9 @@ hs_balance_test (bool verbose)
         assert (streq (plans [at].from, "c")
                 && streq (plans [at].reason, "draining"));
     s_model_free (&model, count);
-    s_moved_set (self->moved, "a", 99500);
+    s_moved_set (self->moved, "a", 99500, 1);
     zhashx_purge (self->settled);
-    model = s_model (self, sims, draining, 100000, &count);
+    model = s_model (self, sims, draining, 100000, true, &count);
     assert (model [0].frozen && !model [1].frozen);
     planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
     for (size_t at = 0; at < planned; at++)
@@ -988,7 +1117,7 @@ hs_balance_test (bool verbose)
     //  The budget: 15 entities allow one room of 10 now, not two.
     zhashx_purge (self->settled);
     zhashx_purge (self->moved);
-    model = s_model (self, sims, draining, 100000, &count);
+    model = s_model (self, sims, draining, 100000, true, &count);
     assert (s_plan (self, model, count, 15, 100000, plans, 512) == 1);
     s_model_free (&model, count);
     zlist_destroy (&draining);
@@ -1002,7 +1131,7 @@ hs_balance_test (bool verbose)
                       s_test_report ("/b", 16, 50, 0, 10), "c",
                       s_test_report ("/c", 16, 50, 0, 10), "d",
                       s_test_report ("/d", 12, 50, 0, 10));
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     assert (!s_balanced (&model [3], config.band));
     planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
     assert (planned == 3);
@@ -1023,7 +1152,7 @@ hs_balance_test (bool verbose)
         "/w/room01/e1", "owner", "ada", "path", "/w/room06/e2", "owner", "ada",
         "path", "/w/room02/e3", "owner", "bob", "path", "/w/room05/e4", "owner",
         "bob", "path", "/elsewhere/e5", "owner", "bob");
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     s_link (&model [0], owned);
     planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
     zhashx_t *where = zhashx_new ();
@@ -1042,7 +1171,7 @@ hs_balance_test (bool verbose)
     zhashx_purge (self->settled);
     sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/w", 2, 25, 0, 10), "b",
                       s_test_report ("/w", 0, 0, 0, 10));
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     json_decref (owned);
     owned = json_pack ("[{s:s,s:s},{s:s,s:s}]", "path", "/w/room00/e1", "owner",
                        "ada", "path", "/w/room01/e2", "owner", "ada");
@@ -1054,10 +1183,62 @@ hs_balance_test (bool verbose)
     json_decref (owned);
     json_decref (sims);
 
+    //  This member's moves count at their sims until a report shows
+    //  them, and those sims go on: a (40 rooms of 100) sent b a move of
+    //  10 rooms' worth (0.02) that moved 5 of its 10 paths.
+    zhashx_purge (self->settled);
+    zhashx_purge (self->moved);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/p", 40, 100, 0, 10),
+                      "b", s_test_report ("/p", 0, 0, 0, 10));
+    json_object_set_new (json_object_get (sims, "a"), "ring_index",
+                         json_integer (39));
+    json_object_set_new (json_object_get (sims, "b"), "ring_index",
+                         json_integer (39));
+    s_pending_add (self, "a", "7.1", 10, -0.02, 99000);
+    s_pending_add (self, "b", "7.1", 10, 0.02, 99000);
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    assert (!model [0].frozen && !model [1].frozen);
+    assert (fabs (model [0].load - 0.06) < 1e-9);
+    assert (fabs (model [1].load - 0.02) < 1e-9);
+    s_model_free (&model, count);
+    //  A move of another term's is not counted twice.
+    hs_balance_applied (self,
+                        json_pack ("{s:s,s:s,s:s,s:i}", "move", "6.1", "from",
+                                   "a", "to", "b", "moved", 10),
+                        40);
+    json_t *result = json_pack ("{s:s,s:s,s:s,s:i}", "move", "7.1", "from", "a",
+                                "to", "b", "moved", 5);
+    hs_balance_applied (self, result, 40);
+    json_decref (result);
+    assert (self->n_pending == 2 && self->pending [0].index == 40);
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    assert (fabs (model [0].load - 0.07) < 1e-9);  //  half moved
+    assert (fabs (model [1].load - 0.01) < 1e-9);
+    //  The next round plans from there: b (below the band) takes 15
+    //  rooms, to 0.04 each, not the 20 the reports alone would say.
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    assert (planned == 15 && fabs (plans [0].per_entity - 20e-6) < 1e-12);
+    s_model_free (&model, count);
+    //  Reports at index 40 show it: it counts no more, and is dropped.
+    json_object_set_new (json_object_get (sims, "b"), "ring_index",
+                         json_integer (40));
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    assert (fabs (model [1].load) < 1e-9);
+    s_model_free (&model, count);
+    s_pending_prune (self, sims, 100000);
+    assert (self->n_pending == 1 && streq (self->pending [0].sim, "a"));
+    //  One never applied (refused whole) counts until S_APPLY_MS.
+    s_pending_add (self, "b", "7.2", 10, 0.02, 100000);
+    s_pending_prune (self, sims, 100000 + S_APPLY_MS - 1);
+    assert (self->n_pending == 2);
+    s_pending_prune (self, sims, 100000 + S_APPLY_MS);
+    assert (self->n_pending == 1);
+    json_decref (sims);
+
     //  A silent sim (no report for three intervals) is no candidate.
     sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/q", 4, 10, 0, 10), "b",
                       s_test_report ("/q", 0, 0, 0, 6000));
-    model = s_model (self, sims, NULL, 100000, &count);
+    model = s_model (self, sims, NULL, 100000, true, &count);
     assert (count == 1);
     s_model_free (&model, count);
     json_decref (sims);

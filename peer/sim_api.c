@@ -868,9 +868,10 @@ sim_api_authority_event (sim_api_t *self, const char *op, const json_t *result,
 }
 
 size_t
-sim_api_taking (sim_api_t *self)
+sim_api_taking (sim_api_t *self, void (*fn) (void *arg, const char *path),
+                void *arg)
 {
-    return sim_authority_taking (self->core);
+    return sim_authority_taking (self->core, fn, arg);
 }
 
 void

@@ -112,8 +112,10 @@ void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 //  ENTITY changed (here or from the stream): tell its subscribers.
 void sim_api_notify (sim_api_t *self, const sim_entity_t *entity);
 
-//  Entities granted to this sim whose state it still waits for.
-size_t sim_api_taking (sim_api_t *self);
+//  Entities granted to this sim whose state it still waits for: how
+//  many, and FN (if not NULL) called with ARG for each path.
+size_t sim_api_taking (sim_api_t *self,
+                       void (*fn) (void *arg, const char *path), void *arg);
 
 //  The ring deleted the entity at PATH: drop its replica here (not an
 //  entity this sim is the authority of) and tell subscribers.

@@ -644,13 +644,18 @@ sim_authority_claiming (sim_authority_t *self, const char *path)
 }
 
 size_t
-sim_authority_taking (sim_authority_t *self)
+sim_authority_taking (sim_authority_t *self,
+                      void (*fn) (void *arg, const char *path), void *arg)
 {
     //  A granted claim has a deadline: it is timed.
     size_t taking = 0;
     for (s_path_t *record = (s_path_t *) zhashx_first (self->timed); record;
          record = (s_path_t *) zhashx_next (self->timed))
-        taking += record->claim && record->granted && !record->held;
+        if (record->claim && record->granted && !record->held) {
+            taking++;
+            if (fn)
+                fn (arg, record->path);
+        }
     return taking;
 }
 

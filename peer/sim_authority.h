@@ -202,9 +202,12 @@ bool sim_authority_holds (sim_authority_t *self, const char *path,
 bool sim_authority_claiming (sim_authority_t *self, const char *path);
 
 //  Paths granted to this sim whose state it waits for (a handoff, or
-//  the checkpoint at the deadline): held soon, not yet. O(paths with
-//  a deadline).
-size_t sim_authority_taking (sim_authority_t *self);
+//  the checkpoint at the deadline): held soon, not yet. Returns how
+//  many, and calls FN (if not NULL) with ARG for each. FN must not call
+//  into the core. O(paths with a deadline).
+size_t sim_authority_taking (sim_authority_t *self,
+                             void (*fn) (void *arg, const char *path),
+                             void *arg);
 
 //  Call FN with ARG for every held path and its epoch (the heartbeat's
 //  check takes a snapshot this way). FN must not call into the core.

@@ -23,6 +23,7 @@ struct _sim_load_t {
     json_t *last_counters;   //  the stream's counters then (or NULL)
     s_mark_t *marks;         //  per store slot
     uint32_t n_marks;
+    zlist_t *taking;  //  paths being taken, for the next report
 };
 
 //  One group's figures over the interval.
@@ -61,6 +62,8 @@ sim_load_new (int64_t capacity)
     self->capacity = capacity;
     self->last_us = sf_time_mono_us ();
     self->last_cpu_s = sf_time_cpu_s (RUSAGE_SELF);
+    self->taking = zlist_new ();
+    zlist_autofree (self->taking);
     return self;
 }
 
@@ -71,6 +74,7 @@ sim_load_destroy (sim_load_t **self_p)
         sim_load_t *self = *self_p;
         json_decref (self->last_counters);
         free (self->marks);
+        zlist_destroy (&self->taking);
         free (self);
         *self_p = NULL;
     }
@@ -97,9 +101,34 @@ s_by_cost (const void *a, const void *b)
     return strcmp (left->name, right->name);
 }
 
+void
+sim_load_taking (sim_load_t *self, const char *path)
+{
+    zlist_append (self->taking, (void *) path);
+}
+
+//  Count an entity at PATH that made UPDATES in its group (its parent
+//  path) in GROUPS.
+static void
+s_count (zhashx_t *groups, const char *path, uint64_t updates)
+{
+    const char *slash = strrchr (path, '/');
+    size_t size = slash && slash != path ? (size_t) (slash - path) : 1;
+    char name [SF_NAME_MAX_PATH + 1];
+    snprintf (name, sizeof name, "%.*s", (int) size, path);
+    s_group_t *group = (s_group_t *) zhashx_lookup (groups, name);
+    if (!group) {
+        group = (s_group_t *) zmalloc (sizeof (s_group_t));
+        zhashx_insert (groups, name, group);
+        group->name = (const char *) zhashx_cursor (groups);
+    }
+    group->entities++;
+    group->updates += updates;
+}
+
 //  Walk STORE: the updates each entity held here made since the last
-//  report (its seq's progress), summed by group (its parent path) into
-//  GROUPS. Another instance's entities are their home's to balance.
+//  report (its seq's progress), summed by group into GROUPS. Another
+//  instance's entities are their home's to balance.
 static void
 s_walk (sim_load_t *self, sim_store_t *store, zhashx_t *groups)
 {
@@ -130,22 +159,8 @@ s_walk (sim_load_t *self, sim_store_t *store, zhashx_t *groups)
                 : 0;
         *mark =
             (s_mark_t){entity->generation, entity->epoch, entity->seq, true};
-        if (!entity->authority || entity->foreign || entity->placeholder)
-            continue;
-        const char *slash = strrchr (entity->path, '/');
-        size_t size = slash && slash != entity->path
-                          ? (size_t) (slash - entity->path)
-                          : 1;
-        char name [SF_NAME_MAX_PATH + 1];
-        snprintf (name, sizeof name, "%.*s", (int) size, entity->path);
-        s_group_t *group = (s_group_t *) zhashx_lookup (groups, name);
-        if (!group) {
-            group = (s_group_t *) zmalloc (sizeof (s_group_t));
-            zhashx_insert (groups, name, group);
-            group->name = (const char *) zhashx_cursor (groups);
-        }
-        group->entities++;
-        group->updates += updates;
+        if (entity->authority && !entity->foreign && !entity->placeholder)
+            s_count (groups, entity->path, updates);
     }
 }
 
@@ -184,6 +199,12 @@ sim_load_report (sim_load_t *self, sim_store_t *store, const json_t *counters,
     zhashx_t *groups = zhashx_new ();
     zhashx_set_destructor (groups, (zhashx_destructor_fn *) zstr_free);
     s_walk (self, store, groups);
+    //  What is being taken is this sim's from the grant on: the ring
+    //  counts it here, and so does the balancer (load.md section 2).
+    for (const char *path = (const char *) zlist_first (self->taking); path;
+         path = (const char *) zlist_next (self->taking))
+        s_count (groups, path, 0);
+    zlist_purge (self->taking);
     size_t count = zhashx_size (groups), at = 0;
     s_group_t **ranked = (s_group_t **) malloc ((count + 1) * sizeof *ranked);
     for (s_group_t *group = (s_group_t *) zhashx_first (groups); group;
@@ -286,12 +307,32 @@ sim_load_test (bool verbose)
         assert (streq (name, "/w/room2") || streq (name, "/"));
     }
     json_decref (report);
-    //  A new epoch (taken again) counts from its first seq.
+    //  A new epoch (taken again) counts from its first seq. Paths being
+    //  taken count in their groups for that report only: room2 gains
+    //  two, a new room one.
     assert (sim_store_set (store, a, 2, 4, (const uint8_t *) "z", 1, 0) == 0);
+    sim_load_taking (load, "/w/room2/d");
+    sim_load_taking (load, "/w/room2/e");
+    sim_load_taking (load, "/w/room9/f");
     report = sim_load_report (load, store, counters, 30, start + 2000001);
-    first = json_array_get (json_object_get (report, "groups"), 0);
+    groups = json_object_get (report, "groups");
+    assert (json_array_size (groups) == 4);
+    first = json_array_get (groups, 0);
     updates = json_real_value (json_object_get (first, "updates_per_s"));
     assert (updates > 3.9 && updates < 4.1);
+    for (size_t at = 0; at < 4; at++) {
+        const json_t *group = json_array_get (groups, at);
+        const char *name = json_string_value (json_object_get (group, "group"));
+        json_int_t entities =
+            json_integer_value (json_object_get (group, "entities"));
+        if (streq (name, "/w/room2"))
+            assert (entities == 3);
+        if (streq (name, "/w/room9"))
+            assert (entities == 1);
+    }
+    json_decref (report);
+    report = sim_load_report (load, store, counters, 30, start + 3000001);
+    assert (json_array_size (json_object_get (report, "groups")) == 3);
     json_decref (report);
     json_decref (counters);
     sim_load_destroy (&load);

@@ -22,6 +22,10 @@ sim_load_t *sim_load_new (int64_t capacity);
 //  Destroy and null the caller's pointer.
 void sim_load_destroy (sim_load_t **self_p);
 
+//  Count PATH, granted to this sim and not held yet (being taken), in
+//  the next report's groups.
+void sim_load_taking (sim_load_t *self, const char *path);
+
 //  The report at NOW_US (monotonic): what STORE holds (lent), rates from
 //  the stream's cumulative COUNTERS (lent; NULL: no stream) and the API's
 //  REQUESTS read so far, over the time since the last report. The first

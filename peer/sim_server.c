@@ -729,13 +729,21 @@ s_ring_changed (void *arg, const char *topic, json_t *body)
             json_string_value (json_object_get (body, "node")));
 }
 
+static void
+s_note_taking (void *arg, const char *path)
+{
+    sim_load_taking ((sim_load_t *) arg, path);
+}
+
 //  The load report for the ring (sim.heartbeat, protocol/load.md
 //  section 2): what this sim holds and streams, per second since the
-//  last beat, its CPU and memory, and the rooms it spends most on.
+//  last beat, its CPU and memory, and the rooms it spends most on
+//  (what it is taking counted as held).
 static json_t *
 s_load (sim_server_t *self)
 {
     json_t *counters = self->stream ? sim_stream_counters (self->stream) : NULL;
+    size_t taking = sim_api_taking (self->api, s_note_taking, self->load);
     json_t *report = sim_load_report (
         self->load, self->store, counters,
         api_router_counters (self->router)->requests, sf_time_mono_us ());
@@ -745,9 +753,7 @@ s_load (sim_server_t *self)
     json_object_set_new (
         report, "ring_index",
         json_integer ((json_int_t) sim_ring_event_index (self->ring)));
-    json_object_set_new (
-        report, "taking",
-        json_integer ((json_int_t) sim_api_taking (self->api)));
+    json_object_set_new (report, "taking", json_integer ((json_int_t) taking));
     return report;
 }
 

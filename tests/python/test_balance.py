@@ -452,8 +452,12 @@ def test_a_sim_without_the_event_feed_takes_what_the_balancer_gives_it(tmp_path)
         moved = [p for p in paths if held[p] == "sim2"]
         assert moved
         with sims[1].client() as game2, sims[0].client() as game1:
+            # Each learns of a move at its own next heartbeat.
+            def taken():
+                return all(game2.call("entity.get", path=path)["authority"]
+                           and not game1.call("entity.get", path=path)["authority"]
+                           for path in moved)
+            wait_for(taken, timeout=10, what="sim2 holding what it was given, sim1 fenced")
             for path in moved:
-                entity = game2.call("entity.get", path=path)
-                assert (entity["authority"], entity["state"]) == (True, f"final {path}")
-                assert game1.call("entity.get", path=path)["authority"] is False
+                assert game2.call("entity.get", path=path)["state"] == f"final {path}"
             assert game2.call("counters")["counters"]["authority_adopted"] >= len(moved)

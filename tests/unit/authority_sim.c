@@ -501,9 +501,33 @@ s_deliver (const s_msg_t *msg)
 }
 
 //  Every invariant that can be read off the present.
+//  sim_authority_taking: each path it names is not held there (the
+//  load report counts it as held, so it must never count twice).
+typedef struct {
+    int sim;
+    size_t named;
+} s_taking_t;
+
+static void
+s_taking_one (void *arg, const char *path)
+{
+    s_taking_t *taking = (s_taking_t *) arg;
+    taking->named++;
+    S_CHECK (!sim_authority_holds (s_sim.node [taking->sim].core, path, NULL),
+             "%s reports %s as being taken and holds it", s_names [taking->sim],
+             path);
+}
+
 static void
 s_check (void)
 {
+    for (int sim = 0; sim < S_SIMS; sim++) {
+        s_taking_t taking = {sim, 0};
+        size_t count =
+            sim_authority_taking (s_sim.node [sim].core, s_taking_one, &taking);
+        S_CHECK (count == taking.named, "%s counts %zu paths taken, names %zu",
+                 s_names [sim], count, taking.named);
+    }
     for (int path = 0; path < S_PATHS; path++) {
         int holders_at_newest = 0;
         for (int one = 0; one < S_SIMS; one++) {
