@@ -91,7 +91,14 @@ hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
     const char *path = json_string_value (json_object_get (result, "path"));
     const char *sim = json_string_value (json_object_get (result, "sim"));
     const char *player = json_string_value (json_object_get (result, "player"));
+    //  A balancer's move names its sims and group, so the sims in neither
+    //  side that watch nothing of the group skip it unparsed.
+    const char *from = json_string_value (json_object_get (result, "from"));
+    const char *to = json_string_value (json_object_get (result, "to"));
+    const char *group = json_string_value (json_object_get (result, "group"));
+    bool move = streq (op, "balance.move") && from && to && group;
     char *topic = path     ? zsys_sprintf ("entity:%s", path)
+                  : move   ? zsys_sprintf ("ring:move/%s/%s%s", from, to, group)
                   : sim    ? zsys_sprintf ("sim:%s", sim)
                   : player ? zsys_sprintf ("player:%s", player)
                            : zsys_sprintf ("ring:");

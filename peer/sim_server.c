@@ -4,6 +4,7 @@
 #include "common/sf_cert.h"
 #include "common/sf_json.h"
 #include "common/sf_log.h"
+#include "common/sf_name.h"
 #include "common/sf_loop.h"
 #include "common/sf_program.h"
 #include "common/sf_time.h"
@@ -678,6 +679,34 @@ s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
     }
 }
 
+//  Whether a balancer's move on TOPIC concerns this sim: it is one of its
+//  two sims ("ring:move/FROM/TO/GROUP", homeserver-events.md), or it
+//  watches something of the group (a replica learns the new authority's
+//  grant from it). An ask (on entity:PATH) goes to its authority's game.
+static bool
+s_move_concerns (sim_server_t *self, const char *topic)
+{
+    static const char prefix [] = "ring:move/";
+    if (strncmp (topic, prefix, sizeof prefix - 1) != 0)
+        return true;
+    const char *from = topic + sizeof prefix - 1;
+    const char *to = strchr (from, '/');
+    const char *group = to ? strchr (to + 1, '/') : NULL;
+    if (!group)
+        return true;  //  not as this version publishes it: read it
+    to++;
+    size_t name = strlen (self->name);
+    if (((size_t) (to - 1 - from) == name && !strncmp (from, self->name, name))
+        || ((size_t) (group - to) == name && !strncmp (to, self->name, name)))
+        return true;
+    char under [SF_NAME_MAX_PATH + 2];
+    snprintf (under, sizeof under, "%s%s", group,
+              streq (group, "/") ? "" : "/");
+    sim_entity_t *first;
+    bool more;
+    return sim_store_list (self->store, under, NULL, &first, 1, &more) > 0;
+}
+
 //  The kinds of change s_ring_changed acts on, told from the event's head:
 //  heartbeats, checkpoints, creations and this sim's own batches (their
 //  reply told it all) go unparsed: under many transfers, about half of
@@ -696,10 +725,11 @@ s_ring_wants (void *arg, const char *topic, const char *op)
     if (streq (op, "fed.outcome"))
         return sim_api_awaits_outcomes (self->api);
     //  The balancer's moves (load.md section 6): grants no sim asked for.
+    if (streq (op, "balance.move"))
+        return s_move_concerns (self, topic);
     return streq (op, "sim.register") || streq (op, "entity.delete")
-           || streq (op, "balance.move") || streq (op, "sim.expire")
-           || streq (op, "authority.answer") || streq (op, "authority.release")
-           || streq (op, "fed.fenced");
+           || streq (op, "sim.expire") || streq (op, "authority.answer")
+           || streq (op, "authority.release") || streq (op, "fed.fenced");
 }
 
 //  A change s_ring_wants wanted. A sim registered, re-keyed or moved:

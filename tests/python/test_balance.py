@@ -13,7 +13,9 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
+import zmq
 
+from simfabric_testing.events import next_event, prove_live
 from simfabric_testing import (ApiError, admit, binary, make_ring, make_sims, running, wait_for,
                                wait_leader, write_key_pair)
 
@@ -461,3 +463,54 @@ def test_a_sim_without_the_event_feed_takes_what_the_balancer_gives_it(tmp_path)
             for path in moved:
                 assert game2.call("entity.get", path=path)["state"] == f"final {path}"
             assert game2.call("counters")["counters"]["authority_adopted"] >= len(moved)
+
+
+def test_a_move_is_read_by_its_sims_and_the_sims_watching_its_room(tmp_path):
+    """A balancer's move is published on ring:move/FROM/TO/GROUP
+    (homeserver-events.md): its two sims act on it, a sim holding replicas
+    of the room reads it (they learn the new authority's grant from it),
+    and any other sim tells it from its topic and head alone, unparsed.
+    sim3 and sim4 drain, so every move goes from sim1 to sim2; sim3
+    watches everything, sim4 another part of the world."""
+    ring, sims = _fabric(tmp_path, sims=4)
+    sims[3].section["watch"] = "/elsewhere/"  # "/", everything, by default
+    sims[3].write_config()
+    socket = None
+    with running(ring, sims):
+        wait_leader(ring)
+        for name in ("sim3", "sim4"):
+            drained = _fabricctl(ring[0], "drain", name)
+            assert drained.returncode == 0, drained.stdout + drained.stderr
+        socket = ring[0].subscribe("ring:move/")
+        socket.setsockopt_string(zmq.SUBSCRIBE, "entity:/live/")
+        with ring[0].client() as client:
+            prove_live(client, socket)
+
+        def read():
+            counters = {}
+            for sim in sims:
+                with sim.client() as client:
+                    counters[sim.name] = client.call("counters")["counters"]["ring_events_read"]
+            return counters
+
+        before = read()
+        paths = _import(sims[0], 20, 10)
+        wait_for(lambda: _all_balanced(ring, ["sim1", "sim2"], len(paths)), timeout=60,
+                 what="sim1 and sim2 in the band")
+        moves = []
+        while socket.poll(500):
+            topic, body = next_event(socket)
+            if body["op"] == "balance.move":
+                result = body["result"]
+                assert topic == f"ring:move/{result['from']}/{result['to']}{result['group']}"
+                assert (result["from"], result["to"]) == ("sim1", "sim2")
+                moves.append(result)
+        assert len(moves) >= 5, moves
+        after = read()
+        read_by = {name: after[name] - before[name] for name in after}
+        # The parties, and the watcher, read every move; the other sim
+        # none (what else it parses is a registration now and then).
+        for name in ("sim1", "sim2", "sim3"):
+            assert read_by[name] >= len(moves), (name, read_by, len(moves))
+        assert read_by["sim4"] < len(moves) // 2, (read_by, len(moves))
+    socket.close()
