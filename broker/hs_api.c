@@ -1440,12 +1440,12 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 zhashx_insert (self->asks, id, write->call);
                 write->call = NULL;
             }
-            else if (result) {
-                //  A client's write's time from its receipt to its commit here
-                //  (the ring's own commands have no client).
-                if (write->call
-                    && self->n_latencies < sizeof self->latencies
-                                               / sizeof self->latencies [0])
+            else if (result && write->call) {
+                //  A client's write's time from its receipt to its commit
+                //  here. The ring's own commands have no client, so no
+                //  answer to copy (a balancer's move carries 64 grants).
+                if (self->n_latencies
+                    < sizeof self->latencies / sizeof self->latencies [0])
                     self->latencies [self->n_latencies++] =
                         sf_time_wall_us () - api_call_received_us (write->call);
                 json_t *copy = json_deep_copy (result);
@@ -1458,7 +1458,7 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                                          json_string (write->token));
                 s_reply (self, &write->call, copy);
             }
-            else
+            else if (!result)
                 api_router_fail (self->router, &write->call, fault->error,
                                  fault->message);
         }
