@@ -36,6 +36,10 @@
 #define S_EPSILON 1e-9
 //  A queued decision's modelled load, taken off before it is sent.
 #define S_LOAD_KEY "load"
+//  The end of a reason of a move that parts a room on purpose (it alone
+//  exceeds a share, or a drain has no room for it whole): one a new
+//  leader does not finish.
+#define S_PART "; a part of the room"
 
 //  One group of a sim's report.
 typedef struct {
@@ -79,6 +83,7 @@ struct _hs_balance_t {
     uint64_t refill_ms;    //  the budget is counted to then
     double tokens;         //  entities that may move now
     json_t *queue;         //  decisions of the last round not sent yet
+    json_t *torn;          //  group -> {"from", "to"}: another leader's moves
     zhashx_t *settled;     //  group -> ms until it may move again
     zhashx_t *moved;       //  sim -> another leader's last move of it
     s_pending_t *pending;  //  this member's moves not shown, oldest first
@@ -233,6 +238,7 @@ hs_balance_new (const hs_balance_config_t *config, uint64_t now_ms)
     self->moved = zhashx_new ();
     zhashx_set_destructor (self->moved, s_stamp_free);  //  plain malloc
     self->queue = json_array ();
+    self->torn = json_object ();
     hs_balance_reset (self, now_ms);
     return self;
 }
@@ -247,6 +253,7 @@ hs_balance_destroy (hs_balance_t **self_p)
         s_pending_clear (self);
         free (self->pending);
         json_decref (self->queue);
+        json_decref (self->torn);
         free (self);
         *self_p = NULL;
     }
@@ -275,6 +282,7 @@ hs_balance_reset (hs_balance_t *self, uint64_t now_ms)
     self->refill_ms = now_ms;
     self->tokens = 0;
     json_array_clear (self->queue);
+    json_object_clear (self->torn);
 }
 
 //  The most the sending budget holds: a tenth of a second's worth, so
@@ -594,6 +602,9 @@ s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
     if (members > 1 && size > 0 && (size_t) size < sizeof plan->reason)
         snprintf (plan->reason + size, sizeof plan->reason - (size_t) size,
                   "; with %zu rooms that players share", members - 1);
+    else if (plan->entities && size > 0 && (size_t) size < sizeof plan->reason)
+        snprintf (plan->reason + size, sizeof plan->reason - (size_t) size,
+                  "%s", S_PART);
     double load = plan->per_entity * entities;
     source->load -= load;
     target->load += load;
@@ -601,6 +612,90 @@ s_plan_add (hs_balance_t *self, s_plan_t *plan, s_sim_t *source,
     moving->load -= load;
     *budget -= entities;
     s_stamp_set (self->settled, moving->name, now_ms + self->config.settle_ms);
+}
+
+static s_sim_t *
+s_named (s_sim_t *model, size_t count, const char *name)
+{
+    for (size_t at = 0; name && at < count; at++)
+        if (streq (model [at].name, name))
+            return &model [at];
+    return NULL;
+}
+
+//  Plan the rest of each room another leader moved part of (its queue
+//  died with it, between the room's commands) to where that part went,
+//  so no room stays split (load.md section 5, step 3): once neither sim
+//  waits for a report, whatever the band, within *BUDGET. A rest the
+//  source's report does not name (past its 64 groups) is counted in FSM
+//  (lent; NULL: not), into SPARE (one per torn room). At most MAX moves
+//  into PLANS; returns how many. Each room looked at is marked "done",
+//  for s_finished once the plans are resolved (they lend its name).
+static size_t
+s_finish (hs_balance_t *self, s_sim_t *model, size_t count, hs_fsm_t *fsm,
+          s_group_t *spare, double *budget, uint64_t now_ms, s_plan_t *plans,
+          size_t max)
+{
+    size_t planned = 0, spared = 0;
+    const char *group;
+    json_t *torn;
+    json_object_foreach (self->torn, group, torn)
+    {
+        s_sim_t *from = s_named (
+            model, count, json_string_value (json_object_get (torn, "from")));
+        s_sim_t *to = s_named (
+            model, count, json_string_value (json_object_get (torn, "to")));
+        //  Not reported to this leader yet (its first rounds), or their
+        //  reports do not show the move yet: wait, while the room settles.
+        if (!from || !to || from->frozen || to->frozen) {
+            if ((uint64_t) json_integer_value (
+                    json_object_get (torn, "until_ms"))
+                <= now_ms)
+                json_object_set_new (torn, "done", json_true ());
+            continue;
+        }
+        s_group_t *rest = NULL;
+        for (size_t at = 0; from && at < from->n_groups; at++)
+            if (streq (from->groups [at].name, group))
+                rest = &from->groups [at];
+        if (!rest && fsm) {
+            json_t *held = hs_fsm_group_held (fsm, group, from->name, NULL,
+                                              HS_FSM_MAX_REQUESTS);
+            double held_count = (double) json_array_size (held);
+            json_decref (held);
+            if (held_count >= 1) {
+                rest = &spare [spared++];
+                *rest = (s_group_t){group, held_count,
+                                    held_count * self->config.entity_cost, 0};
+            }
+        }
+        if (rest && rest->entities >= 1 && !to->draining) {
+            if (planned == max || (rest->entities > *budget && planned > 0))
+                break;
+            //  Whole: s_resolve moves every path of it FROM holds.
+            s_plan_add (self, &plans [planned], from, to, rest, rest->entities,
+                        false, 1, now_ms, budget);
+            snprintf (plans [planned].reason, sizeof plans [planned].reason,
+                      "the rest of a room another leader moved part of");
+            planned++;
+        }
+        json_object_set_new (torn, "done", json_true ());
+    }
+    return planned;
+}
+
+//  Forget the torn rooms s_finish looked at.
+static void
+s_finished (hs_balance_t *self)
+{
+    const char *group;
+    json_t *torn;
+    void *next;
+    json_object_foreach_safe (self->torn, next, group, torn)
+    {
+        if (json_is_true (json_object_get (torn, "done")))
+            json_object_del (self->torn, group);
+    }
 }
 
 //  Plan a round on MODEL (COUNT sims) with at most BUDGET entities
@@ -841,6 +936,20 @@ s_recall (hs_balance_t *self, hs_fsm_t *fsm, uint64_t now_ms)
         }
         if (s_own (self, json_string_value (json_object_get (move, "move"))))
             continue;
+        //  Its room may be torn: the rest of its commands died with its
+        //  leader's queue. Finished once its sims' reports show it, while
+        //  the room settles.
+        const char *from = json_string_value (json_object_get (move, "from"));
+        const char *to = json_string_value (json_object_get (move, "to"));
+        const char *reason =
+            json_string_value (json_object_get (move, "reason"));
+        if (group && from && to && age < self->config.settle_ms
+            && !(reason && strstr (reason, S_PART)))
+            json_object_set_new (
+                self->torn, group,
+                json_pack (
+                    "{s:s,s:s,s:I}", "from", from, "to", to, "until_ms",
+                    (json_int_t) (now_ms + self->config.settle_ms - age)));
         static const char *const sides [] = {"from", "to"};
         for (size_t side = 0; side < 2; side++) {
             const char *sim =
@@ -889,14 +998,19 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
             s_link (&model [at], owned);
             json_decref (owned);
         }
-        size_t max = 0;
+        //  A plan per group at most, the torn rooms' rests counted apart.
+        size_t max = json_object_size (self->torn);
         for (size_t at = 0; at < count; at++)
             max += model [at].n_groups;
         s_plan_t *plans = (s_plan_t *) calloc (max + 1, sizeof (s_plan_t));
+        s_group_t *spare = (s_group_t *) calloc (
+            json_object_size (self->torn) + 1, sizeof (s_group_t));
         double budget = self->config.moves_per_s
                         * (double) self->config.interval_ms / 1000.0;
-        size_t planned =
-            s_plan (self, model, count, budget, now_ms, plans, max);
+        size_t planned = s_finish (self, model, count, fsm, spare, &budget,
+                                   now_ms, plans, max);
+        planned += s_plan (self, model, count, budget, now_ms, plans + planned,
+                           max - planned);
         //  Nothing to do while a sim waits for its report: look again
         //  soon, not an interval later.
         bool waiting = false;
@@ -908,6 +1022,8 @@ hs_balance_round (hs_balance_t *self, const json_t *sims, hs_fsm_t *fsm,
         for (size_t at = 0; at < planned; at++)
             s_resolve (self, &plans [at], fsm, self->queue, &asks);
         free (plans);
+        free (spare);
+        s_finished (self);
         s_model_free (&model, count);
     }
     //  Sent as the budget allows, each with its id; its load counts at
@@ -1106,7 +1222,8 @@ hs_balance_test (bool verbose)
     assert (planned == 3);
     for (size_t at = 0; at < planned; at++)
         assert (streq (plans [at].from, "c")
-                && streq (plans [at].reason, "draining"));
+                && (streq (plans [at].reason, "draining")
+                    || streq (plans [at].reason, "draining" S_PART)));
     s_model_free (&model, count);
     s_moved_set (self->moved, "a", 99500, 1);
     zhashx_purge (self->settled);
@@ -1236,6 +1353,69 @@ hs_balance_test (bool verbose)
     assert (self->n_pending == 2);
     s_pending_prune (self, sims, 100000 + S_APPLY_MS);
     assert (self->n_pending == 1);
+    json_decref (sims);
+
+    //  A room another leader moved part of (/t/room00: 64 of 100 went to
+    //  b before its queue died) is finished to b, whatever the band, once
+    //  neither sim waits for a report; a room it parted on purpose is not.
+    zhashx_purge (self->settled);
+    zhashx_purge (self->moved);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/t", 2, 36, 0, 10), "b",
+                      s_test_report ("/t", 1, 64, 0, 10));
+    json_object_set_new (self->torn, "/t/room00",
+                         json_pack ("{s:s,s:s,s:i}", "from", "a", "to", "b",
+                                    "until_ms", 200000));
+    json_object_set_new (self->torn, "/t/room01",
+                         json_pack ("{s:s,s:s,s:i}", "from", "b", "to", "a",
+                                    "until_ms", 200000));
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    double budget = 1e9;
+    s_group_t spare [2];
+    planned =
+        s_finish (self, model, count, NULL, spare, &budget, 100000, plans, 512);
+    assert (planned == 1 && streq (plans [0].group, "/t/room00")
+            && streq (plans [0].from, "a") && streq (plans [0].to, "b")
+            && plans [0].entities == 0);
+    s_finished (self);
+    assert (json_object_size (self->torn) == 0);
+    s_model_free (&model, count);
+    //  Waiting for a report, or for a sim's first report to this leader:
+    //  kept for the next round, while the room settles.
+    json_object_set_new (self->torn, "/t/room01",
+                         json_pack ("{s:s,s:s,s:i}", "from", "a", "to", "b",
+                                    "until_ms", 200000));
+    json_object_set_new (self->torn, "/t/room02",
+                         json_pack ("{s:s,s:s,s:i}", "from", "a", "to", "z",
+                                    "until_ms", 200000));
+    s_moved_set (self->moved, "b", 99500, 7);
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    assert (
+        s_finish (self, model, count, NULL, spare, &budget, 100000, plans, 512)
+        == 0);
+    s_finished (self);
+    assert (json_object_size (self->torn) == 2);
+    //  Once the room settled, a torn room waits no more.
+    assert (
+        s_finish (self, model, count, NULL, spare, &budget, 200000, plans, 512)
+        == 0);
+    s_finished (self);
+    assert (json_object_size (self->torn) == 0);
+    s_model_free (&model, count);
+    json_object_clear (self->torn);
+    zhashx_purge (self->moved);
+    json_decref (sims);
+    //  A part on purpose says so in its reason (a hot room, as above).
+    zhashx_purge (self->settled);
+    sims = json_pack ("{s:o,s:o}", "a", s_test_report ("/s", 21, 100, 2000, 10),
+                      "b", s_test_report ("/s", 0, 0, 0, 10));
+    model = s_model (self, sims, NULL, 100000, true, &count);
+    planned = s_plan (self, model, count, 1e9, 100000, plans, 512);
+    bool parted = false;
+    for (size_t at = 0; at < planned; at++)
+        if (plans [at].entities)
+            parted = strstr (plans [at].reason, S_PART) != NULL;
+    assert (parted);
+    s_model_free (&model, count);
     json_decref (sims);
 
     //  Sent at the configured rate, whatever is left of a turn's budget:

@@ -186,8 +186,12 @@ def test_an_imported_scene_spreads_over_four_sims_within_the_band(tmp_path):
         # sim1 now, each with its reason.
         moves = _moves(ring)
         assert sum(m["moved"] for m in moves) == len(paths) - counts["sim1"]
+        # (A change of leader on a slow machine: the new one finishes a
+        # room the old one moved part of.)
         assert all(m["from"] == "sim1" and m["reason"].split(":")[0]
-                   in ("above band", "below band") for m in moves)
+                   in ("above band", "below band",
+                       "the rest of a room another leader moved part of")
+                   for m in moves)
         editor.check()
         print(f"balanced in {elapsed:.1f} s, {len(moves)} decisions, {counts}")
 
@@ -272,6 +276,13 @@ def test_the_new_leader_finishes_a_rebalance_and_loses_no_move(tmp_path):
         # misjudge it for a moment: a room may move once more, within the
         # issue's bound of 1.2 times the fewest moves.
         assert sum(m["moved"] for m in moves) <= 1.2 * (len(paths) - counts["sim1"])
+        # Rooms whole: a room the old leader had sent part of when it died
+        # was finished by the new one, to the same sim.
+        rooms = defaultdict(set)
+        for path, sim in held.items():
+            rooms[path.rsplit("/", 1)[0]].add(sim)
+        torn = {room: holders for room, holders in rooms.items() if len(holders) > 1}
+        assert not torn, (torn, [m for m in moves if m["group"] in torn])
         by_sim = {s.name: s for s in sims}
         serving = next(m for m in others if m.name == wait_leader(others)[0])
         with serving.client() as client:
