@@ -3,6 +3,7 @@
     Commands:
         keygen NAME          write NAME.cert and NAME.cert_secret (0600)
         status               ask a daemon who it is and how it is doing
+        health               what is wrong with a ring or a sim, if anything
         counters             a daemon's counters (a sim's: and its peers)
         trace TRACE          the hops of a transfer or traced update
         import SCENE         load a scene file onto a simulation server
@@ -20,6 +21,7 @@
 #include "common/sf_program.h"
 #include "common/sf_time.h"
 #include "ctl/ctl_client.h"
+#include "ctl/ctl_health.h"
 #include "ctl/ctl_scene.h"
 #include "ctl/ctl_trace.h"
 
@@ -64,6 +66,11 @@ static const sf_config_key_t s_schema [] = {
      "drain: end the sim's drain instead"},
     {"fabricctl/wait", "wait", SF_CONFIG_INT, false, "600", "1..86400",
      "drain: seconds to wait for the sim to be empty"},
+    {"fabricctl/max_lag", "max-lag", SF_CONFIG_INT, false, "10000",
+     "0..1000000000",
+     "health: entries a member's applied index may trail the commit index"},
+    {"fabricctl/sims", "sims", SF_CONFIG_BOOL, false, "false", NULL,
+     "health: check every sim the ring lists too"},
     SF_PROGRAM_LOG_KEYS,
     {NULL},
 };
@@ -74,7 +81,12 @@ static const sf_program_t s_program = {
     "fabricctl [FLAGS] COMMAND [ARGS]",
     "Commands:\n"
     "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600)\n"
-    "  status               ask a daemon who it is and how it is doing\n"
+    "  status               ask a daemon who it is and how it is doing (a "
+    "ring\n"
+    "                       member: exits 1 when it knows no leader)\n"
+    "  health [--sims]      check every ring member (or the sim --server "
+    "names):\n"
+    "                       one line per problem, exit 1 if there is any\n"
     "  counters             a daemon's counters (a simulation server's: and "
     "its peers)\n"
     "  trace TRACE          the hops of a transfer (its id) or of a traced "
@@ -409,14 +421,191 @@ s_call (sf_config_t *config, const char *op, const json_t *args,
         sf_program_fail (
             "fabricctl", SF_EXIT_FAILURE, "unreadable reply from %s (%s)",
             sf_config_str (config, "fabricctl/server"), fault.message);
+    //  A ring member that knows no leader: the ring cannot serve writes
+    //  (operations.md section 1).
+    bool leaderless = print == s_print_status
+                      && json_object_get (reply, "members")
+                      && json_is_true (json_object_get (reply, "ok"))
+                      && !json_is_string (json_object_get (reply, "leader"));
+    char *node =
+        leaderless ? strdup (json_string_value (json_object_get (reply, "node"))
+                                 ?: "the member asked")
+                   : NULL;
+    int code;
     if (print == s_print_status && json_object_get (reply, "members")
         && !sf_config_bool (config, "fabricctl/json")
         && json_is_true (json_object_get (reply, "ok"))) {
         s_print_ring (reply);
         json_decref (reply);
-        return s_print_overload (config);
+        code = s_print_overload (config);
     }
-    return s_finish (config, reply, print);
+    else
+        code = s_finish (config, reply, print);
+    if (leaderless) {
+        fprintf (stderr, "fabricctl: %s knows no leader\n", node);
+        code = SF_EXIT_FAILURE;
+    }
+    free (node);
+    return code;
+}
+
+//  Ask each of DAEMONS ({NAME: {"api", "key"}}, lent) for OP at once, as
+//  our configured key, each within TIMEOUT_MS (the replies of those that
+//  answer are waiting by the time a silent one's wait ends): {NAME:
+//  reply, or a string saying why none came}. A new object.
+static json_t *
+s_ask_all (sf_config_t *config, const json_t *daemons, const char *op,
+           int timeout_ms)
+{
+    json_t *replies = json_object ();
+    zhashx_t *clients = zhashx_new ();
+    const char *name;
+    const json_t *daemon;
+    json_object_foreach ((json_t *) daemons, name, daemon)
+    {
+        const char *api = json_string_value (json_object_get (daemon, "api"));
+        const char *key = json_string_value (json_object_get (daemon, "key"));
+        if (!api || !key || !sf_cert_key_valid (key)) {
+            json_object_set_new (replies, name,
+                                 json_string ("its api or key is unknown"));
+            continue;
+        }
+        ctl_client_t *client = s_connect_to (config, api, key);
+        ctl_client_send (client, op, NULL);
+        zhashx_insert (clients, name, client);
+    }
+    for (ctl_client_t *client = (ctl_client_t *) zhashx_first (clients); client;
+         client = (ctl_client_t *) zhashx_next (clients)) {
+        sf_fault_t fault;
+        json_t *reply = ctl_client_recv (client, timeout_ms, &fault);
+        json_object_set_new (replies, (const char *) zhashx_cursor (clients),
+                             reply ? reply : json_string (fault.message));
+        ctl_client_destroy (&client);
+    }
+    zhashx_destroy (&clients);
+    return replies;
+}
+
+//  health (operations.md section 1): the problems of the ring the
+//  configured member belongs to (and of its sims, with --sims), or of
+//  the configured sim; one line each, exit 1 if there is any.
+static int
+s_health (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl health [--sims] [--max-lag N]");
+    int timeout = (int) sf_config_int (config, "fabricctl/timeout");
+    const char *server = sf_config_str (config, "fabricctl/server");
+    ctl_client_t *client = s_connect (config);
+    sf_fault_t fault;
+    json_t *status = ctl_client_call (client, "status", NULL, timeout, &fault);
+    json_t *problems = NULL, *statuses = json_object ();
+    if (!status) {
+        problems = json_array ();
+        json_array_append_new (problems, json_sprintf ("%s: unreachable: %s",
+                                                       server, fault.message));
+    }
+    else if (!json_object_get (status, "members")) {
+        json_t *counters =
+            ctl_client_call (client, "counters", NULL, timeout, &fault);
+        problems = ctl_health_sim (status, counters, NULL);
+        json_decref (counters);
+        json_object_set (
+            statuses,
+            json_string_value (json_object_get (status, "node"))
+                ? json_string_value (json_object_get (status, "node"))
+                : server,
+            status);
+    }
+    else {
+        //  Every member the asked one lists, itself included.
+        json_t *daemons = json_object ();
+        const char *node = json_string_value (json_object_get (status, "node"));
+        size_t at;
+        json_t *member;
+        json_array_foreach (json_object_get (status, "members"), at, member)
+        {
+            const char *name =
+                json_string_value (json_object_get (member, "name"));
+            if (name && !(node && streq (name, node)))
+                json_object_set (daemons, name, member);
+        }
+        json_decref (statuses);
+        statuses = s_ask_all (config, daemons, "status", timeout);
+        json_decref (daemons);
+        if (node)
+            json_object_set (statuses, node, status);
+        json_t *load =
+            json_object_get (status, "leader")
+                ? ctl_client_call (client, "load", NULL, timeout, &fault)
+                : NULL;
+        problems =
+            ctl_health_ring (json_object_get (status, "members"), statuses,
+                             json_object_get (load, "homeservers"),
+                             sf_config_int (config, "fabricctl/max_lag"));
+        //  Each sim the ring lists, at the api it registered.
+        json_t *list =
+            sf_config_bool (config, "fabricctl/sims")
+                ? ctl_client_call (client, "sim.list", NULL, timeout, &fault)
+                : NULL;
+        json_t *sims = json_object_get (list, "sims");
+        json_t *sim;
+        json_t *targets = json_object ();
+        json_array_foreach (sims, at, sim)
+        {
+            const char *name = json_string_value (json_object_get (sim, "sim"));
+            if (name)
+                json_object_set (targets, name, sim);
+        }
+        json_t *sim_statuses = s_ask_all (config, targets, "status", timeout);
+        json_t *sim_counters = s_ask_all (config, targets, "counters", timeout);
+        const char *name;
+        json_t *reply;
+        json_object_foreach (sim_statuses, name, reply)
+        {
+            json_t *found =
+                json_is_object (reply)
+                    ? ctl_health_sim (
+                        reply, json_object_get (sim_counters, name), sims)
+                    : json_pack ("[s++]", name,
+                                 ": unreachable: ", json_string_value (reply));
+            json_array_extend (problems, found);
+            json_decref (found);
+        }
+        if (list && !sims)
+            json_array_append_new (
+                problems, json_string ("ring: sim.list did not answer"));
+        json_decref (sim_statuses);
+        json_decref (sim_counters);
+        json_decref (targets);
+        json_decref (list);
+        json_decref (load);
+    }
+    ctl_client_destroy (&client);
+    json_decref (status);
+    size_t count = json_array_size (problems);
+    if (sf_config_bool (config, "fabricctl/json")) {
+        json_t *out = json_pack ("{s:b,s:O,s:O}", "healthy", count == 0,
+                                 "problems", problems, "daemons", statuses);
+        char *text = sf_json_text (out);
+        printf ("%s\n", text);
+        free (text);
+        json_decref (out);
+    }
+    else {
+        size_t at;
+        json_t *problem;
+        json_array_foreach (problems, at, problem)
+            printf ("%s\n", json_string_value (problem));
+        if (!count)
+            printf ("healthy: no problem found (%zu daemon%s asked)\n",
+                    json_object_size (statuses),
+                    json_object_size (statuses) == 1 ? "" : "s");
+    }
+    json_decref (problems);
+    json_decref (statuses);
+    return count ? SF_EXIT_FAILURE : SF_EXIT_OK;
 }
 
 static int
@@ -1140,6 +1329,8 @@ main (int argc, char *argv [])
                              "usage: fabricctl counters");
         code = s_call (config, "counters", NULL, s_print_counters);
     }
+    else if (streq (command, "health"))
+        code = s_health (config, args);
     else if (streq (command, "request"))
         code = s_request (config, args);
     else if (streq (command, "trace"))

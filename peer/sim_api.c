@@ -65,6 +65,8 @@ typedef struct {
 struct _sim_api_t {
     sim_api_config_t config;  //  what we serve from
     uint64_t registered_ms;   //  0 until the ring knows us
+    uint64_t beaten_ms;       //  the last heartbeat answered (0: none)
+    uint64_t heartbeat_ms;    //  between heartbeats
     zlist_t *waiting;         //  s_waiting_t: calls waiting on the ring
     zlistx_t *subscriptions;  //  s_subscription_t
     uint64_t events_sent;     //  events delivered to subscribers
@@ -365,6 +367,13 @@ sim_api_set_registered (sim_api_t *self, uint64_t registered_ms)
     self->registered_ms = registered_ms;
     if (!registered_ms)
         self->checked_once = false;  //  a new ring: its indexes are new
+}
+
+void
+sim_api_set_beaten (sim_api_t *self, uint64_t at_ms, uint64_t every_ms)
+{
+    self->beaten_ms = at_ms;
+    self->heartbeat_ms = every_ms;
 }
 
 //  An entity as the API shows it. A state that is not UTF-8 text (a peer
@@ -987,6 +996,13 @@ s_op_status (sim_api_t *self, api_call_t **call_p, json_t *reply,
                    "ring", sim_ring_target (self->config.ring), "entities",
                    (json_int_t) sim_store_size (store), "authoritative",
                    (json_int_t) authoritative));
+    uint64_t now = sf_time_mono_ms ();
+    json_object_set_new (reply, "heartbeat_ms",
+                         json_integer ((json_int_t) self->heartbeat_ms));
+    json_object_set_new (
+        reply, "heartbeat_age_ms",
+        self->beaten_ms ? json_integer ((json_int_t) (now - self->beaten_ms))
+                        : json_null ());
     return 0;
 }
 

@@ -109,6 +109,10 @@ void sim_api_set_key (sim_api_t *self, const uint8_t *key);
 //  The sim registered with the ring (REGISTERED_MS) or lost it (0).
 void sim_api_set_registered (sim_api_t *self, uint64_t registered_ms);
 
+//  The ring answered a heartbeat at AT_MS (monotonic); heartbeats go
+//  every EVERY_MS. status shows how long ago (a health check's figure).
+void sim_api_set_beaten (sim_api_t *self, uint64_t at_ms, uint64_t every_ms);
+
 //  ENTITY changed (here or from the stream): tell its subscribers.
 void sim_api_notify (sim_api_t *self, const sim_entity_t *entity);
 

@@ -672,6 +672,8 @@ s_beaten (void *arg, json_t *reply, const sf_fault_t *fault)
         sim_api_set_registered (self->api, 0);
     }
     else if (!fault) {
+        sim_api_set_beaten (self->api, sf_time_mono_ms (),
+                            (uint64_t) self->heartbeat_ms);
         //  Fencing never depends on the optional event feed.
         sim_api_check (self->api, (uint64_t) json_integer_value (
                                       json_object_get (reply, "taken_index")));

@@ -46,6 +46,7 @@
     X (sim_checkpoint)      \
     X (sim_load)            \
     X (authority_sim)       \
+    X (ctl_health)          \
     X (ctl_scene)           \
     X (ctl_trace)
 // clang-format on
