@@ -74,13 +74,15 @@ free_ports ()
         "from simfabric_testing.daemon import free_port; print(*[free_port() for _ in range($1)])")
 }
 
-#  Wait until daemon NAME answers status, or fail with its log.
+#  Wait until daemon NAME answers status, or fail with its log. (A raw
+#  request: `fabricctl status` exits 1 while a member knows no leader,
+#  as the first member started does until the second one is up.)
 wait_ready ()
 {
     local name=$1 endpoint=$2 started=$SECONDS
     local begun
     begun=$(date +%s%N)
-    while ! "$FABRICCTL" status --server "$endpoint" \
+    while ! "$FABRICCTL" request status --server "$endpoint" \
         --server-key "$WORK/keys/$name.cert" --timeout 200 >/dev/null 2>&1; do
         if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
             cat "$WORK/$name.log" >&2
