@@ -90,15 +90,16 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;             //  this node's name
-    raft_id id;             //  this node's raft id
-    uint64_t started_ms;    //  monotonic start, for uptime
-    hs_ring_t *ring;        //  lent
-    hs_fsm_t *fsm;          //  lent
-    api_router_t *router;   //  lent
-    zcert_t *cert;          //  lent, for forwarding
-    hs_load_t *load;        //  the latest load reports, as leader
-    hs_balance_t *balance;  //  the balancer (NULL: none configured)
+    char *name;                    //  this node's name
+    raft_id id;                    //  this node's raft id
+    uint64_t started_ms;           //  monotonic start, for uptime
+    hs_ring_t *ring;               //  lent
+    hs_fsm_t *fsm;                 //  lent
+    api_router_t *router;          //  lent
+    zcert_t *cert;                 //  lent, for forwarding
+    hs_load_t *load;               //  the latest load reports, as leader
+    hs_balance_t *balance;         //  the balancer (NULL: none configured)
+    sf_prom_histo_t commit_histo;  //  writes' receipt to commit, ever
     //  This member's own figures since its last report (load.md section
     //  2): writes' receipt-to-commit times, and where counts stood.
     uint64_t latencies [4096];
@@ -399,8 +400,8 @@ s_status_members (hs_api_t *self)
     return members;
 }
 
-static void
-s_status (hs_api_t *self, api_call_t *call, uint64_t now)
+json_t *
+hs_api_status (hs_api_t *self, uint64_t now)
 {
     const char *leader_raft = NULL;
     raft_id leader = hs_ring_leader (self->ring, &leader_raft);
@@ -443,14 +444,21 @@ s_status (hs_api_t *self, api_call_t *call, uint64_t now)
     json_object_set_new (
         result, "registration",
         json_string (self->registration_open ? "open" : "token"));
+    return result;
+}
+
+static void
+s_status (hs_api_t *self, api_call_t *call, uint64_t now)
+{
+    json_t *result = hs_api_status (self, now);
     api_router_reply (self->router, &call, result);
     json_decref (result);
 }
 
 //  This member's counters (homeserver-api.md, counters): its API's, and
 //  the daemon's own through counters_fn.
-static void
-s_counters (hs_api_t *self, api_call_t *call)
+json_t *
+hs_api_counters (hs_api_t *self)
 {
     const api_router_counters_t *served = api_router_counters (self->router);
     json_t *counters = json_pack ("{s:I,s:I,s:I}", "api_requests",
@@ -459,6 +467,22 @@ s_counters (hs_api_t *self, api_call_t *call)
                                   (json_int_t) self->forwarded);
     if (self->counters_fn)
         self->counters_fn (self->counters_context, counters);
+    return counters;
+}
+
+void
+hs_api_metrics (hs_api_t *self, sf_prom_t *prom)
+{
+    api_router_metrics (self->router, prom);
+    sf_prom_family (prom, "commit_duration_seconds", "histogram",
+                    "a client's write from its receipt to its commit here");
+    sf_prom_histo (prom, NULL, NULL, &self->commit_histo);
+}
+
+static void
+s_counters (hs_api_t *self, api_call_t *call)
+{
+    json_t *counters = hs_api_counters (self);
     json_t *result =
         json_pack ("{s:s,s:o}", "node", self->name, "counters", counters);
     api_router_reply (self->router, &call, result);
@@ -588,6 +612,27 @@ s_stamp_leader (hs_api_t *self, const char *op, json_t *args)
     }
     else if (streq (op, "ring.key") || streq (op, "ring.rotate_key"))
         s_add_key_pair (args);
+    else if (streq (op, "access.create")) {
+        //  sf1.ID.SECRET (http.md section 5): the command carries the id
+        //  and the secret's hash; the secret is answered once.
+        uint8_t id [8], secret [32], hash [32];
+        char id_text [17], hash_text [41], secret_text [64];
+        randombytes_buf (id, sizeof id);
+        randombytes_buf (secret, sizeof secret);
+        sodium_bin2hex (id_text, sizeof id_text, id, sizeof id);
+        sodium_bin2base64 (secret_text, sizeof secret_text, secret,
+                           sizeof secret,
+                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        crypto_generichash (hash, sizeof hash, (const uint8_t *) secret_text,
+                            strlen (secret_text), NULL, 0);
+        zmq_z85_encode (hash_text, hash, sizeof hash);
+        json_object_set_new (args, "token_id", json_string (id_text));
+        json_object_set_new (args, "hash", json_string (hash_text));
+        char *token = zsys_sprintf ("sf1.%s.%s", id_text, secret_text);
+        sodium_memzero (secret, sizeof secret);
+        sodium_memzero (secret_text, sizeof secret_text);
+        return token;
+    }
     else if (streq (op, "token.create")) {
         uint8_t token [32], hash [32];
         char hash_text [41], *text = (char *) zmalloc (41);
@@ -1444,10 +1489,12 @@ hs_api_applied (hs_api_t *self, raft_index index, raft_term term,
                 //  A client's write's time from its receipt to its commit
                 //  here. The ring's own commands have no client, so no
                 //  answer to copy (a balancer's move carries 64 grants).
+                uint64_t took =
+                    sf_time_wall_us () - api_call_received_us (write->call);
+                sf_prom_histo_observe (&self->commit_histo, took);
                 if (self->n_latencies
                     < sizeof self->latencies / sizeof self->latencies [0])
-                    self->latencies [self->n_latencies++] =
-                        sf_time_wall_us () - api_call_received_us (write->call);
+                    self->latencies [self->n_latencies++] = took;
                 json_t *copy = json_deep_copy (result);
                 json_object_set_new (copy, "index",
                                      json_integer ((json_int_t) index));

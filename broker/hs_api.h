@@ -76,6 +76,18 @@ typedef void (hs_api_counters_fn) (void *context, json_t *counters);
 void hs_api_set_counters (hs_api_t *self, hs_api_counters_fn *counters_fn,
                           void *context);
 
+//  This member's status, as the op "status" answers it at NOW. A new
+//  reference.
+json_t *hs_api_status (hs_api_t *self, uint64_t now);
+
+//  This member's counters, as the op "counters" answers them. A new
+//  reference.
+json_t *hs_api_counters (hs_api_t *self);
+
+//  Write the API's metrics families into PROM: requests' and commits'
+//  latency histograms (http.md section 3).
+void hs_api_metrics (hs_api_t *self, sf_prom_t *prom);
+
 //  This ring's instance name (federation.md section 1; NULL: none), for
 //  status.
 void hs_api_set_instance (hs_api_t *self, const char *instance);

@@ -83,9 +83,8 @@ hs_events_published (hs_events_t *self)
     return self->published;
 }
 
-void
-hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
-                   const char *op, const json_t *result)
+char *
+hs_events_topic (const char *op, const json_t *result)
 {
     //  The topic says what changed, so subscribers filter by prefix.
     const char *path = json_string_value (json_object_get (result, "path"));
@@ -97,14 +96,28 @@ hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
     const char *to = json_string_value (json_object_get (result, "to"));
     const char *group = json_string_value (json_object_get (result, "group"));
     bool move = streq (op, "balance.move") && from && to && group;
-    char *topic = path     ? zsys_sprintf ("entity:%s", path)
-                  : move   ? zsys_sprintf ("ring:move/%s/%s%s", from, to, group)
-                  : sim    ? zsys_sprintf ("sim:%s", sim)
-                  : player ? zsys_sprintf ("player:%s", player)
-                           : zsys_sprintf ("ring:");
-    json_t *event = json_pack ("{s:I,s:I,s:s,s:O,s:s}", "index",
-                               (json_int_t) index, "prev", (json_int_t) prev,
-                               "op", op, "result", result, "node", self->node);
+    return path     ? zsys_sprintf ("entity:%s", path)
+           : move   ? zsys_sprintf ("ring:move/%s/%s%s", from, to, group)
+           : sim    ? zsys_sprintf ("sim:%s", sim)
+           : player ? zsys_sprintf ("player:%s", player)
+                    : zsys_sprintf ("ring:");
+}
+
+json_t *
+hs_events_body (raft_index index, raft_index prev, const char *op,
+                const json_t *result, const char *node)
+{
+    return json_pack ("{s:I,s:I,s:s,s:O,s:s}", "index", (json_int_t) index,
+                      "prev", (json_int_t) prev, "op", op, "result", result,
+                      "node", node);
+}
+
+void
+hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,
+                   const char *op, const json_t *result)
+{
+    char *topic = hs_events_topic (op, result);
+    json_t *event = hs_events_body (index, prev, op, result, self->node);
     char *text = sf_json_text (event);
     zstr_sendx (self->pub, topic, text, NULL);
     self->published++;

@@ -35,6 +35,16 @@ bool hs_events_wanted (hs_events_t *self);
 //  How many events were published since start.
 uint64_t hs_events_published (hs_events_t *self);
 
+//  The topic of the change OP made with RESULT (lent): "entity:PATH",
+//  "ring:move/FROM/TO/GROUP", "sim:NAME", "player:NAME" or "ring:". The
+//  caller frees.
+char *hs_events_topic (const char *op, const json_t *result);
+
+//  The body of the change OP made at INDEX with RESULT (lent), PREV being
+//  the change before it, on member NODE. A new reference.
+json_t *hs_events_body (raft_index index, raft_index prev, const char *op,
+                        const json_t *result, const char *node);
+
 //  Publish that OP, applied at INDEX, gave RESULT (lent); PREV is the index
 //  of the change published before it (0 if none).
 void hs_events_publish (hs_events_t *self, raft_index index, raft_index prev,

@@ -43,6 +43,16 @@
     "  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"      \
     "  used_ms INTEGER);"
 
+//  Bearer tokens of the HTTP API (http.md section 5), by id: each
+//  stands for a principal's key. Only the secret's BLAKE2b-256 hash
+//  (Z85) is kept. Created when missing, so an image from before opens.
+#define S_ACCESS_TABLE                                            \
+    "CREATE TABLE IF NOT EXISTS access ("                         \
+    "  token_id TEXT PRIMARY KEY, principal TEXT NOT NULL,"       \
+    "  hash TEXT NOT NULL, note TEXT NOT NULL,"                   \
+    "  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL," \
+    "  revoked_ms INTEGER);"
+
 //  Raft ids removed from the ring's configuration, so no member admits
 //  them again from its configuration file or on another member's word
 //  until a cluster.add records them anew. Created when missing, so an
@@ -139,7 +149,7 @@ static const char *s_schema =
     "CREATE TABLE members ("
     "  name TEXT PRIMARY KEY, raft_id INTEGER NOT NULL UNIQUE,"
     "  raft TEXT NOT NULL, api TEXT, key TEXT NOT NULL);" S_REMOVED_TABLE
-        S_FED_TABLE S_BALANCE_TABLES
+        S_FED_TABLE S_BALANCE_TABLES S_ACCESS_TABLE
     //  Authority transfers waiting for an answer (the ask rule).
     "CREATE TABLE transfers ("
     "  id INTEGER PRIMARY KEY, path TEXT NOT NULL, from_sim TEXT,"
@@ -342,6 +352,21 @@ static const char *s_schema =
     X (S_TOKEN_GET,                                                         \
        "SELECT sim, expires_ms, used_ms FROM tokens WHERE hash = ?1")       \
     X (S_TOKEN_USE, "UPDATE tokens SET used_ms = ?2 WHERE hash = ?1")       \
+    X (S_ACCESS_INSERT,                                                     \
+       "INSERT INTO access (token_id, principal, hash, note, created_ms, "   \
+       "expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                        \
+    X (S_ACCESS_GET,                                                        \
+       "SELECT principal, hash, expires_ms, revoked_ms FROM access WHERE "  \
+       "token_id = ?1")                                                     \
+    X (S_ACCESS_REVOKE,                                                     \
+       "UPDATE access SET revoked_ms = ?2 WHERE token_id = ?1")             \
+    /*  ?1: the command's time: a day after a token ended, it goes.  */   \
+    X (S_ACCESS_PRUNE,                                                      \
+       "DELETE FROM access WHERE coalesce (revoked_ms, expires_ms) < "      \
+       "?1 - 86400000")                                                     \
+    X (S_ACCESS_LIST,                                                       \
+       "SELECT token_id, principal, note, created_ms, expires_ms, "         \
+       "revoked_ms FROM access ORDER BY created_ms, token_id")              \
     X (S_ENTITY_RELEASE,                                                    \
        "UPDATE entities SET authority = NULL, checkpoint = COALESCE (?4, "  \
        "checkpoint), updated_ms = ?2, revision = ?3 WHERE path = ?1")       \
@@ -413,6 +438,9 @@ typedef struct {
     const char *hash;             //  token.create: the token's hash (Z85)
     int64_t ttl_ms;               //  token.create
     const char *token;            //  sim.register: a join token (Z85)
+    const char *token_id;         //  access.*: a bearer token's id (hex)
+    const char *principal_key;    //  access.create: whom it stands for
+    const char *note;             //  access.create
     bool open;             //  sim.register: the leader's registration is open
     json_t *request;       //  ring.forward: the client's request
     const char *claim;     //  fed.claim: the request id its instance gave
@@ -586,6 +614,49 @@ s_parse_token_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
                    || s_z85 (args, "hash", 32, &a->hash, fault)
                ? -1
                : 0;
+}
+
+//  A bearer token's id: 16 lowercase hex digits (http.md section 5).
+static int
+s_token_id (const json_t *args, bool required, const char **value,
+            sf_fault_t *fault)
+{
+    if (sf_json_string (args, "token_id", required, value, fault))
+        return -1;
+    if (*value
+        && (strlen (*value) != 16 || strspn (*value, "0123456789abcdef") != 16))
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'token_id' must be 16 hex digits");
+    return 0;
+}
+
+//  access.create: the id and the hash are the leader's (hs_api makes the
+//  token).
+static int
+s_parse_access_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    a->note = "";
+    if (s_z85 (args, "principal", 32, &a->principal_key, fault)
+        || sf_json_int (args, "ttl_ms", true, 1000, 31536000000ll, &a->ttl_ms,
+                        fault)
+        || sf_json_string (args, "note", false, &a->note, fault)
+        || s_token_id (args, false, &a->token_id, fault)
+        || s_z85 (args, "hash", 32, &a->hash, fault))
+        return -1;
+    if (!a->principal_key)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'principal' is required: the Z85 public "
+                             "key the token stands for");
+    if (strlen (a->note) > 200)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'note' is longer than 200 bytes");
+    return 0;
+}
+
+static int
+s_parse_access_revoke (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    return s_token_id (args, true, &a->token_id, fault);
 }
 
 static int
@@ -1241,8 +1312,9 @@ s_open (sqlite3 **db_p, sqlite3_stmt **stmts, const void *image, size_t size,
                 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE)
             != SQLITE_OK)
             goto failed;
-        if (sqlite3_exec (db, S_REMOVED_TABLE S_FED_TABLE S_BALANCE_TABLES,
-                          NULL, NULL, NULL)
+        if (sqlite3_exec (
+                db, S_REMOVED_TABLE S_FED_TABLE S_BALANCE_TABLES S_ACCESS_TABLE,
+                NULL, NULL, NULL)
             != SQLITE_OK)
             goto failed;
     }
@@ -3111,6 +3183,109 @@ s_token_create (s_apply_t *ctx)
                       (json_int_t) expires);
 }
 
+//  access.create: a bearer token for a principal, kept as its hash; the
+//  leader answers the token itself to the administrator (hs_api). Rows
+//  a day past their end are pruned here, alike on every member.
+static json_t *
+s_access_create (s_apply_t *ctx)
+{
+    if (!ctx->a->hash || !ctx->a->token_id) {
+        sf_fault_set (ctx->fault, SF_EINVAL,
+                      "access.create carries the token's id and hash (the "
+                      "leader adds them)");
+        return NULL;
+    }
+    int64_t now = (int64_t) ctx->cmd->time_ms;
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ACCESS_PRUNE);
+    s_bind_int (stmt, 1, now);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    int64_t expires = now + ctx->a->ttl_ms;
+    stmt = s_stmt (ctx->self, S_ACCESS_INSERT);
+    s_bind_text (stmt, 1, ctx->a->token_id);
+    s_bind_text (stmt, 2, ctx->a->principal_key);
+    s_bind_text (stmt, 3, ctx->a->hash);
+    s_bind_text (stmt, 4, ctx->a->note);
+    s_bind_int (stmt, 5, now);
+    s_bind_int (stmt, 6, expires);
+    if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+        return NULL;
+    return json_pack ("{s:s,s:s,s:s,s:I,s:I}", "token_id", ctx->a->token_id,
+                      "principal", ctx->a->principal_key, "note", ctx->a->note,
+                      "created_ms", (json_int_t) now, "expires_ms",
+                      (json_int_t) expires);
+}
+
+//  access.revoke: the token stops working on each member as it applies
+//  this; a revoked token stays revoked.
+static json_t *
+s_access_revoke (s_apply_t *ctx)
+{
+    sqlite3_stmt *stmt = s_stmt (ctx->self, S_ACCESS_GET);
+    s_bind_text (stmt, 1, ctx->a->token_id);
+    bool known = sqlite3_step (stmt) == SQLITE_ROW;
+    bool revoked = known && sqlite3_column_type (stmt, 3) != SQLITE_NULL;
+    s_done (stmt);
+    if (!known) {
+        sf_fault_set (ctx->fault, SF_ENOTFOUND, "no token '%s'",
+                      ctx->a->token_id);
+        return NULL;
+    }
+    if (!revoked) {
+        stmt = s_stmt (ctx->self, S_ACCESS_REVOKE);
+        s_bind_text (stmt, 1, ctx->a->token_id);
+        s_bind_int (stmt, 2, (int64_t) ctx->cmd->time_ms);
+        if (s_exec_stmt (ctx->self, stmt, ctx->fault))
+            return NULL;
+    }
+    return json_pack ("{s:s,s:b,s:b}", "token_id", ctx->a->token_id, "revoked",
+                      1, "changed", !revoked);
+}
+
+static json_t *
+s_access_list (hs_fsm_t *self, const s_args_t *a, sf_fault_t *fault)
+{
+    (void) a;
+    (void) fault;
+    sqlite3_stmt *stmt = s_stmt (self, S_ACCESS_LIST);
+    json_t *tokens = json_array ();
+    while (sqlite3_step (stmt) == SQLITE_ROW)
+        json_array_append_new (
+            tokens,
+            json_pack (
+                "{s:s,s:s,s:s,s:I,s:I,s:o}", "token_id", s_column (stmt, 0),
+                "principal", s_column (stmt, 1), "note", s_column (stmt, 2),
+                "created_ms", (json_int_t) sqlite3_column_int64 (stmt, 3),
+                "expires_ms", (json_int_t) sqlite3_column_int64 (stmt, 4),
+                "revoked",
+                sqlite3_column_type (stmt, 5) == SQLITE_NULL ? json_false ()
+                                                             : json_true ()));
+    s_done (stmt);
+    return json_pack ("{s:o}", "tokens", tokens);
+}
+
+int
+hs_fsm_access (hs_fsm_t *self, const char *token_id, const char *hash,
+               uint64_t now_ms, char **principal, sf_fault_t *fault)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_ACCESS_GET);
+    s_bind_text (stmt, 1, token_id);
+    int rc = 0;
+    if (sqlite3_step (stmt) != SQLITE_ROW)
+        rc = sf_fault_set (fault, SF_EUNAUTHORIZED, "unknown token");
+    else if (strlen (hash) != 40
+             || sodium_memcmp (s_column (stmt, 1), hash, 40) != 0)
+        rc = sf_fault_set (fault, SF_EUNAUTHORIZED, "unknown token");
+    else if (sqlite3_column_type (stmt, 3) != SQLITE_NULL)
+        rc = sf_fault_set (fault, SF_EUNAUTHORIZED, "the token was revoked");
+    else if ((uint64_t) sqlite3_column_int64 (stmt, 2) <= now_ms)
+        rc = sf_fault_set (fault, SF_EUNAUTHORIZED, "the token expired");
+    else
+        *principal = strdup (s_column (stmt, 0));
+    s_done (stmt);
+    return rc;
+}
+
 //  sim.expire: issued by the leader (never by clients) for a sim whose
 //  last heartbeat is older than the lease: its entities are orphaned. The
 //  lease and the time come with the command, so every member decides alike.
@@ -3722,13 +3897,19 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_RING_ROTATE_KEY] = {
         {"grace_ms", "public", "secret"}, s_parse_ring_key,
         s_ring_rotate_key, NULL},
+    [HS_OP_ACCESS_CREATE] = {{"principal", "ttl_ms", "note", "token_id", "hash"},
+                              s_parse_access_create, s_access_create, NULL},
+    [HS_OP_ACCESS_REVOKE] = {
+        {"token_id"}, s_parse_access_revoke, s_access_revoke, NULL},
+    [HS_OP_ACCESS_LIST] = {{NULL}, NULL, NULL, s_access_list},
     [HS_OP_TOKEN_CREATE] = {
         {"sim", "ttl_ms", "hash"}, s_parse_token_create, s_token_create,
         NULL},
 };
 // clang-format on
 
-#define HS_OP_ROW(id, name, kind, access) {id, name, kind, access},
+#define HS_OP_ROW(id, name, kind, access, route) \
+    {id, name, kind, access, route},
 static const hs_op_t s_op_rows [HS_OP_COUNT] = {HS_OP_MAP (HS_OP_ROW)};
 #undef HS_OP_ROW
 

@@ -44,61 +44,103 @@ typedef enum {
 } hs_op_access_t;
 
 //  Every operation of the homeserver API (protocol/homeserver-api.md,
-//  section 7), once: X (id, name, kind, access). hs_fsm holds every
+//  section 7), once: X (id, name, kind, access, route). hs_fsm holds every
 //  operation's argument schema (its fields and their check, hs_fsm_check)
 //  and the handler of each READ and WRITE (and of cluster.add's command);
 //  hs_api the handler of each CONTROL; all indexed by the id.
 // clang-format off
 #define HS_OP_MAP(X)                                                        \
-    X (HS_OP_STATUS, "status", HS_OP_CONTROL, HS_OP_ANYONE)                 \
-    X (HS_OP_COUNTERS, "counters", HS_OP_CONTROL, HS_OP_ANYONE)             \
-    X (HS_OP_TRACE, "trace", HS_OP_CONTROL, HS_OP_ANYONE)                   \
-    X (HS_OP_CLUSTER_ADD, "cluster.add", HS_OP_CONTROL, HS_OP_ADMIN)        \
-    X (HS_OP_CLUSTER_REMOVE, "cluster.remove", HS_OP_CONTROL, HS_OP_ADMIN)  \
-    X (HS_OP_CLUSTER_TRANSFER, "cluster.transfer", HS_OP_CONTROL,           \
-       HS_OP_ADMIN)                                                         \
-    X (HS_OP_RING_FORWARD, "ring.forward", HS_OP_CONTROL, HS_OP_MEMBER)     \
-    X (HS_OP_LOAD, "load", HS_OP_CONTROL, HS_OP_ANYONE)                     \
-    X (HS_OP_LOAD_MEMBER, "load.member", HS_OP_CONTROL, HS_OP_MEMBER)       \
-    X (HS_OP_PLAYER_REGISTER, "player.register", HS_OP_WRITE, HS_OP_ANYONE) \
-    X (HS_OP_PLAYER_KEY, "player.key", HS_OP_READ, HS_OP_ANYONE)            \
-    X (HS_OP_SIM_REGISTER, "sim.register", HS_OP_WRITE, HS_OP_ANYONE)       \
-    X (HS_OP_SIM_HEARTBEAT, "sim.heartbeat", HS_OP_WRITE, HS_OP_SIM)        \
-    X (HS_OP_SIM_LIST, "sim.list", HS_OP_READ, HS_OP_ANYONE)                \
-    X (HS_OP_SIM_EXPIRE, "sim.expire", HS_OP_WRITE, HS_OP_ADMIN)            \
-    X (HS_OP_ENTITY_CREATE, "entity.create", HS_OP_WRITE, HS_OP_ANYONE)     \
-    X (HS_OP_ENTITY_IMPORT, "entity.import", HS_OP_WRITE, HS_OP_ANYONE)     \
-    X (HS_OP_ENTITY_CHECKPOINT, "entity.checkpoint", HS_OP_WRITE,           \
-       HS_OP_SIM)                                                           \
-    X (HS_OP_ENTITY_GET, "entity.get", HS_OP_READ, HS_OP_ANYONE)            \
-    X (HS_OP_ENTITY_LIST, "entity.list", HS_OP_READ, HS_OP_ANYONE)          \
-    X (HS_OP_ENTITY_SET_RULE, "entity.set_rule", HS_OP_WRITE, HS_OP_MASTER) \
-    X (HS_OP_ENTITY_DELETE, "entity.delete", HS_OP_WRITE, HS_OP_MASTER)     \
-    X (HS_OP_AUTHORITY_REQUEST, "authority.request", HS_OP_WRITE,           \
-       HS_OP_SIM)                                                           \
-    X (HS_OP_AUTHORITY_ANSWER, "authority.answer", HS_OP_WRITE, HS_OP_SIM)  \
-    X (HS_OP_AUTHORITY_EXPIRE, "authority.expire", HS_OP_WRITE,             \
-       HS_OP_ADMIN)                                                         \
-    X (HS_OP_AUTHORITY_RELEASE, "authority.release", HS_OP_WRITE,           \
-       HS_OP_SIM)                                                           \
-    X (HS_OP_ENTITY_GRANT, "entity.grant", HS_OP_READ, HS_OP_ANYONE)        \
-    X (HS_OP_RING_KEY, "ring.key", HS_OP_WRITE, HS_OP_ADMIN)                \
-    X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN)  \
-    X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN)        \
-    X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER)               \
-    X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER)             \
-    X (HS_OP_FED_WITHDRAW, "fed.withdraw", HS_OP_WRITE, HS_OP_PEER)         \
-    X (HS_OP_FED_EXPIRED, "fed.expired", HS_OP_WRITE, HS_OP_PEER)           \
-    X (HS_OP_FED_CHECKPOINT, "fed.checkpoint", HS_OP_WRITE, HS_OP_PEER)     \
-    X (HS_OP_FED_RELEASE, "fed.release", HS_OP_WRITE, HS_OP_PEER)           \
-    X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN)            \
-    X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN)         \
-    X (HS_OP_SIM_DRAIN, "sim.drain", HS_OP_WRITE, HS_OP_ADMIN)              \
-    X (HS_OP_BALANCE_MOVE, "balance.move", HS_OP_WRITE, HS_OP_ADMIN)        \
-    X (HS_OP_BALANCE_MOVES, "balance.moves", HS_OP_READ, HS_OP_ANYONE)
+    X (HS_OP_STATUS, "status", HS_OP_CONTROL, HS_OP_ANYONE,                 \
+       "GET /v1/status")                                                    \
+    X (HS_OP_COUNTERS, "counters", HS_OP_CONTROL, HS_OP_ANYONE,             \
+       "GET /v1/counters")                                                  \
+    X (HS_OP_TRACE, "trace", HS_OP_CONTROL, HS_OP_ANYONE,                   \
+       "GET /v1/trace/{trace}")                                             \
+    X (HS_OP_CLUSTER_ADD, "cluster.add", HS_OP_CONTROL, HS_OP_ADMIN,        \
+       "POST /v1/cluster/members")                                          \
+    X (HS_OP_CLUSTER_REMOVE, "cluster.remove", HS_OP_CONTROL, HS_OP_ADMIN,  \
+       "POST /v1/cluster/remove")                                           \
+    X (HS_OP_CLUSTER_TRANSFER, "cluster.transfer", HS_OP_CONTROL, HS_OP_ADMIN,\
+       "POST /v1/cluster/transfer")                                         \
+    X (HS_OP_RING_FORWARD, "ring.forward", HS_OP_CONTROL, HS_OP_MEMBER,     \
+       NULL)                                                                \
+    X (HS_OP_LOAD, "load", HS_OP_CONTROL, HS_OP_ANYONE,                     \
+       "GET /v1/load")                                                      \
+    X (HS_OP_LOAD_MEMBER, "load.member", HS_OP_CONTROL, HS_OP_MEMBER,       \
+       NULL)                                                                \
+    X (HS_OP_PLAYER_REGISTER, "player.register", HS_OP_WRITE, HS_OP_ANYONE, \
+       "POST /v1/players")                                                  \
+    X (HS_OP_PLAYER_KEY, "player.key", HS_OP_READ, HS_OP_ANYONE,            \
+       "GET /v1/players/{player}")                                          \
+    X (HS_OP_SIM_REGISTER, "sim.register", HS_OP_WRITE, HS_OP_ANYONE,       \
+       "POST /v1/sims")                                                     \
+    X (HS_OP_SIM_HEARTBEAT, "sim.heartbeat", HS_OP_WRITE, HS_OP_SIM,        \
+       "POST /v1/sims/{sim}/heartbeat")                                     \
+    X (HS_OP_SIM_LIST, "sim.list", HS_OP_READ, HS_OP_ANYONE,                \
+       "GET /v1/sims")                                                      \
+    X (HS_OP_SIM_EXPIRE, "sim.expire", HS_OP_WRITE, HS_OP_ADMIN,            \
+       "POST /v1/sims/{sim}/expire")                                        \
+    X (HS_OP_ENTITY_CREATE, "entity.create", HS_OP_WRITE, HS_OP_ANYONE,     \
+       "PUT /v1/entities/{path}")                                           \
+    X (HS_OP_ENTITY_IMPORT, "entity.import", HS_OP_WRITE, HS_OP_ANYONE,     \
+       "POST /v1/import")                                                   \
+    X (HS_OP_ENTITY_CHECKPOINT, "entity.checkpoint", HS_OP_WRITE, HS_OP_SIM,\
+       "POST /v1/checkpoints")                                              \
+    X (HS_OP_ENTITY_GET, "entity.get", HS_OP_READ, HS_OP_ANYONE,            \
+       "GET /v1/entities/{path}")                                           \
+    X (HS_OP_ENTITY_LIST, "entity.list", HS_OP_READ, HS_OP_ANYONE,          \
+       "GET /v1/entities")                                                  \
+    X (HS_OP_ENTITY_SET_RULE, "entity.set_rule", HS_OP_WRITE, HS_OP_MASTER, \
+       "PUT /v1/rules/{path}")                                              \
+    X (HS_OP_ENTITY_DELETE, "entity.delete", HS_OP_WRITE, HS_OP_MASTER,     \
+       "DELETE /v1/entities/{path}")                                        \
+    X (HS_OP_AUTHORITY_REQUEST, "authority.request", HS_OP_WRITE, HS_OP_SIM,\
+       "POST /v1/authority/request")                                        \
+    X (HS_OP_AUTHORITY_ANSWER, "authority.answer", HS_OP_WRITE, HS_OP_SIM,  \
+       "POST /v1/authority/answer")                                         \
+    X (HS_OP_AUTHORITY_EXPIRE, "authority.expire", HS_OP_WRITE, HS_OP_ADMIN,\
+       "POST /v1/authority/expire")                                         \
+    X (HS_OP_AUTHORITY_RELEASE, "authority.release", HS_OP_WRITE, HS_OP_SIM,\
+       "POST /v1/authority/release")                                        \
+    X (HS_OP_ENTITY_GRANT, "entity.grant", HS_OP_READ, HS_OP_ANYONE,        \
+       "GET /v1/grants/{path}")                                             \
+    X (HS_OP_RING_KEY, "ring.key", HS_OP_WRITE, HS_OP_ADMIN,                \
+       "POST /v1/ring/key")                                                 \
+    X (HS_OP_RING_ROTATE_KEY, "ring.rotate_key", HS_OP_WRITE, HS_OP_ADMIN,  \
+       "POST /v1/ring/rotate_key")                                          \
+    X (HS_OP_TOKEN_CREATE, "token.create", HS_OP_WRITE, HS_OP_ADMIN,        \
+       "POST /v1/join_tokens")                                              \
+    X (HS_OP_ACCESS_CREATE, "access.create", HS_OP_WRITE, HS_OP_ADMIN,      \
+       "POST /v1/access")                                                   \
+    X (HS_OP_ACCESS_REVOKE, "access.revoke", HS_OP_WRITE, HS_OP_ADMIN,      \
+       "DELETE /v1/access/{token_id}")                                      \
+    X (HS_OP_ACCESS_LIST, "access.list", HS_OP_READ, HS_OP_ADMIN,           \
+       "GET /v1/access")                                                    \
+    X (HS_OP_FED_CLAIM, "fed.claim", HS_OP_WRITE, HS_OP_PEER,               \
+       NULL)                                                                \
+    X (HS_OP_FED_FENCED, "fed.fenced", HS_OP_WRITE, HS_OP_PEER,             \
+       NULL)                                                                \
+    X (HS_OP_FED_WITHDRAW, "fed.withdraw", HS_OP_WRITE, HS_OP_PEER,         \
+       NULL)                                                                \
+    X (HS_OP_FED_EXPIRED, "fed.expired", HS_OP_WRITE, HS_OP_PEER,           \
+       NULL)                                                                \
+    X (HS_OP_FED_CHECKPOINT, "fed.checkpoint", HS_OP_WRITE, HS_OP_PEER,     \
+       NULL)                                                                \
+    X (HS_OP_FED_RELEASE, "fed.release", HS_OP_WRITE, HS_OP_PEER,           \
+       NULL)                                                                \
+    X (HS_OP_FED_INTENT, "fed.intent", HS_OP_WRITE, HS_OP_ADMIN,            \
+       NULL)                                                                \
+    X (HS_OP_FED_OUTCOME, "fed.outcome", HS_OP_WRITE, HS_OP_ADMIN,          \
+       NULL)                                                                \
+    X (HS_OP_SIM_DRAIN, "sim.drain", HS_OP_WRITE, HS_OP_ADMIN,              \
+       "POST /v1/sims/{sim}/drain")                                         \
+    X (HS_OP_BALANCE_MOVE, "balance.move", HS_OP_WRITE, HS_OP_ADMIN,        \
+       "POST /v1/balance/move")                                             \
+    X (HS_OP_BALANCE_MOVES, "balance.moves", HS_OP_READ, HS_OP_ANYONE,      \
+       "GET /v1/balance/moves")
 // clang-format on
 
-#define HS_OP_ENUM(id, name, kind, access) id,
+#define HS_OP_ENUM(id, name, kind, access, route) id,
 typedef enum { HS_OP_MAP (HS_OP_ENUM) HS_OP_COUNT } hs_op_id_t;
 #undef HS_OP_ENUM
 
@@ -108,6 +150,8 @@ typedef struct {
     const char *name;       //  as on the wire
     hs_op_kind_t kind;      //  read, write or control
     hs_op_access_t access;  //  who may call it
+    const char *route;      //  its HTTP method and route (http.md section
+                            //  4), or NULL: the ring's own traffic
 } hs_op_t;
 
 //  The operation called NAME, or NULL if there is none. Lent, static.
@@ -148,6 +192,14 @@ json_t *hs_fsm_apply (hs_fsm_t *self, raft_index index, const void *data,
 //  object (new reference) or NULL with FAULT.
 json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
                      sf_fault_t *fault);
+
+//  Whether bearer token TOKEN_ID whose secret hashes to HASH (Z85 of
+//  BLAKE2b-256) is valid at wall-clock NOW_MS by the applied state (http.md
+//  section 5). Returns 0 with *PRINCIPAL (the caller frees) the key it
+//  stands for, or -1 with FAULT: unauthorized, saying unknown, expired or
+//  revoked. Compares the hash in constant time.
+int hs_fsm_access (hs_fsm_t *self, const char *token_id, const char *hash,
+                   uint64_t now_ms, char **principal, sf_fault_t *fault);
 
 //  The balancer's last LIMIT decisions (load.md section 6) made by
 //  commands after index AFTER (0: any), newest first: [{"move", "index",

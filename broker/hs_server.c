@@ -5,6 +5,7 @@
 #include "broker/hs_events.h"
 #include "broker/hs_fed.h"
 #include "broker/hs_fsm.h"
+#include "broker/hs_http.h"
 #include "broker/hs_link.h"
 #include "broker/hs_persist.h"
 #include "broker/hs_relay.h"
@@ -81,6 +82,20 @@ const sf_config_key_t hs_server_schema [] = {
      "administrator (token), or any key (open: development rings only)"},
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
+    {"homeserver/http", "http", SF_CONFIG_ENDPOINT, false, NULL, "tcp",
+     "HTTP endpoint: /health, /ready, /metrics and the REST API "
+     "(protocol/http.md; unset: no HTTP)"},
+    {"homeserver/http_cert", "http-cert", SF_CONFIG_PATH, false, NULL, NULL,
+     "PEM certificate chain: serve HTTPS only (with http_key)"},
+    {"homeserver/http_key", "http-key", SF_CONFIG_PATH, false, NULL, NULL,
+     "PEM private key of http_cert (mode 0600)"},
+    {"homeserver/http_events_kept", "http-events-kept", SF_CONFIG_INT, false,
+     "65536", "1..10000000",
+     "changes kept for the HTTP change feed to resume from (at most 64 MiB)"},
+    {"homeserver/http_max_apply_lag", "http-max-apply-lag", SF_CONFIG_INT,
+     false, "1000", "0..100000000",
+     "entries committed but not applied past which /health reports a "
+     "problem and /ready says catching up"},
     HS_FED_KEYS,
     HS_BALANCE_KEYS,
     SF_PROGRAM_LOG_KEYS,
@@ -109,10 +124,14 @@ struct _hs_server_t {
     hs_fsm_t *fsm;          //  the state machine
     hs_api_t *handler;      //  JSON requests over the ring
     hs_events_t *events;    //  applied changes, published; or NULL
-    hs_fed_t *fed;          //  the federation socket; or NULL
-    hs_relay_t *relay;      //  claims sent on to peer instances; or NULL
-    sf_trace_t *trace;      //  hop records of transfers (trace.md)
-    s_member_t *members;    //  configured members (this node included)
+    sf_loop_t *reactor;     //  the actor's loop, made with the server
+    hs_http_t *http;        //  HTTP (protocol/http.md), or NULL
+    sf_prom_histo_t apply_histo;  //  applying one command
+    json_t *figures;              //  this member's last load figures, or NULL
+    hs_fed_t *fed;                //  the federation socket; or NULL
+    hs_relay_t *relay;            //  claims sent on to peer instances; or NULL
+    sf_trace_t *trace;            //  hop records of transfers (trace.md)
+    s_member_t *members;          //  configured members (this node included)
     unsigned n_members;
     sf_loop_t *loop;  //  the actor's loop, while it runs
     int timer;        //  loop timer for the ring's next timeout
@@ -715,8 +734,10 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     sf_fault_t fault;
     sf_fault_clear (&fault);
     raft_index prev = hs_fsm_last_change (self->fsm);
+    uint64_t started_us = sf_time_mono_us ();
     json_t *result =
         hs_fsm_apply (self->fsm, index, command->base, command->len, &fault);
+    sf_prom_histo_observe (&self->apply_histo, sf_time_mono_us () - started_us);
     //  Before anything else reads or adds to the result.
     s_outcome (result, &fault, hs_fsm_last_change (self->fsm), outcome);
     //  Only a change is published (a command answered without one leaves
@@ -727,6 +748,10 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     char op [RING_CMD_MAX_OP + 1];
     bool named =
         result && ring_cmd_peek_op (command->base, command->len, op) == 0;
+    //  The HTTP change feed keeps every change, as applied (without the
+    //  grants made below for the ZeroMQ feed's sims).
+    if (self->http && named && hs_fsm_last_change (self->fsm) == index)
+        hs_http_change (self->http, index, prev, op, result, self->name);
     //  Its grants are made only where they leave this member, and signed
     //  only for a client (grants.md section 3): events carry them
     //  unsigned. A member nobody follows, with no client waiting, pays
@@ -1031,6 +1056,9 @@ s_report_load (hs_server_t *self, uint64_t now)
                    (json_int_t) s_file_bytes (self->log_path));
     self->reported_ms = now;
     self->reported_cpu_s = cpu_s;
+    //  Kept for /metrics; the API completes it.
+    json_decref (self->figures);
+    self->figures = json_incref (figures);
     hs_api_report_load (self->handler, figures, now);
 }
 
@@ -1373,6 +1401,93 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     return 0;
 }
 
+//  --------------------------------------------------------------------------
+//  HTTP (protocol/http.md)
+
+static void
+s_http_serve (void *context, api_call_t *call)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    api_router_count (self->api);
+    hs_api_handle (self->handler, call, sf_time_mono_ms ());
+    hs_api_submit (self->handler, sf_time_mono_ms ());
+    s_after_ring (self);
+}
+
+static json_t *
+s_http_status (void *context)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    return hs_api_status (self->handler, sf_time_mono_ms ());
+}
+
+//  Of the counters, those that go up and down.
+static const char *const s_gauges [] = {"ring_digest_index", "ring_digest_head",
+                                        "ring_diverged_from",
+                                        "ring_diverged_at", NULL};
+
+static void
+s_http_metrics (void *context, sf_prom_t *prom)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    json_t *counters = hs_api_counters (self->handler);
+    sf_prom_counters (prom, counters, s_gauges,
+                      "as the op counters names it (homeserver-api.md)");
+    json_decref (counters);
+    json_t *status = hs_api_status (self->handler, sf_time_mono_ms ());
+    const char *figures [] = {"term",       "commit_index",   "applied_index",
+                              "last_index", "snapshot_index", "uptime_ms"};
+    for (size_t at = 0; at < sizeof figures / sizeof figures [0]; at++) {
+        sf_prom_family (prom, figures [at], "gauge",
+                        "as the op status names it");
+        sf_prom_sample (
+            prom, NULL, NULL,
+            json_number_value (json_object_get (status, figures [at])));
+    }
+    sf_prom_family (prom, "leader_known", "gauge",
+                    "1 if this member knows a leader");
+    sf_prom_sample (prom, NULL, NULL,
+                    json_is_string (json_object_get (status, "leader")));
+    sf_prom_family (prom, "role", "gauge",
+                    "this member's raft role: 1 for the current one");
+    const char *role = json_string_value (json_object_get (status, "role"));
+    const char *roles [] = {"follower", "candidate", "leader"};
+    for (size_t at = 0; at < 3; at++)
+        sf_prom_sample (prom, "role", roles [at],
+                        role && streq (role, roles [at]));
+    json_decref (status);
+    if (self->figures)
+        sf_prom_gauges (prom, "load", self->figures,
+                        "this member's last load report (load.md)");
+    hs_api_metrics (self->handler, prom);
+    sf_prom_family (prom, "apply_duration_seconds", "histogram",
+                    "applying one command to the state machine");
+    sf_prom_histo (prom, NULL, NULL, &self->apply_histo);
+}
+
+static int
+s_http_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
+{
+    sf_http_config_t http = {
+        .endpoint = sf_config_str (config, "homeserver/http"),
+        .cert_file = sf_config_str (config, "homeserver/http_cert"),
+        .key_file = sf_config_str (config, "homeserver/http_key")};
+    hs_http_hooks_t hooks = {.fsm = self->fsm,
+                             .serve = s_http_serve,
+                             .status = s_http_status,
+                             .metrics = s_http_metrics,
+                             .context = self,
+                             .max_apply_lag = (uint64_t) sf_config_int (
+                                 config, "homeserver/http_max_apply_lag"),
+                             .events_kept = (size_t) sf_config_int (
+                                 config, "homeserver/http_events_kept")};
+    self->http = hs_http_new (&http, self->reactor, &hooks, fault);
+    if (!self->http)
+        return -1;
+    sf_log_notice ("hs_server: http=%s", hs_http_url (self->http));
+    return 0;
+}
+
 hs_server_t *
 hs_server_new (sf_config_t *config, sf_fault_t *fault)
 {
@@ -1411,6 +1526,14 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         self->relay =
             hs_relay_new (self->fed, self->fsm, self->handler, self->trace);
     }
+    self->reactor = sf_loop_new ();
+    if (!self->reactor) {
+        sf_fault_set (fault, SF_EINTERNAL, "cannot make the loop (epoll)");
+        goto failed;
+    }
+    if (sf_config_str (config, "homeserver/http")
+        && s_http_setup (self, config, fault))
+        goto failed;
     return self;
 failed:
     hs_server_destroy (&self);
@@ -1422,7 +1545,10 @@ hs_server_destroy (hs_server_t **self_p)
 {
     if (*self_p) {
         hs_server_t *self = *self_p;
-        //  Federation first: the requests it gives up on answer their
+        //  HTTP first: its clients go; the requests they left are the
+        //  handler's, answered (to nobody) as it drops them.
+        hs_http_destroy (&self->http);
+        //  Federation next: the requests it gives up on answer their
         //  callers and record their outcomes through the handler.
         hs_fed_destroy (&self->fed);
         hs_relay_destroy (&self->relay);
@@ -1442,6 +1568,8 @@ hs_server_destroy (hs_server_t **self_p)
         }
         free (self->members);
         api_router_destroy (&self->api);
+        sf_loop_destroy (&self->reactor);
+        json_decref (self->figures);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
         free (self->name);
@@ -1558,7 +1686,7 @@ void
 hs_server_actor (zsock_t *pipe, void *args)
 {
     hs_server_t *self = (hs_server_t *) args;
-    sf_loop_t *loop = sf_loop_new ();
+    sf_loop_t *loop = self->reactor;
     sf_loop_reader (loop, pipe, s_handle_pipe, self);
     sf_loop_reader (loop, api_router_socket (self->api), s_handle_api, self);
     if (self->fed) {
@@ -1579,6 +1707,5 @@ hs_server_actor (zsock_t *pipe, void *args)
     sf_log_notice ("hs_server: ready api=%s", api_router_endpoint (self->api));
     sf_loop_start (loop);
     self->loop = NULL;
-    sf_loop_destroy (&loop);
     hs_server_destroy (&self);
 }

@@ -60,6 +60,8 @@ static const sf_config_key_t s_schema [] = {
      "token create: the sim name the join token admits"},
     {"fabricctl/ttl", "ttl", SF_CONFIG_STRING, false, "10m", NULL,
      "token create: how long the token is valid (e.g. 90s, 10m, 24h, 7d)"},
+    {"fabricctl/note", "note", SF_CONFIG_STRING, false, NULL, NULL,
+     "token create PRINCIPAL: a note kept with the token (who it is for)"},
     {"fabricctl/once", "once", SF_CONFIG_BOOL, false, "false", NULL,
      "top: print the table once and exit"},
     {"fabricctl/cancel", "cancel", SF_CONFIG_BOOL, false, "false", NULL,
@@ -115,7 +117,14 @@ static const sf_program_t s_program = {
     "  token create --sim NAME [--ttl 10m]\n"
     "                       a one-use join token admitting sim NAME (needs "
     "an\n"
-    "                       administrator's --key); prints the token\n",
+    "                       administrator's --key); prints the token\n"
+    "  token create PRINCIPAL [--ttl 10m] [--note TEXT]\n"
+    "                       an HTTP bearer token standing for PRINCIPAL (a "
+    ".cert\n"
+    "                       file, a Z85 key, sim:NAME or player:NAME); "
+    "prints it\n"
+    "  token list           the HTTP bearer tokens (never their secrets)\n"
+    "  token revoke ID      refuse the bearer token ID from now on\n",
     s_schema,
 };
 
@@ -663,16 +672,103 @@ s_print_token (json_t *reply)
     printf ("%s\n", json_string_value (json_object_get (reply, "token")));
 }
 
-//  token create --sim NAME --ttl DURATION: the ring's token.create.
+static void
+s_print_tokens (json_t *reply)
+{
+    size_t index;
+    json_t *token;
+    json_array_foreach (json_object_get (reply, "tokens"), index, token)
+    {
+        printf ("%s %s expires_ms=%lld%s %s\n",
+                json_string_value (json_object_get (token, "token_id")),
+                json_string_value (json_object_get (token, "principal")),
+                (long long) json_integer_value (
+                    json_object_get (token, "expires_ms")),
+                json_is_true (json_object_get (token, "revoked")) ? " revoked"
+                                                                  : "",
+                json_string_value (json_object_get (token, "note")));
+    }
+}
+
+static void
+s_print_revoked (json_t *reply)
+{
+    printf ("%s %s\n", json_string_value (json_object_get (reply, "token_id")),
+            json_is_true (json_object_get (reply, "changed"))
+                ? "revoked"
+                : "was revoked already");
+}
+
+//  The Z85 key PRINCIPAL names: a .cert file or Z85 text, or sim:NAME or
+//  player:NAME as the ring knows that name's key now. Exits on failure.
+static void
+s_principal_key (sf_config_t *config, const char *principal, char *key)
+{
+    sf_fault_t fault;
+    bool sim = strncmp (principal, "sim:", 4) == 0;
+    bool player = strncmp (principal, "player:", 7) == 0;
+    if (!sim && !player) {
+        if (sf_cert_load_public (principal, key, &fault))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+        return;
+    }
+    const char *name = principal + (sim ? 4 : 7);
+    ctl_client_t *client = s_connect_leader (config);
+    json_t *args = json_pack ("{s:s}", sim ? "sim" : "player", name);
+    json_t *reply = s_ask (config, client, sim ? "sim.list" : "player.key",
+                           sim ? NULL : args, principal);
+    json_decref (args);
+    ctl_client_destroy (&client);
+    const char *found = NULL;
+    if (player)
+        found = json_string_value (json_object_get (reply, "key"));
+    else {
+        json_t *entry = NULL;
+        size_t index;
+        json_t *item;
+        json_array_foreach (json_object_get (reply, "sims"), index, item)
+        {
+            const char *named =
+                json_string_value (json_object_get (item, "sim"));
+            if (named && streq (named, name))
+                entry = item;
+        }
+        found = json_string_value (json_object_get (entry, "key"));
+    }
+    if (!found || !sf_cert_key_valid (found)) {
+        json_decref (reply);
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE,
+                         "the ring knows no key for %s", principal);
+    }
+    snprintf (key, SF_CERT_KEY_TEXT + 1, "%s", found);
+    json_decref (reply);
+}
+
+//  token create --sim NAME --ttl DURATION: the ring's token.create; token
+//  create PRINCIPAL, token list, token revoke ID: its bearer tokens
+//  (access.*, http.md section 5).
 static int
 s_token (sf_config_t *config, zlist_t *args)
 {
     const char *sub = (const char *) zlist_first (args);
     const char *sim = sf_config_str (config, "fabricctl/sim");
-    if (zlist_size (args) != 1 || !streq (sub, "create") || !sim)
-        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
-                         "usage: fabricctl token create --sim NAME "
-                         "[--ttl DURATION] --key ADMIN.cert_secret");
+    const char *usage = "usage: fabricctl token create --sim NAME | token "
+                        "create PRINCIPAL | token list | token revoke ID "
+                        "(--key ADMIN.cert_secret)";
+    if (sub && streq (sub, "list") && zlist_size (args) == 1)
+        return s_call (config, "access.list", NULL, s_print_tokens);
+    if (sub && streq (sub, "revoke") && zlist_size (args) == 2) {
+        json_t *request =
+            json_pack ("{s:s}", "token_id", (const char *) zlist_next (args));
+        int code = s_call (config, "access.revoke", request, s_print_revoked);
+        json_decref (request);
+        return code;
+    }
+    const char *principal =
+        zlist_size (args) == 2 ? (const char *) zlist_next (args) : NULL;
+    if (!sub || !streq (sub, "create") || (!sim == !principal)
+        || zlist_size (args) > 2)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", usage);
     const char *ttl = sf_config_str (config, "fabricctl/ttl");
     int64_t ttl_ms = s_duration_ms (ttl);
     if (ttl_ms == 0)
@@ -680,6 +776,17 @@ s_token (sf_config_t *config, zlist_t *args)
                          "--ttl '%s' is not a duration like 90s, 10m, 24h or "
                          "7d",
                          ttl);
+    if (principal) {
+        char key [SF_CERT_KEY_TEXT + 1];
+        s_principal_key (config, principal, key);
+        const char *note = sf_config_str (config, "fabricctl/note");
+        json_t *request =
+            json_pack ("{s:s,s:I,s:s}", "principal", key, "ttl_ms",
+                       (json_int_t) ttl_ms, "note", note ? note : principal);
+        int code = s_call (config, "access.create", request, s_print_token);
+        json_decref (request);
+        return code;
+    }
     json_t *request =
         json_pack ("{s:s,s:I}", "sim", sim, "ttl_ms", (json_int_t) ttl_ms);
     int code = s_call (config, "token.create", request, s_print_token);

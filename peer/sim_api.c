@@ -1175,6 +1175,24 @@ s_op_counters (sim_api_t *self, api_call_t **call_p, json_t *reply,
     return 0;
 }
 
+json_t *
+sim_api_status (sim_api_t *self)
+{
+    json_t *status = json_object ();
+    s_op_status (self, NULL, status, NULL);
+    return status;
+}
+
+json_t *
+sim_api_counters (sim_api_t *self)
+{
+    json_t *reply = json_object ();
+    s_op_counters (self, NULL, reply, NULL);
+    json_t *counters = json_incref (json_object_get (reply, "counters"));
+    json_decref (reply);
+    return counters;
+}
+
 static int
 s_op_trace (sim_api_t *self, api_call_t **call_p, json_t *reply,
             sf_fault_t *fault)

@@ -189,4 +189,9 @@ void sim_api_check_foreign (sim_api_t *self, uint64_t now_ms);
 //  Serve one request waiting on the API socket. Returns 0.
 int sim_api_handle (sim_api_t *self);
 
+//  The sim's status and counters, as the ops "status" and "counters"
+//  answer them (the counters object alone). New references.
+json_t *sim_api_status (sim_api_t *self);
+json_t *sim_api_counters (sim_api_t *self);
+
 #endif

@@ -14,11 +14,13 @@
 #include "peer/sim_saver.h"
 #include "peer/sim_checkpoint.h"
 #include "peer/sim_handoff.h"
+#include "peer/sim_http.h"
 #include "peer/sim_ring.h"
 #include "peer/sim_store.h"
 #include "peer/sim_stream.h"
 #include "protocol/api_router.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <sys/resource.h>
 
@@ -73,6 +75,13 @@ const sf_config_key_t sim_server_schema [] = {
      "ms between saves of changed entity states to the ring as their "
      "checkpoints, which a new authority starts from if this sim dies (0: "
      "only on release)"},
+    {"sim/http", "http", SF_CONFIG_ENDPOINT, false, NULL, "tcp",
+     "HTTP endpoint: /health, /ready and /metrics (protocol/http.md; "
+     "unset: no HTTP)"},
+    {"sim/http_cert", "http-cert", SF_CONFIG_PATH, false, NULL, NULL,
+     "PEM certificate chain: serve HTTPS only (with http_key)"},
+    {"sim/http_key", "http-key", SF_CONFIG_PATH, false, NULL, NULL,
+     "PEM private key of http_cert (mode 0600)"},
     {"sim/heartbeat", "heartbeat", SF_CONFIG_INT, false, "1000", "50..60000",
      "ms between heartbeats and directory refreshes"},
     {"sim/token", "token", SF_CONFIG_STRING, false, NULL, NULL,
@@ -119,6 +128,9 @@ struct _sim_server_t {
     sim_api_t *api;          //  the API's ops
     sim_saver_t *saver;      //  entity states saved in the ring
     sim_load_t *load;        //  the load report of each heartbeat
+    json_t *last_load;       //  the last one, for /metrics, or NULL
+    sf_loop_t *reactor;      //  the actor's loop, made with the server
+    sim_http_t *http;        //  HTTP (protocol/http.md), or NULL
     int ring_checkpoint_ms;  //  between saves, 0: none
     sf_trace_t *trace;       //  hop records (trace.md)
     sim_checkpoint_t *checkpoint;  //  local checkpoint file, or NULL
@@ -152,6 +164,69 @@ s_unknown_peer (void *arg, const char *name)
 {
     (void) name;
     s_list ((sim_server_t *) arg);
+}
+
+//  --------------------------------------------------------------------------
+//  HTTP (protocol/http.md section 7)
+
+static json_t *
+s_http_status (void *context)
+{
+    return sim_api_status (((sim_server_t *) context)->api);
+}
+
+static void
+s_http_metrics (void *context, sf_prom_t *prom)
+{
+    sim_server_t *self = (sim_server_t *) context;
+    json_t *counters = sim_api_counters (self->api);
+    sf_prom_counters (prom, counters, NULL,
+                      "as the op counters names it (sim-api.md)");
+    json_decref (counters);
+    json_t *status = sim_api_status (self->api);
+    const char *figures [] = {"entities", "authoritative", "uptime_ms",
+                              "heartbeat_age_ms"};
+    for (size_t at = 0; at < sizeof figures / sizeof figures [0]; at++) {
+        json_t *value = json_object_get (status, figures [at]);
+        sf_prom_family (prom, figures [at], "gauge",
+                        "as the op status names it");
+        sf_prom_sample (prom, NULL, NULL,
+                        json_is_number (value) ? json_number_value (value)
+                                               : NAN);
+    }
+    sf_prom_family (prom, "registered", "gauge",
+                    "1 once the ring knows this sim");
+    sf_prom_sample (prom, NULL, NULL,
+                    json_is_true (json_object_get (status, "registered")));
+    json_decref (status);
+    if (self->last_load)
+        sf_prom_gauges (prom, "load", self->last_load,
+                        "this sim's last load report (load.md)");
+    api_router_metrics (self->router, prom);
+    //  A transfer, as the game sees it: entity.claim from its call to the
+    //  entity held (trace.md's first and last hops).
+    sf_prom_family (prom, "transfer_duration_seconds", "histogram",
+                    "a claim from the game's call to the entity held");
+    const sf_prom_histo_t *claims =
+        api_router_latency (self->router, "entity.claim");
+    sf_prom_histo_t none = {0};
+    sf_prom_histo (prom, NULL, NULL, claims ? claims : &none);
+}
+
+static int
+s_http_setup (sim_server_t *self, sf_config_t *config, sf_fault_t *fault)
+{
+    sf_http_config_t http = {
+        .endpoint = sf_config_str (config, "sim/http"),
+        .cert_file = sf_config_str (config, "sim/http_cert"),
+        .key_file = sf_config_str (config, "sim/http_key")};
+    sim_http_hooks_t hooks = {
+        .status = s_http_status, .metrics = s_http_metrics, .context = self};
+    self->http = sim_http_new (&http, self->reactor, &hooks, fault);
+    if (!self->http)
+        return -1;
+    sf_log_notice ("sim_server: http=%s", sim_http_url (self->http));
+    return 0;
 }
 
 sim_server_t *
@@ -311,6 +386,14 @@ sim_server_new (sf_config_t *config, sf_fault_t *fault)
     if (self->stream) {
         sim_stream_set_trace (self->stream, self->trace);
     }
+    self->reactor = sf_loop_new ();
+    if (!self->reactor) {
+        sf_fault_set (fault, SF_EINTERNAL, "cannot make the loop (epoll)");
+        goto failed;
+    }
+    if (sf_config_str (config, "sim/http")
+        && s_http_setup (self, config, fault))
+        goto failed;
     return self;
 failed:
     sim_server_destroy (&self);
@@ -322,6 +405,7 @@ sim_server_destroy (sim_server_t **self_p)
 {
     if (*self_p) {
         sim_server_t *self = *self_p;
+        sim_http_destroy (&self->http);
         sim_ring_destroy (&self->ring);
         sim_ring_destroy (&self->retired);
         sim_api_destroy (&self->api);
@@ -343,6 +427,8 @@ sim_server_destroy (sim_server_t **self_p)
         sim_store_destroy (&self->store);
         sf_trace_destroy (&self->trace);
         api_router_destroy (&self->router);
+        sf_loop_destroy (&self->reactor);
+        json_decref (self->last_load);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);
         zcert_destroy (&self->api_cert);
@@ -373,6 +459,10 @@ s_start (sim_server_t *self)
     if (self->stream)
         sim_stream_start (self->stream, self->session);
     sim_api_set_registered (self->api, self->registered_ms);
+    //  The registration answered is the ring hearing this sim, as a
+    //  heartbeat's answer is (its health, http.md section 7).
+    sim_api_set_beaten (self->api, sf_time_mono_ms (),
+                        (uint64_t) self->heartbeat_ms);
     s_list (self);
 }
 
@@ -786,6 +876,8 @@ s_load (sim_server_t *self)
         report, "ring_index",
         json_integer ((json_int_t) sim_ring_event_index (self->ring)));
     json_object_set_new (report, "taking", json_integer ((json_int_t) taking));
+    json_decref (self->last_load);
+    self->last_load = json_incref (report);
     return report;
 }
 
@@ -1050,7 +1142,7 @@ void
 sim_server_actor (zsock_t *pipe, void *args)
 {
     sim_server_t *self = (sim_server_t *) args;
-    sf_loop_t *loop = sf_loop_new ();
+    sf_loop_t *loop = self->reactor;
     self->loop = loop;
     sf_loop_reader (loop, pipe, s_handle_pipe, self);
     sf_loop_reader (loop, api_router_socket (self->router), s_handle_api, self);
@@ -1082,6 +1174,5 @@ sim_server_actor (zsock_t *pipe, void *args)
                    self->state_public ? self->state_public : "(none)",
                    self->handoff_public ? self->handoff_public : "(none)");
     sf_loop_start (loop);
-    sf_loop_destroy (&loop);
     sim_server_destroy (&self);
 }

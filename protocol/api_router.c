@@ -17,6 +17,10 @@ struct _api_call_t {
     api_msg_t request;     //  decoded request
     uint64_t received_us;  //  wall clock when it was taken off the socket
     char label [80];       //  who sent it, as the daemon names it, or ""
+    //  A call made in this process (an HTTP request): answered through
+    //  ANSWER_FN, not a socket.
+    api_call_answer_fn *answer_fn;
+    void *answer_arg;
 };
 
 struct _api_router_t {
@@ -24,7 +28,15 @@ struct _api_router_t {
     char *endpoint;        //  as bound
     const char *log_name;  //  prefix of refusal log lines (static)
     api_router_counters_t counters;
+    zhashx_t *latency;  //  op -> sf_prom_histo_t, answers' latency
 };
+
+static void
+s_histo_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
 
 api_router_t *
 api_router_new (const char *endpoint, zcert_t *cert, const char *domain,
@@ -32,6 +44,8 @@ api_router_new (const char *endpoint, zcert_t *cert, const char *domain,
 {
     api_router_t *self = (api_router_t *) zmalloc (sizeof (api_router_t));
     self->socket = zsock_new (ZMQ_ROUTER);
+    self->latency = zhashx_new ();
+    zhashx_set_destructor (self->latency, s_histo_destroy);
     //  A ROUTER drops a reply when its client's queue is full, silently;
     //  at libzmq's default of 1,000 a burst of pipelined requests answered
     //  together could lose some before the I/O thread drained the queue.
@@ -53,6 +67,7 @@ api_router_destroy (api_router_t **self_p)
     if (*self_p) {
         api_router_t *self = *self_p;
         zsock_destroy (&self->socket);
+        zhashx_destroy (&self->latency);
         free (self->endpoint);
         free (self);
         *self_p = NULL;
@@ -117,6 +132,63 @@ api_call_label (api_call_t *call)
     return call->label [0] ? call->label : NULL;
 }
 
+static int
+s_by_op (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+api_call_t *
+api_call_new_local (const json_t *request, const char *principal,
+                    api_call_answer_fn *answer_fn, void *answer_arg,
+                    sf_fault_t *fault)
+{
+    char *text = api_msg_encode (request);
+    api_call_t *call = (api_call_t *) zmalloc (sizeof (api_call_t));
+    call->received_us = sf_time_wall_us ();
+    int rc = api_msg_decode (&call->request, text, strlen (text), fault);
+    free (text);
+    if (rc) {
+        api_call_destroy (&call);
+        return NULL;
+    }
+    call->principal = strdup (principal);
+    call->answer_fn = answer_fn;
+    call->answer_arg = answer_arg;
+    return call;
+}
+
+void
+api_router_count (api_router_t *self)
+{
+    self->counters.requests++;
+}
+
+void
+api_router_metrics (api_router_t *self, sf_prom_t *prom)
+{
+    sf_prom_family (prom, "request_duration_seconds", "histogram",
+                    "a request from its receipt to its answer, by operation");
+    const char **ops = (const char **) calloc (zhashx_size (self->latency) + 1,
+                                               sizeof (char *));
+    size_t count = 0;
+    for (void *histo = zhashx_first (self->latency); histo;
+         histo = zhashx_next (self->latency))
+        ops [count++] = (const char *) zhashx_cursor (self->latency);
+    qsort (ops, count, sizeof (char *), s_by_op);
+    for (size_t at = 0; at < count; at++)
+        sf_prom_histo (
+            prom, "op", ops [at],
+            (sf_prom_histo_t *) zhashx_lookup (self->latency, ops [at]));
+    free (ops);
+}
+
+const sf_prom_histo_t *
+api_router_latency (api_router_t *self, const char *op)
+{
+    return (const sf_prom_histo_t *) zhashx_lookup (self->latency, op);
+}
+
 uint64_t
 api_call_received_us (api_call_t *call)
 {
@@ -160,11 +232,41 @@ s_answer (api_router_t *self, api_call_t **call_p, json_t *reply)
     api_call_t *call = *call_p;
     if (call->router)
         self = call->router;
+    bool refused = json_is_false (json_object_get (reply, "ok"));
+    if (self) {
+        //  Latency by op; an op the daemon does not have is "unknown", so
+        //  a client cannot grow the table.
+        const char *code = json_string_value (
+            json_object_get (json_object_get (reply, "error"), "code"));
+        const char *op =
+            !call->request.op || (code && streq (code, "unknown_op"))
+                ? "unknown"
+                : call->request.op;
+        sf_prom_histo_t *histo =
+            (sf_prom_histo_t *) zhashx_lookup (self->latency, op);
+        if (!histo) {
+            histo = (sf_prom_histo_t *) zmalloc (sizeof (sf_prom_histo_t));
+            zhashx_insert (self->latency, op, histo);
+        }
+        uint64_t now_us = sf_time_wall_us ();
+        sf_prom_histo_observe (
+            histo, now_us > call->received_us ? now_us - call->received_us : 0);
+    }
+    if (call->answer_fn) {
+        api_call_answer_fn *answer_fn = call->answer_fn;
+        call->answer_fn = NULL;
+        answer_fn (call->answer_arg, reply);
+        if (refused && self)
+            self->counters.refused++;
+        json_decref (reply);
+        api_call_destroy (call_p);
+        return;
+    }
     char *text = api_msg_encode (reply);
     sf_curve_send (self->socket, call->routing_id, call->delimited, text,
                    strlen (text));
     //  Every refusal, whoever refused, is one log line.
-    if (json_is_false (json_object_get (reply, "ok"))) {
+    if (refused) {
         self->counters.refused++;
         sf_log_info ("%s: refused request from %.8s: %s",
                      self->log_name ? self->log_name : "api_router",
@@ -217,6 +319,9 @@ api_call_destroy (api_call_t **call_p)
 {
     if (*call_p) {
         api_call_t *call = *call_p;
+        //  Dropped unanswered: its maker hears so.
+        if (call->answer_fn)
+            call->answer_fn (call->answer_arg, NULL);
         zframe_destroy (&call->routing_id);
         free (call->principal);
         api_msg_reset (&call->request);

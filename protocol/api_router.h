@@ -9,6 +9,7 @@
 #ifndef API_ROUTER_H_INCLUDED
 #define API_ROUTER_H_INCLUDED
 
+#include "common/sf_prom.h"
 #include "protocol/api_msg.h"
 
 #include <czmq.h>
@@ -59,6 +60,30 @@ void api_router_dispatch (api_router_t *self, api_call_t **call,
 //  answered with an error. Every refusal through this router is logged, one
 //  line each, prefixed by LOG_NAME (a static string).
 api_call_t *api_router_recv (api_router_t *self, const char *log_name);
+
+//  How a call made in this process is answered: REPLY is the whole
+//  reply ({"id", "ok", ...}, lent), or NULL when the call is dropped
+//  unanswered (its daemon stops, or it timed out unanswered).
+typedef void (api_call_answer_fn) (void *arg, const json_t *reply);
+
+//  A call made in this process rather than received on a socket (an
+//  HTTP request, protocol/http.md): REQUEST (a JSON object with "id" and
+//  "op", lent) from PRINCIPAL, answered once through ANSWER_FN with
+//  ANSWER_ARG. Returns NULL with FAULT if REQUEST is not a valid request.
+api_call_t *api_call_new_local (const json_t *request, const char *principal,
+                                api_call_answer_fn *answer_fn, void *answer_arg,
+                                sf_fault_t *fault);
+
+//  Count a request served through this router that did not come on its
+//  socket (api_call_new_local's), so the counters hold every request.
+void api_router_count (api_router_t *self);
+
+//  Write the latency of every request answered through this router, by
+//  op, as PROM's family request_duration_seconds.
+void api_router_metrics (api_router_t *self, sf_prom_t *prom);
+
+//  The latency of op OP's answers so far, or NULL if none. Lent.
+const sf_prom_histo_t *api_router_latency (api_router_t *self, const char *op);
 
 //  The decoded request of CALL. Lent.
 const api_msg_t *api_call_request (api_call_t *call);

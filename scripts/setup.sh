@@ -39,7 +39,9 @@ PACKAGES=(
     build-essential cmake pkg-config ninja-build
     autoconf automake libtool dpkg-dev gpgv debian-archive-keyring
     libsodium-dev libsqlite3-dev libjansson-dev libuv1-dev liblz4-dev
+    libmicrohttpd-dev
     python3 python3-zmq python3-pytest python3-cryptography
+    python3-prometheus-client
     clang libclang-rt-14-dev clang-format
     iproute2 nftables sqlite3
 )

@@ -18,9 +18,24 @@ ACCESS = {"HS_OP_ANYONE": "anyone", "HS_OP_SIM": "the sim", "HS_OP_MASTER": "the
 
 def table_in_code():
     header = (ROOT / "broker" / "hs_fsm.h").read_text().replace("\\\n", " ")
-    rows = re.findall(r'X \(HS_OP_\w+,\s*"([a-z._]+)",\s*(HS_OP_\w+),\s*(HS_OP_\w+)\)', header)
+    rows = re.findall(r'X \(HS_OP_\w+,\s*"([a-z._]+)",\s*(HS_OP_\w+),\s*(HS_OP_\w+),'
+                      r'\s*(?:"([^"]*)"|NULL)\)', header)
     assert rows, "HS_OP_MAP not found"
-    return [(name, KINDS[kind], ACCESS[access]) for name, kind, access in rows]
+    return [(name, KINDS[kind], ACCESS[access]) for name, kind, access, _ in rows]
+
+
+def routes_in_code():
+    header = (ROOT / "broker" / "hs_fsm.h").read_text().replace("\\\n", " ")
+    rows = re.findall(r'X \(HS_OP_\w+,\s*"([a-z._]+)",\s*HS_OP_\w+,\s*HS_OP_\w+,'
+                      r'\s*"([^"]*)"\)', header)
+    assert rows, "HS_OP_MAP's routes not found"
+    return rows
+
+
+def test_the_http_spec_lists_every_route_as_the_code_does():
+    spec = (ROOT / "protocol" / "http.md").read_text()
+    rows = re.findall(r"^\| `([a-z._]+)` \| `([A-Z]+ /v1/[^`]*)` \|$", spec, re.M)
+    assert rows == routes_in_code()
 
 
 def table_in_spec():

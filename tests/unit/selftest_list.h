@@ -14,6 +14,8 @@
     X (sf_name)             \
     X (sf_time)             \
     X (sf_loop)             \
+    X (sf_http)             \
+    X (sf_prom)             \
     X (sf_trace)            \
     X (sf_log)              \
     X (sf_config)           \
@@ -36,6 +38,7 @@
     X (hs_fed)              \
     X (hs_load)             \
     X (hs_balance)          \
+    X (hs_http)             \
     X (sim_window)          \
     X (sim_seal)            \
     X (sim_store)           \
@@ -45,6 +48,7 @@
     X (sim_udp)             \
     X (sim_checkpoint)      \
     X (sim_load)            \
+    X (sim_http)            \
     X (authority_sim)       \
     X (ctl_health)          \
     X (ctl_scene)           \

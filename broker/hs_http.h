@@ -1,0 +1,64 @@
+/*  hs_http: a homeserver's HTTP surface (protocol/http.md): /health,
+    /ready and /metrics, and every operation of the API as REST + JSON,
+    routed by HS_OP_MAP's route column and served as the same request a
+    ZeroMQ client would send, by the principal its bearer token stands
+    for. */
+
+#ifndef HS_HTTP_H_INCLUDED
+#define HS_HTTP_H_INCLUDED
+
+#include "broker/hs_fsm.h"
+#include "common/sf_http.h"
+#include "common/sf_prom.h"
+#include "protocol/api_router.h"
+
+typedef struct _hs_http_t hs_http_t;
+
+//  What the daemon lends: its state, and three calls back into it.
+typedef struct {
+    hs_fsm_t *fsm;  //  bearer tokens are checked against its applied state
+    //  Serve CALL (taken) as a request of the API.
+    void (*serve) (void *context, api_call_t *call);
+    //  The member's status (the op "status"'s result), a new reference.
+    json_t *(*status) (void *context);
+    //  Write the daemon's metrics families into PROM.
+    void (*metrics) (void *context, sf_prom_t *prom);
+    void *context;
+    uint64_t max_apply_lag;  //  /health's bound on entries not applied
+    size_t events_kept;      //  changes kept for the change feed
+} hs_http_hooks_t;
+
+//  Most bytes of changes kept for the change feed, whatever their count:
+//  a balancer's moves are large.
+#define HS_HTTP_KEPT_BYTES (64 * 1024 * 1024)
+
+//  Seconds between the keep-alive comments of a quiet change feed.
+#define HS_HTTP_KEEPALIVE_S 15
+
+//  Serve CONFIG on LOOP with HOOKS (copied). NULL with FAULT.
+hs_http_t *hs_http_new (const sf_http_config_t *config, sf_loop_t *loop,
+                        const hs_http_hooks_t *hooks, sf_fault_t *fault);
+
+void hs_http_destroy (hs_http_t **self_p);
+
+//  A change applied at INDEX (PREV: the change before it, 0 if none): OP
+//  gave RESULT (lent) on member NODE. Kept for the change feed and sent
+//  to its streams (http.md section 6).
+void hs_http_change (hs_http_t *self, uint64_t index, uint64_t prev,
+                     const char *op, const json_t *result, const char *node);
+
+//  The URL served. Lent.
+const char *hs_http_url (hs_http_t *self);
+
+//  The health of a member whose status is STATUS (lent), as /health
+//  answers it: {"healthy", "problems": [...], "checks": {...}}. A new
+//  reference. Pure, for tests.
+json_t *hs_http_health (const json_t *status, uint64_t max_apply_lag);
+
+//  The HTTP status of API error CODE (http.md section 4).
+unsigned hs_http_status_of (const char *code);
+
+//  Self test; returns 0 on success.
+int hs_http_test (bool verbose);
+
+#endif
