@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *s_level_names [] = {"error", "warning", "notice", "info",
@@ -21,7 +23,25 @@ static struct {
     sf_log_level_t level;  //  lines above this level are dropped
     FILE *file;            //  open log file, or NULL for stderr
     char *filename;        //  its name, to reopen it; NULL for stderr
-} s_log = {"simfabric", SF_LOG_INFO, NULL, NULL};
+    bool journal;          //  stderr is systemd's journal: no stamp, and
+                           //  each line's priority as "<N>"
+} s_log = {"simfabric", SF_LOG_INFO, NULL, NULL, false};
+
+//  Whether stderr is the journal's stream (systemd sets JOURNAL_STREAM
+//  to its "device:inode"), so a daemon run as a service logs there with
+//  priorities rather than to a file.
+static bool
+s_stderr_is_journal (void)
+{
+    const char *stream = getenv ("JOURNAL_STREAM");
+    unsigned long long device, inode;
+    struct stat info;
+    if (!stream || sscanf (stream, "%llu:%llu", &device, &inode) != 2
+        || fstat (STDERR_FILENO, &info))
+        return false;
+    return (unsigned long long) info.st_dev == device
+           && (unsigned long long) info.st_ino == inode;
+}
 
 int
 sf_log_level_parse (const char *name)
@@ -54,6 +74,7 @@ sf_log_open (const char *ident, sf_log_level_t level, const char *filename,
     sf_log_close ();
     s_log.file = file;
     s_log.filename = file ? strdup (filename) : NULL;
+    s_log.journal = !file && s_stderr_is_journal ();
     s_log.level = level;
     snprintf (s_log.ident, sizeof s_log.ident, "%s", ident ? ident : "");
     zsys_set_logident (s_log.ident);
@@ -108,11 +129,19 @@ sf_log_write (sf_log_level_t level, const char *format, ...)
 {
     if (!sf_log_enabled (level))
         return;
-    char stamp [32];
-    sf_time_format_iso (sf_time_wall_ms (), stamp, sizeof stamp);
     char line [1024];
-    int prefix = snprintf (line, sizeof line, "%s %s %s: ", stamp,
+    int prefix;
+    if (s_log.journal)
+        //  The journal stamps each line itself; "<3>".."<7>" are syslog's
+        //  priorities, error to debug.
+        prefix = snprintf (line, sizeof line, "<%d>%s %s: ", 3 + (int) level,
                            s_level_names [level], s_log.ident);
+    else {
+        char stamp [32];
+        sf_time_format_iso (sf_time_wall_ms (), stamp, sizeof stamp);
+        prefix = snprintf (line, sizeof line, "%s %s %s: ", stamp,
+                           s_level_names [level], s_log.ident);
+    }
     va_list args;
     va_start (args, format);
     vsnprintf (line + prefix, sizeof line - (size_t) prefix, format, args);

@@ -6,6 +6,10 @@
 #include <pthread.h>
 #include <raft.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <string.h>
 
 //  The exit codes as --help lists them.
@@ -150,6 +154,8 @@ sf_program_wait (zactor_t *actor, void (*on_hangup) (zactor_t *actor))
     sigemptyset (&hangup);
     sigaddset (&hangup, SIGHUP);
     pthread_sigmask (SIG_UNBLOCK, &hangup, NULL);
+    //  The actor serves (zactor_new returned once it did): tell systemd.
+    sf_program_notify ("READY=1");
     zpoller_t *poller = zpoller_new (actor, NULL);
     while (true) {
         //  A SIGHUP interrupts the wait too: only SIGINT and SIGTERM
@@ -171,4 +177,29 @@ sf_program_wait (zactor_t *actor, void (*on_hangup) (zactor_t *actor))
         }
     }
     zpoller_destroy (&poller);
+    sf_program_notify ("STOPPING=1");
+}
+
+int
+sf_program_notify (const char *state)
+{
+    const char *path = getenv ("NOTIFY_SOCKET");
+    if (!path || !*path)
+        return 0;
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    size_t size = strlen (path);
+    if (size >= sizeof address.sun_path)
+        return -1;
+    memcpy (address.sun_path, path, size);
+    //  "@name": an abstract socket, whose name starts with a NUL.
+    if (path [0] == '@')
+        address.sun_path [0] = '\0';
+    int fd = socket (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    ssize_t sent = sendto (
+        fd, state, strlen (state), MSG_NOSIGNAL, (struct sockaddr *) &address,
+        (socklen_t) (offsetof (struct sockaddr_un, sun_path) + size));
+    close (fd);
+    return sent == (ssize_t) strlen (state) ? 0 : -1;
 }

@@ -72,6 +72,11 @@ void sf_program_block_hangup (void);
 //  ACTOR.
 void sf_program_wait (zactor_t *actor, void (*on_hangup) (zactor_t *actor));
 
+//  Tell systemd STATE ("READY=1", "STOPPING=1") when it started this
+//  process as a Type=notify service ($NOTIFY_SOCKET set); nothing
+//  otherwise. Returns 0, or -1 if the message could not be sent.
+int sf_program_notify (const char *state);
+
 //  Print the version block: simfabric, libzmq (draft, curve, and whether
 //  scripts/setup.sh patched it), CZMQ, raft.
 void sf_program_print_version (const char *name, FILE *stream);
