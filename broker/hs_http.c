@@ -6,6 +6,7 @@
 #include "common/sf_time.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -36,13 +37,16 @@ typedef struct {
     char *prefix;  //  topics it wants
 } s_stream_t;
 
+//  HS_OP_MAP's routes, split once for the process.
+static s_route_t s_routes [HS_OP_COUNT];
+static size_t s_route_count;
+static pthread_once_t s_routes_once = PTHREAD_ONCE_INIT;
+
 struct _hs_http_t {
     sf_http_t *http;
     sf_loop_t *loop;  //  lent
     int keepalive;    //  the timer of the feed's keep-alive comments
     hs_http_hooks_t hooks;
-    s_route_t routes [HS_OP_COUNT];
-    size_t route_count;
     int64_t next_id;  //  the id of the next request made from HTTP
     zlistx_t *kept;   //  s_change_t, oldest first
     size_t kept_bytes;
@@ -205,13 +209,13 @@ s_metrics (hs_http_t *self, sf_http_req_t *req)
 //  REST: routes, tokens, arguments
 
 static void
-s_routes_build (hs_http_t *self)
+s_routes_build (void)
 {
     for (int id = 0; id < HS_OP_COUNT; id++) {
         const hs_op_t *op = hs_op_get ((hs_op_id_t) id);
         if (!op->route)
             continue;
-        s_route_t *route = &self->routes [self->route_count++];
+        s_route_t *route = &s_routes [s_route_count++];
         route->op = op;
         const char *space = strchr (op->route, ' ');
         assert (space && (size_t) (space - op->route) < sizeof route->method);
@@ -375,41 +379,93 @@ s_answered (void *arg, const json_t *reply)
     free (pending);
 }
 
-static void
-s_rest (hs_http_t *self, sf_http_req_t *req)
+const hs_op_t *
+hs_http_route (const char *method, const char *path, json_t *params,
+               char *allow, size_t allow_size)
 {
-    const char *path = sf_http_req_path (req);
-    const char *method = sf_http_req_method (req);
-    //  The path's segments.
-    char *copy = strdup (path + 1);
+    pthread_once (&s_routes_once, s_routes_build);
+    if (allow_size)
+        allow [0] = '\0';
+    //  The path's segments; more than a route has match none.
+    char *copy = strdup (path [0] == '/' ? path + 1 : path);
     char *segments [S_MAX_SEGMENTS + 1];
     size_t count = 0;
     char *rest = copy, *segment;
     while ((segment = strsep (&rest, "/")) && count <= S_MAX_SEGMENTS)
         if (*segment)
             segments [count++] = segment;
-    json_t *params = json_object ();
-    const s_route_t *found = NULL;
-    char allow [64] = "";
-    for (size_t at = 0; at < self->route_count; at++) {
-        const s_route_t *route = &self->routes [at];
+    const hs_op_t *found = NULL;
+    for (size_t at = 0; at < s_route_count && !found; at++) {
+        const s_route_t *route = &s_routes [at];
         if (!s_route_match (route, path, segments, count, params))
             continue;
-        if (streq (route->method, method)) {
-            found = route;
-            break;
-        }
-        if (!strstr (allow, route->method))
-            snprintf (allow + strlen (allow), sizeof allow - strlen (allow),
+        if (streq (route->method, method))
+            found = route->op;
+        else if (allow_size && !strstr (allow, route->method))
+            snprintf (allow + strlen (allow), allow_size - strlen (allow),
                       "%s%s", allow [0] ? ", " : "", route->method);
     }
     free (copy);
-    if (!found) {
+    if (!found)
+        json_object_clear (params);
+    return found;
+}
+
+json_t *
+hs_http_arguments (const hs_op_t *op, const json_t *params, const json_t *query,
+                   const char *body, size_t size, int64_t id, sf_fault_t *fault)
+{
+    json_t *request =
+        json_pack ("{s:I,s:s}", "id", (json_int_t) id, "op", op->name);
+    json_t *values = json_object ();
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) query, key, value)
+    {
+        if (json_is_string (value))
+            json_object_set_new (values, key,
+                                 s_query_value (json_string_value (value)));
+    }
+    json_t *object = NULL;
+    if (size) {
+        json_error_t error;
+        object = json_loadb (body, size, 0, &error);
+        if (!json_is_object (object))
+            sf_fault_set (fault, SF_EMALFORMED,
+                          "the body is not a JSON object: %s",
+                          object ? "another value" : error.text);
+    }
+    else
+        object = json_object ();
+    if (fault->error == SF_OK
+        && (s_merge (request, (json_t *) params, fault)
+            || s_merge (request, values, fault)
+            || s_merge (request, object, fault)))
+        fault->error = fault->error ? fault->error : SF_EINVAL;
+    json_decref (values);
+    json_decref (object);
+    if (fault->error != SF_OK) {
+        json_decref (request);
+        return NULL;
+    }
+    return request;
+}
+
+static void
+s_rest (hs_http_t *self, sf_http_req_t *req)
+{
+    const char *path = sf_http_req_path (req);
+    const char *method = sf_http_req_method (req);
+    json_t *params = json_object ();
+    char allow [64];
+    const hs_op_t *op =
+        hs_http_route (method, path, params, allow, sizeof allow);
+    if (!op) {
         json_decref (params);
         char message [300];
         if (allow [0]) {
-            snprintf (message, sizeof message, "%s has no %s; it has %s", path,
-                      method, allow);
+            snprintf (message, sizeof message, "%.200s has no %s; it has %s",
+                      path, method, allow);
             json_t *body = json_pack ("{s:{s:s,s:s}}", "error", "code",
                                       "invalid_request", "message", message);
             const char *headers [] = {"Allow", allow, NULL};
@@ -423,6 +479,7 @@ s_rest (hs_http_t *self, sf_http_req_t *req)
         }
         return;
     }
+    //  Who asks, before what they ask is read.
     sf_fault_t fault;
     sf_fault_clear (&fault);
     char *principal = s_principal (self, req, &fault);
@@ -431,48 +488,19 @@ s_rest (hs_http_t *self, sf_http_req_t *req)
         s_fail (&req, "unauthorized", fault.message, 401);
         return;
     }
-    //  Arguments: the route's, the query's, the body's.
-    json_t *request = json_pack (
-        "{s:I,s:s}", "id", (json_int_t) ++self->next_id, "op", found->op->name);
-    json_t *query = json_object ();
-    const char *key;
-    json_t *value;
-    json_object_foreach ((json_t *) sf_http_req_query (req), key, value)
-    {
-        json_object_set_new (query, key,
-                             s_query_value (json_string_value (value)));
-    }
     size_t size;
-    const char *text = sf_http_req_body (req, &size);
-    json_t *body = NULL;
-    if (size) {
-        json_error_t error;
-        body = json_loadb (text, size, 0, &error);
-        if (!json_is_object (body))
-            sf_fault_set (&fault, SF_EMALFORMED,
-                          "the body is not a JSON object: %s",
-                          body ? "another value" : error.text);
-    }
-    else
-        body = json_object ();
-    if (fault.error == SF_OK
-        && (s_merge (request, params, &fault)
-            || s_merge (request, query, &fault)
-            || s_merge (request, body, &fault)))
-        fault.error = fault.error ? fault.error : SF_EINVAL;
+    const char *body = sf_http_req_body (req, &size);
+    json_t *request = hs_http_arguments (op, params, sf_http_req_query (req),
+                                         body, size, ++self->next_id, &fault);
     json_decref (params);
-    json_decref (query);
-    json_decref (body);
-    if (fault.error != SF_OK) {
+    if (!request) {
         free (principal);
-        json_decref (request);
         s_fail (&req, sf_error_code (fault.error), fault.message, 0);
         return;
     }
     s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
     pending->req = req;
-    pending->created =
-        streq (method, "PUT") && found->op->id == HS_OP_ENTITY_CREATE;
+    pending->created = streq (method, "PUT") && op->id == HS_OP_ENTITY_CREATE;
     api_call_t *call =
         api_call_new_local (request, principal, s_answered, pending, &fault);
     free (principal);
@@ -674,7 +702,6 @@ hs_http_new (const sf_http_config_t *config, sf_loop_t *loop,
     self->kept = zlistx_new ();
     zlistx_set_destructor (self->kept, s_change_destroy);
     self->streams = zlistx_new ();
-    s_routes_build (self);
     self->http = sf_http_new (config, loop, s_handle, self, fault);
     if (!self->http) {
         hs_http_destroy (&self);
@@ -698,10 +725,6 @@ hs_http_destroy (hs_http_t **self_p)
         if (self->keepalive >= 0)
             sf_loop_timer_end (self->loop, self->keepalive);
         sf_http_destroy (&self->http);
-        for (size_t at = 0; at < self->route_count; at++)
-            for (size_t segment = 0; segment < self->routes [at].count;
-                 segment++)
-                free (self->routes [at].segments [segment]);
         free (self);
         *self_p = NULL;
     }
@@ -730,9 +753,6 @@ hs_http_test (bool verbose)
 
     //  Routes: each op with one is found by its own path, with its
     //  parameters; {path} takes the rest.
-    hs_http_t routes = {0};
-    s_routes_build (&routes);
-    assert (routes.route_count > 30);
     const struct {
         const char *method, *path, *op, *param, *value;
     } cases [] = {
@@ -749,34 +769,56 @@ hs_http_test (bool verbose)
         {"GET", "/v1//entities//x", "entity.get", "path", "//x"},
         {"POST", "/v1/nothing", NULL, NULL, NULL},
         {"GET", "/v1/sims/sim1/heartbeat/more", NULL, NULL, NULL},
+        {"GET", "/v1/a/b/c/d/e/f/g/h", NULL, NULL, NULL},
+        {"GET", "", NULL, NULL, NULL},
     };
     json_t *params = json_object ();
     for (size_t at = 0; at < sizeof cases / sizeof cases [0]; at++) {
-        char *copy = strdup (cases [at].path + 1);
-        char *segments [S_MAX_SEGMENTS + 1];
-        size_t count = 0;
-        char *rest = copy, *segment;
-        while ((segment = strsep (&rest, "/")) && count <= S_MAX_SEGMENTS)
-            if (*segment)
-                segments [count++] = segment;
-        const char *op = NULL;
-        for (size_t route = 0; route < routes.route_count && !op; route++)
-            if (streq (routes.routes [route].method, cases [at].method)
-                && s_route_match (&routes.routes [route], cases [at].path,
-                                  segments, count, params))
-                op = routes.routes [route].op->name;
+        const hs_op_t *op =
+            hs_http_route (cases [at].method, cases [at].path, params, NULL, 0);
         assert ((op == NULL) == (cases [at].op == NULL));
-        assert (!op || streq (op, cases [at].op));
+        assert (!op || streq (op->name, cases [at].op));
         if (cases [at].param)
             assert (streq (
                 json_string_value (json_object_get (params, cases [at].param)),
                 cases [at].value));
-        free (copy);
     }
+    //  A path with another method's route says which methods it has.
+    char allow [64];
+    assert (
+        !hs_http_route ("POST", "/v1/entities/a", params, allow, sizeof allow));
+    assert (streq (allow, "PUT, GET, DELETE"));
     json_decref (params);
-    for (size_t at = 0; at < routes.route_count; at++)
-        for (size_t segment = 0; segment < routes.routes [at].count; segment++)
-            free (routes.routes [at].segments [segment]);
+
+    //  Arguments: the route's, then the query's (numbers and literals as
+    //  such), then the body's; a field given twice is refused.
+    const hs_op_t *list = hs_op_find ("entity.list");
+    params = json_object ();
+    json_t *query = json_pack ("{s:s,s:s,s:s}", "limit", "50", "prefix",
+                               "/world/", "after", "true");
+    sf_fault_t fault;
+    sf_fault_clear (&fault);
+    json_t *request =
+        hs_http_arguments (list, params, query, NULL, 0, 7, &fault);
+    assert (request);
+    assert (json_integer_value (json_object_get (request, "limit")) == 50);
+    assert (json_is_true (json_object_get (request, "after")));
+    assert (streq (json_string_value (json_object_get (request, "op")),
+                   "entity.list"));
+    json_decref (request);
+    const char *twice = "{\"prefix\": \"/x/\"}";
+    assert (!hs_http_arguments (list, params, query, twice, strlen (twice), 8,
+                                &fault));
+    assert (fault.error == SF_EINVAL && strstr (fault.message, "prefix"));
+    const char *bodies [] = {"[1]", "{", "{\"op\": \"status\"}", "{\"id\": 3}"};
+    for (size_t at = 0; at < sizeof bodies / sizeof bodies [0]; at++) {
+        sf_fault_clear (&fault);
+        assert (!hs_http_arguments (list, params, NULL, bodies [at],
+                                    strlen (bodies [at]), 9, &fault));
+        assert (fault.error == SF_EMALFORMED || fault.error == SF_EINVAL);
+    }
+    json_decref (query);
+    json_decref (params);
 
     //  Health: a leader and a small lag are healthy; otherwise one line
     //  per problem.

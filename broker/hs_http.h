@@ -55,6 +55,21 @@ const char *hs_http_url (hs_http_t *self);
 //  reference. Pure, for tests.
 json_t *hs_http_health (const json_t *status, uint64_t max_apply_lag);
 
+//  The operation of route METHOD PATH (http.md section 4), its
+//  parameters ({path}, {sim}, ...) set in PARAMS (an object, lent); or
+//  NULL, with ALLOW (ALLOW_SIZE bytes; 0: not wanted) the methods PATH
+//  has, "" if none (no such route). Pure.
+const hs_op_t *hs_http_route (const char *method, const char *path,
+                              json_t *params, char *allow, size_t allow_size);
+
+//  The request (a new reference: {"id": ID, "op", ...}) that operation OP
+//  with route parameters PARAMS, QUERY ({name: text}) and the JSON
+//  object BODY (SIZE bytes; 0: none) stands for; NULL with FAULT when the
+//  body is not an object or a field is given twice. Pure.
+json_t *hs_http_arguments (const hs_op_t *op, const json_t *params,
+                           const json_t *query, const char *body, size_t size,
+                           int64_t id, sf_fault_t *fault);
+
 //  The HTTP status of API error CODE (http.md section 4).
 unsigned hs_http_status_of (const char *code);
 
