@@ -28,6 +28,7 @@ struct _sf_http_t {
     sf_loop_t *loop;  //  lent
     int epoll_fd;     //  libmicrohttpd's, a reader of LOOP
     int timer;        //  runs libmicrohttpd for its timeouts
+    int kick;         //  a run due at once (a connection resumed), or 0
     sf_http_handler_fn *fn;
     void *arg;
     zlistx_t *connected;  //  sf_http_req_t whose client is there (lent)
@@ -90,12 +91,19 @@ s_req_release (sf_http_req_t **req_p)
     *req_p = NULL;
 }
 
+static void s_kick (sf_http_t *self);
+
+//  Resume REQ's connection: libmicrohttpd sends what it has once it runs,
+//  and in its external mode a resume wakes no descriptor, so the loop
+//  runs it at once.
 static void
 s_resume (sf_http_req_t *req)
 {
     if (req->suspended && req->connection) {
         req->suspended = false;
         MHD_resume_connection (req->connection);
+        if (req->http)
+            s_kick (req->http);
     }
 }
 
@@ -234,6 +242,28 @@ s_serve (sf_http_t *self)
         MHD_UNSIGNED_LONG_LONG timeout = 1;
         if (MHD_get_timeout (self->daemon, &timeout) != MHD_YES || timeout)
             return;
+    }
+}
+
+static int
+s_kicked (sf_loop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    sf_http_t *self = (sf_http_t *) arg;
+    self->kick = 0;
+    s_serve (self);
+    return 0;
+}
+
+//  Run libmicrohttpd once the current handler returns (never from inside
+//  one of its callbacks).
+static void
+s_kick (sf_http_t *self)
+{
+    if (!self->kick) {
+        int id = sf_loop_timer (self->loop, 0, 1, s_kicked, self);
+        self->kick = id > 0 ? id : 0;
     }
 }
 
@@ -403,7 +433,8 @@ sf_http_new (const sf_http_config_t *config, sf_loop_t *loop,
         sf_fault_set (fault, SF_EINTERNAL, "cannot watch the HTTP server");
         goto failed;
     }
-    self->timer = sf_loop_timer (loop, S_TICK_MS, 0, s_tick, self);
+    self->timer = sf_loop_timer (
+        loop, config->tick_ms ? config->tick_ms : S_TICK_MS, 0, s_tick, self);
     const char *host = config->endpoint + strlen ("tcp://");
     int host_size = (int) (strrchr (host, ':') - host);
     snprintf (self->url, sizeof self->url, "%s://%.*s:%d",
@@ -430,6 +461,8 @@ sf_http_destroy (sf_http_t **self_p)
         if (self->epoll_fd >= 0)
             sf_loop_fd_end (self->loop, self->epoll_fd);
         sf_loop_timer_end (self->loop, self->timer);
+        if (self->kick)
+            sf_loop_timer_end (self->loop, self->kick);
         MHD_stop_daemon (self->daemon);
     }
     //  What the stop did not complete is no longer a client's.
@@ -826,7 +859,10 @@ sf_http_test (bool verbose)
     assert (!sf_http_new (&half, loop, s_test_handler, &handler, &fault));
     assert (strstr (fault.message, "together"));
 
-    sf_http_config_t config = {.endpoint = "tcp://127.0.0.1:0"};
+    //  No tick: every answer given later, and every stream write, must
+    //  wake the server by itself, or the client waits in vain.
+    sf_http_config_t config = {.endpoint = "tcp://127.0.0.1:0",
+                               .tick_ms = 3600 * 1000};
     sf_http_t *http =
         sf_http_new (&config, loop, s_test_handler, &handler, &fault);
     assert (http);

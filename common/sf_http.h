@@ -41,6 +41,8 @@ typedef struct {
     const char *endpoint;   //  tcp://HOST:PORT; port 0: any free one
     const char *cert_file;  //  PEM chain; with KEY_FILE, HTTPS only
     const char *key_file;   //  PEM private key, not readable by others
+    unsigned tick_ms;       //  how often idle connections are looked at
+                            //  (0: 500)
 } sf_http_config_t;
 
 //  Called once per request, with its whole body; REQ is lent until it is
