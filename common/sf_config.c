@@ -7,6 +7,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  Z85's alphabet (ZeroMQ RFC 32).
+#define S_Z85_CHARS                                                          \
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/" \
+    "*?&<>()[]{}@%$#"
 #include <strings.h>
 #include <unistd.h>
 
@@ -169,6 +174,7 @@ s_check_value (const sf_config_key_t *key, const char *value, char *reason,
     switch (key->type) {
         case SF_CONFIG_STRING:
         case SF_CONFIG_PATH:
+        case SF_CONFIG_KEY:
             if (key->required && !*value) {
                 snprintf (reason, reason_size, "must not be empty");
                 return -1;
@@ -371,9 +377,13 @@ s_load_tree (sf_config_t *self, zconfig_t *node, const char *prefix,
                      || strncmp (s_entry_find (self, path)->origin, "flag",
                                  4)) {
                 //  Flags win over the file, whatever the order.
-                char *resolved = key->type == SF_CONFIG_PATH
-                                     ? s_resolve_path (self->filename, value)
-                                     : strdup (value);
+                //  A key as Z85 text stays text; as a file, a path.
+                bool file = key->type == SF_CONFIG_PATH
+                            || (key->type == SF_CONFIG_KEY
+                                && !(strlen (value) == 40
+                                     && strspn (value, S_Z85_CHARS) == 40));
+                char *resolved = file ? s_resolve_path (self->filename, value)
+                                      : strdup (value);
                 rc = sf_config_set (self, path, resolved, origin, fault);
                 free (resolved);
             }
@@ -612,8 +622,8 @@ sf_config_filename (sf_config_t *self)
 void
 sf_config_print_flags (const sf_config_key_t *schema, FILE *stream)
 {
-    static const char *metavars [] = {"TEXT",   "N",        "BOOL",
-                                      "CHOICE", "ENDPOINT", "PATH"};
+    static const char *metavars [] = {"TEXT",     "N",    "BOOL", "CHOICE",
+                                      "ENDPOINT", "PATH", "KEY"};
     for (const sf_config_key_t *key = schema; key->path; key++) {
         if (!key->flag)
             continue;
@@ -643,6 +653,8 @@ static const sf_config_key_t s_test_schema [] = {
     {"node/port", "port", SF_CONFIG_INT, false, "7", "1..100", "a number"},
     {"node/fast", "fast", SF_CONFIG_BOOL, false, "false", NULL, "a flag"},
     {"node/key", "key", SF_CONFIG_PATH, false, NULL, NULL, "key file"},
+    {"node/peer", "peer", SF_CONFIG_KEY, false, NULL, NULL, "peer's key"},
+    {"node/other", "other", SF_CONFIG_KEY, false, NULL, NULL, "a key"},
     {"log/level", "log-level", SF_CONFIG_CHOICE, false, "info",
      "error|info|debug", "log level"},
     {"ring/member/*/raft", NULL, SF_CONFIG_ENDPOINT, false, NULL, "tcp",
@@ -762,11 +774,14 @@ sf_config_test (bool verbose)
 
     //  Flags override the file whatever their order; relative paths in
     //  the file resolve against its folder.
-    char *path = s_test_write ("node\n    name = file\n    api = tcp://h:1\n"
-                               "    key = keys/n_secret\n"
-                               "ring\n    member\n        hs2\n"
-                               "            raft = tcp://h:2\n"
-                               "        hs3\n            raft = tcp://h:3\n");
+    char *path = s_test_write (
+        "node\n    name = file\n    api = tcp://h:1\n"
+        "    key = keys/n_secret\n"
+        "    peer = keys/peer.cert\n"
+        "    other = \"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\"\n"
+        "ring\n    member\n        hs2\n"
+        "            raft = tcp://h:2\n"
+        "        hs3\n            raft = tcp://h:3\n");
     char *argv [] = {"prog",     "--name",    "flag",   "status",
                      "--config", path,        "--fast", "--port=9",
                      "--",       "--literal", NULL};
@@ -784,6 +799,11 @@ sf_config_test (bool verbose)
     assert (!sf_config_has (config, "log/level"));
     assert (strncmp (sf_config_str (config, "node/key"), "/tmp/", 5) == 0);
     assert (strstr (sf_config_str (config, "node/key"), "/keys/n_secret"));
+    //  A key: a file resolves as a path, Z85 text stays as it is.
+    assert (strncmp (sf_config_str (config, "node/peer"), "/tmp/", 5) == 0);
+    assert (strstr (sf_config_str (config, "node/peer"), "/keys/peer.cert"));
+    assert (streq (sf_config_str (config, "node/other"),
+                   "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"));
     zlist_t *positional = sf_config_positional (config);
     assert (zlist_size (positional) == 2);
     const char *item = (const char *) zlist_first (positional);

@@ -26,6 +26,8 @@ typedef enum {
     SF_CONFIG_ENDPOINT,  //  ZeroMQ endpoint; domain lists schemes "tcp|ipc"
     SF_CONFIG_PATH,      //  file path; relative ones resolve against the
                          //  config file's folder when set in the file
+    SF_CONFIG_KEY,       //  a public key: 40 characters of Z85 as they
+                         //  are, else a .cert file's path (as PATH)
 } sf_config_type_t;
 
 //  One key of a schema. A schema is an array ended by an entry whose path

@@ -25,6 +25,8 @@
 #include "ctl/ctl_scene.h"
 #include "ctl/ctl_trace.h"
 
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "protocol/api_msg.h"
 
@@ -33,21 +35,22 @@
 static const sf_config_key_t s_schema [] = {
     {"fabricctl/server", "server", SF_CONFIG_ENDPOINT, false,
      "tcp://127.0.0.1:7100", "tcp|ipc", "API endpoint of the daemon to ask"},
-    {"fabricctl/server_key", "server-key", SF_CONFIG_STRING, false, NULL, NULL,
+    {"fabricctl/server_key", "server-key", SF_CONFIG_KEY, false, NULL, NULL,
      "the daemon's public key: its .cert file or Z85 text"},
     {"fabricctl/key", "key", SF_CONFIG_PATH, false, NULL, NULL,
      "our secret certificate (default: a new throwaway key)"},
     {"fabricctl/peer_server", "peer-server", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc",
      "trace N@INSTANCE: a member of that instance, to read its records"},
-    {"fabricctl/peer_server_key", "peer-server-key", SF_CONFIG_STRING, false,
-     NULL, NULL, "that member's public key: its .cert file or Z85 text"},
+    {"fabricctl/peer_server_key", "peer-server-key", SF_CONFIG_KEY, false, NULL,
+     NULL, "that member's public key: its .cert file or Z85 text"},
     {"fabricctl/timeout", "timeout", SF_CONFIG_INT, false, "5000", "1..3600000",
      "milliseconds to wait for a reply"},
     {"fabricctl/json", "json", SF_CONFIG_BOOL, false, "false", NULL,
      "print replies as JSON"},
-    {"fabricctl/dir", "dir", SF_CONFIG_PATH, false, ".", NULL,
-     "keygen: folder to write the key pair in"},
+    {"fabricctl/dir", "dir", SF_CONFIG_PATH, false, "keys", NULL,
+     "keygen: folder to write the key pair in (created, mode 0700, if "
+     "missing), where the config examples read keys"},
     {"fabricctl/force", "force", SF_CONFIG_BOOL, false, "false", NULL,
      "keygen: replace an existing key pair"},
     {"fabricctl/batch", "batch", SF_CONFIG_INT, false, "400", "1..1000",
@@ -60,6 +63,14 @@ static const sf_config_key_t s_schema [] = {
      "token create: the sim name the join token admits"},
     {"fabricctl/ttl", "ttl", SF_CONFIG_STRING, false, "10m", NULL,
      "token create: how long the token is valid (e.g. 90s, 10m, 24h, 7d)"},
+    {"fabricctl/cert", "cert", SF_CONFIG_KEY, false, NULL, NULL,
+     "cluster add: the new member's public key, its .cert file (or Z85)"},
+    {"fabricctl/raft_id", "raft-id", SF_CONFIG_INT, false, NULL,
+     "1..4611686018427387903", "cluster add: the new member's raft id"},
+    {"fabricctl/raft", "raft", SF_CONFIG_STRING, false, NULL, NULL,
+     "cluster add: the new member's raft endpoint"},
+    {"fabricctl/api", "api", SF_CONFIG_STRING, false, NULL, NULL,
+     "cluster add: the new member's API endpoint"},
     {"fabricctl/note", "note", SF_CONFIG_STRING, false, NULL, NULL,
      "token create PRINCIPAL: a note kept with the token (who it is for)"},
     {"fabricctl/once", "once", SF_CONFIG_BOOL, false, "false", NULL,
@@ -82,7 +93,9 @@ static const sf_program_t s_program = {
     "command line for simfabric homeservers and simulation servers",
     "fabricctl [FLAGS] COMMAND [ARGS]",
     "Commands:\n"
-    "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600)\n"
+    "  keygen NAME          write NAME.cert and NAME.cert_secret (mode 0600) "
+    "in\n"
+    "                       --dir (default keys/, made if missing)\n"
     "  status               ask a daemon who it is and how it is doing (a "
     "ring\n"
     "                       member: exits 1 when it knows no leader)\n"
@@ -124,6 +137,11 @@ static const sf_program_t s_program = {
     "                       file, a Z85 key, sim:NAME or player:NAME); "
     "prints it\n"
     "  token list           the HTTP bearer tokens (never their secrets)\n"
+    "  cluster add NAME --raft-id N --raft EP --api EP --cert NAME.cert\n"
+    "                       add a started member (join = true) to the "
+    "ring\n"
+    "  cluster remove RAFT_ID\n"
+    "                       remove a member from the ring\n"
     "  token revoke ID      refuse the bearer token ID from now on\n",
     s_schema,
 };
@@ -137,6 +155,11 @@ s_keygen (sf_config_t *config, zlist_t *args)
     const char *name = (const char *) zlist_first (args);
     const char *dir = sf_config_str (config, "fabricctl/dir");
     sf_fault_t fault;
+    //  A folder made here holds secrets: its owner's alone.
+    if (!zsys_file_exists (dir)
+        && (zsys_dir_create ("%s", dir) || chmod (dir, 0700)))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "cannot create %s: %s",
+                         dir, strerror (errno));
     if (sf_cert_keygen (dir, name, sf_config_bool (config, "fabricctl/force"),
                         &fault))
         sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
@@ -790,6 +813,57 @@ s_token (sf_config_t *config, zlist_t *args)
     json_t *request =
         json_pack ("{s:s,s:I}", "sim", sim, "ttl_ms", (json_int_t) ttl_ms);
     int code = s_call (config, "token.create", request, s_print_token);
+    json_decref (request);
+    return code;
+}
+
+//  cluster add NAME --raft-id N --raft EP --api EP --cert FILE, cluster
+//  remove RAFT_ID: the ring's cluster.add and cluster.remove, with the
+//  new member's key read from its certificate.
+static int
+s_cluster (sf_config_t *config, zlist_t *args)
+{
+    const char *sub = (const char *) zlist_first (args);
+    const char *usage =
+        "usage: fabricctl cluster add NAME --raft-id N --raft ENDPOINT "
+        "[--api ENDPOINT] --cert NAME.cert | cluster remove RAFT_ID "
+        "(--key ADMIN.cert_secret)";
+    const char *operand =
+        zlist_size (args) == 2 ? (const char *) zlist_next (args) : NULL;
+    if (!sub || !operand)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", usage);
+    json_t *request = NULL;
+    const char *op = NULL;
+    if (streq (sub, "remove")) {
+        char *end;
+        long long id = strtoll (operand, &end, 10);
+        if (*end || id < 1)
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                             "'%s' is not a raft id", operand);
+        op = "cluster.remove";
+        request = json_pack ("{s:I}", "raft_id", (json_int_t) id);
+    }
+    else if (streq (sub, "add")) {
+        const char *cert = sf_config_str (config, "fabricctl/cert");
+        const char *raft = sf_config_str (config, "fabricctl/raft");
+        const char *api = sf_config_str (config, "fabricctl/api");
+        if (!cert || !raft || !sf_config_str (config, "fabricctl/raft_id"))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", usage);
+        char key [SF_CERT_KEY_TEXT + 1];
+        sf_fault_t fault;
+        if (sf_cert_load_public (cert, key, &fault))
+            sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+        op = "cluster.add";
+        request =
+            json_pack ("{s:s,s:I,s:s,s:s}", "name", operand, "raft_id",
+                       (json_int_t) sf_config_int (config, "fabricctl/raft_id"),
+                       "raft", raft, "key", key);
+        if (api)
+            json_object_set_new (request, "api", json_string (api));
+    }
+    else
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", usage);
+    int code = s_call (config, op, request, NULL);
     json_decref (request);
     return code;
 }
@@ -1452,6 +1526,8 @@ main (int argc, char *argv [])
         code = s_drain (config, args);
     else if (streq (command, "token"))
         code = s_token (config, args);
+    else if (streq (command, "cluster"))
+        code = s_cluster (config, args);
     else
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                          "unknown command '%s' (see fabricctl --help)",

@@ -1,5 +1,6 @@
 """--help, --version and exit codes of the three executables."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -170,3 +171,18 @@ def test_sighup_reopens_the_log_file(tmp_path, kind):
     assert "stopping" in text
     assert rotated.read_text() == before
     assert "stopping" not in before
+
+
+def test_fabricctl_reads_its_flags_from_a_config_file(homeserver, tmp_path):
+    """README: a fabricctl section in a file given with -c, paths relative
+    to the file, so an operator does not repeat --server flags."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "hs1.cert").write_bytes(homeserver.keys.public_path.read_bytes())
+    (tmp_path / "ops.cfg").write_text(
+        "fabricctl\n"
+        f'    server = "{homeserver.endpoint}"\n'
+        '    server_key = "keys/hs1.cert"\n'
+        '    json = "true"\n')
+    result = run(binary("fabricctl"), "-c", tmp_path / "ops.cfg", "status", cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["node"] == "hs1"

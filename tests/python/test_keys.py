@@ -24,6 +24,22 @@ def test_keygen_writes_a_pair_with_a_private_secret(tmp_path):
     assert len(pair.secret) == 40
 
 
+def test_keygen_writes_where_the_config_examples_read(tmp_path):
+    """README: secret_key = keys/hs1.cert_secret. keygen's default folder
+    is keys/, made (its owner's alone) if missing."""
+    result = subprocess.run([str(binary("fabricctl")), "keygen", "hs1"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "keys/hs1.cert" in result.stdout
+    folder = tmp_path / "keys"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert read_key_pair(folder / "hs1.cert_secret").public == read_public_key(folder / "hs1.cert")
+    # A second key goes beside it; the folder is not made again.
+    result = subprocess.run([str(binary("fabricctl")), "keygen", "hs2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and (folder / "hs2.cert").exists()
+
+
 def test_keygen_refuses_to_overwrite_without_force(tmp_path):
     assert run(binary("fabricctl"), "keygen", "bob", "--dir", tmp_path).returncode == 0
     before = read_public_key(tmp_path / "bob.cert")

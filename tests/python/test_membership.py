@@ -2,6 +2,7 @@
 continue, then a member is removed; the ring keeps serving throughout."""
 
 import contextlib
+import json
 import subprocess
 import threading
 import time
@@ -20,9 +21,10 @@ def configuration(member):
     return {server["id"]: server["role"] for server in status["configuration"]}
 
 
-def add_fourth_member(ring, tmp_path, admin):
-    """Start hs4 with join=true, add it through ring[1], and wait until it
-    follows the leader. The caller stops or kills it."""
+def add_fourth_member(ring, tmp_path, admin, by_fabricctl=False):
+    """Start hs4 with join=true, add it through ring[1] (with `fabricctl
+    cluster add --cert hs4.cert` if BY_FABRICCTL, as the README says), and
+    wait until it follows the leader. The caller stops or kills it."""
     joiner = Daemon("homeserver", "hs4", tmp_path / "hs4", raft_id=4,
                     extra={"join": "true", "election_timeout": 300,
                            "heartbeat": 50})
@@ -31,10 +33,21 @@ def add_fourth_member(ring, tmp_path, admin):
     joiner.write_config()
     joiner.start()
     try:
-        with ring[1].client(keys=admin, timeout=40) as client:
-            added = client.call("cluster.add", name="hs4", raft_id=4,
-                                raft=joiner.raft_endpoint, api=joiner.endpoint,
-                                key=joiner.keys.public.decode())
+        if by_fabricctl:
+            done = subprocess.run(
+                [str(binary("fabricctl")), "cluster", "add", "hs4", "--raft-id", "4",
+                 "--raft", joiner.raft_endpoint, "--api", joiner.endpoint,
+                 "--cert", str(joiner.keys.public_path), "--key", str(admin.secret_path),
+                 "--server", ring[1].endpoint, "--server-key", str(ring[1].keys.public_path),
+                 "--timeout", "40000"],
+                capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            added = json.loads(done.stdout)
+        else:
+            with ring[1].client(keys=admin, timeout=40) as client:
+                added = client.call("cluster.add", name="hs4", raft_id=4,
+                                    raft=joiner.raft_endpoint, api=joiner.endpoint,
+                                    key=joiner.keys.public.decode())
         assert added["raft_id"] == 4
         # ring[1] relayed the add; the leader answered once the change was
         # committed, which ring[1] may apply a moment later.
@@ -358,3 +371,30 @@ def test_a_restarted_member_learns_of_a_leader_added_while_it_was_down(ring, tmp
         wait_follows_and_holds(hs1, "hs4", "/hs4/")
         assert "member hs4 (raft id 4) admitted on member" in hs1.log()
         assert wait_leader(members)[0] == "hs4"
+
+
+def test_fabricctl_adds_a_member_by_its_cert_file_and_removes_it(ring, tmp_path):
+    """The README's way: the new member's .cert file, not a pasted key."""
+    wait_leader(ring)
+    admin = read_key_pair(ring[0].admin.secret_path)
+    joiner = add_fourth_member(ring, tmp_path, admin, by_fabricctl=True)
+    try:
+        done = subprocess.run(
+            [str(binary("fabricctl")), "cluster", "remove", "4", "--key",
+             str(admin.secret_path), "--server", ring[0].endpoint, "--server-key",
+             str(ring[0].keys.public_path), "--timeout", "40000"],
+            capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: 4 not in configuration(ring[0]), timeout=10,
+                 what="hs4 gone from the configuration")
+        # A cert that is not one is refused before anything is sent.
+        bad = tmp_path / "bad.cert"
+        bad.write_text("not a certificate\n")
+        done = subprocess.run(
+            [str(binary("fabricctl")), "cluster", "add", "hs5", "--raft-id", "5",
+             "--raft", "tcp://127.0.0.1:1", "--cert", str(bad), "--key", str(admin.secret_path),
+             "--server", ring[0].endpoint, "--server-key", str(ring[0].keys.public_path)],
+            capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "bad.cert" in done.stderr, done.stderr
+    finally:
+        joiner.kill()
