@@ -99,6 +99,7 @@ struct _hs_api_t {
     zcert_t *cert;                 //  lent, for forwarding
     hs_load_t *load;               //  the latest load reports, as leader
     hs_balance_t *balance;         //  the balancer (NULL: none configured)
+    hs_kept_t *kept;               //  the last changes (lent), or NULL
     sf_prom_histo_t commit_histo;  //  writes' receipt to commit, ever
     //  This member's own figures since its last report (load.md section
     //  2): writes' receipt-to-commit times, and where counts stood.
@@ -1054,6 +1055,55 @@ s_status_op (hs_api_t *self, api_call_t *call, const char *principal,
     s_status (self, call, now);
 }
 
+//  events.read: this member's kept changes after FROM whose topic starts
+//  with PREFIX (operations.md section 4), at most LIMIT; "gap" when a
+//  change after FROM is no longer kept. Not forwarded: every member keeps
+//  the same changes, as it applies them.
+static void
+s_events_read_op (hs_api_t *self, api_call_t *call, const char *principal,
+                  const json_t *args, uint64_t now)
+{
+    (void) principal;
+    (void) now;
+    uint64_t from =
+        (uint64_t) json_integer_value (json_object_get (args, "from"));
+    const char *prefix = json_string_value (json_object_get (args, "prefix"));
+    json_t *limit_value = json_object_get (args, "limit");
+    size_t limit =
+        limit_value ? (size_t) json_integer_value (limit_value) : 1000;
+    raft_index last = hs_fsm_last_change (self->fsm);
+    size_t count = self->kept ? hs_kept_count (self->kept) : 0;
+    const hs_kept_change_t *oldest =
+        self->kept ? hs_kept_at (self->kept, 0) : NULL;
+    uint64_t dropped = oldest ? hs_kept_dropped (self->kept) : last;
+    json_t *events = json_array ();
+    uint64_t through = from;  //  the newest change looked at
+    bool more = false;
+    for (size_t at = self->kept ? hs_kept_after (self->kept, from) : 0;
+         at < count; at++) {
+        const hs_kept_change_t *change = hs_kept_at (self->kept, at);
+        if (json_array_size (events) == limit) {
+            more = true;
+            break;
+        }
+        through = change->index;
+        if (prefix && strncmp (change->topic, prefix, strlen (prefix)) != 0)
+            continue;
+        json_error_t error;
+        json_t *body = json_loadb (change->body, change->size, 0, &error);
+        if (body)
+            json_array_append_new (events, body);
+    }
+    json_t *result = json_pack (
+        "{s:o,s:b,s:o,s:I,s:I,s:b}", "events", events, "gap", dropped > from,
+        "oldest",
+        oldest ? json_integer ((json_int_t) oldest->index) : json_null (),
+        "last", (json_int_t) last, "through",
+        (json_int_t) (more ? through : (last > through ? last : through)),
+        "more", more);
+    s_reply (self, &call, result);
+}
+
 static void
 s_counters_op (hs_api_t *self, api_call_t *call, const char *principal,
                const json_t *args, uint64_t now)
@@ -1305,6 +1355,7 @@ static s_control_fn *const s_controls [HS_OP_COUNT] = {
     [HS_OP_CLUSTER_TRANSFER] = s_transfer_op,
     [HS_OP_RING_FORWARD] = s_ring_forward_op,
     [HS_OP_LOAD] = s_load_op,
+    [HS_OP_EVENTS_READ] = s_events_read_op,
     [HS_OP_LOAD_MEMBER] = s_load_member_op,
 };
 
@@ -1635,6 +1686,12 @@ void
 hs_api_set_trace (hs_api_t *self, sf_trace_t *trace)
 {
     self->trace = trace;
+}
+
+void
+hs_api_set_kept (hs_api_t *self, hs_kept_t *kept)
+{
+    self->kept = kept;
 }
 
 int

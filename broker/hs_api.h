@@ -19,6 +19,7 @@
 
 #include "broker/hs_balance.h"
 #include "broker/hs_fsm.h"
+#include "broker/hs_kept.h"
 #include "broker/hs_ring.h"
 #include "common/sf_trace.h"
 #include "protocol/api_router.h"
@@ -87,6 +88,9 @@ json_t *hs_api_counters (hs_api_t *self);
 //  Write the API's metrics families into PROM: requests' and commits'
 //  latency histograms (http.md section 3).
 void hs_api_metrics (hs_api_t *self, sf_prom_t *prom);
+
+//  Serve events.read from KEPT (lent; NULL: nothing kept).
+void hs_api_set_kept (hs_api_t *self, hs_kept_t *kept);
 
 //  This ring's instance name (federation.md section 1; NULL: none), for
 //  status.

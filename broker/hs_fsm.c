@@ -718,6 +718,20 @@ s_parse_trace (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_trace_id (args, a->trace, fault);
 }
 
+//  events.read: served from the member's kept changes (hs_api).
+static int
+s_parse_events_read (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    int64_t from = 0;
+    a->limit = 1000;
+    return sf_json_int (args, "from", true, 0, INT64_MAX, &from, fault)
+                   || sf_json_string (args, "prefix", false, &a->prefix, fault)
+                   || sf_json_int (args, "limit", false, 1, 1000, &a->limit,
+                                   fault)
+               ? -1
+               : 0;
+}
+
 static int
 s_parse_entity_create (const json_t *args, s_args_t *a, sf_fault_t *fault)
 {
@@ -3823,6 +3837,8 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_RING_FORWARD] = {
         {"principal", "request"}, s_parse_ring_forward, NULL, NULL},
     [HS_OP_LOAD] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_EVENTS_READ] = {{"from", "prefix", "limit"}, s_parse_events_read,
+                           NULL, NULL},
     [HS_OP_LOAD_MEMBER] = {{"report"}, s_parse_report, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},

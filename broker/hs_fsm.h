@@ -137,7 +137,9 @@ typedef enum {
     X (HS_OP_BALANCE_MOVE, "balance.move", HS_OP_WRITE, HS_OP_ADMIN,        \
        "POST /v1/balance/move")                                             \
     X (HS_OP_BALANCE_MOVES, "balance.moves", HS_OP_READ, HS_OP_ANYONE,      \
-       "GET /v1/balance/moves")
+       "GET /v1/balance/moves")                                             \
+    X (HS_OP_EVENTS_READ, "events.read", HS_OP_CONTROL, HS_OP_ANYONE,       \
+       "GET /v1/changes")
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access, route) id,

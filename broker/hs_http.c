@@ -1,8 +1,6 @@
 /*  hs_http: a homeserver's HTTP surface (protocol/http.md). */
 
 #include "broker/hs_http.h"
-#include "broker/hs_events.h"
-#include "common/sf_json.h"
 #include "common/sf_time.h"
 
 #include <assert.h>
@@ -21,16 +19,6 @@ typedef struct {
     size_t count;
 } s_route_t;
 
-//  A change kept for the change feed: its topic, and its server-sent
-//  event, whole.
-typedef struct {
-    uint64_t index;
-    uint64_t prev;
-    char *topic;
-    char *frame;  //  "id: N\nevent: OP\ndata: {...}\n\n"
-    size_t size;
-} s_change_t;
-
 //  A client of the change feed.
 typedef struct {
     sf_http_req_t *req;
@@ -47,10 +35,7 @@ struct _hs_http_t {
     sf_loop_t *loop;  //  lent
     int keepalive;    //  the timer of the feed's keep-alive comments
     hs_http_hooks_t hooks;
-    int64_t next_id;  //  the id of the next request made from HTTP
-    zlistx_t *kept;   //  s_change_t, oldest first
-    size_t kept_bytes;
-    uint64_t dropped;   //  the newest change no longer kept, or 0
+    int64_t next_id;    //  the id of the next request made from HTTP
     zlistx_t *streams;  //  s_stream_t
 };
 
@@ -517,16 +502,6 @@ s_rest (hs_http_t *self, sf_http_req_t *req)
 //  The change feed (http.md section 6)
 
 static void
-s_change_destroy (void **item)
-{
-    s_change_t *change = (s_change_t *) *item;
-    free (change->topic);
-    free (change->frame);
-    free (change);
-    *item = NULL;
-}
-
-static void
 s_stream_end (hs_http_t *self, s_stream_t *stream)
 {
     sf_http_stream_end (&stream->req);
@@ -550,43 +525,31 @@ s_stream_send (hs_http_t *self, s_stream_t *stream, const char *topic,
     return -1;
 }
 
-void
-hs_http_change (hs_http_t *self, uint64_t index, uint64_t prev, const char *op,
-                const json_t *result, const char *node)
+//  CHANGE as a server-sent event, whole; the caller frees.
+static char *
+s_frame (const hs_kept_change_t *change, size_t *size)
 {
-    s_change_t *change = (s_change_t *) zmalloc (sizeof (s_change_t));
-    change->index = index;
-    change->prev = prev;
-    change->topic = hs_events_topic (op, result);
-    json_t *body = hs_events_body (index, prev, op, result, node);
-    json_object_set_new (body, "topic", json_string (change->topic));
-    char *text = sf_json_text (body);
-    json_decref (body);
-    change->frame = zsys_sprintf ("id: %llu\nevent: %s\ndata: %s\n\n",
-                                  (unsigned long long) index, op, text);
-    free (text);
-    change->size = strlen (change->frame);
-    //  The first change kept: the one before it (in the snapshot this
-    //  member started from) is not.
-    if (zlistx_size (self->kept) == 0 && self->dropped < prev)
-        self->dropped = prev;
-    zlistx_add_end (self->kept, change);
-    self->kept_bytes += change->size;
-    while (zlistx_size (self->kept) > 1
-           && (zlistx_size (self->kept) > self->hooks.events_kept
-               || self->kept_bytes > HS_HTTP_KEPT_BYTES)) {
-        s_change_t *oldest = (s_change_t *) zlistx_first (self->kept);
-        self->kept_bytes -= oldest->size;
-        self->dropped = oldest->index;
-        zlistx_delete (self->kept, zlistx_cursor (self->kept));
-    }
+    char *frame = zsys_sprintf ("id: %llu\nevent: %s\ndata: %s\n\n",
+                                (unsigned long long) change->index, change->op,
+                                change->body);
+    *size = strlen (frame);
+    return frame;
+}
+
+void
+hs_http_change (hs_http_t *self, const hs_kept_change_t *change)
+{
+    if (zlistx_size (self->streams) == 0)
+        return;
+    size_t size;
+    char *frame = s_frame (change, &size);
     //  A copy of the list: a stream that ends leaves it.
     zlistx_t *streams = zlistx_dup (self->streams);
     for (s_stream_t *stream = (s_stream_t *) zlistx_first (streams); stream;
          stream = (s_stream_t *) zlistx_next (streams))
-        s_stream_send (self, stream, change->topic, change->frame,
-                       change->size);
+        s_stream_send (self, stream, change->topic, frame, size);
     zlistx_destroy (&streams);
+    free (frame);
 }
 
 static int
@@ -645,9 +608,10 @@ s_events (hs_http_t *self, sf_http_req_t *req)
     sf_http_stream_open (req, 200, "text/event-stream");
     //  Without FROM, the changes from now on; with it, the kept ones after
     //  it first, and a gap if one after it is no longer kept.
-    s_change_t *oldest = (s_change_t *) zlistx_first (self->kept);
+    hs_kept_t *kept = self->hooks.kept;
+    const hs_kept_change_t *oldest = hs_kept_at (kept, 0);
     uint64_t dropped =
-        oldest ? self->dropped : hs_fsm_last_change (self->hooks.fsm);
+        oldest ? hs_kept_dropped (kept) : hs_fsm_last_change (self->hooks.fsm);
     if (from_text && dropped > from) {
         char *frame = zsys_sprintf (
             "event: gap\ndata: {\"from\":%llu,\"oldest\":%llu}\n\n", from,
@@ -657,12 +621,16 @@ s_events (hs_http_t *self, sf_http_req_t *req)
         if (rc)
             return;
     }
-    for (s_change_t *change = (s_change_t *) zlistx_first (self->kept);
-         change && from_text; change = (s_change_t *) zlistx_next (self->kept))
-        if (change->index > from
-            && s_stream_send (self, stream, change->topic, change->frame,
-                              change->size))
+    for (size_t at = hs_kept_after (kept, from);
+         from_text && at < hs_kept_count (kept); at++) {
+        const hs_kept_change_t *change = hs_kept_at (kept, at);
+        size_t size;
+        char *frame = s_frame (change, &size);
+        int rc = s_stream_send (self, stream, change->topic, frame, size);
+        free (frame);
+        if (rc)
             return;
+    }
     //  A comment at once, so the client knows the stream is open.
     s_stream_send (self, stream, NULL, ": open\n\n", 8);
 }
@@ -699,8 +667,6 @@ hs_http_new (const sf_http_config_t *config, sf_loop_t *loop,
     self->hooks = *hooks;
     self->loop = loop;
     self->keepalive = -1;
-    self->kept = zlistx_new ();
-    zlistx_set_destructor (self->kept, s_change_destroy);
     self->streams = zlistx_new ();
     self->http = sf_http_new (config, loop, s_handle, self, fault);
     if (!self->http) {
@@ -721,7 +687,6 @@ hs_http_destroy (hs_http_t **self_p)
         while ((stream = (s_stream_t *) zlistx_first (self->streams)))
             s_stream_end (self, stream);
         zlistx_destroy (&self->streams);
-        zlistx_destroy (&self->kept);
         if (self->keepalive >= 0)
             sf_loop_timer_end (self->loop, self->keepalive);
         sf_http_destroy (&self->http);

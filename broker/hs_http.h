@@ -8,6 +8,7 @@
 #define HS_HTTP_H_INCLUDED
 
 #include "broker/hs_fsm.h"
+#include "broker/hs_kept.h"
 #include "common/sf_http.h"
 #include "common/sf_prom.h"
 #include "protocol/api_router.h"
@@ -16,7 +17,8 @@ typedef struct _hs_http_t hs_http_t;
 
 //  What the daemon lends: its state, and three calls back into it.
 typedef struct {
-    hs_fsm_t *fsm;  //  bearer tokens are checked against its applied state
+    hs_fsm_t *fsm;    //  bearer tokens are checked against its applied state
+    hs_kept_t *kept;  //  the changes the feed resumes from
     //  Serve CALL (taken) as a request of the API.
     void (*serve) (void *context, api_call_t *call);
     //  The member's status (the op "status"'s result), a new reference.
@@ -25,12 +27,7 @@ typedef struct {
     void (*metrics) (void *context, sf_prom_t *prom);
     void *context;
     uint64_t max_apply_lag;  //  /health's bound on entries not applied
-    size_t events_kept;      //  changes kept for the change feed
 } hs_http_hooks_t;
-
-//  Most bytes of changes kept for the change feed, whatever their count:
-//  a balancer's moves are large.
-#define HS_HTTP_KEPT_BYTES (64 * 1024 * 1024)
 
 //  Seconds between the keep-alive comments of a quiet change feed.
 #define HS_HTTP_KEEPALIVE_S 15
@@ -41,11 +38,9 @@ hs_http_t *hs_http_new (const sf_http_config_t *config, sf_loop_t *loop,
 
 void hs_http_destroy (hs_http_t **self_p);
 
-//  A change applied at INDEX (PREV: the change before it, 0 if none): OP
-//  gave RESULT (lent) on member NODE. Kept for the change feed and sent
-//  to its streams (http.md section 6).
-void hs_http_change (hs_http_t *self, uint64_t index, uint64_t prev,
-                     const char *op, const json_t *result, const char *node);
+//  Send CHANGE (lent), just kept, to the change feed's streams that want
+//  its topic (http.md section 6).
+void hs_http_change (hs_http_t *self, const hs_kept_change_t *change);
 
 //  The URL served. Lent.
 const char *hs_http_url (hs_http_t *self);

@@ -6,6 +6,7 @@
 #include "broker/hs_fed.h"
 #include "broker/hs_fsm.h"
 #include "broker/hs_http.h"
+#include "broker/hs_kept.h"
 #include "broker/hs_link.h"
 #include "broker/hs_persist.h"
 #include "broker/hs_relay.h"
@@ -89,9 +90,10 @@ const sf_config_key_t hs_server_schema [] = {
      "PEM certificate chain: serve HTTPS only (with http_key)"},
     {"homeserver/http_key", "http-key", SF_CONFIG_PATH, false, NULL, NULL,
      "PEM private key of http_cert (mode 0600)"},
-    {"homeserver/http_events_kept", "http-events-kept", SF_CONFIG_INT, false,
-     "65536", "1..10000000",
-     "changes kept for the HTTP change feed to resume from (at most 64 MiB)"},
+    {"homeserver/events_kept", "events-kept", SF_CONFIG_INT, false, "65536",
+     "1..10000000",
+     "changes kept for the HTTP change feed and events.read (fabricctl "
+     "watch) to resume from, at most 64 MiB of them"},
     {"homeserver/http_max_apply_lag", "http-max-apply-lag", SF_CONFIG_INT,
      false, "1000", "0..100000000",
      "entries committed but not applied past which /health reports a "
@@ -126,6 +128,7 @@ struct _hs_server_t {
     hs_events_t *events;    //  applied changes, published; or NULL
     sf_loop_t *reactor;     //  the actor's loop, made with the server
     hs_http_t *http;        //  HTTP (protocol/http.md), or NULL
+    hs_kept_t *kept;        //  the last changes, for clients to resume
     sf_prom_histo_t apply_histo;  //  applying one command
     json_t *figures;              //  this member's last load figures, or NULL
     hs_fed_t *fed;                //  the federation socket; or NULL
@@ -726,6 +729,26 @@ s_outcome (const json_t *result, const sf_fault_t *fault,
     crypto_generichash_final (&state, outcome, HS_RING_DIGEST_SIZE);
 }
 
+//  Keep the change OP made with RESULT at INDEX (hs_kept), and send it
+//  to the HTTP feed's streams.
+static void
+s_keep (hs_server_t *self, raft_index index, raft_index prev, const char *op,
+        const json_t *result)
+{
+    char *topic = hs_events_topic (op, result);
+    json_t *body = hs_events_body (index, prev, op, result, self->name);
+    json_object_set_new (body, "topic", json_string (topic));
+    char *text = sf_json_text (body);
+    json_decref (body);
+    hs_kept_add (self->kept, index, prev, op, topic, text);
+    free (text);
+    free (topic);
+    size_t count = hs_kept_count (self->kept);
+    const hs_kept_change_t *kept = hs_kept_at (self->kept, count - 1);
+    if (self->http && kept && kept->index == index)
+        hs_http_change (self->http, kept);
+}
+
 static void
 s_io_apply (void *handle, raft_index index, raft_term term,
             const struct raft_buffer *command, uint8_t *outcome)
@@ -748,10 +771,10 @@ s_io_apply (void *handle, raft_index index, raft_term term,
     char op [RING_CMD_MAX_OP + 1];
     bool named =
         result && ring_cmd_peek_op (command->base, command->len, op) == 0;
-    //  The HTTP change feed keeps every change, as applied (without the
-    //  grants made below for the ZeroMQ feed's sims).
-    if (self->http && named && hs_fsm_last_change (self->fsm) == index)
-        hs_http_change (self->http, index, prev, op, result, self->name);
+    //  Every change is kept, as applied (without the grants made below
+    //  for the ZeroMQ feed's sims), for the HTTP feed and events.read.
+    if (named && hs_fsm_last_change (self->fsm) == index)
+        s_keep (self, index, prev, op, result);
     //  Its grants are made only where they leave this member, and signed
     //  only for a client (grants.md section 3): events carry them
     //  unsigned. A member nobody follows, with no client waiting, pays
@@ -1267,6 +1290,9 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
         return -1;
 
     self->fsm = hs_fsm_new (fault);
+    self->kept =
+        hs_kept_new ((size_t) sf_config_int (config, "homeserver/events_kept"),
+                     HS_KEPT_MAX_BYTES);
     if (!self->fsm)
         return -1;
     self->trace = sf_trace_new (self->name, 0);
@@ -1477,10 +1503,9 @@ s_http_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
                              .status = s_http_status,
                              .metrics = s_http_metrics,
                              .context = self,
+                             .kept = self->kept,
                              .max_apply_lag = (uint64_t) sf_config_int (
-                                 config, "homeserver/http_max_apply_lag"),
-                             .events_kept = (size_t) sf_config_int (
-                                 config, "homeserver/http_events_kept")};
+                                 config, "homeserver/http_max_apply_lag")};
     self->http = hs_http_new (&http, self->reactor, &hooks, fault);
     if (!self->http)
         return -1;
@@ -1531,6 +1556,7 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         sf_fault_set (fault, SF_EINTERNAL, "cannot make the loop (epoll)");
         goto failed;
     }
+    hs_api_set_kept (self->handler, self->kept);
     if (sf_config_str (config, "homeserver/http")
         && s_http_setup (self, config, fault))
         goto failed;
@@ -1569,6 +1595,7 @@ hs_server_destroy (hs_server_t **self_p)
         free (self->members);
         api_router_destroy (&self->api);
         sf_loop_destroy (&self->reactor);
+        hs_kept_destroy (&self->kept);
         json_decref (self->figures);
         zactor_destroy (&self->zap);
         zcert_destroy (&self->cert);

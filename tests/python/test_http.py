@@ -478,7 +478,7 @@ def test_the_change_feed_resumes_from_an_index_after_a_restart(fabric):
 
 def test_the_change_feed_says_gap_when_it_kept_too_little(tmp_path):
     member = Daemon("homeserver", "hs1", tmp_path / "hs1",
-                    extra=dict(_http_extra(), http_events_kept=5))
+                    extra=dict(_http_extra(), events_kept=5))
     member.ring = [member]
     member.write_config()
     with running([member]):

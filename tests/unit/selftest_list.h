@@ -38,6 +38,7 @@
     X (hs_fed)              \
     X (hs_load)             \
     X (hs_balance)          \
+    X (hs_kept)             \
     X (hs_http)             \
     X (sim_window)          \
     X (sim_seal)            \
