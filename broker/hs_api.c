@@ -100,6 +100,7 @@ struct _hs_api_t {
     hs_load_t *load;               //  the latest load reports, as leader
     hs_balance_t *balance;         //  the balancer (NULL: none configured)
     hs_kept_t *kept;               //  the last changes (lent), or NULL
+    char *events;                  //  this member's events endpoint, or NULL
     sf_prom_histo_t commit_histo;  //  writes' receipt to commit, ever
     //  This member's own figures since its last report (load.md section
     //  2): writes' receipt-to-commit times, and where counts stood.
@@ -256,6 +257,7 @@ hs_api_destroy (hs_api_t **self_p)
         }
         free (self->name);
         free (self->instance);
+        free (self->events);
         free (self);
         *self_p = NULL;
     }
@@ -442,6 +444,9 @@ hs_api_status (hs_api_t *self, uint64_t now)
                          leader_raft ? json_string (leader_raft)
                                      : json_null ());
     json_object_set_new (result, "ring_keys", hs_fsm_ring_keys (self->fsm));
+    json_object_set_new (result, "events",
+                         self->events ? json_string (self->events)
+                                      : json_null ());
     json_object_set_new (
         result, "registration",
         json_string (self->registration_open ? "open" : "token"));
@@ -1692,6 +1697,13 @@ void
 hs_api_set_kept (hs_api_t *self, hs_kept_t *kept)
 {
     self->kept = kept;
+}
+
+void
+hs_api_set_events (hs_api_t *self, const char *endpoint)
+{
+    free (self->events);
+    self->events = endpoint ? strdup (endpoint) : NULL;
 }
 
 int

@@ -92,6 +92,9 @@ void hs_api_metrics (hs_api_t *self, sf_prom_t *prom);
 //  Serve events.read from KEPT (lent; NULL: nothing kept).
 void hs_api_set_kept (hs_api_t *self, hs_kept_t *kept);
 
+//  Name this member's events endpoint (as bound; NULL: none) in status.
+void hs_api_set_events (hs_api_t *self, const char *endpoint);
+
 //  This ring's instance name (federation.md section 1; NULL: none), for
 //  status.
 void hs_api_set_instance (hs_api_t *self, const char *instance);

@@ -1557,6 +1557,8 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         goto failed;
     }
     hs_api_set_kept (self->handler, self->kept);
+    hs_api_set_events (self->handler,
+                       self->events ? hs_events_endpoint (self->events) : NULL);
     if (sf_config_str (config, "homeserver/http")
         && s_http_setup (self, config, fault))
         goto failed;

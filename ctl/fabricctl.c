@@ -24,6 +24,7 @@
 #include "ctl/ctl_health.h"
 #include "ctl/ctl_scene.h"
 #include "ctl/ctl_trace.h"
+#include "ctl/ctl_watch.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -137,6 +138,13 @@ static const sf_program_t s_program = {
     "                       file, a Z85 key, sim:NAME or player:NAME); "
     "prints it\n"
     "  token list           the HTTP bearer tokens (never their secrets)\n"
+    "  watch [PREFIX]       the ring's changes (topics starting with PREFIX, "
+    "e.g.\n"
+    "                       entity:/world/) as lines, or JSON with --json, "
+    "until\n"
+    "                       interrupted; gaps filled, another member "
+    "followed if\n"
+    "                       this one goes\n"
     "  cluster add NAME --raft-id N --raft EP --api EP --cert NAME.cert\n"
     "                       add a started member (join = true) to the "
     "ring\n"
@@ -868,6 +876,36 @@ s_cluster (sf_config_t *config, zlist_t *args)
     return code;
 }
 
+//  watch [PREFIX]: the ring's changes as lines until interrupted.
+static int
+s_watch (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) > 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl watch [PREFIX] [--json]");
+    const char *server_key = sf_config_str (config, "fabricctl/server_key");
+    if (!server_key)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "missing required key 'fabricctl/server_key' (give "
+                         "the member's public key with --server-key)");
+    char key [SF_CERT_KEY_TEXT + 1];
+    sf_fault_t fault;
+    if (sf_cert_load_public (server_key, key, &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE, "%s", fault.message);
+    ctl_watch_config_t watch = {
+        .server = sf_config_str (config, "fabricctl/server"),
+        .server_key = key,
+        .secret = sf_config_str (config, "fabricctl/key"),
+        .prefix = (const char *) zlist_first (args),
+        .json = sf_config_bool (config, "fabricctl/json"),
+        .timeout_ms = (int) sf_config_int (config, "fabricctl/timeout"),
+        .out = stdout,
+    };
+    if (ctl_watch_run (&watch, &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "%s", fault.message);
+    return SF_EXIT_OK;
+}
+
 //  Ask the daemon the directory ENTRY describes (a ring member from
 //  status, or a sim from sim.list, named by its NAME_KEY member) for its
 //  records of the trace in ARGS, adding them to RECORDS. A daemon without
@@ -1528,6 +1566,8 @@ main (int argc, char *argv [])
         code = s_token (config, args);
     else if (streq (command, "cluster"))
         code = s_cluster (config, args);
+    else if (streq (command, "watch"))
+        code = s_watch (config, args);
     else
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                          "unknown command '%s' (see fabricctl --help)",

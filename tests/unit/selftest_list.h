@@ -53,7 +53,8 @@
     X (authority_sim)       \
     X (ctl_health)          \
     X (ctl_scene)           \
-    X (ctl_trace)
+    X (ctl_trace)           \
+    X (ctl_watch)
 // clang-format on
 
 #endif
