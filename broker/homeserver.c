@@ -1,7 +1,9 @@
 /*  homeserver: metadata server of one simfabric instance.
 
     Parses flags and configuration, opens the log, builds the server and
-    runs its actor until SIGINT or SIGTERM. SIGHUP reopens the log file. */
+    runs its actor until SIGINT or SIGTERM. SIGHUP reopens the log file.
+    With --restore FILE it makes a new ring's data from a backup instead,
+    and exits. */
 
 #include "broker/hs_server.h"
 #include "common/sf_log.h"
@@ -24,6 +26,22 @@ main (int argc, char *argv [])
     sf_program_open_log (&s_program, config, name);
 
     sf_fault_t fault;
+    const char *restore = sf_config_str (config, "homeserver/restore");
+    if (restore) {
+        uint64_t index = hs_server_restore (config, restore, &fault);
+        if (!index) {
+            sf_config_destroy (&config);
+            sf_program_fail (s_program.name, sf_program_exit_code (&fault),
+                             "%s", fault.message);
+        }
+        printf ("restored %s at index %llu into %s: start the members as "
+                "usual\n",
+                restore, (unsigned long long) index,
+                sf_config_str (config, "homeserver/data"));
+        sf_config_destroy (&config);
+        sf_log_close ();
+        return SF_EXIT_OK;
+    }
     hs_server_t *server = hs_server_new (config, &fault);
     if (!server) {
         sf_config_destroy (&config);

@@ -90,17 +90,19 @@ typedef struct {
 } s_job_t;
 
 struct _hs_api_t {
-    char *name;                    //  this node's name
-    raft_id id;                    //  this node's raft id
-    uint64_t started_ms;           //  monotonic start, for uptime
-    hs_ring_t *ring;               //  lent
-    hs_fsm_t *fsm;                 //  lent
-    api_router_t *router;          //  lent
-    zcert_t *cert;                 //  lent, for forwarding
-    hs_load_t *load;               //  the latest load reports, as leader
-    hs_balance_t *balance;         //  the balancer (NULL: none configured)
-    hs_kept_t *kept;               //  the last changes (lent), or NULL
-    char *events;                  //  this member's events endpoint, or NULL
+    char *name;                   //  this node's name
+    raft_id id;                   //  this node's raft id
+    uint64_t started_ms;          //  monotonic start, for uptime
+    hs_ring_t *ring;              //  lent
+    hs_fsm_t *fsm;                //  lent
+    api_router_t *router;         //  lent
+    zcert_t *cert;                //  lent, for forwarding
+    hs_load_t *load;              //  the latest load reports, as leader
+    hs_balance_t *balance;        //  the balancer (NULL: none configured)
+    hs_kept_t *kept;              //  the last changes (lent), or NULL
+    char *events;                 //  this member's events endpoint, or NULL
+    hs_api_backup_fn *backup_fn;  //  serves backup.*, or NULL
+    void *backup_context;
     sf_prom_histo_t commit_histo;  //  writes' receipt to commit, ever
     //  This member's own figures since its last report (load.md section
     //  2): writes' receipt-to-commit times, and where counts stood.
@@ -1109,6 +1111,26 @@ s_events_read_op (hs_api_t *self, api_call_t *call, const char *principal,
     s_reply (self, &call, result);
 }
 
+//  backup.begin, backup.read, backup.end: the daemon's (hs_backup), on
+//  this member.
+static void
+s_backup_op (hs_api_t *self, api_call_t *call, const char *principal,
+             const json_t *args, uint64_t now)
+{
+    (void) principal;
+    (void) now;
+    if (!self->backup_fn) {
+        api_router_fail (self->router, &call, SF_EUNAVAILABLE,
+                         "this member makes no backups");
+        return;
+    }
+    self->backup_fn (self->backup_context, &call, api_call_request (call)->op,
+                     args);
+    if (call)
+        api_router_fail (self->router, &call, SF_EINTERNAL,
+                         "backup left unanswered");
+}
+
 static void
 s_counters_op (hs_api_t *self, api_call_t *call, const char *principal,
                const json_t *args, uint64_t now)
@@ -1361,6 +1383,9 @@ static s_control_fn *const s_controls [HS_OP_COUNT] = {
     [HS_OP_RING_FORWARD] = s_ring_forward_op,
     [HS_OP_LOAD] = s_load_op,
     [HS_OP_EVENTS_READ] = s_events_read_op,
+    [HS_OP_BACKUP_BEGIN] = s_backup_op,
+    [HS_OP_BACKUP_READ] = s_backup_op,
+    [HS_OP_BACKUP_END] = s_backup_op,
     [HS_OP_LOAD_MEMBER] = s_load_member_op,
 };
 
@@ -1697,6 +1722,13 @@ void
 hs_api_set_kept (hs_api_t *self, hs_kept_t *kept)
 {
     self->kept = kept;
+}
+
+void
+hs_api_set_backup (hs_api_t *self, hs_api_backup_fn *backup_fn, void *context)
+{
+    self->backup_fn = backup_fn;
+    self->backup_context = context;
 }
 
 void

@@ -92,6 +92,13 @@ void hs_api_metrics (hs_api_t *self, sf_prom_t *prom);
 //  Serve events.read from KEPT (lent; NULL: nothing kept).
 void hs_api_set_kept (hs_api_t *self, hs_kept_t *kept);
 
+//  Serve the ops backup.begin, backup.read and backup.end (OP) with ARGS:
+//  the daemon takes *CALL and answers it (hs_backup).
+typedef void (hs_api_backup_fn) (void *context, api_call_t **call,
+                                 const char *op, const json_t *args);
+void hs_api_set_backup (hs_api_t *self, hs_api_backup_fn *backup_fn,
+                        void *context);
+
 //  Name this member's events endpoint (as bound; NULL: none) in status.
 void hs_api_set_events (hs_api_t *self, const char *endpoint);
 

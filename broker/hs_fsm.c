@@ -718,6 +718,41 @@ s_parse_trace (const json_t *args, s_args_t *a, sf_fault_t *fault)
     return sf_trace_id (args, a->trace, fault);
 }
 
+//  A backup's id: 16 lowercase hex digits (operations.md section 2).
+static int
+s_backup_id (const json_t *args, const char **value, sf_fault_t *fault)
+{
+    if (sf_json_string (args, "backup", true, value, fault))
+        return -1;
+    if (strlen (*value) != 16 || strspn (*value, "0123456789abcdef") != 16)
+        return sf_fault_set (fault, SF_EINVAL,
+                             "field 'backup' must be 16 hex digits");
+    return 0;
+}
+
+static int
+s_parse_backup_read (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    const char *id;
+    int64_t offset = 0, length = 0;
+    (void) a;
+    return s_backup_id (args, &id, fault)
+                   || sf_json_int (args, "offset", true, 0, INT64_MAX, &offset,
+                                   fault)
+                   || sf_json_int (args, "length", false, 1, 49152, &length,
+                                   fault)
+               ? -1
+               : 0;
+}
+
+static int
+s_parse_backup_end (const json_t *args, s_args_t *a, sf_fault_t *fault)
+{
+    const char *id;
+    (void) a;
+    return s_backup_id (args, &id, fault);
+}
+
 //  events.read: served from the member's kept changes (hs_api).
 static int
 s_parse_events_read (const json_t *args, s_args_t *a, sf_fault_t *fault)
@@ -3839,6 +3874,10 @@ static const s_op_t s_ops [HS_OP_COUNT] = {
     [HS_OP_LOAD] = {{NULL}, NULL, NULL, NULL},
     [HS_OP_EVENTS_READ] = {{"from", "prefix", "limit"}, s_parse_events_read,
                            NULL, NULL},
+    [HS_OP_BACKUP_BEGIN] = {{NULL}, NULL, NULL, NULL},
+    [HS_OP_BACKUP_READ] = {{"backup", "offset", "length"}, s_parse_backup_read,
+                           NULL, NULL},
+    [HS_OP_BACKUP_END] = {{"backup"}, s_parse_backup_end, NULL, NULL},
     [HS_OP_LOAD_MEMBER] = {{"report"}, s_parse_report, NULL, NULL},
     [HS_OP_PLAYER_REGISTER] = {
         {"player", "key"}, s_parse_player_register, s_player_register, NULL},
@@ -4095,6 +4134,40 @@ hs_fsm_destroy (hs_fsm_t **self_p)
         free (*self_p);
         *self_p = NULL;
     }
+}
+
+int
+hs_fsm_reset_members (hs_fsm_t *self, const json_t *members, sf_fault_t *fault)
+{
+    if (sqlite3_exec (self->db, "DELETE FROM members; DELETE FROM removed;",
+                      NULL, NULL, NULL)
+        != SQLITE_OK)
+        return sf_fault_set (fault, SF_ESTORE, "cannot reset the members: %s",
+                             sqlite3_errmsg (self->db));
+    size_t index;
+    json_t *member;
+    json_array_foreach (members, index, member)
+    {
+        sqlite3_stmt *stmt = s_stmt (self, S_MEMBER_PUT);
+        s_bind_text (stmt, 1,
+                     json_string_value (json_object_get (member, "name")));
+        s_bind_int (stmt, 2,
+                    json_integer_value (json_object_get (member, "raft_id")));
+        s_bind_text (stmt, 3,
+                     json_string_value (json_object_get (member, "raft")));
+        s_bind_text (stmt, 4,
+                     json_string_value (json_object_get (member, "api")));
+        s_bind_text (stmt, 5,
+                     json_string_value (json_object_get (member, "key")));
+        int rc = sqlite3_step (stmt);
+        s_done (stmt);
+        if (rc != SQLITE_DONE)
+            return sf_fault_set (
+                fault, SF_ESTORE, "cannot record member %s: %s",
+                json_string_value (json_object_get (member, "name")),
+                sqlite3_errmsg (self->db));
+    }
+    return 0;
 }
 
 raft_index

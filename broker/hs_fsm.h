@@ -139,7 +139,13 @@ typedef enum {
     X (HS_OP_BALANCE_MOVES, "balance.moves", HS_OP_READ, HS_OP_ANYONE,      \
        "GET /v1/balance/moves")                                             \
     X (HS_OP_EVENTS_READ, "events.read", HS_OP_CONTROL, HS_OP_ANYONE,       \
-       "GET /v1/changes")
+       "GET /v1/changes")                                                   \
+    X (HS_OP_BACKUP_BEGIN, "backup.begin", HS_OP_CONTROL, HS_OP_ADMIN,      \
+       "POST /v1/backups")                                                  \
+    X (HS_OP_BACKUP_READ, "backup.read", HS_OP_CONTROL, HS_OP_ADMIN,        \
+       "GET /v1/backups/{backup}")                                          \
+    X (HS_OP_BACKUP_END, "backup.end", HS_OP_CONTROL, HS_OP_ADMIN,          \
+       "DELETE /v1/backups/{backup}")
 // clang-format on
 
 #define HS_OP_ENUM(id, name, kind, access, route) id,
@@ -202,6 +208,14 @@ json_t *hs_fsm_read (hs_fsm_t *self, const char *op, const json_t *args,
 //  revoked. Compares the hash in constant time.
 int hs_fsm_access (hs_fsm_t *self, const char *token_id, const char *hash,
                    uint64_t now_ms, char **principal, sf_fault_t *fault);
+
+//  Make MEMBERS ([{"name", "raft_id", "raft", "api"?, "key"}], lent) the
+//  ring's recorded members, and forget every removed raft id: a ring
+//  restored from a backup is the ring its configuration names, not the
+//  one the backup came from (operations.md section 3). Returns 0, or -1
+//  with FAULT.
+int hs_fsm_reset_members (hs_fsm_t *self, const json_t *members,
+                          sf_fault_t *fault);
 
 //  The balancer's last LIMIT decisions (load.md section 6) made by
 //  commands after index AFTER (0: any), newest first: [{"move", "index",

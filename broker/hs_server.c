@@ -5,6 +5,7 @@
 #include "broker/hs_events.h"
 #include "broker/hs_fed.h"
 #include "broker/hs_fsm.h"
+#include "broker/hs_backup.h"
 #include "broker/hs_http.h"
 #include "broker/hs_kept.h"
 #include "broker/hs_link.h"
@@ -83,6 +84,9 @@ const sf_config_key_t hs_server_schema [] = {
      "administrator (token), or any key (open: development rings only)"},
     {"homeserver/events", "events", SF_CONFIG_ENDPOINT, false, NULL,
      "tcp|ipc|inproc", "endpoint of the PUB socket publishing every change"},
+    {"homeserver/restore", "restore", SF_CONFIG_PATH, false, NULL, NULL,
+     "make a new ring's data from this backup (fabricctl backup) in an "
+     "empty data folder, then exit (operations.md section 3)"},
     {"homeserver/http", "http", SF_CONFIG_ENDPOINT, false, NULL, "tcp",
      "HTTP endpoint: /health, /ready, /metrics and the REST API "
      "(protocol/http.md; unset: no HTTP)"},
@@ -129,6 +133,8 @@ struct _hs_server_t {
     sf_loop_t *reactor;     //  the actor's loop, made with the server
     hs_http_t *http;        //  HTTP (protocol/http.md), or NULL
     hs_kept_t *kept;        //  the last changes, for clients to resume
+    hs_backup_t *backup;    //  online backups (operations.md section 2)
+    int backup_timer;       //  writing one, a piece per turn; or 0
     sf_prom_histo_t apply_histo;  //  applying one command
     json_t *figures;              //  this member's last load figures, or NULL
     hs_fed_t *fed;                //  the federation socket; or NULL
@@ -1427,6 +1433,163 @@ s_ring_setup (hs_server_t *self, sf_config_t *config, sf_fault_t *fault)
     return 0;
 }
 
+uint64_t
+hs_server_restore (sf_config_t *config, const char *file, sf_fault_t *fault)
+{
+    hs_server_t self = {0};
+    uint64_t index = 0;
+    hs_fsm_t *fsm = NULL;
+    hs_store_t *store = NULL;
+    json_t *members = NULL;
+    struct raft_buffer image = {0}, state = {0};
+    self.id = (raft_id) sf_config_int (config, "homeserver/id");
+    self.cert = sf_cert_load_secret (
+        sf_config_str (config, "homeserver/secret_key"), fault);
+    if (!self.cert || s_members_load (&self, config, fault))
+        goto done;
+    //  The backup: a state machine's image, whole.
+    FILE *in = fopen (file, "rb");
+    if (!in) {
+        sf_fault_set (fault, SF_EINVAL, "cannot read backup %s: %s", file,
+                      strerror (errno));
+        goto done;
+    }
+    fseek (in, 0, SEEK_END);
+    long size = ftell (in);
+    fseek (in, 0, SEEK_SET);
+    image.base = raft_malloc (size > 0 ? (size_t) size : 1);
+    image.len = size > 0 ? (size_t) size : 0;
+    bool read = image.len && fread (image.base, 1, image.len, in) == image.len;
+    fclose (in);
+    fsm = read ? hs_fsm_new (fault) : NULL;
+    if (!fsm || hs_fsm_restore (fsm, &image) || !hs_fsm_applied (fsm)) {
+        sf_fault_set (fault, SF_EINVAL,
+                      "%s is not a backup of a ring (fabricctl backup)", file);
+        goto done;
+    }
+    //  The new ring is the configured one.
+    members = json_array ();
+    struct raft_configuration configuration;
+    raft_configuration_init (&configuration);
+    if (self.n_members == 0)
+        sf_fault_set (fault, SF_EINVAL,
+                      "config %s: a restored ring needs its ring section",
+                      sf_config_filename (config));
+    for (unsigned at = 0; at < self.n_members; at++) {
+        s_member_t *member = &self.members [at];
+        json_array_append_new (
+            members,
+            json_pack ("{s:s,s:I,s:s,s:s?,s:s}", "name", member->name,
+                       "raft_id", (json_int_t) member->id, "raft", member->raft,
+                       "api", member->api, "key", member->key));
+        raft_configuration_add (&configuration, member->id, member->raft,
+                                RAFT_VOTER);
+    }
+    if (self.n_members == 0 || hs_fsm_reset_members (fsm, members, fault)
+        || hs_fsm_snapshot (fsm, &state)) {
+        raft_configuration_close (&configuration);
+        if (fault->error == SF_OK)
+            sf_fault_set (fault, SF_ESTORE, "cannot copy the state");
+        goto done;
+    }
+    const char *data = sf_config_str (config, "homeserver/data");
+    if (zsys_dir_create ("%s", data)) {
+        raft_configuration_close (&configuration);
+        sf_fault_set (fault, SF_EINVAL, "cannot create data folder %s", data);
+        goto done;
+    }
+    char *path = zsys_sprintf ("%s/raft.db", data);
+    store = hs_store_new (path, fault);
+    free (path);
+    if (!store) {
+        raft_configuration_close (&configuration);
+        goto done;
+    }
+    if (!hs_store_empty (store)) {
+        raft_configuration_close (&configuration);
+        sf_fault_set (fault, SF_EINVAL,
+                      "%s/raft.db holds a ring already: restore never "
+                      "writes over one (give it an empty data folder)",
+                      data);
+        goto done;
+    }
+    //  A snapshot at the backup's index, so every index in the state
+    //  (revisions, the change chain, fencing) still means what it meant.
+    struct raft_snapshot_metadata metadata = {
+        .index = hs_fsm_applied (fsm),
+        .term = 1,
+        .configuration = configuration,
+        .configuration_index = hs_fsm_applied (fsm),
+    };
+    if (hs_store_snapshot_save (store, &metadata, &state, metadata.index + 1,
+                                fault)
+        || hs_store_save_term_vote (store, 1, 0, fault)) {
+        raft_configuration_close (&configuration);
+        goto done;
+    }
+    raft_configuration_close (&configuration);
+    index = metadata.index;
+done:
+    hs_store_destroy (&store);
+    hs_fsm_destroy (&fsm);
+    json_decref (members);
+    raft_free (image.base);
+    raft_free (state.base);
+    for (unsigned at = 0; at < self.n_members; at++) {
+        free (self.members [at].name);
+        free (self.members [at].raft);
+        free (self.members [at].api);
+    }
+    free (self.members);
+    zcert_destroy (&self.cert);
+    return index;
+}
+
+//  --------------------------------------------------------------------------
+//  Online backups (operations.md section 2)
+
+static int
+s_handle_backup (sf_loop_t *loop, int timer_id, void *arg)
+{
+    hs_server_t *self = (hs_server_t *) arg;
+    if (!hs_backup_turn (self->backup, sf_time_wall_ms ())) {
+        sf_loop_timer_end (loop, timer_id);
+        self->backup_timer = 0;
+    }
+    return 0;
+}
+
+//  backup.begin takes the state as a snapshot does, at the applied index
+//  (every write this member acknowledged or applied is in it), and
+//  hs_backup writes it a piece per turn; backup.read and backup.end are
+//  hs_backup's.
+static void
+s_backup (void *context, api_call_t **call, const char *op, const json_t *args)
+{
+    hs_server_t *self = (hs_server_t *) context;
+    if (streq (op, "backup.read"))
+        hs_backup_read (self->backup, call, args);
+    else if (streq (op, "backup.end"))
+        hs_backup_end (self->backup, call, args);
+    else {
+        struct raft_buffer image;
+        sf_fault_t fault;
+        if (hs_fsm_snapshot (self->fsm, &image)) {
+            api_router_fail (self->api, call, SF_ESTORE,
+                             "cannot copy the state machine");
+            return;
+        }
+        if (hs_backup_begin (self->backup, call, &image,
+                             hs_fsm_applied (self->fsm), &fault)) {
+            api_router_fail (self->api, call, fault.error, fault.message);
+            return;
+        }
+        if (!self->backup_timer && self->loop)
+            self->backup_timer =
+                sf_loop_timer (self->loop, 1, 0, s_handle_backup, self);
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  HTTP (protocol/http.md)
 
@@ -1557,6 +1720,13 @@ hs_server_new (sf_config_t *config, sf_fault_t *fault)
         goto failed;
     }
     hs_api_set_kept (self->handler, self->kept);
+    char *backups =
+        zsys_sprintf ("%s/backups", sf_config_str (config, "homeserver/data"));
+    self->backup = hs_backup_new (backups, self->api, fault);
+    free (backups);
+    if (!self->backup)
+        goto failed;
+    hs_api_set_backup (self->handler, s_backup, self);
     hs_api_set_events (self->handler,
                        self->events ? hs_events_endpoint (self->events) : NULL);
     if (sf_config_str (config, "homeserver/http")
@@ -1576,6 +1746,7 @@ hs_server_destroy (hs_server_t **self_p)
         //  HTTP first: its clients go; the requests they left are the
         //  handler's, answered (to nobody) as it drops them.
         hs_http_destroy (&self->http);
+        hs_backup_destroy (&self->backup);
         //  Federation next: the requests it gives up on answer their
         //  callers and record their outcomes through the handler.
         hs_fed_destroy (&self->fed);

@@ -24,6 +24,14 @@ extern const sf_config_key_t hs_server_schema [];
 //  handler and binds the sockets. Returns NULL with FAULT set on failure.
 hs_server_t *hs_server_new (sf_config_t *config, sf_fault_t *fault);
 
+//  homeserver --restore FILE (operations.md section 3): make this
+//  member's data folder hold a new ring whose state is the backup FILE's,
+//  at the backup's index, term 1, the members CONFIG's ring names. The
+//  folder must hold no ring yet. Returns the index restored, or 0 with
+//  FAULT.
+uint64_t hs_server_restore (sf_config_t *config, const char *file,
+                            sf_fault_t *fault);
+
 //  Destroy the server and null the caller's pointer.
 void hs_server_destroy (hs_server_t **self_p);
 

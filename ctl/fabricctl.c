@@ -27,6 +27,7 @@
 #include "ctl/ctl_watch.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "protocol/api_msg.h"
@@ -138,6 +139,11 @@ static const sf_program_t s_program = {
     "                       file, a Z85 key, sim:NAME or player:NAME); "
     "prints it\n"
     "  token list           the HTTP bearer tokens (never their secrets)\n"
+    "  backup FILE          a consistent copy of the ring's state from the "
+    "member\n"
+    "                       --server names (an administrator's --key); "
+    "restore it\n"
+    "                       with homeserver --restore FILE\n"
     "  watch [PREFIX]       the ring's changes (topics starting with PREFIX, "
     "e.g.\n"
     "                       entity:/world/) as lines, or JSON with --json, "
@@ -876,6 +882,113 @@ s_cluster (sf_config_t *config, zlist_t *args)
     return code;
 }
 
+//  One backup.* call; exits on no reply or an error reply.
+static json_t *
+s_backup_call (sf_config_t *config, ctl_client_t *client, const char *op,
+               json_t *args, int timeout_ms)
+{
+    sf_fault_t fault;
+    json_t *reply = ctl_client_call (client, op, args, timeout_ms, &fault);
+    json_decref (args);
+    if (!reply)
+        sf_program_fail ("fabricctl", SF_EXIT_UNREACHABLE, "backup: %s: %s", op,
+                         fault.message);
+    if (api_msg_reply_fault (reply, &fault))
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE, "backup: %s: %s: %s", op,
+                         json_string_value (json_object_get (
+                             json_object_get (reply, "error"), "code")),
+                         fault.message);
+    (void) config;
+    return reply;
+}
+
+//  backup FILE (operations.md section 2): the member copies its state
+//  at its applied index; we read the copy in pieces into FILE.part, check
+//  its size and SHA-256, and rename it to FILE.
+static int
+s_backup (sf_config_t *config, zlist_t *args)
+{
+    if (zlist_size (args) != 1)
+        sf_program_fail ("fabricctl", SF_EXIT_USAGE,
+                         "usage: fabricctl backup FILE --key "
+                         "ADMIN.cert_secret --server HS_API --server-key "
+                         "HS.cert");
+    const char *path = (const char *) zlist_first (args);
+    int timeout = (int) sf_config_int (config, "fabricctl/timeout");
+    ctl_client_t *client = s_connect (config);
+    //  Copying a large state takes a while: wait for it.
+    json_t *begun = s_backup_call (config, client, "backup.begin", NULL,
+                                   timeout > 600000 ? timeout : 600000);
+    const char *id = json_string_value (json_object_get (begun, "backup"));
+    uint64_t bytes =
+        (uint64_t) json_integer_value (json_object_get (begun, "bytes"));
+    long long index = json_integer_value (json_object_get (begun, "index"));
+    const char *sha256 = json_string_value (json_object_get (begun, "sha256"));
+    char *part = zsys_sprintf ("%s.part", path);
+    FILE *out = fopen (part, "wb");
+    if (!out)
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE, "cannot write %s: %s",
+                         part, strerror (errno));
+    crypto_hash_sha256_state hash;
+    crypto_hash_sha256_init (&hash);
+    uint64_t offset = 0, shown_ms = 0;
+    uint8_t *data = (uint8_t *) zmalloc (65536);
+    while (offset < bytes) {
+        json_t *piece =
+            s_backup_call (config, client, "backup.read",
+                           json_pack ("{s:s,s:I}", "backup", id, "offset",
+                                      (json_int_t) offset),
+                           timeout);
+        const char *text = json_string_value (json_object_get (piece, "data"));
+        size_t size = 0;
+        if (!text
+            || sodium_base642bin (data, 65536, text, strlen (text), NULL, &size,
+                                  NULL, sodium_base64_VARIANT_ORIGINAL)
+            || size == 0 || fwrite (data, 1, size, out) != size)
+            sf_program_fail ("fabricctl", SF_EXIT_FAILURE,
+                             "backup: a piece at %llu is unreadable or could "
+                             "not be written",
+                             (unsigned long long) offset);
+        crypto_hash_sha256_update (&hash, data, size);
+        offset += size;
+        json_decref (piece);
+        uint64_t now = zclock_mono ();
+        if (now - shown_ms >= 1000 || offset == bytes) {
+            fprintf (stderr, "backup: %.0f%% (%.1f of %.1f MB) at index %lld\n",
+                     bytes ? 100.0 * (double) offset / (double) bytes : 100.0,
+                     (double) offset / 1e6, (double) bytes / 1e6, index);
+            shown_ms = now;
+        }
+    }
+    free (data);
+    uint8_t digest [crypto_hash_sha256_BYTES];
+    char hex [65];
+    crypto_hash_sha256_final (&hash, digest);
+    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    if (fflush (out) || fsync (fileno (out)) || fclose (out))
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE, "cannot write %s: %s",
+                         part, strerror (errno));
+    if (!sha256 || !streq (hex, sha256)) {
+        unlink (part);
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE,
+                         "backup: the copy's SHA-256 is %s, the member's %s: "
+                         "nothing written",
+                         hex, sha256 ? sha256 : "(none)");
+    }
+    if (rename (part, path))
+        sf_program_fail ("fabricctl", SF_EXIT_FAILURE, "cannot rename %s: %s",
+                         part, strerror (errno));
+    json_decref (s_backup_call (config, client, "backup.end",
+                                json_pack ("{s:s}", "backup", id), timeout));
+    printf ("wrote %s: the ring's state at index %lld, %llu bytes, sha256 "
+            "%s\n",
+            path, index, (unsigned long long) bytes, hex);
+    free (part);
+    json_decref (begun);
+    ctl_client_destroy (&client);
+    return SF_EXIT_OK;
+}
+
 //  watch [PREFIX]: the ring's changes as lines until interrupted.
 static int
 s_watch (sf_config_t *config, zlist_t *args)
@@ -1568,6 +1681,8 @@ main (int argc, char *argv [])
         code = s_cluster (config, args);
     else if (streq (command, "watch"))
         code = s_watch (config, args);
+    else if (streq (command, "backup"))
+        code = s_backup (config, args);
     else
         sf_program_fail ("fabricctl", SF_EXIT_USAGE,
                          "unknown command '%s' (see fabricctl --help)",

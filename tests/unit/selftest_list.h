@@ -39,6 +39,7 @@
     X (hs_load)             \
     X (hs_balance)          \
     X (hs_kept)             \
+    X (hs_backup)           \
     X (hs_http)             \
     X (sim_window)          \
     X (sim_seal)            \
