@@ -1,10 +1,10 @@
 /*  hs_backup: a member's online backups (operations.md section 2).
 
     backup.begin hands it the state machine's image, taken at one
-    applied index as a snapshot is; it writes the image into a file of
-    its folder a piece per loop turn (so the loop never waits for the
-    disk for more than a piece), hashing as it goes, and answers the
-    call once the file is whole and synced. backup.read serves the file
+    applied index as a snapshot is; a thread of its own writes the image
+    into a file of its folder, hashing as it goes, and syncs it (so the
+    loop never waits for the disk), and the loop answers the call once
+    the file is whole. backup.read serves the file
     in pieces; backup.end deletes it. A backup nobody ended is deleted
     after S_BACKUP_KEEP_MS, and a member keeps at most two. */
 
@@ -36,8 +36,8 @@ int hs_backup_begin (hs_backup_t *self, api_call_t **call_p,
                      struct raft_buffer *image, uint64_t index,
                      sf_fault_t *fault);
 
-//  One turn's work of the backup being written, NOW_MS the wall clock.
-//  Returns true while more remains.
+//  See whether the backup being written is done (then keep it and answer
+//  its call), NOW_MS the wall clock. Returns true while it is not.
 bool hs_backup_turn (hs_backup_t *self, uint64_t now_ms);
 
 //  backup.read {"backup", "offset", "length"?} and backup.end

@@ -1586,7 +1586,7 @@ s_backup (void *context, api_call_t **call, const char *op, const json_t *args)
         }
         if (!self->backup_timer && self->loop)
             self->backup_timer =
-                sf_loop_timer (self->loop, 1, 0, s_handle_backup, self);
+                sf_loop_timer (self->loop, 10, 0, s_handle_backup, self);
     }
 }
 
