@@ -119,14 +119,7 @@ hs_http_health (const json_t *status, uint64_t max_apply_lag)
                    json_object_get (status, "term"), "commit_index",
                    json_object_get (status, "commit_index"), "applied_index",
                    json_object_get (status, "applied_index"), "apply_lag", lag);
-    bool healthy = json_array_size (problems) == 0;
-    json_t *health =
-        json_pack ("{s:b,s:o}", "healthy", healthy, "checks", checks);
-    if (healthy)
-        json_decref (problems);
-    else
-        json_object_set_new (health, "problems", problems);
-    return health;
+    return sf_http_health (problems, checks);
 }
 
 static void

@@ -481,6 +481,19 @@ sf_http_destroy (sf_http_t **self_p)
     *self_p = NULL;
 }
 
+json_t *
+sf_http_health (json_t *problems, json_t *checks)
+{
+    bool healthy = json_array_size (problems) == 0;
+    json_t *health =
+        json_pack ("{s:b,s:o}", "healthy", healthy, "checks", checks);
+    if (healthy)
+        json_decref (problems);
+    else
+        json_object_set_new (health, "problems", problems);
+    return health;
+}
+
 int
 sf_http_port (sf_http_t *self)
 {

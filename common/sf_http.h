@@ -121,6 +121,11 @@ size_t sf_http_stream_queued (sf_http_req_t *req);
 //  give the request back; nulls the caller's pointer.
 void sf_http_stream_end (sf_http_req_t **req_p);
 
+//  A /health answer (http.md section 2) from PROBLEMS (an array of lines,
+//  taken) and CHECKS (an object, taken): {"healthy", "checks",
+//  "problems" when there is any}. A new reference.
+json_t *sf_http_health (json_t *problems, json_t *checks);
+
 //  Self test; returns 0 on success.
 int sf_http_test (bool verbose);
 

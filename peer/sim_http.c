@@ -38,14 +38,7 @@ sim_http_health (const json_t *status)
     json_t *checks = json_pack ("{s:b,s:O,s:I}", "registered", registered,
                                 "heartbeat_age_ms", age ? age : json_null (),
                                 "heartbeat_ms", every);
-    bool healthy = json_array_size (problems) == 0;
-    json_t *health =
-        json_pack ("{s:b,s:o}", "healthy", healthy, "checks", checks);
-    if (healthy)
-        json_decref (problems);
-    else
-        json_object_set_new (health, "problems", problems);
-    return health;
+    return sf_http_health (problems, checks);
 }
 
 static void
