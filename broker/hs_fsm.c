@@ -4197,8 +4197,8 @@ hs_fsm_snapshot (hs_fsm_t *self, struct raft_buffer *data)
     //  from there, rather than have SQLite copy it first (the loop waits
     //  for the copy: a snapshot's and a backup's pause).
     sqlite3_int64 size = 0;
-    unsigned char *image = sqlite3_serialize (self->db, "main", &size,
-                                              SQLITE_SERIALIZE_NOCOPY);
+    unsigned char *image =
+        sqlite3_serialize (self->db, "main", &size, SQLITE_SERIALIZE_NOCOPY);
     bool lent = image != NULL;
     if (!image)
         image = sqlite3_serialize (self->db, "main", &size, 0);
