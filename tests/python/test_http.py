@@ -497,3 +497,54 @@ def test_the_change_feed_says_gap_when_it_kept_too_little(tmp_path):
         status, _, body = _request(member, "GET", "/v1/events?from=-3", token=token)
         assert status == 400 and "from" in body["error"]["message"]
         assert _request(member, "GET", "/health")[0] == 200
+
+
+def _routes():
+    import re
+    from pathlib import Path
+    header = (Path(__file__).resolve().parents[2] / "broker" / "hs_fsm.h").read_text()
+    return re.findall(r'X \(HS_OP_\w+,\s*"([a-z._]+)",\s*HS_OP_\w+,\s*HS_OP_\w+,\s*'
+                      r'"([A-Z]+) ([^"]+)"\)', header.replace("\\\n", " "))
+
+
+PARAMETERS = {"{path}": "rest/x", "{sim}": "sim1", "{player}": "ada", "{trace}": "t1",
+              "{token_id}": "0" * 16, "{backup}": "0" * 16}
+
+
+def test_every_route_refuses_a_request_without_a_token_and_changes_nothing(fabric):
+    """Every operation's route, from the table the daemon serves: 401
+    without a token, with nothing changed; with an administrator's token,
+    the operation itself answers (never "no route", never 405)."""
+    ring, _ = fabric
+    admin = read_key_pair(ring[0].admin.secret_path)
+    token = _token(ring, admin.public.decode())["token"]
+    member = ring[1]
+    routes = _routes()
+    assert len(routes) > 35
+
+    def last_change():
+        with member.client() as client:
+            return client.call("events.read", **{"from": 0, "limit": 1})["last"]
+
+    before = last_change()
+    for op, method, route in routes:
+        path = route
+        for name, value in PARAMETERS.items():
+            path = path.replace(name, value)
+        body = {} if method in ("POST", "PUT") else None
+        status, headers, answer = _request(member, method, path, body)
+        assert status == 401, (op, path, answer)
+        assert answer["error"]["code"] == "unauthorized" and "no token" in \
+            answer["error"]["message"], (op, answer)
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert last_change() == before
+    for op, method, route in routes:
+        path = route
+        for name, value in PARAMETERS.items():
+            path = path.replace(name, value)
+        body = {} if method in ("POST", "PUT") else None
+        status, _, answer = _request(member, method, path, body, token=token)
+        assert status not in (401, 404, 405) or (
+            status == 404 and answer["error"]["code"] == "not_found"), (op, path, answer)
+        if status >= 400:
+            assert answer["error"]["code"] != "unknown_op", (op, answer)
